@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything lockbox needs on a fresh Debian 12 machine: the apt
+# packages (swtpm to simulate TPMs, tpm2-tools to cross-check our TPM code,
+# cryptsetup-bin for the LUKS walk-through, openssl) and the npm packages.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin openssl ca-certificates)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}"
+else
+  echo "==> apt: ${apt_packages[*]} already installed"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "lockbox needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "==> npm: installing packages (npm ci)"
+  npm ci --no-audit --no-fund
+else
+  echo "==> npm: packages up to date"
+fi
+echo "==> build"
+npm run build --silent
