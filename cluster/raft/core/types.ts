@@ -1,0 +1,321 @@
+/**
+ * Public types of the pure raft core (etcd-io/raft style). Everything here is a plain
+ * serialisable value (numbers, strings, booleans, null, Uint8Array, arrays, plain objects)
+ * so a driver can put it on the wire or on disk without knowing the core's internals.
+ *
+ * The core does no IO. A driver loops:
+ *   tick() on a timer, step(message) for every message received, propose()/readIndex()/... for clients;
+ *   while (node.hasReady()) { const rd = node.ready(); <do IO in the order on `Ready`>; node.advance(rd); }
+ */
+
+/** Identifies a raft member. Never the empty string. */
+export type NodeId = string;
+
+/** Seeded random source injected into the core (no Math.random inside). */
+export interface Random {
+  /** A uniformly distributed integer in [0, maxExclusive). maxExclusive >= 1. */
+  nextInt(maxExclusive: number): number;
+}
+
+/**
+ * TEST-ONLY fault injection: each flag turns the core into a deliberately broken variant so the
+ * simulator can prove it finds such bugs. Never set in production; all default to false.
+ */
+export interface RaftBugs {
+  /** The leader advances commit by counting replicas of entries of older terms (raft paper §5.4.2, fig. 8). */
+  commitOldTermEntries?: boolean;
+  /** Votes leave before they are persisted: `Ready.hardState.vote` is always null, so a crash forgets the vote. */
+  voteBeforePersist?: boolean;
+}
+
+export interface RaftConfig {
+  id: NodeId;
+  /** A follower campaigns after a randomised timeout in [electionTicks, 2*electionTicks). >= 2*heartbeatTicks. */
+  electionTicks: number;
+  /** The leader sends heartbeats every heartbeatTicks ticks. >= 1. */
+  heartbeatTicks: number;
+  /** Bound on in-flight append messages to one follower in replicate state (pipelining window). >= 1. */
+  inflightMax: number;
+  /** Bound on entries in one append message. >= 1. */
+  batchEntriesMax: number;
+  /** Bound on payload bytes in one append message (at least one entry is always sent). >= 1. */
+  batchBytesMax: number;
+  /** Leader steps down when it has not heard from a quorum within an election timeout. */
+  checkQuorum: boolean;
+  /** Candidates run a pre-vote round (no term bump) before a real election. */
+  preVote: boolean;
+  random: Random;
+  bugs?: RaftBugs;
+}
+
+/** What must be durable before any message produced alongside it leaves. */
+export interface HardState {
+  term: number;
+  /** Who this node voted for in `term`, or null. */
+  vote: NodeId | null;
+  commit: number;
+}
+
+/** The membership configuration. A node is in at most one of the two lists. */
+export interface ConfState {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+export const ConfChangeType = {
+  /** Add a non-voting member that receives the log (how a new peer catches up). */
+  AddLearner: 1,
+  /** Turn an existing learner into a voter. */
+  PromoteLearner: 2,
+  /** Remove a voter (possibly the leader itself) or a learner. */
+  RemoveNode: 3,
+} as const;
+export type ConfChangeType = (typeof ConfChangeType)[keyof typeof ConfChangeType];
+
+/** A single-server membership change as proposed by the application. */
+export interface ConfChange {
+  type: ConfChangeType;
+  nodeId: NodeId;
+  /** Opaque to the core (e.g. the new member's address), carried in the log entry. */
+  context: Uint8Array;
+}
+
+export const EntryType = {
+  /** Application data (may be empty: a new leader appends an empty normal entry). */
+  Normal: 1,
+  /** A membership change; `confChange` and `confState` are set. */
+  ConfChange: 2,
+} as const;
+export type EntryType = (typeof EntryType)[keyof typeof EntryType];
+
+export interface Entry {
+  index: number;
+  term: number;
+  type: EntryType;
+  data: Uint8Array;
+  /** For EntryType.ConfChange: the change; null otherwise. */
+  confChange: ConfChange | null;
+  /**
+   * For EntryType.ConfChange: the full configuration that results from the change; null otherwise.
+   * MEMBERSHIP RULE: a node uses the latest configuration in its log as soon as the entry is appended
+   * (committed or not; raft thesis §4.1, single-server changes), and reverts if the entry is truncated.
+   */
+  confState: ConfState | null;
+}
+
+export interface SnapshotMetadata {
+  /** Last log index the snapshot covers (0 for a bootstrap snapshot). */
+  index: number;
+  /** Term of the entry at `index`. */
+  term: number;
+  /** Configuration as of `index`. */
+  confState: ConfState;
+}
+
+export interface Snapshot {
+  metadata: SnapshotMetadata;
+  /** The application's state machine image at `metadata.index`; opaque to the core. */
+  data: Uint8Array;
+}
+
+export const MessageType = {
+  PreVote: 1,
+  PreVoteResp: 2,
+  Vote: 3,
+  VoteResp: 4,
+  /** Log entries (possibly none) after (index, logTerm); carries the leader's commit. */
+  Append: 5,
+  /** reject=false: follower's log matches up to `index`. reject=true: `rejectHint` is a guess for next. */
+  AppendResp: 6,
+  Heartbeat: 7,
+  HeartbeatResp: 8,
+  /** InstallSnapshot: `snapshot` is set. Answered with AppendResp. */
+  Snapshot: 9,
+  /** Leadership transfer: the receiver campaigns at once, skipping pre-vote. */
+  TimeoutNow: 10,
+  /** A follower forwards a ReadIndex request (`context`) to the leader. */
+  ReadIndex: 11,
+  /** Leader's answer: `index` is the read index for `context`. */
+  ReadIndexResp: 12,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/**
+ * One flat message shape for every type (unused fields are 0 / false / [] / null / empty),
+ * so encoders need no per-type schema.
+ */
+export interface Message {
+  type: MessageType;
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  /** Append: term of the entry at `index`. Vote/PreVote: candidate's last log term. */
+  logTerm: number;
+  /** Append: index preceding `entries`. Vote: candidate's last index. AppendResp: see type. ReadIndexResp: read index. */
+  index: number;
+  entries: Entry[];
+  commit: number;
+  reject: boolean;
+  /** AppendResp reject: follower's suggested index to retry from (fast backtracking). */
+  rejectHint: number;
+  /** AppendResp reject: the follower's term at rejectHint (0 if unknown), used to skip a whole term. */
+  rejectHintTerm: number;
+  snapshot: Snapshot | null;
+  /** Heartbeat/HeartbeatResp/ReadIndex/ReadIndexResp: the ReadIndex request context; empty otherwise. */
+  context: Uint8Array;
+}
+
+export type Role = "follower" | "preCandidate" | "candidate" | "leader";
+
+export interface SoftState {
+  leader: NodeId | null;
+  role: Role;
+}
+
+/** A completed ReadIndex request: the read is linearizable once the state machine has applied `index`. */
+export interface ReadState {
+  index: number;
+  context: Uint8Array;
+}
+
+/**
+ * The output of the core, to be handled IN THIS ORDER, then acknowledged with advance(ready):
+ *  1. Persist, synced (fsync) and atomically enough that a crash leaves a prefix of the steps:
+ *     a. `snapshot` (if non-null): store it, DELETE ALL stored log entries (the core has discarded its log),
+ *        and restore the state machine from `snapshot.data`;
+ *     b. `entries` (if any): delete every stored entry with index >= entries[0].index, then append them;
+ *     c. `hardState` (if non-null): overwrite the stored hard state.
+ *     If `mustSync` is false nothing above needs an fsync.
+ *  2. Only then send `messages` (a vote or append ack must never leave before the state it depends on is
+ *     durable). Messages to self never appear here. Messages may be lost, reordered or duplicated.
+ *  3. Apply `committedEntries` in order to the state machine (all of them are already durable).
+ *     Serve `readStates` once the applied index >= readState.index.
+ *  4. Call advance(ready).
+ */
+export interface Ready {
+  /** Non-null when leader or role changed since the last Ready. Informational; never persisted. */
+  softState: SoftState | null;
+  hardState: HardState | null;
+  snapshot: Snapshot | null;
+  entries: Entry[];
+  messages: Message[];
+  committedEntries: Entry[];
+  readStates: ReadState[];
+  mustSync: boolean;
+}
+
+/** What a driver read back from disk; passed to the RaftNode constructor on every (re)start. */
+export interface PersistedState {
+  hardState: HardState;
+  /**
+   * Latest stored snapshot. Founding members of a new cluster store bootstrapSnapshot(voters) before their
+   * first start. A node that joins later starts with null (empty config) and learns everything from the leader.
+   */
+  snapshot: Snapshot | null;
+  /** Stored entries after the snapshot, contiguous and in order. */
+  entries: Entry[];
+}
+
+export interface ProgressStatus {
+  match: number;
+  next: number;
+  state: "probe" | "replicate" | "snapshot";
+  inflight: number;
+  recentActive: boolean;
+}
+
+export interface RaftStatus {
+  id: NodeId;
+  role: Role;
+  leader: NodeId | null;
+  term: number;
+  vote: NodeId | null;
+  commit: number;
+  applied: number;
+  firstIndex: number;
+  lastIndex: number;
+  confState: ConfState;
+  /** Leader only: one entry per other member. */
+  progress: Record<NodeId, ProgressStatus>;
+  leadTransferee: NodeId | null;
+}
+
+export type RaftErrorCode =
+  | "NOT_LEADER"
+  | "PROPOSAL_DROPPED"
+  | "CONF_CHANGE_PENDING"
+  | "BAD_CONF_CHANGE"
+  | "BAD_ARGUMENT"
+  | "BAD_STATE"
+  | "INVARIANT";
+
+/** Every error the core throws. `code` is the thing to match on, never the message. */
+export class RaftError extends Error {
+  constructor(
+    readonly code: RaftErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RaftError";
+  }
+}
+
+/** A violated internal invariant: a bug in the core (or corrupted persisted state), never bad input. */
+export class RaftInvariantError extends RaftError {
+  constructor(message: string) {
+    super("INVARIANT", message);
+    this.name = "RaftInvariantError";
+  }
+}
+
+/** The snapshot every founding member stores before its first start: index 0, the initial voters. */
+export function bootstrapSnapshot(voters: NodeId[]): Snapshot {
+  return {
+    metadata: { index: 0, term: 0, confState: { voters: [...voters], learners: [] } },
+    data: new Uint8Array(0),
+  };
+}
+
+/** Hard state of a node that never ran. */
+export function emptyHardState(): HardState {
+  return { term: 0, vote: null, commit: 0 };
+}
+
+/** Where a proposal landed; it took effect iff the entry applied at `index` has this `term`. */
+export interface ProposalPosition {
+  index: number;
+  term: number;
+}
+
+/**
+ * The methods of `RaftNode` (cluster/raft/core/raft-node.ts), constructed as
+ * `new RaftNode(config: RaftConfig, persisted: PersistedState)`.
+ */
+export interface RaftNodeApi {
+  /** Advance logical time by one tick (election and heartbeat timeouts count ticks). */
+  tick(): void;
+  /**
+   * Feed one received message. Malformed input throws RaftError("BAD_ARGUMENT") and changes nothing;
+   * stale or unknown-sender messages are ignored.
+   */
+  step(message: Message): void;
+  /** Leader only; else throws RaftError("NOT_LEADER") (no forwarding: the driver redirects to status().leader). */
+  propose(data: Uint8Array): ProposalPosition;
+  /** Leader only; one change at a time, else RaftError("CONF_CHANGE_PENDING"); invalid ones "BAD_CONF_CHANGE". */
+  proposeConfChange(change: ConfChange): ProposalPosition;
+  /** Request a linearizable read; a ReadState with the same context appears in a later Ready (or never: retry). */
+  readIndex(context: Uint8Array): void;
+  /** Leader only: hand leadership to `to` (a voter) once it is caught up. */
+  transferLeadership(to: NodeId): void;
+  hasReady(): boolean;
+  /** The pending output, or null when there is none. Call advance(ready) after handling it. */
+  ready(): Ready | null;
+  advance(ready: Ready): void;
+  /**
+   * The application hands its state at `index` (<= applied); the core discards log entries up to `index`
+   * and returns the snapshot (with term and config at `index`) that the driver must persist; the driver may
+   * then delete stored entries <= index.
+   */
+  compact(index: number, data: Uint8Array): Snapshot;
+  status(): RaftStatus;
+}
