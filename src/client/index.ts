@@ -1,0 +1,17 @@
+/** The lockbox client library: what storage nodes and the CLI import. */
+export {
+  LockboxClient,
+  collectPages,
+  type CallOptions,
+  type CreateGrantInput,
+  type CreateKeyInput,
+  type GetKeyOptions,
+  type ImportKeyInput,
+  type ListAuditEventsInput,
+  type ListKeysInput,
+  type LockboxClientOptions,
+} from "./lockbox-client.js";
+export { LockboxClientError, isLockboxClientError, statusName, type StatusCodeName } from "./client-error.js";
+export { KeyCache, type KeyCacheOptions } from "./key-cache.js";
+export type { AuditEvent, FetchedKey, Grant, KeyMetadata, Page, PeerStatus } from "./plain-types.js";
+export { loadClientTls, TlsMaterialError, type ClientTlsSource, type PemSource } from "./tls-material.js";

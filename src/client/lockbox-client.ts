@@ -1,0 +1,383 @@
+/**
+ * LockboxClient: the typed way for storage nodes and the CLI to call a
+ * lockbox. One mTLS channel per endpoint; a call that meets UNAVAILABLE (or,
+ * for calls that are safe to repeat, DEADLINE_EXCEEDED) goes to the next
+ * endpoint, a bounded number of times, with exponential backoff once every
+ * endpoint has been tried. Every attempt has its own deadline. Fetched keys
+ * are kept in a bounded TTL cache (key-cache.ts).
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { MethodDefinition } from "@grpc/proto-loader";
+
+import type { AdminServiceDefinition } from "../gen/lockbox/v1/AdminService.js";
+import type { KeyServiceDefinition } from "../gen/lockbox/v1/KeyService.js";
+import type { GetKeyResponse__Output } from "../gen/lockbox/v1/GetKeyResponse.js";
+import { LockboxClientError, fromServiceError, type StatusCodeName } from "./client-error.js";
+import { KeyCache } from "./key-cache.js";
+import {
+  fromDate,
+  toAuditEvent,
+  toGrant,
+  toKeyMetadata,
+  toPeerStatus,
+  type AuditEvent,
+  type FetchedKey,
+  type Grant,
+  type KeyMetadata,
+  type Page,
+  type PeerStatus,
+} from "./plain-types.js";
+import { lockboxProtos } from "./proto-definitions.js";
+import { loadClientTls, type ClientTlsSource } from "./tls-material.js";
+
+export interface LockboxClientOptions {
+  /** "host:port" of each peer; tried in order, starting with the first. */
+  endpoints: string[];
+  tls: ClientTlsSource;
+  /** Deadline of each attempt. Default 5000. */
+  deadlineMs?: number;
+  /** Attempts per call over all endpoints. Default max(3, endpoints.length). */
+  attemptsMax?: number;
+  /** First backoff after a full round over the endpoints; doubles up to backoffMaxMs. */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Key cache bounds; `false` disables caching. Default 1000 entries for 30 s. */
+  cache?: { entriesMax: number; ageMaxMs: number } | false;
+  /** TLS server name to verify instead of the endpoint's host (e.g. "localhost"). */
+  serverName?: string;
+}
+
+export interface CallOptions {
+  /** Overrides the client's per-attempt deadline. */
+  deadlineMs?: number;
+}
+
+export interface GetKeyOptions extends CallOptions {
+  /** Ask the peer even if the key is cached (and refresh the cache). */
+  bypassCache?: boolean;
+}
+
+export interface CreateKeyInput {
+  project: string;
+  scope?: string;
+  name?: string;
+  /** Only "AES" today. */
+  algorithm?: string;
+  /** 128 or 256. Default 256. */
+  bitLength?: number;
+}
+
+export interface ImportKeyInput {
+  project: string;
+  scope?: string;
+  name?: string;
+  algorithm?: string;
+  material: Uint8Array;
+}
+
+export interface ListKeysInput {
+  project: string;
+  scope?: string;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface ListAuditEventsInput {
+  keyId?: string;
+  identity?: string;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface CreateGrantInput {
+  keyId: string;
+  grantee: string;
+  expiresAt: Date;
+}
+
+/** Pages followed by listAll* before giving up: a guard against a token that never ends. */
+const PAGES_MAX = 10_000;
+
+const RETRY_ALWAYS: ReadonlySet<StatusCodeName> = new Set(["UNAVAILABLE"]);
+const RETRY_IF_IDEMPOTENT: ReadonlySet<StatusCodeName> = new Set(["UNAVAILABLE", "DEADLINE_EXCEEDED"]);
+
+// eslint-style note: both service definitions are plain maps of method name -> MethodDefinition.
+type AnyMethod = MethodDefinition<object, object, object, object>;
+
+export class LockboxClient {
+  readonly endpoints: readonly string[];
+  readonly #channels: grpc.Client[];
+  readonly #keyService: KeyServiceDefinition;
+  readonly #adminService: AdminServiceDefinition;
+  readonly #deadlineMs: number;
+  readonly #attemptsMax: number;
+  readonly #backoffInitialMs: number;
+  readonly #backoffMaxMs: number;
+  readonly #cache: KeyCache<FetchedKey["key"]> | undefined;
+  /** Index of the endpoint that answered last; calls start there. */
+  #preferred = 0;
+  #closed = false;
+
+  constructor(options: LockboxClientOptions) {
+    if (options.endpoints.length === 0) throw new RangeError("endpoints: at least one is required");
+    for (const e of options.endpoints) {
+      if (!/^[^\s:]+:\d{1,5}$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(e)) {
+        throw new RangeError(`endpoints: '${e}' is not HOST:PORT`);
+      }
+    }
+    this.endpoints = [...options.endpoints];
+    this.#deadlineMs = positive("deadlineMs", options.deadlineMs ?? 5000);
+    this.#attemptsMax = positive("attemptsMax", options.attemptsMax ?? Math.max(3, this.endpoints.length));
+    this.#backoffInitialMs = positive("backoffInitialMs", options.backoffInitialMs ?? 100);
+    this.#backoffMaxMs = positive("backoffMaxMs", options.backoffMaxMs ?? 2000);
+    this.#cache =
+      options.cache === false
+        ? undefined
+        : new KeyCache(options.cache ?? { entriesMax: 1000, ageMaxMs: 30_000 });
+
+    const tls = loadClientTls(options.tls);
+    const credentials = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+    const channelOptions: grpc.ChannelOptions = {};
+    if (options.serverName !== undefined) {
+      channelOptions["grpc.ssl_target_name_override"] = options.serverName;
+      channelOptions["grpc.default_authority"] = options.serverName;
+    }
+    this.#channels = this.endpoints.map((e) => new grpc.Client(e, credentials, channelOptions));
+    const protos = lockboxProtos();
+    this.#keyService = protos.keys.lockbox.v1.KeyService.service;
+    this.#adminService = protos.admin.lockbox.v1.AdminService.service;
+  }
+
+  // ---- KeyService -------------------------------------------------------
+
+  async createKey(input: CreateKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<{ key: never }>(this.#keyService.CreateKey, false, opts, {
+      project: input.project,
+      scope: input.scope ?? "",
+      name: input.name ?? "",
+      algorithm: wireAlgorithm(input.algorithm),
+      bit_length: input.bitLength ?? 256,
+    });
+    return toKeyMetadata(res.key);
+  }
+
+  async importKey(input: ImportKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<{ key: never }>(this.#keyService.ImportKey, false, opts, {
+      project: input.project,
+      scope: input.scope ?? "",
+      name: input.name ?? "",
+      algorithm: wireAlgorithm(input.algorithm),
+      material: Buffer.from(input.material),
+    });
+    return toKeyMetadata(res.key);
+  }
+
+  /** Material and metadata; served from the cache while fresh unless `bypassCache`. */
+  async getKey(id: string, opts: GetKeyOptions = {}): Promise<FetchedKey> {
+    if (this.#cache !== undefined && opts.bypassCache !== true) {
+      const hit = this.#cache.get(id);
+      if (hit !== undefined) return { key: hit.meta, material: hit.material };
+    }
+    const res = await this.#call<GetKeyResponse__Output>(this.#keyService.GetKey, true, opts, { id });
+    const key = toKeyMetadata(res.key);
+    const material = Buffer.from(res.material);
+    res.material.fill(0);
+    this.#cache?.set(id, material, key);
+    return { key, material };
+  }
+
+  async getKeyMetadata(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<{ key: never }>(this.#keyService.GetKeyMetadata, true, opts, { id });
+    return toKeyMetadata(res.key);
+  }
+
+  async listKeys(input: ListKeysInput, opts: CallOptions = {}): Promise<Page<KeyMetadata>> {
+    const res = await this.#call<{ keys: never[]; next_page_token: string }>(
+      this.#keyService.ListKeys,
+      true,
+      opts,
+      {
+        project: input.project,
+        scope: input.scope ?? "",
+        page_size: input.pageSize ?? 0,
+        page_token: input.pageToken ?? "",
+      },
+    );
+    return { items: res.keys.map(toKeyMetadata), nextPageToken: res.next_page_token };
+  }
+
+  /** Every key of a project (or scope), following page tokens. */
+  async listAllKeys(input: Omit<ListKeysInput, "pageToken">, opts: CallOptions = {}): Promise<KeyMetadata[]> {
+    return collectPages((pageToken) => this.listKeys({ ...input, pageToken }, opts));
+  }
+
+  /** Destroys the key on the peer and drops it from this client's cache. */
+  async deleteKey(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
+    this.#cache?.delete(id);
+    const res = await this.#call<{ key: never }>(this.#keyService.DeleteKey, false, opts, { id });
+    this.#cache?.delete(id);
+    return toKeyMetadata(res.key);
+  }
+
+  async cloneKey(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<{ key: never }>(this.#keyService.CloneKey, false, opts, { id, name });
+    return toKeyMetadata(res.key);
+  }
+
+  async rekeyClone(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<{ key: never }>(this.#keyService.RekeyClone, false, opts, { id, name });
+    return toKeyMetadata(res.key);
+  }
+
+  async createGrant(input: CreateGrantInput, opts: CallOptions = {}): Promise<Grant> {
+    const res = await this.#call<{ grant: never }>(this.#keyService.CreateGrant, false, opts, {
+      key_id: input.keyId,
+      grantee: input.grantee,
+      expires_at: fromDate(input.expiresAt),
+    });
+    return toGrant(res.grant);
+  }
+
+  async revokeGrant(grantId: string, opts: CallOptions = {}): Promise<Grant> {
+    const res = await this.#call<{ grant: never }>(this.#keyService.RevokeGrant, true, opts, {
+      grant_id: grantId,
+    });
+    return toGrant(res.grant);
+  }
+
+  // ---- AdminService -----------------------------------------------------
+
+  async getStatus(opts: CallOptions = {}): Promise<PeerStatus> {
+    return toPeerStatus(await this.#call(this.#adminService.GetStatus, true, opts, {}));
+  }
+
+  async listAuditEvents(input: ListAuditEventsInput = {}, opts: CallOptions = {}): Promise<Page<AuditEvent>> {
+    const res = await this.#call<{ events: never[]; next_page_token: string }>(
+      this.#adminService.ListAuditEvents,
+      true,
+      opts,
+      {
+        key_id: input.keyId ?? "",
+        identity: input.identity ?? "",
+        page_size: input.pageSize ?? 0,
+        page_token: input.pageToken ?? "",
+      },
+    );
+    return { items: res.events.map(toAuditEvent), nextPageToken: res.next_page_token };
+  }
+
+  // ---- lifecycle --------------------------------------------------------
+
+  /** Number of keys currently cached (for tests and diagnostics; never their contents). */
+  get cachedKeyCount(): number {
+    return this.#cache?.size ?? 0;
+  }
+
+  /** Zeroes and drops every cached key. */
+  clearCache(): void {
+    this.#cache?.clear();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cache?.clear();
+    for (const c of this.#channels) c.close();
+  }
+
+  toJSON(): { endpoints: readonly string[] } {
+    return { endpoints: this.endpoints };
+  }
+
+  // ---- the one place calls go out ---------------------------------------
+
+  async #call<R>(method: object, idempotent: boolean, opts: CallOptions, request: object): Promise<R> {
+    if (this.#closed) throw new LockboxClientError("CANCELLED", "client is closed");
+    const m = method as AnyMethod;
+    const retryable = idempotent ? RETRY_IF_IDEMPOTENT : RETRY_ALWAYS;
+    const deadlineMs = positive("deadlineMs", opts.deadlineMs ?? this.#deadlineMs);
+    const n = this.#channels.length;
+    let last: LockboxClientError | undefined;
+    for (let attempt = 0; attempt < this.#attemptsMax; attempt++) {
+      // Back off only when about to revisit an endpoint already tried in this call.
+      if (attempt >= n) {
+        const round = Math.floor(attempt / n);
+        await sleep(Math.min(this.#backoffMaxMs, this.#backoffInitialMs * 2 ** (round - 1)));
+      }
+      const index = (this.#preferred + attempt) % n;
+      try {
+        const res = await this.#unary<R>(index, m, request, deadlineMs);
+        this.#preferred = index;
+        return res;
+      } catch (err) {
+        if (!(err instanceof LockboxClientError)) throw err;
+        last = err;
+        if (!retryable.has(err.code)) throw err;
+      }
+    }
+    if (last === undefined) throw new Error("LockboxClient invariant: no attempt was made");
+    throw last;
+  }
+
+  #unary<R>(index: number, m: AnyMethod, request: object, deadlineMs: number): Promise<R> {
+    const channel = this.#channels[index]!;
+    const endpoint = this.endpoints[index]!;
+    return new Promise<R>((resolve, reject) => {
+      let serialized: Buffer;
+      try {
+        serialized = m.requestSerialize(request);
+      } catch (err) {
+        // protobufjs rejects a value of the wrong type before anything is sent.
+        reject(
+          new LockboxClientError(
+            "INVALID_ARGUMENT",
+            `request: ${(err as Error).message}`,
+            undefined,
+            endpoint,
+          ),
+        );
+        return;
+      }
+      channel.makeUnaryRequest<Buffer, R>(
+        m.path,
+        (b: Buffer) => b,
+        (b: Buffer) => m.responseDeserialize(b) as R,
+        serialized,
+        new grpc.Metadata(),
+        { deadline: Date.now() + deadlineMs },
+        (err, res) => {
+          if (err !== null) reject(fromServiceError(err, endpoint));
+          else if (res === undefined)
+            reject(new LockboxClientError("INTERNAL", "empty response", undefined, endpoint));
+          else resolve(res);
+        },
+      );
+    });
+  }
+}
+
+function wireAlgorithm(algorithm: string | undefined): string {
+  const a = (algorithm ?? "AES").toUpperCase();
+  return a.startsWith("KEY_ALGORITHM_") ? a : `KEY_ALGORITHM_${a}`;
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new RangeError(`${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Follows next-page tokens, bounded by PAGES_MAX. */
+export async function collectPages<T>(fetch: (pageToken: string) => Promise<Page<T>>): Promise<T[]> {
+  const all: T[] = [];
+  let token = "";
+  for (let page = 0; page < PAGES_MAX; page++) {
+    const res = await fetch(token);
+    all.push(...res.items);
+    if (res.nextPageToken === "") return all;
+    token = res.nextPageToken;
+  }
+  throw new LockboxClientError("OUT_OF_RANGE", `more than ${PAGES_MAX} pages`);
+}
