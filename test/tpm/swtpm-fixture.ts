@@ -1,0 +1,86 @@
+/**
+ * Test fixture shared by the TPM tests: a freshly provisioned swtpm (its own
+ * state directory, so its own EK and seeds) on a free loopback port, stopped
+ * and deleted in the test's teardown, also when the test fails.
+ *
+ * All TPMs of one test process share one local CA directory (created on first
+ * use, removed at process exit); `newCaDir(t)` gives a separate CA.
+ */
+import type { ExecutionContext } from "ava";
+import { mkdtempSync, rmSync } from "node:fs";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import {
+  type ProvisionedSwtpm,
+  type RunningSwtpm,
+  provisionSwtpm,
+  startSwtpm,
+} from "../../tpm/swtpm/index.js";
+import { TcpTransport } from "../../tpm/transport/tcp-transport.js";
+import type { TpmTransport } from "../../tpm/transport/transport.js";
+
+export interface SwtpmFixture {
+  readonly swtpm: RunningSwtpm;
+  readonly provisioned: ProvisionedSwtpm;
+  /** `swtpm:host=127.0.0.1,port=P` for TPM2TOOLS_TCTI. */
+  readonly tcti: string;
+  /** A scratch directory deleted in teardown. */
+  readonly workDir: string;
+  /**
+   * A new TCP transport to this swtpm, closed in teardown. swtpm serves one
+   * connection at a time: close it before another client (tpm2-tools) connects.
+   */
+  connect(): Promise<TpmTransport>;
+}
+
+let sharedCaDir: string | undefined;
+
+/** The per-process local CA directory, shared by every fixture TPM of this test file. */
+export function sharedLocalCaDir(): string {
+  if (sharedCaDir === undefined) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "lockbox-swtpm-ca-"));
+    sharedCaDir = dir;
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return sharedCaDir;
+}
+
+/** A fresh, empty CA directory for this test only (for "a different CA" cases). */
+export async function newCaDir(t: ExecutionContext): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "lockbox-swtpm-ca-"));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function startProvisionedSwtpm(
+  t: ExecutionContext,
+  options: { caDir?: string } = {},
+): Promise<SwtpmFixture> {
+  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), "lockbox-swtpm-"));
+  const transports: TpmTransport[] = [];
+  let swtpm: RunningSwtpm | undefined;
+  // Registered first so it runs last (ava runs teardowns in reverse order): delete after stop.
+  t.teardown(async () => {
+    for (const tr of transports) await tr.close().catch(() => undefined);
+    await swtpm?.stop();
+    await fs.rm(workDir, { recursive: true, force: true });
+  });
+  const provisioned = await provisionSwtpm({
+    stateDir: path.join(workDir, "state"),
+    caDir: options.caDir ?? sharedLocalCaDir(),
+  });
+  swtpm = await startSwtpm({ stateDir: provisioned.stateDir });
+  const running = swtpm;
+  return {
+    swtpm: running,
+    provisioned,
+    tcti: running.tcti,
+    workDir,
+    async connect() {
+      const tr = await TcpTransport.connect({ host: running.host, port: running.port });
+      transports.push(tr);
+      return tr;
+    },
+  };
+}

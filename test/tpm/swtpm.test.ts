@@ -1,0 +1,94 @@
+import test from "ava";
+import { X509Certificate } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { SwtpmError, provisionSwtpm, startSwtpm } from "../../tpm/swtpm/index.js";
+import { TcpTransport } from "../../tpm/transport/tcp-transport.js";
+import { TpmTransportError } from "../../tpm/transport/transport-error.js";
+import { newCaDir, startProvisionedSwtpm } from "./swtpm-fixture.js";
+
+const GET_RANDOM_8 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 0x08]);
+
+async function readCert(p: string): Promise<X509Certificate> {
+  return new X509Certificate(await fs.readFile(p));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test("provisioning three TPMs concurrently against one fresh CA dir: one CA signs three distinct EKs", async (t) => {
+  const caDir = await newCaDir(t);
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), "lockbox-swtpm-prov-"));
+  t.teardown(() => fs.rm(work, { recursive: true, force: true }));
+  const provisioned = await Promise.all(
+    [0, 1, 2].map((i) => provisionSwtpm({ stateDir: path.join(work, `tpm${i}`), caDir })),
+  );
+  const root = await readCert(provisioned[0]!.caCertPaths.root);
+  const intermediate = await readCert(provisioned[0]!.caCertPaths.intermediate);
+  t.true(
+    provisioned.every((p) => p.caCertPaths.root.startsWith(caDir)),
+    "the CA lives in the given dir",
+  );
+  t.true(intermediate.verify(root.publicKey), "intermediate is signed by the root");
+  const ekKeys = new Set<string>();
+  for (const p of provisioned) {
+    const ek = await readCert(p.ekCertPaths.rsa);
+    t.true(ek.verify(intermediate.publicKey), `${p.stateDir}: RSA EK cert signed by this CA's intermediate`);
+    t.true((await readCert(p.ekCertPaths.ecc)).verify(intermediate.publicKey));
+    ekKeys.add(ek.publicKey.export({ format: "der", type: "spki" }).toString("hex"));
+  }
+  t.is(ekKeys.size, 3, "each state directory has its own EK");
+});
+
+test("two swtpms start side by side on different free ports and both answer", async (t) => {
+  const [a, b] = await Promise.all([startProvisionedSwtpm(t), startProvisionedSwtpm(t)]);
+  t.not(a.swtpm.port, b.swtpm.port);
+  t.is(a.swtpm.ctrlPort, a.swtpm.port + 1);
+  t.is(a.tcti, `swtpm:host=127.0.0.1,port=${a.swtpm.port}`);
+  for (const f of [a, b]) {
+    const tr = await f.connect();
+    t.is(Buffer.from(await tr.send(GET_RANDOM_8)).readUInt32BE(6), 0);
+  }
+});
+
+test("stop() ends the swtpm process and its port stops answering; a second stop() is harmless", async (t) => {
+  const f = await startProvisionedSwtpm(t);
+  t.true(alive(f.swtpm.pid));
+  await f.swtpm.stop();
+  t.false(alive(f.swtpm.pid));
+  const e = await t.throwsAsync(TcpTransport.connect({ host: "127.0.0.1", port: f.swtpm.port }), {
+    instanceOf: TpmTransportError,
+  });
+  t.is(e?.code, "connect");
+  await t.notThrowsAsync(f.swtpm.stop());
+});
+
+test("TPM state survives a restart: the same state directory starts again and answers", async (t) => {
+  const f = await startProvisionedSwtpm(t);
+  await f.swtpm.stop();
+  const again = await startSwtpm({ stateDir: f.provisioned.stateDir });
+  t.teardown(() => again.stop());
+  const tr = await TcpTransport.connect({ host: again.host, port: again.port });
+  t.teardown(() => tr.close());
+  t.is(Buffer.from(await tr.send(GET_RANDOM_8)).readUInt32BE(6), 0);
+});
+
+test("starting a second swtpm on a state directory in use fails with start-failed", async (t) => {
+  const f = await startProvisionedSwtpm(t);
+  const e = await t.throwsAsync(startSwtpm({ stateDir: f.provisioned.stateDir }), { instanceOf: SwtpmError });
+  t.is(e?.code, "start-failed");
+});
+
+test("provisioning with an empty state dir path is refused before anything runs", async (t) => {
+  const e = await t.throwsAsync(provisionSwtpm({ stateDir: "", caDir: os.tmpdir() }), {
+    instanceOf: SwtpmError,
+  });
+  t.is(e?.code, "bad-argument");
+});

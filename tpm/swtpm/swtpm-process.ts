@@ -1,0 +1,204 @@
+/**
+ * Runs swtpm as a child process on a loopback TCP port pair (data port P,
+ * control port P+1), waits until the data port answers a command, and stops
+ * it again. The caller owns the child: `stop()` must be awaited (tests call it
+ * from teardown), it sends SIGTERM, then SIGKILL, and resolves on exit.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import { TcpTransport } from "../transport/tcp-transport.js";
+import { lastLines } from "./provision.js";
+import { SwtpmError } from "./swtpm-error.js";
+
+export interface StartSwtpmOptions {
+  stateDir: string;
+  /** Deadline for one attempt to bring the data port to answering. */
+  startTimeoutMs?: number;
+  /** Port pairs tried before giving up with "no-free-port". */
+  portAttemptsMax?: number;
+}
+
+export interface RunningSwtpm {
+  readonly host: "127.0.0.1";
+  readonly port: number;
+  readonly ctrlPort: number;
+  readonly stateDir: string;
+  readonly pid: number;
+  /** `swtpm:host=127.0.0.1,port=P` for tpm2-tools (TPM2TOOLS_TCTI). */
+  readonly tcti: string;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. Idempotent. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export const SWTPM_HOST = "127.0.0.1";
+const DEFAULT_START_TIMEOUT_MS = 10_000;
+const DEFAULT_PORT_ATTEMPTS_MAX = 20;
+// Below Linux's ephemeral range (32768-60999) so outgoing connections rarely collide.
+const PORT_RANGE_LOW = 20_000;
+const PORT_RANGE_HIGH = 32_000;
+const OUTPUT_TAIL_BYTES_MAX = 4096;
+const PROBE_INTERVAL_MS = 10;
+const DEFAULT_STOP_GRACE_MS = 2_000;
+const GET_RANDOM_8 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 0x08]);
+
+export async function startSwtpm(options: StartSwtpmOptions): Promise<RunningSwtpm> {
+  const stateDir = path.resolve(options.stateDir);
+  const attemptsMax = options.portAttemptsMax ?? DEFAULT_PORT_ATTEMPTS_MAX;
+  const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  let lastReason = "";
+  for (let attempt = 0; attempt < attemptsMax; attempt++) {
+    const port = PORT_RANGE_LOW + 2 * Math.floor(Math.random() * ((PORT_RANGE_HIGH - PORT_RANGE_LOW) / 2));
+    if (!(await isFree(port)) || !(await isFree(port + 1))) {
+      lastReason = `ports ${port}/${port + 1} in use`;
+      continue;
+    }
+    const outcome = await tryStart(stateDir, port, startTimeoutMs);
+    if (outcome.kind === "running") return outcome.swtpm;
+    // Another process may take the port between the probe and swtpm's bind: try another pair.
+    if (outcome.kind === "port-taken") {
+      lastReason = outcome.reason;
+      continue;
+    }
+    throw outcome.error;
+  }
+  throw new SwtpmError(
+    "no-free-port",
+    `no free loopback port pair after ${attemptsMax} attempts (${lastReason})`,
+  );
+}
+
+type StartOutcome =
+  | { kind: "running"; swtpm: RunningSwtpm }
+  | { kind: "port-taken"; reason: string }
+  | { kind: "failed"; error: SwtpmError };
+
+async function tryStart(stateDir: string, port: number, startTimeoutMs: number): Promise<StartOutcome> {
+  const args = [
+    "socket",
+    "--tpm2",
+    "--server",
+    `type=tcp,port=${port},bindaddr=${SWTPM_HOST}`,
+    "--ctrl",
+    `type=tcp,port=${port + 1},bindaddr=${SWTPM_HOST}`,
+    "--tpmstate",
+    `dir=${stateDir}`,
+    "--flags",
+    "not-need-init,startup-clear",
+  ];
+  const child = spawn("swtpm", args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const keepTail = (chunk: Buffer): void => {
+    output = (output + chunk.toString("utf8")).slice(-OUTPUT_TAIL_BYTES_MAX);
+  };
+  child.stdout?.on("data", keepTail);
+  child.stderr?.on("data", keepTail);
+  const exited = exitPromise(child);
+  const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
+
+  const deadline = Date.now() + startTimeoutMs;
+  let probeError: unknown;
+  while (Date.now() < deadline) {
+    const early = await Promise.race([
+      exited.then((e) => ({ exit: e })),
+      spawnError.then((err) => ({ spawnErr: err })),
+      probe(port).then(
+        (ok) => ({ ok }),
+        (err: unknown) => {
+          probeError = err;
+          return { ok: false };
+        },
+      ),
+    ]);
+    if ("spawnErr" in early) {
+      const errno = (early.spawnErr as NodeJS.ErrnoException).code;
+      const error =
+        errno === "ENOENT"
+          ? new SwtpmError("tool-missing", "swtpm is not installed (apt-get install swtpm)")
+          : new SwtpmError("start-failed", "cannot spawn swtpm", { cause: early.spawnErr });
+      return { kind: "failed", error };
+    }
+    if ("exit" in early) {
+      const reason = `swtpm exited (${early.exit}) during start-up: ${lastLines(output, 3)}`;
+      if (/address already in use/i.test(output)) return { kind: "port-taken", reason };
+      return { kind: "failed", error: new SwtpmError("start-failed", reason) };
+    }
+    if (early.ok) return { kind: "running", swtpm: running(child, exited, stateDir, port) };
+    await sleep(PROBE_INTERVAL_MS);
+  }
+  await terminate(child, exited, DEFAULT_STOP_GRACE_MS);
+  return {
+    kind: "failed",
+    error: new SwtpmError(
+      "not-answering",
+      `swtpm on port ${port} did not answer within ${startTimeoutMs} ms: ${lastLines(output, 3)}`,
+      { cause: probeError },
+    ),
+  };
+}
+
+/** One GetRandom over a fresh connection; true when a success response comes back. */
+async function probe(port: number): Promise<boolean> {
+  const t = await TcpTransport.connect({
+    host: SWTPM_HOST,
+    port,
+    connectTimeoutMs: 1_000,
+    commandTimeoutMs: 2_000,
+  });
+  try {
+    const r = await t.send(GET_RANDOM_8);
+    return r.length >= 10 && new DataView(r.buffer, r.byteOffset, r.byteLength).getUint32(6) === 0;
+  } finally {
+    await t.close();
+  }
+}
+
+function running(child: ChildProcess, exited: Promise<string>, stateDir: string, port: number): RunningSwtpm {
+  let stopping: Promise<void> | undefined;
+  const pid = child.pid;
+  if (pid === undefined) throw new SwtpmError("start-failed", "swtpm has no pid");
+  return {
+    host: SWTPM_HOST,
+    port,
+    ctrlPort: port + 1,
+    stateDir,
+    pid,
+    tcti: `swtpm:host=${SWTPM_HOST},port=${port}`,
+    stop(graceMs = DEFAULT_STOP_GRACE_MS) {
+      stopping ??= terminate(child, exited, graceMs);
+      return stopping;
+    },
+  };
+}
+
+async function terminate(child: ChildProcess, exited: Promise<string>, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = sleep(graceMs).then(() => "grace-over" as const);
+  if ((await Promise.race([exited, timer])) !== "grace-over") return;
+  child.kill("SIGKILL");
+  const killTimer = sleep(5_000).then(() => "kill-timeout" as const);
+  if ((await Promise.race([exited, killTimer])) === "kill-timeout") {
+    throw new SwtpmError("stop-failed", `swtpm pid ${String(child.pid)} did not exit after SIGKILL`);
+  }
+}
+
+function exitPromise(child: ChildProcess): Promise<string> {
+  return new Promise((resolve) => {
+    child.once("exit", (code, signal) =>
+      resolve(signal !== null ? `signal ${signal}` : `code ${String(code)}`),
+    );
+  });
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ host: SWTPM_HOST, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
