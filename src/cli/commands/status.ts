@@ -1,0 +1,84 @@
+/**
+ * `lockbox status`: what a peer is and how it holds the master key. A peer
+ * whose master key sits in the development file says so loudly: that file is
+ * for trying lockbox out, never for keys that matter.
+ */
+import type { PeerStatus } from "../../client/index.js";
+import type { CliCommand } from "../command.js";
+import { EXIT_OK } from "../command.js";
+import {
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  boolFlag,
+  clientFrom,
+  connectionSettings,
+  parseCommandArgs,
+  printJson,
+  runGuarded,
+} from "../client-options.js";
+
+const USAGE = [
+  "usage: lockbox status [connection] [--json]",
+  "",
+  "Shows a peer's id, cluster, seal state, master key protector and epoch, and key count.",
+  "",
+  "options:",
+  "  --json                 print the status as one JSON line",
+  "",
+  CONNECTION_HELP,
+].join("\n");
+
+export const DEVELOPMENT_PROTECTOR = "development-file";
+
+export const command: CliCommand = {
+  name: "status",
+  summary: "show what a peer is and how it holds the master key",
+  run(argv) {
+    return runGuarded("lockbox status", USAGE, async () => {
+      const args = parseCommandArgs(
+        argv,
+        { ...CONNECTION_OPTIONS, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+        0,
+      );
+      if (boolFlag(args, "help")) {
+        process.stdout.write(USAGE + "\n");
+        return EXIT_OK;
+      }
+      const client = clientFrom(connectionSettings(args));
+      try {
+        const status = await client.getStatus();
+        const development = status.masterKeyProtector === DEVELOPMENT_PROTECTOR;
+        if (boolFlag(args, "json")) {
+          printJson({ ...status, developmentMasterKey: development });
+        } else {
+          process.stdout.write(render(status, development));
+        }
+        if (development) {
+          process.stderr.write(
+            "WARNING: this peer's master key is in a DEVELOPMENT FILE, not sealed to a TPM. NOT FOR PRODUCTION.\n",
+          );
+        }
+        return EXIT_OK;
+      } finally {
+        client.close();
+      }
+    });
+  },
+};
+
+function render(s: PeerStatus, development: boolean): string {
+  const protector = development ? `${s.masterKeyProtector}  <-- NOT FOR PRODUCTION` : s.masterKeyProtector;
+  const rows: [string, string][] = [
+    ["peer", s.peerId],
+    ["cluster", s.clusterId],
+    ["version", s.version],
+    ["seal state", s.sealState],
+    ["master key protector", protector],
+    ["master key epoch", String(s.masterKeyEpoch)],
+    ["started", s.startedAt?.toISOString() ?? "-"],
+    ["keys", s.keyCount],
+    ["partition power", String(s.partitionPower)],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n";
+}
