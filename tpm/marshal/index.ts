@@ -1,0 +1,3 @@
+export { TpmDecodeError, TpmUnionTagError, type TpmDecodeErrorCode } from "./decode-error.js";
+export { TpmReader, decodeExact } from "./reader.js";
+export { TpmWriter, encode } from "./writer.js";

@@ -1,0 +1,255 @@
+/**
+ * Constants of TPM 2.0 Part 2 ("Structures"), named as there: TPM_ALG_ID.SHA256
+ * is TPM_ALG_SHA256, TPM_CC.Quote is TPM_CC_Quote, and so on.
+ */
+
+export const TPM_ALG_ID = {
+  ERROR: 0x0000,
+  RSA: 0x0001,
+  TDES: 0x0003,
+  SHA1: 0x0004,
+  HMAC: 0x0005,
+  AES: 0x0006,
+  MGF1: 0x0007,
+  KEYEDHASH: 0x0008,
+  XOR: 0x000a,
+  SHA256: 0x000b,
+  SHA384: 0x000c,
+  SHA512: 0x000d,
+  NULL: 0x0010,
+  SM3_256: 0x0012,
+  SM4: 0x0013,
+  RSASSA: 0x0014,
+  RSAES: 0x0015,
+  RSAPSS: 0x0016,
+  OAEP: 0x0017,
+  ECDSA: 0x0018,
+  ECDH: 0x0019,
+  ECDAA: 0x001a,
+  SM2: 0x001b,
+  ECSCHNORR: 0x001c,
+  ECMQV: 0x001d,
+  KDF1_SP800_56A: 0x0020,
+  KDF2: 0x0021,
+  KDF1_SP800_108: 0x0022,
+  ECC: 0x0023,
+  SYMCIPHER: 0x0025,
+  CAMELLIA: 0x0026,
+  SHA3_256: 0x0027,
+  SHA3_384: 0x0028,
+  SHA3_512: 0x0029,
+  CTR: 0x0040,
+  OFB: 0x0041,
+  CBC: 0x0042,
+  CFB: 0x0043,
+  ECB: 0x0044,
+} as const;
+
+export const TPM_ST = {
+  RSP_COMMAND: 0x00c4,
+  NULL: 0x8000,
+  NO_SESSIONS: 0x8001,
+  SESSIONS: 0x8002,
+  ATTEST_NV: 0x8014,
+  ATTEST_COMMAND_AUDIT: 0x8015,
+  ATTEST_SESSION_AUDIT: 0x8016,
+  ATTEST_CERTIFY: 0x8017,
+  ATTEST_QUOTE: 0x8018,
+  ATTEST_TIME: 0x8019,
+  ATTEST_CREATION: 0x801a,
+  ATTEST_NV_DIGEST: 0x801c,
+  CREATION: 0x8021,
+  VERIFIED: 0x8022,
+  AUTH_SECRET: 0x8023,
+  HASHCHECK: 0x8024,
+  AUTH_SIGNED: 0x8025,
+} as const;
+
+export const TPM_CC = {
+  NV_UndefineSpaceSpecial: 0x0000011f,
+  EvictControl: 0x00000120,
+  HierarchyControl: 0x00000121,
+  NV_UndefineSpace: 0x00000122,
+  Clear: 0x00000126,
+  NV_DefineSpace: 0x0000012a,
+  CreatePrimary: 0x00000131,
+  NV_Write: 0x00000137,
+  PCR_Extend: 0x00000182,
+  PCR_Reset: 0x0000013d,
+  ActivateCredential: 0x00000147,
+  Certify: 0x00000148,
+  NV_Read: 0x0000014e,
+  PolicySecret: 0x00000151,
+  Create: 0x00000153,
+  Load: 0x00000157,
+  Quote: 0x00000158,
+  Unseal: 0x0000015e,
+  ContextLoad: 0x00000161,
+  ContextSave: 0x00000162,
+  FlushContext: 0x00000165,
+  NV_ReadPublic: 0x00000169,
+  PolicyAuthValue: 0x0000016b,
+  PolicyCommandCode: 0x0000016c,
+  PolicyOR: 0x00000171,
+  ReadPublic: 0x00000173,
+  StartAuthSession: 0x00000176,
+  GetCapability: 0x0000017a,
+  GetRandom: 0x0000017b,
+  PCR_Read: 0x0000017e,
+  PolicyPCR: 0x0000017f,
+  PolicyRestart: 0x00000180,
+  PolicyGetDigest: 0x00000189,
+  PolicyPassword: 0x0000018c,
+  Startup: 0x00000144,
+  Shutdown: 0x00000145,
+} as const;
+
+/** Handle types: the top byte of a handle. */
+export const TPM_HT = {
+  PCR: 0x00,
+  NV_INDEX: 0x01,
+  HMAC_SESSION: 0x02,
+  LOADED_SESSION: 0x02,
+  POLICY_SESSION: 0x03,
+  SAVED_SESSION: 0x03,
+  PERMANENT: 0x40,
+  TRANSIENT: 0x80,
+  PERSISTENT: 0x81,
+} as const;
+
+/** Permanent handles. */
+export const TPM_RH = {
+  OWNER: 0x40000001,
+  NULL: 0x40000007,
+  UNASSIGNED: 0x40000008,
+  LOCKOUT: 0x4000000a,
+  ENDORSEMENT: 0x4000000b,
+  PLATFORM: 0x4000000c,
+  PLATFORM_NV: 0x4000000d,
+} as const;
+
+/** The password authorization session handle. */
+export const TPM_RS_PW = 0x40000009;
+
+/** First handle of each range, for GetCapability(TPM_CAP_HANDLES). */
+export const HANDLE_RANGE = {
+  PCR_FIRST: 0x00000000,
+  NV_INDEX_FIRST: 0x01000000,
+  HMAC_SESSION_FIRST: 0x02000000,
+  LOADED_SESSION_FIRST: 0x02000000,
+  POLICY_SESSION_FIRST: 0x03000000,
+  ACTIVE_SESSION_FIRST: 0x03000000,
+  TRANSIENT_FIRST: 0x80000000,
+  PERSISTENT_FIRST: 0x81000000,
+} as const;
+
+export const TPM_SU = { CLEAR: 0x0000, STATE: 0x0001 } as const;
+
+export const TPM_SE = { HMAC: 0x00, POLICY: 0x01, TRIAL: 0x03 } as const;
+
+export const TPM_CAP = {
+  ALGS: 0x00000000,
+  HANDLES: 0x00000001,
+  COMMANDS: 0x00000002,
+  PP_COMMANDS: 0x00000003,
+  AUDIT_COMMANDS: 0x00000004,
+  PCRS: 0x00000005,
+  TPM_PROPERTIES: 0x00000006,
+  PCR_PROPERTIES: 0x00000007,
+  ECC_CURVES: 0x00000008,
+  AUTH_POLICIES: 0x00000009,
+  ACT: 0x0000000a,
+} as const;
+
+/** A few TPM_PT properties (PT_FIXED starts at 0x100, PT_VAR at 0x200). */
+export const TPM_PT = {
+  FAMILY_INDICATOR: 0x00000100,
+  LEVEL: 0x00000101,
+  REVISION: 0x00000102,
+  MANUFACTURER: 0x00000105,
+  VENDOR_STRING_1: 0x00000106,
+  VENDOR_STRING_2: 0x00000107,
+  VENDOR_STRING_3: 0x00000108,
+  VENDOR_STRING_4: 0x00000109,
+  FIRMWARE_VERSION_1: 0x0000010b,
+  FIRMWARE_VERSION_2: 0x0000010c,
+  HR_TRANSIENT_MIN: 0x0000010e,
+  HR_LOADED_MIN: 0x00000110,
+  ACTIVE_SESSIONS_MAX: 0x00000111,
+  PCR_COUNT: 0x00000112,
+  NV_BUFFER_MAX: 0x0000012c,
+  MAX_DIGEST: 0x00000120,
+  HR_TRANSIENT_AVAIL: 0x00000207,
+  HR_LOADED_AVAIL: 0x00000209,
+  HR_ACTIVE_AVAIL: 0x0000020a,
+} as const;
+
+export const TPM_ECC_CURVE = {
+  NONE: 0x0000,
+  NIST_P192: 0x0001,
+  NIST_P224: 0x0002,
+  NIST_P256: 0x0003,
+  NIST_P384: 0x0004,
+  NIST_P521: 0x0005,
+  BN_P256: 0x0010,
+  BN_P638: 0x0011,
+  SM2_P256: 0x0020,
+} as const;
+
+/** TPMA_OBJECT bits. */
+export const TPMA_OBJECT = {
+  fixedTPM: 0x00000002,
+  stClear: 0x00000004,
+  fixedParent: 0x00000010,
+  sensitiveDataOrigin: 0x00000020,
+  userWithAuth: 0x00000040,
+  adminWithPolicy: 0x00000080,
+  noDA: 0x00000400,
+  encryptedDuplication: 0x00000800,
+  restricted: 0x00010000,
+  decrypt: 0x00020000,
+  sign: 0x00040000,
+} as const;
+
+/** TPMA_SESSION bits. */
+export const TPMA_SESSION = {
+  continueSession: 0x01,
+  auditExclusive: 0x02,
+  auditReset: 0x04,
+  decrypt: 0x20,
+  encrypt: 0x40,
+  audit: 0x80,
+} as const;
+
+/** TPMA_NV bits used here. */
+export const TPMA_NV = {
+  PPWRITE: 0x00000001,
+  OWNERWRITE: 0x00000002,
+  AUTHWRITE: 0x00000004,
+  POLICYWRITE: 0x00000008,
+  POLICY_DELETE: 0x00000400,
+  WRITELOCKED: 0x00000800,
+  WRITEALL: 0x00001000,
+  WRITEDEFINE: 0x00002000,
+  WRITE_STCLEAR: 0x00004000,
+  GLOBALLOCK: 0x00008000,
+  PPREAD: 0x00010000,
+  OWNERREAD: 0x00020000,
+  AUTHREAD: 0x00040000,
+  POLICYREAD: 0x00080000,
+  NO_DA: 0x02000000,
+  ORDERLY: 0x04000000,
+  CLEAR_STCLEAR: 0x08000000,
+  READLOCKED: 0x10000000,
+  WRITTEN: 0x20000000,
+  PLATFORMCREATE: 0x40000000,
+  READ_STCLEAR: 0x80000000,
+} as const;
+
+/** TPMS_ATTEST.magic: "\xffTCG". */
+export const TPM_GENERATED_VALUE = 0xff544347;
+
+/** The handle type (top byte) of a handle. */
+export function handleType(handle: number): number {
+  return handle >>> 24;
+}
