@@ -1,0 +1,91 @@
+/**
+ * The barrier (after hashicorp/vault's barrier): everything wrapped under the cluster master key
+ * passes through here, and nothing does while the peer is sealed. `wrap`/`unwrap` throw
+ * FAILED_PRECONDITION "sealed" until `unseal` has handed it the CMK.
+ */
+import { createHmac, hkdfSync } from "node:crypto";
+import { LockboxError } from "../errors.js";
+import { envelopeEpoch, openEnvelope, sealEnvelope, type EnvelopeBinding } from "./envelope.js";
+import { Keyring } from "./keyring.js";
+import type { MasterKeyProvider } from "./master-key-provider.js";
+import { nodeRandomSource, zeroize, type RandomSource } from "./random-source.js";
+
+export class Barrier {
+  private keyring: Keyring | undefined;
+
+  constructor(private readonly random: RandomSource = nodeRandomSource) {}
+
+  get sealed(): boolean {
+    return this.keyring === undefined;
+  }
+
+  /** The epoch new wraps use; throws when sealed. */
+  get activeEpoch(): number {
+    return this.requireKeyring().activeEpoch;
+  }
+
+  /** Installs a keyring (the barrier takes ownership and zeroes it on seal). */
+  unseal(keyring: Keyring): void {
+    if (keyring.size === 0) throw new RangeError("cannot unseal with an empty keyring");
+    this.keyring?.zeroize();
+    this.keyring = keyring;
+  }
+
+  /** Loads the CMK through `provider` and unseals. */
+  async unsealWith(provider: MasterKeyProvider): Promise<void> {
+    const { epoch, key } = await provider.load();
+    try {
+      this.unseal(Keyring.empty().withEpoch(epoch, key));
+    } finally {
+      zeroize(key);
+    }
+  }
+
+  /** Forgets (and zeroes) the CMK. */
+  seal(): void {
+    this.keyring?.zeroize();
+    this.keyring = undefined;
+  }
+
+  wrap(plaintext: Uint8Array, binding: EnvelopeBinding): Uint8Array {
+    const keyring = this.requireKeyring();
+    const epoch = keyring.activeEpoch;
+    return sealEnvelope(keyring.key(epoch)!, epoch, plaintext, binding, this.random);
+  }
+
+  /** Throws DATA_LOSS when the blob fails authentication or names an epoch this peer does not hold. */
+  unwrap(blob: Uint8Array, binding: EnvelopeBinding): Uint8Array {
+    const keyring = this.requireKeyring();
+    const epoch = envelopeEpoch(blob);
+    const key = keyring.key(epoch);
+    if (key === undefined) {
+      throw new LockboxError("DATA_LOSS", `integrity check failed: unknown master key epoch ${epoch}`);
+    }
+    return openEnvelope(key, blob, binding);
+  }
+
+  /**
+   * A 32-byte subkey of the active CMK for `purpose` (HKDF-SHA256), e.g. the page-token MAC key.
+   * Subkeys change when the CMK rotates; only use them for short-lived values.
+   */
+  deriveKey(purpose: string): Uint8Array {
+    const keyring = this.requireKeyring();
+    const ikm = keyring.key(keyring.activeEpoch)!;
+    return new Uint8Array(hkdfSync("sha256", ikm, new Uint8Array(0), `lockbox/v1/${purpose}`, 32));
+  }
+
+  /** HMAC-SHA256 of `data` under the subkey for `purpose`. */
+  mac(purpose: string, data: Uint8Array): Uint8Array {
+    const key = this.deriveKey(purpose);
+    try {
+      return new Uint8Array(createHmac("sha256", key).update(data).digest());
+    } finally {
+      zeroize(key);
+    }
+  }
+
+  private requireKeyring(): Keyring {
+    if (this.keyring === undefined) throw new LockboxError("FAILED_PRECONDITION", "sealed");
+    return this.keyring;
+  }
+}

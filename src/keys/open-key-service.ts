@@ -1,0 +1,127 @@
+/**
+ * The common way to bring up a single peer's key service: open the store, obtain the CMK through
+ * the provider, unseal the barrier, load (or, on first open, create) the cluster salt and
+ * partition power, check that the CMK is the one this store was written with, and open the audit
+ * log.
+ */
+import { Barrier } from "../crypto/barrier.js";
+import type { EnvelopeBinding } from "../crypto/envelope.js";
+import type { MasterKeyProvider, MasterKeyProviderDescription } from "../crypto/master-key-provider.js";
+import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
+import { AuditLog } from "../audit/audit-log.js";
+import { LockboxError } from "../errors.js";
+import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
+import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
+import { systemClock, type Clock } from "./key-model.js";
+import { KeyService } from "./key-service.js";
+
+export const DEFAULT_PARTITION_POWER = 10;
+const SALT_KEY = "cluster/salt";
+const POWER_KEY = "cluster/partition-power";
+const CANARY_KEY = "cluster/cmk-canary";
+const CANARY_BINDING: EnvelopeBinding = {
+  kind: "cmk-canary",
+  keyId: "",
+  project: "",
+  algorithm: "AES",
+  bitLength: 256,
+};
+
+export interface OpenKeyServiceOptions {
+  /** Used only when the store is new; an existing store keeps its own. */
+  partitionPower?: number;
+  clock?: Clock;
+  random?: RandomSource;
+  store?: PeerStoreOptions;
+}
+
+export interface KeyServiceHandle {
+  service: KeyService;
+  store: PeerStore;
+  barrier: Barrier;
+  audit: AuditLog;
+  clusterSalt: Uint8Array;
+  partitionPower: number;
+  masterKeyEpoch: number;
+  protector: MasterKeyProviderDescription;
+  /** Zeroes KEKs, seals the barrier, flushes and closes the store. */
+  close(): Promise<void>;
+}
+
+/** Opens the key service over the LevelDB in `dir` (created if missing). */
+export async function openKeyService(
+  dir: string,
+  provider: MasterKeyProvider,
+  options: OpenKeyServiceOptions = {},
+): Promise<KeyServiceHandle> {
+  const random = options.random ?? nodeRandomSource;
+  const clock = options.clock ?? systemClock;
+  const store = await openPeerStore(dir, options.store);
+  const barrier = new Barrier(random);
+  try {
+    await barrier.unsealWith(provider);
+    const { clusterSalt, partitionPower } = await loadClusterParameters(store, barrier, random, options);
+    const service = await KeyService.open({ store, barrier, clusterSalt, partitionPower, clock, random });
+    const audit = await AuditLog.open(store, clock);
+    return {
+      service,
+      store,
+      barrier,
+      audit,
+      clusterSalt,
+      partitionPower,
+      masterKeyEpoch: barrier.activeEpoch,
+      protector: provider.describe(),
+      close: async () => {
+        await service.close();
+        barrier.seal();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    barrier.seal();
+    await store.close();
+    throw e;
+  }
+}
+
+async function loadClusterParameters(
+  store: PeerStore,
+  barrier: Barrier,
+  random: RandomSource,
+  options: OpenKeyServiceOptions,
+): Promise<{ clusterSalt: Uint8Array; partitionPower: number }> {
+  const [salt, power, canary] = await store.sublevel("meta").getMany([SALT_KEY, POWER_KEY, CANARY_KEY]);
+  if (salt !== undefined && power !== undefined && canary !== undefined) {
+    try {
+      barrier.unwrap(canary, CANARY_BINDING);
+    } catch (cause) {
+      throw new LockboxError("FAILED_PRECONDITION", "the master key does not match this store", undefined, {
+        cause,
+      });
+    }
+    if (power.length !== 1 || power[0]! > PARTITION_POWER_MAX || salt.length !== 32) {
+      throw new LockboxError("DATA_LOSS", "stored cluster parameters are corrupt");
+    }
+    return { clusterSalt: salt, partitionPower: power[0]! };
+  }
+  if (salt !== undefined || power !== undefined || canary !== undefined) {
+    throw new LockboxError("DATA_LOSS", "stored cluster parameters are incomplete");
+  }
+  const partitionPower = options.partitionPower ?? DEFAULT_PARTITION_POWER;
+  if (!Number.isInteger(partitionPower) || partitionPower < 0 || partitionPower > PARTITION_POWER_MAX) {
+    throw new RangeError(`partitionPower must be an integer in 0..${PARTITION_POWER_MAX}`);
+  }
+  const clusterSalt = random.bytes(32);
+  await store.write([
+    { type: "put", sublevel: "meta", key: SALT_KEY, value: clusterSalt },
+    { type: "put", sublevel: "meta", key: POWER_KEY, value: Uint8Array.of(partitionPower) },
+    {
+      type: "put",
+      sublevel: "meta",
+      key: CANARY_KEY,
+      value: barrier.wrap(new Uint8Array(0), CANARY_BINDING),
+    },
+  ]);
+  return { clusterSalt, partitionPower };
+}

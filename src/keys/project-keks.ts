@@ -1,0 +1,93 @@
+/**
+ * Project KEKs: one 256-bit key per project, created on first use, stored wrapped under the CMK
+ * (through the Barrier) in the "meta" sublevel as `kek/<project>` until the raft state holds them.
+ * Unwrapped KEKs are cached in memory (like the CMK itself) and zeroed on close. Concurrent first
+ * uses of a project share one creation, so a project never gets two KEKs.
+ */
+import type { Barrier } from "../crypto/barrier.js";
+import type { EnvelopeBinding } from "../crypto/envelope.js";
+import { zeroize, type RandomSource } from "../crypto/random-source.js";
+import { LockboxError } from "../errors.js";
+import type { PeerStore } from "../store/peer-store.js";
+
+export const KEK_BYTES = 32;
+/** Generation written into the header of envelopes wrapped under a project KEK. */
+export const KEK_GENERATION = 1;
+
+export const kekMetaKey = (project: string): string => `kek/${project}`;
+
+export const kekBinding = (project: string): EnvelopeBinding => ({
+  kind: "project-kek",
+  keyId: project,
+  project,
+  algorithm: "AES",
+  bitLength: KEK_BYTES * 8,
+});
+
+export class ProjectKeks {
+  private readonly cache = new Map<string, Promise<Uint8Array>>();
+
+  constructor(
+    private readonly store: PeerStore,
+    private readonly barrier: Barrier,
+    private readonly random: RandomSource,
+  ) {}
+
+  /** The project's KEK, creating it if the project has none yet. */
+  getOrCreate(project: string): Promise<Uint8Array> {
+    return this.cached(project, true);
+  }
+
+  /** The project's KEK; DATA_LOSS if it is missing (records exist but their KEK does not). */
+  getExisting(project: string): Promise<Uint8Array> {
+    return this.cached(project, false);
+  }
+
+  /** Zeroes every cached KEK. */
+  async zeroize(): Promise<void> {
+    const all = [...this.cache.values()];
+    this.cache.clear();
+    for (const p of all) zeroize(await p.catch(() => undefined));
+  }
+
+  private cached(project: string, create: boolean): Promise<Uint8Array> {
+    let p = this.cache.get(project);
+    if (p === undefined) {
+      p = this.load(project, create);
+      this.cache.set(project, p);
+      p.catch(() => this.cache.delete(project)); // a failure is not cached
+    }
+    return p;
+  }
+
+  private async load(project: string, create: boolean): Promise<Uint8Array> {
+    const stored = await this.store.get("meta", kekMetaKey(project));
+    if (stored !== undefined) {
+      try {
+        return this.barrier.unwrap(stored, kekBinding(project));
+      } catch (e) {
+        if (e instanceof LockboxError && e.code === "DATA_LOSS") {
+          throw new LockboxError(
+            "DATA_LOSS",
+            `integrity check failed for the KEK of project ${project}`,
+            undefined,
+            {
+              cause: e,
+            },
+          );
+        }
+        throw e;
+      }
+    }
+    if (!create) throw new LockboxError("DATA_LOSS", `the KEK of project ${project} is missing`);
+    const kek = this.random.bytes(KEK_BYTES);
+    const wrapped = this.barrier.wrap(kek, kekBinding(project));
+    try {
+      await this.store.write([{ type: "put", sublevel: "meta", key: kekMetaKey(project), value: wrapped }]);
+    } catch (e) {
+      zeroize(kek);
+      throw e;
+    }
+    return kek;
+  }
+}
