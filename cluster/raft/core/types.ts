@@ -45,6 +45,11 @@ export interface RaftConfig {
   /** Candidates run a pre-vote round (no term bump) before a real election. */
   preVote: boolean;
   random: Random;
+  /**
+   * Index the application's state machine already reflects at start (if it persists its own state);
+   * committed entries after it are handed out again. Default: the persisted snapshot's index.
+   */
+  applied?: number;
   bugs?: RaftBugs;
 }
 
@@ -161,7 +166,10 @@ export interface Message {
   /** AppendResp reject: the follower's term at rejectHint (0 if unknown), used to skip a whole term. */
   rejectHintTerm: number;
   snapshot: Snapshot | null;
-  /** Heartbeat/HeartbeatResp/ReadIndex/ReadIndexResp: the ReadIndex request context; empty otherwise. */
+  /**
+   * Heartbeat/HeartbeatResp/ReadIndex/ReadIndexResp: the ReadIndex request context (must be unique across
+   * the cluster, e.g. node id + counter). Vote: non-empty marks a leadership transfer. Empty otherwise.
+   */
   context: Uint8Array;
 }
 
