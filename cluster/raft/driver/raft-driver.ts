@@ -1,0 +1,500 @@
+/**
+ * The driver: runs one pure RaftNode against real IO. It owns the only loop that touches the core, and
+ * handles each Ready in the order written on the `Ready` type (cluster/raft/core/types.ts):
+ *
+ *   1. persist snapshot + entries + hard state in one synced write (and restore an installed snapshot),
+ *   2. then send the messages (a vote or an append ack never leaves before what it promises is durable),
+ *   3. then apply committed entries and serve read states,
+ *   4. then advance().
+ *
+ * Inputs (ticks, received messages, client calls) that arrive while a Ready is being handled wait in an
+ * inbox and are fed to the core before the next ready(), so the core is never touched between ready()
+ * and advance(); this also batches everything that arrived during one fsync into the next round.
+ *
+ * A storage failure or a core invariant violation is fatal: the driver stops (fail-stop, never limps on
+ * with state it could not persist) and reports through `onFatal`.
+ */
+import { RaftNode } from "../core/raft-node.js";
+import {
+  bootstrapSnapshot,
+  ConfChangeType,
+  EntryType,
+  RaftError,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type Message,
+  type NodeId,
+  type RaftConfig,
+  type RaftStatus,
+  type Ready,
+} from "../core/types.js";
+import { InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "./errors.js";
+import type { PeerTransport } from "./peer-transport.js";
+import type { RaftStorage } from "./raft-storage.js";
+import type { StateMachine } from "./state-machine.js";
+import type { Ticker } from "./ticker.js";
+
+export interface RaftDriverOptions<R> {
+  /** The core's configuration (id, timeouts in ticks, batching limits, pre-vote, check-quorum, random). */
+  config: RaftConfig;
+  storage: RaftStorage;
+  transport: PeerTransport;
+  stateMachine: StateMachine<R>;
+  ticker: Ticker;
+  /**
+   * Founding voters of a new cluster. Used only when the storage is empty: the driver then stores
+   * bootstrapSnapshot(voters) before the first start. Leave unset on a node that joins as a learner.
+   */
+  bootstrapVoters?: NodeId[];
+  /** Take a state machine snapshot and compact the log once this many entries were applied since the last. */
+  snapshotEntries?: number;
+  /** Default deadline of propose() and membership changes. */
+  proposeTimeoutMs?: number;
+  /** Default deadline of read(). */
+  readTimeoutMs?: number;
+  /** How often a read re-asks for a read index while it has no answer (requests may be dropped). */
+  readRetryMs?: number;
+  /** Largest proposal accepted, in bytes. */
+  proposalBytesMax?: number;
+  /** Called for every committed membership change, in log order (also when replayed after a restart). */
+  onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
+  /** Called once when the driver stops because of an error it cannot continue from. */
+  onFatal?: (error: unknown) => void;
+  /** Diagnostic lines (never entry data). */
+  log?: (line: string) => void;
+}
+
+export interface Applied<R> {
+  index: number;
+  result: R;
+}
+
+export interface DriverStatus extends RaftStatus {
+  /** Index of the last entry applied to the state machine by this driver. */
+  appliedIndex: number;
+  /** Index of the latest snapshot (stored or installed). */
+  snapshotIndex: number;
+}
+
+const DEFAULTS = {
+  snapshotEntries: 10_000,
+  proposeTimeoutMs: 5_000,
+  readTimeoutMs: 5_000,
+  readRetryMs: 250,
+  proposalBytesMax: 1024 * 1024,
+};
+
+interface PendingProposal {
+  term: number;
+  resolve(value: Applied<unknown>): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingRead {
+  /** The read index once the leader answered; -1 until then. */
+  index: number;
+  resolve(index: number): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+  retry: NodeJS.Timeout;
+}
+
+interface PendingTransfer {
+  to: NodeId;
+  resolve(): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class RaftDriver<R = unknown> {
+  readonly id: NodeId;
+  readonly #core: RaftNode;
+  readonly #opts: RaftDriverOptions<R> & typeof DEFAULTS;
+  /** Work for the core; `fail` settles the caller's promise if the driver stops before `run` ran. */
+  readonly #inbox: Array<{ run: () => void; fail?: (e: Error) => void }> = [];
+  #ticksPending = 0;
+  #loopRunning = false;
+  #loopDone: Promise<void> = Promise.resolve();
+  #stopped: Error | undefined;
+  #applied: number;
+  #snapshotIndex: number;
+  readonly #proposals = new Map<number, PendingProposal>();
+  readonly #reads = new Map<string, PendingRead>();
+  readonly #transfers = new Set<PendingTransfer>();
+  #readSeq = 0;
+
+  /** Loads persisted state (bootstrapping a new founding member), restores the state machine, starts. */
+  static async start<R>(options: RaftDriverOptions<R>): Promise<RaftDriver<R>> {
+    const opts = { ...DEFAULTS, ...options };
+    let persisted = await opts.storage.load();
+    const fresh = persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
+    if (fresh && opts.bootstrapVoters !== undefined) {
+      if (!opts.bootstrapVoters.includes(opts.config.id)) {
+        throw new InvalidArgument("bootstrapVoters", `must include this node (${opts.config.id})`);
+      }
+      await opts.storage.save({
+        snapshot: bootstrapSnapshot(opts.bootstrapVoters),
+        entries: [],
+        hardState: persisted.hardState,
+      });
+      persisted = await opts.storage.load();
+    }
+    const snap = persisted.snapshot;
+    if (snap !== null && snap.metadata.index > 0) opts.stateMachine.restore(snap.data);
+    const core = new RaftNode(opts.config, persisted);
+    return new RaftDriver<R>(core, opts, snap?.metadata.index ?? 0);
+  }
+
+  private constructor(core: RaftNode, opts: RaftDriverOptions<R> & typeof DEFAULTS, snapshotIndex: number) {
+    this.id = opts.config.id;
+    this.#core = core;
+    this.#opts = opts;
+    this.#applied = snapshotIndex;
+    this.#snapshotIndex = snapshotIndex;
+    opts.transport.start((m) => this.#receive(m));
+    opts.ticker.start(() => {
+      this.#ticksPending++;
+      this.#schedule();
+    });
+    this.#schedule();
+  }
+
+  get appliedIndex(): number {
+    return this.#applied;
+  }
+
+  status(): DriverStatus {
+    return { ...this.#core.status(), appliedIndex: this.#applied, snapshotIndex: this.#snapshotIndex };
+  }
+
+  /**
+   * Replicates `data`; resolves with the state machine's result once the entry is committed and applied
+   * here. Rejects with NotLeader (not leader now, or the entry was overwritten by a newer leader: it will
+   * never apply) or Timeout (outcome unknown: it may still apply).
+   */
+  propose(data: Uint8Array, timeoutMs = this.#opts.proposeTimeoutMs): Promise<Applied<R>> {
+    if (data.byteLength > this.#opts.proposalBytesMax) {
+      return Promise.reject(new InvalidArgument("data", `longer than ${this.#opts.proposalBytesMax} bytes`));
+    }
+    return this.#submit("propose", timeoutMs, () => this.#core.propose(data)) as Promise<Applied<R>>;
+  }
+
+  /** Adds `id` as a learner; `context` (e.g. its address) rides in the log entry. Resolves once applied. */
+  addLearner(id: NodeId, context: Uint8Array = new Uint8Array(0), timeoutMs?: number): Promise<{ index: number }> {
+    return this.#confChange({ type: ConfChangeType.AddLearner, nodeId: id, context }, timeoutMs);
+  }
+
+  /** Turns learner `id` into a voter. */
+  promote(id: NodeId, timeoutMs?: number): Promise<{ index: number }> {
+    return this.#confChange({ type: ConfChangeType.PromoteLearner, nodeId: id, context: new Uint8Array(0) }, timeoutMs);
+  }
+
+  /** Removes voter (or learner) `id`, which may be this leader itself. */
+  removeVoter(id: NodeId, timeoutMs?: number): Promise<{ index: number }> {
+    return this.#confChange({ type: ConfChangeType.RemoveNode, nodeId: id, context: new Uint8Array(0) }, timeoutMs);
+  }
+
+  /**
+   * Linearizable read barrier (ReadIndex): resolves with an index once this node has applied at least
+   * the leader's commit index as of some moment after the call. The caller then reads its state machine.
+   * Works on followers too (the core forwards the request to the leader).
+   */
+  read(timeoutMs = this.#opts.readTimeoutMs): Promise<number> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    const key = `${this.id}:${++this.#readSeq}`;
+    const context = new TextEncoder().encode(key);
+    return new Promise<number>((resolve, reject) => {
+      const ask = (): void => this.#enqueue(() => this.#core.readIndex(context));
+      const pending: PendingRead = {
+        index: -1,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#dropRead(key);
+          reject(new Timeout("read", timeoutMs));
+        }, timeoutMs),
+        retry: setInterval(() => {
+          if (pending.index < 0) ask();
+        }, this.#opts.readRetryMs),
+      };
+      this.#reads.set(key, pending);
+      ask();
+    });
+  }
+
+  /**
+   * Asks the leader (this node) to hand leadership to voter `to`; resolves once this node sees `to` as
+   * leader. NotLeader if this node is not the leader.
+   */
+  transferLeadership(to: NodeId, timeoutMs = this.#opts.proposeTimeoutMs): Promise<void> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    return new Promise<void>((resolve, reject) => {
+      const t: PendingTransfer = {
+        to,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#transfers.delete(t);
+          reject(new Timeout("transferLeadership", timeoutMs));
+        }, timeoutMs),
+      };
+      this.#enqueue(() => {
+        try {
+          this.#core.transferLeadership(to);
+        } catch (e) {
+          clearTimeout(t.timer);
+          reject(this.#clientError("transferLeadership", e));
+          return;
+        }
+        this.#transfers.add(t);
+      }, (e) => {
+        clearTimeout(t.timer);
+        reject(e);
+      });
+    });
+  }
+
+  /**
+   * Stops ticking and processing, waits for the Ready being handled to finish (so nothing is written
+   * after this resolves), and rejects every pending call with Stopped. Does not close storage/transport.
+   */
+  async stop(reason = "stopped"): Promise<void> {
+    if (!this.#stopped) this.#halt(new Stopped(reason));
+    await this.#loopDone;
+  }
+
+  // ---- inputs -------------------------------------------------------------------------------------
+
+  #receive(m: Message): void {
+    if (m.to !== this.id) {
+      this.#opts.log?.(`raft: dropped message for ${m.to} (type ${m.type} from ${m.from})`);
+      return;
+    }
+    this.#enqueue(() => {
+      try {
+        this.#core.step(m);
+      } catch (e) {
+        // Bad input from the network changes nothing; only a broken core is fatal.
+        if (e instanceof RaftError && e.code === "BAD_ARGUMENT") {
+          this.#opts.log?.(`raft: dropped invalid message type ${m.type} from ${m.from}: ${e.message}`);
+        } else {
+          throw e;
+        }
+      }
+    });
+  }
+
+  #confChange(change: ConfChange, timeoutMs = this.#opts.proposeTimeoutMs): Promise<{ index: number }> {
+    return this.#submit("proposeConfChange", timeoutMs, () => this.#core.proposeConfChange(change)).then((a) => ({
+      index: a.index,
+    }));
+  }
+
+  /** Runs `call` (which returns where the entry landed) on the loop and waits for that entry to apply. */
+  #submit(
+    operation: string,
+    timeoutMs: number,
+    call: () => { index: number; term: number },
+  ): Promise<Applied<unknown>> {
+    if (this.#stopped) return Promise.reject(this.#stopped);
+    return new Promise<Applied<unknown>>((resolve, reject) => {
+      this.#enqueue(() => {
+        let pos: { index: number; term: number };
+        try {
+          pos = call();
+        } catch (e) {
+          reject(this.#clientError(operation, e));
+          return;
+        }
+        if (pos.index <= this.#applied) throw new Error(`core placed ${operation} at applied index ${pos.index}`);
+        const timer = setTimeout(() => {
+          this.#proposals.delete(pos.index);
+          reject(new Timeout(operation, timeoutMs));
+        }, timeoutMs);
+        this.#proposals.get(pos.index)?.reject(new NotLeader(this.#leaderHint()));
+        this.#proposals.set(pos.index, { term: pos.term, resolve, reject, timer });
+      }, reject);
+    });
+  }
+
+  /** Maps a core refusal of a client call to the driver's typed errors; anything else is a core bug. */
+  #clientError(operation: string, e: unknown): Error {
+    if (!(e instanceof RaftError)) return e instanceof Error ? e : new Error(String(e));
+    switch (e.code) {
+      case "NOT_LEADER":
+        return new NotLeader(this.#leaderHint());
+      case "INVARIANT":
+        this.#halt(e);
+        return e;
+      default:
+        return new Rejected(operation, `${e.code}: ${e.message}`);
+    }
+  }
+
+  #leaderHint(): NodeId | "" {
+    return this.#core.status().leader ?? "";
+  }
+
+  #enqueue(run: () => void, fail?: (e: Error) => void): void {
+    if (this.#stopped) {
+      fail?.(this.#stopped);
+      return;
+    }
+    this.#inbox.push(fail === undefined ? { run } : { run, fail });
+    this.#schedule();
+  }
+
+  // ---- the loop -----------------------------------------------------------------------------------
+
+  #schedule(): void {
+    if (this.#loopRunning || this.#stopped) return;
+    this.#loopRunning = true;
+    // setImmediate (not a microtask) lets pending socket reads land first, so one round batches them.
+    this.#loopDone = new Promise<void>((done) => setImmediate(() => void this.#loop().finally(done)));
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (!this.#stopped) {
+        this.#drainInbox();
+        const rd = this.#core.ready();
+        if (rd === null) {
+          if (this.#shouldSnapshot()) {
+            await this.#takeSnapshot();
+            continue;
+          }
+          break;
+        }
+        await this.#handleReady(rd);
+      }
+    } catch (e) {
+      this.#halt(e);
+    } finally {
+      this.#loopRunning = false;
+    }
+    // Inputs that arrived after the last drain still need a round.
+    if (!this.#stopped && (this.#inbox.length > 0 || this.#ticksPending > 0)) this.#schedule();
+  }
+
+  #drainInbox(): void {
+    for (; this.#ticksPending > 0; this.#ticksPending--) this.#core.tick();
+    // Inputs enqueued by the inputs themselves run in this same drain.
+    for (let i = 0; i < this.#inbox.length; i++) this.#inbox[i]!.run();
+    this.#inbox.length = 0;
+  }
+
+  async #handleReady(rd: Ready): Promise<void> {
+    // 1. Persist, synced, before anything that depends on it leaves.
+    if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
+      await this.#opts.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+      if (this.#stopped) return;
+    }
+    if (rd.snapshot !== null) {
+      const idx = rd.snapshot.metadata.index;
+      if (idx > 0) this.#opts.stateMachine.restore(rd.snapshot.data);
+      this.#applied = Math.max(this.#applied, idx);
+      this.#snapshotIndex = idx;
+      this.#opts.log?.(`raft: installed snapshot at ${idx}`);
+    }
+    // 2. Send.
+    if (rd.messages.length > 0) this.#opts.transport.send(rd.messages);
+    // 3. Apply, then serve reads.
+    for (const e of rd.committedEntries) this.#apply(e);
+    for (const rs of rd.readStates) {
+      const key = new TextDecoder().decode(rs.context);
+      const pending = this.#reads.get(key);
+      if (pending !== undefined && pending.index < 0) pending.index = rs.index;
+    }
+    this.#serveReads();
+    // 4. Advance.
+    this.#core.advance(rd);
+    if (rd.softState !== null) this.#onSoftState(rd.softState.leader);
+  }
+
+  #apply(e: Entry): void {
+    if (e.index <= this.#applied) return; // covered by a snapshot restored in this or an earlier round
+    if (e.index !== this.#applied + 1) {
+      throw new Error(`raft driver: committed entry ${e.index} does not follow applied ${this.#applied}`);
+    }
+    let result: unknown;
+    if (e.type === EntryType.Normal) {
+      if (e.data.byteLength > 0) result = this.#opts.stateMachine.apply(e.data, e.index);
+    } else if (e.type === EntryType.ConfChange && e.confChange !== null && e.confState !== null) {
+      this.#opts.onConfChange?.(e.confChange, e.confState, e.index);
+    }
+    this.#applied = e.index;
+    const p = this.#proposals.get(e.index);
+    if (p !== undefined) {
+      this.#proposals.delete(e.index);
+      clearTimeout(p.timer);
+      // Another leader's entry took our slot: ours can never apply.
+      if (p.term === e.term) p.resolve({ index: e.index, result });
+      else p.reject(new NotLeader(this.#leaderHint()));
+    }
+  }
+
+  #serveReads(): void {
+    for (const [key, r] of this.#reads) {
+      if (r.index >= 0 && r.index <= this.#applied) {
+        this.#dropRead(key);
+        r.resolve(r.index);
+      }
+    }
+  }
+
+  #dropRead(key: string): void {
+    const r = this.#reads.get(key);
+    if (r === undefined) return;
+    clearTimeout(r.timer);
+    clearInterval(r.retry);
+    this.#reads.delete(key);
+  }
+
+  #onSoftState(leader: NodeId | null): void {
+    for (const t of this.#transfers) {
+      if (leader === t.to) {
+        clearTimeout(t.timer);
+        this.#transfers.delete(t);
+        t.resolve();
+      }
+    }
+  }
+
+  #shouldSnapshot(): boolean {
+    return this.#applied - this.#snapshotIndex >= this.#opts.snapshotEntries;
+  }
+
+  async #takeSnapshot(): Promise<void> {
+    const index = this.#applied;
+    const snap = this.#core.compact(index, this.#opts.stateMachine.snapshot());
+    await this.#opts.storage.compact(snap);
+    this.#snapshotIndex = index;
+    this.#opts.log?.(`raft: snapshot at ${index}, log compacted`);
+  }
+
+  #halt(error: unknown): void {
+    if (this.#stopped) return;
+    const stopped = error instanceof Stopped ? error : new Stopped(error instanceof Error ? error.message : String(error));
+    this.#stopped = stopped;
+    this.#opts.ticker.stop();
+    for (const item of this.#inbox.splice(0)) item.fail?.(stopped);
+    for (const p of this.#proposals.values()) {
+      clearTimeout(p.timer);
+      p.reject(stopped);
+    }
+    this.#proposals.clear();
+    for (const key of [...this.#reads.keys()]) {
+      const r = this.#reads.get(key)!;
+      this.#dropRead(key);
+      r.reject(stopped);
+    }
+    for (const t of this.#transfers) {
+      clearTimeout(t.timer);
+      t.reject(stopped);
+    }
+    this.#transfers.clear();
+    if (!(error instanceof Stopped)) this.#opts.onFatal?.(error);
+  }
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/env node
+/**
+ * A control-plane member process: RaftDriver + LevelDB storage + gRPC peer transport + the key-value
+ * control state machine + the ControlService client API, all on one gRPC server.
+ *
+ *   node dist/src/control/control-node-main.js --id 1 --dir DIR --listen 127.0.0.1:PORT \
+ *        --peers 1=127.0.0.1:P1,2=127.0.0.1:P2,3=127.0.0.1:P3 [--join]
+ *
+ * Without --join the ids in --peers are the founding voters (stored as the bootstrap configuration on the
+ * first start only). With --join the node starts with an empty configuration and waits to be added as a
+ * learner by the leader; --peers then only tells it where the members are.
+ *
+ * Prints one JSON line {"ready":true,...} on stdout once listening; diagnostics go to stderr. SIGTERM and
+ * SIGINT stop cleanly (exit 0). Every acknowledged write was fsync'd before it was acknowledged, so
+ * SIGKILL loses nothing acknowledged. A storage or invariant failure exits with status 1 (fail-stop).
+ *
+ * Plaintext h2c: acceptable only on 127.0.0.1 until the attested join issues peer certificates (mTLS).
+ */
+import * as grpc from "@grpc/grpc-js";
+import { randomInt } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { Level } from "level";
+import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
+import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
+import type { NodeId, RaftConfig } from "../../cluster/raft/core/types.js";
+import { ControlStateMachine, isPeerAddress } from "./control-state-machine.js";
+import { controlServiceHandlers } from "./control-service.js";
+import { GrpcPeerTransport, peerGrpcOptions } from "./grpc-peer-transport.js";
+import { LevelDbRaftStorage } from "./leveldb-raft-storage.js";
+import { loadPeerProto } from "./peer-proto.js";
+
+export interface ControlNodeArgs {
+  id: NodeId;
+  dir: string;
+  listen: string;
+  peers: Map<NodeId, string>;
+  join: boolean;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  snapshotEntries: number;
+}
+
+const USAGE =
+  "usage: control-node-main --id ID --dir DIR --listen 127.0.0.1:PORT --peers ID=HOST:PORT,... [--join]\n" +
+  "       [--tick-ms 50] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-entries 10000]";
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+  readonly code = "USAGE";
+}
+
+export function parseArgs(argv: string[]): ControlNodeArgs {
+  const flags = new Map<string, string>();
+  let join = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--join") {
+      join = true;
+      continue;
+    }
+    const v = argv[i + 1];
+    if (!a.startsWith("--") || v === undefined) throw new UsageError(`unexpected argument ${a}`);
+    flags.set(a.slice(2), v);
+    i++;
+  }
+  const need = (k: string): string => {
+    const v = flags.get(k);
+    if (v === undefined) throw new UsageError(`--${k} is required`);
+    return v;
+  };
+  const int = (k: string, dflt: number, min: number): number => {
+    const v = flags.get(k);
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${k} must be an integer >= ${min}`);
+    return n;
+  };
+  const id = need("id");
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new UsageError("--id must be 1..64 characters of [A-Za-z0-9_-]");
+  const listen = need("listen");
+  if (!isPeerAddress(listen)) throw new UsageError("--listen must be host:port");
+  const peers = new Map<NodeId, string>();
+  for (const item of need("peers").split(",")) {
+    const [pid, addr] = item.split("=");
+    if (pid === undefined || addr === undefined || pid.length === 0 || !isPeerAddress(addr)) {
+      throw new UsageError(`--peers item ${JSON.stringify(item)} is not ID=HOST:PORT`);
+    }
+    if (peers.has(pid)) throw new UsageError(`--peers lists ${pid} twice`);
+    peers.set(pid, addr);
+  }
+  if (!join && !peers.has(id)) throw new UsageError("--peers must include this node's --id (founding voters)");
+  for (const k of flags.keys()) {
+    if (!["id", "dir", "listen", "peers", "tick-ms", "election-ticks", "heartbeat-ticks", "snapshot-entries"].includes(k)) {
+      throw new UsageError(`unknown flag --${k}`);
+    }
+  }
+  const heartbeatTicks = int("heartbeat-ticks", 1, 1);
+  const electionTicks = int("election-ticks", 10, 2);
+  if (electionTicks < 2 * heartbeatTicks) throw new UsageError("--election-ticks must be >= 2 * --heartbeat-ticks");
+  return {
+    id,
+    dir: need("dir"),
+    listen,
+    peers,
+    join,
+    tickMs: int("tick-ms", 50, 1),
+    electionTicks,
+    heartbeatTicks,
+    snapshotEntries: int("snapshot-entries", 10_000, 1),
+  };
+}
+
+const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+
+async function bindWithRetry(server: grpc.Server, address: string): Promise<number> {
+  // A restarted node reuses its port; tolerate a short overlap with whatever held it.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      );
+    } catch (e) {
+      if (attempt >= 40) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+export async function runControlNode(args: ControlNodeArgs): Promise<void> {
+  mkdirSync(args.dir, { recursive: true });
+  const db = new Level<string, Uint8Array>(join(args.dir, "leveldb"), { valueEncoding: "view" });
+  await db.open();
+  const storage = new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" }));
+
+  const transport = new GrpcPeerTransport({ id: args.id, peers: args.peers, log });
+  const sm = new ControlStateMachine((id, address) => {
+    if (address === null) transport.removePeer(id);
+    else transport.setPeerAddress(id, address);
+  });
+  const config: RaftConfig = {
+    id: args.id,
+    electionTicks: args.electionTicks,
+    heartbeatTicks: args.heartbeatTicks,
+    inflightMax: 256,
+    batchEntriesMax: 512,
+    batchBytesMax: 1024 * 1024,
+    checkQuorum: true,
+    preVote: true,
+    random: { nextInt: (max) => randomInt(max) },
+  };
+
+  let shuttingDown = false;
+  const driver = await RaftDriver.start({
+    config,
+    storage,
+    transport,
+    stateMachine: sm,
+    ticker: new IntervalTicker(args.tickMs),
+    ...(args.join ? {} : { bootstrapVoters: [...args.peers.keys()] }),
+    snapshotEntries: args.snapshotEntries,
+    onConfChange: (change) => sm.recordConfChange(change),
+    onFatal: (e) => {
+      log(`control-node ${args.id}: fatal: ${e instanceof Error ? e.stack : String(e)}`);
+      process.exit(1);
+    },
+    log,
+  });
+
+  const { PeerService, ControlService } = loadPeerProto();
+  const server = new grpc.Server(peerGrpcOptions());
+  server.addService(PeerService.service, transport.serviceHandlers());
+  server.addService(ControlService.service, controlServiceHandlers(driver, sm, log));
+  const port = await bindWithRetry(server, args.listen);
+
+  const shutdown = async (signal: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log(`control-node ${args.id}: ${signal}, stopping`);
+    await driver.stop(signal);
+    await transport.close();
+    await new Promise<void>((r) => server.tryShutdown(() => r()));
+    await db.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  process.stdout.write(
+    JSON.stringify({ ready: true, id: args.id, listen: `${args.listen.split(":")[0]}:${port}`, pid: process.pid }) + "\n",
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  let args: ControlNodeArgs;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`${e.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  runControlNode(args).catch((e: unknown) => {
+    log(`control-node ${args.id}: failed to start: ${e instanceof Error ? e.stack : String(e)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * The state machine of a control-node process: the key-value map of kv-state-machine.ts plus the address
+ * book of the raft members. Addresses arrive in the context of AddLearner membership entries, so every
+ * replica learns a new member's address at the same log index; they are part of the snapshot, so a node
+ * restarted from a compacted log still knows where its peers are.
+ */
+import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
+import { ConfChangeType, type ConfChange, type NodeId } from "../../cluster/raft/core/types.js";
+import { KvStateMachine, type KvApplyResult } from "./kv-state-machine.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** "host:port" with a numeric port: the only address form a member may announce. */
+export function isPeerAddress(s: string): boolean {
+  const m = /^([A-Za-z0-9.-]{1,253}|\[[0-9a-fA-F:]{2,39}\]):(\d{1,5})$/.exec(s);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+}
+
+export class ControlStateMachine implements StateMachine<KvApplyResult> {
+  readonly kv = new KvStateMachine();
+  #addresses = new Map<NodeId, string>();
+
+  /** `onAddress(id, address | null)` is called whenever a member's address is learned or forgotten. */
+  constructor(private readonly onAddress: (id: NodeId, address: string | null) => void) {}
+
+  get addresses(): ReadonlyMap<NodeId, string> {
+    return this.#addresses;
+  }
+
+  apply(data: Uint8Array, index: number): KvApplyResult {
+    return this.kv.apply(data, index);
+  }
+
+  /** Called by the driver's onConfChange hook for every committed membership entry, in log order. */
+  recordConfChange(change: ConfChange): void {
+    if (change.type === ConfChangeType.AddLearner) {
+      let address: string;
+      try {
+        address = decoder.decode(change.context);
+      } catch {
+        return;
+      }
+      // Validated when proposed; a committed entry with a bad address is ignored the same way everywhere.
+      if (!isPeerAddress(address)) return;
+      this.#addresses.set(change.nodeId, address);
+      this.onAddress(change.nodeId, address);
+    } else if (change.type === ConfChangeType.RemoveNode) {
+      this.#addresses.delete(change.nodeId);
+      this.onAddress(change.nodeId, null);
+    }
+  }
+
+  snapshot(): Uint8Array {
+    const kv = decoder.decode(this.kv.snapshot());
+    return encoder.encode(JSON.stringify({ kv, addresses: [...this.#addresses].sort() }));
+  }
+
+  restore(bytes: Uint8Array): void {
+    const parsed = JSON.parse(decoder.decode(bytes)) as { kv: string; addresses: [string, string][] };
+    this.kv.restore(encoder.encode(parsed.kv));
+    for (const id of this.#addresses.keys()) this.onAddress(id, null);
+    this.#addresses = new Map(parsed.addresses);
+    for (const [id, address] of this.#addresses) this.onAddress(id, address);
+  }
+}
+
+export const encodeAddress = (address: string): Uint8Array => encoder.encode(address);
