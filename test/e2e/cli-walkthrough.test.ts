@@ -1,0 +1,336 @@
+/**
+ * The README's flow through the real CLI against a real served peer:
+ * every `lockbox key` subcommand, status and audit, errors and --help.
+ */
+import test from "ava";
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+
+import { runCli, runCliJson } from "../helpers/cli-process.js";
+import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
+
+let peer: PeerProcess;
+
+test.before(async () => {
+  peer = await spawnPeer();
+});
+
+test.after.always(async () => {
+  await peer?.teardown();
+});
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+interface KeyJson {
+  id: string;
+  project: string;
+  scope: string;
+  name: string;
+  algorithm: string;
+  bitLength: number;
+  state: string;
+  parentId?: string;
+  createdAt?: string;
+}
+
+test.serial("key create then key get through the CLI, with --dir as the only connection flag", async (t) => {
+  // What the README shows: the init directory is enough to find the CA and the admin identity.
+  const flags = ["--dir", peer.dir, "--endpoint", peer.address];
+  const created = await runCliJson<KeyJson>([
+    "key",
+    "create",
+    "--project",
+    "vol",
+    "--scope",
+    "volume-1",
+    "--name",
+    "root",
+    "--bits",
+    "256",
+    "--json",
+    ...flags,
+  ]);
+  t.regex(created.id, UUID);
+  t.like(created, {
+    project: "vol",
+    scope: "volume-1",
+    name: "root",
+    algorithm: "AES",
+    bitLength: 256,
+    state: "ACTIVE",
+  });
+
+  const hex = await runCli(["key", "get", created.id, ...flags]);
+  t.is(hex.code, 0, hex.stderr);
+  t.regex(hex.text, /^[0-9a-f]{64}\n$/);
+
+  const b64 = await runCli(["key", "get", created.id, "--format", "base64", ...flags]);
+  t.is(Buffer.from(b64.text.trim(), "base64").toString("hex"), hex.text.trim());
+
+  const raw = await runCli(["key", "get", created.id, "--format", "raw", ...flags]);
+  t.is(raw.stdout.toString("hex"), hex.text.trim());
+
+  const out = join(peer.dir, "..", `${created.id}.key`);
+  const toFile = await runCli(["key", "get", created.id, "--format", "raw", "--out", out, ...flags]);
+  t.is(toFile.code, 0, toFile.stderr);
+  t.teardown(() => fs.rm(out, { force: true }));
+  t.is((await fs.readFile(out)).toString("hex"), hex.text.trim());
+  t.is((await fs.stat(out)).mode & 0o777, 0o600);
+
+  const json = await runCliJson<{ key: KeyJson; material: string }>([
+    "key",
+    "get",
+    created.id,
+    "--json",
+    ...flags,
+  ]);
+  t.is(json.material, hex.text.trim());
+  t.is(json.key.id, created.id);
+});
+
+test.serial(
+  "import, meta, list, clone, rekey-clone, delete: each subcommand does what it says",
+  async (t) => {
+    const flags = peer.cliFlags();
+    const material = "000102030405060708090a0b0c0d0e0f";
+    const imported = await runCliJson<KeyJson>([
+      "key",
+      "import",
+      "--project",
+      "img",
+      "--scope",
+      "s1",
+      "--material-hex",
+      material,
+      "--json",
+      ...flags,
+    ]);
+    t.like(imported, { project: "img", scope: "s1", bitLength: 128 });
+    t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
+
+    const file = join(peer.dir, "..", `import-${imported.id}.bin`);
+    await fs.writeFile(file, Buffer.alloc(32, 0xab), { mode: 0o600 });
+    t.teardown(() => fs.rm(file, { force: true }));
+    const fromFile = await runCliJson<KeyJson>([
+      "key",
+      "import",
+      "--project",
+      "img",
+      "--material-file",
+      file,
+      "--json",
+      ...flags,
+    ]);
+    t.is(fromFile.bitLength, 256);
+
+    const meta = await runCliJson<KeyJson>(["key", "meta", imported.id, "--json", ...flags]);
+    t.deepEqual(meta, imported);
+
+    const clone = await runCliJson<KeyJson>([
+      "key",
+      "clone",
+      imported.id,
+      "--name",
+      "snap",
+      "--json",
+      ...flags,
+    ]);
+    t.like(clone, { parentId: imported.id, scope: "s1", name: "snap", bitLength: 128 });
+    t.not(clone.id, imported.id);
+    t.is((await runCli(["key", "get", clone.id, ...flags])).text.trim(), material);
+
+    const rekeyed = await runCliJson<KeyJson>(["key", "rekey-clone", imported.id, "--json", ...flags]);
+    t.like(rekeyed, { parentId: imported.id, scope: "s1" });
+    t.not((await runCli(["key", "get", rekeyed.id, ...flags])).text.trim(), material);
+
+    const scoped = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
+      "key",
+      "list",
+      "--project",
+      "img",
+      "--scope",
+      "s1",
+      "--all",
+      "--json",
+      ...flags,
+    ]);
+    t.deepEqual(scoped.keys.map((k) => k.id).sort(), [imported.id, clone.id, rekeyed.id].sort());
+    const paged = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
+      "key",
+      "list",
+      "--project",
+      "img",
+      "--page-size",
+      "2",
+      "--json",
+      ...flags,
+    ]);
+    t.is(paged.keys.length, 2);
+    t.not(paged.nextPageToken, "");
+    const rest = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
+      "key",
+      "list",
+      "--project",
+      "img",
+      "--page-size",
+      "2",
+      "--page-token",
+      paged.nextPageToken,
+      "--json",
+      ...flags,
+    ]);
+    t.deepEqual(
+      [...paged.keys, ...rest.keys].map((k) => k.id).sort(),
+      [imported.id, fromFile.id, clone.id, rekeyed.id].sort(),
+    );
+
+    const deleted = await runCliJson<KeyJson>(["key", "delete", clone.id, "--json", ...flags]);
+    t.is(deleted.state, "DESTROYED");
+    const afterDelete = await runCli(["key", "get", clone.id, ...flags]);
+    t.not(afterDelete.code, 0);
+    t.is(afterDelete.stdout.length, 0);
+    // The parent keeps its material after its clone is destroyed.
+    t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
+  },
+);
+
+test.serial("grant and revoke through the CLI", async (t) => {
+  const flags = peer.cliFlags();
+  const key = await runCliJson<KeyJson>(["key", "create", "--project", "vol", "--json", ...flags]);
+  const grant = await runCliJson<{ id: string; keyId: string; grantee: string; expiresAt: string }>([
+    "key",
+    "grant",
+    key.id,
+    "--grantee",
+    "compute-7",
+    "--expires-in",
+    "10m",
+    "--json",
+    ...flags,
+  ]);
+  t.regex(grant.id, UUID);
+  t.like(grant, { keyId: key.id, grantee: "compute-7" });
+  const revoked = await runCliJson<{ id: string; revokedAt?: string }>([
+    "key",
+    "revoke",
+    grant.id,
+    "--json",
+    ...flags,
+  ]);
+  t.is(revoked.id, grant.id);
+  t.truthy(revoked.revokedAt);
+});
+
+test.serial("errors print the status name, exit 1, and never key bytes", async (t) => {
+  const flags = peer.cliFlags();
+  const missing = await runCli(["key", "get", "7d1c2a9e-3b41-4f7a-9a53-0c3f6e2b8d11", ...flags]);
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /NOT_FOUND/);
+  t.is(missing.stdout.length, 0);
+
+  const malformed = await runCli(["key", "meta", "not-a-uuid", ...flags]);
+  t.is(malformed.code, 1);
+  t.regex(malformed.stderr, /INVALID_ARGUMENT/);
+
+  const tooShort = await runCli(["key", "import", "--project", "p", "--material-hex", "00112233", ...flags]);
+  t.is(tooShort.code, 1);
+  t.regex(tooShort.stderr, /INVALID_ARGUMENT/);
+  t.false(tooShort.stderr.includes("00112233"));
+});
+
+test.serial("bad flags are usage errors: exit 2, naming the flag, nothing sent", async (t) => {
+  const flags = peer.cliFlags();
+  const unknown = await runCli(["key", "create", "--project", "p", "--colour", "blue", ...flags]);
+  t.is(unknown.code, 2);
+  t.regex(unknown.stderr, /--colour/);
+  const bits = await runCli(["key", "create", "--project", "p", "--bits", "100", ...flags]);
+  t.is(bits.code, 2);
+  t.regex(bits.stderr, /--bits/);
+  const noProject = await runCli(["key", "create", ...flags]);
+  t.is(noProject.code, 2);
+  t.regex(noProject.stderr, /--project/);
+  const format = await runCli(["key", "get", "x", "--format", "pem", ...flags]);
+  t.is(format.code, 2);
+  t.regex(format.stderr, /--format/);
+  const noEndpoint = await runCli(["key", "list", "--project", "p"]);
+  t.is(noEndpoint.code, 2);
+  t.regex(noEndpoint.stderr, /--endpoint/);
+  const sub = await runCli(["key", "frobnicate"]);
+  t.is(sub.code, 2);
+  t.regex(sub.stderr, /frobnicate/);
+  // None of the above reached the peer: the store holds no key of project "p".
+  const list = await runCliJson<{ keys: unknown[] }>(["key", "list", "--project", "p", "--json", ...flags]);
+  t.deepEqual(list.keys, []);
+});
+
+test.serial(
+  "status --json says what the peer is and that its master key is a development file",
+  async (t) => {
+    const r = await runCli(["status", "--json", ...peer.cliFlags()]);
+    t.is(r.code, 0, r.stderr);
+    const status = JSON.parse(r.text) as Record<string, unknown>;
+    t.is(status.masterKeyProtector, "development-file");
+    t.is(status.developmentMasterKey, true);
+    t.is(status.sealState, "unsealed");
+    t.true(Number(status.keyCount) >= 1);
+    t.regex(r.stderr, /DEVELOPMENT FILE/);
+    const human = await runCli(["status", ...peer.cliFlags()]);
+    t.regex(human.text, /NOT FOR PRODUCTION/);
+  },
+);
+
+test.serial("audit --json lists who did what to which key, and never key bytes", async (t) => {
+  const flags = peer.cliFlags();
+  const key = await runCliJson<KeyJson>(["key", "create", "--project", "audited", "--json", ...flags]);
+  const material = (await runCli(["key", "get", key.id, ...flags])).text.trim();
+  // For audit, --key is the key id filter; the connection's key file is --client-key.
+  const r = await runCli(["audit", "--key", key.id, "--json", ...flags]);
+  t.is(r.code, 0, r.stderr);
+  const { events } = JSON.parse(r.text) as {
+    events: { operation: string; keyId?: string; identity: string; outcome: string }[];
+  };
+  t.deepEqual(
+    events.map((e) => [e.operation, e.identity, e.outcome]),
+    [
+      ["CreateKey", "admin", "OK"],
+      ["GetKey", "admin", "OK"],
+    ],
+  );
+  t.true(events.every((e) => e.keyId === key.id));
+  t.false(r.text.includes(material));
+  t.false(r.text.includes(Buffer.from(material, "hex").toString("base64")));
+  const limited = await runCliJson<{ events: unknown[] }>(["audit", "--limit", "3", "--json", ...flags]);
+  t.is(limited.events.length, 3);
+});
+
+test("--help works on every command and every key subcommand", async (t) => {
+  const top = await runCli(["--help"]);
+  t.is(top.code, 0);
+  const commands = [...top.text.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!);
+  t.true(commands.length >= 8, top.text);
+  const keyHelp = await runCli(["key", "--help"]);
+  const subcommands = [...keyHelp.text.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!);
+  t.deepEqual(subcommands, [
+    "create",
+    "import",
+    "get",
+    "meta",
+    "list",
+    "delete",
+    "clone",
+    "rekey-clone",
+    "grant",
+    "revoke",
+  ]);
+  const invocations = [
+    ...commands.map((c) => [c, "--help"]),
+    ...subcommands.map((s) => ["key", s, "--help"]),
+    ["identity", "issue", "--help"],
+    ...["start", "stop", "status"].map((s) => ["dev-cluster", s, "--help"]),
+  ];
+  for (const args of invocations) {
+    const r = await runCli(args);
+    t.is(r.code, 0, `lockbox ${args.join(" ")}: ${r.stderr}`);
+    t.regex(r.text, /usage: lockbox /, `lockbox ${args.join(" ")}`);
+  }
+});
