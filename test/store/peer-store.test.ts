@@ -1,0 +1,106 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { isLockboxError } from "../../src/errors.js";
+import { openPeerStore, SUBLEVEL_NAMES, type PeerStore, type StoreOp } from "../../src/store/peer-store.js";
+import { partitionRange, recordKey } from "../../src/store/record-key.js";
+
+const bytes = (s: string) => new Uint8Array(Buffer.from(s));
+const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString());
+
+async function tempStore(t: ExecutionContext, options = {}): Promise<{ dir: string; store: PeerStore }> {
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-store-"));
+  // Tests may replace `store` after a reopen; teardown closes whichever is current.
+  const ctx = { dir, store: await openPeerStore(dir, options) };
+  t.teardown(async () => {
+    await ctx.store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return ctx;
+}
+
+test("writes survive close and reopen; sublevels are separate key spaces", async (t) => {
+  const ctx = await tempStore(t);
+  const ops: StoreOp[] = SUBLEVEL_NAMES.map((name) => ({ type: "put", sublevel: name, key: "k", value: bytes(name) }));
+  await ctx.store.write(ops);
+  await ctx.store.close();
+  ctx.store = await openPeerStore(ctx.dir);
+  for (const name of SUBLEVEL_NAMES) t.is(text(await ctx.store.get(name, "k")), name);
+  await ctx.store.write([{ type: "del", sublevel: "meta", key: "k" }]);
+  t.is(await ctx.store.get("meta", "k"), undefined);
+  t.is(text(await ctx.store.get("audit", "k")), "audit");
+});
+
+test("a second open of the same directory is refused with UNAVAILABLE", async (t) => {
+  const ctx = await tempStore(t);
+  t.true(isLockboxError(await t.throwsAsync(openPeerStore(ctx.dir)), "UNAVAILABLE"));
+});
+
+test("group commit: N concurrent writes share fewer than N synced batches and all resolve", async (t) => {
+  const ctx = await tempStore(t);
+  const n = 64;
+  const before = ctx.store.commitMetrics();
+  await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      ctx.store.write([
+        { type: "put", sublevel: "records", key: `r${i}`, value: bytes(`v${i}`) },
+        { type: "put", sublevel: "meta", key: `m${i}`, value: bytes(`v${i}`) },
+      ]),
+    ),
+  );
+  const after = ctx.store.commitMetrics();
+  t.is(after.writes - before.writes, n);
+  t.is(after.ops - before.ops, 2 * n);
+  t.true(after.batches - before.batches < n, `batches ${after.batches - before.batches}`);
+  t.true(after.batches - before.batches >= 1);
+  for (let i = 0; i < n; i++) t.is(text(await ctx.store.get("records", `r${i}`)), `v${i}`);
+});
+
+test("close flushes writes still queued, and later writes are refused with UNAVAILABLE", async (t) => {
+  const ctx = await tempStore(t);
+  const pending = Array.from({ length: 20 }, (_, i) =>
+    ctx.store.write([{ type: "put", sublevel: "meta", key: `q${i}`, value: bytes(String(i)) }]),
+  );
+  await ctx.store.close();
+  await Promise.all(pending);
+  t.true(isLockboxError(await t.throwsAsync(ctx.store.write([{ type: "del", sublevel: "meta", key: "x" }])), "UNAVAILABLE"));
+  ctx.store = await openPeerStore(ctx.dir);
+  for (let i = 0; i < 20; i++) t.is(text(await ctx.store.get("meta", `q${i}`)), String(i));
+});
+
+test("the write queue is bounded: beyond the limit writes fail with RESOURCE_EXHAUSTED and change nothing", async (t) => {
+  const ctx = await tempStore(t, { queuedOpsMax: 10 });
+  const accepted = Array.from({ length: 10 }, (_, i) =>
+    ctx.store.write([{ type: "put", sublevel: "meta", key: `a${i}`, value: bytes("x") }]),
+  );
+  const refused = ctx.store.write([{ type: "put", sublevel: "meta", key: "over", value: bytes("x") }]);
+  t.true(isLockboxError(await t.throwsAsync(refused), "RESOURCE_EXHAUSTED"));
+  await Promise.all(accepted);
+  t.is(await ctx.store.get("meta", "over"), undefined);
+  // Once drained, the queue takes writes again.
+  await ctx.store.write([{ type: "put", sublevel: "meta", key: "later", value: bytes("y") }]);
+  t.is(text(await ctx.store.get("meta", "later")), "y");
+});
+
+test("records are keyed partition-first so one partition scans as one ordered range", async (t) => {
+  const ctx = await tempStore(t);
+  const power = 10;
+  const ids = ["b-id", "a-id", "c-id"];
+  const ops: StoreOp[] = [];
+  for (const p of [3, 2, 1023, 0]) {
+    for (const id of ids) ops.push({ type: "put", sublevel: "records", key: recordKey(p, id, power), value: bytes(`${p}`) });
+  }
+  await ctx.store.write(ops);
+  t.is(recordKey(3, "x", power), "0003/x");
+  t.is(recordKey(1023, "x", power), "03ff/x");
+  t.is(recordKey(5, "x", 20), "00005/x");
+  t.throws(() => recordKey(1024, "x", power), { instanceOf: RangeError });
+  const inPartition2 = await ctx.store.sublevel("records").keys(partitionRange(2, power)).all();
+  t.deepEqual(inPartition2, ["0002/a-id", "0002/b-id", "0002/c-id"]);
+  const all = await ctx.store.sublevel("records").keys().all();
+  t.deepEqual(
+    all.map((k) => Number.parseInt(k.slice(0, 4), 16)),
+    [0, 0, 0, 2, 2, 2, 3, 3, 3, 1023, 1023, 1023],
+  );
+});
