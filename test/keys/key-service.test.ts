@@ -43,7 +43,7 @@ test("importKey stores the caller's material exactly and derives the bit length"
       algorithm: "AES",
       material,
     });
-    t.is<number>(meta.bitLength, size * 8);
+    t.is(meta.bitLength as number, size * 8);
     t.deepEqual((await handle.service.getKey(admin, { id: meta.id })).material, material);
   }
 });
