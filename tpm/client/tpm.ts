@@ -1,0 +1,549 @@
+/**
+ * The TPM 2.0 command client: typed commands over one TpmTransport, one
+ * command at a time. Every method sends exactly one command (except the
+ * chunked reads GetRandom, PCR_Read, GetCapability-all and NV_Read). Objects
+ * and sessions it returns are the caller's to flush: use withTransient /
+ * withSession (./scoped.ts) so they are flushed also when a later step fails.
+ */
+import { randomBytes } from "node:crypto";
+import { decodeExact } from "../marshal/reader.js";
+import { encode } from "../marshal/writer.js";
+import { TpmtHa, TpmlDigestValues, TpmtTkCreation } from "../spec/basic.js";
+import { TpmsCapabilityData } from "../spec/capability.js";
+import { TPM_ALG_ID, TPM_CAP, TPM_CC, TPM_RH, TPM_SU } from "../spec/constants.js";
+import { Tpm2bCreationData, type TpmsCreationData } from "../spec/creation.js";
+import { Tpm2bIdObject, type TpmsIdObject } from "../spec/credential.js";
+import { digestSize } from "../spec/hash.js";
+import { LIMITS } from "../spec/limits.js";
+import { nvName } from "../spec/name.js";
+import { Tpm2bNvPublic, type TpmsNvPublic } from "../spec/nv.js";
+import { TpmlDigest, TpmlPcrSelection, TpmsPcrSelection } from "../spec/pcr.js";
+import { Tpm2bPublic, type TpmtPublic } from "../spec/public.js";
+import { TPM_RC } from "../spec/response-codes.js";
+import { TpmtScheme, TpmtSymDef } from "../spec/schemes.js";
+import { Tpm2bSensitiveCreate, TpmsSensitiveCreate } from "../spec/sensitive.js";
+import { TpmtSignature } from "../spec/signature.js";
+import type { TpmTransport } from "../transport/transport.js";
+import { type CommandResult, type CommandSpec, type HandleRef, runCommand } from "./command-frame.js";
+import { makeSalt } from "./salt.js";
+import {
+  type AuthSession,
+  EMPTY_PASSWORD,
+  SESSION_TYPE_CODE,
+  type SessionType,
+  TpmSession,
+  deriveSessionKey,
+} from "./sessions.js";
+import { TpmClientError, TpmError } from "./tpm-error.js";
+
+/** A loaded object: its handle, name and public area. */
+export interface TpmObject {
+  readonly handle: number;
+  readonly name: Uint8Array;
+  readonly publicArea: TpmtPublic;
+}
+
+export interface CreatePrimaryResult extends TpmObject {
+  readonly creationData: TpmsCreationData;
+  readonly creationHash: Uint8Array;
+  readonly creationTicket: TpmtTkCreation;
+}
+
+export interface CreateResult {
+  /** TPM2B_PRIVATE contents: the object's sensitive area wrapped to its parent. */
+  readonly outPrivate: Uint8Array;
+  readonly outPublic: TpmtPublic;
+  readonly creationData: TpmsCreationData;
+  readonly creationHash: Uint8Array;
+  readonly creationTicket: TpmtTkCreation;
+}
+
+export interface StartAuthSessionOptions {
+  readonly type: SessionType;
+  /** A loaded decryption key to salt the session with; the session is unsalted without it. */
+  readonly saltKey?: TpmObject;
+  /** Parameter encryption cipher; defaults to AES-128-CFB when salted, NULL otherwise. */
+  readonly symmetric?: TpmtSymDef;
+  /** Defaults to SHA-256. */
+  readonly authHash?: number;
+}
+
+export interface PcrValue {
+  readonly hash: number;
+  readonly pcr: number;
+  readonly digest: Uint8Array;
+}
+
+export interface PcrReadResult {
+  readonly updateCounter: number;
+  readonly values: readonly PcrValue[];
+}
+
+export interface QuoteResult {
+  /** The TPM2B_ATTEST contents: the exact bytes the signature covers. */
+  readonly quoted: Uint8Array;
+  readonly signature: TpmtSignature;
+}
+
+const GET_RANDOM_CHUNK_BYTES = 32;
+const PCR_READ_ROUNDS_MAX = 64;
+const CAPABILITY_ROUNDS_MAX = 64;
+const NV_READ_CHUNK_BYTES = 1024;
+
+export class Tpm {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly transport: TpmTransport) {}
+
+  /** Sends one command after the previous one finished (a promise queue: one command in flight). */
+  execute(spec: CommandSpec): Promise<CommandResult> {
+    const result = this.tail.then(() => runCommand(this.transport, spec));
+    this.tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
+  /** TPM2_Startup. Returns false if the TPM was already started (TPM_RC_INITIALIZE). */
+  async startup(type: number = TPM_SU.CLEAR): Promise<boolean> {
+    try {
+      await this.execute({ commandCode: TPM_CC.Startup, params: encode((w) => w.u16(type)) });
+      return true;
+    } catch (err) {
+      if (err instanceof TpmError && err.baseCode === TPM_RC.INITIALIZE) return false;
+      throw err;
+    }
+  }
+
+  async getRandom(bytes: number): Promise<Uint8Array> {
+    if (!Number.isInteger(bytes) || bytes < 0 || bytes > 4096) {
+      throw new TpmClientError("BAD_ARGUMENT", `getRandom: bytes must be 0..4096, got ${bytes}`);
+    }
+    const out = new Uint8Array(bytes);
+    let filled = 0;
+    // Bounded: each round asks for at most one digest's worth and must make progress.
+    for (let round = 0; filled < bytes && round <= bytes; round++) {
+      const want = Math.min(GET_RANDOM_CHUNK_BYTES, bytes - filled);
+      const { params } = await this.execute({
+        commandCode: TPM_CC.GetRandom,
+        params: encode((w) => w.u16(want)),
+      });
+      const chunk = decodeExact(params, "GetRandom response", (r) =>
+        r.tpm2b("randomBytes", LIMITS.digestBytes),
+      );
+      if (chunk.length === 0 || chunk.length > want) {
+        throw new TpmClientError("BAD_RESPONSE", `GetRandom returned ${chunk.length} bytes for ${want}`);
+      }
+      out.set(chunk, filled);
+      filled += chunk.length;
+    }
+    return out;
+  }
+
+  async getCapability(
+    capability: number,
+    property: number,
+    propertyCount: number,
+  ): Promise<{ moreData: boolean; capabilityData: TpmsCapabilityData }> {
+    const { params } = await this.execute({
+      commandCode: TPM_CC.GetCapability,
+      params: encode((w) => w.u32(capability).u32(property).u32(propertyCount)),
+    });
+    return decodeExact(params, "GetCapability response", (r) => ({
+      moreData: r.bool("moreData"),
+      capabilityData: TpmsCapabilityData.unmarshal(r),
+    }));
+  }
+
+  /** Every handle of the range starting at `firstHandle` (TPM_CAP_HANDLES), following moreData. */
+  async getHandles(firstHandle: number): Promise<number[]> {
+    const rangeTop = firstHandle >>> 24;
+    const out: number[] = [];
+    let next = firstHandle;
+    for (let round = 0; round < CAPABILITY_ROUNDS_MAX; round++) {
+      const { moreData, capabilityData } = await this.getCapability(TPM_CAP.HANDLES, next, 64);
+      const d = capabilityData.data;
+      if (d.capability !== TPM_CAP.HANDLES)
+        throw new TpmClientError("BAD_RESPONSE", "GetCapability: wrong capability");
+      const inRange = d.handles.filter((h) => h >>> 24 === rangeTop);
+      out.push(...inRange);
+      if (!moreData || inRange.length === 0) return out;
+      next = inRange[inRange.length - 1]! + 1;
+    }
+    throw new TpmClientError("BAD_RESPONSE", "GetCapability(HANDLES) did not finish");
+  }
+
+  /** One TPM property (TPM_CAP_TPM_PROPERTIES), or undefined if the TPM does not report it. */
+  async getProperty(property: number): Promise<number | undefined> {
+    const { capabilityData } = await this.getCapability(TPM_CAP.TPM_PROPERTIES, property, 1);
+    const d = capabilityData.data;
+    if (d.capability !== TPM_CAP.TPM_PROPERTIES) throw new TpmClientError("BAD_RESPONSE", "wrong capability");
+    return d.tpmProperties.find((p) => p.property === property)?.value;
+  }
+
+  /** TPM2_PCR_Read of a whole selection: repeats the command until every selected PCR was returned. */
+  async pcrRead(selection: TpmlPcrSelection): Promise<PcrReadResult> {
+    const wanted = selection.entries();
+    const got = new Map<string, Uint8Array>();
+    let updateCounter = -1;
+    for (let round = 0; round < PCR_READ_ROUNDS_MAX; round++) {
+      const remaining = wanted.filter((e) => !got.has(`${e.hash}:${e.pcr}`));
+      if (remaining.length === 0) break;
+      const banks = [...new Set(remaining.map((e) => e.hash))];
+      const request = new TpmlPcrSelection(
+        banks.map((hash) =>
+          TpmsPcrSelection.of(
+            hash,
+            remaining.filter((e) => e.hash === hash).map((e) => e.pcr),
+          ),
+        ),
+      );
+      const { params } = await this.execute({
+        commandCode: TPM_CC.PCR_Read,
+        params: encode((w) => request.marshal(w)),
+      });
+      const res = decodeExact(params, "PCR_Read response", (r) => ({
+        counter: r.u32("pcrUpdateCounter"),
+        sel: TpmlPcrSelection.unmarshal(r),
+        values: TpmlDigest.unmarshal(r),
+      }));
+      // A PCR changed between two rounds would mix states: start again.
+      if (updateCounter !== -1 && res.counter !== updateCounter) got.clear();
+      updateCounter = res.counter;
+      const returned = res.sel.entries();
+      if (returned.length !== res.values.digests.length) {
+        throw new TpmClientError("BAD_RESPONSE", "PCR_Read: selection and digest counts differ");
+      }
+      if (returned.length === 0)
+        throw new TpmClientError("BAD_RESPONSE", "PCR_Read returned no PCR (bank not allocated?)");
+      returned.forEach((e, i) => got.set(`${e.hash}:${e.pcr}`, res.values.digests[i]!));
+    }
+    const values = wanted.map((e) => {
+      const digest = got.get(`${e.hash}:${e.pcr}`);
+      if (digest === undefined)
+        throw new TpmClientError("BAD_RESPONSE", `PCR_Read did not return PCR ${e.pcr}`);
+      return { hash: e.hash, pcr: e.pcr, digest };
+    });
+    return { updateCounter, values };
+  }
+
+  /** TPM2_PCR_Extend: extends PCR `pcr` in each bank with the given digest. */
+  async pcrExtend(
+    pcr: number,
+    digests: readonly TpmtHa[],
+    auth: AuthSession = EMPTY_PASSWORD,
+  ): Promise<void> {
+    if (!Number.isInteger(pcr) || pcr < 0 || pcr > 23)
+      throw new TpmClientError("BAD_ARGUMENT", `bad PCR ${pcr}`);
+    for (const d of digests) {
+      if (digestSize(d.hashAlg) !== d.digest.length)
+        throw new TpmClientError("BAD_ARGUMENT", "digest size mismatch");
+    }
+    await this.execute({
+      commandCode: TPM_CC.PCR_Extend,
+      handles: [pcr],
+      sessions: [{ session: auth }],
+      params: encode((w) => new TpmlDigestValues(digests).marshal(w)),
+    });
+  }
+
+  async createPrimary(
+    hierarchy: number,
+    template: TpmtPublic,
+    options: { sensitive?: TpmsSensitiveCreate; auth?: AuthSession } = {},
+  ): Promise<CreatePrimaryResult> {
+    const sensitive = options.sensitive ?? new TpmsSensitiveCreate();
+    const { handles, params } = await this.execute({
+      commandCode: TPM_CC.CreatePrimary,
+      handles: [hierarchy],
+      sessions: [{ session: options.auth ?? EMPTY_PASSWORD }],
+      params: encode((w) => {
+        new Tpm2bSensitiveCreate(sensitive).marshal(w);
+        new Tpm2bPublic(template).marshal(w);
+        w.tpm2b(new Uint8Array(0)); // outsideInfo
+        new TpmlPcrSelection([]).marshal(w); // creationPCR
+      }),
+      responseHandleCount: 1,
+    });
+    return decodeExact(params, "CreatePrimary response", (r) => {
+      const publicArea = Tpm2bPublic.unmarshal(r).publicArea;
+      const creationData = Tpm2bCreationData.unmarshal(r).creationData;
+      const creationHash = r.tpm2b("creationHash", LIMITS.digestBytes);
+      const creationTicket = TpmtTkCreation.unmarshal(r);
+      const name = r.tpm2b("name", LIMITS.nameBytes);
+      return { handle: handles[0]!, name, publicArea, creationData, creationHash, creationTicket };
+    });
+  }
+
+  /** TPM2_Create under a loaded parent. `parentAuth` may be a salted session with decryptCommand to hide the sensitive data. */
+  async create(
+    parent: TpmObject,
+    template: TpmtPublic,
+    options: { sensitive?: TpmsSensitiveCreate; parentAuth?: AuthSession; encryptSensitive?: boolean } = {},
+  ): Promise<CreateResult> {
+    const sensitive = options.sensitive ?? new TpmsSensitiveCreate();
+    const { params } = await this.execute({
+      commandCode: TPM_CC.Create,
+      handles: [parent],
+      sessions: [
+        {
+          session: options.parentAuth ?? EMPTY_PASSWORD,
+          use: { decryptCommand: options.encryptSensitive === true },
+        },
+      ],
+      params: encode((w) => {
+        new Tpm2bSensitiveCreate(sensitive).marshal(w);
+        new Tpm2bPublic(template).marshal(w);
+        w.tpm2b(new Uint8Array(0));
+        new TpmlPcrSelection([]).marshal(w);
+      }),
+    });
+    return decodeExact(params, "Create response", (r) => ({
+      outPrivate: r.tpm2b("outPrivate", LIMITS.privateBytes),
+      outPublic: Tpm2bPublic.unmarshal(r).publicArea,
+      creationData: Tpm2bCreationData.unmarshal(r).creationData,
+      creationHash: r.tpm2b("creationHash", LIMITS.digestBytes),
+      creationTicket: TpmtTkCreation.unmarshal(r),
+    }));
+  }
+
+  async load(
+    parent: TpmObject,
+    inPrivate: Uint8Array,
+    inPublic: TpmtPublic,
+    parentAuth: AuthSession = EMPTY_PASSWORD,
+  ): Promise<TpmObject> {
+    const { handles, params } = await this.execute({
+      commandCode: TPM_CC.Load,
+      handles: [parent],
+      sessions: [{ session: parentAuth }],
+      params: encode((w) => {
+        w.tpm2b(inPrivate);
+        new Tpm2bPublic(inPublic).marshal(w);
+      }),
+      responseHandleCount: 1,
+    });
+    const name = decodeExact(params, "Load response", (r) => r.tpm2b("name", LIMITS.nameBytes));
+    return { handle: handles[0]!, name, publicArea: inPublic };
+  }
+
+  async readPublic(handle: number): Promise<TpmObject & { qualifiedName: Uint8Array }> {
+    const { params } = await this.execute({ commandCode: TPM_CC.ReadPublic, handles: [handle] });
+    return decodeExact(params, "ReadPublic response", (r) => ({
+      handle,
+      publicArea: Tpm2bPublic.unmarshal(r).publicArea,
+      name: r.tpm2b("name", LIMITS.nameBytes),
+      qualifiedName: r.tpm2b("qualifiedName", LIMITS.nameBytes),
+    }));
+  }
+
+  /** TPM2_FlushContext. The handle goes in the parameter area, not the handle area. */
+  async flushContext(handle: number): Promise<void> {
+    await this.execute({ commandCode: TPM_CC.FlushContext, params: encode((w) => w.u32(handle)) });
+  }
+
+  /** Flushes a session and marks it closed so later use fails on our side. */
+  async flushSession(session: TpmSession): Promise<void> {
+    if (session.isFlushed) return;
+    session.markFlushed();
+    await this.flushContext(session.handle);
+  }
+
+  async startAuthSession(options: StartAuthSessionOptions): Promise<TpmSession> {
+    const authHash = options.authHash ?? TPM_ALG_ID.SHA256;
+    const nonceBytes = digestSize(authHash);
+    if (nonceBytes === undefined) throw new TpmClientError("BAD_ARGUMENT", "unknown authHash");
+    const symmetric = options.symmetric ?? (options.saltKey ? TpmtSymDef.AES_128_CFB : TpmtSymDef.NULL);
+    const salt = options.saltKey ? makeSalt(options.saltKey.publicArea) : undefined;
+    const nonceCaller = new Uint8Array(randomBytes(nonceBytes));
+    const { handles, params } = await this.execute({
+      commandCode: TPM_CC.StartAuthSession,
+      handles: [options.saltKey?.handle ?? TPM_RH.NULL, TPM_RH.NULL],
+      params: encode((w) => {
+        w.tpm2b(nonceCaller);
+        w.tpm2b(salt?.encryptedSalt ?? new Uint8Array(0));
+        w.u8(SESSION_TYPE_CODE[options.type]);
+        symmetric.marshal(w);
+        w.u16(authHash);
+      }),
+      responseHandleCount: 1,
+    });
+    const nonceTpm = decodeExact(params, "StartAuthSession response", (r) =>
+      r.tpm2b("nonceTPM", LIMITS.digestBytes),
+    );
+    const sessionKey = deriveSessionKey(authHash, salt?.salt ?? new Uint8Array(0), nonceTpm, nonceCaller);
+    return new TpmSession(handles[0]!, options.type, authHash, symmetric, sessionKey, nonceCaller, nonceTpm);
+  }
+
+  /** TPM2_PolicyPCR. With no `pcrDigest` the TPM uses the current values (and checks them at use). */
+  async policyPcr(
+    session: TpmSession,
+    pcrs: TpmlPcrSelection,
+    pcrDigest: Uint8Array = new Uint8Array(0),
+  ): Promise<void> {
+    await this.execute({
+      commandCode: TPM_CC.PolicyPCR,
+      handles: [session.handle],
+      params: encode((w) => {
+        w.tpm2b(pcrDigest);
+        pcrs.marshal(w);
+      }),
+    });
+  }
+
+  async policyGetDigest(session: TpmSession): Promise<Uint8Array> {
+    const { params } = await this.execute({ commandCode: TPM_CC.PolicyGetDigest, handles: [session.handle] });
+    return decodeExact(params, "PolicyGetDigest response", (r) =>
+      r.tpm2b("policyDigest", LIMITS.digestBytes),
+    );
+  }
+
+  /** TPM2_PolicySecret: asserts knowledge of `authHandle`'s auth (e.g. TPM_RH_ENDORSEMENT) in a policy session. */
+  async policySecret(
+    authHandle: number | HandleRef,
+    policySession: TpmSession,
+    options: { auth?: AuthSession; cpHashA?: Uint8Array; policyRef?: Uint8Array; expiration?: number } = {},
+  ): Promise<void> {
+    await this.execute({
+      commandCode: TPM_CC.PolicySecret,
+      handles: [authHandle, policySession.handle],
+      sessions: [{ session: options.auth ?? EMPTY_PASSWORD }],
+      params: encode((w) => {
+        w.tpm2b(new Uint8Array(0)); // nonceTPM: no freshness binding needed for an immediate use
+        w.tpm2b(options.cpHashA ?? new Uint8Array(0));
+        w.tpm2b(options.policyRef ?? new Uint8Array(0));
+        w.i32(options.expiration ?? 0);
+      }),
+    });
+  }
+
+  /** TPM2_Quote with the key's own scheme (inScheme NULL). */
+  async quote(
+    signKey: TpmObject,
+    qualifyingData: Uint8Array,
+    pcrs: TpmlPcrSelection,
+    auth: AuthSession = EMPTY_PASSWORD,
+  ): Promise<QuoteResult> {
+    if (qualifyingData.length > LIMITS.dataBytes) {
+      throw new TpmClientError("BAD_ARGUMENT", `qualifyingData exceeds ${LIMITS.dataBytes} bytes`);
+    }
+    const { params } = await this.execute({
+      commandCode: TPM_CC.Quote,
+      handles: [signKey],
+      sessions: [{ session: auth }],
+      params: encode((w) => {
+        w.tpm2b(qualifyingData);
+        TpmtScheme.NULL.marshal(w);
+        pcrs.marshal(w);
+      }),
+    });
+    return decodeExact(params, "Quote response", (r) => ({
+      quoted: r.tpm2b("quoted", LIMITS.attestBytes),
+      signature: TpmtSignature.unmarshal(r),
+    }));
+  }
+
+  /**
+   * TPM2_ActivateCredential: `activateKey` (the AK, admin role, password) and
+   * `key` (the EK, user role: a policy session that ran PolicySecret(endorsement)).
+   */
+  async activateCredential(
+    activateKey: TpmObject,
+    key: TpmObject,
+    credentialBlob: TpmsIdObject,
+    secret: Uint8Array,
+    keyAuth: AuthSession,
+    activateAuth: AuthSession = EMPTY_PASSWORD,
+  ): Promise<Uint8Array> {
+    const { params } = await this.execute({
+      commandCode: TPM_CC.ActivateCredential,
+      handles: [activateKey, key],
+      sessions: [{ session: activateAuth }, { session: keyAuth }],
+      params: encode((w) => {
+        new Tpm2bIdObject(credentialBlob).marshal(w);
+        w.tpm2b(secret);
+      }),
+    });
+    return decodeExact(params, "ActivateCredential response", (r) => r.tpm2b("certInfo", LIMITS.digestBytes));
+  }
+
+  /** TPM2_Unseal. With a salted session the response is encrypted, so the data never crosses the bus in clear. */
+  async unseal(
+    item: TpmObject,
+    auth: AuthSession,
+    options: { encryptResponse?: boolean } = {},
+  ): Promise<Uint8Array> {
+    const { params } = await this.execute({
+      commandCode: TPM_CC.Unseal,
+      handles: [item],
+      sessions: [{ session: auth, use: { encryptResponse: options.encryptResponse === true } }],
+    });
+    return decodeExact(params, "Unseal response", (r) => r.tpm2b("outData", LIMITS.sensitiveDataBytes));
+  }
+
+  async nvReadPublic(nvIndex: number): Promise<{ nvPublic: TpmsNvPublic; name: Uint8Array }> {
+    const { params } = await this.execute({ commandCode: TPM_CC.NV_ReadPublic, handles: [nvIndex] });
+    const res = decodeExact(params, "NV_ReadPublic response", (r) => ({
+      nvPublic: Tpm2bNvPublic.unmarshal(r).nvPublic,
+      name: r.tpm2b("nvName", LIMITS.nameBytes),
+    }));
+    if (res.nvPublic.nvIndex !== nvIndex) {
+      throw new TpmClientError(
+        "BAD_RESPONSE",
+        `NV_ReadPublic returned index 0x${res.nvPublic.nvIndex.toString(16)}`,
+      );
+    }
+    return res;
+  }
+
+  /**
+   * Reads a whole NV index in chunks. `authHandle` is the index itself or a
+   * hierarchy (TPM_RH_OWNER) depending on the index's read attributes.
+   */
+  async nvReadAll(
+    nvIndex: number,
+    authHandle: number,
+    options: { auth?: AuthSession; chunkBytes?: number } = {},
+  ): Promise<Uint8Array> {
+    const { nvPublic } = await this.nvReadPublic(nvIndex);
+    const index: HandleRef = { handle: nvIndex, name: nvName(nvPublic) };
+    const chunk = options.chunkBytes ?? NV_READ_CHUNK_BYTES;
+    const out = new Uint8Array(nvPublic.dataSize);
+    for (let offset = 0; offset < out.length;) {
+      const size = Math.min(chunk, out.length - offset);
+      const data = await this.nvRead(
+        authHandle === nvIndex ? index : authHandle,
+        index,
+        size,
+        offset,
+        options.auth,
+      );
+      if (data.length !== size)
+        throw new TpmClientError("BAD_RESPONSE", `NV_Read returned ${data.length} of ${size}`);
+      out.set(data, offset);
+      offset += size;
+    }
+    return out;
+  }
+
+  async nvRead(
+    authHandle: number | HandleRef,
+    nvIndex: number | HandleRef,
+    size: number,
+    offset: number,
+    auth: AuthSession = EMPTY_PASSWORD,
+  ): Promise<Uint8Array> {
+    const { params } = await this.execute({
+      commandCode: TPM_CC.NV_Read,
+      handles: [authHandle, nvIndex],
+      sessions: [{ session: auth }],
+      params: encode((w) => w.u16(size).u16(offset)),
+    });
+    return decodeExact(params, "NV_Read response", (r) => r.tpm2b("data", LIMITS.nvBufferBytes));
+  }
+}
