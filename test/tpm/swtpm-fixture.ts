@@ -5,6 +5,12 @@
  *
  * All TPMs of one test process share one local CA directory (created on first
  * use, removed at process exit); `newCaDir(t)` gives a separate CA.
+ *
+ * Provisioning costs about a second of CPU (RSA and ECC EKs, certificates).
+ * `identity: "shared"` instead copies a template state provisioned once per
+ * test process: the copy is a separate simulator, but with the same EK and
+ * primary seeds as every other shared copy. Use it only where the TPM's
+ * identity does not matter; each simulated peer needs "fresh".
  */
 import type { ExecutionContext } from "ava";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -53,9 +59,26 @@ export async function newCaDir(t: ExecutionContext): Promise<string> {
   return dir;
 }
 
+let sharedTemplate: Promise<ProvisionedSwtpm> | undefined;
+
+function sharedTemplateState(): Promise<ProvisionedSwtpm> {
+  sharedTemplate ??= provisionSwtpm({
+    stateDir: path.join(sharedLocalCaDir(), "template-state"),
+    caDir: sharedLocalCaDir(),
+  });
+  return sharedTemplate;
+}
+
+export interface SwtpmFixtureOptions {
+  /** Local CA for a fresh TPM; default: this process's shared CA. */
+  caDir?: string;
+  /** "fresh" (default): its own EK and seeds. "shared": a copy of a per-process template TPM. */
+  identity?: "fresh" | "shared";
+}
+
 export async function startProvisionedSwtpm(
   t: ExecutionContext,
-  options: { caDir?: string } = {},
+  options: SwtpmFixtureOptions = {},
 ): Promise<SwtpmFixture> {
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), "lockbox-swtpm-"));
   const transports: TpmTransport[] = [];
@@ -66,10 +89,22 @@ export async function startProvisionedSwtpm(
     await swtpm?.stop();
     await fs.rm(workDir, { recursive: true, force: true });
   });
-  const provisioned = await provisionSwtpm({
-    stateDir: path.join(workDir, "state"),
-    caDir: options.caDir ?? sharedLocalCaDir(),
-  });
+  const stateDir = path.join(workDir, "state");
+  let provisioned: ProvisionedSwtpm;
+  if (options.identity === "shared") {
+    if (options.caDir !== undefined)
+      throw new Error("a shared-identity swtpm uses the shared CA; caDir is for fresh ones");
+    const template = await sharedTemplateState();
+    await fs.cp(template.stateDir, stateDir, { recursive: true });
+    const ekcerts = path.join(stateDir, "ekcerts");
+    provisioned = {
+      ...template,
+      stateDir,
+      ekCertPaths: { rsa: path.join(ekcerts, "ek-rsa2048.crt"), ecc: path.join(ekcerts, "ek-secp384r1.crt") },
+    };
+  } else {
+    provisioned = await provisionSwtpm({ stateDir, caDir: options.caDir ?? sharedLocalCaDir() });
+  }
   swtpm = await startSwtpm({ stateDir: provisioned.stateDir });
   const running = swtpm;
   return {

@@ -26,7 +26,7 @@ function randomLength(r: Uint8Array): number {
 }
 
 test("tcp transport: GetRandom on swtpm returns a complete success response", async (t) => {
-  const f = await startProvisionedSwtpm(t);
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const tr = await f.connect();
   const r = await tr.send(getRandom(16));
   t.is(responseCode(r), 0);
@@ -35,7 +35,7 @@ test("tcp transport: GetRandom on swtpm returns a complete success response", as
 });
 
 test("tcp transport: concurrent sends are queued and each gets its own response, in order", async (t) => {
-  const f = await startProvisionedSwtpm(t);
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const tr = await f.connect();
   const sizes = Array.from({ length: 24 }, (_, i) => i + 1);
   const responses = await Promise.all(sizes.map((n) => tr.send(getRandom(n))));
@@ -47,7 +47,7 @@ test("tcp transport: concurrent sends are queued and each gets its own response,
 });
 
 test("tcp transport: a malformed command is refused before it reaches the TPM, and the transport stays usable", async (t) => {
-  const f = await startProvisionedSwtpm(t);
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const tr = await f.connect();
   const wrongSize = Buffer.from(getRandom(8));
   wrongSize.writeUInt32BE(40, 2);
@@ -59,7 +59,7 @@ test("tcp transport: a malformed command is refused before it reaches the TPM, a
 });
 
 test("tcp transport: a swtpm killed with SIGKILL fails the next command with a typed error, then refuses", async (t) => {
-  const f = await startProvisionedSwtpm(t);
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const tr = await f.connect();
   t.is(responseCode(await tr.send(getRandom(8))), 0);
   process.kill(f.swtpm.pid, "SIGKILL");
@@ -197,7 +197,7 @@ test("device transport: opening a missing device is a device-not-found error (no
 });
 
 test("recording transport: keeps each command and response from a real swtpm, copied", async (t) => {
-  const f = await startProvisionedSwtpm(t);
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const rec = new RecordingTransport(await f.connect());
   const cmd = Buffer.from(getRandom(4));
   const r1 = await rec.send(cmd);

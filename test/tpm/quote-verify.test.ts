@@ -1,0 +1,198 @@
+/**
+ * verifyQuote against real quotes from swtpm, made by tpm2-tools (an
+ * independent TPM stack): it accepts a genuine quote and refuses each kind of
+ * forgery or staleness with its own named failure.
+ */
+import test, { type ExecutionContext } from "ava";
+import { randomBytes } from "node:crypto";
+import { startSwtpm } from "../../tpm/swtpm/index.js";
+import { objectName } from "../../tpm/spec/name.js";
+import type { TpmtPublic } from "../../tpm/spec/public.js";
+import { type PcrValue, pcrPolicyFromValues } from "../../tpm/verify/pcr-values.js";
+import { endorsementPrimaryQualifiedName } from "../../tpm/verify/qualified-name.js";
+import type { QuoteClock } from "../../tpm/verify/quote-failure.js";
+import { type VerifyQuoteInput, verifyQuote } from "../../tpm/verify/quote-verifier.js";
+import { type SwtpmFixture, startProvisionedSwtpm } from "./swtpm-fixture.js";
+import { Tpm2Tools } from "./tpm2-tools.js";
+
+const PCRS = [0, 1, 2, 3, 7];
+const SELECTION = "sha256:0,1,2,3,7";
+
+interface Peer {
+  fixture: SwtpmFixture;
+  tools: Tpm2Tools;
+  akPublic: TpmtPublic;
+  /** QN(EK): the AK's parent, since tpm2_createak creates the AK under the EK. */
+  akParent: Uint8Array;
+}
+
+async function peer(t: ExecutionContext): Promise<Peer> {
+  const fixture = await startProvisionedSwtpm(t);
+  const tools = new Tpm2Tools(fixture.tcti, fixture.workDir);
+  const { ekPublic, akPublic } = await tools.createEkAndAk();
+  return { fixture, tools, akPublic, akParent: endorsementPrimaryQualifiedName(objectName(ekPublic)) };
+}
+
+async function quoteWithValues(p: Peer, nonce: Uint8Array, prefix = "q") {
+  const q = await p.tools.quote(SELECTION, nonce, prefix);
+  const pcrValues = await p.tools.readPcrs(PCRS);
+  return { ...q, pcrValues };
+}
+
+function input(
+  p: Peer,
+  q: { attest: Uint8Array; signature: Uint8Array; pcrValues: PcrValue[] },
+  nonce: Uint8Array,
+): VerifyQuoteInput {
+  return {
+    attestBytes: q.attest,
+    signature: q.signature,
+    akPublic: p.akPublic,
+    akParentQualifiedName: p.akParent,
+    expectedNonce: nonce,
+    pcrValues: q.pcrValues,
+    policy: pcrPolicyFromValues(q.pcrValues),
+  };
+}
+
+function codes(r: ReturnType<typeof verifyQuote>): string[] {
+  return r.ok ? [] : r.failures.map((f) => f.code);
+}
+
+function clockOf(r: ReturnType<typeof verifyQuote>): QuoteClock {
+  if (!r.ok) throw new Error(`expected an accepted quote, got ${codes(r).join(",")}`);
+  return r.clock;
+}
+
+test("accepts a genuine quote made by tpm2_quote, and every single tampering is named", async (t) => {
+  const p = await peer(t);
+  const nonce = randomBytes(20);
+  const q = await quoteWithValues(p, nonce);
+  const good = verifyQuote(input(p, q, nonce));
+  t.deepEqual(codes(good), []);
+  t.true(good.ok);
+  if (good.ok) {
+    t.deepEqual(good.akName, objectName(p.akPublic));
+    t.deepEqual(
+      good.quotedPcrs.map((v) => v.pcr),
+      PCRS,
+    );
+  }
+
+  const badSig = Buffer.from(q.signature);
+  badSig[badSig.length - 1]! ^= 0x01; // last byte of ECDSA s
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, q, nonce), signature: badSig })),
+    ["signature"],
+    "tampered signature",
+  );
+
+  const badMagic = Buffer.from(q.attest);
+  badMagic[0] = 0xfe;
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, q, nonce), attestBytes: badMagic })),
+    ["signature", "magic"],
+    "tampered magic",
+  );
+
+  const badType = Buffer.from(q.attest);
+  badType[5] = 0x17; // TPM_ST_ATTEST_CERTIFY
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, q, nonce), attestBytes: badType })),
+    ["signature", "type"],
+    "tampered type",
+  );
+
+  const truncated = q.attest.subarray(0, q.attest.length - 3);
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, q, nonce), attestBytes: truncated })),
+    ["signature", "attest"],
+    "truncated attest",
+  );
+
+  const otherNonce = randomBytes(20);
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, q, nonce), expectedNonce: otherNonce })),
+    ["nonce"],
+    "wrong nonce",
+  );
+
+  // The same key under a parent other than the one the verifier knows is not the enrolled AK.
+  const wrongParent = endorsementPrimaryQualifiedName(objectName(p.akPublic));
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, q, nonce), akParentQualifiedName: wrongParent })),
+    ["signer"],
+    "wrong signer",
+  );
+
+  const missing = q.pcrValues.filter((v) => v.pcr !== 7);
+  t.deepEqual(codes(verifyQuote({ ...input(p, q, nonce), pcrValues: missing })), [
+    "pcr-digest",
+    "pcr-policy",
+  ]);
+});
+
+test("a PCR changed by PCR_Extend: the old quote with new values fails pcr-digest, a new quote fails pcr-policy", async (t) => {
+  const p = await peer(t);
+  const nonce = randomBytes(20);
+  const before = await quoteWithValues(p, nonce, "before");
+  t.true(verifyQuote(input(p, before, nonce)).ok);
+
+  await p.tools.extendPcr(7, "ab".repeat(32));
+  const after = await quoteWithValues(p, nonce, "after");
+  t.notDeepEqual(after.pcrValues[4]!.value, before.pcrValues[4]!.value, "PCR 7 moved");
+
+  // Reporting the current values next to the earlier quote: the digest does not match.
+  t.deepEqual(codes(verifyQuote({ ...input(p, before, nonce), pcrValues: after.pcrValues })), [
+    "pcr-digest",
+    "pcr-policy",
+  ]);
+  // An honest new quote with the new values verifies cryptographically, but the policy still holds the old PCR 7.
+  const r = verifyQuote({ ...input(p, after, nonce), policy: pcrPolicyFromValues(before.pcrValues) });
+  t.deepEqual(codes(r), ["pcr-policy"]);
+  t.regex(r.ok ? "" : r.failures[0]!.message, /sha256:7/);
+});
+
+test("a quote from another swtpm's AK fails signature and signer", async (t) => {
+  const [a, b] = await Promise.all([peer(t), peer(t)]);
+  const nonce = randomBytes(20);
+  const qb = await quoteWithValues(b, nonce);
+  t.true(verifyQuote(input(b, qb, nonce)).ok, "b's quote is genuine for b");
+  t.deepEqual(codes(verifyQuote(input(a, qb, nonce))), ["signature", "signer"]);
+});
+
+test("a replayed older quote fails replay: by clock within one boot, by resetCount across a restart", async (t) => {
+  const p = await peer(t);
+  const nonce = randomBytes(20);
+  const first = await quoteWithValues(p, nonce, "first");
+  const second = await quoteWithValues(p, nonce, "second");
+  const firstClock = clockOf(verifyQuote(input(p, first, nonce)));
+  const secondClock = clockOf(verifyQuote({ ...input(p, second, nonce), previous: firstClock }));
+  t.true(secondClock.clock > firstClock.clock);
+
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, first, nonce), previous: secondClock })),
+    ["replay"],
+    "older clock",
+  );
+  t.deepEqual(
+    codes(verifyQuote({ ...input(p, second, nonce), previous: secondClock })),
+    ["replay"],
+    "the same quote again",
+  );
+
+  // Restart the simulator: a TPM reset increments resetCount.
+  await p.fixture.swtpm.stop();
+  const restarted = await startSwtpm({ stateDir: p.fixture.provisioned.stateDir });
+  t.teardown(() => restarted.stop());
+  const tools = new Tpm2Tools(restarted.tcti, p.fixture.workDir);
+  await tools.reloadAk();
+  const afterRestart = await quoteWithValues({ ...p, tools }, nonce, "third");
+  const r = verifyQuote({ ...input(p, afterRestart, nonce), previous: secondClock });
+  const thirdClock = clockOf(r);
+  t.true(r.ok && r.restartedSincePrevious);
+  t.true(thirdClock.resetCount > secondClock.resetCount);
+  const replayed = verifyQuote({ ...input(p, second, nonce), previous: thirdClock });
+  t.deepEqual(codes(replayed), ["replay"]);
+  t.regex(replayed.ok ? "" : replayed.failures[0]!.message, /resetCount/);
+});

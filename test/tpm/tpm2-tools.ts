@@ -1,0 +1,143 @@
+/**
+ * Runs tpm2-tools against a test swtpm, as an independent implementation to
+ * cross-check ours. Every run is bounded by a timeout; transient objects and
+ * sessions are flushed after each step (swtpm has no resource manager).
+ *
+ * swtpm serves one connection at a time: close our own transports to the same
+ * swtpm before calling these.
+ */
+import { execFile } from "node:child_process";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { decodeExact } from "../../tpm/marshal/reader.js";
+import { TpmtPublic } from "../../tpm/spec/public.js";
+import type { PcrValue } from "../../tpm/verify/pcr-values.js";
+
+const TOOL_TIMEOUT_MS = 20_000;
+
+export class Tpm2Tools {
+  constructor(
+    readonly tcti: string,
+    /** Where the tools' files go; the caller deletes it. */
+    readonly dir: string,
+  ) {}
+
+  path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  /** Runs one tool; rejects with its stderr when it exits non-zero. */
+  run(tool: string, args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        tool,
+        args,
+        {
+          cwd: this.dir,
+          env: { ...process.env, TPM2TOOLS_TCTI: this.tcti },
+          timeout: TOOL_TIMEOUT_MS,
+          killSignal: "SIGKILL",
+          maxBuffer: 1024 * 1024,
+        },
+        (err, stdout, stderr) => {
+          if (err === null) return resolve(stdout);
+          reject(new ToolError(tool, typeof err.code === "number" ? err.code : -1, stderr));
+        },
+      );
+    });
+  }
+
+  /** Flushes transient objects, loaded and saved sessions. */
+  async flushAll(): Promise<void> {
+    for (const flag of ["-t", "-l", "-s"]) await this.run("tpm2_flushcontext", [flag]);
+  }
+
+  /** The RSA EK (default template) and an ECC P-256 ECDSA-SHA256 AK under it, as tpm2_createak makes it. */
+  async createEkAndAk(): Promise<{ ekPublic: TpmtPublic; akPublic: TpmtPublic; akPublicTpmt: Uint8Array }> {
+    await this.run("tpm2_createek", ["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"]);
+    await this.run("tpm2_createak", [
+      ...["-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa"],
+      ...["-u", "ak.pub", "-r", "ak.priv", "-n", "ak.name"],
+    ]);
+    await this.flushAll();
+    const ekPublic = await this.readTpm2bPublic("ek.pub");
+    const akPublicTpmt = (await fs.readFile(this.path("ak.pub"))).subarray(2);
+    return {
+      ekPublic,
+      akPublic: await this.readTpm2bPublic("ak.pub"),
+      akPublicTpmt: new Uint8Array(akPublicTpmt),
+    };
+  }
+
+  /** Re-creates the EK (deterministic) and loads the saved AK under it, e.g. after a swtpm restart. */
+  async reloadAk(): Promise<void> {
+    await this.run("tpm2_createek", ["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"]);
+    await this.flushAll();
+    // The EK's authPolicy is PolicySecret(endorsement): loading a child under it needs that session.
+    await this.run("tpm2_startauthsession", ["--policy-session", "-S", "session.ctx"]);
+    await this.run("tpm2_policysecret", ["-S", "session.ctx", "-c", "e"]);
+    await this.run("tpm2_load", [
+      "-C",
+      "ek.ctx",
+      "-u",
+      "ak.pub",
+      "-r",
+      "ak.priv",
+      "-c",
+      "ak.ctx",
+      "-P",
+      "session:session.ctx",
+    ]);
+    await this.run("tpm2_flushcontext", ["session.ctx"]);
+    await this.flushAll();
+  }
+
+  /** A quote by the AK in ak.ctx over `selection` (e.g. "sha256:0,1,2,3,7") with extraData `nonce`. */
+  async quote(
+    selection: string,
+    nonce: Uint8Array,
+    prefix = "q",
+  ): Promise<{ attest: Uint8Array; signature: Uint8Array }> {
+    await this.run("tpm2_quote", [
+      ...["-c", "ak.ctx", "-l", selection, "-q", Buffer.from(nonce).toString("hex")],
+      ...["-m", `${prefix}.msg`, "-s", `${prefix}.sig`, "-o", `${prefix}.pcrs`, "-g", "sha256"],
+    ]);
+    await this.flushAll();
+    return {
+      attest: new Uint8Array(await fs.readFile(this.path(`${prefix}.msg`))),
+      signature: new Uint8Array(await fs.readFile(this.path(`${prefix}.sig`))),
+    };
+  }
+
+  /** PCR values of one sha256 selection, in ascending index order. */
+  async readPcrs(pcrs: readonly number[]): Promise<PcrValue[]> {
+    await this.run("tpm2_pcrread", [`sha256:${pcrs.join(",")}`, "-o", "pcrs.bin"]);
+    const raw = await fs.readFile(this.path("pcrs.bin"));
+    const sorted = [...pcrs].sort((a, b) => a - b);
+    return sorted.map((pcr, i) => ({
+      hashAlg: 0x000b,
+      pcr,
+      value: new Uint8Array(raw.subarray(32 * i, 32 * i + 32)),
+    }));
+  }
+
+  async extendPcr(pcr: number, digestHex: string): Promise<void> {
+    await this.run("tpm2_pcrextend", [`${pcr}:sha256=${digestHex}`]);
+  }
+
+  async readTpm2bPublic(file: string): Promise<TpmtPublic> {
+    const bytes = await fs.readFile(this.path(file));
+    return decodeExact(bytes.subarray(2), "TPMT_PUBLIC", TpmtPublic.unmarshal);
+  }
+}
+
+export class ToolError extends Error {
+  override readonly name = "ToolError";
+  constructor(
+    readonly tool: string,
+    readonly exitCode: number,
+    readonly stderr: string,
+  ) {
+    super(`${tool} exited with ${exitCode}: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+  }
+}
