@@ -1,0 +1,150 @@
+/**
+ * A peer's config file, `config.json` in the directory `lockbox init`
+ * creates. It names the peer and its cluster, where it listens, the ring
+ * parameters every peer must share (partition power, cluster salt), and the
+ * files it uses, relative to that directory. Loading validates every field
+ * and names the first one that is wrong.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
+import { LockboxError } from "../errors.js";
+import { isValidIdentityName } from "../pki/identity-names.js";
+
+export const CONFIG_FILE_NAME = "config.json";
+export const CONFIG_VERSION = 1;
+export const PARTITION_POWER_DEFAULT = 10;
+export const CLUSTER_SALT_BYTES = 32;
+export const LISTEN_DEFAULT = "127.0.0.1:7443";
+
+export interface PeerPaths {
+  caCertificate: string;
+  caKey: string;
+  peerCertificate: string;
+  peerKey: string;
+  /** The development master key file (DevelopmentFileProtector). */
+  masterKey: string;
+  /** The LevelDB directory. */
+  data: string;
+}
+
+export interface PeerConfig {
+  version: typeof CONFIG_VERSION;
+  peerId: string;
+  clusterId: string;
+  /** HOST:PORT. */
+  listen: string;
+  partitionPower: number;
+  /** Hex, CLUSTER_SALT_BYTES bytes. */
+  clusterSalt: string;
+  /** Relative to the config's directory (or absolute). */
+  paths: PeerPaths;
+}
+
+export const DEFAULT_PATHS: PeerPaths = {
+  caCertificate: "ca.crt",
+  caKey: "ca.key",
+  peerCertificate: "peer.crt",
+  peerKey: "peer.key",
+  masterKey: "master-key.dev",
+  data: "data",
+};
+
+export function newPeerConfig(params: { peerId: string; listen: string; clusterId?: string }): PeerConfig {
+  const config: PeerConfig = {
+    version: CONFIG_VERSION,
+    peerId: params.peerId,
+    clusterId: params.clusterId ?? randomUUID(),
+    listen: params.listen,
+    partitionPower: PARTITION_POWER_DEFAULT,
+    clusterSalt: randomBytes(CLUSTER_SALT_BYTES).toString("hex"),
+    paths: { ...DEFAULT_PATHS },
+  };
+  return validatePeerConfig(config, "new config");
+}
+
+/** Reads and validates DIR/config.json. */
+export async function loadPeerConfig(dir: string): Promise<PeerConfig> {
+  const path = join(dir, CONFIG_FILE_NAME);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const hint = code === "ENOENT" ? " (run `lockbox init --dir DIR` first)" : "";
+    throw new LockboxError(
+      "FAILED_PRECONDITION",
+      `cannot read ${path}: ${code ?? "error"}${hint}`,
+      undefined,
+      {
+        cause,
+      },
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new LockboxError("FAILED_PRECONDITION", `${path} is not valid JSON`, undefined, { cause });
+  }
+  return validatePeerConfig(parsed, path);
+}
+
+/** The absolute path of one of the config's files. */
+export function resolvePeerPath(dir: string, config: PeerConfig, which: keyof PeerPaths): string {
+  const p = config.paths[which];
+  return isAbsolute(p) ? p : join(dir, p);
+}
+
+export function validatePeerConfig(value: unknown, source: string): PeerConfig {
+  const bad = (field: string, what: string): LockboxError =>
+    new LockboxError("FAILED_PRECONDITION", `${source}: ${field} ${what}`, field);
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw bad("(root)", "must be an object");
+  const o = value as Record<string, unknown>;
+  if (o.version !== CONFIG_VERSION) throw bad("version", `must be ${CONFIG_VERSION}`);
+  if (typeof o.peerId !== "string" || !isValidIdentityName(o.peerId)) {
+    throw bad("peerId", "must be 1..128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or digit");
+  }
+  if (typeof o.clusterId !== "string" || !/^[0-9a-f-]{36}$/.test(o.clusterId))
+    throw bad("clusterId", "must be a UUID");
+  if (typeof o.listen !== "string" || !isHostPort(o.listen)) throw bad("listen", "must be HOST:PORT");
+  if (
+    typeof o.partitionPower !== "number" ||
+    !Number.isInteger(o.partitionPower) ||
+    o.partitionPower < 0 ||
+    o.partitionPower > 24
+  ) {
+    throw bad("partitionPower", "must be an integer in 0..24");
+  }
+  if (
+    typeof o.clusterSalt !== "string" ||
+    !new RegExp(`^[0-9a-f]{${CLUSTER_SALT_BYTES * 2}}$`).test(o.clusterSalt)
+  ) {
+    throw bad("clusterSalt", `must be ${CLUSTER_SALT_BYTES * 2} lower-case hex digits`);
+  }
+  if (typeof o.paths !== "object" || o.paths === null) throw bad("paths", "must be an object");
+  const paths = o.paths as Record<string, unknown>;
+  for (const name of Object.keys(DEFAULT_PATHS) as (keyof PeerPaths)[]) {
+    const p = paths[name];
+    if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
+      throw bad(`paths.${name}`, "must be a file path");
+  }
+  return {
+    version: CONFIG_VERSION,
+    peerId: o.peerId,
+    clusterId: o.clusterId,
+    listen: o.listen,
+    partitionPower: o.partitionPower,
+    clusterSalt: o.clusterSalt,
+    paths: Object.fromEntries(
+      Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
+    ) as unknown as PeerPaths,
+  };
+}
+
+/** "127.0.0.1:7443", "localhost:0", "[::1]:7443". */
+export function isHostPort(s: string): boolean {
+  const m = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+  return m !== null && Number(m[1]) <= 65535;
+}

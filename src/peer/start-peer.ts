@@ -1,0 +1,115 @@
+/**
+ * One lockbox peer, wired: config -> store -> master key provider -> barrier
+ * -> key service + audit log -> gRPC server. `lockbox serve` and the tests
+ * start peers through this one function, so they run the same thing.
+ */
+import { readFile } from "node:fs/promises";
+import { AuditLog } from "../audit/audit-log.js";
+import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
+import { Barrier } from "../crypto/barrier.js";
+import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
+import { KeyService } from "../keys/key-service.js";
+import { systemClock, type Clock } from "../keys/key-model.js";
+import { startLockboxServer, type RunningServer } from "../server/lockbox-server.js";
+import { openPeerStore } from "../store/peer-store.js";
+import { LOCKBOX_VERSION } from "./version.js";
+
+export interface StartPeerOptions {
+  /** The directory `lockbox init` created. */
+  dir: string;
+  /** HOST:PORT to listen on instead of the config's; port 0 picks a free one. */
+  listen?: string;
+  /** Server-side log lines, including the development protector's warning; stderr by default. */
+  log?: (line: string) => void;
+  clock?: Clock;
+}
+
+export interface RunningPeer {
+  /** "HOST:PORT" actually bound. */
+  readonly address: string;
+  readonly port: number;
+  readonly peerId: string;
+  readonly clusterId: string;
+  /** Lets in-flight calls finish (at most drainMs), then closes the store. Idempotent. */
+  close(drainMs?: number): Promise<void>;
+}
+
+export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
+  const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
+  const clock = options.clock ?? systemClock;
+  const { dir } = options;
+  const config = await loadPeerConfig(dir);
+  const tls = {
+    caCertificatePem: await readFile(resolvePeerPath(dir, config, "caCertificate"), "utf8"),
+    certificatePem: await readFile(resolvePeerPath(dir, config, "peerCertificate"), "utf8"),
+    privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
+  };
+  const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), { log });
+  const barrier = new Barrier();
+  await barrier.unsealWith(protector);
+
+  const cleanups: (() => Promise<void>)[] = [async () => barrier.seal()];
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.reverse()) await step();
+  };
+  try {
+    const store = await openPeerStore(resolvePeerPath(dir, config, "data"));
+    cleanups.push(() => store.close());
+    const keys = await KeyService.open({
+      store,
+      barrier,
+      clusterSalt: Buffer.from(config.clusterSalt, "hex"),
+      partitionPower: config.partitionPower,
+      clock,
+    });
+    cleanups.push(() => keys.close());
+    const audit = await AuditLog.open(store, clock);
+    const startedAt = clock.now();
+    const description = protector.describe();
+    const server = await startLockboxServer(
+      {
+        tls,
+        keys,
+        audit,
+        clock,
+        log,
+        admin: {
+          status: () => ({
+            peerId: config.peerId,
+            clusterId: config.clusterId,
+            version: LOCKBOX_VERSION,
+            sealState: barrier.sealed ? "sealed" : "unsealed",
+            masterKeyProtector: description.protector,
+            masterKeyEpoch: barrier.sealed ? 0 : barrier.activeEpoch,
+            startedAt,
+            keyCount: keys.stats().keyCount,
+            partitionPower: config.partitionPower,
+          }),
+          listAuditEvents: (req) => audit.list(req),
+        },
+      },
+      options.listen ?? config.listen,
+    );
+    return runningPeer(config, server, cleanup);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+function runningPeer(config: PeerConfig, server: RunningServer, cleanup: () => Promise<void>): RunningPeer {
+  let closing: Promise<void> | undefined;
+  return {
+    address: server.address,
+    port: server.port,
+    peerId: config.peerId,
+    clusterId: config.clusterId,
+    close(drainMs?: number) {
+      closing ??= (async () => {
+        await server.close(drainMs);
+        await cleanup();
+      })();
+      return closing;
+    },
+  };
+}

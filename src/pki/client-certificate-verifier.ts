@@ -1,0 +1,100 @@
+/**
+ * Turns a client certificate presented over TLS into a Caller, or refuses
+ * with UNAUTHENTICATED. The TLS layer only requests client certificates
+ * (so that a call without one gets a gRPC status instead of a failed
+ * handshake); this is where they are actually checked: issued and signed by
+ * the cluster CA, inside its validity dates, not a CA, marked for clientAuth,
+ * with a valid common name and exactly one lockbox role.
+ */
+import { X509Certificate as NodeX509Certificate, createHash } from "node:crypto";
+import { LockboxError } from "../errors.js";
+import { type Caller, PROJECT_URI_PREFIX, ROLE_URI_PREFIX, isRole } from "./caller.js";
+import { isValidIdentityName, isValidProjectName } from "./identity-names.js";
+import { x509 } from "./x509.js";
+
+const CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2";
+const LOCKBOX_URI_PREFIX = "urn:lockbox:";
+
+/** Parsed certificates that passed every check but the dates, by DER digest. */
+interface Verified {
+  readonly caller: Caller;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export class ClientCertificateVerifier {
+  private readonly ca: NodeX509Certificate;
+  // Verifying an ECDSA signature and parsing SANs on every call is wasted
+  // work for a long-lived connection; remember recent good certificates.
+  private readonly cache = new Map<string, Verified>();
+  private readonly cacheEntriesMax: number;
+
+  constructor(caCertificatePem: string, options: { cacheEntriesMax?: number } = {}) {
+    this.ca = new NodeX509Certificate(caCertificatePem);
+    this.cacheEntriesMax = options.cacheEntriesMax ?? 1024;
+  }
+
+  /** The caller named by the DER certificate `der`, as of `now`; throws UNAUTHENTICATED. */
+  verify(der: Uint8Array | undefined, now: Date = new Date()): Caller {
+    if (der === undefined || der.length === 0) throw unauthenticated("no client certificate");
+    const digest = createHash("sha256").update(der).digest("hex");
+    let verified = this.cache.get(digest);
+    if (verified === undefined) {
+      verified = this.verifyUncached(der);
+      if (this.cache.size >= this.cacheEntriesMax) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(digest, verified);
+    }
+    if (now < verified.notBefore) throw unauthenticated("client certificate is not valid yet");
+    if (now > verified.notAfter) throw unauthenticated("client certificate has expired");
+    return verified.caller;
+  }
+
+  private verifyUncached(der: Uint8Array): Verified {
+    let node: NodeX509Certificate;
+    let cert: x509.X509Certificate;
+    try {
+      node = new NodeX509Certificate(der);
+      cert = new x509.X509Certificate(new Uint8Array(der));
+    } catch (e) {
+      throw unauthenticated("client certificate cannot be parsed", e);
+    }
+    if (!node.checkIssued(this.ca) || !node.verify(this.ca.publicKey)) {
+      throw unauthenticated("client certificate is not signed by the cluster CA");
+    }
+    if (cert.getExtension(x509.BasicConstraintsExtension)?.ca === true) {
+      throw unauthenticated("client certificate is a CA certificate");
+    }
+    const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+    if (eku === null || !eku.usages.map(String).includes(CLIENT_AUTH_OID)) {
+      throw unauthenticated("client certificate is not marked for clientAuth");
+    }
+    const commonNames = cert.subjectName.getField("CN");
+    const identity = commonNames.length === 1 ? commonNames[0]! : "";
+    if (!isValidIdentityName(identity)) throw unauthenticated("client certificate has no valid common name");
+
+    const uris = (cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])
+      .filter((n) => n.type === "url" && n.value.startsWith(LOCKBOX_URI_PREFIX))
+      .map((n) => n.value);
+    const roles = uris
+      .filter((u) => u.startsWith(ROLE_URI_PREFIX))
+      .map((u) => u.slice(ROLE_URI_PREFIX.length));
+    const projects = uris
+      .filter((u) => u.startsWith(PROJECT_URI_PREFIX))
+      .map((u) => u.slice(PROJECT_URI_PREFIX.length));
+    const role = roles.length === 1 ? roles[0]! : "";
+    if (!isRole(role)) throw unauthenticated("client certificate must carry exactly one lockbox role");
+    if (!projects.every(isValidProjectName))
+      throw unauthenticated("client certificate carries an invalid project");
+    if (roles.length + projects.length !== uris.length) {
+      throw unauthenticated("client certificate carries an unknown lockbox name");
+    }
+    return {
+      caller: Object.freeze({ identity, role, projects: Object.freeze([...new Set(projects)]) }),
+      notBefore: cert.notBefore,
+      notAfter: cert.notAfter,
+    };
+  }
+}
+
+const unauthenticated = (message: string, cause?: unknown): LockboxError =>
+  new LockboxError("UNAUTHENTICATED", message, undefined, cause === undefined ? undefined : { cause });

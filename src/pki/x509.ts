@@ -1,0 +1,11 @@
+/**
+ * The one way src/ loads @peculiar/x509: after the Reflect metadata shim it
+ * needs, and with node's WebCrypto as its provider. Import x509 from here.
+ */
+import "./reflect-metadata-shim.js";
+import { webcrypto } from "node:crypto";
+import * as x509 from "@peculiar/x509";
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+export { x509, webcrypto };

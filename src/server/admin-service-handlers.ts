@@ -1,0 +1,98 @@
+/**
+ * lockbox.v1.AdminService at the edge: what this peer is (GetStatus) and its
+ * audit log (ListAuditEvents). Every call needs the admin role.
+ */
+import type * as grpc from "@grpc/grpc-js";
+import type { AuditEvent, AuditListRequest, AuditListResponse } from "../audit/audit-log.js";
+import type { AuditEvent as WireAuditEvent } from "../gen/lockbox/v1/AuditEvent.js";
+import type { GetStatusRequest__Output } from "../gen/lockbox/v1/GetStatusRequest.js";
+import type { GetStatusResponse } from "../gen/lockbox/v1/GetStatusResponse.js";
+import type { ListAuditEventsRequest__Output } from "../gen/lockbox/v1/ListAuditEventsRequest.js";
+import type { ListAuditEventsResponse } from "../gen/lockbox/v1/ListAuditEventsResponse.js";
+import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
+import { stringFromWire, timestampToWire, uint32FromWire } from "./wire-mapping.js";
+
+export interface PeerStatus {
+  peerId: string;
+  clusterId: string;
+  version: string;
+  sealState: "sealed" | "unsealed";
+  /** "development-file" (NOT FOR PRODUCTION) or "tpm". */
+  masterKeyProtector: string;
+  masterKeyEpoch: number;
+  startedAt: Date;
+  keyCount: number;
+  partitionPower: number;
+}
+
+export interface AdminApi {
+  status(): PeerStatus | Promise<PeerStatus>;
+  listAuditEvents(req: AuditListRequest): Promise<AuditListResponse>;
+}
+
+const OUTCOMES_TO_WIRE: Record<AuditEvent["outcome"], WireAuditEvent["outcome"]> = {
+  ok: "AUDIT_OUTCOME_OK",
+  denied: "AUDIT_OUTCOME_DENIED",
+  not_found: "AUDIT_OUTCOME_NOT_FOUND",
+  invalid: "AUDIT_OUTCOME_INVALID",
+  error: "AUDIT_OUTCOME_ERROR",
+};
+
+export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.UntypedServiceImplementation {
+  const getStatus: Operation<GetStatusRequest__Output, GetStatusResponse> = {
+    name: "GetStatus",
+    adminOnly: true,
+    requestFacts: () => ({}),
+    async run() {
+      const s = await admin.status();
+      return {
+        response: {
+          peer_id: s.peerId,
+          cluster_id: s.clusterId,
+          version: s.version,
+          seal_state: s.sealState,
+          master_key_protector: s.masterKeyProtector,
+          master_key_epoch: s.masterKeyEpoch,
+          started_at: timestampToWire(s.startedAt),
+          key_count: String(s.keyCount),
+          partition_power: s.partitionPower,
+        },
+      };
+    },
+  };
+
+  const listAuditEvents: Operation<ListAuditEventsRequest__Output, ListAuditEventsResponse> = {
+    name: "ListAuditEvents",
+    adminOnly: true,
+    requestFacts: (req) => ({ keyId: req.key_id }),
+    async run(_caller, req) {
+      const page = await admin.listAuditEvents({
+        keyId: stringFromWire("key_id", req.key_id),
+        identity: stringFromWire("identity", req.identity),
+        pageSize: uint32FromWire("page_size", req.page_size),
+        pageToken: stringFromWire("page_token", req.page_token),
+      });
+      return {
+        response: {
+          events: page.events.map((e): WireAuditEvent => ({
+            sequence: String(e.sequence),
+            time: timestampToWire(e.time),
+            identity: e.identity,
+            operation: e.operation,
+            key_id: e.keyId,
+            project: e.project,
+            outcome: OUTCOMES_TO_WIRE[e.outcome],
+            status: e.status,
+            detail: e.detail,
+          })),
+          next_page_token: page.nextPageToken,
+        },
+      };
+    },
+  };
+
+  return {
+    GetStatus: auditedUnary(getStatus, ctx),
+    ListAuditEvents: auditedUnary(listAuditEvents, ctx),
+  } as grpc.UntypedServiceImplementation;
+}

@@ -1,0 +1,130 @@
+/**
+ * Every lockbox RPC runs through one wrapper, in this order:
+ * authenticate (client certificate) -> authorize (role) -> the operation ->
+ * audit -> reply. Errors of any step become a gRPC status in one place
+ * (toGrpcStatus); unexpected ones are logged here, without key material,
+ * and reach the client only as a generic INTERNAL. Nothing a client sends
+ * can make a handler throw past this wrapper.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { Clock } from "../keys/key-model.js";
+import type { Caller } from "../pki/caller.js";
+import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
+import { authenticate, requireAdmin } from "./authenticate.js";
+import { type AuditEventInput, type AuditOutcome, type EdgeAuditSink, outcomeOf } from "./edge-audit.js";
+import { statusName, toGrpcStatus, toServiceError } from "./grpc-status.js";
+
+/** What the audit line says about the key a call touched. Never key bytes. */
+export interface AuditFacts {
+  keyId?: string;
+  project?: string;
+}
+
+export interface Operation<Req, Res> {
+  /** The RPC method name, as audited: "GetKey". */
+  readonly name: string;
+  readonly adminOnly: boolean;
+  /** Facts readable from the request alone, so even a refused call is audited with its key id. */
+  requestFacts(request: Req): AuditFacts;
+  run(caller: Caller, request: Req): Promise<{ response: Res; facts?: AuditFacts }>;
+}
+
+export interface EdgeContext {
+  readonly verifier: ClientCertificateVerifier;
+  readonly audit: EdgeAuditSink;
+  readonly clock: Clock;
+  /** Server-side log lines (stderr in `lockbox serve`). */
+  readonly log: (line: string) => void;
+}
+
+const AUDIT_FIELD_CHARS_MAX = 128;
+const AUDIT_DETAIL_CHARS_MAX = 256;
+
+export function auditedUnary<Req, Res>(
+  op: Operation<Req, Res>,
+  ctx: EdgeContext,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    handle(op, ctx, call).then(
+      (result) => ("response" in result ? callback(null, result.response) : callback(result.error)),
+      // handle() catches everything; this is the last line of defence for a bug in it.
+      (err: unknown) => {
+        ctx.log(`lockbox: ${op.name}: unexpected failure in the call wrapper: ${describe(err)}`);
+        callback(toServiceError(toGrpcStatus(err)));
+      },
+    );
+  };
+}
+
+async function handle<Req, Res>(
+  op: Operation<Req, Res>,
+  ctx: EdgeContext,
+  call: grpc.ServerUnaryCall<Req, Res>,
+): Promise<{ response: Res } | { error: ReturnType<typeof toServiceError> }> {
+  let identity = "";
+  let facts: AuditFacts = {};
+  try {
+    facts = safeFacts(() => op.requestFacts(call.request));
+    const caller = authenticate(call, ctx.verifier, ctx.clock.now());
+    identity = caller.identity;
+    if (op.adminOnly) requireAdmin(caller);
+    const result = await op.run(caller, call.request);
+    facts = { ...facts, ...(result.facts ?? {}) };
+    await audit(ctx, op, { identity, facts, outcome: "ok", status: "OK", detail: "" });
+    return { response: result.response };
+  } catch (err) {
+    const status = toGrpcStatus(err);
+    if (status.code === grpc.status.INTERNAL || status.code === grpc.status.DATA_LOSS)
+      ctx.log(`lockbox: ${op.name} failed: ${describe(err)}`);
+    await audit(ctx, op, {
+      identity,
+      facts,
+      outcome: outcomeOf(status.code),
+      status: statusName(status.code),
+      detail: status.details,
+    });
+    return { error: toServiceError(status) };
+  }
+}
+
+async function audit<Req, Res>(
+  ctx: EdgeContext,
+  op: Operation<Req, Res>,
+  e: { identity: string; facts: AuditFacts; outcome: AuditOutcome; status: string; detail: string },
+): Promise<void> {
+  const event: AuditEventInput = {
+    identity: e.identity,
+    operation: op.name,
+    keyId: clip(e.facts.keyId ?? "", AUDIT_FIELD_CHARS_MAX),
+    project: clip(e.facts.project ?? "", AUDIT_FIELD_CHARS_MAX),
+    outcome: e.outcome,
+    status: e.status,
+    detail: clip(e.detail, AUDIT_DETAIL_CHARS_MAX),
+  };
+  try {
+    await ctx.audit.append(event);
+  } catch (err) {
+    // The call's own outcome stands (a create already happened); the operator sees the gap.
+    ctx.log(`lockbox: AUDIT FAILURE: could not record ${op.name} by '${e.identity}': ${describe(err)}`);
+  }
+}
+
+/** Request facts come from untrusted input: only strings, clipped. */
+function safeFacts(read: () => AuditFacts): AuditFacts {
+  try {
+    const f = read();
+    const out: AuditFacts = {};
+    if (typeof f.keyId === "string") out.keyId = f.keyId;
+    if (typeof f.project === "string") out.project = f.project;
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+const clip = (s: string, max: number): string => (s.length <= max ? s : s.slice(0, max) + "…");
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}${err.stack ? `\n${err.stack}` : ""}`;
+  return typeof err;
+}

@@ -1,0 +1,204 @@
+/**
+ * lockbox.v1.KeyService at the edge: each RPC converts its wire request into
+ * the key service's input (wire-mapping.ts), calls the key service with the
+ * authenticated caller, and maps the result back. Validation of values is
+ * the key service's (src/keys/validation.ts); this layer only refuses what
+ * cannot even be converted, always naming the field.
+ */
+import type * as grpc from "@grpc/grpc-js";
+import type { CloneKeyRequest__Output } from "../gen/lockbox/v1/CloneKeyRequest.js";
+import type { CloneKeyResponse } from "../gen/lockbox/v1/CloneKeyResponse.js";
+import type { CreateGrantRequest__Output } from "../gen/lockbox/v1/CreateGrantRequest.js";
+import type { CreateGrantResponse } from "../gen/lockbox/v1/CreateGrantResponse.js";
+import type { CreateKeyRequest__Output } from "../gen/lockbox/v1/CreateKeyRequest.js";
+import type { CreateKeyResponse } from "../gen/lockbox/v1/CreateKeyResponse.js";
+import type { DeleteKeyRequest__Output } from "../gen/lockbox/v1/DeleteKeyRequest.js";
+import type { DeleteKeyResponse } from "../gen/lockbox/v1/DeleteKeyResponse.js";
+import type { GetKeyMetadataRequest__Output } from "../gen/lockbox/v1/GetKeyMetadataRequest.js";
+import type { GetKeyMetadataResponse } from "../gen/lockbox/v1/GetKeyMetadataResponse.js";
+import type { GetKeyRequest__Output } from "../gen/lockbox/v1/GetKeyRequest.js";
+import type { GetKeyResponse } from "../gen/lockbox/v1/GetKeyResponse.js";
+import type { ImportKeyRequest__Output } from "../gen/lockbox/v1/ImportKeyRequest.js";
+import type { ImportKeyResponse } from "../gen/lockbox/v1/ImportKeyResponse.js";
+import type { ListKeysRequest__Output } from "../gen/lockbox/v1/ListKeysRequest.js";
+import type { ListKeysResponse } from "../gen/lockbox/v1/ListKeysResponse.js";
+import type { RekeyCloneRequest__Output } from "../gen/lockbox/v1/RekeyCloneRequest.js";
+import type { RekeyCloneResponse } from "../gen/lockbox/v1/RekeyCloneResponse.js";
+import type { RevokeGrantRequest__Output } from "../gen/lockbox/v1/RevokeGrantRequest.js";
+import type { RevokeGrantResponse } from "../gen/lockbox/v1/RevokeGrantResponse.js";
+import type * as model from "../keys/key-model.js";
+import type { Caller } from "../pki/caller.js";
+import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
+import {
+  algorithmFromWire,
+  bytesFromWire,
+  grantToWire,
+  keyMetaToWire,
+  stringFromWire,
+  timestampFromWire,
+  uint32FromWire,
+} from "./wire-mapping.js";
+
+/** The key service as the edge uses it (src/keys/key-service.ts implements it). */
+export interface KeyServiceApi {
+  createKey(caller: Caller, req: model.CreateKeyRequest): Promise<model.KeyMeta>;
+  importKey(caller: Caller, req: model.ImportKeyRequest): Promise<model.KeyMeta>;
+  getKey(caller: Caller, req: model.KeyIdRequest): Promise<model.GetKeyResponse>;
+  getKeyMetadata(caller: Caller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
+  listKeys(caller: Caller, req: model.ListKeysRequest): Promise<model.ListKeysResponse>;
+  deleteKey(caller: Caller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
+  cloneKey(caller: Caller, req: model.CloneKeyRequest): Promise<model.KeyMeta>;
+  rekeyClone(caller: Caller, req: model.CloneKeyRequest): Promise<model.KeyMeta>;
+  createGrant(caller: Caller, req: model.CreateGrantRequest): Promise<model.Grant>;
+  revokeGrant(caller: Caller, req: model.RevokeGrantRequest): Promise<model.Grant>;
+}
+
+const keyFacts = (meta: model.KeyMeta) => ({ keyId: meta.id, project: meta.project });
+const idFacts = (req: { id?: unknown }) => ({ keyId: req.id as string });
+
+export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.UntypedServiceImplementation {
+  const createKey: Operation<CreateKeyRequest__Output, CreateKeyResponse> = {
+    name: "CreateKey",
+    adminOnly: false,
+    requestFacts: (req) => ({ project: req.project }),
+    async run(caller, req) {
+      const meta = await keys.createKey(caller, {
+        project: stringFromWire("project", req.project),
+        scope: stringFromWire("scope", req.scope),
+        name: stringFromWire("name", req.name),
+        algorithm: algorithmFromWire(req.algorithm),
+        bitLength: uint32FromWire("bit_length", req.bit_length),
+      });
+      return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+    },
+  };
+
+  const importKey: Operation<ImportKeyRequest__Output, ImportKeyResponse> = {
+    name: "ImportKey",
+    adminOnly: false,
+    requestFacts: (req) => ({ project: req.project }),
+    async run(caller, req) {
+      const meta = await keys.importKey(caller, {
+        project: stringFromWire("project", req.project),
+        scope: stringFromWire("scope", req.scope),
+        name: stringFromWire("name", req.name),
+        algorithm: algorithmFromWire(req.algorithm),
+        material: bytesFromWire("material", req.material),
+      });
+      return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+    },
+  };
+
+  const getKey: Operation<GetKeyRequest__Output, GetKeyResponse> = {
+    name: "GetKey",
+    adminOnly: false,
+    requestFacts: idFacts,
+    async run(caller, req) {
+      const got = await keys.getKey(caller, { id: stringFromWire("id", req.id) });
+      // grpc-js serializes the response before the callback returns; the
+      // material then only lives in the outgoing frame.
+      return {
+        response: { key: keyMetaToWire(got.key), material: Buffer.from(got.material) },
+        facts: keyFacts(got.key),
+      };
+    },
+  };
+
+  const getKeyMetadata: Operation<GetKeyMetadataRequest__Output, GetKeyMetadataResponse> = {
+    name: "GetKeyMetadata",
+    adminOnly: false,
+    requestFacts: idFacts,
+    async run(caller, req) {
+      const meta = await keys.getKeyMetadata(caller, { id: stringFromWire("id", req.id) });
+      return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+    },
+  };
+
+  const listKeys: Operation<ListKeysRequest__Output, ListKeysResponse> = {
+    name: "ListKeys",
+    adminOnly: false,
+    requestFacts: (req) => ({ project: req.project }),
+    async run(caller, req) {
+      const page = await keys.listKeys(caller, {
+        project: stringFromWire("project", req.project),
+        scope: stringFromWire("scope", req.scope),
+        pageSize: uint32FromWire("page_size", req.page_size),
+        pageToken: stringFromWire("page_token", req.page_token),
+      });
+      return { response: { keys: page.keys.map(keyMetaToWire), next_page_token: page.nextPageToken } };
+    },
+  };
+
+  const deleteKey: Operation<DeleteKeyRequest__Output, DeleteKeyResponse> = {
+    name: "DeleteKey",
+    adminOnly: false,
+    requestFacts: idFacts,
+    async run(caller, req) {
+      const meta = await keys.deleteKey(caller, { id: stringFromWire("id", req.id) });
+      return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+    },
+  };
+
+  const cloneLike = (
+    name: "CloneKey" | "RekeyClone",
+    call: (caller: Caller, req: model.CloneKeyRequest) => Promise<model.KeyMeta>,
+  ): Operation<
+    CloneKeyRequest__Output | RekeyCloneRequest__Output,
+    CloneKeyResponse | RekeyCloneResponse
+  > => ({
+    name,
+    adminOnly: false,
+    requestFacts: idFacts,
+    async run(caller, req) {
+      const meta = await call(caller, {
+        id: stringFromWire("id", req.id),
+        name: stringFromWire("name", req.name),
+      });
+      // The audit line names the new key; the parent is in its metadata.
+      return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+    },
+  });
+
+  const createGrant: Operation<CreateGrantRequest__Output, CreateGrantResponse> = {
+    name: "CreateGrant",
+    adminOnly: false,
+    requestFacts: (req) => ({ keyId: req.key_id }),
+    async run(caller, req) {
+      const grant = await keys.createGrant(caller, {
+        keyId: stringFromWire("key_id", req.key_id),
+        grantee: stringFromWire("grantee", req.grantee),
+        expiresAt: timestampFromWire("expires_at", req.expires_at),
+      });
+      return { response: { grant: grantToWire(grant) }, facts: { keyId: grant.keyId } };
+    },
+  };
+
+  const revokeGrant: Operation<RevokeGrantRequest__Output, RevokeGrantResponse> = {
+    name: "RevokeGrant",
+    adminOnly: false,
+    requestFacts: () => ({}),
+    async run(caller, req) {
+      const grant = await keys.revokeGrant(caller, { grantId: stringFromWire("grant_id", req.grant_id) });
+      return { response: { grant: grantToWire(grant) }, facts: { keyId: grant.keyId } };
+    },
+  };
+
+  return {
+    CreateKey: auditedUnary(createKey, ctx),
+    ImportKey: auditedUnary(importKey, ctx),
+    GetKey: auditedUnary(getKey, ctx),
+    GetKeyMetadata: auditedUnary(getKeyMetadata, ctx),
+    ListKeys: auditedUnary(listKeys, ctx),
+    DeleteKey: auditedUnary(deleteKey, ctx),
+    CloneKey: auditedUnary(
+      cloneLike("CloneKey", (c, r) => keys.cloneKey(c, r)),
+      ctx,
+    ),
+    RekeyClone: auditedUnary(
+      cloneLike("RekeyClone", (c, r) => keys.rekeyClone(c, r)),
+      ctx,
+    ),
+    CreateGrant: auditedUnary(createGrant, ctx),
+    RevokeGrant: auditedUnary(revokeGrant, ctx),
+  } as grpc.UntypedServiceImplementation;
+}
