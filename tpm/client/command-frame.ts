@@ -26,7 +26,10 @@ export interface SessionEntry {
 export interface CommandSpec {
   readonly commandCode: number;
   readonly handles?: readonly (number | HandleRef)[];
-  /** Authorization sessions, one per authorized handle, in handle order. */
+  /**
+   * Sessions: first one per authorized handle, in handle order; any after
+   * those serve only parameter encryption (the TPM allows up to three).
+   */
   readonly sessions?: readonly SessionEntry[];
   readonly params?: Uint8Array;
   readonly responseHandleCount?: number;
@@ -78,8 +81,8 @@ export async function runCommand(transport: TpmTransport, spec: CommandSpec): Pr
   const handles = spec.handles ?? [];
   const sessions = spec.sessions ?? [];
   let params = spec.params ?? new Uint8Array(0);
-  if (sessions.length > handles.length) {
-    throw new TpmClientError("BAD_ARGUMENT", `${commandName(spec.commandCode)}: more sessions than handles`);
+  if (sessions.length > 3) {
+    throw new TpmClientError("BAD_ARGUMENT", `${commandName(spec.commandCode)}: at most three sessions`);
   }
   let names: readonly Uint8Array[] | undefined;
   const ctx: CommandContext = {

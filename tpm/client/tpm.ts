@@ -89,6 +89,8 @@ const GET_RANDOM_CHUNK_BYTES = 32;
 const PCR_READ_ROUNDS_MAX = 64;
 const CAPABILITY_ROUNDS_MAX = 64;
 const NV_READ_CHUNK_BYTES = 1024;
+const COMMAND_ATTEMPTS_MAX = 8;
+const RETRYABLE_CODES: ReadonlySet<number> = new Set([TPM_RC.RETRY, TPM_RC.YIELDED, TPM_RC.TESTING]);
 
 export class Tpm {
   private tail: Promise<unknown> = Promise.resolve();
@@ -97,7 +99,7 @@ export class Tpm {
 
   /** Sends one command after the previous one finished (a promise queue: one command in flight). */
   execute(spec: CommandSpec): Promise<CommandResult> {
-    const result = this.tail.then(() => runCommand(this.transport, spec));
+    const result = this.tail.then(() => this.runWithRetry(spec));
     this.tail = result.then(
       () => undefined,
       () => undefined,
@@ -107,6 +109,22 @@ export class Tpm {
 
   close(): Promise<void> {
     return this.transport.close();
+  }
+
+  /**
+   * TPM_RC_RETRY, YIELDED and TESTING mean the TPM did not run the command
+   * (libtpms answers RETRY to an ECDSA sign now and then): send it again, a
+   * bounded number of times. Sessions pick fresh nonces on each attempt.
+   */
+  private async runWithRetry(spec: CommandSpec): Promise<CommandResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await runCommand(this.transport, spec);
+      } catch (err) {
+        const retryable = err instanceof TpmError && RETRYABLE_CODES.has(err.baseCode);
+        if (!retryable || attempt >= COMMAND_ATTEMPTS_MAX) throw err;
+      }
+    }
   }
 
   /** TPM2_Startup. Returns false if the TPM was already started (TPM_RC_INITIALIZE). */
@@ -120,7 +138,12 @@ export class Tpm {
     }
   }
 
-  async getRandom(bytes: number): Promise<Uint8Array> {
+  /**
+   * TPM2_GetRandom. With `encryptSession` (salted), each response is
+   * encrypted on the bus and its HMAC verified.
+   */
+  async getRandom(bytes: number, options: { encryptSession?: TpmSession } = {}): Promise<Uint8Array> {
+    const enc = options.encryptSession;
     if (!Number.isInteger(bytes) || bytes < 0 || bytes > 4096) {
       throw new TpmClientError("BAD_ARGUMENT", `getRandom: bytes must be 0..4096, got ${bytes}`);
     }

@@ -1,0 +1,114 @@
+/**
+ * Seal a secret under a PCR policy to the storage primary, and unseal it.
+ * Unsealing runs PolicyPCR in a policy session salted to the storage
+ * primary, and asks for response parameter encryption, so the secret is
+ * AES-CFB encrypted on the bus and only this process can decrypt it.
+ */
+import { withSession, withTransient } from "../client/scoped.js";
+import type { Tpm, TpmObject } from "../client/tpm.js";
+import { TpmClientError } from "../client/tpm-error.js";
+import { TpmDecodeError } from "../marshal/decode-error.js";
+import { decodeExact } from "../marshal/reader.js";
+import { encode } from "../marshal/writer.js";
+import { TPM_ALG_ID } from "../spec/constants.js";
+import { LIMITS } from "../spec/limits.js";
+import { TpmlPcrSelection } from "../spec/pcr.js";
+import { Tpm2bPublic, type TpmtPublic } from "../spec/public.js";
+import { TpmsSensitiveCreate } from "../spec/sensitive.js";
+import { createStoragePrimary } from "../keys/storage.js";
+import { sealedObjectTemplate } from "../keys/templates.js";
+import { policyPcrDigest } from "./pcr-policy.js";
+
+/** What must be stored to unseal later: the wrapped object and the PCRs its policy names. */
+export interface SealedBlob {
+  readonly outPrivate: Uint8Array;
+  readonly outPublic: TpmtPublic;
+  readonly pcrs: TpmlPcrSelection;
+}
+
+/** Largest secret a sealed data object holds on every TPM (MAX_SYM_DATA). */
+export const SEALED_SECRET_BYTES_MAX = 128;
+
+export interface SealOptions {
+  readonly secret: Uint8Array;
+  /** The PCRs whose current values the secret is bound to (SHA-256 bank expected). */
+  readonly pcrs: TpmlPcrSelection;
+}
+
+/**
+ * Seals `secret` to the current values of `pcrs`. The Create command's
+ * sensitive data travels encrypted too (a salted session with decrypt).
+ */
+export async function sealSecret(tpm: Tpm, options: SealOptions): Promise<SealedBlob> {
+  if (options.secret.length === 0 || options.secret.length > SEALED_SECRET_BYTES_MAX) {
+    throw new TpmClientError("BAD_ARGUMENT", `secret must be 1..${SEALED_SECRET_BYTES_MAX} bytes`);
+  }
+  const { values } = await tpm.pcrRead(options.pcrs);
+  const policy = policyPcrDigest(
+    TPM_ALG_ID.SHA256,
+    options.pcrs,
+    values.map((v) => v.digest),
+  );
+  return withTransient(
+    tpm,
+    () => createStoragePrimary(tpm),
+    (srk) =>
+      withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
+        const created = await tpm.create(srk, sealedObjectTemplate(policy), {
+          sensitive: new TpmsSensitiveCreate(new Uint8Array(0), options.secret),
+          parentAuth: session,
+          encryptSensitive: true,
+        });
+        return { outPrivate: created.outPrivate, outPublic: created.outPublic, pcrs: options.pcrs };
+      }),
+  );
+}
+
+/**
+ * Unseals a blob. The policy session is salted to the storage primary, or
+ * to `options.saltKey` (any loaded decryption key, e.g. the RSA EK). Fails with TpmError TPM_RC_POLICY_FAIL (0x99d) when the
+ * PCRs no longer hold the values it was sealed to. Flushes every object and
+ * session it made, also on failure.
+ */
+export async function unsealSecret(
+  tpm: Tpm,
+  blob: SealedBlob,
+  options: { saltKey?: TpmObject } = {},
+): Promise<Uint8Array> {
+  return withTransient(
+    tpm,
+    () => createStoragePrimary(tpm),
+    (srk) =>
+      withTransient(
+        tpm,
+        () => tpm.load(srk, blob.outPrivate, blob.outPublic),
+        (item) =>
+          withSession(
+            tpm,
+            tpm.startAuthSession({ type: "policy", saltKey: options.saltKey ?? srk }),
+            async (session) => {
+              await tpm.policyPcr(session, blob.pcrs);
+              return tpm.unseal(item as TpmObject, session, { encryptResponse: true });
+            },
+          ),
+      ),
+  );
+}
+
+/** Serializes a sealed blob: TPM2B_PRIVATE || TPM2B_PUBLIC || TPML_PCR_SELECTION. */
+export function encodeSealedBlob(blob: SealedBlob): Uint8Array {
+  return encode((w) => {
+    w.tpm2b(blob.outPrivate);
+    new Tpm2bPublic(blob.outPublic).marshal(w);
+    blob.pcrs.marshal(w);
+  });
+}
+
+export function decodeSealedBlob(bytes: Uint8Array): SealedBlob {
+  return decodeExact(bytes, "sealed blob", (r) => {
+    const outPrivate = r.tpm2b("sealed blob.outPrivate", LIMITS.privateBytes);
+    if (outPrivate.length === 0) throw new TpmDecodeError("INCONSISTENT", "sealed blob.outPrivate", "empty");
+    const outPublic = Tpm2bPublic.unmarshal(r).publicArea;
+    return { outPrivate, outPublic, pcrs: TpmlPcrSelection.unmarshal(r) };
+  });
+}
