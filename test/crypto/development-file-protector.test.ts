@@ -39,7 +39,8 @@ test("load logs the loud development warning and never the key bytes", async (t)
   t.is(logs.length, 1);
   t.true(logs[0]!.includes(DEVELOPMENT_PROTECTOR_WARNING));
   const k = Buffer.from(key);
-  for (const encoding of ["hex", "base64", "base64url"] as const) t.false(logs[0]!.includes(k.toString(encoding)));
+  for (const encoding of ["hex", "base64", "base64url"] as const)
+    t.false(logs[0]!.includes(k.toString(encoding)));
 });
 
 test("a key file readable by group or others is refused", async (t) => {
@@ -68,5 +69,10 @@ test("create refuses to overwrite an existing key file; a missing or malformed f
 
   const garbage = join(dir, "garbage");
   await writeFile(garbage, Buffer.alloc(48, 1), { mode: 0o600 });
-  t.true(isLockboxError(await t.throwsAsync(new DevelopmentFileProtector(garbage, { log: () => {} }).load()), "DATA_LOSS"));
+  t.true(
+    isLockboxError(
+      await t.throwsAsync(new DevelopmentFileProtector(garbage, { log: () => {} }).load()),
+      "DATA_LOSS",
+    ),
+  );
 });

@@ -63,13 +63,31 @@ test("any flipped bit, truncation, or wrong key fails with DATA_LOSS", (t) => {
   for (let i = 0; i < blob.length; i++) {
     const bad = new Uint8Array(blob);
     bad[i]! ^= 0x01;
-    t.true(isLockboxError(t.throws(() => openEnvelope(key, bad, binding)), "DATA_LOSS"), `byte ${i}`);
+    t.true(
+      isLockboxError(
+        t.throws(() => openEnvelope(key, bad, binding)),
+        "DATA_LOSS",
+      ),
+      `byte ${i}`,
+    );
   }
-  t.true(isLockboxError(t.throws(() => openEnvelope(key, blob.subarray(0, 20), binding)), "DATA_LOSS"));
+  t.true(
+    isLockboxError(
+      t.throws(() => openEnvelope(key, blob.subarray(0, 20), binding)),
+      "DATA_LOSS",
+    ),
+  );
   const wrongKey = new Uint8Array(randomBytes(32));
-  t.true(isLockboxError(t.throws(() => openEnvelope(wrongKey, blob, binding)), "DATA_LOSS"));
+  t.true(
+    isLockboxError(
+      t.throws(() => openEnvelope(wrongKey, blob, binding)),
+      "DATA_LOSS",
+    ),
+  );
 });
 
 test("wrapping keys must be 32 bytes", (t) => {
-  t.throws(() => sealEnvelope(new Uint8Array(16), 1, plaintext, binding, nodeRandomSource), { instanceOf: RangeError });
+  t.throws(() => sealEnvelope(new Uint8Array(16), 1, plaintext, binding, nodeRandomSource), {
+    instanceOf: RangeError,
+  });
 });

@@ -5,7 +5,13 @@ import type { EnvelopeBinding } from "../../src/crypto/envelope.js";
 import { Keyring } from "../../src/crypto/keyring.js";
 import { isLockboxError } from "../../src/errors.js";
 
-const binding: EnvelopeBinding = { kind: "project-kek", keyId: "p", project: "p", algorithm: "AES", bitLength: 256 };
+const binding: EnvelopeBinding = {
+  kind: "project-kek",
+  keyId: "p",
+  project: "p",
+  algorithm: "AES",
+  bitLength: 256,
+};
 const k1 = () => new Uint8Array(randomBytes(32));
 
 test("keyring is copy-on-write: withEpoch leaves the original untouched", (t) => {
@@ -36,8 +42,18 @@ test("a sealed barrier refuses wrap and unwrap with FAILED_PRECONDITION", (t) =>
   const e1 = t.throws(() => barrier.wrap(new Uint8Array(32), binding));
   t.true(isLockboxError(e1, "FAILED_PRECONDITION"));
   t.is(e1?.message, "sealed");
-  t.true(isLockboxError(t.throws(() => barrier.unwrap(new Uint8Array(64), binding)), "FAILED_PRECONDITION"));
-  t.true(isLockboxError(t.throws(() => barrier.deriveKey("x")), "FAILED_PRECONDITION"));
+  t.true(
+    isLockboxError(
+      t.throws(() => barrier.unwrap(new Uint8Array(64), binding)),
+      "FAILED_PRECONDITION",
+    ),
+  );
+  t.true(
+    isLockboxError(
+      t.throws(() => barrier.deriveKey("x")),
+      "FAILED_PRECONDITION",
+    ),
+  );
 });
 
 test("an unsealed barrier round-trips; after seal it refuses again", (t) => {
@@ -47,7 +63,12 @@ test("an unsealed barrier round-trips; after seal it refuses again", (t) => {
   const blob = barrier.wrap(secret, binding);
   t.deepEqual(barrier.unwrap(blob, binding), secret);
   barrier.seal();
-  t.true(isLockboxError(t.throws(() => barrier.unwrap(blob, binding)), "FAILED_PRECONDITION"));
+  t.true(
+    isLockboxError(
+      t.throws(() => barrier.unwrap(blob, binding)),
+      "FAILED_PRECONDITION",
+    ),
+  );
 });
 
 test("blobs of an older epoch still unwrap after a new epoch is added; unknown epochs are DATA_LOSS", (t) => {
@@ -65,7 +86,12 @@ test("blobs of an older epoch still unwrap after a new epoch is added; unknown e
 
   const onlyOne = new Barrier();
   onlyOne.unseal(Keyring.empty().withEpoch(1, e1));
-  t.true(isLockboxError(t.throws(() => onlyOne.unwrap(blobV2, binding)), "DATA_LOSS"));
+  t.true(
+    isLockboxError(
+      t.throws(() => onlyOne.unwrap(blobV2, binding)),
+      "DATA_LOSS",
+    ),
+  );
 });
 
 test("derived subkeys differ by purpose and are stable", (t) => {

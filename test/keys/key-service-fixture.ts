@@ -8,7 +8,11 @@ import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
 import type { Caller, Clock } from "../../src/keys/key-model.js";
-import { openKeyService, type KeyServiceHandle, type OpenKeyServiceOptions } from "../../src/keys/open-key-service.js";
+import {
+  openKeyService,
+  type KeyServiceHandle,
+  type OpenKeyServiceOptions,
+} from "../../src/keys/open-key-service.js";
 import type { PeerStore } from "../../src/store/peer-store.js";
 
 export class ManualClock implements Clock {
@@ -38,7 +42,10 @@ export interface Fixture {
   reopen(): Promise<KeyServiceHandle>;
 }
 
-export async function openFixture(t: ExecutionContext, options: OpenKeyServiceOptions = {}): Promise<Fixture> {
+export async function openFixture(
+  t: ExecutionContext,
+  options: OpenKeyServiceOptions = {},
+): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-keys-"));
   const clock = new ManualClock();
   const protector = await DevelopmentFileProtector.create(join(dir, "master.key"), { log: () => {} });

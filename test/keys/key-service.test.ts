@@ -26,10 +26,25 @@ test("createKey returns metadata; getKey returns material of the requested lengt
     t.is(got.material.length, bitLength / 8);
     t.deepEqual(await handle.service.getKeyMetadata(admin, { id: meta.id }), meta);
   }
-  const a = await handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
-  const b = await handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
+  const a = await handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
+  const b = await handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   t.not(a.id, b.id);
-  t.notDeepEqual((await handle.service.getKey(admin, a)).material, (await handle.service.getKey(admin, b)).material);
+  t.notDeepEqual(
+    (await handle.service.getKey(admin, a)).material,
+    (await handle.service.getKey(admin, b)).material,
+  );
 });
 
 test("importKey stores the caller's material exactly and derives the bit length", async (t) => {
@@ -50,9 +65,21 @@ test("importKey stores the caller's material exactly and derives the bit length"
 
 test("keys, their material and the live count survive a restart", async (t) => {
   const fx = await openFixture(t);
-  const meta = await fx.handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
+  const meta = await fx.handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   const material = (await fx.handle.service.getKey(admin, meta)).material;
-  const gone = await fx.handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 128 });
+  const gone = await fx.handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 128,
+  });
   await fx.handle.service.deleteKey(admin, gone);
   t.deepEqual(fx.handle.service.stats(), { keyCount: 1 });
   const reopened = await fx.reopen();
@@ -63,7 +90,13 @@ test("keys, their material and the live count survive a restart", async (t) => {
 
 test("deleteKey leaves a tombstone: metadata stays, material is gone, a second delete changes nothing", async (t) => {
   const { handle, clock } = await openFixture(t);
-  const meta = await handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
+  const meta = await handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   clock.advance(5000);
   const tomb = await handle.service.deleteKey(admin, { id: meta.id });
   t.is(tomb.state, "destroyed");
@@ -74,7 +107,9 @@ test("deleteKey leaves a tombstone: metadata stays, material is gone, a second d
   t.true(isLockboxError(e, "FAILED_PRECONDITION"));
   t.regex(e!.message, /destroyed/);
   // The stored record holds no wrapped material any more.
-  const stored = (await handle.store.sublevel("records").values().all()).map((v) => JSON.parse(Buffer.from(v).toString()));
+  const stored = (await handle.store.sublevel("records").values().all()).map((v) =>
+    JSON.parse(Buffer.from(v).toString()),
+  );
   t.is(stored.length, 1);
   t.is(stored[0].wrappedMaterial, undefined);
   clock.advance(5000);
@@ -84,12 +119,25 @@ test("deleteKey leaves a tombstone: metadata stays, material is gone, a second d
 
 test("cloneKey keeps the material under a new id with the parent recorded; rekeyClone gets fresh material", async (t) => {
   const { handle } = await openFixture(t);
-  const parent = await handle.service.createKey(admin, { project: "p", scope: "vol-9", name: "vol", algorithm: "AES", bitLength: 256 });
+  const parent = await handle.service.createKey(admin, {
+    project: "p",
+    scope: "vol-9",
+    name: "vol",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   const parentMaterial = (await handle.service.getKey(admin, parent)).material;
 
   const clone = await handle.service.cloneKey(admin, { id: parent.id });
   t.not(clone.id, parent.id);
-  t.like(clone, { project: "p", scope: "vol-9", name: "vol", bitLength: 256, parentId: parent.id, state: "active" });
+  t.like(clone, {
+    project: "p",
+    scope: "vol-9",
+    name: "vol",
+    bitLength: 256,
+    parentId: parent.id,
+    state: "active",
+  });
   t.deepEqual((await handle.service.getKey(admin, clone)).material, parentMaterial);
 
   const named = await handle.service.cloneKey(admin, { id: parent.id, name: "snap-1" });
@@ -105,10 +153,26 @@ test("cloneKey keeps the material under a new id with the parent recorded; rekey
 
 test("clone and rekey of a destroyed key are FAILED_PRECONDITION and create nothing", async (t) => {
   const { handle } = await openFixture(t);
-  const parent = await handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 128 });
+  const parent = await handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 128,
+  });
   await handle.service.deleteKey(admin, parent);
-  t.true(isLockboxError(await t.throwsAsync(handle.service.cloneKey(admin, { id: parent.id })), "FAILED_PRECONDITION"));
-  t.true(isLockboxError(await t.throwsAsync(handle.service.rekeyClone(admin, { id: parent.id })), "FAILED_PRECONDITION"));
+  t.true(
+    isLockboxError(
+      await t.throwsAsync(handle.service.cloneKey(admin, { id: parent.id })),
+      "FAILED_PRECONDITION",
+    ),
+  );
+  t.true(
+    isLockboxError(
+      await t.throwsAsync(handle.service.rekeyClone(admin, { id: parent.id })),
+      "FAILED_PRECONDITION",
+    ),
+  );
   t.is((await handle.service.listKeys(admin, { project: "p" })).keys.length, 1);
 });
 
@@ -116,7 +180,13 @@ test("another project's key is NOT_FOUND exactly like a missing key, for every b
   const { handle } = await openFixture(t);
   const owner = serviceOf("volume-host-1", "tenant-a");
   const stranger = serviceOf("volume-host-2", "tenant-b");
-  const meta = await handle.service.createKey(owner, { project: "tenant-a", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
+  const meta = await handle.service.createKey(owner, {
+    project: "tenant-a",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   const missing = "00000000-0000-4000-8000-000000000000";
   const ops = [
     (id: string) => handle.service.getKey(stranger, { id }),
@@ -125,7 +195,11 @@ test("another project's key is NOT_FOUND exactly like a missing key, for every b
     (id: string) => handle.service.cloneKey(stranger, { id }),
     (id: string) => handle.service.rekeyClone(stranger, { id }),
     (id: string) =>
-      handle.service.createGrant(stranger, { keyId: id, grantee: "x", expiresAt: new Date(Date.UTC(2026, 0, 2)) }),
+      handle.service.createGrant(stranger, {
+        keyId: id,
+        grantee: "x",
+        expiresAt: new Date(Date.UTC(2026, 0, 2)),
+      }),
   ];
   for (const op of ops) {
     const hidden = await t.throwsAsync<LockboxError>(op(meta.id));
@@ -143,10 +217,25 @@ test("another project's key is NOT_FOUND exactly like a missing key, for every b
 test("a service caller may not create, import or list in a project it does not hold (PERMISSION_DENIED)", async (t) => {
   const { handle } = await openFixture(t);
   const caller = serviceOf("object-server", "tenant-a");
-  const denied = (p: Promise<unknown>) => t.throwsAsync(p).then((e) => t.true(isLockboxError(e, "PERMISSION_DENIED")));
-  await denied(handle.service.createKey(caller, { project: "tenant-b", scope: "s", name: "n", algorithm: "AES", bitLength: 256 }));
+  const denied = (p: Promise<unknown>) =>
+    t.throwsAsync(p).then((e) => t.true(isLockboxError(e, "PERMISSION_DENIED")));
   await denied(
-    handle.service.importKey(caller, { project: "tenant-b", scope: "s", name: "n", algorithm: "AES", material: new Uint8Array(16) }),
+    handle.service.createKey(caller, {
+      project: "tenant-b",
+      scope: "s",
+      name: "n",
+      algorithm: "AES",
+      bitLength: 256,
+    }),
+  );
+  await denied(
+    handle.service.importKey(caller, {
+      project: "tenant-b",
+      scope: "s",
+      name: "n",
+      algorithm: "AES",
+      material: new Uint8Array(16),
+    }),
   );
   await denied(handle.service.listKeys(caller, { project: "tenant-b" }));
   t.is(handle.service.stats().keyCount, 0);
@@ -154,7 +243,13 @@ test("a service caller may not create, import or list in a project it does not h
 
 test("a sealed barrier makes key operations fail FAILED_PRECONDITION sealed", async (t) => {
   const { handle } = await openFixture(t);
-  const meta = await handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
+  const meta = await handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   await handle.service.close(); // drops cached KEKs so the barrier is needed again
   handle.barrier.seal();
   const e = await t.throwsAsync<LockboxError>(handle.service.getKey(admin, meta));
@@ -162,7 +257,15 @@ test("a sealed barrier makes key operations fail FAILED_PRECONDITION sealed", as
   t.is(e!.message, "sealed");
   t.true(
     isLockboxError(
-      await t.throwsAsync(handle.service.createKey(admin, { project: "q", scope: "s", name: "n", algorithm: "AES", bitLength: 256 })),
+      await t.throwsAsync(
+        handle.service.createKey(admin, {
+          project: "q",
+          scope: "s",
+          name: "n",
+          algorithm: "AES",
+          bitLength: 256,
+        }),
+      ),
       "FAILED_PRECONDITION",
     ),
   );
@@ -170,20 +273,35 @@ test("a sealed barrier makes key operations fail FAILED_PRECONDITION sealed", as
 
 test("a different master key cannot open an existing store", async (t) => {
   const fx = await openFixture(t);
-  await fx.handle.service.createKey(admin, { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 });
+  await fx.handle.service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "n",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   await fx.handle.close();
   const { DevelopmentFileProtector } = await import("../../src/crypto/development-file-protector.js");
   const { openKeyService } = await import("../../src/keys/open-key-service.js");
   const other = await DevelopmentFileProtector.create(`${fx.dir}/other.key`, { log: () => {} });
   t.true(isLockboxError(await t.throwsAsync(openKeyService(fx.dbDir, other)), "FAILED_PRECONDITION"));
-  fx.handle = await openKeyService(fx.dbDir, fx.protector); // for teardown
+  // The refused open released the store: the right key still opens it.
+  const again = await openKeyService(fx.dbDir, fx.protector);
+  t.is(again.service.stats().keyCount, 1);
+  await again.close();
 });
 
 test("concurrent creates in a new project share one project KEK and all succeed", async (t) => {
   const { handle } = await openFixture(t);
   const metas = await Promise.all(
     Array.from({ length: 40 }, (_, i) =>
-      handle.service.createKey(admin, { project: "fresh", scope: `s${i % 3}`, name: `k${i}`, algorithm: "AES", bitLength: 256 }),
+      handle.service.createKey(admin, {
+        project: "fresh",
+        scope: `s${i % 3}`,
+        name: `k${i}`,
+        algorithm: "AES",
+        bitLength: 256,
+      }),
     ),
   );
   const keks = await handle.store.sublevel("meta").keys({ gte: "kek/", lt: "kek0" }).all();
@@ -195,7 +313,13 @@ test("concurrent creates in a new project share one project KEK and all succeed"
 test("group commit: N concurrent creates use fewer synced batches than N and every create is durable", async (t) => {
   const fx = await openFixture(t);
   const service = fx.handle.service;
-  await service.createKey(admin, { project: "p", scope: "s", name: "warm", algorithm: "AES", bitLength: 256 });
+  await service.createKey(admin, {
+    project: "p",
+    scope: "s",
+    name: "warm",
+    algorithm: "AES",
+    bitLength: 256,
+  });
   const before = fx.handle.store.commitMetrics();
   const n = 50;
   const metas = await Promise.all(
@@ -208,5 +332,6 @@ test("group commit: N concurrent creates use fewer synced batches than N and eve
   t.true(after.batches - before.batches < n, `batches ${after.batches - before.batches} for ${n} creates`);
   const materials = await Promise.all(metas.map(async (m) => (await service.getKey(admin, m)).material));
   const reopened = await fx.reopen();
-  for (let i = 0; i < n; i++) t.deepEqual((await reopened.service.getKey(admin, metas[i]!)).material, materials[i]);
+  for (let i = 0; i < n; i++)
+    t.deepEqual((await reopened.service.getKey(admin, metas[i]!)).material, materials[i]);
 });

@@ -6,7 +6,9 @@ const salt = Buffer.from("0123456789abcdef0123456789abcdef", "utf8");
 
 test("partition is the top p bits of SHA-256(salt || keyId)", (t) => {
   const id = "3f1c2a4e-8b7d-4c2e-9f10-5a6b7c8d9e0f";
-  const digest = createHash("sha256").update(Buffer.concat([salt, Buffer.from(id)])).digest();
+  const digest = createHash("sha256")
+    .update(Buffer.concat([salt, Buffer.from(id)]))
+    .digest();
   const top16 = digest.readUInt16BE(0);
   t.is(partitionOf(salt, id, 16), top16);
   t.is(partitionOf(salt, id, 10), top16 >> 6);
@@ -34,7 +36,8 @@ test("partitions are in range and spread over every partition", (t) => {
 test("the salt changes placement", (t) => {
   const other = Buffer.from("another salt", "utf8");
   let differ = 0;
-  for (let i = 0; i < 64; i++) if (partitionOf(salt, `k${i}`, 10) !== partitionOf(other, `k${i}`, 10)) differ += 1;
+  for (let i = 0; i < 64; i++)
+    if (partitionOf(salt, `k${i}`, 10) !== partitionOf(other, `k${i}`, 10)) differ += 1;
   t.true(differ > 50);
 });
 

@@ -49,5 +49,8 @@ test("a long queue is split into batches of at most batchOpsMax, never splitting
     { batchOpsMax: 4 },
   );
   await Promise.all([writer.write(["a1", "a2", "a3"]), writer.write(["b1", "b2"]), writer.write(["c1"])]);
-  t.deepEqual(batches, [["a1", "a2", "a3"], ["b1", "b2", "c1"]]);
+  t.deepEqual(batches, [
+    ["a1", "a2", "a3"],
+    ["b1", "b2", "c1"],
+  ]);
 });

@@ -22,7 +22,12 @@ async function tempStore(t: ExecutionContext, options = {}): Promise<{ dir: stri
 
 test("writes survive close and reopen; sublevels are separate key spaces", async (t) => {
   const ctx = await tempStore(t);
-  const ops: StoreOp[] = SUBLEVEL_NAMES.map((name) => ({ type: "put", sublevel: name, key: "k", value: bytes(name) }));
+  const ops: StoreOp[] = SUBLEVEL_NAMES.map((name) => ({
+    type: "put",
+    sublevel: name,
+    key: "k",
+    value: bytes(name),
+  }));
   await ctx.store.write(ops);
   await ctx.store.close();
   ctx.store = await openPeerStore(ctx.dir);
@@ -64,7 +69,12 @@ test("close flushes writes still queued, and later writes are refused with UNAVA
   );
   await ctx.store.close();
   await Promise.all(pending);
-  t.true(isLockboxError(await t.throwsAsync(ctx.store.write([{ type: "del", sublevel: "meta", key: "x" }])), "UNAVAILABLE"));
+  t.true(
+    isLockboxError(
+      await t.throwsAsync(ctx.store.write([{ type: "del", sublevel: "meta", key: "x" }])),
+      "UNAVAILABLE",
+    ),
+  );
   ctx.store = await openPeerStore(ctx.dir);
   for (let i = 0; i < 20; i++) t.is(text(await ctx.store.get("meta", `q${i}`)), String(i));
 });
@@ -89,7 +99,8 @@ test("records are keyed partition-first so one partition scans as one ordered ra
   const ids = ["b-id", "a-id", "c-id"];
   const ops: StoreOp[] = [];
   for (const p of [3, 2, 1023, 0]) {
-    for (const id of ids) ops.push({ type: "put", sublevel: "records", key: recordKey(p, id, power), value: bytes(`${p}`) });
+    for (const id of ids)
+      ops.push({ type: "put", sublevel: "records", key: recordKey(p, id, power), value: bytes(`${p}`) });
   }
   await ctx.store.write(ops);
   t.is(recordKey(3, "x", power), "0003/x");
