@@ -155,6 +155,7 @@ export class Tpm {
       const { params } = await this.execute({
         commandCode: TPM_CC.GetRandom,
         params: encode((w) => w.u16(want)),
+        ...(enc ? { sessions: [{ session: enc, use: { encryptResponse: true } }] } : {}),
       });
       const chunk = decodeExact(params, "GetRandom response", (r) =>
         r.tpm2b("randomBytes", LIMITS.digestBytes),
