@@ -78,7 +78,8 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
     return n;
   };
   const id = need("id");
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new UsageError("--id must be 1..64 characters of [A-Za-z0-9_-]");
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(id))
+    throw new UsageError("--id must be 1..64 characters of [A-Za-z0-9_-]");
   const listen = need("listen");
   if (!isPeerAddress(listen)) throw new UsageError("--listen must be host:port");
   const peers = new Map<NodeId, string>();
@@ -90,15 +91,28 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
     if (peers.has(pid)) throw new UsageError(`--peers lists ${pid} twice`);
     peers.set(pid, addr);
   }
-  if (!join && !peers.has(id)) throw new UsageError("--peers must include this node's --id (founding voters)");
+  if (!join && !peers.has(id))
+    throw new UsageError("--peers must include this node's --id (founding voters)");
   for (const k of flags.keys()) {
-    if (!["id", "dir", "listen", "peers", "tick-ms", "election-ticks", "heartbeat-ticks", "snapshot-entries"].includes(k)) {
+    if (
+      ![
+        "id",
+        "dir",
+        "listen",
+        "peers",
+        "tick-ms",
+        "election-ticks",
+        "heartbeat-ticks",
+        "snapshot-entries",
+      ].includes(k)
+    ) {
       throw new UsageError(`unknown flag --${k}`);
     }
   }
   const heartbeatTicks = int("heartbeat-ticks", 1, 1);
   const electionTicks = int("election-ticks", 10, 2);
-  if (electionTicks < 2 * heartbeatTicks) throw new UsageError("--election-ticks must be >= 2 * --heartbeat-ticks");
+  if (electionTicks < 2 * heartbeatTicks)
+    throw new UsageError("--election-ticks must be >= 2 * --heartbeat-ticks");
   return {
     id,
     dir: need("dir"),
@@ -119,7 +133,9 @@ async function bindWithRetry(server: grpc.Server, address: string): Promise<numb
   for (let attempt = 0; ; attempt++) {
     try {
       return await new Promise<number>((resolve, reject) =>
-        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
+          err ? reject(err) : resolve(port),
+        ),
       );
     } catch (e) {
       if (attempt >= 40) throw e;
@@ -188,7 +204,12 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
   process.stdout.write(
-    JSON.stringify({ ready: true, id: args.id, listen: `${args.listen.split(":")[0]}:${port}`, pid: process.pid }) + "\n",
+    JSON.stringify({
+      ready: true,
+      id: args.id,
+      listen: `${args.listen.split(":")[0]}:${port}`,
+      pid: process.pid,
+    }) + "\n",
   );
 }
 

@@ -5,13 +5,7 @@
  * Timeout -> DEADLINE_EXCEEDED (outcome unknown), Stopped -> UNAVAILABLE, bad fields -> INVALID_ARGUMENT.
  */
 import * as grpc from "@grpc/grpc-js";
-import {
-  InvalidArgument,
-  NotLeader,
-  Rejected,
-  Stopped,
-  Timeout,
-} from "../../cluster/raft/driver/errors.js";
+import { InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "../../cluster/raft/driver/errors.js";
 import type { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { NODE_ID_CHARS_MAX } from "./raft-wire-codec.js";
 import { encodeAddress, isPeerAddress, type ControlStateMachine } from "./control-state-machine.js";
@@ -85,7 +79,10 @@ export function controlServiceHandlers(
 
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(handlers)) {
-    out[name] = (call: grpc.ServerUnaryCall<Record<string, unknown>, object>, cb: grpc.sendUnaryData<object>) => {
+    out[name] = (
+      call: grpc.ServerUnaryCall<Record<string, unknown>, object>,
+      cb: grpc.sendUnaryData<object>,
+    ) => {
       handler(call).then(
         (res) => cb(null, res),
         (e: unknown) => {

@@ -198,7 +198,10 @@ export class GrpcPeerTransport implements PeerTransport {
         continue;
       }
       if (m.from !== from) {
-        this.#log("from-mismatch", `raft transport: dropped message claiming from ${m.from} in a batch from ${from}`);
+        this.#log(
+          "from-mismatch",
+          `raft transport: dropped message claiming from ${m.from} in a batch from ${from}`,
+        );
         continue;
       }
       if (m.to !== this.id) {
@@ -250,7 +253,11 @@ export class GrpcPeerTransport implements PeerTransport {
 
   #open(link: Link): void {
     const { PeerService } = loadPeerProto();
-    link.client ??= new PeerService(link.address, grpc.credentials.createInsecure(), peerGrpcOptions(this.#opts.grpcMessageBytesMax));
+    link.client ??= new PeerService(
+      link.address,
+      grpc.credentials.createInsecure(),
+      peerGrpcOptions(this.#opts.grpcMessageBytesMax),
+    );
     const client = link.client as unknown as {
       Raft(cb: (err: grpc.ServiceError | null) => void): grpc.ClientWritableStream<WireBatch>;
     };
@@ -269,12 +276,15 @@ export class GrpcPeerTransport implements PeerTransport {
     link.blocked = false;
     if (this.#closed || link.reconnectTimer !== undefined) return;
     // A stream that lived a while was a working connection: start the backoff over.
-    link.backoffMs = Date.now() - link.openedAt > 2_000 ? this.#opts.reconnectMinMs : Math.min(
-      this.#opts.reconnectMaxMs,
-      Math.max(this.#opts.reconnectMinMs, link.backoffMs * 2),
-    );
+    link.backoffMs =
+      Date.now() - link.openedAt > 2_000
+        ? this.#opts.reconnectMinMs
+        : Math.min(this.#opts.reconnectMaxMs, Math.max(this.#opts.reconnectMinMs, link.backoffMs * 2));
     const delay = link.backoffMs / 2 + Math.random() * (link.backoffMs / 2);
-    this.#log(`broken:${link.address}`, `raft transport: stream to ${link.address} closed (${why}); retry in ${Math.round(delay)} ms`);
+    this.#log(
+      `broken:${link.address}`,
+      `raft transport: stream to ${link.address} closed (${why}); retry in ${Math.round(delay)} ms`,
+    );
     link.reconnectTimer = setTimeout(() => {
       link.reconnectTimer = undefined;
       this.#flush(link);

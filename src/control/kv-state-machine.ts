@@ -20,7 +20,10 @@ export const KV_VALUE_BYTES_MAX = 64 * 1024;
 export class KvCommandInvalid extends Error {
   override readonly name = "KvCommandInvalid";
   readonly code = "KV_COMMAND_INVALID";
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(`${field}: ${message}`);
   }
 }

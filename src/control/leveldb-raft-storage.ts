@@ -57,16 +57,21 @@ export class LevelDbRaftStorage implements RaftStorage {
     const entries: Entry[] = [];
     let first = Infinity;
     let last = 0;
-    for await (const [key, value] of this.db.iterator({ gte: entryKey(0), lte: entryKey(Number.MAX_SAFE_INTEGER) })) {
+    for await (const [key, value] of this.db.iterator({
+      gte: entryKey(0),
+      lte: entryKey(Number.MAX_SAFE_INTEGER),
+    })) {
       const e = decodeEntry(value);
-      if (key !== entryKey(e.index)) throw new RaftStorageCorrupt(`entry under ${key} claims index ${e.index}`);
+      if (key !== entryKey(e.index))
+        throw new RaftStorageCorrupt(`entry under ${key} claims index ${e.index}`);
       first = Math.min(first, e.index);
       last = Math.max(last, e.index);
       // Entries at or below the snapshot are leftovers of a compaction interrupted by a crash.
       if (e.index <= snapIndex) continue;
       const prev = entries[entries.length - 1];
       const expected = prev === undefined ? snapIndex + 1 : prev.index + 1;
-      if (e.index !== expected) throw new RaftStorageCorrupt(`log gap: expected entry ${expected}, found ${e.index}`);
+      if (e.index !== expected)
+        throw new RaftStorageCorrupt(`log gap: expected entry ${expected}, found ${e.index}`);
       entries.push(e);
     }
     this.#first = last === 0 ? 1 : first;
@@ -93,7 +98,8 @@ export class LevelDbRaftStorage implements RaftStorage {
       if (to - from + 1 !== update.entries.length) throw new RangeError("entries to save are not contiguous");
       // Conflicting suffix beyond the new entries; the ones in [from, to] are overwritten by the puts.
       for (let i = Math.max(to + 1, first); i <= last; i++) ops.push({ type: "del", key: entryKey(i) });
-      for (const e of update.entries) ops.push({ type: "put", key: entryKey(e.index), value: encodeEntry(e) });
+      for (const e of update.entries)
+        ops.push({ type: "put", key: entryKey(e.index), value: encodeEntry(e) });
       if (last < first) first = from;
       first = Math.min(first, from);
       last = to;
@@ -156,7 +162,8 @@ function splitData(bytes: Uint8Array, what: string): { header: Record<string, un
   const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
   if (4 + len > bytes.length) throw new RaftStorageCorrupt(`${what}: header longer than value`);
   const header = decodeJson(bytes.subarray(4, 4 + len), what);
-  if (typeof header !== "object" || header === null) throw new RaftStorageCorrupt(`${what}: header not an object`);
+  if (typeof header !== "object" || header === null)
+    throw new RaftStorageCorrupt(`${what}: header not an object`);
   return { header: header as Record<string, unknown>, data: bytes.slice(4 + len) };
 }
 
@@ -167,7 +174,8 @@ const unb64 = (s: unknown, what: string): Uint8Array => {
 };
 
 function uint(v: unknown, what: string): number {
-  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new RaftStorageCorrupt(`${what}: not an index/term`);
+  if (!Number.isSafeInteger(v) || (v as number) < 0)
+    throw new RaftStorageCorrupt(`${what}: not an index/term`);
   return v as number;
 }
 
@@ -182,7 +190,10 @@ function confState(v: unknown, what: string): ConfState {
 
 export function encodeEntry(e: Entry): Uint8Array {
   const cc = e.confChange === null ? null : { ...e.confChange, context: b64(e.confChange.context) };
-  return withData({ index: e.index, term: e.term, type: e.type, confChange: cc, confState: e.confState }, e.data);
+  return withData(
+    { index: e.index, term: e.term, type: e.type, confChange: cc, confState: e.confState },
+    e.data,
+  );
 }
 
 export function decodeEntry(bytes: Uint8Array): Entry {
@@ -191,7 +202,11 @@ export function decodeEntry(bytes: Uint8Array): Entry {
   if (h.confChange !== null && h.confChange !== undefined) {
     const c = h.confChange as Record<string, unknown>;
     if (typeof c.nodeId !== "string") throw new RaftStorageCorrupt("entry: bad conf change");
-    confChange = { type: uint(c.type, "entry conf change type") as ConfChange["type"], nodeId: c.nodeId, context: unb64(c.context, "entry conf change context") };
+    confChange = {
+      type: uint(c.type, "entry conf change type") as ConfChange["type"],
+      nodeId: c.nodeId,
+      context: unb64(c.context, "entry conf change context"),
+    };
   }
   return {
     index: uint(h.index, "entry index"),
@@ -223,5 +238,9 @@ function decodeHardState(bytes: Uint8Array): HardState {
   const h = decodeJson(bytes, "hard state") as Record<string, unknown> | null;
   if (h === null || typeof h !== "object") throw new RaftStorageCorrupt("hard state: not an object");
   if (h.vote !== null && typeof h.vote !== "string") throw new RaftStorageCorrupt("hard state: bad vote");
-  return { term: uint(h.term, "hard state term"), vote: h.vote as string | null, commit: uint(h.commit, "hard state commit") };
+  return {
+    term: uint(h.term, "hard state term"),
+    vote: h.vote as string | null,
+    commit: uint(h.commit, "hard state commit"),
+  };
 }

@@ -28,7 +28,9 @@ export function loadPeerProto(): PeerProto {
     oneofs: true,
   });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    lockbox: { v1: { PeerService: grpc.ServiceClientConstructor; ControlService: grpc.ServiceClientConstructor } };
+    lockbox: {
+      v1: { PeerService: grpc.ServiceClientConstructor; ControlService: grpc.ServiceClientConstructor };
+    };
   };
   cached = { PeerService: pkg.lockbox.v1.PeerService, ControlService: pkg.lockbox.v1.ControlService };
   return cached;

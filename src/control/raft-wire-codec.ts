@@ -144,7 +144,10 @@ function decodeEntry(w: unknown, at: string): Entry {
   const hasCc = e.conf_change !== null && e.conf_change !== undefined;
   const hasCs = e.conf_state !== null && e.conf_state !== undefined;
   if (type === EntryType.ConfChange && (!hasCc || !hasCs)) {
-    throw new WireMessageInvalid(`${at}.conf_change`, "membership entry without its change and configuration");
+    throw new WireMessageInvalid(
+      `${at}.conf_change`,
+      "membership entry without its change and configuration",
+    );
   }
   if (type === EntryType.Normal && (hasCc || hasCs)) {
     throw new WireMessageInvalid(`${at}.conf_change`, "normal entry carries a membership change");
@@ -163,16 +166,22 @@ function decodeConfChange(w: unknown, at: string): ConfChange {
   const c = obj(w, at);
   const type = num(c.type, `${at}.type`);
   if (!CONF_CHANGE_TYPES.has(type)) throw new WireMessageInvalid(`${at}.type`, `unknown change type ${type}`);
-  return { type: type as ConfChange["type"], nodeId: nodeId(c.node_id, `${at}.node_id`), context: bytes(c.context, `${at}.context`) };
+  return {
+    type: type as ConfChange["type"],
+    nodeId: nodeId(c.node_id, `${at}.node_id`),
+    context: bytes(c.context, `${at}.context`),
+  };
 }
 
 function decodeConfState(w: unknown, at: string): ConfState {
   const c = obj(w, at);
   const voters = arr(c.voters, `${at}.voters`).map((v, i) => nodeId(v, `${at}.voters[${i}]`));
   const learners = arr(c.learners, `${at}.learners`).map((v, i) => nodeId(v, `${at}.learners[${i}]`));
-  if (voters.length + learners.length > MEMBERS_MAX) throw new WireMessageInvalid(at, `more than ${MEMBERS_MAX} members`);
+  if (voters.length + learners.length > MEMBERS_MAX)
+    throw new WireMessageInvalid(at, `more than ${MEMBERS_MAX} members`);
   const all = new Set([...voters, ...learners]);
-  if (all.size !== voters.length + learners.length) throw new WireMessageInvalid(at, "a member is listed twice");
+  if (all.size !== voters.length + learners.length)
+    throw new WireMessageInvalid(at, "a member is listed twice");
   return { voters, learners };
 }
 
@@ -192,7 +201,8 @@ function decodeSnapshot(w: unknown): Snapshot {
 }
 
 function obj(v: unknown, at: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new WireMessageInvalid(at, "not a message");
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new WireMessageInvalid(at, "not a message");
   return v as Record<string, unknown>;
 }
 

@@ -18,12 +18,13 @@ const READY_TIMEOUT_MS = 15_000;
 const CALL_DEADLINE_MS = 5_000;
 
 export interface ControlStatus {
-  id: number;
-  leader: number;
+  id: string;
+  /** "" when no leader is known. */
+  leader: string;
   term: number;
   role: string;
-  voters: number[];
-  learners: number[];
+  voters: string[];
+  learners: string[];
   commit: number;
   applied: number;
   snapshot_index: number;
@@ -36,7 +37,9 @@ export async function freePort(): Promise<number> {
     srv.once("error", reject);
     srv.listen(0, "127.0.0.1", () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr !== null ? resolve(addr.port) : reject(new Error("no port"))));
+      srv.close(() =>
+        typeof addr === "object" && addr !== null ? resolve(addr.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -49,7 +52,7 @@ export class ControlProcess {
   #client: grpc.Client | undefined;
 
   constructor(
-    readonly id: number,
+    readonly id: string,
     readonly port: number,
     readonly dir: string,
     readonly args: string[],
@@ -80,7 +83,9 @@ export class ControlProcess {
     const outLines = createInterface({ input: child.stdout! });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`node ${this.id} not ready in ${READY_TIMEOUT_MS} ms: ${this.stderrTail.join("\n")}`));
+        reject(
+          new Error(`node ${this.id} not ready in ${READY_TIMEOUT_MS} ms: ${this.stderrTail.join("\n")}`),
+        );
       }, READY_TIMEOUT_MS);
       outLines.on("line", (l) => {
         try {
@@ -95,7 +100,9 @@ export class ControlProcess {
       });
       child.once("exit", (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`node ${this.id} exited (${code ?? signal}) before ready: ${this.stderrTail.join("\n")}`));
+        reject(
+          new Error(`node ${this.id} exited (${code ?? signal}) before ready: ${this.stderrTail.join("\n")}`),
+        );
       });
     });
   }
@@ -107,11 +114,10 @@ export class ControlProcess {
     if (child === undefined || !this.running) return;
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
     child.kill(signal);
-    const timeout = sleep(10_000).then(() => {
-      if (this.running) child.kill("SIGKILL");
-    });
-    await Promise.race([exited, timeout]);
+    // A process that ignores SIGTERM for 10 s gets SIGKILL.
+    const escalate = setTimeout(() => child.kill("SIGKILL"), 10_000);
     await exited;
+    clearTimeout(escalate);
   }
 
   /** Exit code of the last run, or the signal name. */
@@ -158,16 +164,15 @@ export class ControlProcess {
   }
 }
 
-/** The leader id named by a FAILED_PRECONDITION answer, or 0. */
-export function leaderHint(err: unknown): number {
+/** The leader id named by a FAILED_PRECONDITION answer, or "". */
+export function leaderHint(err: unknown): string {
   const md = (err as grpc.ServiceError | undefined)?.metadata;
   const v = md?.get(LEADER_HINT_METADATA_KEY)[0];
-  const n = Number(v);
-  return Number.isSafeInteger(n) ? n : 0;
+  return typeof v === "string" ? v : "";
 }
 
 export class ControlCluster {
-  readonly nodes = new Map<number, ControlProcess>();
+  readonly nodes = new Map<string, ControlProcess>();
   readonly root: string;
 
   constructor(prefix = "lockbox-raft-") {
@@ -183,13 +188,13 @@ export class ControlCluster {
       const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
       const peers = ports.map((p, i) => `${i + 1}=127.0.0.1:${p}`).join(",");
       for (let i = 0; i < count; i++) {
-        const id = i + 1;
+        const id = String(i + 1);
         const dir = join(this.root, `n${id}`);
         this.nodes.set(
           id,
           new ControlProcess(id, ports[i]!, dir, [
             "--id",
-            String(id),
+            id,
             "--dir",
             dir,
             "--listen",
@@ -213,13 +218,13 @@ export class ControlCluster {
   }
 
   /** Starts a new learner-to-be process with --join, knowing the current members' addresses. */
-  async startJoiner(id: number, extraArgs: string[] = []): Promise<ControlProcess> {
+  async startJoiner(id: string, extraArgs: string[] = []): Promise<ControlProcess> {
     const port = await freePort();
     const peers = [...this.nodes.values()].map((n) => `${n.id}=${n.address}`).join(",");
     const dir = join(this.root, `n${id}`);
     const node = new ControlProcess(id, port, dir, [
       "--id",
-      String(id),
+      id,
       "--dir",
       dir,
       "--listen",
@@ -234,7 +239,7 @@ export class ControlCluster {
     return node;
   }
 
-  node(id: number): ControlProcess {
+  node(id: string): ControlProcess {
     const n = this.nodes.get(id);
     if (n === undefined) throw new Error(`no node ${id}`);
     return n;
@@ -248,15 +253,18 @@ export class ControlCluster {
    * Waits until every running node among `ids` (default: all running) agrees on one leader that is
    * itself running and says it is leader. Bounded by `timeoutMs`.
    */
-  async waitLeader(timeoutMs = 15_000, ids?: number[]): Promise<number> {
+  async waitLeader(timeoutMs = 15_000, ids?: string[]): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     let last = "";
     while (Date.now() < deadline) {
       const nodes = ids ? ids.map((i) => this.node(i)) : this.running();
-      const statuses = await Promise.all(nodes.map((n) => n.status().catch(() => undefined)));
-      const leaders = new Set(statuses.map((s) => s?.leader ?? 0));
+      // A joiner not yet added has an empty configuration and no say in who leads.
+      const statuses = (await Promise.all(nodes.map((n) => n.status().catch(() => undefined)))).filter(
+        (s) => s === undefined || s.voters.length > 0,
+      );
+      const leaders = new Set(statuses.map((s) => s?.leader ?? ""));
       last = JSON.stringify(statuses);
-      if (leaders.size === 1 && !leaders.has(0)) {
+      if (leaders.size === 1 && !leaders.has("")) {
         const leader = [...leaders][0]!;
         const ls = statuses.find((s) => s?.id === leader);
         if (ls?.role === "leader") return leader;
@@ -273,7 +281,7 @@ export class ControlCluster {
    */
   async onLeader<Res>(method: string, req: object, timeoutMs = 15_000): Promise<Res> {
     const deadline = Date.now() + timeoutMs;
-    let target = this.running()[0]?.id ?? 1;
+    let target = this.running()[0]?.id ?? "1";
     let lastErr: unknown;
     while (Date.now() < deadline) {
       const node = this.nodes.get(target);
@@ -283,7 +291,7 @@ export class ControlCluster {
         } catch (e) {
           lastErr = e;
           const hint = leaderHint(e);
-          if (hint !== 0 && hint !== target && this.nodes.get(hint)?.running) {
+          if (hint !== "" && hint !== target && this.nodes.get(hint)?.running) {
             target = hint;
             continue;
           }
@@ -306,7 +314,7 @@ export class ControlCluster {
     rmSync(this.root, { recursive: true, force: true });
   }
 
-  stderrOf(id: number): string {
+  stderrOf(id: string): string {
     return this.nodes.get(id)?.stderrTail.join("\n") ?? "";
   }
 }

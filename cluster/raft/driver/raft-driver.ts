@@ -129,7 +129,8 @@ export class RaftDriver<R = unknown> {
   static async start<R>(options: RaftDriverOptions<R>): Promise<RaftDriver<R>> {
     const opts = { ...DEFAULTS, ...options };
     let persisted = await opts.storage.load();
-    const fresh = persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
+    const fresh =
+      persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
     if (fresh && opts.bootstrapVoters !== undefined) {
       if (!opts.bootstrapVoters.includes(opts.config.id)) {
         throw new InvalidArgument("bootstrapVoters", `must include this node (${opts.config.id})`);
@@ -182,18 +183,28 @@ export class RaftDriver<R = unknown> {
   }
 
   /** Adds `id` as a learner; `context` (e.g. its address) rides in the log entry. Resolves once applied. */
-  addLearner(id: NodeId, context: Uint8Array = new Uint8Array(0), timeoutMs?: number): Promise<{ index: number }> {
+  addLearner(
+    id: NodeId,
+    context: Uint8Array = new Uint8Array(0),
+    timeoutMs?: number,
+  ): Promise<{ index: number }> {
     return this.#confChange({ type: ConfChangeType.AddLearner, nodeId: id, context }, timeoutMs);
   }
 
   /** Turns learner `id` into a voter. */
   promote(id: NodeId, timeoutMs?: number): Promise<{ index: number }> {
-    return this.#confChange({ type: ConfChangeType.PromoteLearner, nodeId: id, context: new Uint8Array(0) }, timeoutMs);
+    return this.#confChange(
+      { type: ConfChangeType.PromoteLearner, nodeId: id, context: new Uint8Array(0) },
+      timeoutMs,
+    );
   }
 
   /** Removes voter (or learner) `id`, which may be this leader itself. */
   removeVoter(id: NodeId, timeoutMs?: number): Promise<{ index: number }> {
-    return this.#confChange({ type: ConfChangeType.RemoveNode, nodeId: id, context: new Uint8Array(0) }, timeoutMs);
+    return this.#confChange(
+      { type: ConfChangeType.RemoveNode, nodeId: id, context: new Uint8Array(0) },
+      timeoutMs,
+    );
   }
 
   /**
@@ -240,19 +251,22 @@ export class RaftDriver<R = unknown> {
           reject(new Timeout("transferLeadership", timeoutMs));
         }, timeoutMs),
       };
-      this.#enqueue(() => {
-        try {
-          this.#core.transferLeadership(to);
-        } catch (e) {
+      this.#enqueue(
+        () => {
+          try {
+            this.#core.transferLeadership(to);
+          } catch (e) {
+            clearTimeout(t.timer);
+            reject(this.#clientError("transferLeadership", e));
+            return;
+          }
+          this.#transfers.add(t);
+        },
+        (e) => {
           clearTimeout(t.timer);
-          reject(this.#clientError("transferLeadership", e));
-          return;
-        }
-        this.#transfers.add(t);
-      }, (e) => {
-        clearTimeout(t.timer);
-        reject(e);
-      });
+          reject(e);
+        },
+      );
     });
   }
 
@@ -287,9 +301,11 @@ export class RaftDriver<R = unknown> {
   }
 
   #confChange(change: ConfChange, timeoutMs = this.#opts.proposeTimeoutMs): Promise<{ index: number }> {
-    return this.#submit("proposeConfChange", timeoutMs, () => this.#core.proposeConfChange(change)).then((a) => ({
-      index: a.index,
-    }));
+    return this.#submit("proposeConfChange", timeoutMs, () => this.#core.proposeConfChange(change)).then(
+      (a) => ({
+        index: a.index,
+      }),
+    );
   }
 
   /** Runs `call` (which returns where the entry landed) on the loop and waits for that entry to apply. */
@@ -308,7 +324,8 @@ export class RaftDriver<R = unknown> {
           reject(this.#clientError(operation, e));
           return;
         }
-        if (pos.index <= this.#applied) throw new Error(`core placed ${operation} at applied index ${pos.index}`);
+        if (pos.index <= this.#applied)
+          throw new Error(`core placed ${operation} at applied index ${pos.index}`);
         const timer = setTimeout(() => {
           this.#proposals.delete(pos.index);
           reject(new Timeout(operation, timeoutMs));
@@ -476,7 +493,8 @@ export class RaftDriver<R = unknown> {
 
   #halt(error: unknown): void {
     if (this.#stopped) return;
-    const stopped = error instanceof Stopped ? error : new Stopped(error instanceof Error ? error.message : String(error));
+    const stopped =
+      error instanceof Stopped ? error : new Stopped(error instanceof Error ? error.message : String(error));
     this.#stopped = stopped;
     this.#opts.ticker.stop();
     for (const item of this.#inbox.splice(0)) item.fail?.(stopped);

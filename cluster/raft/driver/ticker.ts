@@ -12,7 +12,8 @@ export class IntervalTicker implements Ticker {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(readonly tickMs: number) {
-    if (!Number.isSafeInteger(tickMs) || tickMs < 1) throw new RangeError(`tickMs must be >= 1, got ${tickMs}`);
+    if (!Number.isSafeInteger(tickMs) || tickMs < 1)
+      throw new RangeError(`tickMs must be >= 1, got ${tickMs}`);
   }
 
   start(onTick: () => void): void {
