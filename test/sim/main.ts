@@ -1,0 +1,108 @@
+/**
+ * The simulator CLI (`npm run sim -- ...`):
+ *   --seed N                 replay one seed exactly (prints its trace hash; --trace prints every event)
+ *   --seeds K [--start S]    run seeds S..S+K-1 with progress output
+ *   --profile NAME           mixed (default) | calm | lossy | partition | crash | membership | chaos | hunt
+ *   --bug NAME               run a deliberately broken core: commitOldTermEntries | voteBeforePersist
+ *   --time-limit-s T         stop a --seeds run after T seconds (reports how many ran)
+ * Ends with a summary and one JSON line; exits 1 if any seed violated a checker.
+ */
+import { runSeed, type SimResult } from "./simulator.js";
+
+const BUGS = ["commitOldTermEntries", "voteBeforePersist"] as const;
+
+function parse(argv: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) usage(`unexpected argument ${a}`);
+    const name = a.slice(2);
+    if (name === "trace") out.set(name, "1");
+    else {
+      const v = argv[++i];
+      if (v === undefined) usage(`--${name} needs a value`);
+      out.set(name, v);
+    }
+  }
+  return out;
+}
+
+function usage(why: string): never {
+  process.stderr.write(`sim: ${why}\nusage: npm run sim -- (--seed N [--trace] | --seeds K [--start S]) [--profile P] [--bug B]\n`);
+  process.exit(2);
+}
+
+function int(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) usage(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+const args = parse(process.argv.slice(2));
+const profile = args.get("profile") ?? "mixed";
+const bugName = args.get("bug");
+if (bugName !== undefined && !(BUGS as readonly string[]).includes(bugName)) usage(`--bug must be one of ${BUGS.join(", ")}`);
+const bugs = bugName === undefined ? undefined : { [bugName]: true };
+const started = Date.now();
+
+if (args.has("seed")) {
+  const seed = int(args.get("seed"), "seed", 0);
+  const r = runSeed({ seed, profile, keepTrace: args.has("trace"), ...(bugs ? { bugs } : {}) });
+  if (r.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
+  report([r], 1);
+} else {
+  const count = int(args.get("seeds"), "seeds", 100);
+  const start = int(args.get("start"), "start", 1);
+  const limitMs = int(args.get("time-limit-s"), "time-limit-s", 0) * 1000;
+  const results: SimResult[] = [];
+  for (let s = start; s < start + count; s++) {
+    const r = runSeed({ seed: s, profile, ...(bugs ? { bugs } : {}) });
+    results.push(r);
+    if (!r.ok) process.stdout.write(`seed ${s} [${r.profile}] FAILED ${r.violation!.checker}: ${r.violation!.detail}\n`);
+    if (results.length % 1000 === 0) {
+      const bad = results.filter((x) => !x.ok).length;
+      process.stdout.write(`… ${results.length}/${count} seeds, ${bad} failed, ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+    }
+    if (limitMs > 0 && Date.now() - started > limitMs) {
+      process.stdout.write(`time limit reached after ${results.length} seeds\n`);
+      break;
+    }
+  }
+  report(results, count);
+}
+
+function report(results: SimResult[], requested: number): void {
+  const failed = results.filter((r) => !r.ok);
+  const byProfile: Record<string, number> = {};
+  for (const r of results) byProfile[r.profile] = (byProfile[r.profile] ?? 0) + 1;
+  const sum = (f: (r: SimResult) => number): number => results.reduce((a, r) => a + f(r), 0);
+  const seconds = (Date.now() - started) / 1000;
+  if (results.length === 1) {
+    const r = results[0]!;
+    process.stdout.write(
+      `seed ${r.seed} [${r.profile}] ${r.ok ? "ok" : `FAILED ${r.violation!.checker}: ${r.violation!.detail}`}; ` +
+        `trace ${r.traceHash}; ${r.ticks} ticks; ${JSON.stringify(r.stats)}\n`,
+    );
+  } else {
+    process.stdout.write(
+      `${results.length - failed.length}/${results.length} seeds passed (${failed.length} failed) in ${seconds.toFixed(1)} s; ` +
+        `writes acked ${sum((r) => r.stats.writesAcked)}, reads ${sum((r) => r.stats.readsDone)}, ` +
+        `crashes ${sum((r) => r.stats.crashes)}, conf changes ${sum((r) => r.stats.confChanges)}\n`,
+    );
+  }
+  process.stdout.write(
+    `${JSON.stringify({
+      requested,
+      ran: results.length,
+      passed: results.length - failed.length,
+      failed: failed.map((r) => ({ seed: r.seed, profile: r.profile, checker: r.violation!.checker })),
+      profile,
+      bug: bugName ?? null,
+      byProfile,
+      seconds,
+      ...(results.length === 1 ? { traceHash: results[0]!.traceHash } : {}),
+    })}\n`,
+  );
+  process.exitCode = failed.length > 0 ? 1 : 0;
+}

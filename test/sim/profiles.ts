@@ -1,0 +1,136 @@
+import type { Prng } from "./prng.js";
+
+/**
+ * Fault profiles: ranges from which each seed draws its own rates (TigerBeetle VOPR style), so one seed
+ * fixes both the schedule and how hostile it is. "mixed" picks one of the named profiles per seed.
+ */
+export interface FaultPlan {
+  profile: string;
+  voters: number;
+  /** Ticks of faults before the liveness phase. */
+  faultTicks: number;
+  dropRate: number;
+  duplicateRate: number;
+  delayTicksMax: number;
+  /** Per tick: probability that one live node crashes / one crashed node restarts. */
+  crashRate: number;
+  restartRate: number;
+  /** Per Ready: probability of crashing part-way through persisting it (before any message leaves). */
+  midReadyCrashRate: number;
+  /** Per tick: probability of a new partition / of healing all partitions. */
+  partitionRate: number;
+  healRate: number;
+  /** Per tick: probability of a client write / a ReadIndex read / a membership change / a transfer. */
+  proposeRate: number;
+  readRate: number;
+  confChangeRate: number;
+  transferRate: number;
+  /** Compact a node's log once it has applied this many entries past its snapshot. */
+  compactEvery: number;
+  heartbeatTicks: number;
+  inflightMax: number;
+  batchEntriesMax: number;
+  batchBytesMax: number;
+  preVote: boolean;
+  checkQuorum: boolean;
+}
+
+export const ELECTION_TICKS = 10;
+
+type Draw = (r: Prng) => Omit<FaultPlan, "profile">;
+
+function base(r: Prng): Omit<FaultPlan, "profile"> {
+  return {
+    voters: r.pick([3, 3, 5, 5, 1]),
+    faultTicks: r.range(200, 400),
+    dropRate: 0,
+    duplicateRate: 0,
+    delayTicksMax: r.range(0, 2),
+    crashRate: 0,
+    restartRate: 0.1,
+    midReadyCrashRate: 0,
+    partitionRate: 0,
+    healRate: 0.05,
+    proposeRate: r.pick([0.2, 0.5, 0.9]),
+    readRate: r.pick([0.1, 0.3, 0.6]),
+    confChangeRate: 0,
+    transferRate: 0,
+    compactEvery: r.pick([5, 20, 1000]),
+    heartbeatTicks: r.range(1, 3),
+    inflightMax: r.pick([1, 2, 4, 8]),
+    batchEntriesMax: r.pick([1, 2, 4, 64]),
+    batchBytesMax: r.pick([16, 1 << 20]),
+    preVote: r.chance(0.5),
+    checkQuorum: r.chance(0.5),
+  };
+}
+
+export const PROFILES: Record<string, Draw> = {
+  calm: (r) => ({ ...base(r) }),
+  lossy: (r) => ({
+    ...base(r),
+    dropRate: r.float() * 0.25,
+    duplicateRate: r.float() * 0.1,
+    delayTicksMax: r.range(1, 10),
+  }),
+  partition: (r) => ({
+    ...base(r),
+    dropRate: r.float() * 0.05,
+    partitionRate: r.float() * 0.05,
+    healRate: r.float() * 0.05,
+    delayTicksMax: r.range(0, 5),
+  }),
+  crash: (r) => ({
+    ...base(r),
+    crashRate: 0.01 + r.float() * 0.05,
+    restartRate: 0.05 + r.float() * 0.3,
+    midReadyCrashRate: r.float() * 0.01,
+    dropRate: r.float() * 0.05,
+  }),
+  membership: (r) => ({
+    ...base(r),
+    voters: r.pick([3, 3, 5]),
+    confChangeRate: 0.02 + r.float() * 0.08,
+    transferRate: r.float() * 0.02,
+    crashRate: r.float() * 0.02,
+    dropRate: r.float() * 0.05,
+    partitionRate: r.float() * 0.01,
+  }),
+  chaos: (r) => ({
+    ...base(r),
+    dropRate: r.float() * 0.2,
+    duplicateRate: r.float() * 0.1,
+    delayTicksMax: r.range(0, 8),
+    crashRate: r.float() * 0.04,
+    restartRate: 0.05 + r.float() * 0.2,
+    midReadyCrashRate: r.float() * 0.01,
+    partitionRate: r.float() * 0.03,
+    healRate: r.float() * 0.05,
+    confChangeRate: r.float() * 0.04,
+    transferRate: r.float() * 0.02,
+  }),
+  /** Hostile to the two planted bugs: elections, crashes and small batches everywhere. */
+  hunt: (r) => ({
+    ...base(r),
+    voters: r.pick([3, 5]),
+    faultTicks: r.range(300, 500),
+    dropRate: r.float() * 0.2,
+    delayTicksMax: r.range(0, 4),
+    crashRate: 0.03 + r.float() * 0.07,
+    restartRate: 0.2 + r.float() * 0.6,
+    partitionRate: r.float() * 0.05,
+    healRate: 0.02 + r.float() * 0.1,
+    proposeRate: 0.9,
+    batchEntriesMax: 1,
+    inflightMax: r.pick([1, 4]),
+  }),
+};
+
+export const MIXED = ["calm", "lossy", "partition", "crash", "membership", "chaos"];
+
+export function drawPlan(r: Prng, profile: string): FaultPlan {
+  const name = profile === "mixed" ? r.pick(MIXED) : profile;
+  const draw = PROFILES[name];
+  if (draw === undefined) throw new RangeError(`unknown profile ${profile}; known: mixed, ${Object.keys(PROFILES).join(", ")}`);
+  return { profile: name, ...draw(r) };
+}
