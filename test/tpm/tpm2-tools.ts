@@ -92,6 +92,37 @@ export class Tpm2Tools {
     await this.flushAll();
   }
 
+  /** tpm2_activatecredential with the AK in ak.ctx and the EK in ek.ctx (after createEkAndAk); returns the credential. */
+  async activateCredential(credentialFile: string): Promise<Uint8Array> {
+    await this.run("tpm2_createek", ["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"]);
+    await this.run("tpm2_startauthsession", ["--policy-session", "-S", "session.ctx"]);
+    try {
+      await this.run("tpm2_policysecret", ["-S", "session.ctx", "-c", "e"]);
+      await this.run("tpm2_activatecredential", [
+        ...["-c", "ak.ctx", "-C", "ek.ctx", "-i", credentialFile, "-o", "activated.out"],
+        ...["-P", "session:session.ctx"],
+      ]);
+    } finally {
+      await this.run("tpm2_flushcontext", ["session.ctx"]).catch(() => undefined);
+      await this.flushAll();
+    }
+    return new Uint8Array(await fs.readFile(this.path("activated.out")));
+  }
+
+  /** Offline tpm2_makecredential (no TPM needed) to an EK given as a TPM2B_PUBLIC file. */
+  async makeCredential(
+    ekTpm2bPublicFile: string,
+    akName: Uint8Array,
+    secret: Uint8Array,
+  ): Promise<Uint8Array> {
+    await fs.writeFile(this.path("secret.bin"), secret);
+    await this.run("tpm2_makecredential", [
+      ...["-T", "none", "-u", ekTpm2bPublicFile, "-s", "secret.bin"],
+      ...["-n", Buffer.from(akName).toString("hex"), "-o", "mkcred.out"],
+    ]);
+    return new Uint8Array(await fs.readFile(this.path("mkcred.out")));
+  }
+
   /** A quote by the AK in ak.ctx over `selection` (e.g. "sha256:0,1,2,3,7") with extraData `nonce`. */
   async quote(
     selection: string,

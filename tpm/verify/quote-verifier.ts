@@ -21,7 +21,7 @@ import { digestSize, nodeHashName } from "../spec/hash.js";
 import { objectName, tpmHash } from "../spec/name.js";
 import { TpmtPublic } from "../spec/public.js";
 import { TpmtSignature } from "../spec/signature.js";
-import { eccCoordinateBytes, leftPad, publicKeyFromTpmt } from "../crypto/tpm-public-key.js";
+import { eccCurveInfo, fixedWidth, publicKeyFromTpmt } from "../keys/public-key.js";
 import type { QuoteClock, QuoteFailure, QuoteFailureCode } from "./quote-failure.js";
 import { type PcrPolicy, type PcrValue, bankName } from "./pcr-values.js";
 import { hierarchyQualifiedName, qualifiedName } from "./qualified-name.js";
@@ -229,12 +229,13 @@ function checkSignature(
     const hash = nodeHashName(s.hash);
     if (hash === undefined || !ALLOWED_SIGNATURE_HASHES.includes(s.hash))
       return { message: "ECDSA signature uses an unaccepted hash" };
-    const size = eccCoordinateBytes(ak.eccParms().curveId);
-    if (size === undefined) return { message: "the AK's curve is not supported" };
-    if (s.signatureR.length > size || s.signatureS.length > size) {
-      return { message: "ECDSA signature values are too long for the AK's curve" };
+    let rs: Buffer;
+    try {
+      const size = eccCurveInfo(ak.eccParms().curveId).bytes;
+      rs = Buffer.concat([fixedWidth(s.signatureR, size), fixedWidth(s.signatureS, size)]);
+    } catch {
+      return { message: "ECDSA signature values do not fit the AK's curve" };
     }
-    const rs = Buffer.concat([leftPad(s.signatureR, size), leftPad(s.signatureS, size)]);
     const ok = verify(hash, data, { key, dsaEncoding: "ieee-p1363" }, rs);
     return ok ? undefined : { message: "ECDSA signature does not verify over the attest bytes with the AK" };
   }
