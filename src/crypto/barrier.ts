@@ -12,6 +12,7 @@ import { nodeRandomSource, zeroize, type RandomSource } from "./random-source.js
 
 export class Barrier {
   private keyring: Keyring | undefined;
+  private readonly sealListeners: Array<() => void> = [];
 
   constructor(private readonly random: RandomSource = nodeRandomSource) {}
 
@@ -41,10 +42,21 @@ export class Barrier {
     }
   }
 
-  /** Forgets (and zeroes) the CMK. */
+  /** Forgets (and zeroes) the CMK, then tells listeners to drop what they unwrapped with it. */
   seal(): void {
     this.keyring?.zeroize();
     this.keyring = undefined;
+    for (const listener of this.sealListeners) listener();
+  }
+
+  /** Runs `listener` on every seal, e.g. to zero caches of keys unwrapped through the barrier. */
+  onSeal(listener: () => void): void {
+    this.sealListeners.push(listener);
+  }
+
+  /** Throws FAILED_PRECONDITION "sealed" while sealed. */
+  requireUnsealed(): void {
+    this.requireKeyring();
   }
 
   wrap(plaintext: Uint8Array, binding: EnvelopeBinding): Uint8Array {

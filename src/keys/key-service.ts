@@ -118,6 +118,8 @@ export class KeyService {
     this.random = options.random ?? nodeRandomSource;
     this.keks = new ProjectKeks(this.store, this.barrier, this.random);
     partitionOf(this.clusterSalt, "probe", this.partitionPower); // validates salt and power early
+    // Cached KEKs were unwrapped with the CMK: sealing the barrier must make them unusable too.
+    this.barrier.onSeal(() => void this.keks.zeroize());
   }
 
   /** Opens the service over an open store; counts the live keys once. */
@@ -185,6 +187,7 @@ export class KeyService {
       after = payload.a;
     }
     this.authorizeProject(caller, project);
+    this.barrier.requireUnsealed();
 
     const range = after === undefined ? { gte: prefix } : { gt: after };
     const indexKeys = await this.store
@@ -369,6 +372,7 @@ export class KeyService {
 
   /** Loads a key the caller may see (or holds a live grant on, when `viaGrant`); NOT_FOUND otherwise. */
   private async loadVisible(caller: Caller, id: string, viaGrant: boolean): Promise<KeyRecord> {
+    this.barrier.requireUnsealed();
     const stored = await this.store.get("records", this.recordKeyOf(id));
     if (stored === undefined) throw notFound(`key ${id}`);
     const record = this.decodeRecord(stored, id);

@@ -91,37 +91,49 @@ async function loadClusterParameters(
   random: RandomSource,
   options: OpenKeyServiceOptions,
 ): Promise<{ clusterSalt: Uint8Array; partitionPower: number }> {
-  const [salt, power, canary] = await store.sublevel("meta").getMany([SALT_KEY, POWER_KEY, CANARY_KEY]);
-  if (salt !== undefined && power !== undefined && canary !== undefined) {
-    try {
-      barrier.unwrap(canary, CANARY_BINDING);
-    } catch (cause) {
-      throw new LockboxError("FAILED_PRECONDITION", "the master key does not match this store", undefined, {
-        cause,
-      });
-    }
+  const [salt, power] = await store.sublevel("meta").getMany([SALT_KEY, POWER_KEY]);
+  if (salt !== undefined && power !== undefined) {
+    await checkMasterKeyCanary(store, barrier);
     if (power.length !== 1 || power[0]! > PARTITION_POWER_MAX || salt.length !== 32) {
       throw new LockboxError("DATA_LOSS", "stored cluster parameters are corrupt");
     }
     return { clusterSalt: salt, partitionPower: power[0]! };
   }
-  if (salt !== undefined || power !== undefined || canary !== undefined) {
+  if (salt !== undefined || power !== undefined) {
     throw new LockboxError("DATA_LOSS", "stored cluster parameters are incomplete");
   }
   const partitionPower = options.partitionPower ?? DEFAULT_PARTITION_POWER;
   if (!Number.isInteger(partitionPower) || partitionPower < 0 || partitionPower > PARTITION_POWER_MAX) {
     throw new RangeError(`partitionPower must be an integer in 0..${PARTITION_POWER_MAX}`);
   }
+  await checkMasterKeyCanary(store, barrier);
   const clusterSalt = random.bytes(32);
   await store.write([
     { type: "put", sublevel: "meta", key: SALT_KEY, value: clusterSalt },
     { type: "put", sublevel: "meta", key: POWER_KEY, value: Uint8Array.of(partitionPower) },
-    {
-      type: "put",
-      sublevel: "meta",
-      key: CANARY_KEY,
-      value: barrier.wrap(new Uint8Array(0), CANARY_BINDING),
-    },
   ]);
   return { clusterSalt, partitionPower };
+}
+
+/**
+ * Refuses a CMK other than the one this store was first opened with: the first call stores a
+ * small blob wrapped under the CMK ("meta" cluster/cmk-canary); later calls must unwrap it.
+ * Throws FAILED_PRECONDITION "the master key does not match this store" on a mismatch (or
+ * "sealed" when the barrier is sealed). Callers that build KeyService themselves should call it.
+ */
+export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<void> {
+  barrier.requireUnsealed();
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined) {
+    const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
+    await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
+    return;
+  }
+  try {
+    barrier.unwrap(canary, CANARY_BINDING);
+  } catch (cause) {
+    throw new LockboxError("FAILED_PRECONDITION", "the master key does not match this store", undefined, {
+      cause,
+    });
+  }
 }

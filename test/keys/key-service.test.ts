@@ -241,34 +241,31 @@ test("a service caller may not create, import or list in a project it does not h
   t.is(handle.service.stats().keyCount, 0);
 });
 
-test("a sealed barrier makes key operations fail FAILED_PRECONDITION sealed", async (t) => {
+test("sealing the barrier makes every key operation fail FAILED_PRECONDITION sealed, despite cached KEKs", async (t) => {
   const { handle } = await openFixture(t);
-  const meta = await handle.service.createKey(admin, {
-    project: "p",
-    scope: "s",
-    name: "n",
-    algorithm: "AES",
-    bitLength: 256,
-  });
-  await handle.service.close(); // drops cached KEKs so the barrier is needed again
+  const s = handle.service;
+  const req = { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 } as const;
+  const meta = await s.createKey(admin, req);
+  t.is((await s.getKey(admin, meta)).material.length, 32); // the project KEK is now cached
   handle.barrier.seal();
-  const e = await t.throwsAsync<LockboxError>(handle.service.getKey(admin, meta));
-  t.true(isLockboxError(e, "FAILED_PRECONDITION"));
-  t.is(e!.message, "sealed");
-  t.true(
-    isLockboxError(
-      await t.throwsAsync(
-        handle.service.createKey(admin, {
-          project: "q",
-          scope: "s",
-          name: "n",
-          algorithm: "AES",
-          bitLength: 256,
-        }),
-      ),
-      "FAILED_PRECONDITION",
-    ),
-  );
+  const inAnHour = new Date(Date.UTC(2026, 0, 1, 1));
+  const calls: Promise<unknown>[] = [
+    s.createKey(admin, req),
+    s.importKey(admin, { ...req, material: new Uint8Array(32) }),
+    s.getKey(admin, meta),
+    s.getKeyMetadata(admin, meta),
+    s.listKeys(admin, { project: "p" }),
+    s.deleteKey(admin, meta),
+    s.cloneKey(admin, meta),
+    s.rekeyClone(admin, meta),
+    s.createGrant(admin, { keyId: meta.id, grantee: "g", expiresAt: inAnHour }),
+  ];
+  for (const call of calls) {
+    const e = await t.throwsAsync<LockboxError>(call);
+    t.true(isLockboxError(e, "FAILED_PRECONDITION"));
+    t.is(e!.message, "sealed");
+  }
+  t.is(s.stats().keyCount, 1);
 });
 
 test("a different master key cannot open an existing store", async (t) => {
