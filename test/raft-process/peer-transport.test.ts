@@ -1,0 +1,185 @@
+import test from "ava";
+import * as grpc from "@grpc/grpc-js";
+import fc from "fast-check";
+import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
+import { loadPeerProto } from "../../src/control/peer-proto.js";
+import { decodeMessage, encodeMessage, WireMessageInvalid } from "../../src/control/raft-wire-codec.js";
+import { ControlCluster, sleep } from "./control-cluster.js";
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+const sample: Message = {
+  type: MessageType.Append,
+  from: "1",
+  to: "2",
+  term: 3,
+  logTerm: 2,
+  index: 7,
+  entries: [
+    { index: 8, term: 3, type: EntryType.Normal, data: enc("x"), confChange: null, confState: null },
+    {
+      index: 9,
+      term: 3,
+      type: EntryType.ConfChange,
+      data: new Uint8Array(0),
+      confChange: { type: 1, nodeId: "4", context: enc("127.0.0.1:1") },
+      confState: { voters: ["1", "2", "3"], learners: ["4"] },
+    },
+  ],
+  commit: 7,
+  reject: false,
+  rejectHint: 0,
+  rejectHintTerm: 0,
+  snapshot: {
+    metadata: { index: 5, term: 2, confState: { voters: ["1"], learners: [] } },
+    data: enc("snap"),
+  },
+  context: enc("ctx"),
+};
+
+/** What the message looks like after protobuf encoding and decoding, as the receiver sees it. */
+function throughProtobuf(m: Message): unknown {
+  const { PeerService } = loadPeerProto();
+  const method = (PeerService.service as grpc.ServiceDefinition).Raft!;
+  const bytes = method.requestSerialize({ from: m.from, messages: [encodeMessage(m)] });
+  return (method.requestDeserialize(bytes) as { messages: unknown[] }).messages[0];
+}
+
+test("a raft message survives protobuf encoding field for field", (t) => {
+  const back = decodeMessage(throughProtobuf(sample));
+  // Bytes compare by content, whether they came back as Buffer or Uint8Array.
+  const norm = (v: unknown): unknown =>
+    v instanceof Uint8Array
+      ? [...v]
+      : Array.isArray(v)
+        ? v.map(norm)
+        : typeof v === "object" && v !== null
+          ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]))
+          : v;
+  t.deepEqual(norm(back), norm(sample));
+});
+
+const malformed: [string, (w: Record<string, unknown>) => void][] = [
+  ["type", (w) => (w.type = 99)],
+  ["from", (w) => (w.from = "")],
+  ["to", (w) => (w.to = "x".repeat(65))],
+  ["term", (w) => (w.term = 2 ** 60)],
+  ["index", (w) => (w.index = -1)],
+  ["reject", (w) => (w.reject = "yes")],
+  ["context", (w) => (w.context = "not bytes")],
+  ["entries", (w) => (w.entries = "nope")],
+  ["entries[0].type", (w) => ((w.entries as Record<string, unknown>[])[0]!.type = 7)],
+  ["entries[1].conf_change", (w) => ((w.entries as Record<string, unknown>[])[1]!.conf_change = null)],
+  [
+    "entries[1].conf_change.type",
+    (w) => ((w.entries as Record<string, Record<string, unknown>>[])[1]!.conf_change!.type = 9),
+  ],
+  [
+    "entries[1].conf_state",
+    (w) => ((w.entries as Record<string, Record<string, unknown>>[])[1]!.conf_state!.voters = ["1", "1"]),
+  ],
+  ["snapshot.conf_state", (w) => ((w.snapshot as Record<string, unknown>).conf_state = null)],
+];
+
+for (const [field, mutate] of malformed) {
+  test(`decoding refuses a message with a bad ${field}, naming it`, (t) => {
+    const w = structuredClone(encodeMessage(sample)) as unknown as Record<string, unknown>;
+    mutate(w);
+    const err = t.throws(() => decodeMessage(w), { instanceOf: WireMessageInvalid });
+    t.is(err?.field, field);
+  });
+}
+
+test("decoding arbitrary input either yields a message or throws WireMessageInvalid, nothing else", (t) => {
+  fc.assert(
+    fc.property(fc.anything(), (v) => {
+      try {
+        decodeMessage(v);
+      } catch (e) {
+        if (!(e instanceof WireMessageInvalid)) throw e;
+      }
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});
+
+/** Opens a Raft stream to `address` that sends raw bytes, bypassing protobuf encoding. */
+function rawStream(address: string): {
+  stream: grpc.ClientWritableStream<Buffer>;
+  done: Promise<unknown>;
+  client: grpc.Client;
+} {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  let stream!: grpc.ClientWritableStream<Buffer>;
+  const done = new Promise<unknown>((resolve) => {
+    stream = client.makeClientStreamRequest<Buffer, Buffer>(
+      "/lockbox.v1.PeerService/Raft",
+      (b) => b,
+      (b) => b,
+      (err) => resolve(err),
+    );
+  });
+  return { stream, done, client };
+}
+
+test("a peer process survives garbage and malformed raft messages and keeps replicating", async (t) => {
+  const cluster = new ControlCluster();
+  t.teardown(() => cluster.stopAll());
+  await cluster.startVoters(3);
+  await cluster.onLeader("Propose", { op: "set", key: "before", value: "1" });
+  const target = cluster.node("1");
+
+  // 1. Bytes that are not protobuf at all: the stream is refused, the process lives.
+  const raw = rawStream(target.address);
+  t.teardown(() => raw.client.close());
+  raw.stream.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]));
+  raw.stream.end();
+  const rawErr = (await raw.done) as grpc.ServiceError | null;
+  t.truthy(rawErr, "the undecodable stream was failed");
+
+  // 2. Well-formed protobuf, wrong content: each message is dropped, the stream stays usable.
+  const { PeerService } = loadPeerProto();
+  const client = new PeerService(target.address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const good = encodeMessage({
+    ...sample,
+    from: "2",
+    to: "1",
+    term: 0,
+    type: MessageType.Heartbeat,
+    entries: [],
+    snapshot: null,
+  });
+  const answered = new Promise<grpc.ServiceError | null>((resolve) => {
+    const stream = (
+      client as unknown as {
+        Raft(cb: (e: grpc.ServiceError | null) => void): grpc.ClientWritableStream<object>;
+      }
+    ).Raft(resolve);
+    stream.write({ from: "2", messages: [{ ...good, type: 99 }] });
+    stream.write({ from: "2", messages: [{ ...good, term: 2 ** 60 }] });
+    stream.write({ from: "2", messages: [{ ...good, from: "3" }] }); // claims another sender
+    stream.write({ from: "2", messages: [{ ...good, to: "2" }] }); // not for this node
+    stream.write({ from: "", messages: [good] });
+    stream.write({
+      from: "2",
+      messages: [{ ...good, entries: [{ index: 1, term: 1, type: 2, data: Buffer.alloc(0) }] }],
+    });
+    stream.end();
+  });
+  t.is(await answered, null, "the stream of malformed messages ended normally");
+
+  // The process is alive, logged the drops, and the cluster still commits through it.
+  t.true(target.running);
+  await sleep(200);
+  t.regex(target.stderrTail.join("\n"), /dropped invalid message from 2: type: unknown message type 99/);
+  t.regex(target.stderrTail.join("\n"), /claiming from 3/);
+  await cluster.onLeader("Propose", { op: "set", key: "after", value: "2" });
+  const r = await target.call<{ found: boolean; value: string }>("Read", {
+    key: "after",
+    linearizable: true,
+  });
+  t.deepEqual({ found: r.found, value: r.value }, { found: true, value: "2" });
+  for (const n of cluster.running()) t.true(n.running, `node ${n.id} still running`);
+});
