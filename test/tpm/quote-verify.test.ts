@@ -4,7 +4,15 @@
  * forgery or staleness with its own named failure.
  */
 import test, { type ExecutionContext } from "ava";
+import fc from "fast-check";
 import { randomBytes } from "node:crypto";
+import { withTransient } from "../../tpm/client/scoped.js";
+import { Tpm } from "../../tpm/client/tpm.js";
+import { createAk } from "../../tpm/keys/ak.js";
+import { encode } from "../../tpm/marshal/writer.js";
+import { quote } from "../../tpm/quote.js";
+import { TPM_ALG_ID } from "../../tpm/spec/constants.js";
+import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { startSwtpm } from "../../tpm/swtpm/index.js";
 import { objectName } from "../../tpm/spec/name.js";
 import type { TpmtPublic } from "../../tpm/spec/public.js";
@@ -26,8 +34,9 @@ interface Peer {
   akParent: Uint8Array;
 }
 
-async function peer(t: ExecutionContext): Promise<Peer> {
-  const fixture = await startProvisionedSwtpm(t);
+/** A swtpm with tpm2-tools' EK and a fresh random AK under it. "fresh" gives a TPM of its own (another peer). */
+async function peer(t: ExecutionContext, identity: "fresh" | "shared" = "shared"): Promise<Peer> {
+  const fixture = await startProvisionedSwtpm(t, { identity });
   const tools = new Tpm2Tools(fixture.tcti, fixture.workDir);
   const { ekPublic, akPublic } = await tools.createEkAndAk();
   return { fixture, tools, akPublic, akParent: endorsementPrimaryQualifiedName(objectName(ekPublic)) };
@@ -154,7 +163,7 @@ test("a PCR changed by PCR_Extend: the old quote with new values fails pcr-diges
 });
 
 test("a quote from another swtpm's AK fails signature and signer", async (t) => {
-  const [a, b] = await Promise.all([peer(t), peer(t)]);
+  const [a, b] = await Promise.all([peer(t, "fresh"), peer(t, "fresh")]);
   const nonce = randomBytes(20);
   const qb = await quoteWithValues(b, nonce);
   t.true(verifyQuote(input(b, qb, nonce)).ok, "b's quote is genuine for b");
@@ -195,4 +204,67 @@ test("a replayed older quote fails replay: by clock within one boot, by resetCou
   const replayed = verifyQuote({ ...input(p, second, nonce), previous: thirdClock });
   t.deepEqual(codes(replayed), ["replay"]);
   t.regex(replayed.ok ? "" : replayed.failures[0]!.message, /resetCount/);
+});
+
+test("accepts a quote made by our client (AK primary in the endorsement hierarchy); no mutation of one byte is accepted", async (t) => {
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
+  const tpm = new Tpm(await f.connect());
+  const selection = TpmlPcrSelection.of(TPM_ALG_ID.SHA256, PCRS);
+  const nonce = randomBytes(32);
+  const { q, akPublic, values } = await withTransient(
+    tpm,
+    () => createAk(tpm),
+    async (ak) => ({
+      q: await quote(tpm, ak, { pcrs: selection, extraData: nonce }),
+      akPublic: ak.publicArea,
+      values: (await tpm.pcrRead(selection)).values.map((v) => ({
+        hashAlg: v.hash,
+        pcr: v.pcr,
+        value: v.digest,
+      })),
+    }),
+  );
+  const base: VerifyQuoteInput = {
+    attestBytes: q.attestBytes,
+    signature: encode((w) => q.signature.marshal(w)),
+    akPublic: encode((w) => akPublic.marshal(w)),
+    expectedNonce: nonce,
+    pcrValues: values,
+    policy: pcrPolicyFromValues(values),
+  };
+  t.deepEqual(codes(verifyQuote(base)), []);
+
+  fc.assert(
+    fc.property(
+      fc.constantFrom("attestBytes", "signature", "akPublic"),
+      fc.nat(),
+      fc.integer({ min: 1, max: 255 }),
+      (field, at, xor) => {
+        const bytes = Buffer.from(base[field] as Uint8Array);
+        bytes[at % bytes.length]! ^= xor;
+        const r = verifyQuote({ ...base, [field]: bytes });
+        return !r.ok && r.failures.length > 0;
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test("malformed bytes anywhere are failures, never exceptions", (t) => {
+  const bytes = fc.uint8Array({ maxLength: 300 });
+  fc.assert(
+    fc.property(bytes, bytes, bytes, bytes, (attestBytes, signature, akPublic, nonce) => {
+      const r = verifyQuote({
+        attestBytes,
+        signature,
+        akPublic,
+        expectedNonce: nonce,
+        pcrValues: [],
+        policy: [],
+      });
+      return !r.ok && r.failures.every((f) => typeof f.code === "string" && typeof f.message === "string");
+    }),
+    { numRuns: 500 },
+  );
+  t.pass();
 });

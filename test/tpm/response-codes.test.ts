@@ -11,7 +11,13 @@ test("0x902 is the warning TPM_RC_OBJECT_MEMORY (format 0)", (t) => {
 
 test("0x99d is TPM_RC_POLICY_FAIL on session 1 (format 1)", (t) => {
   const d = decodeResponseCode(0x99d);
-  t.like(d, { name: "TPM_RC_POLICY_FAIL", format: 1, kind: "error", session: 1, baseCode: TPM_RC.POLICY_FAIL });
+  t.like(d, {
+    name: "TPM_RC_POLICY_FAIL",
+    format: 1,
+    kind: "error",
+    session: 1,
+    baseCode: TPM_RC.POLICY_FAIL,
+  });
   t.is(d.parameter, undefined);
   t.is(d.handle, undefined);
   t.is(d.text, "TPM_RC_POLICY_FAIL (session 1)");
@@ -24,7 +30,12 @@ test("0x1df is TPM_RC_INTEGRITY on parameter 1", (t) => {
 });
 
 test("0x101 is TPM_RC_FAILURE (format 0, version 1)", (t) => {
-  t.like(decodeResponseCode(0x101), { name: "TPM_RC_FAILURE", format: 0, kind: "error", baseCode: TPM_RC.FAILURE });
+  t.like(decodeResponseCode(0x101), {
+    name: "TPM_RC_FAILURE",
+    format: 0,
+    kind: "error",
+    baseCode: TPM_RC.FAILURE,
+  });
 });
 
 test("0x100 is TPM_RC_INITIALIZE", (t) => {
