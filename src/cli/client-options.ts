@@ -187,12 +187,30 @@ const splitList = (s: string | undefined): string[] =>
 
 /** A client for one CLI invocation: no key cache (the process ends right after). */
 export function clientFrom(settings: ConnectionSettings): LockboxClient {
+  silenceIpServerNameWarning();
   return new LockboxClient({
     endpoints: settings.endpoints,
     tls: { ca: settings.ca, cert: settings.cert, key: settings.key },
     cache: false,
     ...(settings.deadlineMs !== undefined ? { deadlineMs: settings.deadlineMs } : {}),
   });
+}
+
+/**
+ * grpc-js sends the endpoint's host as TLS server name even when it is an IP
+ * literal, and Node warns once per process (DEP0123) on stderr of every CLI
+ * call. The certificate check itself is unaffected (the peer certificate
+ * carries the IP as a SAN), so the CLI drops just that one warning.
+ */
+function silenceIpServerNameWarning(): void {
+  const emit = process.emitWarning.bind(process) as (...a: unknown[]) => void;
+  process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+    const options = rest[0];
+    const code =
+      typeof options === "object" && options !== null ? (options as { code?: string }).code : rest[1];
+    if (code === "DEP0123") return;
+    emit(warning, ...rest);
+  }) as typeof process.emitWarning;
 }
 
 /**

@@ -59,8 +59,10 @@ export interface GetKeyOptions extends CallOptions {
 
 export interface CreateKeyInput {
   project: string;
-  scope?: string;
-  name?: string;
+  /** Groups a volume with its snapshots and clones; required. */
+  scope: string;
+  /** Required. */
+  name: string;
   /** Only "AES" today. */
   algorithm?: string;
   /** 128 or 256. Default 256. */
@@ -69,8 +71,8 @@ export interface CreateKeyInput {
 
 export interface ImportKeyInput {
   project: string;
-  scope?: string;
-  name?: string;
+  scope: string;
+  name: string;
   algorithm?: string;
   material: Uint8Array;
 }
@@ -153,8 +155,8 @@ export class LockboxClient {
   async createKey(input: CreateKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
     const res = await this.#call<{ key: never }>(this.#keyService.CreateKey, false, opts, {
       project: input.project,
-      scope: input.scope ?? "",
-      name: input.name ?? "",
+      scope: input.scope,
+      name: input.name,
       algorithm: wireAlgorithm(input.algorithm),
       bit_length: input.bitLength ?? 256,
     });
@@ -164,8 +166,8 @@ export class LockboxClient {
   async importKey(input: ImportKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
     const res = await this.#call<{ key: never }>(this.#keyService.ImportKey, false, opts, {
       project: input.project,
-      scope: input.scope ?? "",
-      name: input.name ?? "",
+      scope: input.scope,
+      name: input.name,
       algorithm: wireAlgorithm(input.algorithm),
       material: Buffer.from(input.material),
     });

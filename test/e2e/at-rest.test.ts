@@ -28,6 +28,7 @@ test.serial("no key's material appears in any file under the peer's directory, l
     const key = await client.createKey({
       project: `p${i % 3}`,
       scope: `vol-${i}`,
+      name: `key-${i}`,
       bitLength: i % 2 === 0 ? 256 : 128,
     });
     const fetched = await client.getKey(key.id);
@@ -36,7 +37,12 @@ test.serial("no key's material appears in any file under the peer's directory, l
     if (i % 6 === 0) materials.push((await client.getKey((await client.rekeyClone(key.id)).id)).material);
   }
   const imported = Buffer.from("5f1e0c3a9b7d2e4f6a8c0b1d3e5f7a9c5f1e0c3a9b7d2e4f6a8c0b1d3e5f7a9c", "hex");
-  const importedKey = await client.importKey({ project: "p0", material: imported });
+  const importedKey = await client.importKey({
+    project: "p0",
+    scope: "imported",
+    name: "imp",
+    material: imported,
+  });
   t.deepEqual((await client.getKey(importedKey.id)).material, imported);
   materials.push(imported);
 
@@ -54,9 +60,9 @@ test.serial("no key's material appears in any file under the peer's directory, l
 
 test.serial("swapping two records' wrapped material on disk makes GetKey fail with DATA_LOSS", async (t) => {
   const client = peer.client(peer.admin, { cache: false });
-  const a = await client.createKey({ project: "swap", scope: "a", bitLength: 256 });
-  const b = await client.createKey({ project: "swap", scope: "b", bitLength: 256 });
-  const bystander = await client.createKey({ project: "swap", scope: "c", bitLength: 256 });
+  const a = await client.createKey({ project: "swap", scope: "a", name: "a", bitLength: 256 });
+  const b = await client.createKey({ project: "swap", scope: "b", name: "b", bitLength: 256 });
+  const bystander = await client.createKey({ project: "swap", scope: "c", name: "c", bitLength: 256 });
   const bystanderMaterial = (await client.getKey(bystander.id)).material;
   await peer.kill("SIGTERM");
 

@@ -33,7 +33,7 @@ interface KeyJson {
   createdAt?: string;
 }
 
-test.serial("key create then key get through the CLI, with --dir as the only connection flag", async (t) => {
+test("key create then key get through the CLI, with --dir as the only connection flag", async (t) => {
   // What the README shows: the init directory is enough to find the CA and the admin identity.
   const flags = ["--dir", peer.dir, "--endpoint", peer.address];
   const created = await runCliJson<KeyJson>([
@@ -88,115 +88,129 @@ test.serial("key create then key get through the CLI, with --dir as the only con
   t.is(json.key.id, created.id);
 });
 
-test.serial(
-  "import, meta, list, clone, rekey-clone, delete: each subcommand does what it says",
-  async (t) => {
-    const flags = peer.cliFlags();
-    const material = "000102030405060708090a0b0c0d0e0f";
-    const imported = await runCliJson<KeyJson>([
-      "key",
-      "import",
-      "--project",
-      "img",
-      "--scope",
-      "s1",
-      "--material-hex",
-      material,
-      "--json",
-      ...flags,
-    ]);
-    t.like(imported, { project: "img", scope: "s1", bitLength: 128 });
-    t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
-
-    const file = join(peer.dir, "..", `import-${imported.id}.bin`);
-    await fs.writeFile(file, Buffer.alloc(32, 0xab), { mode: 0o600 });
-    t.teardown(() => fs.rm(file, { force: true }));
-    const fromFile = await runCliJson<KeyJson>([
-      "key",
-      "import",
-      "--project",
-      "img",
-      "--material-file",
-      file,
-      "--json",
-      ...flags,
-    ]);
-    t.is(fromFile.bitLength, 256);
-
-    const meta = await runCliJson<KeyJson>(["key", "meta", imported.id, "--json", ...flags]);
-    t.deepEqual(meta, imported);
-
-    const clone = await runCliJson<KeyJson>([
-      "key",
-      "clone",
-      imported.id,
-      "--name",
-      "snap",
-      "--json",
-      ...flags,
-    ]);
-    t.like(clone, { parentId: imported.id, scope: "s1", name: "snap", bitLength: 128 });
-    t.not(clone.id, imported.id);
-    t.is((await runCli(["key", "get", clone.id, ...flags])).text.trim(), material);
-
-    const rekeyed = await runCliJson<KeyJson>(["key", "rekey-clone", imported.id, "--json", ...flags]);
-    t.like(rekeyed, { parentId: imported.id, scope: "s1" });
-    t.not((await runCli(["key", "get", rekeyed.id, ...flags])).text.trim(), material);
-
-    const scoped = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
-      "key",
-      "list",
-      "--project",
-      "img",
-      "--scope",
-      "s1",
-      "--all",
-      "--json",
-      ...flags,
-    ]);
-    t.deepEqual(scoped.keys.map((k) => k.id).sort(), [imported.id, clone.id, rekeyed.id].sort());
-    const paged = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
-      "key",
-      "list",
-      "--project",
-      "img",
-      "--page-size",
-      "2",
-      "--json",
-      ...flags,
-    ]);
-    t.is(paged.keys.length, 2);
-    t.not(paged.nextPageToken, "");
-    const rest = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
-      "key",
-      "list",
-      "--project",
-      "img",
-      "--page-size",
-      "2",
-      "--page-token",
-      paged.nextPageToken,
-      "--json",
-      ...flags,
-    ]);
-    t.deepEqual(
-      [...paged.keys, ...rest.keys].map((k) => k.id).sort(),
-      [imported.id, fromFile.id, clone.id, rekeyed.id].sort(),
-    );
-
-    const deleted = await runCliJson<KeyJson>(["key", "delete", clone.id, "--json", ...flags]);
-    t.is(deleted.state, "DESTROYED");
-    const afterDelete = await runCli(["key", "get", clone.id, ...flags]);
-    t.not(afterDelete.code, 0);
-    t.is(afterDelete.stdout.length, 0);
-    // The parent keeps its material after its clone is destroyed.
-    t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
-  },
-);
-
-test.serial("grant and revoke through the CLI", async (t) => {
+test("import, meta, list, clone, rekey-clone, delete: each subcommand does what it says", async (t) => {
   const flags = peer.cliFlags();
-  const key = await runCliJson<KeyJson>(["key", "create", "--project", "vol", "--json", ...flags]);
+  const material = "000102030405060708090a0b0c0d0e0f";
+  const imported = await runCliJson<KeyJson>([
+    "key",
+    "import",
+    "--project",
+    "img",
+    "--scope",
+    "s1",
+    "--name",
+    "imported-hex",
+    "--material-hex",
+    material,
+    "--json",
+    ...flags,
+  ]);
+  t.like(imported, { project: "img", scope: "s1", bitLength: 128 });
+  t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
+
+  const file = join(peer.dir, "..", `import-${imported.id}.bin`);
+  await fs.writeFile(file, Buffer.alloc(32, 0xab), { mode: 0o600 });
+  t.teardown(() => fs.rm(file, { force: true }));
+  const fromFile = await runCliJson<KeyJson>([
+    "key",
+    "import",
+    "--project",
+    "img",
+    "--scope",
+    "s2",
+    "--name",
+    "imported-file",
+    "--material-file",
+    file,
+    "--json",
+    ...flags,
+  ]);
+  t.is(fromFile.bitLength, 256);
+
+  const meta = await runCliJson<KeyJson>(["key", "meta", imported.id, "--json", ...flags]);
+  t.deepEqual(meta, imported);
+
+  const clone = await runCliJson<KeyJson>([
+    "key",
+    "clone",
+    imported.id,
+    "--name",
+    "snap",
+    "--json",
+    ...flags,
+  ]);
+  t.like(clone, { parentId: imported.id, scope: "s1", name: "snap", bitLength: 128 });
+  t.not(clone.id, imported.id);
+  t.is((await runCli(["key", "get", clone.id, ...flags])).text.trim(), material);
+
+  const rekeyed = await runCliJson<KeyJson>(["key", "rekey-clone", imported.id, "--json", ...flags]);
+  t.like(rekeyed, { parentId: imported.id, scope: "s1" });
+  t.not((await runCli(["key", "get", rekeyed.id, ...flags])).text.trim(), material);
+
+  const scoped = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
+    "key",
+    "list",
+    "--project",
+    "img",
+    "--scope",
+    "s1",
+    "--all",
+    "--json",
+    ...flags,
+  ]);
+  t.deepEqual(scoped.keys.map((k) => k.id).sort(), [imported.id, clone.id, rekeyed.id].sort());
+  const paged = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
+    "key",
+    "list",
+    "--project",
+    "img",
+    "--page-size",
+    "2",
+    "--json",
+    ...flags,
+  ]);
+  t.is(paged.keys.length, 2);
+  t.not(paged.nextPageToken, "");
+  const rest = await runCliJson<{ keys: KeyJson[]; nextPageToken: string }>([
+    "key",
+    "list",
+    "--project",
+    "img",
+    "--page-size",
+    "2",
+    "--page-token",
+    paged.nextPageToken,
+    "--json",
+    ...flags,
+  ]);
+  t.deepEqual(
+    [...paged.keys, ...rest.keys].map((k) => k.id).sort(),
+    [imported.id, fromFile.id, clone.id, rekeyed.id].sort(),
+  );
+
+  const deleted = await runCliJson<KeyJson>(["key", "delete", clone.id, "--json", ...flags]);
+  t.is(deleted.state, "DESTROYED");
+  const afterDelete = await runCli(["key", "get", clone.id, ...flags]);
+  t.not(afterDelete.code, 0);
+  t.is(afterDelete.stdout.length, 0);
+  // The parent keeps its material after its clone is destroyed.
+  t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
+});
+
+test("grant and revoke through the CLI", async (t) => {
+  const flags = peer.cliFlags();
+  const key = await runCliJson<KeyJson>([
+    "key",
+    "create",
+    "--project",
+    "vol",
+    "--scope",
+    "v9",
+    "--name",
+    "n",
+    "--json",
+    ...flags,
+  ]);
   const grant = await runCliJson<{ id: string; keyId: string; grantee: string; expiresAt: string }>([
     "key",
     "grant",
@@ -221,7 +235,7 @@ test.serial("grant and revoke through the CLI", async (t) => {
   t.truthy(revoked.revokedAt);
 });
 
-test.serial("errors print the status name, exit 1, and never key bytes", async (t) => {
+test("errors print the status name, exit 1, and never key bytes", async (t) => {
   const flags = peer.cliFlags();
   const missing = await runCli(["key", "get", "7d1c2a9e-3b41-4f7a-9a53-0c3f6e2b8d11", ...flags]);
   t.is(missing.code, 1);
@@ -232,21 +246,57 @@ test.serial("errors print the status name, exit 1, and never key bytes", async (
   t.is(malformed.code, 1);
   t.regex(malformed.stderr, /INVALID_ARGUMENT/);
 
-  const tooShort = await runCli(["key", "import", "--project", "p", "--material-hex", "00112233", ...flags]);
+  const tooShort = await runCli([
+    "key",
+    "import",
+    "--project",
+    "p",
+    "--scope",
+    "s",
+    "--name",
+    "n",
+    "--material-hex",
+    "00112233",
+    ...flags,
+  ]);
   t.is(tooShort.code, 1);
   t.regex(tooShort.stderr, /INVALID_ARGUMENT/);
   t.false(tooShort.stderr.includes("00112233"));
 });
 
-test.serial("bad flags are usage errors: exit 2, naming the flag, nothing sent", async (t) => {
+test("bad flags are usage errors: exit 2, naming the flag, nothing sent", async (t) => {
   const flags = peer.cliFlags();
-  const unknown = await runCli(["key", "create", "--project", "p", "--colour", "blue", ...flags]);
+  const unknown = await runCli([
+    "key",
+    "create",
+    "--project",
+    "p",
+    "--scope",
+    "s",
+    "--name",
+    "n",
+    "--colour",
+    "blue",
+    ...flags,
+  ]);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /--colour/);
-  const bits = await runCli(["key", "create", "--project", "p", "--bits", "100", ...flags]);
+  const bits = await runCli([
+    "key",
+    "create",
+    "--project",
+    "p",
+    "--scope",
+    "s",
+    "--name",
+    "n",
+    "--bits",
+    "100",
+    ...flags,
+  ]);
   t.is(bits.code, 2);
   t.regex(bits.stderr, /--bits/);
-  const noProject = await runCli(["key", "create", ...flags]);
+  const noProject = await runCli(["key", "create", "--scope", "s", "--name", "n", ...flags]);
   t.is(noProject.code, 2);
   t.regex(noProject.stderr, /--project/);
   const format = await runCli(["key", "get", "x", "--format", "pem", ...flags]);
@@ -263,25 +313,33 @@ test.serial("bad flags are usage errors: exit 2, naming the flag, nothing sent",
   t.deepEqual(list.keys, []);
 });
 
-test.serial(
-  "status --json says what the peer is and that its master key is a development file",
-  async (t) => {
-    const r = await runCli(["status", "--json", ...peer.cliFlags()]);
-    t.is(r.code, 0, r.stderr);
-    const status = JSON.parse(r.text) as Record<string, unknown>;
-    t.is(status.masterKeyProtector, "development-file");
-    t.is(status.developmentMasterKey, true);
-    t.is(status.sealState, "unsealed");
-    t.true(Number(status.keyCount) >= 1);
-    t.regex(r.stderr, /DEVELOPMENT FILE/);
-    const human = await runCli(["status", ...peer.cliFlags()]);
-    t.regex(human.text, /NOT FOR PRODUCTION/);
-  },
-);
+test("status --json says what the peer is and that its master key is a development file", async (t) => {
+  const r = await runCli(["status", "--json", ...peer.cliFlags()]);
+  t.is(r.code, 0, r.stderr);
+  const status = JSON.parse(r.text) as Record<string, unknown>;
+  t.is(status.masterKeyProtector, "development-file");
+  t.is(status.developmentMasterKey, true);
+  t.is(status.sealState, "unsealed");
+  t.true(Number(status.keyCount) >= 1);
+  t.regex(r.stderr, /DEVELOPMENT FILE/);
+  const human = await runCli(["status", ...peer.cliFlags()]);
+  t.regex(human.text, /NOT FOR PRODUCTION/);
+});
 
-test.serial("audit --json lists who did what to which key, and never key bytes", async (t) => {
+test("audit --json lists who did what to which key, and never key bytes", async (t) => {
   const flags = peer.cliFlags();
-  const key = await runCliJson<KeyJson>(["key", "create", "--project", "audited", "--json", ...flags]);
+  const key = await runCliJson<KeyJson>([
+    "key",
+    "create",
+    "--project",
+    "audited",
+    "--scope",
+    "a",
+    "--name",
+    "n",
+    "--json",
+    ...flags,
+  ]);
   const material = (await runCli(["key", "get", key.id, ...flags])).text.trim();
   // For audit, --key is the key id filter; the connection's key file is --client-key.
   const r = await runCli(["audit", "--key", key.id, "--json", ...flags]);

@@ -25,12 +25,13 @@ test("acknowledged creates survive SIGKILL of the peer and a restart, material e
         const material = Buffer.alloc(32);
         material.writeUInt32BE(i, 0);
         material.write("durable", 8);
-        const key = await client.importKey({ project: `d${i % 4}`, scope: `s${i}`, material });
+        const key = await client.importKey({ project: `d${i % 4}`, scope: `s${i}`, name: `k${i}`, material });
         acked.push({ key, materialHex: material.toString("hex") });
       } else {
         const key = await client.createKey({
           project: `d${i % 4}`,
           scope: `s${i}`,
+          name: `k${i}`,
           bitLength: i % 3 === 0 ? 128 : 256,
         });
         // Fresh material is known only to the peer; read it back (a read, no key write) to compare later.

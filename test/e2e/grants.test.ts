@@ -36,7 +36,7 @@ async function refusedAsMissing(
 }
 
 test("without a grant another project's key is NOT_FOUND, exactly like a missing key", async (t) => {
-  const key = await owner.createKey({ project: "volumes", scope: "vol-1" });
+  const key = await owner.createKey({ project: "volumes", scope: "vol-1", name: "disk" });
   await refusedAsMissing(t, grantee.getKey(key.id), "GetKey");
   await refusedAsMissing(t, grantee.getKeyMetadata(key.id), "GetKeyMetadata");
   await refusedAsMissing(t, grantee.cloneKey(key.id), "CloneKey");
@@ -45,13 +45,13 @@ test("without a grant another project's key is NOT_FOUND, exactly like a missing
     grantee.getKey("0b6f2d1e-8a3c-4e5f-9d7b-1c2a3e4f5a6b"),
     "GetKey of a missing key",
   );
-  const err = await t.throwsAsync(grantee.createKey({ project: "volumes" }));
+  const err = await t.throwsAsync(grantee.createKey({ project: "volumes", scope: "vol-x", name: "disk" }));
   t.true(isLockboxClientError(err) && ["PERMISSION_DENIED", "NOT_FOUND"].includes(err.code), String(err));
 });
 
 test("a grant lets the grantee fetch the key until its deadline, and not after", async (t) => {
-  const key = await owner.createKey({ project: "volumes", scope: "vol-2" });
-  const other = await owner.createKey({ project: "volumes", scope: "vol-2" });
+  const key = await owner.createKey({ project: "volumes", scope: "vol-2", name: "disk" });
+  const other = await owner.createKey({ project: "volumes", scope: "vol-2", name: "disk" });
   const material = (await owner.getKey(key.id)).material;
   const expiresAt = new Date(Date.now() + 3000);
   const grant = await owner.createGrant({ keyId: key.id, grantee: "compute-host-2", expiresAt });
@@ -71,7 +71,7 @@ test("a grant lets the grantee fetch the key until its deadline, and not after",
 });
 
 test("a revoked grant is refused before its deadline", async (t) => {
-  const key = await owner.createKey({ project: "volumes", scope: "vol-3" });
+  const key = await owner.createKey({ project: "volumes", scope: "vol-3", name: "disk" });
   const grant = await owner.createGrant({
     keyId: key.id,
     grantee: "compute-host-2",
@@ -84,7 +84,7 @@ test("a revoked grant is refused before its deadline", async (t) => {
 });
 
 test("grants with a past or too distant deadline are INVALID_ARGUMENT naming expires_at", async (t) => {
-  const key = await owner.createKey({ project: "volumes" });
+  const key = await owner.createKey({ project: "volumes", scope: "vol-x", name: "disk" });
   for (const expiresAt of [new Date(Date.now() - 1000), new Date(Date.now() + 31 * 86_400_000)]) {
     const err = await t.throwsAsync(
       owner.createGrant({ keyId: key.id, grantee: "compute-host-2", expiresAt }),

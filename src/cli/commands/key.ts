@@ -47,11 +47,11 @@ const JSON_HELP = "  --json                 print the result as one JSON line";
 const SUBCOMMANDS: Record<string, Subcommand> = {
   create: {
     summary: "create a key with fresh random material",
-    synopsis: "--project P [--scope S] [--name N] [--bits 128|256]",
+    synopsis: "--project P --scope S --name N [--bits 128|256]",
     flagsHelp: [
-      "  --project P            project the key belongs to (required)",
-      "  --scope S              groups a volume with its snapshots and clones",
-      "  --name N               a label",
+      "  --project P            project the key belongs to",
+      "  --scope S              groups a volume with its snapshots and clones, e.g. the volume id",
+      "  --name N               a label, e.g. the volume's name",
       "  --bits 128|256         AES key length (default 256)",
     ],
     options: {
@@ -67,8 +67,8 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
         throw new UsageError(`--bits must be 128 or 256, got '${bits}'`, "--bits");
       const key = await client.createKey({
         project: requiredFlag(args, "project"),
-        scope: stringFlag(args, "scope") ?? "",
-        name: stringFlag(args, "name") ?? "",
+        scope: requiredFlag(args, "scope"),
+        name: requiredFlag(args, "name"),
         bitLength: Number(bits),
       });
       return printKey(key, json, "created");
@@ -99,8 +99,8 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
       try {
         const key = await client.importKey({
           project: requiredFlag(args, "project"),
-          scope: stringFlag(args, "scope") ?? "",
-          name: stringFlag(args, "name") ?? "",
+          scope: requiredFlag(args, "scope"),
+          name: requiredFlag(args, "name"),
           material,
         });
         return printKey(key, json, "imported");
