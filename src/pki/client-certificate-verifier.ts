@@ -10,7 +10,6 @@ import { X509Certificate as NodeX509Certificate, createHash } from "node:crypto"
 import { LockboxError } from "../errors.js";
 import { type Caller, PROJECT_URI_PREFIX, ROLE_URI_PREFIX, isRole } from "./caller.js";
 import { isValidIdentityName, isValidProjectName } from "./identity-names.js";
-import { x509 } from "./x509.js";
 
 const CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2";
 const LOCKBOX_URI_PREFIX = "urn:lockbox:";
@@ -50,31 +49,30 @@ export class ClientCertificateVerifier {
   }
 
   private verifyUncached(der: Uint8Array): Verified {
-    let node: NodeX509Certificate;
-    let cert: x509.X509Certificate;
+    let cert: NodeX509Certificate;
     try {
-      node = new NodeX509Certificate(der);
-      cert = new x509.X509Certificate(new Uint8Array(der));
+      cert = new NodeX509Certificate(der);
     } catch (e) {
       throw unauthenticated("client certificate cannot be parsed", e);
     }
-    if (!node.checkIssued(this.ca) || !node.verify(this.ca.publicKey)) {
+    if (!cert.checkIssued(this.ca) || !cert.verify(this.ca.publicKey)) {
       throw unauthenticated("client certificate is not signed by the cluster CA");
     }
-    if (cert.getExtension(x509.BasicConstraintsExtension)?.ca === true) {
-      throw unauthenticated("client certificate is a CA certificate");
-    }
-    const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-    if (eku === null || !eku.usages.map(String).includes(CLIENT_AUTH_OID)) {
+    if (cert.ca) throw unauthenticated("client certificate is a CA certificate");
+    // node's `keyUsage` is the extended key usage list (undefined without the extension).
+    if (!(cert.keyUsage ?? []).includes(CLIENT_AUTH_OID)) {
       throw unauthenticated("client certificate is not marked for clientAuth");
     }
-    const commonNames = cert.subjectName.getField("CN");
-    const identity = commonNames.length === 1 ? commonNames[0]! : "";
+    const commonNames = cert.subject.split("\n").filter((line) => line.startsWith("CN="));
+    const identity = commonNames.length === 1 ? commonNames[0]!.slice(3) : "";
     if (!isValidIdentityName(identity)) throw unauthenticated("client certificate has no valid common name");
 
-    const uris = (cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])
-      .filter((n) => n.type === "url" && n.value.startsWith(LOCKBOX_URI_PREFIX))
-      .map((n) => n.value);
+    // node renders SANs as "URI:a, DNS:b"; a value with unusual characters is
+    // quoted, which the name rules below then refuse.
+    const uris = (cert.subjectAltName ?? "")
+      .split(", ")
+      .filter((n) => n.startsWith("URI:" + LOCKBOX_URI_PREFIX))
+      .map((n) => n.slice("URI:".length));
     const roles = uris
       .filter((u) => u.startsWith(ROLE_URI_PREFIX))
       .map((u) => u.slice(ROLE_URI_PREFIX.length));
@@ -88,10 +86,15 @@ export class ClientCertificateVerifier {
     if (roles.length + projects.length !== uris.length) {
       throw unauthenticated("client certificate carries an unknown lockbox name");
     }
+    const notBefore = new Date(cert.validFrom);
+    const notAfter = new Date(cert.validTo);
+    if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) {
+      throw unauthenticated("client certificate has unreadable validity dates");
+    }
     return {
       caller: Object.freeze({ identity, role, projects: Object.freeze([...new Set(projects)]) }),
-      notBefore: cert.notBefore,
-      notAfter: cert.notAfter,
+      notBefore,
+      notAfter,
     };
   }
 }

@@ -1,0 +1,111 @@
+import * as grpc from "@grpc/grpc-js";
+import test from "ava";
+import { call, clientsFor, failure, issue, startTestPeer } from "./peer-fixture.js";
+
+const DAY_MS = 24 * 3600 * 1000;
+const MISSING_ID = "00000000-0000-4000-8000-000000000000";
+
+test("a call without a client certificate gets UNAUTHENTICATED, not a failed handshake", async (t) => {
+  const f = await startTestPeer(t);
+  const anonymous = clientsFor(t, f, null);
+  const err = await failure(t, call(anonymous.keys, "GetKeyMetadata", { id: MISSING_ID }));
+  t.is(err.code, grpc.status.UNAUTHENTICATED);
+  t.regex(err.details, /client certificate/);
+  // The same channel works at the TLS level: the admin identity succeeds on its own connection.
+  const admin = clientsFor(t, f, f.admin);
+  t.true((await call(admin.admin, "GetStatus", {})).ok);
+});
+
+test("a certificate from another CA gets UNAUTHENTICATED", async (t) => {
+  const f = await startTestPeer(t);
+  const other = await startTestPeer(t);
+  const foreign = await issue(other, "admin", "admin", []);
+  const c = clientsFor(t, f, foreign);
+  const err = await failure(t, call(c.admin, "GetStatus", {}));
+  t.is(err.code, grpc.status.UNAUTHENTICATED);
+});
+
+test("an expired certificate of the right CA gets UNAUTHENTICATED", async (t) => {
+  const f = await startTestPeer(t);
+  const expired = await issue(f, "old-host", "service", ["p1"], {
+    days: 1,
+    notBefore: new Date(Date.now() - 10 * DAY_MS),
+  });
+  const c = clientsFor(t, f, expired);
+  const err = await failure(
+    t,
+    call(c.keys, "CreateKey", {
+      project: "p1",
+      scope: "v",
+      name: "n",
+      algorithm: "KEY_ALGORITHM_AES",
+      bit_length: 256,
+    }),
+  );
+  t.is(err.code, grpc.status.UNAUTHENTICATED);
+});
+
+test("a service identity calling the AdminService gets PERMISSION_DENIED", async (t) => {
+  const f = await startTestPeer(t);
+  const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
+  for (const [method, req] of [
+    ["GetStatus", {}],
+    ["ListAuditEvents", {}],
+  ] as const) {
+    const err = await failure(t, call(svc.admin, method, req));
+    t.is(err.code, grpc.status.PERMISSION_DENIED, method);
+  }
+  // ...while its own KeyService calls go through.
+  const created = await call(svc.keys, "CreateKey", {
+    project: "p1",
+    scope: "vol-1",
+    name: "root",
+    algorithm: "KEY_ALGORITHM_AES",
+    bit_length: 128,
+  });
+  t.true(created.ok, created.ok ? "" : created.error.message);
+});
+
+test("refused calls are audited with their outcome, and the key never reaches the audit log", async (t) => {
+  const f = await startTestPeer(t);
+  const admin = clientsFor(t, f, f.admin);
+  const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
+  const anonymous = clientsFor(t, f, null);
+  const created = await call(svc.keys, "CreateKey", {
+    project: "p1",
+    scope: "vol-9",
+    name: "root",
+    algorithm: "KEY_ALGORITHM_AES",
+    bit_length: 256,
+  });
+  if (!created.ok) return t.fail(created.error.message);
+  const id: string = created.value.key.id;
+  const got = await call(svc.keys, "GetKey", { id });
+  if (!got.ok) return t.fail(got.error.message);
+  const material = got.value.material as Buffer;
+  t.is(material.length, 32);
+  await failure(t, call(anonymous.keys, "GetKey", { id }));
+  await failure(t, call(svc.keys, "GetKey", { id: MISSING_ID }));
+
+  const listed = await call(admin.admin, "ListAuditEvents", { key_id: id });
+  if (!listed.ok) return t.fail(listed.error.message);
+  const events = listed.value.events as Record<string, string>[];
+  const summary = events.map((e) => [e.operation, e.identity, e.outcome, e.status]);
+  t.deepEqual(summary, [
+    ["CreateKey", "vol-host", "AUDIT_OUTCOME_OK", "OK"],
+    ["GetKey", "vol-host", "AUDIT_OUTCOME_OK", "OK"],
+    ["GetKey", "", "AUDIT_OUTCOME_DENIED", "UNAUTHENTICATED"],
+  ]);
+  t.true(events.every((e) => e.key_id === id));
+  t.is(events[1]!.project, "p1");
+  const missing = await call(admin.admin, "ListAuditEvents", { key_id: MISSING_ID });
+  if (!missing.ok) return t.fail(missing.error.message);
+  t.deepEqual(
+    (missing.value.events as Record<string, string>[]).map((e) => [e.operation, e.outcome, e.status]),
+    [["GetKey", "AUDIT_OUTCOME_NOT_FOUND", "NOT_FOUND"]],
+  );
+  const everything = JSON.stringify(listed.value) + JSON.stringify(missing.value);
+  for (const encoding of ["hex", "base64", "base64url"] as const) {
+    t.false(everything.includes(material.toString(encoding)), `audit output contains the key (${encoding})`);
+  }
+});

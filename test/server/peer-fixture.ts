@@ -1,0 +1,117 @@
+/**
+ * A real peer for edge tests: `lockbox init`'s work in a temp dir, startPeer
+ * on 127.0.0.1 port 0 (real gRPC, real LevelDB), and raw grpc-js clients
+ * with whatever certificate a test wants to present.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { ExecutionContext } from "ava";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { initCluster } from "../../src/cli/commands/init.js";
+import { type CertifiedKey, issueClientCertificate } from "../../src/pki/certificate-authority.js";
+import type { Role } from "../../src/pki/caller.js";
+import { type RunningPeer, startPeer } from "../../src/peer/start-peer.js";
+import { serverProtos } from "../../src/server/proto-definitions.js";
+
+export interface PeerFixture {
+  dir: string;
+  peer: RunningPeer;
+  ca: CertifiedKey;
+  /** Server-side log lines (the edge's stderr). */
+  logs: string[];
+  admin: CertifiedKey;
+}
+
+export async function startTestPeer(t: ExecutionContext): Promise<PeerFixture> {
+  const dir = mkdtempSync(join(tmpdir(), "lockbox-edge-"));
+  const logs: string[] = [];
+  let peer: RunningPeer | undefined;
+  t.teardown(async () => {
+    await peer?.close(1_000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await initCluster({ dir, peerId: "peer-1", listen: "127.0.0.1:0" });
+  peer = await startPeer({ dir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
+  const read = (f: string): string => readFileSync(join(dir, f), "utf8");
+  return {
+    dir,
+    peer,
+    logs,
+    ca: { certificatePem: read("ca.crt"), privateKeyPem: read("ca.key") },
+    admin: { certificatePem: read("admin.crt"), privateKeyPem: read("admin.key") },
+  };
+}
+
+export function issue(
+  f: PeerFixture,
+  identity: string,
+  role: Role,
+  projects: string[],
+  extra: { days?: number; notBefore?: Date } = {},
+): Promise<CertifiedKey> {
+  return issueClientCertificate(f.ca, { identity, role, projects, ...extra });
+}
+
+type Unary = (req: unknown, callback: (err: grpc.ServiceError | null, res?: any) => void) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface TestClients {
+  keys: Record<string, Unary>;
+  admin: Record<string, Unary>;
+  close(): void;
+}
+
+/** Clients of both services presenting `identity` (or no client certificate at all). */
+export function clientsFor(t: ExecutionContext, f: PeerFixture, identity: CertifiedKey | null): TestClients {
+  const credentials =
+    identity === null
+      ? grpc.credentials.createSsl(Buffer.from(f.ca.certificatePem))
+      : grpc.credentials.createSsl(
+          Buffer.from(f.ca.certificatePem),
+          Buffer.from(identity.privateKeyPem),
+          Buffer.from(identity.certificatePem),
+        );
+  const protos = serverProtos();
+  const KeyClient = grpc.makeGenericClientConstructor(protos.keyService, "KeyService");
+  const AdminClient = grpc.makeGenericClientConstructor(protos.adminService, "AdminService");
+  // The peer certificate names localhost and 127.0.0.1; TLS server names must be DNS names.
+  const options = { "grpc.ssl_target_name_override": "localhost", "grpc.default_authority": "localhost" };
+  const keys = new KeyClient(f.peer.address, credentials, options) as unknown as Record<string, Unary> &
+    grpc.Client;
+  const admin = new AdminClient(f.peer.address, credentials, options) as unknown as Record<string, Unary> &
+    grpc.Client;
+  const close = (): void => {
+    keys.close();
+    admin.close();
+  };
+  t.teardown(close);
+  return { keys, admin, close };
+}
+
+/** Calls a unary method; resolves to the response or the ServiceError (never rejects). */
+export function call<T = any>( // eslint-disable-line @typescript-eslint/no-explicit-any
+  client: Record<string, Unary>,
+  method: string,
+  request: unknown,
+): Promise<{ ok: true; value: T } | { ok: false; error: grpc.ServiceError }> {
+  return new Promise((resolve) => {
+    const fn = client[method];
+    if (fn === undefined) throw new Error(`no method ${method}`);
+    fn.call(client, request, (err, res) =>
+      err ? resolve({ ok: false, error: err }) : resolve({ ok: true, value: res as T }),
+    );
+  });
+}
+
+/** The status of a call that must fail. */
+export async function failure(
+  t: ExecutionContext,
+  p: Promise<{ ok: true; value: unknown } | { ok: false; error: grpc.ServiceError }>,
+): Promise<grpc.ServiceError> {
+  const r = await p;
+  if (r.ok) {
+    t.fail(`expected the call to fail, got ${JSON.stringify(r.value).slice(0, 200)}`);
+    throw new Error("unreachable");
+  }
+  return r.error;
+}
