@@ -7,8 +7,9 @@
  *   "snapshot"           encoded snapshot (metadata + state machine image)
  *   "e" + 16-digit index one log entry; zero-padding makes key order equal index order
  *
- * Every write is one batch with { sync: true } (when the Ready asks for a sync), so it is atomic and
- * durable before the driver sends anything that depends on it.
+ * Every write is one atomic batch, with { sync: true } whenever the driver asks for durability (always
+ * for entries, snapshots, term and vote), so it is on disk before the driver sends anything that depends
+ * on it. compact() always syncs.
  */
 import type { AbstractSublevel } from "abstract-level";
 import type { RaftStorage, RaftStorageUpdate } from "../../cluster/raft/driver/raft-storage.js";
@@ -108,7 +109,7 @@ export class LevelDbRaftStorage implements RaftStorage {
       ops.push({ type: "put", key: HARD_STATE_KEY, value: encodeJson(update.hardState) });
     }
     if (ops.length === 0) return;
-    await this.db.batch(ops, { sync: true } as object);
+    await this.db.batch(ops, { sync: update.sync } as object);
     this.#first = first;
     this.#last = last;
   }

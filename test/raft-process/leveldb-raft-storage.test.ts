@@ -65,6 +65,7 @@ test("hard state, entries and snapshot read back identically after reopening the
     confState: { voters: ["1", "2", "3"], learners: ["4"] },
   };
   await s.save({
+    sync: true,
     snapshot: null,
     entries: [entry(1, 1), entry(2, 2), conf],
     hardState: { term: 2, vote: "1", commit: 2 },
@@ -83,8 +84,18 @@ test("appending at an earlier index replaces the conflicting suffix", async (t) 
   const h = await openDb(t);
   const s = h.storage();
   await s.load();
-  await s.save({ snapshot: null, entries: [1, 2, 3, 4, 5].map((i) => entry(i, 1)), hardState: null });
-  await s.save({ snapshot: null, entries: [entry(3, 2, "new3"), entry(4, 2, "new4")], hardState: null });
+  await s.save({
+    sync: true,
+    snapshot: null,
+    entries: [1, 2, 3, 4, 5].map((i) => entry(i, 1)),
+    hardState: null,
+  });
+  await s.save({
+    sync: true,
+    snapshot: null,
+    entries: [entry(3, 2, "new3"), entry(4, 2, "new4")],
+    hardState: null,
+  });
   const got = await (await h.reopen()).load();
   t.deepEqual(
     got.entries.map((e) => [e.index, e.term, Buffer.from(e.data).toString()]),
@@ -102,6 +113,7 @@ test("compact stores the snapshot and deletes entries up to its index; an instal
   const s = h.storage();
   await s.load();
   await s.save({
+    sync: true,
     snapshot: null,
     entries: [1, 2, 3, 4, 5, 6].map((i) => entry(i, 1)),
     hardState: { term: 1, vote: null, commit: 6 },
@@ -123,6 +135,7 @@ test("compact stores the snapshot and deletes entries up to its index; an instal
   const s2 = h.storage();
   await s2.load();
   await s2.save({
+    sync: true,
     snapshot: { metadata: { index: 10, term: 3, confState }, data: enc("state@10") },
     entries: [entry(11, 3)],
     hardState: { term: 3, vote: null, commit: 10 },
@@ -140,7 +153,7 @@ test("a corrupted entry refuses to load, naming what is wrong", async (t) => {
   const h = await openDb(t);
   const s = h.storage();
   await s.load();
-  await s.save({ snapshot: null, entries: [entry(1, 1), entry(2, 1)], hardState: null });
+  await s.save({ sync: true, snapshot: null, entries: [entry(1, 1), entry(2, 1)], hardState: null });
   await h
     .db()
     .sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })

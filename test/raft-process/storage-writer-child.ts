@@ -16,6 +16,7 @@ for (let n = 0; n < 100_000; n++) {
   index++;
   const data = new TextEncoder().encode(`entry-${index}`);
   await storage.save({
+    sync: true,
     snapshot: null,
     entries: [{ index, term: 1, type: EntryType.Normal, data, confChange: null, confState: null }],
     hardState: { term: 1, vote: "1", commit: index },

@@ -23,6 +23,7 @@ import {
   type ConfChange,
   type ConfState,
   type Entry,
+  type HardState,
   type Message,
   type NodeId,
   type RaftConfig,
@@ -124,6 +125,8 @@ export class RaftDriver<R = unknown> {
   readonly #reads = new Map<string, PendingRead>();
   readonly #transfers = new Set<PendingTransfer>();
   #readSeq = 0;
+  /** The hard state last written to storage (undefined until the first write of this process). */
+  #savedHardState: HardState | undefined;
 
   /** Loads persisted state (bootstrapping a new founding member), restores the state machine, starts. */
   static async start<R>(options: RaftDriverOptions<R>): Promise<RaftDriver<R>> {
@@ -139,6 +142,7 @@ export class RaftDriver<R = unknown> {
         snapshot: bootstrapSnapshot(opts.bootstrapVoters),
         entries: [],
         hardState: persisted.hardState,
+        sync: true,
       });
       persisted = await opts.storage.load();
     }
@@ -405,8 +409,14 @@ export class RaftDriver<R = unknown> {
   async #handleReady(rd: Ready): Promise<void> {
     // 1. Persist, synced, before anything that depends on it leaves.
     if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
-      await this.#opts.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+      await this.#opts.storage.save({
+        snapshot: rd.snapshot,
+        entries: rd.entries,
+        hardState: rd.hardState,
+        sync: this.#mustSync(rd),
+      });
       if (this.#stopped) return;
+      if (rd.hardState !== null) this.#savedHardState = rd.hardState;
     }
     if (rd.snapshot !== null) {
       const idx = rd.snapshot.metadata.index;
@@ -428,6 +438,20 @@ export class RaftDriver<R = unknown> {
     // 4. Advance.
     this.#core.advance(rd);
     if (rd.softState !== null) this.#onSoftState(rd.softState.leader);
+  }
+
+  /**
+   * A write must be synced when it holds a snapshot, entries, or a new term or vote. A hard state that
+   * only moves `commit` is written without fsync: the commit index need not survive a crash (raft paper
+   * fig. 2 keeps it volatile; etcd's MustSync is the same rule), and LevelDB's sequential log makes any
+   * later synced write carry it to disk anyway. This halves the fsyncs on the commit path, so it is
+   * stricter than nothing and looser than `Ready.mustSync`, which also counts commit-only changes.
+   */
+  #mustSync(rd: Ready): boolean {
+    if (rd.snapshot !== null || rd.entries.length > 0) return true;
+    const hs = rd.hardState;
+    const saved = this.#savedHardState;
+    return hs !== null && (saved === undefined || hs.term !== saved.term || hs.vote !== saved.vote);
   }
 
   #apply(e: Entry): void {

@@ -13,6 +13,8 @@ export interface RaftStorageUpdate {
   entries: Entry[];
   /** Overwrites the stored hard state. */
   hardState: HardState | null;
+  /** Whether the write must be fsync'd before save() resolves (the driver decides; see raft-driver.ts). */
+  sync: boolean;
 }
 
 export interface RaftStorage {
