@@ -16,13 +16,12 @@
  * - Stored material that fails authentication (moved, swapped or edited on disk) is DATA_LOSS
  *   "integrity check failed for key <id>"; another key's material is never returned.
  */
-import { partitionOf } from "../../cluster/ring/partition.js";
 import type { Barrier } from "../crypto/barrier.js";
 import { openEnvelope, sealEnvelope, type EnvelopeBinding } from "../crypto/envelope.js";
 import { nodeRandomSource, randomUuid, zeroize, type RandomSource } from "../crypto/random-source.js";
-import { LockboxError, notFound } from "../errors.js";
-import type { PeerStore, StoreOp } from "../store/peer-store.js";
-import { recordKey } from "../store/record-key.js";
+import { invalidArgument, LockboxError, notFound } from "../errors.js";
+import type { PeerStore } from "../store/peer-store.js";
+import { GRANTS_PER_KEY_MAX, GrantStore } from "./grant-store.js";
 import {
   callerMaySee,
   systemClock,
@@ -42,10 +41,10 @@ import {
   type ListKeysResponse,
   type RevokeGrantRequest,
 } from "./key-model.js";
+import { KeyRecordStore, listingPrefix } from "./key-record-store.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { signPageToken, verifyPageToken } from "./page-token.js";
 import { KEK_GENERATION, ProjectKeks } from "./project-keks.js";
-import { decodeGrant, decodeKeyRecord, encodeGrant, encodeKeyRecord } from "./record-codec.js";
 import {
   validateAlgorithm,
   validateBitLength,
@@ -60,7 +59,8 @@ import {
   validateRequestObject,
   validateUuid,
 } from "./validation.js";
-import { invalidArgument } from "../errors.js";
+
+export { GRANTS_PER_KEY_MAX } from "./grant-store.js";
 
 export interface KeyServiceOptions {
   store: PeerStore;
@@ -73,19 +73,7 @@ export interface KeyServiceOptions {
   random?: RandomSource;
 }
 
-/** Most grant records (live, expired or revoked) one key may accumulate. */
-export const GRANTS_PER_KEY_MAX = 1000;
-
-/** meta-sublevel key layout owned by the key service. */
-const indexPrefix = (project: string): string => `idx/${project}/`;
-const indexKey = (r: { project: string; scope: string; id: string }): string =>
-  `${indexPrefix(r.project)}${r.scope}/${r.id}`;
-const grantPrefix = (keyId: string): string => `grant/${keyId}/`;
-const grantKey = (keyId: string, grantId: string): string => `${grantPrefix(keyId)}${grantId}`;
-const grantIdKey = (grantId: string): string => `grant-id/${grantId}`;
-/** The key after every key with this prefix ("/" + 1 = "0"). */
-const prefixEnd = (prefix: string): string => `${prefix.slice(0, -1)}0`;
-
+/** What a key's wrapped material is bound to (the AAD): moving it to another record fails. */
 const materialBinding = (
   r: Pick<KeyRecord, "id" | "project" | "algorithm" | "bitLength">,
 ): EnvelopeBinding => ({
@@ -96,28 +84,28 @@ const materialBinding = (
   bitLength: r.bitLength,
 });
 
-const EMPTY = new Uint8Array(0);
+type NewKeyFields = Pick<KeyRecord, "project" | "scope" | "name" | "algorithm" | "bitLength" | "parentId">;
 
 export class KeyService {
   private readonly store: PeerStore;
   private readonly barrier: Barrier;
-  private readonly clusterSalt: Uint8Array;
-  private readonly partitionPower: number;
   private readonly clock: Clock;
   private readonly random: RandomSource;
+  private readonly records: KeyRecordStore;
+  private readonly grants: GrantStore;
   private readonly keks: ProjectKeks;
+  /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
 
   private constructor(options: KeyServiceOptions) {
     this.store = options.store;
     this.barrier = options.barrier;
-    this.clusterSalt = new Uint8Array(options.clusterSalt);
-    this.partitionPower = options.partitionPower;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? nodeRandomSource;
+    this.records = new KeyRecordStore(this.store, options.clusterSalt, options.partitionPower);
+    this.grants = new GrantStore(this.store);
     this.keks = new ProjectKeks(this.store, this.barrier, this.random);
-    partitionOf(this.clusterSalt, "probe", this.partitionPower); // validates salt and power early
     // Cached KEKs were unwrapped with the CMK: sealing the barrier must make them unusable too.
     this.barrier.onSeal(() => void this.keks.zeroize());
   }
@@ -125,9 +113,7 @@ export class KeyService {
   /** Opens the service over an open store; counts the live keys once. */
   static async open(options: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(options);
-    for await (const value of service.store.sublevel("records").values()) {
-      if (decodeKeyRecord(value, "(scan)").state !== "destroyed") service.liveKeyCount += 1;
-    }
+    service.liveKeyCount = await service.records.countLive();
     return service;
   }
 
@@ -147,6 +133,7 @@ export class KeyService {
     }
   }
 
+  /** The caller keeps ownership of `material` (it is not zeroed here). */
   async importKey(caller: Caller, req: ImportKeyRequest): Promise<KeyMeta> {
     const r = validateRequestObject(req);
     const project = validateProjectLike("project", r.project);
@@ -162,7 +149,6 @@ export class KeyService {
   async getKey(caller: Caller, req: KeyIdRequest): Promise<GetKeyResponse> {
     const id = validateUuid("id", validateRequestObject(req).id);
     const record = await this.loadVisible(caller, id, true);
-    if (record.state === "destroyed") throw new LockboxError("FAILED_PRECONDITION", `key ${id} destroyed`);
     return { key: toKeyMeta(record), material: await this.unwrapMaterial(record) };
   }
 
@@ -177,7 +163,7 @@ export class KeyService {
     const scope = r.scope === undefined || r.scope === "" ? "" : validateProjectLike("scope", r.scope);
     const pageSize = validatePageSize(r.pageSize);
     const token = validatePageTokenShape(r.pageToken);
-    const prefix = scope === "" ? indexPrefix(project) : `${indexPrefix(project)}${scope}/`;
+    const prefix = listingPrefix(project, scope);
     let after: string | undefined;
     if (token !== "") {
       const payload = verifyPageToken(this.barrier, "list-keys", token);
@@ -188,47 +174,38 @@ export class KeyService {
     }
     this.authorizeProject(caller, project);
     this.barrier.requireUnsealed();
-
-    const range = after === undefined ? { gte: prefix } : { gt: after };
-    const indexKeys = await this.store
-      .sublevel("meta")
-      .keys({ ...range, lt: prefixEnd(prefix), limit: pageSize + 1 })
-      .all();
-    const page = indexKeys.slice(0, pageSize);
-    const ids = page.map((k) => k.slice(k.lastIndexOf("/") + 1));
-    const values = await this.store.sublevel("records").getMany(ids.map((id) => this.recordKeyOf(id)));
-    const keys = values.map((v, i) => {
-      if (v === undefined)
-        throw new LockboxError("DATA_LOSS", `key ${ids[i]} is listed but its record is missing`);
-      return toKeyMeta(this.decodeRecord(v, ids[i]!));
-    });
+    const page = await this.records.listPage(prefix, after, pageSize);
     const nextPageToken =
-      indexKeys.length > pageSize
-        ? signPageToken(this.barrier, "list-keys", { p: project, s: scope, a: page[page.length - 1]! })
+      page.more && page.lastIndexKey !== undefined
+        ? signPageToken(this.barrier, "list-keys", { p: project, s: scope, a: page.lastIndexKey })
         : "";
-    return { keys, nextPageToken };
+    return { keys: page.records.map(toKeyMeta), nextPageToken };
   }
 
+  /** Tombstones the key. Deleting a destroyed key returns its tombstone unchanged. */
   async deleteKey(caller: Caller, req: KeyIdRequest): Promise<KeyMeta> {
     const id = validateUuid("id", validateRequestObject(req).id);
     return this.locks.run(id, async () => {
       const record = await this.loadVisible(caller, id, false);
       if (record.state === "destroyed") return toKeyMeta(record);
+      // toKeyMeta drops wrappedMaterial: the tombstone holds no material at all.
       const tombstone: KeyRecord = {
         ...toKeyMeta(record),
         state: "destroyed",
         destroyedAt: this.clock.now(),
       };
-      await this.store.write([this.putRecord(tombstone)]);
+      await this.store.write(this.records.putOps(tombstone, false));
       this.liveKeyCount -= 1;
       return toKeyMeta(tombstone);
     });
   }
 
+  /** Same material under a new id (snapshots). */
   cloneKey(caller: Caller, req: CloneKeyRequest): Promise<KeyMeta> {
     return this.deriveKey(caller, req, "same-material");
   }
 
+  /** Fresh material under a new id (a LUKS key change on clone). */
   rekeyClone(caller: Caller, req: CloneKeyRequest): Promise<KeyMeta> {
     return this.deriveKey(caller, req, "fresh-material");
   }
@@ -241,41 +218,23 @@ export class KeyService {
     const expiresAt = validateExpiresAt(r.expiresAt, now);
     return this.locks.run(keyId, async () => {
       const record = await this.loadVisible(caller, keyId, false);
-      if (record.state === "destroyed")
-        throw new LockboxError("FAILED_PRECONDITION", `key ${keyId} destroyed`);
-      const existing = await this.store
-        .sublevel("meta")
-        .keys({ gte: grantPrefix(keyId), lt: prefixEnd(grantPrefix(keyId)), limit: GRANTS_PER_KEY_MAX })
-        .all();
-      if (existing.length >= GRANTS_PER_KEY_MAX) {
+      this.requireNotDestroyed(record);
+      if ((await this.grants.countForKey(keyId)) >= GRANTS_PER_KEY_MAX) {
         throw new LockboxError("RESOURCE_EXHAUSTED", `key ${keyId} has ${GRANTS_PER_KEY_MAX} grants already`);
       }
-      const grant: Grant = {
-        id: randomUuid(this.random),
-        keyId,
-        grantee,
-        grantedBy: caller.identity,
-        createdAt: now,
-        expiresAt,
-      };
-      await this.store.write([
-        { type: "put", sublevel: "meta", key: grantKey(keyId, grant.id), value: encodeGrant(grant) },
-        {
-          type: "put",
-          sublevel: "meta",
-          key: grantIdKey(grant.id),
-          value: new Uint8Array(Buffer.from(keyId)),
-        },
-      ]);
+      const id = randomUuid(this.random);
+      const grant: Grant = { id, keyId, grantee, grantedBy: caller.identity, createdAt: now, expiresAt };
+      await this.store.write(this.grants.putOps(grant, true));
       return grant;
     });
   }
 
+  /** Revoking a revoked grant returns it unchanged. Grants of keys the caller may not see are NOT_FOUND. */
   async revokeGrant(caller: Caller, req: RevokeGrantRequest): Promise<Grant> {
     const grantId = validateUuid("grant_id", validateRequestObject(req).grantId);
-    const keyIdBytes = await this.store.get("meta", grantIdKey(grantId));
-    if (keyIdBytes === undefined) throw notFound(`grant ${grantId}`);
-    const keyId = Buffer.from(keyIdBytes).toString("utf8");
+    this.barrier.requireUnsealed();
+    const keyId = await this.grants.keyIdOf(grantId);
+    if (keyId === undefined) throw notFound(`grant ${grantId}`);
     return this.locks.run(keyId, async () => {
       try {
         await this.loadVisible(caller, keyId, false);
@@ -283,15 +242,11 @@ export class KeyService {
         if (e instanceof LockboxError && e.code === "NOT_FOUND") throw notFound(`grant ${grantId}`);
         throw e;
       }
-      const stored = await this.store.get("meta", grantKey(keyId, grantId));
-      if (stored === undefined)
-        throw new LockboxError("DATA_LOSS", `grant ${grantId} is indexed but missing`);
-      const grant = decodeGrant(stored, grantId);
+      const grant = await this.grants.load(keyId, grantId);
+      if (grant === undefined) throw new LockboxError("DATA_LOSS", `grant ${grantId} is indexed but missing`);
       if (grant.revokedAt !== undefined) return grant;
       const revoked: Grant = { ...grant, revokedAt: this.clock.now() };
-      await this.store.write([
-        { type: "put", sublevel: "meta", key: grantKey(keyId, grantId), value: encodeGrant(revoked) },
-      ]);
+      await this.store.write(this.grants.putOps(revoked, false));
       return revoked;
     });
   }
@@ -318,21 +273,12 @@ export class KeyService {
     const name = validateOptionalName("name", r.name);
     return this.locks.run(id, async () => {
       const parent = await this.loadVisible(caller, id, false);
-      if (parent.state === "destroyed") throw new LockboxError("FAILED_PRECONDITION", `key ${id} destroyed`);
       const bytes =
-        material === "same-material"
-          ? await this.unwrapMaterial(parent)
-          : this.random.bytes(parent.bitLength / 8);
+        material === "same-material" ? await this.unwrapMaterial(parent) : this.freshMaterial(parent);
       try {
+        const { project, scope, algorithm, bitLength } = parent;
         return await this.insert(
-          {
-            project: parent.project,
-            scope: parent.scope,
-            name: name ?? parent.name,
-            algorithm: parent.algorithm,
-            bitLength: parent.bitLength,
-            parentId: parent.id,
-          },
+          { project, scope, name: name ?? parent.name, algorithm, bitLength, parentId: parent.id },
           bytes,
         );
       } finally {
@@ -341,13 +287,16 @@ export class KeyService {
     });
   }
 
+  private freshMaterial(parent: KeyRecord): Uint8Array {
+    this.requireNotDestroyed(parent);
+    return this.random.bytes(parent.bitLength / 8);
+  }
+
   /** Writes a new active key with `material` (wrapped here; the caller still owns `material`). */
-  private async insert(
-    fields: Pick<KeyRecord, "project" | "scope" | "name" | "algorithm" | "bitLength" | "parentId">,
-    material: Uint8Array,
-  ): Promise<KeyMeta> {
+  private async insert(fields: NewKeyFields, material: Uint8Array): Promise<KeyMeta> {
     if (material.length * 8 !== fields.bitLength)
       throw new Error("material length does not match bit length");
+    this.barrier.requireUnsealed();
     const kek = await this.keks.getOrCreate(fields.project);
     const record: KeyRecord = {
       id: randomUuid(this.random),
@@ -355,6 +304,13 @@ export class KeyService {
       createdAt: this.clock.now(),
       state: "active",
     };
+    // A repeated id would overwrite another key; with a sound RandomSource this never happens.
+    if ((await this.records.load(record.id)) !== undefined) {
+      throw new LockboxError(
+        "INTERNAL",
+        `generated key id ${record.id} already exists (broken RandomSource?)`,
+      );
+    }
     record.wrappedMaterial = sealEnvelope(
       kek,
       KEK_GENERATION,
@@ -362,10 +318,7 @@ export class KeyService {
       materialBinding(record),
       this.random,
     );
-    await this.store.write([
-      this.putRecord(record),
-      { type: "put", sublevel: "meta", key: indexKey(record), value: EMPTY },
-    ]);
+    await this.store.write(this.records.putOps(record, true));
     this.liveKeyCount += 1;
     return toKeyMeta(record);
   }
@@ -373,32 +326,20 @@ export class KeyService {
   /** Loads a key the caller may see (or holds a live grant on, when `viaGrant`); NOT_FOUND otherwise. */
   private async loadVisible(caller: Caller, id: string, viaGrant: boolean): Promise<KeyRecord> {
     this.barrier.requireUnsealed();
-    const stored = await this.store.get("records", this.recordKeyOf(id));
-    if (stored === undefined) throw notFound(`key ${id}`);
-    const record = this.decodeRecord(stored, id);
+    const record = await this.records.load(id);
+    if (record === undefined) throw notFound(`key ${id}`);
     if (callerMaySee(caller, record.project)) return record;
-    if (viaGrant && (await this.hasLiveGrant(caller.identity, id))) return record;
+    if (viaGrant && (await this.grants.hasLive(caller.identity, id, this.clock.now().getTime())))
+      return record;
     throw notFound(`key ${id}`);
   }
 
-  private async hasLiveGrant(identity: string, keyId: string): Promise<boolean> {
-    const now = this.clock.now().getTime();
-    const prefix = grantPrefix(keyId);
-    for await (const [k, v] of this.store
-      .sublevel("meta")
-      .iterator({ gte: prefix, lt: prefixEnd(prefix), limit: GRANTS_PER_KEY_MAX })) {
-      const g = decodeGrant(v, k);
-      if (g.grantee === identity && g.revokedAt === undefined && now < g.expiresAt.getTime()) return true;
-    }
-    return false;
-  }
-
+  /** The key's plaintext material; FAILED_PRECONDITION if destroyed, DATA_LOSS if it fails authentication. */
   private async unwrapMaterial(record: KeyRecord): Promise<Uint8Array> {
-    if (record.wrappedMaterial === undefined)
-      throw new LockboxError("FAILED_PRECONDITION", `key ${record.id} destroyed`);
+    this.requireNotDestroyed(record);
     const kek = await this.keks.getExisting(record.project);
     try {
-      return openEnvelope(kek, record.wrappedMaterial, materialBinding(record));
+      return openEnvelope(kek, record.wrappedMaterial!, materialBinding(record));
     } catch (e) {
       if (e instanceof LockboxError && e.code === "DATA_LOSS") {
         throw new LockboxError("DATA_LOSS", `integrity check failed for key ${record.id}`, undefined, {
@@ -409,11 +350,10 @@ export class KeyService {
     }
   }
 
-  private decodeRecord(bytes: Uint8Array, id: string): KeyRecord {
-    const record = decodeKeyRecord(bytes, id);
-    if (record.id !== id)
-      throw new LockboxError("DATA_LOSS", `integrity check failed for key ${id} (record names ${record.id})`);
-    return record;
+  private requireNotDestroyed(record: KeyRecord): void {
+    if (record.state === "destroyed" || record.wrappedMaterial === undefined) {
+      throw new LockboxError("FAILED_PRECONDITION", `key ${record.id} destroyed`);
+    }
   }
 
   private authorizeProject(caller: Caller, project: string): void {
@@ -423,18 +363,5 @@ export class KeyService {
         `identity ${caller.identity} may not use project ${project}`,
       );
     }
-  }
-
-  private recordKeyOf(id: string): string {
-    return recordKey(partitionOf(this.clusterSalt, id, this.partitionPower), id, this.partitionPower);
-  }
-
-  private putRecord(record: KeyRecord): StoreOp {
-    return {
-      type: "put",
-      sublevel: "records",
-      key: this.recordKeyOf(record.id),
-      value: encodeKeyRecord(record),
-    };
   }
 }
