@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { isLockboxError, type LockboxError } from "../../src/errors.js";
+import { kekBinding } from "../../src/keys/project-keks.js";
 import { openKeyService } from "../../src/keys/open-key-service.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { admin, openFixture } from "./key-service-fixture.js";
@@ -15,7 +16,7 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-test("no key's material appears anywhere in the data directory", async (t) => {
+test("no key's material and no project KEK appears anywhere in the data directory", async (t) => {
   const fx = await openFixture(t);
   const service = fx.handle.service;
   const materials: Buffer[] = [];
@@ -46,6 +47,13 @@ test("no key's material appears anywhere in the data directory", async (t) => {
   materials.push(
     Buffer.from((await service.getKey(admin, await service.rekeyClone(admin, parent))).material),
   );
+  // Project KEKs must not be on disk in the clear either: unwrap each stored one to know its bytes.
+  const keks = await fx.handle.store.sublevel("meta").iterator({ gte: "kek/", lt: "kek0" }).all();
+  t.is(keks.length, 6);
+  for (const [k, wrapped] of keks) {
+    const project = k.slice("kek/".length);
+    materials.push(Buffer.from(fx.handle.barrier.unwrap(wrapped, kekBinding(project))));
+  }
   // Audit events too: they name keys, never their bytes.
   await fx.handle.audit.append({
     identity: "x",
@@ -72,7 +80,7 @@ test("no key's material appears anywhere in the data directory", async (t) => {
       }
     }
   };
-  t.is(materials.length, 172);
+  t.is(materials.length, 172 + 6);
   await scan("after stop"); // the write-ahead log holds the records
   // A restart turns the log into sorted tables; scan what that leaves as well.
   await (await openKeyService(fx.dbDir, fx.protector)).close();
