@@ -69,7 +69,10 @@ const FIELD_CHARS_MAX = {
   status: 32,
   detail: 1024,
 } as const;
-/** Most events one list() call examines when filtering, so a filtered listing stays bounded. */
+/**
+ * Default for the most events one list() call examines, so a filtered listing stays bounded: a
+ * page may come back short (even empty) with a token to continue from where the scan stopped.
+ */
 export const AUDIT_SCAN_MAX = 10_000;
 const PAGE_SIZE_DEFAULT = 100;
 const PAGE_SIZE_MAX = 1000;
@@ -82,14 +85,21 @@ export class AuditLog {
     private readonly store: PeerStore,
     private readonly clock: Clock,
     private nextSequence: number,
+    private readonly scanMax: number,
   ) {}
 
   /** Opens the log; the next sequence follows the highest one stored. */
-  static async open(store: PeerStore, clock: Clock = systemClock): Promise<AuditLog> {
+  static async open(
+    store: PeerStore,
+    clock: Clock = systemClock,
+    options: { scanMax?: number } = {},
+  ): Promise<AuditLog> {
+    const scanMax = options.scanMax ?? AUDIT_SCAN_MAX;
+    if (!Number.isInteger(scanMax) || scanMax < 1) throw new RangeError("scanMax must be a positive integer");
     const last = await store.sublevel("audit").keys({ reverse: true, limit: 1 }).all();
     const next = last.length === 0 ? 1 : Number.parseInt(last[0]!, 16) + 1;
     if (!Number.isSafeInteger(next)) throw new LockboxError("DATA_LOSS", "audit log sequence is corrupt");
-    return new AuditLog(store, clock, next);
+    return new AuditLog(store, clock, next, scanMax);
   }
 
   /** Appends one event; resolves once it is synced. */
@@ -142,7 +152,7 @@ export class AuditLog {
     let more = false;
     const range = after === undefined ? {} : { gt: after };
     for await (const [k, v] of this.store.sublevel("audit").iterator(range)) {
-      if (events.length === pageSize || scanned === AUDIT_SCAN_MAX) {
+      if (events.length === pageSize || scanned === this.scanMax) {
         more = true;
         break;
       }

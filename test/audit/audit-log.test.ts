@@ -149,3 +149,20 @@ test("events hold text only: material cannot be passed, and oversize detail is c
   t.is(long.detail.length, 1024);
   t.deepEqual((await ctx.log.list()).events, [long]);
 });
+
+test("a filtered list examines a bounded number of events per call and continues with a token", async (t) => {
+  const ctx = await setup(t);
+  for (let i = 0; i < 12; i++) await ctx.log.append(event({ identity: i === 10 ? "rare" : "common" }));
+  const bounded = await AuditLog.open(ctx.store, ctx.clock, { scanMax: 5 });
+  const first = await bounded.list({ identity: "rare" });
+  t.deepEqual(first.events, []);
+  t.not(first.nextPageToken, "");
+  const second = await bounded.list({ identity: "rare", pageToken: first.nextPageToken });
+  t.deepEqual(second.events, []);
+  const third = await bounded.list({ identity: "rare", pageToken: second.nextPageToken });
+  t.deepEqual(
+    third.events.map((e) => e.sequence),
+    [11],
+  );
+  t.is(third.nextPageToken, "");
+});
