@@ -17,7 +17,11 @@ import {
   WIRE_FIXED64,
   WIRE_LEN,
   WIRE_VARINT,
+  bytes,
   encodeFields,
+  message,
+  str,
+  uint,
   type WireField,
 } from "../helpers/protobuf-wire.js";
 
@@ -228,16 +232,69 @@ function wronglyTyped(no: number): fc.Arbitrary<WireField> {
   );
 }
 
-function request(schema: Record<number, Kind>): fc.Arbitrary<Buffer> {
+/**
+ * A valid request of each RPC (by field number), so that "one field wrong"
+ * requests reach deep into the handlers, and some succeed and change the store.
+ */
+function validFields(path: string): fc.Arbitrary<WireField[]> {
+  const id = fc.constantFrom(...knownIds).map((v) => str(1, v));
+  const project = (no: number): fc.Arbitrary<WireField> =>
+    fc.constantFrom(...PROJECTS).map((v) => str(no, v));
+  const name = (no: number): fc.Arbitrary<WireField> =>
+    fc.constantFrom("fz", "disk-1", "é").map((v) => str(no, v));
+  const expires = fc
+    .integer({ min: 60, max: 86_400 })
+    .map((d) => message(3, [uint(1, Math.floor(Date.now() / 1000) + d), uint(2, 0)]));
+  switch (path.split("/")[1]) {
+    case "CreateKey":
+      return fc.tuple(
+        project(1),
+        name(2),
+        name(3),
+        fc.constant(uint(4, 1)),
+        fc.constantFrom(128, 256).map((b) => uint(5, b)),
+      );
+    case "ImportKey":
+      return fc.tuple(
+        project(1),
+        name(2),
+        name(3),
+        fc.constant(uint(4, 1)),
+        fc
+          .constantFrom(16, 32)
+          .chain((n) => fc.uint8Array({ minLength: n, maxLength: n }))
+          .map((b) => bytes(5, b)),
+      );
+    case "ListKeys":
+    case "ListAuditEvents":
+      return fc.tuple(
+        project(1),
+        fc.constantFrom(1, 2, 100).map((n) => uint(3, n)),
+      );
+    case "CloneKey":
+    case "RekeyClone":
+      return fc.tuple(id, name(2));
+    case "CreateGrant":
+      return fc.tuple(
+        id.map((f) => ({ ...f, no: 1 })),
+        fc.constant(str(2, "fuzz-service")),
+        expires,
+      );
+    case "GetStatus":
+      return fc.constant([]);
+    default:
+      return fc.tuple(id);
+  }
+}
+
+function request(path: string, schema: Record<number, Kind>): fc.Arbitrary<Buffer> {
   const known = Object.entries(schema).map(([no, kind]) =>
     fc.option(
       fc.oneof(
         { weight: 4, arbitrary: wellTyped(Number(no), kind) },
         { weight: 1, arbitrary: wronglyTyped(Number(no)) },
       ),
-      {
-        freq: 4,
-      },
+      { freq: 4 },
     ),
   );
   const unknownField = fc
@@ -255,8 +312,22 @@ function request(schema: Record<number, Kind>): fc.Arbitrary<Buffer> {
         ? body.subarray(0, Math.max(0, body.length - truncateBy))
         : body;
     });
+  // A valid request with one field replaced by a hostile value of the right wire type (or left as is).
+  const entries = Object.entries(schema);
+  const oneFieldWrong = fc
+    .tuple(
+      validFields(path),
+      entries.length > 0 ? fc.constantFrom(...entries) : fc.constant(undefined),
+      fc.boolean(),
+    )
+    .chain(([valid, entry, keep]) => {
+      if (entry === undefined || keep) return fc.constant(encodeFields(valid));
+      const no = Number(entry[0]);
+      return wellTyped(no, entry[1]).map((bad) => encodeFields([...valid.filter((f) => f.no !== no), bad]));
+    });
   return fc.oneof(
-    { weight: 6, arbitrary: structured },
+    { weight: 4, arbitrary: structured },
+    { weight: 3, arbitrary: oneFieldWrong },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)) },
   );
 }
@@ -271,22 +342,25 @@ interface Snapshot {
   >;
 }
 
+/** Every key of every project requests can name, and the peer's key count; the calls run together. */
 async function snapshot(): Promise<Snapshot> {
+  const [keyCount, ...lists] = await Promise.all([
+    admin.getStatus().then((s) => s.keyCount),
+    ...PROJECTS.map((project) => admin.listAllKeys({ project, pageSize: 1000 })),
+  ]);
   const keys: Snapshot["keys"] = {};
-  for (const project of PROJECTS) {
-    keys[project] = (await admin.listAllKeys({ project, pageSize: 1000 }))
-      .map(({ id, project, scope, name, state, bitLength, parentId }) => ({
-        id,
-        project,
-        scope,
-        name,
-        state,
-        bitLength,
-        parentId,
-      }))
-      .sort((a, b) => a.id.localeCompare(b.id));
-  }
-  return { keyCount: (await admin.getStatus()).keyCount, keys };
+  PROJECTS.forEach((project, i) => {
+    keys[project] = lists[i]!.map(({ id, project, scope, name, state, bitLength, parentId }) => ({
+      id,
+      project,
+      scope,
+      name,
+      state,
+      bitLength,
+      parentId,
+    })).sort((x, y) => x.id.localeCompare(y.id));
+  });
+  return { keyCount: keyCount as string, keys };
 }
 
 // ---- one property per RPC ------------------------------------------------
@@ -298,7 +372,7 @@ for (const [path, schema] of Object.entries(RPCS)) {
       let before = await snapshot();
       const seen = new Map<string, number>();
       await fc.assert(
-        fc.asyncProperty(request(schema), fc.boolean(), async (body, asAdmin) => {
+        fc.asyncProperty(request(path, schema), fc.boolean(), async (body, asAdmin) => {
           const { code, details } = await sendRaw(asAdmin ? rawAdmin : rawService, path, body);
           seen.set(grpc.status[code]!, (seen.get(grpc.status[code]!) ?? 0) + 1);
           if (!DOCUMENTED.has(code)) {
@@ -315,7 +389,7 @@ for (const [path, schema] of Object.entries(RPCS)) {
             );
           }
         }),
-        { numRuns: RUNS_PER_RPC, seed: SEED, endOnFailure: true },
+        { numRuns: RUNS_PER_RPC, seed: SEED, endOnFailure: true, includeErrorInReport: true },
       );
       t.log(`seed ${SEED}: ${[...seen].map(([k, v]) => `${k} ${v}`).join(", ")}`);
       // Not all garbage: some requests got past decoding to the service's own answers.
