@@ -42,6 +42,7 @@ export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.Un
   const getStatus: Operation<GetStatusRequest__Output, GetStatusResponse> = {
     name: "GetStatus",
     adminOnly: true,
+    readOnly: true,
     requestFacts: () => ({}),
     async run() {
       const s = await admin.status();
@@ -64,6 +65,7 @@ export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.Un
   const listAuditEvents: Operation<ListAuditEventsRequest__Output, ListAuditEventsResponse> = {
     name: "ListAuditEvents",
     adminOnly: true,
+    readOnly: true,
     requestFacts: (req) => ({ keyId: req.key_id }),
     async run(_caller, req) {
       const page = await admin.listAuditEvents({

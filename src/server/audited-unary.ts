@@ -7,6 +7,7 @@
  * can make a handler throw past this wrapper.
  */
 import * as grpc from "@grpc/grpc-js";
+import { LockboxError } from "../errors.js";
 import type { Clock } from "../keys/key-model.js";
 import type { Caller } from "../pki/caller.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
@@ -24,6 +25,12 @@ export interface Operation<Req, Res> {
   /** The RPC method name, as audited: "GetKey". */
   readonly name: string;
   readonly adminOnly: boolean;
+  /**
+   * A read changes nothing, so when its audit record cannot be written it
+   * fails (UNAVAILABLE, retryable) rather than hand out a key unrecorded.
+   * A write already happened; it keeps its result and the gap is logged.
+   */
+  readonly readOnly: boolean;
   /** Facts readable from the request alone, so even a refused call is audited with its key id. */
   requestFacts(request: Req): AuditFacts;
   run(caller: Caller, request: Req): Promise<{ response: Res; facts?: AuditFacts }>;
@@ -70,7 +77,12 @@ async function handle<Req, Res>(
     if (op.adminOnly) requireAdmin(caller);
     const result = await op.run(caller, call.request);
     facts = { ...facts, ...(result.facts ?? {}) };
-    await audit(ctx, op, { identity, facts, outcome: "ok", status: "OK", detail: "" });
+    const recorded = await audit(ctx, op, { identity, facts, outcome: "ok", status: "OK", detail: "" });
+    if (!recorded && op.readOnly) {
+      return {
+        error: toServiceError(toGrpcStatus(new LockboxError("UNAVAILABLE", "audit log unavailable; retry"))),
+      };
+    }
     return { response: result.response };
   } catch (err) {
     const status = toGrpcStatus(err);
@@ -91,7 +103,7 @@ async function audit<Req, Res>(
   ctx: EdgeContext,
   op: Operation<Req, Res>,
   e: { identity: string; facts: AuditFacts; outcome: AuditOutcome; status: string; detail: string },
-): Promise<void> {
+): Promise<boolean> {
   const event: AuditEventInput = {
     identity: e.identity,
     operation: op.name,
@@ -103,9 +115,10 @@ async function audit<Req, Res>(
   };
   try {
     await ctx.audit.append(event);
+    return true;
   } catch (err) {
-    // The call's own outcome stands (a create already happened); the operator sees the gap.
     ctx.log(`lockbox: AUDIT FAILURE: could not record ${op.name} by '${e.identity}': ${describe(err)}`);
+    return false;
   }
 }
 

@@ -60,6 +60,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const createKey: Operation<CreateKeyRequest__Output, CreateKeyResponse> = {
     name: "CreateKey",
     adminOnly: false,
+    readOnly: false,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
       const meta = await keys.createKey(caller, {
@@ -76,6 +77,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const importKey: Operation<ImportKeyRequest__Output, ImportKeyResponse> = {
     name: "ImportKey",
     adminOnly: false,
+    readOnly: false,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
       const meta = await keys.importKey(caller, {
@@ -92,6 +94,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const getKey: Operation<GetKeyRequest__Output, GetKeyResponse> = {
     name: "GetKey",
     adminOnly: false,
+    readOnly: true,
     requestFacts: idFacts,
     async run(caller, req) {
       const got = await keys.getKey(caller, { id: stringFromWire("id", req.id) });
@@ -107,6 +110,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const getKeyMetadata: Operation<GetKeyMetadataRequest__Output, GetKeyMetadataResponse> = {
     name: "GetKeyMetadata",
     adminOnly: false,
+    readOnly: true,
     requestFacts: idFacts,
     async run(caller, req) {
       const meta = await keys.getKeyMetadata(caller, { id: stringFromWire("id", req.id) });
@@ -117,6 +121,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const listKeys: Operation<ListKeysRequest__Output, ListKeysResponse> = {
     name: "ListKeys",
     adminOnly: false,
+    readOnly: true,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
       const page = await keys.listKeys(caller, {
@@ -132,6 +137,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const deleteKey: Operation<DeleteKeyRequest__Output, DeleteKeyResponse> = {
     name: "DeleteKey",
     adminOnly: false,
+    readOnly: false,
     requestFacts: idFacts,
     async run(caller, req) {
       const meta = await keys.deleteKey(caller, { id: stringFromWire("id", req.id) });
@@ -148,6 +154,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   > => ({
     name,
     adminOnly: false,
+    readOnly: false,
     requestFacts: idFacts,
     async run(caller, req) {
       const meta = await call(caller, {
@@ -162,6 +169,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const createGrant: Operation<CreateGrantRequest__Output, CreateGrantResponse> = {
     name: "CreateGrant",
     adminOnly: false,
+    readOnly: false,
     requestFacts: (req) => ({ keyId: req.key_id }),
     async run(caller, req) {
       const grant = await keys.createGrant(caller, {
@@ -176,6 +184,7 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const revokeGrant: Operation<RevokeGrantRequest__Output, RevokeGrantResponse> = {
     name: "RevokeGrant",
     adminOnly: false,
+    readOnly: false,
     requestFacts: () => ({}),
     async run(caller, req) {
       const grant = await keys.revokeGrant(caller, { grantId: stringFromWire("grant_id", req.grant_id) });

@@ -6,6 +6,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
+import { LockboxError } from "../errors.js";
 import { systemClock, type Clock } from "../keys/key-model.js";
 import { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { type AdminApi, adminServiceHandlers } from "./admin-service-handlers.js";
@@ -76,7 +77,13 @@ export async function startLockboxServer(
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, new ClientCertificateRequestingCredentials(options.tls), (err, boundPort) =>
-      err ? reject(err) : resolve(boundPort),
+      err
+        ? reject(
+            new LockboxError("UNAVAILABLE", `cannot listen on ${listen}: ${err.message}`, undefined, {
+              cause: err,
+            }),
+          )
+        : resolve(boundPort),
     );
   });
   const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
