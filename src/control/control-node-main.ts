@@ -40,11 +40,25 @@ export interface ControlNodeArgs {
   electionTicks: number;
   heartbeatTicks: number;
   snapshotEntries: number;
+  requestTimeoutMs: number;
 }
 
 const USAGE =
   "usage: control-node-main --id ID --dir DIR --listen 127.0.0.1:PORT --peers ID=HOST:PORT,... [--join]\n" +
-  "       [--tick-ms 50] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-entries 10000]";
+  "       [--tick-ms 50] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-entries 10000]\n" +
+  "       [--request-timeout-ms 5000]";
+
+const KNOWN_FLAGS = [
+  "id",
+  "dir",
+  "listen",
+  "peers",
+  "tick-ms",
+  "election-ticks",
+  "heartbeat-ticks",
+  "snapshot-entries",
+  "request-timeout-ms",
+];
 
 export class UsageError extends Error {
   override readonly name = "UsageError";
@@ -94,20 +108,7 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
   if (!join && !peers.has(id))
     throw new UsageError("--peers must include this node's --id (founding voters)");
   for (const k of flags.keys()) {
-    if (
-      ![
-        "id",
-        "dir",
-        "listen",
-        "peers",
-        "tick-ms",
-        "election-ticks",
-        "heartbeat-ticks",
-        "snapshot-entries",
-      ].includes(k)
-    ) {
-      throw new UsageError(`unknown flag --${k}`);
-    }
+    if (!KNOWN_FLAGS.includes(k)) throw new UsageError(`unknown flag --${k}`);
   }
   const heartbeatTicks = int("heartbeat-ticks", 1, 1);
   const electionTicks = int("election-ticks", 10, 2);
@@ -123,6 +124,7 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
     electionTicks,
     heartbeatTicks,
     snapshotEntries: int("snapshot-entries", 10_000, 1),
+    requestTimeoutMs: int("request-timeout-ms", 5_000, 1),
   };
 }
 
@@ -176,6 +178,8 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
     ticker: new IntervalTicker(args.tickMs),
     ...(args.join ? {} : { bootstrapVoters: [...args.peers.keys()] }),
     snapshotEntries: args.snapshotEntries,
+    proposeTimeoutMs: args.requestTimeoutMs,
+    readTimeoutMs: args.requestTimeoutMs,
     onConfChange: (change) => sm.recordConfChange(change),
     onFatal: (e) => {
       log(`control-node ${args.id}: fatal: ${e instanceof Error ? e.stack : String(e)}`);

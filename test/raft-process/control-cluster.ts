@@ -77,7 +77,7 @@ export class ControlProcess {
     const errLines = createInterface({ input: child.stderr! });
     errLines.on("line", (l) => {
       this.stderrTail.push(l);
-      if (this.stderrTail.length > 50) this.stderrTail.shift();
+      if (this.stderrTail.length > 500) this.stderrTail.shift();
       if (process.env.LOCKBOX_TEST_VERBOSE) process.stderr.write(`[${this.id}] ${l}\n`);
     });
     const outLines = createInterface({ input: child.stdout! });
@@ -174,6 +174,8 @@ export function leaderHint(err: unknown): string {
 export class ControlCluster {
   readonly nodes = new Map<string, ControlProcess>();
   readonly root: string;
+  /** Where the last successful onLeader() call went: tried first next time. */
+  #leaderGuess = "";
 
   constructor(prefix = "lockbox-raft-") {
     this.root = mkdtempSync(join(tmpdir(), prefix));
@@ -281,13 +283,18 @@ export class ControlCluster {
    */
   async onLeader<Res>(method: string, req: object, timeoutMs = 15_000): Promise<Res> {
     const deadline = Date.now() + timeoutMs;
-    let target = this.running()[0]?.id ?? "1";
+    let target =
+      this.#leaderGuess !== "" && this.nodes.get(this.#leaderGuess)?.running
+        ? this.#leaderGuess
+        : (this.running()[0]?.id ?? "1");
     let lastErr: unknown;
     while (Date.now() < deadline) {
       const node = this.nodes.get(target);
       if (node?.running) {
         try {
-          return await node.call<Res>(method, req);
+          const res = await node.call<Res>(method, req);
+          this.#leaderGuess = target;
+          return res;
         } catch (e) {
           lastErr = e;
           const hint = leaderHint(e);

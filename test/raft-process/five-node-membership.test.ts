@@ -11,16 +11,22 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
 
+/** Writes `count` keys, five at a time, through the leader; records each acknowledged one. */
 async function write(
   cluster: ControlCluster,
   acked: Map<string, string>,
   prefix: string,
   count: number,
 ): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const key = `${prefix}${i}`;
-    await cluster.onLeader("Propose", { op: "set", key, value: `${prefix}-value-${i}` }, 20_000);
-    acked.set(key, `${prefix}-value-${i}`);
+  for (let i = 0; i < count; i += 5) {
+    await Promise.all(
+      Array.from({ length: Math.min(5, count - i) }, async (_, j) => {
+        const key = `${prefix}${i + j}`;
+        const value = `${prefix}-value-${i + j}`;
+        await cluster.onLeader("Propose", { op: "set", key, value }, 20_000);
+        acked.set(key, value);
+      }),
+    );
   }
 }
 
@@ -82,7 +88,12 @@ test("5 processes: SIGKILL and restart of the leader, add a learner (caught up b
     return s.learners.includes("6") && s.applied >= lead.commit;
   });
   const learnerStatus = await joiner.status();
-  t.true(learnerStatus.snapshot_index > 0, "the learner was caught up by InstallSnapshot");
+  t.true(learnerStatus.snapshot_index > 0, "the learner holds a snapshot");
+  t.regex(
+    joiner.stderrTail.join("\n"),
+    /installed snapshot at [1-9]/,
+    "sent by the leader (InstallSnapshot)",
+  );
   t.false(learnerStatus.voters.includes("6"));
   const local = await joiner.call<{ found: boolean; value: string }>("Read", {
     key: "a0",

@@ -24,26 +24,36 @@ async function writeKeys(
   return acked;
 }
 
+/**
+ * Reads every key linearizably on `node` (followers forward the ReadIndex to the leader), all at once,
+ * retrying each read for up to 15 s while the node has no leader; returns the keys that read wrong.
+ */
 async function readAll(
   node: ControlProcess,
   cluster: ControlCluster,
   keys: Map<string, string>,
 ): Promise<string[]> {
-  const wrong: string[] = [];
-  for (const [key, value] of keys) {
-    // Linearizable reads are answered by any node (followers forward the ReadIndex to the leader).
-    let res: { found: boolean; value: string } | undefined;
-    for (let attempt = 0; attempt < 50 && res === undefined; attempt++) {
-      res = await node
-        .call<{ found: boolean; value: string }>("Read", { key, linearizable: true })
-        .catch(() => sleep(100).then(() => undefined));
-    }
-    if (res === undefined)
-      throw new Error(`node ${node.id}: no linearizable read of ${key}: ${cluster.stderrOf(node.id)}`);
-    if (!res.found || res.value !== value)
-      wrong.push(`${node.id}:${key}=${res.found ? res.value : "<missing>"}`);
-  }
-  return wrong;
+  const deadline = Date.now() + 15_000;
+  const results = await Promise.all(
+    [...keys].map(async ([key, value]) => {
+      for (;;) {
+        try {
+          const res = await node.call<{ found: boolean; value: string }>("Read", { key, linearizable: true });
+          return res.found && res.value === value
+            ? ""
+            : `${node.id}:${key}=${res.found ? res.value : "<missing>"}`;
+        } catch (e) {
+          if (Date.now() > deadline) {
+            throw new Error(
+              `node ${node.id}: no linearizable read of ${key} (${String(e)}): ${cluster.stderrOf(node.id)}`,
+            );
+          }
+          await sleep(100);
+        }
+      }
+    }),
+  );
+  return results.filter((r) => r !== "");
 }
 
 test("3 processes: elect a leader, replicate, survive SIGKILL of the leader and its restart, lose nothing acknowledged", async (t) => {
