@@ -20,6 +20,31 @@ export async function startTestTpm(t: ExecutionContext, options: SwtpmFixtureOpt
   return { tpm: new Tpm(recorder), recorder, fixture };
 }
 
+/**
+ * One swtpm for a whole test file (ava allows no t.teardown in hooks): start
+ * it in `test.before`, and `stop` it in `test.after.always`, which runs also
+ * when tests fail.
+ */
+export async function startFileTpm(
+  options: SwtpmFixtureOptions = {},
+): Promise<TestTpm & { stop(): Promise<void> }> {
+  const teardowns: (() => Promise<void> | void)[] = [];
+  // The fixture needs only `teardown` from the execution context.
+  const context = {
+    teardown: (fn: () => Promise<void> | void) => teardowns.push(fn),
+  } as unknown as ExecutionContext;
+  const stop = async (): Promise<void> => {
+    // Reverse order, like ava.
+    for (const fn of teardowns.splice(0).reverse()) await fn();
+  };
+  try {
+    return { ...(await startTestTpm(context, options)), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 export interface Leftovers {
   readonly transient: number[];
   readonly loadedSessions: number[];
