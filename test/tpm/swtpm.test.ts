@@ -1,5 +1,8 @@
 import test from "ava";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -14,10 +17,16 @@ async function readCert(p: string): Promise<X509Certificate> {
   return new X509Certificate(await fs.readFile(p));
 }
 
+/** True while `pid` runs; a zombie (dead, not yet reaped by a container's init) counts as dead. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
@@ -91,4 +100,38 @@ test("provisioning with an empty state dir path is refused before anything runs"
     instanceOf: SwtpmError,
   });
   t.is(e?.code, "bad-argument");
+});
+
+test("a swtpm dies with its owner: SIGKILL of the process that started it kills swtpm too", async (t) => {
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
+  await f.swtpm.stop();
+  const script = fileURLToPath(new URL("./swtpm-owner-process.js", import.meta.url));
+  const owner = spawn(process.execPath, [script, f.provisioned.stateDir], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let swtpmPid: number | undefined;
+  t.teardown(() => {
+    if (owner.exitCode === null && owner.signalCode === null) owner.kill("SIGKILL");
+    if (swtpmPid !== undefined && alive(swtpmPid)) process.kill(swtpmPid, "SIGKILL");
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("owner did not report a swtpm within 20 s")), 20_000);
+    owner.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("\n")) {
+        clearTimeout(timer);
+        resolve(out.split("\n")[0]!);
+      }
+    });
+    owner.once("exit", () => reject(new Error(`owner exited early: ${out}`)));
+  });
+  swtpmPid = (JSON.parse(line) as { pid: number }).pid;
+  t.true(alive(swtpmPid));
+  const exited = new Promise((resolve) => owner.once("exit", resolve));
+  owner.kill("SIGKILL");
+  await exited;
+  // Bounded wait for the kernel's parent-death signal to take effect.
+  for (let i = 0; i < 250 && alive(swtpmPid); i++) await new Promise((r) => setTimeout(r, 20));
+  t.false(alive(swtpmPid), "swtpm outlived its owner");
 });

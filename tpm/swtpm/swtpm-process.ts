@@ -5,6 +5,7 @@
  * from teardown), it sends SIGTERM, then SIGKILL, and resolves on exit.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { TcpTransport } from "../transport/tcp-transport.js";
@@ -40,6 +41,7 @@ const PORT_RANGE_HIGH = 32_000;
 const OUTPUT_TAIL_BYTES_MAX = 4096;
 const PROBE_INTERVAL_MS = 10;
 const DEFAULT_STOP_GRACE_MS = 2_000;
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
 const GET_RANDOM_8 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 0x08]);
 
 export async function startSwtpm(options: StartSwtpmOptions): Promise<RunningSwtpm> {
@@ -86,7 +88,14 @@ async function tryStart(stateDir: string, port: number, startTimeoutMs: number):
     "--flags",
     "not-need-init,startup-clear",
   ];
-  const child = spawn("swtpm", args, { stdio: ["ignore", "pipe", "pipe"] });
+  // setpriv --pdeathsig makes the kernel kill swtpm if this process dies without stopping it
+  // (a crashed or killed test worker), so no simulator outlives its owner. It execs, keeping the pid.
+  const child =
+    SETPRIV === undefined
+      ? spawn("swtpm", args, { stdio: ["ignore", "pipe", "pipe"] })
+      : spawn(SETPRIV, ["--pdeathsig", "KILL", "--", "swtpm", ...args], {
+          stdio: ["ignore", "pipe", "pipe"],
+        });
   let output = "";
   const keepTail = (chunk: Buffer): void => {
     output = (output + chunk.toString("utf8")).slice(-OUTPUT_TAIL_BYTES_MAX);
@@ -119,6 +128,12 @@ async function tryStart(stateDir: string, port: number, startTimeoutMs: number):
       return { kind: "failed", error };
     }
     if ("exit" in early) {
+      if (/failed to execute swtpm/i.test(output)) {
+        return {
+          kind: "failed",
+          error: new SwtpmError("tool-missing", "swtpm is not installed (apt-get install swtpm)"),
+        };
+      }
       const reason = `swtpm exited (${early.exit}) during start-up: ${lastLines(output, 3)}`;
       if (/address already in use/i.test(output)) return { kind: "port-taken", reason };
       return { kind: "failed", error: new SwtpmError("start-failed", reason) };
