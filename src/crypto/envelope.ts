@@ -88,7 +88,16 @@ export function openEnvelope(key: Uint8Array, blob: Uint8Array, binding: Envelop
     const decipher = createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(Buffer.concat([header, encodeBinding(binding)]));
     decipher.setAuthTag(tag);
-    return new Uint8Array(Buffer.concat([decipher.update(ciphertext), decipher.final()]));
+    const parts = [decipher.update(ciphertext), decipher.final()];
+    // Copy into one fresh buffer and wipe node's intermediate plaintext buffers.
+    const plaintext = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      plaintext.set(p, at);
+      at += p.length;
+      p.fill(0);
+    }
+    return plaintext;
   } catch (cause) {
     throw new LockboxError("DATA_LOSS", "integrity check failed", undefined, { cause });
   }
