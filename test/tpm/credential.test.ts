@@ -18,21 +18,11 @@ import { createAk } from "../../tpm/keys/ak.js";
 import { createEk } from "../../tpm/keys/ek.js";
 import { eccAkTemplate } from "../../tpm/keys/templates.js";
 import { encode } from "../../tpm/marshal/writer.js";
-import { HANDLE_RANGE } from "../../tpm/spec/constants.js";
 import { objectName } from "../../tpm/spec/name.js";
 import { Tpm2bPublic } from "../../tpm/spec/public.js";
 import { TPM_RC } from "../../tpm/spec/response-codes.js";
 import { startProvisionedSwtpm } from "./swtpm-fixture.js";
 import { Tpm2Tools } from "./tpm2-tools.js";
-
-async function assertNoLeaks(tpm: Tpm): Promise<string[]> {
-  const left = [
-    ...(await tpm.getHandles(HANDLE_RANGE.TRANSIENT_FIRST)),
-    ...(await tpm.getHandles(HANDLE_RANGE.HMAC_SESSION_FIRST)),
-    ...(await tpm.getHandles(HANDLE_RANGE.POLICY_SESSION_FIRST)),
-  ];
-  return left.map((h) => `0x${h.toString(16)}`);
-}
 
 test("tpm2_activatecredential releases a credential made by our MakeCredential for its AK", async (t) => {
   const f = await startProvisionedSwtpm(t, { identity: "shared" });
@@ -42,6 +32,7 @@ test("tpm2_activatecredential releases a credential made by our MakeCredential f
   const made = makeCredential({ ekPublic, akName: objectName(akPublic), credential });
   await fs.writeFile(tools.path("ours.cred"), encodeTpm2ToolsCredential(made.credentialBlob, made.secret));
   t.deepEqual(Buffer.from(await tools.activateCredential("ours.cred")), credential);
+  t.deepEqual(await f.leftoverHandles(), []);
 });
 
 test("our ActivateCredential releases a credential made by tpm2_makecredential, and leaves no handle behind", async (t) => {
@@ -67,7 +58,7 @@ test("our ActivateCredential releases a credential made by tpm2_makecredential, 
     },
   );
   t.deepEqual(Buffer.from(got), secret);
-  t.deepEqual(await assertNoLeaks(tpm), []);
+  t.deepEqual(await f.leftoverHandles(), []);
 });
 
 test("our MakeCredential and ActivateCredential round-trip; a blob bound to another AK name fails with TPM_RC_INTEGRITY", async (t) => {
@@ -93,7 +84,7 @@ test("our MakeCredential and ActivateCredential round-trip; a blob bound to anot
       t.is(err?.baseCode, TPM_RC.INTEGRITY);
     },
   );
-  t.deepEqual(await assertNoLeaks(tpm), []);
+  t.deepEqual(await f.leftoverHandles(), []);
 });
 
 test("makeCredential refuses bad credentials, AK names and EKs; with a fixed seed its TPM2B layout is deterministic", async (t) => {

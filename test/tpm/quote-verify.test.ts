@@ -233,6 +233,7 @@ test("accepts a quote made by our client (AK primary in the endorsement hierarch
     policy: pcrPolicyFromValues(values),
   };
   t.deepEqual(codes(verifyQuote(base)), []);
+  t.deepEqual(await f.leftoverHandles(), []);
 
   fc.assert(
     fc.property(

@@ -23,6 +23,8 @@ import {
   provisionSwtpm,
   startSwtpm,
 } from "../../tpm/swtpm/index.js";
+import { Tpm } from "../../tpm/client/tpm.js";
+import { HANDLE_RANGE } from "../../tpm/spec/constants.js";
 import { TcpTransport } from "../../tpm/transport/tcp-transport.js";
 import type { TpmTransport } from "../../tpm/transport/transport.js";
 
@@ -38,6 +40,12 @@ export interface SwtpmFixture {
    * connection at a time: close it before another client (tpm2-tools) connects.
    */
   connect(): Promise<TpmTransport>;
+  /**
+   * Transient objects and sessions still in the TPM, as hex handles (empty when
+   * nothing leaked). Closes this fixture's open transports first: swtpm serves
+   * one connection at a time.
+   */
+  leftoverHandles(): Promise<string[]>;
 }
 
 let sharedCaDir: string | undefined;
@@ -116,6 +124,20 @@ export async function startProvisionedSwtpm(
       const tr = await TcpTransport.connect({ host: running.host, port: running.port });
       transports.push(tr);
       return tr;
+    },
+    async leftoverHandles() {
+      for (const tr of transports.splice(0)) await tr.close();
+      const tpm = new Tpm(await TcpTransport.connect({ host: running.host, port: running.port }));
+      try {
+        const handles = [
+          ...(await tpm.getHandles(HANDLE_RANGE.TRANSIENT_FIRST)),
+          ...(await tpm.getHandles(HANDLE_RANGE.HMAC_SESSION_FIRST)),
+          ...(await tpm.getHandles(HANDLE_RANGE.POLICY_SESSION_FIRST)),
+        ];
+        return handles.map((h) => `0x${h.toString(16)}`);
+      } finally {
+        await tpm.close();
+      }
     },
   };
 }

@@ -33,7 +33,7 @@ test("tpm2_checkquote accepts a quote made by our client, and refuses it with an
       return { q, akPem, pcrs };
     },
   );
-  await tpm.close();
+  t.deepEqual(await f.leftoverHandles(), [], "our client flushed the AK");
 
   const tools = new Tpm2Tools(f.tcti, f.workDir);
   await fs.writeFile(tools.path("ak.pem"), akPem);
