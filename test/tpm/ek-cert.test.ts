@@ -3,8 +3,11 @@
  * CA: read through our client, matched against the EK, chain-verified.
  */
 import test from "ava";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { Tpm } from "../../tpm/client/tpm.js";
 import { EkCertificateError } from "../../tpm/ek/ek-certificate-error.js";
 import {
@@ -102,5 +105,88 @@ test("chain checks name what is wrong: missing root, missing intermediate, dates
   t.is(
     code(() => parseCertificates("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")),
     "malformed-certificate",
+  );
+});
+
+/** Runs openssl (installed with the TPM tools) to make test certificates; bounded by a timeout. */
+function openssl(cwd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile("openssl", args, { cwd, timeout: 20_000 }, (err, _out, stderr) =>
+      err === null ? resolve() : reject(new Error(`openssl ${args[0]}: ${stderr}`)),
+    );
+  });
+}
+
+test("a chain through a certificate that is not a CA is refused with issuer-not-ca; an expired chain with expired", async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "lockbox-ek-ca-"));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await openssl(dir, [
+    "req",
+    "-x509",
+    ...key,
+    "-keyout",
+    "root.key",
+    "-out",
+    "root.pem",
+    "-subj",
+    "/CN=test-root",
+    "-days",
+    "30",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+  ]);
+  // An end-entity certificate (CA:FALSE) that is then misused to sign an "EK certificate".
+  await openssl(dir, ["req", ...key, "-keyout", "mid.key", "-out", "mid.csr", "-subj", "/CN=not-a-ca"]);
+  await fs.writeFile(path.join(dir, "ee.ext"), "basicConstraints=critical,CA:FALSE\n");
+  await openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "mid.csr",
+    "-CA",
+    "root.pem",
+    "-CAkey",
+    "root.key",
+    "-CAcreateserial",
+    "-days",
+    "30",
+    "-extfile",
+    "ee.ext",
+    "-out",
+    "mid.pem",
+  ]);
+  await openssl(dir, ["req", ...key, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=leaf"]);
+  await openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "leaf.csr",
+    "-CA",
+    "mid.pem",
+    "-CAkey",
+    "mid.key",
+    "-CAcreateserial",
+    "-days",
+    "30",
+    "-extfile",
+    "ee.ext",
+    "-out",
+    "leaf.pem",
+  ]);
+  const read = async (f: string) => parseCertificates(await fs.readFile(path.join(dir, f), "utf8"))[0]!;
+  const [root, mid, leaf] = await Promise.all([read("root.pem"), read("mid.pem"), read("leaf.pem")]);
+  t.is(
+    code(() => verifyEkCertificateChain(leaf, [root, mid])),
+    "issuer-not-ca",
+  );
+  t.is(
+    code(() => verifyEkCertificateChain(mid, [root])),
+    undefined,
+    "the root itself is fine",
+  );
+  t.is(
+    code(() => verifyEkCertificateChain(mid, [root], { now: new Date(Date.now() + 365 * 86_400_000) })),
+    "expired",
   );
 });

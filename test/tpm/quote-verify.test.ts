@@ -269,3 +269,36 @@ test("malformed bytes anywhere are failures, never exceptions", (t) => {
   );
   t.pass();
 });
+
+test("accepts a quote by an RSA AK (RSASSA-SHA256) from our client; a flipped signature bit is refused", async (t) => {
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
+  const tpm = new Tpm(await f.connect());
+  const selection = TpmlPcrSelection.of(TPM_ALG_ID.SHA256, [0, 7]);
+  const nonce = randomBytes(16);
+  const { q, akPublic, values } = await withTransient(
+    tpm,
+    () => createAk(tpm, "rsa"),
+    async (ak) => ({
+      q: await quote(tpm, ak, { pcrs: selection, extraData: nonce }),
+      akPublic: ak.publicArea,
+      values: (await tpm.pcrRead(selection)).values.map((v) => ({
+        hashAlg: v.hash,
+        pcr: v.pcr,
+        value: v.digest,
+      })),
+    }),
+  );
+  t.is(q.signature.sigAlg, TPM_ALG_ID.RSASSA);
+  const input: VerifyQuoteInput = {
+    attestBytes: q.attestBytes,
+    signature: encode((w) => q.signature.marshal(w)),
+    akPublic,
+    expectedNonce: nonce,
+    pcrValues: values,
+    policy: pcrPolicyFromValues(values),
+  };
+  t.deepEqual(codes(verifyQuote(input)), []);
+  const bad = Buffer.from(input.signature);
+  bad[bad.length - 10]! ^= 0x40;
+  t.deepEqual(codes(verifyQuote({ ...input, signature: bad })), ["signature"]);
+});
