@@ -1,12 +1,23 @@
 import * as grpc from "@grpc/grpc-js";
 import test from "ava";
-import { call, clientsFor, failure, issue, startTestPeer } from "./peer-fixture.js";
+import { randomUUID } from "node:crypto";
+import { createClusterCa, issueClientCertificate } from "../../src/pki/certificate-authority.js";
+import { type PeerFixture, call, clientsFor, failure, issue, startSharedPeer } from "./peer-fixture.js";
 
 const DAY_MS = 24 * 3600 * 1000;
 const MISSING_ID = "00000000-0000-4000-8000-000000000000";
 
+// One peer for the file: each test uses its own identities and keys.
+let f: PeerFixture;
+let closePeer: () => Promise<void> = async () => {};
+test.before(async () => {
+  const shared = await startSharedPeer();
+  f = shared;
+  closePeer = () => shared.close();
+});
+test.after.always(() => closePeer());
+
 test("a call without a client certificate gets UNAUTHENTICATED, not a failed handshake", async (t) => {
-  const f = await startTestPeer(t);
   const anonymous = clientsFor(t, f, null);
   const err = await failure(t, call(anonymous.keys, "GetKeyMetadata", { id: MISSING_ID }));
   t.is(err.code, grpc.status.UNAUTHENTICATED);
@@ -17,16 +28,14 @@ test("a call without a client certificate gets UNAUTHENTICATED, not a failed han
 });
 
 test("a certificate from another CA gets UNAUTHENTICATED", async (t) => {
-  const f = await startTestPeer(t);
-  const other = await startTestPeer(t);
-  const foreign = await issue(other, "admin", "admin", []);
+  const otherCa = await createClusterCa({ clusterId: "33333333-3333-4333-8333-333333333333" });
+  const foreign = await issueClientCertificate(otherCa, { identity: "admin", role: "admin", projects: [] });
   const c = clientsFor(t, f, foreign);
   const err = await failure(t, call(c.admin, "GetStatus", {}));
   t.is(err.code, grpc.status.UNAUTHENTICATED);
 });
 
 test("an expired certificate of the right CA gets UNAUTHENTICATED", async (t) => {
-  const f = await startTestPeer(t);
   const expired = await issue(f, "old-host", "service", ["p1"], {
     days: 1,
     notBefore: new Date(Date.now() - 10 * DAY_MS),
@@ -46,7 +55,6 @@ test("an expired certificate of the right CA gets UNAUTHENTICATED", async (t) =>
 });
 
 test("a service identity calling the AdminService gets PERMISSION_DENIED", async (t) => {
-  const f = await startTestPeer(t);
   const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
   for (const [method, req] of [
     ["GetStatus", {}],
@@ -67,7 +75,7 @@ test("a service identity calling the AdminService gets PERMISSION_DENIED", async
 });
 
 test("refused calls are audited with their outcome, and the key never reaches the audit log", async (t) => {
-  const f = await startTestPeer(t);
+  const missingId = randomUUID(); // other tests in this file use MISSING_ID
   const admin = clientsFor(t, f, f.admin);
   const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
   const anonymous = clientsFor(t, f, null);
@@ -85,7 +93,7 @@ test("refused calls are audited with their outcome, and the key never reaches th
   const material = got.value.material as Buffer;
   t.is(material.length, 32);
   await failure(t, call(anonymous.keys, "GetKey", { id }));
-  await failure(t, call(svc.keys, "GetKey", { id: MISSING_ID }));
+  await failure(t, call(svc.keys, "GetKey", { id: missingId }));
 
   const listed = await call(admin.admin, "ListAuditEvents", { key_id: id });
   if (!listed.ok) return t.fail(listed.error.message);
@@ -98,7 +106,7 @@ test("refused calls are audited with their outcome, and the key never reaches th
   ]);
   t.true(events.every((e) => e.key_id === id));
   t.is(events[1]!.project, "p1");
-  const missing = await call(admin.admin, "ListAuditEvents", { key_id: MISSING_ID });
+  const missing = await call(admin.admin, "ListAuditEvents", { key_id: missingId });
   if (!missing.ok) return t.fail(missing.error.message);
   t.deepEqual(
     (missing.value.events as Record<string, string>[]).map((e) => [e.operation, e.outcome, e.status]),

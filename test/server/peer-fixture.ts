@@ -23,24 +23,36 @@ export interface PeerFixture {
   admin: CertifiedKey;
 }
 
+/** A peer for one test, closed and removed when the test ends. */
 export async function startTestPeer(t: ExecutionContext): Promise<PeerFixture> {
+  const f = await startSharedPeer();
+  t.teardown(() => f.close());
+  return f;
+}
+
+/** A peer shared by a file's tests: start in test.before, close in test.after.always. */
+export async function startSharedPeer(): Promise<PeerFixture & { close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "lockbox-edge-"));
   const logs: string[] = [];
-  let peer: RunningPeer | undefined;
-  t.teardown(async () => {
-    await peer?.close(1_000);
+  try {
+    await initCluster({ dir, peerId: "peer-1", listen: "127.0.0.1:0" });
+    const peer = await startPeer({ dir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
+    const read = (f: string): string => readFileSync(join(dir, f), "utf8");
+    return {
+      dir,
+      peer,
+      logs,
+      ca: { certificatePem: read("ca.crt"), privateKeyPem: read("ca.key") },
+      admin: { certificatePem: read("admin.crt"), privateKeyPem: read("admin.key") },
+      async close() {
+        await peer.close(1_000);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
     rmSync(dir, { recursive: true, force: true });
-  });
-  await initCluster({ dir, peerId: "peer-1", listen: "127.0.0.1:0" });
-  peer = await startPeer({ dir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
-  const read = (f: string): string => readFileSync(join(dir, f), "utf8");
-  return {
-    dir,
-    peer,
-    logs,
-    ca: { certificatePem: read("ca.crt"), privateKeyPem: read("ca.key") },
-    admin: { certificatePem: read("admin.crt"), privateKeyPem: read("admin.key") },
-  };
+    throw err;
+  }
 }
 
 export function issue(

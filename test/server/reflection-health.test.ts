@@ -5,9 +5,18 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { protoPath as healthProtoPath } from "grpc-health-check";
-import { startTestPeer } from "./peer-fixture.js";
+import { type PeerFixture, startSharedPeer } from "./peer-fixture.js";
 
 const BUF = fileURLToPath(new URL("../../../node_modules/.bin/buf", import.meta.url));
+
+let f: PeerFixture;
+let closePeer: () => Promise<void> = async () => {};
+test.before(async () => {
+  const shared = await startSharedPeer();
+  f = shared;
+  closePeer = () => shared.close();
+});
+test.after.always(() => closePeer());
 
 /** Runs buf (a client nobody on the project wrote); resolves with exit code and output. */
 function buf(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -19,7 +28,6 @@ function buf(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 }
 
 test("reflection lets buf curl list and call lockbox.v1.KeyService", async (t) => {
-  const f = await startTestPeer(t);
   const tls = ["--protocol", "grpc", "--cacert", join(f.dir, "ca.crt")];
   const mtls = [...tls, "--cert", join(f.dir, "admin.crt"), "--key", join(f.dir, "admin.key")];
   const url = `https://localhost:${f.peer.port}`;
@@ -54,7 +62,6 @@ test("reflection lets buf curl list and call lockbox.v1.KeyService", async (t) =
 });
 
 test("grpc.health.v1 reports SERVING for the peer and its services", async (t) => {
-  const f = await startTestPeer(t);
   const def = protoLoader.loadSync(healthProtoPath, { keepCase: true, enums: String });
   const Health = grpc.makeGenericClientConstructor(
     def["grpc.health.v1.Health"] as grpc.ServiceDefinition,
