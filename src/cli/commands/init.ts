@@ -27,6 +27,7 @@ import {
 } from "../../pki/certificate-authority.js";
 import { isValidIdentityName } from "../../pki/identity-names.js";
 import { writeCertificateFile, writePrivateKeyFile } from "../../pki/pem-files.js";
+import { splitHostPort } from "../../server/lockbox-server.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
   UsageError,
@@ -44,6 +45,7 @@ export const ADMIN_IDENTITY = "admin";
 export const ADMIN_CERTIFICATE_FILE = "admin.crt";
 export const ADMIN_KEY_FILE = "admin.key";
 export const PEER_ID_DEFAULT = "peer-1";
+const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "[::]"]);
 /** The admin identity's certificate lasts as long as the CA (10 years); re-issue with `identity issue`. */
 const ADMIN_VALIDITY_DAYS = 3650;
 
@@ -53,7 +55,7 @@ const USAGE = [
   "Creates a lockbox cluster of one peer in DIR (created if missing; must not hold a cluster):",
   "  config.json          peer id, cluster id, listen address, partition power, cluster salt",
   "  ca.crt, ca.key       the cluster CA (ca.key is 0600; keep it offline in production)",
-  "  peer.crt, peer.key   this peer's server certificate (SAN 127.0.0.1, localhost, --host-name)",
+  "  peer.crt, peer.key   this peer's server certificate (SAN 127.0.0.1, localhost, the --listen host, --host-name)",
   "  admin.crt, admin.key an admin client identity named 'admin'",
   "  master-key.dev       the cluster master key in a 0600 file: DEVELOPMENT ONLY, NOT FOR PRODUCTION",
   "  data/                the peer's LevelDB store",
@@ -173,7 +175,10 @@ export async function initCluster(p: {
   await mkdir(p.dir, { recursive: true, mode: 0o700 });
 
   const ca = await createClusterCa({ clusterId: config.clusterId });
-  const peer = await issuePeerCertificate(ca, { peerId: p.peerId, hostNames: p.hostNames ?? [] });
+  // The listen host is a name clients will dial, unless it is a wildcard.
+  const listenHost = splitHostPort(p.listen).host;
+  const hostNames = [...(p.hostNames ?? []), ...(WILDCARD_HOSTS.has(listenHost) ? [] : [listenHost])];
+  const peer = await issuePeerCertificate(ca, { peerId: p.peerId, hostNames });
   const admin = await issueClientCertificate(ca, {
     identity: ADMIN_IDENTITY,
     role: "admin",
