@@ -5,7 +5,14 @@
  * Timeout -> DEADLINE_EXCEEDED (outcome unknown), Stopped -> UNAVAILABLE, bad fields -> INVALID_ARGUMENT.
  */
 import * as grpc from "@grpc/grpc-js";
-import { InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "../../cluster/raft/driver/errors.js";
+import {
+  Busy,
+  InvalidArgument,
+  NotLeader,
+  Rejected,
+  Stopped,
+  Timeout,
+} from "../../cluster/raft/driver/errors.js";
 import type { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { NODE_ID_CHARS_MAX } from "./raft-wire-codec.js";
 import { encodeAddress, isPeerAddress, type ControlStateMachine } from "./control-state-machine.js";
@@ -111,6 +118,7 @@ export function toGrpcStatus(e: unknown): Partial<grpc.StatusObject> {
     return { code: grpc.status.INVALID_ARGUMENT, details: e.message };
   }
   if (e instanceof Rejected) return { code: grpc.status.FAILED_PRECONDITION, details: e.message };
+  if (e instanceof Busy) return { code: grpc.status.RESOURCE_EXHAUSTED, details: e.message };
   return { code: grpc.status.INTERNAL, details: "internal error" };
 }
 

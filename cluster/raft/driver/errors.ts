@@ -1,7 +1,8 @@
 /**
  * Typed errors the driver rejects with. Callers branch on `code` (or instanceof), never on message text.
  */
-export type RaftDriverErrorCode = "NOT_LEADER" | "TIMEOUT" | "STOPPED" | "INVALID_ARGUMENT" | "REJECTED";
+export type RaftDriverErrorCode =
+  "NOT_LEADER" | "TIMEOUT" | "STOPPED" | "INVALID_ARGUMENT" | "REJECTED" | "BUSY";
 
 export abstract class RaftDriverError extends Error {
   abstract readonly code: RaftDriverErrorCode;
@@ -60,5 +61,17 @@ export class Rejected extends RaftDriverError {
     readonly reason: string,
   ) {
     super(`${operation} rejected: ${reason}`);
+  }
+}
+
+/** Too many calls are already waiting (`pendingMax`); retry later. Nothing was proposed. */
+export class Busy extends RaftDriverError {
+  override readonly name = "Busy";
+  readonly code = "BUSY";
+  constructor(
+    readonly operation: string,
+    readonly pendingMax: number,
+  ) {
+    super(`${operation}: ${pendingMax} calls already pending`);
   }
 }

@@ -30,7 +30,7 @@ import {
   type RaftStatus,
   type Ready,
 } from "../core/types.js";
-import { InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "./errors.js";
+import { Busy, InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "./errors.js";
 import type { PeerTransport } from "./peer-transport.js";
 import type { RaftStorage } from "./raft-storage.js";
 import type { StateMachine } from "./state-machine.js";
@@ -58,6 +58,8 @@ export interface RaftDriverOptions<R> {
   readRetryMs?: number;
   /** Largest proposal accepted, in bytes. */
   proposalBytesMax?: number;
+  /** Client calls (proposals, membership changes, reads) waiting at once at most; more get Busy. */
+  pendingMax?: number;
   /** Called for every committed membership change, in log order (also when replayed after a restart). */
   onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
   /** Called once when the driver stops because of an error it cannot continue from. */
@@ -84,6 +86,7 @@ const DEFAULTS = {
   readTimeoutMs: 5_000,
   readRetryMs: 250,
   proposalBytesMax: 1024 * 1024,
+  pendingMax: 4096,
 };
 
 interface PendingProposal {
@@ -125,6 +128,8 @@ export class RaftDriver<R = unknown> {
   readonly #reads = new Map<string, PendingRead>();
   readonly #transfers = new Set<PendingTransfer>();
   #readSeq = 0;
+  /** Proposals, membership changes and reads not settled yet (bounded by pendingMax). */
+  #pending = 0;
   /** The hard state last written to storage (undefined until the first write of this process). */
   #savedHardState: HardState | undefined;
 
@@ -218,6 +223,9 @@ export class RaftDriver<R = unknown> {
    */
   read(timeoutMs = this.#opts.readTimeoutMs): Promise<number> {
     if (this.#stopped) return Promise.reject(this.#stopped);
+    if (this.#pending >= this.#opts.pendingMax)
+      return Promise.reject(new Busy("read", this.#opts.pendingMax));
+    this.#pending++;
     const key = `${this.id}:${++this.#readSeq}`;
     const context = new TextEncoder().encode(key);
     return new Promise<number>((resolve, reject) => {
@@ -236,7 +244,7 @@ export class RaftDriver<R = unknown> {
       };
       this.#reads.set(key, pending);
       ask();
-    });
+    }).finally(() => this.#pending--);
   }
 
   /**
@@ -319,6 +327,9 @@ export class RaftDriver<R = unknown> {
     call: () => { index: number; term: number },
   ): Promise<Applied<unknown>> {
     if (this.#stopped) return Promise.reject(this.#stopped);
+    if (this.#pending >= this.#opts.pendingMax)
+      return Promise.reject(new Busy(operation, this.#opts.pendingMax));
+    this.#pending++;
     return new Promise<Applied<unknown>>((resolve, reject) => {
       this.#enqueue(() => {
         let pos: { index: number; term: number };
@@ -337,7 +348,7 @@ export class RaftDriver<R = unknown> {
         this.#proposals.get(pos.index)?.reject(new NotLeader(this.#leaderHint()));
         this.#proposals.set(pos.index, { term: pos.term, resolve, reject, timer });
       }, reject);
-    });
+    }).finally(() => this.#pending--);
   }
 
   /** Maps a core refusal of a client call to the driver's typed errors; anything else is a core bug. */
@@ -381,14 +392,10 @@ export class RaftDriver<R = unknown> {
       while (!this.#stopped) {
         this.#drainInbox();
         const rd = this.#core.ready();
-        if (rd === null) {
-          if (this.#shouldSnapshot()) {
-            await this.#takeSnapshot();
-            continue;
-          }
-          break;
-        }
-        await this.#handleReady(rd);
+        if (rd !== null) await this.#handleReady(rd);
+        // Checked after every round, not only when idle: under steady load there is always a Ready.
+        if (this.#shouldSnapshot()) await this.#takeSnapshot();
+        else if (rd === null) break;
       }
     } catch (e) {
       this.#halt(e);
