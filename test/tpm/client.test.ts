@@ -4,6 +4,7 @@
  */
 import test from "ava";
 import { X509Certificate, createHash, randomBytes, verify } from "node:crypto";
+import { inspect } from "node:util";
 import { activateCredential } from "../../tpm/activate-credential.js";
 import { withSession, withTransient } from "../../tpm/client/scoped.js";
 import { Tpm } from "../../tpm/client/tpm.js";
@@ -187,6 +188,19 @@ test.serial("a bad handle fails with a decoded format-1 handle error", async (t)
   );
   t.is(err3?.rcText, "TPM_RC_KEY (handle 1)");
   t.like(decodeResponseCode(err3!.rc), { format: 1, handle: 1 });
+});
+
+test.serial("a session logs as its handle only, never its key or nonces", async (t) => {
+  const { tpm } = shared;
+  await withTransient(tpm, createStoragePrimary(tpm), (srk) =>
+    withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
+      t.regex(
+        inspect(session, { showHidden: true, depth: 5 }),
+        /^TpmSession\(0x2[0-9a-f]{6}, hmac, salted\)$/,
+      );
+      t.deepEqual(Object.keys(JSON.parse(JSON.stringify(session))).sort(), ["handle", "salted", "type"]);
+    }),
+  );
 });
 
 test.serial("a session cannot be used after it was flushed", async (t) => {

@@ -118,6 +118,15 @@ export class TpmSession implements AuthSession {
     this.hashName = kdfHashName(authHash);
   }
 
+  /** Logs and error reports show the handle only, never the session key or nonces. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `TpmSession(0x${this.handle.toString(16)}, ${this.type}${this.salted ? ", salted" : ""})`;
+  }
+
+  toJSON(): { handle: number; type: SessionType; salted: boolean } {
+    return { handle: this.handle, type: this.type, salted: this.salted };
+  }
+
   /** Salted (or bound) sessions have a secret key; only those protect parameters. */
   get salted(): boolean {
     return this.sessionKey.length > 0;
