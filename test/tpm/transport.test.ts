@@ -196,6 +196,15 @@ test("device transport: opening a missing device is a device-not-found error (no
   t.is(e?.code, "device-not-found");
 });
 
+test("device transport on /dev/null (a real device that answers nothing): bad-response-header, then refuses", async (t) => {
+  const tr = await DeviceTransport.open({ path: "/dev/null" });
+  t.teardown(() => tr.close());
+  const e = await t.throwsAsync(tr.send(getRandom(8)), { instanceOf: TpmTransportError });
+  t.is(e?.code, "bad-response-header");
+  const again = await t.throwsAsync(tr.send(getRandom(8)), { instanceOf: TpmTransportError });
+  t.is(again?.code, "closed");
+});
+
 test("recording transport: keeps each command and response from a real swtpm, copied", async (t) => {
   const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const rec = new RecordingTransport(await f.connect());

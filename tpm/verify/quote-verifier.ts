@@ -133,7 +133,10 @@ function runChecks(
   const parentQn = input.akParentQualifiedName ?? hierarchyQualifiedName(TPM_RH.ENDORSEMENT);
   const expectedSigner = qualifiedName(parentQn, ak.name);
   if (!bytesEqual(attest.qualifiedSigner, expectedSigner)) {
-    fail("signer", "the quote's qualifiedSigner is not the AK's qualified name: another key signed it");
+    fail(
+      "signer",
+      "the quote's qualifiedSigner is not the AK's qualified name: another key (or the AK under another parent) signed it",
+    );
   }
 
   // 4. Nonce.
