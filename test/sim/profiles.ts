@@ -14,9 +14,13 @@ export interface FaultPlan {
   delayTicksMax: number;
   /** Per tick: probability that one live node crashes / one crashed node restarts. */
   crashRate: number;
+  /** Per tick: probability that the current leader crashes (leader churn). */
+  leaderCrashRate: number;
   restartRate: number;
   /** Per Ready: probability of crashing part-way through persisting it (before any message leaves). */
   midReadyCrashRate: number;
+  /** Per Ready that changed the hard state: probability of crashing right after handling it. */
+  crashAfterHardStateRate: number;
   /** Per tick: probability of a new partition / of healing all partitions. */
   partitionRate: number;
   healRate: number;
@@ -47,8 +51,10 @@ function base(r: Prng): Omit<FaultPlan, "profile"> {
     duplicateRate: 0,
     delayTicksMax: r.range(0, 2),
     crashRate: 0,
+    leaderCrashRate: 0,
     restartRate: 0.1,
     midReadyCrashRate: 0,
+    crashAfterHardStateRate: 0,
     partitionRate: 0,
     healRate: 0.05,
     proposeRate: r.pick([0.2, 0.5, 0.9]),
@@ -83,8 +89,10 @@ export const PROFILES: Record<string, Draw> = {
   crash: (r) => ({
     ...base(r),
     crashRate: 0.01 + r.float() * 0.05,
+    leaderCrashRate: r.float() * 0.02,
     restartRate: 0.05 + r.float() * 0.3,
     midReadyCrashRate: r.float() * 0.01,
+    crashAfterHardStateRate: r.float() * 0.02,
     dropRate: r.float() * 0.05,
   }),
   membership: (r) => ({
@@ -102,8 +110,10 @@ export const PROFILES: Record<string, Draw> = {
     duplicateRate: r.float() * 0.1,
     delayTicksMax: r.range(0, 8),
     crashRate: r.float() * 0.04,
+    leaderCrashRate: r.float() * 0.02,
     restartRate: 0.05 + r.float() * 0.2,
     midReadyCrashRate: r.float() * 0.01,
+    crashAfterHardStateRate: r.float() * 0.01,
     partitionRate: r.float() * 0.03,
     healRate: r.float() * 0.05,
     confChangeRate: r.float() * 0.04,
@@ -112,17 +122,22 @@ export const PROFILES: Record<string, Draw> = {
   /** Hostile to the two planted bugs: elections, crashes and small batches everywhere. */
   hunt: (r) => ({
     ...base(r),
-    voters: r.pick([3, 5]),
-    faultTicks: r.range(300, 500),
-    dropRate: r.float() * 0.2,
-    delayTicksMax: r.range(0, 4),
-    crashRate: 0.03 + r.float() * 0.07,
-    restartRate: 0.2 + r.float() * 0.6,
-    partitionRate: r.float() * 0.05,
+    voters: 3,
+    faultTicks: r.range(200, 300),
+    dropRate: r.float() * 0.1,
+    delayTicksMax: r.range(2, 8),
+    crashRate: r.float() * 0.02,
+    leaderCrashRate: 0.02 + r.float() * 0.04,
+    restartRate: 0.1 + r.float() * 0.5,
+    crashAfterHardStateRate: r.float() * 0.05,
+    duplicateRate: r.float() * 0.1,
+    partitionRate: r.float() * 0.02,
     healRate: 0.02 + r.float() * 0.1,
     proposeRate: 0.9,
+    readRate: 0.1,
     batchEntriesMax: 1,
-    inflightMax: r.pick([1, 4]),
+    inflightMax: r.pick([1, 2]),
+    compactEvery: 1000,
   }),
 };
 

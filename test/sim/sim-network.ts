@@ -107,9 +107,12 @@ export class SimNetwork {
     return out;
   }
 
-  /** Forget messages addressed to a crashed node (its sockets are gone). */
-  dropTo(id: string): void {
-    this.inflight = this.inflight.filter((f) => f.message.to !== id);
+  /**
+   * A crashed sender's messages still in its socket buffers may be lost: each in-flight message from `id`
+   * is dropped with probability `rate`. (Messages TO a crashed node stay: they may arrive after a restart.)
+   */
+  dropFromCrashed(id: string, rate: number): void {
+    this.inflight = this.inflight.filter((f) => f.message.from !== id || !this.prng.chance(rate));
   }
 
   inflightCount(): number {

@@ -58,6 +58,7 @@ export interface SimResult {
     messages: number;
     dropped: number;
     linearizability: "ok" | "unknown";
+    oldTermCommits: number;
   };
 }
 
@@ -105,6 +106,8 @@ export class Simulation {
   private confChanges = 0;
   private snapshotsSent = 0;
   private readsDone = 0;
+  /** Leader commit indexes that landed on an entry of an older term (only a broken core does this). */
+  private oldTermCommits = 0;
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
@@ -162,6 +165,7 @@ export class Simulation {
         messages: this.net.sent,
         dropped: this.net.dropped,
         linearizability: this.linearizabilityOutcome,
+        oldTermCommits: this.oldTermCommits,
       },
     };
   }
@@ -178,6 +182,10 @@ export class Simulation {
       this.tickAll();
       const r = this.rng;
       if (r.chance(p.crashRate)) this.crashRandom();
+      if (r.chance(p.leaderCrashRate)) {
+        const leader = this.leader();
+        if (leader !== undefined) this.crash(leader, "leader");
+      }
       if (r.chance(p.restartRate)) this.restartRandom();
       if (r.chance(p.partitionRate)) this.partitionRandom();
       if (r.chance(p.healRate)) {
@@ -289,6 +297,10 @@ export class Simulation {
       peer.disk.persistHardState(rd);
       if (crashAt === 3) return this.crash(peer, "mid-ready 3");
       this.observeRoles(peer, rd);
+      if (rd.hardState !== null && core.status().role === "leader") {
+        const st = core.status();
+        if ((core.termAt(st.commit) ?? st.term) < st.term) this.oldTermCommits++;
+      }
       // 2. send
       for (const m of rd.messages) this.send(m);
       // 3. apply, serve reads
@@ -304,6 +316,11 @@ export class Simulation {
       core.advance(rd);
       this.serveReads(peer);
       this.maybeCompact(peer);
+      // Crash right after a hard-state change became durable and its messages left (after a vote, after
+      // a commit advanced): the moments where persistence bugs show.
+      if (rd.hardState !== null && this.faultsOn && this.rng.chance(this.plan.crashAfterHardStateRate)) {
+        return this.crash(peer, "after-hard-state");
+      }
     }
   }
 
@@ -416,7 +433,8 @@ export class Simulation {
     peer.core = null;
     peer.readsWaiting = [];
     peer.writes.clear(); // their outcome is now unknown: they stay in the history with no response
-    this.net.dropTo(peer.id);
+    // Messages in flight to it are kept: one may arrive after a restart (stale delivery).
+    if (why.startsWith("crash")) this.net.dropFromCrashed(peer.id, 0.5);
   }
 
   private restart(peer: SimPeer): void {
