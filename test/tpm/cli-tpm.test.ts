@@ -139,6 +139,7 @@ test("tpm quote then tpm verify: accepted with its nonce and policy; wrong nonce
   const replay = await verify("q1.json", "a1b2c3d4", "policy.json", ["--previous", file("q2.json")]);
   t.is(replay.code, 1);
   t.deepEqual(codes(replay), ["replay"]);
+  t.deepEqual(await f.leftoverHandles(), [], "the CLI flushed its AK");
 });
 
 test("tpm usage: --help on every subcommand exits 0; bad flags exit 2 naming the problem; an unreachable TPM exits 1", async (t) => {

@@ -139,6 +139,7 @@ test("accepts a genuine quote made by tpm2_quote, and every single tampering is 
     "pcr-digest",
     "pcr-policy",
   ]);
+  t.deepEqual(await p.fixture.leftoverHandles(), [], "tpm2-tools steps flushed everything");
 });
 
 test("a PCR changed by PCR_Extend: the old quote with new values fails pcr-digest, a new quote fails pcr-policy", async (t) => {
