@@ -45,8 +45,8 @@ export function bytesFromWire(field: string, value: unknown): Uint8Array {
   return value;
 }
 
-/** Earliest and latest instants a JS Date can hold, in seconds. */
-const DATE_SECONDS_MAX = 8.64e12 / 1000;
+/** A JS Date holds instants up to 8.64e15 ms either side of the epoch. */
+const DATE_SECONDS_MAX = 8.64e15 / 1000;
 
 export function timestampFromWire(field: string, value: Timestamp__Output | null | undefined): Date {
   if (value === null || value === undefined) throw invalidArgument(field, "is required");
@@ -58,7 +58,9 @@ export function timestampFromWire(field: string, value: Timestamp__Output | null
   if (typeof nanos !== "number" || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
     throw invalidArgument(field, "nanos must be in 0..999999999");
   }
-  return new Date(seconds * 1000 + Math.floor(nanos / 1e6));
+  const date = new Date(seconds * 1000 + Math.floor(nanos / 1e6));
+  if (Number.isNaN(date.getTime())) throw invalidArgument(field, "is out of range");
+  return date;
 }
 
 export function timestampToWire(date: Date): Timestamp {
@@ -96,5 +98,7 @@ export function grantToWire(grant: Grant): WireGrant {
 
 /** A bounded, printable rendering of a client-supplied scalar for an error message. */
 function safeScalar(value: unknown): string {
-  return typeof value === "number" ? String(value) : JSON.stringify(String(value).slice(0, 40));
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") return JSON.stringify(value.slice(0, 40));
+  return `of type ${typeof value}`;
 }
