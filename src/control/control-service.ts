@@ -80,7 +80,7 @@ export function controlServiceHandlers(
 
     async TransferLeadership({ request: r }) {
       await driver.transferLeadership(memberId(r.id));
-      return { index: 0 };
+      return {};
     },
   };
 

@@ -2,7 +2,7 @@
  * PeerTransport over gRPC (lockbox.v1.PeerService.Raft, proto/lockbox/v1/peer.proto).
  *
  * Sending: one client stream per destination peer, opened lazily and kept open; each flush writes the
- * queued messages for that peer as RaftBatch messages. The per-peer queue is bounded (messages and
+ * queued messages for that peer as RaftRequest messages. The per-peer queue is bounded (messages and
  * bytes) and drops the OLDEST messages when full: raft retransmits, and the newest messages (latest
  * term, latest commit) are the useful ones. A broken stream is reopened with capped exponential backoff;
  * what was queued meanwhile is sent then, what was in flight is lost (raft tolerates loss).
@@ -29,9 +29,9 @@ export interface GrpcPeerTransportOptions {
   queueMessagesMax?: number;
   /** Per-peer queue bound, in payload bytes (entry data and snapshot data). */
   queueBytesMax?: number;
-  /** Messages written per RaftBatch at most. */
+  /** Messages written per RaftRequest at most. */
   batchMessagesMax?: number;
-  /** Messages accepted per received RaftBatch at most. */
+  /** Messages accepted per received RaftRequest at most. */
   receiveBatchMessagesMax?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;

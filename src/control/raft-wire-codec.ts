@@ -69,6 +69,7 @@ export interface WireMessage {
   snapshot: WireSnapshot | null;
   context: Uint8Array;
 }
+/** lockbox.v1.RaftRequest: one batch of messages from one sender. */
 export interface WireBatch {
   from: string;
   messages: WireMessage[];
