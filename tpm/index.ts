@@ -57,7 +57,7 @@ export {
   type SessionType,
 } from "./client/sessions.js";
 export { withTransient, withSession } from "./client/scoped.js";
-export type { CommandSpec, CommandResult, HandleRef } from "./client/command-frame.js";
+export { checkResponse, type CommandSpec, type CommandResult, type HandleRef } from "./client/command-frame.js";
 
 export {
   rsaEkTemplate,

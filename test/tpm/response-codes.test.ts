@@ -1,6 +1,8 @@
 import test from "ava";
 import { decodeResponseCode, TPM_RC } from "../../tpm/spec/response-codes.js";
-import { TpmError } from "../../tpm/client/tpm-error.js";
+import { TpmClientError, TpmError } from "../../tpm/client/tpm-error.js";
+import { checkResponse } from "../../tpm/client/command-frame.js";
+import { TpmDecodeError } from "../../tpm/marshal/decode-error.js";
 import { TPM_CC } from "../../tpm/spec/constants.js";
 
 test("0x902 is the warning TPM_RC_OBJECT_MEMORY (format 0)", (t) => {
@@ -68,4 +70,19 @@ test("TpmError carries the decoded name, the raw code and the command", (t) => {
   t.like(err, { code: "TPM_RC", rc: 0x99d, baseCode: TPM_RC.POLICY_FAIL, rcName: "TPM_RC_POLICY_FAIL" });
   t.is(err.rcText, "TPM_RC_POLICY_FAIL (session 1)");
   t.is(err.message, "TPM2_Unseal failed: TPM_RC_POLICY_FAIL (session 1) (0x99d)");
+});
+
+test("checkResponse turns a non-zero code into a TpmError and refuses malformed headers", (t) => {
+  const err = t.throws(
+    () => checkResponse(TPM_CC.Unseal, Uint8Array.of(0x80, 1, 0, 0, 0, 10, 0, 0, 9, 0x9d), true),
+    {
+      instanceOf: TpmError,
+    },
+  );
+  t.is(err?.rcText, "TPM_RC_POLICY_FAIL (session 1)");
+  const ok = Uint8Array.of(0x80, 1, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0);
+  t.is(checkResponse(TPM_CC.GetRandom, ok, false).remaining, 2);
+  t.throws(() => checkResponse(TPM_CC.GetRandom, ok.subarray(0, 11), false), { instanceOf: TpmDecodeError });
+  t.throws(() => checkResponse(TPM_CC.GetRandom, ok.subarray(0, 4), false), { instanceOf: TpmDecodeError });
+  t.throws(() => checkResponse(TPM_CC.GetRandom, ok, true), { instanceOf: TpmClientError });
 });

@@ -116,13 +116,13 @@ export async function runCommand(transport: TpmTransport, spec: CommandSpec): Pr
   return parseResponse(spec, sessions, ctx, response);
 }
 
-function parseResponse(
-  spec: CommandSpec,
-  sessions: readonly SessionEntry[],
-  ctx: CommandContext,
-  response: Uint8Array,
-): CommandResult {
-  const cmd = commandName(spec.commandCode);
+/**
+ * The one place a response code is checked: validates the header and turns a
+ * non-zero code into a TpmError with its decoded name. Returns a reader
+ * positioned after the header.
+ */
+export function checkResponse(commandCode: number, response: Uint8Array, sessionsSent: boolean): TpmReader {
+  const cmd = commandName(commandCode);
   const r = new TpmReader(response);
   const tag = r.u16("response.tag");
   const size = r.u32("response.size");
@@ -134,14 +134,24 @@ function parseResponse(
       `${cmd}: header says ${size}, got ${response.length}`,
     );
   }
-  if (rc !== 0) throw new TpmError(spec.commandCode, rc);
-  const expectedTag = sessions.length > 0 ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS;
+  if (rc !== 0) throw new TpmError(commandCode, rc);
+  const expectedTag = sessionsSent ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS;
   if (tag !== expectedTag) {
     throw new TpmClientError(
       "BAD_RESPONSE",
       `${cmd}: response tag 0x${tag.toString(16)}, expected 0x${expectedTag.toString(16)}`,
     );
   }
+  return r;
+}
+
+function parseResponse(
+  spec: CommandSpec,
+  sessions: readonly SessionEntry[],
+  ctx: CommandContext,
+  response: Uint8Array,
+): CommandResult {
+  const r = checkResponse(spec.commandCode, response, sessions.length > 0);
   const handles: number[] = [];
   for (let i = 0; i < (spec.responseHandleCount ?? 0); i++) handles.push(r.u32("response.handle"));
   if (sessions.length === 0) return { handles, params: r.rest() };
