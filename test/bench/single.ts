@@ -1,0 +1,124 @@
+/**
+ * `npm run bench -- single`: one real peer process (spawned, as in the e2e
+ * tests), CreateKey and GetKey at concurrency 1 and 64. Each case warms up,
+ * then runs until it has done `--ops` calls or `--seconds` have passed,
+ * whichever comes first. Prints ops/s and p50/p99 latency per case, then one
+ * JSON line with the same figures.
+ *
+ * GetKey is measured with the client's key cache turned off, so every call is
+ * a real round trip to the peer (unwrap included), never a cache hit.
+ */
+import { parseArgs } from "node:util";
+
+import { spawnPeer } from "../helpers/peer-process.js";
+
+interface CaseResult {
+  rpc: "CreateKey" | "GetKey";
+  concurrency: number;
+  ops: number;
+  seconds: number;
+  opsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+const WARMUP_OPS = 50;
+const GET_POOL_SIZE = 256;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ops: { type: "string" }, seconds: { type: "string" } },
+    strict: true,
+  });
+  const opsMax = positiveInt("--ops", values.ops ?? "3000");
+  const secondsMax = positiveInt("--seconds", values.seconds ?? "10");
+
+  process.stdout.write(`starting a peer (lockbox init + serve in a temp dir)...\n`);
+  const peer = await spawnPeer();
+  const results: CaseResult[] = [];
+  try {
+    const client = peer.client(peer.admin, { cache: false, deadlineMs: 30_000 });
+    let serial = 0;
+    const create = (): Promise<unknown> =>
+      client.createKey({ project: "bench", scope: `s${serial++ % 97}`, name: "bench", bitLength: 256 });
+    const pool = await Promise.all(
+      Array.from(
+        { length: GET_POOL_SIZE },
+        async () => (await client.createKey({ project: "bench", scope: "pool", name: "p" })).id,
+      ),
+    );
+    let next = 0;
+    const get = (): Promise<unknown> => client.getKey(pool[next++ % pool.length]!);
+
+    for (const [rpc, op] of [
+      ["CreateKey", create],
+      ["GetKey", get],
+    ] as const) {
+      for (const concurrency of [1, 64]) {
+        await run(op, concurrency, WARMUP_OPS, 30);
+        const r = await run(op, concurrency, opsMax, secondsMax);
+        const result: CaseResult = { rpc, concurrency, ...r };
+        results.push(result);
+        process.stdout.write(
+          `${rpc.padEnd(9)} concurrency ${String(concurrency).padStart(2)}: ${result.opsPerSecond.toFixed(0).padStart(6)} ops/s` +
+            `  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms` +
+            `  (${result.ops} ops in ${result.seconds.toFixed(1)} s, ${result.errors} errors)\n`,
+        );
+      }
+    }
+  } finally {
+    await peer.teardown();
+  }
+  process.stdout.write(
+    JSON.stringify({ bench: "single", getKeyCache: "bypassed", node: process.version, results }) + "\n",
+  );
+}
+
+/** Runs `op` with `concurrency` workers until `opsMax` calls are done or `secondsMax` have passed. */
+async function run(
+  op: () => Promise<unknown>,
+  concurrency: number,
+  opsMax: number,
+  secondsMax: number,
+): Promise<Omit<CaseResult, "rpc" | "concurrency">> {
+  const latenciesMs: number[] = [];
+  let started = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + secondsMax * 1000;
+  const worker = async (): Promise<void> => {
+    while (started < opsMax && performance.now() < deadline) {
+      started++;
+      const s = performance.now();
+      try {
+        await op();
+        latenciesMs.push(performance.now() - s);
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  latenciesMs.sort((a, b) => a - b);
+  return {
+    ops: latenciesMs.length,
+    seconds,
+    opsPerSecond: latenciesMs.length / seconds,
+    p50Ms: percentile(latenciesMs, 0.5),
+    p99Ms: percentile(latenciesMs, 0.99),
+    errors,
+  };
+}
+
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+function positiveInt(flag: string, v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`${flag} must be a positive integer, got '${v}'`);
+  return Number(v);
+}
