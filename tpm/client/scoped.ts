@@ -5,7 +5,7 @@
  * objects already give TPM_RC_OBJECT_MEMORY).
  */
 import type { TpmSession } from "./sessions.js";
-import type { Tpm, TpmObject } from "./tpm.js";
+import type { Tpm } from "./tpm.js";
 
 async function flushAfter<T>(fn: () => Promise<T>, flush: () => Promise<void>): Promise<T> {
   let result: T;
@@ -45,5 +45,3 @@ export async function withSession<T>(
     () => tpm.flushSession(session),
   );
 }
-
-export type { TpmObject };

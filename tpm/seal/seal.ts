@@ -88,7 +88,7 @@ export async function unsealSecret(
             tpm.startAuthSession({ type: "policy", saltKey: options.saltKey ?? srk }),
             async (session) => {
               await tpm.policyPcr(session, blob.pcrs);
-              return tpm.unseal(item as TpmObject, session, { encryptResponse: true });
+              return tpm.unseal(item, session, { encryptResponse: true });
             },
           ),
       ),
