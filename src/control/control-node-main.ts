@@ -200,7 +200,17 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
     log(`control-node ${args.id}: ${signal}, stopping`);
     await driver.stop(signal);
     await transport.close();
-    await new Promise<void>((r) => server.tryShutdown(() => r()));
+    // Peers' inbound raft streams never end by themselves: give calls a moment, then cut them.
+    await new Promise<void>((r) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        r();
+      }, 1_000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        r();
+      });
+    });
     await db.close();
     process.exit(0);
   };

@@ -107,4 +107,8 @@ test("3 processes: elect a leader, replicate, survive SIGKILL of the leader and 
     [...cluster.nodes.values()].map((n) => n.status().then((s) => s.applied)),
   );
   for (const a of applied) t.true(a >= acked.size, "every node re-applied the log from its own storage");
+
+  // SIGTERM stops a process cleanly even while its peers keep their raft streams to it open.
+  await cluster.node("3").kill("SIGTERM");
+  t.is(cluster.node("3").exitStatus, 0);
 });
