@@ -24,11 +24,13 @@ import { EK_POLICY_SHA256, sealedObjectTemplate } from "../../tpm/keys/templates
 import { encode } from "../../tpm/marshal/writer.js";
 import { quote } from "../../tpm/quote.js";
 import { TpmtHa } from "../../tpm/spec/basic.js";
-import { TPM_ALG_ID, TPM_CC, TPM_GENERATED_VALUE, TPM_ST } from "../../tpm/spec/constants.js";
+import { TPMA_OBJECT, TPM_ALG_ID, TPM_CC, TPM_GENERATED_VALUE, TPM_ST } from "../../tpm/spec/constants.js";
 import { nvName, objectName } from "../../tpm/spec/name.js";
 import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { TPM_RC, decodeResponseCode } from "../../tpm/spec/response-codes.js";
 import { TpmsSensitiveCreate } from "../../tpm/spec/sensitive.js";
+import { TpmtPublic } from "../../tpm/spec/public.js";
+import { PasswordSession } from "../../tpm/client/sessions.js";
 import type { TpmTransport } from "../../tpm/transport/transport.js";
 import { NO_LEFTOVERS, type TestTpm, leftovers, startFileTpm } from "./helpers-a.js";
 
@@ -165,6 +167,46 @@ test.serial("Create and Load under a salted ECC session hide the sensitive data 
     }),
   );
 });
+
+test.serial(
+  "an HMAC session proves an object's authValue, which joins the HMAC and encryption keys",
+  async (t) => {
+    const { tpm, recorder } = shared;
+    const data = new Uint8Array(randomBytes(32));
+    const password = new Uint8Array(randomBytes(16));
+    password[15] = 7; // no trailing zero: the TPM would strip it
+    const template = sealedObjectTemplate(new Uint8Array(0));
+    const withAuth = new TpmtPublic(
+      template.nameAlg,
+      // noDA: the deliberate wrong password below must not count towards a dictionary-attack lockout.
+      template.objectAttributes | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA,
+      template.authPolicy,
+      template.parameters,
+      template.unique,
+    );
+    await withTransient(tpm, createStoragePrimary(tpm), async (srk) => {
+      const created = await tpm.create(srk, withAuth, { sensitive: new TpmsSensitiveCreate(password, data) });
+      await withTransient(tpm, tpm.load(srk, created.outPrivate, created.outPublic), (item) =>
+        withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
+          recorder.clear();
+          const out = await tpm.unseal(item, session, { encryptResponse: true, entityAuth: password });
+          t.deepEqual(out, data);
+          t.false(
+            recorder.exchanges().some((e) => contains(e.response!, data) || contains(e.command, password)),
+          );
+          const wrong = Uint8Array.from(password);
+          wrong[0]! ^= 1;
+          const err = await t.throwsAsync(tpm.unseal(item, session, { entityAuth: wrong }), {
+            instanceOf: TpmError,
+          });
+          t.is(err?.rcText, "TPM_RC_AUTH_FAIL (session 1)");
+          // The plain password session works too (and shows the password on the bus).
+          t.deepEqual(await tpm.unseal(item, new PasswordSession(password)), data);
+        }),
+      );
+    });
+  },
+);
 
 test.serial("a bad handle fails with a decoded format-1 handle error", async (t) => {
   // A transient handle that is not loaded: libtpms answers TPM_RC_VALUE on handle 1 (0x184).

@@ -29,6 +29,11 @@ export interface SessionUse {
   readonly decryptCommand?: boolean;
   /** Ask the TPM to encrypt the first response parameter (TPMA_SESSION.encrypt). */
   readonly encryptResponse?: boolean;
+  /**
+   * The authValue of the entity an HMAC session authorizes (empty by default).
+   * It joins the session key in the HMAC and parameter-encryption keys.
+   */
+  readonly entityAuth?: Uint8Array;
 }
 
 /** One entry of a command's authorization area. */
@@ -59,6 +64,9 @@ export class PasswordSession implements AuthSession {
   begin(use: SessionUse): void {
     if (use.decryptCommand || use.encryptResponse) {
       throw new TpmClientError("BAD_ARGUMENT", "a password session cannot encrypt parameters");
+    }
+    if (use.entityAuth !== undefined) {
+      throw new TpmClientError("BAD_ARGUMENT", "a password session carries the password itself");
     }
   }
 
@@ -93,9 +101,9 @@ export const SESSION_TYPE_CODE: Record<SessionType, number> = {
 };
 
 /**
- * An HMAC or policy session the TPM has started. The entity it authorizes is
- * assumed to have an empty authValue (true of every object this module makes),
- * and a policy session uses no PolicyAuthValue, so the HMAC key is the session
+ * An HMAC or policy session the TPM has started, unbound. An HMAC session's
+ * key is sessionKey || the entity's authValue (SessionUse.entityAuth); a
+ * policy session here never runs PolicyAuthValue, so its key is the session
  * key alone.
  */
 export class TpmSession implements AuthSession {
@@ -153,6 +161,9 @@ export class TpmSession implements AuthSession {
   }
 
   begin(use: SessionUse): void {
+    if (use.entityAuth !== undefined && use.entityAuth.length > 0 && this.type !== "hmac") {
+      throw new TpmClientError("BAD_ARGUMENT", "an entity authValue is used with HMAC sessions only");
+    }
     if (this.flushed)
       throw new TpmClientError("SESSION_CLOSED", `session 0x${this.handle.toString(16)} was flushed`);
     if ((use.decryptCommand || use.encryptResponse) && !this.canEncrypt) {
@@ -165,6 +176,19 @@ export class TpmSession implements AuthSession {
     this.nonceCaller = new Uint8Array(randomBytes(this.nonceCaller.length));
   }
 
+  /** sessionKey || authValue, the authValue without trailing zero octets as the TPM stores it. */
+  private key(): Uint8Array {
+    let auth = this.use.entityAuth ?? new Uint8Array(0);
+    let end = auth.length;
+    while (end > 0 && auth[end - 1] === 0) end--;
+    auth = auth.subarray(0, end);
+    if (auth.length === 0) return this.sessionKey;
+    const key = new Uint8Array(this.sessionKey.length + auth.length);
+    key.set(this.sessionKey);
+    key.set(auth, this.sessionKey.length);
+    return key;
+  }
+
   private attributes(): number {
     let a = TPMA_SESSION.continueSession;
     if (this.use.decryptCommand) a |= TPMA_SESSION.decrypt;
@@ -173,25 +197,18 @@ export class TpmSession implements AuthSession {
   }
 
   encryptParameter(plain: Uint8Array): Uint8Array {
-    return cfbEncrypt(this.hashName, this.symmetric, this.sessionKey, this.nonceCaller, this.nonceTpm, plain);
+    return cfbEncrypt(this.hashName, this.symmetric, this.key(), this.nonceCaller, this.nonceTpm, plain);
   }
 
   decryptParameter(cipher: Uint8Array): Uint8Array {
-    return cfbDecrypt(
-      this.hashName,
-      this.symmetric,
-      this.sessionKey,
-      this.nonceTpm,
-      this.nonceCaller,
-      cipher,
-    );
+    return cfbDecrypt(this.hashName, this.symmetric, this.key(), this.nonceTpm, this.nonceCaller, cipher);
   }
 
   commandAuth(ctx: CommandContext, params: Uint8Array): Uint8Array {
     const attrs = this.attributes();
     let hmac: Uint8Array = new Uint8Array(0);
     // With an empty key the TPM accepts (and itself uses) an empty HMAC.
-    if (this.sessionKey.length > 0) {
+    if (this.key().length > 0) {
       const cpHash = tpmHash(
         this.authHash,
         encode((w) => w.u32(ctx.commandCode)),
@@ -207,7 +224,7 @@ export class TpmSession implements AuthSession {
     const nonceTpm = r.tpm2b("TPMS_AUTH_RESPONSE.nonce", LIMITS.digestBytes);
     const attrs = r.u8("TPMS_AUTH_RESPONSE.sessionAttributes");
     const hmac = r.tpm2b("TPMS_AUTH_RESPONSE.hmac", LIMITS.digestBytes);
-    if (this.sessionKey.length > 0 || hmac.length > 0) {
+    if (this.key().length > 0 || hmac.length > 0) {
       const rpHash = tpmHash(
         this.authHash,
         encode((w) => w.u32(0).u32(ctx.commandCode)),
@@ -225,7 +242,7 @@ export class TpmSession implements AuthSession {
   }
 
   private hmac(pHash: Uint8Array, nonceNewer: Uint8Array, nonceOlder: Uint8Array, attrs: number): Uint8Array {
-    const h = createHmac(this.hashName, this.sessionKey);
+    const h = createHmac(this.hashName, this.key());
     h.update(pHash).update(nonceNewer).update(nonceOlder).update(Uint8Array.of(attrs));
     return new Uint8Array(h.digest());
   }

@@ -500,12 +500,16 @@ export class Tpm {
   async unseal(
     item: TpmObject,
     auth: AuthSession,
-    options: { encryptResponse?: boolean } = {},
+    options: { encryptResponse?: boolean; entityAuth?: Uint8Array } = {},
   ): Promise<Uint8Array> {
+    const use = {
+      encryptResponse: options.encryptResponse === true,
+      ...(options.entityAuth ? { entityAuth: options.entityAuth } : {}),
+    };
     const { params } = await this.execute({
       commandCode: TPM_CC.Unseal,
       handles: [item],
-      sessions: [{ session: auth, use: { encryptResponse: options.encryptResponse === true } }],
+      sessions: [{ session: auth, use }],
     });
     return decodeExact(params, "Unseal response", (r) => r.tpm2b("outData", LIMITS.sensitiveDataBytes));
   }
