@@ -451,8 +451,9 @@ export class RaftDriver<R = unknown> {
    * A write must be synced when it holds a snapshot, entries, or a new term or vote. A hard state that
    * only moves `commit` is written without fsync: the commit index need not survive a crash (raft paper
    * fig. 2 keeps it volatile; etcd's MustSync is the same rule), and LevelDB's sequential log makes any
-   * later synced write carry it to disk anyway. This halves the fsyncs on the commit path, so it is
-   * stricter than nothing and looser than `Ready.mustSync`, which also counts commit-only changes.
+   * later synced write (a snapshot, the next entries) carry it to disk first. This saves the leader one
+   * fsync per commit round. It deliberately deviates from `Ready.mustSync`, which also asks for a sync on
+   * commit-only changes.
    */
   #mustSync(rd: Ready): boolean {
     if (rd.snapshot !== null || rd.entries.length > 0) return true;

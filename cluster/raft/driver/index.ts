@@ -1,0 +1,16 @@
+/** The raft driver: runs the pure core (../core) against storage, network, timers and a state machine. */
+export { RaftDriver, type Applied, type DriverStatus, type RaftDriverOptions } from "./raft-driver.js";
+export type { RaftStorage, RaftStorageUpdate } from "./raft-storage.js";
+export type { PeerTransport } from "./peer-transport.js";
+export type { StateMachine } from "./state-machine.js";
+export { IntervalTicker, type Ticker } from "./ticker.js";
+export {
+  Busy,
+  InvalidArgument,
+  NotLeader,
+  RaftDriverError,
+  Rejected,
+  Stopped,
+  Timeout,
+  type RaftDriverErrorCode,
+} from "./errors.js";
