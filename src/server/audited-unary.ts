@@ -1,19 +1,20 @@
 /**
  * Every lockbox RPC runs through one wrapper, in this order:
- * authenticate (client certificate) -> authorize (role) -> the operation ->
- * audit -> reply. Errors of any step become a gRPC status in one place
+ * authenticate (client certificate) -> refuse undecodable bytes -> authorize
+ * (role) -> the operation -> audit -> reply. Errors of any step become a gRPC status in one place
  * (toGrpcStatus); unexpected ones are logged here, without key material,
  * and reach the client only as a generic INTERNAL. Nothing a client sends
  * can make a handler throw past this wrapper.
  */
 import * as grpc from "@grpc/grpc-js";
-import { LockboxError } from "../errors.js";
+import { LockboxError, invalidArgument } from "../errors.js";
 import type { Clock } from "../keys/key-model.js";
 import type { Caller } from "../pki/caller.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { authenticate, requireAdmin } from "./authenticate.js";
 import { type AuditEventInput, type AuditOutcome, type EdgeAuditSink, outcomeOf } from "./edge-audit.js";
 import { statusName, toGrpcStatus, toServiceError } from "./grpc-status.js";
+import { isUndecodable } from "./undecodable-request.js";
 
 /** What the audit line says about the key a call touched. Never key bytes. */
 export interface AuditFacts {
@@ -74,6 +75,9 @@ async function handle<Req, Res>(
     facts = safeFacts(() => op.requestFacts(call.request));
     const caller = authenticate(call, ctx.verifier, ctx.clock.now());
     identity = caller.identity;
+    if (isUndecodable(call.request)) {
+      throw invalidArgument("request", `is not a valid ${op.name}Request message (${call.request.reason})`);
+    }
     if (op.adminOnly) requireAdmin(caller);
     const result = await op.run(caller, call.request);
     facts = { ...facts, ...(result.facts ?? {}) };

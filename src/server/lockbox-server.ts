@@ -19,6 +19,7 @@ import type { EdgeAuditSink } from "./edge-audit.js";
 import { type KeyServiceApi, keyServiceHandlers } from "./key-service-handlers.js";
 import { ADMIN_SERVICE_NAME, KEY_SERVICE_NAME, serverProtos } from "./proto-definitions.js";
 import { withLinkedFileDescriptors } from "./reflection-descriptors.js";
+import { withTolerantDeserializers } from "./undecodable-request.js";
 
 /** The largest request the server accepts; every lockbox request fits in far less. */
 export const REQUEST_BYTES_MAX = 64 * 1024;
@@ -59,8 +60,8 @@ export async function startLockboxServer(
     "grpc.max_receive_message_length": REQUEST_BYTES_MAX,
     "grpc.max_concurrent_streams": 1024,
   });
-  server.addService(protos.keyService, keyServiceHandlers(options.keys, ctx));
-  server.addService(protos.adminService, adminServiceHandlers(options.admin, ctx));
+  server.addService(withTolerantDeserializers(protos.keyService), keyServiceHandlers(options.keys, ctx));
+  server.addService(withTolerantDeserializers(protos.adminService), adminServiceHandlers(options.admin, ctx));
 
   // Health and reflection describe the peer, not keys: they are open to any
   // TLS client, like a load balancer's probe. They reveal no key data.

@@ -83,3 +83,42 @@ test("a key of another project is NOT_FOUND, exactly like a missing key", async 
     missing.details.replace("00000000-0000-4000-8000-000000000000", "ID"),
   );
 });
+
+test("bytes that are not a protobuf message get INVALID_ARGUMENT naming the request, after authentication", async (t) => {
+  const f = await startTestPeer(t);
+  const raw = (identity: { certificatePem: string; privateKeyPem: string } | null) => {
+    const ca = Buffer.from(f.ca.certificatePem);
+    const creds =
+      identity === null
+        ? grpc.credentials.createSsl(ca)
+        : grpc.credentials.createSsl(
+            ca,
+            Buffer.from(identity.privateKeyPem),
+            Buffer.from(identity.certificatePem),
+          );
+    const client = new grpc.Client(f.peer.address, creds, { "grpc.ssl_target_name_override": "localhost" });
+    t.teardown(() => client.close());
+    return (bytes: Buffer) =>
+      new Promise<grpc.ServiceError | null>((resolve) =>
+        client.makeUnaryRequest(
+          "/lockbox.v1.KeyService/GetKey",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          (err) => resolve(err),
+        ),
+      );
+  };
+  // Field 1 (length-delimited) cut off before its length.
+  const truncated = Buffer.from([0x0a]);
+  const svcErr = await raw(await issue(f, "vol-host", "service", ["p1"]))(truncated);
+  t.is(svcErr?.code, grpc.status.INVALID_ARGUMENT);
+  t.regex(svcErr?.details ?? "", /^request: is not a valid GetKeyRequest message/);
+  t.deepEqual(svcErr?.metadata.get("lockbox-field"), ["request"]);
+  const anonErr = await raw(null)(truncated);
+  t.is(
+    anonErr?.code,
+    grpc.status.UNAUTHENTICATED,
+    "garbage from an unknown caller is refused as unauthenticated first",
+  );
+});
