@@ -57,7 +57,12 @@ export {
   type SessionType,
 } from "./client/sessions.js";
 export { withTransient, withSession } from "./client/scoped.js";
-export { checkResponse, type CommandSpec, type CommandResult, type HandleRef } from "./client/command-frame.js";
+export {
+  checkResponse,
+  type CommandSpec,
+  type CommandResult,
+  type HandleRef,
+} from "./client/command-frame.js";
 
 export {
   rsaEkTemplate,
@@ -70,6 +75,7 @@ export {
 export {
   createEk,
   readEkCertificate,
+  trimDerPadding,
   withEkPolicySession,
   RSA_EK_CERT_NV_INDEX,
   ECC_EK_CERT_NV_INDEX,

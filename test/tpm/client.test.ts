@@ -16,6 +16,7 @@ import {
   RSA_EK_PERSISTENT_HANDLE,
   createEk,
   readEkCertificate,
+  trimDerPadding,
   withEkPolicySession,
 } from "../../tpm/keys/ek.js";
 import { fixedWidth, publicKeyFromTpmt } from "../../tpm/keys/public-key.js";
@@ -149,6 +150,15 @@ test.serial(
   },
 );
 
+test("EK certificate padding in NV is trimmed to the DER SEQUENCE; non-DER is refused", (t) => {
+  const der = Uint8Array.of(0x30, 0x82, 0x00, 0x03, 1, 2, 3);
+  t.deepEqual(trimDerPadding(Uint8Array.from([...der, 0, 0, 0xff]), 1), der);
+  t.deepEqual(trimDerPadding(Uint8Array.of(0x30, 1, 9, 0), 1), Uint8Array.of(0x30, 1, 9));
+  t.throws(() => trimDerPadding(der.subarray(0, 6), 1), { instanceOf: TpmClientError });
+  t.throws(() => trimDerPadding(Uint8Array.of(0xff, 0xff), 1), { instanceOf: TpmClientError });
+  t.throws(() => trimDerPadding(Uint8Array.of(0x30, 0x80), 1), { instanceOf: TpmClientError });
+});
+
 test.serial("Create and Load under a salted ECC session hide the sensitive data on the bus", async (t) => {
   const { tpm, recorder } = shared;
   const data = new Uint8Array(randomBytes(32));
@@ -200,7 +210,7 @@ test.serial(
             instanceOf: TpmError,
           });
           // BAD_AUTH rather than AUTH_FAIL: the object is noDA.
-        t.is(err?.rcText, "TPM_RC_BAD_AUTH (session 1)");
+          t.is(err?.rcText, "TPM_RC_BAD_AUTH (session 1)");
           // The plain password session works too (and shows the password on the bus).
           t.deepEqual(await tpm.unseal(item, new PasswordSession(password)), data);
         }),

@@ -44,7 +44,36 @@ export async function readEkCertificate(
       `NV index 0x${nvIndex.toString(16)} is neither owner- nor auth-readable`,
     );
   }
-  return tpm.nvReadAll(nvIndex, authHandle);
+  return trimDerPadding(await tpm.nvReadAll(nvIndex, authHandle), nvIndex);
+}
+
+/**
+ * Some TPMs define the certificate index larger than the certificate and pad
+ * it (with zeros or 0xff): keep exactly the outer DER SEQUENCE.
+ */
+export function trimDerPadding(bytes: Uint8Array, nvIndex: number): Uint8Array {
+  const where = `NV index 0x${nvIndex.toString(16)}`;
+  if (bytes.length < 2 || bytes[0] !== 0x30) {
+    throw new TpmClientError("BAD_RESPONSE", `${where} does not hold a DER certificate`);
+  }
+  let length = bytes[1]!;
+  let header = 2;
+  if (length & 0x80) {
+    const lengthBytes = length & 0x7f;
+    if (lengthBytes === 0 || lengthBytes > 3 || bytes.length < 2 + lengthBytes) {
+      throw new TpmClientError("BAD_RESPONSE", `${where}: bad DER length`);
+    }
+    length = 0;
+    for (let i = 0; i < lengthBytes; i++) length = length * 256 + bytes[2 + i]!;
+    header += lengthBytes;
+  }
+  if (header + length > bytes.length) {
+    throw new TpmClientError(
+      "BAD_RESPONSE",
+      `${where}: certificate truncated (${bytes.length} of ${header + length} bytes)`,
+    );
+  }
+  return bytes.subarray(0, header + length);
 }
 
 /**
