@@ -10,7 +10,7 @@ import { decodeExact } from "../marshal/reader.js";
 import { encode } from "../marshal/writer.js";
 import { TpmtHa, TpmlDigestValues, TpmtTkCreation } from "../spec/basic.js";
 import { TpmsCapabilityData } from "../spec/capability.js";
-import { TPM_ALG_ID, TPM_CAP, TPM_CC, TPM_RH, TPM_SU } from "../spec/constants.js";
+import { TPM_ALG_ID, TPM_CAP, TPM_CC, TPM_HT, TPM_RH, TPM_SU, handleType } from "../spec/constants.js";
 import { Tpm2bCreationData, type TpmsCreationData } from "../spec/creation.js";
 import { Tpm2bIdObject, type TpmsIdObject } from "../spec/credential.js";
 import { digestSize } from "../spec/hash.js";
@@ -300,7 +300,8 @@ export class Tpm {
       const creationHash = r.tpm2b("creationHash", LIMITS.digestBytes);
       const creationTicket = TpmtTkCreation.unmarshal(r);
       const name = r.tpm2b("name", LIMITS.nameBytes);
-      return { handle: handles[0]!, name, publicArea, creationData, creationHash, creationTicket };
+      const handle = expectHandleType(handles[0]!, TPM_HT.TRANSIENT, "CreatePrimary");
+      return { handle, name, publicArea, creationData, creationHash, creationTicket };
     });
   }
 
@@ -353,7 +354,7 @@ export class Tpm {
       responseHandleCount: 1,
     });
     const name = decodeExact(params, "Load response", (r) => r.tpm2b("name", LIMITS.nameBytes));
-    return { handle: handles[0]!, name, publicArea: inPublic };
+    return { handle: expectHandleType(handles[0]!, TPM_HT.TRANSIENT, "Load"), name, publicArea: inPublic };
   }
 
   async readPublic(handle: number): Promise<TpmObject & { qualifiedName: Uint8Array }> {
@@ -401,7 +402,9 @@ export class Tpm {
       r.tpm2b("nonceTPM", LIMITS.digestBytes),
     );
     const sessionKey = deriveSessionKey(authHash, salt?.salt ?? new Uint8Array(0), nonceTpm, nonceCaller);
-    return new TpmSession(handles[0]!, options.type, authHash, symmetric, sessionKey, nonceCaller, nonceTpm);
+    const sessionType = options.type === "hmac" ? TPM_HT.HMAC_SESSION : TPM_HT.POLICY_SESSION;
+    const handle = expectHandleType(handles[0]!, sessionType, "StartAuthSession");
+    return new TpmSession(handle, options.type, authHash, symmetric, sessionKey, nonceCaller, nonceTpm);
   }
 
   /** TPM2_PolicyPCR. With no `pcrDigest` the TPM uses the current values (and checks them at use). */
@@ -574,4 +577,15 @@ export class Tpm {
     });
     return decodeExact(params, "NV_Read response", (r) => r.tpm2b("data", LIMITS.nvBufferBytes));
   }
+}
+
+/** A handle the TPM returned must be of the kind the command creates. */
+function expectHandleType(handle: number, type: number, command: string): number {
+  if (handleType(handle) !== type) {
+    throw new TpmClientError(
+      "BAD_RESPONSE",
+      `${command} returned handle 0x${handle.toString(16)}, not of type 0x${type.toString(16)}`,
+    );
+  }
+  return handle;
 }
