@@ -98,10 +98,12 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
     requestFacts: idFacts,
     async run(caller, req) {
       const got = await keys.getKey(caller, { id: stringFromWire("id", req.id) });
-      // grpc-js serializes the response before the callback returns; the
-      // material then only lives in the outgoing frame.
+      // The key service hands over its copy to us; keep one copy (the
+      // response's), and zero the other now rather than at garbage collection.
+      const material = Buffer.from(got.material);
+      got.material.fill(0);
       return {
-        response: { key: keyMetaToWire(got.key), material: Buffer.from(got.material) },
+        response: { key: keyMetaToWire(got.key), material },
         facts: keyFacts(got.key),
       };
     },
