@@ -129,7 +129,7 @@ class SpawnedPeer implements PeerProcess {
     );
     child.stderr!.pipe(logFile, { end: false });
     const lines = createInterface({ input: child.stdout! });
-    const timeoutMs = this.options.readyTimeoutMs ?? 20_000;
+    const timeoutMs = this.options.readyTimeoutMs ?? 60_000;
     const address = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`peer not ready within ${timeoutMs} ms`)), timeoutMs);
       void this.#exited!.then(() => reject(new Error(`peer exited before ready (code ${child.exitCode})`)));
