@@ -88,7 +88,8 @@ function report(results: SimResult[], requested: number): void {
     process.stdout.write(
       `${results.length - failed.length}/${results.length} seeds passed (${failed.length} failed) in ${seconds.toFixed(1)} s; ` +
         `writes acked ${sum((r) => r.stats.writesAcked)}, reads ${sum((r) => r.stats.readsDone)}, ` +
-        `crashes ${sum((r) => r.stats.crashes)}, conf changes ${sum((r) => r.stats.confChanges)}\n`,
+        `crashes ${sum((r) => r.stats.crashes)}, conf changes ${sum((r) => r.stats.confChanges)}, ` +
+        `linearizability search bound hit in ${results.filter((r) => r.stats.linearizability === "unknown").length}\n`,
     );
   }
   process.stdout.write(
@@ -100,6 +101,7 @@ function report(results: SimResult[], requested: number): void {
       profile,
       bug: bugName ?? null,
       byProfile,
+      linearizabilityUnknown: results.filter((r) => r.stats.linearizability === "unknown").length,
       seconds,
       ...(results.length === 1 ? { traceHash: results[0]!.traceHash } : {}),
     })}\n`,

@@ -23,6 +23,10 @@ export interface FaultPlan {
   crashAfterHardStateRate: number;
   /** Per tick: probability of a new partition / of healing all partitions. */
   partitionRate: number;
+  /** A new partition replaces the previous one instead of adding to it (flapping links). */
+  partitionFlap: boolean;
+  /** Per election won: probability that the new leader is isolated within 3 ticks. */
+  isolateNewLeaderRate: number;
   healRate: number;
   /** Per tick: probability of a client write / a ReadIndex read / a membership change / a transfer. */
   proposeRate: number;
@@ -56,6 +60,8 @@ function base(r: Prng): Omit<FaultPlan, "profile"> {
     midReadyCrashRate: 0,
     crashAfterHardStateRate: 0,
     partitionRate: 0,
+    partitionFlap: r.chance(0.5),
+    isolateNewLeaderRate: 0,
     healRate: 0.05,
     proposeRate: r.pick([0.2, 0.5, 0.9]),
     readRate: r.pick([0.1, 0.3, 0.6]),
@@ -115,24 +121,45 @@ export const PROFILES: Record<string, Draw> = {
     midReadyCrashRate: r.float() * 0.01,
     crashAfterHardStateRate: r.float() * 0.01,
     partitionRate: r.float() * 0.03,
+    isolateNewLeaderRate: r.float() * 0.3,
     healRate: r.float() * 0.05,
     confChangeRate: r.float() * 0.04,
     transferRate: r.float() * 0.02,
   }),
   /** Hostile to the two planted bugs: elections, crashes and small batches everywhere. */
-  hunt: (r) => ({
+  /** Hostile to lost votes: many elections, crashes right after voting, fast restarts, late vote requests. */
+  huntVotes: (r) => ({
+    ...base(r),
+    voters: 3,
+    faultTicks: r.range(200, 300),
+    delayTicksMax: r.range(3, 10),
+    duplicateRate: r.float() * 0.3,
+    leaderCrashRate: 0.05 + r.float() * 0.1,
+    crashRate: r.float() * 0.03,
+    restartRate: 0.5 + r.float() * 0.5,
+    crashAfterHardStateRate: 0.1 + r.float() * 0.2,
+    proposeRate: 0.5,
+    readRate: 0.1,
+    compactEvery: 1000,
+    preVote: false,
+    checkQuorum: false,
+  }),
+  /** Hostile to early commits (raft fig. 8): fresh leaders cut off, flapping partitions, one entry per append. */
+  huntCommits: (r) => ({
     ...base(r),
     voters: 3,
     faultTicks: r.range(200, 300),
     dropRate: r.float() * 0.1,
-    delayTicksMax: r.range(2, 8),
+    delayTicksMax: r.range(0, 3),
     crashRate: r.float() * 0.02,
-    leaderCrashRate: 0.02 + r.float() * 0.04,
+    leaderCrashRate: r.float() * 0.04,
     restartRate: 0.1 + r.float() * 0.5,
     crashAfterHardStateRate: r.float() * 0.05,
     duplicateRate: r.float() * 0.1,
-    partitionRate: r.float() * 0.02,
-    healRate: 0.02 + r.float() * 0.1,
+    partitionRate: 0.05 + r.float() * 0.2,
+    partitionFlap: true,
+    isolateNewLeaderRate: 0.6 + r.float() * 0.4,
+    healRate: r.float() * 0.05,
     proposeRate: 0.9,
     readRate: 0.1,
     batchEntriesMax: 1,
@@ -141,11 +168,13 @@ export const PROFILES: Record<string, Draw> = {
   }),
 };
 
-export const MIXED = ["calm", "lossy", "partition", "crash", "membership", "chaos"];
+export const MIXED = ["calm", "lossy", "partition", "crash", "membership", "chaos", "huntVotes", "huntCommits"];
+/** "hunt" picks one of the bug-hunting profiles per seed. */
+export const HUNT = ["huntVotes", "huntCommits"];
 
 export function drawPlan(r: Prng, profile: string): FaultPlan {
-  const name = profile === "mixed" ? r.pick(MIXED) : profile;
+  const name = profile === "mixed" ? r.pick(MIXED) : profile === "hunt" ? r.pick(HUNT) : profile;
   const draw = PROFILES[name];
-  if (draw === undefined) throw new RangeError(`unknown profile ${profile}; known: mixed, ${Object.keys(PROFILES).join(", ")}`);
+  if (draw === undefined) throw new RangeError(`unknown profile ${profile}; known: mixed, hunt, ${Object.keys(PROFILES).join(", ")}`);
   return { profile: name, ...draw(r) };
 }

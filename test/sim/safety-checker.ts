@@ -77,17 +77,20 @@ export class SafetyChecker {
     }
   }
 
-  /** State machine safety: every node applies the same entry at every index. */
-  onApplied(id: string, e: Entry): void {
+  /** State machine safety: every node applies the same entry at every index. True if first applied here. */
+  onApplied(id: string, e: Entry): boolean {
     const got = identity(e);
     const want = this.committed[e.index];
     if (want === undefined) {
       this.committed[e.index] = got;
       this.committedTerm[e.index] = e.term;
       if (e.type === EntryType.Normal && e.data.length > 0) this.valueIndex.set(dec.decode(e.data), e.index);
-    } else if (want !== got) {
+      return true;
+    }
+    if (want !== got) {
       throw new SimViolation("state-machine-safety", `${id} applied ${got} at ${e.index}, another node applied ${want}`);
     }
+    return false;
   }
 
   onSnapshotRestored(id: string, index: number, term: number): void {

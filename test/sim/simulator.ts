@@ -108,6 +108,9 @@ export class Simulation {
   private readsDone = 0;
   /** Leader commit indexes that landed on an entry of an older term (only a broken core does this). */
   private oldTermCommits = 0;
+  private isolateAt: { tick: number; id: string }[] = [];
+  /** Logical time at which each written value was first applied anywhere (it took effect by then). */
+  private readonly firstApplied = new Map<string, number>();
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
@@ -181,6 +184,11 @@ export class Simulation {
     for (let t = 0; t < p.faultTicks; t++) {
       this.tickAll();
       const r = this.rng;
+      for (const iso of this.isolateAt.filter((x) => x.tick <= this.tickNow)) {
+        this.net.isolate(iso.id, [...this.peers.keys()]);
+        this.trace.add(`isolate-leader ${iso.id}`);
+      }
+      this.isolateAt = this.isolateAt.filter((x) => x.tick > this.tickNow);
       if (r.chance(p.crashRate)) this.crashRandom();
       if (r.chance(p.leaderCrashRate)) {
         const leader = this.leader();
@@ -247,6 +255,15 @@ export class Simulation {
   private finalChecks(): void {
     this.checkLogs();
     this.safety.checkAckedWritesApplied(this.history);
+    // A write whose ack was lost took effect by the time anyone applied it, or (never applied after the
+    // cluster converged) not at all: bound it accordingly, which keeps the search small.
+    for (let i = this.history.length - 1; i >= 0; i--) {
+      const op = this.history[i]!;
+      if (op.kind !== "write" || op.respondedAt !== Infinity) continue;
+      const at = this.firstApplied.get(op.value!);
+      if (at === undefined) this.history.splice(i, 1);
+      else op.respondedAt = Math.max(at, op.invokedAt + 0.5);
+    }
     const lin = checkRegisterHistory(this.history);
     if (lin.outcome === "violation") {
       const ops = lin.ops.map((o) => `${o.kind}(${o.value})@[${o.invokedAt},${o.respondedAt}]`).join(" ");
@@ -299,7 +316,9 @@ export class Simulation {
       this.observeRoles(peer, rd);
       if (rd.hardState !== null && core.status().role === "leader") {
         const st = core.status();
-        if ((core.termAt(st.commit) ?? st.term) < st.term) this.oldTermCommits++;
+        if ((core.termAt(st.commit) ?? st.term) < st.term) {
+          this.oldTermCommits++;
+        }
       }
       // 2. send
       for (const m of rd.messages) this.send(m);
@@ -334,14 +353,19 @@ export class Simulation {
     this.trace.add(`role ${peer.id} ${rd.softState.role} t${st.term}`);
     if (rd.softState.role === "leader") {
       this.safety.onLeader(peer.id, st.term, (i) => peer.core!.termAt(i), st.firstIndex - 1);
+      if (this.faultsOn && this.rng.chance(this.plan.isolateNewLeaderRate)) {
+        // Jepsen-style nemesis: cut a fresh leader off (now or a few ticks later), leaving a divergent tail.
+        this.isolateAt.push({ tick: this.tickNow + this.rng.range(0, 3), id: peer.id });
+      }
     }
   }
 
   private apply(peer: SimPeer, e: Entry): void {
-    this.safety.onApplied(peer.id, e);
+    const first = this.safety.onApplied(peer.id, e);
     if (e.type === EntryType.Normal && e.data.length > 0) {
       const [key, value] = dec.decode(e.data).split("=") as [string, string];
       peer.kv.set(key, value);
+      if (first) this.firstApplied.set(value, ++this.clock);
     }
     if (e.type === EntryType.ConfChange && e.confChange!.type === ConfChangeType.RemoveNode) {
       // The removal is committed: the operator shuts the removed peer down for good.
@@ -460,8 +484,16 @@ export class Simulation {
   private partitionRandom(): void {
     const ids = this.livePeersAndCrashed().map((p) => p.id);
     if (ids.length < 2) return;
-    const kind = this.rng.nextInt(3);
-    if (kind === 0) {
+    if (this.plan.partitionFlap) this.net.heal();
+    const kind = this.rng.nextInt(4);
+    const leader = this.leader();
+    if (kind === 3 && leader !== undefined) {
+      // Jepsen-style: the leader ends up in a minority (alone or with one follower) as soon as it leads.
+      const side = [leader.id, ...ids.filter((x) => x !== leader.id && this.rng.chance(0.3))].slice(0, Math.max(1, Math.floor((ids.length - 1) / 2)));
+      const other = ids.filter((x) => !side.includes(x));
+      this.net.partition(side, other);
+      this.trace.add(`minority ${side.join(",")}|${other.join(",")}`);
+    } else if (kind === 0) {
       const id = this.rng.pick(ids);
       this.net.isolate(id, ids);
       this.trace.add(`isolate ${id}`);
