@@ -12,6 +12,17 @@ import type { MethodDefinition } from "@grpc/proto-loader";
 import type { AdminServiceDefinition } from "../gen/lockbox/v1/AdminService.js";
 import type { KeyServiceDefinition } from "../gen/lockbox/v1/KeyService.js";
 import type { GetKeyResponse__Output } from "../gen/lockbox/v1/GetKeyResponse.js";
+import type { CloneKeyResponse__Output } from "../gen/lockbox/v1/CloneKeyResponse.js";
+import type { CreateGrantResponse__Output } from "../gen/lockbox/v1/CreateGrantResponse.js";
+import type { CreateKeyResponse__Output } from "../gen/lockbox/v1/CreateKeyResponse.js";
+import type { DeleteKeyResponse__Output } from "../gen/lockbox/v1/DeleteKeyResponse.js";
+import type { GetKeyMetadataResponse__Output } from "../gen/lockbox/v1/GetKeyMetadataResponse.js";
+import type { GetStatusResponse__Output } from "../gen/lockbox/v1/GetStatusResponse.js";
+import type { ImportKeyResponse__Output } from "../gen/lockbox/v1/ImportKeyResponse.js";
+import type { ListAuditEventsResponse__Output } from "../gen/lockbox/v1/ListAuditEventsResponse.js";
+import type { ListKeysResponse__Output } from "../gen/lockbox/v1/ListKeysResponse.js";
+import type { RekeyCloneResponse__Output } from "../gen/lockbox/v1/RekeyCloneResponse.js";
+import type { RevokeGrantResponse__Output } from "../gen/lockbox/v1/RevokeGrantResponse.js";
 import { LockboxClientError, fromServiceError, type StatusCodeName } from "./client-error.js";
 import { KeyCache } from "./key-cache.js";
 import {
@@ -103,7 +114,7 @@ const PAGES_MAX = 10_000;
 const RETRY_ALWAYS: ReadonlySet<StatusCodeName> = new Set(["UNAVAILABLE"]);
 const RETRY_IF_IDEMPOTENT: ReadonlySet<StatusCodeName> = new Set(["UNAVAILABLE", "DEADLINE_EXCEEDED"]);
 
-// eslint-style note: both service definitions are plain maps of method name -> MethodDefinition.
+// Both service definitions map method names to MethodDefinitions; #call only needs path and codecs.
 type AnyMethod = MethodDefinition<object, object, object, object>;
 
 export class LockboxClient {
@@ -153,7 +164,7 @@ export class LockboxClient {
   // ---- KeyService -------------------------------------------------------
 
   async createKey(input: CreateKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<{ key: never }>(this.#keyService.CreateKey, false, opts, {
+    const res = await this.#call<CreateKeyResponse__Output>(this.#keyService.CreateKey, false, opts, {
       project: input.project,
       scope: input.scope,
       name: input.name,
@@ -164,7 +175,7 @@ export class LockboxClient {
   }
 
   async importKey(input: ImportKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<{ key: never }>(this.#keyService.ImportKey, false, opts, {
+    const res = await this.#call<ImportKeyResponse__Output>(this.#keyService.ImportKey, false, opts, {
       project: input.project,
       scope: input.scope,
       name: input.name,
@@ -189,22 +200,22 @@ export class LockboxClient {
   }
 
   async getKeyMetadata(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<{ key: never }>(this.#keyService.GetKeyMetadata, true, opts, { id });
+    const res = await this.#call<GetKeyMetadataResponse__Output>(
+      this.#keyService.GetKeyMetadata,
+      true,
+      opts,
+      { id },
+    );
     return toKeyMetadata(res.key);
   }
 
   async listKeys(input: ListKeysInput, opts: CallOptions = {}): Promise<Page<KeyMetadata>> {
-    const res = await this.#call<{ keys: never[]; next_page_token: string }>(
-      this.#keyService.ListKeys,
-      true,
-      opts,
-      {
-        project: input.project,
-        scope: input.scope ?? "",
-        page_size: input.pageSize ?? 0,
-        page_token: input.pageToken ?? "",
-      },
-    );
+    const res = await this.#call<ListKeysResponse__Output>(this.#keyService.ListKeys, true, opts, {
+      project: input.project,
+      scope: input.scope ?? "",
+      page_size: input.pageSize ?? 0,
+      page_token: input.pageToken ?? "",
+    });
     return { items: res.keys.map(toKeyMetadata), nextPageToken: res.next_page_token };
   }
 
@@ -216,23 +227,29 @@ export class LockboxClient {
   /** Destroys the key on the peer and drops it from this client's cache. */
   async deleteKey(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
     this.#cache?.delete(id);
-    const res = await this.#call<{ key: never }>(this.#keyService.DeleteKey, false, opts, { id });
+    const res = await this.#call<DeleteKeyResponse__Output>(this.#keyService.DeleteKey, false, opts, { id });
     this.#cache?.delete(id);
     return toKeyMetadata(res.key);
   }
 
   async cloneKey(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<{ key: never }>(this.#keyService.CloneKey, false, opts, { id, name });
+    const res = await this.#call<CloneKeyResponse__Output>(this.#keyService.CloneKey, false, opts, {
+      id,
+      name,
+    });
     return toKeyMetadata(res.key);
   }
 
   async rekeyClone(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<{ key: never }>(this.#keyService.RekeyClone, false, opts, { id, name });
+    const res = await this.#call<RekeyCloneResponse__Output>(this.#keyService.RekeyClone, false, opts, {
+      id,
+      name,
+    });
     return toKeyMetadata(res.key);
   }
 
   async createGrant(input: CreateGrantInput, opts: CallOptions = {}): Promise<Grant> {
-    const res = await this.#call<{ grant: never }>(this.#keyService.CreateGrant, false, opts, {
+    const res = await this.#call<CreateGrantResponse__Output>(this.#keyService.CreateGrant, false, opts, {
       key_id: input.keyId,
       grantee: input.grantee,
       expires_at: fromDate(input.expiresAt),
@@ -241,7 +258,7 @@ export class LockboxClient {
   }
 
   async revokeGrant(grantId: string, opts: CallOptions = {}): Promise<Grant> {
-    const res = await this.#call<{ grant: never }>(this.#keyService.RevokeGrant, true, opts, {
+    const res = await this.#call<RevokeGrantResponse__Output>(this.#keyService.RevokeGrant, true, opts, {
       grant_id: grantId,
     });
     return toGrant(res.grant);
@@ -250,11 +267,13 @@ export class LockboxClient {
   // ---- AdminService -----------------------------------------------------
 
   async getStatus(opts: CallOptions = {}): Promise<PeerStatus> {
-    return toPeerStatus(await this.#call(this.#adminService.GetStatus, true, opts, {}));
+    return toPeerStatus(
+      await this.#call<GetStatusResponse__Output>(this.#adminService.GetStatus, true, opts, {}),
+    );
   }
 
   async listAuditEvents(input: ListAuditEventsInput = {}, opts: CallOptions = {}): Promise<Page<AuditEvent>> {
-    const res = await this.#call<{ events: never[]; next_page_token: string }>(
+    const res = await this.#call<ListAuditEventsResponse__Output>(
       this.#adminService.ListAuditEvents,
       true,
       opts,
