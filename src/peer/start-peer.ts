@@ -9,6 +9,7 @@ import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer
 import { Barrier } from "../crypto/barrier.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import { KeyService } from "../keys/key-service.js";
+import { checkMasterKeyCanary } from "../keys/open-key-service.js";
 import { systemClock, type Clock } from "../keys/key-model.js";
 import { startLockboxServer, type RunningServer } from "../server/lockbox-server.js";
 import { openPeerStore } from "../store/peer-store.js";
@@ -55,6 +56,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   try {
     const store = await openPeerStore(resolvePeerPath(dir, config, "data"));
     cleanups.push(() => store.close());
+    // A wrong master key must stop the peer here, not surface later as DATA_LOSS on every read.
+    await checkMasterKeyCanary(store, barrier);
     const keys = await KeyService.open({
       store,
       barrier,
