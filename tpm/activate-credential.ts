@@ -30,6 +30,5 @@ export async function activateCredential(
     withEkPolicySession(tpm, (session) =>
       tpm.activateCredential(ak, key, challenge.credentialBlob, challenge.secret, session),
     );
-  if (ek !== undefined) return run(ek);
-  return withTransient(tpm, () => createEk(tpm), run);
+  return tpm.exclusive(() => (ek !== undefined ? run(ek) : withTransient(tpm, () => createEk(tpm), run)));
 }

@@ -144,6 +144,22 @@ test.serial(
   },
 );
 
+test.serial(
+  "concurrent seals and unseals on one TPM take turns and never run out of object memory",
+  async (t) => {
+    // Each unseal holds two objects and a session; swtpm has three object slots.
+    const { tpm } = shared;
+    const secrets = Array.from({ length: 4 }, () => new Uint8Array(randomBytes(32)));
+    const blobs = await Promise.all(secrets.map((secret) => sealSecret(tpm, { secret, pcrs: PCRS })));
+    const outs = await Promise.all([
+      ...blobs.map((b) => unsealSecret(tpm, b)),
+      ...blobs.map((b) => tpm.exclusive(() => unsealSecret(tpm, b))), // re-entrant
+    ]);
+    t.deepEqual(outs, [...secrets, ...secrets]);
+    t.deepEqual(await leftovers(tpm), NO_LEFTOVERS);
+  },
+);
+
 test.serial("no transient object or session is left after the seal tests", async (t) => {
   t.deepEqual(await leftovers(shared.tpm), NO_LEFTOVERS);
 });

@@ -5,6 +5,7 @@
  * and sessions it returns are the caller's to flush: use withTransient /
  * withSession (./scoped.ts) so they are flushed also when a later step fails.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 import { decodeExact } from "../marshal/reader.js";
 import { encode } from "../marshal/writer.js";
@@ -94,8 +95,27 @@ const RETRYABLE_CODES: ReadonlySet<number> = new Set([TPM_RC.RETRY, TPM_RC.YIELD
 
 export class Tpm {
   private tail: Promise<unknown> = Promise.resolve();
+  private operationTail: Promise<unknown> = Promise.resolve();
+  /** Marks the async context that holds this TPM's operation lock, so nested exclusive() calls run at once. */
+  private readonly holder = new AsyncLocalStorage<true>();
 
   constructor(readonly transport: TpmTransport) {}
+
+  /**
+   * Runs a multi-command operation alone: one operation at a time holds
+   * objects and sessions. Commands already queue one at a time, but two
+   * interleaved unseals would hold four objects where swtpm has room for
+   * three. Re-entrant: an operation may call others.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.holder.getStore() === true) return fn();
+    const result = this.operationTail.then(() => this.holder.run(true, fn));
+    this.operationTail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
 
   /** Sends one command after the previous one finished (a promise queue: one command in flight). */
   execute(spec: CommandSpec): Promise<CommandResult> {

@@ -38,43 +38,51 @@ export interface SealOptions {
 /**
  * Seals `secret` to the current values of `pcrs`. The Create command's
  * sensitive data travels encrypted too (a salted session with decrypt).
+ * Runs under the TPM's operation lock (Tpm.exclusive).
  */
 export async function sealSecret(tpm: Tpm, options: SealOptions): Promise<SealedBlob> {
   if (options.secret.length === 0 || options.secret.length > SEALED_SECRET_BYTES_MAX) {
     throw new TpmClientError("BAD_ARGUMENT", `secret must be 1..${SEALED_SECRET_BYTES_MAX} bytes`);
   }
-  const { values } = await tpm.pcrRead(options.pcrs);
-  const policy = policyPcrDigest(
-    TPM_ALG_ID.SHA256,
-    options.pcrs,
-    values.map((v) => v.digest),
-  );
-  return withTransient(
-    tpm,
-    () => createStoragePrimary(tpm),
-    (srk) =>
-      withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
-        const created = await tpm.create(srk, sealedObjectTemplate(policy), {
-          sensitive: new TpmsSensitiveCreate(new Uint8Array(0), options.secret),
-          parentAuth: session,
-          encryptSensitive: true,
-        });
-        return { outPrivate: created.outPrivate, outPublic: created.outPublic, pcrs: options.pcrs };
-      }),
-  );
+  return tpm.exclusive(async () => {
+    const { values } = await tpm.pcrRead(options.pcrs);
+    const policy = policyPcrDigest(
+      TPM_ALG_ID.SHA256,
+      options.pcrs,
+      values.map((v) => v.digest),
+    );
+    return withTransient(
+      tpm,
+      () => createStoragePrimary(tpm),
+      (srk) =>
+        withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
+          const created = await tpm.create(srk, sealedObjectTemplate(policy), {
+            sensitive: new TpmsSensitiveCreate(new Uint8Array(0), options.secret),
+            parentAuth: session,
+            encryptSensitive: true,
+          });
+          return { outPrivate: created.outPrivate, outPublic: created.outPublic, pcrs: options.pcrs };
+        }),
+    );
+  });
 }
 
 /**
  * Unseals a blob. The policy session is salted to the storage primary, or
- * to `options.saltKey` (any loaded decryption key, e.g. the RSA EK). Fails with TpmError TPM_RC_POLICY_FAIL (0x99d) when the
- * PCRs no longer hold the values it was sealed to. Flushes every object and
- * session it made, also on failure.
+ * to `options.saltKey` (any loaded decryption key, e.g. the RSA EK). Fails
+ * with TpmError TPM_RC_POLICY_FAIL (0x99d) when the PCRs no longer hold the
+ * values it was sealed to. Flushes every object and session it made, also on
+ * failure. Runs under the TPM's operation lock (Tpm.exclusive).
  */
 export async function unsealSecret(
   tpm: Tpm,
   blob: SealedBlob,
   options: { saltKey?: TpmObject } = {},
 ): Promise<Uint8Array> {
+  return tpm.exclusive(() => unsealLocked(tpm, blob, options));
+}
+
+function unsealLocked(tpm: Tpm, blob: SealedBlob, options: { saltKey?: TpmObject }): Promise<Uint8Array> {
   return withTransient(
     tpm,
     () => createStoragePrimary(tpm),
