@@ -55,7 +55,9 @@ test("a voter rejects a candidate whose log is behind its own", (t) => {
   c.isolate("a");
   c.campaign("c");
   t.not(c.node("c").core.status().role, "leader");
-  const rejections = c.delivered.filter((m) => m.type === MessageType.VoteResp && m.from === "b" && m.to === "c");
+  const rejections = c.delivered.filter(
+    (m) => m.type === MessageType.VoteResp && m.from === "b" && m.to === "c",
+  );
   t.true(rejections.length > 0 && rejections.every((m) => m.reject));
 });
 

@@ -6,7 +6,11 @@ import type { RaftBugs } from "../../cluster/raft/core/index.js";
  * The simulator must find planted bugs. Each run stops at the first seed that a checker rejects and
  * prints it; the bounds are ~2x the measured first catch (see the report in the commit history).
  */
-function firstCaught(bugs: RaftBugs, profile: string, seedsMax: number): { seed: number; checker: string } | null {
+function firstCaught(
+  bugs: RaftBugs,
+  profile: string,
+  seedsMax: number,
+): { seed: number; checker: string } | null {
   for (let seed = 1; seed <= seedsMax; seed++) {
     const r = runSeed({ seed, profile, bugs });
     if (!r.ok) return { seed, checker: r.violation!.checker };
@@ -17,15 +21,27 @@ function firstCaught(bugs: RaftBugs, profile: string, seedsMax: number): { seed:
 test("voteBeforePersist (a crash forgets the vote) is caught within 100 seeds of the huntVotes profile", (t) => {
   const hit = firstCaught({ voteBeforePersist: true }, "huntVotes", 100);
   t.truthy(hit, "not caught");
-  t.log(`caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim -- --seed ${hit?.seed} --profile huntVotes --bug voteBeforePersist`);
+  t.log(
+    `caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim -- --seed ${hit?.seed} --profile huntVotes --bug voteBeforePersist`,
+  );
   t.is(hit?.checker, "election-safety");
 });
 
 test("commitOldTermEntries (fig. 8 early commit) is caught within 300 seeds of the huntCommits profile", (t) => {
   const hit = firstCaught({ commitOldTermEntries: true }, "huntCommits", 300);
   t.truthy(hit, "not caught");
-  t.log(`caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim -- --seed ${hit?.seed} --profile huntCommits --bug commitOldTermEntries`);
-  t.true(["leader-completeness", "state-machine-safety", "core-invariant", "acked-write-lost", "linearizability"].includes(hit!.checker));
+  t.log(
+    `caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim -- --seed ${hit?.seed} --profile huntCommits --bug commitOldTermEntries`,
+  );
+  t.true(
+    [
+      "leader-completeness",
+      "state-machine-safety",
+      "core-invariant",
+      "acked-write-lost",
+      "linearizability",
+    ].includes(hit!.checker),
+  );
 });
 
 test("both planted bugs are also caught on the mixed profiles within 1,500 seeds", (t) => {

@@ -24,7 +24,8 @@ export type LinearizabilityResult =
 export function checkRegisterHistory(ops: readonly RegisterOp[], stepsMax = 200_000): LinearizabilityResult {
   const byKey = new Map<string, RegisterOp[]>();
   for (const op of ops) {
-    if (!(op.invokedAt < op.respondedAt)) throw new RangeError(`op responds before it is invoked: ${JSON.stringify(op)}`);
+    if (!(op.invokedAt < op.respondedAt))
+      throw new RangeError(`op responds before it is invoked: ${JSON.stringify(op)}`);
     const list = byKey.get(op.key) ?? [];
     list.push(op);
     byKey.set(op.key, list);

@@ -28,7 +28,9 @@ function parse(argv: string[]): Map<string, string> {
 }
 
 function usage(why: string): never {
-  process.stderr.write(`sim: ${why}\nusage: npm run sim -- (--seed N [--trace] | --seeds K [--start S]) [--profile P] [--bug B]\n`);
+  process.stderr.write(
+    `sim: ${why}\nusage: npm run sim -- (--seed N [--trace] | --seeds K [--start S]) [--profile P] [--bug B]\n`,
+  );
   process.exit(2);
 }
 
@@ -42,7 +44,8 @@ function int(v: string | undefined, name: string, dflt: number): number {
 const args = parse(process.argv.slice(2));
 const profile = args.get("profile") ?? "mixed";
 const bugName = args.get("bug");
-if (bugName !== undefined && !(BUGS as readonly string[]).includes(bugName)) usage(`--bug must be one of ${BUGS.join(", ")}`);
+if (bugName !== undefined && !(BUGS as readonly string[]).includes(bugName))
+  usage(`--bug must be one of ${BUGS.join(", ")}`);
 const bugs = bugName === undefined ? undefined : { [bugName]: true };
 const started = Date.now();
 
@@ -59,10 +62,15 @@ if (args.has("seed")) {
   for (let s = start; s < start + count; s++) {
     const r = runSeed({ seed: s, profile, ...(bugs ? { bugs } : {}) });
     results.push(r);
-    if (!r.ok) process.stdout.write(`seed ${s} [${r.profile}] FAILED ${r.violation!.checker}: ${r.violation!.detail}\n`);
+    if (!r.ok)
+      process.stdout.write(
+        `seed ${s} [${r.profile}] FAILED ${r.violation!.checker}: ${r.violation!.detail}\n`,
+      );
     if (results.length % 1000 === 0) {
       const bad = results.filter((x) => !x.ok).length;
-      process.stdout.write(`… ${results.length}/${count} seeds, ${bad} failed, ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+      process.stdout.write(
+        `… ${results.length}/${count} seeds, ${bad} failed, ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
+      );
     }
     if (limitMs > 0 && Date.now() - started > limitMs) {
       process.stdout.write(`time limit reached after ${results.length} seeds\n`);

@@ -168,13 +168,25 @@ export const PROFILES: Record<string, Draw> = {
   }),
 };
 
-export const MIXED = ["calm", "lossy", "partition", "crash", "membership", "chaos", "huntVotes", "huntCommits"];
+export const MIXED = [
+  "calm",
+  "lossy",
+  "partition",
+  "crash",
+  "membership",
+  "chaos",
+  "huntVotes",
+  "huntCommits",
+];
 /** "hunt" picks one of the bug-hunting profiles per seed. */
 export const HUNT = ["huntVotes", "huntCommits"];
 
 export function drawPlan(r: Prng, profile: string): FaultPlan {
   const name = profile === "mixed" ? r.pick(MIXED) : profile === "hunt" ? r.pick(HUNT) : profile;
   const draw = PROFILES[name];
-  if (draw === undefined) throw new RangeError(`unknown profile ${profile}; known: mixed, hunt, ${Object.keys(PROFILES).join(", ")}`);
+  if (draw === undefined)
+    throw new RangeError(
+      `unknown profile ${profile}; known: mixed, hunt, ${Object.keys(PROFILES).join(", ")}`,
+    );
   return { profile: name, ...draw(r) };
 }

@@ -72,7 +72,10 @@ export class SafetyChecker {
       const got = identity(e);
       if (want === undefined) this.persisted.set(key, got);
       else if (want !== got) {
-        throw new SimViolation("log-matching", `${id} stored ${got} at ${key} where another node stored ${want}`);
+        throw new SimViolation(
+          "log-matching",
+          `${id} stored ${got} at ${key} where another node stored ${want}`,
+        );
       }
     }
   }
@@ -88,7 +91,10 @@ export class SafetyChecker {
       return true;
     }
     if (want !== got) {
-      throw new SimViolation("state-machine-safety", `${id} applied ${got} at ${e.index}, another node applied ${want}`);
+      throw new SimViolation(
+        "state-machine-safety",
+        `${id} applied ${got} at ${e.index}, another node applied ${want}`,
+      );
     }
     return false;
   }
@@ -96,7 +102,10 @@ export class SafetyChecker {
   onSnapshotRestored(id: string, index: number, term: number): void {
     const t = this.committedTerm[index];
     if (index > 0 && t !== undefined && t !== term) {
-      throw new SimViolation("state-machine-safety", `${id} restored a snapshot at ${index} term ${term}, committed term ${t}`);
+      throw new SimViolation(
+        "state-machine-safety",
+        `${id} restored a snapshot at ${index} term ${term}, committed term ${t}`,
+      );
     }
   }
 
@@ -127,7 +136,10 @@ export class SafetyChecker {
       if (op.kind !== "write" || op.respondedAt === Infinity) continue;
       const at = this.valueIndex.get(`${op.key}=${op.value}`);
       if (at === undefined || this.committed[at] === undefined) {
-        throw new SimViolation("acked-write-lost", `acknowledged write ${op.key}=${op.value} was never applied`);
+        throw new SimViolation(
+          "acked-write-lost",
+          `acknowledged write ${op.key}=${op.value} was never applied`,
+        );
       }
     }
   }

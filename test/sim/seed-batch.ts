@@ -13,11 +13,15 @@ export function runSeedBatch(t: ExecutionContext, start: number, count: number):
     profiles.set(r.profile, (profiles.get(r.profile) ?? 0) + 1);
     acked += r.stats.writesAcked;
     if (!r.ok) {
-      t.fail(`seed ${seed} [${r.profile}] violated ${r.violation!.checker}: ${r.violation!.detail}\nreplay: npm run sim -- --seed ${seed} --trace`);
+      t.fail(
+        `seed ${seed} [${r.profile}] violated ${r.violation!.checker}: ${r.violation!.detail}\nreplay: npm run sim -- --seed ${seed} --trace`,
+      );
       return;
     }
   }
-  t.log(`${count} seeds ok from ${start}; profiles ${JSON.stringify(Object.fromEntries(profiles))}; writes acked ${acked}`);
+  t.log(
+    `${count} seeds ok from ${start}; profiles ${JSON.stringify(Object.fromEntries(profiles))}; writes acked ${acked}`,
+  );
   t.true(profiles.size >= 6, "the batch covers most fault profiles");
   t.true(acked > count, "writes were acknowledged");
 }

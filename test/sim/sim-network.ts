@@ -83,7 +83,8 @@ export class SimNetwork {
     if (this.hookFn !== null && !this.hookFn(m)) return this.countDrop();
     const link = `${m.from}->${m.to}`;
     if (this.cuts.has(link)) return this.countDrop();
-    if (this.prng.chance(this.faults.dropRate) || this.prng.chance(this.drops.get(link) ?? 0)) return this.countDrop();
+    if (this.prng.chance(this.faults.dropRate) || this.prng.chance(this.drops.get(link) ?? 0))
+      return this.countDrop();
     const copies = this.prng.chance(this.faults.duplicateRate) ? 2 : 1;
     if (copies === 2) this.duplicated++;
     for (let i = 0; i < copies; i++) {

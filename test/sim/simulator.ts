@@ -245,8 +245,13 @@ export class Simulation {
             });
       if (lagging.length === 0) break;
       if (this.tickNow >= deadline) {
-        const detail = [...this.peers.values()].map((p) => `${p.id}:${p.alive ? JSON.stringify({ ...p.core!.status(), progress: undefined }) : "down"}`);
-        throw new SimViolation("liveness", `members ${lagging.join(",")} did not apply ${target} within bound; ${detail.join(" ")}`);
+        const detail = [...this.peers.values()].map(
+          (p) => `${p.id}:${p.alive ? JSON.stringify({ ...p.core!.status(), progress: undefined }) : "down"}`,
+        );
+        throw new SimViolation(
+          "liveness",
+          `members ${lagging.join(",")} did not apply ${target} within bound; ${detail.join(" ")}`,
+        );
       }
       this.tickAll();
     }
@@ -289,7 +294,9 @@ export class Simulation {
       for (const m of due) {
         const peer = this.peers.get(m.to);
         if (peer === undefined || !peer.alive) continue;
-        this.trace.add(`d ${m.type} ${m.from}>${m.to} t${m.term} i${m.index} c${m.commit} n${m.entries.length}`);
+        this.trace.add(
+          `d ${m.type} ${m.from}>${m.to} t${m.term} i${m.index} c${m.commit} n${m.entries.length}`,
+        );
         peer.core!.step(m);
         this.drain(peer);
       }
@@ -299,14 +306,17 @@ export class Simulation {
   /** The driver loop of the Ready contract, with crashes part-way through persisting. */
   private drain(peer: SimPeer): void {
     for (let round = 0; peer.alive && peer.core!.hasReady(); round++) {
-      if (round >= READY_ROUNDS_MAX) throw new SimViolation("ready-livelock", `${peer.id} keeps producing Ready`);
+      if (round >= READY_ROUNDS_MAX)
+        throw new SimViolation("ready-livelock", `${peer.id} keeps producing Ready`);
       const core = peer.core!;
       const rd = core.ready()!;
-      const crashAt = this.faultsOn && this.rng.chance(this.plan.midReadyCrashRate) ? this.rng.range(0, 3) : -1;
+      const crashAt =
+        this.faultsOn && this.rng.chance(this.plan.midReadyCrashRate) ? this.rng.range(0, 3) : -1;
       // 1. persist: snapshot, entries, hard state (a crash keeps a prefix of these steps)
       if (crashAt === 0) return this.crash(peer, "mid-ready 0");
       peer.disk.persistSnapshot(rd);
-      if (rd.snapshot !== null) this.restoreKv(peer, rd.snapshot.data, rd.snapshot.metadata.index, rd.snapshot.metadata.term);
+      if (rd.snapshot !== null)
+        this.restoreKv(peer, rd.snapshot.data, rd.snapshot.metadata.index, rd.snapshot.metadata.term);
       if (crashAt === 1) return this.crash(peer, "mid-ready 1");
       peer.disk.persistEntries(rd);
       this.safety.onPersisted(peer.id, rd.entries);
@@ -443,7 +453,12 @@ export class Simulation {
       },
       st,
     );
-    this.restoreKv(peer, st.snapshot?.data ?? new Uint8Array(0), st.snapshot?.metadata.index ?? 0, st.snapshot?.metadata.term ?? 0);
+    this.restoreKv(
+      peer,
+      st.snapshot?.data ?? new Uint8Array(0),
+      st.snapshot?.metadata.index ?? 0,
+      st.snapshot?.metadata.term ?? 0,
+    );
   }
 
   private crash(peer: SimPeer, why: string): void {
@@ -489,7 +504,10 @@ export class Simulation {
     const leader = this.leader();
     if (kind === 3 && leader !== undefined) {
       // Jepsen-style: the leader ends up in a minority (alone or with one follower) as soon as it leads.
-      const side = [leader.id, ...ids.filter((x) => x !== leader.id && this.rng.chance(0.3))].slice(0, Math.max(1, Math.floor((ids.length - 1) / 2)));
+      const side = [leader.id, ...ids.filter((x) => x !== leader.id && this.rng.chance(0.3))].slice(
+        0,
+        Math.max(1, Math.floor((ids.length - 1) / 2)),
+      );
       const other = ids.filter((x) => !side.includes(x));
       this.net.partition(side, other);
       this.trace.add(`minority ${side.join(",")}|${other.join(",")}`);
@@ -573,9 +591,16 @@ export class Simulation {
     if (peer === undefined) return;
     const cs = peer.core!.status().confState;
     const choices: (() => { type: ConfChangeType; nodeId: string } | null)[] = [
-      () => (this.peers.size < NODE_IDS_MAX ? { type: ConfChangeType.AddLearner, nodeId: `n${this.peers.size + 1}` } : null),
-      () => (cs.learners.length > 0 ? { type: ConfChangeType.PromoteLearner, nodeId: this.rng.pick(cs.learners) } : null),
-      () => (cs.voters.length > 2 ? { type: ConfChangeType.RemoveNode, nodeId: this.rng.pick(cs.voters) } : null),
+      () =>
+        this.peers.size < NODE_IDS_MAX
+          ? { type: ConfChangeType.AddLearner, nodeId: `n${this.peers.size + 1}` }
+          : null,
+      () =>
+        cs.learners.length > 0
+          ? { type: ConfChangeType.PromoteLearner, nodeId: this.rng.pick(cs.learners) }
+          : null,
+      () =>
+        cs.voters.length > 2 ? { type: ConfChangeType.RemoveNode, nodeId: this.rng.pick(cs.voters) } : null,
     ];
     const change = this.rng.pick(choices)();
     if (change === null) return;
@@ -611,7 +636,12 @@ export class Simulation {
     this.safety.checkLogMatching(
       live.map((p) => {
         const st = p.core!.status();
-        return { id: p.id, first: st.firstIndex - 1, last: st.lastIndex, termAt: (i: number) => p.core!.termAt(i) };
+        return {
+          id: p.id,
+          first: st.firstIndex - 1,
+          last: st.lastIndex,
+          termAt: (i: number) => p.core!.termAt(i),
+        };
       }),
     );
   }
