@@ -84,11 +84,15 @@ export function openEnvelope(key: Uint8Array, blob: Uint8Array, binding: Envelop
   const nonce = buf.subarray(5, ENVELOPE_HEADER_BYTES);
   const tag = buf.subarray(buf.length - TAG_BYTES);
   const ciphertext = buf.subarray(ENVELOPE_HEADER_BYTES, buf.length - TAG_BYTES);
+  // GCM decrypts before it checks the tag: when the check fails (a blob moved onto another
+  // record), `update`'s output can be another key's real plaintext, so it is zeroed on that path too.
+  let unauthenticated: Buffer | undefined;
   try {
     const decipher = createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(Buffer.concat([header, encodeBinding(binding)]));
     decipher.setAuthTag(tag);
-    const parts = [decipher.update(ciphertext), decipher.final()];
+    unauthenticated = decipher.update(ciphertext);
+    const parts = [unauthenticated, decipher.final()];
     // Copy into one fresh buffer and wipe node's intermediate plaintext buffers.
     const plaintext = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
@@ -99,10 +103,16 @@ export function openEnvelope(key: Uint8Array, blob: Uint8Array, binding: Envelop
     }
     return plaintext;
   } catch (cause) {
+    unauthenticated?.fill(0);
     throw new LockboxError("DATA_LOSS", "integrity check failed", undefined, { cause });
   }
 }
 
 function assertKey(key: Uint8Array): void {
   if (key.length !== KEY_BYTES) throw new RangeError(`wrapping key must be ${KEY_BYTES} bytes`);
+  // Sealing zeroes cached keys in place; a caller still holding one must not wrap under (or try
+  // to unwrap with) 32 publicly known zero bytes. A CSPRNG key is all zero with probability 2^-256.
+  if (key.every((b) => b === 0)) {
+    throw new LockboxError("FAILED_PRECONDITION", "sealed (the wrapping key has been zeroed)");
+  }
 }

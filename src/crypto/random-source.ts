@@ -10,7 +10,12 @@ export interface RandomSource {
 }
 
 export const nodeRandomSource: RandomSource = {
-  bytes: (length) => new Uint8Array(randomBytes(length)),
+  // A view, not a copy: these bytes often become key material, and zeroize() on the result must
+  // reach the only copy (randomBytes allocates its own ArrayBuffer, never the shared pool).
+  bytes: (length) => {
+    const b = randomBytes(length);
+    return new Uint8Array(b.buffer, b.byteOffset, b.length);
+  },
 };
 
 /** A UUID v4 (RFC 9562 §5.4) drawn from `random`, lowercase canonical form. */

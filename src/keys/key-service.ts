@@ -311,6 +311,9 @@ export class KeyService {
         `generated key id ${record.id} already exists (broken RandomSource?)`,
       );
     }
+    // The barrier may have sealed (zeroing `kek`) during the awaits above: check again, with no
+    // await between this check and the wrap. sealEnvelope also refuses a zeroed key.
+    this.barrier.requireUnsealed();
     record.wrappedMaterial = sealEnvelope(
       kek,
       KEK_GENERATION,

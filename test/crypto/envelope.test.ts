@@ -91,3 +91,15 @@ test("wrapping keys must be 32 bytes", (t) => {
     instanceOf: RangeError,
   });
 });
+
+test("a zeroed wrapping key (what sealing leaves in a cached key) is refused for seal and open", (t) => {
+  const blob = sealEnvelope(key, 1, plaintext, binding, nodeRandomSource);
+  const zeroed = new Uint8Array(32);
+  for (const attempt of [
+    () => sealEnvelope(zeroed, 1, plaintext, binding, nodeRandomSource),
+    () => openEnvelope(zeroed, blob, binding),
+  ]) {
+    const e = t.throws(attempt);
+    t.true(isLockboxError(e, "FAILED_PRECONDITION"), String(e));
+  }
+});
