@@ -75,9 +75,16 @@ export class RaftNode implements RaftNodeApi {
     };
     const hs = persisted.hardState;
     this.log = new RaftLog(snap, persisted.entries, hs.commit, config.applied ?? snap.metadata.index);
-    assert(hs.term >= this.log.lastTerm(), "persisted term below the last log term");
-    this.term = hs.term;
-    this.vote = hs.vote;
+    if (hs.term >= this.log.lastTerm()) {
+      this.term = hs.term;
+      this.vote = hs.vote;
+    } else {
+      // A crash between persisting entries and persisting the hard state (Ready steps 1b and 1c): the
+      // node accepted a leader of the newer term but never made that term durable. It cannot have voted
+      // in it (a vote leaves only after its hard state is durable), so the newer term with no vote is safe.
+      this.term = this.log.lastTerm();
+      this.vote = null;
+    }
     this.prevHardState = { term: hs.term, vote: hs.vote, commit: hs.commit };
     this.prevSoftState = { leader: null, role: "follower" };
     this.resetRandomizedElectionTimeout();
