@@ -48,11 +48,12 @@ const RPCS: Record<string, Record<number, Kind>> = {
   "lockbox.v1.KeyService/GetKey": { 1: "string" },
   "lockbox.v1.KeyService/GetKeyMetadata": { 1: "string" },
   "lockbox.v1.KeyService/ListKeys": { 1: "string", 2: "string", 3: "uint32", 4: "string" },
-  "lockbox.v1.KeyService/DeleteKey": { 1: "string" },
   "lockbox.v1.KeyService/CloneKey": { 1: "string", 2: "string" },
   "lockbox.v1.KeyService/RekeyClone": { 1: "string", 2: "string" },
   "lockbox.v1.KeyService/CreateGrant": { 1: "string", 2: "string", 3: "timestamp" },
   "lockbox.v1.KeyService/RevokeGrant": { 1: "string" },
+  // Last of the key RPCs: it destroys seeded keys the others use.
+  "lockbox.v1.KeyService/DeleteKey": { 1: "string" },
   "lockbox.v1.AdminService/GetStatus": {},
   "lockbox.v1.AdminService/ListAuditEvents": { 1: "string", 2: "string", 3: "uint32", 4: "string" },
 };
