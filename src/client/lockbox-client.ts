@@ -189,7 +189,7 @@ export class LockboxClient {
   async getKey(id: string, opts: GetKeyOptions = {}): Promise<FetchedKey> {
     if (this.#cache !== undefined && opts.bypassCache !== true) {
       const hit = this.#cache.get(id);
-      if (hit !== undefined) return { key: hit.meta, material: hit.material };
+      if (hit !== undefined) return { key: structuredClone(hit.meta), material: hit.material };
     }
     const res = await this.#call<GetKeyResponse__Output>(this.#keyService.GetKey, true, opts, { id });
     const key = toKeyMetadata(res.key);
