@@ -116,6 +116,41 @@ async function loadClusterParameters(
 }
 
 /**
+ * Pins the ring parameters a peer's config names to its store: the first call records them
+ * ("meta" cluster/salt, cluster/partition-power, in one batch); later calls refuse others with
+ * FAILED_PRECONDITION naming the field. Records sit at partitionOf(salt, id, power), so serving a
+ * store with other parameters would find none of its keys and file new ones elsewhere.
+ */
+export async function pinClusterParameters(
+  store: PeerStore,
+  clusterSalt: Uint8Array,
+  partitionPower: number,
+): Promise<void> {
+  if (!Number.isInteger(partitionPower) || partitionPower < 0 || partitionPower > PARTITION_POWER_MAX) {
+    throw new RangeError(`partitionPower must be an integer in 0..${PARTITION_POWER_MAX}`);
+  }
+  const [salt, power] = await store.sublevel("meta").getMany([SALT_KEY, POWER_KEY]);
+  if (salt === undefined && power === undefined) {
+    await store.write([
+      { type: "put", sublevel: "meta", key: SALT_KEY, value: new Uint8Array(clusterSalt) },
+      { type: "put", sublevel: "meta", key: POWER_KEY, value: Uint8Array.of(partitionPower) },
+    ]);
+    return;
+  }
+  if (salt === undefined || power === undefined || power.length !== 1) {
+    throw new LockboxError("DATA_LOSS", "stored cluster parameters are incomplete");
+  }
+  const mismatch = (field: string): LockboxError =>
+    new LockboxError(
+      "FAILED_PRECONDITION",
+      `the config's ${field} differs from the one this store was written with; restore it`,
+      field,
+    );
+  if (power[0] !== partitionPower) throw mismatch("partitionPower");
+  if (!Buffer.from(salt).equals(Buffer.from(clusterSalt))) throw mismatch("clusterSalt");
+}
+
+/**
  * Refuses a CMK other than the one this store was first opened with: the first call stores a
  * small blob wrapped under the CMK ("meta" cluster/cmk-canary); later calls must unwrap it.
  * Throws FAILED_PRECONDITION "the master key does not match this store" on a mismatch (or

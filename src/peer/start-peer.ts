@@ -9,7 +9,7 @@ import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer
 import { Barrier } from "../crypto/barrier.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import { KeyService } from "../keys/key-service.js";
-import { checkMasterKeyCanary } from "../keys/open-key-service.js";
+import { checkMasterKeyCanary, pinClusterParameters } from "../keys/open-key-service.js";
 import { systemClock, type Clock } from "../keys/key-model.js";
 import { startLockboxServer, type RunningServer } from "../server/lockbox-server.js";
 import { openPeerStore } from "../store/peer-store.js";
@@ -58,10 +58,13 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     cleanups.push(() => store.close());
     // A wrong master key must stop the peer here, not surface later as DATA_LOSS on every read.
     await checkMasterKeyCanary(store, barrier);
+    // Likewise an edited partition power or salt must stop it, not hide every key it holds.
+    const clusterSalt = Buffer.from(config.clusterSalt, "hex");
+    await pinClusterParameters(store, clusterSalt, config.partitionPower);
     const keys = await KeyService.open({
       store,
       barrier,
-      clusterSalt: Buffer.from(config.clusterSalt, "hex"),
+      clusterSalt,
       partitionPower: config.partitionPower,
       clock,
     });
