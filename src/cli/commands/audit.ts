@@ -103,8 +103,8 @@ function line(e: AuditEvent): string {
     e.operation,
     e.keyId ?? "-",
     e.project ?? "-",
-    e.outcome,
-    e.status,
+    // The status name says the same as the outcome for most events; show it only when it adds something.
+    e.status === e.outcome || e.status === "" ? e.outcome : `${e.outcome} (${e.status})`,
     e.detail ?? "",
   ]
     .join("  ")
