@@ -80,14 +80,20 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
     readOnly: false,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
-      const meta = await keys.importKey(caller, {
-        project: stringFromWire("project", req.project),
-        scope: stringFromWire("scope", req.scope),
-        name: stringFromWire("name", req.name),
-        algorithm: algorithmFromWire(req.algorithm),
-        material: bytesFromWire("material", req.material),
-      });
-      return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+      try {
+        const meta = await keys.importKey(caller, {
+          project: stringFromWire("project", req.project),
+          scope: stringFromWire("scope", req.scope),
+          name: stringFromWire("name", req.name),
+          algorithm: algorithmFromWire(req.algorithm),
+          material: bytesFromWire("material", req.material),
+        });
+        return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
+      } finally {
+        // The decoded request holds plaintext key material (a view of the received message):
+        // wrapped or refused, it is no longer needed, so zero it now rather than at GC.
+        if (req.material instanceof Uint8Array) req.material.fill(0);
+      }
     },
   };
 
