@@ -113,3 +113,14 @@ test("a restarted node keeps its term and vote from disk", (t) => {
   t.is(st.vote, "a");
   t.is(st.commit, c.node("b").disk.hardState.commit);
 });
+
+test("a restart after entries of a newer term were stored but not the hard state adopts that term, unvoted", (t) => {
+  const c = new Cluster(["a", "b", "c"]);
+  c.campaign("a");
+  const b = c.node("b");
+  b.disk.hardState = { term: 0, vote: null, commit: 0 }; // as if the crash hit between Ready steps 1b and 1c
+  const r = c.restart("b");
+  t.is(r.core.status().term, 1);
+  t.is(r.core.status().vote, null);
+  t.is(r.core.ready()?.hardState?.term, 1, "the adopted term is persisted by the next Ready");
+});
