@@ -398,3 +398,22 @@ test("--help works on every command and every subcommand", async (t) => {
     }),
   );
 });
+
+test("the connection can come from LOCKBOX_* environment variables alone", async (t) => {
+  const env = {
+    LOCKBOX_ENDPOINT: peer.address,
+    LOCKBOX_CA: peer.admin.ca,
+    LOCKBOX_CERT: peer.admin.cert,
+    LOCKBOX_KEY: peer.admin.key,
+  };
+  const key = await runCliJson<KeyJson>(
+    ["key", "create", "--project", "env", "--scope", "s", "--name", "n", "--json"],
+    { env },
+  );
+  const meta = await runCliJson<KeyJson>(["key", "meta", key.id, "--json"], { env });
+  t.is(meta.id, key.id);
+  // A flag beats the environment: a wrong CA file from the flag is what gets used, and reported.
+  const r = await runCli(["key", "meta", key.id, "--ca", join(peer.dir, "no-such-ca.crt")], { env });
+  t.is(r.code, 1);
+  t.regex(r.stderr, /ca: cannot read .*no-such-ca\.crt \(ENOENT\)/);
+});
