@@ -4,8 +4,9 @@
  * Sending: one client stream per destination peer, opened lazily and kept open; each flush writes the
  * queued messages for that peer as RaftRequest messages. The per-peer queue is bounded (messages and
  * bytes) and drops the OLDEST messages when full: raft retransmits, and the newest messages (latest
- * term, latest commit) are the useful ones. A broken stream is reopened with capped exponential backoff;
- * what was queued meanwhile is sent then, what was in flight is lost (raft tolerates loss).
+ * term, latest commit) are the useful ones. A stream is opened only once the channel is connected; a
+ * broken one is reopened with capped exponential backoff. What was queued meanwhile is sent then, what
+ * was in flight is lost (raft tolerates loss).
  *
  * Receiving: handlers for the gRPC server; every message is validated (raft-wire-codec.ts) and a bad one
  * is dropped with a (rate-limited) log line. Nothing a peer sends can crash the process.
@@ -35,6 +36,8 @@ export interface GrpcPeerTransportOptions {
   receiveBatchMessagesMax?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** How long one connection attempt may take before it counts as failed (then backoff). */
+  connectTimeoutMs?: number;
   /** Largest gRPC message sent or received (a batch with a snapshot must fit). */
   grpcMessageBytesMax?: number;
   log?: (line: string) => void;
@@ -47,6 +50,7 @@ const DEFAULTS = {
   receiveBatchMessagesMax: 4096,
   reconnectMinMs: 50,
   reconnectMaxMs: 1000,
+  connectTimeoutMs: 1000,
   grpcMessageBytesMax: 128 * 1024 * 1024,
 };
 
@@ -60,6 +64,10 @@ export function peerGrpcOptions(grpcMessageBytesMax = DEFAULTS.grpcMessageBytesM
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 1_000,
+    // grpc-js backs off up to 120 s between connection attempts by default; a restarted peer must be
+    // reached within a second.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1_000,
   };
 }
 
@@ -74,6 +82,10 @@ interface Link {
   reconnectTimer: NodeJS.Timeout | undefined;
   openedAt: number;
   dropped: number;
+  /** Waiting for the channel to connect before opening the stream. */
+  connecting: boolean;
+  /** Bumped on disconnect, so callbacks of an abandoned connection attempt do nothing. */
+  generation: number;
 }
 
 export class GrpcPeerTransport implements PeerTransport {
@@ -115,6 +127,8 @@ export class GrpcPeerTransport implements PeerTransport {
       reconnectTimer: undefined,
       openedAt: 0,
       dropped: 0,
+      connecting: false,
+      generation: 0,
     });
   }
 
@@ -123,6 +137,13 @@ export class GrpcPeerTransport implements PeerTransport {
     if (link === undefined) return;
     this.#disconnect(link);
     this.#links.delete(id);
+  }
+
+  /** For tests and status: what is queued for and was dropped on the way to `id`. */
+  linkStats(id: NodeId): { queued: number; dropped: number; connected: boolean } | undefined {
+    const link = this.#links.get(id);
+    if (link === undefined) return undefined;
+    return { queued: link.queue.length, dropped: link.dropped, connected: link.stream !== undefined };
   }
 
   peerAddresses(): Map<NodeId, string> {
@@ -233,7 +254,7 @@ export class GrpcPeerTransport implements PeerTransport {
   #flush(link: Link): void {
     if (this.#closed || link.blocked || link.queue.length === 0) return;
     if (link.stream === undefined) {
-      if (link.reconnectTimer === undefined) this.#open(link);
+      if (link.reconnectTimer === undefined && !link.connecting) this.#open(link);
       if (link.stream === undefined) return;
     }
     const stream = link.stream;
@@ -251,6 +272,10 @@ export class GrpcPeerTransport implements PeerTransport {
     }
   }
 
+  /**
+   * Opens the stream once the channel is connected. Until then messages wait in the bounded queue
+   * rather than vanishing into a call that is bound to fail, so a peer that comes back gets the newest.
+   */
   #open(link: Link): void {
     const { PeerService } = loadPeerProto();
     link.client ??= new PeerService(
@@ -258,11 +283,23 @@ export class GrpcPeerTransport implements PeerTransport {
       grpc.credentials.createInsecure(),
       peerGrpcOptions(this.#opts.grpcMessageBytesMax),
     );
+    if (link.client.getChannel().getConnectivityState(true) !== grpc.connectivityState.READY) {
+      const generation = link.generation;
+      link.connecting = true;
+      link.client.waitForReady(Date.now() + this.#opts.connectTimeoutMs, (err) => {
+        if (link.generation !== generation || this.#closed) return;
+        link.connecting = false;
+        if (err) this.#broken(link, `not reachable: ${err.message}`, 0);
+        else this.#flush(link);
+      });
+      return;
+    }
     const client = link.client as unknown as {
       Raft(cb: (err: grpc.ServiceError | null) => void): grpc.ClientWritableStream<WireBatch>;
     };
     const stream = client.Raft((err) => {
-      if (link.stream === stream) this.#broken(link, err?.message ?? "stream ended");
+      if (link.stream === stream)
+        this.#broken(link, err?.message ?? "stream ended", Date.now() - link.openedAt);
     });
     // Errors also arrive through the callback above; this listener keeps an 'error' event from throwing.
     stream.on("error", () => {});
@@ -271,13 +308,14 @@ export class GrpcPeerTransport implements PeerTransport {
     link.openedAt = Date.now();
   }
 
-  #broken(link: Link, why: string): void {
+  /** `livedMs`: how long the stream was open (0 when it never opened). */
+  #broken(link: Link, why: string, livedMs: number): void {
     link.stream = undefined;
     link.blocked = false;
     if (this.#closed || link.reconnectTimer !== undefined) return;
     // A stream that lived a while was a working connection: start the backoff over.
     link.backoffMs =
-      Date.now() - link.openedAt > 2_000
+      livedMs > 2_000
         ? this.#opts.reconnectMinMs
         : Math.min(this.#opts.reconnectMaxMs, Math.max(this.#opts.reconnectMinMs, link.backoffMs * 2));
     const delay = link.backoffMs / 2 + Math.random() * (link.backoffMs / 2);
@@ -293,6 +331,8 @@ export class GrpcPeerTransport implements PeerTransport {
   }
 
   #disconnect(link: Link): void {
+    link.generation++;
+    link.connecting = false;
     if (link.reconnectTimer !== undefined) clearTimeout(link.reconnectTimer);
     link.reconnectTimer = undefined;
     const stream = link.stream;
