@@ -9,6 +9,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { LockboxError, invalidArgument } from "../errors.js";
 import type { Clock } from "../keys/key-model.js";
+import { UUID_PATTERN } from "../keys/validation.js";
 import type { Caller } from "../pki/caller.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { authenticate, requireAdmin } from "./authenticate.js";
@@ -131,7 +132,9 @@ function safeFacts(read: () => AuditFacts): AuditFacts {
   try {
     const f = read();
     const out: AuditFacts = {};
-    if (typeof f.keyId === "string") out.keyId = f.keyId;
+    // Ids are accepted in any case: record the canonical (lower-case) spelling, so that an
+    // attempt spelled in upper case is not hidden from an audit search for that key.
+    if (typeof f.keyId === "string") out.keyId = UUID_PATTERN.test(f.keyId) ? f.keyId.toLowerCase() : f.keyId;
     if (typeof f.project === "string") out.project = f.project;
     return out;
   } catch {

@@ -117,3 +117,40 @@ test("refused calls are audited with their outcome, and the key never reaches th
     t.false(everything.includes(material.toString(encoding)), `audit output contains the key (${encoding})`);
   }
 });
+
+test("a refused call naming a key id in upper case is still found by the audit filter on that key", async (t) => {
+  const admin = clientsFor(t, f, f.admin);
+  const owner = clientsFor(t, f, await issue(f, "vol-host-2", "service", ["p1"]));
+  const prober = clientsFor(t, f, await issue(f, "prober", "service", ["p2"]));
+  const created = await call(owner.keys, "CreateKey", {
+    project: "p1",
+    scope: "vol-1",
+    name: "root",
+    algorithm: "KEY_ALGORITHM_AES",
+    bit_length: 256,
+  });
+  if (!created.ok) return t.fail(created.error.message);
+  const id: string = created.value.key.id;
+  // UUIDs are accepted in either case; the spelling must not hide an attempt from the audit.
+  for (const method of ["GetKey", "DeleteKey", "CloneKey"]) {
+    const e = await failure(t, call(prober.keys, method, { id: id.toUpperCase() }));
+    t.is(e.code, grpc.status.NOT_FOUND);
+  }
+  const e = await failure(
+    t,
+    call(prober.keys, "CreateGrant", {
+      key_id: id.toUpperCase(),
+      grantee: "prober",
+      expires_at: { seconds: String(Math.floor(Date.now() / 1000) + 3600), nanos: 0 },
+    }),
+  );
+  t.is(e.code, grpc.status.NOT_FOUND);
+
+  const listed = await call(admin.admin, "ListAuditEvents", { key_id: id, identity: "prober" });
+  if (!listed.ok) return t.fail(listed.error.message);
+  const events = listed.value.events as Record<string, string>[];
+  t.deepEqual(
+    events.map((ev) => [ev.operation, ev.status, ev.key_id]),
+    ["GetKey", "DeleteKey", "CloneKey", "CreateGrant"].map((op) => [op, "NOT_FOUND", id]),
+  );
+});
