@@ -44,6 +44,15 @@ test("commitOldTermEntries (fig. 8 early commit) is caught within 300 seeds of t
   );
 });
 
+test("readWithoutQuorum (stale reads from a deposed leader) is caught by the linearizability checker within 100 partition seeds", (t) => {
+  const hit = firstCaught({ readWithoutQuorum: true }, "partition", 100);
+  t.truthy(hit, "not caught");
+  t.log(
+    `caught at seed ${hit?.seed}: npm run sim -- --seed ${hit?.seed} --profile partition --bug readWithoutQuorum`,
+  );
+  t.is(hit?.checker, "linearizability");
+});
+
 test("both planted bugs are also caught on the mixed profiles within 1,500 seeds", (t) => {
   for (const bugs of [{ voteBeforePersist: true }, { commitOldTermEntries: true }] as RaftBugs[]) {
     const hit = firstCaught(bugs, "mixed", 1500);

@@ -3,13 +3,14 @@
  *   --seed N                 replay one seed exactly (prints its trace hash; --trace prints every event)
  *   --seeds K [--start S]    run seeds S..S+K-1 with progress output
  *   --profile NAME           mixed (default) | calm | lossy | partition | crash | membership | chaos | hunt
- *   --bug NAME               run a deliberately broken core: commitOldTermEntries | voteBeforePersist
+ *   --bug NAME               run a deliberately broken core: commitOldTermEntries | voteBeforePersist |
+ *                            readWithoutQuorum
  *   --time-limit-s T         stop a --seeds run after T seconds (reports how many ran)
  * Ends with a summary and one JSON line; exits 1 if any seed violated a checker.
  */
 import { runSeed, type SimResult } from "./simulator.js";
 
-const BUGS = ["commitOldTermEntries", "voteBeforePersist"] as const;
+const BUGS = ["commitOldTermEntries", "voteBeforePersist", "readWithoutQuorum"] as const;
 
 function parse(argv: string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -40,6 +41,9 @@ function int(v: string | undefined, name: string, dflt: number): number {
   if (!Number.isSafeInteger(n) || n < 0) usage(`--${name} must be a non-negative integer`);
   return n;
 }
+
+// `npm run sim ... | head` closes stdout early: stop quietly instead of crashing on EPIPE.
+process.stdout.on("error", () => process.exit(process.exitCode ?? 0));
 
 const args = parse(process.argv.slice(2));
 const profile = args.get("profile") ?? "mixed";

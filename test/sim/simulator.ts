@@ -271,7 +271,10 @@ export class Simulation {
     }
     const lin = checkRegisterHistory(this.history);
     if (lin.outcome === "violation") {
-      const ops = lin.ops.map((o) => `${o.kind}(${o.value})@[${o.invokedAt},${o.respondedAt}]`).join(" ");
+      const shown = lin.ops
+        .slice(0, 24)
+        .map((o) => `${o.kind}(${o.value})@[${o.invokedAt},${o.respondedAt}]`);
+      const ops = shown.join(" ") + (lin.ops.length > shown.length ? ` … (${lin.ops.length} ops)` : "");
       throw new SimViolation("linearizability", `key ${lin.key}: no linearization of ${ops}`);
     }
     this.linearizabilityOutcome = lin.outcome;

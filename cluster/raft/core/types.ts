@@ -26,6 +26,8 @@ export interface RaftBugs {
   commitOldTermEntries?: boolean;
   /** Votes leave before they are persisted: `Ready.hardState.vote` is always null, so a crash forgets the vote. */
   voteBeforePersist?: boolean;
+  /** The leader answers ReadIndex at once, without a heartbeat round proving it is still leader (stale reads). */
+  readWithoutQuorum?: boolean;
 }
 
 export interface RaftConfig {
