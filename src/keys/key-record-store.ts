@@ -63,6 +63,11 @@ export class KeyRecordStore {
     return ops;
   }
 
+  /** Compacts the range of `id`'s record, dropping versions a newer table supersedes (see deleteKey). */
+  purgeOverwritten(id: string): Promise<void> {
+    return this.store.compactKey("records", this.recordKeyOf(id));
+  }
+
   /** Up to `limit` records under a listing prefix, after index key `after` if given. */
   async listPage(prefix: string, after: string | undefined, limit: number): Promise<ListingPage> {
     const range = after === undefined ? { gte: prefix } : { gt: after };

@@ -182,20 +182,28 @@ export class KeyService {
     return { keys: page.records.map(toKeyMeta), nextPageToken };
   }
 
-  /** Tombstones the key. Deleting a destroyed key returns its tombstone unchanged. */
+  /**
+   * Tombstones the key and purges the overwritten record (with its wrapped material) from disk.
+   * Deleting a destroyed key returns its tombstone unchanged (and purges again).
+   */
   async deleteKey(caller: Caller, req: KeyIdRequest): Promise<KeyMeta> {
     const id = validateUuid("id", validateRequestObject(req).id);
     return this.locks.run(id, async () => {
       const record = await this.loadVisible(caller, id, false);
-      if (record.state === "destroyed") return toKeyMeta(record);
+      const wasLive = record.state !== "destroyed";
       // toKeyMeta drops wrappedMaterial: the tombstone holds no material at all.
-      const tombstone: KeyRecord = {
-        ...toKeyMeta(record),
-        state: "destroyed",
-        destroyedAt: this.clock.now(),
-      };
+      const tombstone: KeyRecord = wasLive
+        ? { ...toKeyMeta(record), state: "destroyed", destroyedAt: this.clock.now() }
+        : record;
+      // LevelDB keeps an overwritten version in its log and tables until a compaction merges it
+      // with the newer one. Compacting first moves the old version out of the memtable into a
+      // table, so the tombstone lands in a newer table above it and the second compaction merges
+      // the two and drops the old one. (Were both flushed into one table, no compaction of the
+      // range would ever drop it.) A retry re-writes the identical tombstone and purges again.
+      await this.records.purgeOverwritten(id);
       await this.store.write(this.records.putOps(tombstone, false));
-      this.liveKeyCount -= 1;
+      if (wasLive) this.liveKeyCount -= 1;
+      await this.records.purgeOverwritten(id);
       return toKeyMeta(tombstone);
     });
   }

@@ -26,6 +26,11 @@ export type StoreOp =
 
 export interface PeerStoreOptions extends GroupCommitOptions {}
 
+/** `level` on Node is classic-level, whose compactRange its universal type does not declare. */
+interface Compactable {
+  compactRange(start: string, end: string): Promise<void>;
+}
+
 export class PeerStore {
   private readonly writer: GroupCommitWriter<StoreOp>;
   private readonly sublevels: ReadonlyMap<SublevelName, Sublevel>;
@@ -77,6 +82,17 @@ export class PeerStore {
   /** Writes `ops` atomically; resolves only after the batch holding them is synced to disk. */
   write(ops: readonly StoreOp[]): Promise<void> {
     return this.writer.write(ops);
+  }
+
+  /**
+   * Compacts the range holding `key` now, so that versions a later write overwrote (a deleted
+   * key's wrapped material) leave LevelDB's write-ahead log and tables instead of lingering until
+   * some future compaction. Best effort against open snapshots: an iterator open meanwhile can
+   * keep an old version alive until the next compaction of that range.
+   */
+  async compactKey(name: SublevelName, key: string): Promise<void> {
+    const prefixed = this.sublevel(name).prefixKey(key, "utf8");
+    await (this.db as unknown as Compactable).compactRange(prefixed, prefixed);
   }
 
   /** Counters of the group-commit writer (batches, writes, ops). */

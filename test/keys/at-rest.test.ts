@@ -164,3 +164,41 @@ test("moving a whole record under another id's key is DATA_LOSS", async (t) => {
   await fx.handle.store.write([{ type: "put", sublevel: "records", key: keyB, value: valueA }]);
   t.true(isLockboxError(await t.throwsAsync(fx.handle.service.getKey(admin, b)), "DATA_LOSS"));
 });
+
+// A tombstone is a new version of the record; LevelDB keeps the old one (with the wrapped
+// material) in its write-ahead log and tables until a compaction drops it. "The material is gone"
+// must hold on disk, not only in what reads return.
+test("after deleteKey no file in the data directory holds the deleted key's wrapped material", async (t) => {
+  const fx = await openFixture(t);
+  const service = fx.handle.service;
+  const req = { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 } as const;
+  const doomed = await service.createKey(admin, req);
+  const kept = await service.createKey(admin, req);
+  // The tail of each stored envelope (base64 of ciphertext and tag) is random, so a file holding
+  // the record holds it verbatim; LevelDB's block compression only shortens the repeated header.
+  const tails = new Map<string, string>();
+  for await (const v of fx.handle.store.sublevel("records").values()) {
+    const stored = JSON.parse(Buffer.from(v).toString("utf8")) as { id: string; wrappedMaterial: string };
+    tails.set(stored.id, stored.wrappedMaterial.slice(-24));
+  }
+  t.is(tails.size, 2);
+  await service.deleteKey(admin, doomed);
+
+  const holding = async (tail: string): Promise<string[]> => {
+    const found: string[] = [];
+    for (const file of await filesUnder(fx.dbDir)) {
+      if ((await readFile(file)).includes(tail)) found.push(file);
+    }
+    return found;
+  };
+  t.deepEqual(await holding(tails.get(doomed.id)!), [], "the deleted key's envelope is still on disk");
+  t.true((await holding(tails.get(kept.id)!)).length > 0, "control: a live key's envelope is found");
+  // And it stays gone across a restart.
+  await fx.reopen();
+  t.deepEqual(await holding(tails.get(doomed.id)!), []);
+  const got = await fx.handle.service.getKey(admin, kept);
+  t.is(got.material.length, 32);
+  // A key whose record already sits in a table (the restart turned the log into tables) too.
+  await fx.handle.service.deleteKey(admin, kept);
+  t.deepEqual(await holding(tails.get(kept.id)!), [], "an older, tabled record is purged as well");
+});
