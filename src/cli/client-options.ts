@@ -14,7 +14,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
-import { LockboxClient, LockboxClientError, TlsMaterialError } from "../client/index.js";
+// Types only: the client (and grpc-js under it) loads when a command really calls a peer, so
+// `--help` and usage errors stay fast. See clientFrom() and runGuarded().
+import type { LockboxClient } from "../client/index.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./command.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -186,8 +188,9 @@ const splitList = (s: string | undefined): string[] =>
     .filter((x) => x !== "");
 
 /** A client for one CLI invocation: no key cache (the process ends right after). */
-export function clientFrom(settings: ConnectionSettings): LockboxClient {
+export async function clientFrom(settings: ConnectionSettings): Promise<LockboxClient> {
   silenceIpServerNameWarning();
+  const { LockboxClient } = await import("../client/index.js");
   return new LockboxClient({
     endpoints: settings.endpoints,
     tls: { ca: settings.ca, cert: settings.cert, key: settings.key },
@@ -226,6 +229,8 @@ export async function runGuarded(prog: string, usage: string, body: () => Promis
       process.stderr.write(`${prog}: ${err.message}\n\n${usage}\n`);
       return EXIT_USAGE;
     }
+    // Any other error came from the client or after it was loaded, so this import costs nothing new.
+    const { LockboxClientError, TlsMaterialError } = await import("../client/index.js");
     if (err instanceof LockboxClientError) {
       const field = err.field !== undefined ? ` (field ${err.field})` : "";
       process.stderr.write(`${prog}: ${err.code}: ${err.message}${field}\n`);

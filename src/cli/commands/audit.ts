@@ -61,7 +61,9 @@ export const command: CliCommand = {
       const limit = intFlag(args, "limit", 1, 100_000) ?? 100;
       // Here --key is the key id filter, so the client key file comes from --client-key, env or --dir.
       const keyId = stringFlag(args, "key") ?? "";
-      const client = clientFrom(connectionSettings({ ...args, values: { ...args.values, key: undefined } }));
+      const client = await clientFrom(
+        connectionSettings({ ...args, values: { ...args.values, key: undefined } }),
+      );
       try {
         const recent: AuditEvent[] = [];
         let token = "";

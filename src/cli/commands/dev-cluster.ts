@@ -184,7 +184,7 @@ async function waitForReady(logPath: string, offset: number, pid: number): Promi
 
 /** Bounded retries of GetStatus, so `start` returns only once the peer really answers. */
 async function waitForStatus(dir: string, address: string, pid: number): Promise<void> {
-  const client = clientFrom(adminConnection(dir, address));
+  const client = await clientFrom(adminConnection(dir, address));
   try {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
@@ -258,7 +258,7 @@ async function status(dir: string, json: boolean): Promise<number> {
     else process.stdout.write(`no lockbox dev peer is running for ${dir}\n`);
     return EXIT_FAILURE;
   }
-  const client = clientFrom(adminConnection(dir, running.address));
+  const client = await clientFrom(adminConnection(dir, running.address));
   try {
     const s = await client.getStatus();
     if (json) printJson({ running: true, dir, ...running, status: s });

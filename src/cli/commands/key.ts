@@ -310,7 +310,7 @@ export const command: CliCommand = {
         process.stdout.write(usage + "\n");
         return EXIT_OK;
       }
-      const client = clientFrom(connectionSettings(args));
+      const client = await clientFrom(connectionSettings(args));
       try {
         return await sub.run(client, args, boolFlag(args, "json"));
       } finally {

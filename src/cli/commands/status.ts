@@ -44,7 +44,7 @@ export const command: CliCommand = {
         process.stdout.write(USAGE + "\n");
         return EXIT_OK;
       }
-      const client = clientFrom(connectionSettings(args));
+      const client = await clientFrom(connectionSettings(args));
       try {
         const status = await client.getStatus();
         const development = status.masterKeyProtector === DEVELOPMENT_PROTECTOR;
