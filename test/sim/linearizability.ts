@@ -83,11 +83,45 @@ function checkOneRegister(ops: readonly RegisterOp[], stepsMax: number): "ok" | 
   };
 
   const linearized = new Uint8Array(ops.length);
-  const seen = new Set<string>();
-  const stack: { call: Node; state: string | null }[] = [];
+  // Cache of explored (linearized set, state) pairs, keyed by a Zobrist hash of the set and verified
+  // exactly on a hash hit (so a collision can never prune a branch that was not explored).
+  const zobrist = Array.from({ length: ops.length }, (_, i) => [mix(i * 2 + 1), mix(i * 2 + 2)] as const);
+  let z1 = 0;
+  let z2 = 0;
+  const seen = new Map<string, Uint8Array[]>();
+  const visit = (key: string): boolean => {
+    const list = seen.get(key);
+    if (list === undefined) {
+      seen.set(key, [linearized.slice()]);
+      return true;
+    }
+    if (list.some((bits) => bits.every((b, i) => b === linearized[i]))) return false;
+    list.push(linearized.slice());
+    return true;
+  };
+  // `forced`: a read linearized greedily. A read that is callable now (no unlinearized op returned
+  // before it was invoked) and matches the current state can always go first — it changes no state and
+  // only drops a constraint — so if that branch fails, trying other ops in its place cannot succeed.
+  const stack: { call: Node; state: string | null; forced: boolean }[] = [];
   let state: string | null = null;
   let entry = head.next;
   let steps = 0;
+  /** Undo the latest choice (and any forced reads above it); false when nothing is left to try. */
+  const backtrack = (): boolean => {
+    for (;;) {
+      const top = stack.pop();
+      if (top === undefined) return false;
+      state = top.state;
+      linearized[top.call.op] = 0;
+      z1 ^= zobrist[top.call.op]![0];
+      z2 ^= zobrist[top.call.op]![1];
+      unlift(top.call);
+      if (!top.forced) {
+        entry = top.call.next;
+        return true;
+      }
+    }
+  };
   while (head.next !== null) {
     if (++steps > stepsMax) return "unknown";
     if (entry === null) return "violation"; // cannot happen: a return node always ends the list
@@ -97,27 +131,34 @@ function checkOneRegister(ops: readonly RegisterOp[], stepsMax: number): "ok" | 
       const nextState: string | null = op.kind === "write" ? op.value : state;
       if (ok) {
         linearized[entry.op] = 1;
-        const key = `${linearized.join("")}|${nextState ?? "\u0000"}`;
-        if (!seen.has(key)) {
-          seen.add(key);
-          stack.push({ call: entry, state });
+        const [a, b] = zobrist[entry.op]!;
+        const key = `${(z1 ^ a) >>> 0}.${(z2 ^ b) >>> 0}|${nextState ?? "\u0000"}`;
+        if (visit(key)) {
+          z1 ^= a;
+          z2 ^= b;
+          stack.push({ call: entry, state, forced: op.kind === "read" });
           state = nextState;
           lift(entry);
           entry = head.next;
           continue;
         }
         linearized[entry.op] = 0;
+        if (op.kind === "read" && !backtrack()) return "violation";
+        if (op.kind === "read") continue;
       }
       entry = entry.next;
-    } else {
-      // A return whose call is not linearized yet: backtrack.
-      const top = stack.pop();
-      if (top === undefined) return "violation";
-      state = top.state;
-      linearized[top.call.op] = 0;
-      unlift(top.call);
-      entry = top.call.next;
+    } else if (!backtrack()) {
+      // A return whose call cannot be linearized before it, with no choice left to undo.
+      return "violation";
     }
   }
   return "ok";
+}
+
+/** A fixed 32-bit mixer (splitmix32 finaliser): per-op Zobrist keys without any randomness. */
+function mix(x: number): number {
+  let z = (x * 0x9e3779b9) >>> 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+  return (z ^ (z >>> 16)) >>> 0;
 }

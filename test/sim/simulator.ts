@@ -26,6 +26,8 @@ export const CONVERGENCE_TICKS_MAX = 20 * ELECTION_TICKS;
 const READY_ROUNDS_MAX = 64;
 /** Node ids that may ever exist in one run (founders plus learners added later). */
 const NODE_IDS_MAX = 9;
+/** Bound on the linearizability search per key (past it the seed reports "unknown", not a violation). */
+const LINEARIZABILITY_STEPS_MAX = 5_000_000;
 const KEYS = ["a", "b", "c"];
 const WRITES_OUTSTANDING_MAX = 16;
 /** Delivery rounds per tick (messages sent with zero delay arrive in the same tick). */
@@ -269,7 +271,7 @@ export class Simulation {
       if (at === undefined) this.history.splice(i, 1);
       else op.respondedAt = Math.max(at, op.invokedAt + 0.5);
     }
-    const lin = checkRegisterHistory(this.history);
+    const lin = checkRegisterHistory(this.history, LINEARIZABILITY_STEPS_MAX);
     if (lin.outcome === "violation") {
       const shown = lin.ops
         .slice(0, 24)
