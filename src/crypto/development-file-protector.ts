@@ -6,7 +6,9 @@
  *
  * File format (48 bytes): magic "LBXDEVK1" (8) | epoch u32 BE (4) | reserved zero (4) | key (32).
  */
-import { open, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import { dirname } from "node:path";
 import { LockboxError } from "../errors.js";
 import { MASTER_KEY_BYTES } from "./keyring.js";
 import type { MasterKey, MasterKeyProvider, MasterKeyProviderDescription } from "./master-key-provider.js";
@@ -66,33 +68,45 @@ export class DevelopmentFileProtector implements MasterKeyProvider {
       content.fill(0);
       await handle.close();
     }
+    // Losing this file loses every key: make its directory entry durable too.
+    const dir = await open(dirname(path), "r");
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
     return new DevelopmentFileProtector(path, options);
   }
 
   async load(): Promise<MasterKey> {
     this.log(`WARNING: ${DEVELOPMENT_PROTECTOR_WARNING}: the cluster master key is read from ${this.path}`);
-    let info;
+    let handle;
     try {
-      info = await stat(this.path);
+      // O_NONBLOCK: a FIFO planted at the path must not hang the open (it is then refused as not a file).
+      handle = await open(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (cause) {
       throw new LockboxError("FAILED_PRECONDITION", `master key file ${this.path} is missing`, undefined, {
         cause,
       });
     }
-    if (!info.isFile())
-      throw new LockboxError("FAILED_PRECONDITION", `master key file ${this.path} is not a file`);
-    if ((info.mode & 0o077) !== 0) {
-      throw new LockboxError(
-        "FAILED_PRECONDITION",
-        `master key file ${this.path} has mode ${(info.mode & 0o777).toString(8)}; it must be 600 (chmod 600)`,
-      );
-    }
-    if (typeof process.getuid === "function" && info.uid !== process.getuid()) {
-      throw new LockboxError("FAILED_PRECONDITION", `master key file ${this.path} is owned by another user`);
-    }
-    const handle = await open(this.path, "r");
     const content = Buffer.alloc(FILE_BYTES + 1);
     try {
+      // Checked on the opened file itself, so the file read is the file checked.
+      const info = await handle.stat();
+      if (!info.isFile())
+        throw new LockboxError("FAILED_PRECONDITION", `master key file ${this.path} is not a file`);
+      if ((info.mode & 0o077) !== 0) {
+        throw new LockboxError(
+          "FAILED_PRECONDITION",
+          `master key file ${this.path} has mode ${(info.mode & 0o777).toString(8)}; it must be 600 (chmod 600)`,
+        );
+      }
+      if (typeof process.getuid === "function" && info.uid !== process.getuid()) {
+        throw new LockboxError(
+          "FAILED_PRECONDITION",
+          `master key file ${this.path} is owned by another user`,
+        );
+      }
       const { bytesRead } = await handle.read(content, 0, content.length, 0);
       if (bytesRead !== FILE_BYTES || !content.subarray(0, MAGIC.length).equals(MAGIC)) {
         throw new LockboxError(

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,4 +76,15 @@ test("create refuses to overwrite an existing key file; a missing or malformed f
       "DATA_LOSS",
     ),
   );
+});
+
+test("a directory or a FIFO at the key path is refused as not a file, without hanging", async (t) => {
+  const dir = await tempDir(t);
+  const fifo = join(dir, "fifo");
+  execFileSync("mkfifo", ["-m", "600", fifo]);
+  for (const path of [dir, fifo]) {
+    const e = await t.throwsAsync(new DevelopmentFileProtector(path, { log: () => {} }).load());
+    t.true(isLockboxError(e, "FAILED_PRECONDITION"), String(e));
+    t.regex(e!.message, /is not a file/);
+  }
 });

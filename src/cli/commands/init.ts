@@ -6,7 +6,7 @@
  * refuses before writing anything.
  */
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { LockboxError } from "../../errors.js";
 import { join, resolve } from "node:path";
 import {
@@ -26,7 +26,7 @@ import {
   issuePeerCertificate,
 } from "../../pki/certificate-authority.js";
 import { isValidIdentityName } from "../../pki/identity-names.js";
-import { writeCertificateFile, writePrivateKeyFile } from "../../pki/pem-files.js";
+import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../pki/pem-files.js";
 import { splitHostPort } from "../../server/lockbox-server.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
@@ -195,6 +195,6 @@ export async function initCluster(p: {
   const store = await openPeerStore(files.data);
   await store.close();
   // Last: a config.json means init finished.
-  await writeFile(files.config, JSON.stringify(config, null, 2) + "\n", { flag: "wx", mode: 0o600 });
+  await writeNewFile(files.config, JSON.stringify(config, null, 2) + "\n", 0o600); // synced, with its directory
   return { dir: p.dir, peerId: config.peerId, clusterId: config.clusterId, listen: config.listen, files };
 }
