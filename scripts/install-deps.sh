@@ -28,8 +28,11 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "==> npm: installing packages (npm ci)"
-  npm ci --no-audit --no-fund
+  echo "==> npm: installing packages from package-lock.json"
+  # Not `npm ci`: the registry mirror lacks @bufbuild/buf's non-Linux optional
+  # packages, which `npm ci` insists on seeing in the lock. `npm install`
+  # still installs the locked versions.
+  npm install --no-audit --no-fund
 else
   echo "==> npm: packages up to date"
 fi
