@@ -70,7 +70,7 @@ if (args.has("seed")) {
       process.stdout.write(
         `seed ${s} [${r.profile}] FAILED ${r.violation!.checker}: ${r.violation!.detail}\n`,
       );
-    if (results.length % 1000 === 0) {
+    if (results.length % Math.max(100, Math.min(1000, Math.floor(count / 20))) === 0) {
       const bad = results.filter((x) => !x.ok).length;
       process.stdout.write(
         `… ${results.length}/${count} seeds, ${bad} failed, ${((Date.now() - started) / 1000).toFixed(0)} s\n`,

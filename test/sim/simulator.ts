@@ -1,3 +1,17 @@
+/**
+ * The deterministic simulator (TigerBeetle VOPR style): N real RaftNode cores over an in-memory network
+ * (SimNetwork) and disks (SimDisk), every choice drawn from ONE seeded Prng, so `--seed N` replays a run
+ * exactly. A run has two phases:
+ *  1. faults (faultTicks): drops, duplicates, delays/reordering, symmetric, one-way and flapping partitions,
+ *     crashes (random, of the leader, part-way through persisting a Ready, right after a hard-state change)
+ *     that keep only what the driver persisted, restarts, membership changes (add learner, promote, remove a
+ *     voter including the leader), leadership transfers, client writes (unique values, 3 keys) and ReadIndex
+ *     reads on any node, log compaction;
+ *  2. liveness: faults stop, the network heals, crashed nodes restart; a leader must be elected and a write
+ *     committed within LIVENESS_TICKS_MAX ticks, and every member must apply it within CONVERGENCE_TICKS_MAX.
+ * Checkers (safety-checker.ts, linearizability.ts): election safety, log matching, leader completeness,
+ * state machine safety, acknowledged writes applied, linearizable reads and writes; core asserts too.
+ */
 import {
   ConfChangeType,
   EntryType,
