@@ -54,14 +54,18 @@ export function auditedUnary<Req, Res>(
   ctx: EdgeContext,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    handle(op, ctx, call).then(
-      (result) => ("response" in result ? callback(null, result.response) : callback(result.error)),
-      // handle() catches everything; this is the last line of defence for a bug in it.
-      (err: unknown) => {
-        ctx.log(`lockbox: ${op.name}: unexpected failure in the call wrapper: ${describe(err)}`);
-        callback(toServiceError(toGrpcStatus(err)));
-      },
-    );
+    handle(op, ctx, call)
+      .then(
+        (result) => ("response" in result ? callback(null, result.response) : callback(result.error)),
+        // handle() catches everything; this is the last line of defence for a bug in it.
+        (err: unknown) => {
+          ctx.log(`lockbox: ${op.name}: unexpected failure in the call wrapper: ${describe(err)}`);
+          callback(toServiceError(toGrpcStatus(err)));
+        },
+      )
+      // A throw from grpc-js's callback would otherwise be an unhandled rejection, which ends
+      // the process: log it instead.
+      .catch((err: unknown) => ctx.log(`lockbox: ${op.name}: replying failed: ${describe(err)}`));
   };
 }
 
