@@ -106,7 +106,10 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
       const got = await keys.getKey(caller, { id: stringFromWire("id", req.id) });
       // The key service hands over its copy to us; keep one copy (the
       // response's), and zero the other now rather than at garbage collection.
-      const material = Buffer.from(got.material);
+      // Buffer.alloc, not Buffer.from: small Buffer.from copies go into Node's
+      // shared allocation pool, which allocUnsafe later hands out unzeroed.
+      const material = Buffer.alloc(got.material.length);
+      material.set(got.material);
       got.material.fill(0);
       return {
         response: { key: keyMetaToWire(got.key), material },
