@@ -55,7 +55,12 @@ export class ProjectKeks {
     if (p === undefined) {
       p = this.load(project, create);
       this.cache.set(project, p);
-      p.catch(() => this.cache.delete(project)); // a failure is not cached
+      // A failure is not cached; but only this load's entry is dropped, never a newer one that
+      // replaced it after zeroize() (dropping that would let a second KEK be created beside it).
+      const loading = p;
+      p.catch(() => {
+        if (this.cache.get(project) === loading) this.cache.delete(project);
+      });
     }
     return p;
   }
