@@ -63,6 +63,7 @@ test("a grant covers GetKey only, only for that identity and that key", async (t
   await notFound(t, service.getKeyMetadata(grantee, key));
   await notFound(t, service.deleteKey(grantee, key));
   await notFound(t, service.cloneKey(grantee, key));
+  await notFound(t, service.rekeyClone(grantee, key));
   await notFound(
     t,
     service.createGrant(grantee, {
