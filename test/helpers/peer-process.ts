@@ -7,7 +7,7 @@
  * Every spawned peer is also killed when the test process exits, so a failing
  * test cannot leave one behind.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createWriteStream, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import { createInterface } from "node:readline";
 
 import { LockboxClient, type LockboxClientOptions } from "../../src/client/index.js";
 import { CLI_MAIN, runCli, runCliJson, withoutLockboxVars } from "./cli-process.js";
+import { spawnOwned } from "./spawn-owned.js";
 
 export interface IdentityFiles {
   name: string;
@@ -115,7 +116,7 @@ class SpawnedPeer implements PeerProcess {
       "--json",
       ...(this.options.serveArgs ?? []),
     ];
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+    const child = spawnOwned(process.execPath, [CLI_MAIN, ...args], {
       env: withoutLockboxVars(process.env),
       stdio: ["ignore", "pipe", "pipe"],
     });

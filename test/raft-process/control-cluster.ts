@@ -4,7 +4,7 @@
  * stopAll() (call it from t.teardown) kills it, also when the test fails half way.
  */
 import * as grpc from "@grpc/grpc-js";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { loadPeerProto, LEADER_HINT_METADATA_KEY } from "../../src/control/peer-proto.js";
+import { spawnOwned } from "../helpers/spawn-owned.js";
 
 const MAIN = fileURLToPath(new URL("../../src/control/control-node-main.js", import.meta.url));
 const READY_TIMEOUT_MS = 15_000;
@@ -69,7 +70,7 @@ export class ControlProcess {
   /** Spawns the process and resolves once it printed its JSON ready line. */
   async start(extraEnv: Record<string, string> = {}): Promise<void> {
     if (this.running) throw new Error(`node ${this.id} already running`);
-    const child = spawn(process.execPath, [MAIN, ...this.args], {
+    const child = spawnOwned(process.execPath, [MAIN, ...this.args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...extraEnv },
     });
