@@ -117,7 +117,7 @@ export function decodeMessage(w: unknown): Message {
   const type = num(m.type, "type");
   if (!MESSAGE_TYPES.has(type)) throw new WireMessageInvalid("type", `unknown message type ${type}`);
   const entries = arr(m.entries, "entries").map((e, i) => decodeEntry(e, `entries[${i}]`));
-  return {
+  const message: Message = {
     type: type as Message["type"],
     from: nodeId(m.from, "from"),
     to: nodeId(m.to, "to"),
@@ -132,6 +132,37 @@ export function decodeMessage(w: unknown): Message {
     snapshot: m.snapshot === null || m.snapshot === undefined ? null : decodeSnapshot(m.snapshot),
     context: bytes(m.context, "context"),
   };
+  checkLogShape(message);
+  return message;
+}
+
+/**
+ * What an honest leader's log always satisfies, checked here because the core treats a violation as its
+ * own broken invariant (fail-stop) and a follower would otherwise persist it: entries follow `index`
+ * contiguously, their terms never decrease from `log_term`, and nothing (entry or snapshot) carries a term
+ * newer than the message's own.
+ */
+function checkLogShape(m: Message): void {
+  if (m.entries.length > 0 && m.logTerm > m.term) {
+    throw new WireMessageInvalid("log_term", `${m.logTerm} above the message term ${m.term}`);
+  }
+  let prevTerm = m.logTerm;
+  m.entries.forEach((e, i) => {
+    if (e.index !== m.index + 1 + i) {
+      throw new WireMessageInvalid(`entries[${i}].index`, `${e.index} does not follow ${m.index + i}`);
+    }
+    if (e.term < prevTerm) throw new WireMessageInvalid(`entries[${i}].term`, `decreases to ${e.term}`);
+    if (e.term > m.term) {
+      throw new WireMessageInvalid(`entries[${i}].term`, `${e.term} above the message term ${m.term}`);
+    }
+    prevTerm = e.term;
+  });
+  if (m.snapshot !== null && m.snapshot.metadata.term > m.term) {
+    throw new WireMessageInvalid(
+      "snapshot.term",
+      `${m.snapshot.metadata.term} above the message term ${m.term}`,
+    );
+  }
 }
 
 const MESSAGE_TYPES = new Set<number>(Object.values(MessageType));

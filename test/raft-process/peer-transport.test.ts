@@ -80,6 +80,11 @@ const malformed: [string, (w: Record<string, unknown>) => void][] = [
     (w) => ((w.entries as Record<string, Record<string, unknown>>[])[1]!.conf_state!.voters = ["1", "1"]),
   ],
   ["snapshot.conf_state", (w) => ((w.snapshot as Record<string, unknown>).conf_state = null)],
+  ["entries[1].index", (w) => ((w.entries as Record<string, unknown>[])[1]!.index = 11)],
+  ["entries[0].term", (w) => ((w.entries as Record<string, unknown>[])[0]!.term = 1)], // below log_term 2
+  ["entries[1].term", (w) => ((w.entries as Record<string, unknown>[])[1]!.term = 4)], // above term 3
+  ["log_term", (w) => (w.log_term = 4)],
+  ["snapshot.term", (w) => ((w.snapshot as Record<string, unknown>).term = 4)],
 ];
 
 for (const [field, mutate] of malformed) {
@@ -183,6 +188,101 @@ test("a peer process survives garbage and malformed raft messages and keeps repl
   });
   t.deepEqual({ found: r.found, value: r.value }, { found: true, value: "2" });
   for (const n of cluster.running()) t.true(n.running, `node ${n.id} still running`);
+});
+
+/** Writes `messages` on one Raft stream to `address` as a batch from `from`; resolves when it ended. */
+async function sendBatch(
+  t: { teardown(fn: () => unknown): void },
+  address: string,
+  from: string,
+  messages: Message[],
+): Promise<grpc.ServiceError | null> {
+  const { PeerService } = loadPeerProto();
+  const client = new PeerService(address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  return new Promise<grpc.ServiceError | null>((resolve) => {
+    const stream = (
+      client as unknown as {
+        Raft(cb: (e: grpc.ServiceError | null) => void): grpc.ClientWritableStream<object>;
+      }
+    ).Raft(resolve);
+    for (const m of messages) stream.write({ from, messages: [encodeMessage(m)] });
+    stream.end();
+  });
+}
+
+test("a peer impersonating the leader with an impossible log (gap, future terms) or an ack beyond the leader's log stops no process", async (t) => {
+  const cluster = new ControlCluster();
+  t.teardown(() => cluster.stopAll());
+  await cluster.startVoters(3);
+  await cluster.onLeader("Propose", { op: "set", key: "before", value: "1" });
+  const leaderId = await cluster.waitLeader();
+  const { term } = await cluster.node(leaderId).status();
+  const [followerId, otherId] = ["1", "2", "3"].filter((id) => id !== leaderId) as [string, string];
+  const entry = (index: number, entryTerm: number) => ({
+    index,
+    term: entryTerm,
+    type: EntryType.Normal,
+    data: enc("forged"),
+    confChange: null,
+    confState: null,
+  });
+  const append = (m: Partial<Message>): Message => ({
+    ...sample,
+    type: MessageType.Append,
+    from: leaderId,
+    to: followerId,
+    term,
+    logTerm: 0,
+    index: 0,
+    commit: 0,
+    snapshot: null,
+    ...m,
+  });
+  // Shaped like the current leader's appends, in its term, so they pass every term check and reach the log.
+  t.is(
+    await sendBatch(t, cluster.node(followerId).address, leaderId, [
+      append({ entries: [entry(5, term)] }), // does not follow index 0
+      append({ entries: [entry(1, term + 7)] }), // newer than the message's term
+      append({
+        type: MessageType.Snapshot,
+        snapshot: {
+          metadata: { index: 1_000, term: term + 7, confState: { voters: ["1", "2", "3"], learners: [] } },
+          data: enc("{}"),
+        },
+      }),
+    ]),
+    null,
+  );
+  // An ack from a follower, in the leader's term, for an index the leader never had.
+  t.is(
+    await sendBatch(t, cluster.node(leaderId).address, otherId, [
+      {
+        ...sample,
+        type: MessageType.AppendResp,
+        from: otherId,
+        to: leaderId,
+        term,
+        logTerm: 0,
+        index: 1_000_000,
+        entries: [],
+        snapshot: null,
+      },
+    ]),
+    null,
+  );
+  await sleep(300);
+  for (const n of cluster.running()) t.true(n.running, `node ${n.id} still running`);
+  t.is(cluster.running().length, 3);
+  await cluster.onLeader("Propose", { op: "set", key: "after", value: "2" });
+  const r = await cluster.node(followerId).call<{ found: boolean; value: string }>("Read", {
+    key: "after",
+    linearizable: true,
+  });
+  t.deepEqual({ found: r.found, value: r.value }, { found: true, value: "2" });
+  const all = cluster.node(followerId).stderrTail.join("\n");
+  t.regex(all, /entries\[0\]\.index: 5 does not follow 0/);
+  t.regex(all, /entries\[0\]\.term: \d+ above the message term/);
 });
 
 /** A GrpcPeerTransport served by a real gRPC server on `port` (0: any); resolves with the bound port. */

@@ -19,6 +19,7 @@ import {
   bootstrapSnapshot,
   ConfChangeType,
   EntryType,
+  MessageType,
   RaftError,
   type ConfChange,
   type ConfState,
@@ -299,6 +300,10 @@ export class RaftDriver<R = unknown> {
       return;
     }
     this.#enqueue(() => {
+      if (this.#impossibleAck(m)) {
+        this.#opts.log?.(`raft: dropped an ack of ${m.index} from ${m.from}, beyond this leader's log`);
+        return;
+      }
       try {
         this.#core.step(m);
       } catch (e) {
@@ -310,6 +315,17 @@ export class RaftDriver<R = unknown> {
         }
       }
     });
+  }
+
+  /**
+   * An append ack, in this leader's term, for an index its log does not hold. No honest follower sends
+   * one (a leader never shortens its log within its term), but the core asserts it as an invariant and
+   * would stop the node, so this input from the network is dropped before it reaches the core.
+   */
+  #impossibleAck(m: Message): boolean {
+    if (m.type !== MessageType.AppendResp || m.reject) return false;
+    const s = this.#core.status();
+    return s.role === "leader" && m.term === s.term && m.index > s.lastIndex;
   }
 
   #confChange(change: ConfChange, timeoutMs = this.#opts.proposeTimeoutMs): Promise<{ index: number }> {
@@ -342,10 +358,17 @@ export class RaftDriver<R = unknown> {
         if (pos.index <= this.#applied)
           throw new Error(`core placed ${operation} at applied index ${pos.index}`);
         const timer = setTimeout(() => {
-          this.#proposals.delete(pos.index);
+          // Only our own slot: a later proposal may have taken this index since (see below).
+          if (this.#proposals.get(pos.index)?.timer === timer) this.#proposals.delete(pos.index);
           reject(new Timeout(operation, timeoutMs));
         }, timeoutMs);
-        this.#proposals.get(pos.index)?.reject(new NotLeader(this.#leaderHint()));
+        // A proposal still waiting at this index was truncated away (this node lost and regained
+        // leadership): it can never apply. Its timer goes too, or it would later evict the new one.
+        const displaced = this.#proposals.get(pos.index);
+        if (displaced !== undefined) {
+          clearTimeout(displaced.timer);
+          displaced.reject(new NotLeader(this.#leaderHint()));
+        }
         this.#proposals.set(pos.index, { term: pos.term, resolve, reject, timer });
       }, reject);
     }).finally(() => this.#pending--);
