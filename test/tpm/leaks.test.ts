@@ -14,7 +14,10 @@ import { createEk } from "../../tpm/keys/ek.js";
 import { createStoragePrimary } from "../../tpm/keys/storage.js";
 import { sealSecret, unsealSecret } from "../../tpm/seal/seal.js";
 import { TpmtHa } from "../../tpm/spec/basic.js";
-import { TPM_ALG_ID } from "../../tpm/spec/constants.js";
+import { TpmDecodeError } from "../../tpm/marshal/decode-error.js";
+import { Tpm } from "../../tpm/client/tpm.js";
+import { TPM_ALG_ID, TPM_CC } from "../../tpm/spec/constants.js";
+import type { TpmTransport } from "../../tpm/transport/transport.js";
 import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { TPM_RC } from "../../tpm/spec/response-codes.js";
 import { NO_LEFTOVERS, leftovers, startFileTpm } from "./helpers-a.js";
@@ -105,6 +108,58 @@ test.serial("an exception thrown by our own code inside the scope still flushes"
   }
   t.deepEqual(await leftovers(tpm), NO_LEFTOVERS);
 });
+
+/**
+ * Passes commands to the real swtpm, but spoils the first response parameter's
+ * size field (to 0xffff) of successful responses to `commandCode`, as a bus
+ * glitch or an interposer could: the TPM has created the object or session,
+ * and our decoder refuses the response. (A mock of the corruption only.)
+ */
+class ResponseSpoilingTransport implements TpmTransport {
+  constructor(
+    private readonly inner: TpmTransport,
+    private readonly commandCode: number,
+  ) {}
+  async send(command: Uint8Array): Promise<Uint8Array> {
+    const cc = new DataView(command.buffer, command.byteOffset).getUint32(6);
+    const response = Uint8Array.from(await this.inner.send(command));
+    const view = new DataView(response.buffer);
+    if (cc !== this.commandCode || view.getUint32(6) !== 0) return response;
+    // After the header and one response handle; with sessions a parameterSize comes first.
+    const at = view.getUint16(0) === 0x8002 ? 18 : 14;
+    view.setUint16(at, 0xffff);
+    return response;
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+test.serial(
+  "mock-corrupted responses: a CreatePrimary, Load or StartAuthSession response that does not decode still flushes what the TPM made",
+  async (t) => {
+    const { tpm, recorder } = shared;
+    const spoiled = (cc: number) => new Tpm(new ResponseSpoilingTransport(recorder, cc));
+    for (let i = 0; i < REPEATS; i++) {
+      await t.throwsAsync(createStoragePrimary(spoiled(TPM_CC.CreatePrimary)), {
+        instanceOf: TpmDecodeError,
+      });
+      const blob = await sealSecret(tpm, { secret: Uint8Array.of(9), pcrs: PCRS });
+      await withTransient(tpm, createStoragePrimary(tpm), async (srk) => {
+        await t.throwsAsync(spoiled(TPM_CC.Load).load(srk, blob.outPrivate, blob.outPublic), {
+          instanceOf: TpmDecodeError,
+        });
+        await t.throwsAsync(
+          spoiled(TPM_CC.StartAuthSession).startAuthSession({ type: "hmac", saltKey: srk }),
+          {
+            instanceOf: TpmDecodeError,
+          },
+        );
+      });
+      t.deepEqual(await leftovers(tpm), NO_LEFTOVERS);
+    }
+  },
+);
 
 test.serial("after all failures the TPM still has room: a full seal/unseal works", async (t) => {
   const { tpm } = shared;

@@ -154,6 +154,36 @@ function parseResponse(
   const r = checkResponse(spec.commandCode, response, sessions.length > 0);
   const handles: number[] = [];
   for (let i = 0; i < (spec.responseHandleCount ?? 0); i++) handles.push(r.u32("response.handle"));
+  try {
+    return parseAfterHandles(sessions, ctx, r, handles);
+  } catch (err) {
+    // The TPM succeeded and holds these handles, but we refuse the response: let the caller flush them.
+    if (handles.length > 0 && typeof err === "object" && err !== null) {
+      Object.defineProperty(err, RESPONSE_HANDLES, { value: handles, enumerable: false });
+    }
+    throw err;
+  }
+}
+
+const RESPONSE_HANDLES = Symbol("tpm.responseHandles");
+
+/**
+ * The handles of a successful response that was refused after its handle
+ * area was read (a response HMAC that does not verify, malformed parameters):
+ * the TPM created them, so they must be flushed. Empty for any other error.
+ */
+export function responseHandlesOf(err: unknown): readonly number[] {
+  if (typeof err !== "object" || err === null) return [];
+  const handles = (err as { [RESPONSE_HANDLES]?: unknown })[RESPONSE_HANDLES];
+  return Array.isArray(handles) ? (handles as number[]) : [];
+}
+
+function parseAfterHandles(
+  sessions: readonly SessionEntry[],
+  ctx: CommandContext,
+  r: TpmReader,
+  handles: number[],
+): CommandResult {
   if (sessions.length === 0) return { handles, params: r.rest() };
 
   const paramSize = r.u32("response.parameterSize");

@@ -25,7 +25,13 @@ import { TpmtScheme, TpmtSymDef } from "../spec/schemes.js";
 import { Tpm2bSensitiveCreate, TpmsSensitiveCreate } from "../spec/sensitive.js";
 import { TpmtSignature } from "../spec/signature.js";
 import type { TpmTransport } from "../transport/transport.js";
-import { type CommandResult, type CommandSpec, type HandleRef, runCommand } from "./command-frame.js";
+import {
+  type CommandResult,
+  type CommandSpec,
+  type HandleRef,
+  responseHandlesOf,
+  runCommand,
+} from "./command-frame.js";
 import { makeSalt } from "./salt.js";
 import {
   type AuthSession,
@@ -125,6 +131,44 @@ export class Tpm {
       () => undefined,
     );
     return result;
+  }
+
+  /**
+   * execute() for a command that creates a transient object or session, then
+   * `decode` of its response. If the TPM succeeded but the response is
+   * refused (it does not decode, its HMAC does not verify, its handle is of
+   * the wrong kind), the handle the TPM returned is flushed before the error
+   * is rethrown: nobody else knows it, so it would stay until the TPM restarts.
+   */
+  private async executeCreating<T>(
+    spec: CommandSpec,
+    handleKind: number,
+    decode: (result: CommandResult) => T,
+  ): Promise<T> {
+    let result: CommandResult;
+    try {
+      result = await this.execute(spec);
+    } catch (err) {
+      await this.flushRefused(responseHandlesOf(err), handleKind);
+      throw err;
+    }
+    try {
+      return decode(result);
+    } catch (err) {
+      await this.flushRefused(result.handles, handleKind);
+      throw err;
+    }
+  }
+
+  /**
+   * Flushes handles of a refused response, only those of the kind the command
+   * creates (a corrupted handle of another kind could name someone else's
+   * object). A flush failure is secondary to the refusal being reported.
+   */
+  private async flushRefused(handles: readonly number[], handleKind: number): Promise<void> {
+    for (const h of handles) {
+      if (handleType(h) === handleKind) await this.flushContext(h).catch(() => undefined);
+    }
   }
 
   close(): Promise<void> {
@@ -302,7 +346,7 @@ export class Tpm {
     options: { sensitive?: TpmsSensitiveCreate; auth?: AuthSession } = {},
   ): Promise<CreatePrimaryResult> {
     const sensitive = options.sensitive ?? new TpmsSensitiveCreate();
-    const { handles, params } = await this.execute({
+    const spec: CommandSpec = {
       commandCode: TPM_CC.CreatePrimary,
       handles: [hierarchy],
       sessions: [{ session: options.auth ?? EMPTY_PASSWORD }],
@@ -313,16 +357,18 @@ export class Tpm {
         new TpmlPcrSelection([]).marshal(w); // creationPCR
       }),
       responseHandleCount: 1,
-    });
-    return decodeExact(params, "CreatePrimary response", (r) => {
-      const publicArea = Tpm2bPublic.unmarshal(r).publicArea;
-      const creationData = Tpm2bCreationData.unmarshal(r).creationData;
-      const creationHash = r.tpm2b("creationHash", LIMITS.digestBytes);
-      const creationTicket = TpmtTkCreation.unmarshal(r);
-      const name = r.tpm2b("name", LIMITS.nameBytes);
-      const handle = expectHandleType(handles[0]!, TPM_HT.TRANSIENT, "CreatePrimary");
-      return { handle, name, publicArea, creationData, creationHash, creationTicket };
-    });
+    };
+    return this.executeCreating(spec, TPM_HT.TRANSIENT, ({ handles, params }) =>
+      decodeExact(params, "CreatePrimary response", (r) => {
+        const publicArea = Tpm2bPublic.unmarshal(r).publicArea;
+        const creationData = Tpm2bCreationData.unmarshal(r).creationData;
+        const creationHash = r.tpm2b("creationHash", LIMITS.digestBytes);
+        const creationTicket = TpmtTkCreation.unmarshal(r);
+        const name = r.tpm2b("name", LIMITS.nameBytes);
+        const handle = expectHandleType(handles[0]!, TPM_HT.TRANSIENT, "CreatePrimary");
+        return { handle, name, publicArea, creationData, creationHash, creationTicket };
+      }),
+    );
   }
 
   /** TPM2_Create under a loaded parent. `parentAuth` may be a salted session with decryptCommand to hide the sensitive data. */
@@ -363,7 +409,7 @@ export class Tpm {
     inPublic: TpmtPublic,
     parentAuth: AuthSession = EMPTY_PASSWORD,
   ): Promise<TpmObject> {
-    const { handles, params } = await this.execute({
+    const spec: CommandSpec = {
       commandCode: TPM_CC.Load,
       handles: [parent],
       sessions: [{ session: parentAuth }],
@@ -372,9 +418,11 @@ export class Tpm {
         new Tpm2bPublic(inPublic).marshal(w);
       }),
       responseHandleCount: 1,
+    };
+    return this.executeCreating(spec, TPM_HT.TRANSIENT, ({ handles, params }) => {
+      const name = decodeExact(params, "Load response", (r) => r.tpm2b("name", LIMITS.nameBytes));
+      return { handle: expectHandleType(handles[0]!, TPM_HT.TRANSIENT, "Load"), name, publicArea: inPublic };
     });
-    const name = decodeExact(params, "Load response", (r) => r.tpm2b("name", LIMITS.nameBytes));
-    return { handle: expectHandleType(handles[0]!, TPM_HT.TRANSIENT, "Load"), name, publicArea: inPublic };
   }
 
   async readPublic(handle: number): Promise<TpmObject & { qualifiedName: Uint8Array }> {
@@ -406,7 +454,8 @@ export class Tpm {
     const symmetric = options.symmetric ?? (options.saltKey ? TpmtSymDef.AES_128_CFB : TpmtSymDef.NULL);
     const salt = options.saltKey ? makeSalt(options.saltKey.publicArea) : undefined;
     const nonceCaller = new Uint8Array(randomBytes(nonceBytes));
-    const { handles, params } = await this.execute({
+    const sessionType = options.type === "hmac" ? TPM_HT.HMAC_SESSION : TPM_HT.POLICY_SESSION;
+    const spec: CommandSpec = {
       commandCode: TPM_CC.StartAuthSession,
       handles: [options.saltKey?.handle ?? TPM_RH.NULL, TPM_RH.NULL],
       params: encode((w) => {
@@ -417,14 +466,15 @@ export class Tpm {
         w.u16(authHash);
       }),
       responseHandleCount: 1,
+    };
+    return this.executeCreating(spec, sessionType, ({ handles, params }) => {
+      const nonceTpm = decodeExact(params, "StartAuthSession response", (r) =>
+        r.tpm2b("nonceTPM", LIMITS.digestBytes),
+      );
+      const sessionKey = deriveSessionKey(authHash, salt?.salt ?? new Uint8Array(0), nonceTpm, nonceCaller);
+      const handle = expectHandleType(handles[0]!, sessionType, "StartAuthSession");
+      return new TpmSession(handle, options.type, authHash, symmetric, sessionKey, nonceCaller, nonceTpm);
     });
-    const nonceTpm = decodeExact(params, "StartAuthSession response", (r) =>
-      r.tpm2b("nonceTPM", LIMITS.digestBytes),
-    );
-    const sessionKey = deriveSessionKey(authHash, salt?.salt ?? new Uint8Array(0), nonceTpm, nonceCaller);
-    const sessionType = options.type === "hmac" ? TPM_HT.HMAC_SESSION : TPM_HT.POLICY_SESSION;
-    const handle = expectHandleType(handles[0]!, sessionType, "StartAuthSession");
-    return new TpmSession(handle, options.type, authHash, symmetric, sessionKey, nonceCaller, nonceTpm);
   }
 
   /** TPM2_PolicyPCR. With no `pcrDigest` the TPM uses the current values (and checks them at use). */
