@@ -303,3 +303,47 @@ test("accepts a quote by an RSA AK (RSASSA-SHA256) from our client; a flipped si
   bad[bad.length - 10]! ^= 0x40;
   t.deepEqual(codes(verifyQuote({ ...input, signature: bad })), ["signature"]);
 });
+
+test("a genuine quote over fewer PCRs than the policy names, or reported values that do not match its selection, is refused", async (t) => {
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
+  const tpm = new Tpm(await f.connect());
+  const quoted = TpmlPcrSelection.of(TPM_ALG_ID.SHA256, [0, 1]);
+  const all = TpmlPcrSelection.of(TPM_ALG_ID.SHA256, [0, 1, 7]);
+  const nonce = randomBytes(32);
+  const { q, akPublic, values } = await withTransient(
+    tpm,
+    () => createAk(tpm),
+    async (ak) => ({
+      q: await quote(tpm, ak, { pcrs: quoted, extraData: nonce }),
+      akPublic: ak.publicArea,
+      values: (await tpm.pcrRead(all)).values.map((v) => ({ hashAlg: v.hash, pcr: v.pcr, value: v.digest })),
+    }),
+  );
+  const [v0, v1, v7] = values as [PcrValue, PcrValue, PcrValue];
+  const base: VerifyQuoteInput = {
+    attestBytes: q.attestBytes,
+    signature: encode((w) => q.signature.marshal(w)),
+    akPublic,
+    expectedNonce: nonce,
+    pcrValues: [v0, v1],
+    policy: pcrPolicyFromValues([v0, v1]),
+  };
+  t.deepEqual(codes(verifyQuote(base)), []);
+  // The policy needs PCR 7: its correct value is reported, but the quote does not cover it.
+  const needs7 = verifyQuote({ ...base, pcrValues: [v0, v1, v7], policy: pcrPolicyFromValues(values) });
+  t.deepEqual(codes(needs7), ["pcr-policy"]);
+  t.regex(needs7.ok ? "" : needs7.failures[0]!.message, /sha256:7 .*not covered by the quote/);
+  // Reported values for other PCRs than the quote's selection: a quoted PCR has no value.
+  t.deepEqual(codes(verifyQuote({ ...base, pcrValues: [v0, v7] })), ["pcr-digest", "pcr-policy"]);
+  // The right digests reported under another bank do not stand in for the quoted sha256 ones.
+  const sha1Bank = [v0, v1].map((v) => ({ ...v, hashAlg: TPM_ALG_ID.SHA1 }));
+  t.false(verifyQuote({ ...base, pcrValues: sha1Bank }).ok);
+  // A forged value listed first is the one checked, so it cannot hide behind a genuine duplicate.
+  const forged = { ...v1, value: new Uint8Array(32).fill(0xaa) };
+  t.deepEqual(codes(verifyQuote({ ...base, pcrValues: [v0, forged, v1] })), ["pcr-digest", "pcr-policy"]);
+  // A genuine duplicate after the quoted value changes nothing and is not returned as quoted twice.
+  const dup = verifyQuote({ ...base, pcrValues: [v0, v1, forged] });
+  t.true(dup.ok);
+  t.deepEqual(dup.ok ? dup.quotedPcrs : [], [v0, v1]);
+  t.deepEqual(await f.leftoverHandles(), []);
+});
