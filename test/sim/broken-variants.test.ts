@@ -18,8 +18,8 @@ function firstCaught(
   return null;
 }
 
-test("voteBeforePersist (a crash forgets the vote) is caught within 100 seeds of the huntVotes profile", (t) => {
-  const hit = firstCaught({ voteBeforePersist: true }, "huntVotes", 100);
+test("voteBeforePersist (a crash forgets the vote) is caught within 200 seeds of the huntVotes profile", (t) => {
+  const hit = firstCaught({ voteBeforePersist: true }, "huntVotes", 200);
   t.truthy(hit, "not caught");
   t.log(
     `caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim -- --seed ${hit?.seed} --profile huntVotes --bug voteBeforePersist`,
@@ -27,8 +27,8 @@ test("voteBeforePersist (a crash forgets the vote) is caught within 100 seeds of
   t.is(hit?.checker, "election-safety");
 });
 
-test("commitOldTermEntries (fig. 8 early commit) is caught within 300 seeds of the huntCommits profile", (t) => {
-  const hit = firstCaught({ commitOldTermEntries: true }, "huntCommits", 300);
+test("commitOldTermEntries (fig. 8 early commit) is caught within 500 seeds of the huntCommits profile", (t) => {
+  const hit = firstCaught({ commitOldTermEntries: true }, "huntCommits", 500);
   t.truthy(hit, "not caught");
   t.log(
     `caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim -- --seed ${hit?.seed} --profile huntCommits --bug commitOldTermEntries`,

@@ -34,7 +34,7 @@ import { TraceHash } from "./trace-hash.js";
 
 /** After faults stop, a leader must be elected and a write committed within this many ticks. */
 export const LIVENESS_TICKS_MAX = 30 * ELECTION_TICKS;
-/** ...and then every live member must have applied it within this many more. */
+/** ...and then every live member must have applied it within this many more, plus 2 per entry it lags. */
 export const CONVERGENCE_TICKS_MAX = 20 * ELECTION_TICKS;
 /** Bound on Ready rounds after one input (a livelock guard). */
 const READY_ROUNDS_MAX = 64;
@@ -237,7 +237,7 @@ export class Simulation {
       if (this.tickNow >= deadline0) {
         throw new SimViolation(
           "liveness",
-          `no leader elected and write committed within ${LIVENESS_TICKS_MAX} ticks of faults stopping`,
+          `no leader elected and write committed within ${LIVENESS_TICKS_MAX} ticks of faults stopping; ${this.describePeers()}`,
         );
       }
       this.tickAll();
@@ -248,7 +248,12 @@ export class Simulation {
     }
     // Every live member applies everything up to that write.
     const target = this.leader()?.core?.status().commit ?? 0;
-    const deadline = this.tickNow + CONVERGENCE_TICKS_MAX;
+    // Catching up costs at most two ticks per entry (one entry per append, round trip <= 2 ticks).
+    const behind = Math.max(
+      0,
+      ...[...this.peers.values()].filter((p) => p.alive).map((p) => target - p.core!.status().applied),
+    );
+    const deadline = this.tickNow + CONVERGENCE_TICKS_MAX + 2 * behind;
     for (;;) {
       const leader = this.leader();
       const members = leader?.core?.status().confState;
@@ -261,9 +266,8 @@ export class Simulation {
             });
       if (lagging.length === 0) break;
       if (this.tickNow >= deadline) {
-        const detail = [...this.peers.values()].map(
-          (p) => `${p.id}:${p.alive ? JSON.stringify({ ...p.core!.status(), progress: undefined }) : "down"}`,
-        );
+        const detail = [this.describePeers()];
+
         throw new SimViolation(
           "liveness",
           `members ${lagging.join(",")} did not apply ${target} within bound; ${detail.join(" ")}`,
@@ -648,6 +652,17 @@ export class Simulation {
     this.trace.add(`transfer ${peer.id}>${to}`);
     peer.core!.transferLeadership(to);
     this.drain(peer);
+  }
+
+  private describePeers(): string {
+    return [...this.peers.values()]
+      .map((p) => {
+        if (!p.alive) return `${p.id}:${p.decommissioned ? "removed" : "down"}`;
+        const st = p.core!.status();
+        const cs = st.confState;
+        return `${p.id}:${st.role}/t${st.term}/vote=${st.vote}/lead=${st.leader}/commit=${st.commit}/last=${st.lastIndex}/v=[${cs.voters}]/l=[${cs.learners}]`;
+      })
+      .join(" ");
   }
 
   private checkLogs(): void {

@@ -458,14 +458,17 @@ export class RaftNode implements RaftNodeApi {
         this.becomeFollower(m.term, null);
       }
     } else if (m.term < this.term) {
-      if (
-        (this.cfg.checkQuorum || this.cfg.preVote) &&
-        (m.type === MessageType.Heartbeat || m.type === MessageType.Append)
-      ) {
-        // Tell a stale leader about the newer term so it steps down.
+      if (m.type === MessageType.Heartbeat || m.type === MessageType.Append) {
+        // Tell a stale leader about the newer term so it steps down. Always (etcd does it only with
+        // check-quorum or pre-vote): a node whose stale configuration names no live voter can otherwise
+        // neither win an election nor ever hear of the group again.
         this.send(this.blank(MessageType.AppendResp, m.from));
       } else if (m.type === MessageType.PreVote) {
         this.send({ ...this.blank(MessageType.PreVoteResp, m.from), reject: true });
+      } else if (m.type === MessageType.Vote) {
+        // Reject with our term (raft paper §5.1; etcd stays silent): a candidate whose stale configuration
+        // leaves this node out would otherwise never learn the newer term and could keep losing the race.
+        this.send({ ...this.blank(MessageType.VoteResp, m.from), reject: true });
       }
       return;
     }
