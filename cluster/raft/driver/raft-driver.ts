@@ -14,6 +14,7 @@
  * A storage failure or a core invariant violation is fatal: the driver stops (fail-stop, never limps on
  * with state it could not persist) and reports through `onFatal`.
  */
+import { randomBytes } from "node:crypto";
 import { RaftNode } from "../core/raft-node.js";
 import {
   bootstrapSnapshot,
@@ -129,6 +130,12 @@ export class RaftDriver<R = unknown> {
   readonly #reads = new Map<string, PendingRead>();
   readonly #transfers = new Set<PendingTransfer>();
   #readSeq = 0;
+  /**
+   * Makes read contexts unique across restarts of this node: a leader may still answer (or have queued
+   * for us) a request of an earlier incarnation, and that answer's read index predates writes
+   * acknowledged since; with a counter alone it would complete a new read with the same context.
+   */
+  readonly #readIncarnation = randomBytes(8).toString("hex");
   /** Proposals, membership changes and reads not settled yet (bounded by pendingMax). */
   #pending = 0;
   /** The hard state last written to storage (undefined until the first write of this process). */
@@ -227,7 +234,7 @@ export class RaftDriver<R = unknown> {
     if (this.#pending >= this.#opts.pendingMax)
       return Promise.reject(new Busy("read", this.#opts.pendingMax));
     this.#pending++;
-    const key = `${this.id}:${++this.#readSeq}`;
+    const key = `${this.id}:${this.#readIncarnation}:${++this.#readSeq}`;
     const context = new TextEncoder().encode(key);
     return new Promise<number>((resolve, reject) => {
       const ask = (): void => this.#enqueue(() => this.#core.readIndex(context));
