@@ -41,6 +41,7 @@ export type TpmClientErrorCode =
   | "RESPONSE_HMAC" // a session's response HMAC did not verify: the response was not from the TPM we share a key with
   | "NAME_REQUIRED" // an HMAC session needs the name of an object handle that the caller did not give
   | "SESSION_CLOSED" // a session used after it was flushed
+  | "SALT_KEY_MISMATCH" // the key a session would be salted to is not the one pinned earlier (a swapped key on the bus)
   | "BAD_ARGUMENT"
   | "UNSUPPORTED";
 

@@ -4,6 +4,7 @@
  * primary, and asks for response parameter encryption, so the secret is
  * AES-CFB encrypted on the bus and only this process can decrypt it.
  */
+import { timingSafeEqual } from "node:crypto";
 import { withSession, withTransient } from "../client/scoped.js";
 import type { Tpm, TpmObject } from "../client/tpm.js";
 import { TpmClientError } from "../client/tpm-error.js";
@@ -11,6 +12,7 @@ import { TpmDecodeError } from "../marshal/decode-error.js";
 import { decodeExact } from "../marshal/reader.js";
 import { encode } from "../marshal/writer.js";
 import { TPM_ALG_ID } from "../spec/constants.js";
+import { objectName } from "../spec/name.js";
 import { LIMITS } from "../spec/limits.js";
 import { TpmlPcrSelection } from "../spec/pcr.js";
 import { Tpm2bPublic, type TpmtPublic } from "../spec/public.js";
@@ -24,6 +26,15 @@ export interface SealedBlob {
   readonly outPrivate: Uint8Array;
   readonly outPublic: TpmtPublic;
   readonly pcrs: TpmlPcrSelection;
+  /**
+   * The name of the storage primary at seal time (nameAlg || H(public area),
+   * computed here, not taken from the TPM's response). Unseal salts its
+   * session to the primary only if it still has this name: the primary's
+   * public key crosses the bus unauthenticated, and an interposer that swaps
+   * it would learn the session key and read the secret. Absent in blobs
+   * from before it was recorded; those unseal without the check.
+   */
+  readonly srkName?: Uint8Array;
 }
 
 /** Largest secret a sealed data object holds on every TPM (MAX_SYM_DATA). */
@@ -61,7 +72,12 @@ export async function sealSecret(tpm: Tpm, options: SealOptions): Promise<Sealed
             parentAuth: session,
             encryptSensitive: true,
           });
-          return { outPrivate: created.outPrivate, outPublic: created.outPublic, pcrs: options.pcrs };
+          return {
+            outPrivate: created.outPrivate,
+            outPublic: created.outPublic,
+            pcrs: options.pcrs,
+            srkName: objectName(srk.publicArea),
+          };
         }),
     );
   });
@@ -86,8 +102,9 @@ function unsealLocked(tpm: Tpm, blob: SealedBlob, options: { saltKey?: TpmObject
   return withTransient(
     tpm,
     () => createStoragePrimary(tpm),
-    (srk) =>
-      withTransient(
+    (srk) => {
+      checkPinnedSrk(srk, blob);
+      return withTransient(
         tpm,
         () => tpm.load(srk, blob.outPrivate, blob.outPublic),
         (item) =>
@@ -99,16 +116,30 @@ function unsealLocked(tpm: Tpm, blob: SealedBlob, options: { saltKey?: TpmObject
               return tpm.unseal(item, session, { encryptResponse: true });
             },
           ),
-      ),
+      );
+    },
   );
 }
 
-/** Serializes a sealed blob: TPM2B_PRIVATE || TPM2B_PUBLIC || TPML_PCR_SELECTION. */
+/** Refuses a storage primary whose public area is not the one the blob was sealed under. */
+function checkPinnedSrk(srk: TpmObject, blob: SealedBlob): void {
+  if (blob.srkName === undefined) return;
+  const name = objectName(srk.publicArea);
+  if (name.length !== blob.srkName.length || !timingSafeEqual(name, blob.srkName)) {
+    throw new TpmClientError(
+      "SALT_KEY_MISMATCH",
+      "the storage primary's public key is not the one this blob was sealed under: refusing to salt a session to it",
+    );
+  }
+}
+
+/** Serializes a sealed blob: TPM2B_PRIVATE || TPM2B_PUBLIC || TPML_PCR_SELECTION [|| TPM2B_NAME srkName]. */
 export function encodeSealedBlob(blob: SealedBlob): Uint8Array {
   return encode((w) => {
     w.tpm2b(blob.outPrivate);
     new Tpm2bPublic(blob.outPublic).marshal(w);
     blob.pcrs.marshal(w);
+    if (blob.srkName !== undefined) w.tpm2b(blob.srkName);
   });
 }
 
@@ -117,6 +148,11 @@ export function decodeSealedBlob(bytes: Uint8Array): SealedBlob {
     const outPrivate = r.tpm2b("sealed blob.outPrivate", LIMITS.privateBytes);
     if (outPrivate.length === 0) throw new TpmDecodeError("INCONSISTENT", "sealed blob.outPrivate", "empty");
     const outPublic = Tpm2bPublic.unmarshal(r).publicArea;
-    return { outPrivate, outPublic, pcrs: TpmlPcrSelection.unmarshal(r) };
+    const pcrs = TpmlPcrSelection.unmarshal(r);
+    if (r.remaining === 0) return { outPrivate, outPublic, pcrs };
+    const srkName = r.tpm2b("sealed blob.srkName", LIMITS.nameBytes);
+    if (srkName.length < 2)
+      throw new TpmDecodeError("INCONSISTENT", "sealed blob.srkName", "too short for a name");
+    return { outPrivate, outPublic, pcrs, srkName };
   });
 }
