@@ -4,6 +4,7 @@
  */
 import test from "ava";
 import { randomBytes } from "node:crypto";
+import { inspect } from "node:util";
 import { withSession, withTransient } from "../../tpm/client/scoped.js";
 import { makeCredential } from "../../tpm/credential/make-credential.js";
 import { activateCredential } from "../../tpm/activate-credential.js";
@@ -168,3 +169,20 @@ async function allocatedBanks(tpm: Tpm): Promise<number[]> {
   if (d.capability !== TPM_CAP.PCRS) throw new Error("wrong capability");
   return d.assignedPcr.selections.filter((s) => s.pcrs().length > 0).map((s) => s.hash);
 }
+
+test("TPMS_SENSITIVE_CREATE and TPMT_SENSITIVE never show their secret bytes in inspect output or JSON", (t) => {
+  const secret = Uint8Array.from([0xde, 0xad, 0xbe, 0xef, 0x5e, 0xc4, 0xe7, 0x01]);
+  const shown = [
+    new TpmsSensitiveCreate(secret, secret),
+    new TpmtSensitive(TPM_ALG_ID.KEYEDHASH, secret, secret, secret),
+  ].flatMap((s) => [inspect(s), inspect({ nested: [s] }, { depth: 5 }), JSON.stringify(s), String(s)]);
+  for (const text of shown) {
+    t.false(/222,\s*173|deadbeef|3q2\+7w|"0":\s*222/i.test(text), text);
+  }
+  // Encoding is unaffected: the TPM still gets the bytes.
+  t.true(
+    Buffer.from(encode((w) => new TpmsSensitiveCreate(new Uint8Array(0), secret).marshal(w))).includes(
+      Buffer.from(secret),
+    ),
+  );
+});

@@ -9,6 +9,15 @@ export class TpmsSensitiveCreate {
     readonly data: Uint8Array = new Uint8Array(0),
   ) {}
 
+  /** Logs and error reports show sizes only: userAuth and data are secrets (a sealed secret is the data). */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `TpmsSensitiveCreate(userAuth: ${this.userAuth.length} bytes, data: ${this.data.length} bytes)`;
+  }
+
+  toJSON(): { userAuthBytes: number; dataBytes: number } {
+    return { userAuthBytes: this.userAuth.length, dataBytes: this.data.length };
+  }
+
   static unmarshal(r: TpmReader): TpmsSensitiveCreate {
     const userAuth = r.tpm2b("TPMS_SENSITIVE_CREATE.userAuth", LIMITS.digestBytes);
     return new TpmsSensitiveCreate(
@@ -49,6 +58,15 @@ export class TpmtSensitive {
     readonly seedValue: Uint8Array,
     readonly sensitive: Uint8Array,
   ) {}
+
+  /** Logs and error reports show the type and sizes only: the private area is key material. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `TpmtSensitive(type 0x${this.sensitiveType.toString(16)}, ${this.sensitive.length} secret bytes)`;
+  }
+
+  toJSON(): { sensitiveType: number } {
+    return { sensitiveType: this.sensitiveType };
+  }
 
   static unmarshal(r: TpmReader): TpmtSensitive {
     const sensitiveType = r.u16("TPMT_SENSITIVE.sensitiveType");
