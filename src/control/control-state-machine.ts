@@ -57,11 +57,49 @@ export class ControlStateMachine implements StateMachine<KvApplyResult> {
   }
 
   restore(bytes: Uint8Array): void {
-    const parsed = JSON.parse(decoder.decode(bytes)) as { kv: string; addresses: [string, string][] };
-    this.kv.restore(encoder.encode(parsed.kv));
+    // Everything is checked before anything changes: a refused image leaves the state as it was.
+    const parsed = parseControlSnapshot(bytes);
+    this.kv.restore(parsed.kv);
     for (const id of this.#addresses.keys()) this.onAddress(id, null);
     this.#addresses = new Map(parsed.addresses);
     for (const [id, address] of this.#addresses) this.onAddress(id, address);
+  }
+
+  checkSnapshot(bytes: Uint8Array, index: number): void {
+    this.kv.checkSnapshot(parseControlSnapshot(bytes).kv, index);
+  }
+}
+
+function parseControlSnapshot(bytes: Uint8Array): { kv: Uint8Array; addresses: [string, string][] } {
+  let parsed: { kv?: unknown; addresses?: unknown } | null;
+  try {
+    parsed = JSON.parse(decoder.decode(bytes)) as typeof parsed;
+  } catch {
+    throw new ControlSnapshotInvalid("not UTF-8 JSON");
+  }
+  if (typeof parsed !== "object" || parsed === null || typeof parsed.kv !== "string") {
+    throw new ControlSnapshotInvalid("no kv image");
+  }
+  const addresses = parsed.addresses;
+  if (
+    !Array.isArray(addresses) ||
+    !addresses.every(
+      (a) => Array.isArray(a) && a.length === 2 && typeof a[0] === "string" && typeof a[1] === "string",
+    )
+  ) {
+    throw new ControlSnapshotInvalid("addresses are not [id, address] pairs");
+  }
+  const kv = encoder.encode(parsed.kv);
+  new KvStateMachine().restore(kv); // throws KvCommandInvalid for a bad kv image
+  return { kv, addresses: addresses as [string, string][] };
+}
+
+/** A control snapshot image that cannot be restored. */
+export class ControlSnapshotInvalid extends Error {
+  override readonly name = "ControlSnapshotInvalid";
+  readonly code = "CONTROL_SNAPSHOT_INVALID";
+  constructor(why: string) {
+    super(`control snapshot: ${why}`);
   }
 }
 

@@ -105,18 +105,43 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
   }
 
   restore(bytes: Uint8Array): void {
-    const parsed = JSON.parse(decoder.decode(bytes)) as { appliedIndex: unknown; entries: unknown };
-    if (typeof parsed.appliedIndex !== "number" || !Array.isArray(parsed.entries)) {
-      throw new KvCommandInvalid("snapshot", "not a kv snapshot");
-    }
-    const map = new Map<string, string>();
-    for (const pair of parsed.entries as unknown[]) {
-      if (!Array.isArray(pair) || typeof pair[0] !== "string" || typeof pair[1] !== "string") {
-        throw new KvCommandInvalid("snapshot", "entry is not a [key, value] pair");
-      }
-      map.set(pair[0], pair[1]);
-    }
+    const { appliedIndex, map } = parseKvSnapshot(bytes);
     this.#map = map;
-    this.#appliedIndex = parsed.appliedIndex;
+    this.#appliedIndex = appliedIndex;
   }
+
+  checkSnapshot(bytes: Uint8Array, index: number): void {
+    const { appliedIndex } = parseKvSnapshot(bytes);
+    // apply() refuses indexes at or below appliedIndex, so an image claiming more than its log index
+    // would make every later entry fail.
+    if (appliedIndex > index) {
+      throw new KvCommandInvalid("snapshot", `applied index ${appliedIndex} beyond its log index ${index}`);
+    }
+  }
+}
+
+function parseKvSnapshot(bytes: Uint8Array): { appliedIndex: number; map: Map<string, string> } {
+  let parsed: { appliedIndex?: unknown; entries?: unknown } | null;
+  try {
+    parsed = JSON.parse(decoder.decode(bytes)) as typeof parsed;
+  } catch {
+    throw new KvCommandInvalid("snapshot", "not UTF-8 JSON");
+  }
+  if (
+    typeof parsed !== "object" ||
+    parsed === null ||
+    !Number.isSafeInteger(parsed.appliedIndex) ||
+    (parsed.appliedIndex as number) < 0 ||
+    !Array.isArray(parsed.entries)
+  ) {
+    throw new KvCommandInvalid("snapshot", "not a kv snapshot");
+  }
+  const map = new Map<string, string>();
+  for (const pair of parsed.entries as unknown[]) {
+    if (!Array.isArray(pair) || typeof pair[0] !== "string" || typeof pair[1] !== "string") {
+      throw new KvCommandInvalid("snapshot", "entry is not a [key, value] pair");
+    }
+    map.set(pair[0], pair[1]);
+  }
+  return { appliedIndex: parsed.appliedIndex as number, map };
 }

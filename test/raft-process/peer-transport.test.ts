@@ -211,7 +211,7 @@ async function sendBatch(
   });
 }
 
-test("a peer impersonating the leader with an impossible log (gap, future terms) or an ack beyond the leader's log stops no process", async (t) => {
+test("a peer impersonating the leader with an impossible log (gap, future terms), an unrestorable snapshot, or an ack beyond the leader's log stops no process", async (t) => {
   const cluster = new ControlCluster();
   t.teardown(() => cluster.stopAll());
   await cluster.startVoters(3);
@@ -236,6 +236,7 @@ test("a peer impersonating the leader with an impossible log (gap, future terms)
     logTerm: 0,
     index: 0,
     commit: 0,
+    entries: [],
     snapshot: null,
     ...m,
   });
@@ -249,6 +250,15 @@ test("a peer impersonating the leader with an impossible log (gap, future terms)
         snapshot: {
           metadata: { index: 1_000, term: term + 7, confState: { voters: ["1", "2", "3"], learners: [] } },
           data: enc("{}"),
+        },
+      }),
+      // A well-formed snapshot whose image the state machine cannot restore: once installed it would be
+      // persisted, and the node would stop at every restart.
+      append({
+        type: MessageType.Snapshot,
+        snapshot: {
+          metadata: { index: 1_000, term, confState: { voters: ["1", "2", "3"], learners: [] } },
+          data: enc("not a control snapshot"),
         },
       }),
     ]),
@@ -283,6 +293,9 @@ test("a peer impersonating the leader with an impossible log (gap, future terms)
   const all = cluster.node(followerId).stderrTail.join("\n");
   t.regex(all, /entries\[0\]\.index: 5 does not follow 0/);
   t.regex(all, /entries\[0\]\.term: \d+ above the message term/);
+  t.regex(all, /snapshot\.term: \d+ above the message term/);
+  t.regex(all, /dropped a snapshot from \d the state machine refuses: control snapshot: not UTF-8 JSON/);
+  t.true((await cluster.node(followerId).status()).snapshot_index < 1_000);
 });
 
 /** A GrpcPeerTransport served by a real gRPC server on `port` (0: any); resolves with the bound port. */

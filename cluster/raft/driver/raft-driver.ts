@@ -311,6 +311,15 @@ export class RaftDriver<R = unknown> {
         this.#opts.log?.(`raft: dropped an ack of ${m.index} from ${m.from}, beyond this leader's log`);
         return;
       }
+      if (m.snapshot !== null && m.type === MessageType.Snapshot) {
+        try {
+          this.#opts.stateMachine.checkSnapshot?.(m.snapshot.data, m.snapshot.metadata.index);
+        } catch (e) {
+          const why = e instanceof Error ? e.message : String(e);
+          this.#opts.log?.(`raft: dropped a snapshot from ${m.from} the state machine refuses: ${why}`);
+          return;
+        }
+      }
       try {
         this.#core.step(m);
       } catch (e) {

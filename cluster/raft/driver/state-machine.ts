@@ -15,4 +15,10 @@ export interface StateMachine<R = unknown> {
   snapshot(): Uint8Array;
   /** Replaces the whole state with a snapshot() output. */
   restore(bytes: Uint8Array): void;
+  /**
+   * Throws if restore() would refuse `bytes` as the image at log `index`. The driver calls it on every
+   * snapshot a peer sends, before the core sees it: once accepted, a snapshot is persisted and restored,
+   * and bytes that restore() refuses would stop the node and stop it again at every restart.
+   */
+  checkSnapshot?(bytes: Uint8Array, index: number): void;
 }
