@@ -67,6 +67,22 @@ test("two swtpms start side by side on different free ports and both answer", as
   }
 });
 
+test("a port that another swtpm already serves is not taken for our own: start fails with no-free-port", async (t) => {
+  const [a, b] = await Promise.all([startProvisionedSwtpm(t), startProvisionedSwtpm(t)]);
+  await b.swtpm.stop();
+  // The race of a port taken between the free-port probe and swtpm's bind, made certain.
+  const attempt = startSwtpm({ stateDir: b.provisioned.stateDir, portCandidates: [a.swtpm.port] });
+  attempt.then(
+    (wrong) => t.teardown(() => wrong.stop()),
+    () => undefined,
+  );
+  const e = await t.throwsAsync(attempt, { instanceOf: SwtpmError });
+  t.is(e?.code, "no-free-port");
+  t.true(alive(a.swtpm.pid));
+  const tr = await a.connect();
+  t.is(Buffer.from(await tr.send(GET_RANDOM_8)).readUInt32BE(6), 0);
+});
+
 test("stop() ends the swtpm process and its port stops answering; a second stop() is harmless", async (t) => {
   const f = await startProvisionedSwtpm(t);
   t.true(alive(f.swtpm.pid));

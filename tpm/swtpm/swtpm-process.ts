@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { readFile, readdir, readlink } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { TcpTransport } from "../transport/tcp-transport.js";
@@ -18,6 +19,12 @@ export interface StartSwtpmOptions {
   startTimeoutMs?: number;
   /** Port pairs tried before giving up with "no-free-port". */
   portAttemptsMax?: number;
+  /**
+   * Data ports to try, in order, instead of random ones (control port: each
+   * plus one). They are handed to swtpm without a free-port probe: swtpm
+   * itself finds out whether one is taken. For fixed deployments and tests.
+   */
+  portCandidates?: readonly number[];
 }
 
 export interface RunningSwtpm {
@@ -49,9 +56,16 @@ export async function startSwtpm(options: StartSwtpmOptions): Promise<RunningSwt
   const attemptsMax = options.portAttemptsMax ?? DEFAULT_PORT_ATTEMPTS_MAX;
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   let lastReason = "";
-  for (let attempt = 0; attempt < attemptsMax; attempt++) {
-    const port = PORT_RANGE_LOW + 2 * Math.floor(Math.random() * ((PORT_RANGE_HIGH - PORT_RANGE_LOW) / 2));
-    if (!(await isFree(port)) || !(await isFree(port + 1))) {
+  const candidates = options.portCandidates;
+  const attempts = candidates === undefined ? attemptsMax : Math.min(attemptsMax, candidates.length);
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const port =
+      candidates?.[attempt] ??
+      PORT_RANGE_LOW + 2 * Math.floor(Math.random() * ((PORT_RANGE_HIGH - PORT_RANGE_LOW) / 2));
+    if (!Number.isInteger(port) || port < 1 || port > 65534) {
+      throw new SwtpmError("bad-argument", `port candidate ${port} is not in 1..65534`);
+    }
+    if (candidates === undefined && (!(await isFree(port)) || !(await isFree(port + 1)))) {
       lastReason = `ports ${port}/${port + 1} in use`;
       continue;
     }
@@ -66,7 +80,7 @@ export async function startSwtpm(options: StartSwtpmOptions): Promise<RunningSwt
   }
   throw new SwtpmError(
     "no-free-port",
-    `no free loopback port pair after ${attemptsMax} attempts (${lastReason})`,
+    `no free loopback port pair after ${attempts} attempts (${lastReason})`,
   );
 }
 
@@ -138,7 +152,15 @@ async function tryStart(stateDir: string, port: number, startTimeoutMs: number):
       if (/address already in use/i.test(output)) return { kind: "port-taken", reason };
       return { kind: "failed", error: new SwtpmError("start-failed", reason) };
     }
-    if (early.ok) return { kind: "running", swtpm: running(child, exited, stateDir, port) };
+    if (early.ok) {
+      // The answer may have come from another process that holds the port (taken between our free-port
+      // probe and swtpm's bind; swtpm then exits with EADDRINUSE a moment later): ours must own the socket.
+      if (child.pid !== undefined && (await listensOn(child.pid, port)) === false) {
+        await terminate(child, exited, DEFAULT_STOP_GRACE_MS);
+        return { kind: "port-taken", reason: `port ${port} is served by another process` };
+      }
+      return { kind: "running", swtpm: running(child, exited, stateDir, port) };
+    }
     await sleep(PROBE_INTERVAL_MS);
   }
   await terminate(child, exited, DEFAULT_STOP_GRACE_MS);
@@ -204,6 +226,39 @@ function exitPromise(child: ChildProcess): Promise<string> {
       resolve(signal !== null ? `signal ${signal}` : `code ${String(code)}`),
     );
   });
+}
+
+/**
+ * Whether process `pid` holds the listening TCP socket on 127.0.0.1:`port`
+ * (Linux /proc: the socket's inode among the process's descriptors);
+ * undefined where /proc cannot tell.
+ */
+async function listensOn(pid: number, port: number): Promise<boolean | undefined> {
+  let table: string;
+  try {
+    table = await readFile("/proc/net/tcp", "utf8");
+  } catch {
+    return undefined;
+  }
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const line of table.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode; st 0A is LISTEN.
+    if (f[1] === local && f[3] === "0A" && f[9] !== undefined) inodes.add(f[9]);
+  }
+  let fds: string[];
+  try {
+    fds = await readdir(`/proc/${pid}/fd`);
+  } catch {
+    return false; // the process is gone
+  }
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m !== null && inodes.has(m[1]!)) return true;
+  }
+  return false;
 }
 
 function isFree(port: number): Promise<boolean> {
