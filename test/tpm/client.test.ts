@@ -25,7 +25,14 @@ import { EK_POLICY_SHA256, sealedObjectTemplate } from "../../tpm/keys/templates
 import { encode } from "../../tpm/marshal/writer.js";
 import { quote } from "../../tpm/quote.js";
 import { TpmtHa } from "../../tpm/spec/basic.js";
-import { TPMA_OBJECT, TPM_ALG_ID, TPM_CC, TPM_GENERATED_VALUE, TPM_ST } from "../../tpm/spec/constants.js";
+import {
+  TPMA_OBJECT,
+  TPM_ALG_ID,
+  TPM_CC,
+  TPM_GENERATED_VALUE,
+  TPM_RH,
+  TPM_ST,
+} from "../../tpm/spec/constants.js";
 import { nvName, objectName } from "../../tpm/spec/name.js";
 import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { TPM_RC, decodeResponseCode } from "../../tpm/spec/response-codes.js";
@@ -351,3 +358,21 @@ test.serial("after all of the above no transient object or session is left in th
   // The persistent EKs that swtpm_setup made (RSA 0x81010001, ECC 0x81010016) are untouched.
   t.deepEqual(await shared.tpm.getHandles(0x81000000), [RSA_EK_PERSISTENT_HANDLE, 0x81010016]);
 });
+
+test.serial(
+  "nvReadAll refuses a chunk size that cannot make progress, before sending anything; small chunks read the same bytes",
+  async (t) => {
+    t.timeout(10_000); // before the check, chunkBytes 0 read zero bytes forever
+    const { tpm, recorder } = shared;
+    const whole = await tpm.nvReadAll(RSA_EK_CERT_NV_INDEX, TPM_RH.OWNER);
+    const sent = recorder.exchanges().length;
+    for (const chunkBytes of [0, -1, 0.5, Number.NaN, 1_000_000]) {
+      const err = await t.throwsAsync(tpm.nvReadAll(RSA_EK_CERT_NV_INDEX, TPM_RH.OWNER, { chunkBytes }), {
+        instanceOf: TpmClientError,
+      });
+      t.is(err?.code, "BAD_ARGUMENT", String(chunkBytes));
+    }
+    t.is(recorder.exchanges().length, sent, "nothing was sent for a refused chunk size");
+    t.deepEqual(await tpm.nvReadAll(RSA_EK_CERT_NV_INDEX, TPM_RH.OWNER, { chunkBytes: 100 }), whole);
+  },
+);

@@ -611,9 +611,16 @@ export class Tpm {
     authHandle: number,
     options: { auth?: AuthSession; chunkBytes?: number } = {},
   ): Promise<Uint8Array> {
+    const chunk = options.chunkBytes ?? NV_READ_CHUNK_BYTES;
+    // Each round must read at least one byte, or the loop below would never end.
+    if (!Number.isInteger(chunk) || chunk < 1 || chunk > LIMITS.nvBufferBytes) {
+      throw new TpmClientError(
+        "BAD_ARGUMENT",
+        `nvReadAll: chunkBytes must be an integer in 1..${LIMITS.nvBufferBytes}, got ${chunk}`,
+      );
+    }
     const { nvPublic } = await this.nvReadPublic(nvIndex);
     const index: HandleRef = { handle: nvIndex, name: nvName(nvPublic) };
-    const chunk = options.chunkBytes ?? NV_READ_CHUNK_BYTES;
     const out = new Uint8Array(nvPublic.dataSize);
     for (let offset = 0; offset < out.length;) {
       const size = Math.min(chunk, out.length - offset);
