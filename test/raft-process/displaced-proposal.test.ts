@@ -1,0 +1,183 @@
+import test from "ava";
+import * as grpc from "@grpc/grpc-js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Level } from "level";
+import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
+import { NotLeader } from "../../cluster/raft/driver/errors.js";
+import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
+import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
+import { GrpcPeerTransport, peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
+import { ControlStateMachine } from "../../src/control/control-state-machine.js";
+import { encodeKvCommand, type KvApplyResult } from "../../src/control/kv-state-machine.js";
+import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
+import { loadPeerProto } from "../../src/control/peer-proto.js";
+import { decodeMessage, encodeMessage } from "../../src/control/raft-wire-codec.js";
+import { sleep } from "./control-cluster.js";
+
+async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+const reply = (m: Message, type: Message["type"], extra: Partial<Message> = {}): Message => ({
+  type,
+  from: m.to,
+  to: m.from,
+  term: m.term,
+  logTerm: 0,
+  index: 0,
+  entries: [],
+  commit: 0,
+  reject: false,
+  rejectHint: 0,
+  rejectHintTerm: 0,
+  snapshot: null,
+  context: m.context,
+  ...extra,
+});
+
+test("propose (mock peers over real gRPC): a proposal that takes the index of a truncated one resolves with its result, not a Timeout caused by the old one's timer", async (t) => {
+  // Node "2" is a real driver (LevelDB, gRPC transport); voters "1" and "3" are this test: they grant
+  // every (pre)vote, answer heartbeats, and ack appends only when `acking` is set.
+  let acking = false;
+  let node2Address = "";
+  const client = { current: undefined as grpc.Client | undefined };
+  const streams = new Map<string, grpc.ClientWritableStream<object>>();
+  const answer = (out: Message): void => {
+    if (node2Address === "") return;
+    client.current ??= new (loadPeerProto().PeerService)(node2Address, grpc.credentials.createInsecure());
+    let s = streams.get(out.from);
+    if (s === undefined) {
+      s = (
+        client.current as unknown as {
+          Raft(cb: (e: grpc.ServiceError | null) => void): grpc.ClientWritableStream<object>;
+        }
+      ).Raft(() => streams.delete(out.from));
+      s.on("error", () => {});
+      streams.set(out.from, s);
+    }
+    s.write({ from: out.from, messages: [encodeMessage(out)] });
+  };
+  const onMessage = (m: Message): void => {
+    if (m.type === MessageType.PreVote) answer(reply(m, MessageType.PreVoteResp));
+    else if (m.type === MessageType.Vote) answer(reply(m, MessageType.VoteResp));
+    else if (m.type === MessageType.Heartbeat) answer(reply(m, MessageType.HeartbeatResp));
+    else if (m.type === MessageType.Append && acking) {
+      answer(reply(m, MessageType.AppendResp, { index: m.index + m.entries.length }));
+    }
+  };
+  const server = new grpc.Server(peerGrpcOptions());
+  server.addService(loadPeerProto().PeerService.service, {
+    Raft: (call: grpc.ServerReadableStream<unknown, object>, cb: grpc.sendUnaryData<object>) => {
+      call.on("data", (b: { messages: unknown[] }) => {
+        for (const w of b.messages) onMessage(decodeMessage(w));
+      });
+      call.on("end", () => cb(null, {}));
+      call.on("error", () => {});
+    },
+  });
+  const mockPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  const mockAddress = `127.0.0.1:${mockPort}`;
+
+  const dir = mkdtempSync(join(tmpdir(), "lockbox-displaced-"));
+  const db = new Level<string, Uint8Array>(dir, { valueEncoding: "view" });
+  await db.open();
+  const transport = new GrpcPeerTransport({
+    id: "2",
+    peers: new Map([
+      ["1", mockAddress],
+      ["3", mockAddress],
+    ]),
+  });
+  const ownServer = new grpc.Server(peerGrpcOptions());
+  ownServer.addService(loadPeerProto().PeerService.service, transport.serviceHandlers());
+  const ownPort = await new Promise<number>((resolve, reject) =>
+    ownServer.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  node2Address = `127.0.0.1:${ownPort}`;
+  const driver = await RaftDriver.start<KvApplyResult>({
+    config: {
+      id: "2",
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      inflightMax: 8,
+      batchEntriesMax: 8,
+      batchBytesMax: 1 << 20,
+      checkQuorum: true,
+      preVote: true,
+      random: { nextInt: (max) => Math.floor(Math.random() * max) },
+    },
+    storage: new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
+    transport,
+    stateMachine: new ControlStateMachine(() => {}),
+    ticker: new IntervalTicker(10),
+    bootstrapVoters: ["1", "2", "3"],
+  });
+  t.teardown(async () => {
+    await driver.stop();
+    await transport.close();
+    for (const s of streams.values()) s.end();
+    client.current?.close();
+    ownServer.forceShutdown();
+    server.forceShutdown();
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  // Term A: node 2 leads; its no-op (1), a (2) and old (3) stay uncommitted (no acks).
+  await until(() => driver.status().role === "leader", "node 2 to lead");
+  const termA = driver.status().term;
+  const set = (key: string): Uint8Array => encodeKvCommand({ op: "set", key, value: "v" });
+  const a = driver.propose(set("a"), 20_000);
+  a.catch(() => {});
+  const oldTimeoutMs = 600;
+  const oldProposedAt = Date.now();
+  const old = driver.propose(set("old"), oldTimeoutMs);
+  old.catch(() => {});
+  await until(() => driver.status().lastIndex === 3, "entries 1..3 on node 2");
+
+  // A leader of a newer term replaces index 1, which truncates 2 and 3.
+  answer({
+    ...reply(
+      { type: MessageType.Append, from: "2", to: "1", term: termA + 1 } as Message,
+      MessageType.Append,
+    ),
+    context: new Uint8Array(0),
+    entries: [
+      {
+        index: 1,
+        term: termA + 1,
+        type: EntryType.Normal,
+        data: new Uint8Array(0),
+        confChange: null,
+        confState: null,
+      },
+    ],
+  });
+  await until(() => driver.status().term > termA && driver.status().lastIndex === 1, "the truncation");
+
+  // Node 2 leads again (no-op at 2) and its next proposal lands at 3: the old proposal's index.
+  await until(() => driver.status().role === "leader", "node 2 to lead again");
+  const fresh = driver.propose(set("fresh"), 8_000);
+  fresh.catch(() => {});
+  await until(() => driver.status().lastIndex === 3, "the new proposal at index 3");
+  await t.throwsAsync(old, { instanceOf: NotLeader }, "the truncated proposal can never apply");
+
+  // Let the old proposal's deadline pass, then let the cluster commit.
+  await sleep(Math.max(0, oldProposedAt + oldTimeoutMs + 200 - Date.now()));
+  acking = true;
+  const applied = await fresh;
+  t.is(applied.index, 3);
+  t.deepEqual(applied.result, { ok: true });
+});
