@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
-import { Busy, Stopped } from "../../cluster/raft/driver/errors.js";
+import { Busy, Stopped, Timeout } from "../../cluster/raft/driver/errors.js";
 import { RaftDriver, type RaftDriverOptions } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
 import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
@@ -128,4 +128,15 @@ test("driver: calls beyond pendingMax are refused with Busy, and stop() rejects 
   const err = await t.throwsAsync(pending);
   t.true(err instanceof Stopped);
   await t.throwsAsync(h.driver().propose(set("after", "x")), { instanceOf: Stopped });
+});
+
+test("driver: leadership transfers count against pendingMax, so a flood of them cannot pile up timers", async (t) => {
+  const h = await singleVoter(t, { pendingMax: 2 });
+  // A transfer to this leader itself never completes (it is already the leader) until its deadline.
+  const calls = Array.from({ length: 3 }, () => h.driver().transferLeadership("1", 200));
+  const settled = await Promise.allSettled(calls);
+  t.is(settled.filter((s) => s.status === "rejected" && s.reason instanceof Busy).length, 1);
+  t.is(settled.filter((s) => s.status === "rejected" && s.reason instanceof Timeout).length, 2);
+  // Settled calls free their slots.
+  await t.throwsAsync(h.driver().transferLeadership("1", 50), { instanceOf: Timeout });
 });

@@ -60,7 +60,7 @@ export interface RaftDriverOptions<R> {
   readRetryMs?: number;
   /** Largest proposal accepted, in bytes. */
   proposalBytesMax?: number;
-  /** Client calls (proposals, membership changes, reads) waiting at once at most; more get Busy. */
+  /** Client calls (proposals, membership changes, reads, transfers) waiting at once at most; more get Busy. */
   pendingMax?: number;
   /** Called for every committed membership change, in log order (also when replayed after a restart). */
   onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
@@ -136,7 +136,7 @@ export class RaftDriver<R = unknown> {
    * acknowledged since; with a counter alone it would complete a new read with the same context.
    */
   readonly #readIncarnation = randomBytes(8).toString("hex");
-  /** Proposals, membership changes and reads not settled yet (bounded by pendingMax). */
+  /** Proposals, membership changes, reads and transfers not settled yet (bounded by pendingMax). */
   #pending = 0;
   /** The hard state last written to storage (undefined until the first write of this process). */
   #savedHardState: HardState | undefined;
@@ -261,6 +261,9 @@ export class RaftDriver<R = unknown> {
    */
   transferLeadership(to: NodeId, timeoutMs = this.#opts.proposeTimeoutMs): Promise<void> {
     if (this.#stopped) return Promise.reject(this.#stopped);
+    if (this.#pending >= this.#opts.pendingMax)
+      return Promise.reject(new Busy("transferLeadership", this.#opts.pendingMax));
+    this.#pending++;
     return new Promise<void>((resolve, reject) => {
       const t: PendingTransfer = {
         to,
@@ -287,7 +290,7 @@ export class RaftDriver<R = unknown> {
           reject(e);
         },
       );
-    });
+    }).finally(() => this.#pending--);
   }
 
   /**
