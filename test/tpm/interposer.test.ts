@@ -17,7 +17,7 @@ import { TpmReader } from "../../tpm/marshal/reader.js";
 import { encode } from "../../tpm/marshal/writer.js";
 import { decodeSealedBlob, encodeSealedBlob, sealSecret, unsealSecret } from "../../tpm/seal/seal.js";
 import { TPM_ALG_ID, TPM_CC, TPM_RH } from "../../tpm/spec/constants.js";
-import { tpmHash } from "../../tpm/spec/name.js";
+import { objectName, tpmHash } from "../../tpm/spec/name.js";
 import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { Tpm2bPublic } from "../../tpm/spec/public.js";
 import { TpmtSymDef } from "../../tpm/spec/schemes.js";
@@ -38,6 +38,7 @@ class Interposer implements TpmTransport {
   private salts: { toClient: Uint8Array; toTpm: Uint8Array; nonceCaller: Uint8Array } | undefined;
   private keys: { client: Uint8Array; tpm: Uint8Array; nonceTpm: Uint8Array } | undefined;
   private itemName = new Uint8Array(0);
+  private realName: Uint8Array = new Uint8Array(0);
   learned: Uint8Array | undefined;
 
   constructor(private readonly inner: TpmTransport) {
@@ -48,7 +49,8 @@ class Interposer implements TpmTransport {
     this.lastCc = u32(command, 6);
     let cmd: Uint8Array = Uint8Array.from(command);
     if (this.lastCc === TPM_CC.StartAuthSession && this.realPoint !== undefined) cmd = this.resalt(cmd);
-    if (this.lastCc === TPM_CC.Unseal && this.keys !== undefined) cmd = this.reauthorize(cmd);
+    if (this.lastCc === TPM_CC.Unseal && this.keys !== undefined) cmd = this.reauthorize(cmd, this.itemName);
+    if (this.lastCc === TPM_CC.Create && this.keys !== undefined) cmd = this.readSensitive(cmd);
     this.lastCommand = cmd;
     const response = Uint8Array.from(await this.inner.send(cmd));
     if (u32(response, 6) !== 0) return response;
@@ -60,6 +62,7 @@ class Interposer implements TpmTransport {
     }
     if (this.lastCc === TPM_CC.Load) this.itemName = Uint8Array.from(tpm2bAt(response, 18));
     if (this.lastCc === TPM_CC.Unseal && this.keys !== undefined) return this.readAndRelay(response);
+    if (this.lastCc === TPM_CC.Create && this.keys !== undefined) return this.rehmacResponse(response);
     return response;
   }
 
@@ -68,6 +71,7 @@ class Interposer implements TpmTransport {
     const publicArea = Tpm2bPublic.unmarshal(new TpmReader(response.subarray(18))).publicArea;
     const { x, y } = publicArea.eccPoint();
     this.realPoint = { x, y };
+    this.realName = objectName(publicArea);
     const b = Buffer.from(response);
     b.set(this.attackerPoint.subarray(1, 33), b.indexOf(Buffer.from(x)));
     b.set(this.attackerPoint.subarray(33), b.indexOf(Buffer.from(y)));
@@ -109,14 +113,28 @@ class Interposer implements TpmTransport {
     return new Uint8Array(out);
   }
 
-  /** Unseal command: the client's HMAC is under its key; the TPM expects one under the attacker's session. */
-  private reauthorize(cmd: Uint8Array): Uint8Array {
+  /** Create command: decrypt the sensitive data (the secret) with the client's key, re-encrypt for the TPM. */
+  private readSensitive(cmd: Uint8Array): Uint8Array {
+    const nonceCaller = tpm2bAt(cmd, 22);
+    const paramsAt = 18 + u32(cmd, 14);
+    const sym = TpmtSymDef.AES_128_CFB;
+    const cipher = tpm2bAt(cmd, paramsAt);
+    this.learned = cfbDecrypt("sha256", sym, this.keys!.client, nonceCaller, this.keys!.nonceTpm, cipher);
+    const forTpm = cfbEncrypt("sha256", sym, this.keys!.tpm, nonceCaller, this.keys!.nonceTpm, this.learned);
+    const out = Buffer.from(cmd);
+    out.set(forTpm, paramsAt + 2);
+    return this.reauthorize(new Uint8Array(out), this.realName);
+  }
+
+  /** A single-handle command: the client's HMAC is under its key; the TPM expects one under the attacker's session. */
+  private reauthorize(cmd: Uint8Array, handleName: Uint8Array): Uint8Array {
     const nonceCaller = tpm2bAt(cmd, 22);
     const attrs = cmd[24 + nonceCaller.length]!;
     const cpHash = tpmHash(
       TPM_ALG_ID.SHA256,
-      encode((w) => w.u32(TPM_CC.Unseal)),
-      this.itemName,
+      cmd.subarray(6, 10),
+      handleName,
+      cmd.subarray(18 + u32(cmd, 14)),
     );
     const hmac = createHmac("sha256", this.keys!.tpm)
       .update(cpHash)
@@ -125,7 +143,7 @@ class Interposer implements TpmTransport {
       .update(Uint8Array.of(attrs))
       .digest();
     const out = Buffer.from(cmd);
-    out.set(hmac, out.length - hmac.length);
+    out.set(hmac, 24 + nonceCaller.length + 1 + 2); // after the nonce, attributes and the HMAC's size
     return new Uint8Array(out);
   }
 
@@ -160,6 +178,29 @@ class Interposer implements TpmTransport {
     return new Uint8Array(out);
   }
 
+  /** Create response: re-HMAC under the client's key so it verifies. */
+  private rehmacResponse(response: Uint8Array): Uint8Array {
+    const nonceCaller = tpm2bAt(this.lastCommand, 22);
+    const paramSize = u32(response, 10);
+    const authResp = 14 + paramSize;
+    const nonceTpm = tpm2bAt(response, authResp);
+    const attrs = response[authResp + 2 + nonceTpm.length]!;
+    const rpHash = tpmHash(
+      TPM_ALG_ID.SHA256,
+      encode((w) => w.u32(0).u32(TPM_CC.Create)),
+      response.subarray(14, authResp),
+    );
+    const hmac = createHmac("sha256", this.keys!.client)
+      .update(rpHash)
+      .update(nonceTpm)
+      .update(nonceCaller)
+      .update(Uint8Array.of(attrs))
+      .digest();
+    const out = Buffer.from(response);
+    out.set(hmac, out.length - hmac.length);
+    return new Uint8Array(out);
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -178,4 +219,27 @@ test("a bus interposer (simulated, mock) that swaps the storage primary's key is
   t.deepEqual(await leftovers(tpm), NO_LEFTOVERS);
   // Control: without the interposer the same blob unseals.
   t.deepEqual(await unsealSecret(tpm, blob), secret);
+});
+
+test("sealing with a pinned storage primary name refuses a key swapped on the bus; unpinned, the (simulated, mock) interposer reads the secret", async (t) => {
+  const { tpm, recorder } = await startTestTpm(t);
+  const pcrs = TpmlPcrSelection.of(TPM_ALG_ID.SHA256, [7]);
+  const first = await sealSecret(tpm, { secret: Uint8Array.of(1), pcrs });
+  const secret = new Uint8Array(randomBytes(32));
+  // Control: the seal-time attack works when nothing is pinned (trust on first use has nothing to compare with).
+  const unpinned = new Interposer(recorder);
+  await sealSecret(new Tpm(unpinned), { secret, pcrs });
+  t.truthy(unpinned.learned && Buffer.from(unpinned.learned).includes(Buffer.from(secret)));
+  // Pinned to the name recorded by an earlier seal: refused before any session is salted.
+  const pinned = new Interposer(recorder);
+  const err = await t.throwsAsync(sealSecret(new Tpm(pinned), { secret, pcrs, srkName: first.srkName! }), {
+    instanceOf: TpmClientError,
+  });
+  t.is(err?.code, "SALT_KEY_MISMATCH");
+  t.is(pinned.learned, undefined, "the attacker read the secret being sealed");
+  t.deepEqual(await leftovers(tpm), NO_LEFTOVERS);
+  t.deepEqual(
+    await unsealSecret(tpm, await sealSecret(tpm, { secret, pcrs, srkName: first.srkName! })),
+    secret,
+  );
 });

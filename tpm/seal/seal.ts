@@ -44,6 +44,13 @@ export interface SealOptions {
   readonly secret: Uint8Array;
   /** The PCRs whose current values the secret is bound to (SHA-256 bank expected). */
   readonly pcrs: TpmlPcrSelection;
+  /**
+   * The storage primary's name from an earlier seal (SealedBlob.srkName). The
+   * secret travels to the TPM in a session salted to the primary; with this
+   * set, a primary of another name (a key swapped on the bus) is refused
+   * before the session starts. Without it the first seal trusts the bus.
+   */
+  readonly srkName?: Uint8Array;
 }
 
 /**
@@ -65,8 +72,9 @@ export async function sealSecret(tpm: Tpm, options: SealOptions): Promise<Sealed
     return withTransient(
       tpm,
       () => createStoragePrimary(tpm),
-      (srk) =>
-        withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
+      (srk) => {
+        checkPinnedSrk(srk, options);
+        return withSession(tpm, tpm.startAuthSession({ type: "hmac", saltKey: srk }), async (session) => {
           const created = await tpm.create(srk, sealedObjectTemplate(policy), {
             sensitive: new TpmsSensitiveCreate(new Uint8Array(0), options.secret),
             parentAuth: session,
@@ -78,7 +86,8 @@ export async function sealSecret(tpm: Tpm, options: SealOptions): Promise<Sealed
             pcrs: options.pcrs,
             srkName: objectName(srk.publicArea),
           };
-        }),
+        });
+      },
     );
   });
 }
@@ -121,11 +130,11 @@ function unsealLocked(tpm: Tpm, blob: SealedBlob, options: { saltKey?: TpmObject
   );
 }
 
-/** Refuses a storage primary whose public area is not the one the blob was sealed under. */
-function checkPinnedSrk(srk: TpmObject, blob: SealedBlob): void {
-  if (blob.srkName === undefined) return;
+/** Refuses a storage primary whose public area is not the pinned one (the one a blob was sealed under). */
+function checkPinnedSrk(srk: TpmObject, pin: { readonly srkName?: Uint8Array }): void {
+  if (pin.srkName === undefined) return;
   const name = objectName(srk.publicArea);
-  if (name.length !== blob.srkName.length || !timingSafeEqual(name, blob.srkName)) {
+  if (name.length !== pin.srkName.length || !timingSafeEqual(name, pin.srkName)) {
     throw new TpmClientError(
       "SALT_KEY_MISMATCH",
       "the storage primary's public key is not the one this blob was sealed under: refusing to salt a session to it",
