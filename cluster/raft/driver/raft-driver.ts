@@ -62,6 +62,12 @@ export interface RaftDriverOptions<R> {
   proposalBytesMax?: number;
   /** Client calls (proposals, membership changes, reads, transfers) waiting at once at most; more get Busy. */
   pendingMax?: number;
+  /**
+   * Messages from peers waiting for the loop at most (e.g. while a write is being synced); more are
+   * dropped, as etcd's transport does when its receive buffer is full: raft tolerates loss, and a
+   * peer that floods must not grow this process's memory without bound.
+   */
+  receivedMax?: number;
   /** Called for every committed membership change, in log order (also when replayed after a restart). */
   onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
   /** Called once when the driver stops because of an error it cannot continue from. */
@@ -80,6 +86,8 @@ export interface DriverStatus extends RaftStatus {
   appliedIndex: number;
   /** Index of the latest snapshot (stored or installed). */
   snapshotIndex: number;
+  /** Messages from peers dropped because `receivedMax` of them were already waiting for the loop. */
+  receivedDropped: number;
 }
 
 const DEFAULTS = {
@@ -89,6 +97,7 @@ const DEFAULTS = {
   readRetryMs: 250,
   proposalBytesMax: 1024 * 1024,
   pendingMax: 4096,
+  receivedMax: 4096,
 };
 
 interface PendingProposal {
@@ -120,6 +129,9 @@ export class RaftDriver<R = unknown> {
   readonly #opts: RaftDriverOptions<R> & typeof DEFAULTS;
   /** Work for the core; `fail` settles the caller's promise if the driver stops before `run` ran. */
   readonly #inbox: Array<{ run: () => void; fail?: (e: Error) => void }> = [];
+  /** Peer messages in #inbox (bounded by receivedMax). */
+  #receivedWaiting = 0;
+  #receivedDropped = 0;
   #ticksPending = 0;
   #loopRunning = false;
   #loopDone: Promise<void> = Promise.resolve();
@@ -184,7 +196,12 @@ export class RaftDriver<R = unknown> {
   }
 
   status(): DriverStatus {
-    return { ...this.#core.status(), appliedIndex: this.#applied, snapshotIndex: this.#snapshotIndex };
+    return {
+      ...this.#core.status(),
+      appliedIndex: this.#applied,
+      snapshotIndex: this.#snapshotIndex,
+      receivedDropped: this.#receivedDropped,
+    };
   }
 
   /**
@@ -309,7 +326,15 @@ export class RaftDriver<R = unknown> {
       this.#opts.log?.(`raft: dropped message for ${m.to} (type ${m.type} from ${m.from})`);
       return;
     }
+    if (this.#receivedWaiting >= this.#opts.receivedMax) {
+      if (this.#receivedDropped++ % 1000 === 0) {
+        this.#opts.log?.(`raft: receive queue full (${this.#opts.receivedMax}); dropping peer messages`);
+      }
+      return;
+    }
+    this.#receivedWaiting++;
     this.#enqueue(() => {
+      this.#receivedWaiting--;
       if (this.#impossibleAck(m)) {
         this.#opts.log?.(`raft: dropped an ack of ${m.index} from ${m.from}, beyond this leader's log`);
         return;
@@ -453,6 +478,7 @@ export class RaftDriver<R = unknown> {
     // Inputs enqueued by the inputs themselves run in this same drain.
     for (let i = 0; i < this.#inbox.length; i++) this.#inbox[i]!.run();
     this.#inbox.length = 0;
+    this.#receivedWaiting = 0;
   }
 
   async #handleReady(rd: Ready): Promise<void> {
