@@ -19,7 +19,13 @@ import * as grpc from "@grpc/grpc-js";
 import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
 import type { Message, NodeId } from "../../cluster/raft/core/types.js";
 import { loadPeerProto } from "./peer-proto.js";
-import { decodeMessage, encodeMessage, WireMessageInvalid, type WireBatch } from "./raft-wire-codec.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  NODE_ID_CHARS_MAX,
+  WireMessageInvalid,
+  type WireBatch,
+} from "./raft-wire-codec.js";
 
 export interface GrpcPeerTransportOptions {
   /** This node's raft id (the `from` of every batch it sends). */
@@ -201,8 +207,15 @@ export class GrpcPeerTransport implements PeerTransport {
   #receiveBatch(batch: unknown): void {
     const b = batch as Partial<WireBatch> | null;
     const from = b?.from;
-    if (typeof from !== "string" || from.length === 0 || !Array.isArray(b?.messages)) {
-      this.#log("bad-batch", "raft transport: dropped a batch without sender or messages");
+    // `from` goes into log lines below, so it is checked like any node id (bounded, no control characters).
+    if (
+      typeof from !== "string" ||
+      from.length === 0 ||
+      from.length > NODE_ID_CHARS_MAX ||
+      /[\x00-\x1f\x7f]/.test(from) ||
+      !Array.isArray(b?.messages)
+    ) {
+      this.#log("bad-batch", "raft transport: dropped a batch without a valid sender or messages");
       return;
     }
     if (b.messages.length > this.#opts.receiveBatchMessagesMax) {
@@ -215,7 +228,9 @@ export class GrpcPeerTransport implements PeerTransport {
         m = decodeMessage(w);
       } catch (e) {
         if (!(e instanceof WireMessageInvalid)) throw e;
-        this.#log(`invalid:${e.field}`, `raft transport: dropped invalid message from ${from}: ${e.message}`);
+        // The limiter's kind leaves out list positions, or a flood of distinct ones would grow its map.
+        const kind = `invalid:${e.field.replace(/\[\d+\]/g, "[]")}`;
+        this.#log(kind, `raft transport: dropped invalid message from ${from}: ${e.message}`);
         continue;
       }
       if (m.from !== from) {

@@ -168,6 +168,7 @@ test("a peer process survives garbage and malformed raft messages and keeps repl
     stream.write({ from: "2", messages: [{ ...good, from: "3" }] }); // claims another sender
     stream.write({ from: "2", messages: [{ ...good, to: "2" }] }); // not for this node
     stream.write({ from: "", messages: [good] });
+    stream.write({ from: `2\n${"z".repeat(10_000)}`, messages: [good] }); // would be echoed into the log
     stream.write({
       from: "2",
       messages: [{ ...good, entries: [{ index: 1, term: 1, type: 2, data: Buffer.alloc(0) }] }],
@@ -181,6 +182,11 @@ test("a peer process survives garbage and malformed raft messages and keeps repl
   await sleep(200);
   t.regex(target.stderrTail.join("\n"), /dropped invalid message from 2: type: unknown message type 99/);
   t.regex(target.stderrTail.join("\n"), /claiming from 3/);
+  t.false(
+    target.stderrTail.join("\n").includes("z".repeat(100)),
+    "a sender's claimed id is not echoed unchecked",
+  );
+  t.regex(target.stderrTail.join("\n"), /dropped a batch without a valid sender/);
   await cluster.onLeader("Propose", { op: "set", key: "after", value: "2" });
   const r = await target.call<{ found: boolean; value: string }>("Read", {
     key: "after",
