@@ -262,8 +262,9 @@ function bytes(v: unknown, at: string): Uint8Array {
 }
 
 function nodeId(v: unknown, at: string): string {
-  if (typeof v !== "string" || v.length === 0 || v.length > NODE_ID_CHARS_MAX) {
-    throw new WireMessageInvalid(at, `not a node id (1..${NODE_ID_CHARS_MAX} characters)`);
+  // Ids end up in log lines: no control characters (a newline would forge a log line).
+  if (typeof v !== "string" || v.length === 0 || v.length > NODE_ID_CHARS_MAX || /[\x00-\x1f\x7f]/.test(v)) {
+    throw new WireMessageInvalid(at, `not a node id (1..${NODE_ID_CHARS_MAX} printable characters)`);
   }
   return v;
 }

@@ -96,6 +96,17 @@ for (const [field, mutate] of malformed) {
   });
 }
 
+test("decoding refuses node ids with control characters (they would forge log lines)", (t) => {
+  for (const [field, id] of [
+    ["from", "2\nforged log line"],
+    ["to", "1\u0000"],
+  ] as const) {
+    const w = structuredClone(encodeMessage(sample)) as unknown as Record<string, unknown>;
+    w[field] = id;
+    t.is(t.throws(() => decodeMessage(w), { instanceOf: WireMessageInvalid })?.field, field);
+  }
+});
+
 test("decoding arbitrary input either yields a message or throws WireMessageInvalid, nothing else", (t) => {
   fc.assert(
     fc.property(fc.anything(), (v) => {
