@@ -15,14 +15,7 @@ import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
 import { loadPeerProto } from "../../src/control/peer-proto.js";
 import { decodeMessage, encodeMessage } from "../../src/control/raft-wire-codec.js";
 import { sleep } from "./control-cluster.js";
-
-async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import { until } from "./mock-leader.js";
 
 const reply = (m: Message, type: Message["type"], extra: Partial<Message> = {}): Message => ({
   type,

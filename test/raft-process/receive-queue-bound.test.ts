@@ -4,74 +4,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
-import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
+import { EntryType, MessageType } from "../../cluster/raft/core/types.js";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
-import { GrpcPeerTransport, peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
+import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
 import { encodeKvCommand, type KvApplyResult } from "../../src/control/kv-state-machine.js";
 import type { RaftStorage } from "../../cluster/raft/driver/raft-storage.js";
 import { ControlStateMachine } from "../../src/control/control-state-machine.js";
 import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
-import { loadPeerProto } from "../../src/control/peer-proto.js";
-import { encodeMessage } from "../../src/control/raft-wire-codec.js";
 import { sleep } from "./control-cluster.js";
-
-type Server = { server: grpc.Server; address: string };
-
-async function serve(t: { teardown(fn: () => unknown): void }, handlers: grpc.UntypedServiceImplementation) {
-  const server = new grpc.Server(peerGrpcOptions());
-  server.addService(loadPeerProto().PeerService.service, handlers);
-  t.teardown(() => server.forceShutdown());
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
-  return { server, address: `127.0.0.1:${port}` } satisfies Server;
-}
-
-/** Writes `messages` as one batch from "1" on a Raft stream to `address`; resolves when it ended. */
-async function sendFromLeader(address: string, messages: Message[]): Promise<void> {
-  const client = new (loadPeerProto().PeerService)(address, grpc.credentials.createInsecure());
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const stream = (
-        client as unknown as {
-          Raft(cb: (e: grpc.ServiceError | null) => void): grpc.ClientWritableStream<object>;
-        }
-      ).Raft((e) => (e ? reject(e) : resolve()));
-      stream.write({ from: "1", messages: messages.map(encodeMessage) });
-      stream.end();
-    });
-  } finally {
-    client.close();
-  }
-}
-
-const blank = (type: Message["type"]): Message => ({
-  type,
-  from: "1",
-  to: "2",
-  term: 1,
-  logTerm: 0,
-  index: 0,
-  entries: [],
-  commit: 0,
-  reject: false,
-  rejectHint: 0,
-  rejectHintTerm: 0,
-  snapshot: null,
-  context: new Uint8Array(0),
-});
-
-/** Bounded wait for `pred`. */
-async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import { blank, sendFromLeader, serve, until } from "./mock-leader.js";
 
 test("receive queue (mock leader, disk stalled by the test): a flood of peer messages while a write is being synced is bounded, and the node carries on", async (t) => {
   const leader = await serve(t, {

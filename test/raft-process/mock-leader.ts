@@ -1,0 +1,71 @@
+/**
+ * A mock raft leader "1" for driver tests: node "2" is a real driver (LevelDB,
+ * gRPC transport) and the test plays its leader over real gRPC, so it can send
+ * what a real leader would only send under rare timing (late, forged, floods).
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { Message } from "../../cluster/raft/core/types.js";
+import { peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
+import { loadPeerProto } from "../../src/control/peer-proto.js";
+import { encodeMessage } from "../../src/control/raft-wire-codec.js";
+import { sleep } from "./control-cluster.js";
+
+export type Server = { server: grpc.Server; address: string };
+
+export async function serve(
+  t: { teardown(fn: () => unknown): void },
+  handlers: grpc.UntypedServiceImplementation,
+) {
+  const server = new grpc.Server(peerGrpcOptions());
+  server.addService(loadPeerProto().PeerService.service, handlers);
+  t.teardown(() => server.forceShutdown());
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return { server, address: `127.0.0.1:${port}` } satisfies Server;
+}
+
+/** Writes `messages` as one batch from "1" on a Raft stream to `address`; resolves when it ended. */
+export async function sendFromLeader(address: string, messages: Message[]): Promise<void> {
+  const client = new (loadPeerProto().PeerService)(address, grpc.credentials.createInsecure());
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const stream = (
+        client as unknown as {
+          Raft(cb: (e: grpc.ServiceError | null) => void): grpc.ClientWritableStream<object>;
+        }
+      ).Raft((e) => (e ? reject(e) : resolve()));
+      stream.write({ from: "1", messages: messages.map(encodeMessage) });
+      stream.end();
+    });
+  } finally {
+    client.close();
+  }
+}
+
+export const blank = (type: Message["type"]): Message => ({
+  type,
+  from: "1",
+  to: "2",
+  term: 1,
+  logTerm: 0,
+  index: 0,
+  entries: [],
+  commit: 0,
+  reject: false,
+  rejectHint: 0,
+  rejectHintTerm: 0,
+  snapshot: null,
+  context: new Uint8Array(0),
+});
+
+/** Bounded wait for `pred`. */
+export async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
