@@ -220,9 +220,13 @@ async function terminate(child: ChildProcess, exited: Promise<string>, graceMs: 
   }
 }
 
+/**
+ * Resolves once the child exited AND its stdout/stderr are drained ("close", not "exit"): swtpm's
+ * "Address already in use" can arrive after "exit", and start-up classifies the exit by that output.
+ */
 function exitPromise(child: ChildProcess): Promise<string> {
   return new Promise((resolve) => {
-    child.once("exit", (code, signal) =>
+    child.once("close", (code, signal) =>
       resolve(signal !== null ? `signal ${signal}` : `code ${String(code)}`),
     );
   });
