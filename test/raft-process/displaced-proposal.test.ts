@@ -6,16 +6,13 @@ import { join } from "node:path";
 import { Level } from "level";
 import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
 import { NotLeader } from "../../cluster/raft/driver/errors.js";
-import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
 import { GrpcPeerTransport, peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
-import { ControlStateMachine } from "../../src/control/control-state-machine.js";
-import { encodeKvCommand, type KvApplyResult } from "../../src/control/kv-state-machine.js";
+import { encodeKvCommand } from "../../src/control/kv-state-machine.js";
 import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
 import { loadPeerProto } from "../../src/control/peer-proto.js";
 import { decodeMessage, encodeMessage } from "../../src/control/raft-wire-codec.js";
 import { sleep } from "./control-cluster.js";
-import { until } from "./mock-leader.js";
+import { startFollowerDriver, until } from "./mock-leader.js";
 
 const reply = (m: Message, type: Message["type"], extra: Partial<Message> = {}): Message => ({
   type,
@@ -99,24 +96,11 @@ test("propose (mock peers over real gRPC): a proposal that takes the index of a 
     ),
   );
   node2Address = `127.0.0.1:${ownPort}`;
-  const driver = await RaftDriver.start<KvApplyResult>({
-    config: {
-      id: "2",
-      electionTicks: 10,
-      heartbeatTicks: 1,
-      inflightMax: 8,
-      batchEntriesMax: 8,
-      batchBytesMax: 1 << 20,
-      checkQuorum: true,
-      preVote: true,
-      random: { nextInt: (max) => Math.floor(Math.random() * max) },
-    },
-    storage: new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
+  const driver = await startFollowerDriver(
+    new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
     transport,
-    stateMachine: new ControlStateMachine(() => {}),
-    ticker: new IntervalTicker(10),
-    bootstrapVoters: ["1", "2", "3"],
-  });
+    { electionTicks: 10 },
+  );
   t.teardown(async () => {
     await driver.stop();
     await transport.close();

@@ -5,7 +5,13 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type { Message } from "../../cluster/raft/core/types.js";
+import { RaftDriver, type RaftDriverOptions } from "../../cluster/raft/driver/raft-driver.js";
+import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
+import type { RaftStorage } from "../../cluster/raft/driver/raft-storage.js";
+import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
+import { ControlStateMachine } from "../../src/control/control-state-machine.js";
 import { peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
+import type { KvApplyResult } from "../../src/control/kv-state-machine.js";
 import { loadPeerProto } from "../../src/control/peer-proto.js";
 import { encodeMessage } from "../../src/control/raft-wire-codec.js";
 import { sleep } from "./control-cluster.js";
@@ -68,4 +74,35 @@ export async function until(pred: () => boolean, what: string, timeoutMs = 10_00
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
+}
+
+/**
+ * Starts the real driver of node "2" in the group {1, 2, 3} whose leader "1" is the test.
+ * `electionTicks` defaults so high that node 2 never campaigns: the mock stays the only leader.
+ */
+export function startFollowerDriver(
+  storage: RaftStorage,
+  transport: PeerTransport,
+  options: { electionTicks?: number } & Partial<RaftDriverOptions<KvApplyResult>> = {},
+): Promise<RaftDriver<KvApplyResult>> {
+  const { electionTicks = 100_000, ...rest } = options;
+  return RaftDriver.start<KvApplyResult>({
+    config: {
+      id: "2",
+      electionTicks,
+      heartbeatTicks: 1,
+      inflightMax: 8,
+      batchEntriesMax: 8,
+      batchBytesMax: 1 << 20,
+      checkQuorum: true,
+      preVote: true,
+      random: { nextInt: (max) => Math.floor(Math.random() * max) },
+    },
+    storage,
+    transport,
+    stateMachine: new ControlStateMachine(() => {}),
+    ticker: new IntervalTicker(10),
+    bootstrapVoters: ["1", "2", "3"],
+    ...rest,
+  });
 }

@@ -6,13 +6,11 @@ import { join } from "node:path";
 import { Level } from "level";
 import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
 import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
 import { encodeKvCommand, type KvApplyResult } from "../../src/control/kv-state-machine.js";
-import { ControlStateMachine } from "../../src/control/control-state-machine.js";
 import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
 import { decodeMessage } from "../../src/control/raft-wire-codec.js";
-import { blank, sendFromLeader, serve, until } from "./mock-leader.js";
+import { blank, sendFromLeader, serve, startFollowerDriver, until } from "./mock-leader.js";
 
 test("ReadIndex (mock leader over real gRPC): the answer to a read asked before a restart does not complete a read asked after it", async (t) => {
   // Node "2" is a real driver (LevelDB, gRPC transport); its leader "1" is this test, speaking raft
@@ -42,26 +40,11 @@ test("ReadIndex (mock leader over real gRPC): the answer to a read asked before 
   const start = async (): Promise<string> => {
     transport = new GrpcPeerTransport({ id: "2", peers: new Map([["1", leader.address]]) });
     const own = await serve(t, transport.serviceHandlers());
-    driver = await RaftDriver.start<KvApplyResult>({
-      config: {
-        id: "2",
-        // Never campaigns during the test: the mock is the only leader.
-        electionTicks: 100_000,
-        heartbeatTicks: 1,
-        inflightMax: 8,
-        batchEntriesMax: 8,
-        batchBytesMax: 1 << 20,
-        checkQuorum: true,
-        preVote: true,
-        random: { nextInt: (max) => Math.floor(Math.random() * max) },
-      },
-      storage: new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
+    driver = await startFollowerDriver(
+      new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
       transport,
-      stateMachine: new ControlStateMachine(() => {}),
-      ticker: new IntervalTicker(10),
-      bootstrapVoters: ["1", "2", "3"],
-      readRetryMs: 60_000, // one ReadIndex request per read, so each one is identified below
-    });
+      { readRetryMs: 60_000 }, // one ReadIndex request per read, so each one is identified below
+    );
     return own.address;
   };
   const readRequests = (): Message[] => received.filter((m) => m.type === MessageType.ReadIndex);

@@ -5,15 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
 import { EntryType, MessageType } from "../../cluster/raft/core/types.js";
-import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
 import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
-import { encodeKvCommand, type KvApplyResult } from "../../src/control/kv-state-machine.js";
+import { encodeKvCommand } from "../../src/control/kv-state-machine.js";
 import type { RaftStorage } from "../../cluster/raft/driver/raft-storage.js";
-import { ControlStateMachine } from "../../src/control/control-state-machine.js";
 import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
 import { sleep } from "./control-cluster.js";
-import { blank, sendFromLeader, serve, until } from "./mock-leader.js";
+import { blank, sendFromLeader, serve, startFollowerDriver, until } from "./mock-leader.js";
 
 test("receive queue (mock leader, disk stalled by the test): a flood of peer messages while a write is being synced is bounded, and the node carries on", async (t) => {
   const leader = await serve(t, {
@@ -46,25 +43,7 @@ test("receive queue (mock leader, disk stalled by the test): a flood of peer mes
   };
   const transport = new GrpcPeerTransport({ id: "2", peers: new Map([["1", leader.address]]) });
   const own = await serve(t, transport.serviceHandlers());
-  const driver = await RaftDriver.start<KvApplyResult>({
-    config: {
-      id: "2",
-      electionTicks: 100_000,
-      heartbeatTicks: 1,
-      inflightMax: 8,
-      batchEntriesMax: 8,
-      batchBytesMax: 1 << 20,
-      checkQuorum: true,
-      preVote: true,
-      random: { nextInt: (max) => Math.floor(Math.random() * max) },
-    },
-    storage,
-    transport,
-    stateMachine: new ControlStateMachine(() => {}),
-    ticker: new IntervalTicker(10),
-    bootstrapVoters: ["1", "2", "3"],
-    receivedMax: 100,
-  });
+  const driver = await startFollowerDriver(storage, transport, { receivedMax: 100 });
   t.teardown(async () => {
     release();
     await driver.stop();
