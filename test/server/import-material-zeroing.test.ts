@@ -1,56 +1,24 @@
 import * as grpc from "@grpc/grpc-js";
 import test from "ava";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { AuditLog } from "../../src/audit/audit-log.js";
-import { Barrier } from "../../src/crypto/barrier.js";
-import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
 import { KeyService } from "../../src/keys/key-service.js";
 import type { ImportKeyRequest } from "../../src/keys/key-model.js";
 import type { KeyServiceApi } from "../../src/server/key-service-handlers.js";
-import { startLockboxServer } from "../../src/server/lockbox-server.js";
-import { openPeerStore } from "../../src/store/peer-store.js";
-import { call, clientsFor, issue, startTestPeer } from "./peer-fixture.js";
+import { call, clientsFor, issue, startEdgeWith } from "./peer-fixture.js";
 
 // ImportKey's request carries plaintext key material. Once the key service has wrapped it (or
 // refused it), the edge must zero the decoded request's copy rather than leave it to the GC.
 // The real key service runs behind a pass-through that only remembers the buffer it was handed.
 test("ImportKey zeroes the request's material after the call, whether it succeeds or is refused", async (t) => {
-  const base = await startTestPeer(t);
-  await base.peer.close(500); // only its directory is used: init's files and store
-  const store = await openPeerStore(join(base.dir, "data"));
-  const barrier = new Barrier();
-  await barrier.unsealWith(new DevelopmentFileProtector(join(base.dir, "master-key.dev"), { log: () => {} }));
-  const real = await KeyService.open({ store, barrier, clusterSalt: new Uint8Array(32), partitionPower: 10 });
-  const auditLog = await AuditLog.open(store);
   const seen: Uint8Array[] = [];
-  const keys: KeyServiceApi = Object.assign(Object.create(real) as KeyService, {
-    importKey(caller: Parameters<KeyServiceApi["importKey"]>[0], req: ImportKeyRequest) {
-      seen.push(req.material);
-      return real.importKey(caller, req);
-    },
-  });
-  const server = await startLockboxServer(
-    {
-      tls: {
-        caCertificatePem: readFileSync(join(base.dir, "ca.crt"), "utf8"),
-        certificatePem: readFileSync(join(base.dir, "peer.crt"), "utf8"),
-        privateKeyPem: readFileSync(join(base.dir, "peer.key"), "utf8"),
+  const fixture = await startEdgeWith(t, ({ keys: real }) => ({
+    keys: Object.assign(Object.create(real) as KeyService, {
+      importKey(caller: Parameters<KeyServiceApi["importKey"]>[0], req: ImportKeyRequest) {
+        seen.push(req.material);
+        return real.importKey(caller, req);
       },
-      keys,
-      admin: { status: () => Promise.reject(new Error("unused")), listAuditEvents: (r) => auditLog.list(r) },
-      audit: auditLog,
-      log: () => {},
-    },
-    "127.0.0.1:0",
-  );
-  t.teardown(async () => {
-    await server.close(500);
-    await real.close();
-    await store.close();
-  });
-  const fixture = { ...base, peer: { ...base.peer, address: server.address, port: server.port } };
-  const svc = clientsFor(t, fixture, await issue(base, "vol-host", "service", ["p1"]));
+    }),
+  }));
+  const svc = clientsFor(t, fixture, await issue(fixture, "vol-host", "service", ["p1"]));
   const material = Buffer.alloc(32, 0xa7);
   const request = (project: string) => ({
     project,

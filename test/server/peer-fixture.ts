@@ -13,6 +13,12 @@ import { type CertifiedKey, issueClientCertificate } from "../../src/pki/certifi
 import type { Role } from "../../src/pki/caller.js";
 import { type RunningPeer, startPeer } from "../../src/peer/start-peer.js";
 import { serverProtos } from "../../src/server/proto-definitions.js";
+import { AuditLog } from "../../src/audit/audit-log.js";
+import { Barrier } from "../../src/crypto/barrier.js";
+import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
+import { KeyService } from "../../src/keys/key-service.js";
+import { type LockboxServerOptions, startLockboxServer } from "../../src/server/lockbox-server.js";
+import { openPeerStore } from "../../src/store/peer-store.js";
 
 export interface PeerFixture {
   dir: string;
@@ -28,6 +34,50 @@ export async function startTestPeer(t: ExecutionContext): Promise<PeerFixture> {
   const f = await startSharedPeer();
   t.teardown(() => f.close());
   return f;
+}
+
+/**
+ * A fixture peer whose edge runs over parts a test chose: the peer is started (for init's files and
+ * store) and stopped, its store, key service and audit log are reopened, and `choose` may put its
+ * own key service, audit sink or log between them and a new server. Everything closes when the test
+ * ends. The returned fixture points at the new server.
+ */
+export async function startEdgeWith(
+  t: ExecutionContext,
+  choose: (real: {
+    keys: KeyService;
+    auditLog: AuditLog;
+  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>,
+): Promise<PeerFixture> {
+  const base = await startTestPeer(t);
+  await base.peer.close(500);
+  const store = await openPeerStore(join(base.dir, "data"));
+  const barrier = new Barrier();
+  await barrier.unsealWith(new DevelopmentFileProtector(join(base.dir, "master-key.dev"), { log: () => {} }));
+  const keys = await KeyService.open({ store, barrier, clusterSalt: new Uint8Array(32), partitionPower: 10 });
+  const auditLog = await AuditLog.open(store);
+  const read = (f: string): string => readFileSync(join(base.dir, f), "utf8");
+  const server = await startLockboxServer(
+    {
+      tls: {
+        caCertificatePem: read("ca.crt"),
+        certificatePem: read("peer.crt"),
+        privateKeyPem: read("peer.key"),
+      },
+      keys,
+      admin: { status: () => Promise.reject(new Error("unused")), listAuditEvents: (r) => auditLog.list(r) },
+      audit: auditLog,
+      log: () => {},
+      ...choose({ keys, auditLog }),
+    },
+    "127.0.0.1:0",
+  );
+  t.teardown(async () => {
+    await server.close(500);
+    await keys.close();
+    await store.close();
+  });
+  return { ...base, peer: { ...base.peer, address: server.address, port: server.port } };
 }
 
 /** A peer shared by a file's tests: start in test.before, close in test.after.always. */
