@@ -19,6 +19,11 @@ export interface Mutant {
   column: number;
   /** The whole source line the edit starts on, trimmed (for reports and for the equivalent-mutant list). */
   lineText: string;
+  /**
+   * When the edit lies inside the condition of an `assert(condition, message)` call: that call's message
+   * argument as written (whitespace collapsed), which names the invariant. Null otherwise.
+   */
+  inAssert: string | null;
 }
 
 export type MutatorName =
@@ -111,6 +116,8 @@ export function findMutants(file: string, text: string): Mutant[] {
   const seen = new Set<string>();
   const lines = text.split("\n");
 
+  /** [start, end, message] of every assert() condition, to tag the mutants inside one. */
+  const asserts: [number, number, string][] = [];
   const add = (start: number, end: number, replacement: string, mutator: MutatorName): void => {
     const original = text.slice(start, end);
     const key = `${start}:${end}:${replacement}`;
@@ -127,6 +134,7 @@ export function findMutants(file: string, text: string): Mutant[] {
       line: lc.line + 1,
       column: lc.character + 1,
       lineText: lines[lc.line]!.trim(),
+      inAssert: asserts.find(([s, e]) => start >= s && end <= e)?.[2] ?? null,
     });
   };
   const addNode = (node: ts.Node, replacement: string, mutator: MutatorName): void =>
@@ -138,6 +146,15 @@ export function findMutants(file: string, text: string): Mutant[] {
 
   const visit = (node: ts.Node): void => {
     if (isSkipped(node)) return;
+    if (
+      ts.isCallExpression(node) &&
+      ts.isIdentifier(node.expression) &&
+      node.expression.text === "assert" &&
+      node.arguments.length === 2
+    ) {
+      const [cond, message] = node.arguments as unknown as [ts.Expression, ts.Expression];
+      asserts.push([cond.getStart(sf), cond.getEnd(), message.getText(sf).replace(/\s+/g, " ")]);
+    }
     mutate(node);
     if (ts.isCallExpression(node) || ts.isNewExpression(node)) {
       ts.forEachChild(node, (child) => {
