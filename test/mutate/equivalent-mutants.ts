@@ -8,6 +8,8 @@ import type { Mutant, MutatorName } from "./mutants.js";
  */
 export interface EquivalentMutant {
   file: string;
+  /** The enclosing function or method, as Mutant.scope. */
+  scope: string;
   lineText: string;
   mutator: MutatorName;
   original: string;
@@ -15,7 +17,57 @@ export interface EquivalentMutant {
   reason: string;
 }
 
-export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [];
+export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
+  {
+    file: "cluster/raft/core/progress.ts",
+    scope: "Progress.becomeProbe",
+    lineText: 'if (this.state === "snapshot") {',
+    mutator: "ConditionalExpression",
+    original: 'this.state === "snapshot"',
+    replacement: "true",
+    reason:
+      "outside snapshot state pendingSnapshot is 0 (resetState), so max(match + 1, 0 + 1) is match + 1, as the else branch",
+  },
+  {
+    file: "cluster/raft/core/progress.ts",
+    scope: "Progress.freeInflightsTo",
+    lineText: "while (this.inflights.length > 0 && this.inflights[0]! <= index) this.inflights.shift();",
+    mutator: "ConditionalExpression",
+    original: "this.inflights.length > 0",
+    replacement: "true",
+    reason:
+      "on an empty list inflights[0] is undefined and undefined <= index is false: the loop stops all the same",
+  },
+  {
+    file: "cluster/raft/core/raft-log.ts",
+    scope: "RaftLog.stableTo",
+    lineText: "if (this.matchTerm(index, term) && index > this.stableIndex) this.stableIndex = index;",
+    mutator: "EqualityOperator",
+    original: ">",
+    replacement: ">=",
+    reason: "when index equals stableIndex the assignment writes the value already there",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.hasReady",
+    lineText: "this.log.pendingSnapshot !== null ||",
+    mutator: "ConditionalExpression",
+    original: "this.log.pendingSnapshot !== null",
+    replacement: "false",
+    reason:
+      "a pending snapshot is set only by handleSnapshot, which always queues the AppendResp that answers it, so msgs.length > 0 makes hasReady() true whenever this term would",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.becomeFollower",
+    lineText: "this.pendingReads = [];",
+    mutator: "ArrayDeclaration",
+    original: "[]",
+    replacement: '["Stryker was here"]',
+    reason:
+      "pendingReads is read only by a leader, and becomeLeader() empties it again before any read can reach it",
+  },
+];
 
 /**
  * Asserts on the core's internal state (TigerBeetle style) whose condition holds in every state the
@@ -167,9 +219,24 @@ export function equivalentReason(m: Mutant): string | undefined {
   return EQUIVALENT_MUTANTS.find(
     (e) =>
       e.file === m.file &&
+      e.scope === m.scope &&
       e.lineText === m.lineText &&
       e.mutator === m.mutator &&
       e.original === m.original &&
       e.replacement === m.replacement,
   )?.reason;
+}
+
+/** Entries of both lists that match no mutant any more (the code moved on): to be removed or updated. */
+export function staleEntries(all: Mutant[]): string[] {
+  const stale: string[] = [];
+  for (const a of INTERNAL_ASSERTS) {
+    if (!all.some((m) => m.file === a.file && m.inAssert?.includes(a.message)))
+      stale.push(`internal assert ${a.file} ${a.message}`);
+  }
+  for (const e of EQUIVALENT_MUTANTS) {
+    if (!all.some((m) => equivalentReason(m) === e.reason && m.file === e.file && m.scope === e.scope))
+      stale.push(`equivalent mutant ${e.file} ${e.scope}: ${e.lineText}`);
+  }
+  return stale;
 }

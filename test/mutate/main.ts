@@ -34,7 +34,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { Prng } from "../sim/prng.js";
-import { equivalentReason } from "./equivalent-mutants.js";
+import { equivalentReason, staleEntries } from "./equivalent-mutants.js";
 import { applyMutant, findMutants, type Mutant } from "./mutants.js";
 
 interface Target {
@@ -83,6 +83,9 @@ all.forEach((mutant, id) => {
   if (reason === undefined) candidates.push({ id, mutant });
   else equivalents.push({ id, mutant, reason });
 });
+
+for (const s of staleEntries(all))
+  process.stderr.write(`mutate: warning: stale entry, matches no mutant: ${s}\n`);
 
 if (args.list) {
   all.forEach((m, id) => process.stdout.write(`${id}\t${describe(m)}\n`));

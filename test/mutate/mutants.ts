@@ -24,6 +24,8 @@ export interface Mutant {
    * argument as written (whitespace collapsed), which names the invariant. Null otherwise.
    */
   inAssert: string | null;
+  /** The enclosing function or method, e.g. "RaftNode.becomeFollower" ("" at top level). */
+  scope: string;
 }
 
 export type MutatorName =
@@ -116,6 +118,8 @@ export function findMutants(file: string, text: string): Mutant[] {
   const seen = new Set<string>();
   const lines = text.split("\n");
 
+  /** Names of the enclosing class and functions while visiting. */
+  const scopes: string[] = [];
   /** [start, end, message] of every assert() condition, to tag the mutants inside one. */
   const asserts: [number, number, string][] = [];
   const add = (start: number, end: number, replacement: string, mutator: MutatorName): void => {
@@ -135,6 +139,7 @@ export function findMutants(file: string, text: string): Mutant[] {
       column: lc.character + 1,
       lineText: lines[lc.line]!.trim(),
       inAssert: asserts.find(([s, e]) => start >= s && end <= e)?.[2] ?? null,
+      scope: scopes.join("."),
     });
   };
   const addNode = (node: ts.Node, replacement: string, mutator: MutatorName): void =>
@@ -156,6 +161,13 @@ export function findMutants(file: string, text: string): Mutant[] {
       asserts.push([cond.getStart(sf), cond.getEnd(), message.getText(sf).replace(/\s+/g, " ")]);
     }
     mutate(node);
+    const name = scopeName(node);
+    if (name !== undefined) {
+      scopes.push(name);
+      ts.forEachChild(node, visit);
+      scopes.pop();
+      return;
+    }
     if (ts.isCallExpression(node) || ts.isNewExpression(node)) {
       ts.forEachChild(node, (child) => {
         const i = node.arguments?.indexOf(child as ts.Expression) ?? -1;
@@ -244,6 +256,20 @@ function isSkipped(node: ts.Node): boolean {
     ts.isNoSubstitutionTemplateLiteral(node) ||
     ts.isJSDoc(node)
   );
+}
+
+/** The name a class, method or named function adds to a mutant's scope. */
+function scopeName(node: ts.Node): string | undefined {
+  if (
+    ts.isClassDeclaration(node) ||
+    ts.isFunctionDeclaration(node) ||
+    ts.isMethodDeclaration(node) ||
+    ts.isGetAccessorDeclaration(node)
+  ) {
+    return node.name !== undefined && ts.isIdentifier(node.name) ? node.name.text : "(anonymous)";
+  }
+  if (ts.isConstructorDeclaration(node)) return "constructor";
+  return undefined;
 }
 
 function isMessageArg(call: ts.CallExpression | ts.NewExpression, index: number): boolean {
