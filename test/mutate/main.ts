@@ -178,14 +178,17 @@ function pick(): { id: number; mutant: Mutant }[] {
     });
   }
   if (args.all || args.sample >= candidates.length) return candidates;
-  // Partial Fisher-Yates with the project's seeded PRNG, then back into source order for reading.
+  // Shuffle every mutant with the project's seeded PRNG (Fisher-Yates) and take the first `sample` that
+  // are not listed as equivalent: listing one more equivalent swaps one mutant, not the whole sample.
   const prng = new Prng(args.seed);
-  const pool = [...candidates];
-  for (let i = 0; i < args.sample; i++) {
-    const j = i + prng.nextInt(pool.length - i);
-    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+  const order = all.map((_, id) => id);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = prng.nextInt(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
   }
-  return pool.slice(0, args.sample).sort((a, b) => a.id - b.id);
+  const wanted = new Set(candidates.map((c) => c.id));
+  const ids = order.filter((id) => wanted.has(id)).slice(0, args.sample);
+  return ids.sort((a, b) => a - b).map((id) => ({ id, mutant: all[id]! }));
 }
 
 /** dist/ copied to a temporary folder, with the target's files transpiled alone (as mutants will be). */
