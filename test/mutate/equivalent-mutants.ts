@@ -11,9 +11,11 @@ export interface EquivalentMutant {
   /** The enclosing function or method, as Mutant.scope. */
   scope: string;
   lineText: string;
-  mutator: MutatorName;
-  original: string;
-  replacement: string;
+  /**
+   * The mutants of that line that are equivalent: [mutator, original, replacement], with where the edit
+   * starts in the trimmed line when the same edit occurs twice on it.
+   */
+  edits: [MutatorName, string, string, number?][];
   reason: string;
 }
 
@@ -21,10 +23,39 @@ export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
     file: "cluster/raft/core/progress.ts",
     scope: "Progress.becomeProbe",
+    lineText: "this.next = Math.max(this.match + 1, pending + 1);",
+    edits: [["ArithmeticOperator", "+", "-", 32]],
+    reason:
+      "in snapshot state match < pendingSnapshot (an ack reaching it leaves the state), so pending + 1 is the max whatever match + 1 becomes",
+  },
+  {
+    file: "cluster/raft/core/raft-log.ts",
+    scope: "RaftLog.term",
+    lineText: "if (index < snap.index || index > this.lastIndex()) return undefined;",
+    edits: [["EqualityOperator", "<", "<="]],
+    reason: "index === snap.index already returned the snapshot's term on the line before",
+  },
+  {
+    file: "cluster/raft/core/raft-log.ts",
+    scope: "RaftLog.maybeAppend",
+    lineText:
+      "if (t === undefined && e.index <= this.snapshot.metadata.index) continue; // compacted: committed, matches",
+    edits: [
+      ["ConditionalExpression", "t === undefined && e.index <= this.snapshot.metadata.index", "false"],
+      ["EqualityOperator", "===", "!=="],
+      ["ConditionalExpression", "t === undefined", "true"],
+      ["ConditionalExpression", "t === undefined", "false"],
+      ["EqualityOperator", "<=", "<"],
+      ["ConditionalExpression", "e.index <= this.snapshot.metadata.index", "false"],
+    ],
+    reason:
+      "e.index <= snapshot index never holds here: handleAppend answers appends below commit early, so every entry is after commit >= snapshot index; each edit listed leaves the condition false",
+  },
+  {
+    file: "cluster/raft/core/progress.ts",
+    scope: "Progress.becomeProbe",
     lineText: 'if (this.state === "snapshot") {',
-    mutator: "ConditionalExpression",
-    original: 'this.state === "snapshot"',
-    replacement: "true",
+    edits: [["ConditionalExpression", 'this.state === "snapshot"', "true"]],
     reason:
       "outside snapshot state pendingSnapshot is 0 (resetState), so max(match + 1, 0 + 1) is match + 1, as the else branch",
   },
@@ -32,9 +63,7 @@ export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
     file: "cluster/raft/core/progress.ts",
     scope: "Progress.freeInflightsTo",
     lineText: "while (this.inflights.length > 0 && this.inflights[0]! <= index) this.inflights.shift();",
-    mutator: "ConditionalExpression",
-    original: "this.inflights.length > 0",
-    replacement: "true",
+    edits: [["ConditionalExpression", "this.inflights.length > 0", "true"]],
     reason:
       "on an empty list inflights[0] is undefined and undefined <= index is false: the loop stops all the same",
   },
@@ -42,18 +71,14 @@ export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
     file: "cluster/raft/core/raft-log.ts",
     scope: "RaftLog.stableTo",
     lineText: "if (this.matchTerm(index, term) && index > this.stableIndex) this.stableIndex = index;",
-    mutator: "EqualityOperator",
-    original: ">",
-    replacement: ">=",
+    edits: [["EqualityOperator", ">", ">="]],
     reason: "when index equals stableIndex the assignment writes the value already there",
   },
   {
     file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode.hasReady",
     lineText: "this.log.pendingSnapshot !== null ||",
-    mutator: "ConditionalExpression",
-    original: "this.log.pendingSnapshot !== null",
-    replacement: "false",
+    edits: [["ConditionalExpression", "this.log.pendingSnapshot !== null", "false"]],
     reason:
       "a pending snapshot is set only by handleSnapshot, which always queues the AppendResp that answers it, so msgs.length > 0 makes hasReady() true whenever this term would",
   },
@@ -61,9 +86,7 @@ export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
     file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode.becomeFollower",
     lineText: "this.pendingReads = [];",
-    mutator: "ArrayDeclaration",
-    original: "[]",
-    replacement: '["Stryker was here"]',
+    edits: [["ArrayDeclaration", "[]", '["Stryker was here"]']],
     reason:
       "pendingReads is read only by a leader, and becomeLeader() empties it again before any read can reach it",
   },
@@ -221,9 +244,13 @@ export function equivalentReason(m: Mutant): string | undefined {
       e.file === m.file &&
       e.scope === m.scope &&
       e.lineText === m.lineText &&
-      e.mutator === m.mutator &&
-      e.original === m.original &&
-      e.replacement === m.replacement,
+      e.edits.some(
+        ([mutator, original, replacement, at]) =>
+          mutator === m.mutator &&
+          original === m.original &&
+          replacement === m.replacement &&
+          (at === undefined || at === m.lineOffset),
+      ),
   )?.reason;
 }
 

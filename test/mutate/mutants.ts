@@ -19,6 +19,8 @@ export interface Mutant {
   column: number;
   /** The whole source line the edit starts on, trimmed (for reports and for the equivalent-mutant list). */
   lineText: string;
+  /** Where the edit starts within `lineText` (0-based), to tell apart equal edits on one line. */
+  lineOffset: number;
   /**
    * When the edit lies inside the condition of an `assert(condition, message)` call: that call's message
    * argument as written (whitespace collapsed), which names the invariant. Null otherwise.
@@ -138,6 +140,7 @@ export function findMutants(file: string, text: string): Mutant[] {
       line: lc.line + 1,
       column: lc.character + 1,
       lineText: lines[lc.line]!.trim(),
+      lineOffset: lc.character - (lines[lc.line]!.length - lines[lc.line]!.trimStart().length),
       inAssert: asserts.find(([s, e]) => start >= s && end <= e)?.[2] ?? null,
       scope: scopes.join("."),
     });

@@ -171,7 +171,7 @@ test("a rejection hint stops at the snapshot, with the snapshot's term", (t) => 
 
 test("entries in one append are bounded by batchBytesMax, but one entry larger than it still goes", (t) => {
   const leader = (): RaftNode => {
-    const a = lone({ id: "a", voters: ["a", "b"], config: { batchBytesMax: 25 } });
+    const a = lone({ id: "a", voters: ["a", "b"], config: { batchBytesMax: 20 } });
     for (let i = 0; i < 10 && a.status().role === "follower"; i++) a.tick();
     a.step(msg({ type: MessageType.VoteResp, from: "b", to: "a", term: 1 }));
     drain(a);
@@ -186,10 +186,45 @@ test("entries in one append are bounded by batchBytesMax, but one entry larger t
   for (let i = 0; i < 3; i++) a.propose(new Uint8Array(10));
   drain(a);
   a.step(msg({ type: MessageType.HeartbeatResp, from: "b", to: "a", term: 1 }));
-  t.deepEqual(appendsToB(a), [[1, 2, 3]], "0 + 10 + 10 <= 25 < 30");
+  t.deepEqual(appendsToB(a), [[1, 2, 3]], "0 + 10 + 10 <= 20 < 30");
   const big = leader();
   big.step(msg({ type: MessageType.AppendResp, from: "b", to: "a", term: 1, index: 1 }));
   drain(big);
   big.propose(new Uint8Array(40));
   t.deepEqual(appendsToB(big), [[2]]);
+});
+
+test("a snapshot that does not match a longer log replaces all of it", (t) => {
+  const b = lone({ id: "b", entries: entries(1, 1, 1, 1, 1), term: 1, commit: 1 });
+  drain(b);
+  const snap = snapshotAt(3, 2, ["a", "b", "c"]);
+  b.step(msg({ type: MessageType.Snapshot, from: "a", to: "b", term: 2, snapshot: snap }));
+  const rds = drain(b);
+  t.is(rds[0]!.snapshot, snap);
+  t.deepEqual(
+    rds.flatMap((r) => r.entries),
+    [],
+  );
+  const st = b.status();
+  t.is(st.lastIndex, 3);
+  t.is(st.firstIndex, 4);
+  t.is(st.commit, 3);
+  t.is(b.termAt(3), 2);
+  t.is(b.termAt(4), undefined);
+  // The log goes on from the snapshot.
+  b.step(
+    msg({
+      type: MessageType.Append,
+      from: "a",
+      to: "b",
+      term: 2,
+      index: 3,
+      logTerm: 2,
+      entries: [entry(4, 2)],
+    }),
+  );
+  t.deepEqual(
+    drain(b).flatMap((r) => r.entries.map((e) => e.index)),
+    [4],
+  );
 });
