@@ -21,6 +21,23 @@ export interface EquivalentMutant {
 
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode",
+    lineText: "private pendingReads: { from: string; context: Uint8Array }[] = [];",
+    edits: [["ArrayDeclaration", "[]", '["Stryker was here"]']],
+    reason:
+      "pendingReads is read only by a leader, and becomeLeader() empties it before any read can reach it",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.hasReady",
+    lineText:
+      "if (ss.leader !== this.prevSoftState.leader || ss.role !== this.prevSoftState.role) return true;",
+    edits: [["ConditionalExpression", "ss.leader !== this.prevSoftState.leader", "false"]],
+    reason:
+      "the known leader never changes alone: a new leader is learnt from an append, heartbeat or snapshot, all answered (a message), and it is forgotten only with a new term (hard state) or a role change",
+  },
+  {
     file: "cluster/raft/core/progress.ts",
     scope: "Progress.becomeProbe",
     lineText: "this.next = Math.max(this.match + 1, pending + 1);",

@@ -126,3 +126,16 @@ test("a leader that removed itself refuses proposals and steps down when the rem
   t.is(st.role, "follower");
   t.is(st.leader, null);
 });
+
+test("once a change is committed the next one is accepted", (t) => {
+  const a = loneLeader();
+  ack(a, "b", 1);
+  drain(a);
+  const pos = a.proposeConfChange(cc(ConfChangeType.AddLearner, "d"));
+  drain(a);
+  ack(a, "b", pos.index);
+  drain(a);
+  t.is(a.status().commit, pos.index, "the change is exactly the commit index");
+  t.notThrows(() => a.proposeConfChange(cc(ConfChangeType.AddLearner, "e")));
+  t.deepEqual(a.status().confState.learners, ["d", "e"]);
+});
