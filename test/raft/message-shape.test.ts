@@ -1,5 +1,11 @@
 import test from "ava";
-import { ConfChangeType, EntryType, MessageType, type Message } from "../../cluster/raft/core/index.js";
+import {
+  ConfChangeType,
+  EntryType,
+  MessageType,
+  type Message,
+  type RaftNode,
+} from "../../cluster/raft/core/index.js";
 import { drain, entry, lone, msg, stepOutcome } from "./lone-node.js";
 
 /**
@@ -103,13 +109,17 @@ const malformed: [string, unknown][] = [
   ["snapshot conf state with a duplicate", snap({}, { confState: { voters: ["a"], learners: ["b", "b"] } })],
 ];
 
+/** Everything status() says except the refusal counters (which a refusal is meant to move). */
+const stateOf = (n: RaftNode): string =>
+  JSON.stringify(n.status(), (k, v: unknown) => (k === "refused" ? undefined : v));
+
 test("a message with any one malformed field is refused and changes nothing", (t) => {
   for (const [what, m] of malformed) {
     const a = lone({ id: "a" });
     drain(a);
-    const before = JSON.stringify(a.status());
+    const before = stateOf(a);
     t.not(stepOutcome(a, m), null, what);
-    t.is(JSON.stringify(a.status()), before, what);
+    t.is(stateOf(a), before, what);
     t.false(a.hasReady(), what);
   }
 });

@@ -138,7 +138,7 @@ test("a repeated append changes nothing and is acked again", (t) => {
 test("an append below the follower's commit is answered with the commit index, not a rejection", (t) => {
   const b = lone({ id: "b", entries: entries(1, 1, 2), term: 2, commit: 3 });
   drain(b);
-  b.step(append({ index: 1, logTerm: 9, entries: [], commit: 0 }));
+  b.step(append({ index: 1, logTerm: 2, entries: [], commit: 0 }));
   const out = sent(b);
   t.like(out[0], { type: MessageType.AppendResp, index: 3, reject: false });
 });

@@ -14,8 +14,9 @@ function leader(learners: string[] = []): RaftNode {
   if (a.status().commit !== 1) throw new Error("setup: entry 1 not committed");
   return a;
 }
-const hbAck = (a: RaftNode, from: string, context: Uint8Array): void =>
+function hbAck(a: RaftNode, from: string, context: Uint8Array): void {
   a.step(msg({ type: MessageType.HeartbeatResp, from, to: "a", term: 1, context }));
+}
 const reads = (a: RaftNode): string[] =>
   drain(a).flatMap((r) => r.readStates.map((s) => `${dec.decode(s.context)}@${s.index}`));
 
