@@ -88,7 +88,9 @@ for (const s of staleEntries(all))
   process.stderr.write(`mutate: warning: stale entry, matches no mutant: ${s}\n`);
 
 if (args.list) {
-  all.forEach((m, id) => process.stdout.write(`${id}\t${describe(m)}\n`));
+  // One write, awaited: process.exit() would cut a piped stdout short.
+  const text = all.map((m, id) => `${id}\t${describe(m)}\n`).join("");
+  await new Promise<void>((resolve) => process.stdout.write(text, () => resolve()));
   process.exit(0);
 }
 
