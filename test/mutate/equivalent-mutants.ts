@@ -12,14 +12,56 @@ export interface EquivalentMutant {
   scope: string;
   lineText: string;
   /**
-   * The mutants of that line that are equivalent: [mutator, original, replacement], with where the edit
-   * starts in the trimmed line when the same edit occurs twice on it.
+   * The mutants of that line that are equivalent: [mutator, original (whitespace runs as one space),
+   * replacement], with where the edit starts in the trimmed line when the same edit occurs twice on it.
    */
   edits: [MutatorName, string, string, number?][];
   reason: string;
 }
 
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.advance",
+    lineText:
+      "if (this.log.stableIndex < idx && this.log.snapshot.metadata.index >= idx) this.log.stableIndex = idx;",
+    edits: [["EqualityOperator", "<", "<="]],
+    reason: "when stableIndex equals idx the assignment writes the value already there",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.stepChecked",
+    lineText: "m.type === MessageType.Append ||",
+    edits: [
+      [
+        "ConditionalExpression",
+        "m.type === MessageType.Append || m.type === MessageType.Heartbeat || m.type === MessageType.Snapshot",
+        "false",
+      ],
+      ["LogicalOperator", "||", "&&"],
+      ["ConditionalExpression", "m.type === MessageType.Append || m.type === MessageType.Heartbeat", "false"],
+      ["ConditionalExpression", "m.type === MessageType.Append", "false"],
+    ],
+    reason:
+      "these edits only send some of Append, Heartbeat and Snapshot of a newer term to becomeFollower(term, null) instead of (term, from); the node is then a follower and stepFollower sets lead = from for all three before anything reads it",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.stepChecked",
+    lineText: "m.type === MessageType.Heartbeat ||",
+    edits: [
+      ["LogicalOperator", "||", "&&"],
+      ["ConditionalExpression", "m.type === MessageType.Heartbeat", "false"],
+    ],
+    reason: "as the line before",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.stepChecked",
+    lineText: "m.type === MessageType.Snapshot",
+    edits: [["ConditionalExpression", "m.type === MessageType.Snapshot", "false"]],
+    reason: "as the lines before",
+  },
   {
     file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode",
@@ -264,7 +306,7 @@ export function equivalentReason(m: Mutant): string | undefined {
       e.edits.some(
         ([mutator, original, replacement, at]) =>
           mutator === m.mutator &&
-          original === m.original &&
+          original === m.original.replace(/\s+/g, " ") &&
           replacement === m.replacement &&
           (at === undefined || at === m.lineOffset),
       ),

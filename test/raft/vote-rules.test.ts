@@ -291,3 +291,31 @@ test("a leader's heartbeats go out every heartbeatTicks and tell each follower t
     ["c", 0],
   ]);
 });
+
+test("a pre-vote for the voter's own term is refused when it follows a leader or voted for another", (t) => {
+  const b = voter();
+  b.step(msg({ type: MessageType.Heartbeat, from: "a", to: "b", term: 2 }));
+  drain(b);
+  b.step(vote("c", 2, 9, 2, MessageType.PreVote));
+  const r = answer(sent(b));
+  t.is(r.type, MessageType.PreVoteResp);
+  t.true(r.reject);
+});
+
+test("only a real vote request carries a transfer through the lease: a pre-vote with the mark is still ignored", (t) => {
+  const c = lone({ id: "c", entries: entries(1), term: 1, config: { checkQuorum: true, preVote: true } });
+  c.step(msg({ type: MessageType.Heartbeat, from: "a", to: "c", term: 1 }));
+  drain(c);
+  c.step(
+    msg({
+      type: MessageType.PreVote,
+      from: "b",
+      to: "c",
+      term: 2,
+      index: 1,
+      logTerm: 1,
+      context: new Uint8Array([0x74]),
+    }),
+  );
+  t.deepEqual(sent(c), []);
+});
