@@ -9,7 +9,7 @@
  *   --mutant ID              run only the mutant with this id (repeatable); ids are printed by --list
  *   --list                   print every mutant with its id and exit
  *   --unit-only              skip the seed batch (a survivor of the unit tests alone is reported as such)
- *   --sim-seeds N            seeds per simulator profile (default 16; profiles mixed, membership, chaos)
+ *   --sim-seeds N            seeds per simulator profile (default 8; profiles mixed, membership, chaos)
  *   --json FILE              also write the full result as JSON
  *
  * How it runs: the compiled project (dist/, from `npm run build`) is copied into a temporary sandbox with
@@ -393,7 +393,7 @@ function parseArgs(argv: string[]): Args {
     mutants: [],
     list: false,
     unitOnly: false,
-    simSeeds: 16,
+    simSeeds: 8,
     json: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
