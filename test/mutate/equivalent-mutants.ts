@@ -25,8 +25,19 @@ export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
     scope: "RaftNode.advance",
     lineText:
       "if (this.log.stableIndex < idx && this.log.snapshot.metadata.index >= idx) this.log.stableIndex = idx;",
-    edits: [["EqualityOperator", "<", "<="]],
-    reason: "when stableIndex equals idx the assignment writes the value already there",
+    edits: [
+      ["EqualityOperator", "<", "<="],
+      [
+        "ConditionalExpression",
+        "this.log.stableIndex < idx && this.log.snapshot.metadata.index >= idx",
+        "true",
+      ],
+      ["LogicalOperator", "&&", "||"],
+      ["ConditionalExpression", "this.log.stableIndex < idx", "true"],
+      ["ConditionalExpression", "this.log.snapshot.metadata.index >= idx", "true"],
+    ],
+    reason:
+      "here stableIndex <= idx <= the log's snapshot index always (restore() lowers stableIndex to at most the snapshot index, only advance() raises it, and a snapshot is only ever replaced by a later one), so the condition only tells apart stableIndex == idx, where the assignment writes the value already there",
   },
   {
     file: "cluster/raft/core/raft-node.ts",

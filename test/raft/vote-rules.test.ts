@@ -183,6 +183,7 @@ test("a candidate that a majority refuses goes back to follower in the same term
   t.is(a.status().role, "candidate", "a voter's first answer counts, a second one does not");
   a.step(msg({ type: MessageType.VoteResp, from: "d", to: "a", term: 1, reject: true }));
   t.is(a.status().role, "follower");
+  t.deepEqual(a.ready()?.softState, { leader: null, role: "follower" }, "the role change alone is a Ready");
   t.is(a.status().term, 1);
   t.is(a.status().leader, null);
 });
