@@ -22,6 +22,20 @@ export interface EquivalentMutant {
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
     file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.campaign",
+    lineText: 'if (kind === "preVote") this.campaign("vote");',
+    edits: [["StringLiteral", '"vote"', '""']],
+    reason: 'as in tickElection: "" runs the same real election as "vote"',
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.stepCandidate",
+    lineText: 'if (this.role === "preCandidate") this.campaign("vote");',
+    edits: [["StringLiteral", '"vote"', '""']],
+    reason: 'as in tickElection: "" runs the same real election as "vote"',
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode.tickElection",
     lineText: 'if (this.isVoter(this.id)) this.campaign(this.cfg.preVote ? "preVote" : "vote");',
     edits: [["StringLiteral", '"vote"', '""']],
