@@ -241,6 +241,8 @@ test("TimeoutNow makes a voter campaign at once in a new term, through another v
 
 test("a learner ignores TimeoutNow", (t) => {
   const d = lone({ id: "d", learners: ["d"], entries: entries(1), term: 1 });
+  d.step(msg({ type: MessageType.Heartbeat, from: "a", to: "d", term: 1 }));
+  drain(d);
   d.step(msg({ type: MessageType.TimeoutNow, from: "a", to: "d", term: 1 }));
   t.is(d.status().role, "follower");
   t.is(d.status().term, 1);
@@ -319,4 +321,13 @@ test("only a real vote request carries a transfer through the lease: a pre-vote 
     }),
   );
   t.deepEqual(sent(c), []);
+});
+
+test("a leader refuses a vote request of its own term, however long the candidate's log", (t) => {
+  const a = loneLeader();
+  a.step(msg({ type: MessageType.Vote, from: "c", to: "a", term: 1, index: 50, logTerm: 1 }));
+  const r = answer(sent(a));
+  t.is(r.type, MessageType.VoteResp);
+  t.true(r.reject);
+  t.is(a.status().role, "leader");
 });
