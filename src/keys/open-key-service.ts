@@ -12,7 +12,7 @@ import { AuditLog } from "../audit/audit-log.js";
 import { LockboxError } from "../errors.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
 import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
-import { systemClock, type Clock } from "./key-model.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { KeyService } from "./key-service.js";
 
 export const DEFAULT_PARTITION_POWER = 10;

@@ -10,7 +10,7 @@ import { Barrier } from "../crypto/barrier.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import { KeyService } from "../keys/key-service.js";
 import { checkMasterKeyCanary, pinClusterParameters } from "../keys/open-key-service.js";
-import { systemClock, type Clock } from "../keys/key-model.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { startLockboxServer, type RunningServer } from "../server/lockbox-server.js";
 import { openPeerStore } from "../store/peer-store.js";
 import { LOCKBOX_VERSION } from "./version.js";

@@ -7,7 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { LockboxError } from "../errors.js";
-import { systemClock, type Clock } from "../keys/key-model.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { type AdminApi, adminServiceHandlers } from "./admin-service-handlers.js";
 import type { EdgeContext } from "./audited-unary.js";

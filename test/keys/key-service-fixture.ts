@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
-import type { Caller, Clock } from "../../src/keys/key-model.js";
+import type { Caller } from "../../src/identity/caller.js";
+import type { Clock } from "../../src/time/clock.js";
 import {
   openKeyService,
   type KeyServiceHandle,

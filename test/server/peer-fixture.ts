@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initCluster } from "../../src/cli/commands/init.js";
 import { type CertifiedKey, issueClientCertificate } from "../../src/pki/certificate-authority.js";
-import type { Role } from "../../src/pki/caller.js";
+import type { Role } from "../../src/identity/caller.js";
 import { type RunningPeer, startPeer } from "../../src/peer/start-peer.js";
 import { serverProtos } from "../../src/server/proto-definitions.js";
 import { AuditLog } from "../../src/audit/audit-log.js";
