@@ -2,7 +2,7 @@
  * Our quotes checked by tpm2_checkquote (tpm2-tools), an independent
  * verifier: what our client produces is a standard quote, not one only our
  * own verifier understands. (The other direction, verifyQuote on quotes made
- * by tpm2_quote, is in quote-verify.test.ts.)
+ * by tpm2_quote, is in quote-verifier.test.ts.)
  */
 import test from "ava";
 import { randomBytes } from "node:crypto";
