@@ -107,9 +107,10 @@ export function verifyQuote(input: VerifyQuoteInput): VerifyQuoteResult {
     if (next === "stop") return { ok: false, failures: run.failures, notRun: QUOTE_CHECKS.slice(i + 1) };
   }
   const { attest, ak, quoted } = run;
-  if (run.failures.length > 0 || attest === undefined || ak === undefined || quoted === undefined) {
-    if (run.failures.length === 0) run.failures.push(checkErrorFailure("firmware", "IncompleteRun"));
-    return { ok: false, failures: run.failures, notRun: [] };
+  if (run.failures.length > 0) return { ok: false, failures: run.failures, notRun: [] };
+  // Every check passed, so each filled in what it found; if one did not, that is a bug here: refuse.
+  if (attest === undefined || ak === undefined || quoted === undefined) {
+    return { ok: false, failures: [checkErrorFailure("firmware", "IncompleteRun")], notRun: [] };
   }
   const c = attest.clockInfo;
   const previous = input.previous;
