@@ -8,6 +8,7 @@ import {
   type ConfChange,
   type ConfState,
 } from "../../cluster/raft/core/index.js";
+import { NODE_ID_CHARS_MAX } from "../../cluster/node-id.js";
 import { ack, drain, loneLeader } from "./lone-node.js";
 
 const cc = (type: number, nodeId: unknown, context: unknown = new Uint8Array(0)): ConfChange =>
@@ -22,7 +23,11 @@ test("applyConfChange: each single-server change gives exactly the next configur
     [cs(["a", "b", "c"]), cc(ConfChangeType.RemoveNode, "b"), cs(["a", "c"])],
     [cs(["a", "b"], ["x", "y", "z"]), cc(ConfChangeType.RemoveNode, "y"), cs(["a", "b"], ["x", "z"])],
     [cs(["a", "b"]), cc(ConfChangeType.RemoveNode, "a"), cs(["b"])],
-    [cs(["a"]), cc(ConfChangeType.AddLearner, "x".repeat(256)), cs(["a"], ["x".repeat(256)])],
+    [
+      cs(["a"]),
+      cc(ConfChangeType.AddLearner, "x".repeat(NODE_ID_CHARS_MAX)),
+      cs(["a"], ["x".repeat(NODE_ID_CHARS_MAX)]),
+    ],
   ];
   for (const [before, change, after] of rows) {
     const copy = structuredClone(before);
@@ -37,7 +42,8 @@ test("applyConfChange refuses every change that cannot apply with BAD_CONF_CHANG
     [cs(["a"]), "add d"],
     [cs(["a"]), cc(ConfChangeType.AddLearner, "")],
     [cs(["a"]), cc(ConfChangeType.AddLearner, 5)],
-    [cs(["a"]), cc(ConfChangeType.AddLearner, "x".repeat(257))],
+    [cs(["a"]), cc(ConfChangeType.AddLearner, "d\n")],
+    [cs(["a"]), cc(ConfChangeType.AddLearner, "x".repeat(NODE_ID_CHARS_MAX + 1))],
     [cs(["a"]), cc(ConfChangeType.AddLearner, "d", "ctx")],
     [cs(["a"]), cc(ConfChangeType.AddLearner, "a")],
     [cs(["a"], ["d"]), cc(ConfChangeType.AddLearner, "d")],

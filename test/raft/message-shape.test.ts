@@ -6,6 +6,7 @@ import {
   type Message,
   type RaftNode,
 } from "../../cluster/raft/core/index.js";
+import { NODE_ID_CHARS_MAX } from "../../cluster/node-id.js";
 import { drain, entry, lone, msg, stepOutcome } from "./lone-node.js";
 
 /**
@@ -50,9 +51,10 @@ const malformed: [string, unknown][] = [
   ["type as a string", { ...valid(), type: "7" }],
   ["from empty", { ...valid(), from: "" }],
   ["from not a string", { ...valid(), from: 5 }],
-  ["from of 257 chars", { ...valid(), from: long(257) }],
+  ["from one char too long", { ...valid(), from: long(NODE_ID_CHARS_MAX + 1) }],
+  ["from with a control character", { ...valid(), from: "b\n" }],
   ["to empty", { ...valid(), to: "" }],
-  ["to of 257 chars", { ...valid(), to: long(257) }],
+  ["to one char too long", { ...valid(), to: long(NODE_ID_CHARS_MAX + 1) }],
   ...["term", "logTerm", "index", "commit", "rejectHint", "rejectHintTerm"].flatMap(
     (f): [string, unknown][] => [
       [`${f} negative`, { ...valid(), [f]: -1 }],
@@ -127,7 +129,7 @@ test("a message with any one malformed field is refused and changes nothing", (t
 test("well-formed messages at the edges of every check are taken", (t) => {
   const ok: [string, Message][] = [
     ["a heartbeat", valid()],
-    ["ids of 256 chars", { ...valid(), from: long(256) }],
+    ["ids of the longest length", { ...valid(), from: long(NODE_ID_CHARS_MAX) }],
     ["every count at 0 and an empty context", msg({ type: MessageType.HeartbeatResp, from: "b", to: "a" })],
     ["large safe counts", { ...valid(), rejectHint: 2 ** 53 - 1, rejectHintTerm: 2 ** 40 }],
     ["an append with entry index 1 and term 1", validAppend([{}])],
@@ -146,7 +148,7 @@ test("well-formed messages at the edges of every check are taken", (t) => {
     ["a rejection", msg({ type: MessageType.AppendResp, from: "b", to: "a", reject: true })],
   ];
   for (const [what, m] of ok) {
-    const a = lone({ id: "a", voters: ["a", "b", long(256)] });
+    const a = lone({ id: "a", voters: ["a", "b", long(NODE_ID_CHARS_MAX)] });
     drain(a);
     t.not(stepOutcome(a, m), "malformed", what);
   }
