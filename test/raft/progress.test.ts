@@ -247,3 +247,21 @@ test("snapshot state: after an election timeout without an ack the leader probes
   t.is(probe[0]!.index, 5);
   t.is(probe[0]!.logTerm, 1);
 });
+
+test("a late duplicate ack does not move a probed follower back to replicate", (t) => {
+  const a = leader();
+  a.propose(enc.encode("p")); // 2
+  ack(a, "b", 2);
+  drain(a);
+  a.propose(enc.encode("q")); // 3
+  drain(a);
+  a.step(
+    msg({ type: MessageType.AppendResp, from: "b", to: "a", term: 1, index: 3, reject: true, rejectHint: 2 }),
+  );
+  drain(a);
+  t.is(a.status().progress.b!.state, "probe");
+  ack(a, "b", 2); // the old ack again
+  t.is(a.status().progress.b!.state, "probe");
+  t.is(a.status().progress.b!.match, 2);
+  t.deepEqual(appendsTo(sent(a), "b"), [], "its probe is still outstanding");
+});
