@@ -21,6 +21,14 @@ export interface EquivalentMutant {
 
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
+    file: "cluster/raft/core/progress.ts",
+    scope: "Progress.sentEntries",
+    lineText: '} else if (this.state === "probe") {',
+    edits: [["ConditionalExpression", 'this.state === "probe"', "true"]],
+    reason:
+      "sentEntries() follows an append, and maybeSendAppend() sends none in snapshot state (paused), so past the replicate branch the state is always probe",
+  },
+  {
     file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode.campaign",
     lineText: 'if (kind === "preVote") this.campaign("vote");',
