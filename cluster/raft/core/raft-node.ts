@@ -64,6 +64,7 @@ export class RaftNode implements RaftNodeApi {
   private readonly inflightBytesMax: number;
   private readonly uncommittedBytesMax: number;
   private readonly promoteLagMax: number;
+  private readonly snapshotTimeoutTicks: number;
   private readonly log: RaftLog;
 
   private term: number;
@@ -101,6 +102,7 @@ export class RaftNode implements RaftNodeApi {
     this.inflightBytesMax = config.inflightBytesMax ?? DEFAULT_INFLIGHT_BYTES_MAX;
     this.uncommittedBytesMax = config.uncommittedBytesMax ?? DEFAULT_UNCOMMITTED_BYTES_MAX;
     this.promoteLagMax = config.promoteLagMax ?? DEFAULT_PROMOTE_LAG_MAX;
+    this.snapshotTimeoutTicks = config.snapshotTimeoutTicks ?? config.electionTicks;
     const snap = persisted.snapshot ?? {
       metadata: { index: 0, term: 0, confState: { voters: [], learners: [] } },
       data: new Uint8Array(0),
@@ -196,6 +198,16 @@ export class RaftNode implements RaftNodeApi {
     const pr = this.progress.get(to)!;
     if (pr.match === this.log.lastIndex()) this.send(this.blank(MessageType.TimeoutNow, to));
     else this.sendAppend(to);
+  }
+
+  reportSnapshot(to: string, outcome: "delivered" | "failed"): void {
+    const pr = this.role === "leader" ? this.progress.get(to) : undefined;
+    if (pr === undefined || pr.state !== "snapshot") return;
+    // etcd ReportSnapshot: probe from just after the snapshot (delivered) or from the last known match
+    // (failed), and wait for the next heartbeat answer before sending, so a failing link is not hammered.
+    if (outcome === "failed") pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    pr.probeSent = true;
   }
 
   compact(index: number, data: Uint8Array): Snapshot {
@@ -395,7 +407,7 @@ export class RaftNode implements RaftNodeApi {
     this.heartbeatElapsed += 1;
     this.electionElapsed += 1;
     for (const pr of this.progress.values()) {
-      if (pr.state === "snapshot" && ++pr.snapshotTicks >= this.cfg.electionTicks) {
+      if (pr.state === "snapshot" && ++pr.snapshotTicks >= this.snapshotTimeoutTicks) {
         pr.becomeProbe(); // the snapshot or its ack was lost: probe again
       }
     }
@@ -1051,6 +1063,7 @@ function checkConfig(c: RaftConfig): void {
   posInt(c.batchBytesMax, "batchBytesMax");
   if (c.inflightBytesMax !== undefined) posInt(c.inflightBytesMax, "inflightBytesMax");
   if (c.uncommittedBytesMax !== undefined) posInt(c.uncommittedBytesMax, "uncommittedBytesMax");
+  if (c.snapshotTimeoutTicks !== undefined) posInt(c.snapshotTimeoutTicks, "snapshotTimeoutTicks");
   if (c.promoteLagMax !== undefined && !(Number.isSafeInteger(c.promoteLagMax) && c.promoteLagMax >= 0))
     bad("promoteLagMax must be an integer >= 0");
   if (c.electionTicks < 2 * c.heartbeatTicks) bad("electionTicks must be >= 2 * heartbeatTicks");

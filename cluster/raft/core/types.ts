@@ -62,6 +62,13 @@ export interface RaftConfig {
    * for a long time would weaken the group. >= 0. Default DEFAULT_PROMOTE_LAG_MAX.
    */
   promoteLagMax?: number;
+  /**
+   * Ticks a leader waits for a follower to acknowledge an InstallSnapshot before sending it again (the
+   * snapshot or its ack may be lost). A transport that sends a large snapshot in flow-controlled chunks
+   * sets this to cover a whole transfer, or tells the outcome with reportSnapshot(). >= 1.
+   * Default electionTicks.
+   */
+  snapshotTimeoutTicks?: number;
   /** Leader steps down when it has not heard from a quorum within an election timeout. */
   checkQuorum: boolean;
   /** Candidates run a pre-vote round (no term bump) before a real election. */
@@ -160,7 +167,11 @@ export const MessageType = {
   AppendResp: 6,
   Heartbeat: 7,
   HeartbeatResp: 8,
-  /** InstallSnapshot: `snapshot` is set. Answered with AppendResp. */
+  /**
+   * InstallSnapshot: `snapshot` is set. Answered with AppendResp. The core sends and takes the whole
+   * snapshot as one message; a transport may carry `snapshot.data` in chunks and step the message once
+   * it is whole (the core holds nothing between chunks, and waits snapshotTimeoutTicks for the ack).
+   */
   Snapshot: 9,
   /** Leadership transfer: the receiver campaigns at once, skipping pre-vote. */
   TimeoutNow: 10,
@@ -436,6 +447,13 @@ export interface RaftNodeApi {
   /** The pending output, or null when there is none. Call advance(ready) after handling it. */
   ready(): Ready | null;
   advance(ready: Ready): void;
+  /**
+   * The transport tells the leader how sending the snapshot to `to` ended (etcd ReportSnapshot), so it
+   * need not wait snapshotTimeoutTicks: the follower is probed again, from just after the snapshot when
+   * it was delivered, from its last known match when the send failed, once the next heartbeat is
+   * answered. Ignored unless this node leads and `to` is waiting for a snapshot.
+   */
+  reportSnapshot(to: NodeId, outcome: "delivered" | "failed"): void;
   /**
    * The application hands its state at `index` (<= applied); the core discards log entries up to `index`
    * and returns the snapshot (with term and config at `index`) that the driver must persist; the driver may
