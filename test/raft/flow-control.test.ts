@@ -79,6 +79,19 @@ test("in-flight bytes: a heartbeat ack while the window is full frees the oldest
   t.like(progressOfB(c2), { inflight: 1, inflightBytes: 3 });
 });
 
+test("in-flight bytes: a follower leaving replicate state (a rejection) starts its next window empty", (t) => {
+  const c = leaderWithDeafB({ inflightBytesMax: 10 });
+  for (let i = 0; i < 3; i++) c.node("a").core.propose(n(4));
+  c.pump();
+  t.like(progressOfB(c), { inflight: 3, inflightBytes: 12 });
+  const term = c.node("a").core.status().term;
+  c.node("a").core.step({ ...ack("b", 3), term, reject: true, rejectHint: 1 });
+  t.like(progressOfB(c), { state: "probe", inflight: 0, inflightBytes: 0 });
+  c.filter = null;
+  c.tickAll(1);
+  t.like(progressOfB(c), { state: "replicate", inflight: 0, inflightBytes: 0, match: 4 });
+});
+
 test("in-flight count: inflightMax still bounds the window when bytes do not", (t) => {
   const c = leaderWithDeafB({ inflightMax: 2, inflightBytesMax: 1000 });
   for (let i = 0; i < 4; i++) c.node("a").core.propose(n(1));
@@ -148,6 +161,8 @@ test("uncommitted bytes: one proposal of any size is taken when nothing is uncom
     refusal(() => a.propose(n(1))),
     { code: "PROPOSAL_DROPPED", reason: "UNCOMMITTED_BYTES_FULL" },
   );
+  a.propose(n(0));
+  t.is(a.status().uncommittedBytes, 50, "an empty proposal passes even beyond the bound");
 });
 
 test("uncommitted bytes: a membership change's context counts, and is refused beyond the bound", (t) => {

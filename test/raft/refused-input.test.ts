@@ -417,6 +417,24 @@ test("dropped uncounted: a ReadIndexResp to a node that knows no leader, and a s
   t.true(Object.values(f.core.status().refused).every((c) => c === 0));
 });
 
+test("dropped uncounted: TimeoutNow and ReadIndexResp to a follower that has voted in this term but knows no leader yet", (t) => {
+  const { n } = groupWith("follower");
+  t.is(
+    n.core.step(msg({ type: MessageType.Vote, from: "e", to: "b", term: T + 1, index: LAST, logTerm: T })),
+    null,
+  );
+  const rd = n.core.ready()!;
+  n.core.advance(rd);
+  t.is(n.core.status().leader, null);
+  for (const m of [
+    msg({ type: MessageType.TimeoutNow, from: "e", to: "b", term: T + 1 }),
+    msg({ type: MessageType.ReadIndexResp, from: "e", to: "b", term: T + 1, index: 4, context: bytes("r") }),
+  ]) {
+    t.deepEqual(stepForged(n, m), { kind: null, unchanged: true });
+  }
+  t.is(n.core.status().role, "follower");
+});
+
 test("taken: the first leader a candidate hears of in its term", (t) => {
   const { n } = groupWith("candidate");
   t.is(n.core.step(msg({ type: MessageType.Heartbeat, from: "b", to: "e", term: T + 1 })), null);

@@ -117,6 +117,9 @@ test("reportSnapshot failed: the follower is probed from its last match once a h
   a.reportSnapshot("c", "failed");
   t.like(a.status().progress.c!, { state: "probe", next: match + 1 });
   t.false(a.hasReady(), "nothing is sent before the next heartbeat answer");
+  a.propose(bytes("new"));
+  c.pump();
+  t.is(snapshotsSent(c), 1, "not even with new entries");
   a.tick();
   c.pump();
   t.is(snapshotsSent(c), 2, "the probe found the follower behind the log again: a new snapshot");

@@ -201,7 +201,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   reportSnapshot(to: string, outcome: "delivered" | "failed"): void {
-    const pr = this.role === "leader" ? this.progress.get(to) : undefined;
+    const pr = this.progress.get(to); // empty unless leader
     if (pr === undefined || pr.state !== "snapshot") return;
     // etcd ReportSnapshot: probe from just after the snapshot (delivered) or from the last known match
     // (failed), and wait for the next heartbeat answer before sending, so a failing link is not hammered.
