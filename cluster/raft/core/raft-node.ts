@@ -1,3 +1,4 @@
+import { isNodeId, NODE_ID_RULE } from "../../node-id.js";
 import { assert } from "./assert.js";
 import { Progress } from "./progress.js";
 import { payloadBytes, RaftLog, sumPayloadBytes } from "./raft-log.js";
@@ -1017,9 +1018,7 @@ export function applyConfChange(cs: ConfState, change: ConfChange): ConfState {
   };
   if (typeof change !== "object" || change === null) refuse("MALFORMED_CHANGE", "not an object");
   const { nodeId } = change;
-  if (typeof nodeId !== "string" || nodeId.length === 0 || nodeId.length > 256) {
-    refuse("MALFORMED_CHANGE", "nodeId must be a non-empty string of <= 256 chars");
-  }
+  if (!isNodeId(nodeId)) refuse("MALFORMED_CHANGE", `nodeId must be ${NODE_ID_RULE}`);
   if (!(change.context instanceof Uint8Array)) refuse("MALFORMED_CHANGE", "context must be a Uint8Array");
   const voters = [...cs.voters];
   const learners = [...cs.learners];
