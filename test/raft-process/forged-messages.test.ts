@@ -31,6 +31,7 @@ interface Member {
   driver: RaftDriver<KvApplyResult>;
   sm: KvStateMachine;
   transportLog: string[];
+  driverLog: string[];
 }
 
 /**
@@ -55,6 +56,7 @@ async function startGroup(t: { teardown(fn: () => unknown): void }): Promise<Map
     for (const q of parts) if (q.id !== p.id) p.transport.setPeerAddress(q.id, q.address);
   for (const p of parts) {
     const sm = new KvStateMachine();
+    const driverLog: string[] = [];
     const driver = await RaftDriver.start<KvApplyResult>({
       config: {
         id: p.id,
@@ -72,8 +74,9 @@ async function startGroup(t: { teardown(fn: () => unknown): void }): Promise<Map
       stateMachine: sm,
       ticker: new IntervalTicker(10),
       bootstrapVoters: [...IDS],
+      log: (l) => driverLog.push(l),
     });
-    members.set(p.id, { id: p.id, address: p.address, driver, sm, transportLog: p.transportLog });
+    members.set(p.id, { id: p.id, address: p.address, driver, sm, transportLog: p.transportLog, driverLog });
   }
   t.teardown(async () => {
     for (const m of members.values()) await m.driver.stop();
@@ -266,4 +269,26 @@ test("a refused membership change reaches the caller with its reason code (drive
   const err = await t.throwsAsync(leader.driver.promote("9"), { instanceOf: Rejected });
   t.is(err?.reason, "NOT_LEARNER");
   t.regex(err!.message, /9 is not a learner/);
+});
+
+test("a peer flooding forged messages over gRPC: each is refused and counted, the log gets the first and every 1000th", async (t) => {
+  const members = await startGroup(t);
+  const leader = await leaderOf(members);
+  await leader.driver.propose(encodeKvCommand({ op: "set", key: "k", value: "v" }));
+  const { term } = leader.driver.status();
+  const [f1, f2] = [...members.values()].filter((m) => m !== leader) as [Member, Member];
+  const forged = encodeMessage(msg({ type: MessageType.Heartbeat, from: f1.id, to: f2.id, term }));
+  for (let i = 0; i < 4; i++)
+    await sendRaw(
+      f2.address,
+      f1.id,
+      Array.from({ length: 500 }, () => forged),
+    );
+  await until(() => f2.driver.status().refused.conflictingLeader === 2000, "2000 refusals counted", 20_000);
+  const lines = f2.driverLog.filter((l) => l.includes("conflictingLeader"));
+  t.is(lines.length, 3);
+  t.regex(lines[0]!, /\(1 of this kind so far\)$/);
+  t.regex(lines[1]!, /\(1000 of this kind so far\)$/);
+  t.regex(lines[2]!, /\(2000 of this kind so far\)$/);
+  t.is(f2.driver.status().leader, leader.id, "the follower still follows the real leader");
 });

@@ -347,10 +347,14 @@ export class RaftDriver<R = unknown> {
       // The core refuses bad input from the network as a value (counted in status().refused); only a
       // broken core throws, and that is fatal.
       const refused = this.#core.step(m);
-      if (refused !== null) {
-        this.#opts.log?.(
-          `raft: refused message type ${m.type} from ${m.from}: ${refused.kind}: ${refused.detail}`,
-        );
+      if (refused !== null && this.#opts.log !== undefined) {
+        // The first of each kind and every 1000th after: a flooding peer cannot grow the log without bound.
+        const count = this.#core.status().refused[refused.kind];
+        if (count === 1 || count % 1000 === 0) {
+          this.#opts.log(
+            `raft: refused message type ${m.type} from ${m.from}: ${refused.kind}: ${refused.detail} (${count} of this kind so far)`,
+          );
+        }
       }
     });
   }
