@@ -343,6 +343,19 @@ test("taken: contiguous entries of equal terms, up to the message's term", (t) =
   t.is(n.core.status().lastIndex, 7);
 });
 
+test("taken: entries on a message other than an append are not looked at (nothing reads them)", (t) => {
+  const { n } = groupWith("follower");
+  const m = msg({
+    type: MessageType.Heartbeat,
+    from: "a",
+    to: "b",
+    term: T,
+    entries: [entry(9, T + 5), entry(2, 1)],
+  });
+  t.is(n.core.step(m), null);
+  t.is(n.core.status().lastIndex, LAST);
+});
+
 test("taken: a snapshot of the message's own term", (t) => {
   const { n } = groupWith("follower");
   t.is(
