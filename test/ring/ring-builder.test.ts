@@ -1,4 +1,5 @@
 import test from "ava";
+import fc from "fast-check";
 import { RingBuilder } from "../../cluster/ring/ring-builder.js";
 import { RingError } from "../../cluster/ring/ring-error.js";
 import { validateRingState, type RingState } from "../../cluster/ring/ring-state.js";
@@ -382,4 +383,58 @@ test("validate() catches each broken invariant", (t) => {
     "replicas on a freed slot",
   );
   t.notThrows(() => RingBuilder.fromState(good).validate());
+});
+
+test("random histories: every rebalance keeps the invariants and moves at most one replica per partition off staying peers", (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 2, max: 7 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(
+        fc.oneof(
+          fc.record({
+            op: fc.constant("add" as const),
+            zone: fc.integer({ min: 0, max: 4 }),
+            weight: fc.constantFrom(1, 2, 5),
+          }),
+          fc.record({ op: fc.constant("remove" as const), peer: fc.nat() }),
+          fc.record({ op: fc.constant("weight" as const), peer: fc.nat(), weight: fc.constantFrom(0, 1, 3) }),
+          fc.record({ op: fc.constant("rebalance" as const), hours: fc.integer({ min: 0, max: 3 }) }),
+        ),
+        { maxLength: 12 },
+      ),
+      (power, minPartHours, steps) => {
+        const c = new CheckedBuilder(power, 3, minPartHours);
+        for (let i = 0; i < 4; i++) c.add(`peer-${i}`, `zone-${i % 3}`);
+        c.rebalance();
+        let next = 4;
+        for (const step of steps) {
+          const peers = c.b.peers();
+          if (step.op === "add") c.add(`peer-${next++}`, `zone-${step.zone}`, step.weight);
+          else if (step.op === "remove" && peers.length > 0) c.remove(peers[step.peer % peers.length]!.id);
+          else if (step.op === "weight" && peers.length > 0)
+            c.weight(peers[step.peer % peers.length]!.id, step.weight);
+          else if (step.op === "rebalance") {
+            const before = c.b.toState();
+            const leaving = new Set(before.slots.filter((s) => s?.removing).map((s) => s!.id));
+            try {
+              c.rebalance(step.hours);
+            } catch (e) {
+              t.true(e instanceof RingError && e.code === "TOO_FEW_PEERS", String(e));
+              t.deepEqual(c.b.toState(), before);
+              continue;
+            }
+            const after = c.b.toState();
+            validateRingState(after, true);
+            const was = holders(before);
+            holders(after).forEach((now, p) => {
+              const fromStaying = [...was[p]!].filter((id) => !now.has(id) && !leaving.has(id)).length;
+              t.true(fromStaying <= 1, `partition ${p} lost ${fromStaying} replicas from staying peers`);
+            });
+          }
+        }
+      },
+    ),
+    { numRuns: 80 },
+  );
 });
