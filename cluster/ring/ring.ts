@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { partitionCount } from "./partition.js";
 import { RingError } from "./ring-error.js";
 import { balanceReport, dispersionReport, type BalanceReport, type DispersionReport } from "./ring-report.js";
-import type { RingPeer, RingSlot, RingState } from "./ring-state.js";
+import { validateRingState, type RingPeer, type RingSlot, type RingState } from "./ring-state.js";
 
 /** Swift's `get_more_nodes` walks at most 2^16 partitions: a bounded walk still meets every peer. */
 const HANDOFF_WALK_MAX = 65_536;
@@ -24,6 +24,7 @@ export class Ring {
 
   constructor(state: RingState) {
     if (state.table === null) throw new RingError("NOT_BUILT", "the ring was never rebalanced");
+    validateRingState(state); // lookups index by what the table says: it must be sound
     this.version = state.version;
     this.partPower = state.partPower;
     this.replicas = state.replicas;
