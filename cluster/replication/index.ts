@@ -4,3 +4,4 @@ export * from "./partition-digest.js";
 export * from "./quorum.js";
 export * from "./replicated-key.js";
 export { ReplicationError, type ReplicationErrorCode } from "./replication-error.js";
+export * from "./replicated-key-codec.js";
