@@ -11,3 +11,4 @@ export { RING_FORMAT, decodeRing, encodeRing } from "./ring-codec.js";
 export { RingError, type RingErrorCode } from "./ring-error.js";
 export { BALANCE_MAX, type BalanceReport, type DispersionReport, type PeerBalance } from "./ring-report.js";
 export { validateRingState, type RingPeer, type RingSlot, type RingState } from "./ring-state.js";
+export { partitionMoves, type PartitionMove } from "./partition-moves.js";

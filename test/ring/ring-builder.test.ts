@@ -438,3 +438,18 @@ test("random histories: every rebalance keeps the invariants and moves at most o
     { numRuns: 80 },
   );
 });
+
+test("adding one equal peer to k peers moves close to the ideal share for every k", (t) => {
+  for (const k of [3, 4, 5, 6, 8]) {
+    const c = equalPeers(k, k);
+    c.rebalance();
+    const before = c.b.toState();
+    c.add(`peer-${k}`, `zone-${k}`);
+    const r = c.rebalance(2);
+    const m = movement(before, c.b.toState());
+    const ideal = (PARTS * 3) / (k + 1);
+    t.true(m.total <= 1.1 * ideal, `${k} -> ${k + 1}: moved ${m.total}, ideal ${ideal.toFixed(1)}`);
+    t.true(m.maxPerPartition <= 1);
+    t.true(r.balance < 1, `${k} -> ${k + 1}: balance ${r.balance}`);
+  }
+});
