@@ -144,6 +144,11 @@ function weightedReplicas(devices: readonly PlanDevice[], replicas: number): Map
     const room = devices.filter((d) => out.get(d.slot)! < 1);
     const roomSum = room.reduce((s, d) => s + out.get(d.slot)!, 0);
     const grow = remaining / roomSum;
+    if (!Number.isFinite(grow)) {
+      // Every peer with room has (next to) nothing: share what is left equally among them.
+      for (const d of room) out.set(d.slot, Math.min(1, out.get(d.slot)! + remaining / room.length));
+      continue;
+    }
     for (const d of room) out.set(d.slot, Math.min(1, out.get(d.slot)! * (grow + 1)));
   }
   throw new RingError("INVALID_RING", "weighted replicanths did not converge");
@@ -172,9 +177,10 @@ function spread(replicanths: number, children: readonly SpreadChild[]): Map<stri
   let deviceLimited = false;
   for (let round = 0; round < SPREAD_ROUNDS_MAX; round++) {
     const activeWeight = active.reduce((s, c) => s + c.weighted, 0);
-    const scale = activeWeight > 0 ? remaining / activeWeight : 0;
+    const scale = remaining / activeWeight;
+    const even = !Number.isFinite(scale); // weights too small to divide by: spread evenly instead
     for (const c of active) {
-      let r = placed.get(c.key)! + c.weighted * scale;
+      let r = placed.get(c.key)! + (even ? remaining / active.length : c.weighted * scale);
       if (r < c.min) r = c.min;
       else if (r > c.max && !deviceLimited) r = c.max;
       if (r > c.devices) r = c.devices;

@@ -48,6 +48,11 @@ export const SLOTS_MAX = 0xfffe;
 export const PEER_ID_BYTES_MAX = 128;
 export const ZONE_BYTES_MAX = 64;
 export const WEIGHT_MAX = 1e9;
+/**
+ * The smallest positive weight. Weights are relative; a vanishing one (a subnormal double) would
+ * underflow to zero replicanths in the plan's arithmetic, so it is refused rather than planned around.
+ */
+export const WEIGHT_MIN = 1e-3;
 export const LAST_MOVE_HOURS_MAX = 0xff;
 /** A partition can always move again once LAST_MOVE_HOURS_MAX hours pass. */
 export const MIN_PART_HOURS_MAX = LAST_MOVE_HOURS_MAX;
@@ -75,11 +80,10 @@ export function checkWeight(weight: unknown, what: string): void {
   if (
     typeof weight !== "number" ||
     !Number.isFinite(weight) ||
-    weight < 0 ||
-    weight > WEIGHT_MAX ||
-    Object.is(weight, -0)
+    Object.is(weight, -0) ||
+    (weight !== 0 && (weight < WEIGHT_MIN || weight > WEIGHT_MAX))
   ) {
-    throw invalidArg(`${what} must be a number in 0..${WEIGHT_MAX}, got ${String(weight)}`);
+    throw invalidArg(`${what} must be 0 or a number in ${WEIGHT_MIN}..${WEIGHT_MAX}, got ${String(weight)}`);
   }
 }
 

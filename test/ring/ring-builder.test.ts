@@ -303,6 +303,15 @@ test("bad arguments are refused with INVALID_ARGUMENT", (t) => {
     "INVALID_ARGUMENT",
   );
   t.is(
+    code(() => b.addPeer({ id: "a", zone: "z", weight: 5e-324 })),
+    "INVALID_ARGUMENT",
+    "a subnormal weight",
+  );
+  t.is(
+    code(() => b.addPeer({ id: "a", zone: "z", weight: 1e10 })),
+    "INVALID_ARGUMENT",
+  );
+  t.is(
     code(() => b.addPeer({ id: "a\ud800", zone: "z", weight: 1 })),
     "INVALID_ARGUMENT",
   );
