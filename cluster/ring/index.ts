@@ -12,3 +12,4 @@ export { RingError, type RingErrorCode } from "./ring-error.js";
 export { BALANCE_MAX, type BalanceReport, type DispersionReport, type PeerBalance } from "./ring-report.js";
 export { validateRingState, type RingPeer, type RingSlot, type RingState } from "./ring-state.js";
 export { partitionMoves, type PartitionMove } from "./partition-moves.js";
+export { formatRingShow } from "./ring-show.js";

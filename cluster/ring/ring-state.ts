@@ -62,6 +62,8 @@ export const U53_MAX = Number.MAX_SAFE_INTEGER;
 const utf8 = new TextEncoder();
 /** UTF-8 cannot carry a lone surrogate; refusing it keeps encode(decode(x)) exact. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Names end up in `lockbox ring show` and logs: no control characters (no terminal escapes). */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 export function checkPeer(peer: RingPeer, what: string): void {
   if (typeof peer !== "object" || peer === null) throw invalidArg(`${what} must be an object`);
@@ -74,6 +76,7 @@ export function checkName(value: unknown, maxBytes: number, what: string): void 
   if (typeof value !== "string" || value.length === 0) throw invalidArg(`${what} must be a non-empty string`);
   if (utf8.encode(value).length > maxBytes) throw invalidArg(`${what} is longer than ${maxBytes} bytes`);
   if (LONE_SURROGATE.test(value)) throw invalidArg(`${what} is not well-formed Unicode`);
+  if (CONTROL.test(value)) throw invalidArg(`${what} contains a control character`);
 }
 
 export function checkWeight(weight: unknown, what: string): void {

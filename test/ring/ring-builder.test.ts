@@ -303,6 +303,16 @@ test("bad arguments are refused with INVALID_ARGUMENT", (t) => {
     "INVALID_ARGUMENT",
   );
   t.is(
+    code(() => b.addPeer({ id: "a\u001b[31m", zone: "z", weight: 1 })),
+    "INVALID_ARGUMENT",
+    "a terminal escape",
+  );
+  t.is(
+    code(() => b.addPeer({ id: "a", zone: "z\n", weight: 1 })),
+    "INVALID_ARGUMENT",
+    "a newline",
+  );
+  t.is(
     code(() => b.addPeer({ id: "a", zone: "z", weight: 5e-324 })),
     "INVALID_ARGUMENT",
     "a subnormal weight",
