@@ -5,7 +5,7 @@
  * log.
  */
 import { Barrier } from "../crypto/barrier.js";
-import type { EnvelopeBinding } from "../crypto/envelope.js";
+import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider, MasterKeyProviderDescription } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { AuditLog } from "../audit/audit-log.js";
@@ -19,13 +19,7 @@ export const DEFAULT_PARTITION_POWER = 10;
 const SALT_KEY = "cluster/salt";
 const POWER_KEY = "cluster/partition-power";
 const CANARY_KEY = "cluster/cmk-canary";
-const CANARY_BINDING: EnvelopeBinding = {
-  kind: "cmk-canary",
-  keyId: "",
-  project: "",
-  algorithm: "AES",
-  bitLength: 256,
-};
+const CANARY_BINDING: EnvelopeBinding = { kind: "cmk-canary", id: "", attributes: {} };
 
 export interface OpenKeyServiceOptions {
   /** Used only when the store is new; an existing store keeps its own. */
@@ -163,6 +157,14 @@ export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): 
     const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
     await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
     return;
+  }
+  // Format 1 stores (before records were authenticated) are not read: lockbox has no deployed
+  // stores, so the format changed outright. Say so rather than blame the master key.
+  if (canary[0] !== ENVELOPE_FORMAT) {
+    throw new LockboxError(
+      "FAILED_PRECONDITION",
+      `this store was written in storage format ${canary[0]}, which this lockbox does not read; create a new one with lockbox init`,
+    );
   }
   try {
     barrier.unwrap(canary, CANARY_BINDING);
