@@ -34,12 +34,16 @@ export interface GrantLocation {
 }
 
 export class GrantStore {
-  constructor(private readonly store: PeerStore) {}
+  constructor(
+    private readonly store: PeerStore,
+    /** The key service's cap on live grants per key; bounds every range read here. */
+    private readonly perKeyMax: number = GRANTS_PER_KEY_MAX,
+  ) {}
 
   /** The grants of `grantee` on `keyId`, shape-checked only (authenticate before trusting them). */
   async ofGrantee(keyId: string, grantee: string): Promise<Unauthenticated<Grant>[]> {
     const prefix = granteePrefix(keyId, grantee);
-    const range = { gte: prefix, lt: prefixEnd(prefix), limit: GRANTS_PER_KEY_MAX };
+    const range = { gte: prefix, lt: prefixEnd(prefix), limit: this.perKeyMax };
     const rows = await this.store.sublevel("meta").iterator(range).all();
     return rows.map(([k, v]) => parseGrant(v, k));
   }
@@ -50,7 +54,7 @@ export class GrantStore {
    */
   async ofKey(keyId: string): Promise<Unauthenticated<Grant>[]> {
     const prefix = keyPrefix(keyId);
-    const range = { gte: prefix, lt: prefixEnd(prefix), limit: 2 * GRANTS_PER_KEY_MAX };
+    const range = { gte: prefix, lt: prefixEnd(prefix), limit: 2 * this.perKeyMax };
     const rows = await this.store.sublevel("meta").iterator(range).all();
     return rows.map(([k, v]) => parseGrant(v, k));
   }

@@ -77,6 +77,8 @@ export interface KeyServiceOptions {
   partitionPower: number;
   clock?: Clock;
   random?: RandomSource;
+  /** Most live grants one key may have (GRANTS_PER_KEY_MAX by default). */
+  grantsPerKeyMax?: number;
 }
 
 type NewKeyFields = Pick<KeyRecord, "project" | "scope" | "name" | "algorithm" | "bitLength" | "parentId">;
@@ -92,6 +94,7 @@ export class KeyService {
   /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
+  private readonly grantsPerKeyMax: number;
 
   private constructor(options: KeyServiceOptions) {
     this.store = options.store;
@@ -100,7 +103,8 @@ export class KeyService {
     this.random = options.random ?? nodeRandomSource;
     this.keks = new ProjectKeks(this.store, this.barrier, this.random);
     this.records = new KeyRecordStore(this.store, this.keks, options.clusterSalt, options.partitionPower);
-    this.grants = new GrantStore(this.store);
+    this.grantsPerKeyMax = options.grantsPerKeyMax ?? GRANTS_PER_KEY_MAX;
+    this.grants = new GrantStore(this.store, this.grantsPerKeyMax);
     // Cached KEKs were unwrapped with the CMK: sealing the barrier must make them unusable too.
     this.barrier.onSeal(() => void this.keks.zeroize());
   }
@@ -224,16 +228,16 @@ export class KeyService {
       // Only live grants count; revoked and expired ones are reclaimed in the same batch.
       const reclaim = [];
       let live = 0;
+      // Counting needs no MAC (a damaged grant still counts); only what is deleted is authenticated.
       for (const parsed of await this.grants.ofKey(keyId)) {
-        const g = this.authenticGrant(parsed, keys, keyId);
-        if (grantIsLive(g, now.getTime())) live += 1;
-        else reclaim.push(...this.grants.deleteOps(g));
+        if (grantIsLive(parsed.unverified, now.getTime())) live += 1;
+        else reclaim.push(...this.grants.deleteOps(this.authenticGrant(parsed, keys, keyId)));
       }
-      if (live >= GRANTS_PER_KEY_MAX) {
+      if (live >= this.grantsPerKeyMax) {
         await this.store.write(reclaim);
         throw new LockboxError(
           "RESOURCE_EXHAUSTED",
-          `key ${keyId} has ${GRANTS_PER_KEY_MAX} live grants already`,
+          `key ${keyId} has ${this.grantsPerKeyMax} live grants already`,
         );
       }
       const id = randomUuid(this.random);

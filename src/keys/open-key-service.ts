@@ -27,6 +27,8 @@ export interface OpenKeyServiceOptions {
   clock?: Clock;
   random?: RandomSource;
   store?: PeerStoreOptions;
+  /** Most live grants one key may have. */
+  grantsPerKeyMax?: number;
 }
 
 export interface KeyServiceHandle {
@@ -55,7 +57,15 @@ export async function openKeyService(
   try {
     await barrier.unsealWith(provider);
     const { clusterSalt, partitionPower } = await loadClusterParameters(store, barrier, random, options);
-    const service = await KeyService.open({ store, barrier, clusterSalt, partitionPower, clock, random });
+    const service = await KeyService.open({
+      store,
+      barrier,
+      clusterSalt,
+      partitionPower,
+      clock,
+      random,
+      ...(options.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: options.grantsPerKeyMax } : {}),
+    });
     const audit = await AuditLog.open(store, clock);
     return {
       service,
