@@ -121,15 +121,22 @@ export class KeyRecordStore {
   }
 
   /**
-   * Number of records not destroyed (a full scan; done once at open). A statistic for status: it
-   * checks shapes but not MACs, which would need every project's KEK at start.
+   * Number of records not destroyed, and of records that do not parse (a full scan; done once at
+   * open). A statistic for status: it checks shapes but not MACs, which would need every
+   * project's KEK at start. A damaged record does not stop the peer: reading it is DATA_LOSS.
    */
-  async countLive(): Promise<number> {
-    let count = 0;
+  async countLive(): Promise<{ live: number; damaged: number }> {
+    let live = 0;
+    let damaged = 0;
     for await (const [k, v] of this.store.sublevel("records").iterator()) {
-      if (parseKeyRecord(v, k).unverified.state !== "destroyed") count += 1;
+      try {
+        if (parseKeyRecord(v, k).unverified.state !== "destroyed") live += 1;
+      } catch (e) {
+        if (!(e instanceof LockboxError && e.code === "DATA_LOSS")) throw e;
+        damaged += 1;
+      }
     }
-    return count;
+    return { live, damaged };
   }
 
   private parse(bytes: Uint8Array, id: string): Unauthenticated<KeyRecord> {

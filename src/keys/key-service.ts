@@ -94,6 +94,7 @@ export class KeyService {
   /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
+  private damagedRecordsAtOpen = 0;
   private readonly grantsPerKeyMax: number;
 
   private constructor(options: KeyServiceOptions) {
@@ -112,7 +113,9 @@ export class KeyService {
   /** Opens the service over an open store; counts the live keys once. */
   static async open(options: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(options);
-    service.liveKeyCount = await service.records.countLive();
+    const counted = await service.records.countLive();
+    service.liveKeyCount = counted.live;
+    service.damagedRecordsAtOpen = counted.damaged;
     return service;
   }
 
@@ -279,9 +282,16 @@ export class KeyService {
     });
   }
 
-  /** Keys that are not destroyed, and the store's purges of destroyed material. */
-  stats(): { keyCount: number; purge: PurgeStatus } {
-    return { keyCount: this.liveKeyCount, purge: this.store.purgeStatus() };
+  /**
+   * Keys that are not destroyed, records found damaged (unparseable) by the count at open, and
+   * the store's purges of destroyed material.
+   */
+  stats(): { keyCount: number; damagedRecordsAtOpen: number; purge: PurgeStatus } {
+    return {
+      keyCount: this.liveKeyCount,
+      damagedRecordsAtOpen: this.damagedRecordsAtOpen,
+      purge: this.store.purgeStatus(),
+    };
   }
 
   /** Zeroes the cached project KEKs. Does not close the store or seal the barrier. */

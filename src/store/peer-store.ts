@@ -15,6 +15,7 @@ import { Level } from "level";
 import { LockboxError } from "../errors.js";
 import { GroupCommitWriter, type GroupCommitMetrics, type GroupCommitOptions } from "./group-commit.js";
 import { Purger, type PurgerOptions, type PurgeStatus } from "./purger.js";
+import { checkStoreFiles } from "./store-integrity.js";
 
 export const SUBLEVEL_NAMES = ["raft", "records", "hints", "meta", "audit", "purge"] as const;
 export type SublevelName = (typeof SUBLEVEL_NAMES)[number];
@@ -76,9 +77,15 @@ export class PeerStore {
     );
   }
 
-  /** Opens (creating if needed) the LevelDB in `dir`. Fails UNAVAILABLE if another process holds it. */
+  /**
+   * Opens (creating if needed) the LevelDB in `dir`, after checking every live file's checksums
+   * (store-integrity.ts): a damaged store fails DATA_LOSS naming the file. Fails UNAVAILABLE if
+   * another process holds it.
+   */
   static async open(dir: string, options: PeerStoreOptions = {}): Promise<PeerStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Before LevelDB opens it: opening replays and deletes the write-ahead logs.
+    await checkStoreFiles(dir);
     const db: PeerDb = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
     try {
       await db.open();
