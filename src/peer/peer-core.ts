@@ -1,29 +1,33 @@
 /**
- * The common way to bring up a single peer's key service: open the store, obtain the CMK through
- * the provider, unseal the barrier, load (or, on first open, create) the cluster salt and
- * partition power, check that the CMK is the one this store was written with, and open the audit
- * log.
+ * The part of the composition root below the edge: store -> master key -> barrier -> checks that
+ * the store belongs to this master key and these ring parameters -> key service + audit log.
+ * startPeer (start-peer.ts) builds every peer with it, from the peer's config; key-service tests
+ * build theirs with it too, from the same few values, so no test runs a peer assembled another way.
  */
+import { AuditLog } from "../audit/audit-log.js";
 import { Barrier } from "../crypto/barrier.js";
 import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
-import type { MasterKeyProvider, MasterKeyProviderDescription } from "../crypto/master-key-provider.js";
+import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
-import { AuditLog } from "../audit/audit-log.js";
 import { LockboxError } from "../errors.js";
+import { KeyService } from "../keys/key-service.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
-import { systemClock, type Clock } from "./key-model.js";
-import { KeyService } from "./key-service.js";
 
-export const DEFAULT_PARTITION_POWER = 10;
 const SALT_KEY = "cluster/salt";
 const POWER_KEY = "cluster/partition-power";
 const CANARY_KEY = "cluster/cmk-canary";
 const CANARY_BINDING: EnvelopeBinding = { kind: "cmk-canary", id: "", attributes: {} };
 
-export interface OpenKeyServiceOptions {
-  /** Used only when the store is new; an existing store keeps its own. */
-  partitionPower?: number;
+/** What a peer's core is built from: in production, its config and init directory. */
+export interface PeerCoreSpec {
+  /** The LevelDB directory (created if missing). */
+  dataDir: string;
+  masterKey: MasterKeyProvider;
+  /** The ring parameters every peer of the cluster shares; pinned to the store on first open. */
+  clusterSalt: Uint8Array;
+  partitionPower: number;
   clock?: Clock;
   random?: RandomSource;
   store?: PeerStoreOptions;
@@ -31,92 +35,53 @@ export interface OpenKeyServiceOptions {
   grantsPerKeyMax?: number;
 }
 
-export interface KeyServiceHandle {
-  service: KeyService;
+export interface PeerCore {
   store: PeerStore;
   barrier: Barrier;
+  keys: KeyService;
   audit: AuditLog;
-  clusterSalt: Uint8Array;
-  partitionPower: number;
-  masterKeyEpoch: number;
-  protector: MasterKeyProviderDescription;
-  /** Zeroes KEKs, seals the barrier, flushes and closes the store. */
+  /** Zeroes KEKs, seals the barrier, flushes and closes the store. Idempotent. */
   close(): Promise<void>;
 }
 
-/** Opens the key service over the LevelDB in `dir` (created if missing). */
-export async function openKeyService(
-  dir: string,
-  provider: MasterKeyProvider,
-  options: OpenKeyServiceOptions = {},
-): Promise<KeyServiceHandle> {
-  const random = options.random ?? nodeRandomSource;
-  const clock = options.clock ?? systemClock;
-  const store = await openPeerStore(dir, options.store);
+/**
+ * Opens the store, unseals the barrier with the master key, refuses a master key or ring
+ * parameters other than the ones the store was written with, and opens the key service and audit
+ * log over it. Whatever was opened is closed again if a later step fails.
+ */
+export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
+  const clock = spec.clock ?? systemClock;
+  const random = spec.random ?? nodeRandomSource;
   const barrier = new Barrier(random);
+  const cleanups: (() => Promise<void>)[] = [async () => barrier.seal()];
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.splice(0).reverse()) await step();
+  };
   try {
-    await barrier.unsealWith(provider);
-    const { clusterSalt, partitionPower } = await loadClusterParameters(store, barrier, random, options);
-    const service = await KeyService.open({
+    await barrier.unsealWith(spec.masterKey);
+    const store = await openPeerStore(spec.dataDir, spec.store);
+    cleanups.push(() => store.close());
+    // A wrong master key must stop the peer here, not surface later as DATA_LOSS on every read.
+    await checkMasterKeyCanary(store, barrier);
+    // Likewise an edited partition power or salt must stop it, not hide every key it holds.
+    await pinClusterParameters(store, spec.clusterSalt, spec.partitionPower);
+    const keys = await KeyService.open({
       store,
       barrier,
-      clusterSalt,
-      partitionPower,
+      clusterSalt: spec.clusterSalt,
+      partitionPower: spec.partitionPower,
       clock,
       random,
-      ...(options.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: options.grantsPerKeyMax } : {}),
+      ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
     });
+    cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock);
-    return {
-      service,
-      store,
-      barrier,
-      audit,
-      clusterSalt,
-      partitionPower,
-      masterKeyEpoch: barrier.activeEpoch,
-      protector: provider.describe(),
-      close: async () => {
-        await service.close();
-        barrier.seal();
-        await store.close();
-      },
-    };
-  } catch (e) {
-    barrier.seal();
-    await store.close();
-    throw e;
+    let closing: Promise<void> | undefined;
+    return { store, barrier, keys, audit, close: () => (closing ??= cleanup()) };
+  } catch (err) {
+    await cleanup();
+    throw err;
   }
-}
-
-async function loadClusterParameters(
-  store: PeerStore,
-  barrier: Barrier,
-  random: RandomSource,
-  options: OpenKeyServiceOptions,
-): Promise<{ clusterSalt: Uint8Array; partitionPower: number }> {
-  const [salt, power] = await store.sublevel("meta").getMany([SALT_KEY, POWER_KEY]);
-  if (salt !== undefined && power !== undefined) {
-    await checkMasterKeyCanary(store, barrier);
-    if (power.length !== 1 || power[0]! > PARTITION_POWER_MAX || salt.length !== 32) {
-      throw new LockboxError("DATA_LOSS", "stored cluster parameters are corrupt");
-    }
-    return { clusterSalt: salt, partitionPower: power[0]! };
-  }
-  if (salt !== undefined || power !== undefined) {
-    throw new LockboxError("DATA_LOSS", "stored cluster parameters are incomplete");
-  }
-  const partitionPower = options.partitionPower ?? DEFAULT_PARTITION_POWER;
-  if (!Number.isInteger(partitionPower) || partitionPower < 0 || partitionPower > PARTITION_POWER_MAX) {
-    throw new RangeError(`partitionPower must be an integer in 0..${PARTITION_POWER_MAX}`);
-  }
-  await checkMasterKeyCanary(store, barrier);
-  const clusterSalt = random.bytes(32);
-  await store.write([
-    { type: "put", sublevel: "meta", key: SALT_KEY, value: clusterSalt },
-    { type: "put", sublevel: "meta", key: POWER_KEY, value: Uint8Array.of(partitionPower) },
-  ]);
-  return { clusterSalt, partitionPower };
 }
 
 /**
@@ -158,7 +123,7 @@ export async function pinClusterParameters(
  * Refuses a CMK other than the one this store was first opened with: the first call stores a
  * small blob wrapped under the CMK ("meta" cluster/cmk-canary); later calls must unwrap it.
  * Throws FAILED_PRECONDITION "the master key does not match this store" on a mismatch (or
- * "sealed" when the barrier is sealed). Callers that build KeyService themselves should call it.
+ * "sealed" when the barrier is sealed).
  */
 export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<void> {
   barrier.requireUnsealed();
