@@ -43,6 +43,11 @@ export interface PeerStoreOptions extends GroupCommitOptions, PurgerOptions {}
 type QueuedOp = StoreOp | { type: "rewrite"; sublevel: SublevelName; key: string };
 
 const EMPTY = new Uint8Array(0);
+/**
+ * A key above every stored one (all live in sublevels, prefixed "!name!"): compacting just it
+ * flushes the memtable and merges nothing.
+ */
+const FLUSH_ONLY_KEY = "\u007f";
 
 /** `level` on Node is classic-level, whose compactRange its universal type does not declare. */
 interface Compactable {
@@ -158,12 +163,14 @@ export class PeerStore {
    * version only when it merges it with a newer one, and a manual compactRange never compacts the
    * deepest level holding the range; so when the old and the new version were flushed from the
    * memtable into one table, compacting alone would never drop the old one. Hence three steps:
-   *   1. compactRange on one key: flushes the memtable, so every version is in a table and the
-   *      write-ahead log that held them is retired;
+   *   1. flush the memtable (a compactRange over a range holding no keys): every version is now
+   *      in a table, and the write-ahead log that held them is retired;
    *   2. rewrite each key's current value (synced): the memtable now holds the only newer copy;
-   *   3. compactRange per key: flushes that copy into a table above every older version, then
-   *      merges every level overlapping the key down to the deepest, dropping all older versions.
-   * One key at a time in step 3 keeps each merge to the files around that key.
+   *   3. one compactRange from the lowest to the highest marked key: flushes those copies into a
+   *      table above every older version, then merges every level overlapping the range down to
+   *      the deepest, dropping all older versions.
+   * Compaction works on whole files (about 2 MiB), so one range per run rewrites each file in it
+   * once, where a range per key rewrote the files around every key again.
    */
   private async purgeMarked(markers: readonly string[]): Promise<void> {
     const targets: { name: SublevelName; key: string; prefixed: string }[] = [];
@@ -176,9 +183,10 @@ export class PeerStore {
     }
     if (targets.length === 0) return;
     const db = this.db as unknown as Compactable;
-    await db.compactRange(targets[0]!.prefixed, targets[0]!.prefixed);
+    await db.compactRange(FLUSH_ONLY_KEY, FLUSH_ONLY_KEY);
     await this.writer.write(targets.map((t) => ({ type: "rewrite", sublevel: t.name, key: t.key })));
-    for (const t of targets) await db.compactRange(t.prefixed, t.prefixed);
+    const sorted = targets.map((t) => t.prefixed).sort();
+    await db.compactRange(sorted[0]!, sorted[sorted.length - 1]!);
   }
 
   private async flushBatch(ops: QueuedOp[]): Promise<void> {
