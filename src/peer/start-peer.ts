@@ -69,7 +69,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       clock,
     });
     cleanups.push(() => keys.close());
-    const audit = await AuditLog.open(store, clock);
+    const audit = await AuditLog.open(store, clock, { log });
+    // Runs before the store closes (cleanups run in reverse): the last window of counted refusals is written.
+    cleanups.push(() => audit.close());
     const startedAt = clock.now();
     const description = protector.describe();
     const server = await startLockboxServer(
