@@ -31,6 +31,8 @@ export interface EdgeListenerOptions {
   clock: Clock;
   /** Takes an established, classified TLS connection (grpc-js's connection injector). */
   inject(socket: tls.TLSSocket): void;
+  /** A connection was closed because a limit was reached (counted into the audit log's aggregates). */
+  onRefusedConnection(source: string, reason: string): void;
 }
 
 /** Counters for status and tests; never addresses or names. */
@@ -106,6 +108,10 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
     const fromSource = perSource.get(source) ?? 0;
     if (fromSource >= limits.connectionsPerSourceMax || tracked.has(key)) {
       stats.refusedConnections += 1;
+      options.onRefusedConnection(
+        source,
+        `more than ${limits.connectionsPerSourceMax} connections from one address`,
+      );
       socket.destroy();
       return;
     }
@@ -132,19 +138,34 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     socket.on("error", () => {});
     const t = tracked.get(peerKey(socket.remoteAddress, socket.remotePort));
-    if (t === undefined) return refuse(socket);
+    if (t === undefined) return refuse(socket, "unknown", "connection not tracked");
     t.tlsSocket = socket;
     socket.once("close", () => t.raw.destroy());
     const identity = identityOf(socket, options.verifier, options.clock);
     if (identity !== undefined) {
       const n = perIdentity.get(identity) ?? 0;
-      if (n >= limits.connectionsPerIdentityMax) return refuse(socket);
+      if (n >= limits.connectionsPerIdentityMax)
+        return refuse(
+          socket,
+          identity,
+          `more than ${limits.connectionsPerIdentityMax} connections of one identity`,
+        );
       perIdentity.set(identity, n + 1);
       t.identity = identity;
     } else {
       const fromSource = unauthenticatedPerSource.get(t.source) ?? 0;
-      if (unauthenticated >= limits.unauthenticatedConnectionsMax) return refuse(socket);
-      if (fromSource >= limits.unauthenticatedConnectionsPerSourceMax) return refuse(socket);
+      if (unauthenticated >= limits.unauthenticatedConnectionsMax)
+        return refuse(
+          socket,
+          t.source,
+          `more than ${limits.unauthenticatedConnectionsMax} connections without a valid certificate`,
+        );
+      if (fromSource >= limits.unauthenticatedConnectionsPerSourceMax)
+        return refuse(
+          socket,
+          t.source,
+          `more than ${limits.unauthenticatedConnectionsPerSourceMax} connections without a valid certificate from one address`,
+        );
       unauthenticated += 1;
       stats.unauthenticated += 1;
       unauthenticatedPerSource.set(t.source, fromSource + 1);
@@ -156,8 +177,9 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
     options.inject(socket);
   });
 
-  function refuse(socket: tls.TLSSocket): void {
+  function refuse(socket: tls.TLSSocket, source: string, reason: string): void {
     stats.refusedConnections += 1;
+    options.onRefusedConnection(source, reason);
     socket.destroy();
   }
 

@@ -124,6 +124,8 @@ export async function startLockboxServer(
     verifier: ctx.verifier,
     clock: ctx.clock,
     inject: (socket) => injector.injectConnection(socket),
+    onRefusedConnection: (source, reason) =>
+      ctx.audit.countRefusal({ source, operation: "(connection)", status: "RESOURCE_EXHAUSTED", reason }),
   });
   noteRefusedCall = (address, port) => listener.noteRefusedCall(address, port);
   const port = listener.port;
