@@ -40,7 +40,7 @@ export const EDGE_LIMITS_DEFAULT: EdgeLimits = {
   unauthenticatedConnectionsMax: 64,
   unauthenticatedConnectionsPerSourceMax: 4,
   unauthenticatedConnectionLifetimeMs: 10_000,
-  refusalsPerConnectionMax: 64,
+  refusalsPerConnectionMax: 4096,
   connectionsPerIdentityMax: 32,
   connectionIdleMs: 5 * 60_000,
   streamsPerConnectionMax: 64,
