@@ -47,7 +47,7 @@ export async function startEdgeWith(
   choose: (real: {
     keys: KeyService;
     auditLog: AuditLog;
-  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>,
+  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log" | "limits">>,
 ): Promise<PeerFixture> {
   const base = await startTestPeer(t);
   await base.peer.close(500);
