@@ -7,7 +7,7 @@
  * however fast it comes, and the writes never sit in front of authenticated
  * calls. Counters beyond keysMax in one window share one overflow record.
  */
-import type { Clock } from "../keys/key-model.js";
+import type { Clock } from "../time/clock.js";
 
 export interface RefusalInput {
   /** Remote address, or the identity for a refusal of an authenticated caller. */

@@ -8,7 +8,7 @@
  * written one by one.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { Clock } from "../keys/key-model.js";
+import type { Clock } from "../time/clock.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { authenticate } from "./authenticate.js";
 import { toGrpcStatus } from "./grpc-status.js";

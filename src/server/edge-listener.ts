@@ -16,7 +16,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { LockboxError } from "../errors.js";
-import type { Clock } from "../keys/key-model.js";
+import type { Clock } from "../time/clock.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../pki/tls-policy.js";
 import type { ServerTlsMaterial } from "./client-certificate-credentials.js";

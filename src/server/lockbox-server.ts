@@ -9,7 +9,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { systemClock, type Clock } from "../keys/key-model.js";
+import { systemClock, type Clock } from "../time/clock.js";
+import { describeHostPort, formatHostPort, parseHostPort } from "../net/host-port.js";
 import { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { type AdminApi, adminServiceHandlers } from "./admin-service-handlers.js";
 import type { EdgeContext } from "./audited-unary.js";
@@ -56,7 +57,13 @@ export async function startLockboxServer(
   options: LockboxServerOptions,
   listen: string,
 ): Promise<RunningServer> {
-  const { host } = splitHostPort(listen);
+  const parsed = parseHostPort(listen, { portZero: true });
+  const host = parsed?.host;
+  if (parsed === undefined || host === undefined) {
+    throw new RangeError(
+      `listen address must be ${describeHostPort({ portZero: true })}, got ${JSON.stringify(listen)}`,
+    );
+  }
   const protos = serverProtos();
   const ctx: EdgeContext = {
     verifier: new ClientCertificateVerifier(options.tls.caCertificatePem),
@@ -118,7 +125,7 @@ export async function startLockboxServer(
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = await listenEdge({
     host,
-    port: splitHostPort(listen).port,
+    port: parsed.port,
     tls: options.tls,
     limits,
     verifier: ctx.verifier,
@@ -129,7 +136,7 @@ export async function startLockboxServer(
   });
   noteRefusedCall = (address, port) => listener.noteRefusedCall(address, port);
   const port = listener.port;
-  const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const address = formatHostPort({ host, port });
 
   let closing: Promise<void> | undefined;
   return {
@@ -151,13 +158,4 @@ export async function startLockboxServer(
       return closing;
     },
   };
-}
-
-/** "127.0.0.1:7443" -> host and port; "[::1]:7443" too. */
-export function splitHostPort(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535)
-    throw new RangeError(`listen address must be HOST:PORT, got ${JSON.stringify(listen)}`);
-  return { host: (m[1] ?? m[2])!, port };
 }
