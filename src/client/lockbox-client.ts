@@ -3,7 +3,7 @@
  * lockbox. One mTLS channel per endpoint; a call that meets UNAVAILABLE (or,
  * for calls that are safe to repeat, DEADLINE_EXCEEDED) goes to the next
  * endpoint, a bounded number of times, with exponential backoff once every
- * endpoint has been tried. TLS follows src/pki/tls-policy.ts (TLS 1.3, or
+ * endpoint has been tried. TLS follows src/net/tls-policy.ts (TLS 1.3, or
  * 1.2 with ECDHE and AEAD only). Every attempt has its own deadline. Fetched keys
  * are kept in a bounded TTL cache (key-cache.ts).
  */
@@ -11,7 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
 import { createSecureContext } from "node:tls";
 
-import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../pki/tls-policy.js";
+import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../net/tls-policy.js";
 
 import type { AdminServiceDefinition } from "../gen/lockbox/v1/AdminService.js";
 import type { KeyServiceDefinition } from "../gen/lockbox/v1/KeyService.js";

@@ -3,7 +3,7 @@
  * accepts any number of connections and lets a client without a certificate
  * open streams whose bodies it buffers; it offers no place to look at a
  * connection before that. So lockbox accepts TCP itself, within limits,
- * runs the TLS handshake itself (the policy of src/pki/tls-policy.ts, in a
+ * runs the TLS handshake itself (the policy of src/net/tls-policy.ts, in a
  * bounded time), classifies the connection by its client certificate, and
  * only then hands it to grpc-js through a connection injector.
  *
@@ -18,7 +18,7 @@ import * as tls from "node:tls";
 import { LockboxError } from "../errors.js";
 import type { Clock } from "../time/clock.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
-import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../pki/tls-policy.js";
+import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../net/tls-policy.js";
 import type { ServerTlsMaterial } from "./client-certificate-credentials.js";
 import type { EdgeLimits } from "./edge-limits.js";
 

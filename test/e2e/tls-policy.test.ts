@@ -13,7 +13,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-import { TLS12_SUITES } from "../../src/pki/tls-policy.js";
+import { TLS12_SUITES } from "../../src/net/tls-policy.js";
 import { spawnPeer } from "../helpers/peer-process.js";
 
 const CONCURRENCY = 4;
