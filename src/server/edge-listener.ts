@@ -230,16 +230,24 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
 
 const peerKey = (address: string | undefined, port: number | undefined): string => `${address}|${port}`;
 
+/**
+ * What a connection counts against: the lockbox identity its certificate names, another key for
+ * a certificate the TLS layer chained to our CA that is no client identity, or undefined (no
+ * certificate, or one that does not chain: the connection is unauthenticated).
+ */
 function identityOf(
   socket: tls.TLSSocket,
   verifier: ClientCertificateVerifier,
   clock: Clock,
 ): string | undefined {
   if (!socket.authorized) return undefined;
+  const cert = socket.getPeerCertificate();
   try {
-    return verifier.verify(socket.getPeerCertificate().raw, clock.now()).identity;
+    return verifier.verify(cert.raw, clock.now()).identity;
   } catch {
-    return undefined;
+    // Chained to the cluster CA but not a lockbox client identity (a peer's certificate, say):
+    // its connections count against the certificate; its calls meet their own service's checks.
+    return `certificate ${cert.fingerprint256}`;
   }
 }
 
