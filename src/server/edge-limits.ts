@@ -21,6 +21,13 @@ export interface EdgeLimits {
   readonly unauthenticatedConnectionLifetimeMs: number;
   /** Calls refused on one unauthenticated connection before it is closed. */
   readonly refusalsPerConnectionMax: number;
+  /**
+   * Calls without a valid certificate one address may have refused per second; beyond, its
+   * connections without a certificate are closed and new ones refused for refusalCooldownMs
+   * (before the TLS handshake when it holds no authenticated connection).
+   */
+  readonly refusalsPerSourcePerSecondMax: number;
+  readonly refusalCooldownMs: number;
   /** Connections of one authenticated identity. */
   readonly connectionsPerIdentityMax: number;
   /** A connection with no call for this long is closed (GOAWAY). */
@@ -41,6 +48,8 @@ export const EDGE_LIMITS_DEFAULT: EdgeLimits = {
   unauthenticatedConnectionsPerSourceMax: 4,
   unauthenticatedConnectionLifetimeMs: 10_000,
   refusalsPerConnectionMax: 4096,
+  refusalsPerSourcePerSecondMax: 200,
+  refusalCooldownMs: 10_000,
   connectionsPerIdentityMax: 32,
   connectionIdleMs: 5 * 60_000,
   streamsPerConnectionMax: 64,

@@ -76,6 +76,17 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
   const perSource = new Map<string, number>();
   const unauthenticatedPerSource = new Map<string, number>();
   const perIdentity = new Map<string, number>();
+  const authenticatedPerSource = new Map<string, number>();
+  /** Refused calls per source in the current one-second window, and sources cooling down until a time. */
+  const refusalWindows = new Map<string, { start: number; count: number }>();
+  const cooldownUntil = new Map<string, number>();
+  const coolingDown = (source: string): boolean => {
+    const until = cooldownUntil.get(source);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    cooldownUntil.delete(source);
+    return false;
+  };
   let unauthenticated = 0;
   const stats: EdgeListenerStats = {
     open: 0,
@@ -106,6 +117,13 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
     const source = socket.remoteAddress ?? "unknown";
     const key = peerKey(socket.remoteAddress, socket.remotePort);
     const fromSource = perSource.get(source) ?? 0;
+    // A source cooling down is refused before any TLS work, unless it also holds an authenticated
+    // connection (then its new connections are sorted out after the handshake).
+    if (coolingDown(source) && (authenticatedPerSource.get(source) ?? 0) === 0) {
+      stats.refusedConnections += 1;
+      socket.destroy();
+      return;
+    }
     if (fromSource >= limits.connectionsPerSourceMax || tracked.has(key)) {
       stats.refusedConnections += 1;
       options.onRefusedConnection(
@@ -128,7 +146,10 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
         stats.unauthenticated -= 1;
         decrement(unauthenticatedPerSource, source);
       }
-      if (t.identity !== undefined) decrement(perIdentity, t.identity);
+      if (t.identity !== undefined) {
+        decrement(perIdentity, t.identity);
+        decrement(authenticatedPerSource, source);
+      }
     });
   });
   server.on("tlsClientError", (_err, socket) => {
@@ -151,9 +172,16 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
           `more than ${limits.connectionsPerIdentityMax} connections of one identity`,
         );
       perIdentity.set(identity, n + 1);
+      authenticatedPerSource.set(t.source, (authenticatedPerSource.get(t.source) ?? 0) + 1);
       t.identity = identity;
     } else {
       const fromSource = unauthenticatedPerSource.get(t.source) ?? 0;
+      if (coolingDown(t.source))
+        return refuse(
+          socket,
+          t.source,
+          "too many calls without a valid certificate from this address; cooling down",
+        );
       if (unauthenticated >= limits.unauthenticatedConnectionsMax)
         return refuse(
           socket,
@@ -208,6 +236,29 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
       const t = tracked.get(peerKey(remoteAddress, remotePort));
       if (t === undefined || !t.unauthenticated) return;
       t.refusals += 1;
+      const now = Date.now();
+      let w = refusalWindows.get(t.source);
+      if (w === undefined || now - w.start >= 1_000) {
+        // Bounded: windows of sources that went quiet are dropped before a new one is added.
+        if (refusalWindows.size >= SOURCES_TRACKED_MAX) pruneWindows(refusalWindows, cooldownUntil, now);
+        w = { start: now, count: 0 };
+        refusalWindows.set(t.source, w);
+      }
+      w.count += 1;
+      if (w.count > limits.refusalsPerSourcePerSecondMax && !coolingDown(t.source)) {
+        cooldownUntil.set(t.source, now + limits.refusalCooldownMs);
+        options.onRefusedConnection(
+          t.source,
+          `more than ${limits.refusalsPerSourcePerSecondMax} calls without a valid certificate in a second; ` +
+            `its connections without one are closed and refused for ${limits.refusalCooldownMs} ms`,
+        );
+        // Let the refusal itself go out first.
+        setImmediate(() => {
+          for (const other of tracked.values())
+            if (other.unauthenticated && other.source === t.source) other.tlsSocket?.destroy();
+        });
+        return;
+      }
       // Let the refusal itself go out first.
       if (t.refusals >= limits.refusalsPerConnectionMax) setImmediate(() => t.tlsSocket?.destroy());
     },
@@ -226,6 +277,33 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
       return done;
     },
   };
+}
+
+/** Sources whose refusal windows and cooldowns are remembered at once. */
+const SOURCES_TRACKED_MAX = 4096;
+
+function pruneWindows(
+  windows: Map<string, { start: number; count: number }>,
+  cooldowns: Map<string, number>,
+  now: number,
+): void {
+  for (const [source, w] of windows) if (now - w.start >= 1_000) windows.delete(source);
+  for (const [source, until] of cooldowns) if (until <= now) cooldowns.delete(source);
+  // Still full (a flood from many addresses at once): forget the oldest half.
+  if (windows.size >= SOURCES_TRACKED_MAX) {
+    let drop = windows.size / 2;
+    for (const source of windows.keys()) {
+      if (drop-- <= 0) break;
+      windows.delete(source);
+    }
+  }
+  if (cooldowns.size >= SOURCES_TRACKED_MAX) {
+    let drop = cooldowns.size / 2;
+    for (const source of cooldowns.keys()) {
+      if (drop-- <= 0) break;
+      cooldowns.delete(source);
+    }
+  }
 }
 
 const peerKey = (address: string | undefined, port: number | undefined): string => `${address}|${port}`;

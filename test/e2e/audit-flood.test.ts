@@ -67,7 +67,10 @@ test("30 s of unauthenticated calls add a bounded number of aggregate audit reco
     `CreateKey before: n=${before.length} p50=${fmt(percentile(before, 0.5))} p99=${fmt(p99Before)} ms; ` +
       `during: n=${during.length} p50=${fmt(percentile(during, 0.5))} p99=${fmt(p99During)} ms`,
   );
-  t.true(unauthenticated > 1_000, `the flood was answered UNAUTHENTICATED ${unauthenticated} times`);
+  t.true(result.calls > 1_000, `the flooder made ${result.calls} calls`);
+  // Beyond 200 refusals a second, the source's connections without a certificate are closed and
+  // refused for 10 s (edge-limits.ts): most calls of the flood then fail UNAVAILABLE at connect.
+  t.true(unauthenticated >= 100, `the flood was answered UNAUTHENTICATED ${unauthenticated} times`);
   // Three windows of 10 s, each at most a few (source, operation, reason) aggregates.
   t.true(aggregates.length <= 30, `${aggregates.length} aggregate records`);
   t.true(counted >= unauthenticated, `aggregates count ${counted} of ${unauthenticated} refused calls`);

@@ -82,6 +82,32 @@ test("connections without a certificate: at most unauthenticatedConnectionsPerSo
   t.false(authenticated.destroyed || authenticated.closed);
 });
 
+test("a source refused more than refusalsPerSourcePerSecondMax calls in a second cools down: its unauthenticated connections are closed and refused; authenticated calls go on", async (t) => {
+  const f = await startEdgeWith(t, () => ({
+    limits: { refusalsPerSourcePerSecondMax: 5, refusalCooldownMs: 1_500 },
+  }));
+  const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
+  t.true((await call(svc.keys, "ListKeys", { project: "p1" })).ok);
+  const anonymous = clientsFor(t, f, null);
+  const codes: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const r = await call(anonymous.keys, "ListKeys", { project: "p1" });
+    codes.push(r.ok ? grpc.status.OK : r.error.code);
+  }
+  const unauthenticated = codes.filter((c) => c === grpc.status.UNAUTHENTICATED).length;
+  t.true(unauthenticated >= 5 && unauthenticated <= 7, `codes ${codes.join(",")}`);
+  t.is(codes.at(-1), grpc.status.UNAVAILABLE, "cooling down: refused at connect");
+  t.true((await call(svc.keys, "ListKeys", { project: "p1" })).ok, "the authenticated client goes on");
+  // After the cooldown (and the client's own reconnect backoff), a friendly answer again.
+  let after = grpc.status.UNAVAILABLE;
+  for (let i = 0; i < 40 && after !== grpc.status.UNAUTHENTICATED; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const r = await call(anonymous.keys, "ListKeys", { project: "p1" });
+    after = r.ok ? grpc.status.OK : r.error.code;
+  }
+  t.is(after, grpc.status.UNAUTHENTICATED);
+});
+
 test("an identity may hold connectionsPerIdentityMax connections", async (t) => {
   const f = await startEdgeWith(t, () => ({ limits: { connectionsPerIdentityMax: 1 } }));
   const id = await issue(f, "vol-host", "service", ["p1"]);
