@@ -34,6 +34,8 @@ export interface EdgeLimits {
   readonly connectionIdleMs: number;
   /** HTTP/2 streams one connection may have open at once. */
   readonly streamsPerConnectionMax: number;
+  /** Largest header list (uncompressed bytes) a call may send; gRPC metadata of lockbox calls is far smaller. */
+  readonly headerListBytesMax: number;
   /** HTTP/2 session memory (MB, nghttp2's accounting) before new streams are refused. */
   readonly sessionMemoryMb: number;
   /** Calls of one identity being worked on at once; more are RESOURCE_EXHAUSTED at their headers. */
@@ -53,6 +55,7 @@ export const EDGE_LIMITS_DEFAULT: EdgeLimits = {
   connectionsPerIdentityMax: 32,
   connectionIdleMs: 5 * 60_000,
   streamsPerConnectionMax: 64,
+  headerListBytesMax: 8192,
   sessionMemoryMb: 16,
   callsInFlightPerIdentityMax: 64,
 };

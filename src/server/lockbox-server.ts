@@ -7,6 +7,7 @@
  * (call-admission.ts) before its body is read. Bounds: edge-limits.ts.
  */
 import * as grpc from "@grpc/grpc-js";
+import type * as http2 from "node:http2";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { systemClock, type Clock } from "../time/clock.js";
@@ -100,6 +101,7 @@ export async function startLockboxServer(
     "grpc.keepalive_timeout_ms": 20_000,
     interceptors: [admission.interceptor],
   });
+  limitHeaderList(server, limits.headerListBytesMax);
   const strict = (service: typeof protos.keyService) =>
     withTolerantDeserializers(service, protos.messageDescriptor, (path) => REQUEST_BYTES_MAX_BY_METHOD[path]);
   server.addService(strict(protos.keyService), keyServiceHandlers(options.keys, ctx, protos.keyService));
@@ -158,4 +160,17 @@ export async function startLockboxServer(
       return closing;
     },
   };
+}
+
+/**
+ * grpc-js has no option for HTTP/2's header list limit (node's default is 64 KiB per stream). Its
+ * HTTP/2 servers are made from one options object, so set the limit there, before the connection
+ * injector creates its server; fail loudly should a grpc-js upgrade move it (checked in 1.14).
+ */
+function limitHeaderList(server: grpc.Server, bytes: number): void {
+  const common = (server as unknown as { commonServerOptions?: http2.ServerOptions }).commonServerOptions;
+  if (typeof common !== "object" || common === null) {
+    throw new Error("grpc-js no longer has Server.commonServerOptions: the header list limit cannot be set");
+  }
+  common.settings = { ...common.settings, maxHeaderListSize: bytes };
 }

@@ -108,6 +108,28 @@ test("a source refused more than refusalsPerSourcePerSecondMax calls in a second
   t.is(after, grpc.status.UNAUTHENTICATED);
 });
 
+test("a call whose headers exceed headerListBytesMax is refused; ordinary metadata passes", async (t) => {
+  const f = await startEdgeWith(t, () => ({ limits: { headerListBytesMax: 4096 } }));
+  const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
+  const withMetadata = (bytes: number) =>
+    new Promise<number>((resolve) => {
+      const metadata = new grpc.Metadata();
+      metadata.set("x-pad", "a".repeat(bytes));
+      (svc.keys as unknown as grpc.Client).makeUnaryRequest(
+        "/lockbox.v1.KeyService/ListKeys",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.from([0x0a, 0x02, 0x70, 0x31]), // project "p1"
+        metadata,
+        { deadline: Date.now() + 5_000 },
+        (err) => resolve(err === null ? grpc.status.OK : err.code),
+      );
+    });
+  t.is(await withMetadata(100), grpc.status.OK);
+  t.not(await withMetadata(20_000), grpc.status.OK, "20 KB of metadata is refused");
+  t.is(await withMetadata(100), grpc.status.OK, "and the client can go on");
+});
+
 test("an identity may hold connectionsPerIdentityMax connections", async (t) => {
   const f = await startEdgeWith(t, () => ({ limits: { connectionsPerIdentityMax: 1 } }));
   const id = await issue(f, "vol-host", "service", ["p1"]);
