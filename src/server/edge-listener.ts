@@ -10,8 +10,12 @@
  * A connection without a valid client certificate is kept for friendly
  * answers only (UNAUTHENTICATED per call, health, reflection): few of them
  * per address and in all, each closed after a short lifetime or after a
- * number of refused calls. A connection with one counts against its
- * identity. See edge-limits.ts for every bound.
+ * number of refused calls; an address whose calls are refused faster than a
+ * set rate cools down (its unauthenticated connections closed, new ones
+ * refused, before the handshake when it holds no authenticated connection),
+ * since a refused call costs the peer little but a TLS handshake does not.
+ * A connection with a certificate counts against its identity. See
+ * edge-limits.ts for every bound.
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
