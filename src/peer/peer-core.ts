@@ -4,7 +4,7 @@
  * startPeer (start-peer.ts) builds every peer with it, from the peer's config; key-service tests
  * build theirs with it too, from the same few values, so no test runs a peer assembled another way.
  */
-import { AuditLog } from "../audit/audit-log.js";
+import { AuditLog, type AuditLogOptions } from "../audit/audit-log.js";
 import { Barrier } from "../crypto/barrier.js";
 import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
@@ -33,6 +33,8 @@ export interface PeerCoreSpec {
   store?: PeerStoreOptions;
   /** Most live grants one key may have. */
   grantsPerKeyMax?: number;
+  /** Audit retention and refusal windows; where failed aggregate writes are reported. */
+  audit?: AuditLogOptions;
 }
 
 export interface PeerCore {
@@ -75,7 +77,9 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
     });
     cleanups.push(() => keys.close());
-    const audit = await AuditLog.open(store, clock);
+    const audit = await AuditLog.open(store, clock, spec.audit);
+    // Before the store closes (cleanups run in reverse): the last window of counted refusals is written.
+    cleanups.push(() => audit.close());
     let closing: Promise<void> | undefined;
     return { store, barrier, keys, audit, close: () => (closing ??= cleanup()) };
   } catch (err) {
