@@ -21,6 +21,21 @@ export interface EquivalentMutant {
 
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
+    file: "cluster/raft/core/raft-log.ts",
+    scope: "RaftLog.unstableEntries",
+    lineText: "return lo > this.lastIndex() ? [] : this.slice(lo, this.lastIndex());",
+    edits: [["ConditionalExpression", "lo > this.lastIndex()", "false"]],
+    reason:
+      "lo >= firstIndex here, so slice(lo, lastIndex) with lo > lastIndex passes its range check and returns [] too",
+  },
+  {
+    file: "cluster/raft/core/raft-log.ts",
+    scope: "RaftLog.nextCommittedEntries",
+    lineText: "return lo > this.committed ? [] : this.slice(lo, this.committed);",
+    edits: [["ConditionalExpression", "lo > this.committed", "false"]],
+    reason: "lo >= firstIndex and commit <= lastIndex, so slice(lo, commit) with lo > commit returns [] too",
+  },
+  {
     file: "cluster/raft/core/progress.ts",
     scope: "Progress.sentEntries",
     lineText: '} else if (this.state === "probe") {',

@@ -228,3 +228,26 @@ test("a snapshot that does not match a longer log replaces all of it", (t) => {
     [4],
   );
 });
+
+test("a rejection hint never goes below the snapshot, even when the snapshot's term is above the leader's", (t) => {
+  const b = lone({ id: "b", snapIndex: 2, snapTerm: 3, entries: [entry(3, 3), entry(4, 3)], term: 3 });
+  drain(b);
+  b.step(append({ term: 4, index: 4, logTerm: 1 }));
+  t.like(sent(b)[0], { reject: true, rejectHint: 2, rejectHintTerm: 3 });
+});
+
+test("a node that joins with no snapshot starts with an empty log and an empty configuration, and never campaigns", (t) => {
+  const n = new RaftNode(loneConfig("d"), {
+    hardState: { term: 0, vote: null, commit: 0 },
+    snapshot: null,
+    entries: [],
+  });
+  const st = n.status();
+  t.deepEqual(st.confState, { voters: [], learners: [] });
+  t.is(st.firstIndex, 1);
+  t.is(st.lastIndex, 0);
+  t.is(n.termAt(0), 0);
+  for (let i = 0; i < 50; i++) n.tick();
+  t.is(n.status().role, "follower");
+  t.false(n.hasReady());
+});

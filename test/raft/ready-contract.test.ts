@@ -169,3 +169,20 @@ test("entries truncated between ready() and advance() are not marked durable by 
     "the overwritten entry is handed out again",
   );
 });
+
+test("a newer snapshot stepped while the driver handles an older one is handed out next", (t) => {
+  const b = lone({ id: "b", entries: entries(1), term: 1, commit: 1 });
+  drain(b);
+  const s5 = snapshotAt(5, 1, ["a", "b", "c"]);
+  const s9 = snapshotAt(9, 1, ["a", "b", "c"]);
+  b.step(msg({ type: MessageType.Snapshot, from: "a", to: "b", term: 1, snapshot: s5 }));
+  const rd = b.ready()!;
+  t.is(rd.snapshot, s5);
+  b.step(msg({ type: MessageType.Snapshot, from: "a", to: "b", term: 1, snapshot: s9 }));
+  b.advance(rd);
+  const next = b.ready()!;
+  t.is(next.snapshot, s9);
+  b.advance(next);
+  t.is(b.status().applied, 9);
+  t.false(b.hasReady());
+});
