@@ -21,6 +21,89 @@ export interface EquivalentMutant {
 
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.handleAppend",
+    lineText: "const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);",
+    edits: [["MethodExpression", "min", "max"]],
+    reason: "findConflictByTerm() starts from Math.min(index, lastIndex()) itself",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.syncProgress",
+    lineText:
+      "if (this.leadTransferee !== null && !cs.voters.includes(this.leadTransferee)) this.leadTransferee = null;",
+    edits: [
+      [
+        "ConditionalExpression",
+        "this.leadTransferee !== null && !cs.voters.includes(this.leadTransferee)",
+        "true",
+      ],
+      [
+        "ConditionalExpression",
+        "this.leadTransferee !== null && !cs.voters.includes(this.leadTransferee)",
+        "false",
+      ],
+      ["LogicalOperator", "&&", "||"],
+      ["EqualityOperator", "!==", "==="],
+      ["ConditionalExpression", "this.leadTransferee !== null", "true"],
+      ["ConditionalExpression", "this.leadTransferee !== null", "false"],
+      [
+        "BooleanLiteral",
+        "!cs.voters.includes(this.leadTransferee)",
+        "cs.voters.includes(this.leadTransferee)",
+      ],
+    ],
+    reason:
+      "leadTransferee is always null here: becomeLeader() clears it before calling syncProgress(), and the other caller, a ConfChange append, is refused while a transfer is in progress; so every edit at most assigns null to null",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.maybeCommit",
+    lineText: "if (voters.length === 0) return false;",
+    edits: [
+      ["ConditionalExpression", "voters.length === 0", "false"],
+      ["BooleanLiteral", "false", "true"],
+    ],
+    reason:
+      "a leader always has at least one voter (the last voter cannot be removed, and a node with an empty configuration never campaigns), so this return is never taken",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.onCommitAdvanced",
+    lineText: "if (this.log.term(this.log.committed) === this.term && this.pendingReads.length > 0) {",
+    edits: [
+      [
+        "ConditionalExpression",
+        "this.log.term(this.log.committed) === this.term && this.pendingReads.length > 0",
+        "true",
+      ],
+      ["LogicalOperator", "&&", "||"],
+      ["ConditionalExpression", "this.log.term(this.log.committed) === this.term", "true"],
+      ["EqualityOperator", ">", ">="],
+      ["ConditionalExpression", "this.pendingReads.length > 0", "true"],
+    ],
+    reason:
+      "called only after maybeCommit() committed an entry of the leader's own term, so the term test always holds (except under the test-only commitOldTermEntries bug flag), and with no pending reads the block loops over an empty list",
+  },
+  {
+    file: "cluster/raft/core/raft-node.ts",
+    scope: "RaftNode.checkInvariants",
+    lineText: 'if (this.role === "leader") {',
+    edits: [
+      ["ConditionalExpression", 'this.role === "leader"', "true"],
+      ["ConditionalExpression", 'this.role === "leader"', "false"],
+      ["EqualityOperator", "===", "!=="],
+      ["StringLiteral", '"leader"', '""'],
+      [
+        "BlockStatement",
+        "{ for (const [id, pr] of this.progress) { assert(pr.match < pr.next, () => `progress of ${id}: match ${pr.match} >= next ${pr.next}`); assert(pr.match <= log.lastIndex(), () => `progress of ${id}: match beyond last index`); } }",
+        "{}",
+      ],
+    ],
+    reason:
+      "the block only runs internal asserts over the progress map, which is empty unless leader (becomeFollower clears it and only a follower campaigns): running it for other roles or not at all changes nothing a correct core does",
+  },
+  {
     file: "cluster/raft/core/raft-log.ts",
     scope: "RaftLog.unstableEntries",
     lineText: "return lo > this.lastIndex() ? [] : this.slice(lo, this.lastIndex());",
