@@ -265,3 +265,12 @@ test("a late duplicate ack does not move a probed follower back to replicate", (
   t.is(a.status().progress.b!.match, 2);
   t.deepEqual(appendsTo(sent(a), "b"), [], "its probe is still outstanding");
 });
+
+test("by default the in-flight byte window lets appends of a few KiB pipeline", (t) => {
+  const a = leader();
+  ack(a, "b", 1);
+  drain(a);
+  for (let i = 0; i < 4; i++) a.propose(new Uint8Array(4096));
+  t.is(appendsTo(sent(a), "b").length, 4);
+  t.is(a.status().progress.b!.inflight, 4);
+});
