@@ -21,6 +21,13 @@ export interface EquivalentMutant {
 
 export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
+    file: "cluster/raft/core/read-only.ts",
+    scope: "ReadOnly.size",
+    lineText: "size(): number {",
+    edits: [["BlockStatement", "{ return this.queue.length; }", "{}"]],
+    reason: "ReadOnly.size() is called nowhere (dead code in the core)",
+  },
+  {
     file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode.handleAppend",
     lineText: "const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);",

@@ -274,3 +274,11 @@ test("by default the in-flight byte window lets appends of a few KiB pipeline", 
   t.is(appendsTo(sent(a), "b").length, 4);
   t.is(a.status().progress.b!.inflight, 4);
 });
+
+test("snapshot state: an ack below the snapshot index raises match and next but keeps waiting for the snapshot", (t) => {
+  const a = compactedLeader();
+  a.step(msg({ type: MessageType.HeartbeatResp, from: "c", to: "a", term: 1 }));
+  drain(a);
+  ack(a, "c", 3);
+  t.like(a.status().progress.c, { state: "snapshot", match: 3, next: 4 });
+});
