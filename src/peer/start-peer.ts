@@ -10,6 +10,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
+import type { PurgeStatus } from "../store/purger.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import {
   startLockboxServer,
@@ -88,8 +89,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             masterKeyProtector: description.protector,
             masterKeyEpoch: barrier.sealed ? 0 : barrier.activeEpoch,
             startedAt,
-            keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
+            ...keyStats(keys),
           }),
           listAuditEvents: (req) => audit.list(req),
         },
@@ -102,6 +103,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     await core.close();
     throw err;
   }
+}
+
+function keyStats(keys: KeyService): { keyCount: number; purge: PurgeStatus } {
+  const { keyCount, purge } = keys.stats();
+  return { keyCount, purge };
 }
 
 function runningPeer(config: PeerConfig, server: RunningServer, cleanup: () => Promise<void>): RunningPeer {
