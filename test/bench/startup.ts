@@ -7,9 +7,12 @@
  *
  * On a shared machine the absolute figures move with the load, so the same run also times the
  * floor: `node -e ''` spawned the same way (spawn to exit). Compare a peer's figures with it,
- * not with figures from another run.
+ * not with figures from another run. `--baseline PATH` times another build's CLI
+ * (PATH/dist/src/cli/main.js, e.g. an older commit built elsewhere) on the same stores in the same
+ * run, interleaved, for a before/after comparison under the same load.
  */
 import { once } from "node:events";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
@@ -30,7 +33,7 @@ const READY_TIMEOUT_MS = 60_000;
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { runs: { type: "string" }, keys: { type: "string" } },
+    options: { runs: { type: "string" }, keys: { type: "string" }, baseline: { type: "string" } },
     strict: true,
   });
   const runs = positiveInt("--runs", values.runs ?? "9");
@@ -47,9 +50,16 @@ export async function main(argv: string[]): Promise<void> {
     const results: Record<string, Figures> = {};
     const cases: [string, () => Promise<number>][] = [
       ["node -e ''", () => timeNodeFloor()],
-      ["serve, empty store", () => timeServe(empty.dir)],
-      [`serve, ${keyCount} keys`, () => timeServe(full.dir)],
+      ["serve, empty store", () => timeServe(CLI_MAIN, empty.dir)],
+      [`serve, ${keyCount} keys`, () => timeServe(CLI_MAIN, full.dir)],
     ];
+    if (values.baseline !== undefined) {
+      const baseline = join(resolve(values.baseline), "dist/src/cli/main.js");
+      cases.push(
+        ["baseline, empty store", () => timeServe(baseline, empty.dir)],
+        [`baseline, ${keyCount} keys`, () => timeServe(baseline, full.dir)],
+      );
+    }
     // Interleaved, so a burst of load on the machine touches every case alike.
     const samples = new Map<string, number[]>(cases.map(([name]) => [name, []]));
     for (let i = 0; i < runs; i++) {
@@ -59,7 +69,7 @@ export async function main(argv: string[]): Promise<void> {
       const f = figures(samples.get(name)!);
       results[name] = f;
       process.stdout.write(
-        `${name.padEnd(22)} spawn to ready: median ${f.medianMs.toFixed(0).padStart(5)} ms` +
+        `${name.padEnd(26)} spawn to ready: median ${f.medianMs.toFixed(0).padStart(5)} ms` +
           `  min ${f.minMs.toFixed(0).padStart(5)} ms  max ${f.maxMs.toFixed(0).padStart(5)} ms  (${f.runs} runs)\n`,
       );
     }
@@ -67,7 +77,7 @@ export async function main(argv: string[]): Promise<void> {
     for (const [name, f] of Object.entries(results)) {
       if (name !== "node -e ''") {
         process.stdout.write(
-          `${name.padEnd(22)} above the node floor: ${(f.medianMs - floor).toFixed(0)} ms\n`,
+          `${name.padEnd(26)} above the node floor: ${(f.medianMs - floor).toFixed(0)} ms\n`,
         );
       }
     }
@@ -103,12 +113,12 @@ async function timeNodeFloor(): Promise<number> {
   return performance.now() - t0;
 }
 
-/** Spawn to ready line of `lockbox serve` on `dir`; then SIGTERM and wait for it to exit. */
-async function timeServe(dir: string): Promise<number> {
+/** Spawn to ready line of `lockbox serve` (the CLI at `cliMain`) on `dir`; then SIGTERM and wait for it to exit. */
+async function timeServe(cliMain: string, dir: string): Promise<number> {
   const t0 = performance.now();
   const child = spawnOwned(
     process.execPath,
-    [CLI_MAIN, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--json"],
+    [cliMain, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--json"],
     { env: withoutLockboxVars(process.env), stdio: ["ignore", "pipe", "ignore"] },
   );
   const exited = once(child, "exit");
