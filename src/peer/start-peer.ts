@@ -10,7 +10,6 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
-import type { PurgeStatus } from "../store/purger.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
@@ -90,8 +89,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             masterKeyProtector: description.protector,
             masterKeyEpoch: barrier.sealed ? 0 : barrier.activeEpoch,
             startedAt,
+            keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
-            ...keyStats(keys),
+            purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
         },
@@ -104,11 +104,6 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     await core.close();
     throw err;
   }
-}
-
-function keyStats(keys: KeyService): { keyCount: number; purge: PurgeStatus } {
-  const { keyCount, purge } = keys.stats();
-  return { keyCount, purge };
 }
 
 function runningPeer(config: PeerConfig, server: RunningServer, cleanup: () => Promise<void>): RunningPeer {

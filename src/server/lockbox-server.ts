@@ -53,6 +53,7 @@ const REFLECTION_SHAPES: LazyServiceShapes = {
     ServerReflectionInfo: { requestStream: true, responseStream: true },
   },
 };
+
 /** How long close() lets in-flight calls finish before cutting them. */
 export const DRAIN_TIMEOUT_MS_DEFAULT = 5_000;
 
