@@ -11,11 +11,7 @@ import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
-import {
-  startLockboxServer,
-  type LockboxServerOptions,
-  type RunningServer,
-} from "../server/lockbox-server.js";
+import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
@@ -50,6 +46,10 @@ export interface RunningPeer {
 }
 
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
+  // The edge's modules (grpc-js, protobufjs: most of a start's time goes to loading them) load
+  // while the config is read and the store opens, rather than before: both run at once.
+  const serverModule = import("../server/lockbox-server.js");
+  serverModule.catch(() => {}); // awaited below; unobserved only when an earlier step failed
   const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const clock = options.clock ?? systemClock;
   const { dir } = options;
@@ -72,6 +72,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const { barrier, keys, audit } = core;
     const startedAt = clock.now();
     const description = protector.describe();
+    const { startLockboxServer } = await serverModule;
     const server = await startLockboxServer(
       {
         tls,
@@ -90,6 +91,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             startedAt,
             keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
+            purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
         },
