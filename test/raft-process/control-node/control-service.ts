@@ -1,5 +1,5 @@
 /**
- * lockbox.v1.ControlService handlers of a control-node process: key-value proposals and reads, status,
+ * TEST ONLY: lockbox.test.v1.ControlService handlers of a control-node process: key-value proposals and reads, status,
  * and membership operations, over a RaftDriver. Driver errors become gRPC statuses here and only here
  * (toGrpcStatus below): NotLeader -> FAILED_PRECONDITION with the leader hint in trailing metadata,
  * Timeout -> DEADLINE_EXCEEDED (outcome unknown), Stopped -> UNAVAILABLE, bad fields -> INVALID_ARGUMENT.
@@ -12,18 +12,20 @@ import {
   Rejected,
   Stopped,
   Timeout,
-} from "../../cluster/raft/driver/errors.js";
-import type { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { NODE_ID_CHARS_MAX } from "./raft-wire-codec.js";
+} from "../../../cluster/raft/driver/errors.js";
+import type { RaftDriver } from "../../../cluster/raft/driver/raft-driver.js";
+import type { GrpcPeerTransport } from "../../../src/raft/grpc-peer-transport.js";
+import { NODE_ID_CHARS_MAX } from "../../../src/raft/raft-wire-codec.js";
 import { encodeAddress, isPeerAddress, type ControlStateMachine } from "./control-state-machine.js";
 import { encodeKvCommand, KvCommandInvalid, type KvApplyResult, type KvCommand } from "./kv-state-machine.js";
-import { LEADER_HINT_METADATA_KEY } from "./peer-proto.js";
+import { LEADER_HINT_METADATA_KEY } from "./control-proto.js";
 
 type Handler = (call: grpc.ServerUnaryCall<Record<string, unknown>, object>) => Promise<object>;
 
 export function controlServiceHandlers(
   driver: RaftDriver<KvApplyResult>,
   sm: ControlStateMachine,
+  transport: GrpcPeerTransport,
   log: (line: string) => void,
 ): grpc.UntypedServiceImplementation {
   const handlers: Record<string, Handler> = {
@@ -60,6 +62,7 @@ export function controlServiceHandlers(
         commit: s.commit,
         applied: s.appliedIndex,
         snapshot_index: s.snapshotIndex,
+        transport: transport.counters(),
       };
     },
 
