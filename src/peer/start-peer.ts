@@ -1,6 +1,7 @@
 /**
  * One lockbox peer, wired: config -> store -> master key provider -> barrier
- * -> key service + audit log -> gRPC server. `lockbox serve` and the tests
+ * -> key service + audit log + raft node (src/raft, on the same store) -> one
+ * gRPC server (keys, admin, and the raft peer service). `lockbox serve` and the tests
  * start peers through this one function, so they run the same thing.
  */
 import { readFile } from "node:fs/promises";
@@ -11,6 +12,7 @@ import { DevelopmentFileProtector } from "../crypto/development-file-protector.j
 import { KeyService } from "../keys/key-service.js";
 import { checkMasterKeyCanary, pinClusterParameters } from "../keys/open-key-service.js";
 import { systemClock, type Clock } from "../keys/key-model.js";
+import { startPeerRaft } from "../raft/peer-raft.js";
 import { startLockboxServer, type RunningServer } from "../server/lockbox-server.js";
 import { openPeerStore } from "../store/peer-store.js";
 import { LOCKBOX_VERSION } from "./version.js";
@@ -70,6 +72,16 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     });
     cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock);
+    // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
+    const raft = await startPeerRaft({
+      peerId: config.peerId,
+      store,
+      tls,
+      log,
+      // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
+      onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
+    });
+    cleanups.push(() => raft.stop());
     const startedAt = clock.now();
     const description = protector.describe();
     const server = await startLockboxServer(
@@ -79,6 +91,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
+        peerServices: [raft.service],
         admin: {
           status: () => ({
             peerId: config.peerId,
@@ -90,6 +103,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             startedAt,
             keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
+            raft: raft.status(),
           }),
           listAuditEvents: (req) => audit.list(req),
         },

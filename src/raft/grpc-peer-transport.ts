@@ -198,9 +198,10 @@ export class GrpcPeerTransport implements PeerTransport {
     if (own !== this.id) {
       throw new RangeError(`this peer's certificate names ${own}, not its raft id ${this.id}`);
     }
-    // A chunk is its data plus a header (a raft message without data, the digest): keep 4 KiB for it.
-    if (this.#opts.chunkBytes + 4096 > this.#opts.messageBytesMax) {
-      throw new RangeError(`chunkBytes must leave 4096 bytes of messageBytesMax for the chunk's header`);
+    // The first chunk carries its data and the header (a raft message without data, whose configuration
+    // of up to MEMBERS_MAX ids takes up to ~17 KiB): half of a message is left for the header.
+    if (this.#opts.chunkBytes * 2 > this.#opts.messageBytesMax) {
+      throw new RangeError("chunkBytes must be at most half of messageBytesMax");
     }
     this.#verifier = new PeerCertificateVerifier(options.tls.caCertificatePem);
     for (const [id, address] of options.peers ?? []) if (id !== this.id) this.setPeerAddress(id, address);

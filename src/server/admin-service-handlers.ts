@@ -23,6 +23,17 @@ export interface PeerStatus {
   startedAt: Date;
   keyCount: number;
   partitionPower: number;
+  /** The peer's raft node (src/raft/peer-raft.ts PeerRaftStatus). */
+  raft?: {
+    role: string;
+    term: number;
+    leader: string;
+    commit: number;
+    applied: number;
+    snapshotIndex: number;
+    voters: string[];
+    learners: string[];
+  };
 }
 
 export interface AdminApi {
@@ -57,6 +68,19 @@ export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.Un
           started_at: timestampToWire(s.startedAt),
           key_count: String(s.keyCount),
           partition_power: s.partitionPower,
+          raft:
+            s.raft === undefined
+              ? null
+              : {
+                  role: s.raft.role,
+                  term: String(s.raft.term),
+                  leader: s.raft.leader,
+                  commit: String(s.raft.commit),
+                  applied: String(s.raft.applied),
+                  snapshot_index: String(s.raft.snapshotIndex),
+                  voters: s.raft.voters,
+                  learners: s.raft.learners,
+                },
         },
       };
     },

@@ -33,6 +33,15 @@ export interface LockboxServerOptions {
   audit: EdgeAuditSink;
   clock?: Clock;
   log?: (line: string) => void;
+  /**
+   * Services served beside KeyService and AdminService that authenticate their callers themselves
+   * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
+   * the same TLS and the same REQUEST_BYTES_MAX bound.
+   */
+  peerServices?: readonly {
+    definition: grpc.ServiceDefinition;
+    implementation: grpc.UntypedServiceImplementation;
+  }[];
 }
 
 export interface RunningServer {
@@ -62,6 +71,7 @@ export async function startLockboxServer(
   });
   server.addService(withTolerantDeserializers(protos.keyService), keyServiceHandlers(options.keys, ctx));
   server.addService(withTolerantDeserializers(protos.adminService), adminServiceHandlers(options.admin, ctx));
+  for (const s of options.peerServices ?? []) server.addService(s.definition, s.implementation);
 
   // Health and reflection describe the peer, not keys: they are open to any
   // TLS client, like a load balancer's probe. They reveal no key data.

@@ -20,7 +20,7 @@ import {
 const USAGE = [
   "usage: lockbox status [connection] [--json]",
   "",
-  "Shows a peer's id, cluster, seal state, master key protector and epoch, and key count.",
+  "Shows a peer's id, cluster, seal state, master key protector and epoch, key count, and its raft node.",
   "",
   "options:",
   "  --json                 print the status as one JSON line",
@@ -79,6 +79,17 @@ function render(s: PeerStatus, development: boolean): string {
     ["keys", s.keyCount],
     ["partition power", String(s.partitionPower)],
   ];
+  if (s.raft !== undefined) {
+    const r = s.raft;
+    rows.push(
+      ["raft role", r.role],
+      ["raft leader", r.leader === "" ? "(none known)" : r.leader],
+      ["raft term", r.term],
+      ["raft commit / applied", `${r.commit} / ${r.applied}`],
+      ["raft voters", r.voters.length === 0 ? "(none: not a member yet)" : r.voters.join(", ")],
+      ["raft learners", r.learners.length === 0 ? "-" : r.learners.join(", ")],
+    );
+  }
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n";
 }
