@@ -33,12 +33,16 @@ async function raftStatus(t: Parameters<typeof clientsFor>[0], f: PeerFixture): 
   }
 }
 
-/** Polls admin status until the peer's raft node leads (bounded). */
-async function leading(t: Parameters<typeof clientsFor>[0], f: PeerFixture): Promise<WireRaftStatus> {
+/** Polls admin status until the peer's raft node leads and has committed past `commitAbove` (bounded). */
+async function leading(
+  t: Parameters<typeof clientsFor>[0],
+  f: PeerFixture,
+  commitAbove = 0,
+): Promise<WireRaftStatus> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const s = await raftStatus(t, f);
-    if (s.role === "leader" || Date.now() > deadline) return s;
+    if ((s.role === "leader" && Number(s.commit) > commitAbove) || Date.now() > deadline) return s;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -54,7 +58,7 @@ test("lockbox init founds a raft group of one and serve runs it: admin status sh
   const again = await startPeer({ dir: f.dir, listen: "127.0.0.1:0", log: () => {} });
   t.teardown(() => again.close(1_000));
   const f2 = { ...f, peer: again };
-  const second = await leading(t, f2);
+  const second = await leading(t, f2, Number(first.commit));
   t.like(second, { role: "leader", leader: "peer-1", voters: ["peer-1"] });
   t.true(Number(second.term) > Number(first.term), `term ${second.term} after ${first.term}`);
   t.true(Number(second.commit) > Number(first.commit), "the log survived the restart and grew");
