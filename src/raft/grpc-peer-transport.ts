@@ -100,7 +100,9 @@ const DEFAULTS = {
   messageBytesMax: PEER_MESSAGE_BYTES_MAX,
   chunkBytes: 32 * 1024,
   chunksInFlightMax: 16,
-  snapshotBytesMax: 512 * 1024 * 1024,
+  // A control state of many thousand identities and KEKs is a few tens of MB; with snapshotsReceivingMax
+  // this bounds what senders can make a receiver hold at once (256 MiB).
+  snapshotBytesMax: 64 * 1024 * 1024,
   snapshotTimeoutMs: 120_000,
   snapshotsReceivingMax: 4,
 };
