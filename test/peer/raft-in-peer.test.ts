@@ -1,5 +1,8 @@
 import test from "ava";
 import * as grpc from "@grpc/grpc-js";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { MessageType, type Message } from "../../cluster/raft/core/types.js";
 import {
   createClusterCa,
@@ -153,4 +156,25 @@ test("the peer's raft service accepts only a peer certificate of the cluster CA,
 
   const after = await leading(t, f);
   t.like(after, { role: "leader", leader: "peer-1", voters: ["peer-1"] });
+});
+
+const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+
+test("lockbox status shows the peer's raft node, as text and as JSON", async (t) => {
+  const f = await startTestPeer(t);
+  await leading(t, f);
+  const run = async (...extra: string[]): Promise<string> =>
+    (
+      await promisify(execFile)(
+        process.execPath,
+        [CLI, "status", "--dir", f.dir, "--endpoint", f.peer.address, ...extra],
+        { timeout: 30_000 },
+      )
+    ).stdout;
+  const text = await run();
+  t.regex(text, /^raft role\s+leader$/m);
+  t.regex(text, /^raft leader\s+peer-1$/m);
+  t.regex(text, /^raft voters\s+peer-1$/m);
+  const json = JSON.parse(await run("--json")) as { raft?: { role: string; voters: string[] } };
+  t.like(json.raft, { role: "leader", voters: ["peer-1"] });
 });
