@@ -149,7 +149,7 @@ export class RaftAlreadyFounded extends Error {
 }
 
 /** Raft storage on the store's `raft` sublevel, writing through its group commit (always synced). */
-function peerRaftStorage(store: PeerStore): LevelDbRaftStorage {
+export function peerRaftStorage(store: PeerStore): LevelDbRaftStorage {
   return new LevelDbRaftStorage(store.sublevel("raft"), {
     write: (ops: RaftStoreOp[]) => store.write(ops.map((op) => ({ ...op, sublevel: "raft" }))),
   });

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * TEST ONLY: a raft member process for the real-process tests and the raft benchmark: RaftDriver + the
- * peer's LevelDB raft storage + the peer's gRPC transport (src/raft, mTLS) + a key-value state machine +
+ * peer's raft storage (the `raft` sublevel of a PeerStore, written through its group commit, as in the
+ * peer) + the peer's gRPC transport (src/raft, mTLS) + a key-value state machine +
  * the test-only ControlService (test/proto/lockbox/test/v1/control.proto), all on one gRPC server. A
  * lockbox peer runs the same src/raft parts inside `lockbox serve` (src/peer/start-peer.ts).
  *
@@ -21,16 +22,15 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { randomInt } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
-import { Level } from "level";
 import { RaftDriver } from "../../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../../cluster/raft/driver/ticker.js";
 import type { NodeId, RaftConfig } from "../../../cluster/raft/core/types.js";
 import { GrpcPeerTransport, peerGrpcOptions } from "../../../src/raft/grpc-peer-transport.js";
-import { LevelDbRaftStorage } from "../../../src/raft/leveldb-raft-storage.js";
+import { peerRaftStorage } from "../../../src/raft/peer-raft.js";
 import { loadPeerProto } from "../../../src/raft/peer-proto.js";
+import { openPeerStore } from "../../../src/store/peer-store.js";
 import { ClientCertificateRequestingCredentials } from "../../../src/server/client-certificate-credentials.js";
 import { ControlStateMachine, isPeerAddress } from "./control-state-machine.js";
 import { loadControlService } from "./control-proto.js";
@@ -160,9 +160,8 @@ async function bindWithRetry(
 
 export async function runControlNode(args: ControlNodeArgs): Promise<void> {
   mkdirSync(args.dir, { recursive: true });
-  const db = new Level<string, Uint8Array>(join(args.dir, "leveldb"), { valueEncoding: "view" });
-  await db.open();
-  const storage = new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" }));
+  const store = await openPeerStore(join(args.dir, "leveldb"));
+  const storage = peerRaftStorage(store);
 
   const tls = {
     caCertificatePem: readFileSync(join(args.tlsDir, "ca.crt"), "utf8"),
@@ -230,7 +229,7 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
         r();
       });
     });
-    await db.close();
+    await store.close();
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
