@@ -11,7 +11,7 @@
  */
 import { X509Certificate as NodeX509Certificate, createHash } from "node:crypto";
 import { LockboxError } from "../errors.js";
-import { isValidIdentityName } from "./identity-names.js";
+import { isNodeId } from "../../cluster/node-id.js";
 
 export const PEER_URI_PREFIX = "urn:lockbox:peer:";
 
@@ -78,7 +78,7 @@ export function peerIdOf(cert: NodeX509Certificate): string {
   }
   const commonNames = cert.subject.split("\n").filter((line) => line.startsWith("CN="));
   const id = commonNames.length === 1 ? commonNames[0]!.slice(3) : "";
-  if (!isValidIdentityName(id)) throw unauthenticated("peer certificate has no valid common name");
+  if (!isNodeId(id)) throw unauthenticated("peer certificate has no common name that is a peer id");
   // node renders SANs as "URI:a, DNS:b"; a value with unusual characters is quoted and then fails.
   const uris = (cert.subjectAltName ?? "")
     .split(", ")

@@ -9,6 +9,7 @@
 import { readFile } from "node:fs/promises";
 import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
+import { describeHostPort, parseHostPort } from "../../net/host-port.js";
 import {
   type OptionSpec,
   type ParsedArgs,
@@ -182,11 +183,12 @@ export const command: CliCommand = {
 async function withTpm<T>(args: ParsedArgs, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
   const spec = stringFlag(args, "tpm") ?? process.env.LOCKBOX_TPM ?? "device:/dev/tpmrm0";
   let transport: TpmTransport;
-  const swtpm = /^swtpm:(.+):([0-9]{1,5})$/.exec(spec);
-  if (swtpm !== null) {
-    const port = Number(swtpm[2]);
-    if (port < 1 || port > 65535) throw new UsageError(`--tpm port ${port} is out of range`, "--tpm");
-    transport = await TcpTransport.connect({ host: swtpm[1]!, port });
+  if (spec.startsWith("swtpm:")) {
+    const address = parseHostPort(spec.slice("swtpm:".length));
+    if (address === undefined) {
+      throw new UsageError(`--tpm swtpm: must be followed by ${describeHostPort()}, got '${spec}'`, "--tpm");
+    }
+    transport = await TcpTransport.connect(address);
   } else if (spec.startsWith("device:") && spec.length > "device:".length) {
     transport = await DeviceTransport.open({ path: spec.slice("device:".length) });
   } else {
