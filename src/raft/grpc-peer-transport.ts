@@ -16,7 +16,8 @@
  * (raft-wire-codec.ts) and a bad one is dropped, counted, with a rate-limited log line. Nothing a peer
  * sends can crash the process or grow its memory beyond the bounds here.
  *
- * Whether the authenticated peer is a current, non-fenced member is the control state's (issue 9).
+ * Whether the authenticated peer is a current, non-fenced member is the control state's to say
+ * (issue 9), through `admitPeer`.
  */
 import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
@@ -81,6 +82,12 @@ export interface GrpcPeerTransportOptions {
   snapshotTimeoutMs?: number;
   /** Snapshot transfers being received at once at most (one per sender besides). */
   snapshotsReceivingMax?: number;
+  /**
+   * Whether an authenticated peer may call now: null admits it, a string says why not (the call is
+   * refused PERMISSION_DENIED with it). The control state plugs membership in here (a current,
+   * non-fenced member, issue 9); by default every peer certificate of the cluster CA is admitted.
+   */
+  admitPeer?: (id: NodeId) => string | null;
   log?: (line: string) => void;
 }
 
@@ -108,6 +115,8 @@ export interface PeerTransportCounters {
   refusedUnauthenticated: number;
   /** Calls refused: a batch or chunk named another sender than the certificate's peer. */
   refusedSenderMismatch: number;
+  /** Calls refused: the authenticated peer was not admitted (admitPeer). */
+  refusedNotAdmitted: number;
   /** Received messages dropped by the codec (malformed) or for naming another sender or receiver. */
   receivedInvalid: number;
   /** Messages not sent: one message alone exceeds messageBytesMax. */
@@ -177,6 +186,7 @@ export class GrpcPeerTransport implements PeerTransport {
   readonly #counters: PeerTransportCounters = {
     refusedUnauthenticated: 0,
     refusedSenderMismatch: 0,
+    refusedNotAdmitted: 0,
     receivedInvalid: 0,
     sendOversized: 0,
     snapshotsSent: 0,
@@ -332,18 +342,26 @@ export class GrpcPeerTransport implements PeerTransport {
 
   // ---- receiving ----------------------------------------------------------------------------------
 
-  /** The peer id the call's certificate proves, or the status that refuses the call. */
+  /** The peer id the call's certificate proves, if admitted; else the status that refuses the call. */
   #authenticate(call: {
     getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
   }): NodeId | Partial<grpc.StatusObject> {
+    let peer: NodeId;
     try {
-      return this.#verifier.verify(call.getAuthContext()?.sslPeerCertificate?.raw);
+      peer = this.#verifier.verify(call.getAuthContext()?.sslPeerCertificate?.raw);
     } catch (e) {
       if (!isLockboxError(e, "UNAUTHENTICATED")) throw e;
       this.#counters.refusedUnauthenticated++;
       this.#log("unauthenticated", `raft transport: refused a peer call: ${e.message}`);
       return { code: grpc.status.UNAUTHENTICATED, details: `peer call refused: ${e.message}` };
     }
+    const refusal = this.#opts.admitPeer?.(peer) ?? null;
+    if (refusal !== null) {
+      this.#counters.refusedNotAdmitted++;
+      this.#log(`not-admitted:${peer}`, `raft transport: refused a call from peer ${peer}: ${refusal}`);
+      return { code: grpc.status.PERMISSION_DENIED, details: `peer ${peer} refused: ${refusal}` };
+    }
+    return peer;
   }
 
   /** Hands the batch's good messages on; returns a status that ends the call if the batch is refused. */

@@ -37,6 +37,7 @@ export interface ControlStatus {
 export interface TransportCounters {
   refusedUnauthenticated: number;
   refusedSenderMismatch: number;
+  refusedNotAdmitted: number;
   receivedInvalid: number;
   sendOversized: number;
   snapshotsSent: number;
