@@ -19,8 +19,15 @@ const SERVER_AUTH_OID = "1.3.6.1.5.5.7.3.1";
 const CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2";
 const LOCKBOX_URI_PREFIX = "urn:lockbox:";
 
-interface Verified {
+/** Who a verified peer certificate proves: its peer id, and the serial a revocation names it by. */
+export interface PeerIdentity {
   readonly peerId: string;
+  /** Upper-case hex, as node prints it. */
+  readonly serialNumber: string;
+}
+
+interface Verified {
+  readonly identity: PeerIdentity;
   readonly notBefore: Date;
   readonly notAfter: Date;
 }
@@ -36,8 +43,8 @@ export class PeerCertificateVerifier {
     this.#cacheEntriesMax = options.cacheEntriesMax ?? 256;
   }
 
-  /** The peer id proven by the DER certificate `der` as of `now`; throws UNAUTHENTICATED. */
-  verify(der: Uint8Array | undefined, now: Date = new Date()): string {
+  /** The peer proven by the DER certificate `der` as of `now`; throws UNAUTHENTICATED. */
+  verify(der: Uint8Array | undefined, now: Date = new Date()): PeerIdentity {
     if (der === undefined || der.length === 0) throw unauthenticated("no peer certificate");
     const digest = createHash("sha256").update(der).digest("hex");
     let verified = this.#cache.get(digest);
@@ -48,7 +55,7 @@ export class PeerCertificateVerifier {
     }
     if (now < verified.notBefore) throw unauthenticated("peer certificate is not valid yet");
     if (now > verified.notAfter) throw unauthenticated("peer certificate has expired");
-    return verified.peerId;
+    return verified.identity;
   }
 
   #verifyUncached(der: Uint8Array): Verified {
@@ -61,7 +68,8 @@ export class PeerCertificateVerifier {
     if (!cert.checkIssued(this.#ca) || !cert.verify(this.#ca.publicKey)) {
       throw unauthenticated("peer certificate is not signed by the cluster CA");
     }
-    return { peerId: peerIdOf(cert), ...validity(cert) };
+    const identity = Object.freeze({ peerId: peerIdOf(cert), serialNumber: cert.serialNumber.toUpperCase() });
+    return { identity, ...validity(cert) };
   }
 }
 

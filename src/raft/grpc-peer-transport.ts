@@ -26,7 +26,7 @@ import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js"
 import { MessageType, type Message, type NodeId } from "../../cluster/raft/core/types.js";
 import { isNodeId } from "../../cluster/node-id.js";
 import { isLockboxError } from "../errors.js";
-import { PeerCertificateVerifier, peerIdOf } from "../pki/peer-certificate-verifier.js";
+import { PeerCertificateVerifier, peerIdOf, type PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import { loadPeerProto } from "./peer-proto.js";
 import { decodeMessage, encodeMessage, WireMessageInvalid, type WireBatch } from "./raft-wire-codec.js";
 import {
@@ -83,11 +83,12 @@ export interface GrpcPeerTransportOptions {
   /** Snapshot transfers being received at once at most (one per sender besides). */
   snapshotsReceivingMax?: number;
   /**
-   * Whether an authenticated peer may call now: null admits it, a string says why not (the call is
-   * refused PERMISSION_DENIED with it). The control state plugs membership in here (a current,
-   * non-fenced member, issue 9); by default every peer certificate of the cluster CA is admitted.
+   * Whether an authenticated peer (its id and certificate serial) may call now: null admits it, a
+   * string says why not (the call is refused PERMISSION_DENIED with it). The control state plugs
+   * membership and revocation in here (a current, non-fenced member whose certificate is not revoked,
+   * issue 9); by default every peer certificate of the cluster CA is admitted.
    */
-  admitPeer?: (id: NodeId) => string | null;
+  admitPeer?: (peer: PeerIdentity) => string | null;
   log?: (line: string) => void;
 }
 
@@ -346,16 +347,17 @@ export class GrpcPeerTransport implements PeerTransport {
   #authenticate(call: {
     getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
   }): NodeId | Partial<grpc.StatusObject> {
-    let peer: NodeId;
+    let identity: PeerIdentity;
     try {
-      peer = this.#verifier.verify(call.getAuthContext()?.sslPeerCertificate?.raw);
+      identity = this.#verifier.verify(call.getAuthContext()?.sslPeerCertificate?.raw);
     } catch (e) {
       if (!isLockboxError(e, "UNAUTHENTICATED")) throw e;
       this.#counters.refusedUnauthenticated++;
       this.#log("unauthenticated", `raft transport: refused a peer call: ${e.message}`);
       return { code: grpc.status.UNAUTHENTICATED, details: `peer call refused: ${e.message}` };
     }
-    const refusal = this.#opts.admitPeer?.(peer) ?? null;
+    const peer = identity.peerId;
+    const refusal = this.#opts.admitPeer?.(identity) ?? null;
     if (refusal !== null) {
       this.#counters.refusedNotAdmitted++;
       this.#log(`not-admitted:${peer}`, `raft transport: refused a call from peer ${peer}: ${refusal}`);

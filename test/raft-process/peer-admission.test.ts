@@ -1,6 +1,6 @@
 import test from "ava";
 import * as grpc from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { MessageType, type Message } from "../../cluster/raft/core/types.js";
 import { GrpcPeerTransport, peerGrpcOptions } from "../../src/raft/grpc-peer-transport.js";
 import { loadPeerProto } from "../../src/raft/peer-proto.js";
@@ -26,10 +26,14 @@ const heartbeat = (from: string): Message => ({
 });
 
 test("transport: a peer the control state does not admit is refused on both calls before anything it sends is read; an admitted one is heard", async (t) => {
+  const seen: string[] = [];
   const b = new GrpcPeerTransport({
     id: "b",
     tls: await peerTls("b"),
-    admitPeer: (id) => (id === "a" ? null : `${id} is not a current member`),
+    admitPeer: ({ peerId, serialNumber }) => {
+      seen.push(serialNumber);
+      return peerId === "a" ? null : `${peerId} is not a current member`;
+    },
   });
   t.teardown(() => b.close());
   const received: Message[] = [];
@@ -82,6 +86,9 @@ test("transport: a peer the control state does not admit is refused on both call
   t.regex(refused?.details ?? "", /c is not a current member/);
   t.is((await snapshot("c")).code, grpc.status.PERMISSION_DENIED);
   t.is(b.counters().refusedNotAdmitted, 2);
+  // The hook is told the certificate's serial, which a revocation names.
+  const serialOfC = new X509Certificate((await peerTls("c")).certificatePem).serialNumber.toUpperCase();
+  t.deepEqual(seen, [serialOfC, serialOfC]);
   t.deepEqual(received, [], "nothing from the refused peer reached raft");
 
   t.is(await raft("a"), null);
