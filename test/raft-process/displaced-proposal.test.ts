@@ -133,7 +133,10 @@ test("propose (mock peers over real gRPC): a proposal that takes the index of a 
   const set = (key: string): Uint8Array => encodeKvCommand({ op: "set", key, value: "v" });
   const a = driver.propose(set("a"), 20_000);
   a.catch(() => {});
-  const oldTimeoutMs = 600;
+  // The old proposal's deadline must outlast one truncation and re-election of node 2, so that it is
+  // displaced before it times out; on a loaded 2-core machine that took more than 600 ms (one failure
+  // in 20 runs). What is tested does not depend on the length: only that the deadline passes later.
+  const oldTimeoutMs = 3_000;
   const oldProposedAt = Date.now();
   const old = driver.propose(set("old"), oldTimeoutMs);
   old.catch(() => {});
@@ -161,7 +164,7 @@ test("propose (mock peers over real gRPC): a proposal that takes the index of a 
 
   // Node 2 leads again (no-op at 2) and its next proposal lands at 3: the old proposal's index.
   await until(() => driver.status().role === "leader", "node 2 to lead again");
-  const fresh = driver.propose(set("fresh"), 8_000);
+  const fresh = driver.propose(set("fresh"), 15_000);
   fresh.catch(() => {});
   await until(() => driver.status().lastIndex === 3, "the new proposal at index 3");
   await t.throwsAsync(old, { instanceOf: NotLeader }, "the truncated proposal can never apply");
