@@ -68,6 +68,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     clusterSalt: Buffer.from(config.clusterSalt, "hex"),
     partitionPower: config.partitionPower,
     clock,
+    audit: { log },
   });
   let stopRaft = async (): Promise<void> => {};
   const close = async (): Promise<void> => {

@@ -11,7 +11,6 @@ import {
   type CertifiedKey,
 } from "../../src/pki/certificate-authority.js";
 import type { PeerTlsMaterial } from "../../src/raft/grpc-peer-transport.js";
-import { ClientCertificateRequestingCredentials } from "../../src/server/client-certificate-credentials.js";
 
 let ca: Promise<CertifiedKey> | undefined;
 const issued = new Map<string, Promise<PeerTlsMaterial>>();
@@ -39,9 +38,33 @@ export function peerTls(id: string): Promise<PeerTlsMaterial> {
   return m;
 }
 
+/**
+ * Server TLS credentials that request a client certificate without letting the handshake reject a
+ * missing or untrusted one, as the peer's edge listener does (src/server/edge-listener.ts): the peer
+ * service then refuses such a call itself, with a status the test can read. grpc-js exports
+ * ServerCredentials as an abstract class whose constructor takes the http2 server options and the
+ * secure context options; this subclass relies on that (grpc-js 1.14).
+ */
+export class CertificateRequestingServerCredentials extends grpc.ServerCredentials {
+  constructor(material: PeerTlsMaterial) {
+    super(
+      { requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2" },
+      {
+        ca: Buffer.from(material.caCertificatePem),
+        cert: Buffer.from(material.certificatePem),
+        key: Buffer.from(material.privateKeyPem),
+      },
+    );
+  }
+
+  override _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
 /** Server credentials for peer `id`: TLS that requests (and lets the service verify) peer certificates. */
 export async function peerServerCredentials(id: string): Promise<grpc.ServerCredentials> {
-  return new ClientCertificateRequestingCredentials(await peerTls(id));
+  return new CertificateRequestingServerCredentials(await peerTls(id));
 }
 
 /** Client credentials of peer `id`, for tests that speak PeerService directly. */

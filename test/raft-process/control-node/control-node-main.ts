@@ -33,8 +33,8 @@ import { GrpcPeerTransport, peerGrpcOptions } from "../../../src/raft/grpc-peer-
 import { peerRaftStorage } from "../../../src/raft/peer-raft.js";
 import { loadPeerProto } from "../../../src/raft/peer-proto.js";
 import { openPeerStore } from "../../../src/store/peer-store.js";
-import { ClientCertificateRequestingCredentials } from "../../../src/server/client-certificate-credentials.js";
 import { ControlStateMachine } from "./control-state-machine.js";
+import { CertificateRequestingServerCredentials } from "../peer-tls.js";
 import { loadControlService } from "./control-proto.js";
 import { controlServiceHandlers } from "./control-service.js";
 
@@ -211,7 +211,7 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
   const server = new grpc.Server(peerGrpcOptions());
   server.addService(loadPeerProto().PeerService.service, transport.serviceHandlers());
   server.addService(loadControlService().service, controlServiceHandlers(driver, sm, transport, log));
-  const port = await bindWithRetry(server, args.listen, new ClientCertificateRequestingCredentials(tls));
+  const port = await bindWithRetry(server, args.listen, new CertificateRequestingServerCredentials(tls));
 
   const shutdown = async (signal: string): Promise<void> => {
     if (shuttingDown) return;
