@@ -13,11 +13,7 @@ import { DevelopmentFileProtector } from "../crypto/development-file-protector.j
 import type { KeyService } from "../keys/key-service.js";
 import { startPeerRaft } from "../raft/peer-raft.js";
 import { systemClock, type Clock } from "../time/clock.js";
-import {
-  startLockboxServer,
-  type LockboxServerOptions,
-  type RunningServer,
-} from "../server/lockbox-server.js";
+import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
@@ -52,6 +48,10 @@ export interface RunningPeer {
 }
 
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
+  // The edge's modules (grpc-js, protobufjs: most of a start's time goes to loading them) load
+  // while the config is read and the store opens, rather than before: both run at once.
+  const serverModule = import("../server/lockbox-server.js");
+  serverModule.catch(() => {}); // awaited below; unobserved only when an earlier step failed
   const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const clock = options.clock ?? systemClock;
   const { dir } = options;
@@ -89,6 +89,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     stopRaft = () => raft.stop();
     const startedAt = clock.now();
     const description = protector.describe();
+    const { startLockboxServer } = await serverModule;
     const server = await startLockboxServer(
       {
         tls,
@@ -109,6 +110,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
             raft: raft.status(),
+            purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
         },
