@@ -54,8 +54,24 @@ export interface PeerStatus {
   /** A decimal string: the wire type is uint64. */
   keyCount: string;
   partitionPower: number;
+  /** The peer's raft node; absent from peers that do not report it. */
+  raft?: RaftStatus;
   /** The peer's batched purge of destroyed material; absent from peers that do not report it. */
   purge?: PurgeStatus;
+}
+
+export interface RaftStatus {
+  /** "leader", "follower", "candidate", "preCandidate", or "stopped". */
+  role: string;
+  /** Decimal strings: the wire types are uint64. */
+  term: string;
+  /** "" when no leader is known. */
+  leader: string;
+  commit: string;
+  applied: string;
+  snapshotIndex: string;
+  voters: string[];
+  learners: string[];
 }
 
 /** Counts and milliseconds are decimal strings: the wire types are uint64. */
@@ -163,6 +179,19 @@ export function toPeerStatus(s: GetStatusResponse__Output): PeerStatus {
     startedAt: toDate(s.started_at),
     keyCount: String(s.key_count),
     partitionPower: s.partition_power,
+    raft:
+      s.raft === null
+        ? undefined
+        : {
+            role: s.raft.role,
+            term: String(s.raft.term),
+            leader: s.raft.leader,
+            commit: String(s.raft.commit),
+            applied: String(s.raft.applied),
+            snapshotIndex: String(s.raft.snapshot_index),
+            voters: [...s.raft.voters],
+            learners: [...s.raft.learners],
+          },
     purge: s.purge === null ? undefined : toPurgeStatus(s.purge),
   });
 }

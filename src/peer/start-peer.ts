@@ -1,7 +1,8 @@
 /**
  * The composition root: one lockbox peer, wired from its config. config ->
  * master key provider -> store, barrier, key service, audit log (peer-core.ts)
- * -> gRPC server. `lockbox serve`, `lockbox dev-cluster` and the tests start
+ * -> raft node on the same store (src/raft) -> one gRPC server serving keys,
+ * admin and the raft peer service. `lockbox serve`, `lockbox dev-cluster` and the tests start
  * peers through this one function, so they run the same thing; a test that
  * must replace a part says which through `replaceParts`.
  */
@@ -10,6 +11,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
+import { startPeerRaft } from "../raft/peer-raft.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
@@ -68,8 +70,23 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     clock,
     audit: { log },
   });
+  let stopRaft = async (): Promise<void> => {};
+  const close = async (): Promise<void> => {
+    await stopRaft();
+    await core.close();
+  };
   try {
     const { barrier, keys, audit } = core;
+    // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
+    const raft = await startPeerRaft({
+      peerId: config.peerId,
+      store: core.store,
+      tls,
+      log,
+      // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
+      onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
+    });
+    stopRaft = () => raft.stop();
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
@@ -80,6 +97,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
+        peerServices: [raft.service],
         admin: {
           status: () => ({
             peerId: config.peerId,
@@ -91,6 +109,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             startedAt,
             keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
+            raft: raft.status(),
             purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
@@ -99,9 +118,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       },
       options.listen ?? config.listen,
     );
-    return runningPeer(config, server, () => core.close());
+    return runningPeer(config, server, close);
   } catch (err) {
-    await core.close();
+    await close();
     throw err;
   }
 }

@@ -25,6 +25,17 @@ export interface PeerStatus {
   startedAt: Date;
   keyCount: number;
   partitionPower: number;
+  /** The peer's raft node (src/raft/peer-raft.ts PeerRaftStatus). */
+  raft?: {
+    role: string;
+    term: number;
+    leader: string;
+    commit: number;
+    applied: number;
+    snapshotIndex: number;
+    voters: string[];
+    learners: string[];
+  };
   /** The store's batched purge of destroyed material (src/store/purger.ts). */
   purge: PurgeStatus;
 }
@@ -65,6 +76,19 @@ export function adminServiceHandlers(
           started_at: timestampToWire(s.startedAt),
           key_count: String(s.keyCount),
           partition_power: s.partitionPower,
+          raft:
+            s.raft === undefined
+              ? null
+              : {
+                  role: s.raft.role,
+                  term: String(s.raft.term),
+                  leader: s.raft.leader,
+                  commit: String(s.raft.commit),
+                  applied: String(s.raft.applied),
+                  snapshot_index: String(s.raft.snapshotIndex),
+                  voters: s.raft.voters,
+                  learners: s.raft.learners,
+                },
           purge: {
             pending: String(s.purge.pending),
             oldest_pending_ms: String(Math.round(s.purge.oldestPendingMs)),

@@ -66,6 +66,15 @@ export interface LockboxServerOptions {
   log?: (line: string) => void;
   /** Overrides of EDGE_LIMITS_DEFAULT (edge-limits.ts). */
   limits?: Partial<EdgeLimits>;
+  /**
+   * Services served beside KeyService and AdminService that authenticate their callers themselves
+   * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
+   * the same TLS and the same REQUEST_BYTES_MAX bound.
+   */
+  peerServices?: readonly {
+    definition: grpc.ServiceDefinition;
+    implementation: grpc.UntypedServiceImplementation;
+  }[];
 }
 
 export interface RunningServer {
@@ -132,6 +141,8 @@ export async function startLockboxServer(
     strict(protos.adminService),
     adminServiceHandlers(options.admin, ctx, protos.adminService),
   );
+  // Not behind call admission: these authenticate each call themselves (src/raft: peer certificates).
+  for (const s of options.peerServices ?? []) server.addService(s.definition, s.implementation);
 
   // Health and reflection describe the peer, not keys: they are open to any
   // TLS client, like a load balancer's probe. They reveal no key data. Both are

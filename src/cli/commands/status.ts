@@ -20,8 +20,8 @@ import {
 const USAGE = [
   "usage: lockbox status [connection] [--json]",
   "",
-  "Shows a peer's id, cluster, seal state, master key protector and epoch, key count, and the",
-  "purge of destroyed material (pending values, the oldest one's wait, runs).",
+  "Shows a peer's id, cluster, seal state, master key protector and epoch, key count, its raft node,",
+  "and the purge of destroyed material (pending values, the oldest one's wait, runs).",
   "",
   "options:",
   "  --json                 print the status as one JSON line",
@@ -80,6 +80,17 @@ function render(s: PeerStatus, development: boolean): string {
     ["keys", s.keyCount],
     ["partition power", String(s.partitionPower)],
   ];
+  if (s.raft !== undefined) {
+    const r = s.raft;
+    rows.push(
+      ["raft role", r.role],
+      ["raft leader", r.leader === "" ? "(none known)" : r.leader],
+      ["raft term", r.term],
+      ["raft commit / applied", `${r.commit} / ${r.applied}`],
+      ["raft voters", r.voters.length === 0 ? "(none: not a member yet)" : r.voters.join(", ")],
+      ["raft learners", r.learners.length === 0 ? "-" : r.learners.join(", ")],
+    );
+  }
   if (s.purge !== undefined) rows.push(...purgeRows(s.purge));
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n";

@@ -1,6 +1,8 @@
 /**
- * RaftStorage on one LevelDB sublevel. It takes the sublevel (not a path) so the raft log can live in the
- * peer's single LevelDB beside the records (DESIGN.md §7); one process, one database.
+ * RaftStorage on one LevelDB sublevel. It takes the sublevel (not a path) so the raft log lives in the
+ * peer's single LevelDB beside the records (DESIGN.md §7); one process, one database. Reads go to the
+ * sublevel; writes go through `write` when given (in the peer: the store's group commit, which syncs
+ * every batch, so there every write is synced whatever the driver asks), else straight to the sublevel.
  *
  * Layout inside the sublevel (keys are UTF-8 strings, values bytes):
  *   "hardstate"          JSON { term, vote, commit }
@@ -37,7 +39,17 @@ export class RaftStorageCorrupt extends Error {
   readonly code = "RAFT_STORAGE_CORRUPT";
 }
 
-type Op = { type: "put"; key: string; value: Uint8Array } | { type: "del"; key: string };
+/** One write to the raft sublevel; a list of them is written atomically. */
+export type RaftStoreOp = { type: "put"; key: string; value: Uint8Array } | { type: "del"; key: string };
+type Op = RaftStoreOp;
+
+export interface LevelDbRaftStorageOptions {
+  /**
+   * Writes `ops` to the raft sublevel as one atomic batch, resolving once it is on disk (synced at least
+   * when `sync` is set). Default: a batch on the sublevel itself.
+   */
+  write?: (ops: RaftStoreOp[], sync: boolean) => Promise<void>;
+}
 
 export const entryKey = (index: number): string => ENTRY_PREFIX + String(index).padStart(INDEX_DIGITS, "0");
 
@@ -47,7 +59,14 @@ export class LevelDbRaftStorage implements RaftStorage {
   #last = 0;
   #loaded = false;
 
-  constructor(readonly db: RaftSublevel) {}
+  readonly #write: (ops: RaftStoreOp[], sync: boolean) => Promise<void>;
+
+  constructor(
+    readonly db: RaftSublevel,
+    options: LevelDbRaftStorageOptions = {},
+  ) {
+    this.#write = options.write ?? ((ops, sync) => this.db.batch(ops, { sync } as object));
+  }
 
   async load(): Promise<PersistedState> {
     const hsBytes = await this.db.get(HARD_STATE_KEY);
@@ -109,7 +128,7 @@ export class LevelDbRaftStorage implements RaftStorage {
       ops.push({ type: "put", key: HARD_STATE_KEY, value: encodeJson(update.hardState) });
     }
     if (ops.length === 0) return;
-    await this.db.batch(ops, { sync: update.sync } as object);
+    await this.#write(ops, update.sync);
     this.#first = first;
     this.#last = last;
   }
@@ -119,7 +138,7 @@ export class LevelDbRaftStorage implements RaftStorage {
     const upTo = Math.min(snapshot.metadata.index, this.#last);
     const ops: Op[] = [{ type: "put", key: SNAPSHOT_KEY, value: encodeSnapshot(snapshot) }];
     for (let i = this.#first; i <= upTo; i++) ops.push({ type: "del", key: entryKey(i) });
-    await this.db.batch(ops, { sync: true } as object);
+    await this.#write(ops, true);
     if (upTo >= this.#first) this.#first = upTo + 1;
   }
 
