@@ -11,7 +11,6 @@ import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
-import { startPeerRaft } from "../raft/peer-raft.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
@@ -52,6 +51,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   // while the config is read and the store opens, rather than before: both run at once.
   const serverModule = import("../server/lockbox-server.js");
   serverModule.catch(() => {}); // awaited below; unobserved only when an earlier step failed
+  // The raft transport loads grpc-js and peer.proto too: the same overlap.
+  const raftModule = import("../raft/peer-raft.js");
+  raftModule.catch(() => {});
   const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const clock = options.clock ?? systemClock;
   const { dir } = options;
@@ -78,6 +80,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   try {
     const { barrier, keys, audit } = core;
     // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
+    const { startPeerRaft } = await raftModule;
     const raft = await startPeerRaft({
       peerId: config.peerId,
       store: core.store,
