@@ -205,7 +205,12 @@ export class RaftNode implements RaftNodeApi {
       messages: this.msgs,
       committedEntries: this.log.nextCommittedEntries(),
       readStates: this.readStates,
-      mustSync: hardChanged || entries.length > 0 || this.log.pendingSnapshot !== null,
+      // The durability rule on `Ready`: a new term or vote, entries or a snapshot; never commit alone.
+      mustSync:
+        entries.length > 0 ||
+        this.log.pendingSnapshot !== null ||
+        hs.term !== this.prevHardState.term ||
+        hs.vote !== this.prevHardState.vote,
     };
     for (const m of rd.messages) assert(m.to !== this.id, "message to self in Ready");
     this.msgs = [];
