@@ -33,6 +33,7 @@ import {
   type RaftConfig,
   type RaftStatus,
   type Ready,
+  type SoftState,
 } from "../core/types.js";
 import { Busy, InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "./errors.js";
 import type { PeerTransport } from "./peer-transport.js";
@@ -75,6 +76,8 @@ export interface RaftDriverOptions<R> {
   receivedMax?: number;
   /** Called for every committed membership change, in log order (also when replayed after a restart). */
   onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
+  /** Called after every Ready that changed the role or the known leader (for logs, metrics, checkers). */
+  onSoftState?: (soft: SoftState) => void;
   /** Called once when the driver stops because of an error it cannot continue from. */
   onFatal?: (error: unknown) => void;
   /** Diagnostic lines (never entry data). */
@@ -211,6 +214,11 @@ export class RaftDriver<R = unknown> {
       snapshotIndex: this.#snapshotIndex,
       receivedDropped: this.#receivedDropped,
     };
+  }
+
+  /** Term of the entry at `index` in this node's log, if it holds it (diagnostics and checkers). */
+  termAt(index: number): number | undefined {
+    return this.#core.termAt(index);
   }
 
   /**
@@ -535,7 +543,10 @@ export class RaftDriver<R = unknown> {
     this.#serveReads();
     // 4. Advance.
     this.#core.advance(rd);
-    if (rd.softState !== null) this.#onSoftState(rd.softState.leader);
+    if (rd.softState !== null) {
+      this.#onSoftState(rd.softState.leader);
+      this.#opts.onSoftState?.(rd.softState);
+    }
   }
 
   #apply(e: Entry): void {
