@@ -5,15 +5,15 @@
  *   --profile NAME           mixed (default) | calm | lossy | partition | crash | membership | chaos |
  *                            storage | hunt | all (seed s runs CI_PROFILES[s % 4]: mixed, membership,
  *                            chaos, storage)
- *   --bug NAME               run a deliberately broken core: commitOldTermEntries | voteBeforePersist |
- *                            readWithoutQuorum
+ *   --bug NAME               run a deliberately broken core (planted-bugs.ts: PLANTED_BUGS)
  *   --time-limit-s T         stop a --seeds run after T seconds (reports how many ran)
  * Ends with a summary and one JSON line; exits 1 if any seed violated a checker.
  */
+import { PLANTED_BUGS } from "./planted-bugs.js";
 import { CI_PROFILES } from "./profiles.js";
 import { runSeed, type SimResult } from "./simulator.js";
 
-const BUGS = ["commitOldTermEntries", "voteBeforePersist", "readWithoutQuorum"] as const;
+const BUGS = PLANTED_BUGS;
 
 function parse(argv: string[]): Map<string, string> {
   const out = new Map<string, string>();

@@ -29,10 +29,11 @@ export class SimStorageFault extends Error {
 
 /** What one batch did to the raft state, kept beside its records so the checkers need not decode. */
 interface BatchMeta {
-  snapshot: { index: number; term: number } | null;
-  entries: { index: number; term: number; conf: boolean }[];
+  snapshot: { index: number; term: number; voters: string[] } | null;
+  /** `voters`: for a membership change, the voters it leads to. */
+  entries: { index: number; term: number; voters: string[] | null }[];
   /** compact(): entries up to here deleted, snapshot at this index. */
-  compactTo: { index: number; term: number } | null;
+  compactTo: { index: number; term: number; voters: string[] } | null;
   hardState: HardState | null;
 }
 
@@ -41,7 +42,10 @@ export class RaftShadow {
   terms = new Map<number, number>();
   /** Highest index in `terms` (0 when empty); the log is contiguous, so deletes walk down from here. */
   last = 0;
-  confIndexes = new Set<number>();
+  /** Membership changes in the log: index -> the voters they lead to. */
+  confs = new Map<number, string[]>();
+  /** Voters as of the snapshot (null: no snapshot yet). */
+  snapVoters: string[] | null = null;
   snapIndex = 0;
   snapTerm = 0;
   hardState: HardState = emptyHardState();
@@ -50,7 +54,8 @@ export class RaftShadow {
     const c = new RaftShadow();
     c.terms = new Map(this.terms);
     c.last = this.last;
-    c.confIndexes = new Set(this.confIndexes);
+    c.confs = new Map(this.confs);
+    c.snapVoters = this.snapVoters;
     c.snapIndex = this.snapIndex;
     c.snapTerm = this.snapTerm;
     c.hardState = { ...this.hardState };
@@ -61,27 +66,29 @@ export class RaftShadow {
     if (m.snapshot !== null) {
       this.terms.clear();
       this.last = 0;
-      this.confIndexes.clear();
+      this.confs.clear();
       this.snapIndex = m.snapshot.index;
       this.snapTerm = m.snapshot.term;
+      this.snapVoters = m.snapshot.voters;
     }
     if (m.entries.length > 0) {
       const first = m.entries[0]!.index;
       for (let i = this.last; i >= first; i--) {
         this.terms.delete(i);
-        this.confIndexes.delete(i);
+        this.confs.delete(i);
       }
       for (const e of m.entries) {
         this.terms.set(e.index, e.term);
-        if (e.conf) this.confIndexes.add(e.index);
+        if (e.voters !== null) this.confs.set(e.index, e.voters);
       }
       this.last = m.entries[m.entries.length - 1]!.index;
     }
     if (m.compactTo !== null) {
       this.snapIndex = m.compactTo.index;
       this.snapTerm = m.compactTo.term;
+      this.snapVoters = m.compactTo.voters;
       for (const i of [...this.terms.keys()]) if (i <= m.compactTo.index) this.terms.delete(i);
-      for (const i of [...this.confIndexes]) if (i <= m.compactTo.index) this.confIndexes.delete(i);
+      for (const i of [...this.confs.keys()]) if (i <= m.compactTo.index) this.confs.delete(i);
       if (this.last <= m.compactTo.index) this.last = 0;
     }
     if (m.hardState !== null) this.hardState = { ...m.hardState };
@@ -144,8 +151,16 @@ export class SimRaftDisk implements RaftStorage {
       snapshot:
         update.snapshot === null
           ? null
-          : { index: update.snapshot.metadata.index, term: update.snapshot.metadata.term },
-      entries: update.entries.map((e) => ({ index: e.index, term: e.term, conf: e.confChange !== null })),
+          : {
+              index: update.snapshot.metadata.index,
+              term: update.snapshot.metadata.term,
+              voters: update.snapshot.metadata.confState.voters,
+            },
+      entries: update.entries.map((e) => ({
+        index: e.index,
+        term: e.term,
+        voters: e.confState?.voters ?? null,
+      })),
       compactTo: null,
       hardState: update.hardState,
     };
@@ -158,7 +173,11 @@ export class SimRaftDisk implements RaftStorage {
     const meta: BatchMeta = {
       snapshot: null,
       entries: [],
-      compactTo: { index: snapshot.metadata.index, term: snapshot.metadata.term },
+      compactTo: {
+        index: snapshot.metadata.index,
+        term: snapshot.metadata.term,
+        voters: snapshot.metadata.confState.voters,
+      },
       hardState: null,
     };
     this.write(ops, meta, true, "compact", false);
@@ -239,12 +258,15 @@ export class SimRaftDisk implements RaftStorage {
     return { kept, lost, flipped };
   }
 
-  /** The disk is replaced by an empty one (the machine comes back wiped). */
+  /**
+   * The disk is replaced by an empty one (the machine comes back wiped, and never under this id). The
+   * durable shadow keeps what it held: an ack it sent before the wipe was honest, and the quorum checker
+   * counts it (losing a disk after acknowledging is a fault raft does not hide, not a bug).
+   */
   wipe(): void {
     this.durable.clear();
     this.view.clear();
     this.pending = [];
-    this.durableShadow = new RaftShadow();
     this.viewShadow = new RaftShadow();
     this.range = { first: 1, last: 0 };
   }

@@ -347,6 +347,7 @@ export class Simulation {
     this.net.healAll();
     this.net.faults = { dropRate: 0, duplicateRate: 0, delayTicksMin: 0, delayTicksMax: 1 };
     for (const n of this.nodes.values()) {
+      n.crashAfterSend = false;
       if (n.proc?.paused) this.resume(n);
       // The operator finally shuts down removed nodes that were left running.
       if (n.removedAlive && n.state === "up") this.stop(n, "removed-shutdown", "removed");
@@ -606,7 +607,7 @@ export class Simulation {
     for (const n of this.nodes.values()) {
       if (n.state !== "up" || n.driver === null || n.role !== "leader") continue;
       const st = n.driver.status();
-      const uncommitted = [...n.disk.viewShadow.confIndexes].filter((i) => i > st.commit);
+      const uncommitted = [...n.disk.viewShadow.confs.keys()].filter((i) => i > st.commit);
       if (uncommitted.length > 1) {
         throw new SimViolation(
           "membership-changes-pending",
@@ -780,15 +781,32 @@ export class Simulation {
    * majority without it and the others already lost (so the run can stay live).
    */
   private canLose(id: string): boolean {
-    // Every running node's view of the configuration (a change may be in flight), and the committed one.
-    const views = [this.safety.committedVoters(Number.MAX_SAFE_INTEGER)];
-    for (const n of this.nodes.values())
-      if (n.driver !== null) views.push(n.driver.status().confState.voters);
-    return views.every((voters) => {
+    return this.configsHeld().every((voters) => {
       if (!voters.includes(id)) return true;
-      const lost = voters.filter((v) => v === id || this.nodes.get(v)?.state === "lost").length;
+      const lost = voters.filter((v) => v === id || this.gone(v)).length;
       return voters.length - lost > voters.length / 2;
     });
+  }
+
+  /**
+   * Every configuration any node still holds (in its snapshot or its log, committed or not): any of them
+   * may become the one a restarted group runs with, so none may lose its live majority.
+   */
+  private configsHeld(): string[][] {
+    const out: string[][] = [this.founders];
+    for (const n of this.nodes.values()) {
+      if (n.state === "lost") continue;
+      const sh = n.disk.viewShadow;
+      if (sh.snapVoters !== null) out.push(sh.snapVoters);
+      for (const v of sh.confs.values()) out.push(v);
+    }
+    return out;
+  }
+
+  /** Lost, or down with a flipped bit (it will refuse to start): either way gone for good. */
+  private gone(id: string): boolean {
+    const n = this.nodes.get(id);
+    return n?.state === "lost" || (n?.state === "down" && n.flipped !== null);
   }
 
   private partitionRandom(): void {
@@ -920,7 +938,7 @@ export class Simulation {
     const leader = this.leader();
     if (leader === undefined) return;
     const cs = leader.driver!.status().confState;
-    const lost = (id: string): boolean => this.nodes.get(id)?.state === "lost";
+    const lost = (id: string): boolean => this.gone(id);
     const voterCount = cs.voters.length;
     const liveVoters = cs.voters.filter((v) => !lost(v)).length;
     const choice = this.rng.nextInt(3);
@@ -942,6 +960,12 @@ export class Simulation {
       const lostVoters = cs.voters.filter(lost);
       const id = lostVoters.length > 0 ? this.rng.pick(lostVoters) : this.rng.pick(cs.voters);
       if (!lost(id) && liveVoters - 1 <= (voterCount - 1) / 2) return;
+      // ...and no configuration a node holds already counts on the others.
+      if (
+        !lost(id) &&
+        !this.configsHeld().every((vs) => vs.filter((v) => v !== id && !lost(v)).length > vs.length / 2)
+      )
+        return;
       this.confChanges++;
       this.trace.add(`remove ${leader.id} ${id}`);
       leader.driver!.removeVoter(id).catch(() => {});

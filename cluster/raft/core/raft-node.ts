@@ -27,6 +27,13 @@ import { validateMessage } from "./validate-message.js";
 
 /** A Vote message whose context is this marks a leadership transfer: it bypasses the leader lease. */
 const TRANSFER_CONTEXT = new Uint8Array([0x74]);
+/** Answers to this node's own requests (only the acceptStaleResponses bug lets stale ones through). */
+const RESPONSES: ReadonlySet<MessageType> = new Set([
+  MessageType.PreVoteResp,
+  MessageType.VoteResp,
+  MessageType.AppendResp,
+  MessageType.HeartbeatResp,
+]);
 /** Bound on ReadIndex requests waiting at a leader. */
 const READ_REQUESTS_MAX = 4096;
 /** Bound on reads waiting for the leader's first commit in its term. */
@@ -116,7 +123,7 @@ export class RaftNode implements RaftNodeApi {
 
   proposeConfChange(change: ConfChange): ProposalPosition {
     this.mustAcceptProposal();
-    if (this.log.lastConfIndex() > this.log.committed) {
+    if (this.log.lastConfIndex() > this.log.committed && !this.cfg.bugs?.concurrentConfChanges) {
       throw new RaftError("CONF_CHANGE_PENDING", "the previous membership change is not committed yet");
     }
     if (this.log.term(this.log.committed) !== this.term) {
@@ -207,7 +214,7 @@ export class RaftNode implements RaftNodeApi {
       readStates: this.readStates,
       // The durability rule on `Ready`: a new term or vote, entries or a snapshot; never commit alone.
       mustSync:
-        entries.length > 0 ||
+        (entries.length > 0 && !this.cfg.bugs?.entriesWithoutSync) ||
         this.log.pendingSnapshot !== null ||
         hs.term !== this.prevHardState.term ||
         hs.vote !== this.prevHardState.vote,
@@ -462,7 +469,7 @@ export class RaftNode implements RaftNodeApi {
       } else {
         this.becomeFollower(m.term, null);
       }
-    } else if (m.term < this.term) {
+    } else if (m.term < this.term && !(this.cfg.bugs?.acceptStaleResponses && RESPONSES.has(m.type))) {
       if (m.type === MessageType.Heartbeat || m.type === MessageType.Append) {
         // Tell a stale leader about the newer term so it steps down. Always (etcd does it only with
         // check-quorum or pre-vote): a node whose stale configuration names no live voter can otherwise
@@ -565,7 +572,9 @@ export class RaftNode implements RaftNodeApi {
     }
     if (this.log.matchTerm(m.index, m.logTerm)) {
       const lastNew = this.log.maybeAppend(m.index, m.entries);
-      this.log.commitTo(Math.min(m.commit, lastNew));
+      this.log.commitTo(
+        Math.min(m.commit, this.cfg.bugs?.followerCommitBeyondMatch ? this.log.lastIndex() : lastNew),
+      );
       this.send({ ...this.blank(MessageType.AppendResp, m.from), index: lastNew });
       return;
     }
@@ -582,11 +591,11 @@ export class RaftNode implements RaftNodeApi {
   private handleSnapshot(m: Message): void {
     const snap = m.snapshot!;
     const { index, term } = snap.metadata;
-    if (index <= this.log.committed) {
+    if (index <= this.log.committed && !this.cfg.bugs?.installStaleSnapshot) {
       this.send({ ...this.blank(MessageType.AppendResp, m.from), index: this.log.committed });
       return;
     }
-    if (this.log.matchTerm(index, term)) {
+    if (this.log.matchTerm(index, term) && !this.cfg.bugs?.installStaleSnapshot) {
       // We already hold the snapshot's last entry: just fast-forward the commit.
       this.log.commitTo(index);
       this.send({ ...this.blank(MessageType.AppendResp, m.from), index: this.log.committed });
@@ -744,7 +753,10 @@ export class RaftNode implements RaftNodeApi {
   private maybeCommit(): boolean {
     const voters = this.voters();
     if (voters.length === 0) return false;
-    const matches = voters.map((id) =>
+    const counted = this.cfg.bugs?.learnersCountInQuorum
+      ? [...voters, ...this.log.confState().learners]
+      : voters;
+    const matches = counted.map((id) =>
       id === this.id ? this.log.stableIndex : (this.progress.get(id)?.match ?? 0),
     );
     matches.sort((a, b) => b - a);
@@ -772,7 +784,7 @@ export class RaftNode implements RaftNodeApi {
   // ---------------------------------------------------------------- ReadIndex
 
   private leaderReadIndex(from: string, context: Uint8Array): void {
-    if (this.log.term(this.log.committed) !== this.term) {
+    if (this.log.term(this.log.committed) !== this.term && !this.cfg.bugs?.readIndexBeforeOwnTermCommit) {
       // The commit index of a fresh leader may lag: wait until an entry of our term commits.
       if (this.pendingReads.length < PENDING_READS_MAX) this.pendingReads.push({ from, context });
       return;

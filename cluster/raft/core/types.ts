@@ -28,6 +28,20 @@ export interface RaftBugs {
   voteBeforePersist?: boolean;
   /** The leader answers ReadIndex at once, without a heartbeat round proving it is still leader (stale reads). */
   readWithoutQuorum?: boolean;
+  /** The leader counts learners' replicas toward the commit quorum (quorum counting with learners). */
+  learnersCountInQuorum?: boolean;
+  /** The leader accepts a membership change while the previous one is uncommitted. */
+  concurrentConfChanges?: boolean;
+  /** Responses (vote, append and heartbeat acks) from an older term are counted instead of ignored. */
+  acceptStaleResponses?: boolean;
+  /** A fresh leader answers ReadIndex before an entry of its own term is committed (raft thesis §6.4). */
+  readIndexBeforeOwnTermCommit?: boolean;
+  /** A follower installs a snapshot at or below its commit index (rolls back committed state). */
+  installStaleSnapshot?: boolean;
+  /** A follower commits up to the leader's commit index even beyond what this append matched. */
+  followerCommitBeyondMatch?: boolean;
+  /** `Ready.mustSync` is false for new entries (an append ack leaves before the entries are durable). */
+  entriesWithoutSync?: boolean;
 }
 
 export interface RaftConfig {
