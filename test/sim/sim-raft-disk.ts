@@ -144,7 +144,11 @@ export class SimRaftDisk implements RaftStorage {
     return state;
   }
 
+  /** Called with every Ready's update before it is written (the simulator's checkers look at it). */
+  onSave: (update: RaftStorageUpdate) => void = () => {};
+
   save(update: RaftStorageUpdate): void {
+    this.onSave(update);
     const { ops, range } = saveOps(update, this.range);
     if (ops.length === 0) return;
     const meta: BatchMeta = {

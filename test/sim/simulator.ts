@@ -30,6 +30,7 @@ import {
 } from "../../cluster/raft/core/index.js";
 import { Busy, InvalidArgument, NotLeader, RaftDriver, Rejected } from "../../cluster/raft/driver/index.js";
 import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
+import type { RaftStorageUpdate } from "../../cluster/raft/driver/raft-storage.js";
 import { RaftStorageCorrupt } from "../../cluster/raft/driver/raft-records.js";
 import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
 import type { Ticker } from "../../cluster/raft/driver/ticker.js";
@@ -602,6 +603,29 @@ export class Simulation {
     }
   }
 
+  /**
+   * Raft §5.4.2: a leader advances its commit index only onto an entry of its own term (older entries
+   * commit indirectly, below it). Checked on every hard state the leader writes.
+   */
+  private checkLeaderCommit(n: SimNode, u: RaftStorageUpdate): void {
+    const hs = u.hardState;
+    if (hs === null || n.role !== "leader" || hs.term !== n.roleTerm) return;
+    if (hs.commit <= n.disk.viewShadow.hardState.commit) return;
+    const last = u.entries[u.entries.length - 1];
+    const term =
+      last !== undefined && last.index >= hs.commit
+        ? u.entries.find((e) => e.index === hs.commit)?.term
+        : hs.commit <= n.disk.viewShadow.snapIndex
+          ? undefined
+          : n.disk.viewShadow.terms.get(hs.commit);
+    if (term !== undefined && term !== hs.term) {
+      throw new SimViolation(
+        "commit-old-term",
+        `leader ${n.id} of term ${hs.term} moved commit to ${hs.commit}, an entry of term ${term}`,
+      );
+    }
+  }
+
   /** A leader never holds more than one membership change it has not committed. */
   private checkMembershipChanges(): void {
     for (const n of this.nodes.values()) {
@@ -639,6 +663,7 @@ export class Simulation {
     n.role = "follower";
     n.roleTerm = 0;
     n.disk.fault = (kind, hardState) => this.writeFault(n, kind, hardState);
+    n.disk.onSave = (u) => this.checkLeaderCommit(n, u);
     n.disk.onCrash = () => {
       throw new SimCrash("mid-write");
     };
