@@ -9,10 +9,10 @@ export const PLANTED_BUGS = [
   "readWithoutQuorum",
   "learnersCountInQuorum",
   "concurrentConfChanges",
-  "acceptStaleResponses",
+  "leaderAdoptsResponseTerm",
   "readIndexBeforeOwnTermCommit",
   "installStaleSnapshot",
-  "followerCommitBeyondMatch",
+  "heartbeatCommitBeyondMatch",
   "entriesWithoutSync",
 ] as const satisfies readonly (keyof RaftBugs)[];
 export type PlantedBug = (typeof PLANTED_BUGS)[number];

@@ -20,6 +20,7 @@
  */
 import {
   ConfChangeType,
+  MessageType,
   RaftError,
   RaftInvariantError,
   type ConfChange,
@@ -499,7 +500,10 @@ export class Simulation {
   }
 
   private send(from: SimNode, messages: Message[]): void {
-    for (const m of messages) this.net.send(m, this.tickNow);
+    for (const m of messages) {
+      this.checkPromiseDurable(from, m);
+      this.net.send(m, this.tickNow);
+    }
     if (from.crashAfterSend) {
       from.crashAfterSend = false;
       throw new SimCrash("after-hard-state");
@@ -507,6 +511,30 @@ export class Simulation {
   }
 
   // ------------------------------------------------------------------ driver callbacks (checkers)
+
+  /**
+   * What a message promises is durable before it leaves (the Ready's durability rule): a granted vote is
+   * the durable vote of its term (or the disk is already past that term), an append ack names an index
+   * the durable log reaches.
+   */
+  private checkPromiseDurable(n: SimNode, m: Message): void {
+    const d = n.disk.durableShadow;
+    if (m.type === MessageType.VoteResp && !m.reject) {
+      // A later term on disk also binds (the node can never vote in m.term again after a restart).
+      const hs = d.hardState;
+      if (hs.term < m.term || (hs.term === m.term && hs.vote !== m.to)) {
+        throw new SimViolation(
+          "vote-not-durable",
+          `${n.id} granted ${m.to} its vote in term ${m.term}; durable: term ${d.hardState.term} vote ${d.hardState.vote}`,
+        );
+      }
+    } else if (m.type === MessageType.AppendResp && !m.reject && m.index > Math.max(d.last, d.snapIndex)) {
+      throw new SimViolation(
+        "ack-not-durable",
+        `${n.id} acked ${m.index} to ${m.to}; its durable log ends at ${Math.max(d.last, d.snapIndex)}`,
+      );
+    }
+  }
 
   onApplied(node: SimNode, index: number, text: string): void {
     const term = node.driver?.termAt(index) ?? -1;

@@ -27,7 +27,7 @@ import { validateMessage } from "./validate-message.js";
 
 /** A Vote message whose context is this marks a leadership transfer: it bypasses the leader lease. */
 const TRANSFER_CONTEXT = new Uint8Array([0x74]);
-/** Answers to this node's own requests (only the acceptStaleResponses bug lets stale ones through). */
+/** Answers to this node's own requests (the leaderAdoptsResponseTerm bug mishandles their terms). */
 const RESPONSES: ReadonlySet<MessageType> = new Set([
   MessageType.PreVoteResp,
   MessageType.VoteResp,
@@ -447,6 +447,9 @@ export class RaftNode implements RaftNodeApi {
   // ---------------------------------------------------------------- step
 
   private stepChecked(m: Message): void {
+    if (this.cfg.bugs?.leaderAdoptsResponseTerm && this.role === "leader" && RESPONSES.has(m.type)) {
+      if (m.term > this.term) this.term = m.term; // and stays leader: its new entries carry a taken term
+    }
     if (m.term > this.term) {
       if (m.type === MessageType.PreVote || m.type === MessageType.Vote) {
         const force = m.type === MessageType.Vote && equalBytes(m.context, TRANSFER_CONTEXT);
@@ -469,7 +472,7 @@ export class RaftNode implements RaftNodeApi {
       } else {
         this.becomeFollower(m.term, null);
       }
-    } else if (m.term < this.term && !(this.cfg.bugs?.acceptStaleResponses && RESPONSES.has(m.type))) {
+    } else if (m.term < this.term) {
       if (m.type === MessageType.Heartbeat || m.type === MessageType.Append) {
         // Tell a stale leader about the newer term so it steps down. Always (etcd does it only with
         // check-quorum or pre-vote): a node whose stale configuration names no live voter can otherwise
@@ -572,9 +575,7 @@ export class RaftNode implements RaftNodeApi {
     }
     if (this.log.matchTerm(m.index, m.logTerm)) {
       const lastNew = this.log.maybeAppend(m.index, m.entries);
-      this.log.commitTo(
-        Math.min(m.commit, this.cfg.bugs?.followerCommitBeyondMatch ? this.log.lastIndex() : lastNew),
-      );
+      this.log.commitTo(Math.min(m.commit, lastNew));
       this.send({ ...this.blank(MessageType.AppendResp, m.from), index: lastNew });
       return;
     }
@@ -743,7 +744,9 @@ export class RaftNode implements RaftNodeApi {
       // Never tell a follower to commit beyond what it is known to hold.
       this.send({
         ...this.blank(MessageType.Heartbeat, id),
-        commit: Math.min(pr.match, this.log.committed),
+        commit: this.cfg.bugs?.heartbeatCommitBeyondMatch
+          ? this.log.committed
+          : Math.min(pr.match, this.log.committed),
         context,
       });
     }

@@ -32,14 +32,14 @@ export interface RaftBugs {
   learnersCountInQuorum?: boolean;
   /** The leader accepts a membership change while the previous one is uncommitted. */
   concurrentConfChanges?: boolean;
-  /** Responses (vote, append and heartbeat acks) from an older term are counted instead of ignored. */
-  acceptStaleResponses?: boolean;
+  /** A leader that sees a newer term in a response takes that term and stays leader (no step-down). */
+  leaderAdoptsResponseTerm?: boolean;
   /** A fresh leader answers ReadIndex before an entry of its own term is committed (raft thesis §6.4). */
   readIndexBeforeOwnTermCommit?: boolean;
   /** A follower installs a snapshot at or below its commit index (rolls back committed state). */
   installStaleSnapshot?: boolean;
-  /** A follower commits up to the leader's commit index even beyond what this append matched. */
-  followerCommitBeyondMatch?: boolean;
+  /** Heartbeats tell a follower to commit up to the leader's commit, beyond the match the leader knows of. */
+  heartbeatCommitBeyondMatch?: boolean;
   /** `Ready.mustSync` is false for new entries (an append ack leaves before the entries are durable). */
   entriesWithoutSync?: boolean;
 }
