@@ -32,12 +32,13 @@ import {
   type NodeId,
   type RaftConfig,
   type RaftStatus,
+  type PersistedState,
   type Ready,
   type SoftState,
 } from "../core/types.js";
 import { Busy, InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "./errors.js";
 import type { PeerTransport } from "./peer-transport.js";
-import type { RaftStorage } from "./raft-storage.js";
+import type { RaftStorage, RaftStorageUpdate } from "./raft-storage.js";
 import { nodeScheduler, type Cancel, type Scheduler } from "./scheduler.js";
 import type { StateMachine } from "./state-machine.js";
 import type { Ticker } from "./ticker.js";
@@ -76,6 +77,8 @@ export interface RaftDriverOptions<R> {
   receivedMax?: number;
   /** Called for every committed membership change, in log order (also when replayed after a restart). */
   onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
+  /** Called with every Ready before it is handled (tracing; the raft unit tests inspect them). */
+  onReady?: (ready: Ready) => void;
   /** Called after every Ready that changed the role or the known leader (for logs, metrics, checkers). */
   onSoftState?: (soft: SoftState) => void;
   /** Called once when the driver stops because of an error it cannot continue from. */
@@ -143,6 +146,8 @@ export class RaftDriver<R = unknown> {
   #receivedDropped = 0;
   #ticksPending = 0;
   #loopRunning = false;
+  /** Between ready() and advance(): the core must not be touched. */
+  #inRound = false;
   #loopDone: Promise<void> = Promise.resolve();
   #stopped: Error | undefined;
   #applied: number;
@@ -164,20 +169,50 @@ export class RaftDriver<R = unknown> {
   static async start<R>(options: RaftDriverOptions<R>): Promise<RaftDriver<R>> {
     const opts = { ...DEFAULTS, ...options };
     let persisted = await opts.storage.load();
-    const fresh =
-      persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
-    if (fresh && opts.bootstrapVoters !== undefined) {
-      if (!opts.bootstrapVoters.includes(opts.config.id)) {
-        throw new InvalidArgument("bootstrapVoters", `must include this node (${opts.config.id})`);
-      }
-      await opts.storage.save({
-        snapshot: bootstrapSnapshot(opts.bootstrapVoters),
-        entries: [],
-        hardState: persisted.hardState,
-        sync: true,
-      });
+    const boot = RaftDriver.#bootstrap(opts, persisted);
+    if (boot !== null) {
+      await opts.storage.save(boot);
       persisted = await opts.storage.load();
     }
+    return RaftDriver.#open(opts, persisted);
+  }
+
+  /**
+   * start() for a storage whose load() and save() return no promises (the in-memory disks of the raft
+   * unit tests): the driver is running when this returns.
+   */
+  static startSync<R>(options: RaftDriverOptions<R>): RaftDriver<R> {
+    const opts = { ...DEFAULTS, ...options };
+    const sync = <T>(v: T | Promise<T>): T => {
+      if (v instanceof Promise) throw new InvalidArgument("storage", "startSync needs a synchronous storage");
+      return v;
+    };
+    let persisted = sync(opts.storage.load());
+    const boot = RaftDriver.#bootstrap(opts, persisted);
+    if (boot !== null) {
+      sync(opts.storage.save(boot));
+      persisted = sync(opts.storage.load());
+    }
+    return RaftDriver.#open(opts, persisted);
+  }
+
+  /** The write that makes an empty storage a founding member's (null when none is needed). */
+  static #bootstrap<R>(opts: RaftDriverOptions<R>, persisted: PersistedState): RaftStorageUpdate | null {
+    const fresh =
+      persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
+    if (!fresh || opts.bootstrapVoters === undefined) return null;
+    if (!opts.bootstrapVoters.includes(opts.config.id)) {
+      throw new InvalidArgument("bootstrapVoters", `must include this node (${opts.config.id})`);
+    }
+    return {
+      snapshot: bootstrapSnapshot(opts.bootstrapVoters),
+      entries: [],
+      hardState: persisted.hardState,
+      sync: true,
+    };
+  }
+
+  static #open<R>(opts: RaftDriverOptions<R> & typeof DEFAULTS, persisted: PersistedState): RaftDriver<R> {
     const snap = persisted.snapshot;
     if (snap !== null && snap.metadata.index > 0) opts.stateMachine.restore(snap.data);
     const core = new RaftNode(opts.config, persisted);
@@ -214,6 +249,23 @@ export class RaftDriver<R = unknown> {
       snapshotIndex: this.#snapshotIndex,
       receivedDropped: this.#receivedDropped,
     };
+  }
+
+  /**
+   * Calls `fn` with the core between rounds, then schedules a round for whatever it produced. For tests
+   * and tools that drive the core directly (the raft unit tests' cluster); clients use propose(), read()
+   * and the membership calls. Refused while a round waits for its storage write.
+   */
+  withCore<T>(fn: (core: RaftNode) => T): T {
+    if (this.#stopped) throw this.#stopped;
+    if (this.#inRound) {
+      throw new InvalidArgument("withCore", "a Ready is being handled; wait for the round to finish");
+    }
+    try {
+      return fn(this.#core);
+    } finally {
+      this.#schedule();
+    }
   }
 
   /** Term of the entry at `index` in this node's log, if it holds it (diagnostics and checkers). */
@@ -483,10 +535,13 @@ export class RaftDriver<R = unknown> {
         this.#drainInbox();
         const rd = this.#core.ready();
         if (rd !== null) {
+          this.#inRound = true;
+          this.#opts.onReady?.(rd);
           const written = this.#persist(rd);
           if (written !== undefined) await written;
           if (this.#stopped) return;
           this.#afterPersist(rd);
+          this.#inRound = false;
         }
         // Checked after every round, not only when idle: under steady load there is always a Ready.
         if (this.#shouldSnapshot()) {
