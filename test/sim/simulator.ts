@@ -997,14 +997,8 @@ export class Simulation {
     const choice = this.rng.nextInt(3);
     if (choice === 0) {
       await this.addLearner();
-    } else if (choice === 1 && cs.learners.length > 0) {
-      const id = this.rng.pick(
-        cs.learners
-          .filter((l) => !lost(l))
-          .concat(cs.learners)
-          .slice(0, cs.learners.length),
-      );
-      if (lost(id)) return;
+    } else if (choice === 1 && cs.learners.some((l) => !lost(l))) {
+      const id = this.rng.pick(cs.learners.filter((l) => !lost(l)));
       this.confChanges++;
       this.trace.add(`promote ${leader.id} ${id}`);
       leader.driver!.promote(id).catch(() => {});
