@@ -18,10 +18,36 @@ export * from "./swtpm/index.js";
 export { kdfa, kdfe, KdfError, type KdfHash } from "./crypto/kdf.js";
 
 export { verifyQuote, type VerifyQuoteInput, type VerifyQuoteResult } from "./verify/quote-verifier.js";
-export type { QuoteClock, QuoteFailure, QuoteFailureCode } from "./verify/quote-failure.js";
+export {
+  NONCE_BYTES_MIN,
+  QUOTE_CHECKS,
+  type QuoteCheck,
+  type QuoteClock,
+  type QuoteFailure,
+  type QuoteFailureCode,
+  type QuoteFailureDetail,
+  type QuoteFailureDetails,
+  isQuoteFailureCode,
+} from "./verify/quote-failure.js";
+export {
+  type ParsedQuotePolicy,
+  type QuotePolicy,
+  type QuotePolicyProblem,
+  type SignatureHashName,
+  type SignatureSchemeName,
+  QuotePolicyError,
+  SIGNATURE_HASHES,
+  SIGNATURE_SCHEMES,
+  firmwareVersionText,
+  parseFirmwareVersion,
+  parseQuotePolicy,
+  quotePolicyForValues,
+  quotePolicyFromJson,
+} from "./verify/quote-policy.js";
 export {
   type PcrPolicy,
   type PcrPolicyEntry,
+  type PcrPolicyJson,
   type PcrValue as VerifierPcrValue,
   PcrFormatError,
   bankId,

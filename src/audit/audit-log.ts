@@ -8,7 +8,7 @@
  * `material` is typed `never` so passing a key's material by mistake does not compile.
  */
 import { LockboxError, invalidArgument } from "../errors.js";
-import { systemClock, type Clock } from "../keys/key-model.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { UUID_PATTERN } from "../keys/validation.js";
 import type { PeerStore } from "../store/peer-store.js";
 

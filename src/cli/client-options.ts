@@ -17,6 +17,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 // Types only: the client (and grpc-js under it) loads when a command really calls a peer, so
 // `--help` and usage errors stay fast. See clientFrom() and runGuarded().
 import type { LockboxClient } from "../client/index.js";
+import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./command.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -127,8 +128,8 @@ export function connectionSettings(
     throw new UsageError("no peer to call: give --endpoint HOST:PORT or --dir DIR", "--endpoint");
   }
   for (const e of endpoints) {
-    if (!/^[^\s:]+:\d{1,5}$/.test(e))
-      throw new UsageError(`--endpoint must be HOST:PORT, got '${e}'`, "--endpoint");
+    if (!isHostPort(e))
+      throw new UsageError(`--endpoint must be ${describeHostPort()}, got '${e}'`, "--endpoint");
   }
   const pick = (flag: "ca" | "cert" | "key", envName: string, file: string): string => {
     const given =

@@ -25,6 +25,7 @@ import type { RekeyCloneResponse__Output } from "../gen/lockbox/v1/RekeyCloneRes
 import type { RevokeGrantResponse__Output } from "../gen/lockbox/v1/RevokeGrantResponse.js";
 import { LockboxClientError, fromServiceError, type StatusCodeName } from "./client-error.js";
 import { KeyCache } from "./key-cache.js";
+import { describeHostPort, isHostPort } from "../net/host-port.js";
 import {
   fromDate,
   toAuditEvent,
@@ -134,9 +135,7 @@ export class LockboxClient {
   constructor(options: LockboxClientOptions) {
     if (options.endpoints.length === 0) throw new RangeError("endpoints: at least one is required");
     for (const e of options.endpoints) {
-      if (!/^[^\s:]+:\d{1,5}$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(e)) {
-        throw new RangeError(`endpoints: '${e}' is not HOST:PORT`);
-      }
+      if (!isHostPort(e)) throw new RangeError(`endpoints: '${e}' is not ${describeHostPort()}`);
     }
     this.endpoints = [...options.endpoints];
     this.#deadlineMs = positive("deadlineMs", options.deadlineMs ?? 5000);

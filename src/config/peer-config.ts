@@ -9,7 +9,8 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
-import { isValidIdentityName } from "../pki/identity-names.js";
+import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
+import { describeHostPort, isHostPort } from "../net/host-port.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -103,12 +104,12 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     throw bad("(root)", "must be an object");
   const o = value as Record<string, unknown>;
   if (o.version !== CONFIG_VERSION) throw bad("version", `must be ${CONFIG_VERSION}`);
-  if (typeof o.peerId !== "string" || !isValidIdentityName(o.peerId)) {
-    throw bad("peerId", "must be 1..128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or digit");
-  }
+  if (!isNodeId(o.peerId)) throw bad("peerId", `must be ${NODE_ID_RULE}`);
   if (typeof o.clusterId !== "string" || !/^[0-9a-f-]{36}$/.test(o.clusterId))
     throw bad("clusterId", "must be a UUID");
-  if (typeof o.listen !== "string" || !isHostPort(o.listen)) throw bad("listen", "must be HOST:PORT");
+  if (typeof o.listen !== "string" || !isHostPort(o.listen, { portZero: true })) {
+    throw bad("listen", `must be ${describeHostPort({ portZero: true })}`);
+  }
   if (
     typeof o.partitionPower !== "number" ||
     !Number.isInteger(o.partitionPower) ||
@@ -141,10 +142,4 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
       Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
     ) as unknown as PeerPaths,
   };
-}
-
-/** "127.0.0.1:7443", "localhost:0", "[::1]:7443". */
-export function isHostPort(s: string): boolean {
-  const m = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
-  return m !== null && Number(m[1]) <= 65535;
 }

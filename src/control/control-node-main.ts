@@ -24,7 +24,9 @@ import { Level } from "level";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
 import type { NodeId, RaftConfig } from "../../cluster/raft/core/types.js";
-import { ControlStateMachine, isPeerAddress } from "./control-state-machine.js";
+import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
+import { describeHostPort, formatHostPort, isHostPort, parseHostPort } from "../net/host-port.js";
+import { ControlStateMachine } from "./control-state-machine.js";
 import { controlServiceHandlers } from "./control-service.js";
 import { GrpcPeerTransport, peerGrpcOptions } from "./grpc-peer-transport.js";
 import { LevelDbRaftStorage } from "./leveldb-raft-storage.js";
@@ -92,14 +94,13 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
     return n;
   };
   const id = need("id");
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(id))
-    throw new UsageError("--id must be 1..64 characters of [A-Za-z0-9_-]");
+  if (!isNodeId(id)) throw new UsageError(`--id must be ${NODE_ID_RULE}`);
   const listen = need("listen");
-  if (!isPeerAddress(listen)) throw new UsageError("--listen must be host:port");
+  if (!isHostPort(listen)) throw new UsageError(`--listen must be ${describeHostPort()}`);
   const peers = new Map<NodeId, string>();
   for (const item of need("peers").split(",")) {
     const [pid, addr] = item.split("=");
-    if (pid === undefined || addr === undefined || pid.length === 0 || !isPeerAddress(addr)) {
+    if (pid === undefined || addr === undefined || !isNodeId(pid) || !isHostPort(addr)) {
       throw new UsageError(`--peers item ${JSON.stringify(item)} is not ID=HOST:PORT`);
     }
     if (peers.has(pid)) throw new UsageError(`--peers lists ${pid} twice`);
@@ -221,7 +222,7 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
     JSON.stringify({
       ready: true,
       id: args.id,
-      listen: `${args.listen.split(":")[0]}:${port}`,
+      listen: formatHostPort({ host: parseHostPort(args.listen)!.host, port }),
       pid: process.pid,
     }) + "\n",
   );

@@ -14,8 +14,9 @@ import {
   Timeout,
 } from "../../cluster/raft/driver/errors.js";
 import type { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { NODE_ID_CHARS_MAX } from "./raft-wire-codec.js";
-import { encodeAddress, isPeerAddress, type ControlStateMachine } from "./control-state-machine.js";
+import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
+import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { encodeAddress, type ControlStateMachine } from "./control-state-machine.js";
 import { encodeKvCommand, KvCommandInvalid, type KvApplyResult, type KvCommand } from "./kv-state-machine.js";
 import { LEADER_HINT_METADATA_KEY } from "./peer-proto.js";
 
@@ -66,7 +67,7 @@ export function controlServiceHandlers(
     async AddLearner({ request: r }) {
       const id = memberId(r.id);
       const address = str(r.address);
-      if (!isPeerAddress(address)) invalid("address", "must be host:port");
+      if (!isHostPort(address)) invalid("address", `must be ${describeHostPort()}`);
       return driver.addLearner(id, encodeAddress(address));
     },
 
@@ -128,9 +129,7 @@ function str(v: unknown): string {
 
 function memberId(v: unknown): string {
   const id = str(v);
-  if (id.length === 0 || id.length > NODE_ID_CHARS_MAX || !/^[A-Za-z0-9_-]+$/.test(id)) {
-    invalid("id", `must be 1..${NODE_ID_CHARS_MAX} characters of [A-Za-z0-9_-]`);
-  }
+  if (!isNodeId(id)) invalid("id", `must be ${NODE_ID_RULE}`);
   return id;
 }
 

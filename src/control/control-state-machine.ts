@@ -6,16 +6,11 @@
  */
 import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
 import { ConfChangeType, type ConfChange, type NodeId } from "../../cluster/raft/core/types.js";
+import { isHostPort } from "../net/host-port.js";
 import { KvStateMachine, type KvApplyResult } from "./kv-state-machine.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
-
-/** "host:port" with a numeric port: the only address form a member may announce. */
-export function isPeerAddress(s: string): boolean {
-  const m = /^([A-Za-z0-9.-]{1,253}|\[[0-9a-fA-F:]{2,39}\]):(\d{1,5})$/.exec(s);
-  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
-}
 
 export class ControlStateMachine implements StateMachine<KvApplyResult> {
   readonly kv = new KvStateMachine();
@@ -42,7 +37,7 @@ export class ControlStateMachine implements StateMachine<KvApplyResult> {
         return;
       }
       // Validated when proposed; a committed entry with a bad address is ignored the same way everywhere.
-      if (!isPeerAddress(address)) return;
+      if (!isHostPort(address)) return;
       this.#addresses.set(change.nodeId, address);
       this.onAddress(change.nodeId, address);
     } else if (change.type === ConfChangeType.RemoveNode) {

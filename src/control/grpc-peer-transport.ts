@@ -18,14 +18,9 @@
 import * as grpc from "@grpc/grpc-js";
 import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
 import type { Message, NodeId } from "../../cluster/raft/core/types.js";
+import { isNodeId } from "../../cluster/node-id.js";
 import { loadPeerProto } from "./peer-proto.js";
-import {
-  decodeMessage,
-  encodeMessage,
-  NODE_ID_CHARS_MAX,
-  WireMessageInvalid,
-  type WireBatch,
-} from "./raft-wire-codec.js";
+import { decodeMessage, encodeMessage, WireMessageInvalid, type WireBatch } from "./raft-wire-codec.js";
 
 export interface GrpcPeerTransportOptions {
   /** This node's raft id (the `from` of every batch it sends). */
@@ -208,13 +203,7 @@ export class GrpcPeerTransport implements PeerTransport {
     const b = batch as Partial<WireBatch> | null;
     const from = b?.from;
     // `from` goes into log lines below, so it is checked like any node id (bounded, no control characters).
-    if (
-      typeof from !== "string" ||
-      from.length === 0 ||
-      from.length > NODE_ID_CHARS_MAX ||
-      /[\x00-\x1f\x7f]/.test(from) ||
-      !Array.isArray(b?.messages)
-    ) {
+    if (!isNodeId(from) || !Array.isArray(b?.messages)) {
       this.#log("bad-batch", "raft transport: dropped a batch without a valid sender or messages");
       return;
     }

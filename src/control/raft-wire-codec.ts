@@ -14,9 +14,9 @@ import {
   type Message,
   type Snapshot,
 } from "../../cluster/raft/core/types.js";
+import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 
 /** Limits on what one received message may hold, beyond gRPC's message size cap. */
-export const NODE_ID_CHARS_MAX = 64;
 export const MEMBERS_MAX = 256;
 
 export class WireMessageInvalid extends Error {
@@ -262,9 +262,6 @@ function bytes(v: unknown, at: string): Uint8Array {
 }
 
 function nodeId(v: unknown, at: string): string {
-  // Ids end up in log lines: no control characters (a newline would forge a log line).
-  if (typeof v !== "string" || v.length === 0 || v.length > NODE_ID_CHARS_MAX || /[\x00-\x1f\x7f]/.test(v)) {
-    throw new WireMessageInvalid(at, `not a node id (1..${NODE_ID_CHARS_MAX} printable characters)`);
-  }
+  if (!isNodeId(v)) throw new WireMessageInvalid(at, `not a node id (${NODE_ID_RULE})`);
   return v;
 }

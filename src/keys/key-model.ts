@@ -3,18 +3,11 @@
  * Material never appears in these types except as `wrappedMaterial` (an envelope under the
  * project KEK) on the stored record, and as the explicit result of getKey.
  */
+import type { Caller } from "../identity/caller.js";
+
 export type KeyAlgorithm = "AES";
 export type AesBitLength = 128 | 256;
 export type KeyState = "active" | "deactivated" | "destroyed";
-
-/** Who is calling, as established by the edge from the client certificate. */
-export interface Caller {
-  /** Certificate common name. */
-  identity: string;
-  role: "admin" | "service";
-  /** Projects a service caller may use; ignored for admins (who may use any project). */
-  projects: readonly string[];
-}
 
 /** A key's metadata, as returned to callers. */
 export interface KeyMeta {
@@ -47,13 +40,6 @@ export interface Grant {
   expiresAt: Date;
   revokedAt?: Date;
 }
-
-/** Time comes in through this seam (tests inject a fixed or stepping clock). */
-export interface Clock {
-  now(): Date;
-}
-
-export const systemClock: Clock = { now: () => new Date() };
 
 export function toKeyMeta(record: KeyRecord): KeyMeta {
   const meta: KeyMeta = {

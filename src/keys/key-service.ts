@@ -20,15 +20,14 @@ import type { Barrier } from "../crypto/barrier.js";
 import { openEnvelope, sealEnvelope, type EnvelopeBinding } from "../crypto/envelope.js";
 import { nodeRandomSource, randomUuid, zeroize, type RandomSource } from "../crypto/random-source.js";
 import { invalidArgument, LockboxError, notFound } from "../errors.js";
+import type { Caller } from "../identity/caller.js";
 import type { PeerStore } from "../store/peer-store.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { GRANTS_PER_KEY_MAX, GrantStore } from "./grant-store.js";
 import {
   callerMaySee,
-  systemClock,
   toKeyMeta,
-  type Caller,
   type CloneKeyRequest,
-  type Clock,
   type CreateGrantRequest,
   type CreateKeyRequest,
   type GetKeyResponse,

@@ -1,18 +1,22 @@
 /**
- * One lockbox peer, wired: config -> store -> master key provider -> barrier
- * -> key service + audit log -> gRPC server. `lockbox serve` and the tests
- * start peers through this one function, so they run the same thing.
+ * The composition root: one lockbox peer, wired from its config. config ->
+ * master key provider -> store, barrier, key service, audit log (peer-core.ts)
+ * -> gRPC server. `lockbox serve`, `lockbox dev-cluster` and the tests start
+ * peers through this one function, so they run the same thing; a test that
+ * must replace a part says which through `replaceParts`.
  */
 import { readFile } from "node:fs/promises";
-import { AuditLog } from "../audit/audit-log.js";
+import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
-import { Barrier } from "../crypto/barrier.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
-import { KeyService } from "../keys/key-service.js";
-import { checkMasterKeyCanary, pinClusterParameters } from "../keys/open-key-service.js";
-import { systemClock, type Clock } from "../keys/key-model.js";
-import { startLockboxServer, type RunningServer } from "../server/lockbox-server.js";
-import { openPeerStore } from "../store/peer-store.js";
+import type { KeyService } from "../keys/key-service.js";
+import { systemClock, type Clock } from "../time/clock.js";
+import {
+  startLockboxServer,
+  type LockboxServerOptions,
+  type RunningServer,
+} from "../server/lockbox-server.js";
+import { openPeerCore } from "./peer-core.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
 export interface StartPeerOptions {
@@ -23,6 +27,16 @@ export interface StartPeerOptions {
   /** Server-side log lines, including the development protector's warning; stderr by default. */
   log?: (line: string) => void;
   clock?: Clock;
+  /**
+   * Tests only: puts parts of the test's choosing between the real ones and the edge (a key
+   * service that records what it is given, an audit sink that fails, a log that collects). The
+   * peer is still built here, by the same code as every other peer; only what its edge calls
+   * changes, and the real parts are still the ones closed.
+   */
+  replaceParts?: (real: {
+    keys: KeyService;
+    audit: AuditLog;
+  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
 }
 
 export interface RunningPeer {
@@ -46,30 +60,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
   };
   const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), { log });
-  const barrier = new Barrier();
-  await barrier.unsealWith(protector);
-
-  const cleanups: (() => Promise<void>)[] = [async () => barrier.seal()];
-  const cleanup = async (): Promise<void> => {
-    for (const step of cleanups.reverse()) await step();
-  };
+  const core = await openPeerCore({
+    dataDir: resolvePeerPath(dir, config, "data"),
+    masterKey: protector,
+    clusterSalt: Buffer.from(config.clusterSalt, "hex"),
+    partitionPower: config.partitionPower,
+    clock,
+  });
   try {
-    const store = await openPeerStore(resolvePeerPath(dir, config, "data"));
-    cleanups.push(() => store.close());
-    // A wrong master key must stop the peer here, not surface later as DATA_LOSS on every read.
-    await checkMasterKeyCanary(store, barrier);
-    // Likewise an edited partition power or salt must stop it, not hide every key it holds.
-    const clusterSalt = Buffer.from(config.clusterSalt, "hex");
-    await pinClusterParameters(store, clusterSalt, config.partitionPower);
-    const keys = await KeyService.open({
-      store,
-      barrier,
-      clusterSalt,
-      partitionPower: config.partitionPower,
-      clock,
-    });
-    cleanups.push(() => keys.close());
-    const audit = await AuditLog.open(store, clock);
+    const { barrier, keys, audit } = core;
     const startedAt = clock.now();
     const description = protector.describe();
     const server = await startLockboxServer(
@@ -93,12 +92,13 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           }),
           listAuditEvents: (req) => audit.list(req),
         },
+        ...options.replaceParts?.({ keys, audit }),
       },
       options.listen ?? config.listen,
     );
-    return runningPeer(config, server, cleanup);
+    return runningPeer(config, server, () => core.close());
   } catch (err) {
-    await cleanup();
+    await core.close();
     throw err;
   }
 }

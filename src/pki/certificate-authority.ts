@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { LockboxError } from "../errors.js";
-import { type Role, PROJECT_URI_PREFIX, ROLE_URI_PREFIX } from "./caller.js";
+import { type Role, PROJECT_URI_PREFIX, ROLE_URI_PREFIX } from "../identity/caller.js";
 import { assertValidIdentityName, assertValidProjectName } from "./identity-names.js";
 import { webcrypto, x509 } from "./x509.js";
 

@@ -8,7 +8,7 @@
  */
 import { X509Certificate as NodeX509Certificate, createHash } from "node:crypto";
 import { LockboxError } from "../errors.js";
-import { type Caller, PROJECT_URI_PREFIX, ROLE_URI_PREFIX, isRole } from "./caller.js";
+import { type Caller, PROJECT_URI_PREFIX, ROLE_URI_PREFIX, isRole } from "../identity/caller.js";
 import { isValidIdentityName, isValidProjectName } from "./identity-names.js";
 
 const CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2";

@@ -8,9 +8,9 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { LockboxError, invalidArgument } from "../errors.js";
-import type { Clock } from "../keys/key-model.js";
+import type { Clock } from "../time/clock.js";
 import { UUID_PATTERN } from "../keys/validation.js";
-import type { Caller } from "../pki/caller.js";
+import type { Caller } from "../identity/caller.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { authenticate, requireAdmin } from "./authenticate.js";
 import { type AuditEventInput, type AuditOutcome, type EdgeAuditSink, outcomeOf } from "./edge-audit.js";

@@ -5,7 +5,7 @@
  */
 import type { PeerCertificate } from "node:tls";
 import { LockboxError } from "../errors.js";
-import type { Caller } from "../pki/caller.js";
+import type { Caller } from "../identity/caller.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 
 /** The part of a grpc-js server call that authentication needs. */

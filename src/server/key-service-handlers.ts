@@ -27,7 +27,7 @@ import type { RekeyCloneResponse } from "../gen/lockbox/v1/RekeyCloneResponse.js
 import type { RevokeGrantRequest__Output } from "../gen/lockbox/v1/RevokeGrantRequest.js";
 import type { RevokeGrantResponse } from "../gen/lockbox/v1/RevokeGrantResponse.js";
 import type * as model from "../keys/key-model.js";
-import type { Caller } from "../pki/caller.js";
+import type { Caller } from "../identity/caller.js";
 import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
 import {
   algorithmFromWire,

@@ -7,7 +7,8 @@ import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { LockboxError } from "../errors.js";
-import { systemClock, type Clock } from "../keys/key-model.js";
+import { systemClock, type Clock } from "../time/clock.js";
+import { describeHostPort, formatHostPort, parseHostPort } from "../net/host-port.js";
 import { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { type AdminApi, adminServiceHandlers } from "./admin-service-handlers.js";
 import type { EdgeContext } from "./audited-unary.js";
@@ -48,7 +49,12 @@ export async function startLockboxServer(
   options: LockboxServerOptions,
   listen: string,
 ): Promise<RunningServer> {
-  const { host } = splitHostPort(listen);
+  const host = parseHostPort(listen, { portZero: true })?.host;
+  if (host === undefined) {
+    throw new RangeError(
+      `listen address must be ${describeHostPort({ portZero: true })}, got ${JSON.stringify(listen)}`,
+    );
+  }
   const protos = serverProtos();
   const ctx: EdgeContext = {
     verifier: new ClientCertificateVerifier(options.tls.caCertificatePem),
@@ -87,7 +93,7 @@ export async function startLockboxServer(
         : resolve(boundPort),
     );
   });
-  const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const address = formatHostPort({ host, port });
 
   let closing: Promise<void> | undefined;
   return {
@@ -105,13 +111,4 @@ export async function startLockboxServer(
       return closing;
     },
   };
-}
-
-/** "127.0.0.1:7443" -> host and port; "[::1]:7443" too. */
-export function splitHostPort(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535)
-    throw new RangeError(`listen address must be HOST:PORT, got ${JSON.stringify(listen)}`);
-  return { host: (m[1] ?? m[2])!, port };
 }

@@ -23,6 +23,7 @@ import { TPM_ALG_ID } from "../../tpm/spec/constants.js";
 import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { provisionSwtpm, startSwtpm } from "../../tpm/swtpm/index.js";
 import { TcpTransport } from "../../tpm/transport/tcp-transport.js";
+import { quotePolicyForValues } from "../../tpm/verify/quote-policy.js";
 import { verifyQuote } from "../../tpm/verify/quote-verifier.js";
 
 interface Row {
@@ -84,7 +85,11 @@ export async function main(argv: string[]): Promise<void> {
       pcr: v.pcr,
       value: v.digest,
     }));
-    const policy = values.map((v) => ({ hashAlg: v.hashAlg, pcr: v.pcr, allowed: [v.value] }));
+    const policy = quotePolicyForValues(values, {
+      hashAlg: "sha256",
+      signatureScheme: "ecdsa",
+      firmwareVersionMin: "00000000.00000000",
+    });
     const nonce = randomBytes(32);
     const rows: Row[] = [];
 

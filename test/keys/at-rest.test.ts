@@ -4,7 +4,6 @@ import { join } from "node:path";
 import test from "ava";
 import { isLockboxError, type LockboxError } from "../../src/errors.js";
 import { kekBinding } from "../../src/keys/project-keks.js";
-import { openKeyService } from "../../src/keys/open-key-service.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { admin, openFixture } from "./key-service-fixture.js";
 
@@ -83,7 +82,7 @@ test("no key's material and no project KEK appears anywhere in the data director
   t.is(materials.length, 172 + 6);
   await scan("after stop"); // the write-ahead log holds the records
   // A restart turns the log into sorted tables; scan what that leaves as well.
-  await (await openKeyService(fx.dbDir, fx.protector)).close();
+  await (await fx.open()).close();
   await scan("after restart");
 });
 

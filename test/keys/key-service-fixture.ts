@@ -1,18 +1,22 @@
 /**
  * Shared setup for key-service tests: a real LevelDB in a fresh temp dir, a development CMK file,
- * a manual clock, and callers of each kind. Everything is torn down by t.teardown.
+ * a manual clock, and callers of each kind, built by the peer's own composition root (openPeerCore)
+ * so the key service under test is assembled exactly as a serving peer's is. Everything is torn
+ * down by t.teardown.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
-import type { Caller, Clock } from "../../src/keys/key-model.js";
-import {
-  openKeyService,
-  type KeyServiceHandle,
-  type OpenKeyServiceOptions,
-} from "../../src/keys/open-key-service.js";
+import type { Caller } from "../../src/identity/caller.js";
+import type { Clock } from "../../src/time/clock.js";
+import type { AuditLog } from "../../src/audit/audit-log.js";
+import type { Barrier } from "../../src/crypto/barrier.js";
+import type { MasterKeyProvider } from "../../src/crypto/master-key-provider.js";
+import type { KeyService } from "../../src/keys/key-service.js";
+import { openPeerCore } from "../../src/peer/peer-core.js";
 import type { PeerStore } from "../../src/store/peer-store.js";
 
 export class ManualClock implements Clock {
@@ -32,6 +36,16 @@ export const serviceOf = (identity: string, ...projects: string[]): Caller => ({
   projects,
 });
 
+/** The parts of a peer's core a key-service test reaches into. */
+export interface KeyServiceHandle {
+  service: KeyService;
+  store: PeerStore;
+  barrier: Barrier;
+  audit: AuditLog;
+  /** Zeroes KEKs, seals the barrier, flushes and closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
 export interface Fixture {
   dir: string;
   dbDir: string;
@@ -40,27 +54,39 @@ export interface Fixture {
   handle: KeyServiceHandle;
   /** Closes the current handle and opens the same store again. */
   reopen(): Promise<KeyServiceHandle>;
+  /** Opens the same store as another handle (the caller closes it), under `masterKey` if given. */
+  open(masterKey?: MasterKeyProvider): Promise<KeyServiceHandle>;
 }
 
-export async function openFixture(
-  t: ExecutionContext,
-  options: OpenKeyServiceOptions = {},
-): Promise<Fixture> {
+export async function openFixture(t: ExecutionContext): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-keys-"));
   const clock = new ManualClock();
   const protector = await DevelopmentFileProtector.create(join(dir, "master.key"), { log: () => {} });
   const dbDir = join(dir, "db");
+  // What `lockbox init` puts in a peer's config: the ring parameters the store is pinned to.
+  const clusterSalt = randomBytes(32);
+  const open = async (masterKey: MasterKeyProvider = protector): Promise<KeyServiceHandle> => {
+    const core = await openPeerCore({ dataDir: dbDir, masterKey, clusterSalt, partitionPower: 10, clock });
+    return {
+      service: core.keys,
+      store: core.store,
+      barrier: core.barrier,
+      audit: core.audit,
+      close: core.close,
+    };
+  };
   const fixture: Fixture = {
     dir,
     dbDir,
     protector,
     clock,
-    handle: await openKeyService(dbDir, protector, { clock, ...options }),
+    handle: await open(),
     async reopen() {
       await fixture.handle.close();
-      fixture.handle = await openKeyService(dbDir, protector, { clock, ...options });
+      fixture.handle = await open();
       return fixture.handle;
     },
+    open,
   };
   t.teardown(async () => {
     await fixture.handle.close();

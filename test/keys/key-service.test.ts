@@ -279,11 +279,10 @@ test("a different master key cannot open an existing store", async (t) => {
   });
   await fx.handle.close();
   const { DevelopmentFileProtector } = await import("../../src/crypto/development-file-protector.js");
-  const { openKeyService } = await import("../../src/keys/open-key-service.js");
   const other = await DevelopmentFileProtector.create(`${fx.dir}/other.key`, { log: () => {} });
-  t.true(isLockboxError(await t.throwsAsync(openKeyService(fx.dbDir, other)), "FAILED_PRECONDITION"));
+  t.true(isLockboxError(await t.throwsAsync(fx.open(other)), "FAILED_PRECONDITION"));
   // The refused open released the store: the right key still opens it.
-  const again = await openKeyService(fx.dbDir, fx.protector);
+  const again = await fx.open();
   t.is(again.service.stats().keyCount, 1);
   await again.close();
 });

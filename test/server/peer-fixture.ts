@@ -10,15 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initCluster } from "../../src/cli/commands/init.js";
 import { type CertifiedKey, issueClientCertificate } from "../../src/pki/certificate-authority.js";
-import type { Role } from "../../src/pki/caller.js";
-import { type RunningPeer, startPeer } from "../../src/peer/start-peer.js";
+import type { Role } from "../../src/identity/caller.js";
+import { type RunningPeer, type StartPeerOptions, startPeer } from "../../src/peer/start-peer.js";
 import { serverProtos } from "../../src/server/proto-definitions.js";
-import { AuditLog } from "../../src/audit/audit-log.js";
-import { Barrier } from "../../src/crypto/barrier.js";
-import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
-import { KeyService } from "../../src/keys/key-service.js";
-import { type LockboxServerOptions, startLockboxServer } from "../../src/server/lockbox-server.js";
-import { openPeerStore } from "../../src/store/peer-store.js";
+import type { AuditLog } from "../../src/audit/audit-log.js";
+import type { KeyService } from "../../src/keys/key-service.js";
+import type { LockboxServerOptions } from "../../src/server/lockbox-server.js";
 
 export interface PeerFixture {
   dir: string;
@@ -37,10 +34,10 @@ export async function startTestPeer(t: ExecutionContext): Promise<PeerFixture> {
 }
 
 /**
- * A fixture peer whose edge runs over parts a test chose: the peer is started (for init's files and
- * store) and stopped, its store, key service and audit log are reopened, and `choose` may put its
- * own key service, audit sink or log between them and a new server. Everything closes when the test
- * ends. The returned fixture points at the new server.
+ * A fixture peer whose edge runs over parts a test chose: startPeer's `replaceParts` hands `choose`
+ * the real key service and audit log, and the edge gets what it returns (its own key service, audit
+ * sink or log) in their place. The peer is built by the composition root like any other; it closes
+ * and its directory is removed when the test ends.
  */
 export async function startEdgeWith(
   t: ExecutionContext,
@@ -49,44 +46,20 @@ export async function startEdgeWith(
     auditLog: AuditLog;
   }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>,
 ): Promise<PeerFixture> {
-  const base = await startTestPeer(t);
-  await base.peer.close(500);
-  const store = await openPeerStore(join(base.dir, "data"));
-  const barrier = new Barrier();
-  await barrier.unsealWith(new DevelopmentFileProtector(join(base.dir, "master-key.dev"), { log: () => {} }));
-  const keys = await KeyService.open({ store, barrier, clusterSalt: new Uint8Array(32), partitionPower: 10 });
-  const auditLog = await AuditLog.open(store);
-  const read = (f: string): string => readFileSync(join(base.dir, f), "utf8");
-  const server = await startLockboxServer(
-    {
-      tls: {
-        caCertificatePem: read("ca.crt"),
-        certificatePem: read("peer.crt"),
-        privateKeyPem: read("peer.key"),
-      },
-      keys,
-      admin: { status: () => Promise.reject(new Error("unused")), listAuditEvents: (r) => auditLog.list(r) },
-      audit: auditLog,
-      log: () => {},
-      ...choose({ keys, auditLog }),
-    },
-    "127.0.0.1:0",
-  );
-  t.teardown(async () => {
-    await server.close(500);
-    await keys.close();
-    await store.close();
-  });
-  return { ...base, peer: { ...base.peer, address: server.address, port: server.port } };
+  const f = await startSharedPeer({ replaceParts: ({ keys, audit }) => choose({ keys, auditLog: audit }) });
+  t.teardown(() => f.close());
+  return f;
 }
 
 /** A peer shared by a file's tests: start in test.before, close in test.after.always. */
-export async function startSharedPeer(): Promise<PeerFixture & { close(): Promise<void> }> {
+export async function startSharedPeer(
+  options: Pick<StartPeerOptions, "replaceParts"> = {},
+): Promise<PeerFixture & { close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "lockbox-edge-"));
   const logs: string[] = [];
   try {
     await initCluster({ dir, peerId: "peer-1", listen: "127.0.0.1:0" });
-    const peer = await startPeer({ dir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
+    const peer = await startPeer({ ...options, dir, listen: "127.0.0.1:0", log: (l) => logs.push(l) });
     const read = (f: string): string => readFileSync(join(dir, f), "utf8");
     return {
       dir,

@@ -72,42 +72,45 @@ test("tpm ek --json prints the NV certificate and verifies its chain with --ca; 
   t.like(JSON.parse(bad.stdout), { chain: { verified: false, errorCode: "no-issuer" } });
 });
 
-test("tpm quote then tpm verify: accepted with its nonce and policy; wrong nonce, changed policy and replay are refused by name", async (t) => {
+test("tpm quote then tpm verify: accepted with its nonce and policy; wrong nonce, unapproved PCR, replay, a short nonce and an empty policy are refused by code", async (t) => {
   const f = await startProvisionedSwtpm(t, { identity: "shared" });
   const file = (name: string) => path.join(f.workDir, name);
-  const q1 = await lockbox([
-    "tpm",
-    "quote",
-    ...tpmFlag(f),
-    "--nonce",
-    "a1b2c3d4",
-    "--pcrs",
-    "sha256:0,7",
-    "--json",
-  ]);
-  t.is(q1.code, 0, q1.stderr);
-  const q2 = await lockbox([
-    "tpm",
-    "quote",
-    ...tpmFlag(f),
-    "--nonce",
-    "a1b2c3d4",
-    "--pcrs",
-    "sha256:0,7",
-    "--json",
-  ]);
-  t.is(q2.code, 0, q2.stderr);
-  const quote = JSON.parse(q1.stdout) as {
+  const NONCE = "a1b2c3d4".repeat(4);
+  const quoteWith = async (nonce: string) => {
+    const r = await lockbox([
+      "tpm",
+      "quote",
+      ...tpmFlag(f),
+      "--nonce",
+      nonce,
+      "--pcrs",
+      "sha256:0,7",
+      "--json",
+    ]);
+    t.is(r.code, 0, r.stderr);
+    return r.stdout;
+  };
+  const q1 = await quoteWith(NONCE);
+  const q2 = await quoteWith(NONCE);
+  const short = await quoteWith("a1b2c3d4");
+  const quote = JSON.parse(q1) as {
     akPublic: string;
     akName: string;
     pcrs: { sha256: Record<string, string> };
   };
   t.deepEqual(Object.keys(quote.pcrs.sha256), ["0", "7"]);
-  await fs.writeFile(file("q1.json"), q1.stdout);
-  await fs.writeFile(file("q2.json"), q2.stdout);
+  await fs.writeFile(file("q1.json"), q1);
+  await fs.writeFile(file("q2.json"), q2);
+  await fs.writeFile(file("short.json"), short);
   await fs.writeFile(file("ak.hex"), quote.akPublic + "\n");
-  await fs.writeFile(file("policy.json"), JSON.stringify(quote.pcrs));
-  await fs.writeFile(file("other-policy.json"), JSON.stringify({ sha256: { "7": "00".repeat(31) + "01" } }));
+  const pins = { hashAlg: "sha256", signatureScheme: "ecdsa", firmwareVersionMin: "00000000.00000000" };
+  const other7 = "00".repeat(31) + "01";
+  await fs.writeFile(file("policy.json"), JSON.stringify({ pcrs: quote.pcrs, ...pins }));
+  await fs.writeFile(
+    file("other-policy.json"),
+    JSON.stringify({ pcrs: { sha256: { "7": other7 } }, ...pins }),
+  );
+  await fs.writeFile(file("empty-policy.json"), JSON.stringify({ pcrs: {}, ...pins }));
   const verify = (quoteFile: string, nonce: string, policy: string, extra: string[] = []) =>
     lockbox([
       "tpm",
@@ -120,25 +123,65 @@ test("tpm quote then tpm verify: accepted with its nonce and policy; wrong nonce
       nonce,
       "--policy",
       file(policy),
-      "--json",
       ...extra,
     ]);
 
-  const ok = await verify("q1.json", "a1b2c3d4", "policy.json");
+  const ok = await verify("q1.json", NONCE, "policy.json", ["--json"]);
   t.is(ok.code, 0, ok.stdout + ok.stderr);
-  t.like(JSON.parse(ok.stdout), { ok: true, akName: quote.akName });
+  t.like(JSON.parse(ok.stdout), { ok: true, akName: quote.akName, clock: { safe: true } });
 
-  const codes = (r: Run) =>
-    (JSON.parse(r.stdout) as { failures: { code: string }[] }).failures.map((x) => x.code);
-  const wrongNonce = await verify("q1.json", "a1b2c3d5", "policy.json");
-  t.is(wrongNonce.code, 1);
-  t.deepEqual(codes(wrongNonce), ["nonce"]);
-  const otherPolicy = await verify("q1.json", "a1b2c3d4", "other-policy.json");
-  t.is(otherPolicy.code, 1);
-  t.deepEqual(codes(otherPolicy), ["pcr-policy"]);
-  const replay = await verify("q1.json", "a1b2c3d4", "policy.json", ["--previous", file("q2.json")]);
-  t.is(replay.code, 1);
-  t.deepEqual(codes(replay), ["replay"]);
+  interface Refusal {
+    failures: { check: string; code: string; details: Record<string, unknown>; recoverable: boolean }[];
+    notRun: string[];
+  }
+  const refusal = (r: Run) => {
+    t.is(r.code, 1, r.stdout + r.stderr);
+    return JSON.parse(r.stdout) as Refusal;
+  };
+  const codes = (r: Run) => refusal(r).failures.map((x) => x.code);
+  t.deepEqual(codes(await verify("q1.json", "ff".repeat(16), "policy.json", ["--json"])), ["nonce-mismatch"]);
+  const otherPolicy = refusal(await verify("q1.json", NONCE, "other-policy.json", ["--json"]));
+  t.deepEqual(otherPolicy.failures, [
+    {
+      check: "pcr-policy",
+      code: "policy-pcr-value-not-approved",
+      details: { bank: "sha256", pcr: 7, expected: [other7], actual: quote.pcrs.sha256["7"] },
+      recoverable: false,
+    },
+  ]);
+  t.deepEqual(
+    codes(await verify("q1.json", NONCE, "policy.json", ["--json", "--previous", file("q2.json")])),
+    ["clock-not-advanced"],
+  );
+  t.deepEqual(codes(await verify("short.json", "a1b2c3d4", "policy.json", ["--json"])), ["nonce-too-short"]);
+  const empty = refusal(await verify("q1.json", NONCE, "empty-policy.json", ["--json"]));
+  t.deepEqual(
+    empty.failures.map((x) => x.code),
+    ["policy-empty"],
+  );
+  t.deepEqual(empty.notRun, [
+    "signature",
+    "attest",
+    "nonce",
+    "pcr-digest",
+    "pcr-policy",
+    "clock",
+    "firmware",
+  ]);
+
+  // Without --json: one line per failure with its check, code and details; then what did not run.
+  const text = await verify("q1.json", NONCE, "other-policy.json");
+  t.is(text.code, 1);
+  t.regex(
+    text.stdout,
+    new RegExp(
+      `^ +pcr-policy +policy-pcr-value-not-approved +bank=sha256 pcr=7 expected=${other7} actual=[0-9a-f]{64}$`,
+      "m",
+    ),
+  );
+  const emptyText = await verify("q1.json", NONCE, "empty-policy.json");
+  t.regex(emptyText.stdout, /^ +policy +policy-empty +field=pcrs problem="approves no PCR"$/m);
+  t.regex(emptyText.stdout, /^not run: signature, attest, nonce, pcr-digest, pcr-policy, clock, firmware$/m);
   t.deepEqual(await f.leftoverHandles(), [], "the CLI flushed its AK");
 });
 

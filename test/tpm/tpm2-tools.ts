@@ -52,11 +52,19 @@ export class Tpm2Tools {
     for (const flag of ["-t", "-l", "-s"]) await this.run("tpm2_flushcontext", [flag]);
   }
 
-  /** The RSA EK (default template) and an ECC P-256 ECDSA-SHA256 AK under it, as tpm2_createak makes it. */
-  async createEkAndAk(): Promise<{ ekPublic: TpmtPublic; akPublic: TpmtPublic; akPublicTpmt: Uint8Array }> {
+  /**
+   * The RSA EK (default template) and an AK under it, as tpm2_createak makes it: by default ECC
+   * P-256 with ECDSA-SHA256; `ak` picks another key type, hash or scheme (e.g. RSA with RSA-PSS).
+   */
+  async createEkAndAk(ak: AkOptions = {}): Promise<{
+    ekPublic: TpmtPublic;
+    akPublic: TpmtPublic;
+    akPublicTpmt: Uint8Array;
+  }> {
     await this.run("tpm2_createek", ["-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub"]);
     await this.run("tpm2_createak", [
-      ...["-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256", "-s", "ecdsa"],
+      ...["-C", "ek.ctx", "-c", "ak.ctx", "-G", ak.keyAlg ?? "ecc"],
+      ...["-g", ak.hash ?? "sha256", "-s", ak.scheme ?? "ecdsa"],
       ...["-u", "ak.pub", "-r", "ak.priv", "-n", "ak.name"],
     ]);
     await this.flushAll();
@@ -123,21 +131,31 @@ export class Tpm2Tools {
     return new Uint8Array(await fs.readFile(this.path("mkcred.out")));
   }
 
-  /** A quote by the AK in ak.ctx over `selection` (e.g. "sha256:0,1,2,3,7") with extraData `nonce`. */
+  /**
+   * A quote by the AK in ak.ctx over `selection` (e.g. "sha256:0,1,2,3,7") with extraData `nonce`,
+   * signed with `sign.hash` (default sha256) and `sign.scheme` (default: the key type's).
+   */
   async quote(
     selection: string,
     nonce: Uint8Array,
     prefix = "q",
+    sign: { hash?: string; scheme?: string } = {},
   ): Promise<{ attest: Uint8Array; signature: Uint8Array }> {
     await this.run("tpm2_quote", [
       ...["-c", "ak.ctx", "-l", selection, "-q", Buffer.from(nonce).toString("hex")],
-      ...["-m", `${prefix}.msg`, "-s", `${prefix}.sig`, "-o", `${prefix}.pcrs`, "-g", "sha256"],
+      ...["-m", `${prefix}.msg`, "-s", `${prefix}.sig`, "-o", `${prefix}.pcrs`, "-g", sign.hash ?? "sha256"],
+      ...(sign.scheme === undefined ? [] : ["--scheme", sign.scheme]),
     ]);
     await this.flushAll();
     return {
       attest: new Uint8Array(await fs.readFile(this.path(`${prefix}.msg`))),
       signature: new Uint8Array(await fs.readFile(this.path(`${prefix}.sig`))),
     };
+  }
+
+  /** TPM2_ClockSet (owner auth, empty here): moves the clock forward, and the TPM marks it `safe` again. */
+  async setClock(ms: bigint): Promise<void> {
+    await this.run("tpm2_setclock", [ms.toString()]);
   }
 
   /** PCR values of one sha256 selection, in ascending index order. */
@@ -160,6 +178,15 @@ export class Tpm2Tools {
     const bytes = await fs.readFile(this.path(file));
     return decodeExact(bytes.subarray(2), "TPMT_PUBLIC", TpmtPublic.unmarshal);
   }
+}
+
+export interface AkOptions {
+  /** tpm2_createak -G: "ecc" (default) or "rsa". */
+  keyAlg?: "ecc" | "rsa";
+  /** tpm2_createak -g: the AK's signing hash, "sha256" (default), "sha384", ... */
+  hash?: string;
+  /** tpm2_createak -s: "ecdsa" (default), "rsassa" or "rsapss". */
+  scheme?: string;
 }
 
 export class ToolError extends Error {

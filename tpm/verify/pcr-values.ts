@@ -21,6 +21,9 @@ export interface PcrPolicyEntry {
 }
 export type PcrPolicy = readonly PcrPolicyEntry[];
 
+/** The JSON form of a policy's PCRs: bank name, then decimal PCR index, then one hex digest or a list. */
+export type PcrPolicyJson = Readonly<Record<string, Readonly<Record<string, string | readonly string[]>>>>;
+
 export class PcrFormatError extends Error {
   override readonly name = "PcrFormatError";
   readonly code = "bad-pcr-format";
@@ -112,8 +115,12 @@ function entriesFromJson(
   if (!isRecord(json))
     throw new PcrFormatError(`${what} must be an object of banks, e.g. {"sha256": {"0": "<hex>"}}`);
   const out: { hashAlg: number; pcr: number; digests: Uint8Array[] }[] = [];
+  const banks = new Set<number>();
   for (const [bank, pcrs] of Object.entries(json)) {
     const hashAlg = bankId(bank);
+    // "sha256" and "SHA256" are one bank: two lists for one PCR would be ambiguous.
+    if (banks.has(hashAlg)) throw new PcrFormatError(`${what}: bank '${bank}' is named twice`);
+    banks.add(hashAlg);
     const size = digestSize(hashAlg)!;
     if (!isRecord(pcrs))
       throw new PcrFormatError(`${what}: bank '${bank}' must map PCR indices to hex digests`);

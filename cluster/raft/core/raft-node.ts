@@ -1,3 +1,4 @@
+import { isNodeId, NODE_ID_RULE } from "../../node-id.js";
 import { assert } from "./assert.js";
 import { Progress } from "./progress.js";
 import { RaftLog } from "./raft-log.js";
@@ -889,9 +890,7 @@ export function quorum(n: number): number {
 export function applyConfChange(cs: ConfState, change: ConfChange): ConfState {
   if (typeof change !== "object" || change === null) throw new RaftError("BAD_CONF_CHANGE", "not an object");
   const { nodeId } = change;
-  if (typeof nodeId !== "string" || nodeId.length === 0 || nodeId.length > 256) {
-    throw new RaftError("BAD_CONF_CHANGE", "nodeId must be a non-empty string of <= 256 chars");
-  }
+  if (!isNodeId(nodeId)) throw new RaftError("BAD_CONF_CHANGE", `nodeId must be ${NODE_ID_RULE}`);
   if (!(change.context instanceof Uint8Array))
     throw new RaftError("BAD_CONF_CHANGE", "context must be a Uint8Array");
   const voters = [...cs.voters];

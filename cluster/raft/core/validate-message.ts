@@ -1,3 +1,4 @@
+import { isNodeId, NODE_ID_RULE } from "../../node-id.js";
 import {
   ConfChangeType,
   EntryType,
@@ -73,8 +74,7 @@ function confState(c: unknown, at: string): asserts c is ConfState {
 }
 
 function nodeId(v: unknown, at: string): void {
-  if (typeof v !== "string" || v.length === 0 || v.length > 256)
-    bad(at, "not a non-empty string of <= 256 chars");
+  if (!isNodeId(v)) bad(at, `not a node id (${NODE_ID_RULE})`);
 }
 
 function count(v: unknown, at: string): void {

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadPeerConfig, resolvePeerPath } from "../../config/peer-config.js";
 import { LockboxError, isLockboxError } from "../../errors.js";
-import { isRole } from "../../pki/caller.js";
+import { isRole } from "../../identity/caller.js";
 import {
   CLIENT_VALIDITY_DAYS_DEFAULT,
   CLIENT_VALIDITY_DAYS_MAX,

@@ -12,7 +12,6 @@ import { join, resolve } from "node:path";
 import {
   CONFIG_FILE_NAME,
   LISTEN_DEFAULT,
-  isHostPort,
   newPeerConfig,
   resolvePeerPath,
 } from "../../config/peer-config.js";
@@ -25,9 +24,9 @@ import {
   issueClientCertificate,
   issuePeerCertificate,
 } from "../../pki/certificate-authority.js";
-import { isValidIdentityName } from "../../pki/identity-names.js";
+import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
+import { describeHostPort, parseHostPort } from "../../net/host-port.js";
 import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../pki/pem-files.js";
-import { splitHostPort } from "../../server/lockbox-server.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
   UsageError,
@@ -92,15 +91,14 @@ export const command: CliCommand = {
       }
       const dir = resolve(requiredFlag(args, "dir"));
       const peerId = stringFlag(args, "peer-id") ?? PEER_ID_DEFAULT;
-      if (!isValidIdentityName(peerId)) {
+      if (!isNodeId(peerId)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
+      const listen = stringFlag(args, "listen") ?? LISTEN_DEFAULT;
+      if (parseHostPort(listen, { portZero: true }) === undefined) {
         throw new UsageError(
-          "--peer-id must be 1..128 characters of A-Z a-z 0-9 . _ : @ - starting with a letter or digit",
-          "--peer-id",
+          `--listen must be ${describeHostPort({ portZero: true })}, got '${listen}'`,
+          "--listen",
         );
       }
-      const listen = stringFlag(args, "listen") ?? LISTEN_DEFAULT;
-      if (!isHostPort(listen))
-        throw new UsageError(`--listen must be HOST:PORT, got '${listen}'`, "--listen");
       const hostNames = (args.values["host-name"] as string[] | undefined) ?? [];
       for (const h of hostNames) {
         if (!/^[A-Za-z0-9.:-]{1,253}$/.test(h))
@@ -176,7 +174,14 @@ export async function initCluster(p: {
 
   const ca = await createClusterCa({ clusterId: config.clusterId });
   // The listen host is a name clients will dial, unless it is a wildcard.
-  const listenHost = splitHostPort(p.listen).host;
+  const listenHost = parseHostPort(p.listen, { portZero: true })?.host;
+  if (listenHost === undefined) {
+    throw new LockboxError(
+      "INVALID_ARGUMENT",
+      `listen must be ${describeHostPort({ portZero: true })}`,
+      "listen",
+    );
+  }
   const hostNames = [...(p.hostNames ?? []), ...(WILDCARD_HOSTS.has(listenHost) ? [] : [listenHost])];
   const peer = await issuePeerCertificate(ca, { peerId: p.peerId, hostNames });
   const admin = await issueClientCertificate(ca, {

@@ -5,7 +5,7 @@
  * (JSON with --json), so a supervisor or a test can wait for it.
  */
 import { resolve } from "node:path";
-import { isHostPort } from "../../config/peer-config.js";
+import { describeHostPort, isHostPort } from "../../net/host-port.js";
 import { startPeer } from "../../peer/start-peer.js";
 import {
   UsageError,
@@ -59,8 +59,11 @@ export const command: CliCommand = {
       }
       const dir = resolve(requiredFlag(args, "dir"));
       const listen = stringFlag(args, "listen");
-      if (listen !== undefined && !isHostPort(listen)) {
-        throw new UsageError(`--listen must be HOST:PORT, got '${listen}'`, "--listen");
+      if (listen !== undefined && !isHostPort(listen, { portZero: true })) {
+        throw new UsageError(
+          `--listen must be ${describeHostPort({ portZero: true })}, got '${listen}'`,
+          "--listen",
+        );
       }
       const json = boolFlag(args, "json");
       const log = (line: string): void => {

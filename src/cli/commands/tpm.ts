@@ -9,6 +9,7 @@
 import { readFile } from "node:fs/promises";
 import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
+import { describeHostPort, parseHostPort } from "../../net/host-port.js";
 import {
   type OptionSpec,
   type ParsedArgs,
@@ -39,11 +40,13 @@ import {
   TcpTransport,
   type TpmTransport,
   bankName,
+  type QuoteFailure,
+  type QuotePolicy,
   clockOfAttest,
+  firmwareVersionText,
   parseCertificates,
   parsePcrSelection,
   parseQuoteJson,
-  pcrPolicyFromJson,
   quoteToJson,
   readEk,
   verifyEkCertificateChain,
@@ -86,7 +89,7 @@ const USAGES: Record<string, string> = {
     "the nonce as extraData. Prints the quote JSON that `lockbox tpm verify --quote` reads.",
     "",
     "options:",
-    "  --nonce HEX            1..64 bytes of qualifying data (required)",
+    "  --nonce HEX            1..64 bytes of qualifying data (required; a verifier wants >= 16)",
     "  --pcrs SEL             PCR selection, e.g. sha256:0,1,2,3,7 (default)",
     "  --ak ecc|rsa           AK algorithm (default ecc: P-256, ECDSA-SHA256)",
     TPM_HELP,
@@ -94,18 +97,24 @@ const USAGES: Record<string, string> = {
   verify: [
     "usage: lockbox tpm verify --quote FILE --ak-public FILE --nonce HEX --policy FILE [--previous FILE] [--json]",
     "",
-    "Verifies a quote JSON: signature, attest magic and type, signer, nonce, PCR digest, PCR",
-    "policy, and (with --previous) that it is newer than an earlier quote. Exits 0 if it verifies,",
-    "1 with every failed check named otherwise. Needs no TPM.",
+    "Verifies a quote JSON in the verifier's fixed order: policy, signature (scheme, hash and",
+    "RSA-PSS salt as pinned), attest (magic, type, signer), nonce (at least 16 bytes), PCR digest,",
+    "PCR policy, clock (`safe` set; with --previous, newer than an earlier quote), firmware",
+    "version. Exits 0 if it verifies, 1 otherwise, printing each failure's check, code and",
+    "details, and the checks not run after an early stop. Needs no TPM.",
     "",
     "options:",
     "  --quote FILE           the quote JSON (from `lockbox tpm quote`)",
     "  --ak-public FILE       the AK's TPMT_PUBLIC as hex, as enrolled (not taken from the quote)",
     "  --ak-parent-qn HEX     the AK's parent qualified name (default: endorsement hierarchy)",
     "  --nonce HEX            the nonce the quote must carry",
-    '  --policy FILE          approved PCR values: {"sha256": {"0": "<hex>" | ["<hex>", ...]}}',
+    "  --policy FILE          the quote policy: approved PCR values and the pins, e.g.",
+    '                         {"pcrs": {"sha256": {"0": "<hex>", "7": ["<hex>", "<hex>"]}},',
+    '                          "hashAlg": "sha256", "signatureScheme": "ecdsa" | "rsassa" | "rsapss",',
+    '                          "rsaPssSaltBytes": 32 (rsapss only), "firmwareVersionMin": "20191023.00000000"}',
+    "                         (firmware as `lockbox tpm info` prints it)",
     "  --previous FILE        an earlier accepted quote JSON from the same TPM",
-    "  --json                 print one JSON line",
+    "  --json                 print one JSON line: {ok, ...} or {ok: false, failures, notRun}",
     "  -h, --help             show this help",
   ].join("\n"),
 };
@@ -174,11 +183,12 @@ export const command: CliCommand = {
 async function withTpm<T>(args: ParsedArgs, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
   const spec = stringFlag(args, "tpm") ?? process.env.LOCKBOX_TPM ?? "device:/dev/tpmrm0";
   let transport: TpmTransport;
-  const swtpm = /^swtpm:(.+):([0-9]{1,5})$/.exec(spec);
-  if (swtpm !== null) {
-    const port = Number(swtpm[2]);
-    if (port < 1 || port > 65535) throw new UsageError(`--tpm port ${port} is out of range`, "--tpm");
-    transport = await TcpTransport.connect({ host: swtpm[1]!, port });
+  if (spec.startsWith("swtpm:")) {
+    const address = parseHostPort(spec.slice("swtpm:".length));
+    if (address === undefined) {
+      throw new UsageError(`--tpm swtpm: must be followed by ${describeHostPort()}, got '${spec}'`, "--tpm");
+    }
+    transport = await TcpTransport.connect(address);
   } else if (spec.startsWith("device:") && spec.length > "device:".length) {
     transport = await DeviceTransport.open({ path: spec.slice("device:".length) });
   } else {
@@ -216,7 +226,7 @@ async function runInfo(args: ParsedArgs): Promise<number> {
       manufacturer,
       vendorString,
       // Vendors encode firmware versions freely; hex shows the usual date-like forms (swtpm: 20191023).
-      firmwareVersion: `${hex32(fw1)}.${hex32(fw2)}`,
+      firmwareVersion: firmwareVersionText((BigInt(fw1 >>> 0) << 32n) | BigInt(fw2 >>> 0)),
       specRevision: (revision / 100).toFixed(2),
       pcrBanks: banks,
       activePcrBanks: banks.filter((b) => b.pcrs > 0).map((b) => b.bank),
@@ -319,7 +329,8 @@ async function runVerify(args: ParsedArgs): Promise<number> {
     4096,
   );
   const nonce = hexArg(requiredFlag(args, "nonce"), "--nonce", 0, 64);
-  const policy = pcrPolicyFromJson(await readJson(requiredFlag(args, "policy"), "--policy"));
+  // Checked by verifyQuote itself: a malformed or empty policy is a refusal with its own code.
+  const policy = (await readJson(requiredFlag(args, "policy"), "--policy")) as QuotePolicy;
   const previousFile = stringFlag(args, "previous");
   const previous =
     previousFile === undefined
@@ -341,16 +352,36 @@ async function runVerify(args: ParsedArgs): Promise<number> {
         ok: true,
         akName: hex(result.akName),
         clock: { ...result.clock, clock: result.clock.clock.toString() },
+        firmwareVersion: firmwareVersionText(result.firmwareVersion),
         restartedSincePrevious: result.restartedSincePrevious,
       }
-    : { ok: false, failures: result.failures };
+    : { ok: false, failures: result.failures, notRun: result.notRun };
   if (boolFlag(args, "json")) printJson(out);
   else if (result.ok) process.stdout.write(`quote verified (AK ${hex(result.akName)})\n`);
-  else
-    process.stdout.write(
-      `quote REFUSED:\n${result.failures.map((f) => `  ${f.code}: ${f.message}`).join("\n")}\n`,
-    );
+  else {
+    const lines = ["quote REFUSED:", ...result.failures.map(failureLine)];
+    if (result.notRun.length > 0) lines.push(`not run: ${result.notRun.join(", ")}`);
+    process.stdout.write(lines.join("\n") + "\n");
+  }
   return result.ok ? EXIT_OK : EXIT_FAILURE;
+}
+
+/** `  check  code  key=value ...`, with anything unprintable in a value escaped. */
+function failureLine(f: QuoteFailure): string {
+  const details = Object.entries(f.details).map(
+    ([k, v]) => `${k}=${printable(Array.isArray(v) ? v.join(",") : String(v))}`,
+  );
+  const tag = f.recoverable ? " (recoverable)" : "";
+  return `  ${f.check.padEnd(10)} ${f.code}${tag}${details.length > 0 ? "  " + details.join(" ") : ""}`;
+}
+
+function printable(s: string): string {
+  return /^[\x21-\x7e]*$/.test(s)
+    ? s
+    : JSON.stringify(s).replace(
+        /[\u007f-\uffff]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+      );
 }
 
 /** Bounds what a JSON argument file may cost to read. */
@@ -380,10 +411,6 @@ function ascii(v: number): string {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(v >>> 0);
   return b.toString("latin1").replace(/[^\x20-\x7e]/g, "");
-}
-
-function hex32(v: number): string {
-  return (v >>> 0).toString(16).padStart(8, "0");
 }
 
 function hex(b: Uint8Array): string {

@@ -1,0 +1,146 @@
+/**
+ * The part of the composition root below the edge: store -> master key -> barrier -> checks that
+ * the store belongs to this master key and these ring parameters -> key service + audit log.
+ * startPeer (start-peer.ts) builds every peer with it, from the peer's config; key-service tests
+ * build theirs with it too, from the same few values, so no test runs a peer assembled another way.
+ */
+import { AuditLog } from "../audit/audit-log.js";
+import { Barrier } from "../crypto/barrier.js";
+import type { EnvelopeBinding } from "../crypto/envelope.js";
+import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
+import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
+import { LockboxError } from "../errors.js";
+import { KeyService } from "../keys/key-service.js";
+import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
+import { systemClock, type Clock } from "../time/clock.js";
+import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
+
+const SALT_KEY = "cluster/salt";
+const POWER_KEY = "cluster/partition-power";
+const CANARY_KEY = "cluster/cmk-canary";
+const CANARY_BINDING: EnvelopeBinding = {
+  kind: "cmk-canary",
+  keyId: "",
+  project: "",
+  algorithm: "AES",
+  bitLength: 256,
+};
+
+/** What a peer's core is built from: in production, its config and init directory. */
+export interface PeerCoreSpec {
+  /** The LevelDB directory (created if missing). */
+  dataDir: string;
+  masterKey: MasterKeyProvider;
+  /** The ring parameters every peer of the cluster shares; pinned to the store on first open. */
+  clusterSalt: Uint8Array;
+  partitionPower: number;
+  clock?: Clock;
+  random?: RandomSource;
+  store?: PeerStoreOptions;
+}
+
+export interface PeerCore {
+  store: PeerStore;
+  barrier: Barrier;
+  keys: KeyService;
+  audit: AuditLog;
+  /** Zeroes KEKs, seals the barrier, flushes and closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the store, unseals the barrier with the master key, refuses a master key or ring
+ * parameters other than the ones the store was written with, and opens the key service and audit
+ * log over it. Whatever was opened is closed again if a later step fails.
+ */
+export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
+  const clock = spec.clock ?? systemClock;
+  const random = spec.random ?? nodeRandomSource;
+  const barrier = new Barrier(random);
+  const cleanups: (() => Promise<void>)[] = [async () => barrier.seal()];
+  const cleanup = async (): Promise<void> => {
+    for (const step of cleanups.splice(0).reverse()) await step();
+  };
+  try {
+    await barrier.unsealWith(spec.masterKey);
+    const store = await openPeerStore(spec.dataDir, spec.store);
+    cleanups.push(() => store.close());
+    // A wrong master key must stop the peer here, not surface later as DATA_LOSS on every read.
+    await checkMasterKeyCanary(store, barrier);
+    // Likewise an edited partition power or salt must stop it, not hide every key it holds.
+    await pinClusterParameters(store, spec.clusterSalt, spec.partitionPower);
+    const keys = await KeyService.open({
+      store,
+      barrier,
+      clusterSalt: spec.clusterSalt,
+      partitionPower: spec.partitionPower,
+      clock,
+      random,
+    });
+    cleanups.push(() => keys.close());
+    const audit = await AuditLog.open(store, clock);
+    let closing: Promise<void> | undefined;
+    return { store, barrier, keys, audit, close: () => (closing ??= cleanup()) };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/**
+ * Pins the ring parameters a peer's config names to its store: the first call records them
+ * ("meta" cluster/salt, cluster/partition-power, in one batch); later calls refuse others with
+ * FAILED_PRECONDITION naming the field. Records sit at partitionOf(salt, id, power), so serving a
+ * store with other parameters would find none of its keys and file new ones elsewhere.
+ */
+export async function pinClusterParameters(
+  store: PeerStore,
+  clusterSalt: Uint8Array,
+  partitionPower: number,
+): Promise<void> {
+  if (!Number.isInteger(partitionPower) || partitionPower < 0 || partitionPower > PARTITION_POWER_MAX) {
+    throw new RangeError(`partitionPower must be an integer in 0..${PARTITION_POWER_MAX}`);
+  }
+  const [salt, power] = await store.sublevel("meta").getMany([SALT_KEY, POWER_KEY]);
+  if (salt === undefined && power === undefined) {
+    await store.write([
+      { type: "put", sublevel: "meta", key: SALT_KEY, value: new Uint8Array(clusterSalt) },
+      { type: "put", sublevel: "meta", key: POWER_KEY, value: Uint8Array.of(partitionPower) },
+    ]);
+    return;
+  }
+  if (salt === undefined || power === undefined || power.length !== 1) {
+    throw new LockboxError("DATA_LOSS", "stored cluster parameters are incomplete");
+  }
+  const mismatch = (field: string): LockboxError =>
+    new LockboxError(
+      "FAILED_PRECONDITION",
+      `the config's ${field} differs from the one this store was written with; restore it`,
+      field,
+    );
+  if (power[0] !== partitionPower) throw mismatch("partitionPower");
+  if (!Buffer.from(salt).equals(Buffer.from(clusterSalt))) throw mismatch("clusterSalt");
+}
+
+/**
+ * Refuses a CMK other than the one this store was first opened with: the first call stores a
+ * small blob wrapped under the CMK ("meta" cluster/cmk-canary); later calls must unwrap it.
+ * Throws FAILED_PRECONDITION "the master key does not match this store" on a mismatch (or
+ * "sealed" when the barrier is sealed).
+ */
+export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<void> {
+  barrier.requireUnsealed();
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined) {
+    const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
+    await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
+    return;
+  }
+  try {
+    barrier.unwrap(canary, CANARY_BINDING);
+  } catch (cause) {
+    throw new LockboxError("FAILED_PRECONDITION", "the master key does not match this store", undefined, {
+      cause,
+    });
+  }
+}
