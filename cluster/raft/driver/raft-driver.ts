@@ -2,7 +2,8 @@
  * The driver: runs one pure RaftNode against real IO. It owns the only loop that touches the core, and
  * handles each Ready in the order written on the `Ready` type (cluster/raft/core/types.ts):
  *
- *   1. persist snapshot + entries + hard state in one synced write (and restore an installed snapshot),
+ *   1. persist snapshot + entries + hard state in one atomic write, synced exactly when `Ready.mustSync`
+ *      says (the durability rule lives on `Ready`, nowhere else), and restore an installed snapshot,
  *   2. then send the messages (a vote or an append ack never leaves before what it promises is durable),
  *   3. then apply committed entries and serve read states,
  *   4. then advance().
@@ -13,7 +14,8 @@
  *
  * Time enters only through the injected Scheduler and Ticker, randomness only through `config.random`,
  * IO only through RaftStorage and PeerTransport: the simulator (test/sim) runs this very class on virtual
- * time, simulated disks and a simulated network, so there is one Ready loop in the codebase.
+ * time, simulated disks and a simulated network, and the raft unit tests' cluster (test/raft) runs it
+ * over in-memory disks, so there is one Ready loop in the codebase.
  *
  * A storage failure or a core invariant violation is fatal: the driver stops (fail-stop, never limps on
  * with state it could not persist) and reports through `onFatal`.
