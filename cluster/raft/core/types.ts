@@ -215,11 +215,11 @@ export interface ReadState {
  *     durable (fsync'd) before ANY of `messages` leaves, because a vote, an append ack or a leader's own
  *     count toward commit promises exactly what it holds. `mustSync` is true iff the Ready carries a
  *     snapshot, entries, or a new term or vote. When it is false the write only moves `commit`: it may go
- *     unsynced and the messages may leave at once, because a lost commit index is learned again from the
- *     leader (raft paper fig. 2 keeps it volatile), and the prefix rule above means a later synced write
- *     makes it durable anyway.
- *  2. Only then send `messages`. Messages to self never appear here. Messages may be lost, reordered or
- *     duplicated.
+ *     unsynced and the messages need not wait for a sync, because a lost commit index is learned again
+ *     from the leader (raft paper fig. 2 keeps it volatile), and the prefix rule above means a later
+ *     synced write makes it durable anyway.
+ *  2. Then send `messages`: once step 1 is durable when `mustSync`, once it is written otherwise. Messages
+ *     to self never appear here. Messages may be lost, reordered or duplicated.
  *  3. Apply `committedEntries` in order (all of them are already durable). Serve `readStates` once the
  *     applied index >= readState.index.
  *  4. Call advance(ready).
