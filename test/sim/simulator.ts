@@ -528,7 +528,14 @@ export class Simulation {
           `${n.id} granted ${m.to} its vote in term ${m.term}; durable: term ${d.hardState.term} vote ${d.hardState.vote}`,
         );
       }
-    } else if (m.type === MessageType.AppendResp && !m.reject && m.index > Math.max(d.last, d.snapIndex)) {
+    } else if (
+      m.type === MessageType.AppendResp &&
+      !m.reject &&
+      // An ack of an older term than the disk's (the same Ready also moved to a newer leader and may have
+      // truncated what it acked) can never count toward a commit: quorums of the two terms intersect.
+      m.term === d.hardState.term &&
+      m.index > Math.max(d.last, d.snapIndex)
+    ) {
       throw new SimViolation(
         "ack-not-durable",
         `${n.id} acked ${m.index} to ${m.to}; its durable log ends at ${Math.max(d.last, d.snapIndex)}`,
