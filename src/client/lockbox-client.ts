@@ -3,11 +3,15 @@
  * lockbox. One mTLS channel per endpoint; a call that meets UNAVAILABLE (or,
  * for calls that are safe to repeat, DEADLINE_EXCEEDED) goes to the next
  * endpoint, a bounded number of times, with exponential backoff once every
- * endpoint has been tried. Every attempt has its own deadline. Fetched keys
+ * endpoint has been tried. TLS follows src/net/tls-policy.ts (TLS 1.3, or
+ * 1.2 with ECDHE and AEAD only). Every attempt has its own deadline. Fetched keys
  * are kept in a bounded TTL cache (key-cache.ts).
  */
 import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
+import { createSecureContext } from "node:tls";
+
+import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../net/tls-policy.js";
 
 import type { AdminServiceDefinition } from "../gen/lockbox/v1/AdminService.js";
 import type { KeyServiceDefinition } from "../gen/lockbox/v1/KeyService.js";
@@ -112,8 +116,18 @@ export interface CreateGrantInput {
 /** Pages followed by listAll* before giving up: a guard against a token that never ends. */
 const PAGES_MAX = 10_000;
 
+/**
+ * UNAVAILABLE means the call did not run, so any call is retried on it; a call that timed out may
+ * have run, so DEADLINE_EXCEEDED is retried only for methods the proto declares safe to repeat
+ * (`option idempotency_level`, read from the loaded definition: declared once, in the proto).
+ */
 const RETRY_ALWAYS: ReadonlySet<StatusCodeName> = new Set(["UNAVAILABLE"]);
 const RETRY_IF_IDEMPOTENT: ReadonlySet<StatusCodeName> = new Set(["UNAVAILABLE", "DEADLINE_EXCEEDED"]);
+
+function isIdempotent(method: AnyMethod): boolean {
+  const level = (method.options as { idempotency_level?: unknown } | undefined)?.idempotency_level;
+  return level === "NO_SIDE_EFFECTS" || level === "IDEMPOTENT";
+}
 
 // Both service definitions map method names to MethodDefinitions; #call only needs path and codecs.
 type AnyMethod = MethodDefinition<object, object, object, object>;
@@ -148,7 +162,16 @@ export class LockboxClient {
         : new KeyCache(options.cache ?? { entriesMax: 1000, ageMaxMs: 30_000 });
 
     const tls = loadClientTls(options.tls);
-    const credentials = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+    const credentials = grpc.credentials.createFromSecureContext(
+      createSecureContext({
+        ca: tls.ca,
+        key: tls.key,
+        cert: tls.cert,
+        minVersion: TLS_MIN_VERSION,
+        ciphers: TLS_CIPHERS,
+        ecdhCurve: TLS_ECDH_CURVES,
+      }),
+    );
     const channelOptions: grpc.ChannelOptions = {};
     if (options.serverName !== undefined) {
       channelOptions["grpc.ssl_target_name_override"] = options.serverName;
@@ -163,7 +186,7 @@ export class LockboxClient {
   // ---- KeyService -------------------------------------------------------
 
   async createKey(input: CreateKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<CreateKeyResponse__Output>(this.#keyService.CreateKey, false, opts, {
+    const res = await this.#call<CreateKeyResponse__Output>(this.#keyService.CreateKey, opts, {
       project: input.project,
       scope: input.scope,
       name: input.name,
@@ -174,7 +197,7 @@ export class LockboxClient {
   }
 
   async importKey(input: ImportKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<ImportKeyResponse__Output>(this.#keyService.ImportKey, false, opts, {
+    const res = await this.#call<ImportKeyResponse__Output>(this.#keyService.ImportKey, opts, {
       project: input.project,
       scope: input.scope,
       name: input.name,
@@ -190,7 +213,7 @@ export class LockboxClient {
       const hit = this.#cache.get(id);
       if (hit !== undefined) return { key: structuredClone(hit.meta), material: hit.material };
     }
-    const res = await this.#call<GetKeyResponse__Output>(this.#keyService.GetKey, true, opts, { id });
+    const res = await this.#call<GetKeyResponse__Output>(this.#keyService.GetKey, opts, { id });
     const key = toKeyMetadata(res.key);
     const material = Buffer.from(res.material);
     res.material.fill(0);
@@ -199,17 +222,14 @@ export class LockboxClient {
   }
 
   async getKeyMetadata(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<GetKeyMetadataResponse__Output>(
-      this.#keyService.GetKeyMetadata,
-      true,
-      opts,
-      { id },
-    );
+    const res = await this.#call<GetKeyMetadataResponse__Output>(this.#keyService.GetKeyMetadata, opts, {
+      id,
+    });
     return toKeyMetadata(res.key);
   }
 
   async listKeys(input: ListKeysInput, opts: CallOptions = {}): Promise<Page<KeyMetadata>> {
-    const res = await this.#call<ListKeysResponse__Output>(this.#keyService.ListKeys, true, opts, {
+    const res = await this.#call<ListKeysResponse__Output>(this.#keyService.ListKeys, opts, {
       project: input.project,
       scope: input.scope ?? "",
       page_size: input.pageSize ?? 0,
@@ -226,13 +246,13 @@ export class LockboxClient {
   /** Destroys the key on the peer and drops it from this client's cache. */
   async deleteKey(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
     this.#cache?.delete(id);
-    const res = await this.#call<DeleteKeyResponse__Output>(this.#keyService.DeleteKey, false, opts, { id });
+    const res = await this.#call<DeleteKeyResponse__Output>(this.#keyService.DeleteKey, opts, { id });
     this.#cache?.delete(id);
     return toKeyMetadata(res.key);
   }
 
   async cloneKey(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<CloneKeyResponse__Output>(this.#keyService.CloneKey, false, opts, {
+    const res = await this.#call<CloneKeyResponse__Output>(this.#keyService.CloneKey, opts, {
       id,
       name,
     });
@@ -240,7 +260,7 @@ export class LockboxClient {
   }
 
   async rekeyClone(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<RekeyCloneResponse__Output>(this.#keyService.RekeyClone, false, opts, {
+    const res = await this.#call<RekeyCloneResponse__Output>(this.#keyService.RekeyClone, opts, {
       id,
       name,
     });
@@ -248,7 +268,7 @@ export class LockboxClient {
   }
 
   async createGrant(input: CreateGrantInput, opts: CallOptions = {}): Promise<Grant> {
-    const res = await this.#call<CreateGrantResponse__Output>(this.#keyService.CreateGrant, false, opts, {
+    const res = await this.#call<CreateGrantResponse__Output>(this.#keyService.CreateGrant, opts, {
       key_id: input.keyId,
       grantee: input.grantee,
       expires_at: fromDate(input.expiresAt),
@@ -257,7 +277,7 @@ export class LockboxClient {
   }
 
   async revokeGrant(grantId: string, opts: CallOptions = {}): Promise<Grant> {
-    const res = await this.#call<RevokeGrantResponse__Output>(this.#keyService.RevokeGrant, true, opts, {
+    const res = await this.#call<RevokeGrantResponse__Output>(this.#keyService.RevokeGrant, opts, {
       grant_id: grantId,
     });
     return toGrant(res.grant);
@@ -266,23 +286,16 @@ export class LockboxClient {
   // ---- AdminService -----------------------------------------------------
 
   async getStatus(opts: CallOptions = {}): Promise<PeerStatus> {
-    return toPeerStatus(
-      await this.#call<GetStatusResponse__Output>(this.#adminService.GetStatus, true, opts, {}),
-    );
+    return toPeerStatus(await this.#call<GetStatusResponse__Output>(this.#adminService.GetStatus, opts, {}));
   }
 
   async listAuditEvents(input: ListAuditEventsInput = {}, opts: CallOptions = {}): Promise<Page<AuditEvent>> {
-    const res = await this.#call<ListAuditEventsResponse__Output>(
-      this.#adminService.ListAuditEvents,
-      true,
-      opts,
-      {
-        key_id: input.keyId ?? "",
-        identity: input.identity ?? "",
-        page_size: input.pageSize ?? 0,
-        page_token: input.pageToken ?? "",
-      },
-    );
+    const res = await this.#call<ListAuditEventsResponse__Output>(this.#adminService.ListAuditEvents, opts, {
+      key_id: input.keyId ?? "",
+      identity: input.identity ?? "",
+      page_size: input.pageSize ?? 0,
+      page_token: input.pageToken ?? "",
+    });
     return { items: res.events.map(toAuditEvent), nextPageToken: res.next_page_token };
   }
 
@@ -311,10 +324,10 @@ export class LockboxClient {
 
   // ---- the one place calls go out ---------------------------------------
 
-  async #call<R>(method: object, idempotent: boolean, opts: CallOptions, request: object): Promise<R> {
+  async #call<R>(method: object, opts: CallOptions, request: object): Promise<R> {
     if (this.#closed) throw new LockboxClientError("CANCELLED", "client is closed");
     const m = method as AnyMethod;
-    const retryable = idempotent ? RETRY_IF_IDEMPOTENT : RETRY_ALWAYS;
+    const retryable = isIdempotent(m) ? RETRY_IF_IDEMPOTENT : RETRY_ALWAYS;
     const deadlineMs = positive("deadlineMs", opts.deadlineMs ?? this.#deadlineMs);
     const n = this.#channels.length;
     let last: LockboxClientError | undefined;

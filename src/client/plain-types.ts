@@ -67,6 +67,10 @@ export interface AuditEvent {
   outcome: string;
   status: string;
   detail?: string;
+  /** For an aggregate of refused calls: where they came from. */
+  source?: string;
+  /** Calls the event stands for, as a decimal string (uint64): "1", or an aggregate's count. */
+  count: string;
 }
 
 export interface Page<T> {
@@ -154,5 +158,8 @@ export function toAuditEvent(e: AuditEvent__Output): AuditEvent {
     outcome: stripPrefix(String(e.outcome), "AUDIT_OUTCOME_"),
     status: e.status,
     detail: optional(e.detail),
+    source: optional(e.source),
+    // Records from before aggregates existed carry no count: each stood for one call.
+    count: String(e.count) === "0" ? "1" : String(e.count),
   });
 }

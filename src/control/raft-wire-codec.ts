@@ -1,8 +1,9 @@
 /**
  * Converts raft core messages (cluster/raft/core/types.ts) to and from the plain objects that
- * @grpc/proto-loader serialises as lockbox.v1.RaftMessage. Decoding is the trust boundary for bytes from
- * the network: it checks every field's type and range and throws WireMessageInvalid naming the field;
- * the transport drops such a message with a log line and keeps going.
+ * @grpc/proto-loader serialises as lockbox.v1.RaftMessage. Decoding checks the wire shape of bytes from
+ * the network: every field's type and range, throwing WireMessageInvalid naming the field; the transport
+ * drops such a message with a log line and keeps going. Whether the content makes sense for raft is
+ * checked by the core (RaftNode.step), once, whatever the transport.
  */
 import {
   ConfChangeType,
@@ -111,7 +112,11 @@ function encodeSnapshot(s: Snapshot): WireSnapshot {
   return { index: s.metadata.index, term: s.metadata.term, conf_state: s.metadata.confState, data: s.data };
 }
 
-/** Checks a received wire message completely and returns the core message; throws WireMessageInvalid. */
+/**
+ * Checks a received wire message's shape (every field's type and range) and returns the core message;
+ * throws WireMessageInvalid. What the message claims (entries following `index`, terms, acks, senders) is
+ * the core's to judge: RaftNode.step() refuses and counts what no honest peer sends.
+ */
 export function decodeMessage(w: unknown): Message {
   const m = obj(w, "message");
   const type = num(m.type, "type");
@@ -132,37 +137,7 @@ export function decodeMessage(w: unknown): Message {
     snapshot: m.snapshot === null || m.snapshot === undefined ? null : decodeSnapshot(m.snapshot),
     context: bytes(m.context, "context"),
   };
-  checkLogShape(message);
   return message;
-}
-
-/**
- * What an honest leader's log always satisfies, checked here because the core treats a violation as its
- * own broken invariant (fail-stop) and a follower would otherwise persist it: entries follow `index`
- * contiguously, their terms never decrease from `log_term`, and nothing (entry or snapshot) carries a term
- * newer than the message's own.
- */
-function checkLogShape(m: Message): void {
-  if (m.entries.length > 0 && m.logTerm > m.term) {
-    throw new WireMessageInvalid("log_term", `${m.logTerm} above the message term ${m.term}`);
-  }
-  let prevTerm = m.logTerm;
-  m.entries.forEach((e, i) => {
-    if (e.index !== m.index + 1 + i) {
-      throw new WireMessageInvalid(`entries[${i}].index`, `${e.index} does not follow ${m.index + i}`);
-    }
-    if (e.term < prevTerm) throw new WireMessageInvalid(`entries[${i}].term`, `decreases to ${e.term}`);
-    if (e.term > m.term) {
-      throw new WireMessageInvalid(`entries[${i}].term`, `${e.term} above the message term ${m.term}`);
-    }
-    prevTerm = e.term;
-  });
-  if (m.snapshot !== null && m.snapshot.metadata.term > m.term) {
-    throw new WireMessageInvalid(
-      "snapshot.term",
-      `${m.snapshot.metadata.term} above the message term ${m.term}`,
-    );
-  }
 }
 
 const MESSAGE_TYPES = new Set<number>(Object.values(MessageType));

@@ -1,46 +1,30 @@
 /**
  * The AES-256-GCM envelope every wrapped secret uses (DESIGN.md §2).
  *
- *   [format u8 = 1][epoch u32 BE][nonce 12 bytes][ciphertext][tag 16 bytes]
+ *   [format u8 = 2][epoch u32 BE][nonce 12 bytes][ciphertext][tag 16 bytes]
  *
  * `epoch` names the generation of the wrapping key (the CMK epoch for project KEKs, the KEK
- * generation for managed keys). The associated data is the header itself followed by a canonical
- * encoding of what the blob *is* (record kind, key id, project, algorithm, bit length), so a blob
- * copied onto another record, or a header edited in place, fails authentication.
+ * generation for managed keys). The associated data is the header itself followed by the
+ * canonical encoding of what the blob *is*: a generic `{kind, id, attributes}` binding
+ * (binding.ts), so a blob copied onto another record, or a header edited in place, fails
+ * authentication.
+ *
+ * Format 1 bound a key-shaped tuple (kind, key id, project, algorithm, bit length). lockbox has no
+ * deployed stores yet, so format 2 replaced it outright: a format-1 blob is refused as malformed.
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { LockboxError } from "../errors.js";
+import { encodeBinding, type Binding } from "./binding.js";
 import type { RandomSource } from "./random-source.js";
 
-export const ENVELOPE_FORMAT_V1 = 1;
+export const ENVELOPE_FORMAT = 2;
 export const ENVELOPE_HEADER_BYTES = 1 + 4 + 12;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const KEY_BYTES = 32;
 
-/** What a wrapped blob is bound to. Every field goes into the AAD. */
-export interface EnvelopeBinding {
-  /** Record kind, e.g. "project-kek" or "key-material". */
-  kind: string;
-  keyId: string;
-  project: string;
-  algorithm: string;
-  bitLength: number;
-}
-
-/** Canonical AAD bytes for a binding: length-prefixed UTF-8 fields, so no two bindings collide. */
-export function encodeBinding(binding: EnvelopeBinding): Uint8Array {
-  const parts = [binding.kind, binding.keyId, binding.project, binding.algorithm, String(binding.bitLength)];
-  const encoded = parts.map((p) => Buffer.from(p, "utf8"));
-  const out = Buffer.alloc(encoded.reduce((n, e) => n + 4 + e.length, 0));
-  let at = 0;
-  for (const e of encoded) {
-    out.writeUInt32BE(e.length, at);
-    e.copy(out, at + 4);
-    at += 4 + e.length;
-  }
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
-}
+/** What a wrapped blob is bound to: every field goes into the AAD. */
+export type EnvelopeBinding = Binding;
 
 /** Encrypts `plaintext` under `key` (32 bytes) for `binding`. */
 export function sealEnvelope(
@@ -55,7 +39,7 @@ export function sealEnvelope(
   const nonce = random.bytes(NONCE_BYTES);
   if (nonce.length !== NONCE_BYTES) throw new Error("RandomSource returned the wrong number of bytes");
   const header = Buffer.alloc(ENVELOPE_HEADER_BYTES);
-  header.writeUInt8(ENVELOPE_FORMAT_V1, 0);
+  header.writeUInt8(ENVELOPE_FORMAT, 0);
   header.writeUInt32BE(epoch, 1);
   header.set(nonce, 5);
   const cipher = createCipheriv("aes-256-gcm", key, nonce, { authTagLength: TAG_BYTES });
@@ -66,7 +50,7 @@ export function sealEnvelope(
 
 /** Reads the epoch from an envelope header without decrypting; throws DATA_LOSS on a malformed blob. */
 export function envelopeEpoch(blob: Uint8Array): number {
-  if (blob.length < ENVELOPE_HEADER_BYTES + TAG_BYTES || blob[0] !== ENVELOPE_FORMAT_V1) {
+  if (blob.length < ENVELOPE_HEADER_BYTES + TAG_BYTES || blob[0] !== ENVELOPE_FORMAT) {
     throw new LockboxError("DATA_LOSS", "integrity check failed: malformed envelope");
   }
   return Buffer.from(blob.buffer, blob.byteOffset, blob.length).readUInt32BE(1);

@@ -3,13 +3,23 @@
  * ring computes it), plus a listing index in "meta" keyed `idx/<project>/<scope>/<id>` so a
  * project, or one scope of it, lists in order without scanning every partition. A record and its
  * index entry are always written in one batch.
+ *
+ * Records are MAC'd under their project's record key (record-codec.ts): `load` returns only
+ * authenticated records; `loadUnauthenticated` lets the access check look at a record's project
+ * before any key is touched, so a caller who may not see a key costs the same as a missing id.
  */
 import { partitionOf } from "../../cluster/ring/partition.js";
 import { LockboxError } from "../errors.js";
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { recordKey } from "../store/record-key.js";
 import type { KeyRecord } from "./key-model.js";
-import { decodeKeyRecord, encodeKeyRecord } from "./record-codec.js";
+import type { ProjectKeks, ProjectKeys } from "./project-keks.js";
+import {
+  authenticateKeyRecord,
+  encodeKeyRecord,
+  parseKeyRecord,
+  type Unauthenticated,
+} from "./record-codec.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -33,6 +43,7 @@ export class KeyRecordStore {
 
   constructor(
     private readonly store: PeerStore,
+    private readonly keks: ProjectKeks,
     clusterSalt: Uint8Array,
     private readonly partitionPower: number,
   ) {
@@ -45,27 +56,43 @@ export class KeyRecordStore {
     return recordKey(partitionOf(this.clusterSalt, id, this.partitionPower), id, this.partitionPower);
   }
 
-  /** The record of `id`, or undefined. A record stored under another id's place is DATA_LOSS. */
+  /** The authenticated record of `id`, or undefined. Any damage, or another id's record, is DATA_LOSS. */
   async load(id: string): Promise<KeyRecord | undefined> {
-    const stored = await this.store.get("records", this.recordKeyOf(id));
-    return stored === undefined ? undefined : this.decode(stored, id);
+    const parsed = await this.loadUnauthenticated(id);
+    return parsed === undefined ? undefined : this.authenticate(parsed);
   }
 
-  /** Operations writing `record`; `withIndex` also adds its listing entry (for new keys). */
-  putOps(record: KeyRecord, withIndex: boolean): StoreOp[] {
-    const ops: StoreOp[] = [
-      { type: "put", sublevel: "records", key: this.recordKeyOf(record.id), value: encodeKeyRecord(record) },
-    ];
+  /** The record of `id` checked for shape only; pass it through `authenticate` before using it. */
+  async loadUnauthenticated(id: string): Promise<Unauthenticated<KeyRecord> | undefined> {
+    const stored = await this.store.get("records", this.recordKeyOf(id));
+    return stored === undefined ? undefined : this.parse(stored, id);
+  }
+
+  /** Checks a parsed record's MAC under its project's record key; DATA_LOSS if it fails. */
+  async authenticate(parsed: Unauthenticated<KeyRecord>): Promise<KeyRecord> {
+    const { id, project } = parsed.unverified;
+    let keys: ProjectKeys;
+    try {
+      keys = await this.keks.getExisting(project);
+    } catch (e) {
+      // A damaged project field names a project with no KEK: the record is what is damaged.
+      if (e instanceof LockboxError && e.code === "DATA_LOSS") {
+        throw new LockboxError("DATA_LOSS", `integrity check failed for key ${id}`, undefined, { cause: e });
+      }
+      throw e;
+    }
+    return authenticateKeyRecord(parsed, keys.recordMacKey, id);
+  }
+
+  /** Operations writing `record` (MAC'd under `keys`); `withIndex` also adds its listing entry (for new keys). */
+  putOps(record: KeyRecord, keys: ProjectKeys, withIndex: boolean): StoreOp[] {
+    const value = encodeKeyRecord(record, keys.recordMacKey);
+    const ops: StoreOp[] = [{ type: "put", sublevel: "records", key: this.recordKeyOf(record.id), value }];
     if (withIndex) {
       const key = `${listingPrefix(record.project, record.scope)}${record.id}`;
       ops.push({ type: "put", sublevel: "meta", key, value: EMPTY });
     }
     return ops;
-  }
-
-  /** Compacts the range of `id`'s record, dropping versions a newer table supersedes (see deleteKey). */
-  purgeOverwritten(id: string): Promise<void> {
-    return this.store.compactKey("records", this.recordKeyOf(id));
   }
 
   /** Up to `limit` records under a listing prefix, after index key `after` if given. */
@@ -78,28 +105,45 @@ export class KeyRecordStore {
     const page = indexKeys.slice(0, limit);
     const ids = page.map((k) => k.slice(k.lastIndexOf("/") + 1));
     const values = await this.store.sublevel("records").getMany(ids.map((id) => this.recordKeyOf(id)));
-    const records = values.map((v, i) => {
+    const records: KeyRecord[] = [];
+    for (const [i, v] of values.entries()) {
+      const id = ids[i]!;
       if (v === undefined)
-        throw new LockboxError("DATA_LOSS", `key ${ids[i]} is listed but its record is missing`);
-      return this.decode(v, ids[i]!);
-    });
+        throw new LockboxError("DATA_LOSS", `key ${id} is listed but its record is missing`);
+      const record = await this.authenticate(this.parse(v, id));
+      // The index key is not authenticated: it must name the record's own project and scope.
+      if (!page[i]!.startsWith(listingPrefix(record.project, record.scope))) {
+        throw new LockboxError("DATA_LOSS", `the listing entry of key ${id} does not match its record`);
+      }
+      records.push(record);
+    }
     return { records, lastIndexKey: page[page.length - 1], more: indexKeys.length > limit };
   }
 
-  /** Number of records not destroyed (a full scan; done once at open). */
-  async countLive(): Promise<number> {
-    let count = 0;
+  /**
+   * Number of records not destroyed, and of records that do not parse (a full scan; done once at
+   * open). A statistic for status: it checks shapes but not MACs, which would need every
+   * project's KEK at start. A damaged record does not stop the peer: reading it is DATA_LOSS.
+   */
+  async countLive(): Promise<{ live: number; damaged: number }> {
+    let live = 0;
+    let damaged = 0;
     for await (const [k, v] of this.store.sublevel("records").iterator()) {
-      if (decodeKeyRecord(v, k).state !== "destroyed") count += 1;
+      try {
+        if (parseKeyRecord(v, k).unverified.state !== "destroyed") live += 1;
+      } catch (e) {
+        if (!(e instanceof LockboxError && e.code === "DATA_LOSS")) throw e;
+        damaged += 1;
+      }
     }
-    return count;
+    return { live, damaged };
   }
 
-  private decode(bytes: Uint8Array, id: string): KeyRecord {
-    const record = decodeKeyRecord(bytes, id);
-    if (record.id !== id) {
-      throw new LockboxError("DATA_LOSS", `integrity check failed for key ${id} (record names ${record.id})`);
+  private parse(bytes: Uint8Array, id: string): Unauthenticated<KeyRecord> {
+    const parsed = parseKeyRecord(bytes, id);
+    if (parsed.unverified.id !== id) {
+      throw new LockboxError("DATA_LOSS", `integrity check failed for key ${id} (record names another id)`);
     }
-    return record;
+    return parsed;
   }
 }

@@ -13,15 +13,20 @@
  *   "key destroyed" for callers who may see the key. DeleteKey of a destroyed key returns the
  *   tombstone unchanged (idempotent); GetKeyMetadata and ListKeys show tombstones.
  * - Every request is validated completely before any read or write (see validation.ts).
- * - Stored material that fails authentication (moved, swapped or edited on disk) is DATA_LOSS
- *   "integrity check failed for key <id>"; another key's material is never returned.
+ * - Every stored record and grant is authenticated (record-codec.ts) before any of it is
+ *   returned, and the material's envelope is bound to the key's immutable fields: a record whose
+ *   material or metadata was moved, swapped or edited on disk is DATA_LOSS "integrity check
+ *   failed for key <id>"; another key's material, or a changed field, is never returned.
+ * - A caller without access does the same work for an existing key, with or without grants, as
+ *   for a missing id: one record read and one read of its own grants, no MAC checked.
  */
 import type { Barrier } from "../crypto/barrier.js";
-import { openEnvelope, sealEnvelope, type EnvelopeBinding } from "../crypto/envelope.js";
+import { openEnvelope, sealEnvelope } from "../crypto/envelope.js";
 import { nodeRandomSource, randomUuid, zeroize, type RandomSource } from "../crypto/random-source.js";
 import { invalidArgument, LockboxError, notFound } from "../errors.js";
 import type { Caller } from "../identity/caller.js";
 import type { PeerStore } from "../store/peer-store.js";
+import type { PurgeStatus } from "../store/purger.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import { GRANTS_PER_KEY_MAX, GrantStore } from "./grant-store.js";
 import {
@@ -43,7 +48,8 @@ import {
 import { KeyRecordStore, listingPrefix } from "./key-record-store.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { signPageToken, verifyPageToken } from "./page-token.js";
-import { KEK_GENERATION, ProjectKeks } from "./project-keks.js";
+import { KEK_GENERATION, ProjectKeks, type ProjectKeys } from "./project-keks.js";
+import { authenticateGrant, materialBinding, type Unauthenticated } from "./record-codec.js";
 import {
   validateAlgorithm,
   validateBitLength,
@@ -70,18 +76,9 @@ export interface KeyServiceOptions {
   partitionPower: number;
   clock?: Clock;
   random?: RandomSource;
+  /** Most live grants one key may have (GRANTS_PER_KEY_MAX by default). */
+  grantsPerKeyMax?: number;
 }
-
-/** What a key's wrapped material is bound to (the AAD): moving it to another record fails. */
-const materialBinding = (
-  r: Pick<KeyRecord, "id" | "project" | "algorithm" | "bitLength">,
-): EnvelopeBinding => ({
-  kind: "key-material",
-  keyId: r.id,
-  project: r.project,
-  algorithm: r.algorithm,
-  bitLength: r.bitLength,
-});
 
 type NewKeyFields = Pick<KeyRecord, "project" | "scope" | "name" | "algorithm" | "bitLength" | "parentId">;
 
@@ -96,15 +93,18 @@ export class KeyService {
   /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
+  private damagedRecordsAtOpen = 0;
+  private readonly grantsPerKeyMax: number;
 
   private constructor(options: KeyServiceOptions) {
     this.store = options.store;
     this.barrier = options.barrier;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? nodeRandomSource;
-    this.records = new KeyRecordStore(this.store, options.clusterSalt, options.partitionPower);
-    this.grants = new GrantStore(this.store);
     this.keks = new ProjectKeks(this.store, this.barrier, this.random);
+    this.records = new KeyRecordStore(this.store, this.keks, options.clusterSalt, options.partitionPower);
+    this.grantsPerKeyMax = options.grantsPerKeyMax ?? GRANTS_PER_KEY_MAX;
+    this.grants = new GrantStore(this.store, this.grantsPerKeyMax);
     // Cached KEKs were unwrapped with the CMK: sealing the barrier must make them unusable too.
     this.barrier.onSeal(() => void this.keks.zeroize());
   }
@@ -112,7 +112,9 @@ export class KeyService {
   /** Opens the service over an open store; counts the live keys once. */
   static async open(options: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(options);
-    service.liveKeyCount = await service.records.countLive();
+    const counted = await service.records.countLive();
+    service.liveKeyCount = counted.live;
+    service.damagedRecordsAtOpen = counted.damaged;
     return service;
   }
 
@@ -182,8 +184,9 @@ export class KeyService {
   }
 
   /**
-   * Tombstones the key and purges the overwritten record (with its wrapped material) from disk.
-   * Deleting a destroyed key returns its tombstone unchanged (and purges again).
+   * Tombstones the key; the overwritten record (with its wrapped material) leaves the disk within
+   * the store's purge delay (PeerStore.write's purge targets). Deleting a destroyed key returns
+   * its tombstone unchanged (and schedules the purge again).
    */
   async deleteKey(caller: Caller, req: KeyIdRequest): Promise<KeyMeta> {
     const id = validateUuid("id", validateRequestObject(req).id);
@@ -194,15 +197,12 @@ export class KeyService {
       const tombstone: KeyRecord = wasLive
         ? { ...toKeyMeta(record), state: "destroyed", destroyedAt: this.clock.now() }
         : record;
-      // LevelDB keeps an overwritten version in its log and tables until a compaction merges it
-      // with the newer one. Compacting first moves the old version out of the memtable into a
-      // table, so the tombstone lands in a newer table above it and the second compaction merges
-      // the two and drops the old one. (Were both flushed into one table, no compaction of the
-      // range would ever drop it.) A retry re-writes the identical tombstone and purges again.
-      await this.records.purgeOverwritten(id);
-      await this.store.write(this.records.putOps(tombstone, false));
+      // LevelDB keeps the overwritten version in its log and tables until a compaction merges it
+      // with the tombstone; the store's purger runs those compactions in batches.
+      const keys = await this.keks.getExisting(record.project);
+      const purge = [{ sublevel: "records" as const, key: this.records.recordKeyOf(id) }];
+      await this.store.write(this.records.putOps(tombstone, keys, false), purge);
       if (wasLive) this.liveKeyCount -= 1;
-      await this.records.purgeOverwritten(id);
       return toKeyMeta(tombstone);
     });
   }
@@ -226,41 +226,71 @@ export class KeyService {
     return this.locks.run(keyId, async () => {
       const record = await this.loadVisible(caller, keyId, false);
       this.requireNotDestroyed(record);
-      if ((await this.grants.countForKey(keyId)) >= GRANTS_PER_KEY_MAX) {
-        throw new LockboxError("RESOURCE_EXHAUSTED", `key ${keyId} has ${GRANTS_PER_KEY_MAX} grants already`);
+      const keys = await this.keks.getExisting(record.project);
+      // Only live grants count; revoked and expired ones are reclaimed in the same batch.
+      const reclaim = [];
+      let live = 0;
+      // Counting needs no MAC (a damaged grant still counts); only what is deleted is authenticated.
+      for (const parsed of await this.grants.ofKey(keyId)) {
+        if (grantIsLive(parsed.unverified, now.getTime())) live += 1;
+        else reclaim.push(...this.grants.deleteOps(this.authenticGrant(parsed, keys, keyId)));
+      }
+      if (live >= this.grantsPerKeyMax) {
+        await this.store.write(reclaim);
+        throw new LockboxError(
+          "RESOURCE_EXHAUSTED",
+          `key ${keyId} has ${this.grantsPerKeyMax} live grants already`,
+        );
       }
       const id = randomUuid(this.random);
       const grant: Grant = { id, keyId, grantee, grantedBy: caller.identity, createdAt: now, expiresAt };
-      await this.store.write(this.grants.putOps(grant, true));
+      await this.store.write([...reclaim, ...this.grants.putOps(grant, keys, true)]);
       return grant;
     });
   }
 
-  /** Revoking a revoked grant returns it unchanged. Grants of keys the caller may not see are NOT_FOUND. */
+  /**
+   * Revoking a revoked grant returns it unchanged until the next CreateGrant on its key reclaims
+   * it (NOT_FOUND after that). Grants of keys the caller may not see are NOT_FOUND.
+   */
   async revokeGrant(caller: Caller, req: RevokeGrantRequest): Promise<Grant> {
     const grantId = validateUuid("grant_id", validateRequestObject(req).grantId);
     this.barrier.requireUnsealed();
-    const keyId = await this.grants.keyIdOf(grantId);
-    if (keyId === undefined) throw notFound(`grant ${grantId}`);
-    return this.locks.run(keyId, async () => {
+    const location = await this.grants.locationOf(grantId);
+    if (location === undefined) throw notFound(`grant ${grantId}`);
+    return this.locks.run(location.keyId, async () => {
+      let record: KeyRecord;
       try {
-        await this.loadVisible(caller, keyId, false);
+        record = await this.loadVisible(caller, location.keyId, false);
       } catch (e) {
         if (e instanceof LockboxError && e.code === "NOT_FOUND") throw notFound(`grant ${grantId}`);
         throw e;
       }
-      const grant = await this.grants.load(keyId, grantId);
-      if (grant === undefined) throw new LockboxError("DATA_LOSS", `grant ${grantId} is indexed but missing`);
+      const parsed = await this.grants.load(location, grantId);
+      // Reclaimed by a CreateGrant while this call waited for the key's lock.
+      if (parsed === undefined) throw notFound(`grant ${grantId}`);
+      const keys = await this.keks.getExisting(record.project);
+      const grant = this.authenticGrant(parsed, keys, location.keyId);
+      if (grant.id !== grantId || grant.grantee !== location.grantee) {
+        throw new LockboxError("DATA_LOSS", `integrity check failed for grant ${grantId}`);
+      }
       if (grant.revokedAt !== undefined) return grant;
       const revoked: Grant = { ...grant, revokedAt: this.clock.now() };
-      await this.store.write(this.grants.putOps(revoked, false));
+      await this.store.write(this.grants.putOps(revoked, keys, false));
       return revoked;
     });
   }
 
-  /** Keys that are not destroyed. */
-  stats(): { keyCount: number } {
-    return { keyCount: this.liveKeyCount };
+  /**
+   * Keys that are not destroyed, records found damaged (unparseable) by the count at open, and
+   * the store's purges of destroyed material.
+   */
+  stats(): { keyCount: number; damagedRecordsAtOpen: number; purge: PurgeStatus } {
+    return {
+      keyCount: this.liveKeyCount,
+      damagedRecordsAtOpen: this.damagedRecordsAtOpen,
+      purge: this.store.purgeStatus(),
+    };
   }
 
   /** Zeroes the cached project KEKs. Does not close the store or seal the barrier. */
@@ -304,7 +334,7 @@ export class KeyService {
     if (material.length * 8 !== fields.bitLength)
       throw new Error("material length does not match bit length");
     this.barrier.requireUnsealed();
-    const kek = await this.keks.getOrCreate(fields.project);
+    const keys = await this.keks.getOrCreate(fields.project);
     const record: KeyRecord = {
       id: randomUuid(this.random),
       ...fields,
@@ -322,32 +352,59 @@ export class KeyService {
     // await between this check and the wrap. sealEnvelope also refuses a zeroed key.
     this.barrier.requireUnsealed();
     record.wrappedMaterial = sealEnvelope(
-      kek,
+      keys.kek,
       KEK_GENERATION,
       material,
       materialBinding(record),
       this.random,
     );
-    await this.store.write(this.records.putOps(record, true));
+    await this.store.write(this.records.putOps(record, keys, true));
     this.liveKeyCount += 1;
     return toKeyMeta(record);
   }
 
-  /** Loads a key the caller may see (or holds a live grant on, when `viaGrant`); NOT_FOUND otherwise. */
+  /**
+   * Loads and authenticates a key the caller may see (or holds a live grant on, when `viaGrant`);
+   * NOT_FOUND otherwise. The record and the caller's own grants are read together, and nothing is
+   * authenticated until access is established, so a caller without access costs one record read
+   * and one short range read whether the key exists, has grants or not.
+   */
   private async loadVisible(caller: Caller, id: string, viaGrant: boolean): Promise<KeyRecord> {
     this.barrier.requireUnsealed();
-    const record = await this.records.load(id);
-    if (record === undefined) throw notFound(`key ${id}`);
-    if (callerMaySee(caller, record.project)) return record;
-    if (viaGrant && (await this.grants.hasLive(caller.identity, id, this.clock.now().getTime())))
-      return record;
+    const [parsed, ownGrants] = await Promise.all([
+      this.records.loadUnauthenticated(id),
+      // An admin sees every key: no grant could matter, and no existence is hidden from it.
+      viaGrant && caller.role !== "admin" ? this.grants.ofGrantee(id, caller.identity) : Promise.resolve([]),
+    ]);
+    if (parsed === undefined) throw notFound(`key ${id}`);
+    if (callerMaySee(caller, parsed.unverified.project)) return this.records.authenticate(parsed);
+    if (ownGrants.length === 0) throw notFound(`key ${id}`);
+    const record = await this.records.authenticate(parsed);
+    const keys = await this.keks.getExisting(record.project);
+    const nowMs = this.clock.now().getTime();
+    for (const g of ownGrants) {
+      const grant = this.authenticGrant(g, keys, id);
+      if (grant.grantee === caller.identity && grantIsLive(grant, nowMs)) return record;
+    }
     throw notFound(`key ${id}`);
+  }
+
+  /** An authenticated grant of `keyId`; DATA_LOSS if its MAC fails or it names another key. */
+  private authenticGrant(parsed: Unauthenticated<Grant>, keys: ProjectKeys, keyId: string): Grant {
+    const grant = authenticateGrant(parsed, keys.recordMacKey, parsed.unverified.id);
+    if (grant.keyId !== keyId) {
+      throw new LockboxError(
+        "DATA_LOSS",
+        `integrity check failed for grant ${grant.id} (stored under another key)`,
+      );
+    }
+    return grant;
   }
 
   /** The key's plaintext material; FAILED_PRECONDITION if destroyed, DATA_LOSS if it fails authentication. */
   private async unwrapMaterial(record: KeyRecord): Promise<Uint8Array> {
     this.requireNotDestroyed(record);
-    const kek = await this.keks.getExisting(record.project);
+    const { kek } = await this.keks.getExisting(record.project);
     try {
       return openEnvelope(kek, record.wrappedMaterial!, materialBinding(record));
     } catch (e) {
@@ -374,4 +431,9 @@ export class KeyService {
       );
     }
   }
+}
+
+/** Unrevoked and not yet expired at `nowMs`. */
+function grantIsLive(g: Grant, nowMs: number): boolean {
+  return g.revokedAt === undefined && nowMs < g.expiresAt.getTime();
 }

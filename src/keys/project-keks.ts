@@ -1,12 +1,14 @@
 /**
  * Project KEKs: one 256-bit key per project, created on first use, stored wrapped under the CMK
  * (through the Barrier) in the "meta" sublevel as `kek/<project>` until the raft state holds them.
- * Unwrapped KEKs are cached in memory (like the CMK itself) and zeroed on close. Concurrent first
- * uses of a project share one creation, so a project never gets two KEKs.
+ * Unwrapped KEKs, and the record-MAC key derived from each (crypto/record-mac.ts), are cached in
+ * memory (like the CMK itself) and zeroed on close and on seal. Concurrent first uses of a project
+ * share one creation, so a project never gets two KEKs.
  */
 import type { Barrier } from "../crypto/barrier.js";
 import type { EnvelopeBinding } from "../crypto/envelope.js";
 import { zeroize, type RandomSource } from "../crypto/random-source.js";
+import { deriveRecordMacKey } from "../crypto/record-mac.js";
 import { LockboxError } from "../errors.js";
 import type { PeerStore } from "../store/peer-store.js";
 
@@ -18,14 +20,18 @@ export const kekMetaKey = (project: string): string => `kek/${project}`;
 
 export const kekBinding = (project: string): EnvelopeBinding => ({
   kind: "project-kek",
-  keyId: project,
-  project,
-  algorithm: "AES",
-  bitLength: KEK_BYTES * 8,
+  id: project,
+  attributes: { algorithm: "AES", bitLength: KEK_BYTES * 8 },
 });
 
+/** A project's keys: the KEK that wraps its keys' material and the key that MACs its records. */
+export interface ProjectKeys {
+  kek: Uint8Array;
+  recordMacKey: Uint8Array;
+}
+
 export class ProjectKeks {
-  private readonly cache = new Map<string, Promise<Uint8Array>>();
+  private readonly cache = new Map<string, Promise<ProjectKeys>>();
 
   constructor(
     private readonly store: PeerStore,
@@ -33,24 +39,28 @@ export class ProjectKeks {
     private readonly random: RandomSource,
   ) {}
 
-  /** The project's KEK, creating it if the project has none yet. */
-  getOrCreate(project: string): Promise<Uint8Array> {
+  /** The project's keys, creating its KEK if the project has none yet. */
+  getOrCreate(project: string): Promise<ProjectKeys> {
     return this.cached(project, true);
   }
 
-  /** The project's KEK; DATA_LOSS if it is missing (records exist but their KEK does not). */
-  getExisting(project: string): Promise<Uint8Array> {
+  /** The project's keys; DATA_LOSS if its KEK is missing (records exist but their KEK does not). */
+  getExisting(project: string): Promise<ProjectKeys> {
     return this.cached(project, false);
   }
 
-  /** Zeroes every cached KEK. */
+  /** Zeroes every cached KEK and record-MAC key. */
   async zeroize(): Promise<void> {
     const all = [...this.cache.values()];
     this.cache.clear();
-    for (const p of all) zeroize(await p.catch(() => undefined));
+    for (const p of all) {
+      const keys = await p.catch(() => undefined);
+      zeroize(keys?.kek);
+      zeroize(keys?.recordMacKey);
+    }
   }
 
-  private cached(project: string, create: boolean): Promise<Uint8Array> {
+  private cached(project: string, create: boolean): Promise<ProjectKeys> {
     let p = this.cache.get(project);
     if (p === undefined) {
       p = this.load(project, create);
@@ -65,7 +75,12 @@ export class ProjectKeks {
     return p;
   }
 
-  private async load(project: string, create: boolean): Promise<Uint8Array> {
+  private async load(project: string, create: boolean): Promise<ProjectKeys> {
+    const kek = await this.loadKek(project, create);
+    return { kek, recordMacKey: deriveRecordMacKey(kek, project) };
+  }
+
+  private async loadKek(project: string, create: boolean): Promise<Uint8Array> {
     const stored = await this.store.get("meta", kekMetaKey(project));
     if (stored !== undefined) {
       try {

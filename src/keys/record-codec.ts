@@ -1,43 +1,77 @@
 /**
- * Stored forms of key records and grants: versioned UTF-8 JSON (`"v": 1`), strictly checked on
- * decode. A record that does not decode is reported as DATA_LOSS, never silently skipped. The
- * material is stored only wrapped (base64 of the envelope), never in plaintext.
+ * Stored forms of key records and grants: versioned UTF-8 JSON (`"v": 2`) carrying a MAC
+ * (`"mac"`, base64 HMAC-SHA256 under the project's record key, crypto/record-mac.ts) over the
+ * record's canonical binding, which holds every field. Reading is two steps: `parse*` checks the
+ * shape strictly (unknown or missing fields are DATA_LOSS, never skipped) and names the project
+ * whose key authenticates the record; `authenticate*` checks the MAC. Only an authenticated
+ * record is ever returned to a caller, so a flipped byte is DATA_LOSS, never a changed field.
+ * The material is stored only wrapped (base64 of the envelope), never in plaintext.
+ *
+ * Version 1 had no MAC. lockbox has no deployed stores yet, so version 2 replaced it outright
+ * and a version-1 record is refused as corrupt.
  */
+import type { Binding } from "../crypto/binding.js";
+import { RECORD_MAC_BYTES, recordMac, recordMacMatches } from "../crypto/record-mac.js";
 import { LockboxError } from "../errors.js";
 import type { Grant, KeyRecord } from "./key-model.js";
 
-const RECORD_VERSION = 1;
+export const RECORD_FORMAT = 2;
 
-interface StoredKeyRecordV1 {
-  v: 1;
-  id: string;
-  project: string;
-  scope: string;
-  name: string;
-  algorithm: "AES";
-  bitLength: 128 | 256;
-  createdAtMs: number;
-  state: "active" | "deactivated" | "destroyed";
-  parentId: string;
-  destroyedAtMs?: number;
-  wrappedMaterial?: string;
+/** A record whose shape was checked but whose MAC was not: never hand one to a caller. */
+export interface Unauthenticated<T> {
+  readonly unverified: T;
+  readonly tag: Uint8Array;
 }
 
-interface StoredGrantV1 {
-  v: 1;
-  id: string;
-  keyId: string;
-  grantee: string;
-  grantedBy: string;
-  createdAtMs: number;
-  expiresAtMs: number;
-  revokedAtMs?: number;
-}
+const KEY_RECORD_FIELDS = new Set([
+  "v",
+  "id",
+  "project",
+  "scope",
+  "name",
+  "algorithm",
+  "bitLength",
+  "createdAtMs",
+  "state",
+  "parentId",
+  "destroyedAtMs",
+  "wrappedMaterial",
+  "mac",
+]);
+const GRANT_FIELDS = new Set([
+  "v",
+  "id",
+  "keyId",
+  "grantee",
+  "grantedBy",
+  "createdAtMs",
+  "expiresAtMs",
+  "revokedAtMs",
+  "mac",
+]);
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-export function encodeKeyRecord(r: KeyRecord): Uint8Array {
-  const stored: StoredKeyRecordV1 = {
-    v: RECORD_VERSION,
-    id: r.id,
+/**
+ * What a key's wrapped material is bound to (the AAD): the key's id and every field that never
+ * changes after create, so material moved to another record, or a record edited around it, fails.
+ */
+export const materialBinding = (r: KeyRecord): Binding => ({
+  kind: "key-material",
+  id: r.id,
+  attributes: {
+    project: r.project,
+    scope: r.scope,
+    name: r.name,
+    algorithm: r.algorithm,
+    bitLength: r.bitLength,
+    parentId: r.parentId,
+    createdAtMs: r.createdAt.getTime(),
+  },
+});
+
+/** Every field of a key record, as the MAC covers it. */
+export function keyRecordBinding(r: KeyRecord): Binding {
+  const attributes: Record<string, string | number> = {
     project: r.project,
     scope: r.scope,
     name: r.name,
@@ -47,18 +81,38 @@ export function encodeKeyRecord(r: KeyRecord): Uint8Array {
     state: r.state,
     parentId: r.parentId,
   };
-  if (r.destroyedAt !== undefined) stored.destroyedAtMs = r.destroyedAt.getTime();
-  if (r.wrappedMaterial !== undefined)
-    stored.wrappedMaterial = Buffer.from(r.wrappedMaterial).toString("base64");
-  return new Uint8Array(Buffer.from(JSON.stringify(stored), "utf8"));
+  if (r.destroyedAt !== undefined) attributes.destroyedAtMs = r.destroyedAt.getTime();
+  if (r.wrappedMaterial !== undefined) attributes.wrappedMaterial = base64(r.wrappedMaterial);
+  return { kind: "key-record", id: r.id, attributes };
 }
 
-export function decodeKeyRecord(bytes: Uint8Array, where: string): KeyRecord {
-  const o = parseObject(bytes, where);
+/** Every field of a grant, as the MAC covers it. */
+export function grantBinding(g: Grant): Binding {
+  const attributes: Record<string, string | number> = {
+    keyId: g.keyId,
+    grantee: g.grantee,
+    grantedBy: g.grantedBy,
+    createdAtMs: g.createdAt.getTime(),
+    expiresAtMs: g.expiresAt.getTime(),
+  };
+  if (g.revokedAt !== undefined) attributes.revokedAtMs = g.revokedAt.getTime();
+  return { kind: "grant", id: g.id, attributes };
+}
+
+export function encodeKeyRecord(r: KeyRecord, macKey: Uint8Array): Uint8Array {
+  const stored: Record<string, unknown> = { v: RECORD_FORMAT, id: r.id };
+  for (const [name, value] of Object.entries(keyRecordBinding(r).attributes)) stored[name] = value;
+  stored.mac = base64(recordMac(macKey, keyRecordBinding(r)));
+  return json(stored);
+}
+
+/** Checks the shape of a stored key record; its fields are not trusted until authenticated. */
+export function parseKeyRecord(bytes: Uint8Array, where: string): Unauthenticated<KeyRecord> {
+  const o = parseObject(bytes, where, KEY_RECORD_FIELDS);
   const bad = (field: string): never => {
     throw new LockboxError("DATA_LOSS", `stored key record ${where} is corrupt (${field})`);
   };
-  if (o.v !== RECORD_VERSION) bad("v");
+  if (o.v !== RECORD_FORMAT) bad("v");
   for (const f of ["id", "project", "scope", "name", "parentId"]) if (typeof o[f] !== "string") bad(f);
   if (o.algorithm !== "AES") bad("algorithm");
   if (o.bitLength !== 128 && o.bitLength !== 256) bad("bitLength");
@@ -76,40 +130,42 @@ export function decodeKeyRecord(bytes: Uint8Array, where: string): KeyRecord {
     parentId: o.parentId as string,
   };
   if (o.destroyedAtMs !== undefined) record.destroyedAt = toDate(o.destroyedAtMs) ?? bad("destroyedAtMs");
-  if (o.wrappedMaterial !== undefined) {
-    if (typeof o.wrappedMaterial !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(o.wrappedMaterial)) {
-      bad("wrappedMaterial");
-    }
-    record.wrappedMaterial = new Uint8Array(Buffer.from(o.wrappedMaterial as string, "base64"));
-  }
+  if (o.wrappedMaterial !== undefined)
+    record.wrappedMaterial = fromBase64(o.wrappedMaterial) ?? bad("wrappedMaterial");
   if (
     record.state === "destroyed" ? record.wrappedMaterial !== undefined : record.wrappedMaterial === undefined
   ) {
     bad("wrappedMaterial");
   }
-  return record;
+  return { unverified: record, tag: macOf(o) ?? bad("mac") };
 }
 
-export function encodeGrant(g: Grant): Uint8Array {
-  const stored: StoredGrantV1 = {
-    v: RECORD_VERSION,
-    id: g.id,
-    keyId: g.keyId,
-    grantee: g.grantee,
-    grantedBy: g.grantedBy,
-    createdAtMs: g.createdAt.getTime(),
-    expiresAtMs: g.expiresAt.getTime(),
-  };
-  if (g.revokedAt !== undefined) stored.revokedAtMs = g.revokedAt.getTime();
-  return new Uint8Array(Buffer.from(JSON.stringify(stored), "utf8"));
+/** The record, once its MAC verifies under `macKey` (its project's record key); else DATA_LOSS. */
+export function authenticateKeyRecord(
+  parsed: Unauthenticated<KeyRecord>,
+  macKey: Uint8Array,
+  where: string,
+): KeyRecord {
+  if (!recordMacMatches(macKey, keyRecordBinding(parsed.unverified), parsed.tag)) {
+    throw new LockboxError("DATA_LOSS", `integrity check failed for key ${where}`);
+  }
+  return parsed.unverified;
 }
 
-export function decodeGrant(bytes: Uint8Array, where: string): Grant {
-  const o = parseObject(bytes, where);
+export function encodeGrant(g: Grant, macKey: Uint8Array): Uint8Array {
+  const stored: Record<string, unknown> = { v: RECORD_FORMAT, id: g.id };
+  for (const [name, value] of Object.entries(grantBinding(g).attributes)) stored[name] = value;
+  stored.mac = base64(recordMac(macKey, grantBinding(g)));
+  return json(stored);
+}
+
+/** Checks the shape of a stored grant; its fields are not trusted until authenticated. */
+export function parseGrant(bytes: Uint8Array, where: string): Unauthenticated<Grant> {
+  const o = parseObject(bytes, where, GRANT_FIELDS);
   const bad = (field: string): never => {
     throw new LockboxError("DATA_LOSS", `stored grant ${where} is corrupt (${field})`);
   };
-  if (o.v !== RECORD_VERSION) bad("v");
+  if (o.v !== RECORD_FORMAT) bad("v");
   for (const f of ["id", "keyId", "grantee", "grantedBy"]) if (typeof o[f] !== "string") bad(f);
   const grant: Grant = {
     id: o.id as string,
@@ -120,20 +176,50 @@ export function decodeGrant(bytes: Uint8Array, where: string): Grant {
     expiresAt: toDate(o.expiresAtMs) ?? bad("expiresAtMs"),
   };
   if (o.revokedAtMs !== undefined) grant.revokedAt = toDate(o.revokedAtMs) ?? bad("revokedAtMs");
-  return grant;
+  return { unverified: grant, tag: macOf(o) ?? bad("mac") };
 }
 
-function parseObject(bytes: Uint8Array, where: string): Record<string, unknown> {
+/** The grant, once its MAC verifies under `macKey` (its key's project record key); else DATA_LOSS. */
+export function authenticateGrant(parsed: Unauthenticated<Grant>, macKey: Uint8Array, where: string): Grant {
+  if (!recordMacMatches(macKey, grantBinding(parsed.unverified), parsed.tag)) {
+    throw new LockboxError("DATA_LOSS", `integrity check failed for grant ${where}`);
+  }
+  return parsed.unverified;
+}
+
+function parseObject(bytes: Uint8Array, where: string, fields: ReadonlySet<string>): Record<string, unknown> {
   let o: unknown;
   try {
-    o = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8"));
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    o = JSON.parse(text);
   } catch (cause) {
     throw new LockboxError("DATA_LOSS", `stored record ${where} is not valid JSON`, undefined, { cause });
   }
   if (typeof o !== "object" || o === null || Array.isArray(o)) {
     throw new LockboxError("DATA_LOSS", `stored record ${where} is not an object`);
   }
+  for (const name of Object.keys(o)) {
+    if (!fields.has(name)) throw new LockboxError("DATA_LOSS", `stored record ${where} has an unknown field`);
+  }
   return o as Record<string, unknown>;
+}
+
+function macOf(o: Record<string, unknown>): Uint8Array | undefined {
+  const tag = fromBase64(o.mac);
+  return tag?.length === RECORD_MAC_BYTES ? tag : undefined;
+}
+
+function fromBase64(v: unknown): Uint8Array | undefined {
+  if (typeof v !== "string" || v.length % 4 !== 0 || !BASE64.test(v)) return undefined;
+  return new Uint8Array(Buffer.from(v, "base64"));
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64");
+}
+
+function json(o: Record<string, unknown>): Uint8Array {
+  return new Uint8Array(Buffer.from(JSON.stringify(o), "utf8"));
 }
 
 function toDate(ms: unknown): Date | undefined {

@@ -4,9 +4,9 @@
  * startPeer (start-peer.ts) builds every peer with it, from the peer's config; key-service tests
  * build theirs with it too, from the same few values, so no test runs a peer assembled another way.
  */
-import { AuditLog } from "../audit/audit-log.js";
+import { AuditLog, type AuditLogOptions } from "../audit/audit-log.js";
 import { Barrier } from "../crypto/barrier.js";
-import type { EnvelopeBinding } from "../crypto/envelope.js";
+import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { LockboxError } from "../errors.js";
@@ -18,13 +18,7 @@ import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
 const SALT_KEY = "cluster/salt";
 const POWER_KEY = "cluster/partition-power";
 const CANARY_KEY = "cluster/cmk-canary";
-const CANARY_BINDING: EnvelopeBinding = {
-  kind: "cmk-canary",
-  keyId: "",
-  project: "",
-  algorithm: "AES",
-  bitLength: 256,
-};
+const CANARY_BINDING: EnvelopeBinding = { kind: "cmk-canary", id: "", attributes: {} };
 
 /** What a peer's core is built from: in production, its config and init directory. */
 export interface PeerCoreSpec {
@@ -37,6 +31,10 @@ export interface PeerCoreSpec {
   clock?: Clock;
   random?: RandomSource;
   store?: PeerStoreOptions;
+  /** Most live grants one key may have. */
+  grantsPerKeyMax?: number;
+  /** Audit retention and refusal windows; where failed aggregate writes are reported. */
+  audit?: AuditLogOptions;
 }
 
 export interface PeerCore {
@@ -76,9 +74,12 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       partitionPower: spec.partitionPower,
       clock,
       random,
+      ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
     });
     cleanups.push(() => keys.close());
-    const audit = await AuditLog.open(store, clock);
+    const audit = await AuditLog.open(store, clock, spec.audit);
+    // Before the store closes (cleanups run in reverse): the last window of counted refusals is written.
+    cleanups.push(() => audit.close());
     let closing: Promise<void> | undefined;
     return { store, barrier, keys, audit, close: () => (closing ??= cleanup()) };
   } catch (err) {
@@ -135,6 +136,14 @@ export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): 
     const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
     await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
     return;
+  }
+  // Format 1 stores (before records were authenticated) are not read: lockbox has no deployed
+  // stores, so the format changed outright. Say so rather than blame the master key.
+  if (canary[0] !== ENVELOPE_FORMAT) {
+    throw new LockboxError(
+      "FAILED_PRECONDITION",
+      `this store was written in storage format ${canary[0]}, which this lockbox does not read; create a new one with lockbox init`,
+    );
   }
   try {
     barrier.unwrap(canary, CANARY_BINDING);

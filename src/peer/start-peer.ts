@@ -66,6 +66,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     clusterSalt: Buffer.from(config.clusterSalt, "hex"),
     partitionPower: config.partitionPower,
     clock,
+    audit: { log },
   });
   try {
     const { barrier, keys, audit } = core;

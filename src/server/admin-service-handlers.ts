@@ -3,6 +3,7 @@
  * audit log (ListAuditEvents). Every call needs the admin role.
  */
 import type * as grpc from "@grpc/grpc-js";
+import type { ServiceDefinition } from "@grpc/proto-loader";
 import type { AuditEvent, AuditListRequest, AuditListResponse } from "../audit/audit-log.js";
 import type { AuditEvent as WireAuditEvent } from "../gen/lockbox/v1/AuditEvent.js";
 import type { GetStatusRequest__Output } from "../gen/lockbox/v1/GetStatusRequest.js";
@@ -38,11 +39,15 @@ const OUTCOMES_TO_WIRE: Record<AuditEvent["outcome"], WireAuditEvent["outcome"]>
   error: "AUDIT_OUTCOME_ERROR",
 };
 
-export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.UntypedServiceImplementation {
+/** `service` is AdminService's definition from the proto (each method's declared idempotency). */
+export function adminServiceHandlers(
+  admin: AdminApi,
+  ctx: EdgeContext,
+  service: ServiceDefinition,
+): grpc.UntypedServiceImplementation {
   const getStatus: Operation<GetStatusRequest__Output, GetStatusResponse> = {
     name: "GetStatus",
     adminOnly: true,
-    readOnly: true,
     requestFacts: () => ({}),
     async run() {
       const s = await admin.status();
@@ -65,7 +70,6 @@ export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.Un
   const listAuditEvents: Operation<ListAuditEventsRequest__Output, ListAuditEventsResponse> = {
     name: "ListAuditEvents",
     adminOnly: true,
-    readOnly: true,
     requestFacts: (req) => ({ keyId: req.key_id }),
     async run(_caller, req) {
       const page = await admin.listAuditEvents({
@@ -86,6 +90,8 @@ export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.Un
             outcome: OUTCOMES_TO_WIRE[e.outcome],
             status: e.status,
             detail: e.detail,
+            source: e.source,
+            count: String(e.count),
           })),
           next_page_token: page.nextPageToken,
         },
@@ -94,7 +100,7 @@ export function adminServiceHandlers(admin: AdminApi, ctx: EdgeContext): grpc.Un
   };
 
   return {
-    GetStatus: auditedUnary(getStatus, ctx),
-    ListAuditEvents: auditedUnary(listAuditEvents, ctx),
+    GetStatus: auditedUnary(getStatus, ctx, service.GetStatus),
+    ListAuditEvents: auditedUnary(listAuditEvents, ctx, service.ListAuditEvents),
   } as grpc.UntypedServiceImplementation;
 }

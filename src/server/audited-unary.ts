@@ -1,13 +1,15 @@
 /**
  * Every lockbox RPC runs through one wrapper, in this order:
- * authenticate (client certificate) -> refuse undecodable bytes -> authorize
+ * authenticate (client certificate; call-admission.ts already refused a call
+ * without one at its headers) -> refuse undecodable bytes -> authorize
  * (role) -> the operation -> audit -> reply. Errors of any step become a gRPC status in one place
  * (toGrpcStatus); unexpected ones are logged here, without key material,
  * and reach the client only as a generic INTERNAL. Nothing a client sends
  * can make a handler throw past this wrapper.
  */
 import * as grpc from "@grpc/grpc-js";
-import { LockboxError, invalidArgument } from "../errors.js";
+import type * as protoLoader from "@grpc/proto-loader";
+import { LockboxError } from "../errors.js";
 import type { Clock } from "../time/clock.js";
 import { UUID_PATTERN } from "../keys/validation.js";
 import type { Caller } from "../identity/caller.js";
@@ -15,6 +17,7 @@ import type { ClientCertificateVerifier } from "../pki/client-certificate-verifi
 import { authenticate, requireAdmin } from "./authenticate.js";
 import { type AuditEventInput, type AuditOutcome, type EdgeAuditSink, outcomeOf } from "./edge-audit.js";
 import { statusName, toGrpcStatus, toServiceError } from "./grpc-status.js";
+import { idempotencyOf } from "./proto-definitions.js";
 import { isUndecodable } from "./undecodable-request.js";
 
 /** What the audit line says about the key a call touched. Never key bytes. */
@@ -27,12 +30,6 @@ export interface Operation<Req, Res> {
   /** The RPC method name, as audited: "GetKey". */
   readonly name: string;
   readonly adminOnly: boolean;
-  /**
-   * A read changes nothing, so when its audit record cannot be written it
-   * fails (UNAVAILABLE, retryable) rather than hand out a key unrecorded.
-   * A write already happened; it keeps its result and the gap is logged.
-   */
-  readonly readOnly: boolean;
   /** Facts readable from the request alone, so even a refused call is audited with its key id. */
   requestFacts(request: Req): AuditFacts;
   run(caller: Caller, request: Req): Promise<{ response: Res; facts?: AuditFacts }>;
@@ -49,12 +46,20 @@ export interface EdgeContext {
 const AUDIT_FIELD_CHARS_MAX = 128;
 const AUDIT_DETAIL_CHARS_MAX = 256;
 
+/**
+ * `op` as a grpc-js unary handler. `method` is its definition from the proto: a method declared
+ * NO_SIDE_EFFECTS is a read, which changes nothing, so when its audit record cannot be written
+ * it fails (UNAVAILABLE, retryable) rather than hand out a key unrecorded. A write already
+ * happened; it keeps its result and the gap is logged.
+ */
 export function auditedUnary<Req, Res>(
   op: Operation<Req, Res>,
   ctx: EdgeContext,
+  method: protoLoader.MethodDefinition<object, object>,
 ): grpc.handleUnaryCall<Req, Res> {
+  const readOnly = idempotencyOf(method) === "NO_SIDE_EFFECTS";
   return (call, callback) => {
-    handle(op, ctx, call)
+    handle(op, readOnly, ctx, call)
       .then(
         (result) => ("response" in result ? callback(null, result.response) : callback(result.error)),
         // handle() catches everything; this is the last line of defence for a bug in it.
@@ -71,6 +76,7 @@ export function auditedUnary<Req, Res>(
 
 async function handle<Req, Res>(
   op: Operation<Req, Res>,
+  readOnly: boolean,
   ctx: EdgeContext,
   call: grpc.ServerUnaryCall<Req, Res>,
 ): Promise<{ response: Res } | { error: ReturnType<typeof toServiceError> }> {
@@ -78,16 +84,30 @@ async function handle<Req, Res>(
   let facts: AuditFacts = {};
   try {
     facts = safeFacts(() => op.requestFacts(call.request));
-    const caller = authenticate(call, ctx.verifier, ctx.clock.now());
+    let caller: Caller;
+    try {
+      caller = authenticate(call, ctx.verifier, ctx.clock.now());
+    } catch (err) {
+      // Only a certificate that expired since the call's headers gets here: counted, not written.
+      const status = toGrpcStatus(err);
+      ctx.audit.countRefusal({
+        source: call.getPeer().replace(/:\d+$/, ""),
+        operation: op.name,
+        status: statusName(status.code),
+        reason: status.details,
+      });
+      return { error: toServiceError(status) };
+    }
     identity = caller.identity;
     if (isUndecodable(call.request)) {
-      throw invalidArgument("request", `is not a valid ${op.name}Request message (${call.request.reason})`);
+      const { code, field, reason } = call.request;
+      throw new LockboxError(code, `${field}: ${reason}`, code === "INVALID_ARGUMENT" ? field : undefined);
     }
     if (op.adminOnly) requireAdmin(caller);
     const result = await op.run(caller, call.request);
     facts = { ...facts, ...(result.facts ?? {}) };
     const recorded = await audit(ctx, op, { identity, facts, outcome: "ok", status: "OK", detail: "" });
-    if (!recorded && op.readOnly) {
+    if (!recorded && readOnly) {
       return {
         error: toServiceError(toGrpcStatus(new LockboxError("UNAVAILABLE", "audit log unavailable; retry"))),
       };

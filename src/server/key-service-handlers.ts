@@ -6,6 +6,7 @@
  * cannot even be converted, always naming the field.
  */
 import type * as grpc from "@grpc/grpc-js";
+import type { ServiceDefinition } from "@grpc/proto-loader";
 import type { CloneKeyRequest__Output } from "../gen/lockbox/v1/CloneKeyRequest.js";
 import type { CloneKeyResponse } from "../gen/lockbox/v1/CloneKeyResponse.js";
 import type { CreateGrantRequest__Output } from "../gen/lockbox/v1/CreateGrantRequest.js";
@@ -56,11 +57,15 @@ export interface KeyServiceApi {
 const keyFacts = (meta: model.KeyMeta) => ({ keyId: meta.id, project: meta.project });
 const idFacts = (req: { id?: unknown }) => ({ keyId: req.id as string });
 
-export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.UntypedServiceImplementation {
+/** `service` is KeyService's definition from the proto (each method's declared idempotency). */
+export function keyServiceHandlers(
+  keys: KeyServiceApi,
+  ctx: EdgeContext,
+  service: ServiceDefinition,
+): grpc.UntypedServiceImplementation {
   const createKey: Operation<CreateKeyRequest__Output, CreateKeyResponse> = {
     name: "CreateKey",
     adminOnly: false,
-    readOnly: false,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
       const meta = await keys.createKey(caller, {
@@ -77,7 +82,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const importKey: Operation<ImportKeyRequest__Output, ImportKeyResponse> = {
     name: "ImportKey",
     adminOnly: false,
-    readOnly: false,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
       try {
@@ -100,7 +104,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const getKey: Operation<GetKeyRequest__Output, GetKeyResponse> = {
     name: "GetKey",
     adminOnly: false,
-    readOnly: true,
     requestFacts: idFacts,
     async run(caller, req) {
       const got = await keys.getKey(caller, { id: stringFromWire("id", req.id) });
@@ -121,7 +124,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const getKeyMetadata: Operation<GetKeyMetadataRequest__Output, GetKeyMetadataResponse> = {
     name: "GetKeyMetadata",
     adminOnly: false,
-    readOnly: true,
     requestFacts: idFacts,
     async run(caller, req) {
       const meta = await keys.getKeyMetadata(caller, { id: stringFromWire("id", req.id) });
@@ -132,7 +134,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const listKeys: Operation<ListKeysRequest__Output, ListKeysResponse> = {
     name: "ListKeys",
     adminOnly: false,
-    readOnly: true,
     requestFacts: (req) => ({ project: req.project }),
     async run(caller, req) {
       const page = await keys.listKeys(caller, {
@@ -148,7 +149,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const deleteKey: Operation<DeleteKeyRequest__Output, DeleteKeyResponse> = {
     name: "DeleteKey",
     adminOnly: false,
-    readOnly: false,
     requestFacts: idFacts,
     async run(caller, req) {
       const meta = await keys.deleteKey(caller, { id: stringFromWire("id", req.id) });
@@ -165,7 +165,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   > => ({
     name,
     adminOnly: false,
-    readOnly: false,
     requestFacts: idFacts,
     async run(caller, req) {
       const meta = await call(caller, {
@@ -180,7 +179,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const createGrant: Operation<CreateGrantRequest__Output, CreateGrantResponse> = {
     name: "CreateGrant",
     adminOnly: false,
-    readOnly: false,
     requestFacts: (req) => ({ keyId: req.key_id }),
     async run(caller, req) {
       const grant = await keys.createGrant(caller, {
@@ -195,7 +193,6 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   const revokeGrant: Operation<RevokeGrantRequest__Output, RevokeGrantResponse> = {
     name: "RevokeGrant",
     adminOnly: false,
-    readOnly: false,
     requestFacts: () => ({}),
     async run(caller, req) {
       const grant = await keys.revokeGrant(caller, { grantId: stringFromWire("grant_id", req.grant_id) });
@@ -204,21 +201,23 @@ export function keyServiceHandlers(keys: KeyServiceApi, ctx: EdgeContext): grpc.
   };
 
   return {
-    CreateKey: auditedUnary(createKey, ctx),
-    ImportKey: auditedUnary(importKey, ctx),
-    GetKey: auditedUnary(getKey, ctx),
-    GetKeyMetadata: auditedUnary(getKeyMetadata, ctx),
-    ListKeys: auditedUnary(listKeys, ctx),
-    DeleteKey: auditedUnary(deleteKey, ctx),
+    CreateKey: auditedUnary(createKey, ctx, service.CreateKey),
+    ImportKey: auditedUnary(importKey, ctx, service.ImportKey),
+    GetKey: auditedUnary(getKey, ctx, service.GetKey),
+    GetKeyMetadata: auditedUnary(getKeyMetadata, ctx, service.GetKeyMetadata),
+    ListKeys: auditedUnary(listKeys, ctx, service.ListKeys),
+    DeleteKey: auditedUnary(deleteKey, ctx, service.DeleteKey),
     CloneKey: auditedUnary(
       cloneLike("CloneKey", (c, r) => keys.cloneKey(c, r)),
       ctx,
+      service.CloneKey,
     ),
     RekeyClone: auditedUnary(
       cloneLike("RekeyClone", (c, r) => keys.rekeyClone(c, r)),
       ctx,
+      service.RekeyClone,
     ),
-    CreateGrant: auditedUnary(createGrant, ctx),
-    RevokeGrant: auditedUnary(revokeGrant, ctx),
+    CreateGrant: auditedUnary(createGrant, ctx, service.CreateGrant),
+    RevokeGrant: auditedUnary(revokeGrant, ctx, service.RevokeGrant),
   } as grpc.UntypedServiceImplementation;
 }

@@ -1,29 +1,36 @@
 /**
  * The peer's gRPC server: KeyService and AdminService behind mTLS (client
- * certificates requested by TLS, verified per call), plus grpc.health.v1
- * and server reflection so that standard tools (buf curl, grpcurl) work.
+ * certificates requested by TLS, verified at each call's headers), plus
+ * grpc.health.v1 and server reflection so that standard tools (buf curl,
+ * grpcurl) work. Connections come in through lockbox's own bounded TLS
+ * listener (edge-listener.ts); every lockbox call passes call admission
+ * (call-admission.ts) before its body is read. Bounds: edge-limits.ts.
  */
 import * as grpc from "@grpc/grpc-js";
+import type * as http2 from "node:http2";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { LockboxError } from "../errors.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import { describeHostPort, formatHostPort, parseHostPort } from "../net/host-port.js";
 import { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { type AdminApi, adminServiceHandlers } from "./admin-service-handlers.js";
 import type { EdgeContext } from "./audited-unary.js";
+import { callAdmission } from "./call-admission.js";
+import type { ServerTlsMaterial } from "./client-certificate-credentials.js";
 import {
-  ClientCertificateRequestingCredentials,
-  type ServerTlsMaterial,
-} from "./client-certificate-credentials.js";
+  type EdgeLimits,
+  REQUEST_BYTES_MAX,
+  REQUEST_BYTES_MAX_BY_METHOD,
+  edgeLimits,
+} from "./edge-limits.js";
+import { listenEdge } from "./edge-listener.js";
 import type { EdgeAuditSink } from "./edge-audit.js";
 import { type KeyServiceApi, keyServiceHandlers } from "./key-service-handlers.js";
 import { ADMIN_SERVICE_NAME, KEY_SERVICE_NAME, serverProtos } from "./proto-definitions.js";
 import { withLinkedFileDescriptors } from "./reflection-descriptors.js";
 import { withTolerantDeserializers } from "./undecodable-request.js";
 
-/** The largest request the server accepts; every lockbox request fits in far less. */
-export const REQUEST_BYTES_MAX = 64 * 1024;
+export { REQUEST_BYTES_MAX };
 /** How long close() lets in-flight calls finish before cutting them. */
 export const DRAIN_TIMEOUT_MS_DEFAULT = 5_000;
 
@@ -34,6 +41,8 @@ export interface LockboxServerOptions {
   audit: EdgeAuditSink;
   clock?: Clock;
   log?: (line: string) => void;
+  /** Overrides of EDGE_LIMITS_DEFAULT (edge-limits.ts). */
+  limits?: Partial<EdgeLimits>;
 }
 
 export interface RunningServer {
@@ -49,8 +58,9 @@ export async function startLockboxServer(
   options: LockboxServerOptions,
   listen: string,
 ): Promise<RunningServer> {
-  const host = parseHostPort(listen, { portZero: true })?.host;
-  if (host === undefined) {
+  const parsed = parseHostPort(listen, { portZero: true });
+  const host = parsed?.host;
+  if (parsed === undefined || host === undefined) {
     throw new RangeError(
       `listen address must be ${describeHostPort({ portZero: true })}, got ${JSON.stringify(listen)}`,
     );
@@ -62,12 +72,43 @@ export async function startLockboxServer(
     clock: options.clock ?? systemClock,
     log: options.log ?? ((line) => process.stderr.write(line + "\n")),
   };
+  const limits = edgeLimits(options.limits);
+  const guarded = new Set(
+    [protos.keyService, protos.adminService].flatMap((service) => Object.values(service).map((m) => m.path)),
+  );
+  let noteRefusedCall: (address: string | undefined, port: number | undefined) => void = () => {};
+  const admission = callAdmission({
+    verifier: ctx.verifier,
+    clock: ctx.clock,
+    callsInFlightPerIdentityMax: limits.callsInFlightPerIdentityMax,
+    guards: (path) => guarded.has(path),
+    onRefused(refusal) {
+      noteRefusedCall(refusal.remoteAddress, refusal.remotePort);
+      ctx.audit.countRefusal({
+        source: refusal.source,
+        operation: refusal.operation,
+        status: refusal.status,
+        reason: refusal.reason,
+      });
+    },
+  });
   const server = new grpc.Server({
     "grpc.max_receive_message_length": REQUEST_BYTES_MAX,
-    "grpc.max_concurrent_streams": 1024,
+    "grpc.max_concurrent_streams": limits.streamsPerConnectionMax,
+    "grpc-node.max_session_memory": limits.sessionMemoryMb,
+    "grpc.max_connection_idle_ms": limits.connectionIdleMs,
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    interceptors: [admission.interceptor],
   });
-  server.addService(withTolerantDeserializers(protos.keyService), keyServiceHandlers(options.keys, ctx));
-  server.addService(withTolerantDeserializers(protos.adminService), adminServiceHandlers(options.admin, ctx));
+  limitHeaderList(server, limits.headerListBytesMax);
+  const strict = (service: typeof protos.keyService) =>
+    withTolerantDeserializers(service, protos.messageDescriptor, (path) => REQUEST_BYTES_MAX_BY_METHOD[path]);
+  server.addService(strict(protos.keyService), keyServiceHandlers(options.keys, ctx, protos.keyService));
+  server.addService(
+    strict(protos.adminService),
+    adminServiceHandlers(options.admin, ctx, protos.adminService),
+  );
 
   // Health and reflection describe the peer, not keys: they are open to any
   // TLS client, like a load balancer's probe. They reveal no key data.
@@ -82,17 +123,21 @@ export async function startLockboxServer(
   // need reflection (or pass grpc-health-check's health.proto as --schema).
   new ReflectionService(withLinkedFileDescriptors(protos.all)).addToServer(server);
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listen, new ClientCertificateRequestingCredentials(options.tls), (err, boundPort) =>
-      err
-        ? reject(
-            new LockboxError("UNAVAILABLE", `cannot listen on ${listen}: ${err.message}`, undefined, {
-              cause: err,
-            }),
-          )
-        : resolve(boundPort),
-    );
+  // TLS is done by the edge listener; grpc-js gets the established connections as they are.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = await listenEdge({
+    host,
+    port: parsed.port,
+    tls: options.tls,
+    limits,
+    verifier: ctx.verifier,
+    clock: ctx.clock,
+    inject: (socket) => injector.injectConnection(socket),
+    onRefusedConnection: (source, reason) =>
+      ctx.audit.countRefusal({ source, operation: "(connection)", status: "RESOURCE_EXHAUSTED", reason }),
   });
+  noteRefusedCall = (address, port) => listener.noteRefusedCall(address, port);
+  const port = listener.port;
   const address = formatHostPort({ host, port });
 
   let closing: Promise<void> | undefined;
@@ -102,13 +147,30 @@ export async function startLockboxServer(
     close(drainMs = DRAIN_TIMEOUT_MS_DEFAULT) {
       closing ??= new Promise<void>((resolve) => {
         for (const name of ["", KEY_SERVICE_NAME, ADMIN_SERVICE_NAME]) health.setStatus(name, "NOT_SERVING");
+        const listenerClosed = listener.stopAccepting();
         const timer = setTimeout(() => server.forceShutdown(), drainMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
-          resolve();
+          void listener
+            .close()
+            .then(() => listenerClosed)
+            .then(resolve);
         });
       });
       return closing;
     },
   };
+}
+
+/**
+ * grpc-js has no option for HTTP/2's header list limit (node's default is 64 KiB per stream). Its
+ * HTTP/2 servers are made from one options object, so set the limit there, before the connection
+ * injector creates its server; fail loudly should a grpc-js upgrade move it (checked in 1.14).
+ */
+function limitHeaderList(server: grpc.Server, bytes: number): void {
+  const common = (server as unknown as { commonServerOptions?: http2.ServerOptions }).commonServerOptions;
+  if (typeof common !== "object" || common === null) {
+    throw new Error("grpc-js no longer has Server.commonServerOptions: the header list limit cannot be set");
+  }
+  common.settings = { ...common.settings, maxHeaderListSize: bytes };
 }

@@ -1,11 +1,14 @@
 /**
- * The lockbox protos as the server loads them at runtime, with the options
- * the generated types in src/gen/ were made with: snake_case fields, enums as
- * names (an unknown enum number stays a number, which the handlers refuse),
- * 64-bit integers as strings, defaults filled in.
+ * The server edge's one proto loader: the lockbox protos as the server loads
+ * them at runtime, with the options the generated types in src/gen/ were made
+ * with: snake_case fields, enums as names (an unknown enum number stays a
+ * number, which the handlers refuse), 64-bit integers as strings, defaults
+ * filled in. From the same load come the message descriptors the strict wire
+ * check reads and each method's declared idempotency.
  */
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
+import type { MessageDescriptor } from "./strict-wire.js";
 
 /** The repository's proto/ directory; this file runs from dist/src/server/. */
 export const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
@@ -27,6 +30,17 @@ export interface ServerProtos {
   readonly all: protoLoader.PackageDefinition;
   readonly keyService: protoLoader.ServiceDefinition;
   readonly adminService: protoLoader.ServiceDefinition;
+  /** A message's descriptor by full name ("google.protobuf.Timestamp"), for the strict wire check. */
+  readonly messageDescriptor: (typeName: string) => MessageDescriptor | undefined;
+}
+
+/** As declared in the proto by `option idempotency_level` (google.protobuf.MethodOptions). */
+export type Idempotency = "NO_SIDE_EFFECTS" | "IDEMPOTENT" | "IDEMPOTENCY_UNKNOWN";
+
+/** The idempotency a method declares; anything unrecognised counts as unknown (never retried). */
+export function idempotencyOf(method: protoLoader.MethodDefinition<object, object>): Idempotency {
+  const level = (method.options as { idempotency_level?: unknown } | undefined)?.idempotency_level;
+  return level === "NO_SIDE_EFFECTS" || level === "IDEMPOTENT" ? level : "IDEMPOTENCY_UNKNOWN";
 }
 
 let loaded: ServerProtos | undefined;
@@ -40,7 +54,13 @@ export function serverProtos(): ServerProtos {
     if (!isService(keyService) || !isService(adminService)) {
       throw new Error(`${PROTO_DIR} does not define ${KEY_SERVICE_NAME} and ${ADMIN_SERVICE_NAME}`);
     }
-    loaded = { all, keyService, adminService };
+    const messageDescriptor = (typeName: string): MessageDescriptor | undefined => {
+      const entry = all[typeName.startsWith(".") ? typeName.slice(1) : typeName];
+      return entry !== undefined && "format" in entry && entry.format === "Protocol Buffer 3 DescriptorProto"
+        ? (entry.type as MessageDescriptor)
+        : undefined;
+    };
+    loaded = { all, keyService, adminService, messageDescriptor };
   }
   return loaded;
 }

@@ -5,6 +5,7 @@
  *   hints   — handoff hints for records held for another peer
  *   meta    — local metadata: cluster salt, project KEKs (until raft holds them), list index, grants
  *   audit   — the audit log, keyed by zero-padded sequence number
+ *   purge   — markers `<sublevel>/<key>` of overwritten values still to be purged (purger.ts)
  * Keys are UTF-8 strings, values raw bytes. Reads go straight to a sublevel; every write goes
  * through `write()`, which group-commits into one synced LevelDB batch.
  */
@@ -13,8 +14,10 @@ import type { AbstractSublevel } from "abstract-level";
 import { Level } from "level";
 import { LockboxError } from "../errors.js";
 import { GroupCommitWriter, type GroupCommitMetrics, type GroupCommitOptions } from "./group-commit.js";
+import { Purger, type PurgerOptions, type PurgeStatus } from "./purger.js";
+import { checkStoreFiles } from "./store-integrity.js";
 
-export const SUBLEVEL_NAMES = ["raft", "records", "hints", "meta", "audit"] as const;
+export const SUBLEVEL_NAMES = ["raft", "records", "hints", "meta", "audit", "purge"] as const;
 export type SublevelName = (typeof SUBLEVEL_NAMES)[number];
 
 export type PeerDb = Level<string, Uint8Array>;
@@ -24,7 +27,27 @@ export type StoreOp =
   | { type: "put"; sublevel: SublevelName; key: string; value: Uint8Array }
   | { type: "del"; sublevel: SublevelName; key: string };
 
-export interface PeerStoreOptions extends GroupCommitOptions {}
+/** A value whose overwritten versions must leave the disk (e.g. a destroyed key's record). */
+export interface PurgeTarget {
+  sublevel: SublevelName;
+  key: string;
+}
+
+export interface PeerStoreOptions extends GroupCommitOptions, PurgerOptions {}
+
+/**
+ * What the writer queues: the public operations, plus the purger's `rewrite`, which puts a key's
+ * value back unchanged. It is resolved inside the flush (reading the committed value, and placed
+ * before the batch's other operations), so it can never undo a write queued around it.
+ */
+type QueuedOp = StoreOp | { type: "rewrite"; sublevel: SublevelName; key: string };
+
+const EMPTY = new Uint8Array(0);
+/**
+ * A key above every stored one (all live in sublevels, prefixed "!name!"): compacting just it
+ * flushes the memtable and merges nothing.
+ */
+const FLUSH_ONLY_KEY = "\u007f";
 
 /** `level` on Node is classic-level, whose compactRange its universal type does not declare. */
 interface Compactable {
@@ -32,7 +55,8 @@ interface Compactable {
 }
 
 export class PeerStore {
-  private readonly writer: GroupCommitWriter<StoreOp>;
+  private readonly writer: GroupCommitWriter<QueuedOp>;
+  private readonly purger: Purger;
   private readonly sublevels: ReadonlyMap<SublevelName, Sublevel>;
   private closing: Promise<void> | undefined;
 
@@ -48,11 +72,25 @@ export class PeerStore {
       ]),
     );
     this.writer = new GroupCommitWriter((ops) => this.flushBatch(ops), options);
+    this.purger = new Purger(
+      {
+        purge: (markers) => this.purgeMarked(markers),
+        clearMarkers: (markers) =>
+          this.write(markers.map((key) => ({ type: "del", sublevel: "purge", key }))),
+      },
+      options,
+    );
   }
 
-  /** Opens (creating if needed) the LevelDB in `dir`. Fails UNAVAILABLE if another process holds it. */
+  /**
+   * Opens (creating if needed) the LevelDB in `dir`, after checking every live file's checksums
+   * (store-integrity.ts): a damaged store fails DATA_LOSS naming the file. Fails UNAVAILABLE if
+   * another process holds it.
+   */
   static async open(dir: string, options: PeerStoreOptions = {}): Promise<PeerStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Before LevelDB opens it: opening replays and deletes the write-ahead logs.
+    await checkStoreFiles(dir);
     const db: PeerDb = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
     try {
       await db.open();
@@ -66,7 +104,10 @@ export class PeerStore {
         },
       );
     }
-    return new PeerStore(dir, db, options);
+    const store = new PeerStore(dir, db, options);
+    // Purges a crash interrupted (markers written, compaction not yet run) are picked up again.
+    store.purger.add(await store.sublevel("purge").keys().all());
+    return store;
   }
 
   sublevel(name: SublevelName): Sublevel {
@@ -79,20 +120,27 @@ export class PeerStore {
     return this.sublevel(name).get(key);
   }
 
-  /** Writes `ops` atomically; resolves only after the batch holding them is synced to disk. */
-  write(ops: readonly StoreOp[]): Promise<void> {
-    return this.writer.write(ops);
+  /**
+   * Writes `ops` atomically; resolves only after the batch holding them is synced to disk. The
+   * overwritten versions of `purge` targets (a destroyed key's material) leave the disk within
+   * the purge delay: a marker for each is written in the same batch, and the purger compacts
+   * their ranges in batches (purger.ts).
+   */
+  async write(ops: readonly StoreOp[], purge: readonly PurgeTarget[] = []): Promise<void> {
+    const markers = purge.map((p) => `${p.sublevel}/${p.key}`);
+    const markerOps = markers.map((key): StoreOp => ({ type: "put", sublevel: "purge", key, value: EMPTY }));
+    await this.writer.write(markerOps.length === 0 ? ops : [...ops, ...markerOps]);
+    if (markers.length > 0) this.purger.add(markers);
   }
 
-  /**
-   * Compacts the range holding `key` now, so that versions a later write overwrote (a deleted
-   * key's wrapped material) leave LevelDB's write-ahead log and tables instead of lingering until
-   * some future compaction. Best effort against open snapshots: an iterator open meanwhile can
-   * keep an old version alive until the next compaction of that range.
-   */
-  async compactKey(name: SublevelName, key: string): Promise<void> {
-    const prefixed = this.sublevel(name).prefixKey(key, "utf8");
-    await (this.db as unknown as Compactable).compactRange(prefixed, prefixed);
+  /** Runs every pending purge now (tests, and operators who cannot wait for the delay). */
+  purgeNow(): Promise<void> {
+    return this.purger.flush();
+  }
+
+  /** How many purges are waiting and for how long, and what runs have done. */
+  purgeStatus(): PurgeStatus {
+    return this.purger.status();
   }
 
   /** Counters of the group-commit writer (batches, writes, ops). */
@@ -103,15 +151,57 @@ export class PeerStore {
   /** Flushes queued writes, then closes the database. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.purger.close();
       await this.writer.close();
       await this.db.close();
     })();
     return this.closing;
   }
 
-  private async flushBatch(ops: StoreOp[]): Promise<void> {
+  /**
+   * Makes LevelDB drop every overwritten version of the marked keys. A compaction drops an old
+   * version only when it merges it with a newer one, and a manual compactRange never compacts the
+   * deepest level holding the range; so when the old and the new version were flushed from the
+   * memtable into one table, compacting alone would never drop the old one. Hence three steps:
+   *   1. flush the memtable (a compactRange over a range holding no keys): every version is now
+   *      in a table, and the write-ahead log that held them is retired;
+   *   2. rewrite each key's current value (synced): the memtable now holds the only newer copy;
+   *   3. one compactRange from the lowest to the highest marked key: flushes those copies into a
+   *      table above every older version, then merges every level overlapping the range down to
+   *      the deepest, dropping all older versions.
+   * Compaction works on whole files (about 2 MiB), so one range per run rewrites each file in it
+   * once, where a range per key rewrote the files around every key again.
+   */
+  private async purgeMarked(markers: readonly string[]): Promise<void> {
+    const targets: { name: SublevelName; key: string; prefixed: string }[] = [];
+    for (const marker of markers) {
+      const slash = marker.indexOf("/");
+      const name = marker.slice(0, slash) as SublevelName;
+      if (!SUBLEVEL_NAMES.includes(name)) continue; // not a marker this code writes: just cleared
+      const key = marker.slice(slash + 1);
+      targets.push({ name, key, prefixed: this.sublevel(name).prefixKey(key, "utf8") });
+    }
+    if (targets.length === 0) return;
+    const db = this.db as unknown as Compactable;
+    await db.compactRange(FLUSH_ONLY_KEY, FLUSH_ONLY_KEY);
+    await this.writer.write(targets.map((t) => ({ type: "rewrite", sublevel: t.name, key: t.key })));
+    const sorted = targets.map((t) => t.prefixed).sort();
+    await db.compactRange(sorted[0]!, sorted[sorted.length - 1]!);
+  }
+
+  private async flushBatch(ops: QueuedOp[]): Promise<void> {
+    const rewrites = ops.filter((op) => op.type === "rewrite");
+    const current =
+      rewrites.length === 0
+        ? []
+        : await this.db.getMany(rewrites.map((op) => this.sublevel(op.sublevel).prefixKey(op.key, "utf8")));
     const batch = this.db.batch();
+    rewrites.forEach((op, i) => {
+      const value = current[i];
+      if (value !== undefined) batch.put(op.key, value, { sublevel: this.sublevel(op.sublevel) });
+    });
     for (const op of ops) {
+      if (op.type === "rewrite") continue;
       const sublevel = this.sublevel(op.sublevel);
       if (op.type === "put") batch.put(op.key, op.value, { sublevel });
       else batch.del(op.key, { sublevel });

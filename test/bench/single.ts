@@ -1,19 +1,24 @@
 /**
  * `npm run bench -- single`: one real peer process (spawned, as in the e2e
- * tests), CreateKey and GetKey at concurrency 1 and 64. Each case warms up,
+ * tests), CreateKey, GetKey and DeleteKey at concurrency 1 and 64. Each case warms up,
  * then runs until it has done `--ops` calls or `--seconds` have passed,
  * whichever comes first. Prints ops/s and p50/p99 latency per case, then one
  * JSON line with the same figures.
  *
  * GetKey is measured with the client's key cache turned off, so every call is
  * a real round trip to the peer (unwrap included), never a cache hit.
+ *
+ * DeleteKey deletes keys the CreateKey cases made (topped up beforehand if
+ * they made too few), each once. Its latency includes the tombstone's synced
+ * write only: the purge of the destroyed material runs in the peer's
+ * background batches (within the purge delay), no longer two compactions per call.
  */
 import { parseArgs } from "node:util";
 
 import { spawnPeer } from "../helpers/peer-process.js";
 
 interface CaseResult {
-  rpc: "CreateKey" | "GetKey";
+  rpc: "CreateKey" | "GetKey" | "DeleteKey";
   concurrency: number;
   ops: number;
   seconds: number;
@@ -41,8 +46,17 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const client = peer.client(peer.admin, { cache: false, deadlineMs: 30_000 });
     let serial = 0;
-    const create = (): Promise<unknown> =>
-      client.createKey({ project: "bench", scope: `s${serial++ % 97}`, name: "bench", bitLength: 256 });
+    const created: string[] = [];
+    const create = async (): Promise<unknown> => {
+      const key = await client.createKey({
+        project: "bench",
+        scope: `s${serial++ % 97}`,
+        name: "bench",
+        bitLength: 256,
+      });
+      created.push(key.id);
+      return key;
+    };
     const pool = await Promise.all(
       Array.from(
         { length: GET_POOL_SIZE },
@@ -51,12 +65,23 @@ export async function main(argv: string[]): Promise<void> {
     );
     let next = 0;
     const get = (): Promise<unknown> => client.getKey(pool[next++ % pool.length]!);
+    const del = (): Promise<unknown> => {
+      const id = created.pop();
+      if (id === undefined) return Promise.reject(new Error("no key left to delete"));
+      return client.deleteKey(id);
+    };
 
     for (const [rpc, op] of [
       ["CreateKey", create],
       ["GetKey", get],
+      ["DeleteKey", del],
     ] as const) {
       for (const concurrency of [1, 64]) {
+        if (rpc === "DeleteKey") {
+          // Enough keys for the warm-up and the measured calls, each deleted once.
+          const missing = WARMUP_OPS + opsMax - created.length;
+          if (missing > 0) await run(create, 64, missing, 600);
+        }
         await run(op, concurrency, WARMUP_OPS, 30);
         const r = await run(op, concurrency, opsMax, secondsMax);
         const result: CaseResult = { rpc, concurrency, ...r };

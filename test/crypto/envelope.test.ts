@@ -13,10 +13,8 @@ import { isLockboxError } from "../../src/errors.js";
 const key = new Uint8Array(randomBytes(32));
 const binding: EnvelopeBinding = {
   kind: "key-material",
-  keyId: "6b1f0c1e-2a3b-4c5d-8e9f-0a1b2c3d4e5f",
-  project: "tenant-a",
-  algorithm: "AES",
-  bitLength: 256,
+  id: "6b1f0c1e-2a3b-4c5d-8e9f-0a1b2c3d4e5f",
+  attributes: { project: "tenant-a", algorithm: "AES", bitLength: 256 },
 };
 const plaintext = new Uint8Array(randomBytes(32));
 
@@ -25,9 +23,9 @@ test("seal then open returns the plaintext", (t) => {
   t.deepEqual(openEnvelope(key, blob, binding), plaintext);
 });
 
-test("header is [format 1][epoch u32 BE][12-byte nonce], then ciphertext and 16-byte tag", (t) => {
+test("header is [format 2][epoch u32 BE][12-byte nonce], then ciphertext and 16-byte tag", (t) => {
   const blob = sealEnvelope(key, 0x01020304, plaintext, binding, nodeRandomSource);
-  t.is(blob[0], 1);
+  t.is(blob[0], 2);
   t.deepEqual([...blob.subarray(1, 5)], [1, 2, 3, 4]);
   t.is(envelopeEpoch(blob), 0x01020304);
   t.is(blob.length, ENVELOPE_HEADER_BYTES + plaintext.length + 16);
@@ -45,12 +43,16 @@ test("a blob opened against any other binding fails with DATA_LOSS (AAD binding)
   const blob = sealEnvelope(key, 1, plaintext, binding, nodeRandomSource);
   const others: EnvelopeBinding[] = [
     { ...binding, kind: "project-kek" },
-    { ...binding, keyId: "6b1f0c1e-2a3b-4c5d-8e9f-0a1b2c3d4e50" },
-    { ...binding, project: "tenant-b" },
-    { ...binding, algorithm: "AES-X" },
-    { ...binding, bitLength: 128 },
+    { ...binding, id: "6b1f0c1e-2a3b-4c5d-8e9f-0a1b2c3d4e50" },
+    { ...binding, attributes: { ...binding.attributes, project: "tenant-b" } },
+    { ...binding, attributes: { ...binding.attributes, algorithm: "AES-X" } },
+    { ...binding, attributes: { ...binding.attributes, bitLength: 128 } },
+    // The same value as a string, an extra attribute, a missing one: all distinct bindings.
+    { ...binding, attributes: { ...binding.attributes, bitLength: "256" } },
+    { ...binding, attributes: { ...binding.attributes, state: "active" } },
+    { ...binding, attributes: { project: "tenant-a", algorithm: "AES" } },
     // Length prefixes keep field boundaries: moving a character across fields must not collide.
-    { ...binding, project: "tenant-", keyId: `${binding.keyId}a` },
+    { ...binding, id: `${binding.id}t`, attributes: { ...binding.attributes, project: "enant-a" } },
   ];
   for (const other of others) {
     const e = t.throws(() => openEnvelope(key, blob, other));

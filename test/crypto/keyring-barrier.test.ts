@@ -7,10 +7,8 @@ import { isLockboxError } from "../../src/errors.js";
 
 const binding: EnvelopeBinding = {
   kind: "project-kek",
-  keyId: "p",
-  project: "p",
-  algorithm: "AES",
-  bitLength: 256,
+  id: "p",
+  attributes: { algorithm: "AES", bitLength: 256 },
 };
 const k1 = () => new Uint8Array(randomBytes(32));
 

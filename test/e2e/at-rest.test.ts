@@ -1,10 +1,13 @@
 /**
  * Keys at rest: the peer's directory never holds key material in the clear
  * (nor as hex or base64), and a wrapped key moved to another record's place
- * fails its integrity check instead of being served as the other key.
+ * fails its integrity check instead of being served as the other key. After
+ * DeleteKey and the purge delay, the destroyed key's wrapped material is gone
+ * from every file too.
  */
 import test from "ava";
 import { promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
 
@@ -100,6 +103,97 @@ test.serial("swapping two records' wrapped material on disk makes GetKey fail wi
   t.deepEqual((await after.getKey(bystander.id)).material, bystanderMaterial);
   t.is((await after.getStatus()).sealState, "unsealed");
 });
+
+test.serial(
+  "after DeleteKey and the purge delay the destroyed key's wrapped material is in no file under the peer's directory",
+  async (t) => {
+    const client = peer.client(peer.admin, { cache: false });
+    const doomed = [];
+    const kept = [];
+    for (let i = 0; i < 6; i++) {
+      doomed.push(
+        await client.createKey({ project: "purge", scope: `d${i}`, name: "doomed", bitLength: 256 }),
+      );
+      kept.push(await client.createKey({ project: "purge", scope: `k${i}`, name: "kept", bitLength: 256 }));
+    }
+    // Those sit in tables after a restart; the next ones stay in the write-ahead log and
+    // memtable. Both places must be purged.
+    await peer.restart();
+    const c = peer.client(peer.admin, { cache: false });
+    for (let i = 0; i < 3; i++) {
+      doomed.push(await c.createKey({ project: "purge", scope: `late${i}`, name: "doomed", bitLength: 256 }));
+    }
+    // The wrapped material as stored (base64 in the record), read from a copy of the live store.
+    const wrapped = await storedWrappedMaterial([...doomed, ...kept].map((k) => k.id));
+
+    // Still there before the delete: the scan can find what it looks for.
+    const needles = (ids: string[]): string[] => ids.map((id) => wrapped.get(id)!);
+    const doomedIds = doomed.map((k) => k.id);
+    t.true((await scanWrapped(peer.dir, needles(doomedIds))).length > 0, "control: the envelopes are found");
+
+    for (const id of doomedIds) await c.deleteKey(id);
+    // The purge delay is 1 s by default; wait for it (bounded: at most 20 x 500 ms).
+    let hits = await scanWrapped(peer.dir, needles(doomedIds));
+    for (let i = 0; i < 20 && hits.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      hits = await scanWrapped(peer.dir, needles(doomedIds));
+    }
+    t.deepEqual(hits, [], "the destroyed keys' envelopes are purged");
+    t.true(
+      (await scanWrapped(peer.dir, needles(kept.map((k) => k.id)))).length > 0,
+      "the kept keys' still are",
+    );
+    for (const k of kept) t.is((await c.getKey(k.id)).material.length, 32);
+    // And after a clean stop.
+    await peer.kill("SIGTERM");
+    t.deepEqual(await scanWrapped(peer.dir, needles(doomedIds)), []);
+    await peer.restart();
+  },
+);
+
+/** Files under `dir` holding any of the envelopes (given as stored, in base64), as stored or raw. */
+async function scanWrapped(dir: string, envelopes: string[]): Promise<string[]> {
+  const hits: string[] = [];
+  for (const path of await listFiles(dir)) {
+    const content = await fs.readFile(path);
+    for (const [i, e] of envelopes.entries()) {
+      // The random tail (ciphertext and tag) is unique; LevelDB's compression keeps it verbatim.
+      const raw = Buffer.from(e, "base64");
+      if (content.includes(Buffer.from(e.slice(-24))) || content.includes(raw.subarray(raw.length - 18))) {
+        hits.push(`envelope ${i} in ${path}`);
+      }
+    }
+  }
+  return hits;
+}
+
+/**
+ * The stored wrappedMaterial (base64) of each key id, read from a copy of the running peer's
+ * LevelDB (its writes are synced, so the copy holds them; opening the copy leaves the original alone).
+ */
+async function storedWrappedMaterial(ids: string[]): Promise<Map<string, string>> {
+  const copy = await fs.mkdtemp(join(tmpdir(), "lockbox-at-rest-copy-"));
+  try {
+    await fs.cp(await levelDbDir(peer.dir), copy, { recursive: true });
+    await fs.rm(join(copy, "LOCK"), { force: true });
+    const db = new Level<string, string>(copy, { keyEncoding: "utf8", valueEncoding: "utf8" });
+    await db.open();
+    try {
+      const records = db.sublevel<string, string>("records", { keyEncoding: "utf8", valueEncoding: "utf8" });
+      const out = new Map<string, string>();
+      for await (const [k, v] of records.iterator()) {
+        const id = k.slice(k.indexOf("/") + 1);
+        if (ids.includes(id)) out.set(id, (JSON.parse(v) as { wrappedMaterial: string }).wrappedMaterial);
+      }
+      if (out.size !== ids.length) throw new Error(`found ${out.size} of ${ids.length} records`);
+      return out;
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await fs.rm(copy, { recursive: true, force: true });
+  }
+}
 
 /** Every occurrence of any material (raw, hex, base64) in any file under `dir`. */
 async function scan(dir: string, materials: Buffer[]): Promise<{ files: number; hits: string[] }> {

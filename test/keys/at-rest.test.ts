@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { isLockboxError, type LockboxError } from "../../src/errors.js";
+import type { KeyService } from "../../src/keys/key-service.js";
 import { kekBinding } from "../../src/keys/project-keks.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { admin, openFixture } from "./key-service-fixture.js";
@@ -166,9 +167,17 @@ test("moving a whole record under another id's key is DATA_LOSS", async (t) => {
 
 // A tombstone is a new version of the record; LevelDB keeps the old one (with the wrapped
 // material) in its write-ahead log and tables until a compaction drops it. "The material is gone"
-// must hold on disk, not only in what reads return.
-test("after deleteKey no file in the data directory holds the deleted key's wrapped material", async (t) => {
-  const fx = await openFixture(t);
+// must hold on disk, not only in what reads return. The store purges in batches after a delay.
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits (at most 50 x 100 ms) until the service's store has no purge pending. */
+async function purgesDone(service: KeyService): Promise<void> {
+  for (let i = 0; i < 50 && service.stats().purge.pending > 0; i++) await sleep(100);
+}
+
+test("after deleteKey and the purge delay no file in the data directory holds the deleted key's wrapped material", async (t) => {
+  const purgeDelayMs = 200;
+  const fx = await openFixture(t, { store: { purgeDelayMs } });
   const service = fx.handle.service;
   const req = { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 } as const;
   const doomed = await service.createKey(admin, req);
@@ -182,6 +191,12 @@ test("after deleteKey no file in the data directory holds the deleted key's wrap
   }
   t.is(tails.size, 2);
   await service.deleteKey(admin, doomed);
+  const scheduled = service.stats().purge;
+  t.is(scheduled.pending, 1, "the delete scheduled one purge");
+  t.is(scheduled.delayMs, purgeDelayMs);
+  // The purge runs on its own within the delay.
+  await purgesDone(service);
+  t.like(service.stats().purge, { pending: 0, runs: 1, purgedKeys: 1, failedRuns: 0 });
 
   const holding = async (tail: string): Promise<string[]> => {
     const found: string[] = [];
@@ -199,5 +214,6 @@ test("after deleteKey no file in the data directory holds the deleted key's wrap
   t.is(got.material.length, 32);
   // A key whose record already sits in a table (the restart turned the log into tables) too.
   await fx.handle.service.deleteKey(admin, kept);
+  await purgesDone(fx.handle.service);
   t.deepEqual(await holding(tails.get(kept.id)!), [], "an older, tabled record is purged as well");
 });

@@ -11,23 +11,34 @@ import { Keyring } from "../../src/crypto/keyring.js";
 import { LockboxError, type LockboxErrorCode } from "../../src/errors.js";
 import type { KeyRecord } from "../../src/keys/key-model.js";
 import { verifyPageToken } from "../../src/keys/page-token.js";
-import { decodeGrant, decodeKeyRecord, encodeKeyRecord } from "../../src/keys/record-codec.js";
+import {
+  authenticateKeyRecord,
+  encodeKeyRecord,
+  parseGrant,
+  parseKeyRecord,
+} from "../../src/keys/record-codec.js";
 import { admin, dumpDb, openFixture, serviceOf } from "./key-service-fixture.js";
 
 const onlyCodes = (e: unknown, codes: LockboxErrorCode[]): boolean =>
   e instanceof LockboxError && codes.includes(e.code);
 
-test("decodeKeyRecord and decodeGrant on arbitrary bytes: a record or DATA_LOSS, nothing else", (t) => {
+test("parseKeyRecord and parseGrant on arbitrary bytes: a record or DATA_LOSS, nothing else", (t) => {
   const jsonish = fc.oneof(
     fc.uint8Array({ maxLength: 300 }),
     fc.jsonValue().map((v) => new Uint8Array(Buffer.from(JSON.stringify(v) ?? "null"))),
     fc
-      .record({ v: fc.constantFrom(1, 2, "1"), id: fc.string(), state: fc.string(), bitLength: fc.integer() })
+      .record({
+        v: fc.constantFrom(1, 2, "2"),
+        id: fc.string(),
+        state: fc.string(),
+        bitLength: fc.integer(),
+        mac: fc.base64String(),
+      })
       .map((v) => new Uint8Array(Buffer.from(JSON.stringify(v)))),
   );
   fc.assert(
     fc.property(jsonish, (bytes) => {
-      for (const decode of [decodeKeyRecord, decodeGrant]) {
+      for (const decode of [parseKeyRecord, parseGrant]) {
         try {
           decode(bytes, "x");
         } catch (e) {
@@ -41,7 +52,8 @@ test("decodeKeyRecord and decodeGrant on arbitrary bytes: a record or DATA_LOSS,
   t.pass();
 });
 
-test("key records round-trip through the codec", (t) => {
+test("key records round-trip through the codec and authenticate under their MAC key", (t) => {
+  const macKey = new Uint8Array(32).fill(7);
   const record = fc
     .record({
       id: fc.uuid(),
@@ -72,7 +84,7 @@ test("key records round-trip through the codec", (t) => {
     });
   fc.assert(
     fc.property(record, (r) => {
-      t.deepEqual(decodeKeyRecord(encodeKeyRecord(r), r.id), r);
+      t.deepEqual(authenticateKeyRecord(parseKeyRecord(encodeKeyRecord(r, macKey), r.id), macKey, r.id), r);
     }),
     { numRuns: 300 },
   );
@@ -82,7 +94,7 @@ test("openEnvelope and verifyPageToken on arbitrary input: only DATA_LOSS / INVA
   const barrier = new Barrier();
   barrier.unseal(Keyring.empty().withEpoch(1, new Uint8Array(32).fill(9)));
   const key = new Uint8Array(32).fill(3);
-  const binding = { kind: "k", keyId: "i", project: "p", algorithm: "AES", bitLength: 256 };
+  const binding = { kind: "k", id: "i", attributes: { project: "p", algorithm: "AES", bitLength: 256 } };
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 120 }), fc.string({ maxLength: 200 }), (blob, token) => {
       try {

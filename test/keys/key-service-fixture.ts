@@ -16,7 +16,7 @@ import type { AuditLog } from "../../src/audit/audit-log.js";
 import type { Barrier } from "../../src/crypto/barrier.js";
 import type { MasterKeyProvider } from "../../src/crypto/master-key-provider.js";
 import type { KeyService } from "../../src/keys/key-service.js";
-import { openPeerCore } from "../../src/peer/peer-core.js";
+import { openPeerCore, type PeerCoreSpec } from "../../src/peer/peer-core.js";
 import type { PeerStore } from "../../src/store/peer-store.js";
 
 export class ManualClock implements Clock {
@@ -58,7 +58,10 @@ export interface Fixture {
   open(masterKey?: MasterKeyProvider): Promise<KeyServiceHandle>;
 }
 
-export async function openFixture(t: ExecutionContext): Promise<Fixture> {
+/** Tunables a test may set on the core it opens (the rest is as a serving peer's). */
+export type FixtureOptions = Pick<PeerCoreSpec, "store" | "grantsPerKeyMax">;
+
+export async function openFixture(t: ExecutionContext, options: FixtureOptions = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-keys-"));
   const clock = new ManualClock();
   const protector = await DevelopmentFileProtector.create(join(dir, "master.key"), { log: () => {} });
@@ -66,7 +69,14 @@ export async function openFixture(t: ExecutionContext): Promise<Fixture> {
   // What `lockbox init` puts in a peer's config: the ring parameters the store is pinned to.
   const clusterSalt = randomBytes(32);
   const open = async (masterKey: MasterKeyProvider = protector): Promise<KeyServiceHandle> => {
-    const core = await openPeerCore({ dataDir: dbDir, masterKey, clusterSalt, partitionPower: 10, clock });
+    const core = await openPeerCore({
+      dataDir: dbDir,
+      masterKey,
+      clusterSalt,
+      partitionPower: 10,
+      clock,
+      ...options,
+    });
     return {
       service: core.keys,
       store: core.store,

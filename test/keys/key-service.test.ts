@@ -81,9 +81,9 @@ test("keys, their material and the live count survive a restart", async (t) => {
     bitLength: 128,
   });
   await fx.handle.service.deleteKey(admin, gone);
-  t.deepEqual(fx.handle.service.stats(), { keyCount: 1 });
+  t.is(fx.handle.service.stats().keyCount, 1);
   const reopened = await fx.reopen();
-  t.deepEqual(reopened.service.stats(), { keyCount: 1 });
+  t.is(reopened.service.stats().keyCount, 1);
   t.deepEqual((await reopened.service.getKey(admin, meta)).material, material);
   t.is((await reopened.service.getKeyMetadata(admin, gone)).state, "destroyed");
 });

@@ -4,10 +4,11 @@
  */
 import { createDecipheriv } from "node:crypto";
 import test from "ava";
-import { ENVELOPE_HEADER_BYTES, encodeBinding } from "../../src/crypto/envelope.js";
+import { encodeBinding } from "../../src/crypto/binding.js";
+import { ENVELOPE_HEADER_BYTES } from "../../src/crypto/envelope.js";
 import { isLockboxError, type LockboxError } from "../../src/errors.js";
 import type { KeyRecord } from "../../src/keys/key-model.js";
-import { decodeKeyRecord } from "../../src/keys/record-codec.js";
+import { materialBinding, parseKeyRecord } from "../../src/keys/record-codec.js";
 import { admin, dumpDb, openFixture } from "./key-service-fixture.js";
 
 const req = { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 256 } as const;
@@ -16,13 +17,7 @@ const req = { project: "p", scope: "s", name: "n", algorithm: "AES", bitLength: 
 function opensUnderZeroKey(record: KeyRecord): boolean {
   const blob = record.wrappedMaterial!;
   const header = blob.subarray(0, ENVELOPE_HEADER_BYTES);
-  const binding = {
-    kind: "key-material",
-    keyId: record.id,
-    project: record.project,
-    algorithm: "AES",
-    bitLength: record.bitLength,
-  };
+  const binding = materialBinding(record);
   const decipher = createDecipheriv("aes-256-gcm", new Uint8Array(32), header.subarray(5));
   decipher.setAAD(Buffer.concat([header, encodeBinding(binding)]));
   decipher.setAuthTag(blob.subarray(blob.length - 16));
@@ -57,7 +52,7 @@ test("creates and imports in flight when the barrier seals are refused and store
   t.deepEqual(after, before, "a refused write leaves the store unchanged");
   // Belt and braces: no stored record's material is an envelope under an all-zero key.
   for await (const [k, v] of handle.store.sublevel("records").iterator()) {
-    const record = decodeKeyRecord(v, k);
+    const record = parseKeyRecord(v, k).unverified;
     if (record.wrappedMaterial !== undefined) t.false(opensUnderZeroKey(record), `key ${record.id}`);
   }
   t.is(s.stats().keyCount, 1);

@@ -104,11 +104,16 @@ export class Cluster {
       },
     });
     const driver = n.driver;
-    n.core = new Proxy({} as RaftNode, {
-      get:
-        (_, name: keyof RaftNode) =>
-        (...args: unknown[]) =>
-          driver.withCore((core) => (core[name] as (...a: unknown[]) => unknown).apply(core, args)),
+    // The node's core itself (so tests can read its fields), with every method called through
+    // driver.withCore: the driver runs a round for whatever the call produced at the next pump().
+    const real = driver.withCore((core) => core);
+    n.core = new Proxy(real, {
+      get: (target, name, receiver) => {
+        const v: unknown = Reflect.get(target, name, receiver);
+        if (typeof v !== "function") return v;
+        return (...args: unknown[]) =>
+          driver.withCore((core) => (v as (...a: unknown[]) => unknown).apply(core, args));
+      },
     });
     this.deliverTo.set(id, (m) => deliver(m));
     return n;

@@ -54,3 +54,94 @@ test("a follower behind the leader's compacted log is sent InstallSnapshot and c
   c.pump();
   t.deepEqual(c.appliedData("c"), ["after"]);
 });
+
+/** Leader a with c cut off behind a compacted log; c healed but every Snapshot to it dropped. */
+function snapshotLost(config: ConstructorParameters<typeof Cluster>[1] = {}): Cluster {
+  const c = new Cluster(["a", "b", "c"], config);
+  c.campaign("a");
+  c.isolate("c");
+  for (let i = 0; i < 10; i++) c.node("a").core.propose(bytes(`p${i}`));
+  c.pump();
+  const a = c.node("a");
+  a.disk.persistCompaction(a.core.compact(a.core.status().applied, bytes("image")));
+  c.heal();
+  c.filter = (m) => m.type !== MessageType.Snapshot;
+  c.node("a").core.tick();
+  c.pump();
+  if (a.core.status().progress.c!.state !== "snapshot") throw new Error("c is not waiting for a snapshot");
+  return c;
+}
+
+const snapshotsSent = (c: Cluster): number =>
+  c
+    .node("a")
+    .readies.flatMap((r) => r.messages)
+    .filter((m) => m.type === MessageType.Snapshot).length;
+
+test("a lost snapshot is sent again after snapshotTimeoutTicks, not before", (t) => {
+  const c = snapshotLost({ snapshotTimeoutTicks: 25 });
+  const a = c.node("a").core;
+  t.is(snapshotsSent(c), 1);
+  for (let i = 0; i < 24; i++) {
+    a.tick();
+    c.pump();
+  }
+  t.is(a.status().progress.c!.state, "snapshot", "still waiting after 24 ticks");
+  t.is(snapshotsSent(c), 1);
+  a.tick();
+  c.pump();
+  t.is(snapshotsSent(c), 2, "sent again at tick 25");
+});
+
+test("snapshotTimeoutTicks defaults to electionTicks", (t) => {
+  const c = snapshotLost({ electionTicks: 12 });
+  const a = c.node("a").core;
+  for (let i = 0; i < 11; i++) {
+    a.tick();
+    c.pump();
+  }
+  t.is(snapshotsSent(c), 1);
+  a.tick();
+  c.pump();
+  t.is(snapshotsSent(c), 2);
+  t.is(
+    (t.throws(() => new Cluster(["a"], { snapshotTimeoutTicks: 0 })) as { code?: string }).code,
+    "BAD_ARGUMENT",
+  );
+});
+
+test("reportSnapshot failed: the follower is probed from its last match once a heartbeat is answered", (t) => {
+  const c = snapshotLost({ snapshotTimeoutTicks: 1000 });
+  const a = c.node("a").core;
+  const match = a.status().progress.c!.match;
+  a.reportSnapshot("c", "failed");
+  t.like(a.status().progress.c!, { state: "probe", next: match + 1 });
+  t.false(a.hasReady(), "nothing is sent before the next heartbeat answer");
+  a.propose(bytes("new"));
+  c.pump();
+  t.is(snapshotsSent(c), 1, "not even with new entries");
+  a.tick();
+  c.pump();
+  t.is(snapshotsSent(c), 2, "the probe found the follower behind the log again: a new snapshot");
+});
+
+test("reportSnapshot delivered: the follower is probed from just after the snapshot", (t) => {
+  const c = snapshotLost({ snapshotTimeoutTicks: 1000 });
+  const a = c.node("a").core;
+  const snapIndex = a.status().firstIndex - 1;
+  a.reportSnapshot("c", "delivered");
+  t.like(a.status().progress.c!, { state: "probe", next: snapIndex + 1 });
+  t.false(a.hasReady());
+});
+
+test("reportSnapshot is ignored for a follower not waiting for a snapshot, an unknown node, or on a non-leader", (t) => {
+  const c = snapshotLost({ snapshotTimeoutTicks: 1000 });
+  const a = c.node("a").core;
+  const before = JSON.stringify(a.status());
+  a.reportSnapshot("b", "failed");
+  a.reportSnapshot("zz", "failed");
+  t.is(JSON.stringify(a.status()), before);
+  c.node("b").core.reportSnapshot("c", "failed");
+  t.is(c.node("b").core.status().role, "follower");
+  t.false(c.node("b").core.hasReady());
+});

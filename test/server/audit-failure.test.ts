@@ -14,6 +14,7 @@ test("GetKey fails UNAVAILABLE instead of returning a key it cannot audit (mock 
       audit: {
         append: (e: AuditEventInput) =>
           e.operation === "GetKey" ? Promise.reject(new Error("disk full")) : real.auditLog.append(e),
+        countRefusal: () => {},
       },
       log: (l: string) => logs.push(l),
     };

@@ -5,6 +5,7 @@ import type { AuditEventInput } from "../../src/audit/audit-log.js";
 import { createClusterCa, issueClientCertificate } from "../../src/pki/certificate-authority.js";
 import { ClientCertificateVerifier } from "../../src/pki/client-certificate-verifier.js";
 import { auditedUnary, type Operation } from "../../src/server/audited-unary.js";
+import { serverProtos } from "../../src/server/proto-definitions.js";
 
 // grpc-js's unary callback is not ours; if it ever throws (a reply on a torn-down stream), the
 // wrapper's promise chain must absorb it, since an unhandled rejection ends the peer process.
@@ -17,16 +18,19 @@ test("a throwing reply callback is logged, not left as an unhandled rejection (m
   const op: Operation<object, object> = {
     name: "GetKey",
     adminOnly: false,
-    readOnly: true,
     requestFacts: () => ({}),
     run: async () => ({ response: {} }),
   };
-  const handler = auditedUnary(op, {
-    verifier: new ClientCertificateVerifier(ca.certificatePem),
-    audit: { append: async (e: AuditEventInput) => void audited.push(e) },
-    clock: { now: () => new Date() },
-    log: (l) => logs.push(l),
-  });
+  const handler = auditedUnary(
+    op,
+    {
+      verifier: new ClientCertificateVerifier(ca.certificatePem),
+      audit: { append: async (e: AuditEventInput) => void audited.push(e), countRefusal: () => {} },
+      clock: { now: () => new Date() },
+      log: (l) => logs.push(l),
+    },
+    serverProtos().keyService.GetKey!,
+  );
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
   process.on("unhandledRejection", onUnhandled);

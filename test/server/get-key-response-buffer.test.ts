@@ -1,4 +1,5 @@
 import test from "ava";
+import { serverProtos } from "../../src/server/proto-definitions.js";
 import { X509Certificate } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import type { KeyMeta } from "../../src/keys/key-model.js";
@@ -25,12 +26,16 @@ test("GetKey's response holds the material in its own memory, not Node's shared 
   };
   const material = new Uint8Array(32).fill(0x3c);
   const keys = { getKey: async () => ({ key: meta, material: new Uint8Array(material) }) };
-  const handlers = keyServiceHandlers(keys as unknown as KeyServiceApi, {
-    verifier: new ClientCertificateVerifier(ca.certificatePem),
-    audit: { append: async () => undefined },
-    clock: { now: () => new Date() },
-    log: () => {},
-  });
+  const handlers = keyServiceHandlers(
+    keys as unknown as KeyServiceApi,
+    {
+      verifier: new ClientCertificateVerifier(ca.certificatePem),
+      audit: { append: async () => undefined, countRefusal: () => {} },
+      clock: { now: () => new Date() },
+      log: () => {},
+    },
+    serverProtos().keyService,
+  );
   const call = { request: { id: meta.id }, getAuthContext: () => ({ sslPeerCertificate: { raw } }) };
   const response = await new Promise<{ material: Uint8Array }>((resolve, reject) =>
     (handlers.GetKey as grpc.handleUnaryCall<unknown, { material: Uint8Array }>)(

@@ -44,7 +44,7 @@ export async function startEdgeWith(
   choose: (real: {
     keys: KeyService;
     auditLog: AuditLog;
-  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>,
+  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log" | "limits">>,
 ): Promise<PeerFixture> {
   const f = await startSharedPeer({ replaceParts: ({ keys, audit }) => choose({ keys, auditLog: audit }) });
   t.teardown(() => f.close());

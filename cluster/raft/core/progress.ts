@@ -3,7 +3,8 @@ import { assert } from "./assert.js";
 /**
  * The leader's view of one follower (etcd tracker.Progress). `probe`: one append at a time until the
  * follower's position is found; `replicate`: appends pipelined optimistically (next advanced on send)
- * under a bounded in-flight window; `snapshot`: waiting for an InstallSnapshot to land.
+ * under an in-flight window bounded in appends and in payload bytes (etcd Inflights); `snapshot`:
+ * waiting for an InstallSnapshot to land.
  */
 export class Progress {
   match = 0;
@@ -17,12 +18,15 @@ export class Progress {
   snapshotTicks = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
-  /** Last index of each in-flight append (replicate state), oldest first. */
-  readonly inflights: number[] = [];
+  /** Last index and payload bytes of each in-flight append (replicate state), oldest first. */
+  readonly inflights: { last: number; bytes: number }[] = [];
+  /** Sum of `inflights[].bytes`. */
+  inflightBytes = 0;
 
   constructor(
     next: number,
     private readonly inflightMax: number,
+    private readonly inflightBytesMax: number,
   ) {
     assert(next >= 1, "progress next must be >= 1");
     this.next = next;
@@ -34,6 +38,7 @@ export class Progress {
     this.pendingSnapshot = 0;
     this.snapshotTicks = 0;
     this.inflights.length = 0;
+    this.inflightBytes = 0;
   }
 
   becomeProbe(): void {
@@ -85,21 +90,34 @@ export class Progress {
     return true;
   }
 
-  /** Record an append sent with entries up to `last` (optimistic advance in replicate state). */
-  sentEntries(last: number, count: number): void {
+  /** Record an append sent with `count` entries up to `last` holding `bytes` payload bytes. */
+  sentEntries(last: number, count: number, bytes: number): void {
     if (this.state === "replicate") {
       if (count > 0) {
+        assert(!this.inflightFull(), "append sent into a full in-flight window");
         this.next = last + 1;
-        this.inflights.push(last);
-        assert(this.inflights.length <= this.inflightMax, "in-flight window overflow");
+        this.inflights.push({ last, bytes });
+        this.inflightBytes += bytes;
       }
     } else if (this.state === "probe") {
       this.probeSent = true;
     }
   }
 
+  /** An ack for `index` frees every in-flight append up to it. */
   freeInflightsTo(index: number): void {
-    while (this.inflights.length > 0 && this.inflights[0]! <= index) this.inflights.shift();
+    while (this.inflights.length > 0 && this.inflights[0]!.last <= index) this.freeFirstOne();
+  }
+
+  /** Frees the oldest in-flight append (a heartbeat ack while the window is full: etcd FreeFirstOne). */
+  freeFirstOne(): void {
+    const first = this.inflights.shift();
+    if (first !== undefined) this.inflightBytes -= first.bytes;
+  }
+
+  /** Full when it holds inflightMax appends or inflightBytesMax payload bytes. */
+  inflightFull(): boolean {
+    return this.inflights.length >= this.inflightMax || this.inflightBytes >= this.inflightBytesMax;
   }
 
   isPaused(): boolean {
@@ -107,7 +125,7 @@ export class Progress {
       case "probe":
         return this.probeSent;
       case "replicate":
-        return this.inflights.length >= this.inflightMax;
+        return this.inflightFull();
       case "snapshot":
         return true;
     }

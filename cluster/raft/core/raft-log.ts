@@ -81,7 +81,7 @@ export class RaftLog {
     let bytes = 0;
     for (let i = lo; i <= hi && out.length < countMax; i++) {
       const e = this.entry(i);
-      bytes += e.data.length;
+      bytes += payloadBytes(e);
       if (out.length > 0 && bytes > bytesMax) break;
       out.push(e);
     }
@@ -221,4 +221,15 @@ export class RaftLog {
   isUpToDate(lastIndex: number, lastTerm: number): boolean {
     return lastTerm > this.lastTerm() || (lastTerm === this.lastTerm() && lastIndex >= this.lastIndex());
   }
+}
+
+/** Bytes an entry adds to messages and memory beyond its fixed fields: what the byte bounds count. */
+export function payloadBytes(e: Pick<Entry, "data" | "confChange">): number {
+  return e.data.length + (e.confChange?.context.length ?? 0);
+}
+
+export function sumPayloadBytes(entries: readonly Entry[]): number {
+  let sum = 0;
+  for (const e of entries) sum += payloadBytes(e);
+  return sum;
 }

@@ -1,13 +1,17 @@
 import { isNodeId, NODE_ID_RULE } from "../../node-id.js";
 import { assert } from "./assert.js";
 import { Progress } from "./progress.js";
-import { RaftLog } from "./raft-log.js";
+import { payloadBytes, RaftLog, sumPayloadBytes } from "./raft-log.js";
 import { ReadOnly } from "./read-only.js";
 import {
   ConfChangeType,
+  DEFAULT_INFLIGHT_BYTES_MAX,
+  DEFAULT_PROMOTE_LAG_MAX,
+  DEFAULT_UNCOMMITTED_BYTES_MAX,
   EntryType,
   MessageType,
   RaftError,
+  RefusalKinds,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -17,8 +21,11 @@ import {
   type ProposalPosition,
   type RaftConfig,
   type RaftNodeApi,
+  type RaftRefusalReason,
   type RaftStatus,
   type ReadState,
+  type Refusal,
+  type RefusalKind,
   type Ready,
   type Role,
   type Snapshot,
@@ -39,6 +46,18 @@ const RESPONSES: ReadonlySet<MessageType> = new Set([
 const READ_REQUESTS_MAX = 4096;
 /** Bound on reads waiting for the leader's first commit in its term. */
 const PENDING_READS_MAX = 1024;
+/**
+ * Messages only a member of this node's configuration sends it: answers to what this node sent its
+ * members, and reads forwarded by them. Appends and vote requests are not here: a node's configuration
+ * may lag the group's, so their sender may be a member it does not know of yet.
+ */
+const MEMBERS_ONLY: ReadonlySet<MessageType> = new Set([
+  MessageType.AppendResp,
+  MessageType.HeartbeatResp,
+  MessageType.PreVoteResp,
+  MessageType.VoteResp,
+  MessageType.ReadIndex,
+]);
 
 /**
  * The raft consensus core as a pure state machine (etcd-io/raft RawNode): no IO, no clock, no randomness
@@ -50,6 +69,10 @@ const PENDING_READS_MAX = 1024;
 export class RaftNode implements RaftNodeApi {
   readonly id: string;
   private readonly cfg: RaftConfig;
+  private readonly inflightBytesMax: number;
+  private readonly uncommittedBytesMax: number;
+  private readonly promoteLagMax: number;
+  private readonly snapshotTimeoutTicks: number;
   private readonly log: RaftLog;
 
   private term: number;
@@ -67,6 +90,13 @@ export class RaftNode implements RaftNodeApi {
   /** ReadIndex requests a fresh leader holds until it has committed an entry of its term. */
   private pendingReads: { from: string; context: Uint8Array }[] = [];
 
+  /** Leader only: payload bytes of the entries after commit (uncommittedBytesMax bounds proposals). */
+  private uncommittedBytes = 0;
+  private readonly refused = Object.fromEntries(RefusalKinds.map((k) => [k, 0])) as Record<
+    RefusalKind,
+    number
+  >;
+
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
   private prevHardState: HardState;
@@ -77,6 +107,10 @@ export class RaftNode implements RaftNodeApi {
     checkConfig(config);
     this.cfg = config;
     this.id = config.id;
+    this.inflightBytesMax = config.inflightBytesMax ?? DEFAULT_INFLIGHT_BYTES_MAX;
+    this.uncommittedBytesMax = config.uncommittedBytesMax ?? DEFAULT_UNCOMMITTED_BYTES_MAX;
+    this.promoteLagMax = config.promoteLagMax ?? DEFAULT_PROMOTE_LAG_MAX;
+    this.snapshotTimeoutTicks = config.snapshotTimeoutTicks ?? config.electionTicks;
     const snap = persisted.snapshot ?? {
       metadata: { index: 0, term: 0, confState: { voters: [], learners: [] } },
       data: new Uint8Array(0),
@@ -105,40 +139,49 @@ export class RaftNode implements RaftNodeApi {
     else this.tickElection();
   }
 
-  step(message: Message): void {
-    validateMessage(message);
-    if (message.to !== this.id)
-      throw new RaftError("BAD_ARGUMENT", `message for ${message.to} stepped into ${this.id}`);
-    if (message.from === this.id) throw new RaftError("BAD_ARGUMENT", "message from self");
-    this.stepChecked(message);
+  step(message: Message): Refusal | null {
+    const refusal = validateMessage(message) ?? this.stepChecked(message);
+    if (refusal !== null) this.refused[refusal.kind] += 1;
     this.checkInvariants();
+    return refusal;
   }
 
   propose(data: Uint8Array): ProposalPosition {
     if (!(data instanceof Uint8Array))
       throw new RaftError("BAD_ARGUMENT", "proposal data must be a Uint8Array");
-    this.mustAcceptProposal();
-    const pos = this.appendEntry({ type: EntryType.Normal, data, confChange: null, confState: null });
-    return pos;
+    const entry = { type: EntryType.Normal, data, confChange: null, confState: null };
+    this.mustAcceptProposal(payloadBytes(entry));
+    return this.appendEntry(entry);
   }
 
   proposeConfChange(change: ConfChange): ProposalPosition {
-    this.mustAcceptProposal();
+    this.mustAcceptProposal(0);
     if (this.log.lastConfIndex() > this.log.committed && !this.cfg.bugs?.concurrentConfChanges) {
-      throw new RaftError("CONF_CHANGE_PENDING", "the previous membership change is not committed yet");
+      throw new RaftError(
+        "CONF_CHANGE_PENDING",
+        "the previous membership change is not committed yet",
+        "CHANGE_UNCOMMITTED",
+      );
     }
     if (this.log.term(this.log.committed) !== this.term) {
       // Raft thesis errata: a new leader must commit an entry of its term before changing membership.
-      throw new RaftError("CONF_CHANGE_PENDING", "leader has not committed an entry of its term yet");
+      throw new RaftError(
+        "CONF_CHANGE_PENDING",
+        "leader has not committed an entry of its term yet",
+        "TERM_UNCOMMITTED",
+      );
     }
     const next = applyConfChange(this.log.confState(), change);
-    const pos = this.appendEntry({
+    if (change.type === ConfChangeType.PromoteLearner) this.mustBeCaughtUp(change.nodeId);
+    const entry = {
       type: EntryType.ConfChange,
       data: new Uint8Array(0),
       confChange: { type: change.type, nodeId: change.nodeId, context: change.context },
       confState: next,
-    });
-    return pos;
+    };
+    // The context counts towards uncommittedBytesMax like proposal data.
+    this.mustFitUncommitted(payloadBytes(entry));
+    return this.appendEntry(entry);
   }
 
   readIndex(context: Uint8Array): void {
@@ -163,6 +206,16 @@ export class RaftNode implements RaftNodeApi {
     const pr = this.progress.get(to)!;
     if (pr.match === this.log.lastIndex()) this.send(this.blank(MessageType.TimeoutNow, to));
     else this.sendAppend(to);
+  }
+
+  reportSnapshot(to: string, outcome: "delivered" | "failed"): void {
+    const pr = this.progress.get(to); // empty unless leader
+    if (pr === undefined || pr.state !== "snapshot") return;
+    // etcd ReportSnapshot: probe from just after the snapshot (delivered) or from the last known match
+    // (failed), and wait for the next heartbeat answer before sending, so a failing link is not hammered.
+    if (outcome === "failed") pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    pr.probeSent = true;
   }
 
   compact(index: number, data: Uint8Array): Snapshot {
@@ -260,6 +313,7 @@ export class RaftNode implements RaftNodeApi {
         next: pr.next,
         state: pr.state,
         inflight: pr.inflights.length,
+        inflightBytes: pr.inflightBytes,
         recentActive: pr.recentActive,
       };
     }
@@ -277,6 +331,8 @@ export class RaftNode implements RaftNodeApi {
       confState: { voters: [...cs.voters], learners: [...cs.learners] },
       progress,
       leadTransferee: this.leadTransferee,
+      uncommittedBytes: this.uncommittedBytes,
+      refused: { ...this.refused },
     };
   }
 
@@ -300,6 +356,7 @@ export class RaftNode implements RaftNodeApi {
     this.leadTransferee = null;
     this.readOnly = new ReadOnly(READ_REQUESTS_MAX);
     this.pendingReads = [];
+    this.uncommittedBytes = 0;
   }
 
   private becomePreCandidate(): void {
@@ -330,6 +387,7 @@ export class RaftNode implements RaftNodeApi {
     this.leadTransferee = null;
     this.readOnly = new ReadOnly(READ_REQUESTS_MAX);
     this.pendingReads = [];
+    this.uncommittedBytes = sumPayloadBytes(this.log.slice(this.log.committed + 1, this.log.lastIndex()));
     this.syncProgress();
     // An entry of the new term lets the leader commit everything before it (it never counts old terms).
     this.appendEntry({ type: EntryType.Normal, data: new Uint8Array(0), confChange: null, confState: null });
@@ -362,7 +420,7 @@ export class RaftNode implements RaftNodeApi {
     this.heartbeatElapsed += 1;
     this.electionElapsed += 1;
     for (const pr of this.progress.values()) {
-      if (pr.state === "snapshot" && ++pr.snapshotTicks >= this.cfg.electionTicks) {
+      if (pr.state === "snapshot" && ++pr.snapshotTicks >= this.snapshotTimeoutTicks) {
         pr.becomeProbe(); // the snapshot or its ack was lost: probe again
       }
     }
@@ -447,7 +505,54 @@ export class RaftNode implements RaftNodeApi {
 
   // ---------------------------------------------------------------- step
 
-  private stepChecked(m: Message): void {
+  /** The checks that need this node's state; a message that passes them is taken (null). */
+  private stepChecked(m: Message): Refusal | null {
+    if (m.to !== this.id)
+      return { kind: "wrongRecipient", detail: `message for ${m.to} stepped into ${this.id}` };
+    if (m.from === this.id) return { kind: "fromSelf", detail: `message from ${m.from} to itself` };
+    if (MEMBERS_ONLY.has(m.type) && !this.isMember(m.from)) {
+      return { kind: "unknownSender", detail: `message type ${m.type} from ${m.from}, not a member` };
+    }
+    if ((m.type === MessageType.TimeoutNow || m.type === MessageType.ReadIndexResp) && m.term >= this.term) {
+      // Only the leader of this term sends these. With no leader known (a pre-candidate, a restart) one
+      // may still be a late honest message: dropped uncounted.
+      if (m.term > this.term || (this.lead !== null && m.from !== this.lead)) {
+        return {
+          kind: "notFromLeader",
+          detail: `message type ${m.type} from ${m.from} in term ${m.term}; leader of term ${this.term}: ${this.lead ?? "none"}`,
+        };
+      }
+      if (this.lead === null) return null;
+    }
+    if (
+      m.term === this.term &&
+      this.lead !== null &&
+      m.from !== this.lead &&
+      (m.type === MessageType.Append || m.type === MessageType.Heartbeat || m.type === MessageType.Snapshot)
+    ) {
+      // Election safety: one leader per term. A second one is forged (or a bug elsewhere).
+      return {
+        kind: "conflictingLeader",
+        detail: `message type ${m.type} from ${m.from} in term ${m.term}, whose leader is ${this.lead}`,
+      };
+    }
+    if (
+      m.type === MessageType.AppendResp &&
+      this.role === "leader" &&
+      m.term === this.term &&
+      m.index > this.log.lastIndex()
+    ) {
+      // A leader never shortens its log within its term, so no follower can answer about such an index.
+      return {
+        kind: "ackBeyondLog",
+        detail: `append answer about ${m.index} from ${m.from}, beyond the last index ${this.log.lastIndex()}`,
+      };
+    }
+    this.stepTaken(m);
+    return null;
+  }
+
+  private stepTaken(m: Message): void {
     if (this.cfg.bugs?.leaderAdoptsResponseTerm && this.role === "leader" && RESPONSES.has(m.type)) {
       if (m.term > this.term) this.term = m.term; // and stays leader: its new entries carry a taken term
     }
@@ -622,7 +727,7 @@ export class RaftNode implements RaftNodeApi {
       case MessageType.HeartbeatResp:
         pr.recentActive = true;
         pr.probeSent = false;
-        if (pr.state === "replicate" && pr.inflights.length >= this.cfg.inflightMax) pr.inflights.shift();
+        if (pr.state === "replicate" && pr.inflightFull()) pr.freeFirstOne();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
         if (m.context.length > 0) this.handleReadAck(m.from, m.context);
         return;
@@ -669,20 +774,53 @@ export class RaftNode implements RaftNodeApi {
 
   // ---------------------------------------------------------------- replication
 
-  private mustAcceptProposal(): void {
+  /** Throws unless this node may append a proposal of `bytes` payload bytes now. */
+  private mustAcceptProposal(bytes: number): void {
     if (this.role !== "leader") {
-      throw new RaftError("NOT_LEADER", `not the leader (leader: ${this.lead ?? "unknown"})`);
+      throw new RaftError("NOT_LEADER", `not the leader (leader: ${this.lead ?? "unknown"})`, "NOT_LEADER");
     }
     if (this.leadTransferee !== null) {
-      throw new RaftError("PROPOSAL_DROPPED", `leadership transfer to ${this.leadTransferee} in progress`);
+      throw new RaftError(
+        "PROPOSAL_DROPPED",
+        `leadership transfer to ${this.leadTransferee} in progress`,
+        "TRANSFER_IN_PROGRESS",
+      );
     }
-    if (!this.isVoter(this.id)) throw new RaftError("PROPOSAL_DROPPED", "leader is removing itself");
+    if (!this.isVoter(this.id)) {
+      throw new RaftError("PROPOSAL_DROPPED", "leader is removing itself", "LEADER_REMOVING_ITSELF");
+    }
+    this.mustFitUncommitted(bytes);
+  }
+
+  /** etcd increaseUncommittedSize: one entry may always wait when nothing else does, whatever its size. */
+  private mustFitUncommitted(bytes: number): void {
+    if (this.uncommittedBytes > 0 && bytes > 0 && this.uncommittedBytes + bytes > this.uncommittedBytesMax) {
+      throw new RaftError(
+        "PROPOSAL_DROPPED",
+        `${this.uncommittedBytes} uncommitted bytes; ${bytes} more would exceed ${this.uncommittedBytesMax}`,
+        "UNCOMMITTED_BYTES_FULL",
+      );
+    }
+  }
+
+  /** A learner becomes a voter only once it holds (nearly) the leader's log. */
+  private mustBeCaughtUp(id: string): void {
+    const match = this.progress.get(id)?.match ?? 0;
+    const lag = this.log.lastIndex() - match;
+    if (match === 0 || lag > this.promoteLagMax) {
+      throw new RaftError(
+        "BAD_CONF_CHANGE",
+        `learner ${id} is at ${match}, ${lag} entries behind the leader's ${this.log.lastIndex()} (promoteLagMax ${this.promoteLagMax})`,
+        "LEARNER_BEHIND",
+      );
+    }
   }
 
   private appendEntry(e: Omit<Entry, "index" | "term">): ProposalPosition {
     assert(this.role === "leader", "only the leader appends");
     const entry: Entry = { ...e, index: this.log.lastIndex() + 1, term: this.term };
     this.log.append([entry]);
+    this.uncommittedBytes += payloadBytes(entry);
     if (entry.confState !== null) this.syncProgress();
     // The leader's own ack comes when the entry is persisted (advance); with one voter that commits it.
     this.bcastAppend();
@@ -696,7 +834,7 @@ export class RaftNode implements RaftNodeApi {
     for (const id of [...this.progress.keys()]) if (!members.has(id)) this.progress.delete(id);
     for (const id of members) {
       if (id === this.id || this.progress.has(id)) continue;
-      const pr = new Progress(this.log.lastIndex() + 1, this.cfg.inflightMax);
+      const pr = new Progress(this.log.lastIndex() + 1, this.cfg.inflightMax, this.inflightBytesMax);
       pr.recentActive = true; // give a new member one election timeout before check-quorum counts it
       this.progress.set(id, pr);
     }
@@ -736,7 +874,7 @@ export class RaftNode implements RaftNodeApi {
       entries,
       commit: this.log.committed,
     });
-    pr.sentEntries(prevIndex + entries.length, entries.length);
+    pr.sentEntries(prevIndex + entries.length, entries.length, sumPayloadBytes(entries));
     return true;
   }
 
@@ -768,6 +906,8 @@ export class RaftNode implements RaftNodeApi {
     if (mci <= this.log.committed) return false;
     // Raft §5.4.2: only entries of the leader's own term are committed by counting replicas.
     if (this.log.term(mci) !== this.term && !this.cfg.bugs?.commitOldTermEntries) return false;
+    this.uncommittedBytes -= sumPayloadBytes(this.log.slice(this.log.committed + 1, mci));
+    assert(this.uncommittedBytes >= 0, "uncommitted bytes below zero");
     this.log.commitTo(mci);
     this.onCommitAdvanced();
     return true;
@@ -833,6 +973,11 @@ export class RaftNode implements RaftNodeApi {
     return this.log.confState().voters.includes(id);
   }
 
+  private isMember(id: string): boolean {
+    const cs = this.log.confState();
+    return cs.voters.includes(id) || cs.learners.includes(id);
+  }
+
   private blank(type: MessageType, to: string): Message {
     return {
       type,
@@ -888,35 +1033,36 @@ export function quorum(n: number): number {
 
 /** The configuration after a single-server change, or RaftError("BAD_CONF_CHANGE"). */
 export function applyConfChange(cs: ConfState, change: ConfChange): ConfState {
-  if (typeof change !== "object" || change === null) throw new RaftError("BAD_CONF_CHANGE", "not an object");
+  const refuse = (reason: RaftRefusalReason, why: string): never => {
+    throw new RaftError("BAD_CONF_CHANGE", why, reason);
+  };
+  if (typeof change !== "object" || change === null) refuse("MALFORMED_CHANGE", "not an object");
   const { nodeId } = change;
-  if (!isNodeId(nodeId)) throw new RaftError("BAD_CONF_CHANGE", `nodeId must be ${NODE_ID_RULE}`);
-  if (!(change.context instanceof Uint8Array))
-    throw new RaftError("BAD_CONF_CHANGE", "context must be a Uint8Array");
+  if (!isNodeId(nodeId)) refuse("MALFORMED_CHANGE", `nodeId must be ${NODE_ID_RULE}`);
+  if (!(change.context instanceof Uint8Array)) refuse("MALFORMED_CHANGE", "context must be a Uint8Array");
   const voters = [...cs.voters];
   const learners = [...cs.learners];
   switch (change.type) {
     case ConfChangeType.AddLearner:
-      if (voters.includes(nodeId) || learners.includes(nodeId)) {
-        throw new RaftError("BAD_CONF_CHANGE", `${nodeId} is already a member`);
-      }
+      if (voters.includes(nodeId) || learners.includes(nodeId))
+        refuse("ALREADY_MEMBER", `${nodeId} is already a member`);
       learners.push(nodeId);
       break;
     case ConfChangeType.PromoteLearner:
-      if (!learners.includes(nodeId)) throw new RaftError("BAD_CONF_CHANGE", `${nodeId} is not a learner`);
+      if (!learners.includes(nodeId)) refuse("NOT_LEARNER", `${nodeId} is not a learner`);
       learners.splice(learners.indexOf(nodeId), 1);
       voters.push(nodeId);
       break;
     case ConfChangeType.RemoveNode:
       if (voters.includes(nodeId)) {
-        if (voters.length === 1) throw new RaftError("BAD_CONF_CHANGE", "cannot remove the last voter");
+        if (voters.length === 1) refuse("LAST_VOTER", "cannot remove the last voter");
         voters.splice(voters.indexOf(nodeId), 1);
       } else if (learners.includes(nodeId)) {
         learners.splice(learners.indexOf(nodeId), 1);
-      } else throw new RaftError("BAD_CONF_CHANGE", `${nodeId} is not a member`);
+      } else refuse("NOT_MEMBER", `${nodeId} is not a member`);
       break;
     default:
-      throw new RaftError("BAD_CONF_CHANGE", `unknown conf change type ${String(change.type)}`);
+      refuse("UNKNOWN_CHANGE_TYPE", `unknown conf change type ${String(change.type)}`);
   }
   return { voters, learners };
 }
@@ -934,6 +1080,11 @@ function checkConfig(c: RaftConfig): void {
   posInt(c.inflightMax, "inflightMax");
   posInt(c.batchEntriesMax, "batchEntriesMax");
   posInt(c.batchBytesMax, "batchBytesMax");
+  if (c.inflightBytesMax !== undefined) posInt(c.inflightBytesMax, "inflightBytesMax");
+  if (c.uncommittedBytesMax !== undefined) posInt(c.uncommittedBytesMax, "uncommittedBytesMax");
+  if (c.snapshotTimeoutTicks !== undefined) posInt(c.snapshotTimeoutTicks, "snapshotTimeoutTicks");
+  if (c.promoteLagMax !== undefined && !(Number.isSafeInteger(c.promoteLagMax) && c.promoteLagMax >= 0))
+    bad("promoteLagMax must be an integer >= 0");
   if (c.electionTicks < 2 * c.heartbeatTicks) bad("electionTicks must be >= 2 * heartbeatTicks");
   if (typeof c.random?.nextInt !== "function") bad("random must implement nextInt");
 }

@@ -56,6 +56,33 @@ export interface RaftConfig {
   batchEntriesMax: number;
   /** Bound on payload bytes in one append message (at least one entry is always sent). >= 1. */
   batchBytesMax: number;
+  /**
+   * Bound on payload bytes in flight to one follower in replicate state, besides the `inflightMax` count
+   * (etcd MaxInflightBytes): the leader pauses once this many bytes are unacknowledged. One append is
+   * always allowed when nothing is in flight, so a single entry larger than this still goes out. >= 1.
+   * Default DEFAULT_INFLIGHT_BYTES_MAX.
+   */
+  inflightBytesMax?: number;
+  /**
+   * Bound on payload bytes of the leader's uncommitted entries (etcd MaxUncommittedEntriesSize): a
+   * proposal that would exceed it is refused with RaftError("PROPOSAL_DROPPED", reason
+   * "UNCOMMITTED_BYTES_FULL"), except when nothing is uncommitted (one entry of any size may always
+   * wait). >= 1. Default DEFAULT_UNCOMMITTED_BYTES_MAX.
+   */
+  uncommittedBytesMax?: number;
+  /**
+   * A learner is promoted only once its match is within this many entries of the leader's last index
+   * (and it has acknowledged something): a voter that cannot vote for an up-to-date log or help commit
+   * for a long time would weaken the group. >= 0. Default DEFAULT_PROMOTE_LAG_MAX.
+   */
+  promoteLagMax?: number;
+  /**
+   * Ticks a leader waits for a follower to acknowledge an InstallSnapshot before sending it again (the
+   * snapshot or its ack may be lost). A transport that sends a large snapshot in flow-controlled chunks
+   * sets this to cover a whole transfer, or tells the outcome with reportSnapshot(). >= 1.
+   * Default electionTicks.
+   */
+  snapshotTimeoutTicks?: number;
   /** Leader steps down when it has not heard from a quorum within an election timeout. */
   checkQuorum: boolean;
   /** Candidates run a pre-vote round (no term bump) before a real election. */
@@ -68,6 +95,10 @@ export interface RaftConfig {
   applied?: number;
   bugs?: RaftBugs;
 }
+
+export const DEFAULT_INFLIGHT_BYTES_MAX = 16 * 1024 * 1024;
+export const DEFAULT_UNCOMMITTED_BYTES_MAX = 64 * 1024 * 1024;
+export const DEFAULT_PROMOTE_LAG_MAX = 1024;
 
 /** What must be durable before any message produced alongside it leaves. */
 export interface HardState {
@@ -150,7 +181,11 @@ export const MessageType = {
   AppendResp: 6,
   Heartbeat: 7,
   HeartbeatResp: 8,
-  /** InstallSnapshot: `snapshot` is set. Answered with AppendResp. */
+  /**
+   * InstallSnapshot: `snapshot` is set. Answered with AppendResp. The core sends and takes the whole
+   * snapshot as one message; a transport may carry `snapshot.data` in chunks and step the message once
+   * it is whole (the core holds nothing between chunks, and waits snapshotTimeoutTicks for the ack).
+   */
   Snapshot: 9,
   /** Leadership transfer: the receiver campaigns at once, skipping pre-vote. */
   TimeoutNow: 10,
@@ -255,6 +290,8 @@ export interface ProgressStatus {
   next: number;
   state: "probe" | "replicate" | "snapshot";
   inflight: number;
+  /** Payload bytes of the appends in flight (replicate state). */
+  inflightBytes: number;
   recentActive: boolean;
 }
 
@@ -272,7 +309,55 @@ export interface RaftStatus {
   /** Leader only: one entry per other member. */
   progress: Record<NodeId, ProgressStatus>;
   leadTransferee: NodeId | null;
+  /** Leader only (0 otherwise): payload bytes of the entries after commit, bounded by uncommittedBytesMax. */
+  uncommittedBytes: number;
+  /** Messages step() refused since start, per kind (every kind present, zero included). */
+  refused: Record<RefusalKind, number>;
 }
+
+/**
+ * Why step() refused a message from the network. Such a message is dropped and counted and changes
+ * nothing else; no honest peer sends one, except `unknownSender` from a member just removed.
+ */
+export const RefusalKinds = [
+  /** Not the shape of a Message (types, ranges, missing fields). */
+  "malformed",
+  /** `to` is not this node. */
+  "wrongRecipient",
+  /** `from` is this node. */
+  "fromSelf",
+  /** A term so large that counting on from it could leave the safe-integer range (TERM_MAX). */
+  "termTooLarge",
+  /** An append ack, heartbeat ack, vote answer or forwarded read from a node not in this node's configuration. */
+  "unknownSender",
+  /** A TimeoutNow or ReadIndexResp not from the leader this node follows in this term. */
+  "notFromLeader",
+  /** An append, heartbeat or snapshot in this node's term from another node than that term's leader. */
+  "conflictingLeader",
+  /** Append entries that do not follow `index` one by one. */
+  "entryGap",
+  /** An append entry whose term is above the message's term. */
+  "entryTermAboveMessage",
+  /** Append entry terms that decrease (from `logTerm` on). */
+  "entryTermDecreasing",
+  /** An append's `logTerm` (or a vote request's last log term) above the message's term. */
+  "logTermAboveMessage",
+  /** An append answer (ack or rejection) in the leader's term about an index beyond the leader's log. */
+  "ackBeyondLog",
+  /** A snapshot whose term is above the message's term. */
+  "snapshotTermAboveMessage",
+] as const;
+export type RefusalKind = (typeof RefusalKinds)[number];
+
+/** The value step() returns for a message it refused; null means the message was taken. */
+export interface Refusal {
+  kind: RefusalKind;
+  /** Names what is wrong (fields and numbers, never entry or snapshot data). */
+  detail: string;
+}
+
+/** Terms above this are refused (`termTooLarge`), so a forged term cannot push counting past 2^53. */
+export const TERM_MAX = 2 ** 52;
 
 export type RaftErrorCode =
   | "NOT_LEADER"
@@ -283,11 +368,45 @@ export type RaftErrorCode =
   | "BAD_STATE"
   | "INVARIANT";
 
-/** Every error the core throws. `code` is the thing to match on, never the message. */
+/**
+ * Why a client call (a proposal, a membership change) was refused: finer than RaftErrorCode, one code per
+ * cause, so a caller (an autopilot) can act on it without reading the message.
+ */
+export type RaftRefusalReason =
+  /** This node is not the leader. */
+  | "NOT_LEADER"
+  /** A leadership transfer is in progress. */
+  | "TRANSFER_IN_PROGRESS"
+  /** The leader is removing itself from the group. */
+  | "LEADER_REMOVING_ITSELF"
+  /** The leader's uncommitted entries already hold uncommittedBytesMax bytes. */
+  | "UNCOMMITTED_BYTES_FULL"
+  /** The previous membership change is not committed yet. */
+  | "CHANGE_UNCOMMITTED"
+  /** The leader has not committed an entry of its own term yet. */
+  | "TERM_UNCOMMITTED"
+  /** The change is not an object, or its node id or context is not valid. */
+  | "MALFORMED_CHANGE"
+  /** The change type is unknown. */
+  | "UNKNOWN_CHANGE_TYPE"
+  /** AddLearner of a node that is already a voter or learner. */
+  | "ALREADY_MEMBER"
+  /** PromoteLearner of a node that is not a learner. */
+  | "NOT_LEARNER"
+  /** RemoveNode of a node that is not a member. */
+  | "NOT_MEMBER"
+  /** RemoveNode of the only voter. */
+  | "LAST_VOTER"
+  /** PromoteLearner of a learner whose match is more than promoteLagMax entries behind (or nothing yet). */
+  | "LEARNER_BEHIND";
+
+/** Every error the core throws. `code` (and `reason`) are the things to match on, never the message. */
 export class RaftError extends Error {
   constructor(
     readonly code: RaftErrorCode,
     message: string,
+    /** Set on every refused proposal and membership change; null for other errors. */
+    readonly reason: RaftRefusalReason | null = null,
   ) {
     super(message);
     this.name = "RaftError";
@@ -329,13 +448,20 @@ export interface RaftNodeApi {
   /** Advance logical time by one tick (election and heartbeat timeouts count ticks). */
   tick(): void;
   /**
-   * Feed one received message. Malformed input throws RaftError("BAD_ARGUMENT") and changes nothing;
-   * stale or unknown-sender messages are ignored.
+   * Feed one received message. Never throws for anything the network can send: a message no honest peer
+   * sends is refused as a value (a Refusal naming its kind, counted in status().refused) and changes
+   * nothing else; stale messages are ignored (null). Only a broken core throws (RaftInvariantError).
    */
-  step(message: Message): void;
-  /** Leader only; else throws RaftError("NOT_LEADER") (no forwarding: the driver redirects to status().leader). */
+  step(message: Message): Refusal | null;
+  /**
+   * Leader only; else throws RaftError("NOT_LEADER"). Refused with "PROPOSAL_DROPPED" during a transfer,
+   * while the leader removes itself, or beyond uncommittedBytesMax; `reason` says which.
+   */
   propose(data: Uint8Array): ProposalPosition;
-  /** Leader only; one change at a time, else RaftError("CONF_CHANGE_PENDING"); invalid ones "BAD_CONF_CHANGE". */
+  /**
+   * Leader only; one change at a time, else RaftError("CONF_CHANGE_PENDING"); invalid ones "BAD_CONF_CHANGE";
+   * every refusal carries a RaftRefusalReason.
+   */
   proposeConfChange(change: ConfChange): ProposalPosition;
   /** Request a linearizable read; a ReadState with the same context appears in a later Ready (or never: retry). */
   readIndex(context: Uint8Array): void;
@@ -345,6 +471,13 @@ export interface RaftNodeApi {
   /** The pending output, or null when there is none. Call advance(ready) after handling it. */
   ready(): Ready | null;
   advance(ready: Ready): void;
+  /**
+   * The transport tells the leader how sending the snapshot to `to` ended (etcd ReportSnapshot), so it
+   * need not wait snapshotTimeoutTicks: the follower is probed again, from just after the snapshot when
+   * it was delivered, from its last known match when the send failed, once the next heartbeat is
+   * answered. Ignored unless this node leads and `to` is waiting for a snapshot.
+   */
+  reportSnapshot(to: NodeId, outcome: "delivered" | "failed"): void;
   /**
    * The application hands its state at `index` (<= applied); the core discards log entries up to `index`
    * and returns the snapshot (with term and config at `index`) that the driver must persist; the driver may

@@ -3,17 +3,65 @@ import {
   ConfChangeType,
   EntryType,
   MessageType,
-  RaftError,
+  TERM_MAX,
   type ConfState,
   type Entry,
   type Message,
+  type Refusal,
 } from "./types.js";
 
 /**
- * Checks that a message from the network has the shape the core relies on. Throws RaftError("BAD_ARGUMENT")
- * naming the first bad field; the core's state is untouched when this throws.
+ * What can be checked of a message from the network without the node's state: first its shape
+ * ("malformed", naming the first bad field), then what every honest sender's log satisfies (entries follow
+ * `index` one by one, their terms never decrease from `logTerm`, and nothing carries a term newer than the
+ * message's own). Returns the refusal, or null when the message may go on to the node's own checks.
+ * The checks on what the node holds (senders, leaders, acks) are in raft-node.ts.
  */
-export function validateMessage(m: unknown): asserts m is Message {
+export function validateMessage(m: unknown): Refusal | null {
+  try {
+    checkShape(m);
+  } catch (e) {
+    if (e instanceof Malformed) return { kind: "malformed", detail: e.message };
+    throw e;
+  }
+  return checkClaims(m);
+}
+
+function checkClaims(m: Message): Refusal | null {
+  if (m.term > TERM_MAX) return { kind: "termTooLarge", detail: `term ${m.term} above ${TERM_MAX}` };
+  const votes = m.type === MessageType.Vote || m.type === MessageType.PreVote;
+  if ((votes || m.type === MessageType.Append) && m.logTerm > m.term) {
+    return { kind: "logTermAboveMessage", detail: `logTerm ${m.logTerm} above the message term ${m.term}` };
+  }
+  if (m.type === MessageType.Append) {
+    let prevTerm = m.logTerm;
+    for (let i = 0; i < m.entries.length; i++) {
+      const e = m.entries[i]!;
+      if (e.index !== m.index + 1 + i) {
+        return { kind: "entryGap", detail: `entries[${i}].index ${e.index} does not follow ${m.index + i}` };
+      }
+      if (e.term > m.term) {
+        return {
+          kind: "entryTermAboveMessage",
+          detail: `entries[${i}].term ${e.term} above the message term ${m.term}`,
+        };
+      }
+      if (e.term < prevTerm) {
+        return { kind: "entryTermDecreasing", detail: `entries[${i}].term ${e.term} below ${prevTerm}` };
+      }
+      prevTerm = e.term;
+    }
+  }
+  if (m.type === MessageType.Snapshot && m.snapshot!.metadata.term > m.term) {
+    return {
+      kind: "snapshotTermAboveMessage",
+      detail: `snapshot term ${m.snapshot!.metadata.term} above the message term ${m.term}`,
+    };
+  }
+  return null;
+}
+
+function checkShape(m: unknown): asserts m is Message {
   if (typeof m !== "object" || m === null) bad("message", "not an object");
   const r = m as Record<string, unknown>;
   if (!Object.values(MessageType).includes(r.type as MessageType)) bad("type", String(r.type));
@@ -85,6 +133,8 @@ function bytes(v: unknown, at: string): void {
   if (!(v instanceof Uint8Array)) bad(at, "not a Uint8Array");
 }
 
+class Malformed extends Error {}
+
 function bad(field: string, why: string): never {
-  throw new RaftError("BAD_ARGUMENT", `invalid raft message: ${field}: ${why}`);
+  throw new Malformed(`${field}: ${why}`);
 }

@@ -52,15 +52,19 @@ export class InvalidArgument extends RaftDriverError {
   }
 }
 
-/** The core refused the operation (e.g. a membership change while another is pending). */
+/**
+ * The core refused the operation (e.g. a membership change while another is pending). `reason` is the
+ * core's code for why (a RaftRefusalReason such as "LEARNER_BEHIND", else its RaftErrorCode): match on it.
+ */
 export class Rejected extends RaftDriverError {
   override readonly name = "Rejected";
   readonly code = "REJECTED";
   constructor(
     readonly operation: string,
     readonly reason: string,
+    detail = "",
   ) {
-    super(`${operation} rejected: ${reason}`);
+    super(`${operation} rejected: ${reason}${detail === "" ? "" : `: ${detail}`}`);
   }
 }
 

@@ -408,10 +408,6 @@ export class RaftDriver<R = unknown> {
     this.#receivedWaiting++;
     this.#enqueue(() => {
       this.#receivedWaiting--;
-      if (this.#impossibleAck(m)) {
-        this.#opts.log?.(`raft: dropped an ack of ${m.index} from ${m.from}, beyond this leader's log`);
-        return;
-      }
       if (m.snapshot !== null && m.type === MessageType.Snapshot) {
         try {
           this.#opts.stateMachine.checkSnapshot?.(m.snapshot.data, m.snapshot.metadata.index);
@@ -421,28 +417,19 @@ export class RaftDriver<R = unknown> {
           return;
         }
       }
-      try {
-        this.#core.step(m);
-      } catch (e) {
-        // Bad input from the network changes nothing; only a broken core is fatal.
-        if (e instanceof RaftError && e.code === "BAD_ARGUMENT") {
-          this.#opts.log?.(`raft: dropped invalid message type ${m.type} from ${m.from}: ${e.message}`);
-        } else {
-          throw e;
+      // The core refuses bad input from the network as a value (counted in status().refused); only a
+      // broken core throws, and that is fatal.
+      const refused = this.#core.step(m);
+      if (refused !== null && this.#opts.log !== undefined) {
+        // The first of each kind and every 1000th after: a flooding peer cannot grow the log without bound.
+        const count = this.#core.status().refused[refused.kind];
+        if (count === 1 || count % 1000 === 0) {
+          this.#opts.log(
+            `raft: refused message type ${m.type} from ${m.from}: ${refused.kind}: ${refused.detail} (${count} of this kind so far)`,
+          );
         }
       }
     });
-  }
-
-  /**
-   * An append ack, in this leader's term, for an index its log does not hold. No honest follower sends
-   * one (a leader never shortens its log within its term), but the core asserts it as an invariant and
-   * would stop the node, so this input from the network is dropped before it reaches the core.
-   */
-  #impossibleAck(m: Message): boolean {
-    if (m.type !== MessageType.AppendResp || m.reject) return false;
-    const s = this.#core.status();
-    return s.role === "leader" && m.term === s.term && m.index > s.lastIndex;
   }
 
   #confChange(change: ConfChange, timeoutMs = this.#opts.proposeTimeoutMs): Promise<{ index: number }> {
@@ -501,7 +488,7 @@ export class RaftDriver<R = unknown> {
         this.#halt(e);
         return e;
       default:
-        return new Rejected(operation, `${e.code}: ${e.message}`);
+        return new Rejected(operation, e.reason ?? e.code, e.message);
     }
   }
 

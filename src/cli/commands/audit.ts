@@ -1,11 +1,19 @@
 /**
  * `lockbox audit`: reads a peer's audit log (who, which key, which
  * operation, when, outcome; never key bytes) through AdminService, following
- * pages, and shows the most recent events.
+ * pages, and shows the most recent events. Every field is shown through
+ * terminalSafe(): the log stores client text escaped, and nothing a client
+ * sent can reach the terminal as a control character either way.
+ *
+ * `lockbox audit verify --dir DIR` checks the hash chain of a stopped peer's
+ * log offline, straight from its data directory, and names the first bad
+ * record.
  */
+import { resolve } from "node:path";
+import { terminalSafe } from "../../audit/audit-text.js";
 import type { AuditEvent } from "../../client/index.js";
 import type { CliCommand } from "../command.js";
-import { EXIT_OK } from "../command.js";
+import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 import {
   CONNECTION_HELP,
   CONNECTION_OPTIONS,
@@ -15,14 +23,21 @@ import {
   intFlag,
   parseCommandArgs,
   printJson,
+  requiredFlag,
   runGuarded,
   stringFlag,
 } from "../client-options.js";
 
 const USAGE = [
   "usage: lockbox audit [--key ID] [--identity NAME] [--limit N] [connection] [--json]",
+  "       lockbox audit verify --dir DIR [--json]",
   "",
-  "Shows the most recent audit events of a peer, oldest first.",
+  "Shows the most recent audit events of a peer, oldest first. Client-supplied text",
+  "is shown escaped (\\xNN for control characters, a backslash doubled).",
+  "",
+  "verify checks the audit log's hash chain in DIR (the directory `lockbox init` made)",
+  "with the peer stopped, and names the first record that was edited or removed.",
+  "Exit 0 when intact, 1 when damaged.",
   "",
   "options:",
   "  --key ID               only events of this key (the client key file is --client-key here)",
@@ -41,6 +56,7 @@ export const command: CliCommand = {
   name: "audit",
   summary: "read a peer's audit log",
   run(argv) {
+    if (argv[0] === "verify") return runGuarded("lockbox audit verify", USAGE, () => verify(argv.slice(1)));
     return runGuarded("lockbox audit", USAGE, async () => {
       const args = parseCommandArgs(
         argv,
@@ -84,7 +100,7 @@ export const command: CliCommand = {
           token = res.nextPageToken;
         }
         if (boolFlag(args, "json")) {
-          printJson({ events: recent, truncated });
+          printJson({ events: recent.map(safeEvent), truncated });
         } else {
           for (const e of recent) process.stdout.write(line(e) + "\n");
           if (truncated) process.stdout.write(`(stopped after ${PAGES_MAX} pages)\n`);
@@ -97,7 +113,50 @@ export const command: CliCommand = {
   },
 };
 
+async function verify(argv: string[]): Promise<number> {
+  const args = parseCommandArgs(
+    argv,
+    { dir: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    0,
+  );
+  if (boolFlag(args, "help")) {
+    process.stdout.write(USAGE + "\n");
+    return EXIT_OK;
+  }
+  const dir = resolve(requiredFlag(args, "dir"));
+  // Loaded only here: reading LevelDB is this subcommand's business alone.
+  const { loadPeerConfig, resolvePeerPath } = await import("../../config/peer-config.js");
+  const { openPeerStore } = await import("../../store/peer-store.js");
+  const { verifyAuditLog } = await import("../../audit/audit-log.js");
+  const config = await loadPeerConfig(dir);
+  const store = await openPeerStore(resolvePeerPath(dir, config, "data"));
+  try {
+    const verdict = await verifyAuditLog(store);
+    if (boolFlag(args, "json")) printJson(verdict);
+    else if (verdict.ok) {
+      const range = verdict.records === 0 ? "" : ` (#${verdict.first}..#${verdict.last})`;
+      const dropped = verdict.dropped > 0 ? `; ${verdict.dropped} older records dropped by retention` : "";
+      process.stdout.write(`audit log intact: ${verdict.records} records${range}${dropped}\n`);
+    } else {
+      process.stdout.write(
+        `audit log damaged at record #${verdict.sequence}: ${terminalSafe(verdict.problem)}\n`,
+      );
+    }
+    return verdict.ok ? EXIT_OK : EXIT_FAILURE;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Every string of an event, terminal-safe (for --json too: a reader may print the values). */
+function safeEvent(e: AuditEvent): AuditEvent {
+  return Object.fromEntries(
+    Object.entries(e).map(([k, v]) => [k, typeof v === "string" ? terminalSafe(v) : v]),
+  ) as unknown as AuditEvent;
+}
+
 function line(e: AuditEvent): string {
+  const count = e.count !== undefined && e.count !== "1" ? `x${e.count}` : "";
   return [
     e.time?.toISOString() ?? "-",
     `#${e.sequence}`,
@@ -107,8 +166,12 @@ function line(e: AuditEvent): string {
     e.project ?? "-",
     // The status name says the same as the outcome for most events; show it only when it adds something.
     e.status === e.outcome || e.status === "" ? e.outcome : `${e.outcome} (${e.status})`,
+    count,
+    e.source === undefined ? "" : `from ${e.source}`,
     e.detail ?? "",
   ]
+    .filter((f) => f !== "")
+    .map(terminalSafe)
     .join("  ")
     .trimEnd();
 }

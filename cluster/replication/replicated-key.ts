@@ -1,0 +1,271 @@
+/**
+ * A key record as replicas hold it, and the merge that makes replicas agree (DESIGN §4). The record
+ * is conflict-free: what a create writes (id, names, algorithm, wrapped material, the create stamp)
+ * never changes; everything that can change is a field with its own join:
+ *
+ *   state      last writer wins by HLC stamp (ties: "deactivated" over "active")
+ *   tombstone  destroyed wins over everything: once either side has it, the merge has it (the later
+ *              stamp of the two), and the wrapped material is gone for good
+ *   grants     a set by grant id; a grant's terms are immutable, its revocation wins once present
+ *              (the earlier revocation stamp of the two)
+ *   consumers  a last-writer-wins element set: per consumer, the entry with the later stamp
+ *              (ties: removal wins)
+ *
+ * Each join is a semilattice join, so `mergeKeys` is commutative, associative and idempotent, and
+ * replicas that have seen the same writes in any order, any number of times, hold equal records.
+ * Two versions that disagree on an immutable part are not merged (CONFLICT): one of them is damaged
+ * or forged, and picking either could serve the wrong material.
+ *
+ * Records are canonical (grants sorted by id, consumers by key, no duplicates), so equal records are
+ * equal field by field and encode to equal bytes.
+ */
+import { checkStamp, compareStamps, maxStamp, minStamp, stampsEqual, type HlcStamp } from "./hlc.js";
+import { ReplicationError } from "./replication-error.js";
+
+export type KeyState = "active" | "deactivated";
+
+/** What a create writes and nothing ever changes. */
+export interface ImmutableKeyFields {
+  id: string;
+  project: string;
+  scope: string;
+  name: string;
+  algorithm: string;
+  bitLength: number;
+  createdAtMs: number;
+  /** The key this one was cloned or rekeyed from; "" for an original key. */
+  parentId: string;
+}
+
+export interface GrantEntry {
+  id: string;
+  grantee: string;
+  grantedBy: string;
+  createdAtMs: number;
+  expiresAtMs: number;
+  /** When it was revoked (the earliest revocation any replica saw), or null. */
+  revoked: HlcStamp | null;
+}
+
+export interface ConsumerEntry {
+  /** The consumer's identity, e.g. "service/resource-type/resource-id"; unique within a key. */
+  key: string;
+  /** True after a register, false after a remove: whichever write has the later stamp. */
+  present: boolean;
+  stamp: HlcStamp;
+}
+
+export interface ReplicatedKey {
+  fields: ImmutableKeyFields;
+  /** The create's stamp: immutable, one per key. */
+  created: HlcStamp;
+  /** Key material wrapped under the project KEK; null exactly when the key is destroyed. */
+  wrappedMaterial: Uint8Array | null;
+  state: { value: KeyState; stamp: HlcStamp };
+  /** When the key was destroyed, or null. */
+  tombstone: HlcStamp | null;
+  /** Sorted by id, ids unique. */
+  grants: GrantEntry[];
+  /** Sorted by key, keys unique. */
+  consumers: ConsumerEntry[];
+}
+
+/** Bounds on what one record may carry: a hostile record cannot make a merge grow without bound. */
+export const GRANTS_PER_KEY_MAX = 1024;
+export const CONSUMERS_PER_KEY_MAX = 1024;
+export const WRAPPED_MATERIAL_BYTES_MAX = 4096;
+
+/** The join of two versions of one key. Throws CONFLICT when their immutable parts differ. */
+export function mergeKeys(a: ReplicatedKey, b: ReplicatedKey): ReplicatedKey {
+  validateKey(a);
+  validateKey(b);
+  if (!sameFields(a.fields, b.fields)) throw conflict(a.fields.id, "immutable fields differ");
+  if (!stampsEqual(a.created, b.created)) throw conflict(a.fields.id, "creation stamps differ");
+  if (
+    a.wrappedMaterial !== null &&
+    b.wrappedMaterial !== null &&
+    !bytesEqual(a.wrappedMaterial, b.wrappedMaterial)
+  ) {
+    throw conflict(a.fields.id, "wrapped material differs");
+  }
+  const tombstone =
+    a.tombstone === null
+      ? b.tombstone
+      : b.tombstone === null
+        ? a.tombstone
+        : maxStamp(a.tombstone, b.tombstone);
+  return {
+    fields: { ...a.fields },
+    created: { ...a.created },
+    // Tombstone wins: once destroyed on any replica, the material is gone from the merge.
+    wrappedMaterial: tombstone === null ? new Uint8Array(a.wrappedMaterial!) : null,
+    state: mergeState(a.state, b.state),
+    tombstone: tombstone === null ? null : { ...tombstone },
+    grants: mergeGrants(a.fields.id, a.grants, b.grants),
+    consumers: mergeConsumers(a.consumers, b.consumers),
+  };
+}
+
+/** Merges many versions (in any order: the result is the same). */
+export function mergeAll(versions: readonly ReplicatedKey[]): ReplicatedKey {
+  if (versions.length === 0) throw new ReplicationError("INVALID_ARGUMENT", "nothing to merge");
+  return versions.slice(1).reduce(mergeKeys, versions[0]!);
+}
+
+/** The newest stamp anywhere in the record: a replica holding an older one has missed a write. */
+export function latestStamp(k: ReplicatedKey): HlcStamp {
+  let latest = maxStamp(k.created, k.state.stamp);
+  if (k.tombstone !== null) latest = maxStamp(latest, k.tombstone);
+  for (const g of k.grants) if (g.revoked !== null) latest = maxStamp(latest, g.revoked);
+  for (const c of k.consumers) latest = maxStamp(latest, c.stamp);
+  return latest;
+}
+
+/** Every invariant of a record; INVALID_RECORD names the first broken one. */
+export function validateKey(k: ReplicatedKey): void {
+  const id = typeof k?.fields?.id === "string" ? k.fields.id : "?";
+  const bad = (m: string): never => {
+    throw new ReplicationError("INVALID_RECORD", `key ${id}: ${m}`);
+  };
+  if (typeof k !== "object" || k === null || typeof k.fields !== "object" || k.fields === null)
+    bad("not a record");
+  const f = k.fields;
+  for (const name of ["id", "project", "scope", "name", "algorithm", "parentId"] as const) {
+    if (typeof f[name] !== "string") bad(`${name} is not a string`);
+  }
+  if (f.id.length === 0) bad("id is empty");
+  if (!Number.isSafeInteger(f.bitLength) || f.bitLength <= 0) bad("bitLength is not a positive integer");
+  if (!Number.isSafeInteger(f.createdAtMs) || f.createdAtMs < 0)
+    bad("createdAtMs is not a non-negative integer");
+  checkStamp(k.created, `key ${id} created`);
+  checkStamp(k.state?.stamp, `key ${id} state`);
+  if (k.state.value !== "active" && k.state.value !== "deactivated")
+    bad(`state ${String(k.state.value)} is unknown`);
+  if (k.tombstone !== null) checkStamp(k.tombstone, `key ${id} tombstone`);
+  if (k.tombstone === null) {
+    if (!(k.wrappedMaterial instanceof Uint8Array) || k.wrappedMaterial.length === 0)
+      bad("a live key has no material");
+    if (k.wrappedMaterial!.length > WRAPPED_MATERIAL_BYTES_MAX) bad("wrapped material is too long");
+  } else if (k.wrappedMaterial !== null) {
+    bad("a destroyed key still holds material");
+  }
+  if (!Array.isArray(k.grants) || k.grants.length > GRANTS_PER_KEY_MAX)
+    bad(`more than ${GRANTS_PER_KEY_MAX} grants`);
+  k.grants.forEach((g, i) => {
+    if (typeof g.id !== "string" || g.id.length === 0) bad(`grant ${i} has no id`);
+    if (i > 0 && !(k.grants[i - 1]!.id < g.id)) bad("grants are not sorted by unique id");
+    if (typeof g.grantee !== "string" || typeof g.grantedBy !== "string")
+      bad(`grant ${g.id} names no grantee`);
+    if (!Number.isSafeInteger(g.createdAtMs) || !Number.isSafeInteger(g.expiresAtMs))
+      bad(`grant ${g.id} has bad times`);
+    if (g.revoked !== null) checkStamp(g.revoked, `key ${id} grant ${g.id} revoked`);
+  });
+  if (!Array.isArray(k.consumers) || k.consumers.length > CONSUMERS_PER_KEY_MAX) {
+    bad(`more than ${CONSUMERS_PER_KEY_MAX} consumers`);
+  }
+  k.consumers.forEach((c, i) => {
+    if (typeof c.key !== "string" || c.key.length === 0) bad(`consumer ${i} has no key`);
+    if (i > 0 && !(k.consumers[i - 1]!.key < c.key)) bad("consumers are not sorted by unique key");
+    if (typeof c.present !== "boolean") bad(`consumer ${c.key} has no presence flag`);
+    checkStamp(c.stamp, `key ${id} consumer ${c.key}`);
+  });
+}
+
+function mergeState(a: ReplicatedKey["state"], b: ReplicatedKey["state"]): ReplicatedKey["state"] {
+  const order = compareStamps(a.stamp, b.stamp);
+  // Equal stamps mean one write event; should the values ever differ, both sides still pick the same.
+  const winner = order > 0 ? a : order < 0 ? b : a.value === "deactivated" ? a : b;
+  return { value: winner.value, stamp: { ...winner.stamp } };
+}
+
+function mergeGrants(keyId: string, a: readonly GrantEntry[], b: readonly GrantEntry[]): GrantEntry[] {
+  const out: GrantEntry[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x.id < y.id)) {
+      out.push(copyGrant(x!));
+      i += 1;
+    } else if (x === undefined || y.id < x.id) {
+      out.push(copyGrant(y));
+      j += 1;
+    } else {
+      if (
+        x.grantee !== y.grantee ||
+        x.grantedBy !== y.grantedBy ||
+        x.createdAtMs !== y.createdAtMs ||
+        x.expiresAtMs !== y.expiresAtMs
+      ) {
+        throw conflict(keyId, `grant ${x.id} terms differ`);
+      }
+      const revoked =
+        x.revoked === null ? y.revoked : y.revoked === null ? x.revoked : minStamp(x.revoked, y.revoked);
+      out.push({ ...copyGrant(x), revoked: revoked === null ? null : { ...revoked } });
+      i += 1;
+      j += 1;
+    }
+  }
+  if (out.length > GRANTS_PER_KEY_MAX)
+    throw new ReplicationError("INVALID_RECORD", `key ${keyId}: merge exceeds ${GRANTS_PER_KEY_MAX} grants`);
+  return out;
+}
+
+function mergeConsumers(a: readonly ConsumerEntry[], b: readonly ConsumerEntry[]): ConsumerEntry[] {
+  const out: ConsumerEntry[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x.key < y.key)) {
+      out.push(copyConsumer(x!));
+      i += 1;
+    } else if (x === undefined || y.key < x.key) {
+      out.push(copyConsumer(y));
+      j += 1;
+    } else {
+      const order = compareStamps(x.stamp, y.stamp);
+      const winner = order > 0 ? x : order < 0 ? y : !x.present ? x : y; // a tie goes to the removal
+      out.push(copyConsumer(winner));
+      i += 1;
+      j += 1;
+    }
+  }
+  if (out.length > CONSUMERS_PER_KEY_MAX) {
+    throw new ReplicationError("INVALID_RECORD", `merge exceeds ${CONSUMERS_PER_KEY_MAX} consumers`);
+  }
+  return out;
+}
+
+const copyGrant = (g: GrantEntry): GrantEntry => ({
+  ...g,
+  revoked: g.revoked === null ? null : { ...g.revoked },
+});
+const copyConsumer = (c: ConsumerEntry): ConsumerEntry => ({ ...c, stamp: { ...c.stamp } });
+
+function sameFields(a: ImmutableKeyFields, b: ImmutableKeyFields): boolean {
+  return (
+    a.id === b.id &&
+    a.project === b.project &&
+    a.scope === b.scope &&
+    a.name === b.name &&
+    a.algorithm === b.algorithm &&
+    a.bitLength === b.bitLength &&
+    a.createdAtMs === b.createdAtMs &&
+    a.parentId === b.parentId
+  );
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+function conflict(id: string, what: string): ReplicationError {
+  // Never the material itself in a message: key bytes stay out of errors and logs.
+  return new ReplicationError("CONFLICT", `key ${id}: ${what}; versions not merged`);
+}

@@ -1,0 +1,40 @@
+/**
+ * Idempotency is declared once, in the protos (`option idempotency_level`),
+ * and both edges read it from their loaded definitions: the server treats
+ * NO_SIDE_EFFECTS methods as reads (refused when they cannot be audited),
+ * the client retries DEADLINE_EXCEEDED only for declared methods. This pins
+ * the declarations both read.
+ */
+import test from "ava";
+import { lockboxProtos } from "../../src/client/proto-definitions.js";
+import { type Idempotency, idempotencyOf, serverProtos } from "../../src/server/proto-definitions.js";
+
+const DECLARED: Record<string, Idempotency> = {
+  CreateKey: "IDEMPOTENCY_UNKNOWN",
+  ImportKey: "IDEMPOTENCY_UNKNOWN",
+  GetKey: "NO_SIDE_EFFECTS",
+  GetKeyMetadata: "NO_SIDE_EFFECTS",
+  ListKeys: "NO_SIDE_EFFECTS",
+  DeleteKey: "IDEMPOTENCY_UNKNOWN",
+  CloneKey: "IDEMPOTENCY_UNKNOWN",
+  RekeyClone: "IDEMPOTENCY_UNKNOWN",
+  CreateGrant: "IDEMPOTENCY_UNKNOWN",
+  RevokeGrant: "IDEMPOTENT",
+  GetStatus: "NO_SIDE_EFFECTS",
+  ListAuditEvents: "NO_SIDE_EFFECTS",
+};
+
+test("the server edge and the client read the same idempotency from the protos", (t) => {
+  const server = serverProtos();
+  const client = lockboxProtos();
+  const clientMethods = {
+    ...client.keys.lockbox.v1.KeyService.service,
+    ...client.admin.lockbox.v1.AdminService.service,
+  } as Record<string, { options?: { idempotency_level?: unknown } }>;
+  const serverMethods = { ...server.keyService, ...server.adminService };
+  t.deepEqual(Object.keys(serverMethods).sort(), Object.keys(DECLARED).sort());
+  for (const [name, level] of Object.entries(DECLARED)) {
+    t.is(idempotencyOf(serverMethods[name]!), level, `server: ${name}`);
+    t.is(clientMethods[name]?.options?.idempotency_level, level, `client: ${name}`);
+  }
+});
