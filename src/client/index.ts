@@ -13,5 +13,13 @@ export {
 } from "./lockbox-client.js";
 export { LockboxClientError, isLockboxClientError, statusName, type StatusCodeName } from "./client-error.js";
 export { KeyCache, type KeyCacheOptions } from "./key-cache.js";
-export type { AuditEvent, FetchedKey, Grant, KeyMetadata, Page, PeerStatus } from "./plain-types.js";
+export type {
+  AuditEvent,
+  FetchedKey,
+  Grant,
+  KeyMetadata,
+  Page,
+  PeerStatus,
+  PurgeStatus,
+} from "./plain-types.js";
 export { loadClientTls, TlsMaterialError, type ClientTlsSource, type PemSource } from "./tls-material.js";

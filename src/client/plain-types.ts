@@ -7,6 +7,7 @@ import type { AuditEvent__Output } from "../gen/lockbox/v1/AuditEvent.js";
 import type { GetStatusResponse__Output } from "../gen/lockbox/v1/GetStatusResponse.js";
 import type { Grant__Output } from "../gen/lockbox/v1/Grant.js";
 import type { KeyMetadata__Output } from "../gen/lockbox/v1/KeyMetadata.js";
+import type { PurgeStatus__Output } from "../gen/lockbox/v1/PurgeStatus.js";
 import type { Timestamp, Timestamp__Output } from "../gen/google/protobuf/Timestamp.js";
 
 export interface KeyMetadata {
@@ -53,6 +54,40 @@ export interface PeerStatus {
   /** A decimal string: the wire type is uint64. */
   keyCount: string;
   partitionPower: number;
+  /** The peer's raft node; absent from peers that do not report it. */
+  raft?: RaftStatus;
+  /** The peer's batched purge of destroyed material; absent from peers that do not report it. */
+  purge?: PurgeStatus;
+}
+
+export interface RaftStatus {
+  /** "leader", "follower", "candidate", "preCandidate", or "stopped". */
+  role: string;
+  /** Decimal strings: the wire types are uint64. */
+  term: string;
+  /** "" when no leader is known. */
+  leader: string;
+  commit: string;
+  applied: string;
+  snapshotIndex: string;
+  voters: string[];
+  learners: string[];
+}
+
+/** Counts and milliseconds are decimal strings: the wire types are uint64. */
+export interface PurgeStatus {
+  /** Destroyed values whose overwritten bytes still wait for a purge run. */
+  pending: string;
+  /** How long the oldest of them has waited ("0" when none). */
+  oldestPendingMs: string;
+  runs: string;
+  purged: string;
+  failedRuns: string;
+  lastRunMs: string;
+  /** When the last run ended; absent before the first. */
+  lastRunAt?: Date;
+  /** The longest a value waits before a run starts. */
+  delayMs: string;
 }
 
 export interface AuditEvent {
@@ -144,6 +179,33 @@ export function toPeerStatus(s: GetStatusResponse__Output): PeerStatus {
     startedAt: toDate(s.started_at),
     keyCount: String(s.key_count),
     partitionPower: s.partition_power,
+    raft:
+      s.raft === null
+        ? undefined
+        : {
+            role: s.raft.role,
+            term: String(s.raft.term),
+            leader: s.raft.leader,
+            commit: String(s.raft.commit),
+            applied: String(s.raft.applied),
+            snapshotIndex: String(s.raft.snapshot_index),
+            voters: [...s.raft.voters],
+            learners: [...s.raft.learners],
+          },
+    purge: s.purge === null ? undefined : toPurgeStatus(s.purge),
+  });
+}
+
+function toPurgeStatus(p: PurgeStatus__Output): PurgeStatus {
+  return compact({
+    pending: String(p.pending),
+    oldestPendingMs: String(p.oldest_pending_ms),
+    runs: String(p.runs),
+    purged: String(p.purged),
+    failedRuns: String(p.failed_runs),
+    lastRunMs: String(p.last_run_ms),
+    lastRunAt: toDate(p.last_run_at),
+    delayMs: String(p.delay_ms),
   });
 }
 

@@ -1,7 +1,8 @@
 /**
  * The composition root: one lockbox peer, wired from its config. config ->
  * master key provider -> store, barrier, key service, audit log (peer-core.ts)
- * -> gRPC server. `lockbox serve`, `lockbox dev-cluster` and the tests start
+ * -> raft node on the same store (src/raft) -> one gRPC server serving keys,
+ * admin and the raft peer service. `lockbox serve`, `lockbox dev-cluster` and the tests start
  * peers through this one function, so they run the same thing; a test that
  * must replace a part says which through `replaceParts`.
  */
@@ -11,11 +12,7 @@ import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
-import {
-  startLockboxServer,
-  type LockboxServerOptions,
-  type RunningServer,
-} from "../server/lockbox-server.js";
+import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
@@ -50,6 +47,13 @@ export interface RunningPeer {
 }
 
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
+  // The edge's modules (grpc-js, protobufjs: most of a start's time goes to loading them) load
+  // while the config is read and the store opens, rather than before: both run at once.
+  const serverModule = import("../server/lockbox-server.js");
+  serverModule.catch(() => {}); // awaited below; unobserved only when an earlier step failed
+  // The raft transport loads grpc-js and peer.proto too: the same overlap.
+  const raftModule = import("../raft/peer-raft.js");
+  raftModule.catch(() => {});
   const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const clock = options.clock ?? systemClock;
   const { dir } = options;
@@ -68,10 +72,27 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     clock,
     audit: { log },
   });
+  let stopRaft = async (): Promise<void> => {};
+  const close = async (): Promise<void> => {
+    await stopRaft();
+    await core.close();
+  };
   try {
     const { barrier, keys, audit } = core;
+    // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
+    const { startPeerRaft } = await raftModule;
+    const raft = await startPeerRaft({
+      peerId: config.peerId,
+      store: core.store,
+      tls,
+      log,
+      // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
+      onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
+    });
+    stopRaft = () => raft.stop();
     const startedAt = clock.now();
     const description = protector.describe();
+    const { startLockboxServer } = await serverModule;
     const server = await startLockboxServer(
       {
         tls,
@@ -79,6 +100,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
+        peerServices: [raft.service],
         admin: {
           status: () => ({
             peerId: config.peerId,
@@ -90,6 +112,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             startedAt,
             keyCount: keys.stats().keyCount,
             partitionPower: config.partitionPower,
+            raft: raft.status(),
+            purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
         },
@@ -97,9 +121,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       },
       options.listen ?? config.listen,
     );
-    return runningPeer(config, server, () => core.close());
+    return runningPeer(config, server, close);
   } catch (err) {
-    await core.close();
+    await close();
     throw err;
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The cluster CA and the certificates it issues, all ECDSA P-256 / SHA-256:
  * - the CA itself (self-signed, 10 years, may sign leaf certificates only);
- * - a peer's server certificate (SAN: 127.0.0.1, localhost and any
- *   configured names; serverAuth and clientAuth, for peer links later);
+ * - a peer's certificate (SAN: 127.0.0.1, localhost and any configured
+ *   names, and the URI `urn:lockbox:peer:<peer id>` that marks it as a
+ *   peer's; serverAuth and clientAuth, for the peer links of src/raft);
  * - client identity certificates: CN = identity, the role and projects as
  *   SAN URIs, clientAuth only.
  * Everything goes in and out as PEM strings; callers decide where they live.
@@ -11,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { LockboxError } from "../errors.js";
 import { type Role, PROJECT_URI_PREFIX, ROLE_URI_PREFIX } from "../identity/caller.js";
+import { PEER_URI_PREFIX } from "./peer-certificate-verifier.js";
 import { assertValidIdentityName, assertValidProjectName } from "./identity-names.js";
 import { webcrypto, x509 } from "./x509.js";
 
@@ -57,6 +59,7 @@ export async function issuePeerCertificate(
   assertValidIdentityName("peer_id", params.peerId);
   const names = new Set(["127.0.0.1", "localhost", ...(params.hostNames ?? [])]);
   const san = [...names].map((n): x509.JsonGeneralName => ({ type: isIP(n) !== 0 ? "ip" : "dns", value: n }));
+  san.push({ type: "url", value: PEER_URI_PREFIX + params.peerId });
   return issueLeaf(ca, {
     commonName: params.peerId,
     san,

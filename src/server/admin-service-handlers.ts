@@ -5,6 +5,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { ServiceDefinition } from "@grpc/proto-loader";
 import type { AuditEvent, AuditListRequest, AuditListResponse } from "../audit/audit-log.js";
+import type { PurgeStatus } from "../store/purger.js";
 import type { AuditEvent as WireAuditEvent } from "../gen/lockbox/v1/AuditEvent.js";
 import type { GetStatusRequest__Output } from "../gen/lockbox/v1/GetStatusRequest.js";
 import type { GetStatusResponse } from "../gen/lockbox/v1/GetStatusResponse.js";
@@ -24,6 +25,19 @@ export interface PeerStatus {
   startedAt: Date;
   keyCount: number;
   partitionPower: number;
+  /** The peer's raft node (src/raft/peer-raft.ts PeerRaftStatus). */
+  raft?: {
+    role: string;
+    term: number;
+    leader: string;
+    commit: number;
+    applied: number;
+    snapshotIndex: number;
+    voters: string[];
+    learners: string[];
+  };
+  /** The store's batched purge of destroyed material (src/store/purger.ts). */
+  purge: PurgeStatus;
 }
 
 export interface AdminApi {
@@ -62,6 +76,30 @@ export function adminServiceHandlers(
           started_at: timestampToWire(s.startedAt),
           key_count: String(s.keyCount),
           partition_power: s.partitionPower,
+          raft:
+            s.raft === undefined
+              ? null
+              : {
+                  role: s.raft.role,
+                  term: String(s.raft.term),
+                  leader: s.raft.leader,
+                  commit: String(s.raft.commit),
+                  applied: String(s.raft.applied),
+                  snapshot_index: String(s.raft.snapshotIndex),
+                  voters: s.raft.voters,
+                  learners: s.raft.learners,
+                },
+          purge: {
+            pending: String(s.purge.pending),
+            oldest_pending_ms: String(Math.round(s.purge.oldestPendingMs)),
+            runs: String(s.purge.runs),
+            purged: String(s.purge.purgedKeys),
+            failed_runs: String(s.purge.failedRuns),
+            last_run_ms: String(Math.round(s.purge.lastRunMs)),
+            last_run_at:
+              s.purge.lastRunEndedAt === undefined ? null : timestampToWire(new Date(s.purge.lastRunEndedAt)),
+            delay_ms: String(s.purge.delayMs),
+          },
         },
       };
     },

@@ -8,8 +8,8 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type * as http2 from "node:http2";
-import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
+import { createRequire } from "node:module";
+import type { HealthImplementation, ServingStatus } from "grpc-health-check";
 import { systemClock, type Clock } from "../time/clock.js";
 import { describeHostPort, formatHostPort, parseHostPort } from "../net/host-port.js";
 import { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
@@ -27,10 +27,33 @@ import { listenEdge } from "./edge-listener.js";
 import type { EdgeAuditSink } from "./edge-audit.js";
 import { type KeyServiceApi, keyServiceHandlers } from "./key-service-handlers.js";
 import { ADMIN_SERVICE_NAME, KEY_SERVICE_NAME, serverProtos } from "./proto-definitions.js";
+import { addLazyServices, type LazyServiceShapes } from "./lazy-service.js";
 import { withLinkedFileDescriptors } from "./reflection-descriptors.js";
 import { withTolerantDeserializers } from "./undecodable-request.js";
 
 export { REQUEST_BYTES_MAX };
+
+// Synchronous loading for the lazily built services (a deserializer cannot wait for an import).
+const require = createRequire(import.meta.url);
+
+/** grpc.health.v1 (grpc-health-check's health.proto). */
+const HEALTH_SHAPES: LazyServiceShapes = {
+  "grpc.health.v1.Health": {
+    Check: { requestStream: false, responseStream: false },
+    Watch: { requestStream: false, responseStream: true },
+  },
+};
+
+/** Both versions @grpc/reflection serves (its reflection.proto files). */
+const REFLECTION_SHAPES: LazyServiceShapes = {
+  "grpc.reflection.v1.ServerReflection": {
+    ServerReflectionInfo: { requestStream: true, responseStream: true },
+  },
+  "grpc.reflection.v1alpha.ServerReflection": {
+    ServerReflectionInfo: { requestStream: true, responseStream: true },
+  },
+};
+
 /** How long close() lets in-flight calls finish before cutting them. */
 export const DRAIN_TIMEOUT_MS_DEFAULT = 5_000;
 
@@ -43,6 +66,15 @@ export interface LockboxServerOptions {
   log?: (line: string) => void;
   /** Overrides of EDGE_LIMITS_DEFAULT (edge-limits.ts). */
   limits?: Partial<EdgeLimits>;
+  /**
+   * Services served beside KeyService and AdminService that authenticate their callers themselves
+   * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
+   * the same TLS and the same REQUEST_BYTES_MAX bound.
+   */
+  peerServices?: readonly {
+    definition: grpc.ServiceDefinition;
+    implementation: grpc.UntypedServiceImplementation;
+  }[];
 }
 
 export interface RunningServer {
@@ -109,19 +141,29 @@ export async function startLockboxServer(
     strict(protos.adminService),
     adminServiceHandlers(options.admin, ctx, protos.adminService),
   );
+  // Not behind call admission: these authenticate each call themselves (src/raft: peer certificates).
+  for (const s of options.peerServices ?? []) server.addService(s.definition, s.implementation);
 
   // Health and reflection describe the peer, not keys: they are open to any
-  // TLS client, like a load balancer's probe. They reveal no key data.
-  const health = new HealthImplementation({
-    "": "SERVING",
-    [KEY_SERVICE_NAME]: "SERVING",
-    [ADMIN_SERVICE_NAME]: "SERVING",
+  // TLS client, like a load balancer's probe. They reveal no key data. Both are
+  // built on their first call (lazy-service.ts): loading them costs a peer's start
+  // a fifth of its time, for calls a probe or a tool makes later, if ever.
+  const healthStatuses = new Map<string, ServingStatus>(
+    ["", KEY_SERVICE_NAME, ADMIN_SERVICE_NAME].map((name) => [name, "SERVING"]),
+  );
+  let health: HealthImplementation | undefined;
+  addLazyServices(server, HEALTH_SHAPES, (recorder) => {
+    const { HealthImplementation } = require("grpc-health-check") as typeof import("grpc-health-check");
+    health = new HealthImplementation(Object.fromEntries(healthStatuses));
+    health.addToServer(recorder as grpc.Server);
   });
-  health.addToServer(server);
   // Reflection describes the lockbox services. Not grpc.health.v1: proto-loader's
   // descriptor of its map field is not one Go clients accept; health tools do not
   // need reflection (or pass grpc-health-check's health.proto as --schema).
-  new ReflectionService(withLinkedFileDescriptors(protos.all)).addToServer(server);
+  addLazyServices(server, REFLECTION_SHAPES, (recorder) => {
+    const { ReflectionService } = require("@grpc/reflection") as typeof import("@grpc/reflection");
+    new ReflectionService(withLinkedFileDescriptors(protos.all)).addToServer(recorder);
+  });
 
   // TLS is done by the edge listener; grpc-js gets the established connections as they are.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -146,7 +188,10 @@ export async function startLockboxServer(
     port,
     close(drainMs = DRAIN_TIMEOUT_MS_DEFAULT) {
       closing ??= new Promise<void>((resolve) => {
-        for (const name of ["", KEY_SERVICE_NAME, ADMIN_SERVICE_NAME]) health.setStatus(name, "NOT_SERVING");
+        for (const name of healthStatuses.keys()) {
+          healthStatuses.set(name, "NOT_SERVING");
+          health?.setStatus(name, "NOT_SERVING");
+        }
         const listenerClosed = listener.stopAccepting();
         const timer = setTimeout(() => server.forceShutdown(), drainMs);
         server.tryShutdown(() => {

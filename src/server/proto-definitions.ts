@@ -5,9 +5,14 @@
  * number, which the handlers refuse), 64-bit integers as strings, defaults
  * filled in. From the same load come the message descriptors the strict wire
  * check reads and each method's declared idempotency.
+ *
+ * The .proto files are parsed at build time (scripts/gen-proto-types.mjs
+ * writes src/gen/edge-protos.ts); a starting peer builds the definitions from
+ * that JSON, not from the files.
  */
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
+import { EDGE_PROTOS_JSON } from "../gen/edge-protos.js";
 import type { MessageDescriptor } from "./strict-wire.js";
 
 /** The repository's proto/ directory; this file runs from dist/src/server/. */
@@ -19,7 +24,6 @@ const LOADER_OPTIONS: protoLoader.Options = {
   enums: String,
   defaults: true,
   oneofs: true,
-  includeDirs: [PROTO_DIR],
 };
 
 export const KEY_SERVICE_NAME = "lockbox.v1.KeyService";
@@ -45,14 +49,16 @@ export function idempotencyOf(method: protoLoader.MethodDefinition<object, objec
 
 let loaded: ServerProtos | undefined;
 
-/** Parses the protos once per process. */
+/** Builds the definitions once per process. */
 export function serverProtos(): ServerProtos {
   if (loaded === undefined) {
-    const all = protoLoader.loadSync(["lockbox/v1/keys.proto", "lockbox/v1/admin.proto"], LOADER_OPTIONS);
+    const all = protoLoader.fromJSON(JSON.parse(EDGE_PROTOS_JSON) as object, LOADER_OPTIONS);
     const keyService = all[KEY_SERVICE_NAME];
     const adminService = all[ADMIN_SERVICE_NAME];
     if (!isService(keyService) || !isService(adminService)) {
-      throw new Error(`${PROTO_DIR} does not define ${KEY_SERVICE_NAME} and ${ADMIN_SERVICE_NAME}`);
+      throw new Error(
+        `src/gen/edge-protos.ts (from ${PROTO_DIR}) does not define ${KEY_SERVICE_NAME} and ${ADMIN_SERVICE_NAME}`,
+      );
     }
     const messageDescriptor = (typeName: string): MessageDescriptor | undefined => {
       const entry = all[typeName.startsWith(".") ? typeName.slice(1) : typeName];

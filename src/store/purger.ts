@@ -20,6 +20,8 @@ export interface PurgeStatus {
   purgedKeys: number;
   /** Duration of the last run (0 before the first). */
   lastRunMs: number;
+  /** When the last run (successful or not) ended, as Date.now(); undefined before the first. */
+  lastRunEndedAt: number | undefined;
   /** Runs that failed (their keys stay pending and are retried). */
   failedRuns: number;
   delayMs: number;
@@ -50,6 +52,7 @@ export class Purger {
   private purgedKeys = 0;
   private failedRuns = 0;
   private lastRunMs = 0;
+  private lastRunEndedAt: number | undefined;
   private lastRunFailed = false;
 
   constructor(
@@ -102,6 +105,7 @@ export class Purger {
       runs: this.runs,
       purgedKeys: this.purgedKeys,
       lastRunMs: this.lastRunMs,
+      lastRunEndedAt: this.lastRunEndedAt,
       failedRuns: this.failedRuns,
       delayMs: this.delayMs,
     };
@@ -138,6 +142,7 @@ export class Purger {
       this.lastRunFailed = true;
     } finally {
       this.lastRunMs = performance.now() - started;
+      this.lastRunEndedAt = Date.now();
       this.running = undefined;
     }
     this.schedule();

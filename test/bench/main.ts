@@ -5,6 +5,7 @@
 const BENCHES: Record<string, string> = {
   single: "single-peer key service: CreateKey / GetKey at concurrency 1 and 64",
   tpm: "TPM: quote, verifyQuote, seal, unseal on swtpm",
+  startup: "peer startup: spawn to ready of lockbox serve, empty and with keys, beside `node -e ''`",
   raft: "raft: proposals per second and commit latency, 3 processes on loopback",
 };
 

@@ -1,6 +1,6 @@
 /**
  * Test and benchmark harness: real control-node processes on 127.0.0.1, each with its own LevelDB
- * directory, spoken to over the real ControlService. Every process started here is registered so that
+ * directory and peer certificate (mTLS between them), spoken to over the test-only ControlService. Every process started here is registered so that
  * stopAll() (call it from t.teardown) kills it, also when the test fails half way.
  */
 import * as grpc from "@grpc/grpc-js";
@@ -11,10 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { loadPeerProto, LEADER_HINT_METADATA_KEY } from "../../src/control/peer-proto.js";
 import { spawnOwned } from "../helpers/spawn-owned.js";
+import { loadControlService, LEADER_HINT_METADATA_KEY } from "./control-node/control-proto.js";
+import { testCa, writePeerTls } from "./peer-tls.js";
 
-const MAIN = fileURLToPath(new URL("../../src/control/control-node-main.js", import.meta.url));
+const MAIN = fileURLToPath(new URL("./control-node/control-node-main.js", import.meta.url));
 const READY_TIMEOUT_MS = 15_000;
 const CALL_DEADLINE_MS = 5_000;
 
@@ -29,6 +30,23 @@ export interface ControlStatus {
   commit: number;
   applied: number;
   snapshot_index: number;
+  transport: TransportCounters;
+}
+
+/** src/raft/grpc-peer-transport.ts PeerTransportCounters, as the test ControlService reports them. */
+export interface TransportCounters {
+  refusedUnauthenticated: number;
+  refusedSenderMismatch: number;
+  refusedNotAdmitted: number;
+  receivedInvalid: number;
+  sendOversized: number;
+  snapshotsSent: number;
+  snapshotChunksSent: number;
+  snapshotsSkippedBusy: number;
+  snapshotsSendFailed: number;
+  snapshotsReceived: number;
+  snapshotChunksReceived: number;
+  snapshotsRefused: Record<string, number>;
 }
 
 /** Reserves a free loopback port by binding port 0; the caller retries if it is taken meanwhile. */
@@ -51,6 +69,7 @@ export class ControlProcess {
   child: ChildProcess | undefined;
   readonly stderrTail: string[] = [];
   #client: grpc.Client | undefined;
+  #caPem: string | undefined;
 
   constructor(
     readonly id: string,
@@ -70,7 +89,10 @@ export class ControlProcess {
   /** Spawns the process and resolves once it printed its JSON ready line. */
   async start(extraEnv: Record<string, string> = {}): Promise<void> {
     if (this.running) throw new Error(`node ${this.id} already running`);
-    const child = spawnOwned(process.execPath, [MAIN, ...this.args], {
+    const tlsDir = join(this.dir, "tls");
+    await writePeerTls(tlsDir, this.id);
+    this.#caPem ??= (await testCa()).certificatePem;
+    const child = spawnOwned(process.execPath, [MAIN, "--tls-dir", tlsDir, ...this.args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...extraEnv },
     });
@@ -128,8 +150,10 @@ export class ControlProcess {
 
   client(): grpc.Client {
     if (this.#client === undefined) {
-      const { ControlService } = loadPeerProto();
-      this.#client = new ControlService(this.address, grpc.credentials.createInsecure());
+      const ControlService = loadControlService();
+      // The test ControlService asks for no client certificate; the server's is checked as usual.
+      if (this.#caPem === undefined) throw new Error(`node ${this.id} was never started`);
+      this.#client = new ControlService(this.address, grpc.credentials.createSsl(Buffer.from(this.#caPem)));
     }
     return this.#client;
   }

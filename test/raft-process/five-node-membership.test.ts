@@ -107,6 +107,10 @@ test("5 processes: SIGKILL and restart of the leader, add a learner (caught up b
     { id: "6" },
     (s) => s.voters.includes("6") && !s.learners.includes("6"),
   );
+  // The leader applied the promotion; node 6 applies it once it hears the new commit index.
+  await until("node 6 applies its promotion", 15_000, async () =>
+    (await joiner.status()).voters.includes("6"),
+  );
   t.is((await joiner.status()).voters.length, 6);
   await write(cluster, acked, "c", 10);
 

@@ -16,12 +16,13 @@ import {
 import { Rejected } from "../../cluster/raft/driver/errors.js";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
-import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
-import { encodeKvCommand, KvStateMachine, type KvApplyResult } from "../../src/control/kv-state-machine.js";
-import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
-import { loadPeerProto } from "../../src/control/peer-proto.js";
-import { encodeMessage, type WireMessage } from "../../src/control/raft-wire-codec.js";
+import { GrpcPeerTransport } from "../../src/raft/grpc-peer-transport.js";
+import { LevelDbRaftStorage } from "../../src/raft/leveldb-raft-storage.js";
+import { loadPeerProto } from "../../src/raft/peer-proto.js";
+import { encodeMessage, type WireMessage } from "../../src/raft/raft-wire-codec.js";
+import { encodeKvCommand, KvStateMachine, type KvApplyResult } from "./control-node/kv-state-machine.js";
 import { serve, until } from "./mock-leader.js";
+import { peerClientCredentials, peerTls } from "./peer-tls.js";
 
 const IDS = ["1", "2", "3"] as const;
 
@@ -45,8 +46,12 @@ async function startGroup(t: { teardown(fn: () => unknown): void }): Promise<Map
   const parts = await Promise.all(
     IDS.map(async (id) => {
       const transportLog: string[] = [];
-      const transport = new GrpcPeerTransport({ id, log: (l) => transportLog.push(l) });
-      const { address } = await serve(t, transport.serviceHandlers());
+      const transport = new GrpcPeerTransport({
+        id,
+        tls: await peerTls(id),
+        log: (l: string) => transportLog.push(l),
+      });
+      const { address } = await serve(t, transport.serviceHandlers(), id);
       const db = new Level<string, Uint8Array>(join(root, id), { valueEncoding: "view" });
       await db.open();
       return { id, transport, address, db, transportLog };
@@ -106,7 +111,8 @@ async function leaderOf(members: Map<string, Member>): Promise<Member> {
 
 /** Writes each wire message as its own batch from `from` on one Raft stream to `address`. */
 async function sendRaw(address: string, from: string, messages: WireMessage[]): Promise<void> {
-  const client = new (loadPeerProto().PeerService)(address, grpc.credentials.createInsecure());
+  // Over mTLS as `from`: the forger is a peer whose certificate names it, as a compromised member's would.
+  const client = new (loadPeerProto().PeerService)(address, await peerClientCredentials(from));
   try {
     await new Promise<void>((resolve, reject) => {
       const stream = (

@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Level } from "level";
 import { ConfChangeType, EntryType, type Entry } from "../../cluster/raft/core/types.js";
-import { entryKey, LevelDbRaftStorage, RaftStorageCorrupt } from "../../src/control/leveldb-raft-storage.js";
+import { entryKey, LevelDbRaftStorage, RaftStorageCorrupt } from "../../src/raft/leveldb-raft-storage.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const entry = (index: number, term: number, data = `d${index}`): Entry => ({

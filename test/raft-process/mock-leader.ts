@@ -9,33 +9,38 @@ import { RaftDriver, type RaftDriverOptions } from "../../cluster/raft/driver/ra
 import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
 import type { RaftStorage } from "../../cluster/raft/driver/raft-storage.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
-import { ControlStateMachine } from "../../src/control/control-state-machine.js";
-import { peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
-import type { KvApplyResult } from "../../src/control/kv-state-machine.js";
-import { loadPeerProto } from "../../src/control/peer-proto.js";
-import { encodeMessage } from "../../src/control/raft-wire-codec.js";
+import { peerGrpcOptions } from "../../src/raft/grpc-peer-transport.js";
+import { loadPeerProto } from "../../src/raft/peer-proto.js";
+import { encodeMessage } from "../../src/raft/raft-wire-codec.js";
 import { sleep } from "./control-cluster.js";
+import { ControlStateMachine } from "./control-node/control-state-machine.js";
+import type { KvApplyResult } from "./control-node/kv-state-machine.js";
+import { peerClientCredentials, peerServerCredentials } from "./peer-tls.js";
 
 export type Server = { server: grpc.Server; address: string };
 
+/** A PeerService server with `handlers`, presenting the peer certificate of `id` (default "1"). */
 export async function serve(
   t: { teardown(fn: () => unknown): void },
   handlers: grpc.UntypedServiceImplementation,
+  id = "1",
 ) {
+  const credentials = await peerServerCredentials(id);
   const server = new grpc.Server(peerGrpcOptions());
   server.addService(loadPeerProto().PeerService.service, handlers);
   t.teardown(() => server.forceShutdown());
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync("127.0.0.1:0", credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, address: `127.0.0.1:${port}` } satisfies Server;
 }
 
-/** Writes `messages` as one batch from "1" on a Raft stream to `address`; resolves when it ended. */
+/**
+ * Writes `messages` as one batch from "1" on a Raft stream to `address`, over mTLS with the peer
+ * certificate of "1"; resolves when it ended.
+ */
 export async function sendFromLeader(address: string, messages: Message[]): Promise<void> {
-  const client = new (loadPeerProto().PeerService)(address, grpc.credentials.createInsecure());
+  const client = new (loadPeerProto().PeerService)(address, await peerClientCredentials("1"));
   try {
     await new Promise<void>((resolve, reject) => {
       const stream = (

@@ -2,10 +2,11 @@ import test from "ava";
 import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
-import { GrpcPeerTransport, peerGrpcOptions } from "../../src/control/grpc-peer-transport.js";
-import { loadPeerProto } from "../../src/control/peer-proto.js";
-import { decodeMessage, encodeMessage, WireMessageInvalid } from "../../src/control/raft-wire-codec.js";
+import { GrpcPeerTransport, peerGrpcOptions } from "../../src/raft/grpc-peer-transport.js";
+import { loadPeerProto } from "../../src/raft/peer-proto.js";
+import { decodeMessage, encodeMessage, WireMessageInvalid } from "../../src/raft/raft-wire-codec.js";
 import { ControlCluster, freePort, sleep } from "./control-cluster.js";
+import { peerClientCredentials, peerServerCredentials, peerTls } from "./peer-tls.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -137,12 +138,12 @@ test("decoding arbitrary input either yields a message or throws WireMessageInva
 });
 
 /** Opens a Raft stream to `address` that sends raw bytes, bypassing protobuf encoding. */
-function rawStream(address: string): {
+async function rawStream(address: string): Promise<{
   stream: grpc.ClientWritableStream<Buffer>;
   done: Promise<unknown>;
   client: grpc.Client;
-} {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+}> {
+  const client = new grpc.Client(address, await peerClientCredentials("2"));
   let stream!: grpc.ClientWritableStream<Buffer>;
   const done = new Promise<unknown>((resolve) => {
     stream = client.makeClientStreamRequest<Buffer, Buffer>(
@@ -163,7 +164,7 @@ test("a peer process survives garbage and malformed raft messages and keeps repl
   const target = cluster.node("1");
 
   // 1. Bytes that are not protobuf at all: the stream is refused, the process lives.
-  const raw = rawStream(target.address);
+  const raw = await rawStream(target.address);
   t.teardown(() => raw.client.close());
   raw.stream.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]));
   raw.stream.end();
@@ -172,7 +173,7 @@ test("a peer process survives garbage and malformed raft messages and keeps repl
 
   // 2. Well-formed protobuf, wrong content: each message is dropped, the stream stays usable.
   const { PeerService } = loadPeerProto();
-  const client = new PeerService(target.address, grpc.credentials.createInsecure());
+  const client = new PeerService(target.address, await peerClientCredentials("2"));
   t.teardown(() => client.close());
   const good = encodeMessage({
     ...sample,
@@ -230,7 +231,7 @@ async function sendBatch(
   messages: Message[],
 ): Promise<grpc.ServiceError | null> {
   const { PeerService } = loadPeerProto();
-  const client = new PeerService(address, grpc.credentials.createInsecure());
+  const client = new PeerService(address, await peerClientCredentials(from));
   t.teardown(() => client.close());
   return new Promise<grpc.ServiceError | null>((resolve) => {
     const stream = (
@@ -341,10 +342,9 @@ async function servedTransport(
   const server = new grpc.Server(peerGrpcOptions());
   server.addService(loadPeerProto().PeerService.service, transport.serviceHandlers());
   t.teardown(() => server.forceShutdown());
+  const credentials = await peerServerCredentials(transport.id);
   return new Promise((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync(`127.0.0.1:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
 }
 
@@ -362,6 +362,7 @@ test("transport: while a peer is down its queue stays bounded, dropping the olde
   const port = await freePort();
   const a = new GrpcPeerTransport({
     id: "a",
+    tls: await peerTls("a"),
     peers: new Map([["b", `127.0.0.1:${port}`]]),
     queueMessagesMax: 100,
     reconnectMaxMs: 200,
@@ -376,7 +377,7 @@ test("transport: while a peer is down its queue stays bounded, dropping the olde
 
   // Peer b comes up on that port: a reconnects (bounded backoff) and delivers what it kept.
   const received: number[] = [];
-  const b = new GrpcPeerTransport({ id: "b" });
+  const b = new GrpcPeerTransport({ id: "b", tls: await peerTls("b") });
   t.teardown(() => b.close());
   b.start((m) => received.push(m.term));
   await servedTransport(t, b, port);

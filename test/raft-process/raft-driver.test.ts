@@ -7,9 +7,10 @@ import { EntryType } from "../../cluster/raft/core/types.js";
 import { Busy, Stopped, Timeout } from "../../cluster/raft/driver/errors.js";
 import { RaftDriver, type RaftDriverOptions } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
-import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
-import { encodeKvCommand, KvStateMachine, type KvApplyResult } from "../../src/control/kv-state-machine.js";
-import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
+import { GrpcPeerTransport } from "../../src/raft/grpc-peer-transport.js";
+import { peerTls } from "./peer-tls.js";
+import { encodeKvCommand, KvStateMachine, type KvApplyResult } from "./control-node/kv-state-machine.js";
+import { LevelDbRaftStorage } from "../../src/raft/leveldb-raft-storage.js";
 import { sleep } from "./control-cluster.js";
 
 /**
@@ -41,7 +42,7 @@ async function singleVoter(
         random: { nextInt: (max) => Math.floor(Math.random() * max) },
       },
       storage: new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
-      transport: new GrpcPeerTransport({ id: "1" }),
+      transport: new GrpcPeerTransport({ id: "1", tls: await peerTls("1") }),
       stateMachine: sm,
       ticker: new IntervalTicker(10),
       bootstrapVoters: ["1"],
@@ -190,7 +191,7 @@ test("driver: a restart whose stored commit is behind the snapshot and the log (
       random: { nextInt: (max) => Math.floor(Math.random() * max) },
     },
     storage: new LevelDbRaftStorage(sub()),
-    transport: new GrpcPeerTransport({ id: "1" }),
+    transport: new GrpcPeerTransport({ id: "1", tls: await peerTls("1") }),
     stateMachine: sm,
     ticker: new IntervalTicker(10),
   });

@@ -6,11 +6,12 @@ import { join } from "node:path";
 import { Level } from "level";
 import { EntryType, MessageType, type Message } from "../../cluster/raft/core/types.js";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
-import { encodeKvCommand, type KvApplyResult } from "../../src/control/kv-state-machine.js";
-import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
-import { decodeMessage } from "../../src/control/raft-wire-codec.js";
+import { GrpcPeerTransport } from "../../src/raft/grpc-peer-transport.js";
+import { encodeKvCommand, type KvApplyResult } from "./control-node/kv-state-machine.js";
+import { LevelDbRaftStorage } from "../../src/raft/leveldb-raft-storage.js";
+import { decodeMessage } from "../../src/raft/raft-wire-codec.js";
 import { blank, sendFromLeader, serve, startFollowerDriver, until } from "./mock-leader.js";
+import { peerTls } from "./peer-tls.js";
 
 test("ReadIndex (mock leader over real gRPC): the answer to a read asked before a restart does not complete a read asked after it", async (t) => {
   // Node "2" is a real driver (LevelDB, gRPC transport); its leader "1" is this test, speaking raft
@@ -38,8 +39,12 @@ test("ReadIndex (mock leader over real gRPC): the answer to a read asked before 
     rmSync(dir, { recursive: true, force: true });
   });
   const start = async (): Promise<string> => {
-    transport = new GrpcPeerTransport({ id: "2", peers: new Map([["1", leader.address]]) });
-    const own = await serve(t, transport.serviceHandlers());
+    transport = new GrpcPeerTransport({
+      id: "2",
+      tls: await peerTls("2"),
+      peers: new Map([["1", leader.address]]),
+    });
+    const own = await serve(t, transport.serviceHandlers(), "2");
     driver = await startFollowerDriver(
       new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" })),
       transport,

@@ -5,12 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
 import { EntryType, MessageType } from "../../cluster/raft/core/types.js";
-import { GrpcPeerTransport } from "../../src/control/grpc-peer-transport.js";
-import { encodeKvCommand } from "../../src/control/kv-state-machine.js";
+import { GrpcPeerTransport } from "../../src/raft/grpc-peer-transport.js";
+import { encodeKvCommand } from "./control-node/kv-state-machine.js";
 import type { RaftStorage } from "../../cluster/raft/driver/raft-storage.js";
-import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
+import { LevelDbRaftStorage } from "../../src/raft/leveldb-raft-storage.js";
 import { sleep } from "./control-cluster.js";
 import { blank, sendFromLeader, serve, startFollowerDriver, until } from "./mock-leader.js";
+import { peerTls } from "./peer-tls.js";
 
 test("receive queue (mock leader, disk stalled by the test): a flood of peer messages while a write is being synced is bounded, and the node carries on", async (t) => {
   const leader = await serve(t, {
@@ -41,8 +42,12 @@ test("receive queue (mock leader, disk stalled by the test): a flood of peer mes
       return real.save(update);
     },
   };
-  const transport = new GrpcPeerTransport({ id: "2", peers: new Map([["1", leader.address]]) });
-  const own = await serve(t, transport.serviceHandlers());
+  const transport = new GrpcPeerTransport({
+    id: "2",
+    tls: await peerTls("2"),
+    peers: new Map([["1", leader.address]]),
+  });
+  const own = await serve(t, transport.serviceHandlers(), "2");
   const driver = await startFollowerDriver(storage, transport, { receivedMax: 100 });
   t.teardown(async () => {
     release();

@@ -4,7 +4,7 @@
  */
 import { Level } from "level";
 import { EntryType } from "../../cluster/raft/core/types.js";
-import { LevelDbRaftStorage } from "../../src/control/leveldb-raft-storage.js";
+import { LevelDbRaftStorage } from "../../src/raft/leveldb-raft-storage.js";
 
 const db = new Level<string, Uint8Array>(process.argv[2]!, { valueEncoding: "view" });
 await db.open();

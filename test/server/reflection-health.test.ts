@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { protoPath as healthProtoPath } from "grpc-health-check";
-import { type PeerFixture, startSharedPeer } from "./peer-fixture.js";
+import { type PeerFixture, startSharedPeer, startTestPeer } from "./peer-fixture.js";
 
 const BUF = fileURLToPath(new URL("../../../node_modules/.bin/buf", import.meta.url));
 
@@ -82,4 +82,35 @@ test("grpc.health.v1 reports SERVING for the peer and its services", async (t) =
   t.is(await check("lockbox.v1.AdminService"), "SERVING");
   const unknown = await t.throwsAsync(check("no.such.Service"));
   t.is((unknown as grpc.ServiceError).code, grpc.status.NOT_FOUND);
+});
+
+test("grpc.health.v1 Watch streams SERVING, then NOT_SERVING once the peer starts closing", async (t) => {
+  const own = await startTestPeer(t);
+  const def = protoLoader.loadSync(healthProtoPath, { keepCase: true, enums: String });
+  const Health = grpc.makeGenericClientConstructor(
+    def["grpc.health.v1.Health"] as grpc.ServiceDefinition,
+    "Health",
+  );
+  const client = new Health(
+    own.peer.address,
+    grpc.credentials.createSsl(Buffer.from(own.ca.certificatePem)),
+    {
+      "grpc.ssl_target_name_override": "localhost",
+    },
+  ) as grpc.Client & Record<string, (req: unknown) => grpc.ClientReadableStream<{ status: string }>>;
+  t.teardown(() => client.close());
+  const statuses: string[] = [];
+  const stream = client.Watch!({ service: "" });
+  stream.on("data", (m: { status: string }) => statuses.push(m.status));
+  stream.on("error", () => {}); // cancelled, or cut when the peer closes
+  const seen = async (n: number): Promise<void> => {
+    for (let i = 0; i < 200 && statuses.length < n; i++) await new Promise((r) => setTimeout(r, 50));
+  };
+  await seen(1);
+  t.deepEqual(statuses, ["SERVING"]);
+  const closing = own.peer.close(2_000);
+  await seen(2);
+  t.deepEqual(statuses, ["SERVING", "NOT_SERVING"]);
+  stream.cancel();
+  await closing;
 });

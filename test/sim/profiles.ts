@@ -93,7 +93,7 @@ function base(r: Prng): Omit<FaultPlan, "profile"> {
     transferRate: 0,
     compactEvery: r.pick([5, 20, 1000]),
     heartbeatTicks: r.range(1, 3),
-    // 256: the production in-flight window (src/control's driver setup).
+    // 256: the production in-flight window (src/raft's driver setup).
     inflightMax: r.pick([1, 2, 4, 8, 256]),
     batchEntriesMax: r.pick([1, 2, 4, 64]),
     batchBytesMax: r.pick([16, 1 << 20]),

@@ -35,7 +35,7 @@ import type { RaftStorageUpdate } from "../../cluster/raft/driver/raft-storage.j
 import { RaftStorageCorrupt } from "../../cluster/raft/driver/raft-records.js";
 import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
 import type { Ticker } from "../../cluster/raft/driver/ticker.js";
-import { decodeMessage, encodeMessage, WireMessageInvalid } from "../../src/control/raft-wire-codec.js";
+import { decodeMessage, encodeMessage, WireMessageInvalid } from "../../src/raft/raft-wire-codec.js";
 import { checkRegisterHistory, type RegisterOp } from "./linearizability.js";
 import { Prng } from "./prng.js";
 import { ELECTION_TICKS, drawPlan, type FaultPlan } from "./profiles.js";

@@ -1,9 +1,9 @@
 /**
  * `lockbox init`: creates a cluster in a new directory: the cluster CA, this
  * peer's server certificate, an admin identity, the development master key
- * file and an empty store, and last config.json (its presence marks a
- * finished init). It never overwrites: if any of those files exists, it
- * refuses before writing anything.
+ * file, a store holding a raft group of this one peer, and last config.json
+ * (its presence marks a finished init). It never overwrites: if any of
+ * those files exists, it refuses before writing anything.
  */
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -27,6 +27,7 @@ import {
 import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
 import { describeHostPort, parseHostPort } from "../../net/host-port.js";
 import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../pki/pem-files.js";
+import { bootstrapPeerRaft } from "../../raft/peer-raft.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
   UsageError,
@@ -57,7 +58,7 @@ const USAGE = [
   "  peer.crt, peer.key   this peer's server certificate (SAN 127.0.0.1, localhost, the --listen host, --host-name)",
   "  admin.crt, admin.key an admin client identity named 'admin'",
   "  master-key.dev       the cluster master key in a 0600 file: DEVELOPMENT ONLY, NOT FOR PRODUCTION",
-  "  data/                the peer's LevelDB store",
+  "  data/                the peer's LevelDB store, with a raft group of this one peer",
   "",
   "options:",
   `  --dir DIR            where to create the cluster (required)`,
@@ -198,7 +199,12 @@ export async function initCluster(p: {
   await writePrivateKeyFile(files.adminKey, admin.privateKeyPem);
   await DevelopmentFileProtector.create(files.masterKey);
   const store = await openPeerStore(files.data);
-  await store.close();
+  try {
+    // The cluster's raft group is founded here, once: this peer is its only voter.
+    await bootstrapPeerRaft(store, config.peerId);
+  } finally {
+    await store.close();
+  }
   // Last: a config.json means init finished.
   await writeNewFile(files.config, JSON.stringify(config, null, 2) + "\n", 0o600); // synced, with its directory
   return { dir: p.dir, peerId: config.peerId, clusterId: config.clusterId, listen: config.listen, files };

@@ -3,7 +3,7 @@
  * whose master key sits in the development file says so loudly: that file is
  * for trying lockbox out, never for keys that matter.
  */
-import type { PeerStatus } from "../../client/index.js";
+import type { PeerStatus, PurgeStatus } from "../../client/index.js";
 import type { CliCommand } from "../command.js";
 import { EXIT_OK } from "../command.js";
 import {
@@ -20,7 +20,8 @@ import {
 const USAGE = [
   "usage: lockbox status [connection] [--json]",
   "",
-  "Shows a peer's id, cluster, seal state, master key protector and epoch, and key count.",
+  "Shows a peer's id, cluster, seal state, master key protector and epoch, key count, its raft node,",
+  "and the purge of destroyed material (pending values, the oldest one's wait, runs).",
   "",
   "options:",
   "  --json                 print the status as one JSON line",
@@ -79,6 +80,29 @@ function render(s: PeerStatus, development: boolean): string {
     ["keys", s.keyCount],
     ["partition power", String(s.partitionPower)],
   ];
+  if (s.raft !== undefined) {
+    const r = s.raft;
+    rows.push(
+      ["raft role", r.role],
+      ["raft leader", r.leader === "" ? "(none known)" : r.leader],
+      ["raft term", r.term],
+      ["raft commit / applied", `${r.commit} / ${r.applied}`],
+      ["raft voters", r.voters.length === 0 ? "(none: not a member yet)" : r.voters.join(", ")],
+      ["raft learners", r.learners.length === 0 ? "-" : r.learners.join(", ")],
+    );
+  }
+  if (s.purge !== undefined) rows.push(...purgeRows(s.purge));
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n";
+}
+
+/** The purge of destroyed material: what waits and for how long, then what runs have done. */
+function purgeRows(p: PurgeStatus): [string, string][] {
+  const waiting = p.pending === "0" ? "0" : `${p.pending} (oldest waiting ${p.oldestPendingMs} ms)`;
+  const last = p.lastRunAt === undefined ? "none yet" : `${p.lastRunAt.toISOString()} (${p.lastRunMs} ms)`;
+  return [
+    ["purge pending", `${waiting}; runs start within ${p.delayMs} ms`],
+    ["purge runs", `${p.runs} (${p.purged} values purged, ${p.failedRuns} failed)`],
+    ["purge last run", last],
+  ];
 }

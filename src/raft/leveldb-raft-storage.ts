@@ -1,6 +1,8 @@
 /**
- * RaftStorage on one LevelDB sublevel. It takes the sublevel (not a path) so the raft log can live in the
- * peer's single LevelDB beside the records (DESIGN.md §7); one process, one database.
+ * RaftStorage on one LevelDB sublevel. It takes the sublevel (not a path) so the raft log lives in the
+ * peer's single LevelDB beside the records (DESIGN.md §7); one process, one database. Reads go to the
+ * sublevel; writes go through `write` when given (in the peer: the store's group commit, which syncs
+ * every batch, so there every write is synced whatever the driver asks), else straight to the sublevel.
  *
  * The records (keys, checksummed values, which batch persists a Ready) are cluster/raft/driver/raft-records.ts,
  * shared with the simulator's disk. Every write is one atomic LevelDB batch (LevelDB's log keeps them in
@@ -18,6 +20,7 @@ import {
   saveOps,
   SNAPSHOT_KEY,
   type EntryRange,
+  type RecordOp,
 } from "../../cluster/raft/driver/raft-records.js";
 import type { PersistedState, Snapshot } from "../../cluster/raft/core/types.js";
 
@@ -26,12 +29,30 @@ export { entryKey, RaftStorageCorrupt } from "../../cluster/raft/driver/raft-rec
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type RaftSublevel = AbstractSublevel<any, any, string, Uint8Array>;
 
+/** One write to the raft sublevel; a list of them is written atomically. */
+export type RaftStoreOp = RecordOp;
+
+export interface LevelDbRaftStorageOptions {
+  /**
+   * Writes `ops` to the raft sublevel as one atomic batch, resolving once it is on disk (synced at least
+   * when `sync` is set). Default: a batch on the sublevel itself.
+   */
+  write?: (ops: RaftStoreOp[], sync: boolean) => Promise<void>;
+}
+
 export class LevelDbRaftStorage implements RaftStorage {
   /** Entry keys on disk, kept to delete by index. */
   #range: EntryRange = { first: 1, last: 0 };
   #loaded = false;
 
-  constructor(readonly db: RaftSublevel) {}
+  readonly #write: (ops: RaftStoreOp[], sync: boolean) => Promise<void>;
+
+  constructor(
+    readonly db: RaftSublevel,
+    options: LevelDbRaftStorageOptions = {},
+  ) {
+    this.#write = options.write ?? ((ops, sync) => this.db.batch(ops, { sync } as object));
+  }
 
   async load(): Promise<PersistedState> {
     const hs = await this.db.get(HARD_STATE_KEY);
@@ -48,14 +69,14 @@ export class LevelDbRaftStorage implements RaftStorage {
     this.#assertLoaded();
     const { ops, range } = saveOps(update, this.#range);
     if (ops.length === 0) return;
-    await this.db.batch(ops, { sync: update.sync } as object);
+    await this.#write(ops, update.sync);
     this.#range = range;
   }
 
   async compact(snapshot: Snapshot): Promise<void> {
     this.#assertLoaded();
     const { ops, range } = compactOps(snapshot, this.#range);
-    await this.db.batch(ops, { sync: true } as object);
+    await this.#write(ops, true);
     this.#range = range;
   }
 

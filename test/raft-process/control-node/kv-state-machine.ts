@@ -7,7 +7,7 @@
  * not parse is still a committed entry: every replica must treat it the same, so apply() returns an
  * error result for it and changes nothing, rather than throwing.
  */
-import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
+import type { StateMachine } from "../../../cluster/raft/driver/state-machine.js";
 
 export type KvCommand = { op: "set"; key: string; value: string } | { op: "delete"; key: string };
 
@@ -15,7 +15,8 @@ export type KvApplyResult = { ok: true; existed?: boolean } | { ok: false; reaso
 
 /** Limits on what a command may carry, so a bad proposal cannot blow up every replica's memory. */
 export const KV_KEY_BYTES_MAX = 1024;
-export const KV_VALUE_BYTES_MAX = 64 * 1024;
+// A set command must fit in one proposal of the control node (16 KiB), with room for its key and JSON.
+export const KV_VALUE_BYTES_MAX = 12 * 1024;
 
 export class KvCommandInvalid extends Error {
   override readonly name = "KvCommandInvalid";

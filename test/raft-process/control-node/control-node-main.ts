@@ -1,10 +1,16 @@
 #!/usr/bin/env node
 /**
- * A control-plane member process: RaftDriver + LevelDB storage + gRPC peer transport + the key-value
- * control state machine + the ControlService client API, all on one gRPC server.
+ * TEST ONLY: a raft member process for the real-process tests and the raft benchmark: RaftDriver + the
+ * peer's raft storage (the `raft` sublevel of a PeerStore, written through its group commit, as in the
+ * peer) + the peer's gRPC transport (src/raft, mTLS) + a key-value state machine +
+ * the test-only ControlService (test/proto/lockbox/test/v1/control.proto), all on one gRPC server. A
+ * lockbox peer runs the same src/raft parts inside `lockbox serve` (src/peer/start-peer.ts).
  *
- *   node dist/src/control/control-node-main.js --id 1 --dir DIR --listen 127.0.0.1:PORT \
- *        --peers 1=127.0.0.1:P1,2=127.0.0.1:P2,3=127.0.0.1:P3 [--join]
+ *   node dist/test/raft-process/control-node/control-node-main.js --id 1 --dir DIR \
+ *        --listen 127.0.0.1:PORT --tls-dir TLS --peers 1=127.0.0.1:P1,2=127.0.0.1:P2,3=127.0.0.1:P3 [--join]
+ *
+ * TLS holds ca.crt, peer.crt and peer.key: this node's peer certificate (common name = --id) from the
+ * test cluster CA (test/raft-process/peer-tls.ts).
  *
  * Without --join the ids in --peers are the founding voters (stored as the bootstrap configuration on the
  * first start only). With --join the node starts with an empty configuration and waits to be added as a
@@ -13,29 +19,30 @@
  * Prints one JSON line {"ready":true,...} on stdout once listening; diagnostics go to stderr. SIGTERM and
  * SIGINT stop cleanly (exit 0). Every acknowledged write was fsync'd before it was acknowledged, so
  * SIGKILL loses nothing acknowledged. A storage or invariant failure exits with status 1 (fail-stop).
- *
- * Plaintext h2c: acceptable only on 127.0.0.1 until the attested join issues peer certificates (mTLS).
  */
 import * as grpc from "@grpc/grpc-js";
 import { randomInt } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Level } from "level";
-import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
-import type { NodeId, RaftConfig } from "../../cluster/raft/core/types.js";
-import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
-import { describeHostPort, formatHostPort, isHostPort, parseHostPort } from "../net/host-port.js";
+import { RaftDriver } from "../../../cluster/raft/driver/raft-driver.js";
+import { IntervalTicker } from "../../../cluster/raft/driver/ticker.js";
+import type { NodeId, RaftConfig } from "../../../cluster/raft/core/types.js";
+import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
+import { describeHostPort, formatHostPort, isHostPort, parseHostPort } from "../../../src/net/host-port.js";
+import { GrpcPeerTransport, peerGrpcOptions } from "../../../src/raft/grpc-peer-transport.js";
+import { peerRaftStorage } from "../../../src/raft/peer-raft.js";
+import { loadPeerProto } from "../../../src/raft/peer-proto.js";
+import { openPeerStore } from "../../../src/store/peer-store.js";
 import { ControlStateMachine } from "./control-state-machine.js";
+import { CertificateRequestingServerCredentials } from "../peer-tls.js";
+import { loadControlService } from "./control-proto.js";
 import { controlServiceHandlers } from "./control-service.js";
-import { GrpcPeerTransport, peerGrpcOptions } from "./grpc-peer-transport.js";
-import { LevelDbRaftStorage } from "./leveldb-raft-storage.js";
-import { loadPeerProto } from "./peer-proto.js";
 
 export interface ControlNodeArgs {
   id: NodeId;
   dir: string;
   listen: string;
+  tlsDir: string;
   peers: Map<NodeId, string>;
   join: boolean;
   tickMs: number;
@@ -46,7 +53,8 @@ export interface ControlNodeArgs {
 }
 
 const USAGE =
-  "usage: control-node-main --id ID --dir DIR --listen 127.0.0.1:PORT --peers ID=HOST:PORT,... [--join]\n" +
+  "usage: control-node-main --id ID --dir DIR --listen 127.0.0.1:PORT --tls-dir DIR --peers ID=HOST:PORT,...\n" +
+  "       [--join]\n" +
   "       [--tick-ms 50] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-entries 10000]\n" +
   "       [--request-timeout-ms 5000]";
 
@@ -54,6 +62,7 @@ const KNOWN_FLAGS = [
   "id",
   "dir",
   "listen",
+  "tls-dir",
   "peers",
   "tick-ms",
   "election-ticks",
@@ -119,6 +128,7 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
     id,
     dir: need("dir"),
     listen,
+    tlsDir: need("tls-dir"),
     peers,
     join,
     tickMs: int("tick-ms", 50, 1),
@@ -131,14 +141,16 @@ export function parseArgs(argv: string[]): ControlNodeArgs {
 
 const log = (line: string): void => void process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
-async function bindWithRetry(server: grpc.Server, address: string): Promise<number> {
+async function bindWithRetry(
+  server: grpc.Server,
+  address: string,
+  credentials: grpc.ServerCredentials,
+): Promise<number> {
   // A restarted node reuses its port; tolerate a short overlap with whatever held it.
   for (let attempt = 0; ; attempt++) {
     try {
       return await new Promise<number>((resolve, reject) =>
-        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
-          err ? reject(err) : resolve(port),
-        ),
+        server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
       );
     } catch (e) {
       if (attempt >= 40) throw e;
@@ -149,11 +161,15 @@ async function bindWithRetry(server: grpc.Server, address: string): Promise<numb
 
 export async function runControlNode(args: ControlNodeArgs): Promise<void> {
   mkdirSync(args.dir, { recursive: true });
-  const db = new Level<string, Uint8Array>(join(args.dir, "leveldb"), { valueEncoding: "view" });
-  await db.open();
-  const storage = new LevelDbRaftStorage(db.sublevel<string, Uint8Array>("raft", { valueEncoding: "view" }));
+  const store = await openPeerStore(join(args.dir, "leveldb"));
+  const storage = peerRaftStorage(store);
 
-  const transport = new GrpcPeerTransport({ id: args.id, peers: args.peers, log });
+  const tls = {
+    caCertificatePem: readFileSync(join(args.tlsDir, "ca.crt"), "utf8"),
+    certificatePem: readFileSync(join(args.tlsDir, "peer.crt"), "utf8"),
+    privateKeyPem: readFileSync(join(args.tlsDir, "peer.key"), "utf8"),
+  };
+  const transport = new GrpcPeerTransport({ id: args.id, tls, peers: args.peers, log });
   const sm = new ControlStateMachine((id, address) => {
     if (address === null) transport.removePeer(id);
     else transport.setPeerAddress(id, address);
@@ -164,7 +180,8 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
     heartbeatTicks: args.heartbeatTicks,
     inflightMax: 256,
     batchEntriesMax: 512,
-    batchBytesMax: 1024 * 1024,
+    // As in the peer (src/peer/start-peer.ts): an append batch fits in one peer message.
+    batchBytesMax: 32 * 1024,
     checkQuorum: true,
     preVote: true,
     random: { nextInt: (max) => randomInt(max) },
@@ -180,6 +197,8 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
     ...(args.join ? {} : { bootstrapVoters: [...args.peers.keys()] }),
     snapshotEntries: args.snapshotEntries,
     proposeTimeoutMs: args.requestTimeoutMs,
+    // An entry must fit in one append message with room to spare (PEER_MESSAGE_BYTES_MAX).
+    proposalBytesMax: 16 * 1024,
     readTimeoutMs: args.requestTimeoutMs,
     onConfChange: (change) => sm.recordConfChange(change),
     onFatal: (e) => {
@@ -189,11 +208,10 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
     log,
   });
 
-  const { PeerService, ControlService } = loadPeerProto();
   const server = new grpc.Server(peerGrpcOptions());
-  server.addService(PeerService.service, transport.serviceHandlers());
-  server.addService(ControlService.service, controlServiceHandlers(driver, sm, log));
-  const port = await bindWithRetry(server, args.listen);
+  server.addService(loadPeerProto().PeerService.service, transport.serviceHandlers());
+  server.addService(loadControlService().service, controlServiceHandlers(driver, sm, transport, log));
+  const port = await bindWithRetry(server, args.listen, new CertificateRequestingServerCredentials(tls));
 
   const shutdown = async (signal: string): Promise<void> => {
     if (shuttingDown) return;
@@ -212,7 +230,7 @@ export async function runControlNode(args: ControlNodeArgs): Promise<void> {
         r();
       });
     });
-    await db.close();
+    await store.close();
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));

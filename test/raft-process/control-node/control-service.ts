@@ -1,5 +1,5 @@
 /**
- * lockbox.v1.ControlService handlers of a control-node process: key-value proposals and reads, status,
+ * TEST ONLY: lockbox.test.v1.ControlService handlers of a control-node process: key-value proposals and reads, status,
  * and membership operations, over a RaftDriver. Driver errors become gRPC statuses here and only here
  * (toGrpcStatus below): NotLeader -> FAILED_PRECONDITION with the leader hint in trailing metadata,
  * Timeout -> DEADLINE_EXCEEDED (outcome unknown), Stopped -> UNAVAILABLE, bad fields -> INVALID_ARGUMENT.
@@ -12,19 +12,21 @@ import {
   Rejected,
   Stopped,
   Timeout,
-} from "../../cluster/raft/driver/errors.js";
-import type { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
-import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
-import { describeHostPort, isHostPort } from "../net/host-port.js";
+} from "../../../cluster/raft/driver/errors.js";
+import type { RaftDriver } from "../../../cluster/raft/driver/raft-driver.js";
+import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
+import type { GrpcPeerTransport } from "../../../src/raft/grpc-peer-transport.js";
+import { describeHostPort, isHostPort } from "../../../src/net/host-port.js";
 import { encodeAddress, type ControlStateMachine } from "./control-state-machine.js";
 import { encodeKvCommand, KvCommandInvalid, type KvApplyResult, type KvCommand } from "./kv-state-machine.js";
-import { LEADER_HINT_METADATA_KEY } from "./peer-proto.js";
+import { LEADER_HINT_METADATA_KEY } from "./control-proto.js";
 
 type Handler = (call: grpc.ServerUnaryCall<Record<string, unknown>, object>) => Promise<object>;
 
 export function controlServiceHandlers(
   driver: RaftDriver<KvApplyResult>,
   sm: ControlStateMachine,
+  transport: GrpcPeerTransport,
   log: (line: string) => void,
 ): grpc.UntypedServiceImplementation {
   const handlers: Record<string, Handler> = {
@@ -61,6 +63,7 @@ export function controlServiceHandlers(
         commit: s.commit,
         applied: s.appliedIndex,
         snapshot_index: s.snapshotIndex,
+        transport: transport.counters(),
       };
     },
 

@@ -4,9 +4,9 @@
  * replica learns a new member's address at the same log index; they are part of the snapshot, so a node
  * restarted from a compacted log still knows where its peers are.
  */
-import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
-import { ConfChangeType, type ConfChange, type NodeId } from "../../cluster/raft/core/types.js";
-import { isHostPort } from "../net/host-port.js";
+import type { StateMachine } from "../../../cluster/raft/driver/state-machine.js";
+import { ConfChangeType, type ConfChange, type NodeId } from "../../../cluster/raft/core/types.js";
+import { isHostPort } from "../../../src/net/host-port.js";
 import { KvStateMachine, type KvApplyResult } from "./kv-state-machine.js";
 
 const encoder = new TextEncoder();
