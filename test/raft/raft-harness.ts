@@ -1,13 +1,15 @@
 import {
   EntryType,
-  RaftNode,
   bootstrapSnapshot,
   type Entry,
   type Message,
   type RaftConfig,
+  type RaftNode,
   type ReadState,
   type Ready,
 } from "../../cluster/raft/core/index.js";
+import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
+import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
 import { Prng } from "../sim/prng.js";
 import { SimDisk } from "../sim/sim-disk.js";
 
@@ -16,6 +18,9 @@ const PUMP_ROUNDS_MAX = 1000;
 
 export interface HarnessNode {
   id: string;
+  /** The production driver running this node (its Ready loop is the one under test). */
+  driver: RaftDriver;
+  /** The node's core, reached through driver.withCore(): every call is followed by a driver round. */
   core: RaftNode;
   disk: SimDisk;
   applied: Entry[];
@@ -30,8 +35,10 @@ export const bytes = (s: string): Uint8Array => enc.encode(s);
 export const text = (b: Uint8Array): string => dec.decode(b);
 
 /**
- * A synchronous cluster of real cores for unit tests (etcd raft_test.go `network`): messages are delivered
- * until the cluster is quiet; `cut`, `isolate` and `heal` control links; `filter` can drop or inspect.
+ * A synchronous cluster for unit tests (etcd raft_test.go `network`) of production RaftDrivers over
+ * in-memory disks: the drivers' deferred calls and sent messages wait until pump(), which runs them and
+ * delivers messages until the cluster is quiet; `cut`, `isolate` and `heal` control links; `filter` can
+ * drop or inspect. Tests drive each core directly through `node.core` (driver.withCore).
  */
 export class Cluster {
   readonly nodes = new Map<string, HarnessNode>();
@@ -40,6 +47,17 @@ export class Cluster {
   /** Messages handed to the network, in order (after cuts and filter). */
   readonly delivered: Message[] = [];
   private readonly prng: Prng;
+  /** The drivers' `soon` calls, run by pump(). Deadlines (`after`) never fire: tests count ticks. */
+  private soonQueue: { id: string; fn: () => void }[] = [];
+  private scheduler(id: string): Scheduler {
+    return {
+      soon: (fn) => {
+        this.soonQueue.push({ id, fn });
+      },
+      after: () => () => {},
+    };
+  }
+  private outbox: Message[] = [];
 
   constructor(
     voters: string[],
@@ -51,11 +69,57 @@ export class Cluster {
   }
 
   add(id: string, disk: SimDisk): HarnessNode {
-    const core = new RaftNode(this.cfg(id), disk.load());
-    const n: HarnessNode = { id, core, disk, applied: [], readStates: [], readies: [] };
+    const n = this.start(id, disk);
     this.nodes.set(id, n);
     return n;
   }
+
+  private start(id: string, disk: SimDisk): HarnessNode {
+    const n = { id, disk, applied: [], readStates: [], readies: [] } as unknown as HarnessNode;
+    let deliver: (m: Message) => void = () => {};
+    n.driver = RaftDriver.startSync({
+      config: this.cfg(id),
+      storage: disk,
+      transport: {
+        start: (onMessage) => {
+          deliver = onMessage;
+        },
+        send: (messages) => {
+          this.outbox.push(...messages);
+        },
+        setPeerAddress: () => {},
+        removePeer: () => {},
+        close: async () => {},
+      },
+      stateMachine: { apply: () => undefined, snapshot: () => new Uint8Array(0), restore: () => {} },
+      ticker: { start: () => {}, stop: () => {} },
+      scheduler: this.scheduler(id),
+      onReady: (rd) => {
+        n.readies.push(rd);
+        n.applied.push(...rd.committedEntries);
+        n.readStates.push(...rd.readStates);
+      },
+      onFatal: (e) => {
+        throw e;
+      },
+    });
+    const driver = n.driver;
+    // The node's core itself (so tests can read its fields), with every method called through
+    // driver.withCore: the driver runs a round for whatever the call produced at the next pump().
+    const real = driver.withCore((core) => core);
+    n.core = new Proxy(real, {
+      get: (target, name, receiver) => {
+        const v: unknown = Reflect.get(target, name, receiver);
+        if (typeof v !== "function") return v;
+        return (...args: unknown[]) =>
+          driver.withCore((core) => (v as (...a: unknown[]) => unknown).apply(core, args));
+      },
+    });
+    this.deliverTo.set(id, (m) => deliver(m));
+    return n;
+  }
+
+  private readonly deliverTo = new Map<string, (m: Message) => void>();
 
   cfg(id: string): RaftConfig {
     return {
@@ -81,8 +145,8 @@ export class Cluster {
   /** Restart `id` from what its disk holds (everything not persisted is lost). */
   restart(id: string): HarnessNode {
     const old = this.node(id);
-    const core = new RaftNode(this.cfg(id), old.disk.load());
-    const n: HarnessNode = { ...old, core, applied: [], readStates: [], readies: [] };
+    void old.driver.stop("restart");
+    const n = this.start(id, old.disk);
     this.nodes.set(id, n);
     return n;
   }
@@ -100,36 +164,36 @@ export class Cluster {
     this.cuts.clear();
   }
 
-  /** Handle one node's Ready per the contract; returns its messages. */
-  drainOne(n: HarnessNode): Message[] {
-    const out: Message[] = [];
-    for (let i = 0; i < 100 && n.core.hasReady(); i++) {
-      const rd = n.core.ready()!;
-      n.readies.push(rd);
-      n.disk.persistSnapshot(rd);
-      n.disk.persistEntries(rd);
-      n.disk.persistHardState(rd);
-      out.push(...rd.messages);
-      n.applied.push(...rd.committedEntries);
-      n.readStates.push(...rd.readStates);
-      n.core.advance(rd);
+  /** Run the pending rounds of the drivers (of `only`, when given); returns the messages they sent. */
+  private runDrivers(only?: string): Message[] {
+    for (let i = 0; i < 10_000; i++) {
+      const due = this.soonQueue.filter((s) => only === undefined || s.id === only);
+      if (due.length === 0) break;
+      this.soonQueue = this.soonQueue.filter((s) => !due.includes(s));
+      for (const s of due) s.fn();
     }
+    const out = this.outbox.filter((m) => only === undefined || m.from === only);
+    this.outbox = this.outbox.filter((m) => !out.includes(m));
     return out;
+  }
+
+  /** Run one node's pending driver rounds; returns the messages it sent (not delivered). */
+  drainOne(n: HarnessNode): Message[] {
+    return this.runDrivers(n.id);
   }
 
   /** Deliver messages until no node has anything left to say. */
   pump(): void {
     for (let round = 0; round < PUMP_ROUNDS_MAX; round++) {
-      const msgs: Message[] = [];
-      for (const n of this.nodes.values()) msgs.push(...this.drainOne(n));
+      const msgs = this.runDrivers();
       if (msgs.length === 0) return;
       for (const m of msgs) {
         if (this.cuts.has(`${m.from}->${m.to}`)) continue;
         if (this.filter !== null && !this.filter(m)) continue;
-        const to = this.nodes.get(m.to);
-        if (to === undefined) continue;
+        const deliver = this.deliverTo.get(m.to);
+        if (deliver === undefined || !this.nodes.has(m.to)) continue;
         this.delivered.push(m);
-        to.core.step(m);
+        deliver(m);
       }
     }
     throw new Error("pump did not quiesce");

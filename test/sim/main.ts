@@ -2,15 +2,18 @@
  * The simulator CLI (`npm run sim -- ...`):
  *   --seed N                 replay one seed exactly (prints its trace hash; --trace prints every event)
  *   --seeds K [--start S]    run seeds S..S+K-1 with progress output
- *   --profile NAME           mixed (default) | calm | lossy | partition | crash | membership | chaos | hunt
- *   --bug NAME               run a deliberately broken core: commitOldTermEntries | voteBeforePersist |
- *                            readWithoutQuorum
+ *   --profile NAME           mixed (default) | calm | lossy | partition | crash | membership | chaos |
+ *                            storage | hunt | all (seed s runs CI_PROFILES[s % 4]: mixed, membership,
+ *                            chaos, storage)
+ *   --bug NAME               run a deliberately broken core (planted-bugs.ts: PLANTED_BUGS)
  *   --time-limit-s T         stop a --seeds run after T seconds (reports how many ran)
  * Ends with a summary and one JSON line; exits 1 if any seed violated a checker.
  */
+import { PLANTED_BUGS } from "./planted-bugs.js";
+import { CI_PROFILES } from "./profiles.js";
 import { runSeed, type SimResult } from "./simulator.js";
 
-const BUGS = ["commitOldTermEntries", "voteBeforePersist", "readWithoutQuorum"] as const;
+const BUGS = PLANTED_BUGS;
 
 function parse(argv: string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -52,10 +55,17 @@ if (bugName !== undefined && !(BUGS as readonly string[]).includes(bugName))
   usage(`--bug must be one of ${BUGS.join(", ")}`);
 const bugs = bugName === undefined ? undefined : { [bugName]: true };
 const started = Date.now();
+const profileOf = (seed: number): string =>
+  profile === "all" ? CI_PROFILES[seed % CI_PROFILES.length]! : profile;
 
 if (args.has("seed")) {
   const seed = int(args.get("seed"), "seed", 0);
-  const r = runSeed({ seed, profile, keepTrace: args.has("trace"), ...(bugs ? { bugs } : {}) });
+  const r = await runSeed({
+    seed,
+    profile: profileOf(seed),
+    keepTrace: args.has("trace"),
+    ...(bugs ? { bugs } : {}),
+  });
   if (r.trace) for (const line of r.trace) process.stdout.write(`${line}\n`);
   report([r], 1);
 } else {
@@ -64,7 +74,7 @@ if (args.has("seed")) {
   const limitMs = int(args.get("time-limit-s"), "time-limit-s", 0) * 1000;
   const results: SimResult[] = [];
   for (let s = start; s < start + count; s++) {
-    const r = runSeed({ seed: s, profile, ...(bugs ? { bugs } : {}) });
+    const r = await runSeed({ seed: s, profile: profileOf(s), ...(bugs ? { bugs } : {}) });
     results.push(r);
     if (!r.ok)
       process.stdout.write(
@@ -101,6 +111,8 @@ function report(results: SimResult[], requested: number): void {
       `${results.length - failed.length}/${results.length} seeds passed (${failed.length} failed) in ${seconds.toFixed(1)} s; ` +
         `writes acked ${sum((r) => r.stats.writesAcked)}, reads ${sum((r) => r.stats.readsDone)}, ` +
         `crashes ${sum((r) => r.stats.crashes)}, conf changes ${sum((r) => r.stats.confChanges)}, ` +
+        `storage faults ${sum((r) => r.stats.storageFaults)}, corruptions detected ${sum((r) => r.stats.corruptionsDetected)}, ` +
+        `unsynced writes lost ${sum((r) => r.stats.unsyncedLost)}, pauses ${sum((r) => r.stats.pauses)}, ` +
         `linearizability search bound hit in ${results.filter((r) => r.stats.linearizability === "unknown").length}\n`,
     );
   }

@@ -41,6 +41,30 @@ export interface FaultPlan {
   batchBytesMax: number;
   preVote: boolean;
   checkQuorum: boolean;
+  /** Per tick: probability that a node (the leader half the time) pauses for up to pauseTicksMax ticks. */
+  pauseRate: number;
+  pauseTicksMax: number;
+  /**
+   * Each node's clock runs at a rate drawn from [1 - tickSkew, 1 + tickSkew] ticks per tick (at most 10%:
+   * with a much faster clock and no pre-vote, a node with a shorter log can keep a better one from ever
+   * campaigning, as in etcd).
+   */
+  tickSkew: number;
+  /** Per tick: probability of a one-way cut that lasts longCutTicks (heals do not end it). */
+  longCutRate: number;
+  longCutTicks: number;
+  /** Per removal: probability that the removed node stays up and keeps sending. */
+  removedStaysAliveRate: number;
+  /** Per tick: probability that a down node comes back with a wiped disk (under a new id). */
+  wipeRate: number;
+  /** Per crash: probability of one flipped bit in a durable record (the checksums must refuse it). */
+  bitFlipRate: number;
+  /** Per write: probability of EIO / ENOSPC (the driver stops; the node restarts later). */
+  writeErrorRate: number;
+  /** Per write: probability of crashing just before / just after it (mid-Ready, mid-compaction). */
+  writeCrashRate: number;
+  /** Per installed snapshot: probability of crashing after it is written, before the state is restored. */
+  restoreCrashRate: number;
 }
 
 export const ELECTION_TICKS = 10;
@@ -69,11 +93,23 @@ function base(r: Prng): Omit<FaultPlan, "profile"> {
     transferRate: 0,
     compactEvery: r.pick([5, 20, 1000]),
     heartbeatTicks: r.range(1, 3),
-    inflightMax: r.pick([1, 2, 4, 8]),
+    // 256: the production in-flight window (src/raft's driver setup).
+    inflightMax: r.pick([1, 2, 4, 8, 256]),
     batchEntriesMax: r.pick([1, 2, 4, 64]),
     batchBytesMax: r.pick([16, 1 << 20]),
     preVote: r.chance(0.5),
     checkQuorum: r.chance(0.5),
+    pauseRate: 0,
+    pauseTicksMax: 0,
+    tickSkew: 0,
+    longCutRate: 0,
+    longCutTicks: 0,
+    removedStaysAliveRate: 0,
+    wipeRate: 0,
+    bitFlipRate: 0,
+    writeErrorRate: 0,
+    writeCrashRate: 0,
+    restoreCrashRate: 0,
   };
 }
 
@@ -109,6 +145,10 @@ export const PROFILES: Record<string, Draw> = {
     crashRate: r.float() * 0.02,
     dropRate: r.float() * 0.05,
     partitionRate: r.float() * 0.01,
+    removedStaysAliveRate: r.float(),
+    wipeRate: r.float() * 0.02,
+    restoreCrashRate: r.float() * 0.2,
+    compactEvery: r.pick([5, 20, 1000]),
   }),
   chaos: (r) => ({
     ...base(r),
@@ -125,6 +165,32 @@ export const PROFILES: Record<string, Draw> = {
     healRate: r.float() * 0.05,
     confChangeRate: r.float() * 0.04,
     transferRate: r.float() * 0.02,
+    pauseRate: r.float() * 0.02,
+    pauseTicksMax: r.range(5, 60),
+    tickSkew: r.float() * 0.1,
+    longCutRate: r.float() * 0.01,
+    longCutTicks: r.range(50, 200),
+    removedStaysAliveRate: r.float(),
+  }),
+  /** Disks that fail: torn and lost unsynced writes, flipped bits, EIO/ENOSPC, crashes around snapshots. */
+  storage: (r) => ({
+    ...base(r),
+    crashRate: 0.01 + r.float() * 0.04,
+    leaderCrashRate: r.float() * 0.02,
+    restartRate: 0.05 + r.float() * 0.3,
+    midReadyCrashRate: r.float() * 0.01,
+    crashAfterHardStateRate: r.float() * 0.02,
+    dropRate: r.float() * 0.05,
+    bitFlipRate: r.float() * 0.2,
+    writeErrorRate: r.float() * 0.005,
+    writeCrashRate: r.float() * 0.005,
+    restoreCrashRate: r.float() * 0.3,
+    wipeRate: r.float() * 0.01,
+    confChangeRate: r.float() * 0.02,
+    compactEvery: r.pick([3, 5, 20]),
+    pauseRate: r.float() * 0.01,
+    pauseTicksMax: r.range(5, 30),
+    tickSkew: r.float() * 0.1,
   }),
   /** Hostile to the two planted bugs: elections, crashes and small batches everywhere. */
   /** Hostile to lost votes: many elections, crashes right after voting, fast restarts, late vote requests. */
@@ -175,9 +241,12 @@ export const MIXED = [
   "crash",
   "membership",
   "chaos",
+  "storage",
   "huntVotes",
   "huntCommits",
 ];
+/** What `--profile all` cycles through, and what CI runs 1,000 seeds of each. */
+export const CI_PROFILES = ["mixed", "membership", "chaos", "storage"];
 /** "hunt" picks one of the bug-hunting profiles per seed. */
 export const HUNT = ["huntVotes", "huntCommits"];
 

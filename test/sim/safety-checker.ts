@@ -1,4 +1,4 @@
-import { EntryType, type Entry } from "../../cluster/raft/core/index.js";
+import type { ConfState } from "../../cluster/raft/core/index.js";
 import type { RegisterOp } from "./linearizability.js";
 
 /** A checker found the run unsafe or not live; `checker` names which property failed. */
@@ -20,14 +20,6 @@ export interface LogView {
   termAt(index: number): number | undefined;
 }
 
-const dec = new TextDecoder();
-
-/** What an entry is, independent of where it sits. */
-function identity(e: Entry): string {
-  if (e.type === EntryType.ConfChange) return `${e.term}:C:${e.confChange!.type}:${e.confChange!.nodeId}`;
-  return `${e.term}:N:${dec.decode(e.data)}`;
-}
-
 /**
  * The raft safety properties (raft paper fig. 3), checked against every event the simulator sees:
  * election safety, log matching, leader completeness, state machine safety; plus acknowledged writes.
@@ -38,8 +30,10 @@ export class SafetyChecker {
   private readonly committed: (string | undefined)[] = [];
   private readonly committedTerm: (number | undefined)[] = [];
   private readonly valueIndex = new Map<string, number>();
-  /** (index, term) -> identity of every entry ever made durable anywhere. */
-  private readonly persisted = new Map<string, string>();
+  /** Committed membership changes: [index, voters], in index order. */
+  private readonly confs: [number, string[]][] = [];
+
+  constructor(private readonly founders: readonly string[]) {}
 
   leaderCount(): number {
     return this.leaderByTerm.size;
@@ -64,39 +58,55 @@ export class SafetyChecker {
     }
   }
 
-  /** Log matching, part 1: an (index, term) pair names exactly one entry. */
-  onPersisted(id: string, entries: readonly Entry[]): void {
-    for (const e of entries) {
-      const key = `${e.index}/${e.term}`;
-      const want = this.persisted.get(key);
-      const got = identity(e);
-      if (want === undefined) this.persisted.set(key, got);
-      else if (want !== got) {
-        throw new SimViolation(
-          "log-matching",
-          `${id} stored ${got} at ${key} where another node stored ${want}`,
-        );
-      }
-    }
-  }
-
-  /** State machine safety: every node applies the same entry at every index. True if first applied here. */
-  onApplied(id: string, e: Entry): boolean {
-    const got = identity(e);
-    const want = this.committed[e.index];
+  /**
+   * State machine safety: every node applies the same entry (`what`: "N:key=value" or "C:type:node") with
+   * the same term at every index. True if first applied here.
+   */
+  onApplied(id: string, index: number, term: number, what: string): boolean {
+    const got = `${term}:${what}`;
+    const want = this.committed[index];
     if (want === undefined) {
-      this.committed[e.index] = got;
-      this.committedTerm[e.index] = e.term;
-      if (e.type === EntryType.Normal && e.data.length > 0) this.valueIndex.set(dec.decode(e.data), e.index);
+      this.committed[index] = got;
+      this.committedTerm[index] = term;
+      if (what.startsWith("N:")) this.valueIndex.set(what.slice(2), index);
       return true;
     }
     if (want !== got) {
       throw new SimViolation(
         "state-machine-safety",
-        `${id} applied ${got} at ${e.index}, another node applied ${want}`,
+        `${id} applied ${got} at ${index}, another node applied ${want}`,
       );
     }
     return false;
+  }
+
+  /** A membership change at `index` was applied (committed) with the resulting configuration `cs`. */
+  onConfCommitted(index: number, cs: ConfState): void {
+    if (this.confs.some(([i]) => i === index)) return;
+    this.confs.push([index, [...cs.voters]]);
+    this.confs.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** The voters of the latest committed configuration at or before `index`. */
+  committedVoters(index: number): string[] {
+    let voters: readonly string[] = this.founders;
+    for (const [i, v] of this.confs) if (i <= index) voters = v;
+    return [...voters];
+  }
+
+  /** The key-value state after applying the committed sequence up to `index` (snapshot content checker). */
+  stateAt(index: number): Map<string, string> {
+    const kv = new Map<string, string>();
+    for (let i = 1; i <= index && i < this.committed.length; i++) {
+      const c = this.committed[i];
+      if (c === undefined) continue;
+      const at = c.indexOf(":N:");
+      if (at < 0) continue;
+      const text = c.slice(at + 3);
+      const eq = text.indexOf("=");
+      kv.set(text.slice(0, eq), text.slice(eq + 1));
+    }
+    return kv;
   }
 
   onSnapshotRestored(id: string, index: number, term: number): void {

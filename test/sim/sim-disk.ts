@@ -1,12 +1,13 @@
-import type { Entry, HardState, PersistedState, Ready, Snapshot } from "../../cluster/raft/core/index.js";
+import type { Entry, HardState, PersistedState, Snapshot } from "../../cluster/raft/core/index.js";
 import { emptyHardState } from "../../cluster/raft/core/index.js";
+import type { RaftStorage, RaftStorageUpdate } from "../../cluster/raft/driver/raft-storage.js";
 
 /**
- * One node's durable storage. It holds only what the driver persisted from a Ready (or a compaction),
- * step by step, so a crash between steps keeps exactly the prefix that was written: anything the core
- * had not handed out, or that was handed out but not yet written, is lost.
+ * A plain in-memory RaftStorage for the raft unit tests (test/raft/raft-harness.ts): synchronous, every
+ * write durable at once, its fields open for tests to read and to preset (a log as a crash left it).
+ * The simulator uses SimRaftDisk instead (production records, crash semantics, faults).
  */
-export class SimDisk {
+export class SimDisk implements RaftStorage {
   hardState: HardState = emptyHardState();
   snapshot: Snapshot | null = null;
   entries: Entry[] = [];
@@ -17,8 +18,20 @@ export class SimDisk {
     this.snapshot = bootstrap;
   }
 
+  save(update: RaftStorageUpdate): void {
+    this.persistSnapshot(update);
+    this.persistEntries(update);
+    this.persistHardState(update);
+  }
+
+  compact(snapshot: Snapshot): void {
+    this.persistCompaction(snapshot);
+  }
+
+  async close(): Promise<void> {}
+
   /** Step 1a of the Ready contract. */
-  persistSnapshot(rd: Ready): void {
+  persistSnapshot(rd: Pick<RaftStorageUpdate, "snapshot">): void {
     if (rd.snapshot === null) return;
     this.snapshot = rd.snapshot;
     this.entries = [];
@@ -26,7 +39,7 @@ export class SimDisk {
   }
 
   /** Step 1b. */
-  persistEntries(rd: Ready): void {
+  persistEntries(rd: Pick<RaftStorageUpdate, "entries">): void {
     if (rd.entries.length === 0) return;
     const first = rd.entries[0]!.index;
     const base = this.snapshot?.metadata.index ?? 0;
@@ -39,7 +52,7 @@ export class SimDisk {
   }
 
   /** Step 1c. */
-  persistHardState(rd: Ready): void {
+  persistHardState(rd: Pick<RaftStorageUpdate, "hardState">): void {
     if (rd.hardState === null) return;
     this.hardState = { ...rd.hardState };
     this.writes++;

@@ -25,6 +25,9 @@ export class SimNetwork {
   private inflight: InFlight[] = [];
   /** "from->to" links that drop everything. */
   private readonly cuts = new Set<string>();
+  /** "from->to" links cut until a tick, whatever heal() does (long one-way partitions). */
+  private readonly longCuts = new Map<string, number>();
+  private nowTick = 0;
   /** "from->to" extra drop rates. */
   private readonly drops = new Map<string, number>();
   private hookFn: ((m: Message) => boolean) | null = null;
@@ -45,6 +48,26 @@ export class SimNetwork {
   /** Cut the link from -> to only (one-way partition). */
   cutOneWay(from: string, to: string): void {
     this.cuts.add(`${from}->${to}`);
+  }
+
+  /** Cut from -> to until `untilTick`; heal() leaves it in place. */
+  cutOneWayUntil(from: string, to: string, untilTick: number): void {
+    this.longCuts.set(`${from}->${to}`, untilTick);
+  }
+
+  /** Ends every cut, long ones included (faults stop). */
+  healAll(): void {
+    this.heal();
+    this.longCuts.clear();
+  }
+
+  private cutNow(link: string): boolean {
+    if (this.cuts.has(link)) return true;
+    const until = this.longCuts.get(link);
+    if (until === undefined) return false;
+    if (until > this.nowTick) return true;
+    this.longCuts.delete(link);
+    return false;
   }
 
   /** Cut both directions between a and b. */
@@ -82,7 +105,8 @@ export class SimNetwork {
     this.sent++;
     if (this.hookFn !== null && !this.hookFn(m)) return this.countDrop();
     const link = `${m.from}->${m.to}`;
-    if (this.cuts.has(link)) return this.countDrop();
+    this.nowTick = nowTick;
+    if (this.cutNow(link)) return this.countDrop();
     if (this.prng.chance(this.faults.dropRate) || this.prng.chance(this.drops.get(link) ?? 0))
       return this.countDrop();
     const copies = this.prng.chance(this.faults.duplicateRate) ? 2 : 1;
@@ -95,6 +119,7 @@ export class SimNetwork {
 
   /** Messages due by `nowTick`, in delivery order; cuts made after sending also apply. */
   takeDue(nowTick: number): Message[] {
+    this.nowTick = nowTick;
     const due: InFlight[] = [];
     const rest: InFlight[] = [];
     for (const f of this.inflight) (f.deliverAtTick <= nowTick ? due : rest).push(f);
@@ -102,7 +127,7 @@ export class SimNetwork {
     due.sort((a, b) => a.deliverAtTick - b.deliverAtTick || a.order - b.order);
     const out: Message[] = [];
     for (const f of due) {
-      if (this.cuts.has(`${f.message.from}->${f.message.to}`)) this.countDrop();
+      if (this.cutNow(`${f.message.from}->${f.message.to}`)) this.countDrop();
       else out.push(f.message);
     }
     return out;

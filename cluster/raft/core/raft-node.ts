@@ -35,6 +35,13 @@ import { validateMessage } from "./validate-message.js";
 
 /** A Vote message whose context is this marks a leadership transfer: it bypasses the leader lease. */
 const TRANSFER_CONTEXT = new Uint8Array([0x74]);
+/** Answers to this node's own requests (the leaderAdoptsResponseTerm bug mishandles their terms). */
+const RESPONSES: ReadonlySet<MessageType> = new Set([
+  MessageType.PreVoteResp,
+  MessageType.VoteResp,
+  MessageType.AppendResp,
+  MessageType.HeartbeatResp,
+]);
 /** Bound on ReadIndex requests waiting at a leader. */
 const READ_REQUESTS_MAX = 4096;
 /** Bound on reads waiting for the leader's first commit in its term. */
@@ -149,7 +156,7 @@ export class RaftNode implements RaftNodeApi {
 
   proposeConfChange(change: ConfChange): ProposalPosition {
     this.mustAcceptProposal(0);
-    if (this.log.lastConfIndex() > this.log.committed) {
+    if (this.log.lastConfIndex() > this.log.committed && !this.cfg.bugs?.concurrentConfChanges) {
       throw new RaftError(
         "CONF_CHANGE_PENDING",
         "the previous membership change is not committed yet",
@@ -259,7 +266,12 @@ export class RaftNode implements RaftNodeApi {
       messages: this.msgs,
       committedEntries: this.log.nextCommittedEntries(),
       readStates: this.readStates,
-      mustSync: hardChanged || entries.length > 0 || this.log.pendingSnapshot !== null,
+      // The durability rule on `Ready`: a new term or vote, entries or a snapshot; never commit alone.
+      mustSync:
+        (entries.length > 0 && !this.cfg.bugs?.entriesWithoutSync) ||
+        this.log.pendingSnapshot !== null ||
+        hs.term !== this.prevHardState.term ||
+        hs.vote !== this.prevHardState.vote,
     };
     for (const m of rd.messages) assert(m.to !== this.id, "message to self in Ready");
     this.msgs = [];
@@ -541,6 +553,9 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private stepTaken(m: Message): void {
+    if (this.cfg.bugs?.leaderAdoptsResponseTerm && this.role === "leader" && RESPONSES.has(m.type)) {
+      if (m.term > this.term) this.term = m.term; // and stays leader: its new entries carry a taken term
+    }
     if (m.term > this.term) {
       if (m.type === MessageType.PreVote || m.type === MessageType.Vote) {
         const force = m.type === MessageType.Vote && equalBytes(m.context, TRANSFER_CONTEXT);
@@ -683,11 +698,11 @@ export class RaftNode implements RaftNodeApi {
   private handleSnapshot(m: Message): void {
     const snap = m.snapshot!;
     const { index, term } = snap.metadata;
-    if (index <= this.log.committed) {
+    if (index <= this.log.committed && !this.cfg.bugs?.installStaleSnapshot) {
       this.send({ ...this.blank(MessageType.AppendResp, m.from), index: this.log.committed });
       return;
     }
-    if (this.log.matchTerm(index, term)) {
+    if (this.log.matchTerm(index, term) && !this.cfg.bugs?.installStaleSnapshot) {
       // We already hold the snapshot's last entry: just fast-forward the commit.
       this.log.commitTo(index);
       this.send({ ...this.blank(MessageType.AppendResp, m.from), index: this.log.committed });
@@ -868,7 +883,9 @@ export class RaftNode implements RaftNodeApi {
       // Never tell a follower to commit beyond what it is known to hold.
       this.send({
         ...this.blank(MessageType.Heartbeat, id),
-        commit: Math.min(pr.match, this.log.committed),
+        commit: this.cfg.bugs?.heartbeatCommitBeyondMatch
+          ? this.log.committed
+          : Math.min(pr.match, this.log.committed),
         context,
       });
     }
@@ -878,7 +895,10 @@ export class RaftNode implements RaftNodeApi {
   private maybeCommit(): boolean {
     const voters = this.voters();
     if (voters.length === 0) return false;
-    const matches = voters.map((id) =>
+    const counted = this.cfg.bugs?.learnersCountInQuorum
+      ? [...voters, ...this.log.confState().learners]
+      : voters;
+    const matches = counted.map((id) =>
       id === this.id ? this.log.stableIndex : (this.progress.get(id)?.match ?? 0),
     );
     matches.sort((a, b) => b - a);
@@ -908,7 +928,7 @@ export class RaftNode implements RaftNodeApi {
   // ---------------------------------------------------------------- ReadIndex
 
   private leaderReadIndex(from: string, context: Uint8Array): void {
-    if (this.log.term(this.log.committed) !== this.term) {
+    if (this.log.term(this.log.committed) !== this.term && !this.cfg.bugs?.readIndexBeforeOwnTermCommit) {
       // The commit index of a fresh leader may lag: wait until an entry of our term commits.
       if (this.pendingReads.length < PENDING_READS_MAX) this.pendingReads.push({ from, context });
       return;

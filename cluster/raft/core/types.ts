@@ -28,6 +28,20 @@ export interface RaftBugs {
   voteBeforePersist?: boolean;
   /** The leader answers ReadIndex at once, without a heartbeat round proving it is still leader (stale reads). */
   readWithoutQuorum?: boolean;
+  /** The leader counts learners' replicas toward the commit quorum (quorum counting with learners). */
+  learnersCountInQuorum?: boolean;
+  /** The leader accepts a membership change while the previous one is uncommitted. */
+  concurrentConfChanges?: boolean;
+  /** A leader that sees a newer term in a response takes that term and stays leader (no step-down). */
+  leaderAdoptsResponseTerm?: boolean;
+  /** A fresh leader answers ReadIndex before an entry of its own term is committed (raft thesis §6.4). */
+  readIndexBeforeOwnTermCommit?: boolean;
+  /** A follower installs a snapshot at or below its commit index (rolls back committed state). */
+  installStaleSnapshot?: boolean;
+  /** Heartbeats tell a follower to commit up to the leader's commit, beyond the match the leader knows of. */
+  heartbeatCommitBeyondMatch?: boolean;
+  /** `Ready.mustSync` is false for new entries (an append ack leaves before the entries are durable). */
+  entriesWithoutSync?: boolean;
 }
 
 export interface RaftConfig {
@@ -225,17 +239,26 @@ export interface ReadState {
 
 /**
  * The output of the core, to be handled IN THIS ORDER, then acknowledged with advance(ready):
- *  1. Persist, synced (fsync) and atomically enough that a crash leaves a prefix of the steps:
- *     a. `snapshot` (if non-null): store it, DELETE ALL stored log entries (the core has discarded its log),
- *        and restore the state machine from `snapshot.data`;
+ *  1. Persist, as ONE write that a crash leaves either whole or absent, and that lands on disk after every
+ *     earlier write (a crash keeps a prefix of the sequence of writes, never a later write without an
+ *     earlier one):
+ *     a. `snapshot` (if non-null): store it and DELETE ALL stored log entries (the core has discarded its log),
+ *        then (after the write) restore the state machine from `snapshot.data`;
  *     b. `entries` (if any): delete every stored entry with index >= entries[0].index, then append them;
  *     c. `hardState` (if non-null): overwrite the stored hard state.
- *     If `mustSync` is false nothing above needs an fsync.
- *  2. Only then send `messages` (a vote or append ack must never leave before the state it depends on is
- *     durable). Messages to self never appear here. Messages may be lost, reordered or duplicated.
- *  3. Apply `committedEntries` in order to the state machine (all of them are already durable).
- *     Serve `readStates` once the applied index >= readState.index.
+ *     THE DURABILITY RULE (the only one; etcd's MustSync): when `mustSync` is true, that write must be
+ *     durable (fsync'd) before ANY of `messages` leaves, because a vote, an append ack or a leader's own
+ *     count toward commit promises exactly what it holds. `mustSync` is true iff the Ready carries a
+ *     snapshot, entries, or a new term or vote. When it is false the write only moves `commit`: it may go
+ *     unsynced and the messages need not wait for a sync, because a lost commit index is learned again
+ *     from the leader (raft paper fig. 2 keeps it volatile), and the prefix rule above means a later
+ *     synced write makes it durable anyway.
+ *  2. Then send `messages`: once step 1 is durable when `mustSync`, once it is written otherwise. Messages
+ *     to self never appear here. Messages may be lost, reordered or duplicated.
+ *  3. Apply `committedEntries` in order (all of them are already durable). Serve `readStates` once the
+ *     applied index >= readState.index.
  *  4. Call advance(ready).
+ * A crash at any point is safe: the node restarts from what step 1 made durable.
  */
 export interface Ready {
   /** Non-null when leader or role changed since the last Ready. Informational; never persisted. */
@@ -246,6 +269,7 @@ export interface Ready {
   messages: Message[];
   committedEntries: Entry[];
   readStates: ReadState[];
+  /** Step 1's write must be durable before any message leaves (see THE DURABILITY RULE above). */
   mustSync: boolean;
 }
 

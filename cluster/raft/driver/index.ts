@@ -4,6 +4,7 @@ export type { RaftStorage, RaftStorageUpdate } from "./raft-storage.js";
 export type { PeerTransport } from "./peer-transport.js";
 export type { StateMachine } from "./state-machine.js";
 export { IntervalTicker, type Ticker } from "./ticker.js";
+export { nodeScheduler, type Cancel, type Scheduler } from "./scheduler.js";
 export {
   Busy,
   InvalidArgument,

@@ -2,7 +2,8 @@
  * The driver: runs one pure RaftNode against real IO. It owns the only loop that touches the core, and
  * handles each Ready in the order written on the `Ready` type (cluster/raft/core/types.ts):
  *
- *   1. persist snapshot + entries + hard state in one synced write (and restore an installed snapshot),
+ *   1. persist snapshot + entries + hard state in one atomic write, synced exactly when `Ready.mustSync`
+ *      says (the durability rule lives on `Ready`, nowhere else), and restore an installed snapshot,
  *   2. then send the messages (a vote or an append ack never leaves before what it promises is durable),
  *   3. then apply committed entries and serve read states,
  *   4. then advance().
@@ -11,10 +12,14 @@
  * inbox and are fed to the core before the next ready(), so the core is never touched between ready()
  * and advance(); this also batches everything that arrived during one fsync into the next round.
  *
+ * Time enters only through the injected Scheduler and Ticker, randomness only through `config.random`,
+ * IO only through RaftStorage and PeerTransport: the simulator (test/sim) runs this very class on virtual
+ * time, simulated disks and a simulated network, and the raft unit tests' cluster (test/raft) runs it
+ * over in-memory disks, so there is one Ready loop in the codebase.
+ *
  * A storage failure or a core invariant violation is fatal: the driver stops (fail-stop, never limps on
  * with state it could not persist) and reports through `onFatal`.
  */
-import { randomBytes } from "node:crypto";
 import { RaftNode } from "../core/raft-node.js";
 import {
   bootstrapSnapshot,
@@ -25,16 +30,18 @@ import {
   type ConfChange,
   type ConfState,
   type Entry,
-  type HardState,
   type Message,
   type NodeId,
   type RaftConfig,
   type RaftStatus,
+  type PersistedState,
   type Ready,
+  type SoftState,
 } from "../core/types.js";
 import { Busy, InvalidArgument, NotLeader, Rejected, Stopped, Timeout } from "./errors.js";
 import type { PeerTransport } from "./peer-transport.js";
-import type { RaftStorage } from "./raft-storage.js";
+import type { RaftStorage, RaftStorageUpdate } from "./raft-storage.js";
+import { nodeScheduler, type Cancel, type Scheduler } from "./scheduler.js";
 import type { StateMachine } from "./state-machine.js";
 import type { Ticker } from "./ticker.js";
 
@@ -45,6 +52,8 @@ export interface RaftDriverOptions<R> {
   transport: PeerTransport;
   stateMachine: StateMachine<R>;
   ticker: Ticker;
+  /** Deferred calls and deadlines (default: Node's timers). The simulator injects virtual time. */
+  scheduler?: Scheduler;
   /**
    * Founding voters of a new cluster. Used only when the storage is empty: the driver then stores
    * bootstrapSnapshot(voters) before the first start. Leave unset on a node that joins as a learner.
@@ -70,6 +79,10 @@ export interface RaftDriverOptions<R> {
   receivedMax?: number;
   /** Called for every committed membership change, in log order (also when replayed after a restart). */
   onConfChange?: (change: ConfChange, confState: ConfState, index: number) => void;
+  /** Called with every Ready before it is handled (tracing; the raft unit tests inspect them). */
+  onReady?: (ready: Ready) => void;
+  /** Called after every Ready that changed the role or the known leader (for logs, metrics, checkers). */
+  onSoftState?: (soft: SoftState) => void;
   /** Called once when the driver stops because of an error it cannot continue from. */
   onFatal?: (error: unknown) => void;
   /** Diagnostic lines (never entry data). */
@@ -104,7 +117,7 @@ interface PendingProposal {
   term: number;
   resolve(value: Applied<unknown>): void;
   reject(error: Error): void;
-  timer: NodeJS.Timeout;
+  timer: Cancel;
 }
 
 interface PendingRead {
@@ -112,21 +125,22 @@ interface PendingRead {
   index: number;
   resolve(index: number): void;
   reject(error: Error): void;
-  timer: NodeJS.Timeout;
-  retry: NodeJS.Timeout;
+  timer: Cancel;
+  retry: Cancel;
 }
 
 interface PendingTransfer {
   to: NodeId;
   resolve(): void;
   reject(error: Error): void;
-  timer: NodeJS.Timeout;
+  timer: Cancel;
 }
 
 export class RaftDriver<R = unknown> {
   readonly id: NodeId;
   readonly #core: RaftNode;
   readonly #opts: RaftDriverOptions<R> & typeof DEFAULTS;
+  readonly #scheduler: Scheduler;
   /** Work for the core; `fail` settles the caller's promise if the driver stops before `run` ran. */
   readonly #inbox: Array<{ run: () => void; fail?: (e: Error) => void }> = [];
   /** Peer messages in #inbox (bounded by receivedMax). */
@@ -134,6 +148,8 @@ export class RaftDriver<R = unknown> {
   #receivedDropped = 0;
   #ticksPending = 0;
   #loopRunning = false;
+  /** Between ready() and advance(): the core must not be touched. */
+  #inRound = false;
   #loopDone: Promise<void> = Promise.resolve();
   #stopped: Error | undefined;
   #applied: number;
@@ -147,30 +163,58 @@ export class RaftDriver<R = unknown> {
    * for us) a request of an earlier incarnation, and that answer's read index predates writes
    * acknowledged since; with a counter alone it would complete a new read with the same context.
    */
-  readonly #readIncarnation = randomBytes(8).toString("hex");
+  readonly #readIncarnation: string;
   /** Proposals, membership changes, reads and transfers not settled yet (bounded by pendingMax). */
   #pending = 0;
-  /** The hard state last written to storage (undefined until the first write of this process). */
-  #savedHardState: HardState | undefined;
 
   /** Loads persisted state (bootstrapping a new founding member), restores the state machine, starts. */
   static async start<R>(options: RaftDriverOptions<R>): Promise<RaftDriver<R>> {
     const opts = { ...DEFAULTS, ...options };
     let persisted = await opts.storage.load();
-    const fresh =
-      persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
-    if (fresh && opts.bootstrapVoters !== undefined) {
-      if (!opts.bootstrapVoters.includes(opts.config.id)) {
-        throw new InvalidArgument("bootstrapVoters", `must include this node (${opts.config.id})`);
-      }
-      await opts.storage.save({
-        snapshot: bootstrapSnapshot(opts.bootstrapVoters),
-        entries: [],
-        hardState: persisted.hardState,
-        sync: true,
-      });
+    const boot = RaftDriver.#bootstrap(opts, persisted);
+    if (boot !== null) {
+      await opts.storage.save(boot);
       persisted = await opts.storage.load();
     }
+    return RaftDriver.#open(opts, persisted);
+  }
+
+  /**
+   * start() for a storage whose load() and save() return no promises (the in-memory disks of the raft
+   * unit tests): the driver is running when this returns.
+   */
+  static startSync<R>(options: RaftDriverOptions<R>): RaftDriver<R> {
+    const opts = { ...DEFAULTS, ...options };
+    const sync = <T>(v: T | Promise<T>): T => {
+      if (v instanceof Promise) throw new InvalidArgument("storage", "startSync needs a synchronous storage");
+      return v;
+    };
+    let persisted = sync(opts.storage.load());
+    const boot = RaftDriver.#bootstrap(opts, persisted);
+    if (boot !== null) {
+      sync(opts.storage.save(boot));
+      persisted = sync(opts.storage.load());
+    }
+    return RaftDriver.#open(opts, persisted);
+  }
+
+  /** The write that makes an empty storage a founding member's (null when none is needed). */
+  static #bootstrap<R>(opts: RaftDriverOptions<R>, persisted: PersistedState): RaftStorageUpdate | null {
+    const fresh =
+      persisted.snapshot === null && persisted.entries.length === 0 && persisted.hardState.term === 0;
+    if (!fresh || opts.bootstrapVoters === undefined) return null;
+    if (!opts.bootstrapVoters.includes(opts.config.id)) {
+      throw new InvalidArgument("bootstrapVoters", `must include this node (${opts.config.id})`);
+    }
+    return {
+      snapshot: bootstrapSnapshot(opts.bootstrapVoters),
+      entries: [],
+      hardState: persisted.hardState,
+      sync: true,
+    };
+  }
+
+  static #open<R>(opts: RaftDriverOptions<R> & typeof DEFAULTS, persisted: PersistedState): RaftDriver<R> {
     const snap = persisted.snapshot;
     if (snap !== null && snap.metadata.index > 0) opts.stateMachine.restore(snap.data);
     const core = new RaftNode(opts.config, persisted);
@@ -181,6 +225,11 @@ export class RaftDriver<R = unknown> {
     this.id = opts.config.id;
     this.#core = core;
     this.#opts = opts;
+    this.#scheduler = opts.scheduler ?? nodeScheduler;
+    // 64 random bits from the injected source (crypto in production, the seed in the simulator).
+    this.#readIncarnation = Array.from({ length: 4 }, () =>
+      opts.config.random.nextInt(0x10000).toString(16).padStart(4, "0"),
+    ).join("");
     this.#applied = snapshotIndex;
     this.#snapshotIndex = snapshotIndex;
     opts.transport.start((m) => this.#receive(m));
@@ -202,6 +251,28 @@ export class RaftDriver<R = unknown> {
       snapshotIndex: this.#snapshotIndex,
       receivedDropped: this.#receivedDropped,
     };
+  }
+
+  /**
+   * Calls `fn` with the core between rounds, then schedules a round for whatever it produced. For tests
+   * and tools that drive the core directly (the raft unit tests' cluster); clients use propose(), read()
+   * and the membership calls. Refused while a round waits for its storage write.
+   */
+  withCore<T>(fn: (core: RaftNode) => T): T {
+    if (this.#stopped) throw this.#stopped;
+    if (this.#inRound) {
+      throw new InvalidArgument("withCore", "a Ready is being handled; wait for the round to finish");
+    }
+    try {
+      return fn(this.#core);
+    } finally {
+      this.#schedule();
+    }
+  }
+
+  /** Term of the entry at `index` in this node's log, if it holds it (diagnostics and checkers). */
+  termAt(index: number): number | undefined {
+    return this.#core.termAt(index);
   }
 
   /**
@@ -255,17 +326,19 @@ export class RaftDriver<R = unknown> {
     const context = new TextEncoder().encode(key);
     return new Promise<number>((resolve, reject) => {
       const ask = (): void => this.#enqueue(() => this.#core.readIndex(context));
+      const retry = (): void => {
+        if (pending.index < 0) ask();
+        pending.retry = this.#scheduler.after(this.#opts.readRetryMs, retry);
+      };
       const pending: PendingRead = {
         index: -1,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.#scheduler.after(timeoutMs, () => {
           this.#dropRead(key);
           reject(new Timeout("read", timeoutMs));
-        }, timeoutMs),
-        retry: setInterval(() => {
-          if (pending.index < 0) ask();
-        }, this.#opts.readRetryMs),
+        }),
+        retry: this.#scheduler.after(this.#opts.readRetryMs, retry),
       };
       this.#reads.set(key, pending);
       ask();
@@ -286,24 +359,24 @@ export class RaftDriver<R = unknown> {
         to,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.#scheduler.after(timeoutMs, () => {
           this.#transfers.delete(t);
           reject(new Timeout("transferLeadership", timeoutMs));
-        }, timeoutMs),
+        }),
       };
       this.#enqueue(
         () => {
           try {
             this.#core.transferLeadership(to);
           } catch (e) {
-            clearTimeout(t.timer);
+            t.timer();
             reject(this.#clientError("transferLeadership", e));
             return;
           }
           this.#transfers.add(t);
         },
         (e) => {
-          clearTimeout(t.timer);
+          t.timer();
           reject(e);
         },
       );
@@ -388,16 +461,16 @@ export class RaftDriver<R = unknown> {
         }
         if (pos.index <= this.#applied)
           throw new Error(`core placed ${operation} at applied index ${pos.index}`);
-        const timer = setTimeout(() => {
+        const timer = this.#scheduler.after(timeoutMs, () => {
           // Only our own slot: a later proposal may have taken this index since (see below).
           if (this.#proposals.get(pos.index)?.timer === timer) this.#proposals.delete(pos.index);
           reject(new Timeout(operation, timeoutMs));
-        }, timeoutMs);
+        });
         // A proposal still waiting at this index was truncated away (this node lost and regained
         // leadership): it can never apply. Its timer goes too, or it would later evict the new one.
         const displaced = this.#proposals.get(pos.index);
         if (displaced !== undefined) {
-          clearTimeout(displaced.timer);
+          displaced.timer();
           displaced.reject(new NotLeader(this.#leaderHint()));
         }
         this.#proposals.set(pos.index, { term: pos.term, resolve, reject, timer });
@@ -437,19 +510,33 @@ export class RaftDriver<R = unknown> {
   #schedule(): void {
     if (this.#loopRunning || this.#stopped) return;
     this.#loopRunning = true;
-    // setImmediate (not a microtask) lets pending socket reads land first, so one round batches them.
-    this.#loopDone = new Promise<void>((done) => setImmediate(() => void this.#loop().finally(done)));
+    // Not a microtask: pending socket reads land first, so one round batches them.
+    this.#loopDone = new Promise<void>((done) => this.#scheduler.soon(() => void this.#loop().finally(done)));
   }
 
+  /**
+   * Awaits only where a storage write returned a promise: with a synchronous storage (the simulator's),
+   * a whole run of rounds completes within one call.
+   */
   async #loop(): Promise<void> {
     try {
       while (!this.#stopped) {
         this.#drainInbox();
         const rd = this.#core.ready();
-        if (rd !== null) await this.#handleReady(rd);
+        if (rd !== null) {
+          this.#inRound = true;
+          this.#opts.onReady?.(rd);
+          const written = this.#persist(rd);
+          if (written !== undefined) await written;
+          if (this.#stopped) return;
+          this.#afterPersist(rd);
+          this.#inRound = false;
+        }
         // Checked after every round, not only when idle: under steady load there is always a Ready.
-        if (this.#shouldSnapshot()) await this.#takeSnapshot();
-        else if (rd === null) break;
+        if (this.#shouldSnapshot()) {
+          const written = this.#takeSnapshot();
+          if (written !== undefined) await written;
+        } else if (rd === null) break;
       }
     } catch (e) {
       this.#halt(e);
@@ -468,18 +555,19 @@ export class RaftDriver<R = unknown> {
     this.#receivedWaiting = 0;
   }
 
-  async #handleReady(rd: Ready): Promise<void> {
-    // 1. Persist, synced, before anything that depends on it leaves.
-    if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
-      await this.#opts.storage.save({
-        snapshot: rd.snapshot,
-        entries: rd.entries,
-        hardState: rd.hardState,
-        sync: this.#mustSync(rd),
-      });
-      if (this.#stopped) return;
-      if (rd.hardState !== null) this.#savedHardState = rd.hardState;
-    }
+  /** Ready step 1: one atomic write, synced exactly when the Ready says so (its durability rule). */
+  #persist(rd: Ready): Promise<void> | void {
+    if (rd.snapshot === null && rd.entries.length === 0 && rd.hardState === null) return;
+    return this.#opts.storage.save({
+      snapshot: rd.snapshot,
+      entries: rd.entries,
+      hardState: rd.hardState,
+      sync: rd.mustSync,
+    });
+  }
+
+  /** Ready steps 1a (restore), 2 (send), 3 (apply, serve reads) and 4 (advance), once step 1 is done. */
+  #afterPersist(rd: Ready): void {
     if (rd.snapshot !== null) {
       const idx = rd.snapshot.metadata.index;
       if (idx > 0) this.#opts.stateMachine.restore(rd.snapshot.data);
@@ -499,22 +587,10 @@ export class RaftDriver<R = unknown> {
     this.#serveReads();
     // 4. Advance.
     this.#core.advance(rd);
-    if (rd.softState !== null) this.#onSoftState(rd.softState.leader);
-  }
-
-  /**
-   * A write must be synced when it holds a snapshot, entries, or a new term or vote. A hard state that
-   * only moves `commit` is written without fsync: the commit index need not survive a crash (raft paper
-   * fig. 2 keeps it volatile; etcd's MustSync is the same rule), and LevelDB's sequential log makes any
-   * later synced write (a snapshot, the next entries) carry it to disk first. This saves the leader one
-   * fsync per commit round. It deliberately deviates from `Ready.mustSync`, which also asks for a sync on
-   * commit-only changes.
-   */
-  #mustSync(rd: Ready): boolean {
-    if (rd.snapshot !== null || rd.entries.length > 0) return true;
-    const hs = rd.hardState;
-    const saved = this.#savedHardState;
-    return hs !== null && (saved === undefined || hs.term !== saved.term || hs.vote !== saved.vote);
+    if (rd.softState !== null) {
+      this.#onSoftState(rd.softState.leader);
+      this.#opts.onSoftState?.(rd.softState);
+    }
   }
 
   #apply(e: Entry): void {
@@ -532,7 +608,7 @@ export class RaftDriver<R = unknown> {
     const p = this.#proposals.get(e.index);
     if (p !== undefined) {
       this.#proposals.delete(e.index);
-      clearTimeout(p.timer);
+      p.timer();
       // Another leader's entry took our slot: ours can never apply.
       if (p.term === e.term) p.resolve({ index: e.index, result });
       else p.reject(new NotLeader(this.#leaderHint()));
@@ -551,15 +627,15 @@ export class RaftDriver<R = unknown> {
   #dropRead(key: string): void {
     const r = this.#reads.get(key);
     if (r === undefined) return;
-    clearTimeout(r.timer);
-    clearInterval(r.retry);
+    r.timer();
+    r.retry();
     this.#reads.delete(key);
   }
 
   #onSoftState(leader: NodeId | null): void {
     for (const t of this.#transfers) {
       if (leader === t.to) {
-        clearTimeout(t.timer);
+        t.timer();
         this.#transfers.delete(t);
         t.resolve();
       }
@@ -570,12 +646,16 @@ export class RaftDriver<R = unknown> {
     return this.#applied - this.#snapshotIndex >= this.#opts.snapshotEntries;
   }
 
-  async #takeSnapshot(): Promise<void> {
+  #takeSnapshot(): Promise<void> | void {
     const index = this.#applied;
     const snap = this.#core.compact(index, this.#opts.stateMachine.snapshot());
-    await this.#opts.storage.compact(snap);
-    this.#snapshotIndex = index;
-    this.#opts.log?.(`raft: snapshot at ${index}, log compacted`);
+    const done = (): void => {
+      this.#snapshotIndex = index;
+      this.#opts.log?.(`raft: snapshot at ${index}, log compacted`);
+    };
+    const written = this.#opts.storage.compact(snap);
+    if (written === undefined) return done();
+    return written.then(done);
   }
 
   #halt(error: unknown): void {
@@ -586,7 +666,7 @@ export class RaftDriver<R = unknown> {
     this.#opts.ticker.stop();
     for (const item of this.#inbox.splice(0)) item.fail?.(stopped);
     for (const p of this.#proposals.values()) {
-      clearTimeout(p.timer);
+      p.timer();
       p.reject(stopped);
     }
     this.#proposals.clear();
@@ -596,7 +676,7 @@ export class RaftDriver<R = unknown> {
       r.reject(stopped);
     }
     for (const t of this.#transfers) {
-      clearTimeout(t.timer);
+      t.timer();
       t.reject(stopped);
     }
     this.#transfers.clear();
