@@ -2,21 +2,38 @@
  * `npm run bench -- <name>`: runs one benchmark script, test/bench/<name>.ts,
  * which prints human-readable figures and ends with one JSON line of them.
  */
-const BENCHES: Record<string, string> = {
-  single: "single-peer key service: CreateKey / GetKey at concurrency 1 and 64",
-  tpm: "TPM: quote, verifyQuote, seal, unseal on swtpm",
-  startup: "peer startup: spawn to ready of lockbox serve, empty and with keys, beside `node -e ''`",
-  raft: "raft: proposals per second and commit latency, 3 processes on loopback",
+const BENCHES: Record<string, { about: string; flags: string }> = {
+  single: {
+    about: "single-peer key service: CreateKey, GetKey and DeleteKey at concurrency 1 and 64",
+    flags: "[--ops N (3000)] [--seconds N (10)]  per case, whichever ends first",
+  },
+  tpm: {
+    about: "TPM: quote, verifyQuote, seal, unseal on swtpm",
+    flags: "[--count N (200)] [--duration-ms N (10000)]",
+  },
+  startup: {
+    about: "peer startup: spawn to ready of lockbox serve, empty and with keys, beside `node -e ''`",
+    flags:
+      "[--runs N (9)] [--keys N (3000)] [--baseline DIR (another build's dist/src/cli/main.js, timed alongside)]",
+  },
+  raft: {
+    about: "raft: proposals per second and commit latency, 3 processes on loopback",
+    flags: "[--concurrency 1,8,64] [--duration-ms N (3000)] [--count-max N (20000)]",
+  },
 };
 
 const name = process.argv[2];
-if (name === undefined || !(name in BENCHES)) {
-  process.stderr.write(
-    `usage: npm run bench -- <name>\n\n${Object.entries(BENCHES)
-      .map(([n, d]) => `  ${n.padEnd(8)} ${d}`)
-      .join("\n")}\n`,
-  );
-  process.exit(2);
+const usage = (names: string[]): string =>
+  names.map((n) => `  npm run bench -- ${n} ${BENCHES[n]!.flags}\n      ${BENCHES[n]!.about}`).join("\n") +
+  "\n";
+if (name === undefined || name === "--help" || name === "-h" || !(name in BENCHES)) {
+  const help = name === "--help" || name === "-h";
+  (help ? process.stdout : process.stderr).write(`usage:\n${usage(Object.keys(BENCHES))}`);
+  process.exit(help ? 0 : 2);
+}
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  process.stdout.write(`usage:\n${usage([name])}Ends with one JSON line of the figures.\n`);
+  process.exit(0);
 }
 const mod = (await import(`./${name}.js`)) as { main(argv: string[]): Promise<void> };
 await mod.main(process.argv.slice(3));
