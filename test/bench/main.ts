@@ -13,8 +13,7 @@ const BENCHES: Record<string, { about: string; flags: string }> = {
   },
   startup: {
     about: "peer startup: spawn to ready of lockbox serve, empty and with keys, beside `node -e ''`",
-    flags:
-      "[--runs N (9)] [--keys N (3000)] [--baseline DIR (another build's dist/src/cli/main.js, timed alongside)]",
+    flags: "[--runs N (9)] [--keys N (3000)] [--baseline DIR (another built checkout, timed alongside)]",
   },
   raft: {
     about: "raft: proposals per second and commit latency, 3 processes on loopback",
