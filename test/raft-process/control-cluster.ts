@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { spawnOwned } from "../helpers/spawn-owned.js";
 import { loadControlService, LEADER_HINT_METADATA_KEY } from "./control-node/control-proto.js";
 import { testCa, writePeerTls } from "./peer-tls.js";
+import type { PeerTransportCounters } from "../../src/raft/grpc-peer-transport.js";
 
 const MAIN = fileURLToPath(new URL("./control-node/control-node-main.js", import.meta.url));
 const READY_TIMEOUT_MS = 15_000;
@@ -33,21 +34,10 @@ export interface ControlStatus {
   transport: TransportCounters;
 }
 
-/** src/raft/grpc-peer-transport.ts PeerTransportCounters, as the test ControlService reports them. */
-export interface TransportCounters {
-  refusedUnauthenticated: number;
-  refusedSenderMismatch: number;
-  refusedNotAdmitted: number;
-  receivedInvalid: number;
-  sendOversized: number;
-  snapshotsSent: number;
-  snapshotChunksSent: number;
-  snapshotsSkippedBusy: number;
-  snapshotsSendFailed: number;
-  snapshotsReceived: number;
-  snapshotChunksReceived: number;
+/** The peer transport's counters as the test ControlService reports them (refusal kinds arrive as strings). */
+export type TransportCounters = Omit<PeerTransportCounters, "snapshotsRefused"> & {
   snapshotsRefused: Record<string, number>;
-}
+};
 
 /** Reserves a free loopback port by binding port 0; the caller retries if it is taken meanwhile. */
 export async function freePort(): Promise<number> {
