@@ -40,7 +40,22 @@ export interface PeerConfig {
   clusterSalt: string;
   /** Relative to the config's directory (or absolute). */
   paths: PeerPaths;
+  /**
+   * The master key sealed to this peer's TPM (src/sealing). Absent: the development master key
+   * file `paths.masterKey` (DEVELOPMENT ONLY: single-peer development and tests).
+   */
+  masterKeySealing?: MasterKeySealing;
 }
+
+export interface MasterKeySealing {
+  protector: "tpm";
+  /** The TPM: `swtpm:HOST:PORT` or `device:PATH`. */
+  tpm: string;
+  /** The sealed CMK file, relative to the config's directory (or absolute). */
+  sealedFile: string;
+}
+
+export const SEALED_MASTER_KEY_FILE_DEFAULT = "master-key.sealed";
 
 export const DEFAULT_PATHS: PeerPaths = {
   caCertificate: "ca.crt",
@@ -91,6 +106,11 @@ export async function loadPeerConfig(dir: string): Promise<PeerConfig> {
   return validatePeerConfig(parsed, path);
 }
 
+/** The absolute path of a file named in the config (relative to its directory, or absolute). */
+export function resolveConfigPath(dir: string, p: string): string {
+  return isAbsolute(p) ? p : join(dir, p);
+}
+
 /** The absolute path of one of the config's files. */
 export function resolvePeerPath(dir: string, config: PeerConfig, which: keyof PeerPaths): string {
   const p = config.paths[which];
@@ -131,6 +151,18 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
       throw bad(`paths.${name}`, "must be a file path");
   }
+  let masterKeySealing: MasterKeySealing | undefined;
+  if (o.masterKeySealing !== undefined) {
+    const m = o.masterKeySealing as Record<string, unknown>;
+    if (typeof m !== "object" || m === null || Array.isArray(m))
+      throw bad("masterKeySealing", "must be an object");
+    if (m.protector !== "tpm") throw bad("masterKeySealing.protector", 'must be "tpm"');
+    if (typeof m.tpm !== "string" || !/^(swtpm:.+|device:.+)$/.test(m.tpm) || m.tpm.includes("\0"))
+      throw bad("masterKeySealing.tpm", "must be swtpm:HOST:PORT or device:PATH");
+    if (typeof m.sealedFile !== "string" || m.sealedFile.length === 0 || m.sealedFile.includes("\0"))
+      throw bad("masterKeySealing.sealedFile", "must be a file path");
+    masterKeySealing = { protector: "tpm", tpm: m.tpm, sealedFile: m.sealedFile };
+  }
   return {
     version: CONFIG_VERSION,
     peerId: o.peerId,
@@ -141,5 +173,6 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     paths: Object.fromEntries(
       Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
     ) as unknown as PeerPaths,
+    ...(masterKeySealing !== undefined ? { masterKeySealing } : {}),
   };
 }

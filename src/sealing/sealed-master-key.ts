@@ -58,6 +58,20 @@ export interface SealedMasterKey {
   readonly blob: SealedBlob & { readonly srkName: Uint8Array };
 }
 
+/** Parses a PCR list such as "0,1,2,3,7" or "sha256:0,7" (SHA-256 bank), sorted; undefined if malformed. */
+export function parseSealPcrs(text: string): number[] | undefined {
+  if (!/^(sha256:)?[0-9]{1,2}(,[0-9]{1,2})*$/.test(text)) return undefined;
+  const pcrs = [
+    ...new Set(
+      text
+        .replace(/^sha256:/, "")
+        .split(",")
+        .map(Number),
+    ),
+  ].sort((a, b) => a - b);
+  return pcrs.some((p) => p > 23) ? undefined : pcrs;
+}
+
 /** The SHA-256 PCR selection of `pcrs`. */
 export function sha256Pcrs(pcrs: readonly number[]): TpmlPcrSelection {
   return TpmlPcrSelection.of(TPM_ALG_ID.SHA256, [...pcrs]);
