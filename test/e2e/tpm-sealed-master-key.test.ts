@@ -9,7 +9,7 @@
  */
 import test from "ava";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LockboxClient } from "../../src/client/index.js";
@@ -229,4 +229,67 @@ test("init: recovery shares need --tpm, the threshold at most the shares; an unr
   t.is(unreachable.code, 1);
   t.regex(unreachable.stderr, /cannot reach the TPM at swtpm:127\.0\.0\.1:/);
   await t.throwsAsync(stat(join(dir, "c")), { code: "ENOENT" }, "nothing written");
+});
+
+test("a clean stop sends TPM2_Shutdown(STATE) last: the peer starts again on the same swtpm, and a swtpm killed after it comes back as a restart with its clock safe", async (t) => {
+  const swtpm = await startRestartableSwtpm(t);
+  const peer = await spawnPeer({ initArgs: ["--tpm", swtpm.spec] });
+  t.teardown(() => peer.teardown());
+  const keys = await writeKeys(peer.client(peer.admin, { cache: false }));
+  await peer.restart(); // SIGTERM: a clean stop, Shutdown(STATE) sent; the swtpm keeps running
+  t.deepEqual(
+    await readKeys(peer, keys),
+    keys.map((k) => k.materialHex),
+  );
+  await peer.kill("SIGTERM");
+  const clock = async () => {
+    const tpm = await swtpm.connect();
+    try {
+      return (await tpm.readClock()).clockInfo;
+    } finally {
+      await tpm.close();
+    }
+  };
+  const before = await clock(); // a read changes no state: the orderly flag stays
+  await swtpm.stop("SIGKILL");
+  await swtpm.start();
+  const after = await clock();
+  t.true(after.safe);
+  t.is(after.resetCount, before.resetCount, "not a reset");
+  t.is(after.restartCount, before.restartCount + 1, "a restart");
+});
+
+test("serve refuses, with its reason and without crashing, a sealed file damaged on disk (CMK_SEALED_FILE_DAMAGED) and a TPM other than the one it was sealed to (CMK_SRK_MISMATCH)", async (t) => {
+  const swtpm = await startRestartableSwtpm(t);
+  const other = await startRestartableSwtpm(t);
+  const peer = await spawnPeer({ initArgs: ["--tpm", swtpm.spec] });
+  t.teardown(() => peer.teardown());
+  const keys = await writeKeys(peer.client(peer.admin, { cache: false }));
+  await peer.kill("SIGKILL");
+
+  const sealedPath = join(peer.dir, "master-key.sealed");
+  const sealed = await readFile(sealedPath);
+  const damaged = Buffer.from(sealed);
+  damaged[Math.floor(damaged.length / 2)]! ^= 0x40;
+  await writeFile(sealedPath, damaged);
+  const d = await failingServe(peer.dir);
+  t.is(d.code, 1);
+  t.is(d.reason, "CMK_SEALED_FILE_DAMAGED");
+  await writeFile(sealedPath, sealed);
+
+  const configPath = join(peer.dir, "config.json");
+  const configText = await readFile(configPath, "utf8");
+  await writeFile(configPath, configText.replace(swtpm.spec, other.spec));
+  const m = await failingServe(peer.dir);
+  t.is(m.code, 1);
+  t.is(m.reason, "CMK_SRK_MISMATCH");
+  t.regex(m.message ?? "", /lockbox recover/);
+
+  // Put back, it serves as before.
+  await writeFile(configPath, configText);
+  await peer.restart();
+  t.deepEqual(
+    await readKeys(peer, keys),
+    keys.map((k) => k.materialHex),
+  );
 });
