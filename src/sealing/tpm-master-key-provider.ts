@@ -12,7 +12,8 @@ import type {
 } from "../crypto/master-key-provider.js";
 import { MasterKeyError } from "../crypto/master-key-error.js";
 import type { PeerTpm } from "./peer-tpm.js";
-import { readSealedMasterKeyFile, unsealMasterKey } from "./sealed-master-key.js";
+import { zeroize } from "../crypto/random-source.js";
+import { readSealedMasterKeyFile, unsealMasterKeys } from "./sealed-master-key.js";
 
 export class TpmMasterKeyProvider implements MasterKeyProvider {
   constructor(
@@ -26,10 +27,17 @@ export class TpmMasterKeyProvider implements MasterKeyProvider {
   ) {}
 
   async load(): Promise<MasterKey> {
+    const keys = await this.loadAll();
+    for (const k of keys.slice(0, -1)) zeroize(k.key);
+    return keys[keys.length - 1]!;
+  }
+
+  /** Every epoch in the sealed file, ascending (more than one during a rotation). */
+  async loadAll(): Promise<MasterKey[]> {
     const bytes = await readSealedMasterKeyFile(this.p.sealedFile);
     try {
       return await this.p.tpm.use((tpm) =>
-        unsealMasterKey(tpm, bytes, { clusterId: this.p.clusterId, source: this.p.sealedFile }),
+        unsealMasterKeys(tpm, bytes, { clusterId: this.p.clusterId, source: this.p.sealedFile }),
       );
     } catch (cause) {
       if (cause instanceof MasterKeyError) throw cause;
