@@ -15,6 +15,7 @@ import { join } from "node:path";
 import type { LockboxClient } from "../../src/client/index.js";
 import { TpmtHa } from "../../tpm/spec/basic.js";
 import { TPM_ALG_ID } from "../../tpm/spec/constants.js";
+import { readRecoveryShareFile, recoverMasterKey } from "../../src/crypto/recovery-share.js";
 import { runCli } from "../helpers/cli-process.js";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { startRestartableSwtpm } from "../tpm/restartable-swtpm.js";
@@ -191,6 +192,19 @@ test("with its swtpm state destroyed, k recovery shares from init restore servic
     keys.map((k) => k.materialHex),
   );
   t.is((await peer.client().getStatus()).masterKeyProtector, "tpm");
+
+  // The CMK itself (rebuilt here from two shares) appears in no log or CLI output, in no encoding.
+  const cmk = Buffer.from(
+    recoverMasterKey(await Promise.all(shares.slice(0, 2).map(readRecoveryShareFile))).key,
+  );
+  const printed = [await peer.log(), tooFew.text, tooFew.stderr, recovered.text, recovered.stderr].join("\n");
+  for (const encoded of [cmk.toString("hex"), cmk.toString("base64"), cmk.toString("base64url")]) {
+    t.false(printed.includes(encoded), "the CMK was printed");
+  }
+  t.false(
+    (await readFile(join(peer.dir, "master-key.sealed"))).includes(cmk),
+    "the sealed file holds the CMK in clear",
+  );
 });
 
 test("init: recovery shares need --tpm, the threshold at most the shares; an unreachable TPM leaves nothing written", async (t) => {
