@@ -156,7 +156,9 @@ export const command: CliCommand = {
           [
             `initialized lockbox cluster ${result.clusterId} in ${dir}`,
             `  peer ${result.peerId}, listening on ${result.listen} once served`,
-            ...Object.values(result.files).map((f) => `  wrote ${f}`),
+            ...Object.values(result.files)
+              .flat()
+              .map((f) => `  wrote ${f}`),
             `next: lockbox serve --dir ${dir}`,
             "",
           ].join("\n"),
