@@ -13,7 +13,13 @@ import type {
 import { MasterKeyError } from "../crypto/master-key-error.js";
 import type { PeerTpm } from "./peer-tpm.js";
 import { zeroize } from "../crypto/random-source.js";
-import { readSealedMasterKeyFile, unsealMasterKeys } from "./sealed-master-key.js";
+import {
+  readSealedMasterKeyFile,
+  sealMasterKeys,
+  sha256Pcrs,
+  unsealMasterKeys,
+  writeSealedMasterKeyFile,
+} from "./sealed-master-key.js";
 
 export class TpmMasterKeyProvider implements MasterKeyProvider {
   constructor(
@@ -48,6 +54,18 @@ export class TpmMasterKeyProvider implements MasterKeyProvider {
         { cause },
       );
     }
+  }
+
+  /**
+   * Seals `keys` (one or more epochs) to this TPM's current values of `pcrs` and replaces the sealed
+   * file atomically (a crash leaves the old file or the new one). For a rotation (old and new epoch,
+   * later the new one alone) and for a peer that attested again after its PCRs changed.
+   */
+  async reseal(keys: readonly MasterKey[], pcrs: readonly number[]): Promise<void> {
+    const bytes = await this.p.tpm.use((tpm) =>
+      sealMasterKeys(tpm, { keys, clusterId: this.p.clusterId, pcrs: sha256Pcrs(pcrs) }),
+    );
+    await writeSealedMasterKeyFile(this.p.sealedFile, bytes, { replace: true });
   }
 
   describe(): MasterKeyProviderDescription {

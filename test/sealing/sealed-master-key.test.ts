@@ -253,12 +253,8 @@ test("a sealed file holds several epochs (a rotation's keyring): all unseal, the
   t.deepEqual(barrier.unwrap(blob, binding), Uint8Array.of(7), "a blob of the old epoch still opens");
   t.is(envelopeEpoch(barrier.wrap(Uint8Array.of(8), binding)), 2, "new wraps use the newest epoch");
 
-  // Replaced atomically with the newest epoch only (the old one retired).
-  await writeSealedMasterKeyFile(
-    file,
-    await withTpm(s, (tpm) => sealMasterKeys(tpm, { keys: [next], clusterId, pcrs: PCRS })),
-    { replace: true },
-  );
+  // Re-sealed with the newest epoch only (the old one retired), replacing the file.
+  await provider.reseal([{ epoch: 2, key: new Uint8Array(next.key) }], [0, 7]);
   t.deepEqual(
     (await provider.loadAll()).map((k) => k.epoch),
     [2],
