@@ -291,3 +291,22 @@ test("a multi-epoch file with epochs out of order, or entries pinning two TPMs' 
     t.true(isMasterKeyError(err, "CMK_SEALED_FILE_DAMAGED"), `${what}: ${String(err)}`);
   }
 });
+
+test("the provider waits, bounded, for a swtpm that starts just after the peer (as compose starts both at once)", async (t) => {
+  const s = await startRestartableSwtpm(t);
+  const { cmk, bytes, clusterId } = await sealed(s);
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-sealed-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "k");
+  await writeSealedMasterKeyFile(file, bytes);
+  await s.stop("SIGTERM");
+  const provider = new TpmMasterKeyProvider({
+    tpm: new PeerTpm(parseTpmAddress(s.spec)!, { connectAttemptsMax: 50, connectRetryMs: 100 }),
+    sealedFile: file,
+    clusterId,
+  });
+  const loading = provider.load();
+  await new Promise((r) => setTimeout(r, 300));
+  await s.start();
+  t.deepEqual(Buffer.from((await loading).key), Buffer.from(cmk));
+});
