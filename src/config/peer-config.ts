@@ -11,6 +11,7 @@ import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -40,22 +41,9 @@ export interface PeerConfig {
   clusterSalt: string;
   /** Relative to the config's directory (or absolute). */
   paths: PeerPaths;
-  /**
-   * The master key sealed to this peer's TPM (src/sealing). Absent: the development master key
-   * file `paths.masterKey` (DEVELOPMENT ONLY: single-peer development and tests).
-   */
+  /** The master key sealed to this peer's TPM (master-key-sealing-config.ts); absent: the development file. */
   masterKeySealing?: MasterKeySealing;
 }
-
-export interface MasterKeySealing {
-  protector: "tpm";
-  /** The TPM: `swtpm:HOST:PORT` or `device:PATH`. */
-  tpm: string;
-  /** The sealed CMK file, relative to the config's directory (or absolute). */
-  sealedFile: string;
-}
-
-export const SEALED_MASTER_KEY_FILE_DEFAULT = "master-key.sealed";
 
 export const DEFAULT_PATHS: PeerPaths = {
   caCertificate: "ca.crt",
@@ -106,11 +94,6 @@ export async function loadPeerConfig(dir: string): Promise<PeerConfig> {
   return validatePeerConfig(parsed, path);
 }
 
-/** The absolute path of a file named in the config (relative to its directory, or absolute). */
-export function resolveConfigPath(dir: string, p: string): string {
-  return isAbsolute(p) ? p : join(dir, p);
-}
-
 /** The absolute path of one of the config's files. */
 export function resolvePeerPath(dir: string, config: PeerConfig, which: keyof PeerPaths): string {
   const p = config.paths[which];
@@ -151,19 +134,10 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
       throw bad(`paths.${name}`, "must be a file path");
   }
-  let masterKeySealing: MasterKeySealing | undefined;
-  if (o.masterKeySealing !== undefined) {
-    const m = o.masterKeySealing as Record<string, unknown>;
-    if (typeof m !== "object" || m === null || Array.isArray(m))
-      throw bad("masterKeySealing", "must be an object");
-    if (m.protector !== "tpm") throw bad("masterKeySealing.protector", 'must be "tpm"');
-    if (typeof m.tpm !== "string" || !/^(swtpm:.+|device:.+)$/.test(m.tpm) || m.tpm.includes("\0"))
-      throw bad("masterKeySealing.tpm", "must be swtpm:HOST:PORT or device:PATH");
-    if (typeof m.sealedFile !== "string" || m.sealedFile.length === 0 || m.sealedFile.includes("\0"))
-      throw bad("masterKeySealing.sealedFile", "must be a file path");
-    masterKeySealing = { protector: "tpm", tpm: m.tpm, sealedFile: m.sealedFile };
-  }
+  const sealing =
+    o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
   return {
+    ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,
@@ -173,6 +147,5 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     paths: Object.fromEntries(
       Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
     ) as unknown as PeerPaths,
-    ...(masterKeySealing !== undefined ? { masterKeySealing } : {}),
   };
 }

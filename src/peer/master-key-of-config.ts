@@ -4,7 +4,8 @@
  * file. For a TPM it also makes a swtpm's clock safe again after a crash
  * (PeerTpm.prepare) before unsealing, so this peer's quotes carry `safe`.
  */
-import { resolveConfigPath, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
+import { resolveConfigPath } from "../config/master-key-sealing-config.js";
+import { resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { PeerTpm } from "../sealing/peer-tpm.js";

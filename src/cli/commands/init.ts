@@ -35,12 +35,11 @@ import { join, resolve } from "node:path";
 import {
   CONFIG_FILE_NAME,
   LISTEN_DEFAULT,
-  SEALED_MASTER_KEY_FILE_DEFAULT,
   newPeerConfig,
   type PeerConfig,
-  resolveConfigPath,
   resolvePeerPath,
 } from "../../config/peer-config.js";
+import { resolveConfigPath, SEALED_MASTER_KEY_FILE_DEFAULT } from "../../config/master-key-sealing-config.js";
 import {
   DEVELOPMENT_PROTECTOR_WARNING,
   DevelopmentFileProtector,

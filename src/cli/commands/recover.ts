@@ -13,11 +13,10 @@ import { join, resolve } from "node:path";
 import {
   CONFIG_FILE_NAME,
   loadPeerConfig,
-  resolveConfigPath,
   resolvePeerPath,
-  SEALED_MASTER_KEY_FILE_DEFAULT,
   type PeerConfig,
 } from "../../config/peer-config.js";
+import { resolveConfigPath, SEALED_MASTER_KEY_FILE_DEFAULT } from "../../config/master-key-sealing-config.js";
 import { Barrier } from "../../crypto/barrier.js";
 import { Keyring } from "../../crypto/keyring.js";
 import { isMasterKeyError, MasterKeyError } from "../../crypto/master-key-error.js";
