@@ -301,39 +301,6 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
       return printKey(key, json, "rekeyed clone");
     },
   },
-  "add-consumer": {
-    summary: "record that a resource uses a key (a key with consumers needs delete --force)",
-    synopsis: "ID --service S --resource-type T --resource-id R",
-    flagsHelp: CONSUMER_HELP,
-    options: CONSUMER_OPTIONS,
-    positionalsMax: 1,
-    async run(client, args, json) {
-      const res = await client.addConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
-      return printConsumers(res.key.id, res.consumers, json, res.changed ? "added" : "already there");
-    },
-  },
-  "remove-consumer": {
-    summary: "remove a consumer from a key",
-    synopsis: "ID --service S --resource-type T --resource-id R",
-    flagsHelp: CONSUMER_HELP,
-    options: CONSUMER_OPTIONS,
-    positionalsMax: 1,
-    async run(client, args, json) {
-      const res = await client.removeConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
-      return printConsumers(res.key.id, res.consumers, json, res.changed ? "removed" : "not there");
-    },
-  },
-  consumers: {
-    summary: "list the consumers of a key",
-    synopsis: "ID",
-    flagsHelp: [],
-    options: {},
-    positionalsMax: 1,
-    async run(client, args, json) {
-      const id = requiredPositional(args, "key ID");
-      return printConsumers(id, await client.listConsumers(id), json);
-    },
-  },
   grant: {
     summary: "let another identity get one key until a deadline",
     synopsis: "ID --grantee NAME (--expires-in DURATION | --expires-at TIME)",
@@ -365,6 +332,39 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
     positionalsMax: 1,
     async run(client, args, json) {
       return printGrant(await client.revokeGrant(requiredPositional(args, "grant ID")), json, "revoked");
+    },
+  },
+  "add-consumer": {
+    summary: "record that a resource uses a key (a key with consumers needs delete --force)",
+    synopsis: "ID --service S --resource-type T --resource-id R",
+    flagsHelp: CONSUMER_HELP,
+    options: CONSUMER_OPTIONS,
+    positionalsMax: 1,
+    async run(client, args, json) {
+      const res = await client.addConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
+      return printConsumers(res.key.id, res.consumers, json, res.changed ? "added" : "already there");
+    },
+  },
+  "remove-consumer": {
+    summary: "remove a consumer from a key",
+    synopsis: "ID --service S --resource-type T --resource-id R",
+    flagsHelp: CONSUMER_HELP,
+    options: CONSUMER_OPTIONS,
+    positionalsMax: 1,
+    async run(client, args, json) {
+      const res = await client.removeConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
+      return printConsumers(res.key.id, res.consumers, json, res.changed ? "removed" : "not there");
+    },
+  },
+  consumers: {
+    summary: "list the consumers of a key",
+    synopsis: "ID",
+    flagsHelp: [],
+    options: {},
+    positionalsMax: 1,
+    async run(client, args, json) {
+      const id = requiredPositional(args, "key ID");
+      return printConsumers(id, await client.listConsumers(id), json);
     },
   },
 };
