@@ -134,12 +134,15 @@ test(`client request ids expire after ${CLIENT_REQUEST_TTL_MS / 3600_000} h: the
   // A write past the oldest entry's due time reclaims it in the background.
   fx.clock.advance(CLIENT_REQUEST_TTL_MS);
   await s.createKey(admin, { ...req, clientRequestId: "new" });
-  await fx.reopen(); // close() waits for the reclaim pass; open counts and reclaims again
+  await s.idle();
   const index = await fx.handle.store
     .sublevel("meta")
     .keys({ gte: "client-request-at/", lt: "client-request-at0" })
     .all();
   t.is(index.length, 1, index.join(", "));
+  t.is(s.clientRequestCount(), 1);
+  // A restart counts what is on disk.
+  await fx.reopen();
   t.is(fx.handle.service.clientRequestCount(), 1);
 });
 
@@ -151,8 +154,10 @@ test("at most entriesMax client request ids are kept: the oldest go first, the n
     made.push(await s.createKey(admin, { ...req, clientRequestId: `r${i}` }));
     fx.clock.advance(1);
   }
+  await s.idle();
   await fx.reopen();
   const r = fx.handle.service;
+  await r.idle();
   t.true(r.clientRequestCount() <= 5, `${r.clientRequestCount()} kept`);
   const kept = await fx.handle.store
     .sublevel("meta")
@@ -190,4 +195,31 @@ test("a client request entry edited on disk is DATA_LOSS on retry, never another
     t.true(isLockboxError(e, "DATA_LOSS"), String(e));
   }
   t.is(await keyCount(s), 2);
+});
+
+test("an id reused after it expired leaves two index entries; both fall due and are reclaimed in one pass", async (t) => {
+  const fx = await openFixture(t);
+  const s = fx.handle.service;
+  const first = await s.createKey(admin, { ...req, clientRequestId: "reused" });
+  fx.clock.advance(CLIENT_REQUEST_TTL_MS);
+  const second = await s.createKey(admin, { ...req, clientRequestId: "reused" });
+  t.not(second.id, first.id);
+  const indexKeys = () =>
+    fx.handle.store.sublevel("meta").keys({ gte: "client-request-at/", lt: "client-request-at0" }).all();
+  // The first write past the old entry's due time reclaimed only the stale index entry.
+  await s.idle();
+  t.is((await indexKeys()).length, 1);
+  t.deepEqual(await s.createKey(admin, { ...req, clientRequestId: "reused" }), second);
+  fx.clock.advance(CLIENT_REQUEST_TTL_MS);
+  // Reuse it again, so a stale and a current entry of one id are both due in the next pass.
+  const third = await s.createKey(admin, { ...req, clientRequestId: "reused" });
+  fx.clock.advance(CLIENT_REQUEST_TTL_MS);
+  await s.createKey(admin, { ...req, clientRequestId: "other" });
+  await s.idle();
+  t.deepEqual(
+    (await indexKeys()).map((k) => k.slice(k.lastIndexOf("/") + 1)),
+    ["other"],
+  );
+  t.is(s.clientRequestCount(), 1);
+  t.not((await s.createKey(admin, { ...req, clientRequestId: "reused" })).id, third.id);
 });
