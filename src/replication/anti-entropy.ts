@@ -122,8 +122,14 @@ export class AntiEntropy {
     const { replica, placement, sender } = this.options;
     const generation = replica.quarantineGeneration(partition);
     if (generation === undefined) return;
-    this.metrics.repairsStarted += 1;
     const primaries = placement.primaries(partition);
+    if (!primaries.includes(sender.self)) {
+      // Only handoff copies were lost here: their hints went with them, and there is nothing this peer
+      // must hold for the partition, so nothing to fetch back.
+      if (await replica.endQuarantine(partition, generation)) this.metrics.repairsDone += 1;
+      return;
+    }
+    this.metrics.repairsStarted += 1;
     const needed = primaries.length - majority(primaries.length) + 1;
     const others = primaries.filter((p) => p !== sender.self);
     const buckets = Array.from({ length: 1 << replica.bucketBits }, (_, b) => b);
@@ -137,7 +143,7 @@ export class AntiEntropy {
         if (merged.every((m) => m.ok)) sources += 1;
       }),
     );
-    if (sources >= Math.min(needed, others.length) && replica.endQuarantine(partition, generation)) {
+    if (sources >= Math.min(needed, others.length) && (await replica.endQuarantine(partition, generation))) {
       this.metrics.repairsDone += 1;
     }
   }

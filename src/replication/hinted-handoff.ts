@@ -3,8 +3,12 @@
  * written by replica puts with `hintFor`) pushes each such record to EVERY primary of its partition,
  * and deletes the hint (and its own copy, when it is no primary) only after every one of them answered
  * that it synced the record. Until then the hint stays and the next pass tries again: a handoff copy
- * is never the first copy dropped.
+ * is never the first copy dropped. Which primaries already synced a version is remembered across
+ * passes (in memory: a restart asks them again), so on a lossy network the copy goes home once each
+ * primary has answered once, not when all answer in the same pass: the time a copy waits is the time
+ * a stale copy could still come back, which the reclaim age must exceed (anti-entropy.ts).
  */
+import { createHash } from "node:crypto";
 import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
 import type { ItemSender } from "./link-batcher.js";
 import { Periodic } from "./periodic.js";
@@ -36,6 +40,8 @@ export class HandoffRunner {
   private readonly periodic: Periodic;
   private readonly hintsPerPassMax: number;
   readonly metrics: HandoffMetrics = { passes: 0, pushed: 0, delivered: 0, dropped: 0 };
+  /** `partition/id` -> the version pushed and the primaries that synced it. */
+  private acked = new Map<string, { version: string; peers: Set<string> }>();
 
   constructor(private readonly options: HandoffOptions) {
     this.hintsPerPassMax = options.hintsPerPassMax ?? 1024;
@@ -65,8 +71,15 @@ export class HandoffRunner {
       g.owners.push(h.owner);
       groups.set(k, g);
     }
+    // Forget acknowledgements of hints no longer held (finished elsewhere, or beyond this pass's window).
+    const keep = new Map<string, { version: string; peers: Set<string> }>();
+    for (const k of groups.keys()) {
+      const a = this.acked.get(k);
+      if (a !== undefined) keep.set(k, a);
+    }
+    this.acked = keep;
     await Promise.all(
-      [...groups.values()].map(async ({ partition, id, owners }) => {
+      [...groups].map(async ([key, { partition, id, owners }]) => {
         const record = await replica.localRecord(partition, id);
         if (record === undefined) {
           // Reclaimed, or removed as damaged: nothing left to take home.
@@ -74,20 +87,28 @@ export class HandoffRunner {
           await replica.dropHints(partition, id, owners);
           return;
         }
+        const version = createHash("sha256").update(record).digest("hex");
+        let acked = this.acked.get(key);
+        if (acked === undefined || acked.version !== version) {
+          acked = { version, peers: new Set() };
+          this.acked.set(key, acked);
+        }
+        const holders = acked.peers;
         const primaries = placement.primaries(partition);
         const targets = primaries.filter((p) => p !== sender.self);
-        const results = await Promise.all(
+        await Promise.all(
           targets.map(async (peer) => {
-            if (!placement.isUp(peer)) return false;
+            if (holders.has(peer) || !placement.isUp(peer)) return;
             this.metrics.pushed += 1;
             const r = await sender.request(peer, { kind: "put", partition, record });
-            return r.ok;
+            if (r.ok) holders.add(peer);
           }),
         );
         const held = this.options.bugs?.handoffDropEarly
-          ? targets.some((t, i) => owners.includes(t) && results[i])
-          : results.every((ok) => ok);
+          ? owners.some((o) => holders.has(o))
+          : targets.every((t) => holders.has(t));
         if (!held) return;
+        this.acked.delete(key);
         this.metrics.delivered += 1;
         await replica.finishHandoff(partition, id, owners, record, primaries.includes(sender.self));
       }),

@@ -2,11 +2,15 @@
  * The production ReplicaStore: the peer's one LevelDB (src/store/peer-store.ts), sublevels "records"
  * (keyed `<partition hex>/<key id>`, record-key.ts, so a partition is one range) and "hints" (keyed
  * `<partition hex>/<key id>/<owner>`). Every write goes through the peer store's group commit: one
- * synced LevelDB batch for all writers waiting at the time.
+ * synced LevelDB batch for all writers waiting at the time. Quarantine marks live in "meta".
  */
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { partitionHexWidth, partitionRange, recordKey } from "../store/record-key.js";
 import type { Hint, ReplicaStore, ReplicaStoreOp, StoredRecord } from "./replica-store.js";
+
+/** Quarantine marks live in the "meta" sublevel under this prefix. */
+const QUARANTINE_PREFIX = "replication-quarantine/";
+const QUARANTINE_END = "replication-quarantine0"; // "0" follows "/"
 
 export class LevelReplicaStore implements ReplicaStore {
   private readonly width: number;
@@ -56,6 +60,15 @@ export class LevelReplicaStore implements ReplicaStore {
     return out;
   }
 
+  async quarantined(): Promise<number[]> {
+    const out: number[] = [];
+    for await (const key of this.store.sublevel("meta").keys({ gte: QUARANTINE_PREFIX, lt: QUARANTINE_END })) {
+      const partition = Number.parseInt(key.slice(QUARANTINE_PREFIX.length), 16);
+      if (Number.isInteger(partition)) out.push(partition);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
   write(ops: readonly ReplicaStoreOp[]): Promise<void> {
     return this.store.write(ops.map((op) => this.toStoreOp(op)));
   }
@@ -70,7 +83,15 @@ export class LevelReplicaStore implements ReplicaStore {
         return { type: "put", sublevel: "hints", key: this.hintKey(op), value: new Uint8Array(0) };
       case "del-hint":
         return { type: "del", sublevel: "hints", key: this.hintKey(op) };
+      case "put-quarantine":
+        return { type: "put", sublevel: "meta", key: this.quarantineKey(op.partition), value: new Uint8Array(0) };
+      case "del-quarantine":
+        return { type: "del", sublevel: "meta", key: this.quarantineKey(op.partition) };
     }
+  }
+
+  private quarantineKey(partition: number): string {
+    return `${QUARANTINE_PREFIX}${partition.toString(16).padStart(this.width, "0")}`;
   }
 
   private hintKey(h: Hint): string {

@@ -5,14 +5,18 @@
  *
  * Records are keyed by partition then id, so one partition reads as one range. A hint names a record
  * this peer holds for another peer (the owner), Swift's handoff copy; the record itself lives among the
- * records. `write` is atomic and resolves only after its batch is synced; concurrent writers share one
+ * records. A quarantine mark names a partition that lost damaged records and is not yet re-fetched.
+ * `write` is atomic and resolves only after its batch is synced; concurrent writers share one
  * sync (group commit).
  */
 export type ReplicaStoreOp =
   | { type: "put-record"; partition: number; id: string; value: Uint8Array }
   | { type: "del-record"; partition: number; id: string }
   | { type: "put-hint"; partition: number; id: string; owner: string }
-  | { type: "del-hint"; partition: number; id: string; owner: string };
+  | { type: "del-hint"; partition: number; id: string; owner: string }
+  /** A partition quarantined after damage: durable, so a restart does not serve what was lost. */
+  | { type: "put-quarantine"; partition: number }
+  | { type: "del-quarantine"; partition: number };
 
 export interface StoredRecord {
   id: string;
@@ -34,6 +38,8 @@ export interface ReplicaStore {
   partitions(): Promise<number[]>;
   /** Up to `limit` hints, in key order. */
   hints(limit: number): Promise<Hint[]>;
+  /** Partitions marked quarantined, ascending. */
+  quarantined(): Promise<number[]>;
   /** Writes `ops` atomically; resolves once they are synced. */
   write(ops: readonly ReplicaStoreOp[]): Promise<void>;
 }

@@ -68,6 +68,8 @@ export class Replica {
   private readonly digests = new Map<number, PartitionDigest>();
   /** Bumped by every write to a partition: a digest built across a write is rebuilt. */
   private readonly writeCounts = new Map<number, number>();
+  /** Tombstoned records of partitions whose digest is built: partition -> id -> tombstone wallMs. */
+  private readonly tombstones = new Map<number, Map<string, number>>();
   /** Quarantined partition -> its generation (a new damage restarts the repair). */
   private readonly quarantine = new Map<number, number>();
   private quarantineGen = 0;
@@ -88,6 +90,13 @@ export class Replica {
     this.partitionRecordsMax = options.partitionRecordsMax ?? 1_000_000;
     if (!Number.isSafeInteger(options.reclaimAgeMs) || options.reclaimAgeMs <= 0)
       throw new RangeError("reclaimAgeMs must be a positive integer");
+  }
+
+  /** Loads the quarantine marks a previous run left: those partitions stay refused until repaired. */
+  async open(): Promise<void> {
+    for (const p of await this.store.quarantined()) {
+      if (this.validPartition(p)) this.quarantine.set(p, ++this.quarantineGen);
+    }
   }
 
   /** Answers one batch from `batch.from`; never throws (a bad item gets a failure result). */
@@ -163,7 +172,10 @@ export class Replica {
         if (typeof hintFor === "string" && hintFor !== this.self)
           ops.push({ type: "put-hint", partition, id, owner: hintFor });
       }
-      if (ops.length > 0) await this.writeAndTrack(partition, ops, [{ id, old: current?.bytes, next }]);
+      if (ops.length > 0)
+        await this.writeAndTrack(partition, ops, [
+          { id, old: current?.bytes, next, tombstoneWallMs: next === undefined ? undefined : merged.tombstone?.wallMs },
+        ]);
       return { ok: true, kind: "put" };
     });
   }
@@ -214,8 +226,13 @@ export class Replica {
       if (records === null) return null;
       if ((this.writeCounts.get(partition) ?? 0) !== before) continue; // a write landed mid-scan
       const d = new PartitionDigest(partition, this.bucketBits);
-      for (const r of records) d.add(r.id, replicatedKeyVersion(r.bytes));
+      const tombs = new Map<string, number>();
+      for (const r of records) {
+        d.add(r.id, replicatedKeyVersion(r.bytes));
+        if (r.record.tombstone !== null) tombs.set(r.id, r.record.tombstone.wallMs);
+      }
       this.digests.set(partition, d);
+      this.tombstones.set(partition, tombs);
       return d;
     }
     throw new ReplicationError("INVALID_ARGUMENT", `partition ${partition} changes too fast to digest`);
@@ -234,18 +251,22 @@ export class Replica {
     return (await this.readChecked(partition, id))?.bytes;
   }
 
-  /** Deletes every tombstone of `partition` older than the reclaim age. */
+  /**
+   * Deletes the tombstones of `partition` older than the reclaim age. It looks only at the tombstones
+   * the digest knows of (built by one scan, kept up by every write), so a pass costs no scan.
+   */
   async reclaimTombstones(partition: number): Promise<number> {
-    const records = await this.scanChecked(partition);
-    if (records === null) return 0;
+    if ((await this.digest(partition)) === null) return 0;
+    const tombs = this.tombstones.get(partition);
+    if (tombs === undefined) return 0;
+    const due = [...tombs].filter(([, wallMs]) => this.options.nowMs() - wallMs > this.options.reclaimAgeMs);
     let reclaimed = 0;
-    for (const r of records) {
-      if (!this.reclaimable(r.record)) continue;
-      await this.withLock(r.id, async () => {
-        const current = await this.readChecked(partition, r.id);
+    for (const [id] of due) {
+      await this.withLock(id, async () => {
+        const current = await this.readChecked(partition, id);
         if (current === undefined || !this.reclaimable(current.record)) return;
-        await this.writeAndTrack(partition, [{ type: "del-record", partition, id: r.id }], [
-          { id: r.id, old: current.bytes, next: undefined },
+        await this.writeAndTrack(partition, [{ type: "del-record", partition, id }], [
+          { id, old: current.bytes, next: undefined },
         ]);
         reclaimed += 1;
       });
@@ -299,7 +320,9 @@ export class Replica {
   }
 
   /** Ends a quarantine once its partition was re-fetched, unless new damage restarted it meanwhile. */
-  endQuarantine(partition: number, generation: number): boolean {
+  async endQuarantine(partition: number, generation: number): Promise<boolean> {
+    if (this.quarantine.get(partition) !== generation) return false;
+    await this.store.write([{ type: "del-quarantine", partition }]);
     if (this.quarantine.get(partition) !== generation) return false;
     this.quarantine.delete(partition);
     this.metrics.repairs += 1;
@@ -315,6 +338,7 @@ export class Replica {
     if (!this.quarantine.has(partition)) this.metrics.quarantines += 1;
     this.quarantine.set(partition, ++this.quarantineGen);
     this.digests.delete(partition);
+    this.tombstones.delete(partition);
   }
 
   /** Reads and checks one record; a damaged one is deleted and its partition quarantined. */
@@ -365,23 +389,30 @@ export class Replica {
   private async removeDamaged(partition: number, ids: readonly string[]): Promise<void> {
     this.metrics.damagedRecords += ids.length;
     this.startQuarantine(partition);
-    await this.store.write(ids.map((id) => ({ type: "del-record", partition, id })));
+    // The mark and the deletes in one batch: no restart finds the records gone but the partition trusted.
+    await this.store.write([
+      { type: "put-quarantine", partition },
+      ...ids.map((id): ReplicaStoreOp => ({ type: "del-record", partition, id })),
+    ]);
     this.bump(partition);
   }
 
   private async writeAndTrack(
     partition: number,
     ops: ReplicaStoreOp[],
-    changes: { id: string; old: Uint8Array | undefined; next: Uint8Array | undefined }[],
+    changes: { id: string; old: Uint8Array | undefined; next: Uint8Array | undefined; tombstoneWallMs?: number }[],
   ): Promise<void> {
     await this.store.write(ops);
     this.metrics.writes += 1;
     const d = this.digests.get(partition);
+    const tombs = this.tombstones.get(partition);
     if (d !== undefined) {
       for (const c of changes) {
         if (c.old !== undefined && c.next !== undefined && bytesEqual(c.old, c.next)) continue;
         if (c.old !== undefined) d.remove(c.id, replicatedKeyVersion(c.old));
         if (c.next !== undefined) d.add(c.id, replicatedKeyVersion(c.next));
+        tombs?.delete(c.id);
+        if (c.tombstoneWallMs !== undefined) tombs?.set(c.id, c.tombstoneWallMs);
       }
     }
     this.bump(partition);
