@@ -66,6 +66,8 @@ export class Replica {
   private readonly partitionRecordsMax: number;
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly digests = new Map<number, PartitionDigest>();
+  /** Encoded digests, until the partition's next write (most passes find nothing changed). */
+  private readonly encodedDigests = new Map<number, Uint8Array>();
   /** Bumped by every write to a partition: a digest built across a write is rebuilt. */
   private readonly writeCounts = new Map<number, number>();
   /** Tombstoned records of partitions whose digest is built: partition -> id -> tombstone wallMs. */
@@ -194,7 +196,12 @@ export class Replica {
   private async digestItem(partition: number): Promise<ReplicaItemResult> {
     const d = await this.digest(partition);
     if (d === null) return this.quarantined(partition);
-    return { ok: true, kind: "digest", digest: d.encode() };
+    let encoded = this.encodedDigests.get(partition);
+    if (encoded === undefined) {
+      encoded = d.encode();
+      this.encodedDigests.set(partition, encoded);
+    }
+    return { ok: true, kind: "digest", digest: encoded };
   }
 
   private async pull(partition: number, buckets: unknown): Promise<ReplicaItemResult> {
@@ -339,6 +346,7 @@ export class Replica {
     this.quarantine.set(partition, ++this.quarantineGen);
     this.digests.delete(partition);
     this.tombstones.delete(partition);
+    this.encodedDigests.delete(partition);
   }
 
   /** Reads and checks one record; a damaged one is deleted and its partition quarantined. */
@@ -419,6 +427,7 @@ export class Replica {
   }
 
   private bump(partition: number): void {
+    this.encodedDigests.delete(partition);
     this.writeCounts.set(partition, (this.writeCounts.get(partition) ?? 0) + 1);
   }
 

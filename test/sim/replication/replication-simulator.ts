@@ -31,13 +31,13 @@ import { SimPeerNetwork, type NetFaults } from "./sim-peer-network.js";
 export const PEERS = ["p1", "p2", "p3", "p4", "p5"] as const;
 export const PART_POWER = 4;
 export const REPLICAS = 3;
-export const FAULT_MS = 10_000;
+export const FAULT_MS = 7_000;
 /** The convergence bound the checker holds the code to: faults stopped, every peer up. */
-export const QUIET_MS = 6_000;
-const FINAL_READS_MS = 5_000;
+export const QUIET_MS = 4_000;
+const FINAL_READS_MS = 3_000;
 /** Longest single outage (crash or cut); reclaim age exceeds two of them plus the convergence bound. */
-const OUTAGE_MS_MAX = 1_500;
-export const RECLAIM_AGE_MS = 8_000;
+const OUTAGE_MS_MAX = 1_200;
+export const RECLAIM_AGE_MS = 6_000;
 const AE_INTERVAL_MS = 1_000;
 const HANDOFF_INTERVAL_MS = 500;
 const BATCH_TIMEOUT_MS = 300;
@@ -66,6 +66,8 @@ export interface SimStats {
   reclaimed: number;
   messages: number;
   dropped: number;
+  /** Steps of the simulation loop (each drains the microtasks once). */
+  steps: number;
 }
 
 export interface SimResult {
@@ -155,6 +157,7 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
     reclaimed: 0,
     messages: 0,
     dropped: 0,
+    steps: 0,
   };
   const diskPrng = prng.fork();
   const skewPrng = prng.fork();
@@ -377,6 +380,7 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
   const finish = (violation: Violation | undefined): SimResult => {
     for (const p of peers.values()) if (p.proc.alive) gather(p);
     stats.messages = net.sent;
+    stats.steps = loop.steps;
     stats.dropped = net.dropped;
     const planText = `drop ${plan.net.dropRate} dup ${plan.net.duplicateRate} delay<=${plan.net.delayMsMax} crashes ${plan.crashes} cuts ${plan.cuts} rot ${plan.corrupt} eio ${plan.disk.eioRate} skew<=${plan.skewMsMax}`;
     return { seed: options.seed, ok: violation === undefined, violation, plan: planText, stats, trace };

@@ -8,8 +8,8 @@ import { SimScheduler, type SimProcess } from "../sim-scheduler.js";
  */
 export class SimLoop {
   readonly scheduler = new SimScheduler();
-  /** Due times of timers ever set (a cancelled one costs one empty step). */
-  private due: number[] = [];
+  /** Min-heap of timers set through `for` (a cancelled one is skipped without a step). */
+  private due: { atMs: number; cancelled: boolean }[] = [];
   steps = 0;
 
   get nowMs(): number {
@@ -21,8 +21,13 @@ export class SimLoop {
     return {
       soon: (fn) => inner.soon(fn),
       after: (ms, fn) => {
-        this.push(this.scheduler.nowMs + Math.max(0, ms));
-        return inner.after(Math.max(0, ms), fn);
+        const entry = { atMs: this.scheduler.nowMs + Math.max(0, ms), cancelled: false };
+        this.push(entry);
+        const cancel = inner.after(Math.max(0, ms), fn);
+        return () => {
+          entry.cancelled = true;
+          cancel();
+        };
       },
     };
   }
@@ -31,39 +36,40 @@ export class SimLoop {
   async runUntil(endMs: number, stepsMax = 5_000_000): Promise<void> {
     for (;;) {
       if (++this.steps > stepsMax) throw new Error(`sim loop: more than ${stepsMax} steps`);
-      let ran = this.scheduler.runSoon();
-      await drain();
-      while (ran > 0) {
-        ran = this.scheduler.runSoon();
-        await drain();
+      // Let every promise settle, and every `soon` call they schedule run, before time moves.
+      do await drain();
+      while (this.scheduler.runSoon() > 0);
+      let next = this.peek();
+      while (next !== undefined && next.cancelled) {
+        this.pop();
+        next = this.peek();
       }
-      const next = this.peek();
-      if (next === undefined || next > endMs) {
+      if (next === undefined || next.atMs > endMs) {
         this.scheduler.advanceTo(endMs);
+        if (this.scheduler.runSoon() > 0) continue;
         await drain();
         if (this.scheduler.runSoon() > 0) continue;
         return;
       }
-      this.pop();
-      if (next > this.scheduler.nowMs) this.scheduler.advanceTo(next);
-      else this.scheduler.advanceTo(this.scheduler.nowMs);
-      await drain();
+      const at = next.atMs;
+      while (this.peek() !== undefined && this.peek()!.atMs <= at) this.pop();
+      this.scheduler.advanceTo(Math.max(at, this.scheduler.nowMs));
     }
   }
 
-  private push(t: number): void {
+  private push(e: { atMs: number; cancelled: boolean }): void {
     const h = this.due;
-    h.push(t);
+    h.push(e);
     let i = h.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]! <= h[i]!) break;
+      if (h[parent]!.atMs <= h[i]!.atMs) break;
       [h[parent], h[i]] = [h[i]!, h[parent]!];
       i = parent;
     }
   }
 
-  private peek(): number | undefined {
+  private peek(): { atMs: number; cancelled: boolean } | undefined {
     return this.due[0];
   }
 
@@ -77,8 +83,8 @@ export class SimLoop {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < h.length && h[l]! < h[m]!) m = l;
-      if (r < h.length && h[r]! < h[m]!) m = r;
+      if (l < h.length && h[l]!.atMs < h[m]!.atMs) m = l;
+      if (r < h.length && h[r]!.atMs < h[m]!.atMs) m = r;
       if (m === i) break;
       [h[m], h[i]] = [h[i]!, h[m]!];
       i = m;
