@@ -77,7 +77,8 @@ export class Coordinator {
     try {
       bytes = encodeReplicatedKey(record);
     } catch (e) {
-      if (e instanceof ReplicationError) return Promise.reject(new LockboxError("INVALID_ARGUMENT", e.message));
+      if (e instanceof ReplicationError)
+        return Promise.reject(new LockboxError("INVALID_ARGUMENT", e.message));
       throw e;
     }
     const { placement, sender, scheduler } = this.options;
@@ -198,7 +199,14 @@ export class Coordinator {
                 // Replicas disagree on immutable fields: serve nothing rather than pick one.
                 done = true;
                 cancel();
-                reject(new LockboxError("DATA_LOSS", `read of key ${id}: replicas disagree on the record`, undefined, { cause: e }));
+                reject(
+                  new LockboxError(
+                    "DATA_LOSS",
+                    `read of key ${id}: replicas disagree on the record`,
+                    undefined,
+                    { cause: e },
+                  ),
+                );
                 settleOne();
                 return;
               }
@@ -211,7 +219,8 @@ export class Coordinator {
         });
       }
       if (pending === 0) fail(`${failures} of ${primaries.length} primaries are down`);
-      else if (failures > primaries.length - needed) fail(`${failures} of ${primaries.length} primaries are down`);
+      else if (failures > primaries.length - needed)
+        fail(`${failures} of ${primaries.length} primaries are down`);
     });
   }
 

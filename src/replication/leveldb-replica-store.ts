@@ -62,7 +62,9 @@ export class LevelReplicaStore implements ReplicaStore {
 
   async quarantined(): Promise<number[]> {
     const out: number[] = [];
-    for await (const key of this.store.sublevel("meta").keys({ gte: QUARANTINE_PREFIX, lt: QUARANTINE_END })) {
+    for await (const key of this.store
+      .sublevel("meta")
+      .keys({ gte: QUARANTINE_PREFIX, lt: QUARANTINE_END })) {
       const partition = Number.parseInt(key.slice(QUARANTINE_PREFIX.length), 16);
       if (Number.isInteger(partition)) out.push(partition);
     }
@@ -76,7 +78,12 @@ export class LevelReplicaStore implements ReplicaStore {
   private toStoreOp(op: ReplicaStoreOp): StoreOp {
     switch (op.type) {
       case "put-record":
-        return { type: "put", sublevel: "records", key: recordKey(op.partition, op.id, this.partitionPower), value: op.value };
+        return {
+          type: "put",
+          sublevel: "records",
+          key: recordKey(op.partition, op.id, this.partitionPower),
+          value: op.value,
+        };
       case "del-record":
         return { type: "del", sublevel: "records", key: recordKey(op.partition, op.id, this.partitionPower) };
       case "put-hint":
@@ -84,7 +91,12 @@ export class LevelReplicaStore implements ReplicaStore {
       case "del-hint":
         return { type: "del", sublevel: "hints", key: this.hintKey(op) };
       case "put-quarantine":
-        return { type: "put", sublevel: "meta", key: this.quarantineKey(op.partition), value: new Uint8Array(0) };
+        return {
+          type: "put",
+          sublevel: "meta",
+          key: this.quarantineKey(op.partition),
+          value: new Uint8Array(0),
+        };
       case "del-quarantine":
         return { type: "del", sublevel: "meta", key: this.quarantineKey(op.partition) };
     }

@@ -79,7 +79,9 @@ export class LinkBatcher implements ItemSender {
     }
     if (q.queued.length >= this.queuedItemsMax) {
       this.metrics.itemsRefused += 1;
-      return Promise.resolve(failure("RESOURCE_EXHAUSTED", `more than ${this.queuedItemsMax} items queued for ${to}`));
+      return Promise.resolve(
+        failure("RESOURCE_EXHAUSTED", `more than ${this.queuedItemsMax} items queued for ${to}`),
+      );
     }
     const peerQueue = q;
     return new Promise<ReplicaItemResult>((resolve) => {

@@ -15,7 +15,8 @@ export class Periodic {
     private readonly pass: () => Promise<void>,
     private readonly onError: (e: unknown) => void = () => {},
   ) {
-    if (!Number.isSafeInteger(intervalMs) || intervalMs <= 0) throw new RangeError("intervalMs must be positive");
+    if (!Number.isSafeInteger(intervalMs) || intervalMs <= 0)
+      throw new RangeError("intervalMs must be positive");
   }
 
   start(): void {

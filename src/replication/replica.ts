@@ -117,7 +117,8 @@ export class Replica {
 
   private async item(item: ReplicaItem): Promise<ReplicaItemResult> {
     try {
-      if (typeof item !== "object" || item === null) return failure("INVALID_ARGUMENT", "item is not an object");
+      if (typeof item !== "object" || item === null)
+        return failure("INVALID_ARGUMENT", "item is not an object");
       if (!this.validPartition(item.partition))
         return failure("INVALID_ARGUMENT", `partition ${String(item.partition)} out of range`);
       switch (item.kind) {
@@ -134,7 +135,10 @@ export class Replica {
       }
     } catch (e) {
       // A store failure (EIO, closing) or a bug: the item fails, retryably; nothing was acknowledged.
-      return failure("UNAVAILABLE", `replica ${this.self}: ${e instanceof Error ? e.constructor.name : "error"}`);
+      return failure(
+        "UNAVAILABLE",
+        `replica ${this.self}: ${e instanceof Error ? e.constructor.name : "error"}`,
+      );
     }
   }
 
@@ -142,7 +146,10 @@ export class Replica {
   async put(partition: number, bytes: unknown, hintFor?: unknown): Promise<ReplicaItemResult> {
     this.metrics.puts += 1;
     if (!(bytes instanceof Uint8Array)) return failure("INVALID_ARGUMENT", "record is not bytes");
-    if (hintFor !== undefined && (typeof hintFor !== "string" || hintFor === "" || hintFor.length > PEER_BYTES_MAX))
+    if (
+      hintFor !== undefined &&
+      (typeof hintFor !== "string" || hintFor === "" || hintFor.length > PEER_BYTES_MAX)
+    )
       return failure("INVALID_ARGUMENT", "hintFor must name a peer");
     let incoming: ReplicatedKey;
     try {
@@ -152,7 +159,8 @@ export class Replica {
       throw e;
     }
     const id = incoming.fields.id;
-    if (!this.ownsKey(partition, id)) return failure("INVALID_ARGUMENT", `key ${id} is not in partition ${partition}`);
+    if (!this.ownsKey(partition, id))
+      return failure("INVALID_ARGUMENT", `key ${id} is not in partition ${partition}`);
     return this.withLock(id, async () => {
       const current = await this.readChecked(partition, id);
       let merged: ReplicatedKey;
@@ -176,7 +184,12 @@ export class Replica {
       }
       if (ops.length > 0)
         await this.writeAndTrack(partition, ops, [
-          { id, old: current?.bytes, next, tombstoneWallMs: next === undefined ? undefined : merged.tombstone?.wallMs },
+          {
+            id,
+            old: current?.bytes,
+            next,
+            tombstoneWallMs: next === undefined ? undefined : merged.tombstone?.wallMs,
+          },
         ]);
       return { ok: true, kind: "put" };
     });
@@ -185,7 +198,8 @@ export class Replica {
   private async get(partition: number, id: unknown): Promise<ReplicaItemResult> {
     if (typeof id !== "string" || id.length === 0 || id.length > ID_BYTES_MAX)
       return failure("INVALID_ARGUMENT", "id must be a short non-empty string");
-    if (!this.ownsKey(partition, id)) return failure("INVALID_ARGUMENT", `key ${id} is not in partition ${partition}`);
+    if (!this.ownsKey(partition, id))
+      return failure("INVALID_ARGUMENT", `key ${id} is not in partition ${partition}`);
     if (this.quarantine.has(partition)) return this.quarantined(partition);
     const current = await this.readChecked(partition, id);
     // The read may have found damage: then this replica's answer cannot be trusted either way.
@@ -250,7 +264,9 @@ export class Replica {
     const records = await this.scanChecked(partition);
     if (records === null) return null;
     const wanted = buckets === undefined ? null : new Set(buckets);
-    return records.filter((r) => wanted === null || wanted.has(bucketOf(r.id, this.bucketBits))).map((r) => r.bytes);
+    return records
+      .filter((r) => wanted === null || wanted.has(bucketOf(r.id, this.bucketBits)))
+      .map((r) => r.bytes);
   }
 
   /** The stored record if present and sound (damage quarantines and yields undefined). */
@@ -272,9 +288,11 @@ export class Replica {
       await this.withLock(id, async () => {
         const current = await this.readChecked(partition, id);
         if (current === undefined || !this.reclaimable(current.record)) return;
-        await this.writeAndTrack(partition, [{ type: "del-record", partition, id }], [
-          { id, old: current.bytes, next: undefined },
-        ]);
+        await this.writeAndTrack(
+          partition,
+          [{ type: "del-record", partition, id }],
+          [{ id, old: current.bytes, next: undefined }],
+        );
         reclaimed += 1;
       });
     }
@@ -299,9 +317,11 @@ export class Replica {
       if (current !== undefined && !bytesEqual(current.bytes, pushed)) return;
       const ops: ReplicaStoreOp[] = owners.map((owner) => ({ type: "del-hint", partition, id, owner }));
       if (!keepRecord && current !== undefined) ops.push({ type: "del-record", partition, id });
-      await this.writeAndTrack(partition, ops, keepRecord || current === undefined ? [] : [
-        { id, old: current.bytes, next: undefined },
-      ]);
+      await this.writeAndTrack(
+        partition,
+        ops,
+        keepRecord || current === undefined ? [] : [{ id, old: current.bytes, next: undefined }],
+      );
     });
   }
 
@@ -338,7 +358,10 @@ export class Replica {
 
   private quarantined(partition: number): ReplicaItemResult {
     this.metrics.refused += 1;
-    return failure("UNAVAILABLE", `partition ${partition} is quarantined on ${this.self} while it is repaired`);
+    return failure(
+      "UNAVAILABLE",
+      `partition ${partition} is quarantined on ${this.self} while it is repaired`,
+    );
   }
 
   private startQuarantine(partition: number): void {
@@ -408,7 +431,12 @@ export class Replica {
   private async writeAndTrack(
     partition: number,
     ops: ReplicaStoreOp[],
-    changes: { id: string; old: Uint8Array | undefined; next: Uint8Array | undefined; tombstoneWallMs?: number }[],
+    changes: {
+      id: string;
+      old: Uint8Array | undefined;
+      next: Uint8Array | undefined;
+      tombstoneWallMs?: number;
+    }[],
   ): Promise<void> {
     await this.store.write(ops);
     this.metrics.writes += 1;

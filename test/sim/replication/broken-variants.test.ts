@@ -14,6 +14,8 @@ for (const bug of PLANTED_REPLICATION_BUGS) {
     t.timeout(600_000);
     const hit = await firstSeedCatching(bug, SEEDS_BOUND);
     t.truthy(hit, `${bug}: the first ${SEEDS_BOUND} seeds pass the broken code`);
-    t.log(`caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim:replication -- --seed ${hit?.seed} --bug ${bug} --trace`);
+    t.log(
+      `caught at seed ${hit?.seed} by ${hit?.checker}: npm run sim:replication -- --seed ${hit?.seed} --bug ${bug} --trace`,
+    );
   });
 }

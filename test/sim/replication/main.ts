@@ -50,7 +50,9 @@ if (args.has("seed")) {
   const r = await runReplicationSeed({ seed: int("seed", 1), bugs, trace: args.has("trace") });
   if (args.has("trace")) for (const line of r.trace) process.stdout.write(`${line}\n`);
   process.stdout.write(`${describe(r)}\n`);
-  process.stdout.write(`${JSON.stringify({ seeds: 1, violations: r.ok ? 0 : 1, ms: Date.now() - started })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ seeds: 1, violations: r.ok ? 0 : 1, ms: Date.now() - started })}\n`,
+  );
   process.exitCode = r.ok ? 0 : 1;
 } else {
   const start = int("start", 1);
@@ -66,13 +68,18 @@ if (args.has("seed")) {
     acked += r.stats.createsAcked;
     if (!r.ok) {
       violations++;
-      process.stdout.write(`${describe(r)}\n  replay: npm run sim:replication -- --seed ${seed}${bugName ? ` --bug ${bugName}` : ""} --trace\n`);
+      process.stdout.write(
+        `${describe(r)}\n  replay: npm run sim:replication -- --seed ${seed}${bugName ? ` --bug ${bugName}` : ""} --trace\n`,
+      );
     }
-    if (ran % 100 === 0) process.stdout.write(`${ran} seeds, ${violations} violations, ${Date.now() - started} ms\n`);
+    if (ran % 100 === 0)
+      process.stdout.write(`${ran} seeds, ${violations} violations, ${Date.now() - started} ms\n`);
   }
   process.stdout.write(
     `${ran} seeds from ${start}: ${violations} violations; creates acked ${acked}; ${Date.now() - started} ms\n`,
   );
-  process.stdout.write(`${JSON.stringify({ seeds: ran, start, violations, createsAcked: acked, ms: Date.now() - started })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ seeds: ran, start, violations, createsAcked: acked, ms: Date.now() - started })}\n`,
+  );
   process.exitCode = violations === 0 ? 0 : 1;
 }

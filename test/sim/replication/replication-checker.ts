@@ -74,10 +74,16 @@ export class ReplicationChecker {
     if (live) {
       const want = this.material.get(id);
       if (want === undefined || r.wrappedMaterial === null || !bytesEqual(want, r.wrappedMaterial))
-        this.fail("exact-material", `${where}: read of ${id} returned material that its create did not write`);
+        this.fail(
+          "exact-material",
+          `${where}: read of ${id} returned material that its create did not write`,
+        );
       const deleted = this.deleteAckedMs.get(id);
       if (deleted !== undefined && deleted < startedMs)
-        this.fail("delete-never-undone", `${where}: read begun at ${startedMs} found ${id} live; its delete was acknowledged at ${deleted}`);
+        this.fail(
+          "delete-never-undone",
+          `${where}: read begun at ${startedMs} found ${id} live; its delete was acknowledged at ${deleted}`,
+        );
     } else {
       const acked = this.createAckedMs.get(id);
       if (acked !== undefined && acked < startedMs && !this.deleteStartMs.has(id))
@@ -126,7 +132,10 @@ export class ReplicationChecker {
     const d = this.disk(primary);
     if (d.durable.has(`q/${partition.toString(16).padStart(4, "0")}`)) return true; // lost to rot: being repaired
     const bytes = d.record(partition, id);
-    if (bytes === undefined) return copy.tombstone !== null && this.nowMs() - copy.tombstone.wallMs > this.reclaimAgeMs - SKEW_SLACK_MS;
+    if (bytes === undefined)
+      return (
+        copy.tombstone !== null && this.nowMs() - copy.tombstone.wallMs > this.reclaimAgeMs - SKEW_SLACK_MS
+      );
     try {
       const theirs = decodeReplicatedKey(bytes);
       return bytesEqual(encodeReplicatedKey(mergeKeys(theirs, copy)), bytes);
@@ -140,12 +149,17 @@ export class ReplicationChecker {
     for (const peer of peers) {
       const d = this.disk(peer);
       const hints = d.hintCount();
-      if (hints > 0) return { checker: "converged", detail: `${peer} still holds ${hints} hints after the quiet period` };
+      if (hints > 0)
+        return { checker: "converged", detail: `${peer} still holds ${hints} hints after the quiet period` };
       for (const k of d.durable.keys())
-        if (k.startsWith("q/")) return { checker: "converged", detail: `${peer} still quarantines partition ${k.slice(2)}` };
+        if (k.startsWith("q/"))
+          return { checker: "converged", detail: `${peer} still quarantines partition ${k.slice(2)}` };
       for (const r of d.records()) {
         if (!this.placement.primaries(r.partition).includes(peer) && !this.reclaimable(r.value))
-          return { checker: "converged", detail: `${peer} still holds ${r.id} of partition ${r.partition}, which it is no primary of` };
+          return {
+            checker: "converged",
+            detail: `${peer} still holds ${r.id} of partition ${r.partition}, which it is no primary of`,
+          };
       }
     }
     for (let p = 0; p < this.placement.partitions; p++) {
@@ -159,7 +173,10 @@ export class ReplicationChecker {
         const top = digest.top().toString("hex");
         if (first === undefined) first = { peer, top };
         else if (first.top !== top)
-          return { checker: "converged", detail: `partition ${p}: ${first.peer} and ${peer} differ after the quiet period` };
+          return {
+            checker: "converged",
+            detail: `partition ${p}: ${first.peer} and ${peer} differ after the quiet period`,
+          };
       }
     }
     return undefined;

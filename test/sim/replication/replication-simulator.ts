@@ -97,7 +97,11 @@ function drawPlan(prng: Prng): Plan {
       delayMsMin: 1,
       delayMsMax: prng.pick([5, 20, 80]),
     },
-    disk: { syncDelayMsMin: 1, syncDelayMsMax: prng.pick([2, 10, 30]), eioRate: prng.pick([0, 0, 0.01, 0.05]) },
+    disk: {
+      syncDelayMsMin: 1,
+      syncDelayMsMax: prng.pick([2, 10, 30]),
+      eioRate: prng.pick([0, 0, 0.01, 0.05]),
+    },
     crashes: prng.range(0, 6),
     cuts: prng.range(0, 6),
     corrupt: prng.chance(0.4),
@@ -138,7 +142,12 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
   const peers = new Map<string, SimPeer>();
   const placement = new RingPlacement(ring, SALT, (p) => peers.get(p)?.ready === true);
 
-  const checker = new ReplicationChecker(placement, RECLAIM_AGE_MS, () => loop.nowMs, (p) => peers.get(p)!.disk);
+  const checker = new ReplicationChecker(
+    placement,
+    RECLAIM_AGE_MS,
+    () => loop.nowMs,
+    (p) => peers.get(p)!.disk,
+  );
   const netProc = new SimProcess("net");
   const net = new SimPeerNetwork(loop, prng.fork(), { ...plan.net }, netProc);
   const diskFaults = { ...plan.disk };
@@ -162,8 +171,11 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
   const diskPrng = prng.fork();
   const skewPrng = prng.fork();
   for (const id of PEERS) {
-    const observe = (peer: string, ops: readonly ReplicaStoreOp[], before: ReadonlyMap<string, Uint8Array>): void =>
-      checker.onBatch(peer, ops, before);
+    const observe = (
+      peer: string,
+      ops: readonly ReplicaStoreOp[],
+      before: ReadonlyMap<string, Uint8Array>,
+    ): void => checker.onBatch(peer, ops, before);
     peers.set(id, new SimPeer(id, new SimReplicaDisk(id, observe), skewPrng.range(0, plan.skewMsMax)));
   }
 
@@ -323,7 +335,16 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
       material[1] = keySeq >> 8;
       const stamp = p.clock.now();
       const record: ReplicatedKey = {
-        fields: { id, project, scope, name: `k${keySeq++}`, algorithm: "AES", bitLength: 256, createdAtMs: stamp.wallMs, parentId: "" },
+        fields: {
+          id,
+          project,
+          scope,
+          name: `k${keySeq++}`,
+          algorithm: "AES",
+          bitLength: 256,
+          createdAtMs: stamp.wallMs,
+          parentId: "",
+        },
         created: stamp,
         wrappedMaterial: material,
         state: { value: "active", stamp },
@@ -365,9 +386,10 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
       void checkedRead(p, id).then((r) => {
         if (r === undefined || r === null || r.tombstone !== null || !p.ready) return;
         const rest = r.consumers.filter((c) => c.key !== consumer);
-        const consumers = [...rest, { key: consumer, present: clientPrng.chance(0.7), stamp: p.clock.now() }].sort(
-          (a, b) => (a.key < b.key ? -1 : 1),
-        );
+        const consumers = [
+          ...rest,
+          { key: consumer, present: clientPrng.chance(0.7), stamp: p.clock.now() },
+        ].sort((a, b) => (a.key < b.key ? -1 : 1));
         return p.coordinator.write({ ...r, consumers }).then(
           () => undefined,
           () => undefined,

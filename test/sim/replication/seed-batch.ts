@@ -5,7 +5,11 @@ import { runReplicationSeed } from "./replication-simulator.js";
  * Runs replication seeds [start, start + count) on the correct code and fails on the first violation,
  * naming the seed, the checker and how to replay it.
  */
-export async function runReplicationSeedBatch(t: ExecutionContext, start: number, count: number): Promise<void> {
+export async function runReplicationSeedBatch(
+  t: ExecutionContext,
+  start: number,
+  count: number,
+): Promise<void> {
   let acked = 0;
   let crashes = 0;
   let reclaimed = 0;
@@ -30,5 +34,8 @@ export async function runReplicationSeedBatch(t: ExecutionContext, start: number
   );
   // The batch must have exercised what the checkers guard, or passing it means little.
   t.true(acked > count * 5, "creates were acknowledged");
-  t.true(crashes > 0 && hints > 0 && reclaimed > 0 && quarantines > 0, "crashes, handoffs, reclaims and quarantines happened");
+  t.true(
+    crashes > 0 && hints > 0 && reclaimed > 0 && quarantines > 0,
+    "crashes, handoffs, reclaims and quarantines happened",
+  );
 }

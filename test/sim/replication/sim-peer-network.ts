@@ -97,7 +97,10 @@ export class SimPeerNetwork {
 }
 
 function cloneBatch(b: ReplicaBatch): ReplicaBatch {
-  return { from: b.from, items: b.items.map((i) => (i.kind === "put" ? { ...i, record: new Uint8Array(i.record) } : { ...i })) };
+  return {
+    from: b.from,
+    items: b.items.map((i) => (i.kind === "put" ? { ...i, record: new Uint8Array(i.record) } : { ...i })),
+  };
 }
 
 function cloneReply(r: ReplicaBatchReply): ReplicaBatchReply {

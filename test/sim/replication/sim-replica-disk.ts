@@ -1,4 +1,9 @@
-import type { Hint, ReplicaStore, ReplicaStoreOp, StoredRecord } from "../../../src/replication/replica-store.js";
+import type {
+  Hint,
+  ReplicaStore,
+  ReplicaStoreOp,
+  StoredRecord,
+} from "../../../src/replication/replica-store.js";
 import type { Prng } from "../prng.js";
 import type { SimProcess } from "../sim-scheduler.js";
 import type { Scheduler } from "../../../cluster/raft/driver/scheduler.js";
@@ -12,10 +17,15 @@ export interface DiskFaults {
 }
 
 /** A committed batch, as the checkers see it (before it is applied). */
-export type BatchObserver = (peer: string, ops: readonly ReplicaStoreOp[], before: ReadonlyMap<string, Uint8Array>) => void;
+export type BatchObserver = (
+  peer: string,
+  ops: readonly ReplicaStoreOp[],
+  before: ReadonlyMap<string, Uint8Array>,
+) => void;
 
 const recKey = (p: number, id: string): string => `r/${p.toString(16).padStart(4, "0")}/${id}`;
-const hintKey = (p: number, id: string, owner: string): string => `h/${p.toString(16).padStart(4, "0")}/${id}/${owner}`;
+const hintKey = (p: number, id: string, owner: string): string =>
+  `h/${p.toString(16).padStart(4, "0")}/${id}/${owner}`;
 const quarantineKey = (p: number): string => `q/${p.toString(16).padStart(4, "0")}`;
 
 /**
@@ -91,7 +101,9 @@ export class SimReplicaDisk {
   partitionRecords(partition: number): { id: string; value: Uint8Array }[] {
     const m = this.byPartition.get(partition);
     if (m === undefined) return [];
-    return [...m].map(([id, value]) => ({ id, value })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return [...m]
+      .map(([id, value]) => ({ id, value }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   record(partition: number, id: string): Uint8Array | undefined {
@@ -164,7 +176,11 @@ export class SimReplicaStore implements ReplicaStore {
         if (!k.startsWith("h/")) continue;
         const rest = k.slice(7);
         const slash = rest.indexOf("/");
-        out.push({ partition: Number.parseInt(k.slice(2, 6), 16), id: rest.slice(0, slash), owner: rest.slice(slash + 1) });
+        out.push({
+          partition: Number.parseInt(k.slice(2, 6), 16),
+          id: rest.slice(0, slash),
+          owner: rest.slice(slash + 1),
+        });
         if (out.length >= limit) break;
       }
       return out;
@@ -182,12 +198,16 @@ export class SimReplicaStore implements ReplicaStore {
 
   write(ops: readonly ReplicaStoreOp[]): Promise<void> {
     if (!this.proc.alive) return new Promise<void>(() => {});
-    const copy = ops.map((op) => (op.type === "put-record" ? { ...op, value: new Uint8Array(op.value) } : { ...op }));
+    const copy = ops.map((op) =>
+      op.type === "put-record" ? { ...op, value: new Uint8Array(op.value) } : { ...op },
+    );
     return new Promise<void>((resolve, reject) => {
       this.queued.push({ ops: copy, resolve, reject });
       if (!this.syncing) {
         this.syncing = true;
-        this.scheduler.after(this.prng.range(this.faults.syncDelayMsMin, this.faults.syncDelayMsMax), () => this.sync());
+        this.scheduler.after(this.prng.range(this.faults.syncDelayMsMin, this.faults.syncDelayMsMax), () =>
+          this.sync(),
+        );
       }
     });
   }
