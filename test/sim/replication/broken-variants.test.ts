@@ -7,7 +7,7 @@ import { CI_SEEDS, firstSeedCatching, PLANTED_REPLICATION_BUGS } from "./planted
  * CI runs, and within the first SEEDS_BOUND of them. Each test stops at the first failing seed and
  * prints how to replay it.
  */
-const SEEDS_BOUND = 200;
+const SEEDS_BOUND = 100;
 
 for (const bug of PLANTED_REPLICATION_BUGS) {
   test(`planted replication bug ${bug} fails a seed within the first ${SEEDS_BOUND} of CI's ${CI_SEEDS}`, async (t) => {

@@ -1,6 +1,6 @@
 /**
  * The replication simulator: the production coordinator, replica, hinted handoff and anti-entropy
- * (src/replication) on five simulated peers (N = 3 over a ring of 16 partitions), driven by one seed:
+ * (src/replication) on five simulated peers (N = 3 over a ring of 8 partitions), driven by one seed:
  * virtual time (the raft simulator's SimScheduler), a network that drops, delays, reorders, duplicates
  * and cuts (sim-peer-network.ts), disks that lose unsynced batches on a crash, fail syncs and rot
  * records (sim-replica-disk.ts), crashes and restarts, clock skew. A client issues creates, reads,
@@ -29,7 +29,7 @@ import { SimLoop } from "./sim-loop.js";
 import { SimPeerNetwork, type NetFaults } from "./sim-peer-network.js";
 
 export const PEERS = ["p1", "p2", "p3", "p4", "p5"] as const;
-export const PART_POWER = 4;
+export const PART_POWER = 3;
 export const REPLICAS = 3;
 export const FAULT_MS = 7_000;
 /** The convergence bound the checker holds the code to: faults stopped, every peer up. */

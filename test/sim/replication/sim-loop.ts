@@ -1,15 +1,25 @@
 import type { Scheduler } from "../../../cluster/raft/driver/scheduler.js";
 import { SimScheduler, type SimProcess } from "../sim-scheduler.js";
 
+interface Timer {
+  atMs: number;
+  seq: number;
+  fn: () => void;
+  owner: SimProcess;
+  cancelled: boolean;
+}
+
 /**
- * Drives the raft simulator's SimScheduler for code that awaits promises: after every batch of due
- * callbacks it lets the microtask queue drain (one setImmediate: nothing else runs in the simulation,
- * so the order is fixed by the seed), then jumps the virtual clock to the next timer.
+ * Drives code that awaits promises on virtual time. `soon` calls go through the raft simulator's
+ * SimScheduler (a dead process's calls are dropped); timers live in a heap here, ordered by due time
+ * then creation, so a cancelled one (most batch deadlines) costs nothing. After every step the
+ * microtask queue drains (one setImmediate: nothing else runs in the simulation, so the order is fixed
+ * by the seed), then the clock jumps to the next timer.
  */
 export class SimLoop {
   readonly scheduler = new SimScheduler();
-  /** Min-heap of timers set through `for` (a cancelled one is skipped without a step). */
-  private due: { atMs: number; cancelled: boolean }[] = [];
+  private readonly timers: Timer[] = [];
+  private seq = 0;
   steps = 0;
 
   get nowMs(): number {
@@ -21,12 +31,10 @@ export class SimLoop {
     return {
       soon: (fn) => inner.soon(fn),
       after: (ms, fn) => {
-        const entry = { atMs: this.scheduler.nowMs + Math.max(0, ms), cancelled: false };
-        this.push(entry);
-        const cancel = inner.after(Math.max(0, ms), fn);
+        const t: Timer = { atMs: this.nowMs + Math.max(0, ms), seq: this.seq++, fn, owner, cancelled: false };
+        this.push(t);
         return () => {
-          entry.cancelled = true;
-          cancel();
+          t.cancelled = true;
         };
       },
     };
@@ -39,42 +47,37 @@ export class SimLoop {
       // Let every promise settle, and every `soon` call they schedule run, before time moves.
       do await drain();
       while (this.scheduler.runSoon() > 0);
-      let next = this.peek();
-      while (next !== undefined && next.cancelled) {
+      while (this.timers.length > 0 && (this.timers[0]!.cancelled || !this.timers[0]!.owner.alive))
         this.pop();
-        next = this.peek();
-      }
+      const next = this.timers[0];
       if (next === undefined || next.atMs > endMs) {
         this.scheduler.advanceTo(endMs);
-        if (this.scheduler.runSoon() > 0) continue;
-        await drain();
-        if (this.scheduler.runSoon() > 0) continue;
         return;
       }
-      const at = next.atMs;
-      while (this.peek() !== undefined && this.peek()!.atMs <= at) this.pop();
-      this.scheduler.advanceTo(Math.max(at, this.scheduler.nowMs));
+      this.scheduler.advanceTo(Math.max(next.atMs, this.nowMs));
+      this.pop();
+      if (!next.cancelled && next.owner.alive) next.fn();
     }
   }
 
-  private push(e: { atMs: number; cancelled: boolean }): void {
-    const h = this.due;
-    h.push(e);
+  private less(a: Timer, b: Timer): boolean {
+    return a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq);
+  }
+
+  private push(t: Timer): void {
+    const h = this.timers;
+    h.push(t);
     let i = h.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]!.atMs <= h[i]!.atMs) break;
+      if (!this.less(h[i]!, h[parent]!)) break;
       [h[parent], h[i]] = [h[i]!, h[parent]!];
       i = parent;
     }
   }
 
-  private peek(): { atMs: number; cancelled: boolean } | undefined {
-    return this.due[0];
-  }
-
   private pop(): void {
-    const h = this.due;
+    const h = this.timers;
     const last = h.pop()!;
     if (h.length === 0) return;
     h[0] = last;
@@ -83,8 +86,8 @@ export class SimLoop {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < h.length && h[l]!.atMs < h[m]!.atMs) m = l;
-      if (r < h.length && h[r]!.atMs < h[m]!.atMs) m = r;
+      if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+      if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
       if (m === i) break;
       [h[m], h[i]] = [h[i]!, h[m]!];
       i = m;
