@@ -2,14 +2,15 @@
  * Anti-entropy (DESIGN §4, Swift's object replicator): every `intervalMs`, for each partition this
  * peer is a primary of, compare its bucket digests with each other primary's and push the records of
  * the buckets that differ (push only: the other side pushes what it has in its own pass, so after a
- * pass on each side both hold the merge of both). A pass also reclaims the partition's tombstones
- * older than the reclaim age, and repairs quarantined partitions by pulling every bucket from the
- * other primaries.
+ * pass on each side both hold the merge of both). A pass that synced with every other primary then
+ * reclaims the partition's tombstones older than the reclaim age (so a primary that was away longer
+ * than the reclaim age gets the tombstone before anyone forgets it), and quarantined partitions are
+ * repaired by pulling every bucket from the other primaries.
  *
  * Convergence bound: once faults stop, two passes of every primary (2 * intervalMs plus the time a
- * pass takes) make every primary hold the merge of every primary's records. The reclaim age must
- * exceed the longest time a replica may miss passes (a peer down or cut off) plus that bound, or a
- * replica that missed a delete could push the deleted key back after its tombstone was reclaimed.
+ * pass takes) make every primary hold the merge of every primary's records. Handoff copies are not
+ * covered by the every-primary check: the reclaim age must exceed the longest time a handoff copy
+ * can wait to go home (hinted-handoff.ts), or a stale copy could bring a deleted key back.
  *
  * A quarantined partition is re-fetched from N - W + 1 other primaries: every acknowledged record is
  * on W primaries, so at least one of those holds each record this peer lost.
@@ -87,34 +88,45 @@ export class AntiEntropy {
     }
   }
 
+  /**
+   * Pushes what differs to every other primary; then, only if every one of them answered and took
+   * every push, reclaims the partition's tombstones past the reclaim age: each primary now holds
+   * each of those tombstones (or had reclaimed it already), so none can hand the key back.
+   */
   private async syncPartition(partition: number): Promise<void> {
     const { replica, placement, sender } = this.options;
-    await replica.reclaimTombstones(partition);
     const local = await replica.digest(partition);
     if (local === null) return; // quarantined by the scan: repaired next pass
-    const others = placement.primaries(partition).filter((p) => p !== sender.self && placement.isUp(p));
-    await Promise.all(
-      others.map(async (peer) => {
-        const r = await sender.request(peer, { kind: "digest", partition });
-        if (!r.ok || r.kind !== "digest") return;
-        let remote: PartitionDigest;
-        try {
-          remote = PartitionDigest.decode(r.digest);
-          if (remote.partition !== partition || remote.bucketBits !== local.bucketBits) return;
-        } catch (e) {
-          if (e instanceof ReplicationError) return;
-          throw e;
-        }
-        this.metrics.compared += 1;
-        if (remote.top().equals(local.top())) return;
-        const buckets = local.diff(remote);
-        this.metrics.bucketsDiffering += buckets.length;
-        const records = await replica.bucketRecords(partition, buckets);
-        if (records === null) return;
-        this.metrics.recordsPushed += records.length;
-        await Promise.all(records.map((record) => sender.request(peer, { kind: "put", partition, record })));
-      }),
+    const others = placement.primaries(partition).filter((p) => p !== sender.self);
+    const synced = await Promise.all(others.map((peer) => this.syncWith(peer, partition, local)));
+    if (synced.every((ok) => ok)) await replica.reclaimTombstones(partition);
+  }
+
+  /** True when `peer` answered and holds everything this replica held at the start of the call. */
+  private async syncWith(peer: string, partition: number, local: PartitionDigest): Promise<boolean> {
+    const { replica, placement, sender } = this.options;
+    if (!placement.isUp(peer)) return false;
+    const r = await sender.request(peer, { kind: "digest", partition });
+    if (!r.ok || r.kind !== "digest") return false;
+    let remote: PartitionDigest;
+    try {
+      remote = PartitionDigest.decode(r.digest);
+    } catch (e) {
+      if (e instanceof ReplicationError) return false;
+      throw e;
+    }
+    if (remote.partition !== partition || remote.bucketBits !== local.bucketBits) return false;
+    this.metrics.compared += 1;
+    if (remote.top().equals(local.top())) return true;
+    const buckets = local.diff(remote);
+    this.metrics.bucketsDiffering += buckets.length;
+    const records = await replica.bucketRecords(partition, buckets);
+    if (records === null) return false;
+    this.metrics.recordsPushed += records.length;
+    const pushed = await Promise.all(
+      records.map((record) => sender.request(peer, { kind: "put", partition, record })),
     );
+    return pushed.every((x) => x.ok);
   }
 
   /** Re-fetches a quarantined partition from its other primaries; ends the quarantine when enough answered. */

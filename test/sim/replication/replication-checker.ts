@@ -9,8 +9,8 @@
  *                        newer version of it), checked on the disks at the moment the deletion is synced
  *   converged            after faults stop, within QUIET_MS: the primaries of every partition hold
  *                        equal digests, no hint or quarantine is left, and no non-primary holds records
- *   final-reads          then every acknowledged create reads back, with its material, through every
- *                        peer, and every acknowledged delete reads as deleted
+ *   final-reads          then every acknowledged create reads back, with its material, through two
+ *                        peers each, and every acknowledged delete reads as deleted
  */
 import {
   decodeReplicatedKey,
