@@ -42,6 +42,8 @@ const AE_INTERVAL_MS = 1_000;
 const HANDOFF_INTERVAL_MS = 500;
 const BATCH_TIMEOUT_MS = 300;
 const DEADLINE_MS = 1_000;
+/** How late the cluster learns that a peer crashed or came back. */
+const HEALTH_LAG_MS_MAX = 400;
 const BUCKET_BITS = 4;
 const SALT = new Uint8Array([7, 7, 7, 7]);
 
@@ -140,7 +142,21 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
   builder.rebalance(0);
   const ring = builder.ring();
   const peers = new Map<string, SimPeer>();
-  const placement = new RingPlacement(ring, SALT, (p) => peers.get(p)?.ready === true);
+  // Peer health as the cluster believes it: it learns of a crash or a return only after a drawn lag,
+  // so coordinators send to peers already dead and skip peers already back.
+  const believedUp = new Set<string>(PEERS);
+  const placement = new RingPlacement(ring, SALT, (p) => believedUp.has(p));
+  const healthPrng = prng.fork();
+  const healthProc = new SimProcess("health");
+  const health = loop.for(healthProc);
+  const learn = (p: SimPeer, up: boolean): void => {
+    const incarnation = p.incarnation;
+    health.after(healthPrng.range(0, HEALTH_LAG_MS_MAX), () => {
+      if (p.incarnation !== incarnation || p.ready !== up) return;
+      if (up) believedUp.add(p.id);
+      else believedUp.delete(p.id);
+    });
+  };
 
   const checker = new ReplicationChecker(
     placement,
@@ -237,6 +253,7 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
       p.handoff.start();
       p.antiEntropy.start();
       p.ready = true;
+      learn(p, true);
       log(`${p.id} up (incarnation ${p.incarnation})`);
     });
   };
@@ -246,6 +263,7 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
     gather(p);
     p.proc.alive = false;
     p.ready = false;
+    learn(p, false);
     stats.crashes++;
     log(`${p.id} crashes`);
   };
