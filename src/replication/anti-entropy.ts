@@ -9,8 +9,8 @@
  *
  * Convergence bound: once faults stop, two passes of every primary (2 * intervalMs plus the time a
  * pass takes) make every primary hold the merge of every primary's records. Handoff copies are not
- * covered by the every-primary check: the reclaim age must exceed the longest time a handoff copy
- * can wait to go home (hinted-handoff.ts), or a stale copy could bring a deleted key back.
+ * covered by the every-primary check: they expire (undelivered) after a hint max age below the
+ * reclaim age (hinted-handoff.ts), so no stale copy outlives a tombstone it predates.
  *
  * A quarantined partition is re-fetched from N - W + 1 other primaries: every acknowledged record is
  * on W primaries, so at least one of those holds each record this peer lost.

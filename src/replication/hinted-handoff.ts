@@ -7,6 +7,11 @@
  * passes (in memory: a restart asks them again), so on a lossy network the copy goes home once each
  * primary has answered once, not when all answer in the same pass: the time a copy waits is the time
  * a stale copy could still come back, which the reclaim age must exceed (anti-entropy.ts).
+ *
+ * One exception, by design: a copy not written for `hintMaxAgeMs` (less than the reclaim age) is
+ * dropped without being delivered. Pushed later, it could bring back a key whose tombstone every
+ * primary has reclaimed meanwhile. Dropping it loses nothing acknowledged: a write is acknowledged
+ * only once W primaries synced it (coordinator.ts), and anti-entropy brings the rest up to date.
  */
 import { createHash } from "node:crypto";
 import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
@@ -23,6 +28,10 @@ export interface HandoffOptions {
   placement: PlacementView;
   sender: ItemSender;
   scheduler: Scheduler;
+  /** Physical time, for hint ages. */
+  nowMs: () => number;
+  /** Copies older than this are dropped undelivered; must be below the replica's reclaim age. */
+  hintMaxAgeMs: number;
   intervalMs?: number;
   /** Hints handled per pass (the rest wait for later passes). */
   hintsPerPassMax?: number;
@@ -34,17 +43,20 @@ export interface HandoffMetrics {
   pushed: number;
   delivered: number;
   dropped: number;
+  expired: number;
 }
 
 export class HandoffRunner {
   private readonly periodic: Periodic;
   private readonly hintsPerPassMax: number;
-  readonly metrics: HandoffMetrics = { passes: 0, pushed: 0, delivered: 0, dropped: 0 };
+  readonly metrics: HandoffMetrics = { passes: 0, pushed: 0, delivered: 0, dropped: 0, expired: 0 };
   /** `partition/id` -> the version pushed and the primaries that synced it. */
   private acked = new Map<string, { version: string; peers: Set<string> }>();
 
   constructor(private readonly options: HandoffOptions) {
     this.hintsPerPassMax = options.hintsPerPassMax ?? 1024;
+    if (!Number.isSafeInteger(options.hintMaxAgeMs) || options.hintMaxAgeMs <= 0)
+      throw new RangeError("hintMaxAgeMs must be a positive integer");
     this.periodic = new Periodic(options.scheduler, options.intervalMs ?? 10_000, () => this.pass());
   }
 
@@ -64,11 +76,12 @@ export class HandoffRunner {
     this.metrics.passes += 1;
     const { store, replica, placement, sender } = this.options;
     const hints = await store.hints(this.hintsPerPassMax);
-    const groups = new Map<string, { partition: number; id: string; owners: string[] }>();
+    const groups = new Map<string, { partition: number; id: string; owners: string[]; newestMs: number }>();
     for (const h of hints) {
       const k = `${h.partition}/${h.id}`;
-      const g = groups.get(k) ?? { partition: h.partition, id: h.id, owners: [] };
+      const g = groups.get(k) ?? { partition: h.partition, id: h.id, owners: [], newestMs: 0 };
       g.owners.push(h.owner);
+      g.newestMs = Math.max(g.newestMs, h.atMs);
       groups.set(k, g);
     }
     // Forget acknowledgements of hints no longer held (finished elsewhere, or beyond this pass's window).
@@ -79,12 +92,19 @@ export class HandoffRunner {
     }
     this.acked = keep;
     await Promise.all(
-      [...groups].map(async ([key, { partition, id, owners }]) => {
+      [...groups].map(async ([key, { partition, id, owners, newestMs }]) => {
         const record = await replica.localRecord(partition, id);
         if (record === undefined) {
           // Reclaimed, or removed as damaged: nothing left to take home.
           this.metrics.dropped += 1;
           await replica.dropHints(partition, id, owners);
+          return;
+        }
+        if (this.options.nowMs() - newestMs > this.options.hintMaxAgeMs) {
+          this.metrics.expired += 1;
+          this.acked.delete(key);
+          const keep = placement.primaries(partition).includes(sender.self);
+          await replica.finishHandoff(partition, id, owners, record, keep);
           return;
         }
         const version = createHash("sha256").update(record).digest("hex");

@@ -6,11 +6,18 @@
  */
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { partitionHexWidth, partitionRange, recordKey } from "../store/record-key.js";
-import type { Hint, ReplicaStore, ReplicaStoreOp, StoredRecord } from "./replica-store.js";
+import type { Hint, ReplicaStore, ReplicaStoreOp, StoredHint, StoredRecord } from "./replica-store.js";
 
 /** Quarantine marks live in the "meta" sublevel under this prefix. */
 const QUARANTINE_PREFIX = "replication-quarantine/";
 const QUARANTINE_END = "replication-quarantine0"; // "0" follows "/"
+
+function u64(n: number): Uint8Array {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(Math.floor(n / 2 ** 32), 0);
+  b.writeUInt32BE(n >>> 0, 4);
+  return new Uint8Array(b);
+}
 
 export class LevelReplicaStore implements ReplicaStore {
   private readonly width: number;
@@ -51,11 +58,16 @@ export class LevelReplicaStore implements ReplicaStore {
     }
   }
 
-  async hints(limit: number): Promise<Hint[]> {
-    const out: Hint[] = [];
-    for await (const key of this.store.sublevel("hints").keys({ limit })) {
+  async hints(limit: number): Promise<StoredHint[]> {
+    const out: StoredHint[] = [];
+    for await (const [key, value] of this.store.sublevel("hints").iterator({ limit })) {
       const hint = this.parseHint(key);
-      if (hint !== undefined) out.push(hint);
+      // A hint value is the u64 time its copy was written; a damaged one reads as 0 (expires at once).
+      const atMs =
+        value.length === 8
+          ? Buffer.from(value).readUInt32BE(0) * 2 ** 32 + Buffer.from(value).readUInt32BE(4)
+          : 0;
+      if (hint !== undefined) out.push({ ...hint, atMs: Number.isSafeInteger(atMs) ? atMs : 0 });
     }
     return out;
   }
@@ -87,7 +99,7 @@ export class LevelReplicaStore implements ReplicaStore {
       case "del-record":
         return { type: "del", sublevel: "records", key: recordKey(op.partition, op.id, this.partitionPower) };
       case "put-hint":
-        return { type: "put", sublevel: "hints", key: this.hintKey(op), value: new Uint8Array(0) };
+        return { type: "put", sublevel: "hints", key: this.hintKey(op), value: u64(op.atMs) };
       case "del-hint":
         return { type: "del", sublevel: "hints", key: this.hintKey(op) };
       case "put-quarantine":

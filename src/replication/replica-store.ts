@@ -12,7 +12,8 @@
 export type ReplicaStoreOp =
   | { type: "put-record"; partition: number; id: string; value: Uint8Array }
   | { type: "del-record"; partition: number; id: string }
-  | { type: "put-hint"; partition: number; id: string; owner: string }
+  /** `atMs`: when the copy was last written (the handoff runner expires old copies, hinted-handoff.ts). */
+  | { type: "put-hint"; partition: number; id: string; owner: string; atMs: number }
   | { type: "del-hint"; partition: number; id: string; owner: string }
   /** A partition quarantined after damage: durable, so a restart does not serve what was lost. */
   | { type: "put-quarantine"; partition: number }
@@ -30,6 +31,10 @@ export interface Hint {
   owner: string;
 }
 
+export interface StoredHint extends Hint {
+  atMs: number;
+}
+
 export interface ReplicaStore {
   getRecord(partition: number, id: string): Promise<Uint8Array | undefined>;
   /** Every record of a partition, by id; at most `limit` (the caller treats more as an error). */
@@ -37,7 +42,7 @@ export interface ReplicaStore {
   /** Partitions holding at least one record, ascending. */
   partitions(): Promise<number[]>;
   /** Up to `limit` hints, in key order. */
-  hints(limit: number): Promise<Hint[]>;
+  hints(limit: number): Promise<StoredHint[]>;
   /** Partitions marked quarantined, ascending. */
   quarantined(): Promise<number[]>;
   /** Writes `ops` atomically; resolves once they are synced. */

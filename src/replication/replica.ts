@@ -180,7 +180,7 @@ export class Replica {
         if (current === undefined || !bytesEqual(next, current.bytes))
           ops.push({ type: "put-record", partition, id, value: next });
         if (typeof hintFor === "string" && hintFor !== this.self)
-          ops.push({ type: "put-hint", partition, id, owner: hintFor });
+          ops.push({ type: "put-hint", partition, id, owner: hintFor, atMs: this.options.nowMs() });
       }
       if (ops.length > 0)
         await this.writeAndTrack(partition, ops, [

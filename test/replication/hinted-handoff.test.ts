@@ -1,5 +1,5 @@
 import test from "ava";
-import { TestCluster } from "./replication-cluster.js";
+import { RECLAIM_AGE_MS, TestCluster } from "./replication-cluster.js";
 
 const PEERS = ["a", "b", "c", "d", "e"];
 
@@ -40,4 +40,28 @@ test("a handoff copy goes home when its owner is back, and is dropped only after
   }
   for (const x of [p1!, p2!, p3!])
     t.truthy(await c.peer(x).replicaStore.getRecord(p, k.fields.id), `${x} holds it`);
+});
+
+test("a handoff copy not written for the hint max age is dropped undelivered (it could undo a reclaimed delete)", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey("vol-exp");
+  const p = c.partitionOf(k);
+  const [p1, p2, p3] = c.primariesOf(k);
+  c.down.add(p3!);
+  await c.peer(p1!).coordinator.write(k);
+  const h = c.handoffsOf(k).find((x) => !c.down.has(x))!;
+  for (let i = 0; i < 100 && (await c.peer(h).replicaStore.hints(10)).length === 0; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  t.is((await c.peer(h).replicaStore.hints(10)).length, 1);
+  c.nowMs += RECLAIM_AGE_MS / 2 + 1; // the owner stayed away past the hint max age
+  c.cut.add(p3!);
+  await c.peer(h).handoff.runOnce();
+  t.deepEqual(await c.peer(h).replicaStore.hints(10), []);
+  t.is(await c.peer(h).replicaStore.getRecord(p, k.fields.id), undefined);
+  t.is(c.peer(h).handoff.metrics.expired, 1);
+  for (const x of [p1!, p2!])
+    t.truthy(
+      await c.peer(x).replicaStore.getRecord(p, k.fields.id),
+      `${x} still holds the acknowledged write`,
+    );
 });

@@ -17,7 +17,7 @@ test("records scan by partition in id order, hints and quarantine marks persist 
     { type: "put-record", partition: 3, id: "a", value: v("3a") },
     { type: "put-record", partition: 700, id: "z", value: v("700z") },
     { type: "put-record", partition: 4, id: "c", value: v("4c") },
-    { type: "put-hint", partition: 3, id: "a", owner: "peer/with/slashes" },
+    { type: "put-hint", partition: 3, id: "a", owner: "peer/with/slashes", atMs: 1_700_000_000_123 },
     { type: "put-quarantine", partition: 700 },
   ]);
   await rs.write([{ type: "del-record", partition: 4, id: "c" }]);
@@ -34,7 +34,9 @@ test("records scan by partition in id order, hints and quarantine marks persist 
   );
   t.deepEqual((await rs.scanPartition(3, 1)).length, 1, "the limit bounds a scan");
   t.deepEqual(await rs.partitions(), [3, 700]);
-  t.deepEqual(await rs.hints(10), [{ partition: 3, id: "a", owner: "peer/with/slashes" }]);
+  t.deepEqual(await rs.hints(10), [
+    { partition: 3, id: "a", owner: "peer/with/slashes", atMs: 1_700_000_000_123 },
+  ]);
   t.deepEqual(await rs.quarantined(), [700]);
   await rs.write([
     { type: "del-hint", partition: 3, id: "a", owner: "peer/with/slashes" },

@@ -106,7 +106,14 @@ export class TestCluster {
         readDeadlineMs: 5_000,
         bugs: options.bugs,
       }),
-      handoff: new HandoffRunner({ ...common, replica, store: replicaStore, bugs: options.bugs }),
+      handoff: new HandoffRunner({
+        ...common,
+        replica,
+        store: replicaStore,
+        nowMs: () => this.nowMs,
+        hintMaxAgeMs: RECLAIM_AGE_MS / 2,
+        bugs: options.bugs,
+      }),
       antiEntropy: new AntiEntropy({ ...common, replica }),
     };
     this.peers.set(id, peer);

@@ -6,7 +6,8 @@
  *                          of it was ever attempted
  *   delete-never-undone  a read begun after a delete was acknowledged never finds the key live
  *   handoff-kept         a handoff copy's hint is deleted only when every primary holds the copy (or a
- *                        newer version of it), checked on the disks at the moment the deletion is synced
+ *                        newer version of it), checked on the disks at the moment the deletion is synced,
+ *                        unless the copy expired (older than the hint max age: dropped on purpose)
  *   converged            after faults stop, within QUIET_MS: the primaries of every partition hold
  *                        equal digests, no hint or quarantine is left, and no non-primary holds records
  *   final-reads          then every acknowledged create reads back, with its material, through two
@@ -24,6 +25,9 @@ import type { PlacementView } from "../../../src/replication/placement-view.js";
 import { bytesEqual } from "../../../src/replication/replica.js";
 import type { ReplicaStoreOp } from "../../../src/replication/replica-store.js";
 import type { SimReplicaDisk } from "./sim-replica-disk.js";
+
+export const hintAtMs = (value: Uint8Array): number =>
+  value.length === 8 ? Buffer.from(value).readUInt32BE(0) * 2 ** 32 + Buffer.from(value).readUInt32BE(4) : 0;
 
 export interface Violation {
   checker: string;
@@ -44,6 +48,7 @@ export class ReplicationChecker {
   constructor(
     private readonly placement: PlacementView,
     private readonly reclaimAgeMs: number,
+    private readonly hintMaxAgeMs: number,
     private readonly nowMs: () => number,
     private readonly disk: (peer: string) => SimReplicaDisk,
   ) {}
@@ -108,6 +113,9 @@ export class ReplicationChecker {
   onBatch(peer: string, ops: readonly ReplicaStoreOp[], before: ReadonlyMap<string, Uint8Array>): void {
     for (const op of ops) {
       if (op.type !== "del-hint") continue;
+      const hint = before.get(`h/${op.partition.toString(16).padStart(4, "0")}/${op.id}/${op.owner}`);
+      // An expired copy is dropped undelivered on purpose (hinted-handoff.ts).
+      if (hint !== undefined && this.nowMs() - hintAtMs(hint) > this.hintMaxAgeMs - SKEW_SLACK_MS) continue;
       const hinted = before.get(`r/${op.partition.toString(16).padStart(4, "0")}/${op.id}`);
       if (hinted === undefined) continue; // the copy was already gone (reclaimed, or removed as damaged)
       let copy: ReplicatedKey;

@@ -38,6 +38,8 @@ const FINAL_READS_MS = 3_000;
 /** Longest single outage (crash or cut); reclaim age exceeds two of them plus the convergence bound. */
 const OUTAGE_MS_MAX = 1_200;
 export const RECLAIM_AGE_MS = 6_000;
+/** Handoff copies not written for this long are dropped undelivered (hinted-handoff.ts). */
+export const HINT_MAX_AGE_MS = 3_000;
 const AE_INTERVAL_MS = 1_000;
 const HANDOFF_INTERVAL_MS = 500;
 const BATCH_TIMEOUT_MS = 300;
@@ -161,6 +163,7 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
   const checker = new ReplicationChecker(
     placement,
     RECLAIM_AGE_MS,
+    HINT_MAX_AGE_MS,
     () => loop.nowMs,
     (p) => peers.get(p)!.disk,
   );
@@ -237,6 +240,8 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
       bugs: options.bugs,
     });
     p.handoff = new HandoffRunner({
+      nowMs,
+      hintMaxAgeMs: HINT_MAX_AGE_MS,
       replica,
       store,
       placement,

@@ -1,5 +1,5 @@
 import type {
-  Hint,
+  StoredHint,
   ReplicaStore,
   ReplicaStoreOp,
   StoredRecord,
@@ -7,6 +7,7 @@ import type {
 import type { Prng } from "../prng.js";
 import type { SimProcess } from "../sim-scheduler.js";
 import type { Scheduler } from "../../../cluster/raft/driver/scheduler.js";
+import { hintAtMs } from "./replication-checker.js";
 
 /** Storage faults of one run. */
 export interface DiskFaults {
@@ -22,6 +23,13 @@ export type BatchObserver = (
   ops: readonly ReplicaStoreOp[],
   before: ReadonlyMap<string, Uint8Array>,
 ) => void;
+
+function u64(n: number): Uint8Array {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(Math.floor(n / 2 ** 32), 0);
+  b.writeUInt32BE(n >>> 0, 4);
+  return new Uint8Array(b);
+}
 
 const recKey = (p: number, id: string): string => `r/${p.toString(16).padStart(4, "0")}/${id}`;
 const hintKey = (p: number, id: string, owner: string): string =>
@@ -72,7 +80,7 @@ export class SimReplicaDisk {
           this.index(op.partition, op.id, undefined);
           break;
         case "put-hint":
-          this.durable.set(hintKey(op.partition, op.id, op.owner), new Uint8Array(0));
+          this.durable.set(hintKey(op.partition, op.id, op.owner), u64(op.atMs));
           break;
         case "del-hint":
           this.durable.delete(hintKey(op.partition, op.id, op.owner));
@@ -169,9 +177,9 @@ export class SimReplicaStore implements ReplicaStore {
     return this.read(() => [...new Set(this.disk.records().map((r) => r.partition))].sort((a, b) => a - b));
   }
 
-  hints(limit: number): Promise<Hint[]> {
+  hints(limit: number): Promise<StoredHint[]> {
     return this.read(() => {
-      const out: Hint[] = [];
+      const out: StoredHint[] = [];
       for (const k of [...this.disk.durable.keys()].sort()) {
         if (!k.startsWith("h/")) continue;
         const rest = k.slice(7);
@@ -180,6 +188,7 @@ export class SimReplicaStore implements ReplicaStore {
           partition: Number.parseInt(k.slice(2, 6), 16),
           id: rest.slice(0, slash),
           owner: rest.slice(slash + 1),
+          atMs: hintAtMs(this.disk.durable.get(k)!),
         });
         if (out.length >= limit) break;
       }
