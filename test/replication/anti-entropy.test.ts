@@ -57,8 +57,14 @@ test("a damaged partition is quarantined and re-fetched from the other primaries
   });
   t.like(served.results[0], { ok: true }, "the rest of the peer is served");
 
-  await peer.antiEntropy.runOnce();
-  t.false(peer.replica.isQuarantined(p), "repaired");
+  // A pass repairs once both other primaries answered its pulls; a pull lost to a slow, loaded
+  // machine leaves the quarantine for the next pass, as the periodic runner would.
+  let passes = 0;
+  while (peer.replica.isQuarantined(p) && passes < 5) {
+    await peer.antiEntropy.runOnce();
+    passes += 1;
+  }
+  t.false(peer.replica.isQuarantined(p), `repaired (after ${passes} passes)`);
   const back = await peer.replicaStore.getRecord(p, k.fields.id);
   t.deepEqual(new Uint8Array(decodeReplicatedKey(back!).wrappedMaterial!), k.wrappedMaterial);
   t.deepEqual(await peer.replicaStore.quarantined(), []);
