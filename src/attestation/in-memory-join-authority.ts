@@ -6,7 +6,7 @@
  * keeps: admission is all or nothing, a removed member stays removed, the
  * join token is spent by the admission.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { QuoteClock } from "../../tpm/verify/quote-failure.js";
 import type { QuotePolicy } from "../../tpm/verify/quote-policy.js";
 import { type CertifiedKey, issuePeerCertificateForKey } from "../pki/certificate-authority.js";
@@ -38,6 +38,7 @@ export class InMemoryJoinAuthority implements JoinAuthority {
   constructor(
     private readonly ca: CertifiedKey,
     cmk: CmkEpoch = { epoch: 1, key: randomBytes(32) },
+    private readonly clusterId: string = randomUUID(),
   ) {
     this.#cmk = { epoch: cmk.epoch, key: Buffer.from(cmk.key) };
   }
@@ -96,7 +97,7 @@ export class InMemoryJoinAuthority implements JoinAuthority {
       certificatePem,
     });
     this.admissions.push(request);
-    return { certificatePem, caCertificatePem: this.ca.certificatePem };
+    return { clusterId: this.clusterId, certificatePem, caCertificatePem: this.ca.certificatePem };
   }
 
   async fence(peerId: string, reason: string): Promise<void> {

@@ -62,6 +62,8 @@ export interface AdmitRequest {
 }
 
 export interface Admission {
+  /** The cluster the peer joined (its sealed CMK file names it). */
+  readonly clusterId: string;
   /** The peer's mTLS certificate, then the cluster CA (PEM). */
   readonly certificatePem: string;
   readonly caCertificatePem: string;

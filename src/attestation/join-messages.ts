@@ -76,6 +76,7 @@ export interface JoinQuote {
 }
 
 export interface JoinAdmitted {
+  readonly clusterId: string;
   readonly certificatePem: string;
   readonly caCertificatePem: string;
   readonly wrappedCmk: WrappedCmk;

@@ -325,6 +325,7 @@ export class JoinVerifier implements JoinVerifierApi {
           akPublic: encode((w) => session.akPublic.marshal(w)),
         });
         admitted = {
+          clusterId: admission.clusterId,
           certificatePem: admission.certificatePem,
           caCertificatePem: admission.caCertificatePem,
           wrappedCmk: wrapCmkToJoiner({

@@ -176,6 +176,7 @@ export const nonceToWire = (n: JoinNonce): WireObject => ({
 
 export const admittedToWire = (a: JoinAdmitted): WireObject => ({
   admitted: {
+    cluster_id: a.clusterId,
     certificate_pem: a.certificatePem,
     ca_certificate_pem: a.caCertificatePem,
     wrapped_cmk: {
@@ -223,6 +224,7 @@ export function admittedFromWire(o: WireObject): JoinAdmitted {
   if (typeof epoch !== "number" || !Number.isSafeInteger(epoch) || epoch < 0)
     throw malformed("epoch", "not an epoch");
   return {
+    clusterId: text(o, "cluster_id", 128),
     certificatePem: text(o, "certificate_pem", 16 * 1024),
     caCertificatePem: text(o, "ca_certificate_pem", 16 * 1024),
     wrappedCmk: {

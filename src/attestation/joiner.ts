@@ -67,6 +67,9 @@ export interface JoinOptions {
 }
 
 export interface Joined {
+  readonly clusterId: string;
+  /** The PCRs the cluster's policy names: the ones to seal the CMK to. */
+  readonly pcrs: readonly QuotedPcr[];
   readonly certificatePem: string;
   readonly caCertificatePem: string;
   /** The CMK; the caller seals it to this TPM and zeroes it. */
@@ -106,6 +109,8 @@ export async function joinCluster(options: JoinOptions): Promise<Joined> {
           ephemeral,
         });
         return {
+          clusterId: admitted.clusterId,
+          pcrs: nonce.pcrs,
           certificatePem: admitted.certificatePem,
           caCertificatePem: admitted.caCertificatePem,
           cmk: { epoch: admitted.wrappedCmk.epoch, key },
