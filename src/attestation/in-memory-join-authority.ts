@@ -70,6 +70,10 @@ export class InMemoryJoinAuthority implements JoinAuthority {
     return this.#members.get(peerId);
   }
 
+  async members(): Promise<readonly EnrolledMember[]> {
+    return [...this.#members.values()];
+  }
+
   async policy(name: string): Promise<QuotePolicy | undefined> {
     return this.#policies.get(name);
   }
@@ -94,6 +98,7 @@ export class InMemoryJoinAuthority implements JoinAuthority {
       state: "active",
       lastQuoteClock: request.quoteClock,
       akName: request.akName,
+      akPublic: request.akPublic,
       certificatePem,
     });
     this.admissions.push(request);
@@ -114,6 +119,12 @@ export class InMemoryJoinAuthority implements JoinAuthority {
     const m = this.#members.get(peerId);
     if (m === undefined || m.state === "fenced" || m.state === "removed") return;
     const { reason: _reason, ...rest } = m;
-    this.#members.set(peerId, { ...rest, state: "active", lastQuoteClock: quoteClock });
+    // Several members re-quote each one: keep the latest clock, whichever verdict lands last.
+    const last = m.lastQuoteClock;
+    const later =
+      last === undefined ||
+      quoteClock.resetCount > last.resetCount ||
+      (quoteClock.resetCount === last.resetCount && quoteClock.clock > last.clock);
+    this.#members.set(peerId, { ...rest, state: "active", lastQuoteClock: later ? quoteClock : last });
   }
 }

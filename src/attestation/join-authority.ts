@@ -40,6 +40,8 @@ export interface EnrolledMember {
   readonly joinTokenHash?: Uint8Array;
   /** The TPM clock of this member's last accepted quote: an older or equal one is a replay. */
   readonly lastQuoteClock?: QuoteClock;
+  /** The AK (TPMT_PUBLIC, marshalled) activated at the member's last admission; re-quotes are checked against it. */
+  readonly akPublic?: Uint8Array;
   /** Host names and addresses for the member's certificate (its enrolled address). */
   readonly hostNames?: readonly string[];
 }
@@ -72,6 +74,8 @@ export interface Admission {
 export interface JoinAuthority {
   /** The enrollment for `peerId`, or undefined when there is none. */
   member(peerId: string): Promise<EnrolledMember | undefined>;
+  /** Every member (continuous attestation re-quotes the active and down ones). */
+  members(): Promise<readonly EnrolledMember[]>;
   /** The PCR policy named `name`, or undefined. */
   policy(name: string): Promise<QuotePolicy | undefined>;
   /**
@@ -90,6 +94,6 @@ export interface JoinAuthority {
   fence(peerId: string, reason: string): Promise<void>;
   /** Marks a member that did not answer a re-quote as down (not fenced); idempotent. */
   markDown(peerId: string, reason: string): Promise<void>;
-  /** Records a passed re-quote: the member is active (again, if it was down) and its clock moves on. */
+  /** Records a passed re-quote: a down member is active again (a fenced one is not), and its clock moves on. */
   attested(peerId: string, quoteClock: QuoteClock): Promise<void>;
 }
