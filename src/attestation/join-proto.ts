@@ -12,9 +12,24 @@ const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
 
 export const JOIN_SERVICE_NAME = "lockbox.v1.JoinService";
 
-let cached: grpc.ServiceClientConstructor | undefined;
+export const ATTESTATION_SERVICE_NAME = "lockbox.v1.AttestationService";
+
+interface JoinProtos {
+  JoinService: grpc.ServiceClientConstructor;
+  AttestationService: grpc.ServiceClientConstructor;
+}
+
+let cached: JoinProtos | undefined;
 
 export function loadJoinService(): grpc.ServiceClientConstructor {
+  return loadJoinProtos().JoinService;
+}
+
+export function loadAttestationService(): grpc.ServiceClientConstructor {
+  return loadJoinProtos().AttestationService;
+}
+
+function loadJoinProtos(): JoinProtos {
   if (cached !== undefined) return cached;
   const def = protoLoader.loadSync("lockbox/v1/join.proto", {
     includeDirs: [PROTO_DIR],
@@ -25,8 +40,8 @@ export function loadJoinService(): grpc.ServiceClientConstructor {
     oneofs: true,
   });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    lockbox: { v1: { JoinService: grpc.ServiceClientConstructor } };
+    lockbox: { v1: JoinProtos };
   };
-  cached = pkg.lockbox.v1.JoinService;
+  cached = { JoinService: pkg.lockbox.v1.JoinService, AttestationService: pkg.lockbox.v1.AttestationService };
   return cached;
 }

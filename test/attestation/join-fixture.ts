@@ -24,7 +24,7 @@ import type { JoinChannel } from "../../src/attestation/joiner.js";
 import type { JoinResult } from "../../src/attestation/join-messages.js";
 import { JoinVerifier } from "../../src/attestation/join-verifier.js";
 import type { JoinSessionLimits } from "../../src/attestation/join-sessions.js";
-import { createClusterCa } from "../../src/pki/certificate-authority.js";
+import { type CertifiedKey, createClusterCa } from "../../src/pki/certificate-authority.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import {
   type SwtpmFixture,
@@ -77,6 +77,7 @@ export interface Cluster {
   readonly audit: AuditLog;
   readonly clock: ManualClock;
   readonly caCertificatePem: string;
+  readonly ca: CertifiedKey;
   /** Every answer the verifier gave through any channel(), as JSON text. */
   readonly answers: string[];
   /** Enrolls `m` as `peerId` with a policy approving its PCR values now. */
@@ -124,6 +125,7 @@ export async function cluster(
     audit,
     clock,
     caCertificatePem: ca.certificatePem,
+    ca,
     answers,
     async enroll(m, peerId, extra = {}) {
       authority.setPolicy(
