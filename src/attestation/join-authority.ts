@@ -9,7 +9,7 @@ import type { QuoteClock } from "../../tpm/verify/quote-failure.js";
 import type { QuotePolicy } from "../../tpm/verify/quote-policy.js";
 
 /** A member's place in the cluster's lifecycle. Only "removed" can never join again. */
-export type MemberState = "enrolled" | "joining" | "active" | "fenced" | "down" | "removed";
+export type MemberState = "enrolled" | "joining" | "active" | "fenced" | "leaving" | "down" | "removed";
 
 /** The states from which a peer may (re-)attest: a fenced or restarted member attests again to return. */
 export const JOINABLE_STATES: ReadonlySet<MemberState> = new Set([
@@ -25,11 +25,15 @@ export interface EnrolledMember {
   readonly state: MemberState;
   /**
    * The EK as `lockbox peer enroll` recorded it: its public key as SPKI DER
-   * (from the EK certificate or the EK public key the operator gave). The
-   * joiner's EK must be exactly this key.
+   * (the EK public key the operator gave). The joiner's EK must be exactly
+   * this key. Absent when enrolled by certificate only (ekCertificateDer).
    */
-  readonly ekPublicKeySpki: Uint8Array;
-  /** The EK certificate (DER) given at enrollment, if any; otherwise the joiner's own is checked. */
+  readonly ekPublicKeySpki?: Uint8Array;
+  /**
+   * The EK certificate (DER) given at enrollment, if any: then the joiner's EK must be the key it
+   * certifies (when no ekPublicKeySpki was enrolled) and it is the certificate checked; otherwise
+   * the joiner's own certificate is checked.
+   */
   readonly ekCertificateDer?: Uint8Array;
   /** Name of the PCR policy (JoinAuthority.policy) this member's quotes must meet. */
   readonly policyName: string;
@@ -38,6 +42,8 @@ export interface EnrolledMember {
    * unused; a join must prove knowledge of the token when this is set.
    */
   readonly joinTokenHash?: Uint8Array;
+  /** When the join token stops being good (ms since the epoch); absent: it does not expire. */
+  readonly joinTokenExpiresAtMs?: number;
   /** The TPM clock of this member's last accepted quote: an older or equal one is a replay. */
   readonly lastQuoteClock?: QuoteClock;
   /** The AK (TPMT_PUBLIC, marshalled) activated at the member's last admission; re-quotes are checked against it. */

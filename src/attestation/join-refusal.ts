@@ -57,6 +57,7 @@ const CODES = {
   "credential-not-activated": { check: "credential", recoverable: false },
   "join-token-required": { check: "join-token", recoverable: false },
   "join-token-invalid": { check: "join-token", recoverable: false },
+  "join-token-expired": { check: "join-token", recoverable: false },
   "nonce-expired": { check: "nonce-fresh", recoverable: true },
   "policy-unknown": { check: "policy", recoverable: false },
   "admit-failed": { check: "admit", recoverable: true },

@@ -1,16 +1,19 @@
 /**
- * The one-time join token that `lockbox peer enroll` prints, and how a
- * joiner uses it. A token names the cluster and proves the joiner was meant:
+ * The one-time join token `lockbox peer enroll` prints, and how a joiner
+ * uses it. The secret is 32 random bytes in base64url (43 characters); the
+ * control state keeps only joinTokenHash() of it, SHA-256 of the token's text
+ * (the same hash as src/controlplane's joinTokenSha256, so either side may
+ * make the token). An operator may also pass it with the cluster's name:
  *
- *   lbjt1.<SHA-256 of the cluster CA certificate, hex>.<32 random bytes, base64url>
+ *   lbjt1.<SHA-256 of the cluster CA certificate, hex>.<secret>
  *
- * The joiner authenticates the cluster by the fingerprint (the verifier's TLS
- * certificate must chain to the CA with that fingerprint), exactly as with a
- * bare `--ca-fingerprint`. The control state stores only joinTokenHash(token)
- * of the secret; the joiner proves knowledge of it with an HMAC keyed by that
- * hash over the session's transcript (the verifier's random session id, the
- * peer id and the AK name), so a proof is good for one session only and the
- * token itself never travels. The token is spent when the join is admitted.
+ * The joiner authenticates the cluster by the fingerprint (the one in the
+ * token, or `--ca-fingerprint` beside a bare secret): the verifier's TLS
+ * certificate must chain to the CA with that fingerprint. It then proves
+ * knowledge of the token with an HMAC keyed by joinTokenHash over the
+ * session's transcript (the verifier's random session id, the peer id and the
+ * AK name), so a proof is good for one session only and the token itself
+ * never travels. The token is spent when the join is admitted.
  */
 import { X509Certificate, createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
@@ -18,13 +21,13 @@ const PREFIX = "lbjt1";
 const SECRET_BYTES = 32;
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 const SECRET = /^[A-Za-z0-9_-]{43}$/;
-const HASH_CONTEXT = Buffer.from("lockbox join token v1\0", "latin1");
 const PROOF_CONTEXT = Buffer.from("lockbox join proof v1\0", "latin1");
 
 export interface JoinToken {
-  /** SHA-256 of the cluster CA certificate (DER), lower-case hex. */
-  readonly caFingerprint: string;
-  readonly secret: Uint8Array;
+  /** SHA-256 of the cluster CA certificate (DER), lower-case hex, when the token names it. */
+  readonly caFingerprint?: string;
+  /** The secret as printed: 43 base64url characters. */
+  readonly secret: string;
 }
 
 export class JoinTokenError extends Error {
@@ -32,32 +35,40 @@ export class JoinTokenError extends Error {
   readonly code = "join-token-malformed";
 }
 
-/** A new token for the cluster whose CA is `caCertificatePem`; print it once, store only joinTokenHash(). */
+/** A new token for the cluster whose CA is `caCertificatePem`; print `text` once, store only joinTokenHash(). */
 export function createJoinToken(caCertificatePem: string): { text: string; token: JoinToken } {
-  const token = { caFingerprint: caFingerprint(caCertificatePem), secret: randomBytes(SECRET_BYTES) };
+  const token = {
+    caFingerprint: caFingerprint(caCertificatePem),
+    secret: randomBytes(SECRET_BYTES).toString("base64url"),
+  };
   return { text: formatJoinToken(token), token };
 }
 
+/** `lbjt1.<fingerprint>.<secret>`, or the bare secret when the token names no CA. */
 export function formatJoinToken(token: JoinToken): string {
-  return `${PREFIX}.${token.caFingerprint}.${Buffer.from(token.secret).toString("base64url")}`;
+  return token.caFingerprint === undefined
+    ? token.secret
+    : `${PREFIX}.${token.caFingerprint}.${token.secret}`;
 }
 
-/** Parses a token as typed by an operator; throws JoinTokenError naming the part that is wrong. */
+/** Parses a token as typed by an operator (with or without the CA); throws JoinTokenError naming the part that is wrong. */
 export function parseJoinToken(text: string): JoinToken {
-  const parts = text.trim().split(".");
+  const trimmed = text.trim();
+  if (SECRET.test(trimmed)) return { secret: trimmed };
+  const parts = trimmed.split(".");
   if (parts.length !== 3 || parts[0] !== PREFIX) {
-    throw new JoinTokenError(`a join token has the form ${PREFIX}.<fingerprint>.<secret>`);
+    throw new JoinTokenError(`a join token is 43 base64url characters, or ${PREFIX}.<fingerprint>.<token>`);
   }
   const [, fingerprint, secret] = parts as [string, string, string];
   if (!FINGERPRINT.test(fingerprint))
     throw new JoinTokenError("the token's CA fingerprint is not 64 hex digits");
   if (!SECRET.test(secret)) throw new JoinTokenError("the token's secret is not 43 base64url characters");
-  return { caFingerprint: fingerprint, secret: Buffer.from(secret, "base64url") };
+  return { caFingerprint: fingerprint, secret };
 }
 
-/** What the control state stores for a token: never the secret itself. */
+/** What the control state stores for a token: SHA-256 of its text, never the token itself. */
 export function joinTokenHash(token: JoinToken): Uint8Array {
-  return createHash("sha256").update(HASH_CONTEXT).update(token.secret).digest();
+  return createHash("sha256").update(token.secret, "utf8").digest();
 }
 
 /** The joiner's proof for one session: HMAC(joinTokenHash, context || session id || peer id || AK name). */

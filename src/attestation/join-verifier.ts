@@ -140,11 +140,12 @@ export class JoinVerifier implements JoinVerifierApi {
     } catch (err) {
       return refuse(joinRefusal("ek-malformed", { problem: errorText(err) }));
     }
-    if (!bytesEqual(ekSpki, member.ekPublicKeySpki)) {
+    const enrolledEk = enrolledEkSpki(member);
+    if (enrolledEk === undefined || !bytesEqual(ekSpki, enrolledEk)) {
       return refuse(
         joinRefusal("ek-not-enrolled", {
           peerId,
-          enrolledEkSha256: sha256Hex(member.ekPublicKeySpki),
+          enrolledEkSha256: enrolledEk === undefined ? "none" : sha256Hex(enrolledEk),
           presentedEkSha256: sha256Hex(ekSpki),
         }),
       );
@@ -237,6 +238,10 @@ export class JoinVerifier implements JoinVerifierApi {
       const transcript = { sessionId: activation.sessionId, peerId: session.peerId, akName: session.akName };
       if (!checkJoinTokenProof(member.joinTokenHash, transcript, activation.joinTokenProof)) {
         return refuse(joinRefusal("join-token-invalid"));
+      }
+      const expires = member.joinTokenExpiresAtMs;
+      if (expires !== undefined && this.#clock.now().getTime() > expires) {
+        return refuse(joinRefusal("join-token-expired", { expiredAt: new Date(expires).toISOString() }));
       }
     }
 
@@ -428,6 +433,21 @@ export class JoinVerifier implements JoinVerifierApi {
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The EK key the member was enrolled with: its public key, else the key its enrolled certificate certifies. */
+function enrolledEkSpki(member: EnrolledMember): Uint8Array | undefined {
+  if (member.ekPublicKeySpki !== undefined && member.ekPublicKeySpki.length > 0)
+    return member.ekPublicKeySpki;
+  if (member.ekCertificateDer === undefined) return undefined;
+  try {
+    return new X509Certificate(Buffer.from(member.ekCertificateDer)).publicKey.export({
+      type: "spki",
+      format: "der",
+    });
+  } catch {
+    return undefined;
+  }
 }
 
 function sha256Hex(b: Uint8Array): string {

@@ -81,7 +81,11 @@ export interface Cluster {
   /** Every answer the verifier gave through any channel(), as JSON text. */
   readonly answers: string[];
   /** Enrolls `m` as `peerId` with a policy approving its PCR values now. */
-  enroll(m: Machine, peerId: string, extra?: { joinTokenHash?: Uint8Array }): Promise<void>;
+  enroll(
+    m: Machine,
+    peerId: string,
+    extra?: { joinTokenHash?: Uint8Array; joinTokenExpiresAtMs?: number },
+  ): Promise<void>;
   channel(source?: string): JoinChannel;
   /** The audit log's Join records, oldest first. */
   joinEvents(): Promise<AuditEvent[]>;

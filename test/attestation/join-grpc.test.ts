@@ -163,7 +163,7 @@ test("over gRPC: with a join token, the token's fingerprint authenticates the cl
   const mem = await member(t, m);
   const { token } = createJoinToken(mem.caPem);
   mem.authority.enroll({ ...(await mem.authority.member(JOINER))!, joinTokenHash: joinTokenHash(token) });
-  const conn = await connectToCluster({ address: mem.peer.address, caFingerprint: token.caFingerprint });
+  const conn = await connectToCluster({ address: mem.peer.address, caFingerprint: token.caFingerprint! });
   t.teardown(() => conn.close());
   const joined = await joinCluster({
     tpm: m.tpm,

@@ -294,3 +294,40 @@ test("a failed admission (no quorum) is refused as admit-failed, recoverable, an
   t.true(r.recoverable);
   t.like(r.details, { problem: "UNAVAILABLE" });
 });
+
+test("a join token past its expiry is refused (join-token-expired), even with a correct proof", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  const { token } = createJoinToken(c.caCertificatePem);
+  await c.enroll(m, PEER, { joinTokenHash: joinTokenHash(token), joinTokenExpiresAtMs: c.clock.ms + 60_000 });
+  c.clock.advance(60_001);
+  const err = await t.throwsAsync(
+    joinCluster({
+      tpm: m.tpm,
+      peerId: PEER,
+      channel: c.channel(),
+      joinToken: token,
+      tlsPublicKeySpki: tlsKey().spki,
+    }),
+    { instanceOf: JoinRefusedError },
+  );
+  await assertRefusedAndAudited(t, c, (err as JoinRefusedError).refusal, "join-token", "join-token-expired");
+});
+
+test("a member enrolled by its EK certificate only joins with that TPM, and another TPM claiming it is ek-not-enrolled", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const stranger = await machine(t);
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  const { ekPublicKeySpki: _spki, ...rest } = (await c.authority.member(PEER))!;
+  c.authority.enroll({ ...rest, ekCertificateDer: m.ekCertificateDer });
+  const r = await refusedJoin(t, c, stranger);
+  await assertRefusedAndAudited(t, c, r, "ek-enrollment", "ek-not-enrolled");
+  const joined = await joinCluster({
+    tpm: m.tpm,
+    peerId: PEER,
+    channel: c.channel(),
+    tlsPublicKeySpki: tlsKey().spki,
+  });
+  t.is(joined.cmk.epoch, 1);
+});

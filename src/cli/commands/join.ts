@@ -201,10 +201,21 @@ function clusterAuthentication(args: ParsedArgs): { caFingerprint: string; token
       if (err instanceof JoinTokenError) throw new UsageError(`--token: ${err.message}`, "--token");
       throw err;
     }
-    if (fingerprintText !== undefined && normalizeFingerprint(fingerprintText) !== token.caFingerprint) {
+    const given = fingerprintText === undefined ? undefined : normalizeFingerprint(fingerprintText);
+    if (fingerprintText !== undefined && given === undefined) {
+      throw new UsageError("--ca-fingerprint must be 64 hex digits (colons allowed)", "--ca-fingerprint");
+    }
+    if (given !== undefined && token.caFingerprint !== undefined && given !== token.caFingerprint) {
       throw new UsageError("--ca-fingerprint and the token's fingerprint differ", "--ca-fingerprint");
     }
-    return { caFingerprint: token.caFingerprint, token };
+    const fp = token.caFingerprint ?? given;
+    if (fp === undefined) {
+      throw new UsageError(
+        "a bare join token names no cluster: give --ca-fingerprint too",
+        "--ca-fingerprint",
+      );
+    }
+    return { caFingerprint: fp, token };
   }
   if (fingerprintText === undefined) {
     throw new UsageError(
