@@ -5,8 +5,9 @@
  * The member's authority is an InMemoryJoinAuthority (the control state's is
  * not built yet); everything else is the real thing.
  */
+import * as grpc from "@grpc/grpc-js";
 import test, { type ExecutionContext } from "ava";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +19,7 @@ import { InMemoryJoinAuthority } from "../../src/attestation/in-memory-join-auth
 import { ClusterAuthenticationError, connectToCluster } from "../../src/attestation/join-client.js";
 import { caFingerprint, createJoinToken, joinTokenHash } from "../../src/attestation/join-token.js";
 import { JoinRefusedError, joinCluster } from "../../src/attestation/joiner.js";
+import { loadJoinService } from "../../src/attestation/join-proto.js";
 import { initCluster } from "../../src/cli/commands/init.js";
 import { createClusterCa } from "../../src/pki/certificate-authority.js";
 import { PeerCertificateVerifier } from "../../src/pki/peer-certificate-verifier.js";
@@ -174,4 +176,50 @@ test("over gRPC: with a join token, the token's fingerprint authenticates the cl
   });
   t.is(joined.cmk.epoch, 1);
   t.is(mem.authority.record(JOINER)?.joinTokenHash, undefined);
+});
+
+test("over gRPC: hostile join requests from a caller without a certificate are answered with named refusals and change nothing; an honest join still works after them", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const mem = await member(t, m);
+  const JoinService = loadJoinService();
+  const raw = new JoinService(
+    mem.peer.address,
+    grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }),
+    { "grpc.ssl_target_name_override": "localhost", "grpc.default_authority": "localhost" },
+  );
+  t.teardown(() => raw.close());
+  const ask = (method: string, request: object) =>
+    new Promise<Record<string, unknown>>((resolve, reject) =>
+      (
+        raw as unknown as Record<
+          string,
+          (r: object, cb: (e: Error | null, v: Record<string, unknown>) => void) => void
+        >
+      )[method]!.call(raw, request, (e, v) => (e ? reject(e) : resolve(v))),
+    );
+  const codeOf = (res: Record<string, unknown>) => (res.refusal as { code: string } | null)?.code;
+  t.is(codeOf(await ask("AttestJoin", { session_id: randomBytes(16) })), "session-unknown");
+  t.is(codeOf(await ask("ActivateJoin", { session_id: randomBytes(3) })), "message-malformed");
+  t.is(codeOf(await ask("BeginJoin", { peer_id: "x".repeat(65) })), "message-malformed");
+  t.is(codeOf(await ask("BeginJoin", { peer_id: "peer-99" })), "member-unknown");
+  t.is(codeOf(await ask("BeginJoin", { peer_id: JOINER, ek_public: randomBytes(300) })), "ek-malformed");
+  const tooBig = await t.throwsAsync(
+    ask("BeginJoin", { peer_id: JOINER, ek_certificate: randomBytes(8192) }),
+  );
+  t.is(
+    (tooBig as grpc.ServiceError).code,
+    grpc.status.RESOURCE_EXHAUSTED,
+    "a message above the receive limit is never read",
+  );
+  t.is(mem.authority.admissions.length, 0);
+
+  const conn = await connectToCluster({ address: mem.peer.address, caFingerprint: caFingerprint(mem.caPem) });
+  t.teardown(() => conn.close());
+  const joined = await joinCluster({
+    tpm: m.tpm,
+    peerId: JOINER,
+    channel: conn,
+    tlsPublicKeySpki: tlsKey().spki,
+  });
+  t.is(joined.cmk.epoch, 1);
 });
