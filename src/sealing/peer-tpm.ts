@@ -11,17 +11,38 @@
  * the operating system, which does both itself, so nothing is sent there.
  */
 import { ensureClockSafe, Tpm, type TpmsClockInfo } from "../../tpm/index.js";
+import { TpmTransportError, type TpmTransport } from "../../tpm/index-verify.js";
 import { openTpmTransport, type TpmAddress } from "./tpm-address.js";
+
+export interface PeerTpmOptions {
+  /**
+   * Connection attempts before giving up when the TPM refuses connections (a swtpm started at the
+   * same moment as the peer, as a compose file or `scripts/dev` does, is not listening yet).
+   */
+  connectAttemptsMax?: number;
+  connectRetryMs?: number;
+}
+
+const CONNECT_ATTEMPTS_MAX = 10;
+const CONNECT_RETRY_MS = 200;
 
 export class PeerTpm {
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly connectAttemptsMax: number;
+  private readonly connectRetryMs: number;
 
-  constructor(readonly address: TpmAddress) {}
+  constructor(
+    readonly address: TpmAddress,
+    options: PeerTpmOptions = {},
+  ) {
+    this.connectAttemptsMax = Math.max(1, options.connectAttemptsMax ?? CONNECT_ATTEMPTS_MAX);
+    this.connectRetryMs = options.connectRetryMs ?? CONNECT_RETRY_MS;
+  }
 
   /** Runs `fn` with the TPM on a fresh connection, after every earlier operation; closes the connection. */
   use<T>(fn: (tpm: Tpm) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
-      const tpm = new Tpm(await openTpmTransport(this.address));
+      const tpm = new Tpm(await this.connect());
       try {
         return await fn(tpm);
       } finally {
@@ -31,6 +52,19 @@ export class PeerTpm {
     const result = this.tail.then(run, run);
     this.tail = result.catch(() => undefined);
     return result;
+  }
+
+  /** Opens a transport, retrying (bounded) only while the TPM refuses connections. */
+  private async connect(): Promise<TpmTransport> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await openTpmTransport(this.address);
+      } catch (err) {
+        const refused = err instanceof TpmTransportError && err.code === "connect";
+        if (!refused || attempt >= this.connectAttemptsMax) throw err;
+        await new Promise((r) => setTimeout(r, this.connectRetryMs));
+      }
+    }
   }
 
   /**

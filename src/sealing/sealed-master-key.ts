@@ -7,12 +7,19 @@
  * session salted to that key with response encryption, so the CMK never
  * crosses the TPM transport in clear (tpm/seal/seal.ts).
  *
+ * A file holds one CMK per epoch the peer needs, so that during a rotation
+ * (DESIGN.md §2: the old epoch stays until nothing refers to it) a restarted
+ * peer still reads both.
+ *
  * File format, version 1 (all integers big-endian):
  *   magic "LBXSEALK" (8) | version u16 = 1 | body length u32 | body | SHA-256 of all before (32)
- *   body = cluster id (16, the UUID's bytes) | epoch u32 | CMK check value (32) | sealed blob
+ *   body  = cluster id (16, the UUID's bytes) | entry count u8 (1..SEALED_EPOCHS_MAX) | entries,
+ *           epochs strictly ascending
+ *   entry = epoch u32 | CMK check value (32) | blob length u16 | sealed blob
  *   sealed blob = TPM2B_PRIVATE || TPM2B_PUBLIC || TPML_PCR_SELECTION || TPM2B_NAME srkName
- * The checksum names accidental damage; the check value (cmk-check.ts), tested
- * after unsealing, refuses a header edited to another cluster or epoch.
+ * Every entry pins the same storage root key. The checksum names accidental
+ * damage; the check value (cmk-check.ts), tested after unsealing, refuses a
+ * header edited to another cluster or epoch.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { constants } from "node:fs";
@@ -51,11 +58,33 @@ export const SEALED_FILE_BYTES_MAX = 8192;
 /** PCRs the CMK is sealed to when no policy names others: firmware, its config, option ROMs, boot loader, secure boot. */
 export const DEFAULT_SEAL_PCRS: readonly number[] = [0, 1, 2, 3, 7];
 
-export interface SealedMasterKey {
-  readonly clusterId: string;
+/** Most CMK epochs one sealed file holds (a rotation needs two; a few more leave room). */
+export const SEALED_EPOCHS_MAX = 8;
+
+export interface SealedMasterKeyEntry {
   readonly epoch: number;
   readonly cmkCheck: Uint8Array;
   readonly blob: SealedBlob & { readonly srkName: Uint8Array };
+}
+
+export interface SealedMasterKey {
+  readonly clusterId: string;
+  /** Epochs strictly ascending; the last is the active one. */
+  readonly entries: readonly SealedMasterKeyEntry[];
+}
+
+/** Parses a PCR list such as "0,1,2,3,7" or "sha256:0,7" (SHA-256 bank), sorted; undefined if malformed. */
+export function parseSealPcrs(text: string): number[] | undefined {
+  if (!/^(sha256:)?[0-9]{1,2}(,[0-9]{1,2})*$/.test(text)) return undefined;
+  const pcrs = [
+    ...new Set(
+      text
+        .replace(/^sha256:/, "")
+        .split(",")
+        .map(Number),
+    ),
+  ].sort((a, b) => a - b);
+  return pcrs.some((p) => p > 23) ? undefined : pcrs;
 }
 
 /** The SHA-256 PCR selection of `pcrs`. */
@@ -68,41 +97,88 @@ export function sha256Pcrs(pcrs: readonly number[]): TpmlPcrSelection {
  * values of `pcrs`, and returns the file's bytes. Throws MasterKeyError
  * CMK_TPM_FAILED when the TPM refuses.
  */
-export async function sealMasterKey(
+export function sealMasterKey(
   tpm: Tpm,
   p: { cmk: Uint8Array; epoch: number; clusterId: string; pcrs: TpmlPcrSelection },
 ): Promise<Uint8Array> {
-  if (p.cmk.length !== MASTER_KEY_BYTES) throw new RangeError(`master key must be ${MASTER_KEY_BYTES} bytes`);
-  let blob: SealedBlob;
-  try {
-    blob = await sealSecret(tpm, { secret: p.cmk, pcrs: p.pcrs });
-  } catch (cause) {
-    throw new MasterKeyError("CMK_TPM_FAILED", `the TPM did not seal the master key: ${describe(cause)}`, {
-      cause,
-    });
-  }
-  if (blob.srkName === undefined) throw new Error("sealSecret returned no SRK name");
-  return encodeSealedMasterKey({
+  return sealMasterKeys(tpm, {
+    keys: [{ epoch: p.epoch, key: p.cmk }],
     clusterId: p.clusterId,
-    epoch: p.epoch,
-    cmkCheck: cmkCheckValue(p.cmk, p.clusterId, p.epoch),
-    blob: { ...blob, srkName: blob.srkName },
+    pcrs: p.pcrs,
   });
 }
 
 /**
- * Unseals the CMK of a sealed file's bytes. Checks, in this order, each
- * failure a MasterKeyError with its reason: the file (CMK_SEALED_FILE_DAMAGED),
- * its cluster (CMK_WRONG_CLUSTER), the TPM's storage root key against the
- * pinned name (CMK_SRK_MISMATCH), the PCRs against the sealed policy
- * (CMK_PCRS_CHANGED: attest again), then unseals in a salted, encrypting
- * session and checks the key against the file's check value.
+ * Seals several CMK epochs (a keyring during a rotation) into one file, each
+ * to the current values of `pcrs`. Epochs must be distinct; they are stored
+ * ascending.
+ */
+export async function sealMasterKeys(
+  tpm: Tpm,
+  p: { keys: readonly MasterKey[]; clusterId: string; pcrs: TpmlPcrSelection },
+): Promise<Uint8Array> {
+  if (p.keys.length === 0 || p.keys.length > SEALED_EPOCHS_MAX)
+    throw new RangeError(`a sealed file holds 1..${SEALED_EPOCHS_MAX} epochs`);
+  const keys = [...p.keys].sort((a, b) => a.epoch - b.epoch);
+  keys.forEach((k, i) => {
+    if (k.key.length !== MASTER_KEY_BYTES)
+      throw new RangeError(`master key must be ${MASTER_KEY_BYTES} bytes`);
+    if (i > 0 && keys[i - 1]!.epoch === k.epoch) throw new RangeError(`epoch ${k.epoch} given twice`);
+  });
+  const entries: SealedMasterKeyEntry[] = [];
+  for (const k of keys) {
+    let blob: SealedBlob;
+    try {
+      // Every entry is sealed under the SRK of the first: one TPM, pinned once.
+      blob = await sealSecret(tpm, {
+        secret: k.key,
+        pcrs: p.pcrs,
+        ...(entries[0] !== undefined ? { srkName: entries[0].blob.srkName } : {}),
+      });
+    } catch (cause) {
+      throw new MasterKeyError("CMK_TPM_FAILED", `the TPM did not seal the master key: ${describe(cause)}`, {
+        cause,
+      });
+    }
+    if (blob.srkName === undefined) throw new Error("sealSecret returned no SRK name");
+    entries.push({
+      epoch: k.epoch,
+      cmkCheck: cmkCheckValue(k.key, p.clusterId, k.epoch),
+      blob: { ...blob, srkName: blob.srkName },
+    });
+  }
+  return encodeSealedMasterKey({ clusterId: p.clusterId, entries });
+}
+
+/**
+ * Unseals the active (highest) epoch of a sealed file: unsealMasterKeys,
+ * keeping only the last key (the others are zeroed).
  */
 export async function unsealMasterKey(
   tpm: Tpm,
   bytes: Uint8Array,
   p: { clusterId: string; source: string },
 ): Promise<MasterKey> {
+  const keys = await unsealMasterKeys(tpm, bytes, p);
+  for (const k of keys.slice(0, -1)) zeroize(k.key);
+  return keys[keys.length - 1]!;
+}
+
+/**
+ * Unseals every epoch of a sealed file, ascending. Checks, in this order, each
+ * failure a MasterKeyError with its reason: the file (CMK_SEALED_FILE_DAMAGED),
+ * its cluster (CMK_WRONG_CLUSTER), the TPM's storage root key against the
+ * pinned name (CMK_SRK_MISMATCH), the PCRs against the sealed policy
+ * (CMK_PCRS_CHANGED: attest again), then unseals in a salted, encrypting
+ * session and checks each key against its check value. The PCR pre-check
+ * reads values over the bus and only makes the error clear; the TPM's
+ * PolicyPCR is what enforces the policy.
+ */
+export async function unsealMasterKeys(
+  tpm: Tpm,
+  bytes: Uint8Array,
+  p: { clusterId: string; source: string },
+): Promise<MasterKey[]> {
   const sealed = decodeSealedMasterKey(bytes, p.source);
   if (sealed.clusterId !== p.clusterId) {
     throw new MasterKeyError(
@@ -110,14 +186,17 @@ export async function unsealMasterKey(
       `${p.source} holds the master key of cluster ${sealed.clusterId}, not of this peer's cluster ${p.clusterId}`,
     );
   }
-  let key: Uint8Array;
+  const keys: MasterKey[] = [];
   try {
-    key = await tpm.exclusive(async () => {
-      await checkSrk(tpm, sealed, p.source);
-      await checkPcrs(tpm, sealed, p.source);
-      return unsealSecret(tpm, sealed.blob);
+    await tpm.exclusive(async () => {
+      await checkSrk(tpm, sealed.entries[0]!.blob.srkName, p.source);
+      for (const entry of sealed.entries) await checkPcrs(tpm, entry, p.source);
+      for (const entry of sealed.entries) {
+        keys.push({ epoch: entry.epoch, key: await unsealSecret(tpm, entry.blob) });
+      }
     });
   } catch (cause) {
+    for (const k of keys) zeroize(k.key);
     if (cause instanceof MasterKeyError) throw cause;
     if (cause instanceof TpmClientError && cause.code === "SALT_KEY_MISMATCH")
       throw srkMismatch(p.source, cause);
@@ -127,30 +206,32 @@ export async function unsealMasterKey(
       cause,
     });
   }
-  if (!cmkMatchesCheck(key, sealed.clusterId, sealed.epoch, sealed.cmkCheck)) {
-    zeroize(key);
+  const bad = sealed.entries.find(
+    (e, i) => !cmkMatchesCheck(keys[i]!.key, sealed.clusterId, e.epoch, e.cmkCheck),
+  );
+  if (bad !== undefined) {
+    for (const k of keys) zeroize(k.key);
     throw new MasterKeyError(
       "CMK_SEALED_FILE_DAMAGED",
-      `${p.source}: the unsealed key does not match the file's check value (the file was edited)`,
+      `${p.source}: the unsealed key of epoch ${bad.epoch} does not match the file's check value (the file was edited)`,
     );
   }
-  return { epoch: sealed.epoch, key };
+  return keys;
 }
 
-async function checkSrk(tpm: Tpm, sealed: SealedMasterKey, source: string): Promise<void> {
+async function checkSrk(tpm: Tpm, pinned: Uint8Array, source: string): Promise<void> {
   const name = await withTransient(tpm, createStoragePrimary(tpm), async (srk) => objectName(srk.publicArea));
-  const pinned = sealed.blob.srkName;
   if (name.length !== pinned.length || !timingSafeEqual(name, pinned)) throw srkMismatch(source);
 }
 
-async function checkPcrs(tpm: Tpm, sealed: SealedMasterKey, source: string): Promise<void> {
-  const { values } = await tpm.pcrRead(sealed.blob.pcrs);
+async function checkPcrs(tpm: Tpm, entry: SealedMasterKeyEntry, source: string): Promise<void> {
+  const { values } = await tpm.pcrRead(entry.blob.pcrs);
   const digest = policyPcrDigest(
     TPM_ALG_ID.SHA256,
-    sealed.blob.pcrs,
+    entry.blob.pcrs,
     values.map((v) => v.digest),
   );
-  const policy = sealed.blob.outPublic.authPolicy;
+  const policy = entry.blob.outPublic.authPolicy;
   if (digest.length !== policy.length || !timingSafeEqual(digest, policy)) throw pcrsChanged(source);
 }
 
@@ -171,8 +252,14 @@ const pcrsChanged = (source: string, cause?: unknown): MasterKeyError =>
   );
 
 export function encodeSealedMasterKey(s: SealedMasterKey): Uint8Array {
-  const blob = encodeSealedBlob(s.blob);
-  const body = Buffer.concat([uuidBytes(s.clusterId), u32(s.epoch), s.cmkCheck, blob]);
+  if (s.entries.length === 0 || s.entries.length > SEALED_EPOCHS_MAX)
+    throw new RangeError(`a sealed file holds 1..${SEALED_EPOCHS_MAX} epochs`);
+  const parts: Buffer[] = [uuidBytes(s.clusterId), Buffer.of(s.entries.length)];
+  for (const e of s.entries) {
+    const blob = encodeSealedBlob(e.blob);
+    parts.push(u32(e.epoch), Buffer.from(e.cmkCheck), u16(blob.length), Buffer.from(blob));
+  }
+  const body = Buffer.concat(parts);
   const header = Buffer.concat([MAGIC, u16(SEALED_FILE_VERSION), u32(body.length)]);
   const checksum = createHash("sha256").update(header).update(body).digest();
   return new Uint8Array(Buffer.concat([header, body, checksum]));
@@ -196,24 +283,43 @@ export function decodeSealedMasterKey(bytes: Uint8Array, source: string): Sealed
   const checksum = createHash("sha256").update(b.subarray(0, end)).digest();
   if (!timingSafeEqual(checksum, b.subarray(end))) throw damaged("checksum mismatch (the file is damaged)");
   const body = b.subarray(HEADER_BYTES, end);
-  const fixed = 16 + 4 + CMK_CHECK_BYTES;
-  if (body.length <= fixed) throw damaged("body too short");
-  const clusterId = uuidString(body.subarray(0, 16));
-  const epoch = body.readUInt32BE(16);
-  if (epoch < 1) throw damaged("epoch 0");
-  const cmkCheck = new Uint8Array(body.subarray(20, fixed));
-  let blob: SealedBlob;
-  try {
-    blob = decodeSealedBlob(new Uint8Array(body.subarray(fixed)));
-  } catch (cause) {
-    if (cause instanceof TpmDecodeError) throw damaged(`sealed object: ${cause.message}`, cause);
-    throw cause;
+  // Past the checksum the body is still read defensively: a bug or a forged file must not crash.
+  let at = 0;
+  const take = (n: number, what: string): Buffer => {
+    if (at + n > body.length) throw damaged(`${what}: truncated`);
+    const out = body.subarray(at, at + n);
+    at += n;
+    return out;
+  };
+  const clusterId = uuidString(take(16, "cluster id"));
+  const count = take(1, "entry count")[0]!;
+  if (count < 1 || count > SEALED_EPOCHS_MAX)
+    throw damaged(`entry count ${count} is not in 1..${SEALED_EPOCHS_MAX}`);
+  const entries: SealedMasterKeyEntry[] = [];
+  for (let i = 0; i < count; i++) {
+    const epoch = take(4, "epoch").readUInt32BE(0);
+    if (epoch < 1) throw damaged("epoch 0");
+    if (i > 0 && epoch <= entries[i - 1]!.epoch) throw damaged("epochs not strictly ascending");
+    const cmkCheck = new Uint8Array(take(CMK_CHECK_BYTES, "check value"));
+    const blobLength = take(2, "blob length").readUInt16BE(0);
+    let blob: SealedBlob;
+    try {
+      blob = decodeSealedBlob(new Uint8Array(take(blobLength, "sealed object")));
+    } catch (cause) {
+      if (cause instanceof TpmDecodeError)
+        throw damaged(`sealed object of epoch ${epoch}: ${cause.message}`, cause);
+      throw cause;
+    }
+    if (blob.srkName === undefined) throw damaged(`epoch ${epoch}: no pinned storage root key name`);
+    if (entries.length > 0 && !Buffer.from(blob.srkName).equals(Buffer.from(entries[0]!.blob.srkName)))
+      throw damaged(`epoch ${epoch} pins another storage root key than epoch ${entries[0]!.epoch}`);
+    const sel = blob.pcrs.entries();
+    if (sel.length === 0 || sel.some((e) => e.hash !== TPM_ALG_ID.SHA256))
+      throw damaged(`epoch ${epoch}: the PCR selection must be non-empty and in the SHA-256 bank`);
+    entries.push({ epoch, cmkCheck, blob: { ...blob, srkName: blob.srkName } });
   }
-  if (blob.srkName === undefined) throw damaged("no pinned storage root key name");
-  const sel = blob.pcrs.entries();
-  if (sel.length === 0 || sel.some((e) => e.hash !== TPM_ALG_ID.SHA256))
-    throw damaged("the PCR selection must be non-empty and in the SHA-256 bank");
-  return { clusterId, epoch, cmkCheck, blob: { ...blob, srkName: blob.srkName } };
+  if (at !== body.length) throw damaged(`${body.length - at} bytes after the last entry`);
+  return { clusterId, entries };
 }
 
 /** Reads a sealed file (bounded; a FIFO or a directory is refused). */
@@ -275,9 +381,9 @@ export async function writeSealedMasterKeyFile(
   }
 }
 
-/** The PCR selection a sealed file's policy names (for status and re-sealing). */
+/** The PCR selection the active epoch's policy names (for status and re-sealing). */
 export function sealedPcrs(s: SealedMasterKey): number[] {
-  return s.blob.pcrs.entries().map((e) => e.pcr);
+  return s.entries[s.entries.length - 1]!.blob.pcrs.entries().map((e) => e.pcr);
 }
 
 function describe(err: unknown): string {

@@ -12,7 +12,14 @@ import type {
 } from "../crypto/master-key-provider.js";
 import { MasterKeyError } from "../crypto/master-key-error.js";
 import type { PeerTpm } from "./peer-tpm.js";
-import { readSealedMasterKeyFile, unsealMasterKey } from "./sealed-master-key.js";
+import { zeroize } from "../crypto/random-source.js";
+import {
+  readSealedMasterKeyFile,
+  sealMasterKeys,
+  sha256Pcrs,
+  unsealMasterKeys,
+  writeSealedMasterKeyFile,
+} from "./sealed-master-key.js";
 
 export class TpmMasterKeyProvider implements MasterKeyProvider {
   constructor(
@@ -26,10 +33,17 @@ export class TpmMasterKeyProvider implements MasterKeyProvider {
   ) {}
 
   async load(): Promise<MasterKey> {
+    const keys = await this.loadAll();
+    for (const k of keys.slice(0, -1)) zeroize(k.key);
+    return keys[keys.length - 1]!;
+  }
+
+  /** Every epoch in the sealed file, ascending (more than one during a rotation). */
+  async loadAll(): Promise<MasterKey[]> {
     const bytes = await readSealedMasterKeyFile(this.p.sealedFile);
     try {
       return await this.p.tpm.use((tpm) =>
-        unsealMasterKey(tpm, bytes, { clusterId: this.p.clusterId, source: this.p.sealedFile }),
+        unsealMasterKeys(tpm, bytes, { clusterId: this.p.clusterId, source: this.p.sealedFile }),
       );
     } catch (cause) {
       if (cause instanceof MasterKeyError) throw cause;
@@ -40,6 +54,18 @@ export class TpmMasterKeyProvider implements MasterKeyProvider {
         { cause },
       );
     }
+  }
+
+  /**
+   * Seals `keys` (one or more epochs) to this TPM's current values of `pcrs` and replaces the sealed
+   * file atomically (a crash leaves the old file or the new one). For a rotation (old and new epoch,
+   * later the new one alone) and for a peer that attested again after its PCRs changed.
+   */
+  async reseal(keys: readonly MasterKey[], pcrs: readonly number[]): Promise<void> {
+    const bytes = await this.p.tpm.use((tpm) =>
+      sealMasterKeys(tpm, { keys, clusterId: this.p.clusterId, pcrs: sha256Pcrs(pcrs) }),
+    );
+    await writeSealedMasterKeyFile(this.p.sealedFile, bytes, { replace: true });
   }
 
   describe(): MasterKeyProviderDescription {

@@ -10,6 +10,9 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Barrier } from "../../src/crypto/barrier.js";
+import { envelopeEpoch } from "../../src/crypto/envelope.js";
+import { Keyring } from "../../src/crypto/keyring.js";
 import { isMasterKeyError, type MasterKeyError } from "../../src/crypto/master-key-error.js";
 import { PeerTpm } from "../../src/sealing/peer-tpm.js";
 import {
@@ -17,8 +20,10 @@ import {
   encodeSealedMasterKey,
   readSealedMasterKeyFile,
   sealMasterKey,
+  sealMasterKeys,
   sha256Pcrs,
   unsealMasterKey,
+  unsealMasterKeys,
   writeSealedMasterKeyFile,
 } from "../../src/sealing/sealed-master-key.js";
 import { parseTpmAddress } from "../../src/sealing/tpm-address.js";
@@ -162,7 +167,8 @@ test("a damaged sealed file is CMK_SEALED_FILE_DAMAGED at every byte, before the
   );
 
   // An edited epoch with a recomputed checksum: the TPM unseals, the check value refuses.
-  const edited = encodeSealedMasterKey({ ...decodeSealedMasterKey(bytes, "f"), epoch: 5 });
+  const parsed = decodeSealedMasterKey(bytes, "f");
+  const edited = encodeSealedMasterKey({ ...parsed, entries: [{ ...parsed.entries[0]!, epoch: 5 }] });
   const err = await t.throwsAsync(
     withTpm(s, (tpm) => unsealMasterKey(tpm, edited, { clusterId, source: "f" })),
   );
@@ -206,4 +212,101 @@ test("the provider says CMK_TPM_FAILED when no TPM answers at its address", asyn
     clusterId,
   });
   t.true(isMasterKeyError(await t.throwsAsync(provider.load()), "CMK_TPM_FAILED"));
+});
+
+test("a sealed file holds several epochs (a rotation's keyring): all unseal, the barrier holds them all and wraps under the newest", async (t) => {
+  const s = await startRestartableSwtpm(t);
+  const clusterId = randomUUID();
+  const old = { epoch: 1, key: new Uint8Array(randomBytes(32)) };
+  const next = { epoch: 2, key: new Uint8Array(randomBytes(32)) };
+  const bytes = await withTpm(s, (tpm) =>
+    sealMasterKeys(tpm, {
+      keys: [next, old].map((k) => ({ ...k, key: new Uint8Array(k.key) })),
+      clusterId,
+      pcrs: PCRS,
+    }),
+  );
+  const got = await withTpm(s, (tpm) => unsealMasterKeys(tpm, bytes, { clusterId, source: "f" }));
+  t.deepEqual(
+    got.map((k) => [k.epoch, Buffer.from(k.key).toString("hex")]),
+    [old, next].map((k) => [k.epoch, Buffer.from(k.key).toString("hex")]),
+  );
+  const active = await withTpm(s, (tpm) => unsealMasterKey(tpm, bytes, { clusterId, source: "f" }));
+  t.is(active.epoch, 2);
+
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-sealed-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "k");
+  await writeSealedMasterKeyFile(file, bytes);
+  const provider = new TpmMasterKeyProvider({
+    tpm: new PeerTpm(parseTpmAddress(s.spec)!),
+    sealedFile: file,
+    clusterId,
+  });
+  const barrier = new Barrier();
+  await barrier.unsealWith(provider);
+  t.is(barrier.activeEpoch, 2);
+  const binding = { kind: "test", id: "x", attributes: {} };
+  const underOld = new Barrier();
+  underOld.unseal(Keyring.empty().withEpoch(1, old.key));
+  const blob = underOld.wrap(Uint8Array.of(7), binding);
+  t.deepEqual(barrier.unwrap(blob, binding), Uint8Array.of(7), "a blob of the old epoch still opens");
+  t.is(envelopeEpoch(barrier.wrap(Uint8Array.of(8), binding)), 2, "new wraps use the newest epoch");
+
+  // Re-sealed with the newest epoch only (the old one retired), replacing the file.
+  await provider.reseal([{ epoch: 2, key: new Uint8Array(next.key) }], [0, 7]);
+  t.deepEqual(
+    (await provider.loadAll()).map((k) => k.epoch),
+    [2],
+  );
+  await t.throwsAsync(
+    withTpm(s, (tpm) => sealMasterKeys(tpm, { keys: [old, old], clusterId, pcrs: PCRS })),
+    {
+      instanceOf: RangeError,
+    },
+  );
+  await t.throwsAsync(
+    withTpm(s, (tpm) => sealMasterKeys(tpm, { keys: [], clusterId, pcrs: PCRS })),
+    {
+      instanceOf: RangeError,
+    },
+  );
+});
+
+test("a multi-epoch file with epochs out of order, or entries pinning two TPMs' storage root keys, is CMK_SEALED_FILE_DAMAGED", async (t) => {
+  const a = await startRestartableSwtpm(t);
+  const b = await startRestartableSwtpm(t);
+  const clusterId = randomUUID();
+  const one = decodeSealedMasterKey((await sealed(a, clusterId, 1)).bytes, "a");
+  const two = decodeSealedMasterKey((await sealed(a, clusterId, 2)).bytes, "a");
+  const other = decodeSealedMasterKey((await sealed(b, clusterId, 3)).bytes, "b");
+  const file = (entries: typeof one.entries) => encodeSealedMasterKey({ clusterId, entries });
+  t.notThrows(() => decodeSealedMasterKey(file([...one.entries, ...two.entries]), "ok"));
+  for (const [what, entries] of [
+    ["out of order", [...two.entries, ...one.entries]],
+    ["twice", [...one.entries, ...one.entries]],
+    ["two TPMs", [...one.entries, ...other.entries]],
+  ] as const) {
+    const err = t.throws(() => decodeSealedMasterKey(file(entries), what));
+    t.true(isMasterKeyError(err, "CMK_SEALED_FILE_DAMAGED"), `${what}: ${String(err)}`);
+  }
+});
+
+test("the provider waits, bounded, for a swtpm that starts just after the peer (as compose starts both at once)", async (t) => {
+  const s = await startRestartableSwtpm(t);
+  const { cmk, bytes, clusterId } = await sealed(s);
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-sealed-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "k");
+  await writeSealedMasterKeyFile(file, bytes);
+  await s.stop("SIGTERM");
+  const provider = new TpmMasterKeyProvider({
+    tpm: new PeerTpm(parseTpmAddress(s.spec)!, { connectAttemptsMax: 50, connectRetryMs: 100 }),
+    sealedFile: file,
+    clusterId,
+  });
+  const loading = provider.load();
+  await new Promise((r) => setTimeout(r, 300));
+  await s.start();
+  t.deepEqual(Buffer.from((await loading).key), Buffer.from(cmk));
 });
