@@ -331,3 +331,18 @@ test("a leader refuses a vote request of its own term, however long the candidat
   t.true(r.reject);
   t.is(a.status().role, "leader");
 });
+
+test("a refused vote request of a newer term adopts the term but does not restart the election timer", (t) => {
+  // Raft fig. 2: only a granted vote or a leader's message restarts it. Otherwise stale candidates,
+  // campaigning in turn, keep the one node whose log could win from ever timing out.
+  const b = voter();
+  for (let i = 0; i < 9; i++) b.tick(); // one tick short of campaigning
+  b.step(vote("c", 3, 1, 2)); // c's log is behind b's
+  const r = answer(sent(b));
+  t.true(r.reject);
+  t.is(b.status().term, 3);
+  t.is(b.status().role, "follower");
+  b.tick();
+  t.is(b.status().role, "candidate", "the timer ran on through the refused request");
+  t.is(b.status().term, 4);
+});
