@@ -346,3 +346,23 @@ test("a refused vote request of a newer term adopts the term but does not restar
   t.is(b.status().role, "candidate", "the timer ran on through the refused request");
   t.is(b.status().term, 4);
 });
+
+test("a learner's leader lease ends when its leader goes quiet, so it answers the pre-vote of a voter that promoted it", (t) => {
+  // c is a learner in its own log; a holds c's promotion, which c has not received, and needs its vote.
+  const c = lone({
+    id: "c",
+    voters: ["a"],
+    learners: ["b", "c"],
+    entries: entries(1),
+    term: 1,
+    config: { checkQuorum: true, preVote: true, random: { nextInt: () => 0 } },
+  });
+  c.step(msg({ type: MessageType.Heartbeat, from: "a", to: "c", term: 1 }));
+  drain(c);
+  for (let i = 0; i < 50; i++) c.tick(); // a crashed: nothing more from it
+  c.step({ ...vote("a", 2, 1, 1, MessageType.PreVote), to: "c" });
+  const r = answer(sent(c));
+  t.is(r.type, MessageType.PreVoteResp);
+  t.false(r.reject, "no lease left after five election timeouts of silence");
+  t.is(c.status().role, "follower", "a learner never campaigns itself");
+});

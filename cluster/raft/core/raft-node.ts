@@ -409,10 +409,11 @@ export class RaftNode implements RaftNodeApi {
 
   private tickElection(): void {
     this.electionElapsed += 1;
-    if (this.electionElapsed >= this.randomizedElectionTimeout) {
-      this.electionElapsed = 0;
-      if (this.mayCampaign()) this.campaign(this.cfg.preVote ? "preVote" : "vote");
-      else this.resetRandomizedElectionTimeout();
+    // Only a campaign restarts the timer (etcd tickElection). A learner's keeps running: restarting it
+    // would keep the leader lease of a leader that is gone alive for ever, and the learner would ignore
+    // every (pre-)vote request, though a promotion it has not heard of yet may need its vote.
+    if (this.electionElapsed >= this.randomizedElectionTimeout && this.mayCampaign()) {
+      this.campaign(this.cfg.preVote ? "preVote" : "vote");
     }
   }
 
