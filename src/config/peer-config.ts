@@ -16,6 +16,7 @@ import {
   type PeerRaftLimits,
   validatePeerRaftLimits,
 } from "../raft/peer-raft-limits.js";
+import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -47,6 +48,8 @@ export interface PeerConfig {
   paths: PeerPaths;
   /** The raft node's byte and lag bounds (src/raft/peer-raft-limits.ts); optional in the file. */
   raft: PeerRaftLimits;
+  /** The master key sealed to this peer's TPM (master-key-sealing-config.ts); absent: the development file. */
+  masterKeySealing?: MasterKeySealing;
 }
 
 export const DEFAULT_PATHS: PeerPaths = {
@@ -140,7 +143,10 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
       throw bad(`paths.${name}`, "must be a file path");
   }
   const raft = validatePeerRaftLimits(o.raft, bad);
+  const sealing =
+    o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
   return {
+    ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,
