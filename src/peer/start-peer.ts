@@ -99,6 +99,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       store: core.store,
       tls,
       log,
+      limits: config.raft,
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
     });
