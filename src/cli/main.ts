@@ -10,7 +10,9 @@ import { EXIT_USAGE } from "./command.js";
 const COMMANDS: Record<string, { module: string; summary: string }> = {
   init: { module: "init", summary: "create a cluster: CA, peer and admin identities, master key" },
   serve: { module: "serve", summary: "run a lockbox peer" },
-  identity: { module: "identity", summary: "issue client certificates for service identities" },
+  identity: { module: "identity", summary: "issue, list and revoke client identities (cluster-wide)" },
+  peer: { module: "peer", summary: "enroll, list, remove and drain the cluster's peers" },
+  policy: { module: "policy", summary: "manage the PCR policies peers are attested against" },
   key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
   audit: { module: "audit", summary: "read a peer's audit log" },
   status: { module: "status", summary: "show what a peer is and how it holds the master key" },

@@ -6,6 +6,7 @@
  * peers through this one function, so they run the same thing; a test that
  * must replace a part says which through `replaceParts`.
  */
+import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
@@ -14,6 +15,11 @@ import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
+import { ClusterAdmin } from "../controlplane/cluster-admin.js";
+import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
+import { ControlPlane } from "../controlplane/control-plane.js";
+import { ControlState, type ControlResult } from "../controlplane/control-state.js";
+import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
 export interface StartPeerOptions {
@@ -73,7 +79,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     audit: { log },
   });
   let stopRaft = async (): Promise<void> => {};
+  let duties: LeaderDuties | undefined;
   const close = async (): Promise<void> => {
+    duties?.stop();
     await stopRaft();
     await core.close();
   };
@@ -81,15 +89,35 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const { barrier, keys, audit } = core;
     // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
     const { startPeerRaft } = await raftModule;
-    const raft = await startPeerRaft({
+    // The control state (src/controlplane) is the raft group's state machine; it admits peers and
+    // clients by membership and revocation, and serves proposals forwarded to the leader.
+    const control = new ControlPlane({ peerId: config.peerId, state: new ControlState(), log });
+    const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,
       tls,
       log,
+      stateMachine: control.state,
+      admitPeer: (peer) => control.admitPeer(peer),
+      extraHandlers: () => ({ Propose: control.proposeHandler() }),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
     });
     stopRaft = () => raft.stop();
+    for (const [id, address] of Object.entries(config.seedPeers ?? {}))
+      raft.transport.setPeerAddress(id, address);
+    control.attach(raft.driver, raft.transport);
+    const cluster = new ClusterAdmin({
+      control,
+      barrier,
+      clock,
+      caCertificatePem: tls.caCertificatePem,
+      allowUnattestedMembers: config.allowUnattestedMembersForTests === true,
+    });
+    // The CA key file exists on the founding peer (init wrote it); the leader moves it, wrapped under
+    // the CMK, into the control state, from where every member can issue certificates.
+    const caKeyPem = await readFile(resolvePeerPath(dir, config, "caKey"), "utf8").catch(() => undefined);
+    const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
@@ -101,6 +129,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         clock,
         log,
         peerServices: [raft.service],
+        admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
           status: () => ({
             peerId: config.peerId,
@@ -116,11 +145,35 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
+          cluster,
         },
         ...options.replaceParts?.({ keys, audit }),
       },
       options.listen ?? config.listen,
     );
+    duties = new LeaderDuties({
+      control,
+      log,
+      facts: () =>
+        barrier.sealed
+          ? undefined
+          : {
+              peerId: config.peerId,
+              address: server.address,
+              certificateSerial: ownSerial,
+              nowMs: clock.now().getTime(),
+              cmkEpoch: barrier.activeEpoch,
+              ...(caKeyPem !== undefined
+                ? {
+                    ca: () => ({
+                      certificatePem: tls.caCertificatePem,
+                      wrappedKey: wrapCaKey(barrier, caKeyPem).wrappedKey,
+                    }),
+                  }
+                : {}),
+            },
+    });
+    duties.start();
     return runningPeer(config, server, close);
   } catch (err) {
     await close();
