@@ -126,7 +126,12 @@ export class ControlPlane {
    */
   admitPeer(peer: PeerIdentity): string | null {
     if (this.state.revocation(peer.serialNumber) !== undefined) return "its certificate is revoked";
-    if (this.state.empty) return null;
+    if (this.state.empty) {
+      // Only a peer that waits to be added (no voter of its own configuration) admits before it holds
+      // state; the founding voter admits nobody until its first records exist.
+      const founding = this.#driver?.status().confState.voters.includes(this.peerId) ?? true;
+      return founding ? "the control state is not founded yet" : null;
+    }
     const m = this.state.member(peer.peerId);
     if (m === undefined) return "not a member of this cluster";
     if (m.state === "removed") return "removed from the cluster";
