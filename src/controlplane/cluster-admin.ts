@@ -4,7 +4,7 @@
  * Every change goes through the raft log (control-plane.ts propose, from any peer); every list reads
  * after a ReadIndex barrier.
  */
-import { X509Certificate, createHash, createPublicKey, randomBytes } from "node:crypto";
+import { X509Certificate, createHash, createPublicKey } from "node:crypto";
 import type { Barrier } from "../crypto/barrier.js";
 import { LockboxError, invalidArgument } from "../errors.js";
 import type { Clock } from "../time/clock.js";
@@ -16,6 +16,7 @@ import {
 import { PeerCertificateVerifier } from "../pki/peer-certificate-verifier.js";
 import { isNodeId } from "../../cluster/node-id.js";
 import { clusterCaFrom } from "./cluster-ca-key.js";
+import { joinTokenSha256, newJoinToken } from "./join-token.js";
 import { quotePolicy, type IdentityRecord, type MemberRecord, type PolicyRecord } from "./control-records.js";
 import type { ControlPlane } from "./control-plane.js";
 import { ControlShapeInvalid } from "./strict-fields.js";
@@ -79,7 +80,7 @@ export class ClusterAdmin {
       throw invalidArgument("token_ttl_seconds", `at most ${JOIN_TOKEN_TTL_SECONDS_MAX}`);
     }
     const now = this.#o.clock.now().getTime();
-    const joinToken = randomBytes(32).toString("base64url");
+    const joinToken = newJoinToken();
     const expiresAtMs = now + ttl * 1000;
     await this.#propose(
       {
@@ -318,9 +319,6 @@ export class ClusterAdmin {
     return { ...m, suffrage };
   }
 }
-
-export const joinTokenSha256 = (token: string): string =>
-  createHash("sha256").update(token, "utf8").digest("hex");
 
 export function caFingerprintSha256(caCertificatePem: string): string {
   return createHash("sha256").update(new X509Certificate(caCertificatePem).raw).digest("hex");
