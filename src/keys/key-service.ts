@@ -48,7 +48,7 @@ import {
 import { KeyRecordStore, listingPrefix } from "./key-record-store.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { signPageToken, verifyPageToken } from "./page-token.js";
-import { KEK_GENERATION, ProjectKeks, type ProjectKeys } from "./project-keks.js";
+import { KEK_GENERATION, ProjectKeks, type KekStore, type ProjectKeys } from "./project-keks.js";
 import { authenticateGrant, materialBinding, type Unauthenticated } from "./record-codec.js";
 import {
   validateAlgorithm,
@@ -78,6 +78,8 @@ export interface KeyServiceOptions {
   random?: RandomSource;
   /** Most live grants one key may have (GRANTS_PER_KEY_MAX by default). */
   grantsPerKeyMax?: number;
+  /** Where wrapped project KEKs live (the control state in a peer); this store's "meta" sublevel by default. */
+  kekStore?: KekStore;
 }
 
 type NewKeyFields = Pick<KeyRecord, "project" | "scope" | "name" | "algorithm" | "bitLength" | "parentId">;
@@ -101,7 +103,7 @@ export class KeyService {
     this.barrier = options.barrier;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? nodeRandomSource;
-    this.keks = new ProjectKeks(this.store, this.barrier, this.random);
+    this.keks = new ProjectKeks(this.store, this.barrier, this.random, options.kekStore);
     this.records = new KeyRecordStore(this.store, this.keks, options.clusterSalt, options.partitionPower);
     this.grantsPerKeyMax = options.grantsPerKeyMax ?? GRANTS_PER_KEY_MAX;
     this.grants = new GrantStore(this.store, this.grantsPerKeyMax);

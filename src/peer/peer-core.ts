@@ -11,6 +11,7 @@ import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { LockboxError } from "../errors.js";
 import { KeyService } from "../keys/key-service.js";
+import type { KekStore } from "../keys/project-keks.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
@@ -33,6 +34,8 @@ export interface PeerCoreSpec {
   store?: PeerStoreOptions;
   /** Most live grants one key may have. */
   grantsPerKeyMax?: number;
+  /** Where project KEKs live: the control state in a running peer (src/controlplane/control-kek-store.ts). */
+  kekStore?: KekStore;
   /** Audit retention and refusal windows; where failed aggregate writes are reported. */
   audit?: AuditLogOptions;
 }
@@ -75,6 +78,7 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       clock,
       random,
       ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
+      ...(spec.kekStore !== undefined ? { kekStore: spec.kekStore } : {}),
     });
     cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock, spec.audit);

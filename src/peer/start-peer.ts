@@ -17,6 +17,8 @@ import type { LockboxServerOptions, RunningServer } from "../server/lockbox-serv
 import { openPeerCore } from "./peer-core.js";
 import { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
+import { controlKekStore } from "../controlplane/control-kek-store.js";
+import { kekMetaKey } from "../keys/project-keks.js";
 import { ControlPlane } from "../controlplane/control-plane.js";
 import { ControlState, type ControlResult } from "../controlplane/control-state.js";
 import { LeaderDuties } from "../controlplane/leader-duties.js";
@@ -70,7 +72,12 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
   };
   const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), { log });
+  // The control state (src/controlplane) is the raft group's state machine (started below, on the same
+  // store); it holds the project KEKs, so the key service reads and creates them through it.
+  const control = new ControlPlane({ peerId: config.peerId, state: new ControlState(), log });
+  let legacyKeks: ((project: string) => Promise<Uint8Array | undefined>) | undefined;
   const core = await openPeerCore({
+    kekStore: controlKekStore(control, (project) => legacyKeks?.(project) ?? Promise.resolve(undefined)),
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
     clusterSalt: Buffer.from(config.clusterSalt, "hex"),
@@ -89,9 +96,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const { barrier, keys, audit } = core;
     // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
     const { startPeerRaft } = await raftModule;
-    // The control state (src/controlplane) is the raft group's state machine; it admits peers and
-    // clients by membership and revocation, and serves proposals forwarded to the leader.
-    const control = new ControlPlane({ peerId: config.peerId, state: new ControlState(), log });
+    legacyKeks = (project) => core.store.get("meta", kekMetaKey(project));
+    // The control state admits peers and clients by membership and revocation, and serves proposals
+    // forwarded to the leader.
     const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,

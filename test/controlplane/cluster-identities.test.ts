@@ -13,6 +13,8 @@ import { LockboxClientError } from "../../src/client/index.js";
 import { issuePeerCertificate } from "../../src/pki/certificate-authority.js";
 import { loadPeerProto } from "../../src/raft/peer-proto.js";
 import { encodeCommand } from "../../src/controlplane/control-command.js";
+import { kekMetaKey } from "../../src/keys/project-keks.js";
+import { openPeerStore } from "../../src/store/peer-store.js";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
 
@@ -173,3 +175,23 @@ async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<
   }
   throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
 }
+
+test.serial(
+  "project KEKs live in the control state: a KEK created through either peer is kept in no peer's own store",
+  async (t) => {
+    const { a, b } = peers(t);
+    const svc = await a.issueIdentity("svc-kek", "service", ["shared"]);
+    await a.client(svc).createKey({ project: "shared", scope: "s", name: "on-a", bitLength: 256 });
+    await a.kill("SIGKILL");
+    await b.kill("SIGKILL");
+    for (const p of [a, b]) {
+      const store = await openPeerStore(join(p.dir, "data"));
+      try {
+        t.is(await store.get("meta", kekMetaKey("shared")), undefined, `${p.dir} keeps no local KEK`);
+        t.is(await store.get("meta", kekMetaKey("p1")), undefined);
+      } finally {
+        await store.close();
+      }
+    }
+  },
+);
