@@ -232,7 +232,8 @@ export class ControlPlane {
     const transport = this.#transport;
     if (transport === undefined || id === this.peerId || !isNodeId(id)) return;
     const m = this.state.member(id);
-    if (m === undefined || m.state === "removed") transport.removePeer(id);
+    // A fenced member is sent nothing until it attests again (DESIGN.md §5), a removed one never again.
+    if (m === undefined || m.state === "removed" || m.state === "fenced") transport.removePeer(id);
     else transport.setPeerAddress(id, m.address);
   }
 }

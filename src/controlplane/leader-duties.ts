@@ -67,6 +67,17 @@ export class LeaderDuties {
         if (!result.ok) this.#note(`control: founding step ${command.type} refused: ${result.reason}`);
       }
     }
+    // A removed leader hands over first; the next leader takes it out of the configuration.
+    if (control.state.member(control.peerId)?.state === "removed") {
+      const heir = status.confState.voters.find(
+        (id) => id !== control.peerId && status.progress[id]?.recentActive,
+      );
+      if (heir !== undefined) {
+        this.#opts.log(`control: this peer was removed; handing leadership to ${heir}`);
+        await driver.transferLeadership(heir);
+      }
+      return;
+    }
     const now = Date.now();
     for (const id of status.confState.learners)
       if (!this.#learnerSince.has(id)) this.#learnerSince.set(id, now);

@@ -64,14 +64,12 @@ test.serial(
       .adminCall<{ revoked_serials: string[] }>("RevokeIdentity", { name: "svc-revoked", reason: "test" });
     t.is(res.revoked_serials.length, 1);
     for (const p of [a, b]) {
+      const revoked = p.client(svc, { attemptsMax: 1 });
       await until(async () => {
-        const err = await p
-          .client(svc, { attemptsMax: 1 })
-          .createKey({ project: "p2", scope: "s", name: "k2", bitLength: 256 })
-          .then(
-            () => null,
-            (e: unknown) => e,
-          );
+        const err = await revoked.createKey({ project: "p2", scope: "s", name: "k2", bitLength: 256 }).then(
+          () => null,
+          (e: unknown) => e,
+        );
         return err instanceof LockboxClientError && err.code === "UNAUTHENTICATED";
       }, 10_000);
       t.pass(`${p.address} refuses the revoked identity`);
