@@ -6,7 +6,8 @@
 import type { Barrier } from "../crypto/barrier.js";
 import type { EnvelopeBinding } from "../crypto/envelope.js";
 import { LockboxError } from "../errors.js";
-import type { CertifiedKey } from "../pki/certificate-authority.js";
+import { X509Certificate } from "node:crypto";
+import { issuePeerCertificate, type CertifiedKey } from "../pki/certificate-authority.js";
 import type { ControlState } from "./control-state.js";
 
 export const CA_KEY_BINDING: EnvelopeBinding = { kind: "cluster-ca-key", id: "", attributes: {} };
@@ -38,4 +39,18 @@ export function clusterCaFrom(state: ControlState, barrier: Barrier): CertifiedK
   } finally {
     key.fill(0);
   }
+}
+
+/**
+ * A peer certificate for `peerId`, signed by the cluster CA from the control state: what the attested
+ * join issues to a joiner once every check passed (then it proposes member.transition joining -> active
+ * with the certificate's serial; the leader's autopilot adds the member to raft as a learner).
+ */
+export async function issuePeerCertificateFromState(
+  state: ControlState,
+  barrier: Barrier,
+  params: { peerId: string; hostNames?: readonly string[]; now?: Date },
+): Promise<CertifiedKey & { serialNumber: string }> {
+  const issued = await issuePeerCertificate(clusterCaFrom(state, barrier), params);
+  return { ...issued, serialNumber: new X509Certificate(issued.certificatePem).serialNumber.toUpperCase() };
 }

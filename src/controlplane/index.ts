@@ -7,7 +7,8 @@
  *   readCurrent() (ReadIndex), admitPeer() / clientRefusal().
  * - ControlCommand: every change, as a typed value (control-command.ts).
  * - checkJoinToken(): a presented join token against an enrolled member.
- * - clusterCaFrom() / wrapCaKey(): the cluster CA with its key unwrapped for one signing.
+ * - clusterCaFrom() / wrapCaKey() / issuePeerCertificateFromState(): the cluster CA, its key unwrapped
+ *   for one signing (a joiner's peer certificate).
  */
 export {
   ControlState,
@@ -24,5 +25,5 @@ export {
 } from "./control-command.js";
 export * from "./control-records.js";
 export { checkJoinToken, joinTokenSha256, newJoinToken, type JoinTokenCheck } from "./join-token.js";
-export { clusterCaFrom, wrapCaKey, CA_KEY_BINDING } from "./cluster-ca-key.js";
+export { clusterCaFrom, wrapCaKey, issuePeerCertificateFromState, CA_KEY_BINDING } from "./cluster-ca-key.js";
 export { ClusterAdmin, caFingerprintSha256, type PeerView } from "./cluster-admin.js";
