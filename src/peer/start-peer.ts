@@ -8,6 +8,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
@@ -42,6 +43,12 @@ export interface StartPeerOptions {
     keys: KeyService;
     audit: AuditLog;
   }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  /**
+   * Serves lockbox.v1.JoinService (the attested join, src/attestation) over this authority's
+   * members, policies and CMK. The control state (src/controlplane) is to provide the authority;
+   * until it does, only tests pass one (an InMemoryJoinAuthority).
+   */
+  join?: JoinEndpointOptions;
 }
 
 export interface RunningPeer {
@@ -128,6 +135,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
+    const join =
+      options.join === undefined
+        ? undefined
+        : (await import("../attestation/join-endpoint.js")).joinEndpoint(options.join, {
+            audit,
+            caCertificatePem: tls.caCertificatePem,
+            clock,
+            log,
+          });
     const server = await startLockboxServer(
       {
         tls,
@@ -135,7 +151,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
-        peerServices: [raft.service],
+        peerServices: join === undefined ? [raft.service] : [raft.service, join],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
           status: () => ({
