@@ -18,6 +18,7 @@ import {
   projectName,
   quotePolicy,
   readClusterCa,
+  readQuoteClock,
   readIssuedSerial,
   readRing,
   reason,
@@ -29,6 +30,7 @@ import {
   type CmkEpochState,
   type IssuedSerial,
   type MemberState,
+  type QuoteClockRecord,
   type RingRecord,
 } from "./control-records.js";
 import {
@@ -90,6 +92,18 @@ export type ControlCommand =
       certificateSerial: string;
       atMs: number;
     }
+  /** The attested join's commit (control-state.ts #admit); `from` is the state the verifier saw. */
+  | {
+      type: "member.admit";
+      id: string;
+      from: MemberState;
+      certificateSerial: string;
+      akPublic: string;
+      quoteClock: QuoteClockRecord;
+      atMs: number;
+    }
+  /** A passed re-quote: the clock moves on; a down member is active again (a fenced one is not). */
+  | { type: "member.attested"; id: string; quoteClock: QuoteClockRecord; atMs: number }
   | { type: "member.address"; id: string; address: string }
   | { type: "policy.put"; name: string; policy: QuotePolicy; atMs: number }
   | { type: "policy.remove"; name: string }
@@ -220,6 +234,25 @@ function decodeCommandBody(value: unknown): ControlCommand {
         certificateSerial: serial(o, "certificateSerial", f),
         atMs: time(o, "atMs", f),
       };
+    case "member.admit":
+      keys("id", "from", "certificateSerial", "akPublic", "quoteClock", "atMs");
+      return {
+        type,
+        id: nodeId(o, "id", f),
+        from: oneOf(o, "from", f, MEMBER_STATES),
+        certificateSerial: serial(o, "certificateSerial", f),
+        akPublic: wrappedAk(o, f),
+        quoteClock: readQuoteClock(o.quoteClock, `${f}.quoteClock`),
+        atMs: time(o, "atMs", f),
+      };
+    case "member.attested":
+      keys("id", "quoteClock", "atMs");
+      return {
+        type,
+        id: nodeId(o, "id", f),
+        quoteClock: readQuoteClock(o.quoteClock, `${f}.quoteClock`),
+        atMs: time(o, "atMs", f),
+      };
     case "member.address":
       keys("id", "address");
       return { type, id: nodeId(o, "id", f), address: hostPort(o, "address", f) };
@@ -306,6 +339,12 @@ function decodeCommandBody(value: unknown): ControlCommand {
     default:
       throw new ControlShapeInvalid("command.type", `unknown command type`);
   }
+}
+
+function wrappedAk(o: Obj, f: string): string {
+  const v = base64(o, "akPublic", f, CONTROL_LIMITS.akPublicBytes);
+  if (v === "") throw new ControlShapeInvalid(`${f}.akPublic`, "is empty");
+  return v;
 }
 
 export type { Obj };

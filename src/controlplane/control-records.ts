@@ -44,13 +44,23 @@ export const CONTROL_LIMITS = {
   ringBytes: 12 * 1024,
   weightMax: 1_000_000,
   projectsPerIdentity: 256,
+  akPublicBytes: 1024,
 } as const;
 
 /** Milliseconds since the epoch, as proposed (apply never reads a clock: replicas must agree). */
 const TIME_MAX = 8_640_000_000_000_000;
 const POLICY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export const MEMBER_STATES = ["enrolled", "joining", "active", "fenced", "leaving", "removed"] as const;
+/** "down": did not answer a re-quote (unreachable, not untrusted: DESIGN.md §5); set and cleared by attestation. */
+export const MEMBER_STATES = [
+  "enrolled",
+  "joining",
+  "active",
+  "down",
+  "fenced",
+  "leaving",
+  "removed",
+] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
 
 /** A peer of the cluster, from enrollment on. A removed member stays as a tombstone: its id is never reused. */
@@ -80,6 +90,30 @@ export interface MemberRecord {
   readonly stateChangedAtMs: number;
   /** Why the last state change happened (fenced, removed, ...); "" if nothing to say. */
   readonly reason: string;
+  /** Base64 of the AK (TPMT_PUBLIC, marshalled) activated at its last admission; "" before. */
+  readonly akPublic: string;
+  /** The TPM clock of its last accepted quote: a quote at or before it is a replay. */
+  readonly lastQuoteClock: QuoteClockRecord | null;
+}
+
+/** tpm/verify/quote-failure.ts QuoteClock, with the 64-bit clock as a decimal string (JSON has no bigint). */
+export interface QuoteClockRecord {
+  readonly clock: string;
+  readonly resetCount: number;
+  readonly restartCount: number;
+}
+
+export function readQuoteClock(value: unknown, field: string): QuoteClockRecord {
+  const o = object(value, field);
+  exactKeys(o, field, ["clock", "resetCount", "restartCount"]);
+  const clock = str(o, "clock", field, 20, /^(0|[1-9][0-9]{0,19})$/);
+  if (BigInt(clock) > 0xffff_ffff_ffff_ffffn)
+    throw new ControlShapeInvalid(`${field}.clock`, "exceeds 64 bits");
+  return {
+    clock,
+    resetCount: int(o, "resetCount", field, 0, 0xffff_ffff),
+    restartCount: int(o, "restartCount", field, 0, 0xffff_ffff),
+  };
 }
 
 export interface PolicyRecord {
@@ -167,6 +201,9 @@ export function readMember(value: unknown, field: string): MemberRecord {
     enrolledAtMs: int(o, "enrolledAtMs", field, 0, TIME_MAX),
     stateChangedAtMs: int(o, "stateChangedAtMs", field, 0, TIME_MAX),
     reason: reason(o, "reason", field),
+    akPublic: base64(o, "akPublic", field, CONTROL_LIMITS.akPublicBytes),
+    lastQuoteClock:
+      o.lastQuoteClock === null ? null : readQuoteClock(o.lastQuoteClock, `${field}.lastQuoteClock`),
   };
   return m;
 }
@@ -185,6 +222,8 @@ const MEMBER_KEYS = [
   "enrolledAtMs",
   "stateChangedAtMs",
   "reason",
+  "akPublic",
+  "lastQuoteClock",
 ] as const;
 
 export function readPolicy(value: unknown, field: string): PolicyRecord {

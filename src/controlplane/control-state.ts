@@ -20,6 +20,7 @@ import {
   type MemberState,
   type PolicyRecord,
   type ProjectKekRecord,
+  type QuoteClockRecord,
   type RevokedCertificate,
   type RingRecord,
 } from "./control-records.js";
@@ -36,7 +37,8 @@ export type ControlResult =
 const TRANSITIONS: Readonly<Record<MemberState, readonly MemberState[]>> = {
   enrolled: ["joining", "removed"],
   joining: ["active", "enrolled", "removed"],
-  active: ["fenced", "leaving", "removed"],
+  active: ["down", "fenced", "leaving", "removed"],
+  down: ["active", "fenced", "leaving", "removed"],
   fenced: ["joining", "active", "removed"],
   leaving: ["active", "removed"],
   removed: [],
@@ -181,6 +183,8 @@ export class ControlState implements StateMachine<ControlResult> {
           enrolledAtMs: c.atMs,
           stateChangedAtMs: c.atMs,
           reason: "",
+          akPublic: "",
+          lastQuoteClock: null,
         });
       }
       case "member.add-unattested": {
@@ -206,6 +210,30 @@ export class ControlState implements StateMachine<ControlResult> {
           enrolledAtMs: c.atMs,
           stateChangedAtMs: c.atMs,
           reason: "added without attestation",
+          akPublic: "",
+          lastQuoteClock: null,
+        });
+      }
+      case "member.admit":
+        return this.#admit(c);
+      case "member.attested": {
+        const m = this.#members.get(c.id);
+        if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+        if (m.state !== "active" && m.state !== "down" && m.state !== "leaving") {
+          return refuse(
+            "failed-precondition",
+            `member ${c.id} is ${m.state}; a passed re-quote does not change that`,
+          );
+        }
+        if (!clockAfter(c.quoteClock, m.lastQuoteClock)) {
+          return refuse("conflict", `the quote clock of ${c.id} does not move forward (a replay)`);
+        }
+        return this.#putMember({
+          ...m,
+          state: m.state === "down" ? "active" : m.state,
+          lastQuoteClock: c.quoteClock,
+          stateChangedAtMs: m.state === "down" ? c.atMs : m.stateChangedAtMs,
+          reason: m.state === "down" ? "answered a re-quote" : m.reason,
         });
       }
       case "member.transition":
@@ -373,6 +401,43 @@ export class ControlState implements StateMachine<ControlResult> {
     });
   }
 
+  /**
+   * The attested join's commit, all or nothing: the member becomes active with the certificate the join
+   * issued (a superseded one is revoked), its activated AK and quote clock are recorded, its join token
+   * is spent. A removed member never comes back.
+   */
+  #admit(c: Extract<ControlCommand, { type: "member.admit" }>): ControlResult {
+    const m = this.#members.get(c.id);
+    if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+    if (m.state !== c.from) return refuse("conflict", `member ${c.id} is ${m.state}, not ${c.from}`);
+    if (m.state === "removed" || m.state === "leaving") {
+      return refuse("failed-precondition", `member ${c.id} is ${m.state} and cannot join`);
+    }
+    if (!clockAfter(c.quoteClock, m.lastQuoteClock)) {
+      return refuse("conflict", `the quote clock of ${c.id} does not move forward (a replay)`);
+    }
+    if (this.#revoked.has(c.certificateSerial)) return refuse("conflict", "that certificate is revoked");
+    const holder = this.#serialHolder(c.certificateSerial);
+    if (holder !== undefined && holder !== c.id)
+      return refuse("conflict", "that certificate belongs to another member");
+    const retire = m.certificateSerial !== "" && m.certificateSerial !== c.certificateSerial;
+    if (retire && this.#revoked.size >= CONTROL_LIMITS.revokedCertificates) {
+      return refuse("limit", "the revocation list is full");
+    }
+    if (retire) this.#revoke(m.certificateSerial, `peer ${m.id}`, "superseded by a new join", c.atMs);
+    return this.#putMember({
+      ...m,
+      state: "active",
+      certificateSerial: c.certificateSerial,
+      joinTokenSha256: "",
+      joinTokenExpiresAtMs: 0,
+      akPublic: c.akPublic,
+      lastQuoteClock: c.quoteClock,
+      stateChangedAtMs: c.atMs,
+      reason: "attested",
+    });
+  }
+
   #issue(c: Extract<ControlCommand, { type: "identity.issue" }>): ControlResult {
     const existing = this.#identities.get(c.name);
     if (existing?.revoked === true) return refuse("failed-precondition", `identity ${c.name} is revoked`);
@@ -463,6 +528,14 @@ export class ControlState implements StateMachine<ControlResult> {
       }
     }
   }
+}
+
+/** Whether quote clock `next` is later than `last` (a later boot, or the same boot later). */
+function clockAfter(next: QuoteClockRecord, last: QuoteClockRecord | null): boolean {
+  if (last === null) return true;
+  if (next.resetCount !== last.resetCount) return next.resetCount > last.resetCount;
+  if (next.restartCount !== last.restartCount) return next.restartCount > last.restartCount;
+  return BigInt(next.clock) > BigInt(last.clock);
 }
 
 function refuse(code: ControlRefusalCode, reason: string): ControlResult {

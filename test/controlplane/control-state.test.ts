@@ -356,6 +356,8 @@ test("autopilot: adds active members as learners, promotes toward the target in 
     enrolledAtMs: 0,
     stateChangedAtMs: 0,
     reason: "",
+    akPublic: "",
+    lastQuoteClock: null,
   });
   const healthy = {
     match: 100,
@@ -464,5 +466,74 @@ test("autopilot: adds active members as learners, promotes toward the target in 
       { ...AUTOPILOT_DEFAULTS, voterTarget: 1 },
     ),
     null,
+  );
+});
+
+test("attested join: member.admit activates with the issued certificate, spends the token, records AK and clock; replays and removed members are refused", (t) => {
+  const s = populated();
+  const clock = (c: number, restart = 0): { clock: string; resetCount: number; restartCount: number } => ({
+    clock: String(c),
+    resetCount: 1,
+    restartCount: restart,
+  });
+  const admit = (from: MemberRecord["state"], serial: string, c: number): ControlResult =>
+    apply(s, {
+      type: "member.admit",
+      id: "b",
+      from,
+      certificateSerial: serial,
+      akPublic: "QUs=",
+      quoteClock: clock(c),
+      atMs: 20,
+    });
+  t.like(admit("active", "0C", 10), { ok: false, code: "conflict" }, "b is enrolled");
+  t.like(admit("enrolled", "0A", 10), { ok: false, code: "conflict" }, "a's certificate");
+  t.like(admit("enrolled", "0C", 10), { ok: true });
+  t.like(s.member("b"), {
+    state: "active",
+    certificateSerial: "0C",
+    joinTokenSha256: "",
+    akPublic: "QUs=",
+    lastQuoteClock: clock(10),
+  });
+  const attested = (c: number): ControlResult =>
+    apply(s, { type: "member.attested", id: "b", quoteClock: clock(c), atMs: 21 });
+  t.like(
+    attested(10),
+    { ok: false, code: "conflict" },
+    "a quote clock that does not move forward is a replay",
+  );
+  t.like(
+    apply(s, {
+      type: "member.transition",
+      id: "b",
+      from: "active",
+      to: "down",
+      reason: "no answer",
+      certificateSerial: "",
+      atMs: 22,
+    }),
+    { ok: true },
+  );
+  t.like(attested(11), { ok: true });
+  t.is(s.member("b")!.state, "active", "a down member that answers is active again");
+  t.like(admit("active", "0F", 12), { ok: true }, "re-attesting replaces the certificate");
+  t.truthy(s.revocation("0C"), "the superseded certificate is revoked");
+  t.like(
+    apply(s, {
+      type: "member.transition",
+      id: "b",
+      from: "active",
+      to: "removed",
+      reason: "",
+      certificateSerial: "",
+      atMs: 23,
+    }),
+    { ok: true },
+  );
+  t.like(
+    admit("removed", "10", 13),
+    { ok: false, code: "failed-precondition" },
+    "a removed peer cannot rejoin",
   );
 });
