@@ -23,6 +23,7 @@ import { kekMetaKey } from "../keys/project-keks.js";
 import { ControlPlane } from "../controlplane/control-plane.js";
 import { ControlState, type ControlResult } from "../controlplane/control-state.js";
 import { LeaderDuties } from "../controlplane/leader-duties.js";
+import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
 export interface StartPeerOptions {
@@ -49,6 +50,12 @@ export interface StartPeerOptions {
    * until it does, only tests pass one (an InMemoryJoinAuthority).
    */
   join?: JoinEndpointOptions;
+  /**
+   * Serves JoinService over the replicated control state (src/controlplane ControlJoinAuthority):
+   * enrollments from `lockbox peer enroll`, admissions committed through raft. EK certificates must
+   * chain to `manufacturerCas`.
+   */
+  joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
 }
 
 export interface RunningPeer {
@@ -135,10 +142,19 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
-    const join =
-      options.join === undefined
+    // The attested join over the control state (ControlJoinAuthority), or over the authority a test gives.
+    const joinOptions: JoinEndpointOptions | undefined =
+      options.join ??
+      (options.joinWithControlState === undefined
         ? undefined
-        : (await import("../attestation/join-endpoint.js")).joinEndpoint(options.join, {
+        : {
+            authority: new ControlJoinAuthority(control, barrier, clock, config.clusterId),
+            manufacturerCas: options.joinWithControlState.manufacturerCas,
+          });
+    const join =
+      joinOptions === undefined
+        ? undefined
+        : (await import("../attestation/join-endpoint.js")).joinEndpoint(joinOptions, {
             audit,
             caCertificatePem: tls.caCertificatePem,
             clock,
