@@ -10,6 +10,7 @@ import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { LockboxError } from "../errors.js";
+import type { ClientRequestOptions } from "../keys/client-requests.js";
 import { KeyService } from "../keys/key-service.js";
 import type { KekStore } from "../keys/project-keks.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
@@ -36,6 +37,10 @@ export interface PeerCoreSpec {
   grantsPerKeyMax?: number;
   /** Where project KEKs live: the control state in a running peer (src/controlplane/control-kek-store.ts). */
   kekStore?: KekStore;
+  /** Most consumers one key may have. */
+  consumersPerKeyMax?: number;
+  /** How long, and how many, client request ids are kept (src/keys/client-requests.ts). */
+  clientRequests?: ClientRequestOptions;
   /** Audit retention and refusal windows; where failed aggregate writes are reported. */
   audit?: AuditLogOptions;
 }
@@ -79,6 +84,8 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       random,
       ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
       ...(spec.kekStore !== undefined ? { kekStore: spec.kekStore } : {}),
+      ...(spec.consumersPerKeyMax !== undefined ? { consumersPerKeyMax: spec.consumersPerKeyMax } : {}),
+      ...(spec.clientRequests !== undefined ? { clientRequests: spec.clientRequests } : {}),
     });
     cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock, spec.audit);
