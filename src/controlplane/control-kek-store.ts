@@ -12,6 +12,9 @@ import type { KekStore } from "../keys/project-keks.js";
 import type { ControlPlane } from "./control-plane.js";
 import { refusalError } from "./control-plane.js";
 
+const EPOCH_WAIT_ROUNDS = 50;
+const EPOCH_WAIT_MS = 100;
+
 export function controlKekStore(
   control: ControlPlane,
   legacy?: (project: string) => Promise<Uint8Array | undefined>,
@@ -32,14 +35,23 @@ export function controlKekStore(
       return old === undefined ? undefined : store.createIfAbsent(project, old);
     },
     async createIfAbsent(project, wrapped) {
+      const epoch = envelopeEpoch(wrapped);
+      // A cluster founded a moment ago records its CMK epoch in the leader's first duty round: wait for it.
+      for (
+        let i = 0;
+        !control.state.cmkEpochs().some((e) => e.epoch === epoch) && i < EPOCH_WAIT_ROUNDS;
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, EPOCH_WAIT_MS));
+        await control.readCurrent();
+      }
       const { result } = await control.propose({
         type: "kek.create",
         project,
-        epoch: envelopeEpoch(wrapped),
+        epoch,
         wrapped: Buffer.from(wrapped).toString("base64"),
       });
       if (!result.ok) {
-        // The leader records the CMK epoch in its first duty round; until then, retry.
         if (result.code === "failed-precondition") {
           throw new LockboxError("UNAVAILABLE", `project KEKs cannot be stored yet: ${result.reason}; retry`);
         }

@@ -42,7 +42,7 @@ export class LeaderDuties {
           this.#running = false;
         });
     };
-    this.#timer = setInterval(tick, this.#opts.intervalMs ?? 500);
+    this.#timer = setInterval(tick, this.#opts.intervalMs ?? 250);
     this.#timer.unref();
   }
 
