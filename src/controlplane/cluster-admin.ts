@@ -22,8 +22,8 @@ import type { ControlPlane } from "./control-plane.js";
 import { ControlShapeInvalid } from "./strict-fields.js";
 
 export const JOIN_TOKEN_TTL_SECONDS_DEFAULT = 3600;
-const CA_WAIT_ROUNDS = 40;
-const CA_WAIT_MS = 100;
+const CA_WAIT_MS_MAX = 5_000;
+const CA_POLL_MS = 50;
 export const JOIN_TOKEN_TTL_SECONDS_MAX = 7 * 24 * 3600;
 
 export interface PeerView extends MemberRecord {
@@ -222,9 +222,9 @@ export class ClusterAdmin {
     if (days > CLIENT_VALIDITY_DAYS_MAX) throw invalidArgument("days", `at most ${CLIENT_VALIDITY_DAYS_MAX}`);
     const state = await this.#o.control.readCurrent();
     // A cluster founded a moment ago gets its CA record from the leader's first duty round: wait for it.
-    for (let i = 0; state.clusterCa() === null && i < CA_WAIT_ROUNDS; i++) {
-      await new Promise((r) => setTimeout(r, CA_WAIT_MS));
-      await this.#o.control.readCurrent();
+    const deadline = Date.now() + CA_WAIT_MS_MAX;
+    while (state.clusterCa() === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, CA_POLL_MS));
     }
     if (state.identity(p.name)?.revoked === true) {
       throw new LockboxError("FAILED_PRECONDITION", `identity ${p.name} is revoked; choose another name`);

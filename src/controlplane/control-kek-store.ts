@@ -12,8 +12,8 @@ import type { KekStore } from "../keys/project-keks.js";
 import type { ControlPlane } from "./control-plane.js";
 import { refusalError } from "./control-plane.js";
 
-const EPOCH_WAIT_ROUNDS = 50;
-const EPOCH_WAIT_MS = 100;
+const EPOCH_WAIT_MS_MAX = 5_000;
+const EPOCH_POLL_MS = 50;
 
 export function controlKekStore(
   control: ControlPlane,
@@ -37,13 +37,9 @@ export function controlKekStore(
     async createIfAbsent(project, wrapped) {
       const epoch = envelopeEpoch(wrapped);
       // A cluster founded a moment ago records its CMK epoch in the leader's first duty round: wait for it.
-      for (
-        let i = 0;
-        !control.state.cmkEpochs().some((e) => e.epoch === epoch) && i < EPOCH_WAIT_ROUNDS;
-        i++
-      ) {
-        await new Promise((r) => setTimeout(r, EPOCH_WAIT_MS));
-        await control.readCurrent();
+      const deadline = Date.now() + EPOCH_WAIT_MS_MAX;
+      while (!control.state.cmkEpochs().some((e) => e.epoch === epoch) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, EPOCH_POLL_MS));
       }
       const { result } = await control.propose({
         type: "kek.create",
