@@ -18,6 +18,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 // `--help` and usage errors stay fast. See clientFrom() and runGuarded().
 import type { LockboxClient } from "../client/index.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { isLogLevel } from "../logging/log-level.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./command.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -191,6 +192,7 @@ const splitList = (s: string | undefined): string[] =>
 /** A client for one CLI invocation: no key cache (the process ends right after). */
 export async function clientFrom(settings: ConnectionSettings): Promise<LockboxClient> {
   silenceIpServerNameWarning();
+  await quietGrpcLogs();
   const { LockboxClient } = await import("../client/index.js");
   return new LockboxClient({
     endpoints: settings.endpoints,
@@ -198,6 +200,26 @@ export async function clientFrom(settings: ConnectionSettings): Promise<LockboxC
     cache: false,
     ...(settings.deadlineMs !== undefined ? { deadlineMs: settings.deadlineMs } : {}),
   });
+}
+
+/**
+ * grpc-js prints its own lines ("E No address added ...") to stderr, in the middle of a command's
+ * output. A command already reports what failed in its own words, so those lines are dropped,
+ * unless $LOCKBOX_LOG_LEVEL asks for them: then they come as JSON log lines of component "grpc".
+ */
+async function quietGrpcLogs(): Promise<void> {
+  const grpc = await import("@grpc/grpc-js");
+  const level = process.env.LOCKBOX_LOG_LEVEL;
+  if (level === undefined || level === "" || level === "silent" || !isLogLevel(level)) {
+    const drop = (): void => {};
+    grpc.setLogger({ error: drop, info: drop, debug: drop } as Partial<Console>);
+    return;
+  }
+  const [{ createLogger }, { routeGrpcLogs }] = await Promise.all([
+    import("../logging/logger.js"),
+    import("../logging/grpc-log-route.js"),
+  ]);
+  routeGrpcLogs(grpc, createLogger({ level }));
 }
 
 /**

@@ -2,8 +2,10 @@
  * A peer's config file, `config.json` in the directory `lockbox init`
  * creates. It names the peer and its cluster, where it listens, the ring
  * parameters every peer must share (partition power, cluster salt), and the
- * files it uses, relative to that directory. Loading validates every field
- * and names the first one that is wrong.
+ * files it uses, relative to that directory. Every other tunable (logs,
+ * metrics, edge limits, audit retention and export, store) is optional in the
+ * file and has a documented default (tunables.ts, docs/configuration.md).
+ * Loading validates every field and names the first one that is wrong.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -11,6 +13,9 @@ import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { TUNABLES_DEFAULT, type Tunables, validateTunables } from "./tunables.js";
+
+export { type Tunables, TUNABLES_DEFAULT } from "./tunables.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -29,7 +34,8 @@ export interface PeerPaths {
   data: string;
 }
 
-export interface PeerConfig {
+/** The sections of Tunables sit at the root of config.json, beside these fields. */
+export interface PeerConfig extends Tunables {
   version: typeof CONFIG_VERSION;
   peerId: string;
   clusterId: string;
@@ -60,6 +66,7 @@ export function newPeerConfig(params: { peerId: string; listen: string; clusterI
     partitionPower: PARTITION_POWER_DEFAULT,
     clusterSalt: randomBytes(CLUSTER_SALT_BYTES).toString("hex"),
     paths: { ...DEFAULT_PATHS },
+    ...structuredClone(TUNABLES_DEFAULT),
   };
   return validatePeerConfig(config, "new config");
 }
@@ -125,12 +132,25 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     throw bad("clusterSalt", `must be ${CLUSTER_SALT_BYTES * 2} lower-case hex digits`);
   }
   if (typeof o.paths !== "object" || o.paths === null) throw bad("paths", "must be an object");
+  const known = new Set([
+    "version",
+    "peerId",
+    "clusterId",
+    "listen",
+    "partitionPower",
+    "clusterSalt",
+    "paths",
+  ]);
+  for (const key of Object.keys(o)) {
+    if (!known.has(key) && !Object.hasOwn(TUNABLES_DEFAULT, key)) throw bad(key, "is not a config field");
+  }
   const paths = o.paths as Record<string, unknown>;
   for (const name of Object.keys(DEFAULT_PATHS) as (keyof PeerPaths)[]) {
     const p = paths[name];
     if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
       throw bad(`paths.${name}`, "must be a file path");
   }
+  const tunables = validateTunables(o, (field, what) => bad(field, what));
   return {
     version: CONFIG_VERSION,
     peerId: o.peerId,
@@ -141,5 +161,6 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     paths: Object.fromEntries(
       Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
     ) as unknown as PeerPaths,
+    ...tunables,
   };
 }

@@ -8,6 +8,10 @@
  */
 import { readFile } from "node:fs/promises";
 import type { AuditLog } from "../audit/audit-log.js";
+import type { LogLevel } from "../logging/log-level.js";
+import type { Logger } from "../logging/logger.js";
+import { RefusedCallLog } from "../logging/refused-call-log.js";
+import { NO_METRICS, type PeerMetricsHooks } from "../metrics/metrics-hooks.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
 import type { KeyService } from "../keys/key-service.js";
@@ -21,8 +25,15 @@ export interface StartPeerOptions {
   dir: string;
   /** HOST:PORT to listen on instead of the config's; port 0 picks a free one. */
   listen?: string;
-  /** Server-side log lines, including the development protector's warning; stderr by default. */
+  /**
+   * Server-side log lines as plain text, including the development protector's warning (tests).
+   * Without it the peer logs JSON lines (pino) to stderr at `logLevel`.
+   */
   log?: (line: string) => void;
+  /** Overrides the config's log.level (`lockbox serve` passes $LOCKBOX_LOG_LEVEL). */
+  logLevel?: LogLevel;
+  /** HOST:PORT for /metrics, /healthz and /readyz instead of the config's metrics.listen; "" turns it off. */
+  metricsListen?: string;
   clock?: Clock;
   /**
    * Tests only: puts parts of the test's choosing between the real ones and the edge (a key
@@ -42,9 +53,22 @@ export interface RunningPeer {
   readonly port: number;
   readonly peerId: string;
   readonly clusterId: string;
+  /** "HOST:PORT" of the metrics and health listener, when it is on. */
+  readonly metricsAddress: string | undefined;
+  /** Writes one info line of the peer's lifecycle ("draining", "stopped") to its log. */
+  log(line: string): void;
+  /**
+   * Seals the peer at once (an operator's emergency stop, and how tests see a sealed peer): the
+   * master key is forgotten, key calls fail FAILED_PRECONDITION, health turns NOT_SERVING and
+   * /readyz 503. Unsealing needs a restart until the TPM unseal arrives.
+   */
+  seal(): void;
   /** Lets in-flight calls finish (at most drainMs), then closes the store. Idempotent. */
   close(drainMs?: number): Promise<void>;
 }
+
+/** How often health is brought in line with the seal state (also at once on every seal). */
+const HEALTH_SYNC_MS = 1_000;
 
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
   // The edge's modules (grpc-js, protobufjs: most of a start's time goes to loading them) load
@@ -54,26 +78,51 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   // The raft transport loads grpc-js and peer.proto too: the same overlap.
   const raftModule = import("../raft/peer-raft.js");
   raftModule.catch(() => {});
-  const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
+  const loggerModule = options.log === undefined ? import("../logging/logger.js") : undefined;
+  loggerModule?.catch(() => {});
   const clock = options.clock ?? systemClock;
   const { dir } = options;
   const config = await loadPeerConfig(dir);
+  const logs = await peerLogs(options, config, loggerModule);
+  const { logFor } = logs;
+  const metricsListen = options.metricsListen ?? config.metrics.listen;
+  // prom-client loads only when metrics are on.
+  const metricsModules =
+    metricsListen === ""
+      ? undefined
+      : Promise.all([import("../metrics/peer-metrics.js"), import("../metrics/ops-listener.js")]);
+  metricsModules?.catch(() => {});
+  let metrics: PeerMetricsHooks = NO_METRICS;
   const tls = {
     caCertificatePem: await readFile(resolvePeerPath(dir, config, "caCertificate"), "utf8"),
     certificatePem: await readFile(resolvePeerPath(dir, config, "peerCertificate"), "utf8"),
     privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
   };
-  const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), { log });
+  const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), {
+    log: logFor("master-key", "warn"),
+  });
   const core = await openPeerCore({
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
     clusterSalt: Buffer.from(config.clusterSalt, "hex"),
     partitionPower: config.partitionPower,
     clock,
-    audit: { log },
+    store: { ...config.store, onBatch: (b) => metrics.groupCommit(b) },
+    grantsPerKeyMax: config.keys.grantsPerKeyMax,
+    audit: {
+      log: logFor("audit", "error"),
+      retention: { recordsMax: config.audit.recordsMax, ageMaxMs: config.audit.ageMaxDays * 86_400_000 },
+      refusals: { windowMs: config.audit.refusalWindowMs, keysMax: config.audit.refusalKeysMax },
+    },
   });
+  const refusedCalls = new RefusedCallLog(logs.refusedCalls, { windowMs: config.log.refusedCallWindowMs });
   let stopRaft = async (): Promise<void> => {};
+  let stopMetrics = async (): Promise<void> => {};
+  let healthTimer: NodeJS.Timeout | undefined;
   const close = async (): Promise<void> => {
+    clearInterval(healthTimer);
+    refusedCalls.flush();
+    await stopMetrics();
     await stopRaft();
     await core.close();
   };
@@ -81,25 +130,63 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const { barrier, keys, audit } = core;
     // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
     const { startPeerRaft } = await raftModule;
+    const raftLog = logFor("raft", "warn");
     const raft = await startPeerRaft({
       peerId: config.peerId,
       store: core.store,
       tls,
-      log,
+      log: raftLog,
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
-      onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
+      onFatal: (e) =>
+        logFor("raft", "error")(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
     });
     stopRaft = () => raft.stop();
     const startedAt = clock.now();
     const description = protector.describe();
-    const { startLockboxServer } = await serverModule;
+    const readiness = () =>
+      barrier.sealed ? { ready: false, reason: "sealed" } : { ready: true, reason: "" };
+    let metricsAddress: string | undefined;
+    if (metricsModules !== undefined) {
+      const [{ createPeerMetrics }, { startOpsListener }] = await metricsModules;
+      const peerMetrics = createPeerMetrics(
+        {
+          sealed: () => barrier.sealed,
+          masterKeyEpoch: () => (barrier.sealed ? 0 : barrier.activeEpoch),
+          raft: () => raft.status(),
+        },
+        { peerId: config.peerId },
+      );
+      const listener = await startOpsListener({
+        listen: metricsListen,
+        scrape: () => peerMetrics.scrape(),
+        readiness,
+      });
+      metrics = peerMetrics;
+      metricsAddress = listener.address;
+      stopMetrics = async () => {
+        peerMetrics.close();
+        await listener.close();
+      };
+    }
+    const { startLockboxServer, callObserver } = await serverModule;
+    if (logs.logger !== undefined) {
+      const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
+      routeGrpcLogs(await import("@grpc/grpc-js"), logs.logger);
+    }
     const server = await startLockboxServer(
       {
         tls,
         keys,
         audit,
         clock,
-        log,
+        log: logFor("edge", "error"),
+        limits: config.edge,
+        interceptors: [
+          callObserver((c) => {
+            metrics.call(c);
+            refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
+          }),
+        ],
         peerServices: [raft.service],
         admin: {
           status: () => ({
@@ -121,20 +208,68 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       },
       options.listen ?? config.listen,
     );
-    return runningPeer(config, server, close);
+    const syncHealth = (): void => server.setServing(readiness().ready);
+    barrier.onSeal(syncHealth);
+    healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
+    healthTimer.unref();
+    syncHealth();
+    return runningPeer(config, server, close, {
+      metricsAddress,
+      log: logFor("peer", "info"),
+      seal: () => barrier.seal(),
+    });
   } catch (err) {
     await close();
     throw err;
   }
 }
 
-function runningPeer(config: PeerConfig, server: RunningServer, cleanup: () => Promise<void>): RunningPeer {
+interface PeerLogs {
+  /** The pino logger, when the peer logs JSON (not when the caller gave a plain `log`). */
+  logger: Logger | undefined;
+  logFor(component: string, level: Exclude<LogLevel, "silent">): (line: string) => void;
+  refusedCalls(summary: import("../logging/refused-call-log.js").RefusedCallSummary): void;
+}
+
+async function peerLogs(
+  options: StartPeerOptions,
+  config: PeerConfig,
+  loggerModule: Promise<typeof import("../logging/logger.js")> | undefined,
+): Promise<PeerLogs> {
+  const plain = options.log;
+  if (plain !== undefined || loggerModule === undefined) {
+    const write = plain ?? ((line: string) => process.stderr.write(line + "\n"));
+    return {
+      logger: undefined,
+      logFor: () => write,
+      refusedCalls: (s) =>
+        write(`lockbox: refused ${s.total} calls in ${s.windowMs} ms: ${JSON.stringify(s)}`),
+    };
+  }
+  const { createLogger, lineLog } = await loggerModule;
+  const logger = createLogger({ level: options.logLevel ?? config.log.level, base: { peer: config.peerId } });
+  const edge = logger.child({ component: "edge" });
+  return {
+    logger,
+    logFor: (component, level) => lineLog(logger, component, level),
+    refusedCalls: (s) =>
+      edge.warn({ event: "calls_refused", ...s }, `refused ${s.total} calls in the last ${s.windowMs} ms`),
+  };
+}
+
+function runningPeer(
+  config: PeerConfig,
+  server: RunningServer,
+  cleanup: () => Promise<void>,
+  extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal">,
+): RunningPeer {
   let closing: Promise<void> | undefined;
   return {
     address: server.address,
     port: server.port,
     peerId: config.peerId,
     clusterId: config.clusterId,
+    ...extra,
     close(drainMs?: number) {
       closing ??= (async () => {
         await server.close(drainMs);

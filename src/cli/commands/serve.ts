@@ -6,6 +6,7 @@
  */
 import { resolve } from "node:path";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
+import { LOG_LEVELS, isLogLevel } from "../../logging/log-level.js";
 import { startPeer } from "../../peer/start-peer.js";
 import {
   UsageError,
@@ -20,17 +21,21 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 
 const USAGE = [
-  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--json]",
+  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--json]",
   "",
   "Runs the lockbox peer created by `lockbox init --dir DIR` until SIGTERM or SIGINT.",
   "Prints one line when it listens:",
   '  --json: {"event":"ready","address":"127.0.0.1:7443","peerId":"peer-1","clusterId":"..."}',
   "  else:   lockbox peer peer-1 listening on 127.0.0.1:7443 (cluster ...)",
-  "Logs go to stderr.",
+  "Logs go to stderr, one JSON object per line (level, time, peer, component, msg); the level",
+  "is the config's log.level, or $LOCKBOX_LOG_LEVEL (fatal, error, warn, info, debug, trace, silent).",
   "",
   "options:",
   "  --dir DIR            the init directory (required)",
   "  --listen HOST:PORT   override the config's listen address; port 0 picks a free port",
+  "  --metrics-listen HOST:PORT  serve /metrics, /healthz and /readyz there (plain HTTP; keep it on",
+  "                       loopback or a management network); overrides the config's metrics.listen",
+  '                       [$LOCKBOX_METRICS_LISTEN]; "" turns it off',
   "  --json               print the ready line as JSON",
   "  -h, --help           show this help",
 ].join("\n");
@@ -48,6 +53,7 @@ export const command: CliCommand = {
         {
           dir: { type: "string" },
           listen: { type: "string" },
+          "metrics-listen": { type: "string" },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -65,14 +71,38 @@ export const command: CliCommand = {
           "--listen",
         );
       }
+      const metricsListen = stringFlag(args, "metrics-listen") ?? process.env.LOCKBOX_METRICS_LISTEN;
+      if (
+        metricsListen !== undefined &&
+        metricsListen !== "" &&
+        !isHostPort(metricsListen, { portZero: true })
+      ) {
+        throw new UsageError(
+          `--metrics-listen must be "" or ${describeHostPort({ portZero: true })}, got '${metricsListen}'`,
+          "--metrics-listen",
+        );
+      }
+      const logLevel = process.env.LOCKBOX_LOG_LEVEL;
+      if (logLevel !== undefined && logLevel !== "" && !isLogLevel(logLevel)) {
+        throw new UsageError(`LOCKBOX_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'`);
+      }
       const json = boolFlag(args, "json");
-      const log = (line: string): void => {
-        process.stderr.write(line + "\n");
-      };
 
-      const peer = await startPeer({ dir, ...(listen !== undefined ? { listen } : {}), log });
+      const peer = await startPeer({
+        dir,
+        ...(listen !== undefined ? { listen } : {}),
+        ...(metricsListen !== undefined ? { metricsListen } : {}),
+        ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
+      });
+      const log = (line: string): void => peer.log(line);
       if (json) {
-        printJson({ event: "ready", address: peer.address, peerId: peer.peerId, clusterId: peer.clusterId });
+        printJson({
+          event: "ready",
+          address: peer.address,
+          peerId: peer.peerId,
+          clusterId: peer.clusterId,
+          ...(peer.metricsAddress !== undefined ? { metricsAddress: peer.metricsAddress } : {}),
+        });
       } else {
         process.stdout.write(
           `lockbox peer ${peer.peerId} listening on ${peer.address} (cluster ${peer.clusterId})\n`,
