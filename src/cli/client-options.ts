@@ -8,7 +8,7 @@
  *                > DIR/dev-cluster.json's address > DIR/config.json's listen address
  *   ca/cert/key: --ca/--cert/--key > $LOCKBOX_CA/$LOCKBOX_CERT/$LOCKBOX_KEY
  *                > DIR/ca.crt, DIR/admin.crt, DIR/admin.key
- * where DIR is --dir, or $LOCKBOX_DIR.
+ * where DIR is --dir, or $LOCKBOX_DIR; the deadline is --deadline-ms > $LOCKBOX_DEADLINE_MS.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -53,7 +53,7 @@ export const CONNECTION_HELP = [
   "  --cert FILE            client certificate                            [$LOCKBOX_CERT]",
   "  --key FILE             client private key (alias --client-key)       [$LOCKBOX_KEY]",
   "  --dir DIR              an `lockbox init` directory: its CA, admin identity and address [$LOCKBOX_DIR]",
-  "  --deadline-ms N        deadline of each attempt (default 5000)",
+  "  --deadline-ms N        deadline of each attempt (default 5000)          [$LOCKBOX_DEADLINE_MS]",
 ].join("\n");
 
 export interface ParsedArgs {
@@ -87,6 +87,16 @@ export function stringFlag(args: ParsedArgs, name: string): string | undefined {
 export function requiredFlag(args: ParsedArgs, name: string): string {
   const v = stringFlag(args, name);
   if (v === undefined || v === "") throw new UsageError(`--${name} is required`, `--${name}`);
+  return v;
+}
+
+/**
+ * The init directory of a command that works on one (init, serve, identity, audit verify,
+ * dev-cluster, backup, restore): --dir, else $LOCKBOX_DIR, as for the connection settings.
+ */
+export function dirFlag(args: ParsedArgs, env: NodeJS.ProcessEnv = process.env): string {
+  const v = stringFlag(args, "dir") ?? nonEmpty(env.LOCKBOX_DIR);
+  if (v === undefined || v === "") throw new UsageError("--dir is required (or set $LOCKBOX_DIR)", "--dir");
   return v;
 }
 
@@ -146,7 +156,14 @@ export function connectionSettings(
     cert: pick("cert", "LOCKBOX_CERT", "admin.crt"),
     key: pick("key", "LOCKBOX_KEY", "admin.key"),
   };
-  const deadlineMs = intFlag(args, "deadline-ms", 1, 3_600_000);
+  let deadlineMs = intFlag(args, "deadline-ms", 1, 3_600_000);
+  const envDeadline = nonEmpty(env.LOCKBOX_DEADLINE_MS);
+  if (deadlineMs === undefined && envDeadline !== undefined) {
+    if (!/^\d+$/.test(envDeadline) || Number(envDeadline) < 1 || Number(envDeadline) > 3_600_000) {
+      throw new UsageError(`$LOCKBOX_DEADLINE_MS must be an integer from 1 to 3600000, got '${envDeadline}'`);
+    }
+    deadlineMs = Number(envDeadline);
+  }
   if (deadlineMs !== undefined) settings.deadlineMs = deadlineMs;
   return settings;
 }

@@ -18,6 +18,7 @@ import {
 import { writeCertificateFile, writePrivateKeyFile } from "../../pki/pem-files.js";
 import { x509 } from "../../pki/x509.js";
 import {
+  dirFlag,
   UsageError,
   boolFlag,
   intFlag,
@@ -39,7 +40,7 @@ const USAGE = [
   "least one --project); an admin may use every project and the AdminService.",
   "",
   "options:",
-  "  --dir DIR            the init directory holding ca.crt and ca.key (required)",
+  "  --dir DIR            the init directory holding ca.crt and ca.key (required)  [$LOCKBOX_DIR]",
   "  --name NAME          the identity: 1..128 of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit",
   "  --role ROLE          service or admin (required)",
   "  --project P          a project the identity may use (repeatable; required for service)",
@@ -85,7 +86,7 @@ async function issue(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + "\n");
     return EXIT_OK;
   }
-  const dir = resolve(requiredFlag(args, "dir"));
+  const dir = resolve(dirFlag(args));
   const name = requiredFlag(args, "name");
   const role = requiredFlag(args, "role");
   if (!isRole(role)) throw new UsageError(`--role must be service or admin, got '${role}'`, "--role");

@@ -30,11 +30,11 @@ import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../p
 import { bootstrapPeerRaft } from "../../raft/peer-raft.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
+  dirFlag,
   UsageError,
   boolFlag,
   parseCommandArgs,
   printJson,
-  requiredFlag,
   runGuarded,
   stringFlag,
 } from "../client-options.js";
@@ -61,7 +61,7 @@ const USAGE = [
   "  data/                the peer's LevelDB store, with a raft group of this one peer",
   "",
   "options:",
-  `  --dir DIR            where to create the cluster (required)`,
+  `  --dir DIR            where to create the cluster (required)  [$LOCKBOX_DIR]`,
   `  --peer-id ID         this peer's id (default ${PEER_ID_DEFAULT})`,
   `  --listen HOST:PORT   the address \`lockbox serve\` listens on (default ${LISTEN_DEFAULT})`,
   "  --host-name NAME     an extra DNS name or IP for the peer certificate (repeatable)",
@@ -90,7 +90,7 @@ export const command: CliCommand = {
         process.stdout.write(USAGE + "\n");
         return EXIT_OK;
       }
-      const dir = resolve(requiredFlag(args, "dir"));
+      const dir = resolve(dirFlag(args));
       const peerId = stringFlag(args, "peer-id") ?? PEER_ID_DEFAULT;
       if (!isNodeId(peerId)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
       const listen = stringFlag(args, "listen") ?? LISTEN_DEFAULT;

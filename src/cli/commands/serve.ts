@@ -9,11 +9,11 @@ import { describeHostPort, isHostPort } from "../../net/host-port.js";
 import { LOG_LEVELS, isLogLevel } from "../../logging/log-level.js";
 import { startPeer } from "../../peer/start-peer.js";
 import {
+  dirFlag,
   UsageError,
   boolFlag,
   parseCommandArgs,
   printJson,
-  requiredFlag,
   runGuarded,
   stringFlag,
 } from "../client-options.js";
@@ -31,7 +31,7 @@ const USAGE = [
   "is the config's log.level, or $LOCKBOX_LOG_LEVEL (fatal, error, warn, info, debug, trace, silent).",
   "",
   "options:",
-  "  --dir DIR            the init directory (required)",
+  "  --dir DIR            the init directory (required)  [$LOCKBOX_DIR]",
   "  --listen HOST:PORT   override the config's listen address; port 0 picks a free port",
   "  --metrics-listen HOST:PORT  serve /metrics, /healthz and /readyz there (plain HTTP; keep it on",
   "                       loopback or a management network); overrides the config's metrics.listen",
@@ -63,7 +63,7 @@ export const command: CliCommand = {
         process.stdout.write(USAGE + "\n");
         return EXIT_OK;
       }
-      const dir = resolve(requiredFlag(args, "dir"));
+      const dir = resolve(dirFlag(args));
       const listen = stringFlag(args, "listen");
       if (listen !== undefined && !isHostPort(listen, { portZero: true })) {
         throw new UsageError(
