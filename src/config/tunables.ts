@@ -32,7 +32,7 @@ export interface Tunables {
     refusalKeysMax: number;
     /** Also write every audit record as a JSON line to this file ("" = no file). */
     exportFile: string;
-    /** Also send every audit record to syslog: "unix:/dev/log" or "udp:HOST:PORT" ("" = off). */
+    /** Also send every audit record to syslog over UDP: "udp:HOST:PORT" ("" = off). */
     exportSyslog: string;
   };
   store: {
@@ -81,11 +81,9 @@ const listenOrOff: Check = (v) =>
 const pathOrOff: Check = (v) =>
   typeof v === "string" && !v.includes("\0") ? undefined : 'must be "" (off) or a file path';
 const syslogOrOff: Check = (v) =>
-  v === "" ||
-  (typeof v === "string" && /^unix:\/[^\0]*$/.test(v)) ||
-  (typeof v === "string" && v.startsWith("udp:") && isHostPort(v.slice(4)))
+  v === "" || (typeof v === "string" && v.startsWith("udp:") && isHostPort(v.slice(4)))
     ? undefined
-    : 'must be "" (off), "unix:/PATH" or "udp:HOST:PORT"';
+    : 'must be "" (off) or "udp:HOST:PORT"';
 
 /** How each tunable is checked; every key of TUNABLES_DEFAULT has one (checked at load). */
 const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {

@@ -7,6 +7,8 @@
  * must replace a part says which through `replaceParts`.
  */
 import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { openAuditExport } from "../audit/audit-export.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { LogLevel } from "../logging/log-level.js";
 import type { Logger } from "../logging/logger.js";
@@ -101,6 +103,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), {
     log: logFor("master-key", "warn"),
   });
+  const auditExport =
+    config.audit.exportFile === "" && config.audit.exportSyslog === ""
+      ? undefined
+      : await openAuditExport({
+          file: config.audit.exportFile === "" ? "" : resolve(dir, config.audit.exportFile),
+          syslog: config.audit.exportSyslog,
+          peerId: config.peerId,
+          log: logFor("audit", "error"),
+        });
   const core = await openPeerCore({
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
@@ -113,7 +124,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       log: logFor("audit", "error"),
       retention: { recordsMax: config.audit.recordsMax, ageMaxMs: config.audit.ageMaxDays * 86_400_000 },
       refusals: { windowMs: config.audit.refusalWindowMs, keysMax: config.audit.refusalKeysMax },
+      ...(auditExport !== undefined ? { exportRecord: (r) => auditExport.write(r) } : {}),
     },
+  }).catch(async (err: unknown) => {
+    await auditExport?.close();
+    throw err;
   });
   const refusedCalls = new RefusedCallLog(logs.refusedCalls, { windowMs: config.log.refusedCallWindowMs });
   let stopRaft = async (): Promise<void> => {};
@@ -125,6 +140,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     await stopMetrics();
     await stopRaft();
     await core.close();
+    await auditExport?.close();
   };
   try {
     const { barrier, keys, audit } = core;
