@@ -22,6 +22,10 @@ cleanup() {
   set +e
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
   for i in "${images[@]}"; do docker rmi -f "$i" >/dev/null 2>&1; done
+  # The build stage's untagged images, and layers of a failed build: those that were not there before.
+  for i in $(docker images -q -f dangling=true 2>/dev/null); do
+    grep -qx "$i" "$work/dangling-before" 2>/dev/null || docker rmi -f "$i" >/dev/null 2>&1
+  done
   if [ -n "$started_dockerd" ]; then
     kill "$started_dockerd" 2>/dev/null
     for _ in $(seq 1 20); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.5; done
@@ -51,6 +55,8 @@ if ! timeout 10 docker info >/dev/null 2>&1; then
   timeout 5 docker info >/dev/null 2>&1 || skip "dockerd did not start: $(tail -3 "$work/dockerd.log")"
 fi
 
+docker images -q -f dangling=true >"$work/dangling-before" 2>/dev/null || true
+
 # 2. The local base image: Debian bookworm with swtpm and tpm2-tools, and Node.js 20 with npm.
 base_tar=/var/tmp/lockbox-base-bookworm.tar
 if ! docker image inspect lockbox-base:local >/dev/null 2>&1; then
@@ -69,10 +75,15 @@ if ! docker image inspect lockbox-base:local >/dev/null 2>&1; then
   mkdir -p "$work/base"
   cp "$node_bin" "$work/base/node"
   cp -r "$npm_dir" "$work/base/npm"
+  # This machine's trust store: where its traffic to the npm registry passes a TLS proxy, npm in
+  # the build needs the proxy's CA as the host's npm does.
+  cp /etc/ssl/certs/ca-certificates.crt "$work/base/ca-certificates.crt"
   cat >"$work/base/Dockerfile" <<'DOCKERFILE'
 FROM lockbox-debian:local
 COPY node /usr/local/bin/node
 COPY npm /usr/local/lib/node_modules/npm
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version
 DOCKERFILE
   timeout 300 docker build -q -t lockbox-base:local "$work/base" >/dev/null
@@ -81,7 +92,7 @@ fi
 
 # 3. The image, from docker/Dockerfile with that base (npm reaches the registry over the host network).
 step "docker build -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local -t $tag"
-timeout 900 docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local \
+timeout 900 docker build --force-rm --network host -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local \
   -t "$tag" . >"$work/build.log" 2>&1 || {
   tail -30 "$work/build.log"
   echo "FAILED: docker build"

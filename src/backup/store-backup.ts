@@ -20,7 +20,8 @@
  * it, read by the same restore command.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { constants, createReadStream, createWriteStream } from "node:fs";
+import { access } from "node:fs/promises";
 import { LockboxError } from "../errors.js";
 import type { PeerStore } from "../store/peer-store.js";
 
@@ -104,6 +105,10 @@ export async function writeStoreBackup(
 
 /** Reads and checks a whole backup without writing anything: its header, and DATA_LOSS if damaged. */
 export async function verifyStoreBackup(path: string): Promise<BackupHeader & BackupSummary> {
+  await access(path, constants.R_OK).catch((cause: unknown) => {
+    const code = (cause as NodeJS.ErrnoException).code ?? "error";
+    throw new LockboxError("NOT_FOUND", `cannot read backup ${path}: ${code}`, undefined, { cause });
+  });
   let header: BackupHeader | undefined;
   const summary = await readEntries(
     path,
