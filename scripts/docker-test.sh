@@ -135,9 +135,9 @@ echo "    HEALTHCHECK: healthy"
 uid=$(docker exec "lockbox-peer-$$" id -u)
 [ "$uid" = 10001 ] || fail "the peer runs as uid $uid"
 echo "    runs as uid $uid"
-docker exec "lockbox-peer-$$" sh -c 'test ! -e /opt/lockbox/node_modules/typescript && test ! -e /opt/lockbox/node_modules/ava && test ! -e /opt/lockbox/node_modules/@bufbuild' ||
+docker exec "lockbox-peer-$$" sh -c 'test ! -e /opt/lockbox/node_modules/typescript && test ! -e /opt/lockbox/node_modules/ava && test ! -e /opt/lockbox/node_modules/@bufbuild/buf' ||
   fail "dev dependencies in the image"
-echo "    production dependencies only (no typescript, ava, @bufbuild)"
+echo "    production dependencies only (no typescript, ava, @bufbuild/buf)"
 docker exec "lockbox-peer-$$" node /opt/lockbox/dist/src/cli/main.js tpm info --tpm "swtpm:127.0.0.1:$tpm_port" >"$work/tpm.txt" 2>&1 ||
   fail "the peer container cannot reach its swtpm: $(cat "$work/tpm.txt")"
 echo "    its swtpm answers: $(head -1 "$work/tpm.txt")"
