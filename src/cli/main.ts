@@ -10,6 +10,10 @@ import { EXIT_USAGE } from "./command.js";
 const COMMANDS: Record<string, { module: string; summary: string }> = {
   init: { module: "init", summary: "create a cluster: CA, peer and admin identities, master key" },
   serve: { module: "serve", summary: "run a lockbox peer" },
+  recover: {
+    module: "recover",
+    summary: "rebuild the master key from recovery shares and seal it to this TPM",
+  },
   identity: { module: "identity", summary: "issue client certificates for service identities" },
   key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
   audit: { module: "audit", summary: "read a peer's audit log" },

@@ -14,6 +14,7 @@ import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { TUNABLES_DEFAULT, type Tunables, validateTunables } from "./tunables.js";
+import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
 
 export { type Tunables, TUNABLES_DEFAULT } from "./tunables.js";
 
@@ -46,6 +47,8 @@ export interface PeerConfig extends Tunables {
   clusterSalt: string;
   /** Relative to the config's directory (or absolute). */
   paths: PeerPaths;
+  /** The master key sealed to this peer's TPM (master-key-sealing-config.ts); absent: the development file. */
+  masterKeySealing?: MasterKeySealing;
 }
 
 export const DEFAULT_PATHS: PeerPaths = {
@@ -140,6 +143,7 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     "partitionPower",
     "clusterSalt",
     "paths",
+    "masterKeySealing",
   ]);
   for (const key of Object.keys(o)) {
     if (!known.has(key) && !Object.hasOwn(TUNABLES_DEFAULT, key)) throw bad(key, "is not a config field");
@@ -151,7 +155,10 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
       throw bad(`paths.${name}`, "must be a file path");
   }
   const tunables = validateTunables(o, (field, what) => bad(field, what));
+  const sealing =
+    o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
   return {
+    ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,

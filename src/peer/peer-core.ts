@@ -10,6 +10,7 @@ import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { LockboxError } from "../errors.js";
+import type { ClientRequestOptions } from "../keys/client-requests.js";
 import { KeyService } from "../keys/key-service.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
 import { systemClock, type Clock } from "../time/clock.js";
@@ -33,6 +34,10 @@ export interface PeerCoreSpec {
   store?: PeerStoreOptions;
   /** Most live grants one key may have. */
   grantsPerKeyMax?: number;
+  /** Most consumers one key may have. */
+  consumersPerKeyMax?: number;
+  /** How long, and how many, client request ids are kept (src/keys/client-requests.ts). */
+  clientRequests?: ClientRequestOptions;
   /** Audit retention and refusal windows; where failed aggregate writes are reported. */
   audit?: AuditLogOptions;
 }
@@ -75,6 +80,8 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       clock,
       random,
       ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
+      ...(spec.consumersPerKeyMax !== undefined ? { consumersPerKeyMax: spec.consumersPerKeyMax } : {}),
+      ...(spec.clientRequests !== undefined ? { clientRequests: spec.clientRequests } : {}),
     });
     cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock, spec.audit);
@@ -130,13 +137,21 @@ export async function pinClusterParameters(
  * "sealed" when the barrier is sealed).
  */
 export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<void> {
-  barrier.requireUnsealed();
-  const canary = await store.get("meta", CANARY_KEY);
-  if (canary === undefined) {
+  if ((await verifyMasterKeyCanary(store, barrier)) === "absent") {
     const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
     await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
-    return;
   }
+}
+
+/**
+ * checkMasterKeyCanary without the first write: "match" when the store's canary unwraps under the
+ * barrier's CMK, "absent" when the store has none yet; throws as checkMasterKeyCanary on a mismatch.
+ * `lockbox recover` checks a rebuilt CMK with it before sealing it anywhere.
+ */
+export async function verifyMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<"match" | "absent"> {
+  barrier.requireUnsealed();
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined) return "absent";
   // Format 1 stores (before records were authenticated) are not read: lockbox has no deployed
   // stores, so the format changed outright. Say so rather than blame the master key.
   if (canary[0] !== ENVELOPE_FORMAT) {
@@ -152,4 +167,5 @@ export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): 
       cause,
     });
   }
+  return "match";
 }

@@ -15,7 +15,8 @@ import type { Logger } from "../logging/logger.js";
 import { RefusedCallLog } from "../logging/refused-call-log.js";
 import { NO_METRICS, type PeerMetricsHooks } from "../metrics/metrics-hooks.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
-import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
+import type { PeerTpm } from "../sealing/peer-tpm.js";
+import { masterKeyProviderOf } from "./master-key-of-config.js";
 import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
@@ -55,6 +56,8 @@ export interface RunningPeer {
   readonly port: number;
   readonly peerId: string;
   readonly clusterId: string;
+  /** This peer's own TPM, when its CMK is sealed to one (one operation at a time; see PeerTpm). */
+  readonly tpm: PeerTpm | undefined;
   /** "HOST:PORT" of the metrics and health listener, when it is on. */
   readonly metricsAddress: string | undefined;
   /** Writes one info line of the peer's lifecycle ("draining", "stopped") to its log. */
@@ -100,9 +103,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     certificatePem: await readFile(resolvePeerPath(dir, config, "peerCertificate"), "utf8"),
     privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
   };
-  const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), {
-    log: logFor("master-key", "warn"),
-  });
+  // The CMK: unsealed from this peer's TPM, or (development only) read from its file.
+  const { protector, tpm } = await masterKeyProviderOf(dir, config, logFor("master-key", "warn"));
   const auditExport =
     config.audit.exportFile === "" && config.audit.exportSyslog === ""
       ? undefined
@@ -141,6 +143,10 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     await stopRaft();
     await core.close();
     await auditExport?.close();
+    // Last, after everything that might use the TPM: a swtpm keeps its clock safe across its next stop.
+    await tpm
+      ?.shutdown()
+      .catch((e: unknown) => logFor("tpm", "error")(`tpm: Shutdown(STATE) failed: ${String(e)}`));
   };
   try {
     const { barrier, keys, audit } = core;
@@ -229,7 +235,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
     healthTimer.unref();
     syncHealth();
-    return runningPeer(config, server, close, {
+    return runningPeer(config, server, tpm, close, {
       metricsAddress,
       log: logFor("peer", "info"),
       seal: () => barrier.seal(),
@@ -276,6 +282,7 @@ async function peerLogs(
 function runningPeer(
   config: PeerConfig,
   server: RunningServer,
+  tpm: PeerTpm | undefined,
   cleanup: () => Promise<void>,
   extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal">,
 ): RunningPeer {
@@ -285,6 +292,7 @@ function runningPeer(
     port: server.port,
     peerId: config.peerId,
     clusterId: config.clusterId,
+    tpm,
     ...extra,
     close(drainMs?: number) {
       closing ??= (async () => {

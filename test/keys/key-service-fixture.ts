@@ -49,6 +49,8 @@ export interface KeyServiceHandle {
 export interface Fixture {
   dir: string;
   dbDir: string;
+  /** The ring salt the store is pinned to (placement of key ids). */
+  clusterSalt: Uint8Array;
   protector: DevelopmentFileProtector;
   clock: ManualClock;
   handle: KeyServiceHandle;
@@ -59,7 +61,10 @@ export interface Fixture {
 }
 
 /** Tunables a test may set on the core it opens (the rest is as a serving peer's). */
-export type FixtureOptions = Pick<PeerCoreSpec, "store" | "grantsPerKeyMax">;
+export type FixtureOptions = Pick<
+  PeerCoreSpec,
+  "store" | "grantsPerKeyMax" | "consumersPerKeyMax" | "clientRequests" | "random"
+>;
 
 export async function openFixture(t: ExecutionContext, options: FixtureOptions = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-keys-"));
@@ -88,6 +93,7 @@ export async function openFixture(t: ExecutionContext, options: FixtureOptions =
   const fixture: Fixture = {
     dir,
     dbDir,
+    clusterSalt,
     protector,
     clock,
     handle: await open(),

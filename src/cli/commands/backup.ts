@@ -6,6 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { resolveConfigPath } from "../../config/master-key-sealing-config.js";
 import { CONFIG_FILE_NAME, loadPeerConfig, resolvePeerPath } from "../../config/peer-config.js";
 import { isLockboxError, LockboxError } from "../../errors.js";
 import { LOCKBOX_VERSION } from "../../peer/version.js";
@@ -35,6 +36,12 @@ const USAGE = [
   "  --json       print the result as one JSON line",
   "  -h, --help   show this help",
 ].join("\n");
+
+/** The master key's file: sealed to the TPM (masterKeySealing), else the development file. */
+const masterKeyFile = (dir: string, config: Awaited<ReturnType<typeof loadPeerConfig>>): string =>
+  config.masterKeySealing !== undefined
+    ? resolveConfigPath(dir, config.masterKeySealing.sealedFile)
+    : resolvePeerPath(dir, config, "masterKey");
 
 export const command: CliCommand = {
   name: "backup",
@@ -99,7 +106,7 @@ export const command: CliCommand = {
       else
         process.stdout.write(
           `backup of peer ${config.peerId} written to ${out}: ${summary.entries} entries, ${summary.bytes} bytes, sha256 ${summary.sha256}\n` +
-            `keep it together with the master key (${resolvePeerPath(dir, config, "masterKey")}), which it does not contain\n`,
+            `keep it together with the master key (${masterKeyFile(dir, config)}), which it does not contain\n`,
         );
       return EXIT_OK;
     });

@@ -8,6 +8,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { resolveConfigPath } from "../../config/master-key-sealing-config.js";
 import { CONFIG_FILE_NAME, loadPeerConfig, resolvePeerPath } from "../../config/peer-config.js";
 import { LockboxError } from "../../errors.js";
 import { openPeerStore } from "../../store/peer-store.js";
@@ -91,9 +92,17 @@ export const command: CliCommand = {
       } finally {
         await store.close();
       }
-      const missing = (["masterKey", "caCertificate", "peerCertificate", "peerKey"] as const)
-        .map((k) => resolvePeerPath(dir, config, k))
-        .filter((f) => !existsSync(f));
+      // The master key: sealed to the TPM (masterKeySealing), else the development file.
+      const masterKey =
+        config.masterKeySealing !== undefined
+          ? resolveConfigPath(dir, config.masterKeySealing.sealedFile)
+          : resolvePeerPath(dir, config, "masterKey");
+      const missing = [
+        masterKey,
+        ...(["caCertificate", "peerCertificate", "peerKey"] as const).map((k) =>
+          resolvePeerPath(dir, config, k),
+        ),
+      ].filter((f) => !existsSync(f));
       const result = {
         dir,
         peerId: backup.peerId,

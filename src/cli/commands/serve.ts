@@ -5,6 +5,7 @@
  * (JSON with --json), so a supervisor or a test can wait for it.
  */
 import { resolve } from "node:path";
+import { MasterKeyError } from "../../crypto/master-key-error.js";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
 import { LOG_LEVELS, isLogLevel } from "../../logging/log-level.js";
 import { startPeer } from "../../peer/start-peer.js";
@@ -29,6 +30,10 @@ const USAGE = [
   "  else:   lockbox peer peer-1 listening on 127.0.0.1:7443 (cluster ...)",
   "Logs go to stderr, one JSON object per line (level, time, peer, component, msg); the level",
   "is the config's log.level, or $LOCKBOX_LOG_LEVEL (fatal, error, warn, info, debug, trace, silent).",
+  "If the master key cannot be unsealed from this peer's TPM, it exits 1 and",
+  "prints why, with a stable reason code (CMK_PCRS_CHANGED: the platform changed, attest again;",
+  "CMK_SRK_MISMATCH: another or a cleared TPM, use `lockbox recover`; CMK_SEALED_FILE_*; CMK_TPM_FAILED):",
+  '  --json: {"event":"unseal-failed","reason":"CMK_PCRS_CHANGED","message":"..."}',
   "",
   "options:",
   "  --dir DIR            the init directory (required)  [$LOCKBOX_DIR]",
@@ -88,12 +93,20 @@ export const command: CliCommand = {
       }
       const json = boolFlag(args, "json");
 
-      const peer = await startPeer({
-        dir,
-        ...(listen !== undefined ? { listen } : {}),
-        ...(metricsListen !== undefined ? { metricsListen } : {}),
-        ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
-      });
+      let peer;
+      try {
+        peer = await startPeer({
+          dir,
+          ...(listen !== undefined ? { listen } : {}),
+          ...(metricsListen !== undefined ? { metricsListen } : {}),
+          ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
+        });
+      } catch (err) {
+        if (!(err instanceof MasterKeyError)) throw err;
+        if (json) printJson({ event: "unseal-failed", reason: err.reason, message: err.message });
+        process.stderr.write(`lockbox serve: ${err.reason}: ${err.message}\n`);
+        return EXIT_FAILURE;
+      }
       const log = (line: string): void => peer.log(line);
       if (json) {
         printJson({
