@@ -79,9 +79,14 @@ test("metrics after real calls: counters and histograms by method and status, st
   t.is(ready.status, 200);
   t.deepEqual(JSON.parse(ready.body), { ready: true, reason: "" });
 
-  // The raft group of one elects itself after an election timeout: scrape until it leads (bounded).
+  // The raft group of one elects itself after an election timeout, then commits and applies its
+  // first entry: scrape until it has (bounded).
+  const settled = (text: string): boolean => {
+    const x = parseExposition(text);
+    return value(x, "lockbox_raft_has_leader") === 1 && (value(x, "lockbox_raft_applied_index") ?? 0) >= 1;
+  };
   let scraped = await get(metricsAddress, "/metrics");
-  for (let i = 0; i < 100 && value(parseExposition(scraped.body), "lockbox_raft_has_leader") !== 1; i++) {
+  for (let i = 0; i < 100 && !settled(scraped.body); i++) {
     await new Promise((r) => setTimeout(r, 100));
     scraped = await get(metricsAddress, "/metrics");
   }
