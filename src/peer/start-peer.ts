@@ -9,6 +9,7 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { openAuditExport } from "../audit/audit-export.js";
+import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { LogLevel } from "../logging/log-level.js";
 import type { Logger } from "../logging/logger.js";
@@ -48,6 +49,12 @@ export interface StartPeerOptions {
     keys: KeyService;
     audit: AuditLog;
   }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  /**
+   * Serves lockbox.v1.JoinService (the attested join, src/attestation) over this authority's
+   * members, policies and CMK. The control state (src/controlplane) is to provide the authority;
+   * until it does, only tests pass one (an InMemoryJoinAuthority).
+   */
+  join?: JoinEndpointOptions;
 }
 
 export interface RunningPeer {
@@ -195,6 +202,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
       routeGrpcLogs(await import("@grpc/grpc-js"), logs.logger);
     }
+    const join =
+      options.join === undefined
+        ? undefined
+        : (await import("../attestation/join-endpoint.js")).joinEndpoint(options.join, {
+            audit,
+            caCertificatePem: tls.caCertificatePem,
+            clock,
+            log: logFor("attestation", "warn"),
+          });
     const server = await startLockboxServer(
       {
         tls,
@@ -209,7 +225,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
           }),
         ],
-        peerServices: [raft.service],
+        peerServices: join === undefined ? [raft.service] : [raft.service, join],
         admin: {
           status: () => ({
             peerId: config.peerId,
