@@ -29,12 +29,22 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "==> npm: installing packages from package-lock.json"
-  # Not `npm ci`: the registry mirror lacks @bufbuild/buf's non-Linux optional
-  # packages, which `npm ci` insists on seeing in the lock. `npm install`
-  # still installs the locked versions.
-  npm install --no-audit --no-fund
+  # The lock lists @bufbuild/buf's binary package for every platform; npm ci
+  # downloads only the one this machine runs on.
+  npm ci --no-audit --no-fund
 else
   echo "==> npm: packages up to date"
 fi
-echo "==> build"
-npm run build --silent
+
+# Build only when something the build reads changed since the last build: a
+# full build (proto types, then tsc over every file) takes 10-40 s, and
+# `scripts/dev start` on a built tree should start in seconds.
+stamp=dist/.build-stamp
+build_inputs=(src cluster tpm test proto scripts tsconfig.json package.json package-lock.json)
+if [ -f "$stamp" ] && [ -z "$(find "${build_inputs[@]}" -newer "$stamp" -not -path 'src/gen/*' -print -quit)" ]; then
+  echo "==> build: up to date"
+else
+  echo "==> build"
+  npm run build --silent
+  touch "$stamp"
+fi

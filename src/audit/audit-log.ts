@@ -98,6 +98,29 @@ export interface AuditLogOptions {
   refusals?: RefusalTallyOptions;
   /** Where a failed aggregate or retention write is reported (stderr by default). */
   log?: (line: string) => void;
+  /**
+   * Told of every record once it is durable, in sequence order, with its chain hashes: the copy
+   * for a SIEM (audit-export.ts). It must not throw or block; the stored log stays the record.
+   */
+  exportRecord?: (record: ExportedAuditRecord) => void;
+}
+
+/** A record as exported: the stored fields, its time in ISO 8601, and its place in the hash chain. */
+export interface ExportedAuditRecord {
+  sequence: number;
+  time: string;
+  identity: string;
+  operation: string;
+  keyId: string;
+  project: string;
+  outcome: AuditOutcome;
+  status: string;
+  detail: string;
+  source: string;
+  count: number;
+  /** The previous record's hash, and this record's: a SIEM can check the chain too. */
+  prev: string;
+  hash: string;
 }
 
 export interface AuditListRequest {
@@ -164,6 +187,7 @@ export class AuditLog {
     private readonly ageMaxMs: number,
     private readonly log: (line: string) => void,
     refusals: RefusalTallyOptions,
+    private readonly exportRecord: ((record: ExportedAuditRecord) => void) | undefined,
   ) {
     this.tally = new RefusalTally((counts) => this.writeRefusals(counts), clock, refusals);
   }
@@ -218,6 +242,7 @@ export class AuditLog {
       ageMaxMs,
       log,
       options.refusals ?? {},
+      options.exportRecord,
     );
     await auditLog.prune();
     return auditLog;
@@ -244,7 +269,8 @@ export class AuditLog {
       count,
     };
     // Chained in sequence order: the group commit keeps writes in the order they were queued.
-    const { bytes, hash } = sealRecord(content, this.lastHash);
+    const prev = this.lastHash;
+    const { bytes, hash } = sealRecord(content, prev);
     this.lastHash = hash;
     await this.store.write([
       { type: "put", sublevel: "audit", key: recordKey(content.sequence), value: bytes },
@@ -255,6 +281,13 @@ export class AuditLog {
         value: encodeHead({ sequence: content.sequence, hash }),
       },
     ]);
+    if (this.exportRecord !== undefined) {
+      try {
+        this.exportRecord({ ...content, time: new Date(content.time).toISOString(), prev, hash });
+      } catch (err) {
+        this.log(`lockbox: audit export failed for record ${content.sequence}: ${String(err)}`);
+      }
+    }
     if (++this.appendsSincePrune >= PRUNE_EVERY_APPENDS) {
       this.appendsSincePrune = 0;
       void this.prune().catch((err: unknown) => this.log(`lockbox: audit retention failed: ${String(err)}`));

@@ -8,7 +8,7 @@
  *                > DIR/dev-cluster.json's address > DIR/config.json's listen address
  *   ca/cert/key: --ca/--cert/--key > $LOCKBOX_CA/$LOCKBOX_CERT/$LOCKBOX_KEY
  *                > DIR/ca.crt, DIR/admin.crt, DIR/admin.key
- * where DIR is --dir, or $LOCKBOX_DIR.
+ * where DIR is --dir, or $LOCKBOX_DIR; the deadline is --deadline-ms > $LOCKBOX_DEADLINE_MS.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,6 +18,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 // `--help` and usage errors stay fast. See clientFrom() and runGuarded().
 import type { LockboxClient } from "../client/index.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { isLogLevel } from "../logging/log-level.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./command.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
@@ -52,7 +53,7 @@ export const CONNECTION_HELP = [
   "  --cert FILE            client certificate                            [$LOCKBOX_CERT]",
   "  --key FILE             client private key (alias --client-key)       [$LOCKBOX_KEY]",
   "  --dir DIR              an `lockbox init` directory: its CA, admin identity and address [$LOCKBOX_DIR]",
-  "  --deadline-ms N        deadline of each attempt (default 5000)",
+  "  --deadline-ms N        deadline of each attempt (default 5000)          [$LOCKBOX_DEADLINE_MS]",
 ].join("\n");
 
 export interface ParsedArgs {
@@ -86,6 +87,16 @@ export function stringFlag(args: ParsedArgs, name: string): string | undefined {
 export function requiredFlag(args: ParsedArgs, name: string): string {
   const v = stringFlag(args, name);
   if (v === undefined || v === "") throw new UsageError(`--${name} is required`, `--${name}`);
+  return v;
+}
+
+/**
+ * The init directory of a command that works on one (init, serve, identity, audit verify,
+ * dev-cluster, backup, restore): --dir, else $LOCKBOX_DIR, as for the connection settings.
+ */
+export function dirFlag(args: ParsedArgs, env: NodeJS.ProcessEnv = process.env): string {
+  const v = stringFlag(args, "dir") ?? nonEmpty(env.LOCKBOX_DIR);
+  if (v === undefined || v === "") throw new UsageError("--dir is required (or set $LOCKBOX_DIR)", "--dir");
   return v;
 }
 
@@ -145,7 +156,14 @@ export function connectionSettings(
     cert: pick("cert", "LOCKBOX_CERT", "admin.crt"),
     key: pick("key", "LOCKBOX_KEY", "admin.key"),
   };
-  const deadlineMs = intFlag(args, "deadline-ms", 1, 3_600_000);
+  let deadlineMs = intFlag(args, "deadline-ms", 1, 3_600_000);
+  const envDeadline = nonEmpty(env.LOCKBOX_DEADLINE_MS);
+  if (deadlineMs === undefined && envDeadline !== undefined) {
+    if (!/^\d+$/.test(envDeadline) || Number(envDeadline) < 1 || Number(envDeadline) > 3_600_000) {
+      throw new UsageError(`$LOCKBOX_DEADLINE_MS must be an integer from 1 to 3600000, got '${envDeadline}'`);
+    }
+    deadlineMs = Number(envDeadline);
+  }
   if (deadlineMs !== undefined) settings.deadlineMs = deadlineMs;
   return settings;
 }
@@ -191,6 +209,7 @@ const splitList = (s: string | undefined): string[] =>
 /** A client for one CLI invocation: no key cache (the process ends right after). */
 export async function clientFrom(settings: ConnectionSettings): Promise<LockboxClient> {
   silenceIpServerNameWarning();
+  await quietGrpcLogs();
   const { LockboxClient } = await import("../client/index.js");
   return new LockboxClient({
     endpoints: settings.endpoints,
@@ -198,6 +217,26 @@ export async function clientFrom(settings: ConnectionSettings): Promise<LockboxC
     cache: false,
     ...(settings.deadlineMs !== undefined ? { deadlineMs: settings.deadlineMs } : {}),
   });
+}
+
+/**
+ * grpc-js prints its own lines ("E No address added ...") to stderr, in the middle of a command's
+ * output. A command already reports what failed in its own words, so those lines are dropped,
+ * unless $LOCKBOX_LOG_LEVEL asks for them: then they come as JSON log lines of component "grpc".
+ */
+async function quietGrpcLogs(): Promise<void> {
+  const grpc = await import("@grpc/grpc-js");
+  const level = process.env.LOCKBOX_LOG_LEVEL;
+  if (level === undefined || level === "" || level === "silent" || !isLogLevel(level)) {
+    const drop = (): void => {};
+    grpc.setLogger({ error: drop, info: drop, debug: drop } as Partial<Console>);
+    return;
+  }
+  const [{ createLogger }, { routeGrpcLogs }] = await Promise.all([
+    import("../logging/logger.js"),
+    import("../logging/grpc-log-route.js"),
+  ]);
+  routeGrpcLogs(grpc, createLogger({ level }));
 }
 
 /**

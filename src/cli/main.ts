@@ -21,6 +21,8 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   audit: { module: "audit", summary: "read a peer's audit log" },
   status: { module: "status", summary: "show what a peer is and how it holds the master key" },
   tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
+  backup: { module: "backup", summary: "back up a stopped peer's store and config" },
+  restore: { module: "restore", summary: "restore a peer's store from a backup" },
   join: { module: "join", summary: "join this machine to a cluster by TPM attestation" },
   "dev-cluster": { module: "dev-cluster", summary: "start or stop a local development lockbox" },
 };

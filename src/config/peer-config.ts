@@ -2,8 +2,10 @@
  * A peer's config file, `config.json` in the directory `lockbox init`
  * creates. It names the peer and its cluster, where it listens, the ring
  * parameters every peer must share (partition power, cluster salt), and the
- * files it uses, relative to that directory. Loading validates every field
- * and names the first one that is wrong.
+ * files it uses, relative to that directory. Every other tunable (logs,
+ * metrics, edge limits, audit retention and export, store) is optional in the
+ * file and has a documented default (tunables.ts, docs/configuration.md).
+ * Loading validates every field and names the first one that is wrong.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -16,7 +18,10 @@ import {
   type PeerRaftLimits,
   validatePeerRaftLimits,
 } from "../raft/peer-raft-limits.js";
+import { TUNABLES_DEFAULT, type Tunables, validateTunables } from "./tunables.js";
 import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
+
+export { type Tunables, TUNABLES_DEFAULT } from "./tunables.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -35,7 +40,8 @@ export interface PeerPaths {
   data: string;
 }
 
-export interface PeerConfig {
+/** The sections of Tunables sit at the root of config.json, beside these fields. */
+export interface PeerConfig extends Tunables {
   version: typeof CONFIG_VERSION;
   peerId: string;
   clusterId: string;
@@ -82,6 +88,7 @@ export function newPeerConfig(params: { peerId: string; listen: string; clusterI
     clusterSalt: randomBytes(CLUSTER_SALT_BYTES).toString("hex"),
     paths: { ...DEFAULT_PATHS },
     raft: { ...PEER_RAFT_LIMITS_DEFAULT },
+    ...structuredClone(TUNABLES_DEFAULT),
   };
   return validatePeerConfig(config, "new config");
 }
@@ -147,6 +154,22 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     throw bad("clusterSalt", `must be ${CLUSTER_SALT_BYTES * 2} lower-case hex digits`);
   }
   if (typeof o.paths !== "object" || o.paths === null) throw bad("paths", "must be an object");
+  const known = new Set([
+    "version",
+    "peerId",
+    "clusterId",
+    "listen",
+    "partitionPower",
+    "clusterSalt",
+    "paths",
+    "masterKeySealing",
+    "raft",
+    "seedPeers",
+    "allowUnattestedMembersForTests",
+  ]);
+  for (const key of Object.keys(o)) {
+    if (!known.has(key) && !Object.hasOwn(TUNABLES_DEFAULT, key)) throw bad(key, "is not a config field");
+  }
   const paths = o.paths as Record<string, unknown>;
   for (const name of Object.keys(DEFAULT_PATHS) as (keyof PeerPaths)[]) {
     const p = paths[name];
@@ -154,6 +177,7 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
       throw bad(`paths.${name}`, "must be a file path");
   }
   const raft = validatePeerRaftLimits(o.raft, bad);
+  const tunables = validateTunables(o, (field, what) => bad(field, what));
   const sealing =
     o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
   const optional: Pick<PeerConfig, "seedPeers" | "allowUnattestedMembersForTests"> = {};
@@ -189,5 +213,6 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
       Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
     ) as unknown as PeerPaths,
     raft,
+    ...tunables,
   };
 }

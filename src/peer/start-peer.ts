@@ -8,8 +8,14 @@
  */
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { openAuditExport } from "../audit/audit-export.js";
 import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
+import type { LogLevel } from "../logging/log-level.js";
+import type { Logger } from "../logging/logger.js";
+import { RefusedCallLog } from "../logging/refused-call-log.js";
+import { NO_METRICS, type PeerMetricsHooks } from "../metrics/metrics-hooks.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import type { PeerTpm } from "../sealing/peer-tpm.js";
 import { masterKeyProviderOf } from "./master-key-of-config.js";
@@ -32,8 +38,15 @@ export interface StartPeerOptions {
   dir: string;
   /** HOST:PORT to listen on instead of the config's; port 0 picks a free one. */
   listen?: string;
-  /** Server-side log lines, including the development protector's warning; stderr by default. */
+  /**
+   * Server-side log lines as plain text, including the development protector's warning (tests).
+   * Without it the peer logs JSON lines (pino) to stderr at `logLevel`.
+   */
   log?: (line: string) => void;
+  /** Overrides the config's log.level (`lockbox serve` passes $LOCKBOX_LOG_LEVEL). */
+  logLevel?: LogLevel;
+  /** HOST:PORT for /metrics, /healthz and /readyz instead of the config's metrics.listen; "" turns it off. */
+  metricsListen?: string;
   clock?: Clock;
   /**
    * Tests only: puts parts of the test's choosing between the real ones and the edge (a key
@@ -67,9 +80,22 @@ export interface RunningPeer {
   readonly clusterId: string;
   /** This peer's own TPM, when its CMK is sealed to one (one operation at a time; see PeerTpm). */
   readonly tpm: PeerTpm | undefined;
+  /** "HOST:PORT" of the metrics and health listener, when it is on. */
+  readonly metricsAddress: string | undefined;
+  /** Writes one info line of the peer's lifecycle ("draining", "stopped") to its log. */
+  log(line: string): void;
+  /**
+   * Seals the peer at once (an operator's emergency stop, and how tests see a sealed peer): the
+   * master key is forgotten, key calls fail FAILED_PRECONDITION, health turns NOT_SERVING and
+   * /readyz 503. Unsealing needs a restart until the TPM unseal arrives.
+   */
+  seal(): void;
   /** Lets in-flight calls finish (at most drainMs), then closes the store. Idempotent. */
   close(drainMs?: number): Promise<void>;
 }
+
+/** How often health is brought in line with the seal state (also at once on every seal). */
+const HEALTH_SYNC_MS = 1_000;
 
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
   // The edge's modules (grpc-js, protobufjs: most of a start's time goes to loading them) load
@@ -79,20 +105,44 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   // The raft transport loads grpc-js and peer.proto too: the same overlap.
   const raftModule = import("../raft/peer-raft.js");
   raftModule.catch(() => {});
-  const log = options.log ?? ((line: string) => process.stderr.write(line + "\n"));
+  const loggerModule = options.log === undefined ? import("../logging/logger.js") : undefined;
+  loggerModule?.catch(() => {});
   const clock = options.clock ?? systemClock;
   const { dir } = options;
   const config = await loadPeerConfig(dir);
+  const logs = await peerLogs(options, config, loggerModule);
+  const { logFor } = logs;
+  const metricsListen = options.metricsListen ?? config.metrics.listen;
+  // prom-client loads only when metrics are on.
+  const metricsModules =
+    metricsListen === ""
+      ? undefined
+      : Promise.all([import("../metrics/peer-metrics.js"), import("../metrics/ops-listener.js")]);
+  metricsModules?.catch(() => {});
+  let metrics: PeerMetricsHooks = NO_METRICS;
   const tls = {
     caCertificatePem: await readFile(resolvePeerPath(dir, config, "caCertificate"), "utf8"),
     certificatePem: await readFile(resolvePeerPath(dir, config, "peerCertificate"), "utf8"),
     privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
   };
   // The CMK: unsealed from this peer's TPM, or (development only) read from its file.
-  const { protector, tpm } = await masterKeyProviderOf(dir, config, log);
+  const { protector, tpm } = await masterKeyProviderOf(dir, config, logFor("master-key", "warn"));
+  const auditExport =
+    config.audit.exportFile === "" && config.audit.exportSyslog === ""
+      ? undefined
+      : await openAuditExport({
+          file: config.audit.exportFile === "" ? "" : resolve(dir, config.audit.exportFile),
+          syslog: config.audit.exportSyslog,
+          peerId: config.peerId,
+          log: logFor("audit", "error"),
+        });
   // The control state (src/controlplane) is the raft group's state machine (started below, on the same
   // store); it holds the project KEKs, so the key service reads and creates them through it.
-  const control = new ControlPlane({ peerId: config.peerId, state: new ControlState(), log });
+  const control = new ControlPlane({
+    peerId: config.peerId,
+    state: new ControlState(),
+    log: logFor("control", "warn"),
+  });
   let legacyKeks: ((project: string) => Promise<Uint8Array | undefined>) | undefined;
   const core = await openPeerCore({
     kekStore: controlKekStore(control, (project) => legacyKeks?.(project) ?? Promise.resolve(undefined)),
@@ -101,16 +151,35 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     clusterSalt: Buffer.from(config.clusterSalt, "hex"),
     partitionPower: config.partitionPower,
     clock,
-    audit: { log },
+    store: { ...config.store, onBatch: (b) => metrics.groupCommit(b) },
+    grantsPerKeyMax: config.keys.grantsPerKeyMax,
+    audit: {
+      log: logFor("audit", "error"),
+      retention: { recordsMax: config.audit.recordsMax, ageMaxMs: config.audit.ageMaxDays * 86_400_000 },
+      refusals: { windowMs: config.audit.refusalWindowMs, keysMax: config.audit.refusalKeysMax },
+      ...(auditExport !== undefined ? { exportRecord: (r) => auditExport.write(r) } : {}),
+    },
+  }).catch(async (err: unknown) => {
+    await auditExport?.close();
+    throw err;
   });
+  const refusedCalls = new RefusedCallLog(logs.refusedCalls, { windowMs: config.log.refusedCallWindowMs });
   let stopRaft = async (): Promise<void> => {};
   let duties: LeaderDuties | undefined;
+  let stopMetrics = async (): Promise<void> => {};
+  let healthTimer: NodeJS.Timeout | undefined;
   const close = async (): Promise<void> => {
     duties?.stop();
+    clearInterval(healthTimer);
+    refusedCalls.flush();
+    await stopMetrics();
     await stopRaft();
     await core.close();
+    await auditExport?.close();
     // Last, after everything that might use the TPM: a swtpm keeps its clock safe across its next stop.
-    await tpm?.shutdown().catch((e: unknown) => log(`tpm: Shutdown(STATE) failed: ${String(e)}`));
+    await tpm
+      ?.shutdown()
+      .catch((e: unknown) => logFor("tpm", "error")(`tpm: Shutdown(STATE) failed: ${String(e)}`));
   };
   try {
     const { barrier, keys, audit } = core;
@@ -119,17 +188,19 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     legacyKeks = (project) => core.store.get("meta", kekMetaKey(project));
     // The control state admits peers and clients by membership and revocation, and serves proposals
     // forwarded to the leader.
+    const raftLog = logFor("raft", "warn");
     const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,
       tls,
-      log,
+      log: raftLog,
       limits: config.raft,
       stateMachine: control.state,
       admitPeer: (peer) => control.admitPeer(peer),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
-      onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
+      onFatal: (e) =>
+        logFor("raft", "error")(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
     });
     stopRaft = () => raft.stop();
     for (const [id, address] of Object.entries(config.seedPeers ?? {}))
@@ -148,7 +219,36 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
-    const { startLockboxServer } = await serverModule;
+    const readiness = () =>
+      barrier.sealed ? { ready: false, reason: "sealed" } : { ready: true, reason: "" };
+    let metricsAddress: string | undefined;
+    if (metricsModules !== undefined) {
+      const [{ createPeerMetrics }, { startOpsListener }] = await metricsModules;
+      const peerMetrics = createPeerMetrics(
+        {
+          sealed: () => barrier.sealed,
+          masterKeyEpoch: () => (barrier.sealed ? 0 : barrier.activeEpoch),
+          raft: () => raft.status(),
+        },
+        { peerId: config.peerId },
+      );
+      const listener = await startOpsListener({
+        listen: metricsListen,
+        scrape: () => peerMetrics.scrape(),
+        readiness,
+      });
+      metrics = peerMetrics;
+      metricsAddress = listener.address;
+      stopMetrics = async () => {
+        peerMetrics.close();
+        await listener.close();
+      };
+    }
+    const { startLockboxServer, callObserver } = await serverModule;
+    if (logs.logger !== undefined) {
+      const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
+      routeGrpcLogs(await import("@grpc/grpc-js"), logs.logger);
+    }
     // The attested join over the control state (ControlJoinAuthority), or over the authority a test gives.
     const joinOptions: JoinEndpointOptions | undefined =
       options.join ??
@@ -165,7 +265,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             audit,
             caCertificatePem: tls.caCertificatePem,
             clock,
-            log,
+            log: logFor("attestation", "warn"),
           });
     const server = await startLockboxServer(
       {
@@ -173,7 +273,14 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         keys,
         audit,
         clock,
-        log,
+        log: logFor("edge", "error"),
+        limits: config.edge,
+        interceptors: [
+          callObserver((c) => {
+            metrics.call(c);
+            refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
+          }),
+        ],
         peerServices: join === undefined ? [raft.service] : [raft.service, join],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
@@ -199,7 +306,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     );
     duties = new LeaderDuties({
       control,
-      log,
+      log: logFor("control", "warn"),
       facts: () =>
         barrier.sealed
           ? undefined
@@ -220,11 +327,53 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             },
     });
     duties.start();
-    return runningPeer(config, server, tpm, close);
+    const syncHealth = (): void => server.setServing(readiness().ready);
+    barrier.onSeal(syncHealth);
+    healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
+    healthTimer.unref();
+    syncHealth();
+    return runningPeer(config, server, tpm, close, {
+      metricsAddress,
+      log: logFor("peer", "info"),
+      seal: () => barrier.seal(),
+    });
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+interface PeerLogs {
+  /** The pino logger, when the peer logs JSON (not when the caller gave a plain `log`). */
+  logger: Logger | undefined;
+  logFor(component: string, level: Exclude<LogLevel, "silent">): (line: string) => void;
+  refusedCalls(summary: import("../logging/refused-call-log.js").RefusedCallSummary): void;
+}
+
+async function peerLogs(
+  options: StartPeerOptions,
+  config: PeerConfig,
+  loggerModule: Promise<typeof import("../logging/logger.js")> | undefined,
+): Promise<PeerLogs> {
+  const plain = options.log;
+  if (plain !== undefined || loggerModule === undefined) {
+    const write = plain ?? ((line: string) => process.stderr.write(line + "\n"));
+    return {
+      logger: undefined,
+      logFor: () => write,
+      refusedCalls: (s) =>
+        write(`lockbox: refused ${s.total} calls in ${s.windowMs} ms: ${JSON.stringify(s)}`),
+    };
+  }
+  const { createLogger, lineLog } = await loggerModule;
+  const logger = createLogger({ level: options.logLevel ?? config.log.level, base: { peer: config.peerId } });
+  const edge = logger.child({ component: "edge" });
+  return {
+    logger,
+    logFor: (component, level) => lineLog(logger, component, level),
+    refusedCalls: (s) =>
+      edge.warn({ event: "calls_refused", ...s }, `refused ${s.total} calls in the last ${s.windowMs} ms`),
+  };
 }
 
 function runningPeer(
@@ -232,6 +381,7 @@ function runningPeer(
   server: RunningServer,
   tpm: PeerTpm | undefined,
   cleanup: () => Promise<void>,
+  extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal">,
 ): RunningPeer {
   let closing: Promise<void> | undefined;
   return {
@@ -240,6 +390,7 @@ function runningPeer(
     peerId: config.peerId,
     clusterId: config.clusterId,
     tpm,
+    ...extra,
     close(drainMs?: number) {
       closing ??= (async () => {
         await server.close(drainMs);

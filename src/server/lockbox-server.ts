@@ -32,6 +32,7 @@ import { withLinkedFileDescriptors } from "./reflection-descriptors.js";
 import { withTolerantDeserializers } from "./undecodable-request.js";
 
 export { REQUEST_BYTES_MAX };
+export { callObserver, type ObservedCall } from "./call-observer.js";
 
 // Synchronous loading for the lazily built services (a deserializer cannot wait for an import).
 const require = createRequire(import.meta.url);
@@ -67,6 +68,11 @@ export interface LockboxServerOptions {
   /** Overrides of EDGE_LIMITS_DEFAULT (edge-limits.ts). */
   limits?: Partial<EdgeLimits>;
   /**
+   * Interceptors around every call, outside call admission (so they see its refusals too): the
+   * peer's call observer (call-observer.ts) for metrics and the refused-call log.
+   */
+  interceptors?: readonly grpc.ServerInterceptor[];
+  /**
    * Services served beside KeyService and AdminService that authenticate their callers themselves
    * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
    * the same TLS and the same REQUEST_BYTES_MAX bound.
@@ -83,6 +89,11 @@ export interface RunningServer {
   /** "HOST:PORT" as bound (the real port when asked for port 0). */
   readonly address: string;
   readonly port: number;
+  /**
+   * What grpc.health.v1 answers for the server and its services: NOT_SERVING while the peer
+   * cannot serve keys (sealed). SERVING at start; close() sets NOT_SERVING for good.
+   */
+  setServing(serving: boolean): void;
   /** Stops accepting calls, lets in-flight ones finish (at most drainMs), then closes. */
   close(drainMs?: number): Promise<void>;
 }
@@ -136,7 +147,7 @@ export async function startLockboxServer(
     "grpc.max_connection_idle_ms": limits.connectionIdleMs,
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
-    interceptors: [admission.interceptor],
+    interceptors: [...(options.interceptors ?? []), admission.interceptor],
   });
   limitHeaderList(server, limits.headerListBytesMax);
   const strict = (service: typeof protos.keyService) =>
@@ -188,15 +199,22 @@ export async function startLockboxServer(
   const address = formatHostPort({ host, port });
 
   let closing: Promise<void> | undefined;
+  const setHealth = (status: ServingStatus): void => {
+    for (const name of healthStatuses.keys()) {
+      if (healthStatuses.get(name) === status) continue;
+      healthStatuses.set(name, status);
+      health?.setStatus(name, status);
+    }
+  };
   return {
     address,
     port,
+    setServing(serving) {
+      if (closing === undefined) setHealth(serving ? "SERVING" : "NOT_SERVING");
+    },
     close(drainMs = DRAIN_TIMEOUT_MS_DEFAULT) {
       closing ??= new Promise<void>((resolve) => {
-        for (const name of healthStatuses.keys()) {
-          healthStatuses.set(name, "NOT_SERVING");
-          health?.setStatus(name, "NOT_SERVING");
-        }
+        setHealth("NOT_SERVING");
         const listenerClosed = listener.stopAccepting();
         const timer = setTimeout(() => server.forceShutdown(), drainMs);
         server.tryShutdown(() => {

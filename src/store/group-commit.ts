@@ -27,6 +27,8 @@ export interface GroupCommitOptions {
   queuedOpsMax?: number;
   /** Most operations in one batch; a longer queue is split into several batches. */
   batchOpsMax?: number;
+  /** Told of every batch once it is written (or failed): its size and how long its synced write took. */
+  onBatch?: (batch: { writes: number; ops: number; seconds: number }) => void;
 }
 
 export class GroupCommitWriter<Op> {
@@ -36,6 +38,7 @@ export class GroupCommitWriter<Op> {
   private closed = false;
   private readonly queuedOpsMax: number;
   private readonly batchOpsMax: number;
+  private readonly onBatch: GroupCommitOptions["onBatch"];
   readonly metrics: GroupCommitMetrics = { batches: 0, writes: 0, ops: 0 };
 
   /** `flush` must write `ops` as one atomic, synced batch. */
@@ -45,6 +48,7 @@ export class GroupCommitWriter<Op> {
   ) {
     this.queuedOpsMax = options.queuedOpsMax ?? 100_000;
     this.batchOpsMax = options.batchOpsMax ?? 10_000;
+    this.onBatch = options.onBatch;
   }
 
   /** Resolves once `ops` are in a synced batch. */
@@ -76,6 +80,7 @@ export class GroupCommitWriter<Op> {
       while (this.queue.length > 0) {
         const group = this.takeGroup();
         const ops = group.flatMap((p) => p.ops);
+        const started = process.hrtime.bigint();
         try {
           await this.flush(ops);
           for (const p of group) p.resolve();
@@ -85,6 +90,12 @@ export class GroupCommitWriter<Op> {
         this.metrics.batches += 1;
         this.metrics.writes += group.length;
         this.metrics.ops += ops.length;
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        try {
+          this.onBatch?.({ writes: group.length, ops: ops.length, seconds });
+        } catch {
+          // A metrics hook must not stop the writer.
+        }
       }
     } finally {
       this.flushing = undefined;

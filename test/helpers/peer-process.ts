@@ -57,6 +57,10 @@ export interface SpawnPeerOptions {
   readyTimeoutMs?: number;
   /** Fields merged into config.json after `init`, before the first serve (e.g. test-only flags). */
   configPatch?: Record<string, unknown>;
+  /** Extra environment for the serve process (LOCKBOX_LOG_LEVEL, GRPC_TRACE, ...). */
+  env?: Record<string, string>;
+  /** Edits config.json between `init` and the first start (tunables: log window, metrics). */
+  configure?: (config: Record<string, unknown>) => void;
 }
 
 const live = new Set<ChildProcess>();
@@ -86,6 +90,12 @@ export async function spawnPeer(options: SpawnPeerOptions = {}): Promise<PeerPro
 export async function startPeerInDir(dir: string, options: SpawnPeerOptions = {}): Promise<PeerProcess> {
   const peer = new SpawnedPeer(dir, options);
   try {
+    if (options.configure !== undefined) {
+      const path = join(dir, "config.json");
+      const config = JSON.parse(await fs.readFile(path, "utf8")) as Record<string, unknown>;
+      options.configure(config);
+      await fs.writeFile(path, JSON.stringify(config, null, 2));
+    }
     await peer.start();
   } catch (err) {
     await peer.teardown();
@@ -132,7 +142,7 @@ class SpawnedPeer implements PeerProcess {
       ...(this.options.serveArgs ?? []),
     ];
     const child = spawnOwned(process.execPath, [CLI_MAIN, ...args], {
-      env: withoutLockboxVars(process.env),
+      env: { ...withoutLockboxVars(process.env), ...this.options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     live.add(child);

@@ -53,7 +53,7 @@ export async function startEdgeWith(
 
 /** A peer shared by a file's tests: start in test.before, close in test.after.always. */
 export async function startSharedPeer(
-  options: Pick<StartPeerOptions, "replaceParts"> = {},
+  options: Pick<StartPeerOptions, "replaceParts" | "metricsListen"> = {},
 ): Promise<PeerFixture & { close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "lockbox-edge-"));
   const logs: string[] = [];

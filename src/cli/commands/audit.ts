@@ -15,6 +15,7 @@ import type { AuditEvent } from "../../client/index.js";
 import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 import {
+  dirFlag,
   CONNECTION_HELP,
   CONNECTION_OPTIONS,
   boolFlag,
@@ -23,7 +24,6 @@ import {
   intFlag,
   parseCommandArgs,
   printJson,
-  requiredFlag,
   runGuarded,
   stringFlag,
 } from "../client-options.js";
@@ -123,7 +123,7 @@ async function verify(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + "\n");
     return EXIT_OK;
   }
-  const dir = resolve(requiredFlag(args, "dir"));
+  const dir = resolve(dirFlag(args));
   // Loaded only here: reading LevelDB is this subcommand's business alone.
   const { loadPeerConfig, resolvePeerPath } = await import("../../config/peer-config.js");
   const { openPeerStore } = await import("../../store/peer-store.js");

@@ -16,12 +16,12 @@ import { fileURLToPath } from "node:url";
 import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../command.js";
 import {
+  dirFlag,
   DEV_CLUSTER_STATE_FILE,
   boolFlag,
   clientFrom,
   parseCommandArgs,
   printJson,
-  requiredFlag,
   runGuarded,
   stringFlag,
   type OptionSpec,
@@ -106,7 +106,7 @@ export const command: CliCommand = {
         process.stdout.write(usage + "\n");
         return EXIT_OK;
       }
-      const dir = resolve(requiredFlag(args, "dir"));
+      const dir = resolve(dirFlag(args));
       if (name === "start") return start(dir, args);
       if (name === "stop") return stop(dir, boolFlag(args, "json"));
       return status(dir, boolFlag(args, "json"));

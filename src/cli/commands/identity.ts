@@ -23,6 +23,7 @@ import { x509 } from "../../pki/x509.js";
 import {
   CONNECTION_HELP,
   CONNECTION_OPTIONS,
+  dirFlag,
   UsageError,
   boolFlag,
   clientFrom,
@@ -52,7 +53,7 @@ const USAGE = [
   "",
   "options:",
   "  --offline            sign locally with DIR's ca.key (not recorded, not revocable by name)",
-  "  --dir DIR            an init directory: CA, admin identity and address (or ca.key with --offline)",
+  "  --dir DIR            an init directory: CA, admin identity and address (or ca.key with --offline)  [$LOCKBOX_DIR]",
   "  --name NAME          the identity: 1..128 of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit",
   "  --role ROLE          service or admin (required)",
   "  --project P          a project the identity may use (repeatable; required for service)",
@@ -105,12 +106,8 @@ async function issue(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const offline = boolFlag(args, "offline");
-  const dirFlag = stringFlag(args, "dir");
-  const dir = offline
-    ? resolve(requiredFlag(args, "dir"))
-    : dirFlag === undefined
-      ? undefined
-      : resolve(dirFlag);
+  const dirGiven = stringFlag(args, "dir") ?? (process.env.LOCKBOX_DIR || undefined);
+  const dir = offline ? resolve(dirFlag(args)) : dirGiven === undefined ? undefined : resolve(dirGiven);
   const name = requiredFlag(args, "name");
   const role = requiredFlag(args, "role");
   if (!isRole(role)) throw new UsageError(`--role must be service or admin, got '${role}'`, "--role");

@@ -55,13 +55,13 @@ import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../p
 import { bootstrapPeerRaft } from "../../raft/peer-raft.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
+  dirFlag,
   type ParsedArgs,
   UsageError,
   boolFlag,
   intFlag,
   parseCommandArgs,
   printJson,
-  requiredFlag,
   runGuarded,
   stringFlag,
 } from "../client-options.js";
@@ -97,7 +97,7 @@ const USAGE = [
   `  --shares N           recovery shares to write (2..${SHARE_INDEX_MAX}; requires --tpm)`,
   "  --threshold K        shares needed to recover (2..N)",
   "  --shares-dir DIR2    where the share files go (created 0700 if missing)",
-  `  --dir DIR            where to create the cluster (required)`,
+  `  --dir DIR            where to create the cluster (required)  [$LOCKBOX_DIR]`,
   `  --peer-id ID         this peer's id (default ${PEER_ID_DEFAULT})`,
   `  --listen HOST:PORT   the address \`lockbox serve\` listens on (default ${LISTEN_DEFAULT})`,
   "  --host-name NAME     an extra DNS name or IP for the peer certificate (repeatable)",
@@ -131,7 +131,7 @@ export const command: CliCommand = {
         process.stdout.write(USAGE + "\n");
         return EXIT_OK;
       }
-      const dir = resolve(requiredFlag(args, "dir"));
+      const dir = resolve(dirFlag(args));
       const peerId = stringFlag(args, "peer-id") ?? PEER_ID_DEFAULT;
       if (!isNodeId(peerId)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
       const listen = stringFlag(args, "listen") ?? LISTEN_DEFAULT;

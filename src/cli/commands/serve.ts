@@ -7,13 +7,14 @@
 import { resolve } from "node:path";
 import { MasterKeyError } from "../../crypto/master-key-error.js";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
+import { LOG_LEVELS, isLogLevel } from "../../logging/log-level.js";
 import { startPeer } from "../../peer/start-peer.js";
 import {
+  dirFlag,
   UsageError,
   boolFlag,
   parseCommandArgs,
   printJson,
-  requiredFlag,
   runGuarded,
   stringFlag,
 } from "../client-options.js";
@@ -21,20 +22,25 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 
 const USAGE = [
-  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--json]",
+  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--json]",
   "",
   "Runs the lockbox peer created by `lockbox init --dir DIR` until SIGTERM or SIGINT.",
   "Prints one line when it listens:",
   '  --json: {"event":"ready","address":"127.0.0.1:7443","peerId":"peer-1","clusterId":"..."}',
   "  else:   lockbox peer peer-1 listening on 127.0.0.1:7443 (cluster ...)",
-  "Logs go to stderr. If the master key cannot be unsealed from this peer's TPM, it exits 1 and",
+  "Logs go to stderr, one JSON object per line (level, time, peer, component, msg); the level",
+  "is the config's log.level, or $LOCKBOX_LOG_LEVEL (fatal, error, warn, info, debug, trace, silent).",
+  "If the master key cannot be unsealed from this peer's TPM, it exits 1 and",
   "prints why, with a stable reason code (CMK_PCRS_CHANGED: the platform changed, attest again;",
   "CMK_SRK_MISMATCH: another or a cleared TPM, use `lockbox recover`; CMK_SEALED_FILE_*; CMK_TPM_FAILED):",
   '  --json: {"event":"unseal-failed","reason":"CMK_PCRS_CHANGED","message":"..."}',
   "",
   "options:",
-  "  --dir DIR            the init directory (required)",
+  "  --dir DIR            the init directory (required)  [$LOCKBOX_DIR]",
   "  --listen HOST:PORT   override the config's listen address; port 0 picks a free port",
+  "  --metrics-listen HOST:PORT  serve /metrics, /healthz and /readyz there (plain HTTP; keep it on",
+  "                       loopback or a management network); overrides the config's metrics.listen",
+  '                       [$LOCKBOX_METRICS_LISTEN]; "" turns it off',
   "  --json               print the ready line as JSON",
   "  -h, --help           show this help",
 ].join("\n");
@@ -52,6 +58,7 @@ export const command: CliCommand = {
         {
           dir: { type: "string" },
           listen: { type: "string" },
+          "metrics-listen": { type: "string" },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -61,7 +68,7 @@ export const command: CliCommand = {
         process.stdout.write(USAGE + "\n");
         return EXIT_OK;
       }
-      const dir = resolve(requiredFlag(args, "dir"));
+      const dir = resolve(dirFlag(args));
       const listen = stringFlag(args, "listen");
       if (listen !== undefined && !isHostPort(listen, { portZero: true })) {
         throw new UsageError(
@@ -69,22 +76,46 @@ export const command: CliCommand = {
           "--listen",
         );
       }
+      const metricsListen = stringFlag(args, "metrics-listen") ?? process.env.LOCKBOX_METRICS_LISTEN;
+      if (
+        metricsListen !== undefined &&
+        metricsListen !== "" &&
+        !isHostPort(metricsListen, { portZero: true })
+      ) {
+        throw new UsageError(
+          `--metrics-listen must be "" or ${describeHostPort({ portZero: true })}, got '${metricsListen}'`,
+          "--metrics-listen",
+        );
+      }
+      const logLevel = process.env.LOCKBOX_LOG_LEVEL;
+      if (logLevel !== undefined && logLevel !== "" && !isLogLevel(logLevel)) {
+        throw new UsageError(`LOCKBOX_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'`);
+      }
       const json = boolFlag(args, "json");
-      const log = (line: string): void => {
-        process.stderr.write(line + "\n");
-      };
 
       let peer;
       try {
-        peer = await startPeer({ dir, ...(listen !== undefined ? { listen } : {}), log });
+        peer = await startPeer({
+          dir,
+          ...(listen !== undefined ? { listen } : {}),
+          ...(metricsListen !== undefined ? { metricsListen } : {}),
+          ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
+        });
       } catch (err) {
         if (!(err instanceof MasterKeyError)) throw err;
         if (json) printJson({ event: "unseal-failed", reason: err.reason, message: err.message });
         process.stderr.write(`lockbox serve: ${err.reason}: ${err.message}\n`);
         return EXIT_FAILURE;
       }
+      const log = (line: string): void => peer.log(line);
       if (json) {
-        printJson({ event: "ready", address: peer.address, peerId: peer.peerId, clusterId: peer.clusterId });
+        printJson({
+          event: "ready",
+          address: peer.address,
+          peerId: peer.peerId,
+          clusterId: peer.clusterId,
+          ...(peer.metricsAddress !== undefined ? { metricsAddress: peer.metricsAddress } : {}),
+        });
       } else {
         process.stdout.write(
           `lockbox peer ${peer.peerId} listening on ${peer.address} (cluster ${peer.clusterId})\n`,

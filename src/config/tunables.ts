@@ -1,0 +1,157 @@
+/**
+ * Every tunable of a peer beyond its identity and files, with its default, in one table: the
+ * config file may set any of them (sections at the root of config.json), `lockbox init` writes
+ * them all with their defaults, and docs/configuration.md lists them (a test keeps that page
+ * complete). A value is checked when the config loads, and the error names `section.key`.
+ */
+import { EDGE_LIMITS_DEFAULT, type EdgeLimits } from "../server/edge-limits.js";
+import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { LOG_LEVELS, type LogLevel, isLogLevel } from "../logging/log-level.js";
+
+export interface Tunables {
+  log: {
+    /** Least severe level written (pino's names). */
+    level: LogLevel;
+    /** Refused calls are summed up in one warn line per window, never logged one by one. */
+    refusedCallWindowMs: number;
+  };
+  metrics: {
+    /** HOST:PORT of the HTTP listener for /metrics, /healthz and /readyz; "" turns it off. */
+    listen: string;
+  };
+  /** The gRPC edge's bounds (src/server/edge-limits.ts). */
+  edge: EdgeLimits;
+  audit: {
+    /** Most audit records kept. */
+    recordsMax: number;
+    /** Oldest audit record kept, in days. */
+    ageMaxDays: number;
+    /** Refused unauthenticated calls are counted into one record per source and reason per window. */
+    refusalWindowMs: number;
+    /** Distinct refusal counters per window; more share one overflow record. */
+    refusalKeysMax: number;
+    /** Also write every audit record as a JSON line to this file ("" = no file). */
+    exportFile: string;
+    /** Also send every audit record to syslog over UDP: "udp:HOST:PORT" ("" = off). */
+    exportSyslog: string;
+  };
+  store: {
+    /** Most operations waiting for a group commit; more are refused (RESOURCE_EXHAUSTED). */
+    queuedOpsMax: number;
+    /** Most operations in one synced batch. */
+    batchOpsMax: number;
+    /** Longest a destroyed key's material waits before its purge starts. */
+    purgeDelayMs: number;
+    /** Most keys one purge run compacts. */
+    purgeKeysPerRunMax: number;
+  };
+  keys: {
+    /** Most live grants one key may have. */
+    grantsPerKeyMax: number;
+  };
+}
+
+export const TUNABLES_DEFAULT: Tunables = {
+  log: { level: "info", refusedCallWindowMs: 10_000 },
+  metrics: { listen: "" },
+  edge: { ...EDGE_LIMITS_DEFAULT },
+  audit: {
+    recordsMax: 1_000_000,
+    ageMaxDays: 400,
+    refusalWindowMs: 10_000,
+    refusalKeysMax: 256,
+    exportFile: "",
+    exportSyslog: "",
+  },
+  store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
+  keys: { grantsPerKeyMax: 1_000 },
+};
+
+type Check = (value: unknown) => string | undefined;
+
+const positiveInt: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? undefined : "must be a positive integer";
+const nonNegativeInt: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? undefined : "must be an integer >= 0";
+const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
+const listenOrOff: Check = (v) =>
+  v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
+    ? undefined
+    : `must be "" (off) or ${describeHostPort({ portZero: true })}`;
+const pathOrOff: Check = (v) =>
+  typeof v === "string" && !v.includes("\0") ? undefined : 'must be "" (off) or a file path';
+const syslogOrOff: Check = (v) =>
+  v === "" || (typeof v === "string" && v.startsWith("udp:") && isHostPort(v.slice(4)))
+    ? undefined
+    : 'must be "" (off) or "udp:HOST:PORT"';
+
+/** How each tunable is checked; every key of TUNABLES_DEFAULT has one (checked at load). */
+const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
+  log: { level, refusedCallWindowMs: positiveInt },
+  metrics: { listen: listenOrOff },
+  edge: Object.fromEntries(Object.keys(EDGE_LIMITS_DEFAULT).map((k) => [k, positiveInt])) as {
+    [K in keyof EdgeLimits]: Check;
+  },
+  audit: {
+    recordsMax: positiveInt,
+    ageMaxDays: positiveInt,
+    refusalWindowMs: positiveInt,
+    refusalKeysMax: positiveInt,
+    exportFile: pathOrOff,
+    exportSyslog: syslogOrOff,
+  },
+  store: {
+    queuedOpsMax: positiveInt,
+    batchOpsMax: positiveInt,
+    purgeDelayMs: nonNegativeInt,
+    purgeKeysPerRunMax: positiveInt,
+  },
+  keys: { grantsPerKeyMax: positiveInt },
+};
+
+/**
+ * The tunables of a parsed config.json: each section at its root is optional, and so is each key
+ * in it; what is absent takes its default. An unknown section or key is refused (a typo would
+ * otherwise be silently ignored), and so is a wrong value; `bad` builds the error naming it.
+ */
+export function validateTunables(
+  root: Record<string, unknown>,
+  bad: (field: string, what: string) => Error,
+): Tunables {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const section of Object.keys(TUNABLES_DEFAULT) as (keyof Tunables)[]) {
+    const defaults = TUNABLES_DEFAULT[section] as unknown as Record<string, unknown>;
+    const checks = CHECKS[section] as Record<string, Check>;
+    const given = root[section];
+    if (given === undefined) {
+      out[section] = { ...defaults };
+      continue;
+    }
+    if (typeof given !== "object" || given === null || Array.isArray(given))
+      throw bad(section, "must be an object");
+    const values = given as Record<string, unknown>;
+    for (const key of Object.keys(values)) {
+      if (!Object.hasOwn(defaults, key)) {
+        throw bad(`${section}.${key}`, `is not a tunable (known: ${Object.keys(defaults).join(", ")})`);
+      }
+    }
+    const resolved: Record<string, unknown> = {};
+    for (const key of Object.keys(defaults)) {
+      const value = values[key] ?? defaults[key];
+      const problem = checks[key]!(value);
+      if (problem !== undefined) throw bad(`${section}.${key}`, problem);
+      resolved[key] = value;
+    }
+    out[section] = resolved;
+  }
+  return out as unknown as Tunables;
+}
+
+/** Every tunable as `section.key` with its default, in the order of TUNABLES_DEFAULT (docs, tests). */
+export function tunableDefaults(): [name: string, value: unknown][] {
+  return Object.entries(TUNABLES_DEFAULT).flatMap(([section, values]) =>
+    Object.entries(values as Record<string, unknown>).map(
+      ([key, value]) => [`${section}.${key}`, value] as [string, unknown],
+    ),
+  );
+}

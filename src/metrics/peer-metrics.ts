@@ -1,0 +1,215 @@
+/**
+ * A peer's Prometheus metrics (prom-client), in their own registry. Counters and histograms are fed
+ * through the hooks (metrics-hooks.ts) as things happen; state that already exists elsewhere (seal
+ * state, master key epoch, raft term and indexes) is read at scrape time from `sources`, so it is
+ * never stale. Labels take only names from a fixed set (services, methods, statuses, check names),
+ * never ids, identities or anything a client chose freely, so their number stays bounded; and no
+ * metric carries key material.
+ */
+import * as prom from "prom-client";
+import type { PeerMetricsHooks } from "./metrics-hooks.js";
+
+export interface PeerMetricsSources {
+  sealed(): boolean;
+  /** 0 while sealed. */
+  masterKeyEpoch(): number;
+  raft(): { term: number; commit: number; applied: number; leader: string };
+}
+
+export interface PeerMetrics extends PeerMetricsHooks {
+  readonly registry: prom.Registry;
+  /** The exposition text and its content type. */
+  scrape(): Promise<{ contentType: string; body: string }>;
+  /** Stops the leader watch. */
+  close(): void;
+}
+
+/** Call latencies, seconds: half a millisecond to ten seconds. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Group commit batch sizes, 1 to 4096 (powers of two). */
+const BATCH_BUCKETS = prom.exponentialBuckets(1, 2, 13);
+/** How often the raft leader is sampled for lockbox_raft_leader_changes_total (also at each scrape). */
+const LEADER_SAMPLE_MS = 1_000;
+
+export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId: string }): PeerMetrics {
+  const registry = new prom.Registry();
+  registry.setDefaultLabels({ peer: labels.peerId });
+  prom.collectDefaultMetrics({ register: registry, prefix: "lockbox_" });
+  const r = [registry];
+
+  const calls = new prom.Counter({
+    name: "lockbox_grpc_calls_total",
+    help: "gRPC calls answered, by service, method and status",
+    labelNames: ["service", "method", "status"] as const,
+    registers: r,
+  });
+  const callSeconds = new prom.Histogram({
+    name: "lockbox_grpc_call_duration_seconds",
+    help: "gRPC call latency from headers to status, by service, method and status",
+    labelNames: ["service", "method", "status"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: r,
+  });
+  const batchWrites = new prom.Histogram({
+    name: "lockbox_store_group_commit_batch_writes",
+    help: "Writer calls per synced group-commit batch",
+    buckets: BATCH_BUCKETS,
+    registers: r,
+  });
+  const batchOps = new prom.Histogram({
+    name: "lockbox_store_group_commit_batch_ops",
+    help: "Operations per synced group-commit batch",
+    buckets: BATCH_BUCKETS,
+    registers: r,
+  });
+  const syncSeconds = new prom.Histogram({
+    name: "lockbox_store_sync_duration_seconds",
+    help: "Time to write and sync one group-commit batch",
+    buckets: LATENCY_BUCKETS,
+    registers: r,
+  });
+
+  let lastLeader: string | undefined;
+  const leaderChanges = new prom.Counter({
+    name: "lockbox_raft_leader_changes_total",
+    help: "Times this peer saw the raft leader change to another known leader (sampled every second)",
+    registers: r,
+  });
+  const sampleLeader = (): ReturnType<PeerMetricsSources["raft"]> => {
+    const s = sources.raft();
+    if (s.leader !== "" && s.leader !== lastLeader) {
+      if (lastLeader !== undefined) leaderChanges.inc();
+      lastLeader = s.leader;
+    }
+    return s;
+  };
+  const leaderTimer = setInterval(sampleLeader, LEADER_SAMPLE_MS);
+  leaderTimer.unref();
+  const raftGauge = (
+    name: string,
+    help: string,
+    read: (s: ReturnType<PeerMetricsSources["raft"]>) => number,
+  ) =>
+    new prom.Gauge({
+      name,
+      help,
+      registers: r,
+      collect() {
+        this.set(read(sampleLeader()));
+      },
+    });
+  raftGauge("lockbox_raft_term", "Current raft term", (s) => s.term);
+  raftGauge("lockbox_raft_commit_index", "Highest raft log index known committed", (s) => s.commit);
+  raftGauge("lockbox_raft_applied_index", "Highest raft log index applied", (s) => s.applied);
+  new prom.Gauge({
+    name: "lockbox_raft_has_leader",
+    help: "1 when this peer knows a raft leader",
+    registers: r,
+    collect() {
+      this.set(sampleLeader().leader === "" ? 0 : 1);
+    },
+  });
+  new prom.Gauge({
+    name: "lockbox_sealed",
+    help: "1 while the peer is sealed (holds no master key and serves no keys)",
+    registers: r,
+    collect() {
+      this.set(sources.sealed() ? 1 : 0);
+    },
+  });
+  new prom.Gauge({
+    name: "lockbox_master_key_epoch",
+    help: "Epoch of the master key new wraps use (0 while sealed)",
+    registers: r,
+    collect() {
+      this.set(sources.masterKeyEpoch());
+    },
+  });
+
+  const inFlight = new prom.Gauge({
+    name: "lockbox_replication_in_flight_records",
+    help: "Records sent to replicas and not yet acknowledged",
+    registers: r,
+  });
+  const hints = new prom.Gauge({
+    name: "lockbox_replication_hints_pending",
+    help: "Hints held for peers that were down",
+    registers: r,
+  });
+  const aeRounds = new prom.Counter({
+    name: "lockbox_anti_entropy_rounds_total",
+    help: "Anti-entropy rounds completed",
+    registers: r,
+  });
+  const aePartitions = new prom.Counter({
+    name: "lockbox_anti_entropy_partitions_compared_total",
+    help: "Partitions compared by anti-entropy",
+    registers: r,
+  });
+  const aePushed = new prom.Counter({
+    name: "lockbox_anti_entropy_records_pushed_total",
+    help: "Records pushed to replicas by anti-entropy",
+    registers: r,
+  });
+  const aeSeconds = new prom.Histogram({
+    name: "lockbox_anti_entropy_round_duration_seconds",
+    help: "Duration of one anti-entropy round",
+    buckets: [0.01, 0.1, 1, 10, 60, 600],
+    registers: r,
+  });
+  const rebalanceMoved = new prom.Gauge({
+    name: "lockbox_rebalance_moved_partition_replicas",
+    help: "Partition-replicas the current rebalance has moved",
+    registers: r,
+  });
+  const rebalanceTotal = new prom.Gauge({
+    name: "lockbox_rebalance_total_partition_replicas",
+    help: "Partition-replicas the current rebalance must move",
+    registers: r,
+  });
+  const attestations = new prom.Counter({
+    name: "lockbox_attestation_checks_total",
+    help: "Attestation checks, by check and result (ok or failed)",
+    labelNames: ["check", "result"] as const,
+    registers: r,
+  });
+
+  return {
+    registry,
+    async scrape() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+    close() {
+      clearInterval(leaderTimer);
+    },
+    call(c) {
+      const labels = { service: c.service, method: c.method, status: c.status };
+      calls.inc(labels);
+      callSeconds.observe(labels, c.seconds);
+    },
+    groupCommit(b) {
+      batchWrites.observe(b.writes);
+      batchOps.observe(b.ops);
+      syncSeconds.observe(b.seconds);
+    },
+    replication: {
+      inFlight: (n) => inFlight.set(n),
+      hintsPending: (n) => hints.set(n),
+      antiEntropyRound(round) {
+        aeRounds.inc();
+        aePartitions.inc(round.partitions);
+        aePushed.inc(round.pushed);
+        aeSeconds.observe(round.seconds);
+      },
+    },
+    rebalance: {
+      progress(p) {
+        rebalanceMoved.set(p.moved);
+        rebalanceTotal.set(p.total);
+      },
+    },
+    attestation: {
+      result: (a) => attestations.inc({ check: a.check, result: a.ok ? "ok" : "failed" }),
+    },
+  };
+}
