@@ -24,7 +24,8 @@ import {
   edgeLimits,
 } from "./edge-limits.js";
 import { listenEdge } from "./edge-listener.js";
-import type { EdgeAuditSink } from "./edge-audit.js";
+import type { EdgeAuditSink } from "../edge/edge-audit.js";
+import { InFlightLimit } from "../edge/in-flight.js";
 import { type KeyServiceApi, keyServiceHandlers } from "./key-service-handlers.js";
 import { ADMIN_SERVICE_NAME, KEY_SERVICE_NAME, serverProtos } from "./proto-definitions.js";
 import { addLazyServices, type LazyServiceShapes } from "./lazy-service.js";
@@ -66,6 +67,11 @@ export interface LockboxServerOptions {
   log?: (line: string) => void;
   /** Overrides of EDGE_LIMITS_DEFAULT (edge-limits.ts). */
   limits?: Partial<EdgeLimits>;
+  /**
+   * Calls in flight per identity, when shared with another edge (the REST API); by default the
+   * server keeps its own, bounded by limits.callsInFlightPerIdentityMax.
+   */
+  inFlight?: InFlightLimit;
   /**
    * Services served beside KeyService and AdminService that authenticate their callers themselves
    * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
@@ -112,7 +118,7 @@ export async function startLockboxServer(
   const admission = callAdmission({
     verifier: ctx.verifier,
     clock: ctx.clock,
-    callsInFlightPerIdentityMax: limits.callsInFlightPerIdentityMax,
+    inFlight: options.inFlight ?? new InFlightLimit(limits.callsInFlightPerIdentityMax),
     guards: (path) => guarded.has(path),
     onRefused(refusal) {
       noteRefusedCall(refusal.remoteAddress, refusal.remotePort);
