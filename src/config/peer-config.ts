@@ -11,6 +11,7 @@ import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { type RestConfig, validateRestConfig } from "./rest-config.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -40,6 +41,8 @@ export interface PeerConfig {
   clusterSalt: string;
   /** Relative to the config's directory (or absolute). */
   paths: PeerPaths;
+  /** The Barbican v1 REST listener (rest-config.ts); absent: none. */
+  rest?: RestConfig;
 }
 
 export const DEFAULT_PATHS: PeerPaths = {
@@ -131,7 +134,9 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
       throw bad(`paths.${name}`, "must be a file path");
   }
+  const rest = o.rest === undefined ? undefined : validateRestConfig(o.rest, bad);
   return {
+    ...(rest !== undefined ? { rest } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,

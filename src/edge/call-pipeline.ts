@@ -25,13 +25,13 @@ export interface AuditFacts {
   project?: string;
 }
 
-export interface Operation<Req, Res> {
+export interface Operation<Req, Res, C extends Caller = Caller> {
   /** The operation's name, as audited: "GetKey". Both transports use the same names for the same work. */
   readonly name: string;
   readonly adminOnly: boolean;
   /** Facts readable from the request alone, so even a refused call is audited with its key id. */
   requestFacts(request: Req): AuditFacts;
-  run(caller: Caller, request: Req): Promise<{ response: Res; facts?: AuditFacts }>;
+  run(caller: C, request: Req): Promise<{ response: Res; facts?: AuditFacts }>;
 }
 
 export interface PipelineContext {
@@ -51,14 +51,14 @@ export interface CallFailure {
 
 export type CallResult<Res> = { readonly response: Res } | { readonly failure: CallFailure };
 
-export interface CallInput<Req> {
+export interface CallInput<Req, C extends Caller = Caller> {
   readonly request: Req;
   /** A read changes nothing: when its audit record cannot be written, it fails (UNAVAILABLE). */
   readonly readOnly: boolean;
   /** Where the call came from (remote address), for refusals counted without an identity. */
   source(): string;
   /** The caller, or a LockboxError (UNAUTHENTICATED) thrown. */
-  authenticate(): Caller | Promise<Caller>;
+  authenticate(): C | Promise<C>;
   /** Refuses (throws) what the transport could not decode; runs after authentication. */
   validate?(request: Req): void;
 }
@@ -68,16 +68,16 @@ export const INTERNAL_ERROR_MESSAGE = "internal error";
 const AUDIT_FIELD_CHARS_MAX = 128;
 const AUDIT_DETAIL_CHARS_MAX = 256;
 
-export async function runCall<Req, Res>(
-  op: Operation<Req, Res>,
+export async function runCall<Req, Res, C extends Caller = Caller>(
+  op: Operation<Req, Res, C>,
   ctx: PipelineContext,
-  input: CallInput<Req>,
+  input: CallInput<Req, C>,
 ): Promise<CallResult<Res>> {
   let identity = "";
   let facts: AuditFacts = {};
   try {
     facts = safeFacts(() => op.requestFacts(input.request));
-    let caller: Caller;
+    let caller: C;
     try {
       caller = await input.authenticate();
     } catch (err) {
@@ -179,7 +179,7 @@ function safeFacts(read: () => AuditFacts): AuditFacts {
   }
 }
 
-function safeSource<Req>(input: CallInput<Req>): string {
+function safeSource(input: { source(): string }): string {
   try {
     return input.source();
   } catch {

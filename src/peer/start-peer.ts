@@ -13,6 +13,8 @@ import { DevelopmentFileProtector } from "../crypto/development-file-protector.j
 import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
+import { InFlightLimit } from "../edge/in-flight.js";
+import { EDGE_LIMITS_DEFAULT } from "../server/edge-limits.js";
 import { openPeerCore } from "./peer-core.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
@@ -21,6 +23,8 @@ export interface StartPeerOptions {
   dir: string;
   /** HOST:PORT to listen on instead of the config's; port 0 picks a free one. */
   listen?: string;
+  /** HOST:PORT for the REST listener instead of the config's `rest.listen` (needs a `rest` section). */
+  restListen?: string;
   /** Server-side log lines, including the development protector's warning; stderr by default. */
   log?: (line: string) => void;
   clock?: Clock;
@@ -42,6 +46,8 @@ export interface RunningPeer {
   readonly port: number;
   readonly peerId: string;
   readonly clusterId: string;
+  /** "HOST:PORT" of the Barbican REST listener, when the config has one. */
+  readonly restAddress?: string;
   /** Lets in-flight calls finish (at most drainMs), then closes the store. Idempotent. */
   close(drainMs?: number): Promise<void>;
 }
@@ -73,7 +79,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     audit: { log },
   });
   let stopRaft = async (): Promise<void> => {};
+  let stopRest = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
+    await stopRest();
     await stopRaft();
     await core.close();
   };
@@ -93,9 +101,13 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
+    // One bound on calls in flight per identity, whichever edge they come through.
+    const inFlight = new InFlightLimit(EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax);
+    const parts = options.replaceParts?.({ keys, audit });
     const server = await startLockboxServer(
       {
         tls,
+        inFlight,
         keys,
         audit,
         clock,
@@ -117,20 +129,47 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           }),
           listAuditEvents: (req) => audit.list(req),
         },
-        ...options.replaceParts?.({ keys, audit }),
+        ...parts,
       },
       options.listen ?? config.listen,
     );
-    return runningPeer(config, server, close);
+    let restAddress: string | undefined;
+    if (config.rest !== undefined) {
+      const { startRest } = await import("../rest/start-rest.js");
+      const rest = await startRest({
+        config: config.rest,
+        dir,
+        ...(options.restListen !== undefined ? { listen: options.restListen } : {}),
+        tls,
+        keys: parts?.keys ?? keys,
+        store: core.store,
+        barrier,
+        pipeline: { audit: parts?.audit ?? audit, log: parts?.log ?? log },
+        inFlight,
+        clock,
+      }).catch(async (e: unknown) => {
+        await server.close(0);
+        throw e;
+      });
+      stopRest = () => rest.close();
+      restAddress = rest.address;
+    }
+    return runningPeer(config, server, close, restAddress);
   } catch (err) {
     await close();
     throw err;
   }
 }
 
-function runningPeer(config: PeerConfig, server: RunningServer, cleanup: () => Promise<void>): RunningPeer {
+function runningPeer(
+  config: PeerConfig,
+  server: RunningServer,
+  cleanup: () => Promise<void>,
+  restAddress: string | undefined,
+): RunningPeer {
   let closing: Promise<void> | undefined;
   return {
+    ...(restAddress !== undefined ? { restAddress } : {}),
     address: server.address,
     port: server.port,
     peerId: config.peerId,

@@ -20,17 +20,19 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 
 const USAGE = [
-  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--json]",
+  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--rest-listen HOST:PORT] [--json]",
   "",
   "Runs the lockbox peer created by `lockbox init --dir DIR` until SIGTERM or SIGINT.",
   "Prints one line when it listens:",
   '  --json: {"event":"ready","address":"127.0.0.1:7443","peerId":"peer-1","clusterId":"..."}',
+  '         (and "restAddress":"HOST:PORT" when the config has a `rest` section: the Barbican v1 API)',
   "  else:   lockbox peer peer-1 listening on 127.0.0.1:7443 (cluster ...)",
   "Logs go to stderr.",
   "",
   "options:",
   "  --dir DIR            the init directory (required)",
   "  --listen HOST:PORT   override the config's listen address; port 0 picks a free port",
+  "  --rest-listen HOST:PORT  override the config's rest.listen (the Barbican v1 REST API, docs/openstack.md)",
   "  --json               print the ready line as JSON",
   "  -h, --help           show this help",
 ].join("\n");
@@ -48,6 +50,7 @@ export const command: CliCommand = {
         {
           dir: { type: "string" },
           listen: { type: "string" },
+          "rest-listen": { type: "string" },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -65,17 +68,36 @@ export const command: CliCommand = {
           "--listen",
         );
       }
+      const restListen = stringFlag(args, "rest-listen");
+      if (restListen !== undefined && !isHostPort(restListen, { portZero: true })) {
+        throw new UsageError(
+          `--rest-listen must be ${describeHostPort({ portZero: true })}, got '${restListen}'`,
+          "--rest-listen",
+        );
+      }
       const json = boolFlag(args, "json");
       const log = (line: string): void => {
         process.stderr.write(line + "\n");
       };
 
-      const peer = await startPeer({ dir, ...(listen !== undefined ? { listen } : {}), log });
+      const peer = await startPeer({
+        dir,
+        ...(listen !== undefined ? { listen } : {}),
+        ...(restListen !== undefined ? { restListen } : {}),
+        log,
+      });
       if (json) {
-        printJson({ event: "ready", address: peer.address, peerId: peer.peerId, clusterId: peer.clusterId });
+        printJson({
+          event: "ready",
+          address: peer.address,
+          peerId: peer.peerId,
+          clusterId: peer.clusterId,
+          ...(peer.restAddress !== undefined ? { restAddress: peer.restAddress } : {}),
+        });
       } else {
+        const rest = peer.restAddress !== undefined ? `, Barbican REST API on ${peer.restAddress}` : "";
         process.stdout.write(
-          `lockbox peer ${peer.peerId} listening on ${peer.address} (cluster ${peer.clusterId})\n`,
+          `lockbox peer ${peer.peerId} listening on ${peer.address}${rest} (cluster ${peer.clusterId})\n`,
         );
       }
 
