@@ -1,6 +1,7 @@
 /**
- * Where key records live: the "records" sublevel keyed `<partition>/<id>` (the partition as the
- * ring computes it), plus a listing index in "meta" keyed `idx/<project>/<scope>/<id>` so a
+ * Where key records live: the "records" sublevel keyed `<partition>/<id>` (DESIGN §7), the
+ * partition read from the key id itself (cluster/ring/key-id.ts: a version-8 id carries its
+ * scope's placement hash; a legacy version-4 id's partition is the salted hash of the id), plus a listing index in "meta" keyed `idx/<project>/<scope>/<id>` so a
  * project, or one scope of it, lists in order without scanning every partition. A record and its
  * index entry are always written in one batch.
  *
@@ -8,6 +9,7 @@
  * authenticated records; `loadUnauthenticated` lets the access check look at a record's project
  * before any key is touched, so a caller who may not see a key costs the same as a missing id.
  */
+import { partitionOfKeyId } from "../../cluster/ring/key-id.js";
 import { partitionOf } from "../../cluster/ring/partition.js";
 import { LockboxError } from "../errors.js";
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
@@ -51,9 +53,14 @@ export class KeyRecordStore {
     partitionOf(this.clusterSalt, "probe", partitionPower); // validates salt and power up front
   }
 
+  /** The partition of a key id (a validated, lower-case UUID). */
+  partitionOf(id: string): number {
+    return partitionOfKeyId(this.clusterSalt, id, this.partitionPower);
+  }
+
   /** The "records" key of a key id. */
   recordKeyOf(id: string): string {
-    return recordKey(partitionOf(this.clusterSalt, id, this.partitionPower), id, this.partitionPower);
+    return recordKey(this.partitionOf(id), id, this.partitionPower);
   }
 
   /** The authenticated record of `id`, or undefined. Any damage, or another id's record, is DATA_LOSS. */

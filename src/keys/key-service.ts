@@ -9,9 +9,18 @@
  *   unexpired, unrevoked grant; an expired or revoked grant is refused exactly like no grant.
  * - By project (create, import, list): a project the caller may not use is PERMISSION_DENIED (the
  *   caller named the project, so this reveals nothing about keys).
- * - GetKey, CloneKey, RekeyClone and CreateGrant on a destroyed key are FAILED_PRECONDITION
- *   "key destroyed" for callers who may see the key. DeleteKey of a destroyed key returns the
- *   tombstone unchanged (idempotent); GetKeyMetadata and ListKeys show tombstones.
+ * - GetKey, CloneKey, RekeyClone, CreateGrant and Add/RemoveConsumer on a destroyed key are
+ *   FAILED_PRECONDITION "key destroyed" for callers who may see the key. DeleteKey of a destroyed
+ *   key returns the tombstone unchanged (idempotent); GetKeyMetadata and ListKeys show tombstones.
+ * - A key past its expiration is not served: every call by id but DeleteKey is NOT_FOUND "key <id>
+ *   expired at <time>" (Barbican answers 404 for an expired secret, and a missing key is NOT_FOUND
+ *   here too), and ListKeys leaves it out. DeleteKey still destroys it, so its owner can clean up.
+ * - DeleteKey of a key with consumers is FAILED_PRECONDITION unless `force`, which removes the
+ *   consumers with the key. A key holds at most consumersPerKeyMax consumers (RESOURCE_EXHAUSTED).
+ * - Key ids are RFC 9562 version-8 UUIDs carrying the top 32 bits of H(cluster salt, project,
+ *   scope) (cluster/ring/key-id.ts), so a key's partition follows from its id; clones and rekeyed
+ *   clones keep their parent's project and scope, hence its partition.
+ * - Create-like calls with a client request id are deduplicated per identity (client-requests.ts).
  * - Every request is validated completely before any read or write (see validation.ts).
  * - Every stored record and grant is authenticated (record-codec.ts) before any of it is
  *   returned, and the material's envelope is bound to the key's immutable fields: a record whose
@@ -20,6 +29,9 @@
  * - A caller without access does the same work for an existing key, with or without grants, as
  *   for a missing id: one record read and one read of its own grants, no MAC checked.
  */
+import { placedKeyId, KEY_ID_RANDOM_BYTES } from "../../cluster/ring/key-id.js";
+import { scopeHash32 } from "../../cluster/ring/placement.js";
+import type { BindingValue } from "../crypto/binding.js";
 import type { Barrier } from "../crypto/barrier.js";
 import { openEnvelope, sealEnvelope } from "../crypto/envelope.js";
 import { nodeRandomSource, randomUuid, zeroize, type RandomSource } from "../crypto/random-source.js";
@@ -28,16 +40,30 @@ import type { Caller } from "../identity/caller.js";
 import type { PeerStore } from "../store/peer-store.js";
 import type { PurgeStatus } from "../store/purger.js";
 import { systemClock, type Clock } from "../time/clock.js";
+import {
+  clientRequestLock,
+  ClientRequestStore,
+  requestFingerprint,
+  type ClientRequestOptions,
+  type RequestBody,
+} from "./client-requests.js";
+import { compareConsumers, CONSUMERS_PER_KEY_MAX, ConsumerStore, sameConsumer } from "./consumer-store.js";
 import { GRANTS_PER_KEY_MAX, GrantStore } from "./grant-store.js";
 import {
   callerMaySee,
   toKeyMeta,
   type CloneKeyRequest,
+  type Consumer,
+  type ConsumerRef,
+  type ConsumerRequest,
+  type ConsumersResponse,
   type CreateGrantRequest,
   type CreateKeyRequest,
+  type DeleteKeyRequest,
   type GetKeyResponse,
   type Grant,
   type ImportKeyRequest,
+  type KeyConsumersRequest,
   type KeyIdRequest,
   type KeyMeta,
   type KeyRecord,
@@ -49,12 +75,25 @@ import { KeyRecordStore, listingPrefix } from "./key-record-store.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { signPageToken, verifyPageToken } from "./page-token.js";
 import { KEK_GENERATION, ProjectKeks, type ProjectKeys } from "./project-keks.js";
-import { authenticateGrant, materialBinding, type Unauthenticated } from "./record-codec.js";
+import {
+  authenticateClientRequest,
+  authenticateConsumer,
+  authenticateGrant,
+  materialBinding,
+  type ClientRequestEntry,
+  type Unauthenticated,
+} from "./record-codec.js";
 import {
   validateAlgorithm,
+  validateAlgorithmFor,
   validateBitLength,
+  validateClientRequestId,
+  validateConsumerField,
   validateExpiresAt,
+  validateForce,
   validateGrantee,
+  validateImportBitLength,
+  validateKeyExpiresAt,
   validateMaterial,
   validateName,
   validateOptionalName,
@@ -62,10 +101,13 @@ import {
   validatePageTokenShape,
   validateProjectLike,
   validateRequestObject,
+  validateSecretType,
   validateUuid,
 } from "./validation.js";
 
 export { GRANTS_PER_KEY_MAX } from "./grant-store.js";
+export { CONSUMERS_PER_KEY_MAX } from "./consumer-store.js";
+export { CLIENT_REQUEST_TTL_MS, CLIENT_REQUESTS_MAX } from "./client-requests.js";
 
 export interface KeyServiceOptions {
   store: PeerStore;
@@ -78,9 +120,22 @@ export interface KeyServiceOptions {
   random?: RandomSource;
   /** Most live grants one key may have (GRANTS_PER_KEY_MAX by default). */
   grantsPerKeyMax?: number;
+  /** Most consumers one key may have (CONSUMERS_PER_KEY_MAX by default). */
+  consumersPerKeyMax?: number;
+  /** How long, and how many, client request ids are kept (24 h and 100,000 by default). */
+  clientRequests?: ClientRequestOptions;
 }
 
-type NewKeyFields = Pick<KeyRecord, "project" | "scope" | "name" | "algorithm" | "bitLength" | "parentId">;
+type NewKeyFields = Pick<
+  KeyRecord,
+  "project" | "scope" | "name" | "secretType" | "algorithm" | "bitLength" | "parentId" | "expiresAt"
+>;
+
+/** A create-like call's request id, with what its fingerprint covers. */
+interface Dedup {
+  requestId: string;
+  body: RequestBody;
+}
 
 export class KeyService {
   private readonly store: PeerStore;
@@ -89,12 +144,16 @@ export class KeyService {
   private readonly random: RandomSource;
   private readonly records: KeyRecordStore;
   private readonly grants: GrantStore;
+  private readonly consumers: ConsumerStore;
+  private readonly clientRequests: ClientRequestStore;
   private readonly keks: ProjectKeks;
+  private readonly clusterSalt: Uint8Array;
   /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
   private damagedRecordsAtOpen = 0;
   private readonly grantsPerKeyMax: number;
+  private readonly consumersPerKeyMax: number;
 
   private constructor(options: KeyServiceOptions) {
     this.store = options.store;
@@ -103,8 +162,14 @@ export class KeyService {
     this.random = options.random ?? nodeRandomSource;
     this.keks = new ProjectKeks(this.store, this.barrier, this.random);
     this.records = new KeyRecordStore(this.store, this.keks, options.clusterSalt, options.partitionPower);
+    this.clusterSalt = new Uint8Array(options.clusterSalt);
     this.grantsPerKeyMax = options.grantsPerKeyMax ?? GRANTS_PER_KEY_MAX;
     this.grants = new GrantStore(this.store, this.grantsPerKeyMax);
+    this.consumersPerKeyMax = options.consumersPerKeyMax ?? CONSUMERS_PER_KEY_MAX;
+    if (!Number.isSafeInteger(this.consumersPerKeyMax) || this.consumersPerKeyMax < 1)
+      throw new RangeError("consumersPerKeyMax must be a positive integer");
+    this.consumers = new ConsumerStore(this.store, this.consumersPerKeyMax);
+    this.clientRequests = new ClientRequestStore(this.store, this.locks, options.clientRequests);
     // Cached KEKs were unwrapped with the CMK: sealing the barrier must make them unusable too.
     this.barrier.onSeal(() => void this.keks.zeroize());
   }
@@ -115,9 +180,12 @@ export class KeyService {
     const counted = await service.records.countLive();
     service.liveKeyCount = counted.live;
     service.damagedRecordsAtOpen = counted.damaged;
+    await service.clientRequests.open();
+    service.clientRequests.reclaimSoon(service.clock.now().getTime());
     return service;
   }
 
+  /** An AES key of fresh random material. */
   async createKey(caller: Caller, req: CreateKeyRequest): Promise<KeyMeta> {
     const r = validateRequestObject(req);
     const project = validateProjectLike("project", r.project);
@@ -125,26 +193,58 @@ export class KeyService {
     const name = validateName("name", r.name);
     const algorithm = validateAlgorithm(r.algorithm);
     const bitLength = validateBitLength(r.bitLength);
+    const expiresAt = validateKeyExpiresAt(r.expiresAt, this.clock.now());
+    const requestId = validateClientRequestId(r.clientRequestId);
     this.authorizeProject(caller, project);
-    const material = this.random.bytes(bitLength / 8);
-    try {
-      return await this.insert({ project, scope, name, algorithm, bitLength, parentId: "" }, material);
-    } finally {
-      zeroize(material);
-    }
+    const fields: NewKeyFields = {
+      project,
+      scope,
+      name,
+      secretType: "symmetric",
+      algorithm,
+      bitLength,
+      parentId: "",
+      expiresAt,
+    };
+    return this.deduplicated(
+      caller,
+      requestId,
+      project,
+      { method: "CreateKey", attributes: fieldsBody(fields) },
+      (dedup) => this.insertFresh(caller, fields, dedup),
+    );
   }
 
-  /** The caller keeps ownership of `material` (it is not zeroed here). */
+  /**
+   * Stores caller-provided material: an AES key (symmetric), or an opaque or passphrase secret.
+   * The caller keeps ownership of `material` (it is not zeroed here).
+   */
   async importKey(caller: Caller, req: ImportKeyRequest): Promise<KeyMeta> {
     const r = validateRequestObject(req);
     const project = validateProjectLike("project", r.project);
     const scope = validateProjectLike("scope", r.scope);
     const name = validateName("name", r.name);
-    const algorithm = validateAlgorithm(r.algorithm);
-    const material = validateMaterial(r.material);
+    const secretType = validateSecretType(r.secretType);
+    const algorithm = validateAlgorithmFor(secretType, r.algorithm);
+    const material = validateMaterial(r.material, secretType);
+    const bitLength = validateImportBitLength(secretType, material, r.bitLength);
+    const expiresAt = validateKeyExpiresAt(r.expiresAt, this.clock.now());
+    const requestId = validateClientRequestId(r.clientRequestId);
     this.authorizeProject(caller, project);
-    const bitLength = material.length === 16 ? 128 : 256;
-    return this.insert({ project, scope, name, algorithm, bitLength, parentId: "" }, material);
+    const fields: NewKeyFields = {
+      project,
+      scope,
+      name,
+      secretType,
+      algorithm,
+      bitLength,
+      parentId: "",
+      expiresAt,
+    };
+    const body: RequestBody = { method: "ImportKey", attributes: fieldsBody(fields), material };
+    return this.deduplicated(caller, requestId, project, body, (dedup) =>
+      this.insert(caller, fields, material, dedup),
+    );
   }
 
   async getKey(caller: Caller, req: KeyIdRequest): Promise<GetKeyResponse> {
@@ -180,7 +280,10 @@ export class KeyService {
       page.more && page.lastIndexKey !== undefined
         ? signPageToken(this.barrier, "list-keys", { p: project, s: scope, a: page.lastIndexKey })
         : "";
-    return { keys: page.records.map(toKeyMeta), nextPageToken };
+    const nowMs = this.clock.now().getTime();
+    // Expired keys are not served; the page is shorter rather than read further (bounded work).
+    const keys = page.records.filter((r) => !isExpired(r, nowMs)).map(toKeyMeta);
+    return { keys, nextPageToken };
   }
 
   /**
@@ -188,20 +291,31 @@ export class KeyService {
    * the store's purge delay (PeerStore.write's purge targets). Deleting a destroyed key returns
    * its tombstone unchanged (and schedules the purge again).
    */
-  async deleteKey(caller: Caller, req: KeyIdRequest): Promise<KeyMeta> {
-    const id = validateUuid("id", validateRequestObject(req).id);
+  async deleteKey(caller: Caller, req: DeleteKeyRequest): Promise<KeyMeta> {
+    const r = validateRequestObject(req);
+    const id = validateUuid("id", r.id);
+    const force = validateForce(r.force);
     return this.locks.run(id, async () => {
-      const record = await this.loadVisible(caller, id, false);
+      // An expired key can still be deleted: that is how its owner gets rid of it.
+      const record = await this.loadVisible(caller, id, false, { allowExpired: true });
       const wasLive = record.state !== "destroyed";
+      const consumerOps = await this.consumers.deleteAllOps(id);
+      if (wasLive && consumerOps.length > 0 && !force) {
+        throw new LockboxError(
+          "FAILED_PRECONDITION",
+          `key ${id} has consumers; remove them, or delete with force`,
+        );
+      }
+      const now = this.clock.now();
       // toKeyMeta drops wrappedMaterial: the tombstone holds no material at all.
       const tombstone: KeyRecord = wasLive
-        ? { ...toKeyMeta(record), state: "destroyed", destroyedAt: this.clock.now() }
+        ? { ...toKeyMeta(record), state: "destroyed", destroyedAt: now, updatedAt: now }
         : record;
       // LevelDB keeps the overwritten version in its log and tables until a compaction merges it
       // with the tombstone; the store's purger runs those compactions in batches.
       const keys = await this.keks.getExisting(record.project);
       const purge = [{ sublevel: "records" as const, key: this.records.recordKeyOf(id) }];
-      await this.store.write(this.records.putOps(tombstone, keys, false), purge);
+      await this.store.write([...this.records.putOps(tombstone, keys, false), ...consumerOps], purge);
       if (wasLive) this.liveKeyCount -= 1;
       return toKeyMeta(tombstone);
     });
@@ -282,6 +396,58 @@ export class KeyService {
   }
 
   /**
+   * Records that `ref` uses the key. Adding a consumer that is there already changes nothing
+   * (`changed` false); a key holds at most consumersPerKeyMax (RESOURCE_EXHAUSTED beyond).
+   */
+  async addConsumer(caller: Caller, req: ConsumerRequest): Promise<ConsumersResponse> {
+    const { keyId, ref } = validateConsumerRequest(req);
+    return this.locks.run(keyId, async () => {
+      const record = await this.loadVisible(caller, keyId, false);
+      this.requireNotDestroyed(record);
+      const keys = await this.keks.getExisting(record.project);
+      const consumers = await this.authenticConsumers(keyId, keys);
+      if (consumers.some((c) => sameConsumer(c, ref))) {
+        return { key: toKeyMeta(record), consumers, changed: false };
+      }
+      if (consumers.length >= this.consumersPerKeyMax) {
+        throw new LockboxError(
+          "RESOURCE_EXHAUSTED",
+          `key ${keyId} has ${this.consumersPerKeyMax} consumers already`,
+        );
+      }
+      const consumer: Consumer = { ...ref, createdAt: this.clock.now() };
+      await this.store.write(this.consumers.putOps(keyId, consumer, keys));
+      consumers.push(consumer);
+      consumers.sort(compareConsumers);
+      return { key: toKeyMeta(record), consumers, changed: true };
+    });
+  }
+
+  /** Removes a consumer; removing one that is not there changes nothing (`changed` false). */
+  async removeConsumer(caller: Caller, req: ConsumerRequest): Promise<ConsumersResponse> {
+    const { keyId, ref } = validateConsumerRequest(req);
+    return this.locks.run(keyId, async () => {
+      const record = await this.loadVisible(caller, keyId, false);
+      this.requireNotDestroyed(record);
+      const keys = await this.keks.getExisting(record.project);
+      const consumers = await this.authenticConsumers(keyId, keys);
+      const at = consumers.findIndex((c) => sameConsumer(c, ref));
+      if (at < 0) return { key: toKeyMeta(record), consumers, changed: false };
+      await this.store.write(this.consumers.deleteOps(keyId, ref));
+      consumers.splice(at, 1);
+      return { key: toKeyMeta(record), consumers, changed: true };
+    });
+  }
+
+  /** Every consumer of a key (none once it is destroyed: a forced delete removes them). */
+  async listConsumers(caller: Caller, req: KeyConsumersRequest): Promise<ConsumersResponse> {
+    const keyId = validateUuid("key_id", validateRequestObject(req).keyId);
+    const record = await this.loadVisible(caller, keyId, false);
+    const keys = await this.keks.getExisting(record.project);
+    return { key: toKeyMeta(record), consumers: await this.authenticConsumers(keyId, keys), changed: false };
+  }
+
+  /**
    * Keys that are not destroyed, records found damaged (unparseable) by the count at open, and
    * the store's purges of destroyed material.
    */
@@ -293,13 +459,24 @@ export class KeyService {
     };
   }
 
+  /** Stored client request ids (for tests and status). */
+  clientRequestCount(): number {
+    return this.clientRequests.size;
+  }
+
   /** Zeroes the cached project KEKs. Does not close the store or seal the barrier. */
   async close(): Promise<void> {
+    await this.clientRequests.idle();
     await this.keks.zeroize();
   }
 
   // ---- helpers ----
 
+  /**
+   * Clone and rekey: the new key keeps the parent's project, scope (hence its partition), secret
+   * type, algorithm, bit length and expiration. Fresh material is only for symmetric keys: an
+   * opaque or passphrase secret has no generator (FAILED_PRECONDITION).
+   */
   private async deriveKey(
     caller: Caller,
     req: CloneKeyRequest,
@@ -308,39 +485,166 @@ export class KeyService {
     const r = validateRequestObject(req);
     const id = validateUuid("id", r.id);
     const name = validateOptionalName("name", r.name);
-    return this.locks.run(id, async () => {
-      const parent = await this.loadVisible(caller, id, false);
-      const bytes =
-        material === "same-material" ? await this.unwrapMaterial(parent) : this.freshMaterial(parent);
-      try {
-        const { project, scope, algorithm, bitLength } = parent;
-        return await this.insert(
-          { project, scope, name: name ?? parent.name, algorithm, bitLength, parentId: parent.id },
-          bytes,
-        );
-      } finally {
-        zeroize(bytes);
-      }
-    });
+    const requestId = validateClientRequestId(r.clientRequestId);
+    const method = material === "same-material" ? "CloneKey" : "RekeyClone";
+    const body: RequestBody = { method, attributes: { id, name: name ?? "" } };
+    const derive = (dedup: Dedup | undefined): Promise<KeyMeta> =>
+      this.locks.run(id, async () => {
+        const parent = await this.loadVisible(caller, id, false);
+        const bytes =
+          material === "same-material" ? await this.unwrapMaterial(parent) : this.freshMaterial(parent);
+        try {
+          const { project, scope, secretType, algorithm, bitLength, expiresAt } = parent;
+          const fields: NewKeyFields = {
+            project,
+            scope,
+            name: name ?? parent.name,
+            secretType,
+            algorithm,
+            bitLength,
+            parentId: parent.id,
+            expiresAt,
+          };
+          return await this.insert(caller, fields, bytes, dedup);
+        } finally {
+          zeroize(bytes);
+        }
+      });
+    if (requestId === undefined) return derive(undefined);
+    // The project whose record key fingerprints the request is the parent's; it is known once the
+    // parent is read, and a retry finds it in the stored entry.
+    return this.deduplicated(caller, requestId, undefined, body, derive);
   }
 
   private freshMaterial(parent: KeyRecord): Uint8Array {
     this.requireNotDestroyed(parent);
+    if (parent.secretType !== "symmetric") {
+      throw new LockboxError(
+        "FAILED_PRECONDITION",
+        `key ${parent.id} is a ${parent.secretType} secret: only symmetric keys can be rekeyed`,
+      );
+    }
     return this.random.bytes(parent.bitLength / 8);
   }
 
-  /** Writes a new active key with `material` (wrapped here; the caller still owns `material`). */
-  private async insert(fields: NewKeyFields, material: Uint8Array): Promise<KeyMeta> {
-    if (material.length * 8 !== fields.bitLength)
+  /** CreateKey's material is drawn here and zeroed once wrapped. */
+  private async insertFresh(
+    caller: Caller,
+    fields: NewKeyFields,
+    dedup: Dedup | undefined,
+  ): Promise<KeyMeta> {
+    const material = this.random.bytes(fields.bitLength / 8);
+    try {
+      return await this.insert(caller, fields, material, dedup);
+    } finally {
+      zeroize(material);
+    }
+  }
+
+  /**
+   * Runs a create-like call once per (identity, client request id): without an id it just runs;
+   * with one, under that id's lock, an unexpired entry answers instead (the key it names, or
+   * INVALID_ARGUMENT if the request differs), and otherwise `run` writes the entry in the same
+   * batch as the key. `project` is the request's project when known before `run` (create, import).
+   */
+  private async deduplicated(
+    caller: Caller,
+    requestId: string | undefined,
+    project: string | undefined,
+    body: RequestBody,
+    run: (dedup: Dedup | undefined) => Promise<KeyMeta>,
+  ): Promise<KeyMeta> {
+    if (requestId === undefined) return run(undefined);
+    return this.locks.run(clientRequestLock(caller.identity, requestId), async () => {
+      this.barrier.requireUnsealed();
+      const parsed = await this.clientRequests.find(caller.identity, requestId, this.clock.now().getTime());
+      if (parsed === undefined) return run({ requestId, body });
+      const entry = await this.authenticClientRequest(parsed);
+      const keys = await this.keks.getExisting(entry.project);
+      const same =
+        entry.method === body.method &&
+        (project === undefined || entry.project === project) &&
+        entry.fingerprint === requestFingerprint(keys, body);
+      if (!same) {
+        throw invalidArgument(
+          "client_request_id",
+          `was used by ${caller.identity} for a different request (${entry.method}) within the last ` +
+            `${Math.round(this.clientRequests.ttlMs / 3600_000)} h; use a new id for a new request`,
+        );
+      }
+      // The key the first attempt made, as it is now (a retry after a delete sees the tombstone).
+      return toKeyMeta(await this.loadVisible(caller, entry.keyId, false));
+    });
+  }
+
+  private async authenticClientRequest(
+    parsed: Unauthenticated<ClientRequestEntry>,
+  ): Promise<ClientRequestEntry> {
+    const { identity, requestId, project } = parsed.unverified;
+    const where = `${identity}/${requestId}`;
+    let keys: ProjectKeys;
+    try {
+      keys = await this.keks.getExisting(project);
+    } catch (e) {
+      if (e instanceof LockboxError && e.code === "DATA_LOSS") {
+        throw new LockboxError("DATA_LOSS", `integrity check failed for client request ${where}`, undefined, {
+          cause: e,
+        });
+      }
+      throw e;
+    }
+    return authenticateClientRequest(parsed, keys.recordMacKey, where);
+  }
+
+  /** The key's consumers, authenticated and sorted; DATA_LOSS if any fails or names another key. */
+  private async authenticConsumers(keyId: string, keys: ProjectKeys): Promise<Consumer[]> {
+    const out: Consumer[] = [];
+    for (const parsed of await this.consumers.ofKey(keyId)) {
+      const stored = authenticateConsumer(parsed, keys.recordMacKey, keyId);
+      if (stored.keyId !== keyId) {
+        throw new LockboxError(
+          "DATA_LOSS",
+          `integrity check failed for a consumer of key ${keyId} (another key's)`,
+        );
+      }
+      out.push(stored.consumer);
+    }
+    return out.sort(compareConsumers);
+  }
+
+  /**
+   * Writes a new active key with `material` (wrapped here; the caller still owns `material`), and
+   * the client request entry `dedup` asks for, in one batch.
+   */
+  private async insert(
+    caller: Caller,
+    fields: NewKeyFields,
+    material: Uint8Array,
+    dedup: Dedup | undefined,
+  ): Promise<KeyMeta> {
+    if (fields.secretType === "symmetric" && material.length * 8 !== fields.bitLength)
       throw new Error("material length does not match bit length");
     this.barrier.requireUnsealed();
     const keys = await this.keks.getOrCreate(fields.project);
+    const now = this.clock.now();
     const record: KeyRecord = {
-      id: randomUuid(this.random),
-      ...fields,
-      createdAt: this.clock.now(),
+      // The id carries the placement of (project, scope): a scope's keys and clones share a partition.
+      id: placedKeyId(
+        scopeHash32(this.clusterSalt, fields.project, fields.scope),
+        this.random.bytes(KEY_ID_RANDOM_BYTES),
+      ),
+      project: fields.project,
+      scope: fields.scope,
+      name: fields.name,
+      secretType: fields.secretType,
+      algorithm: fields.algorithm,
+      bitLength: fields.bitLength,
+      parentId: fields.parentId,
+      createdAt: now,
+      updatedAt: now,
       state: "active",
     };
+    if (fields.expiresAt !== undefined) record.expiresAt = new Date(fields.expiresAt.getTime());
     // A repeated id would overwrite another key; with a sound RandomSource this never happens.
     if ((await this.records.load(record.id)) !== undefined) {
       throw new LockboxError(
@@ -358,8 +662,23 @@ export class KeyService {
       materialBinding(record),
       this.random,
     );
-    await this.store.write(this.records.putOps(record, keys, true));
+    const ops = this.records.putOps(record, keys, true);
+    let entry: ClientRequestEntry | undefined;
+    if (dedup !== undefined) {
+      entry = {
+        identity: caller.identity,
+        requestId: dedup.requestId,
+        method: dedup.body.method,
+        project: record.project,
+        keyId: record.id,
+        fingerprint: requestFingerprint(keys, dedup.body),
+        createdAt: now,
+      };
+      ops.push(...this.clientRequests.putOps(entry, keys));
+    }
+    await this.store.write(ops);
     this.liveKeyCount += 1;
+    if (entry !== undefined) this.clientRequests.written(entry, now.getTime());
     return toKeyMeta(record);
   }
 
@@ -369,7 +688,20 @@ export class KeyService {
    * authenticated until access is established, so a caller without access costs one record read
    * and one short range read whether the key exists, has grants or not.
    */
-  private async loadVisible(caller: Caller, id: string, viaGrant: boolean): Promise<KeyRecord> {
+  private async loadVisible(
+    caller: Caller,
+    id: string,
+    viaGrant: boolean,
+    options: { allowExpired?: boolean } = {},
+  ): Promise<KeyRecord> {
+    const record = await this.loadAccessible(caller, id, viaGrant);
+    if (options.allowExpired !== true && isExpired(record, this.clock.now().getTime())) {
+      throw new LockboxError("NOT_FOUND", `key ${id} expired at ${record.expiresAt!.toISOString()}`);
+    }
+    return record;
+  }
+
+  private async loadAccessible(caller: Caller, id: string, viaGrant: boolean): Promise<KeyRecord> {
     this.barrier.requireUnsealed();
     const [parsed, ownGrants] = await Promise.all([
       this.records.loadUnauthenticated(id),
@@ -431,6 +763,38 @@ export class KeyService {
       );
     }
   }
+}
+
+/** Past its expiration at `nowMs` (a key without one never expires). */
+function isExpired(r: KeyMeta, nowMs: number): boolean {
+  return r.expiresAt !== undefined && nowMs >= r.expiresAt.getTime();
+}
+
+/** What a new key's fields contribute to a request fingerprint. */
+function fieldsBody(f: NewKeyFields): Record<string, BindingValue> {
+  const body: Record<string, BindingValue> = {
+    project: f.project,
+    scope: f.scope,
+    name: f.name,
+    secretType: f.secretType,
+    algorithm: f.algorithm,
+    bitLength: f.bitLength,
+  };
+  if (f.expiresAt !== undefined) body.expiresAtMs = f.expiresAt.getTime();
+  return body;
+}
+
+function validateConsumerRequest(req: unknown): { keyId: string; ref: ConsumerRef } {
+  const r = validateRequestObject(req);
+  const keyId = validateUuid("key_id", r.keyId);
+  return {
+    keyId,
+    ref: {
+      service: validateConsumerField("service", r.service),
+      resourceType: validateConsumerField("resource_type", r.resourceType),
+      resourceId: validateConsumerField("resource_id", r.resourceId),
+    },
+  };
 }
 
 /** Unrevoked and not yet expired at `nowMs`. */

@@ -10,6 +10,7 @@ import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { LockboxError } from "../errors.js";
+import type { ClientRequestOptions } from "../keys/client-requests.js";
 import { KeyService } from "../keys/key-service.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
 import { systemClock, type Clock } from "../time/clock.js";
@@ -33,6 +34,10 @@ export interface PeerCoreSpec {
   store?: PeerStoreOptions;
   /** Most live grants one key may have. */
   grantsPerKeyMax?: number;
+  /** Most consumers one key may have. */
+  consumersPerKeyMax?: number;
+  /** How long, and how many, client request ids are kept (src/keys/client-requests.ts). */
+  clientRequests?: ClientRequestOptions;
   /** Audit retention and refusal windows; where failed aggregate writes are reported. */
   audit?: AuditLogOptions;
 }
@@ -75,6 +80,8 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       clock,
       random,
       ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
+      ...(spec.consumersPerKeyMax !== undefined ? { consumersPerKeyMax: spec.consumersPerKeyMax } : {}),
+      ...(spec.clientRequests !== undefined ? { clientRequests: spec.clientRequests } : {}),
     });
     cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock, spec.audit);

@@ -69,7 +69,8 @@ export const EDGE_LIMITS_DEFAULT: EdgeLimits = {
  */
 export const REQUEST_BYTES_MAX_BY_METHOD: Readonly<Record<string, number>> = {
   "/lockbox.v1.KeyService/CreateKey": 4096,
-  "/lockbox.v1.KeyService/ImportKey": 4096,
+  // Opaque and passphrase payloads are up to 4000 bytes beside names of up to 255 characters.
+  "/lockbox.v1.KeyService/ImportKey": 8192,
   "/lockbox.v1.KeyService/GetKey": 1024,
   "/lockbox.v1.KeyService/GetKeyMetadata": 1024,
   "/lockbox.v1.KeyService/ListKeys": 2048,
@@ -78,6 +79,10 @@ export const REQUEST_BYTES_MAX_BY_METHOD: Readonly<Record<string, number>> = {
   "/lockbox.v1.KeyService/RekeyClone": 2048,
   "/lockbox.v1.KeyService/CreateGrant": 1024,
   "/lockbox.v1.KeyService/RevokeGrant": 1024,
+  // Three consumer fields of up to 255 characters (at most 4 bytes each in UTF-8).
+  "/lockbox.v1.KeyService/AddConsumer": 4096,
+  "/lockbox.v1.KeyService/RemoveConsumer": 4096,
+  "/lockbox.v1.KeyService/ListConsumers": 1024,
   "/lockbox.v1.AdminService/GetStatus": 64,
   "/lockbox.v1.AdminService/ListAuditEvents": 2048,
 };

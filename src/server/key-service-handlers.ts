@@ -7,6 +7,12 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { ServiceDefinition } from "@grpc/proto-loader";
+import type { AddConsumerRequest__Output } from "../gen/lockbox/v1/AddConsumerRequest.js";
+import type { AddConsumerResponse } from "../gen/lockbox/v1/AddConsumerResponse.js";
+import type { ListConsumersRequest__Output } from "../gen/lockbox/v1/ListConsumersRequest.js";
+import type { ListConsumersResponse } from "../gen/lockbox/v1/ListConsumersResponse.js";
+import type { RemoveConsumerRequest__Output } from "../gen/lockbox/v1/RemoveConsumerRequest.js";
+import type { RemoveConsumerResponse } from "../gen/lockbox/v1/RemoveConsumerResponse.js";
 import type { CloneKeyRequest__Output } from "../gen/lockbox/v1/CloneKeyRequest.js";
 import type { CloneKeyResponse } from "../gen/lockbox/v1/CloneKeyResponse.js";
 import type { CreateGrantRequest__Output } from "../gen/lockbox/v1/CreateGrantRequest.js";
@@ -32,9 +38,14 @@ import type { Caller } from "../identity/caller.js";
 import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
 import {
   algorithmFromWire,
+  boolFromWire,
   bytesFromWire,
+  consumerToWire,
   grantToWire,
   keyMetaToWire,
+  optionalAlgorithmFromWire,
+  optionalTimestampFromWire,
+  secretTypeFromWire,
   stringFromWire,
   timestampFromWire,
   uint32FromWire,
@@ -47,12 +58,21 @@ export interface KeyServiceApi {
   getKey(caller: Caller, req: model.KeyIdRequest): Promise<model.GetKeyResponse>;
   getKeyMetadata(caller: Caller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
   listKeys(caller: Caller, req: model.ListKeysRequest): Promise<model.ListKeysResponse>;
-  deleteKey(caller: Caller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
+  deleteKey(caller: Caller, req: model.DeleteKeyRequest): Promise<model.KeyMeta>;
   cloneKey(caller: Caller, req: model.CloneKeyRequest): Promise<model.KeyMeta>;
   rekeyClone(caller: Caller, req: model.CloneKeyRequest): Promise<model.KeyMeta>;
   createGrant(caller: Caller, req: model.CreateGrantRequest): Promise<model.Grant>;
   revokeGrant(caller: Caller, req: model.RevokeGrantRequest): Promise<model.Grant>;
+  addConsumer(caller: Caller, req: model.ConsumerRequest): Promise<model.ConsumersResponse>;
+  removeConsumer(caller: Caller, req: model.ConsumerRequest): Promise<model.ConsumersResponse>;
+  listConsumers(caller: Caller, req: model.KeyConsumersRequest): Promise<model.ConsumersResponse>;
 }
+
+/** "" on the wire means "no client request id". */
+const optionalString = (field: string, value: unknown): string | undefined => {
+  const s = stringFromWire(field, value);
+  return s === "" ? undefined : s;
+};
 
 const keyFacts = (meta: model.KeyMeta) => ({ keyId: meta.id, project: meta.project });
 const idFacts = (req: { id?: unknown }) => ({ keyId: req.id as string });
@@ -74,6 +94,8 @@ export function keyServiceHandlers(
         name: stringFromWire("name", req.name),
         algorithm: algorithmFromWire(req.algorithm),
         bitLength: uint32FromWire("bit_length", req.bit_length),
+        expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
+        clientRequestId: optionalString("client_request_id", req.client_request_id),
       });
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
     },
@@ -89,8 +111,12 @@ export function keyServiceHandlers(
           project: stringFromWire("project", req.project),
           scope: stringFromWire("scope", req.scope),
           name: stringFromWire("name", req.name),
-          algorithm: algorithmFromWire(req.algorithm),
+          secretType: secretTypeFromWire(req.secret_type),
+          algorithm: optionalAlgorithmFromWire(req.algorithm),
+          bitLength: uint32FromWire("bit_length", req.bit_length),
           material: bytesFromWire("material", req.material),
+          expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
+          clientRequestId: optionalString("client_request_id", req.client_request_id),
         });
         return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
       } finally {
@@ -151,7 +177,10 @@ export function keyServiceHandlers(
     adminOnly: false,
     requestFacts: idFacts,
     async run(caller, req) {
-      const meta = await keys.deleteKey(caller, { id: stringFromWire("id", req.id) });
+      const meta = await keys.deleteKey(caller, {
+        id: stringFromWire("id", req.id),
+        force: boolFromWire("force", req.force),
+      });
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
     },
   };
@@ -170,6 +199,7 @@ export function keyServiceHandlers(
       const meta = await call(caller, {
         id: stringFromWire("id", req.id),
         name: stringFromWire("name", req.name),
+        clientRequestId: optionalString("client_request_id", req.client_request_id),
       });
       // The audit line names the new key; the parent is in its metadata.
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
@@ -200,6 +230,61 @@ export function keyServiceHandlers(
     },
   };
 
+  const consumerRequest = (req: AddConsumerRequest__Output | RemoveConsumerRequest__Output) => ({
+    keyId: stringFromWire("key_id", req.key_id),
+    service: stringFromWire("service", req.service),
+    resourceType: stringFromWire("resource_type", req.resource_type),
+    resourceId: stringFromWire("resource_id", req.resource_id),
+  });
+  const keyIdFacts = (req: { key_id?: unknown }) => ({ keyId: req.key_id as string });
+
+  const addConsumer: Operation<AddConsumerRequest__Output, AddConsumerResponse> = {
+    name: "AddConsumer",
+    adminOnly: false,
+    requestFacts: keyIdFacts,
+    async run(caller, req) {
+      const res = await keys.addConsumer(caller, consumerRequest(req));
+      return {
+        response: {
+          key: keyMetaToWire(res.key),
+          consumers: res.consumers.map(consumerToWire),
+          added: res.changed,
+        },
+        facts: keyFacts(res.key),
+      };
+    },
+  };
+
+  const removeConsumer: Operation<RemoveConsumerRequest__Output, RemoveConsumerResponse> = {
+    name: "RemoveConsumer",
+    adminOnly: false,
+    requestFacts: keyIdFacts,
+    async run(caller, req) {
+      const res = await keys.removeConsumer(caller, consumerRequest(req));
+      return {
+        response: {
+          key: keyMetaToWire(res.key),
+          consumers: res.consumers.map(consumerToWire),
+          removed: res.changed,
+        },
+        facts: keyFacts(res.key),
+      };
+    },
+  };
+
+  const listConsumers: Operation<ListConsumersRequest__Output, ListConsumersResponse> = {
+    name: "ListConsumers",
+    adminOnly: false,
+    requestFacts: keyIdFacts,
+    async run(caller, req) {
+      const res = await keys.listConsumers(caller, { keyId: stringFromWire("key_id", req.key_id) });
+      return {
+        response: { key: keyMetaToWire(res.key), consumers: res.consumers.map(consumerToWire) },
+        facts: keyFacts(res.key),
+      };
+    },
+  };
+
   return {
     CreateKey: auditedUnary(createKey, ctx, service.CreateKey),
     ImportKey: auditedUnary(importKey, ctx, service.ImportKey),
@@ -219,5 +304,8 @@ export function keyServiceHandlers(
     ),
     CreateGrant: auditedUnary(createGrant, ctx, service.CreateGrant),
     RevokeGrant: auditedUnary(revokeGrant, ctx, service.RevokeGrant),
+    AddConsumer: auditedUnary(addConsumer, ctx, service.AddConsumer),
+    RemoveConsumer: auditedUnary(removeConsumer, ctx, service.RemoveConsumer),
+    ListConsumers: auditedUnary(listConsumers, ctx, service.ListConsumers),
   } as grpc.UntypedServiceImplementation;
 }

@@ -6,12 +6,26 @@
  */
 import { invalidArgument } from "../errors.js";
 import type { Timestamp, Timestamp__Output } from "../gen/google/protobuf/Timestamp.js";
+import type { Consumer as WireConsumer } from "../gen/lockbox/v1/Consumer.js";
 import type { Grant as WireGrant } from "../gen/lockbox/v1/Grant.js";
 import type { KeyMetadata as WireKeyMetadata } from "../gen/lockbox/v1/KeyMetadata.js";
-import type { Grant, KeyAlgorithm, KeyMeta, KeyState } from "../keys/key-model.js";
+import type { Consumer, Grant, KeyAlgorithm, KeyMeta, KeyState, SecretType } from "../keys/key-model.js";
 
 const ALGORITHMS_FROM_WIRE: Record<string, KeyAlgorithm> = { KEY_ALGORITHM_AES: "AES" };
-const ALGORITHMS_TO_WIRE: Record<KeyAlgorithm, string> = { AES: "KEY_ALGORITHM_AES" };
+const ALGORITHMS_TO_WIRE: Record<KeyAlgorithm | "", string> = {
+  AES: "KEY_ALGORITHM_AES",
+  "": "KEY_ALGORITHM_UNSPECIFIED",
+};
+const SECRET_TYPES_FROM_WIRE: Record<string, SecretType> = {
+  SECRET_TYPE_SYMMETRIC: "symmetric",
+  SECRET_TYPE_OPAQUE: "opaque",
+  SECRET_TYPE_PASSPHRASE: "passphrase",
+};
+const SECRET_TYPES_TO_WIRE: Record<SecretType, string> = {
+  symmetric: "SECRET_TYPE_SYMMETRIC",
+  opaque: "SECRET_TYPE_OPAQUE",
+  passphrase: "SECRET_TYPE_PASSPHRASE",
+};
 const STATES_TO_WIRE: Record<KeyState, string> = {
   active: "KEY_STATE_ACTIVE",
   deactivated: "KEY_STATE_DEACTIVATED",
@@ -26,6 +40,28 @@ export function algorithmFromWire(value: unknown): KeyAlgorithm {
     throw invalidArgument("algorithm", "is required (KEY_ALGORITHM_AES)");
   }
   throw invalidArgument("algorithm", `unknown value ${safeScalar(value)}; expected KEY_ALGORITHM_AES`);
+}
+
+/** ImportKey's algorithm: unspecified is "" (allowed for opaque and passphrase secrets). */
+export function optionalAlgorithmFromWire(value: unknown): KeyAlgorithm | "" {
+  if (value === "KEY_ALGORITHM_UNSPECIFIED" || value === 0 || value === undefined) return "";
+  return algorithmFromWire(value);
+}
+
+/** Unspecified means symmetric. */
+export function secretTypeFromWire(value: unknown): SecretType {
+  if (value === "SECRET_TYPE_UNSPECIFIED" || value === 0 || value === undefined) return "symmetric";
+  if (typeof value === "string" && Object.hasOwn(SECRET_TYPES_FROM_WIRE, value))
+    return SECRET_TYPES_FROM_WIRE[value]!;
+  throw invalidArgument(
+    "secret_type",
+    `unknown value ${safeScalar(value)}; expected SECRET_TYPE_SYMMETRIC, _OPAQUE or _PASSPHRASE`,
+  );
+}
+
+export function boolFromWire(field: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw invalidArgument(field, "must be a boolean");
+  return value;
 }
 
 export function uint32FromWire(field: string, value: unknown): number {
@@ -63,6 +99,14 @@ export function timestampFromWire(field: string, value: Timestamp__Output | null
   return date;
 }
 
+/** An optional timestamp: unset is undefined. */
+export function optionalTimestampFromWire(
+  field: string,
+  value: Timestamp__Output | null | undefined,
+): Date | undefined {
+  return value === null || value === undefined ? undefined : timestampFromWire(field, value);
+}
+
 export function timestampToWire(date: Date): Timestamp {
   const ms = date.getTime();
   const seconds = Math.floor(ms / 1000);
@@ -81,6 +125,18 @@ export function keyMetaToWire(meta: KeyMeta): WireKeyMetadata {
     state: STATES_TO_WIRE[meta.state] as WireKeyMetadata["state"],
     parent_id: meta.parentId,
     destroyed_at: meta.destroyedAt === undefined ? null : timestampToWire(meta.destroyedAt),
+    secret_type: SECRET_TYPES_TO_WIRE[meta.secretType] as WireKeyMetadata["secret_type"],
+    updated_at: timestampToWire(meta.updatedAt),
+    expires_at: meta.expiresAt === undefined ? null : timestampToWire(meta.expiresAt),
+  };
+}
+
+export function consumerToWire(c: Consumer): WireConsumer {
+  return {
+    service: c.service,
+    resource_type: c.resourceType,
+    resource_id: c.resourceId,
+    created_at: timestampToWire(c.createdAt),
   };
 }
 

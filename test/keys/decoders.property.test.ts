@@ -60,26 +60,37 @@ test("key records round-trip through the codec and authenticate under their MAC 
       project: fc.string({ minLength: 1 }),
       scope: fc.string({ minLength: 1 }),
       name: fc.string({ minLength: 1, unit: "grapheme" }),
-      bitLength: fc.constantFrom(128 as const, 256 as const),
+      secretType: fc.constantFrom("symmetric" as const, "opaque" as const, "passphrase" as const),
+      aesBits: fc.constantFrom(128 as const, 192 as const, 256 as const, 512 as const),
+      declaredBits: fc.integer({ min: 0, max: 65536 }),
+      noAlgorithm: fc.boolean(),
       createdAtMs: fc.integer({ min: 0, max: 4e12 }),
       parentId: fc.oneof(fc.constant(""), fc.uuid()),
       destroyedAtMs: fc.option(fc.integer({ min: 0, max: 4e12 }), { nil: undefined }),
+      expiresAtMs: fc.option(fc.integer({ min: 0, max: 253402300799999 }), { nil: undefined }),
+      updatedAtMs: fc.option(fc.integer({ min: 0, max: 4e12 }), { nil: undefined }),
       wrapped: fc.uint8Array({ minLength: 33, maxLength: 80 }),
     })
     .map((r): KeyRecord => {
+      const symmetric = r.secretType === "symmetric";
+      const createdAt = new Date(r.createdAtMs);
       const base: KeyRecord = {
         id: r.id,
         project: r.project,
         scope: r.scope,
         name: r.name,
-        algorithm: "AES",
-        bitLength: r.bitLength,
-        createdAt: new Date(r.createdAtMs),
+        secretType: r.secretType,
+        algorithm: !symmetric && r.noAlgorithm ? "" : "AES",
+        bitLength: symmetric ? r.aesBits : r.declaredBits,
+        createdAt,
+        updatedAt: createdAt,
         state: r.destroyedAtMs === undefined ? "active" : "destroyed",
         parentId: r.parentId,
       };
       if (r.destroyedAtMs === undefined) base.wrappedMaterial = r.wrapped;
-      else base.destroyedAt = new Date(r.destroyedAtMs);
+      else base.destroyedAt = base.updatedAt = new Date(r.destroyedAtMs);
+      if (r.updatedAtMs !== undefined) base.updatedAt = new Date(r.updatedAtMs);
+      if (r.expiresAtMs !== undefined) base.expiresAt = new Date(r.expiresAtMs);
       return base;
     });
   fc.assert(

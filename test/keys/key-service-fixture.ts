@@ -59,7 +59,10 @@ export interface Fixture {
 }
 
 /** Tunables a test may set on the core it opens (the rest is as a serving peer's). */
-export type FixtureOptions = Pick<PeerCoreSpec, "store" | "grantsPerKeyMax">;
+export type FixtureOptions = Pick<
+  PeerCoreSpec,
+  "store" | "grantsPerKeyMax" | "consumersPerKeyMax" | "clientRequests" | "random"
+>;
 
 export async function openFixture(t: ExecutionContext, options: FixtureOptions = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-keys-"));

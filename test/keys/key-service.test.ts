@@ -3,11 +3,12 @@ import test from "ava";
 import { isLockboxError, type LockboxError } from "../../src/errors.js";
 import { admin, openFixture, serviceOf } from "./key-service-fixture.js";
 
-const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** RFC 9562 version 8, variant 0b10. */
+const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 test("createKey returns metadata; getKey returns material of the requested length", async (t) => {
   const { handle, clock } = await openFixture(t);
-  for (const bitLength of [128, 256]) {
+  for (const bitLength of [128, 192, 256, 512]) {
     const meta = await handle.service.createKey(admin, {
       project: "tenant-a",
       scope: "vol-1",
@@ -15,12 +16,15 @@ test("createKey returns metadata; getKey returns material of the requested lengt
       algorithm: "AES",
       bitLength,
     });
-    t.regex(meta.id, UUID_V4);
+    t.regex(meta.id, UUID_V8);
     t.like(meta, { project: "tenant-a", scope: "vol-1", name: "volume key", algorithm: "AES", bitLength });
     t.is(meta.state, "active");
     t.is(meta.parentId, "");
     t.is(meta.destroyedAt, undefined);
     t.is(meta.createdAt.getTime(), clock.nowMs);
+    t.is(meta.updatedAt.getTime(), clock.nowMs);
+    t.is(meta.secretType, "symmetric");
+    t.is(meta.expiresAt, undefined);
     const got = await handle.service.getKey(admin, { id: meta.id });
     t.deepEqual(got.key, meta);
     t.is(got.material.length, bitLength / 8);
@@ -49,7 +53,7 @@ test("createKey returns metadata; getKey returns material of the requested lengt
 
 test("importKey stores the caller's material exactly and derives the bit length", async (t) => {
   const { handle } = await openFixture(t);
-  for (const size of [16, 32]) {
+  for (const size of [16, 24, 32, 64]) {
     const material = new Uint8Array(randomBytes(size));
     const meta = await handle.service.importKey(admin, {
       project: "tenant-a",

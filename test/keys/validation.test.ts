@@ -24,7 +24,7 @@ const cases: [string, Call, string][] = [
   ["name with a lone surrogate", (s) => s.createKey(admin, { ...good, name: "a\ud800" }), "name"],
   ["algorithm unspecified", (s) => s.createKey(admin, { ...good, algorithm: "" as never }), "algorithm"],
   ["algorithm unknown", (s) => s.createKey(admin, { ...good, algorithm: "DES" as never }), "algorithm"],
-  ["bit length 192", (s) => s.createKey(admin, { ...good, bitLength: 192 }), "bit_length"],
+  ["bit length 384", (s) => s.createKey(admin, { ...good, bitLength: 384 }), "bit_length"],
   ["bit length 0", (s) => s.createKey(admin, { ...good, bitLength: 0 }), "bit_length"],
   ["bit length as a string", (s) => s.createKey(admin, { ...good, bitLength: "256" as never }), "bit_length"],
   [
@@ -33,8 +33,8 @@ const cases: [string, Call, string][] = [
     "material",
   ],
   [
-    "import material 24 bytes",
-    (s) => s.importKey(admin, { ...good, material: new Uint8Array(24) }),
+    "import material 48 bytes",
+    (s) => s.importKey(admin, { ...good, material: new Uint8Array(48) }),
     "material",
   ],
   ["import material empty", (s) => s.importKey(admin, { ...good, material: new Uint8Array(0) }), "material"],

@@ -18,9 +18,11 @@ test("GetKey's response holds the material in its own memory, not Node's shared 
     project: "p",
     scope: "s",
     name: "n",
+    secretType: "symmetric",
     algorithm: "AES",
     bitLength: 256,
     createdAt: new Date(0),
+    updatedAt: new Date(0),
     state: "active",
     parentId: "",
   };

@@ -1,0 +1,241 @@
+/**
+ * Client request ids: what makes a create-like call (CreateKey, ImportKey, CloneKey, RekeyClone)
+ * safe to retry after a timeout. The first call with an id stores, in the same batch as the new
+ * key, which key it made; a retry by the same identity with the same id finds that entry and gets
+ * the same key back, also after a restart (the batch is synced before the call answers). The same
+ * id with another request (another method, project, name, material...) is refused, never
+ * answered with the first key.
+ *
+ * Stored in the "meta" sublevel:
+ *   client-request/<identity>/<request id>               -> the entry (record-codec.ts, MAC'd)
+ *   client-request-at/<created ms, 12 hex>/<identity>/<request id>  -> "" (oldest first)
+ * Identities and request ids never contain "/" (validation.ts), so the names are unambiguous.
+ *
+ * Bounds (documented in keys.proto): an entry counts for CLIENT_REQUEST_TTL_MS (24 h) and at most
+ * CLIENT_REQUESTS_MAX (100,000) entries are kept over all identities; past either, the oldest go
+ * first. An expired entry is never honoured even before it is reclaimed. Reclaiming runs in the
+ * background, one pass at a time, after writes that pass the count or when the oldest entry is
+ * due, and deletes an entry only while holding its id's lock and only if it is the entry the time
+ * index names (a newer entry under a reused id stays).
+ *
+ * The fingerprint is an HMAC under the project's record-MAC key over the request's canonical
+ * binding and, for ImportKey, an inner HMAC of the material: nothing stored reveals the material,
+ * and a low-entropy passphrase cannot be guessed from it offline.
+ */
+import { createHmac } from "node:crypto";
+import { encodeBinding, type BindingValue } from "../crypto/binding.js";
+import { LockboxError } from "../errors.js";
+import type { PeerStore, StoreOp } from "../store/peer-store.js";
+import { prefixEnd } from "./key-record-store.js";
+import type { KeyedMutex } from "./keyed-mutex.js";
+import type { ProjectKeys } from "./project-keks.js";
+import {
+  encodeClientRequest,
+  parseClientRequest,
+  type ClientRequestEntry,
+  type Unauthenticated,
+} from "./record-codec.js";
+
+export const CLIENT_REQUEST_TTL_MS = 24 * 3600 * 1000;
+export const CLIENT_REQUESTS_MAX = 100_000;
+/** Index entries one reclaim pass reads at a time. */
+const RECLAIM_BATCH = 256;
+
+const ENTRY_PREFIX = "client-request/";
+const INDEX_PREFIX = "client-request-at/";
+const entryKey = (identity: string, requestId: string): string => `${ENTRY_PREFIX}${identity}/${requestId}`;
+const indexKey = (createdAtMs: number, identity: string, requestId: string): string =>
+  `${INDEX_PREFIX}${createdAtMs.toString(16).padStart(12, "0")}/${identity}/${requestId}`;
+/** The lock serialising every use of one (identity, request id). */
+export const clientRequestLock = (identity: string, requestId: string): string =>
+  `client-request:${identity}/${requestId}`;
+
+/** What a create-like call asked for, as its fingerprint covers it. */
+export interface RequestBody {
+  method: "CreateKey" | "ImportKey" | "CloneKey" | "RekeyClone";
+  attributes: Record<string, BindingValue>;
+  /** ImportKey's material: only an HMAC of it enters the fingerprint. */
+  material?: Uint8Array;
+}
+
+export function requestFingerprint(keys: ProjectKeys, body: RequestBody): string {
+  const attributes: Record<string, BindingValue> = { ...body.attributes };
+  if (body.material !== undefined) {
+    attributes.materialMac = createHmac("sha256", keys.recordMacKey)
+      .update("lockbox/client-request/material\0")
+      .update(body.material)
+      .digest("base64");
+  }
+  const canonical = encodeBinding({ kind: "client-request-body", id: body.method, attributes });
+  return createHmac("sha256", keys.recordMacKey).update(canonical).digest("base64");
+}
+
+export interface ClientRequestOptions {
+  ttlMs?: number;
+  entriesMax?: number;
+}
+
+export class ClientRequestStore {
+  readonly ttlMs: number;
+  readonly entriesMax: number;
+  /** Index entries on disk (each live entry has one; a reused id may leave a stale one until reclaimed). */
+  private indexed = 0;
+  /** When the oldest index entry falls due; a write after it starts a reclaim pass. */
+  private nextDueMs = Number.POSITIVE_INFINITY;
+  private reclaiming: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: PeerStore,
+    private readonly locks: KeyedMutex,
+    options: ClientRequestOptions = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? CLIENT_REQUEST_TTL_MS;
+    this.entriesMax = options.entriesMax ?? CLIENT_REQUESTS_MAX;
+    if (!Number.isSafeInteger(this.ttlMs) || this.ttlMs < 1) throw new RangeError("ttlMs must be positive");
+    if (!Number.isSafeInteger(this.entriesMax) || this.entriesMax < 1)
+      throw new RangeError("entriesMax must be positive");
+  }
+
+  /** Counts the index once (at open); bounded by the entries the bounds allow. */
+  async open(): Promise<void> {
+    let n = 0;
+    let oldest: string | undefined;
+    for await (const k of this.store
+      .sublevel("meta")
+      .keys({ gte: INDEX_PREFIX, lt: prefixEnd(INDEX_PREFIX) })) {
+      oldest ??= k;
+      n += 1;
+    }
+    this.indexed = n;
+    this.nextDueMs = oldest === undefined ? Number.POSITIVE_INFINITY : this.dueMs(oldest);
+  }
+
+  /** Entries on disk, for tests and status. */
+  get size(): number {
+    return this.indexed;
+  }
+
+  /**
+   * The unexpired entry of (identity, request id), shape-checked only; undefined when there is
+   * none or it has expired. Call with the id's lock held.
+   */
+  async find(
+    identity: string,
+    requestId: string,
+    nowMs: number,
+  ): Promise<Unauthenticated<ClientRequestEntry> | undefined> {
+    const key = entryKey(identity, requestId);
+    const bytes = await this.store.get("meta", key);
+    if (bytes === undefined) return undefined;
+    const parsed = parseClientRequest(bytes, key);
+    const e = parsed.unverified;
+    if (e.identity !== identity || e.requestId !== requestId) {
+      throw new LockboxError("DATA_LOSS", `integrity check failed for client request ${key} (another name)`);
+    }
+    return nowMs - e.createdAt.getTime() >= this.ttlMs ? undefined : parsed;
+  }
+
+  /** Operations storing `entry` (in the same batch as the key it names). Call with the id's lock held. */
+  putOps(entry: ClientRequestEntry, keys: ProjectKeys): StoreOp[] {
+    const at = entry.createdAt.getTime();
+    return [
+      {
+        type: "put",
+        sublevel: "meta",
+        key: entryKey(entry.identity, entry.requestId),
+        value: encodeClientRequest(entry, keys.recordMacKey),
+      },
+      {
+        type: "put",
+        sublevel: "meta",
+        key: indexKey(at, entry.identity, entry.requestId),
+        value: new Uint8Array(0),
+      },
+    ];
+  }
+
+  /** After the batch of putOps is written: counts it, and reclaims in the background when due. */
+  written(entry: ClientRequestEntry, nowMs: number): void {
+    this.indexed += 1;
+    this.nextDueMs = Math.min(this.nextDueMs, entry.createdAt.getTime() + this.ttlMs);
+    if (this.indexed > this.entriesMax || nowMs >= this.nextDueMs) this.reclaimSoon(nowMs);
+  }
+
+  /** Starts a reclaim pass unless one runs; its failures are retried by the next trigger. */
+  reclaimSoon(nowMs: number): void {
+    if (this.reclaiming !== undefined) return;
+    this.reclaiming = this.reclaim(nowMs)
+      .catch(() => {
+        // The store may be closing; nothing is lost, the entries stay bounded by the next pass.
+      })
+      .finally(() => {
+        this.reclaiming = undefined;
+      });
+  }
+
+  /** Waits for a running reclaim pass (before the store closes, and in tests). */
+  async idle(): Promise<void> {
+    await this.reclaiming;
+  }
+
+  /** Deletes index entries oldest first while they are due or over the count bound. */
+  async reclaim(nowMs: number): Promise<void> {
+    for (;;) {
+      const batch = await this.store
+        .sublevel("meta")
+        .keys({ gte: INDEX_PREFIX, lt: prefixEnd(INDEX_PREFIX), limit: RECLAIM_BATCH })
+        .all();
+      let deleted = 0;
+      for (const k of batch) {
+        if (this.indexed - deleted <= this.entriesMax && this.dueMs(k) > nowMs) {
+          this.nextDueMs = this.dueMs(k);
+          this.indexed -= deleted;
+          return;
+        }
+        await this.deleteIndexed(k);
+        deleted += 1;
+      }
+      this.indexed -= deleted;
+      if (batch.length < RECLAIM_BATCH) {
+        this.nextDueMs = Number.POSITIVE_INFINITY;
+        return;
+      }
+    }
+  }
+
+  private dueMs(index: string): number {
+    const hex = index.slice(INDEX_PREFIX.length, INDEX_PREFIX.length + 12);
+    const at = Number.parseInt(hex, 16);
+    // A damaged index name is due at once: reclaiming it is the repair.
+    return Number.isSafeInteger(at) ? at + this.ttlMs : 0;
+  }
+
+  /** Deletes one index entry, and its entry if that is still the one the index names. */
+  private async deleteIndexed(index: string): Promise<void> {
+    const rest = index.slice(INDEX_PREFIX.length + 13);
+    const slash = rest.indexOf("/");
+    const ops: StoreOp[] = [{ type: "del", sublevel: "meta", key: index }];
+    if (slash <= 0) {
+      await this.store.write(ops);
+      return;
+    }
+    const identity = rest.slice(0, slash);
+    const requestId = rest.slice(slash + 1);
+    await this.locks.run(clientRequestLock(identity, requestId), async () => {
+      const key = entryKey(identity, requestId);
+      const bytes = await this.store.get("meta", key);
+      if (bytes !== undefined) {
+        let sameEntry = true;
+        try {
+          const e = parseClientRequest(bytes, key).unverified;
+          sameEntry = indexKey(e.createdAt.getTime(), e.identity, e.requestId) === index;
+        } catch (e) {
+          if (!(e instanceof LockboxError && e.code === "DATA_LOSS")) throw e;
+          // A damaged entry is reclaimed with its index (it would be DATA_LOSS to every retry).
+        }
+        if (sameEntry) ops.push({ type: "del", sublevel: "meta", key });
+      }
+      await this.store.write(ops);
+    });
+  }
+}
