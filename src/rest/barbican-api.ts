@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import type * as http from "node:http";
 import type { Operation } from "../edge/call-pipeline.js";
 import { LockboxError, invalidArgument, isLockboxError, notFound } from "../errors.js";
-import type * as model from "../keys/key-model.js";
+import * as model from "../keys/key-model.js";
 import { PAGE_SIZE_MAX, UUID_PATTERN } from "../keys/validation.js";
 import {
   type ConsumerJson,
@@ -34,7 +34,10 @@ export interface BarbicanKeys {
   getKey(caller: RestCaller, req: model.KeyIdRequest): Promise<model.GetKeyResponse>;
   getKeyMetadata(caller: RestCaller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
   listKeys(caller: RestCaller, req: model.ListKeysRequest): Promise<model.ListKeysResponse>;
-  deleteKey(caller: RestCaller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
+  deleteKey(caller: RestCaller, req: model.DeleteKeyRequest): Promise<model.KeyMeta>;
+  addConsumer(caller: RestCaller, req: model.ConsumerRequest): Promise<model.ConsumersResponse>;
+  removeConsumer(caller: RestCaller, req: model.ConsumerRequest): Promise<model.ConsumersResponse>;
+  listConsumers(caller: RestCaller, req: model.KeyConsumersRequest): Promise<model.ConsumersResponse>;
 }
 
 export interface RestRequest {
@@ -196,23 +199,25 @@ export class BarbicanApi {
       const payload = body.payload;
       if (payload === undefined || payload === null || payload === "")
         throw invalidArgument("payload", "is required (lockbox stores no secret without its payload)");
+      if (!isSecretType(secretType))
+        throw invalidArgument("secret_type", "must be symmetric, opaque or passphrase");
+      if (algorithm !== undefined && algorithm.toUpperCase() !== "AES")
+        throw invalidArgument("algorithm", "must be aes (or absent for opaque and passphrase secrets)");
+      if (secretType === "symmetric" && algorithm === undefined)
+        throw invalidArgument("algorithm", "is required for a symmetric key (aes)");
       const material = decodePayload(body);
       try {
-        if (secretType !== "symmetric" && secretType !== "opaque")
-          throw invalidArgument("secret_type", "must be symmetric or opaque");
-        if (algorithm !== undefined && algorithm.toUpperCase() !== "AES")
-          throw invalidArgument("algorithm", "must be aes");
-        if (material.length !== 16 && material.length !== 32)
-          throw invalidArgument("payload", `must be a 128 or 256-bit key, got ${material.length} bytes`);
-        if (bitLength !== undefined && bitLength !== material.length * 8)
+        if (secretType === "symmetric" && bitLength !== undefined && bitLength !== material.length * 8)
           throw invalidArgument("bit_length", `must match the payload (${material.length * 8} bits)`);
-        if (expiresAt !== undefined) throw invalidArgument("expiration", "is not supported yet");
         const meta = await this.keys.importKey(caller, {
           project: caller.project,
           scope: newScope(),
           name,
-          algorithm: "AES",
+          secretType,
+          algorithm: algorithm === undefined ? "" : "AES",
+          ...(bitLength !== undefined ? { bitLength } : {}),
           material,
+          ...(expiresAt !== undefined ? { expiresAt } : {}),
         });
         const ref = `${req.base}/v1/secrets/${meta.id}`;
         return {
@@ -242,7 +247,7 @@ export class BarbicanApi {
           (name === null || k.name === name) &&
           (alg === null || k.algorithm.toLowerCase() === alg.toLowerCase()) &&
           (bits === undefined || k.bitLength === bits) &&
-          (secretType === null || (k.secretType ?? "symmetric") === secretType),
+          (secretType === null || k.secretType === secretType),
       );
       const page = all.slice(offset, offset + limit);
       const json: Record<string, unknown> = {
@@ -267,8 +272,11 @@ export class BarbicanApi {
     requestFacts: () => ({ keyId: id }),
     run: async (caller, req) => {
       const meta = await this.visible(caller, id);
+      const consumers = microversion11(req)
+        ? (await this.keys.listConsumers(caller, { keyId: id })).consumers.map(consumerJson)
+        : undefined;
       return {
-        response: { status: 200, json: secretJson(req.base, meta, microversion11(req) ? [] : undefined) },
+        response: { status: 200, json: secretJson(req.base, meta, consumers) },
         facts: facts(meta),
       };
     },
@@ -302,9 +310,10 @@ export class BarbicanApi {
     name: "DeleteKey",
     adminOnly: false,
     requestFacts: () => ({ keyId: id }),
-    run: async (caller) => {
+    run: async (caller, req) => {
+      const force = queryFlag(req.query, "force");
       const meta = await this.visible(caller, id);
-      await this.keys.deleteKey(caller, { id });
+      await this.keys.deleteKey(caller, { id, force });
       return { response: { status: 204 }, facts: facts(meta) };
     },
   });
@@ -315,29 +324,48 @@ export class BarbicanApi {
     name: "ListConsumers",
     adminOnly: false,
     requestFacts: () => ({ keyId: id }),
-    run: async (caller) => {
-      const meta = await this.visible(caller, id);
-      const consumers: ConsumerJson[] = [];
-      return { response: { status: 200, json: { consumers, total: consumers.length } }, facts: facts(meta) };
-    },
-  });
-
-  private readonly addConsumer = (id: string): RestOperation => ({
-    name: "AddConsumer",
-    adminOnly: false,
-    requestFacts: () => ({ keyId: id }),
     run: async (caller, req) => {
-      requireJson(req);
-      parseConsumer(await req.body());
+      const limit = queryInteger(req.query, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX);
+      const offset = queryInteger(req.query, "offset", 0, 0, OFFSET_MAX);
       const meta = await this.visible(caller, id);
-      throw new LockboxError("FAILED_PRECONDITION", `consumers are not supported yet (secret ${meta.id})`);
+      const all = (await this.keys.listConsumers(caller, { keyId: id })).consumers.map(consumerJson);
+      return {
+        response: { status: 200, json: { consumers: all.slice(offset, offset + limit), total: all.length } },
+        facts: facts(meta),
+      };
     },
   });
 
-  private readonly removeConsumer = (id: string): RestOperation => ({
-    ...this.addConsumer(id),
-    name: "RemoveConsumer",
-  });
+  private readonly addConsumer = (id: string): RestOperation => this.consumerChange(id, "AddConsumer");
+  private readonly removeConsumer = (id: string): RestOperation => this.consumerChange(id, "RemoveConsumer");
+
+  /** Both answer 200 with the secret and all of its consumers, as Barbican does. */
+  private consumerChange(id: string, name: "AddConsumer" | "RemoveConsumer"): RestOperation {
+    return {
+      name,
+      adminOnly: false,
+      requestFacts: () => ({ keyId: id }),
+      run: async (caller, req) => {
+        requireJson(req);
+        const c = parseConsumer(await req.body());
+        await this.visible(caller, id);
+        const request = {
+          keyId: id,
+          service: c.service,
+          resourceType: c.resource_type,
+          resourceId: c.resource_id,
+        };
+        const done =
+          name === "AddConsumer"
+            ? await this.keys.addConsumer(caller, request)
+            : await this.keys.removeConsumer(caller, request);
+        return {
+          response: { status: 200, json: secretJson(req.base, done.key, done.consumers.map(consumerJson)) },
+          facts: facts(done.key),
+        };
+      },
+    };
+  }
 
   // ---- orders ----
 
@@ -362,7 +390,6 @@ export class BarbicanApi {
       const mode = optionalString(m, "mode", "meta.mode") ?? null;
       checkMode(mode ?? undefined, "meta.mode");
       const expiration = optionalTime(m, "expiration", this.clock.now(), "meta.expiration");
-      if (expiration !== undefined) throw invalidArgument("meta.expiration", "is not supported yet");
       const contentType = optionalString(m, "payload_content_type", "meta.payload_content_type") ?? null;
       if (contentType !== null && contentType !== "application/octet-stream")
         throw invalidArgument("meta.payload_content_type", "must be application/octet-stream");
@@ -372,13 +399,14 @@ export class BarbicanApi {
         name: name ?? UNNAMED_SECRET_NAME,
         algorithm: "AES",
         bitLength,
+        ...(expiration !== undefined ? { expiresAt: expiration } : {}),
       });
       const orderMeta: OrderMeta = {
         name,
         algorithm,
         bit_length: bitLength,
         mode,
-        expiration: null,
+        expiration: typeof m.expiration === "string" ? m.expiration : null,
         payload_content_type: contentType,
       };
       const order = {
@@ -465,6 +493,23 @@ export class BarbicanApi {
     }
     return out.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1));
   }
+}
+
+const consumerJson = (c: model.Consumer): ConsumerJson => ({
+  service: c.service,
+  resource_type: c.resourceType,
+  resource_id: c.resourceId,
+});
+
+const isSecretType = (t: string): t is model.SecretType =>
+  (model.SECRET_TYPES as readonly string[]).includes(t);
+
+function queryFlag(q: URLSearchParams, key: string): boolean {
+  const all = q.getAll(key);
+  if (all.length === 0) return false;
+  const v = all[0]!.toLowerCase();
+  if (all.length > 1 || (v !== "true" && v !== "false")) throw invalidArgument(key, "must be true or false");
+  return v === "true";
 }
 
 const route = (op: RestOperation, readOnly: boolean): Match => ({ route: { op, readOnly } });

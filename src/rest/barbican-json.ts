@@ -15,12 +15,8 @@ import type { Order } from "./order-store.js";
 
 export const UNNAMED_SECRET_NAME = "unnamed";
 
-/** What the REST API reads of a key beyond the gRPC model's fields (present once the key model has them). */
-export type SecretView = KeyMeta & {
-  secretType?: string;
-  updatedAt?: Date;
-  expiresAt?: Date;
-};
+/** A key as the REST API shows it. */
+export type SecretView = KeyMeta;
 
 export interface ConsumerJson {
   service: string;
@@ -30,9 +26,13 @@ export interface ConsumerJson {
 
 export const barbicanTime = (d: Date): string => d.toISOString().replace(/Z$/, "");
 
-/** The media type a secret's payload is served as by default. */
-export function contentTypeOf(meta: SecretView): "text/plain" | "application/octet-stream" {
-  return meta.secretType === "passphrase" ? "text/plain" : "application/octet-stream";
+/**
+ * The media type a secret's payload is served as by default: always octet-stream, since the key
+ * model keeps bytes, not the type they were sent as (barbicanclient and Castellan read the bytes
+ * as sent either way; `Accept: text/plain` gets them as text when they are UTF-8).
+ */
+export function contentTypeOf(_meta: SecretView): "application/octet-stream" {
+  return "application/octet-stream";
 }
 
 export function secretJson(
@@ -40,17 +40,16 @@ export function secretJson(
   meta: SecretView,
   consumers: readonly ConsumerJson[] | undefined,
 ): Record<string, unknown> {
-  const secretType = meta.secretType ?? "symmetric";
   const out: Record<string, unknown> = {
     secret_ref: `${base}/v1/secrets/${meta.id}`,
     name: meta.name,
-    algorithm: (meta.algorithm as string) === "" ? null : meta.algorithm,
-    bit_length: (meta.bitLength as number) === 0 ? null : meta.bitLength,
+    algorithm: meta.algorithm === "" ? null : meta.algorithm,
+    bit_length: meta.bitLength === 0 ? null : meta.bitLength,
     mode: null,
-    secret_type: secretType,
+    secret_type: meta.secretType,
     expiration: meta.expiresAt === undefined ? null : barbicanTime(meta.expiresAt),
     created: barbicanTime(meta.createdAt),
-    updated: barbicanTime(meta.updatedAt ?? meta.createdAt),
+    updated: barbicanTime(meta.updatedAt),
     status: "ACTIVE",
     content_types: { default: contentTypeOf(meta) },
   };

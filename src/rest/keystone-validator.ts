@@ -66,13 +66,13 @@ export interface KeystoneIdentity {
 const RESPONSE_BYTES_MAX = 256 * 1024;
 /** Fernet tokens are about 200 characters; JWS ones under 1 KB. */
 export const TOKEN_CHARS_MAX = 8192;
-/** The service token is renewed this long before it expires. */
+/** The service token is renewed this long before it expires (or at a quarter of its life left, if shorter). */
 const SERVICE_TOKEN_MARGIN_MS = 60_000;
 
 export class KeystoneValidator {
   private readonly cache: TokenCache<KeystoneIdentity | "invalid">;
   private readonly pending = new Map<string, Promise<KeystoneIdentity | "invalid">>();
-  private serviceToken: { token: string; expiresAtMs: number } | undefined;
+  private serviceToken: { token: string; expiresAtMs: number; renewAtMs: number } | undefined;
   private serviceTokenPending: Promise<string> | undefined;
   private readonly base: URL;
   /** Keystone requests made (status and tests). */
@@ -146,8 +146,7 @@ export class KeystoneValidator {
 
   private async getServiceToken(): Promise<string> {
     const now = this.clock.now().getTime();
-    if (this.serviceToken !== undefined && this.serviceToken.expiresAtMs - SERVICE_TOKEN_MARGIN_MS > now)
-      return this.serviceToken.token;
+    if (this.serviceToken !== undefined && this.serviceToken.renewAtMs > now) return this.serviceToken.token;
     this.serviceTokenPending ??= this.login().finally(() => (this.serviceTokenPending = undefined));
     return this.serviceTokenPending;
   }
@@ -178,8 +177,11 @@ export class KeystoneValidator {
         `keystone refused lockbox's service login (${res.status}); check the keystone settings`,
       );
     }
-    const expires = Date.parse(readExpiresAt(res.body) ?? "");
-    this.serviceToken = { token, expiresAtMs: Number.isFinite(expires) ? expires : Date.now() + 300_000 };
+    const now = this.clock.now().getTime();
+    const parsed = Date.parse(readExpiresAt(res.body) ?? "");
+    const expiresAtMs = Number.isFinite(parsed) ? parsed : now + 300_000;
+    const margin = Math.min(SERVICE_TOKEN_MARGIN_MS, Math.max(0, expiresAtMs - now) / 4);
+    this.serviceToken = { token, expiresAtMs, renewAtMs: expiresAtMs - margin };
     return token;
   }
 
