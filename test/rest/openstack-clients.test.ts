@@ -253,10 +253,13 @@ for (const apiVersion of ["v1", null] as const) {
     test.serial(
       `Castellan (${apiVersion ?? "version discovery"}, Keystone${kind === "password" ? "Password" : "Token"}): create_key 256 and 512, store symmetric and passphrase, get, list, delete, missing id`,
       async (t) => {
+        // A project of its own: Castellan's list shows the first 10 secrets (Barbican's default page).
+        const name = `castellan-${apiVersion ?? "discovery"}-${kind}`;
+        const user = await keystone.user(name, name);
         const credential =
           kind === "password"
-            ? password(alice)
-            : { kind: "token", token: await keystone.token(alice), project_id: alice.projectId };
+            ? password(user)
+            : { kind: "token", token: await keystone.token(user), project_id: user.projectId };
         const symmetric = randomBytes(32).toString("hex");
         const first = await castellan({
           apiVersion,
@@ -271,8 +274,7 @@ for (const apiVersion of ["v1", null] as const) {
         const [k256, k512, sym, pass] = first.map((r) => r.id!);
         const second = await castellan({
           apiVersion,
-          credential:
-            kind === "password" ? credential : { ...credential, token: await keystone.token(alice) },
+          credential: kind === "password" ? credential : { ...credential, token: await keystone.token(user) },
           steps: [
             { op: "get", id: k256 },
             { op: "get", id: k512 },
@@ -408,3 +410,101 @@ test.serial("an expired token is 401", async (t) => {
   const r = await call("GET", "/v1/secrets", { token: earlyToken.token });
   t.is(r.status, 401);
 });
+
+/** Cheap key slots: the default argon2 slot would take seconds and a GiB of memory per call. */
+const PBKDF = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+
+function cryptsetup(args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile("cryptsetup", args, { timeout: 60_000 }, (err, _stdout, stderr) => {
+      if (err !== null && (err as NodeJS.ErrnoException).code === "ENOENT")
+        return reject(new Error("cryptsetup is not installed: run scripts/install-deps.sh (cryptsetup-bin)"));
+      resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stderr });
+    });
+  });
+}
+
+test.serial(
+  "Cinder's volume rekey through Castellan: create_key, LUKS-format, clone the key with store(get()), give the clone fresh material and luksChangeKey: only the new key opens the clone",
+  async (t) => {
+    const work = await fs.mkdtemp(join(peer.dir, "luks-"));
+    const credential = password(alice);
+    const [volumeKey] = await castellan({
+      apiVersion: "v1",
+      credential,
+      steps: [{ op: "create_key", length: 512 }],
+    });
+    const [original, cloned, fresh] = await castellan({
+      apiVersion: "v1",
+      credential,
+      steps: [
+        { op: "get", id: volumeKey!.id },
+        { op: "clone", id: volumeKey!.id },
+        { op: "create_key", length: 512 },
+      ],
+    });
+    const [clonedGot, freshGot] = await castellan({
+      apiVersion: "v1",
+      credential,
+      steps: [
+        { op: "get", id: cloned!.id },
+        { op: "get", id: fresh!.id },
+      ],
+    });
+    t.is(original!.hex!.length, 128);
+    t.is(clonedGot!.hex, original!.hex);
+    t.not(cloned!.id, volumeKey!.id);
+    t.not(freshGot!.hex, original!.hex);
+
+    const [keyFile, cloneKeyFile, freshKeyFile, image, cloneImage] = [
+      "v.key",
+      "c.key",
+      "f.key",
+      "v.img",
+      "c.img",
+    ].map((f) => join(work, f)) as [string, string, string, string, string];
+    await fs.writeFile(keyFile, Buffer.from(original!.hex!, "hex"), { mode: 0o600 });
+    await fs.writeFile(cloneKeyFile, Buffer.from(clonedGot!.hex!, "hex"), { mode: 0o600 });
+    await fs.writeFile(freshKeyFile, Buffer.from(freshGot!.hex!, "hex"), { mode: 0o600 });
+    await fs.writeFile(image, "");
+    await fs.truncate(image, 20 * 1024 * 1024);
+    const format = await cryptsetup([
+      "luksFormat",
+      "--type",
+      "luks2",
+      "--batch-mode",
+      ...PBKDF,
+      image,
+      keyFile,
+    ]);
+    t.is(format.code, 0, format.stderr);
+    await fs.copyFile(image, cloneImage);
+    const opens = async (img: string, key: string) =>
+      (await cryptsetup(["open", "--test-passphrase", "--key-file", key, img])).code;
+    t.is(await opens(cloneImage, cloneKeyFile), 0);
+    const change = await cryptsetup([
+      "luksChangeKey",
+      "--batch-mode",
+      ...PBKDF,
+      cloneImage,
+      "--key-file",
+      cloneKeyFile,
+      freshKeyFile,
+    ]);
+    t.is(change.code, 0, change.stderr);
+    t.is(await opens(cloneImage, freshKeyFile), 0);
+    t.not(await opens(cloneImage, cloneKeyFile), 0);
+    t.is(await opens(image, keyFile), 0);
+    // Cinder then drops the clone's copy of the old key.
+    const [deleted, missing] = await castellan({
+      apiVersion: "v1",
+      credential,
+      steps: [
+        { op: "delete", id: cloned!.id },
+        { op: "get_missing", id: cloned!.id },
+      ],
+    });
+    t.is(deleted!.op, "delete");
+    t.is(missing!.error, "ManagedObjectNotFoundError");
+  },
+);
