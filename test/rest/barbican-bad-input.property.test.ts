@@ -353,7 +353,7 @@ test.serial(
       t.true(isErrorDocument(r), `${method} ${path}: ${r.status} ${r.text}`);
     }
     const asText = await call("GET", `${knownPath}/payload`, { headers: { Accept: "text/plain" } });
-    t.is(asText.status, knownPayload.toString("utf8") === new TextDecoder().decode(knownPayload) ? 200 : 406);
+    t.is(asText.status, isUtf8(knownPayload) ? 200 : 406);
     t.is(
       (await call("GET", `${knownPath}/payload`, { headers: { Accept: "application/json" } })).status,
       406,
@@ -384,3 +384,12 @@ test.serial(
     t.is((await call("GET", "/v1", { agent: anonymous })).status, 200);
   },
 );
+
+function isUtf8(b: Buffer): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
