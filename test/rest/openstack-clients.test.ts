@@ -158,7 +158,7 @@ const password = (u: KeystoneUser) => ({
 });
 
 test.serial(
-  "barbican CLI with Keystone password auth: secret store (binary), get --file, list, delete; order create key, order get",
+  "barbican CLI with Keystone password auth: secret store (binary payload from a file); secret get --payload is 406 for binary material (as in Barbican); secret get --file round-trips the exact bytes",
   async (t) => {
     const dir = await fs.mkdtemp(join(peer.dir, "cli-"));
     const payload = randomBytes(200);
