@@ -3,8 +3,11 @@ export {
   LockboxClient,
   collectPages,
   type CallOptions,
+  type ConsumerInput,
+  type CreateCallOptions,
   type CreateGrantInput,
   type CreateKeyInput,
+  type DeleteKeyOptions,
   type GetKeyOptions,
   type ImportKeyInput,
   type ListAuditEventsInput,
@@ -15,7 +18,9 @@ export { LockboxClientError, isLockboxClientError, statusName, type StatusCodeNa
 export { KeyCache, type KeyCacheOptions } from "./key-cache.js";
 export type {
   AuditEvent,
+  Consumer,
   FetchedKey,
+  KeyConsumers,
   Grant,
   KeyMetadata,
   Page,

@@ -9,11 +9,15 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
+import { randomUUID } from "node:crypto";
 import { createSecureContext } from "node:tls";
 
 import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../net/tls-policy.js";
 
+import type { AddConsumerResponse__Output } from "../gen/lockbox/v1/AddConsumerResponse.js";
 import type { AdminServiceDefinition } from "../gen/lockbox/v1/AdminService.js";
+import type { ListConsumersResponse__Output } from "../gen/lockbox/v1/ListConsumersResponse.js";
+import type { RemoveConsumerResponse__Output } from "../gen/lockbox/v1/RemoveConsumerResponse.js";
 import type { KeyServiceDefinition } from "../gen/lockbox/v1/KeyService.js";
 import type { GetKeyResponse__Output } from "../gen/lockbox/v1/GetKeyResponse.js";
 import type { CloneKeyResponse__Output } from "../gen/lockbox/v1/CloneKeyResponse.js";
@@ -33,11 +37,14 @@ import { describeHostPort, isHostPort } from "../net/host-port.js";
 import {
   fromDate,
   toAuditEvent,
+  toConsumer,
   toGrant,
   toKeyMetadata,
   toPeerStatus,
   type AuditEvent,
+  type Consumer,
   type FetchedKey,
+  type KeyConsumers,
   type Grant,
   type KeyMetadata,
   type Page,
@@ -68,6 +75,22 @@ export interface CallOptions {
   deadlineMs?: number;
 }
 
+/**
+ * Options of the create-like calls (createKey, importKey, cloneKey, rekeyClone). Each logical call
+ * carries a client request id (a fresh UUID unless given) that every retry of it reuses, so the
+ * peer answers a retry with the key the first attempt made: these calls are retried after
+ * DEADLINE_EXCEEDED too, never creating a second key.
+ */
+export interface CreateCallOptions extends CallOptions {
+  /** 1..128 characters of A-Z a-z 0-9 . _ : -. Default: a fresh random UUID per call. */
+  clientRequestId?: string;
+}
+
+export interface DeleteKeyOptions extends CallOptions {
+  /** Delete even if the key has consumers. */
+  force?: boolean;
+}
+
 export interface GetKeyOptions extends CallOptions {
   /** Ask the peer even if the key is cached (and refresh the cache). */
   bypassCache?: boolean;
@@ -81,16 +104,30 @@ export interface CreateKeyInput {
   name: string;
   /** Only "AES" today. */
   algorithm?: string;
-  /** 128 or 256. Default 256. */
+  /** 128, 192, 256 or 512 (512 for XTS). Default 256. */
   bitLength?: number;
+  /** Absent: never expires. */
+  expiresAt?: Date;
 }
 
 export interface ImportKeyInput {
   project: string;
   scope: string;
   name: string;
+  /** "symmetric" (default: an AES key of 16, 24, 32 or 64 bytes), "opaque" or "passphrase". */
+  secretType?: "symmetric" | "opaque" | "passphrase";
+  /** "AES" (default for symmetric keys); "" or "AES" for opaque and passphrase secrets. */
   algorithm?: string;
+  /** Opaque and passphrase: the declared bit length (0 = none). Symmetric: follows from the material. */
+  bitLength?: number;
   material: Uint8Array;
+  expiresAt?: Date;
+}
+
+export interface ConsumerInput {
+  service: string;
+  resourceType: string;
+  resourceId: string;
 }
 
 export interface ListKeysInput {
@@ -185,25 +222,50 @@ export class LockboxClient {
 
   // ---- KeyService -------------------------------------------------------
 
-  async createKey(input: CreateKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<CreateKeyResponse__Output>(this.#keyService.CreateKey, opts, {
-      project: input.project,
-      scope: input.scope,
-      name: input.name,
-      algorithm: wireAlgorithm(input.algorithm),
-      bit_length: input.bitLength ?? 256,
-    });
+  async createKey(input: CreateKeyInput, opts: CreateCallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<CreateKeyResponse__Output>(
+      this.#keyService.CreateKey,
+      opts,
+      {
+        project: input.project,
+        scope: input.scope,
+        name: input.name,
+        algorithm: wireAlgorithm(input.algorithm),
+        bit_length: input.bitLength ?? 256,
+        expires_at: input.expiresAt === undefined ? null : fromDate(input.expiresAt),
+        client_request_id: clientRequestIdOf(opts),
+      },
+      true,
+    );
     return toKeyMetadata(res.key);
   }
 
-  async importKey(input: ImportKeyInput, opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<ImportKeyResponse__Output>(this.#keyService.ImportKey, opts, {
-      project: input.project,
-      scope: input.scope,
-      name: input.name,
-      algorithm: wireAlgorithm(input.algorithm),
-      material: Buffer.from(input.material),
-    });
+  async importKey(input: ImportKeyInput, opts: CreateCallOptions = {}): Promise<KeyMetadata> {
+    const secretType = input.secretType ?? "symmetric";
+    const algorithm =
+      input.algorithm === undefined
+        ? secretType === "symmetric"
+          ? wireAlgorithm("AES")
+          : "KEY_ALGORITHM_UNSPECIFIED"
+        : input.algorithm === ""
+          ? "KEY_ALGORITHM_UNSPECIFIED"
+          : wireAlgorithm(input.algorithm);
+    const res = await this.#call<ImportKeyResponse__Output>(
+      this.#keyService.ImportKey,
+      opts,
+      {
+        project: input.project,
+        scope: input.scope,
+        name: input.name,
+        secret_type: `SECRET_TYPE_${secretType.toUpperCase()}`,
+        algorithm,
+        bit_length: input.bitLength ?? 0,
+        material: Buffer.from(input.material),
+        expires_at: input.expiresAt === undefined ? null : fromDate(input.expiresAt),
+        client_request_id: clientRequestIdOf(opts),
+      },
+      true,
+    );
     return toKeyMetadata(res.key);
   }
 
@@ -243,28 +305,69 @@ export class LockboxClient {
     return collectPages((pageToken) => this.listKeys({ ...input, pageToken }, opts));
   }
 
-  /** Destroys the key on the peer and drops it from this client's cache. */
-  async deleteKey(id: string, opts: CallOptions = {}): Promise<KeyMetadata> {
+  /**
+   * Destroys the key on the peer and drops it from this client's cache. A key with consumers is
+   * FAILED_PRECONDITION unless `force`.
+   */
+  async deleteKey(id: string, opts: DeleteKeyOptions = {}): Promise<KeyMetadata> {
     this.#cache?.delete(id);
-    const res = await this.#call<DeleteKeyResponse__Output>(this.#keyService.DeleteKey, opts, { id });
+    const res = await this.#call<DeleteKeyResponse__Output>(this.#keyService.DeleteKey, opts, {
+      id,
+      force: opts.force === true,
+    });
     this.#cache?.delete(id);
     return toKeyMetadata(res.key);
   }
 
-  async cloneKey(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<CloneKeyResponse__Output>(this.#keyService.CloneKey, opts, {
-      id,
-      name,
-    });
+  async cloneKey(id: string, name = "", opts: CreateCallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<CloneKeyResponse__Output>(
+      this.#keyService.CloneKey,
+      opts,
+      { id, name, client_request_id: clientRequestIdOf(opts) },
+      true,
+    );
     return toKeyMetadata(res.key);
   }
 
-  async rekeyClone(id: string, name = "", opts: CallOptions = {}): Promise<KeyMetadata> {
-    const res = await this.#call<RekeyCloneResponse__Output>(this.#keyService.RekeyClone, opts, {
-      id,
-      name,
-    });
+  async rekeyClone(id: string, name = "", opts: CreateCallOptions = {}): Promise<KeyMetadata> {
+    const res = await this.#call<RekeyCloneResponse__Output>(
+      this.#keyService.RekeyClone,
+      opts,
+      { id, name, client_request_id: clientRequestIdOf(opts) },
+      true,
+    );
     return toKeyMetadata(res.key);
+  }
+
+  /** Records that a resource uses the key; adding one that is there already changes nothing. */
+  async addConsumer(keyId: string, consumer: ConsumerInput, opts: CallOptions = {}): Promise<KeyConsumers> {
+    const res = await this.#call<AddConsumerResponse__Output>(
+      this.#keyService.AddConsumer,
+      opts,
+      consumerRequest(keyId, consumer),
+    );
+    return { key: toKeyMetadata(res.key), consumers: res.consumers.map(toConsumer), changed: res.added };
+  }
+
+  /** Removes a consumer; `changed` is false when there was no such consumer. */
+  async removeConsumer(
+    keyId: string,
+    consumer: ConsumerInput,
+    opts: CallOptions = {},
+  ): Promise<KeyConsumers> {
+    const res = await this.#call<RemoveConsumerResponse__Output>(
+      this.#keyService.RemoveConsumer,
+      opts,
+      consumerRequest(keyId, consumer),
+    );
+    return { key: toKeyMetadata(res.key), consumers: res.consumers.map(toConsumer), changed: res.removed };
+  }
+
+  async listConsumers(keyId: string, opts: CallOptions = {}): Promise<Consumer[]> {
+    const res = await this.#call<ListConsumersResponse__Output>(this.#keyService.ListConsumers, opts, {
+      key_id: keyId,
+    });
+    return res.consumers.map(toConsumer);
   }
 
   async createGrant(input: CreateGrantInput, opts: CallOptions = {}): Promise<Grant> {
@@ -324,10 +427,14 @@ export class LockboxClient {
 
   // ---- the one place calls go out ---------------------------------------
 
-  async #call<R>(method: object, opts: CallOptions, request: object): Promise<R> {
+  /**
+   * `deduplicated`: the request carries a client request id (the same on every attempt), which
+   * makes a non-idempotent method safe to repeat after a timeout.
+   */
+  async #call<R>(method: object, opts: CallOptions, request: object, deduplicated = false): Promise<R> {
     if (this.#closed) throw new LockboxClientError("CANCELLED", "client is closed");
     const m = method as AnyMethod;
-    const retryable = isIdempotent(m) ? RETRY_IF_IDEMPOTENT : RETRY_ALWAYS;
+    const retryable = deduplicated || isIdempotent(m) ? RETRY_IF_IDEMPOTENT : RETRY_ALWAYS;
     const deadlineMs = positive("deadlineMs", opts.deadlineMs ?? this.#deadlineMs);
     const n = this.#channels.length;
     let last: LockboxClientError | undefined;
@@ -387,6 +494,15 @@ export class LockboxClient {
       );
     });
   }
+}
+
+/** The request's client request id: the caller's, or a fresh one for this logical call (all its attempts). */
+function clientRequestIdOf(opts: CreateCallOptions): string {
+  return opts.clientRequestId ?? randomUUID();
+}
+
+function consumerRequest(keyId: string, c: ConsumerInput): object {
+  return { key_id: keyId, service: c.service, resource_type: c.resourceType, resource_id: c.resourceId };
 }
 
 function wireAlgorithm(algorithm: string | undefined): string {

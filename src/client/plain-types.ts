@@ -5,6 +5,7 @@
  */
 import type { AuditEvent__Output } from "../gen/lockbox/v1/AuditEvent.js";
 import type { GetStatusResponse__Output } from "../gen/lockbox/v1/GetStatusResponse.js";
+import type { Consumer__Output } from "../gen/lockbox/v1/Consumer.js";
 import type { Grant__Output } from "../gen/lockbox/v1/Grant.js";
 import type { KeyMetadata__Output } from "../gen/lockbox/v1/KeyMetadata.js";
 import type { PurgeStatus__Output } from "../gen/lockbox/v1/PurgeStatus.js";
@@ -15,15 +16,35 @@ export interface KeyMetadata {
   project: string;
   scope: string;
   name: string;
-  /** "AES" */
+  /** "SYMMETRIC", "OPAQUE" or "PASSPHRASE" */
+  secretType: string;
+  /** "AES", or "UNSPECIFIED" for an opaque or passphrase secret stored without one */
   algorithm: string;
   bitLength: number;
   createdAt?: Date;
+  updatedAt?: Date;
+  /** Absent: never expires. */
+  expiresAt?: Date;
   /** "ACTIVE", "DEACTIVATED" or "DESTROYED" */
   state: string;
   /** The key this one was cloned or rekeyed from. */
   parentId?: string;
   destroyedAt?: Date;
+}
+
+export interface Consumer {
+  service: string;
+  resourceType: string;
+  resourceId: string;
+  createdAt?: Date;
+}
+
+export interface KeyConsumers {
+  key: KeyMetadata;
+  /** Sorted by service, resource type, resource id. */
+  consumers: Consumer[];
+  /** addConsumer: false if it was there already; removeConsumer: false if it was not there. */
+  changed: boolean;
 }
 
 export interface FetchedKey {
@@ -146,12 +167,24 @@ export function toKeyMetadata(m: KeyMetadata__Output | null | undefined): KeyMet
     project: m.project,
     scope: m.scope,
     name: m.name,
+    secretType: stripPrefix(String(m.secret_type), "SECRET_TYPE_"),
     algorithm: stripPrefix(String(m.algorithm), "KEY_ALGORITHM_"),
     bitLength: m.bit_length,
     createdAt: toDate(m.created_at),
+    updatedAt: toDate(m.updated_at),
+    expiresAt: toDate(m.expires_at),
     state: stripPrefix(String(m.state), "KEY_STATE_"),
     parentId: optional(m.parent_id),
     destroyedAt: toDate(m.destroyed_at),
+  });
+}
+
+export function toConsumer(c: Consumer__Output): Consumer {
+  return compact({
+    service: c.service,
+    resourceType: c.resource_type,
+    resourceId: c.resource_id,
+    createdAt: toDate(c.created_at),
   });
 }
 

@@ -83,6 +83,9 @@ export class ClientRequestStore {
   /** When the oldest index entry falls due; a write after it starts a reclaim pass. */
   private nextDueMs = Number.POSITIVE_INFINITY;
   private reclaiming: Promise<void> | undefined;
+  /** A trigger arrived during the running pass: the time to run one more with. */
+  private rerunAtMs: number | undefined;
+  private closed = false;
 
   constructor(
     private readonly store: PeerStore,
@@ -161,42 +164,62 @@ export class ClientRequestStore {
     if (this.indexed > this.entriesMax || nowMs >= this.nextDueMs) this.reclaimSoon(nowMs);
   }
 
-  /** Starts a reclaim pass unless one runs; its failures are retried by the next trigger. */
+  /**
+   * Starts a reclaim pass unless one runs; a trigger during a pass runs one more pass after it
+   * (with the latest time), so no trigger is lost. A failed pass is retried by the next trigger.
+   */
   reclaimSoon(nowMs: number): void {
-    if (this.reclaiming !== undefined) return;
+    if (this.reclaiming !== undefined) {
+      this.rerunAtMs = Math.max(this.rerunAtMs ?? nowMs, nowMs);
+      return;
+    }
     this.reclaiming = this.reclaim(nowMs)
       .catch(() => {
         // The store may be closing; nothing is lost, the entries stay bounded by the next pass.
       })
       .finally(() => {
         this.reclaiming = undefined;
+        const again = this.rerunAtMs;
+        this.rerunAtMs = undefined;
+        if (again !== undefined && !this.closed) this.reclaimSoon(again);
       });
   }
 
-  /** Waits for a running reclaim pass (before the store closes, and in tests). */
+  /** Waits until no reclaim pass runs or is due to rerun (tests), without stopping them. */
   async idle(): Promise<void> {
-    await this.reclaiming;
+    while (this.reclaiming !== undefined) await this.reclaiming;
   }
 
-  /** Deletes index entries oldest first while they are due or over the count bound. */
+  /** Waits for a running pass and starts no more (before the store closes). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.idle();
+  }
+
+  /**
+   * Deletes index entries oldest first while they are due or over the count bound, up to
+   * RECLAIM_BATCH of them per write (one synced batch each).
+   */
   async reclaim(nowMs: number): Promise<void> {
     for (;;) {
-      const batch = await this.store
+      const oldest = await this.store
         .sublevel("meta")
         .keys({ gte: INDEX_PREFIX, lt: prefixEnd(INDEX_PREFIX), limit: RECLAIM_BATCH })
         .all();
-      let deleted = 0;
-      for (const k of batch) {
-        if (this.indexed - deleted <= this.entriesMax && this.dueMs(k) > nowMs) {
-          this.nextDueMs = this.dueMs(k);
-          this.indexed -= deleted;
-          return;
-        }
-        await this.deleteIndexed(k);
-        deleted += 1;
+      const doomed: string[] = [];
+      for (const k of oldest) {
+        if (this.indexed - doomed.length <= this.entriesMax && this.dueMs(k) > nowMs) break;
+        doomed.push(k);
       }
-      this.indexed -= deleted;
-      if (batch.length < RECLAIM_BATCH) {
+      if (doomed.length > 0) {
+        await this.deleteIndexed(doomed);
+        this.indexed -= doomed.length;
+      }
+      if (doomed.length < oldest.length) {
+        this.nextDueMs = this.dueMs(oldest[doomed.length]!);
+        return;
+      }
+      if (oldest.length < RECLAIM_BATCH) {
         this.nextDueMs = Number.POSITIVE_INFINITY;
         return;
       }
@@ -210,32 +233,55 @@ export class ClientRequestStore {
     return Number.isSafeInteger(at) ? at + this.ttlMs : 0;
   }
 
-  /** Deletes one index entry, and its entry if that is still the one the index names. */
-  private async deleteIndexed(index: string): Promise<void> {
-    const rest = index.slice(INDEX_PREFIX.length + 13);
-    const slash = rest.indexOf("/");
-    const ops: StoreOp[] = [{ type: "del", sublevel: "meta", key: index }];
-    if (slash <= 0) {
-      await this.store.write(ops);
-      return;
-    }
-    const identity = rest.slice(0, slash);
-    const requestId = rest.slice(slash + 1);
-    await this.locks.run(clientRequestLock(identity, requestId), async () => {
+  /**
+   * Deletes index entries, and each one's entry if that is still the one the index names, in one
+   * batch. Every entry's lock is held from its check until the batch is written, so a request that
+   * reuses an expired id meanwhile cannot have its new entry deleted.
+   */
+  private async deleteIndexed(indexes: readonly string[]): Promise<void> {
+    const ops: StoreOp[] = [];
+    // By entry: a reused id can have a stale index entry beside its current one, and one lock
+    // must not be taken twice.
+    const byEntry = new Map<string, { identity: string; requestId: string; indexes: string[] }>();
+    for (const index of indexes) {
+      ops.push({ type: "del", sublevel: "meta", key: index });
+      const rest = index.slice(INDEX_PREFIX.length + 13);
+      const slash = rest.indexOf("/");
+      // A damaged index name names no entry: only the index entry goes.
+      if (slash <= 0) continue;
+      const identity = rest.slice(0, slash);
+      const requestId = rest.slice(slash + 1);
       const key = entryKey(identity, requestId);
-      const bytes = await this.store.get("meta", key);
-      if (bytes !== undefined) {
-        let sameEntry = true;
-        try {
-          const e = parseClientRequest(bytes, key).unverified;
-          sameEntry = indexKey(e.createdAt.getTime(), e.identity, e.requestId) === index;
-        } catch (e) {
-          if (!(e instanceof LockboxError && e.code === "DATA_LOSS")) throw e;
-          // A damaged entry is reclaimed with its index (it would be DATA_LOSS to every retry).
-        }
-        if (sameEntry) ops.push({ type: "del", sublevel: "meta", key });
+      const entry = byEntry.get(key) ?? { identity, requestId, indexes: [] };
+      entry.indexes.push(index);
+      byEntry.set(key, entry);
+    }
+    const entries = [...byEntry.entries()];
+    const locked = async (i: number): Promise<void> => {
+      if (i === entries.length) {
+        await this.store.write(ops);
+        return;
       }
-      await this.store.write(ops);
-    });
+      const [key, { identity, requestId, indexes: named }] = entries[i]!;
+      await this.locks.run(clientRequestLock(identity, requestId), async () => {
+        const bytes = await this.store.get("meta", key);
+        if (bytes !== undefined && named.some((index) => this.namedBy(bytes, key, index))) {
+          ops.push({ type: "del", sublevel: "meta", key });
+        }
+        await locked(i + 1);
+      });
+    };
+    await locked(0);
+  }
+
+  /** Is the stored entry `bytes` the one index entry `index` was written with? A damaged one is. */
+  private namedBy(bytes: Uint8Array, key: string, index: string): boolean {
+    try {
+      const e = parseClientRequest(bytes, key).unverified;
+      return indexKey(e.createdAt.getTime(), e.identity, e.requestId) === index;
+    } catch (e) {
+      if (e instanceof LockboxError && e.code === "DATA_LOSS") return true; // reclaimed with its index
+      throw e;
+    }
   }
 }

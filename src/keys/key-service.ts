@@ -464,9 +464,14 @@ export class KeyService {
     return this.clientRequests.size;
   }
 
-  /** Zeroes the cached project KEKs. Does not close the store or seal the barrier. */
+  /** Resolves once background work (reclaiming client request ids) has finished; for tests. */
+  idle(): Promise<void> {
+    return this.clientRequests.idle();
+  }
+
+  /** Stops background work and zeroes the cached project KEKs. Does not close the store or seal the barrier. */
   async close(): Promise<void> {
-    await this.clientRequests.idle();
+    await this.clientRequests.close();
     await this.keks.zeroize();
   }
 

@@ -20,6 +20,9 @@ const DECLARED: Record<string, Idempotency> = {
   RekeyClone: "IDEMPOTENCY_UNKNOWN",
   CreateGrant: "IDEMPOTENCY_UNKNOWN",
   RevokeGrant: "IDEMPOTENT",
+  AddConsumer: "IDEMPOTENT",
+  RemoveConsumer: "IDEMPOTENT",
+  ListConsumers: "NO_SIDE_EFFECTS",
   GetStatus: "NO_SIDE_EFFECTS",
   ListAuditEvents: "NO_SIDE_EFFECTS",
 };

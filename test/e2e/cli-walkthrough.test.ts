@@ -20,17 +20,22 @@ test.after.always(async () => {
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Key ids: RFC 9562 version 8 (placement in the first 32 bits). */
+const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 interface KeyJson {
   id: string;
   project: string;
   scope: string;
   name: string;
+  secretType: string;
   algorithm: string;
   bitLength: number;
   state: string;
   parentId?: string;
   createdAt?: string;
+  updatedAt?: string;
+  expiresAt?: string;
 }
 
 test("key create then key get through the CLI, with --dir as the only connection flag", async (t) => {
@@ -50,7 +55,7 @@ test("key create then key get through the CLI, with --dir as the only connection
     "--json",
     ...flags,
   ]);
-  t.regex(created.id, UUID);
+  t.regex(created.id, KEY_ID);
   t.like(created, {
     project: "vol",
     scope: "volume-1",
@@ -195,6 +200,137 @@ test("import, meta, list, clone, rekey-clone, delete: each subcommand does what 
   t.is(afterDelete.stdout.length, 0);
   // The parent keeps its material after its clone is destroyed.
   t.is((await runCli(["key", "get", imported.id, ...flags])).text.trim(), material);
+});
+
+test("512-bit keys, passphrase secrets, expiration, request ids, consumers and delete --force through the CLI", async (t) => {
+  const flags = peer.cliFlags();
+  const create = (...extra: string[]) =>
+    runCliJson<KeyJson>([
+      "key",
+      "create",
+      "--project",
+      "xts",
+      "--scope",
+      "vol-5",
+      "--name",
+      "root",
+      ...extra,
+      "--json",
+      ...flags,
+    ]);
+  const xts = await create("--bits", "512", "--expires-in", "90d", "--request-id", "create-vol-5");
+  t.like(xts, { secretType: "SYMMETRIC", algorithm: "AES", bitLength: 512, state: "ACTIVE" });
+  t.is(xts.updatedAt, xts.createdAt);
+  const expires = Date.parse(xts.expiresAt!) - Date.parse(xts.createdAt!);
+  t.true(Math.abs(expires - 90 * 86_400_000) < 60_000, `expires ${expires} ms after creation`);
+  t.regex((await runCli(["key", "get", xts.id, ...flags])).text, /^[0-9a-f]{128}\n$/);
+  // The same request id again is the same key (a retry), not a second one.
+  t.deepEqual(
+    await create("--bits", "512", "--expires-at", xts.expiresAt!, "--request-id", "create-vol-5"),
+    xts,
+  );
+  const clash = await runCli([
+    "key",
+    "create",
+    "--project",
+    "xts",
+    "--scope",
+    "vol-5",
+    "--name",
+    "other",
+    "--request-id",
+    "create-vol-5",
+    ...flags,
+  ]);
+  t.is(clash.code, 1);
+  t.regex(clash.stderr, /INVALID_ARGUMENT.*client_request_id/);
+
+  const file = join(peer.dir, "..", "vtpm-passphrase.txt");
+  await fs.writeFile(file, "a vTPM passphrase", { mode: 0o600 });
+  t.teardown(() => fs.rm(file, { force: true }));
+  const secret = await runCliJson<KeyJson>([
+    "key",
+    "import",
+    "--project",
+    "xts",
+    "--scope",
+    "instance-3",
+    "--name",
+    "vtpm",
+    "--type",
+    "passphrase",
+    "--material-file",
+    file,
+    "--json",
+    ...flags,
+  ]);
+  t.like(secret, { secretType: "PASSPHRASE", algorithm: "UNSPECIFIED", bitLength: 0 });
+  t.is(
+    Buffer.from((await runCli(["key", "get", secret.id, ...flags])).text.trim(), "hex").toString(),
+    "a vTPM passphrase",
+  );
+  const human = await runCli(["key", "meta", secret.id, ...flags]);
+  t.regex(human.text, /passphrase\s+ACTIVE/);
+
+  const consumer = ["--service", "cinder", "--resource-type", "volume", "--resource-id", "vol-5"];
+  const added = await runCli(["key", "add-consumer", xts.id, ...consumer, ...flags]);
+  t.is(added.code, 0, added.stderr);
+  t.regex(added.text, /^added: key .* has 1 consumer\(s\)\n"cinder" "volume" "vol-5"/);
+  const listed = await runCliJson<{ keyId: string; consumers: { service: string }[] }>([
+    "key",
+    "consumers",
+    xts.id,
+    "--json",
+    ...flags,
+  ]);
+  t.deepEqual(
+    listed.consumers.map((c) => c.service),
+    ["cinder"],
+  );
+  const protectedDelete = await runCli(["key", "delete", xts.id, ...flags]);
+  t.is(protectedDelete.code, 1);
+  t.regex(protectedDelete.stderr, /FAILED_PRECONDITION.*consumers/);
+  const removed = await runCli(["key", "remove-consumer", xts.id, ...consumer, ...flags]);
+  t.regex(removed.text, /^removed: key .* has 0 consumer\(s\)/);
+  await runCli(["key", "add-consumer", xts.id, ...consumer, ...flags]);
+  const forced = await runCliJson<KeyJson>(["key", "delete", xts.id, "--force", "--json", ...flags]);
+  t.is(forced.state, "DESTROYED");
+  t.true(Date.parse(forced.updatedAt!) >= Date.parse(forced.createdAt!));
+
+  const badBits = await runCli([
+    "key",
+    "import",
+    "--project",
+    "xts",
+    "--scope",
+    "s",
+    "--name",
+    "n",
+    "--material-file",
+    file,
+    "--bits",
+    "128",
+    ...flags,
+  ]);
+  t.is(badBits.code, 2);
+  t.regex(badBits.stderr, /--bits/);
+  const badType = await runCli([
+    "key",
+    "import",
+    "--project",
+    "xts",
+    "--scope",
+    "s",
+    "--name",
+    "n",
+    "--material-file",
+    file,
+    "--type",
+    "rsa",
+    ...flags,
+  ]);
+  t.is(badType.code, 2);
+  t.regex(badType.stderr, /--type/);
 });
 
 test("grant and revoke through the CLI", async (t) => {
@@ -381,7 +517,21 @@ test("--help works on every command and every subcommand", async (t) => {
   }
   t.deepEqual(
     invocations.filter(([c]) => c === "key").map(([, s]) => s),
-    ["create", "import", "get", "meta", "list", "delete", "clone", "rekey-clone", "grant", "revoke"],
+    [
+      "create",
+      "import",
+      "get",
+      "meta",
+      "list",
+      "delete",
+      "clone",
+      "rekey-clone",
+      "grant",
+      "revoke",
+      "add-consumer",
+      "remove-consumer",
+      "consumers",
+    ],
   );
   t.true(invocations.some(([c, s]) => c === "dev-cluster" && s === "start"));
   // `identity` has one subcommand, named in its usage line rather than listed.

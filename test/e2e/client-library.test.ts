@@ -1,10 +1,13 @@
 /**
  * LockboxClient against a real peer: failover past a dead endpoint, bounded
- * retries, per-call deadlines, typed errors, and the key cache (hits do not
- * reach the peer, DeleteKey evicts, bypassCache asks again).
+ * retries, per-call deadlines, typed errors, the key cache (hits do not
+ * reach the peer, DeleteKey evicts, bypassCache asks again), and client
+ * request ids (a create whose answer was lost is retried without making a
+ * second key, also across a peer killed with SIGKILL), consumers and the
+ * new key model over gRPC.
  */
 import test from "ava";
-import { createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 
 import { LockboxClient, isLockboxClientError } from "../../src/client/index.js";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
@@ -111,3 +114,128 @@ async function getKeyEvents(keyId: string): Promise<number> {
   const page = await audit.listAuditEvents({ keyId, pageSize: 1000 });
   return page.items.filter((e) => e.operation === "GetKey").length;
 }
+
+/**
+ * A TCP proxy to `target` whose answers can be muted: with `mute` set, bytes from the peer are
+ * dropped, so a request still arrives and runs but its answer never comes back (a lost reply).
+ */
+async function muteableProxy(target: string): Promise<{ address: string; mute(): void; close(): void }> {
+  const [host, port] = [
+    target.slice(0, target.lastIndexOf(":")),
+    Number(target.slice(target.lastIndexOf(":") + 1)),
+  ];
+  let muted = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(port, host);
+    sockets.add(client).add(upstream);
+    client.on("data", (b) => upstream.write(b));
+    upstream.on("data", (b) => {
+      if (!muted) client.write(b);
+    });
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      a.on("error", () => b.destroy());
+      a.on("close", () => b.destroy());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    mute: () => void (muted = true),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+test("a create whose answer is lost is retried after DEADLINE_EXCEEDED with the same client request id: one key, the first one", async (t) => {
+  const proxy = await muteableProxy(peer.address);
+  t.teardown(() => proxy.close());
+  const client = new LockboxClient({
+    endpoints: [proxy.address, peer.address],
+    tls: tlsOf(peer),
+    // Long enough for a loaded peer to run the first attempt before the client gives up on it.
+    deadlineMs: 6000,
+    attemptsMax: 2,
+    cache: false,
+  });
+  t.teardown(() => client.close());
+  await client.getStatus(); // the channel through the proxy is up; now its answers are lost
+  proxy.mute();
+  const key = await client.createKey({ project: "lost-reply", scope: "s", name: "n", bitLength: 512 });
+  const clone = await client.cloneKey(key.id, "snap");
+  const all = await peer.client(peer.admin, { cache: false }).listAllKeys({ project: "lost-reply" });
+  t.deepEqual(all.map((k) => k.id).sort(), [key.id, clone.id].sort(), "each call made exactly one key");
+  // The first attempt did run (this test is about a lost answer, not a lost request): both
+  // attempts are audited as CreateKey OK for the same key.
+  const audit = await peer
+    .client(peer.admin, { cache: false })
+    .listAuditEvents({ keyId: key.id, pageSize: 100 });
+  t.is(audit.items.filter((e) => e.operation === "CreateKey" && e.outcome === "OK").length, 2);
+});
+
+test("a client request id outlives a peer killed with SIGKILL: the retry returns the first key; another request under it is INVALID_ARGUMENT", async (t) => {
+  const p = await spawnPeer();
+  t.teardown(() => p.teardown());
+  const input = { project: "restart", scope: "vol-1", name: "root", bitLength: 256 };
+  const first = await p
+    .client(p.admin, { cache: false })
+    .createKey(input, { clientRequestId: "create-vol-1" });
+  await p.kill("SIGKILL");
+  await p.restart();
+  const client = p.client(p.admin, { cache: false });
+  t.deepEqual(await client.createKey(input, { clientRequestId: "create-vol-1" }), first);
+  const other = await t.throwsAsync(
+    client.createKey({ ...input, name: "other" }, { clientRequestId: "create-vol-1" }),
+  );
+  t.true(isLockboxClientError(other, "INVALID_ARGUMENT"), String(other));
+  t.is(isLockboxClientError(other) ? other.field : undefined, "client_request_id");
+  t.is((await client.listAllKeys({ project: "restart" })).length, 1);
+});
+
+test("the key model over gRPC: 192/512-bit keys, passphrase secrets, expiration, consumers and delete protection", async (t) => {
+  const client = peer.client(peer.admin, { cache: false });
+  const xts = await client.createKey({ project: "model", scope: "vol-9", name: "xts", bitLength: 512 });
+  t.like(xts, { secretType: "SYMMETRIC", algorithm: "AES", bitLength: 512, state: "ACTIVE" });
+  t.deepEqual(xts.updatedAt, xts.createdAt);
+  t.is((await client.getKey(xts.id)).material.length, 64);
+  t.is(
+    (
+      await client.getKey(
+        (await client.createKey({ project: "model", scope: "s", name: "n", bitLength: 192 })).id,
+      )
+    ).material.length,
+    24,
+  );
+  const expiresAt = new Date(Date.now() + 3_600_000);
+  const passphrase = Buffer.from("vtpm passphrase for instance 42");
+  const secret = await client.importKey({
+    project: "model",
+    scope: "instance-42",
+    name: "vtpm",
+    secretType: "passphrase",
+    material: passphrase,
+    expiresAt,
+  });
+  t.like(secret, { secretType: "PASSPHRASE", algorithm: "UNSPECIFIED", bitLength: 0 });
+  t.is(secret.expiresAt?.getTime(), expiresAt.getTime());
+  t.deepEqual((await client.getKey(secret.id)).material, passphrase);
+  const consumer = { service: "cinder", resourceType: "volume", resourceId: "vol-9" };
+  const added = await client.addConsumer(xts.id, consumer);
+  t.true(added.changed);
+  t.deepEqual(
+    added.consumers.map(({ service, resourceType, resourceId }) => ({ service, resourceType, resourceId })),
+    [consumer],
+  );
+  t.false((await client.addConsumer(xts.id, consumer)).changed);
+  t.is((await client.listConsumers(xts.id)).length, 1);
+  const refused = await t.throwsAsync(client.deleteKey(xts.id));
+  t.true(isLockboxClientError(refused, "FAILED_PRECONDITION"), String(refused));
+  t.is((await client.getKeyMetadata(xts.id)).state, "ACTIVE");
+  t.is((await client.deleteKey(xts.id, { force: true })).state, "DESTROYED");
+  t.deepEqual(await client.listConsumers(xts.id), []);
+});

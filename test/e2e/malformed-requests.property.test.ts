@@ -39,21 +39,42 @@ const DOCUMENTED = new Set([
   grpc.status.RESOURCE_EXHAUSTED,
 ]);
 
-type Kind = "string" | "uint32" | "enum" | "bytes" | "timestamp";
+type Kind = "string" | "uint32" | "enum" | "bytes" | "timestamp" | "bool";
 
 /** Field numbers and kinds of each request message, as in keys.proto and admin.proto. */
 const RPCS: Record<string, Record<number, Kind>> = {
-  "lockbox.v1.KeyService/CreateKey": { 1: "string", 2: "string", 3: "string", 4: "enum", 5: "uint32" },
-  "lockbox.v1.KeyService/ImportKey": { 1: "string", 2: "string", 3: "string", 4: "enum", 5: "bytes" },
+  "lockbox.v1.KeyService/CreateKey": {
+    1: "string",
+    2: "string",
+    3: "string",
+    4: "enum",
+    5: "uint32",
+    6: "timestamp",
+    7: "string",
+  },
+  "lockbox.v1.KeyService/ImportKey": {
+    1: "string",
+    2: "string",
+    3: "string",
+    4: "enum",
+    5: "bytes",
+    6: "enum",
+    7: "uint32",
+    8: "timestamp",
+    9: "string",
+  },
   "lockbox.v1.KeyService/GetKey": { 1: "string" },
   "lockbox.v1.KeyService/GetKeyMetadata": { 1: "string" },
   "lockbox.v1.KeyService/ListKeys": { 1: "string", 2: "string", 3: "uint32", 4: "string" },
-  "lockbox.v1.KeyService/CloneKey": { 1: "string", 2: "string" },
-  "lockbox.v1.KeyService/RekeyClone": { 1: "string", 2: "string" },
+  "lockbox.v1.KeyService/CloneKey": { 1: "string", 2: "string", 3: "string" },
+  "lockbox.v1.KeyService/RekeyClone": { 1: "string", 2: "string", 3: "string" },
   "lockbox.v1.KeyService/CreateGrant": { 1: "string", 2: "string", 3: "timestamp" },
   "lockbox.v1.KeyService/RevokeGrant": { 1: "string" },
+  "lockbox.v1.KeyService/AddConsumer": { 1: "string", 2: "string", 3: "string", 4: "string" },
+  "lockbox.v1.KeyService/RemoveConsumer": { 1: "string", 2: "string", 3: "string", 4: "string" },
+  "lockbox.v1.KeyService/ListConsumers": { 1: "string" },
   // Last of the key RPCs: it destroys seeded keys the others use.
-  "lockbox.v1.KeyService/DeleteKey": { 1: "string" },
+  "lockbox.v1.KeyService/DeleteKey": { 1: "string", 2: "bool" },
   "lockbox.v1.AdminService/GetStatus": {},
   "lockbox.v1.AdminService/ListAuditEvents": { 1: "string", 2: "string", 3: "uint32", 4: "string" },
 };
@@ -202,6 +223,7 @@ function wellTyped(no: number, kind: Kind): fc.Arbitrary<WireField> {
       return stringValue().map((value) => ({ no, wire: WIRE_LEN, value }));
     case "uint32":
     case "enum":
+    case "bool":
       return varintValue.map((value) => ({ no, wire: WIRE_VARINT, value }));
     case "bytes":
       return fc
@@ -275,6 +297,14 @@ function validFields(path: string): fc.Arbitrary<WireField[]> {
     case "CloneKey":
     case "RekeyClone":
       return fc.tuple(id, name(2));
+    case "AddConsumer":
+    case "RemoveConsumer":
+      return fc.tuple(
+        id,
+        fc.constantFrom("cinder", "nova").map((v) => str(2, v)),
+        fc.constant(str(3, "volume")),
+        name(4),
+      );
     case "CreateGrant":
       return fc.tuple(
         id.map((f) => ({ ...f, no: 1 })),

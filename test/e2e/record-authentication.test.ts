@@ -30,6 +30,10 @@ const FIELD_EDITS: [string, (r: Record<string, unknown>) => void][] = [
   ["createdAtMs", (r) => (r.createdAtMs = Number(r.createdAtMs) - 86_400_000)],
   ["parentId", (r) => (r.parentId = "0b6f2d1e-8a3c-4e5f-9d7b-1c2a3e4f5a6b")],
   ["state", (r) => (r.state = "deactivated")],
+  // Fields the key model grew later: added to a record that had none, each is refused too.
+  ["secretType", (r) => (r.secretType = "opaque")],
+  ["expiresAtMs", (r) => (r.expiresAtMs = Number(r.createdAtMs) + 86_400_000)],
+  ["updatedAtMs", (r) => (r.updatedAtMs = Number(r.createdAtMs) + 1)],
 ];
 
 test("a flipped byte or edited field in a stored record is DATA_LOSS on GetKey and GetKeyMetadata, never a changed field", async (t) => {

@@ -32,13 +32,20 @@ const VALID: Record<string, { service: string; fields: () => WireField[]; string
   {
     CreateKey: {
       service: "KeyService",
-      fields: () => [str(1, "p"), str(2, "s"), str(3, "n"), uint(4, 1), uint(5, 256)],
-      strings: { 1: "project", 2: "scope", 3: "name" },
+      fields: () => [str(1, "p"), str(2, "s"), str(3, "n"), uint(4, 1), uint(5, 256), str(7, "req-1")],
+      strings: { 1: "project", 2: "scope", 3: "name", 7: "client_request_id" },
     },
     ImportKey: {
       service: "KeyService",
-      fields: () => [str(1, "p"), str(2, "s"), str(3, "n"), uint(4, 1), bytes(5, Buffer.alloc(32, 7))],
-      strings: { 1: "project", 2: "scope", 3: "name" },
+      fields: () => [
+        str(1, "p"),
+        str(2, "s"),
+        str(3, "n"),
+        uint(4, 1),
+        bytes(5, Buffer.alloc(32, 7)),
+        str(9, "req-2"),
+      ],
+      strings: { 1: "project", 2: "scope", 3: "name", 9: "client_request_id" },
     },
     GetKey: { service: "KeyService", fields: () => [str(1, UUID)], strings: { 1: "id" } },
     GetKeyMetadata: { service: "KeyService", fields: () => [str(1, UUID)], strings: { 1: "id" } },
@@ -50,14 +57,25 @@ const VALID: Record<string, { service: string; fields: () => WireField[]; string
     DeleteKey: { service: "KeyService", fields: () => [str(1, UUID)], strings: { 1: "id" } },
     CloneKey: {
       service: "KeyService",
-      fields: () => [str(1, UUID), str(2, "c")],
-      strings: { 1: "id", 2: "name" },
+      fields: () => [str(1, UUID), str(2, "c"), str(3, "req-3")],
+      strings: { 1: "id", 2: "name", 3: "client_request_id" },
     },
     RekeyClone: {
       service: "KeyService",
-      fields: () => [str(1, UUID), str(2, "c")],
-      strings: { 1: "id", 2: "name" },
+      fields: () => [str(1, UUID), str(2, "c"), str(3, "req-4")],
+      strings: { 1: "id", 2: "name", 3: "client_request_id" },
     },
+    AddConsumer: {
+      service: "KeyService",
+      fields: () => [str(1, UUID), str(2, "cinder"), str(3, "volume"), str(4, "v-1")],
+      strings: { 1: "key_id", 2: "service", 3: "resource_type", 4: "resource_id" },
+    },
+    RemoveConsumer: {
+      service: "KeyService",
+      fields: () => [str(1, UUID), str(2, "cinder"), str(3, "volume"), str(4, "v-1")],
+      strings: { 1: "key_id", 2: "service", 3: "resource_type", 4: "resource_id" },
+    },
+    ListConsumers: { service: "KeyService", fields: () => [str(1, UUID)], strings: { 1: "key_id" } },
     CreateGrant: {
       service: "KeyService",
       fields: () => [str(1, UUID), str(2, "other"), message(3, [uint(1, future()), uint(2, 0)])],

@@ -12,8 +12,14 @@ import { LockboxError, type LockboxErrorCode } from "../../src/errors.js";
 import type { KeyRecord } from "../../src/keys/key-model.js";
 import { verifyPageToken } from "../../src/keys/page-token.js";
 import {
+  authenticateClientRequest,
+  authenticateConsumer,
   authenticateKeyRecord,
+  encodeClientRequest,
+  encodeConsumer,
   encodeKeyRecord,
+  parseClientRequest,
+  parseConsumer,
   parseGrant,
   parseKeyRecord,
 } from "../../src/keys/record-codec.js";
@@ -22,7 +28,7 @@ import { admin, dumpDb, openFixture, serviceOf } from "./key-service-fixture.js"
 const onlyCodes = (e: unknown, codes: LockboxErrorCode[]): boolean =>
   e instanceof LockboxError && codes.includes(e.code);
 
-test("parseKeyRecord and parseGrant on arbitrary bytes: a record or DATA_LOSS, nothing else", (t) => {
+test("parseKeyRecord, parseGrant, parseConsumer and parseClientRequest on arbitrary bytes: a record or DATA_LOSS, nothing else", (t) => {
   const jsonish = fc.oneof(
     fc.uint8Array({ maxLength: 300 }),
     fc.jsonValue().map((v) => new Uint8Array(Buffer.from(JSON.stringify(v) ?? "null"))),
@@ -32,13 +38,19 @@ test("parseKeyRecord and parseGrant on arbitrary bytes: a record or DATA_LOSS, n
         id: fc.string(),
         state: fc.string(),
         bitLength: fc.integer(),
+        secretType: fc.constantFrom(undefined, "opaque", "passphrase", "symmetric", 3),
+        expiresAtMs: fc.oneof(fc.integer(), fc.double(), fc.string()),
+        updatedAtMs: fc.oneof(fc.integer(), fc.constant(null)),
+        keyId: fc.string(),
+        service: fc.string(),
+        fingerprint: fc.string(),
         mac: fc.base64String(),
       })
       .map((v) => new Uint8Array(Buffer.from(JSON.stringify(v)))),
   );
   fc.assert(
     fc.property(jsonish, (bytes) => {
-      for (const decode of [parseKeyRecord, parseGrant]) {
+      for (const decode of [parseKeyRecord, parseGrant, parseConsumer, parseClientRequest]) {
         try {
           decode(bytes, "x");
         } catch (e) {
@@ -101,6 +113,71 @@ test("key records round-trip through the codec and authenticate under their MAC 
   );
 });
 
+test("consumer and client request entries round-trip and authenticate; a flipped byte is DATA_LOSS or the same entry", (t) => {
+  const macKey = new Uint8Array(32).fill(5);
+  const text = fc.string({ minLength: 1, maxLength: 40, unit: "grapheme" });
+  const consumer = fc.record({
+    keyId: fc.uuid(),
+    service: text,
+    resourceType: text,
+    resourceId: text,
+    createdAtMs: fc.integer({ min: 0, max: 4e12 }),
+  });
+  const request = fc.record({
+    identity: text,
+    requestId: text,
+    method: fc.constantFrom("CreateKey", "ImportKey", "CloneKey", "RekeyClone"),
+    project: text,
+    keyId: fc.uuid(),
+    fingerprint: fc.base64String({ minLength: 44, maxLength: 44 }),
+    createdAtMs: fc.integer({ min: 0, max: 4e12 }),
+  });
+  const flip = fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 }));
+  const flipped = (bytes: Uint8Array, [at, xor]: [number, number]): Uint8Array => {
+    const copy = new Uint8Array(bytes);
+    copy[at % copy.length] ^= xor;
+    return copy;
+  };
+  fc.assert(
+    fc.property(consumer, request, flip, (c, r, f) => {
+      const entry = {
+        service: c.service,
+        resourceType: c.resourceType,
+        resourceId: c.resourceId,
+        createdAt: new Date(c.createdAtMs),
+      };
+      const bytes = encodeConsumer(c.keyId, entry, macKey);
+      t.deepEqual(authenticateConsumer(parseConsumer(bytes, "x"), macKey, "x"), {
+        keyId: c.keyId,
+        consumer: entry,
+      });
+      const req = { ...r, createdAt: new Date(r.createdAtMs) };
+      delete (req as { createdAtMs?: number }).createdAtMs;
+      const reqBytes = encodeClientRequest(req, macKey);
+      t.deepEqual(authenticateClientRequest(parseClientRequest(reqBytes, "x"), macKey, "x"), req);
+      for (const attempt of [
+        () =>
+          t.deepEqual(
+            authenticateConsumer(parseConsumer(flipped(bytes, f), "x"), macKey, "x").consumer,
+            entry,
+          ),
+        () =>
+          t.deepEqual(
+            authenticateClientRequest(parseClientRequest(flipped(reqBytes, f), "x"), macKey, "x"),
+            req,
+          ),
+      ]) {
+        try {
+          attempt();
+        } catch (e) {
+          if (!onlyCodes(e, ["DATA_LOSS"])) throw e;
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
 test("openEnvelope and verifyPageToken on arbitrary input: only DATA_LOSS / INVALID_ARGUMENT page_token", (t) => {
   const barrier = new Barrier();
   barrier.unseal(Keyring.empty().withEpoch(1, new Uint8Array(32).fill(9)));
@@ -127,7 +204,9 @@ test("openEnvelope and verifyPageToken on arbitrary input: only DATA_LOSS / INVA
 });
 
 test("every KeyService method on random requests: documented codes only, database unchanged on error", async (t) => {
-  const { handle } = await openFixture(t);
+  // No background purge may run between a call's before and after snapshots (a successful delete
+  // schedules one): the comparison is about what the refused call did.
+  const { handle } = await openFixture(t, { store: { purgeDelayMs: 3_600_000 } });
   const s = handle.service;
   const existing = await s.createKey(admin, {
     project: "tenant-a",
@@ -158,18 +237,26 @@ test("every KeyService method on random requests: documented codes only, databas
     pageToken: weird,
     grantee: maybeGood("g", weird),
     expiresAt: fc.oneof(fc.date(), weird),
+    secretType: fc.oneof(fc.constantFrom("symmetric", "opaque", "passphrase", undefined), weird),
+    clientRequestId: fc.oneof(fc.constant(undefined), fc.uuid(), weird),
+    force: fc.oneof(fc.boolean(), weird),
+    keyId: maybeGood(existing.id, fc.oneof(weird, fc.uuid())),
+    service: maybeGood("cinder", weird),
+    resourceType: maybeGood("volume", weird),
+    resourceId: maybeGood("v-1", weird),
     caller: fc.constantFrom(admin, serviceOf("x", "tenant-a"), serviceOf("y", "tenant-b"), {
       identity: "z",
       role: "bogus",
       projects: [],
     } as never),
-    method: fc.integer({ min: 0, max: 9 }),
+    method: fc.integer({ min: 0, max: 12 }),
   });
   const allowed: LockboxErrorCode[] = [
     "INVALID_ARGUMENT",
     "NOT_FOUND",
     "PERMISSION_DENIED",
     "FAILED_PRECONDITION",
+    "RESOURCE_EXHAUSTED", // only a key's consumer cap could be reached here
   ];
   let refused = 0;
   await fc.assert(
@@ -181,11 +268,14 @@ test("every KeyService method on random requests: documented codes only, databas
         () => s.getKey(r.caller, r as never),
         () => s.getKeyMetadata(r.caller, r as never),
         () => s.listKeys(r.caller, r as never),
-        () => s.deleteKey(r.caller, { id: r.id } as never),
+        () => s.deleteKey(r.caller, { id: r.id, force: r.force } as never),
         () => s.cloneKey(r.caller, r as never),
         () => s.rekeyClone(r.caller, r as never),
         () => s.createGrant(r.caller, { keyId: r.id, grantee: r.grantee, expiresAt: r.expiresAt } as never),
         () => s.revokeGrant(r.caller, { grantId: r.id } as never),
+        () => s.addConsumer(r.caller, r as never),
+        () => s.removeConsumer(r.caller, r as never),
+        () => s.listConsumers(r.caller, r as never),
       ];
       try {
         await calls[r.method]!();

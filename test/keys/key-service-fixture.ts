@@ -49,6 +49,8 @@ export interface KeyServiceHandle {
 export interface Fixture {
   dir: string;
   dbDir: string;
+  /** The ring salt the store is pinned to (placement of key ids). */
+  clusterSalt: Uint8Array;
   protector: DevelopmentFileProtector;
   clock: ManualClock;
   handle: KeyServiceHandle;
@@ -91,6 +93,7 @@ export async function openFixture(t: ExecutionContext, options: FixtureOptions =
   const fixture: Fixture = {
     dir,
     dbDir,
+    clusterSalt,
     protector,
     clock,
     handle: await open(),

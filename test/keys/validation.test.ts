@@ -53,6 +53,44 @@ const cases: [string, Call, string][] = [
   ["get id with trailing text", (s, id) => s.getKey(admin, { id: `${id}x` }), "id"],
   ["meta id not a uuid", (s) => s.getKeyMetadata(admin, { id: "../../etc" }), "id"],
   ["delete id not a uuid", (s) => s.deleteKey(admin, { id: "123" }), "id"],
+  ["delete force not a boolean", (s, id) => s.deleteKey(admin, { id, force: "yes" as never }), "force"],
+  [
+    "create expires_at a string",
+    (s) => s.createKey(admin, { ...good, expiresAt: "2027" as never }),
+    "expires_at",
+  ],
+  [
+    "create client_request_id with a slash",
+    (s) => s.createKey(admin, { ...good, clientRequestId: "a/b" }),
+    "client_request_id",
+  ],
+  [
+    "clone client_request_id not a string",
+    (s, id) => s.cloneKey(admin, { id, clientRequestId: 5 as never }),
+    "client_request_id",
+  ],
+  [
+    "import secret_type unknown",
+    (s) => s.importKey(admin, { ...good, secretType: "rsa" as never, material: new Uint8Array(32) }),
+    "secret_type",
+  ],
+  [
+    "consumer key_id not a uuid",
+    (s) => s.addConsumer(admin, { keyId: "k", service: "a", resourceType: "b", resourceId: "c" }),
+    "key_id",
+  ],
+  [
+    "consumer service empty",
+    (s, id) => s.addConsumer(admin, { keyId: id, service: "", resourceType: "b", resourceId: "c" }),
+    "service",
+  ],
+  [
+    "remove consumer resource_id too long",
+    (s, id) =>
+      s.removeConsumer(admin, { keyId: id, service: "a", resourceType: "b", resourceId: "r".repeat(256) }),
+    "resource_id",
+  ],
+  ["list consumers key_id missing", (s) => s.listConsumers(admin, {} as never), "key_id"],
   ["clone id not a uuid", (s) => s.cloneKey(admin, { id: "zz" }), "id"],
   ["clone name with control char", (s, id) => s.cloneKey(admin, { id, name: "a\u0007" }), "name"],
   ["rekey id missing", (s) => s.rekeyClone(admin, {} as never), "id"],

@@ -18,7 +18,26 @@ test("bad requests get INVALID_ARGUMENT naming the field, and change nothing", a
   const cases: [string, string, Record<string, unknown>, string][] = [
     ["unknown enum number", "CreateKey", { ...valid, algorithm: 7 }, "algorithm"],
     ["unspecified enum", "CreateKey", { ...valid, algorithm: "KEY_ALGORITHM_UNSPECIFIED" }, "algorithm"],
-    ["wrong bit length", "CreateKey", { ...valid, bit_length: 512 }, "bit_length"],
+    ["wrong bit length", "CreateKey", { ...valid, bit_length: 384 }, "bit_length"],
+    [
+      "unknown secret type",
+      "ImportKey",
+      { ...valid, bit_length: 0, secret_type: 9, material: Buffer.alloc(32) },
+      "secret_type",
+    ],
+    [
+      "expiry in the past",
+      "CreateKey",
+      { ...valid, expires_at: { seconds: "1000", nanos: 0 } },
+      "expires_at",
+    ],
+    ["bad client request id", "CreateKey", { ...valid, client_request_id: "a b" }, "client_request_id"],
+    [
+      "consumer without service",
+      "AddConsumer",
+      { key_id: "00000000-0000-4000-8000-000000000000", resource_type: "v", resource_id: "r" },
+      "service",
+    ],
     ["oversize name", "CreateKey", { ...valid, name: "n".repeat(300) }, "name"],
     ["oversize project", "CreateKey", { ...valid, project: "p".repeat(200) }, "project"],
     ["missing scope", "CreateKey", { ...valid, scope: "" }, "scope"],

@@ -5,7 +5,14 @@
  */
 import { constants, promises as fs } from "node:fs";
 
-import type { FetchedKey, Grant, KeyMetadata, LockboxClient } from "../../client/index.js";
+import type {
+  Consumer,
+  ConsumerInput,
+  FetchedKey,
+  Grant,
+  KeyMetadata,
+  LockboxClient,
+} from "../../client/index.js";
 import type { CliCommand } from "../command.js";
 import { EXIT_OK, EXIT_USAGE } from "../command.js";
 import {
@@ -44,46 +51,78 @@ const COMMON = {
 } as const;
 const JSON_HELP = "  --json                 print the result as one JSON line";
 
+const KEY_EXPIRY_HELP = [
+  "  --expires-in D         the key expires after D, e.g. 12h, 90d; then it is not served",
+  "  --expires-at TIME      or at an ISO 8601 time (default: never)",
+];
+const REQUEST_ID_HELP =
+  "  --request-id ID        client request id: a retry with the same ID returns the first key";
+const EXPIRY_OPTIONS = { "expires-in": { type: "string" }, "expires-at": { type: "string" } } as const;
+const CONSUMER_OPTIONS = {
+  service: { type: "string" },
+  "resource-type": { type: "string" },
+  "resource-id": { type: "string" },
+} as const;
+const CONSUMER_HELP = [
+  "  --service S            the consuming service, e.g. cinder",
+  "  --resource-type T      e.g. volume",
+  "  --resource-id R        e.g. the volume's id",
+];
+
 const SUBCOMMANDS: Record<string, Subcommand> = {
   create: {
     summary: "create a key with fresh random material",
-    synopsis: "--project P --scope S --name N [--bits 128|256]",
+    synopsis: "--project P --scope S --name N [--bits 128|192|256|512] [--expires-in D] [--request-id ID]",
     flagsHelp: [
       "  --project P            project the key belongs to",
       "  --scope S              groups a volume with its snapshots and clones, e.g. the volume id",
       "  --name N               a label, e.g. the volume's name",
-      "  --bits 128|256         AES key length (default 256)",
+      "  --bits B               AES key length: 128, 192, 256 (default) or 512 (for XTS)",
+      ...KEY_EXPIRY_HELP,
+      REQUEST_ID_HELP,
     ],
     options: {
       project: { type: "string" },
       scope: { type: "string" },
       name: { type: "string" },
       bits: { type: "string" },
+      "request-id": { type: "string" },
+      ...EXPIRY_OPTIONS,
     },
     positionalsMax: 0,
     async run(client, args, json) {
       const bits = stringFlag(args, "bits") ?? "256";
-      if (bits !== "128" && bits !== "256")
-        throw new UsageError(`--bits must be 128 or 256, got '${bits}'`, "--bits");
-      const key = await client.createKey({
-        project: requiredFlag(args, "project"),
-        scope: requiredFlag(args, "scope"),
-        name: requiredFlag(args, "name"),
-        bitLength: Number(bits),
-      });
+      if (!["128", "192", "256", "512"].includes(bits))
+        throw new UsageError(`--bits must be 128, 192, 256 or 512, got '${bits}'`, "--bits");
+      const expiresAt = optionalExpiry(args);
+      const key = await client.createKey(
+        {
+          project: requiredFlag(args, "project"),
+          scope: requiredFlag(args, "scope"),
+          name: requiredFlag(args, "name"),
+          bitLength: Number(bits),
+          ...(expiresAt !== undefined ? { expiresAt } : {}),
+        },
+        requestIdOption(args),
+      );
       return printKey(key, json, "created");
     },
   },
   import: {
-    summary: "store existing material as a new key",
+    summary: "store existing material as a new key, or an opaque or passphrase secret",
     synopsis:
-      "--project P [--scope S] [--name N] (--material-file FILE | --material-hex HEX | --material-base64 B64)",
+      "--project P --scope S --name N (--material-file FILE | --material-hex HEX | --material-base64 B64) [--type T]",
     flagsHelp: [
       "  --project P            project the key belongs to (required)",
       "  --scope S, --name N    as for create",
-      "  --material-file FILE   raw key bytes (16 or 32), e.g. an existing LUKS key file",
-      "  --material-hex HEX     key bytes as hex (visible in the process list: prefer a file)",
-      "  --material-base64 B64  key bytes as base64 (same caveat)",
+      "  --material-file FILE   raw bytes, e.g. an existing LUKS key file",
+      "  --material-hex HEX     bytes as hex (visible in the process list: prefer a file)",
+      "  --material-base64 B64  bytes as base64 (same caveat)",
+      "  --type T               symmetric (default: an AES key of 16, 24, 32 or 64 bytes),",
+      "                         opaque or passphrase (1..4000 bytes)",
+      "  --bits B               opaque and passphrase: a declared bit length (default none)",
+      ...KEY_EXPIRY_HELP,
+      REQUEST_ID_HELP,
     ],
     options: {
       project: { type: "string" },
@@ -92,17 +131,39 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
       "material-file": { type: "string" },
       "material-hex": { type: "string" },
       "material-base64": { type: "string" },
+      type: { type: "string" },
+      bits: { type: "string" },
+      "request-id": { type: "string" },
+      ...EXPIRY_OPTIONS,
     },
     positionalsMax: 0,
     async run(client, args, json) {
+      const type = stringFlag(args, "type") ?? "symmetric";
+      if (type !== "symmetric" && type !== "opaque" && type !== "passphrase") {
+        throw new UsageError(`--type must be symmetric, opaque or passphrase, got '${type}'`, "--type");
+      }
+      const bits = intFlag(args, "bits", 0, 65536);
+      if (type === "symmetric" && bits !== undefined) {
+        throw new UsageError(
+          "--bits is for opaque and passphrase secrets; an AES key's follows from its bytes",
+          "--bits",
+        );
+      }
+      const expiresAt = optionalExpiry(args);
       const material = await readMaterial(args);
       try {
-        const key = await client.importKey({
-          project: requiredFlag(args, "project"),
-          scope: requiredFlag(args, "scope"),
-          name: requiredFlag(args, "name"),
-          material,
-        });
+        const key = await client.importKey(
+          {
+            project: requiredFlag(args, "project"),
+            scope: requiredFlag(args, "scope"),
+            name: requiredFlag(args, "name"),
+            secretType: type,
+            material,
+            ...(bits !== undefined ? { bitLength: bits } : {}),
+            ...(expiresAt !== undefined ? { expiresAt } : {}),
+          },
+          requestIdOption(args),
+        );
         return printKey(key, json, "imported");
       } finally {
         material.fill(0);
@@ -199,33 +260,44 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
   },
   delete: {
     summary: "destroy a key: the material is gone, a tombstone stays",
-    synopsis: "ID",
-    flagsHelp: [],
-    options: {},
+    synopsis: "ID [--force]",
+    flagsHelp: ["  --force                delete even if the key has consumers (they go with it)"],
+    options: { force: { type: "boolean" } },
     positionalsMax: 1,
     async run(client, args, json) {
-      return printKey(await client.deleteKey(requiredPositional(args, "key ID")), json, "destroyed");
+      const key = await client.deleteKey(requiredPositional(args, "key ID"), {
+        force: boolFlag(args, "force"),
+      });
+      return printKey(key, json, "destroyed");
     },
   },
   clone: {
     summary: "same material under a new id in the same scope (snapshots)",
-    synopsis: "ID [--name N]",
-    flagsHelp: ["  --name N               name of the new key (default: the parent's)"],
-    options: { name: { type: "string" } },
+    synopsis: "ID [--name N] [--request-id ID]",
+    flagsHelp: ["  --name N               name of the new key (default: the parent's)", REQUEST_ID_HELP],
+    options: { name: { type: "string" }, "request-id": { type: "string" } },
     positionalsMax: 1,
     async run(client, args, json) {
-      const key = await client.cloneKey(requiredPositional(args, "key ID"), stringFlag(args, "name") ?? "");
+      const key = await client.cloneKey(
+        requiredPositional(args, "key ID"),
+        stringFlag(args, "name") ?? "",
+        requestIdOption(args),
+      );
       return printKey(key, json, "cloned");
     },
   },
   "rekey-clone": {
     summary: "fresh material under a new id in the same scope (LUKS key change on clone)",
-    synopsis: "ID [--name N]",
-    flagsHelp: ["  --name N               name of the new key (default: the parent's)"],
-    options: { name: { type: "string" } },
+    synopsis: "ID [--name N] [--request-id ID]",
+    flagsHelp: ["  --name N               name of the new key (default: the parent's)", REQUEST_ID_HELP],
+    options: { name: { type: "string" }, "request-id": { type: "string" } },
     positionalsMax: 1,
     async run(client, args, json) {
-      const key = await client.rekeyClone(requiredPositional(args, "key ID"), stringFlag(args, "name") ?? "");
+      const key = await client.rekeyClone(
+        requiredPositional(args, "key ID"),
+        stringFlag(args, "name") ?? "",
+        requestIdOption(args),
+      );
       return printKey(key, json, "rekeyed clone");
     },
   },
@@ -262,6 +334,39 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
       return printGrant(await client.revokeGrant(requiredPositional(args, "grant ID")), json, "revoked");
     },
   },
+  "add-consumer": {
+    summary: "record that a resource uses a key (a key with consumers needs delete --force)",
+    synopsis: "ID --service S --resource-type T --resource-id R",
+    flagsHelp: CONSUMER_HELP,
+    options: CONSUMER_OPTIONS,
+    positionalsMax: 1,
+    async run(client, args, json) {
+      const res = await client.addConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
+      return printConsumers(res.key.id, res.consumers, json, res.changed ? "added" : "already there");
+    },
+  },
+  "remove-consumer": {
+    summary: "remove a consumer from a key",
+    synopsis: "ID --service S --resource-type T --resource-id R",
+    flagsHelp: CONSUMER_HELP,
+    options: CONSUMER_OPTIONS,
+    positionalsMax: 1,
+    async run(client, args, json) {
+      const res = await client.removeConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
+      return printConsumers(res.key.id, res.consumers, json, res.changed ? "removed" : "not there");
+    },
+  },
+  consumers: {
+    summary: "list the consumers of a key",
+    synopsis: "ID",
+    flagsHelp: [],
+    options: {},
+    positionalsMax: 1,
+    async run(client, args, json) {
+      const id = requiredPositional(args, "key ID");
+      return printConsumers(id, await client.listConsumers(id), json);
+    },
+  },
 };
 
 function topUsage(): string {
@@ -291,7 +396,7 @@ function subUsage(name: string, sub: Subcommand): string {
 
 export const command: CliCommand = {
   name: "key",
-  summary: "create, import, get, list, clone, rekey, grant and delete keys",
+  summary: "create, import, get, list, clone, rekey, grant, consume and delete keys",
   async run(argv) {
     const [name, ...rest] = argv;
     if (name === undefined || name === "--help" || name === "-h" || name === "help") {
@@ -323,17 +428,52 @@ export const command: CliCommand = {
 // ---- helpers -------------------------------------------------------------
 
 function keyLine(k: KeyMetadata): string {
+  const kind =
+    k.secretType === "SYMMETRIC"
+      ? `${k.algorithm}-${k.bitLength}`
+      : `${k.secretType.toLowerCase()}${k.algorithm === "UNSPECIFIED" ? "" : ` ${k.algorithm}`}${k.bitLength > 0 ? `-${k.bitLength}` : ""}`;
   const parts = [
     k.id,
     `project=${k.project}`,
     `scope=${k.scope === "" ? "-" : k.scope}`,
     `name=${k.name === "" ? "-" : k.name}`,
-    `${k.algorithm}-${k.bitLength}`,
+    kind,
     k.state,
   ];
   if (k.parentId !== undefined) parts.push(`parent=${k.parentId}`);
   if (k.createdAt !== undefined) parts.push(`created=${k.createdAt.toISOString()}`);
+  if (k.updatedAt !== undefined && k.updatedAt.getTime() !== k.createdAt?.getTime())
+    parts.push(`updated=${k.updatedAt.toISOString()}`);
+  if (k.expiresAt !== undefined) parts.push(`expires=${k.expiresAt.toISOString()}`);
   return parts.join("  ");
+}
+
+function printConsumers(keyId: string, consumers: Consumer[], json: boolean, verb?: string): number {
+  if (json) {
+    printJson({ keyId, consumers });
+    return EXIT_OK;
+  }
+  if (verb !== undefined) process.stdout.write(`${verb}: key ${keyId} has ${consumers.length} consumer(s)\n`);
+  for (const c of consumers) {
+    const since = c.createdAt !== undefined ? `  since=${c.createdAt.toISOString()}` : "";
+    process.stdout.write(
+      `${JSON.stringify(c.service)} ${JSON.stringify(c.resourceType)} ${JSON.stringify(c.resourceId)}${since}\n`,
+    );
+  }
+  return EXIT_OK;
+}
+
+function consumerFlags(args: ParsedArgs): ConsumerInput {
+  return {
+    service: requiredFlag(args, "service"),
+    resourceType: requiredFlag(args, "resource-type"),
+    resourceId: requiredFlag(args, "resource-id"),
+  };
+}
+
+function requestIdOption(args: ParsedArgs): { clientRequestId?: string } {
+  const id = stringFlag(args, "request-id");
+  return id === undefined ? {} : { clientRequestId: id };
 }
 
 function printKey(key: KeyMetadata, json: boolean, verb?: string): number {
@@ -423,6 +563,13 @@ async function readMaterial(args: ParsedArgs): Promise<Buffer> {
 }
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A key's optional expiration (no 30-day cap: the peer checks only that it is in the future). */
+function optionalExpiry(args: ParsedArgs): Date | undefined {
+  if (stringFlag(args, "expires-in") === undefined && stringFlag(args, "expires-at") === undefined)
+    return undefined;
+  return expiry(args);
+}
 
 function expiry(args: ParsedArgs): Date {
   const inText = stringFlag(args, "expires-in");
