@@ -37,7 +37,7 @@ export interface StartPeerOptions {
   replaceParts?: (real: {
     keys: KeyService;
     audit: AuditLog;
-  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log" | "limits">>;
 }
 
 export interface RunningPeer {
@@ -102,8 +102,10 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
     // One bound on calls in flight per identity, whichever edge they come through.
-    const inFlight = new InFlightLimit(EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax);
     const parts = options.replaceParts?.({ keys, audit });
+    const inFlight = new InFlightLimit(
+      parts?.limits?.callsInFlightPerIdentityMax ?? EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax,
+    );
     const server = await startLockboxServer(
       {
         tls,
