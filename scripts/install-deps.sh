@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs everything lockbox needs on a fresh Debian 12 machine: the apt
 # packages (swtpm to simulate TPMs, tpm2-tools to cross-check our TPM code,
-# cryptsetup-bin for the LUKS walk-through, openssl) and the npm packages.
+# cryptsetup-bin for the LUKS walk-through, openssl, Keystone and the
+# OpenStack clients for the Barbican API's tests) and the npm packages.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin openssl ca-certificates)
+# keystone, uwsgi and the python3 OpenStack clients: the Barbican REST API's tests run a real
+# Keystone and the real barbican CLI and Castellan (test/rest, docs/openstack.md).
+apt_packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin openssl ca-certificates
+  keystone uwsgi-core uwsgi-plugin-python3 python3-castellan python3-barbicanclient python3-keystoneclient)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,7 @@ import { TUNABLES_DEFAULT, type Tunables, validateTunables } from "./tunables.js
 import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
 
 export { type Tunables, TUNABLES_DEFAULT } from "./tunables.js";
+import { type RestConfig, validateRestConfig } from "./rest-config.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -67,6 +68,8 @@ export interface PeerConfig extends Tunables {
    * attestation. Never set it on a cluster that holds keys that matter.
    */
   allowUnattestedMembersForTests?: boolean;
+  /** The Barbican v1 REST listener (rest-config.ts); absent: none. */
+  rest?: RestConfig;
 }
 
 export const DEFAULT_PATHS: PeerPaths = {
@@ -166,6 +169,7 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     "raft",
     "seedPeers",
     "allowUnattestedMembersForTests",
+    "rest",
   ]);
   for (const key of Object.keys(o)) {
     if (!known.has(key) && !Object.hasOwn(TUNABLES_DEFAULT, key)) throw bad(key, "is not a config field");
@@ -200,8 +204,10 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     }
     optional.allowUnattestedMembersForTests = o.allowUnattestedMembersForTests;
   }
+  const rest = o.rest === undefined ? undefined : validateRestConfig(o.rest, bad);
   return {
     ...optional,
+    ...(rest !== undefined ? { rest } : {}),
     ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,

@@ -22,6 +22,8 @@ import { masterKeyProviderOf } from "./master-key-of-config.js";
 import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
+import { InFlightLimit } from "../edge/in-flight.js";
+import { EDGE_LIMITS_DEFAULT } from "../server/edge-limits.js";
 import { openPeerCore } from "./peer-core.js";
 import { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
@@ -38,6 +40,8 @@ export interface StartPeerOptions {
   dir: string;
   /** HOST:PORT to listen on instead of the config's; port 0 picks a free one. */
   listen?: string;
+  /** HOST:PORT for the REST listener instead of the config's `rest.listen` (needs a `rest` section). */
+  restListen?: string;
   /**
    * Server-side log lines as plain text, including the development protector's warning (tests).
    * Without it the peer logs JSON lines (pino) to stderr at `logLevel`.
@@ -57,7 +61,7 @@ export interface StartPeerOptions {
   replaceParts?: (real: {
     keys: KeyService;
     audit: AuditLog;
-  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log" | "limits">>;
   /**
    * Serves lockbox.v1.JoinService (the attested join, src/attestation) over this authority's
    * members, policies and CMK. The control state (src/controlplane) is to provide the authority;
@@ -90,6 +94,8 @@ export interface RunningPeer {
    * /readyz 503. Unsealing needs a restart until the TPM unseal arrives.
    */
   seal(): void;
+  /** "HOST:PORT" of the Barbican REST listener, when the config has one. */
+  readonly restAddress?: string;
   /** Lets in-flight calls finish (at most drainMs), then closes the store. Idempotent. */
   close(drainMs?: number): Promise<void>;
 }
@@ -168,7 +174,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let duties: LeaderDuties | undefined;
   let stopMetrics = async (): Promise<void> => {};
   let healthTimer: NodeJS.Timeout | undefined;
+  let stopRest = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
+    await stopRest();
     duties?.stop();
     clearInterval(healthTimer);
     refusedCalls.flush();
@@ -245,6 +253,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       };
     }
     const { startLockboxServer, callObserver } = await serverModule;
+    // One bound on calls in flight per identity, whichever edge they come through.
+    const parts = options.replaceParts?.({ keys, audit });
+    const inFlight = new InFlightLimit(
+      parts?.limits?.callsInFlightPerIdentityMax ?? EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax,
+    );
     if (logs.logger !== undefined) {
       const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
       routeGrpcLogs(await import("@grpc/grpc-js"), logs.logger);
@@ -270,6 +283,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const server = await startLockboxServer(
       {
         tls,
+        inFlight,
         keys,
         audit,
         clock,
@@ -300,7 +314,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           listAuditEvents: (req) => audit.list(req),
           cluster,
         },
-        ...options.replaceParts?.({ keys, audit }),
+        ...parts,
       },
       options.listen ?? config.listen,
     );
@@ -332,8 +346,30 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
     healthTimer.unref();
     syncHealth();
+    let restAddress: string | undefined;
+    if (config.rest !== undefined) {
+      const { startRest } = await import("../rest/start-rest.js");
+      const rest = await startRest({
+        config: config.rest,
+        dir,
+        ...(options.restListen !== undefined ? { listen: options.restListen } : {}),
+        tls,
+        keys: parts?.keys ?? keys,
+        store: core.store,
+        barrier,
+        pipeline: { audit: parts?.audit ?? audit, log: parts?.log ?? logFor("rest", "error") },
+        inFlight,
+        clock,
+      }).catch(async (e: unknown) => {
+        await server.close(0);
+        throw e;
+      });
+      stopRest = () => rest.close();
+      restAddress = rest.address;
+    }
     return runningPeer(config, server, tpm, close, {
       metricsAddress,
+      restAddress,
       log: logFor("peer", "info"),
       seal: () => barrier.seal(),
     });
@@ -381,16 +417,18 @@ function runningPeer(
   server: RunningServer,
   tpm: PeerTpm | undefined,
   cleanup: () => Promise<void>,
-  extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal">,
+  extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal"> & { restAddress: string | undefined },
 ): RunningPeer {
   let closing: Promise<void> | undefined;
+  const { restAddress, ...rest } = extra;
   return {
+    ...(restAddress !== undefined ? { restAddress } : {}),
     address: server.address,
     port: server.port,
     peerId: config.peerId,
     clusterId: config.clusterId,
     tpm,
-    ...extra,
+    ...rest,
     close(drainMs?: number) {
       closing ??= (async () => {
         await server.close(drainMs);

@@ -1,50 +1,28 @@
 /**
- * Every lockbox RPC runs through one wrapper, in this order:
- * authenticate (client certificate; call-admission.ts already refused a call
- * without one at its headers) -> refuse undecodable bytes -> authorize
- * (role) -> the operation -> audit -> reply. Errors of any step become a gRPC status in one place
- * (toGrpcStatus); unexpected ones are logged here, without key material,
- * and reach the client only as a generic INTERNAL. Nothing a client sends
- * can make a handler throw past this wrapper.
+ * Every lockbox RPC runs through the transport-neutral call pipeline (src/edge/call-pipeline.ts:
+ * authenticate -> validate -> authorize -> run -> audit), which the REST API (src/rest) uses too.
+ * What is gRPC's own is here: the caller is the client certificate of the call's TLS connection
+ * (call-admission.ts already refused a call without one at its headers), undecodable bytes are
+ * refused as the validate step, and a failure becomes a gRPC status in one place (grpc-status.ts).
+ * Nothing a client sends can make a handler throw past this wrapper.
  */
 import * as grpc from "@grpc/grpc-js";
 import type * as protoLoader from "@grpc/proto-loader";
 import { LockboxError } from "../errors.js";
 import type { Clock } from "../time/clock.js";
-import { UUID_PATTERN } from "../keys/validation.js";
-import type { Caller } from "../identity/caller.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
-import { authenticate, requireAdmin } from "./authenticate.js";
-import { type AuditEventInput, type AuditOutcome, type EdgeAuditSink, outcomeOf } from "./edge-audit.js";
-import { statusName, toGrpcStatus, toServiceError } from "./grpc-status.js";
+import { type Operation, type PipelineContext, describe, runCall } from "../edge/call-pipeline.js";
+import { authenticate } from "./authenticate.js";
+import { grpcStatusOf, toGrpcStatus, toServiceError } from "./grpc-status.js";
 import { idempotencyOf } from "./proto-definitions.js";
 import { isUndecodable } from "./undecodable-request.js";
 
-/** What the audit line says about the key a call touched. Never key bytes. */
-export interface AuditFacts {
-  keyId?: string;
-  project?: string;
-}
+export type { AuditFacts, Operation } from "../edge/call-pipeline.js";
 
-export interface Operation<Req, Res> {
-  /** The RPC method name, as audited: "GetKey". */
-  readonly name: string;
-  readonly adminOnly: boolean;
-  /** Facts readable from the request alone, so even a refused call is audited with its key id. */
-  requestFacts(request: Req): AuditFacts;
-  run(caller: Caller, request: Req): Promise<{ response: Res; facts?: AuditFacts }>;
-}
-
-export interface EdgeContext {
+export interface EdgeContext extends PipelineContext {
   readonly verifier: ClientCertificateVerifier;
-  readonly audit: EdgeAuditSink;
   readonly clock: Clock;
-  /** Server-side log lines (stderr in `lockbox serve`). */
-  readonly log: (line: string) => void;
 }
-
-const AUDIT_FIELD_CHARS_MAX = 128;
-const AUDIT_DETAIL_CHARS_MAX = 256;
 
 /**
  * `op` as a grpc-js unary handler. `method` is its definition from the proto: a method declared
@@ -80,95 +58,19 @@ async function handle<Req, Res>(
   ctx: EdgeContext,
   call: grpc.ServerUnaryCall<Req, Res>,
 ): Promise<{ response: Res } | { error: ReturnType<typeof toServiceError> }> {
-  let identity = "";
-  let facts: AuditFacts = {};
-  try {
-    facts = safeFacts(() => op.requestFacts(call.request));
-    let caller: Caller;
-    try {
-      caller = authenticate(call, ctx.verifier, ctx.clock.now());
-    } catch (err) {
-      // Only a certificate that expired since the call's headers gets here: counted, not written.
-      const status = toGrpcStatus(err);
-      ctx.audit.countRefusal({
-        source: call.getPeer().replace(/:\d+$/, ""),
-        operation: op.name,
-        status: statusName(status.code),
-        reason: status.details,
-      });
-      return { error: toServiceError(status) };
-    }
-    identity = caller.identity;
-    if (isUndecodable(call.request)) {
-      const { code, field, reason } = call.request;
-      throw new LockboxError(code, `${field}: ${reason}`, code === "INVALID_ARGUMENT" ? field : undefined);
-    }
-    if (op.adminOnly) requireAdmin(caller);
-    const result = await op.run(caller, call.request);
-    facts = { ...facts, ...(result.facts ?? {}) };
-    const recorded = await audit(ctx, op, { identity, facts, outcome: "ok", status: "OK", detail: "" });
-    if (!recorded && readOnly) {
-      return {
-        error: toServiceError(toGrpcStatus(new LockboxError("UNAVAILABLE", "audit log unavailable; retry"))),
-      };
-    }
-    return { response: result.response };
-  } catch (err) {
-    const status = toGrpcStatus(err);
-    if (status.code === grpc.status.INTERNAL || status.code === grpc.status.DATA_LOSS)
-      ctx.log(`lockbox: ${op.name} failed: ${describe(err)}`);
-    await audit(ctx, op, {
-      identity,
-      facts,
-      outcome: outcomeOf(status.code),
-      status: statusName(status.code),
-      detail: status.details,
-    });
-    return { error: toServiceError(status) };
-  }
-}
-
-async function audit<Req, Res>(
-  ctx: EdgeContext,
-  op: Operation<Req, Res>,
-  e: { identity: string; facts: AuditFacts; outcome: AuditOutcome; status: string; detail: string },
-): Promise<boolean> {
-  const event: AuditEventInput = {
-    identity: e.identity,
-    operation: op.name,
-    keyId: clip(e.facts.keyId ?? "", AUDIT_FIELD_CHARS_MAX),
-    project: clip(e.facts.project ?? "", AUDIT_FIELD_CHARS_MAX),
-    outcome: e.outcome,
-    status: e.status,
-    detail: clip(e.detail, AUDIT_DETAIL_CHARS_MAX),
-  };
-  try {
-    await ctx.audit.append(event);
-    return true;
-  } catch (err) {
-    ctx.log(`lockbox: AUDIT FAILURE: could not record ${op.name} by '${e.identity}': ${describe(err)}`);
-    return false;
-  }
-}
-
-/** Request facts come from untrusted input: only strings, clipped. */
-function safeFacts(read: () => AuditFacts): AuditFacts {
-  try {
-    const f = read();
-    const out: AuditFacts = {};
-    // Ids are accepted in any case: record the canonical (lower-case) spelling, so that an
-    // attempt spelled in upper case is not hidden from an audit search for that key.
-    if (typeof f.keyId === "string") out.keyId = UUID_PATTERN.test(f.keyId) ? f.keyId.toLowerCase() : f.keyId;
-    if (typeof f.project === "string") out.project = f.project;
-    return out;
-  } catch {
-    return {};
-  }
-}
-
-const clip = (s: string, max: number): string => (s.length <= max ? s : s.slice(0, max) + "…");
-
-function describe(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message}${err.stack ? `\n${err.stack}` : ""}`;
-  return typeof err;
+  const result = await runCall(op, ctx, {
+    request: call.request,
+    readOnly,
+    source: () => call.getPeer().replace(/:\d+$/, ""),
+    // call-admission.ts already refused a call without a valid certificate at its headers: only a
+    // certificate that expired since then fails here.
+    authenticate: () => authenticate(call, ctx.verifier, ctx.clock.now()),
+    validate(request) {
+      if (isUndecodable(request)) {
+        const { code, field, reason } = request;
+        throw new LockboxError(code, `${field}: ${reason}`, code === "INVALID_ARGUMENT" ? field : undefined);
+      }
+    },
+  });
+  return "response" in result ? result : { error: toServiceError(grpcStatusOf(result.failure)) };
 }

@@ -26,10 +26,3 @@ export function authenticate(
   }
   return verifier.verify(raw, now);
 }
-
-/** AdminService calls need the admin role. */
-export function requireAdmin(caller: Caller): void {
-  if (caller.role !== "admin") {
-    throw new LockboxError("PERMISSION_DENIED", `identity ${caller.identity} does not have the admin role`);
-  }
-}

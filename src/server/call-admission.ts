@@ -11,6 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Clock } from "../time/clock.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { authenticate } from "./authenticate.js";
+import type { InFlightLimit } from "../edge/in-flight.js";
 import { toGrpcStatus } from "./grpc-status.js";
 
 export interface RefusedCall {
@@ -29,7 +30,8 @@ export interface RefusedCall {
 export interface CallAdmissionOptions {
   verifier: ClientCertificateVerifier;
   clock: Clock;
-  callsInFlightPerIdentityMax: number;
+  /** Calls in flight per identity (shared with the REST edge: src/edge/in-flight.ts). */
+  inFlight: InFlightLimit;
   /** Paths under admission control; the others (health, reflection) pass untouched. */
   guards(path: string): boolean;
   onRefused(refusal: RefusedCall): void;
@@ -42,19 +44,12 @@ export interface CallAdmission {
 }
 
 export function callAdmission(options: CallAdmissionOptions): CallAdmission {
-  const inFlight = new Map<string, number>();
+  const { inFlight } = options;
 
   const interceptor: grpc.ServerInterceptor = (method, call) => {
     if (!options.guards(method.path)) return new grpc.ServerInterceptingCall(call);
     const operation = method.path.slice(method.path.lastIndexOf("/") + 1);
-    let admitted: string | undefined;
-    const release = (): void => {
-      if (admitted === undefined) return;
-      const n = (inFlight.get(admitted) ?? 1) - 1;
-      if (n <= 0) inFlight.delete(admitted);
-      else inFlight.set(admitted, n);
-      admitted = undefined;
-    };
+    let release = (): void => {};
     const refuse = (status: RefusedCall["status"], reason: string, source: string): void => {
       const info = call.getConnectionInfo();
       options.onRefused({
@@ -82,19 +77,18 @@ export function callAdmission(options: CallAdmissionOptions): CallAdmission {
                 call.getConnectionInfo().remoteAddress ?? "unknown",
               );
             }
-            const n = inFlight.get(identity) ?? 0;
-            if (n >= options.callsInFlightPerIdentityMax) {
+            const releaseSlot = inFlight.acquire(identity);
+            if (releaseSlot === undefined) {
               return refuse(
                 "RESOURCE_EXHAUSTED",
-                `identity ${identity} has ${n} calls in flight (at most ${options.callsInFlightPerIdentityMax}); retry later`,
+                `identity ${identity} has ${inFlight.inFlight(identity)} calls in flight (at most ${inFlight.perIdentityMax}); retry later`,
                 identity,
               );
             }
-            inFlight.set(identity, n + 1);
-            admitted = identity;
+            release = releaseSlot;
             nextMetadata(metadata);
           },
-          onCancel: release,
+          onCancel: () => release(),
         });
       },
       sendStatus(status, next) {
@@ -105,5 +99,5 @@ export function callAdmission(options: CallAdmissionOptions): CallAdmission {
     return intercepted;
   };
 
-  return { interceptor, inFlight: (identity) => inFlight.get(identity) ?? 0 };
+  return { interceptor, inFlight: (identity) => inFlight.inFlight(identity) };
 }

@@ -1,11 +1,12 @@
 /**
- * The one place where lockbox's typed errors become gRPC statuses. Known
- * LockboxErrors keep their message (written to be safe for callers: field
- * names, ids, never key material); anything else becomes INTERNAL with a
- * generic message, and the detail stays in the server's log.
+ * The one place where lockbox's typed errors become gRPC statuses. Which
+ * errors keep their message (known LockboxErrors: field names, ids, never key
+ * material) and which become a generic INTERNAL is the call pipeline's rule
+ * (src/edge/call-pipeline.ts toCallFailure), shared with the REST API.
  */
 import * as grpc from "@grpc/grpc-js";
-import { type LockboxErrorCode, LockboxError } from "../errors.js";
+import type { LockboxErrorCode } from "../errors.js";
+import { type CallFailure, INTERNAL_ERROR_MESSAGE, toCallFailure } from "../edge/call-pipeline.js";
 
 export interface GrpcStatus {
   readonly code: grpc.status;
@@ -27,17 +28,18 @@ const CODES: Record<LockboxErrorCode, grpc.status> = {
   INTERNAL: grpc.status.INTERNAL,
 };
 
-export const INTERNAL_ERROR_MESSAGE = "internal error";
+export { INTERNAL_ERROR_MESSAGE };
 
 export function toGrpcStatus(err: unknown): GrpcStatus {
-  if (err instanceof LockboxError && Object.hasOwn(CODES, err.code)) {
-    const code = CODES[err.code];
-    if (code === grpc.status.INTERNAL) return { code, details: INTERNAL_ERROR_MESSAGE };
-    return err.field === undefined
-      ? { code, details: err.message }
-      : { code, details: err.message, field: err.field };
-  }
-  return { code: grpc.status.INTERNAL, details: INTERNAL_ERROR_MESSAGE };
+  return grpcStatusOf(toCallFailure(err));
+}
+
+/** A call pipeline failure (src/edge/call-pipeline.ts) as a gRPC status. */
+export function grpcStatusOf(failure: CallFailure): GrpcStatus {
+  const code = CODES[failure.code];
+  return failure.field === undefined
+    ? { code, details: failure.message }
+    : { code, details: failure.message, field: failure.field };
 }
 
 /** A grpc-js ServiceError for `callback(error)`, with the status, message and field trailer. */

@@ -24,7 +24,8 @@ import {
   edgeLimits,
 } from "./edge-limits.js";
 import { listenEdge } from "./edge-listener.js";
-import type { EdgeAuditSink } from "./edge-audit.js";
+import type { EdgeAuditSink } from "../edge/edge-audit.js";
+import { InFlightLimit } from "../edge/in-flight.js";
 import { type KeyServiceApi, keyServiceHandlers } from "./key-service-handlers.js";
 import { ADMIN_SERVICE_NAME, KEY_SERVICE_NAME, serverProtos } from "./proto-definitions.js";
 import { addLazyServices, type LazyServiceShapes } from "./lazy-service.js";
@@ -73,12 +74,17 @@ export interface LockboxServerOptions {
    */
   interceptors?: readonly grpc.ServerInterceptor[];
   /**
+   * Calls in flight per identity, when shared with another edge (the REST API); by default the
+   * server keeps its own, bounded by limits.callsInFlightPerIdentityMax.
+   */
+  inFlight?: InFlightLimit;
+  /** Refuses client certificates the cluster revoked (ClientCertificateVerifier's `admit`). */
+  admitClient?: (identity: string, serialNumber: string) => string | null;
+  /**
    * Services served beside KeyService and AdminService that authenticate their callers themselves
    * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
    * the same TLS and the same REQUEST_BYTES_MAX bound.
    */
-  /** Refuses client certificates the cluster revoked (ClientCertificateVerifier's `admit`). */
-  admitClient?: (identity: string, serialNumber: string) => string | null;
   peerServices?: readonly {
     definition: grpc.ServiceDefinition;
     implementation: grpc.UntypedServiceImplementation;
@@ -128,7 +134,7 @@ export async function startLockboxServer(
   const admission = callAdmission({
     verifier: ctx.verifier,
     clock: ctx.clock,
-    callsInFlightPerIdentityMax: limits.callsInFlightPerIdentityMax,
+    inFlight: options.inFlight ?? new InFlightLimit(limits.callsInFlightPerIdentityMax),
     guards: (path) => guarded.has(path),
     onRefused(refusal) {
       noteRefusedCall(refusal.remoteAddress, refusal.remotePort);

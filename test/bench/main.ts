@@ -15,6 +15,12 @@ const BENCHES: Record<string, { about: string; flags: string }> = {
     about: "peer startup: spawn to ready of lockbox serve, empty and with keys, beside `node -e ''`",
     flags: "[--runs N (9)] [--keys N (3000)] [--baseline DIR (another built checkout, timed alongside)]",
   },
+  barbican: {
+    about:
+      "Barbican v1 REST API with a real Keystone: store and payload read at concurrency 1 and 16, Castellan get (requests per get), beside Barbican 15's figures",
+    flags:
+      "[--ops N (2000)] [--seconds N (10)] [--castellan-gets N (50)] [--tls (HTTPS; default plain HTTP on loopback)]",
+  },
   raft: {
     about: "raft: proposals per second and commit latency, 3 processes on loopback",
     flags: "[--concurrency 1,8,64] [--duration-ms N (3000)] [--count-max N (20000)]",

@@ -27,6 +27,8 @@ export interface IdentityFiles {
 export interface PeerProcess {
   /** "127.0.0.1:PORT" of the running serve process; changes on restart(). */
   readonly address: string;
+  /** "127.0.0.1:PORT" of its Barbican REST listener, when the config has a `rest` section. */
+  readonly restAddress: string | undefined;
   /** The init directory: config, CA, identities, master key file, data/, peer.log. */
   readonly dir: string;
   readonly pid: number | undefined;
@@ -61,6 +63,8 @@ export interface SpawnPeerOptions {
   env?: Record<string, string>;
   /** Edits config.json between `init` and the first start (tunables: log window, metrics). */
   configure?: (config: Record<string, unknown>) => void;
+  /** Edits config.json after `init` (e.g. adds a `rest` section); gets the init directory. */
+  editConfig?: (config: Record<string, unknown>, dir: string) => Promise<void> | void;
 }
 
 const live = new Set<ChildProcess>();
@@ -82,6 +86,12 @@ export async function spawnPeer(options: SpawnPeerOptions = {}): Promise<PeerPro
     const path = join(dir, "config.json");
     const config = JSON.parse(await fs.readFile(path, "utf8")) as Record<string, unknown>;
     await fs.writeFile(path, JSON.stringify({ ...config, ...options.configPatch }, null, 2));
+  }
+  if (options.editConfig !== undefined) {
+    const path = join(dir, "config.json");
+    const config = JSON.parse(await fs.readFile(path, "utf8")) as Record<string, unknown>;
+    await options.editConfig(config, dir);
+    await fs.writeFile(path, JSON.stringify(config, null, 2));
   }
   return startPeerInDir(dir, options);
 }
@@ -106,6 +116,7 @@ export async function startPeerInDir(dir: string, options: SpawnPeerOptions = {}
 
 class SpawnedPeer implements PeerProcess {
   address = "";
+  restAddress: string | undefined;
   readonly admin: IdentityFiles;
   #child: ChildProcess | undefined;
   #exited: Promise<void> | undefined;
@@ -139,6 +150,7 @@ class SpawnedPeer implements PeerProcess {
       "--listen",
       "127.0.0.1:0",
       "--json",
+      ...(this.options.editConfig !== undefined ? ["--rest-listen", "127.0.0.1:0"] : []),
       ...(this.options.serveArgs ?? []),
     ];
     const child = spawnOwned(process.execPath, [CLI_MAIN, ...args], {
@@ -156,22 +168,24 @@ class SpawnedPeer implements PeerProcess {
     child.stderr!.pipe(logFile, { end: false });
     const lines = createInterface({ input: child.stdout! });
     const timeoutMs = this.options.readyTimeoutMs ?? 60_000;
-    const address = await new Promise<string>((resolve, reject) => {
+    const ready = await new Promise<{ address: string; restAddress?: string }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`peer not ready within ${timeoutMs} ms`)), timeoutMs);
       void this.#exited!.then(() => reject(new Error(`peer exited before ready (code ${child.exitCode})`)));
       lines.on("line", (line) => {
         logFile.write(line + "\n");
-        const ready = parseReady(line);
-        if (ready !== undefined) {
+        const address = parseReady(line);
+        if (address !== undefined) {
           clearTimeout(timer);
-          resolve(ready);
+          const rest = (JSON.parse(line) as { restAddress?: unknown }).restAddress;
+          resolve({ address, ...(typeof rest === "string" ? { restAddress: rest } : {}) });
         }
       });
     }).catch(async (err: Error) => {
       child.kill("SIGKILL");
       throw new Error(`${err.message}; log:\n${await this.log().catch(() => "")}`);
     });
-    this.address = address;
+    this.address = ready.address;
+    this.restAddress = ready.restAddress;
     void this.#exited.then(() => logFile.end());
   }
 

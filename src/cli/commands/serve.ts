@@ -22,11 +22,12 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 
 const USAGE = [
-  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--json]",
+  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--rest-listen HOST:PORT] [--json]",
   "",
   "Runs the lockbox peer created by `lockbox init --dir DIR` until SIGTERM or SIGINT.",
   "Prints one line when it listens:",
   '  --json: {"event":"ready","address":"127.0.0.1:7443","peerId":"peer-1","clusterId":"..."}',
+  '         (and "restAddress":"HOST:PORT" when the config has a `rest` section: the Barbican v1 API)',
   "  else:   lockbox peer peer-1 listening on 127.0.0.1:7443 (cluster ...)",
   "Logs go to stderr, one JSON object per line (level, time, peer, component, msg); the level",
   "is the config's log.level, or $LOCKBOX_LOG_LEVEL (fatal, error, warn, info, debug, trace, silent).",
@@ -41,6 +42,7 @@ const USAGE = [
   "  --metrics-listen HOST:PORT  serve /metrics, /healthz and /readyz there (plain HTTP; keep it on",
   "                       loopback or a management network); overrides the config's metrics.listen",
   '                       [$LOCKBOX_METRICS_LISTEN]; "" turns it off',
+  "  --rest-listen HOST:PORT  override the config's rest.listen (the Barbican v1 REST API, docs/openstack.md)",
   "  --json               print the ready line as JSON",
   "  -h, --help           show this help",
 ].join("\n");
@@ -59,6 +61,7 @@ export const command: CliCommand = {
           dir: { type: "string" },
           listen: { type: "string" },
           "metrics-listen": { type: "string" },
+          "rest-listen": { type: "string" },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -91,6 +94,13 @@ export const command: CliCommand = {
       if (logLevel !== undefined && logLevel !== "" && !isLogLevel(logLevel)) {
         throw new UsageError(`LOCKBOX_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'`);
       }
+      const restListen = stringFlag(args, "rest-listen");
+      if (restListen !== undefined && !isHostPort(restListen, { portZero: true })) {
+        throw new UsageError(
+          `--rest-listen must be ${describeHostPort({ portZero: true })}, got '${restListen}'`,
+          "--rest-listen",
+        );
+      }
       const json = boolFlag(args, "json");
 
       let peer;
@@ -99,6 +109,7 @@ export const command: CliCommand = {
           dir,
           ...(listen !== undefined ? { listen } : {}),
           ...(metricsListen !== undefined ? { metricsListen } : {}),
+          ...(restListen !== undefined ? { restListen } : {}),
           ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
         });
       } catch (err) {
@@ -115,10 +126,12 @@ export const command: CliCommand = {
           peerId: peer.peerId,
           clusterId: peer.clusterId,
           ...(peer.metricsAddress !== undefined ? { metricsAddress: peer.metricsAddress } : {}),
+          ...(peer.restAddress !== undefined ? { restAddress: peer.restAddress } : {}),
         });
       } else {
+        const rest = peer.restAddress !== undefined ? `, Barbican REST API on ${peer.restAddress}` : "";
         process.stdout.write(
-          `lockbox peer ${peer.peerId} listening on ${peer.address} (cluster ${peer.clusterId})\n`,
+          `lockbox peer ${peer.peerId} listening on ${peer.address}${rest} (cluster ${peer.clusterId})\n`,
         );
       }
 
