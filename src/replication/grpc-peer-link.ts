@@ -38,7 +38,7 @@ import {
   type ReplicaItemResult,
 } from "./peer-link.js";
 import {
-  decodeReplyResults,
+  decodeReplyPart,
   encodeItem,
   frameRequestId,
   itemWireBytes,
@@ -106,6 +106,9 @@ interface Frame {
   id: number;
   items: ReplicaItem[];
   bytes: number;
+  /** Results of the answer's parts received so far, and their size. */
+  got: ReplicaItemResult[];
+  gotBytes: number;
   resolve: (results: ReplicaItemResult[]) => void;
   reject: (e: LockboxError) => void;
   timer: NodeJS.Timeout;
@@ -260,6 +263,8 @@ export class GrpcPeerLink implements PeerLink {
         id,
         items,
         bytes,
+        got: [],
+        gotBytes: 0,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -361,23 +366,28 @@ export class GrpcPeerLink implements PeerLink {
       this.counters.repliesInvalid++;
       return;
     }
-    this.#forget(link, frame);
-    clearTimeout(frame.timer);
     this.counters.repliesReceived++;
+    let fault: string | undefined;
     try {
-      const results = decodeReplyResults(reply, frame.items.length);
-      if ("refused" in results) {
-        frame.reject(
-          new LockboxError("UNAVAILABLE", `peer ${link.id} refused a frame: ${results.refused.message}`),
-        );
+      const part = decodeReplyPart(reply, frame.items.length, frame.got.length);
+      if ("refused" in part) {
+        fault = `peer ${link.id} refused a frame: ${part.refused.message}`;
       } else {
-        frame.resolve(results);
+        frame.got.push(...part.results);
+        frame.gotBytes += part.results.reduce((n, r) => n + resultBytes(r), 0);
+        if (frame.gotBytes > this.#opts.replyBytesMax)
+          fault = `peer ${link.id} answered more than ${this.#opts.replyBytesMax} bytes`;
+        else if (part.more) return;
       }
     } catch (e) {
       if (!(e instanceof ReplicaWireInvalid)) throw e;
       this.counters.repliesInvalid++;
-      frame.reject(unavailable(`peer ${link.id} answered a malformed reply: ${e.message}`));
+      fault = `peer ${link.id} answered a malformed reply: ${e.message}`;
     }
+    this.#forget(link, frame);
+    clearTimeout(frame.timer);
+    if (fault === undefined) frame.resolve(frame.got);
+    else frame.reject(unavailable(fault));
     this.#pump(link);
   }
 
@@ -448,5 +458,19 @@ export class GrpcPeerLink implements PeerLink {
       "grpc.max_receive_message_length": this.#opts.replyBytesMax,
     });
     return link.client;
+  }
+}
+
+function resultBytes(r: ReplicaItemResult): number {
+  if (!r.ok) return 16 + r.message.length;
+  switch (r.kind) {
+    case "put":
+      return 16;
+    case "get":
+      return 16 + (r.record?.byteLength ?? 0);
+    case "digest":
+      return 16 + r.digest.byteLength;
+    case "pull":
+      return r.records.reduce((n, x) => n + 16 + x.byteLength, 16);
   }
 }

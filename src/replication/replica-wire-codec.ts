@@ -74,6 +74,8 @@ export interface WireReplyFrame {
   request_id: number;
   error?: WireFailure;
   results: WireResult[];
+  offset: number;
+  more: boolean;
 }
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null;
@@ -196,21 +198,51 @@ export function resultWireBytes(r: WireResult): number {
 }
 
 /**
- * Decodes the results of a reply frame answering `expected` items: exactly that many, each a
- * well-formed result (its kind is checked against its item later, by peer-link.ts checkResult).
- * A frame refused as a whole yields its failure.
+ * Decodes one part of the answer to a frame of `expected` items, of which `received` results came in
+ * earlier parts: the part must start at `received`, not run past `expected`, and end exactly there
+ * when no part follows; each result must be well-formed (its kind is checked against its item later,
+ * by peer-link.ts checkResult). A frame refused as a whole yields its failure.
  */
-export function decodeReplyResults(
+export function decodeReplyPart(
   raw: unknown,
   expected: number,
-): ReplicaItemResult[] | { refused: WireFailure } {
+  received: number,
+): { results: ReplicaItemResult[]; more: boolean } | { refused: WireFailure } {
   if (!isObject(raw)) throw new ReplicaWireInvalid("reply", "not a message");
   if (isObject(raw.error)) return { refused: decodeFailure(raw.error, "reply.error") };
   const results = raw.results;
   if (!Array.isArray(results)) throw new ReplicaWireInvalid("reply.results", "not a list");
-  if (results.length !== expected)
-    throw new ReplicaWireInvalid("reply.results", `${results.length} results for ${expected} items`);
-  return results.map((x, i) => decodeResult(x, `reply.results[${i}]`));
+  if (raw.offset !== received)
+    throw new ReplicaWireInvalid("reply.offset", `${String(raw.offset)}, expected ${received}`);
+  if (typeof raw.more !== "boolean") throw new ReplicaWireInvalid("reply.more", "not a boolean");
+  const end = received + results.length;
+  if (end > expected || (!raw.more && end !== expected))
+    throw new ReplicaWireInvalid("reply.results", `${end} results for ${expected} items`);
+  return {
+    results: results.map((x, i) => decodeResult(x, `reply.results[${received + i}]`)),
+    more: raw.more,
+  };
+}
+
+/** Cuts results into reply parts of about `partBytes` each (a larger result travels alone). */
+export function replyParts(requestId: number, results: WireResult[], partBytes: number): WireReplyFrame[] {
+  const parts: WireReplyFrame[] = [];
+  let cur: WireResult[] = [];
+  let bytes = 0;
+  let offset = 0;
+  for (const r of results) {
+    const size = resultWireBytes(r);
+    if (cur.length > 0 && bytes + size > partBytes) {
+      parts.push({ request_id: requestId, results: cur, offset, more: true });
+      offset += cur.length;
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(r);
+    bytes += size;
+  }
+  parts.push({ request_id: requestId, results: cur, offset, more: false });
+  return parts;
 }
 
 function decodeFailure(raw: Record<string, unknown>, field: string): WireFailure {

@@ -9,8 +9,10 @@
  *
  * Bounds: at most `inflightFramesMax` frames per call are being handled at once; beyond that the call
  * stops reading (HTTP/2 flow control holds the sender back), so a peer cannot queue unbounded work.
- * Frames themselves are bounded by the server's receive limit (64 KiB), replies by `replyBytesMax`
- * (results that would not fit become RESOURCE_EXHAUSTED failures, largest first).
+ * Frames themselves are bounded by the server's receive limit (64 KiB). An answer is cut into parts of
+ * about `replyPartBytes`; all its parts together stay within `replyBytesMax` (results that would not
+ * fit become RESOURCE_EXHAUSTED failures, largest first), so a single large result (a pull) fits the
+ * sender's receive bound.
  */
 import * as grpc from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
@@ -22,6 +24,7 @@ import {
   encodeResult,
   frameRequestId,
   ReplicaWireInvalid,
+  replyParts,
   resultWireBytes,
   type WireReplyFrame,
   type WireResult,
@@ -38,8 +41,10 @@ export interface ReplicationPeerServiceOptions {
   admitPeer?: (peer: PeerIdentity) => string | null;
   /** Frames handled at once per call at most (the sender's in-flight bound should not exceed it). */
   inflightFramesMax?: number;
-  /** Largest reply frame (the sender's receive bound). */
+  /** All parts of one answer together at most (a single result may use it all: the sender's receive bound). */
   replyBytesMax?: number;
+  /** Results per reply part, in bytes (a larger single result travels in a part of its own). */
+  replyPartBytes?: number;
   log?: (line: string) => void;
 }
 
@@ -58,7 +63,10 @@ export interface ReplicationServiceCounters {
   resultsTooLarge: number;
 }
 
-export const REPLY_BYTES_MAX = 8 * 1024 * 1024;
+/** One answer's results at most, all parts together; also the sender's receive bound per message. */
+export const REPLY_BYTES_MAX = 4 * 1024 * 1024;
+/** Results per reply part: like requests, answers travel in messages of about 64 KiB. */
+export const REPLY_PART_BYTES = 60 * 1024;
 
 export class ReplicationPeerService {
   readonly #opts: Required<Omit<ReplicationPeerServiceOptions, "admitPeer" | "log">> &
@@ -80,7 +88,12 @@ export class ReplicationPeerService {
   };
 
   constructor(options: ReplicationPeerServiceOptions) {
-    this.#opts = { inflightFramesMax: 8, replyBytesMax: REPLY_BYTES_MAX, ...options };
+    this.#opts = {
+      inflightFramesMax: 8,
+      replyBytesMax: REPLY_BYTES_MAX,
+      replyPartBytes: REPLY_PART_BYTES,
+      ...options,
+    };
     this.#verifier = new PeerCertificateVerifier(options.caCertificatePem);
   }
 
@@ -147,6 +160,8 @@ export class ReplicationPeerService {
           request_id: requestId,
           error: { code: "INVALID_ARGUMENT", message: e.message },
           results: [],
+          offset: 0,
+          more: false,
         });
         return;
       }
@@ -155,7 +170,7 @@ export class ReplicationPeerService {
       if (inflight >= this.#opts.inflightFramesMax) call.pause();
       void this.#handle(batch).then((results) => {
         inflight--;
-        answer({ request_id: requestId, results });
+        for (const part of replyParts(requestId, results, this.#opts.replyPartBytes)) answer(part);
         if (inflight < this.#opts.inflightFramesMax && !done) call.resume();
         if (ended && inflight === 0) end(null);
       });

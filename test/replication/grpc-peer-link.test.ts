@@ -102,17 +102,30 @@ test("a replica server shut down while holding batches fails them UNAVAILABLE at
 test("a send to a replica that never answers fails UNAVAILABLE at the link's deadline, and the late answer is dropped", async (t) => {
   const c = await GrpcReplicaCluster.start(t, IDS, { link: { requestTimeoutMs: 1_000 } });
   const a = c.peer("a");
-  // The stream is open (a loaded machine's first TLS handshake may take longer than the deadline).
-  t.true((await a.link.send("b", { from: "a", items: [{ kind: "digest", partition: 1 }] })).results[0]?.ok);
+  // The stream is open first (a loaded machine's first TLS handshake may outlast the deadline).
+  const warm = await until(async () => {
+    try {
+      return (await a.link.send("b", { from: "a", items: [{ kind: "digest", partition: 1 }] })).results[0]!
+        .ok;
+    } catch {
+      return false;
+    }
+  });
+  t.true(warm);
+  const receivedBefore = c.peer("b").service.counters.framesReceived;
   c.hold("b");
   const started = Date.now();
   const e = await t.throwsAsync(a.link.send("b", { from: "a", items: [{ kind: "digest", partition: 1 }] }));
   t.true(isLockboxError(e, "UNAVAILABLE"), String(e));
   t.true(Date.now() - started < 5_000);
-  t.is(a.link.counters.framesTimedOut, 1);
-  t.is(c.peer("b").service.counters.framesReceived, 2, "the frame reached b, which did not answer in time");
+  t.true(a.link.counters.framesTimedOut >= 1);
+  t.is(
+    c.peer("b").service.counters.framesReceived,
+    receivedBefore + 1,
+    "the frame reached b, which did not answer in time",
+  );
   c.release("b");
-  t.true(await until(() => a.link.counters.repliesInvalid === 1), "the late answer matched nothing");
+  t.true(await until(() => a.link.counters.repliesInvalid >= 1), "the late answer matched nothing");
   const r = await a.link.send("b", { from: "a", items: [{ kind: "digest", partition: 1 }] });
   t.true(r.results[0]?.ok, "the stream still works");
 });
