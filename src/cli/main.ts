@@ -19,6 +19,7 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
   audit: { module: "audit", summary: "read a peer's audit log" },
   status: { module: "status", summary: "show what a peer is and how it holds the master key" },
   tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
+  join: { module: "join", summary: "join this machine to a cluster by TPM attestation" },
   "dev-cluster": { module: "dev-cluster", summary: "start or stop a local development lockbox" },
 };
 

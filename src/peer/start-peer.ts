@@ -7,6 +7,7 @@
  * must replace a part says which through `replaceParts`.
  */
 import { readFile } from "node:fs/promises";
+import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import type { PeerTpm } from "../sealing/peer-tpm.js";
@@ -35,6 +36,12 @@ export interface StartPeerOptions {
     keys: KeyService;
     audit: AuditLog;
   }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  /**
+   * Serves lockbox.v1.JoinService (the attested join, src/attestation) over this authority's
+   * members, policies and CMK. The control state (src/controlplane) is to provide the authority;
+   * until it does, only tests pass one (an InMemoryJoinAuthority).
+   */
+  join?: JoinEndpointOptions;
 }
 
 export interface RunningPeer {
@@ -92,6 +99,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       store: core.store,
       tls,
       log,
+      limits: config.raft,
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
     });
@@ -99,6 +107,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
+    const join =
+      options.join === undefined
+        ? undefined
+        : (await import("../attestation/join-endpoint.js")).joinEndpoint(options.join, {
+            audit,
+            caCertificatePem: tls.caCertificatePem,
+            clock,
+            log,
+          });
     const server = await startLockboxServer(
       {
         tls,
@@ -106,7 +123,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
-        peerServices: [raft.service],
+        peerServices: join === undefined ? [raft.service] : [raft.service, join],
         admin: {
           status: () => ({
             peerId: config.peerId,

@@ -18,10 +18,12 @@ import type { PeerStore } from "../store/peer-store.js";
 import { EmptyControlState, type EmptyControlStateResult } from "./empty-control-state.js";
 import {
   GrpcPeerTransport,
+  SNAPSHOT_TIMEOUT_MS_DEFAULT,
   type PeerTlsMaterial,
   type PeerTransportCounters,
 } from "./grpc-peer-transport.js";
 import { LevelDbRaftStorage, type RaftStoreOp } from "./leveldb-raft-storage.js";
+import { PEER_RAFT_LIMITS_DEFAULT, type PeerRaftLimits } from "./peer-raft-limits.js";
 import { loadPeerProto } from "./peer-proto.js";
 import type * as grpc from "@grpc/grpc-js";
 
@@ -34,6 +36,8 @@ export interface PeerRaftOptions {
   /** Called once if the driver stops on an error it cannot continue from (storage failure, broken core). */
   onFatal: (error: unknown) => void;
   tickMs?: number;
+  /** Byte and lag bounds (config.json `raft`); each unset one takes its default. */
+  limits?: Partial<PeerRaftLimits>;
 }
 
 /** What `lockbox status` shows of the peer's raft node. */
@@ -77,7 +81,18 @@ const PROPOSAL_BYTES_MAX = 16 * 1024;
 export async function startPeerRaft(options: PeerRaftOptions): Promise<PeerRaft> {
   const { peerId, store, log } = options;
   const transport = new GrpcPeerTransport({ id: peerId, tls: options.tls, log });
-  const config: RaftConfig = { id: peerId, ...RAFT_CONFIG, random: { nextInt: (max) => randomInt(max) } };
+  const tickMs = options.tickMs ?? TICK_MS;
+  const config: RaftConfig = {
+    id: peerId,
+    ...RAFT_CONFIG,
+    ...PEER_RAFT_LIMITS_DEFAULT,
+    ...options.limits,
+    // The transport reports how every snapshot send ends (reportSnapshot) and gives a transfer at most
+    // SNAPSHOT_TIMEOUT_MS_DEFAULT: the core's own timeout is only a backstop, long enough for a whole
+    // chunked transfer of a large control state.
+    snapshotTimeoutTicks: Math.ceil(SNAPSHOT_TIMEOUT_MS_DEFAULT / tickMs) + RAFT_CONFIG.electionTicks,
+    random: { nextInt: (max) => randomInt(max) },
+  };
   let driver: RaftDriver<EmptyControlStateResult>;
   let fatal = false;
   try {
@@ -86,7 +101,7 @@ export async function startPeerRaft(options: PeerRaftOptions): Promise<PeerRaft>
       storage: peerRaftStorage(store),
       transport,
       stateMachine: new EmptyControlState(),
-      ticker: new IntervalTicker(options.tickMs ?? TICK_MS),
+      ticker: new IntervalTicker(tickMs),
       proposalBytesMax: PROPOSAL_BYTES_MAX,
       onFatal: (e) => {
         fatal = true;
