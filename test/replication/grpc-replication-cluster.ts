@@ -48,6 +48,8 @@ export interface ClusterOptions {
   link?: Partial<GrpcPeerLinkOptions>;
   writeDeadlineMs?: number;
   batchTimeoutMs?: number;
+  /** Peers of the ring served elsewhere (a child process): id -> port on 127.0.0.1. */
+  external?: ReadonlyMap<string, number>;
   /** Which authenticated peers each service admits (default: the cluster's ids). */
   admit?: (peerId: string) => string | null;
 }
@@ -62,10 +64,7 @@ export class GrpcReplicaCluster {
     readonly ids: readonly string[],
     private readonly options: ClusterOptions,
   ) {
-    const b = RingBuilder.create({ partPower: PART_POWER, replicas: 3, minPartHours: 1 });
-    ids.forEach((id, i) => b.addPeer({ id, zone: `z${i}`, weight: 100 }));
-    b.rebalance(0);
-    this.placement = new RingPlacement(b.ring(), SALT, () => true);
+    this.placement = placementFor(ids);
   }
 
   static async start(
@@ -76,12 +75,15 @@ export class GrpcReplicaCluster {
     const c = new GrpcReplicaCluster(ids, options);
     t.teardown(() => c.close());
     for (const id of ids) {
+      if (options.external?.has(id) === true) continue;
       const dir = await mkdtemp(join(tmpdir(), `lockbox-grpc-repl-${id}-`));
       t.teardown(() => rm(dir, { recursive: true, force: true }));
       await c.openPeer(id, dir);
     }
     for (const p of c.peers.values())
       for (const q of c.peers.values()) p.link.setPeerAddress(q.id, `127.0.0.1:${q.port}`);
+    for (const p of c.peers.values())
+      for (const [id, port] of options.external ?? []) p.link.setPeerAddress(id, `127.0.0.1:${port}`);
     return c;
   }
 
@@ -209,6 +211,14 @@ export class GrpcReplicaCluster {
       await p.store.close();
     }
   }
+}
+
+/** The ring every test peer (in process or child) places keys by: N = 3, one zone per peer. */
+export function placementFor(ids: readonly string[]): RingPlacement {
+  const b = RingBuilder.create({ partPower: PART_POWER, replicas: 3, minPartHours: 1 });
+  ids.forEach((id, i) => b.addPeer({ id, zone: `z${i}`, weight: 100 }));
+  b.rebalance(0);
+  return new RingPlacement(b.ring(), SALT, () => true);
 }
 
 async function serve(
