@@ -4,11 +4,18 @@
  */
 export { AntiEntropy, type AntiEntropyMetrics, type AntiEntropyOptions } from "./anti-entropy.js";
 export { Coordinator, type CoordinatorMetrics, type CoordinatorOptions } from "./coordinator.js";
+export { GrpcPeerLink, type GrpcPeerLinkCounters, type GrpcPeerLinkOptions } from "./grpc-peer-link.js";
 export { HandoffRunner, type HandoffMetrics, type HandoffOptions } from "./hinted-handoff.js";
 export { LevelReplicaStore } from "./leveldb-replica-store.js";
 export { LinkBatcher, type ItemSender, type LinkBatcherOptions } from "./link-batcher.js";
 export * from "./peer-link.js";
 export { RingPlacement, type PlacementView } from "./placement-view.js";
+export {
+  ReplicationPeerService,
+  type ReplicationPeerServiceOptions,
+  type ReplicationServiceCounters,
+} from "./replication-peer-service.js";
+export { loadReplicationService, REPLICATION_SERVICE_NAME } from "./replication-proto.js";
 export { Replica, type ReplicaMetrics, type ReplicaOptions } from "./replica.js";
 export type { Hint, ReplicaStore, ReplicaStoreOp, StoredRecord } from "./replica-store.js";
 export type { ReplicationBugs } from "./replication-bugs.js";
