@@ -14,11 +14,14 @@ const COMMANDS: Record<string, { module: string; summary: string }> = {
     module: "recover",
     summary: "rebuild the master key from recovery shares and seal it to this TPM",
   },
-  identity: { module: "identity", summary: "issue client certificates for service identities" },
+  identity: { module: "identity", summary: "issue, list and revoke client identities (cluster-wide)" },
+  peer: { module: "peer", summary: "enroll, list, remove and drain the cluster's peers" },
+  policy: { module: "policy", summary: "manage the PCR policies peers are attested against" },
   key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
   audit: { module: "audit", summary: "read a peer's audit log" },
   status: { module: "status", summary: "show what a peer is and how it holds the master key" },
   tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
+  join: { module: "join", summary: "join this machine to a cluster by TPM attestation" },
   "dev-cluster": { module: "dev-cluster", summary: "start or stop a local development lockbox" },
 };
 

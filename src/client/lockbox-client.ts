@@ -169,6 +169,20 @@ function isIdempotent(method: AnyMethod): boolean {
 // Both service definitions map method names to MethodDefinitions; #call only needs path and codecs.
 type AnyMethod = MethodDefinition<object, object, object, object>;
 
+/** The AdminService cluster methods adminCall() reaches. */
+export type AdminCallMethod =
+  | "EnrollPeer"
+  | "ListPeers"
+  | "RemovePeer"
+  | "DrainPeer"
+  | "AddPeerUnattested"
+  | "PutPolicy"
+  | "ListPolicies"
+  | "RemovePolicy"
+  | "IssueIdentity"
+  | "ListIdentities"
+  | "RevokeIdentity";
+
 export class LockboxClient {
   readonly endpoints: readonly string[];
   readonly #channels: grpc.Client[];
@@ -419,6 +433,21 @@ export class LockboxClient {
     this.#closed = true;
     this.#cache?.clear();
     for (const c of this.#channels) c.close();
+  }
+
+  /**
+   * An AdminService cluster call (peers, PCR policies, identities: admin.proto) by method name, with the
+   * wire request and the wire response (proto field names). The CLI's peer, policy and identity commands
+   * use it; retries follow the method's declared idempotency, as for every call.
+   */
+  async adminCall<R = Record<string, unknown>>(
+    method: AdminCallMethod,
+    request: object,
+    opts: CallOptions = {},
+  ): Promise<R> {
+    const m = (this.#adminService as unknown as Record<string, object | undefined>)[method];
+    if (m === undefined) throw new LockboxClientError("INVALID_ARGUMENT", `no AdminService method ${method}`);
+    return this.#call<R>(m, opts, request);
   }
 
   toJSON(): { endpoints: readonly string[] } {

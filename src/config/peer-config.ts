@@ -43,6 +43,17 @@ export interface PeerConfig {
   paths: PeerPaths;
   /** The master key sealed to this peer's TPM (master-key-sealing-config.ts); absent: the development file. */
   masterKeySealing?: MasterKeySealing;
+  /**
+   * Raft peers to dial before the control state names them: a peer that joins an existing cluster
+   * knows its members' addresses only once it holds the state, and must answer the leader before that.
+   * peer id -> HOST:PORT. Optional.
+   */
+  seedPeers?: Record<string, string>;
+  /**
+   * TESTS ONLY, off by default: lets AdminService.AddPeerUnattested add a member with no TPM
+   * attestation. Never set it on a cluster that holds keys that matter.
+   */
+  allowUnattestedMembersForTests?: boolean;
 }
 
 export const DEFAULT_PATHS: PeerPaths = {
@@ -136,8 +147,29 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
   }
   const sealing =
     o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
+  const optional: Pick<PeerConfig, "seedPeers" | "allowUnattestedMembersForTests"> = {};
+  if (o.seedPeers !== undefined) {
+    if (typeof o.seedPeers !== "object" || o.seedPeers === null || Array.isArray(o.seedPeers)) {
+      throw bad("seedPeers", "must be an object of peer id -> HOST:PORT");
+    }
+    const seeds = Object.entries(o.seedPeers as Record<string, unknown>);
+    if (seeds.length > 64) throw bad("seedPeers", "names more than 64 peers");
+    for (const [id, address] of seeds) {
+      if (!isNodeId(id)) throw bad(`seedPeers.${id}`, `must be keyed by ${NODE_ID_RULE}`);
+      if (typeof address !== "string" || !isHostPort(address))
+        throw bad(`seedPeers.${id}`, "must be HOST:PORT");
+    }
+    optional.seedPeers = Object.fromEntries(seeds) as Record<string, string>;
+  }
+  if (o.allowUnattestedMembersForTests !== undefined) {
+    if (typeof o.allowUnattestedMembersForTests !== "boolean") {
+      throw bad("allowUnattestedMembersForTests", "must be true or false");
+    }
+    optional.allowUnattestedMembersForTests = o.allowUnattestedMembersForTests;
+  }
   return {
     ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
+    ...optional,
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,

@@ -98,6 +98,17 @@ export class Barrier {
     }
   }
 
+  /**
+   * A copy of the active CMK and its epoch, for the one caller that must hand the key on: the attested
+   * join, which sends it wrapped to the ephemeral key of a joiner that passed every check. The caller
+   * zeroes `key` after use. Throws FAILED_PRECONDITION "sealed" while sealed.
+   */
+  releaseActiveKey(): { epoch: number; key: Uint8Array } {
+    const keyring = this.requireKeyring();
+    const epoch = keyring.activeEpoch;
+    return { epoch, key: Uint8Array.from(keyring.key(epoch)!) };
+  }
+
   private requireKeyring(): Keyring {
     if (this.keyring === undefined) throw new LockboxError("FAILED_PRECONDITION", "sealed");
     return this.keyring;

@@ -74,7 +74,7 @@ import {
 import { KeyRecordStore, listingPrefix } from "./key-record-store.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { signPageToken, verifyPageToken } from "./page-token.js";
-import { KEK_GENERATION, ProjectKeks, type ProjectKeys } from "./project-keks.js";
+import { KEK_GENERATION, ProjectKeks, type KekStore, type ProjectKeys } from "./project-keks.js";
 import {
   authenticateClientRequest,
   authenticateConsumer,
@@ -120,6 +120,8 @@ export interface KeyServiceOptions {
   random?: RandomSource;
   /** Most live grants one key may have (GRANTS_PER_KEY_MAX by default). */
   grantsPerKeyMax?: number;
+  /** Where wrapped project KEKs live (the control state in a peer); this store's "meta" sublevel by default. */
+  kekStore?: KekStore;
   /** Most consumers one key may have (CONSUMERS_PER_KEY_MAX by default). */
   consumersPerKeyMax?: number;
   /** How long, and how many, client request ids are kept (24 h and 100,000 by default). */
@@ -160,7 +162,7 @@ export class KeyService {
     this.barrier = options.barrier;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? nodeRandomSource;
-    this.keks = new ProjectKeks(this.store, this.barrier, this.random);
+    this.keks = new ProjectKeks(this.store, this.barrier, this.random, options.kekStore);
     this.records = new KeyRecordStore(this.store, this.keks, options.clusterSalt, options.partitionPower);
     this.clusterSalt = new Uint8Array(options.clusterSalt);
     this.grantsPerKeyMax = options.grantsPerKeyMax ?? GRANTS_PER_KEY_MAX;

@@ -1,6 +1,8 @@
 /**
  * Project KEKs: one 256-bit key per project, created on first use, stored wrapped under the CMK
- * (through the Barrier) in the "meta" sublevel as `kek/<project>` until the raft state holds them.
+ * (through the Barrier) in a KekStore: in a peer, the replicated control state (src/controlplane
+ * control-kek-store.ts), so a project has one KEK cluster-wide; without one (tools, unit tests), the
+ * "meta" sublevel as `kek/<project>` (metaKekStore).
  * Unwrapped KEKs, and the record-MAC key derived from each (crypto/record-mac.ts), are cached in
  * memory (like the CMK itself) and zeroed on close and on seal. Concurrent first uses of a project
  * share one creation, so a project never gets two KEKs.
@@ -30,14 +32,41 @@ export interface ProjectKeys {
   recordMacKey: Uint8Array;
 }
 
+/** Where wrapped KEKs live. Only ciphertext passes through it. */
+export interface KekStore {
+  /** The wrapped KEK of `project`, if it has one. */
+  get(project: string): Promise<Uint8Array | undefined>;
+  /**
+   * Stores `wrapped` unless the project has a KEK already, and returns the wrapped KEK that holds:
+   * the first writer wins, so two peers creating a project's KEK at once end up with one.
+   */
+  createIfAbsent(project: string, wrapped: Uint8Array): Promise<Uint8Array>;
+}
+
+/** KEKs in this peer's own store (the "meta" sublevel): one peer's, not the cluster's. */
+export function metaKekStore(store: PeerStore): KekStore {
+  return {
+    get: (project) => store.get("meta", kekMetaKey(project)),
+    async createIfAbsent(project, wrapped) {
+      // ProjectKeks shares one creation per project within this process, and nothing else writes here.
+      await store.write([{ type: "put", sublevel: "meta", key: kekMetaKey(project), value: wrapped }]);
+      return wrapped;
+    },
+  };
+}
+
 export class ProjectKeks {
   private readonly cache = new Map<string, Promise<ProjectKeys>>();
+  private readonly kekStore: KekStore;
 
   constructor(
-    private readonly store: PeerStore,
+    store: PeerStore,
     private readonly barrier: Barrier,
     private readonly random: RandomSource,
-  ) {}
+    kekStore?: KekStore,
+  ) {
+    this.kekStore = kekStore ?? metaKekStore(store);
+  }
 
   /** The project's keys, creating its KEK if the project has none yet. */
   getOrCreate(project: string): Promise<ProjectKeys> {
@@ -81,33 +110,39 @@ export class ProjectKeks {
   }
 
   private async loadKek(project: string, create: boolean): Promise<Uint8Array> {
-    const stored = await this.store.get("meta", kekMetaKey(project));
-    if (stored !== undefined) {
-      try {
-        return this.barrier.unwrap(stored, kekBinding(project));
-      } catch (e) {
-        if (e instanceof LockboxError && e.code === "DATA_LOSS") {
-          throw new LockboxError(
-            "DATA_LOSS",
-            `integrity check failed for the KEK of project ${project}`,
-            undefined,
-            {
-              cause: e,
-            },
-          );
-        }
-        throw e;
-      }
-    }
+    const stored = await this.kekStore.get(project);
+    if (stored !== undefined) return this.unwrap(project, stored);
     if (!create) throw new LockboxError("DATA_LOSS", `the KEK of project ${project} is missing`);
     const kek = this.random.bytes(KEK_BYTES);
     const wrapped = this.barrier.wrap(kek, kekBinding(project));
+    let holding: Uint8Array;
     try {
-      await this.store.write([{ type: "put", sublevel: "meta", key: kekMetaKey(project), value: wrapped }]);
+      holding = await this.kekStore.createIfAbsent(project, wrapped);
     } catch (e) {
       zeroize(kek);
       throw e;
     }
-    return kek;
+    if (Buffer.from(holding).equals(Buffer.from(wrapped))) return kek;
+    // Another peer created the project's KEK first: use that one.
+    zeroize(kek);
+    return this.unwrap(project, holding);
+  }
+
+  private unwrap(project: string, stored: Uint8Array): Uint8Array {
+    try {
+      return this.barrier.unwrap(stored, kekBinding(project));
+    } catch (e) {
+      if (e instanceof LockboxError && e.code === "DATA_LOSS") {
+        throw new LockboxError(
+          "DATA_LOSS",
+          `integrity check failed for the KEK of project ${project}`,
+          undefined,
+          {
+            cause: e,
+          },
+        );
+      }
+      throw e;
+    }
   }
 }

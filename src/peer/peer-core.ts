@@ -12,6 +12,7 @@ import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js"
 import { LockboxError } from "../errors.js";
 import type { ClientRequestOptions } from "../keys/client-requests.js";
 import { KeyService } from "../keys/key-service.js";
+import type { KekStore } from "../keys/project-keks.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
@@ -34,6 +35,8 @@ export interface PeerCoreSpec {
   store?: PeerStoreOptions;
   /** Most live grants one key may have. */
   grantsPerKeyMax?: number;
+  /** Where project KEKs live: the control state in a running peer (src/controlplane/control-kek-store.ts). */
+  kekStore?: KekStore;
   /** Most consumers one key may have. */
   consumersPerKeyMax?: number;
   /** How long, and how many, client request ids are kept (src/keys/client-requests.ts). */
@@ -80,6 +83,7 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       clock,
       random,
       ...(spec.grantsPerKeyMax !== undefined ? { grantsPerKeyMax: spec.grantsPerKeyMax } : {}),
+      ...(spec.kekStore !== undefined ? { kekStore: spec.kekStore } : {}),
       ...(spec.consumersPerKeyMax !== undefined ? { consumersPerKeyMax: spec.consumersPerKeyMax } : {}),
       ...(spec.clientRequests !== undefined ? { clientRequests: spec.clientRequests } : {}),
     });

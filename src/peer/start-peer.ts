@@ -6,7 +6,9 @@
  * peers through this one function, so they run the same thing; a test that
  * must replace a part says which through `replaceParts`.
  */
+import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
 import type { PeerTpm } from "../sealing/peer-tpm.js";
@@ -15,6 +17,14 @@ import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { openPeerCore } from "./peer-core.js";
+import { ClusterAdmin } from "../controlplane/cluster-admin.js";
+import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
+import { controlKekStore } from "../controlplane/control-kek-store.js";
+import { kekMetaKey } from "../keys/project-keks.js";
+import { ControlPlane } from "../controlplane/control-plane.js";
+import { ControlState, type ControlResult } from "../controlplane/control-state.js";
+import { LeaderDuties } from "../controlplane/leader-duties.js";
+import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
 
 export interface StartPeerOptions {
@@ -35,6 +45,18 @@ export interface StartPeerOptions {
     keys: KeyService;
     audit: AuditLog;
   }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  /**
+   * Serves lockbox.v1.JoinService (the attested join, src/attestation) over this authority's
+   * members, policies and CMK. The control state (src/controlplane) is to provide the authority;
+   * until it does, only tests pass one (an InMemoryJoinAuthority).
+   */
+  join?: JoinEndpointOptions;
+  /**
+   * Serves JoinService over the replicated control state (src/controlplane ControlJoinAuthority):
+   * enrollments from `lockbox peer enroll`, admissions committed through raft. EK certificates must
+   * chain to `manufacturerCas`.
+   */
+  joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
 }
 
 export interface RunningPeer {
@@ -68,7 +90,12 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   };
   // The CMK: unsealed from this peer's TPM, or (development only) read from its file.
   const { protector, tpm } = await masterKeyProviderOf(dir, config, log);
+  // The control state (src/controlplane) is the raft group's state machine (started below, on the same
+  // store); it holds the project KEKs, so the key service reads and creates them through it.
+  const control = new ControlPlane({ peerId: config.peerId, state: new ControlState(), log });
+  let legacyKeks: ((project: string) => Promise<Uint8Array | undefined>) | undefined;
   const core = await openPeerCore({
+    kekStore: controlKekStore(control, (project) => legacyKeks?.(project) ?? Promise.resolve(undefined)),
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
     clusterSalt: Buffer.from(config.clusterSalt, "hex"),
@@ -77,7 +104,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     audit: { log },
   });
   let stopRaft = async (): Promise<void> => {};
+  let duties: LeaderDuties | undefined;
   const close = async (): Promise<void> => {
+    duties?.stop();
     await stopRaft();
     await core.close();
     // Last, after everything that might use the TPM: a swtpm keeps its clock safe across its next stop.
@@ -87,18 +116,56 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const { barrier, keys, audit } = core;
     // The raft node shares the store (its `raft` sublevel) and, below, the server and its TLS.
     const { startPeerRaft } = await raftModule;
-    const raft = await startPeerRaft({
+    legacyKeks = (project) => core.store.get("meta", kekMetaKey(project));
+    // The control state admits peers and clients by membership and revocation, and serves proposals
+    // forwarded to the leader.
+    const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,
       tls,
       log,
+      stateMachine: control.state,
+      admitPeer: (peer) => control.admitPeer(peer),
+      extraHandlers: () => ({ Propose: control.proposeHandler() }),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) => log(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
     });
     stopRaft = () => raft.stop();
+    for (const [id, address] of Object.entries(config.seedPeers ?? {}))
+      raft.transport.setPeerAddress(id, address);
+    control.attach(raft.driver, raft.transport);
+    const cluster = new ClusterAdmin({
+      control,
+      barrier,
+      clock,
+      caCertificatePem: tls.caCertificatePem,
+      allowUnattestedMembers: config.allowUnattestedMembersForTests === true,
+    });
+    // The CA key file exists on the founding peer (init wrote it); the leader moves it, wrapped under
+    // the CMK, into the control state, from where every member can issue certificates.
+    const caKeyPem = await readFile(resolvePeerPath(dir, config, "caKey"), "utf8").catch(() => undefined);
+    const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
+    // The attested join over the control state (ControlJoinAuthority), or over the authority a test gives.
+    const joinOptions: JoinEndpointOptions | undefined =
+      options.join ??
+      (options.joinWithControlState === undefined
+        ? undefined
+        : {
+            authority: new ControlJoinAuthority(control, barrier, clock, config.clusterId),
+            manufacturerCas: options.joinWithControlState.manufacturerCas,
+          });
+    const join =
+      joinOptions === undefined
+        ? undefined
+        : (await import("../attestation/join-endpoint.js")).joinEndpoint(joinOptions, {
+            audit,
+            caCertificatePem: tls.caCertificatePem,
+            clock,
+            log,
+          });
     const server = await startLockboxServer(
       {
         tls,
@@ -106,7 +173,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
-        peerServices: [raft.service],
+        peerServices: join === undefined ? [raft.service] : [raft.service, join],
+        admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
           status: () => ({
             peerId: config.peerId,
@@ -122,11 +190,35 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             purge: keys.stats().purge,
           }),
           listAuditEvents: (req) => audit.list(req),
+          cluster,
         },
         ...options.replaceParts?.({ keys, audit }),
       },
       options.listen ?? config.listen,
     );
+    duties = new LeaderDuties({
+      control,
+      log,
+      facts: () =>
+        barrier.sealed
+          ? undefined
+          : {
+              peerId: config.peerId,
+              address: server.address,
+              certificateSerial: ownSerial,
+              nowMs: clock.now().getTime(),
+              cmkEpoch: barrier.activeEpoch,
+              ...(caKeyPem !== undefined
+                ? {
+                    ca: () => ({
+                      certificatePem: tls.caCertificatePem,
+                      wrappedKey: wrapCaKey(barrier, caKeyPem).wrappedKey,
+                    }),
+                  }
+                : {}),
+            },
+    });
+    duties.start();
     return runningPeer(config, server, tpm, close);
   } catch (err) {
     await close();

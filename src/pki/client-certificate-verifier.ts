@@ -17,6 +17,8 @@ const LOCKBOX_URI_PREFIX = "urn:lockbox:";
 /** Parsed certificates that passed every check but the dates, by DER digest. */
 interface Verified {
   readonly caller: Caller;
+  /** Upper-case hex, as the control state's revocation list names it. */
+  readonly serialNumber: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
 }
@@ -27,10 +29,23 @@ export class ClientCertificateVerifier {
   // work for a long-lived connection; remember recent good certificates.
   private readonly cache = new Map<string, Verified>();
   private readonly cacheEntriesMax: number;
+  private readonly admit: ((identity: string, serialNumber: string) => string | null) | undefined;
 
-  constructor(caCertificatePem: string, options: { cacheEntriesMax?: number } = {}) {
+  /**
+   * `admit` is asked on every call, after the cache (a revocation must take effect on open connections):
+   * null lets the certificate in, a string refuses it UNAUTHENTICATED with that reason. The control state
+   * plugs its revocation list in here.
+   */
+  constructor(
+    caCertificatePem: string,
+    options: {
+      cacheEntriesMax?: number;
+      admit?: (identity: string, serialNumber: string) => string | null;
+    } = {},
+  ) {
     this.ca = new NodeX509Certificate(caCertificatePem);
     this.cacheEntriesMax = options.cacheEntriesMax ?? 1024;
+    this.admit = options.admit;
   }
 
   /** The caller named by the DER certificate `der`, as of `now`; throws UNAUTHENTICATED. */
@@ -45,6 +60,8 @@ export class ClientCertificateVerifier {
     }
     if (now < verified.notBefore) throw unauthenticated("client certificate is not valid yet");
     if (now > verified.notAfter) throw unauthenticated("client certificate has expired");
+    const refusal = this.admit?.(verified.caller.identity, verified.serialNumber) ?? null;
+    if (refusal !== null) throw unauthenticated(`client certificate refused: ${refusal}`);
     return verified.caller;
   }
 
@@ -93,6 +110,7 @@ export class ClientCertificateVerifier {
     }
     return {
       caller: Object.freeze({ identity, role, projects: Object.freeze([...new Set(projects)]) }),
+      serialNumber: cert.serialNumber.toUpperCase(),
       notBefore,
       notAfter,
     };

@@ -334,6 +334,22 @@ export class GrpcPeerTransport implements PeerTransport {
     };
   }
 
+  /**
+   * The peer id a call on another PeerService method (the control plane's Propose) proves, with the same
+   * checks and admission as Raft and Snapshot; or the status that refuses it.
+   */
+  authenticateCall(call: {
+    getAuthContext(): { sslPeerCertificate?: PeerCertificate } | null;
+  }): NodeId | Partial<grpc.StatusObject> {
+    return this.#authenticate(call);
+  }
+
+  /** The PeerService client of the link to `id` (the same TLS channel raft uses), if its address is known. */
+  peerClient(id: NodeId): grpc.Client | undefined {
+    const link = this.#links.get(id);
+    return link === undefined || this.#closed ? undefined : this.#client(link);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const link of this.#links.values()) this.#disconnect(link);

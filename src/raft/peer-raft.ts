@@ -6,16 +6,19 @@
  * a peer whose raft sublevel is empty (one that will join a cluster) starts with no configuration and
  * waits to be added.
  *
- * Until the control state exists (issue 9) the group holds nothing (empty-control-state.ts) and knows no
- * other peer's address; the control state supplies members and their addresses (transport
- * setPeerAddress / removePeer).
+ * The group's state machine is the control state (src/controlplane), which supplies members and their
+ * addresses (transport setPeerAddress / removePeer), admits peers (admitPeer), and serves forwarded
+ * proposals (PeerService.Propose). Without one (tools and tests of the raft node alone) it holds nothing
+ * (empty-control-state.ts).
  */
 import { randomInt } from "node:crypto";
 import { bootstrapSnapshot, type NodeId, type RaftConfig } from "../../cluster/raft/core/types.js";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
+import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
+import type { PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import type { PeerStore } from "../store/peer-store.js";
-import { EmptyControlState, type EmptyControlStateResult } from "./empty-control-state.js";
+import { EmptyControlState } from "./empty-control-state.js";
 import {
   GrpcPeerTransport,
   type PeerTlsMaterial,
@@ -34,6 +37,12 @@ export interface PeerRaftOptions {
   /** Called once if the driver stops on an error it cannot continue from (storage failure, broken core). */
   onFatal: (error: unknown) => void;
   tickMs?: number;
+  /** The replicated state machine (the control state); EmptyControlState when unset. */
+  stateMachine?: StateMachine<unknown>;
+  /** Which authenticated peers may call (GrpcPeerTransportOptions.admitPeer). */
+  admitPeer?: (peer: PeerIdentity) => string | null;
+  /** More PeerService methods, served beside Raft and Snapshot (the control plane's Propose). */
+  extraHandlers?: (transport: GrpcPeerTransport) => grpc.UntypedServiceImplementation;
 }
 
 /** What `lockbox status` shows of the peer's raft node. */
@@ -50,8 +59,8 @@ export interface PeerRaftStatus {
   learners: string[];
 }
 
-export interface PeerRaft {
-  readonly driver: RaftDriver<EmptyControlStateResult>;
+export interface PeerRaft<R = unknown> {
+  readonly driver: RaftDriver<R>;
   readonly transport: GrpcPeerTransport;
   /** lockbox.v1.PeerService, to register on the peer's gRPC server. */
   readonly service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation };
@@ -74,18 +83,23 @@ const RAFT_CONFIG = {
 } as const;
 const PROPOSAL_BYTES_MAX = 16 * 1024;
 
-export async function startPeerRaft(options: PeerRaftOptions): Promise<PeerRaft> {
+export async function startPeerRaft<R = unknown>(options: PeerRaftOptions): Promise<PeerRaft<R>> {
   const { peerId, store, log } = options;
-  const transport = new GrpcPeerTransport({ id: peerId, tls: options.tls, log });
+  const transport = new GrpcPeerTransport({
+    id: peerId,
+    tls: options.tls,
+    log,
+    ...(options.admitPeer !== undefined ? { admitPeer: options.admitPeer } : {}),
+  });
   const config: RaftConfig = { id: peerId, ...RAFT_CONFIG, random: { nextInt: (max) => randomInt(max) } };
-  let driver: RaftDriver<EmptyControlStateResult>;
+  let driver: RaftDriver<R>;
   let fatal = false;
   try {
-    driver = await RaftDriver.start<EmptyControlStateResult>({
+    driver = await RaftDriver.start<R>({
       config,
       storage: peerRaftStorage(store),
       transport,
-      stateMachine: new EmptyControlState(),
+      stateMachine: (options.stateMachine ?? new EmptyControlState()) as StateMachine<R>,
       ticker: new IntervalTicker(options.tickMs ?? TICK_MS),
       proposalBytesMax: PROPOSAL_BYTES_MAX,
       onFatal: (e) => {
@@ -102,7 +116,10 @@ export async function startPeerRaft(options: PeerRaftOptions): Promise<PeerRaft>
   return {
     driver,
     transport,
-    service: { definition: loadPeerProto().PeerService.service, implementation: transport.serviceHandlers() },
+    service: {
+      definition: loadPeerProto().PeerService.service,
+      implementation: { ...transport.serviceHandlers(), ...options.extraHandlers?.(transport) },
+    },
     status: () => {
       const s = driver.status();
       return {

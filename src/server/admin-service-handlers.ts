@@ -11,7 +11,9 @@ import type { GetStatusRequest__Output } from "../gen/lockbox/v1/GetStatusReques
 import type { GetStatusResponse } from "../gen/lockbox/v1/GetStatusResponse.js";
 import type { ListAuditEventsRequest__Output } from "../gen/lockbox/v1/ListAuditEventsRequest.js";
 import type { ListAuditEventsResponse } from "../gen/lockbox/v1/ListAuditEventsResponse.js";
+import type { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
+import { clusterAdminHandlers } from "./cluster-admin-handlers.js";
 import { stringFromWire, timestampToWire, uint32FromWire } from "./wire-mapping.js";
 
 export interface PeerStatus {
@@ -43,6 +45,8 @@ export interface PeerStatus {
 export interface AdminApi {
   status(): PeerStatus | Promise<PeerStatus>;
   listAuditEvents(req: AuditListRequest): Promise<AuditListResponse>;
+  /** Peers, PCR policies and identities in the control state (cluster-admin-handlers.ts). */
+  cluster?: ClusterAdmin;
 }
 
 const OUTCOMES_TO_WIRE: Record<AuditEvent["outcome"], WireAuditEvent["outcome"]> = {
@@ -138,6 +142,7 @@ export function adminServiceHandlers(
   };
 
   return {
+    ...clusterAdminHandlers(admin.cluster, ctx, service),
     GetStatus: auditedUnary(getStatus, ctx, service.GetStatus),
     ListAuditEvents: auditedUnary(listAuditEvents, ctx, service.ListAuditEvents),
   } as grpc.UntypedServiceImplementation;

@@ -85,6 +85,23 @@ export const REQUEST_BYTES_MAX_BY_METHOD: Readonly<Record<string, number>> = {
   "/lockbox.v1.KeyService/ListConsumers": 1024,
   "/lockbox.v1.AdminService/GetStatus": 64,
   "/lockbox.v1.AdminService/ListAuditEvents": 2048,
+  "/lockbox.v1.AdminService/EnrollPeer": 12288,
+  "/lockbox.v1.AdminService/ListPeers": 64,
+  "/lockbox.v1.AdminService/RemovePeer": 1024,
+  "/lockbox.v1.AdminService/DrainPeer": 256,
+  "/lockbox.v1.AdminService/AddPeerUnattested": 8192,
+  "/lockbox.v1.AdminService/PutPolicy": 10240,
+  "/lockbox.v1.AdminService/ListPolicies": 64,
+  "/lockbox.v1.AdminService/RemovePolicy": 256,
+  "/lockbox.v1.AdminService/IssueIdentity": 40960,
+  "/lockbox.v1.AdminService/ListIdentities": 64,
+  "/lockbox.v1.AdminService/RevokeIdentity": 1024,
+  // Peer links (src/raft, src/controlplane): raft batches and snapshot chunks are cut to the transport's
+  // PEER_MESSAGE_BYTES_MAX; a forwarded control command is at most 16 KiB. Only a member's certificate
+  // gets these services to read a message at all.
+  "/lockbox.v1.PeerService/Raft": 64 * 1024,
+  "/lockbox.v1.PeerService/Snapshot": 64 * 1024,
+  "/lockbox.v1.PeerService/Propose": 17 * 1024,
 };
 
 /** grpc-js's per-message receive limit: the largest per-method limit (health and reflection requests are smaller). */

@@ -71,6 +71,8 @@ export interface LockboxServerOptions {
    * (the peer's raft transport, lockbox.v1.PeerService: peer certificates only, src/raft). They get
    * the same TLS and the same REQUEST_BYTES_MAX bound.
    */
+  /** Refuses client certificates the cluster revoked (ClientCertificateVerifier's `admit`). */
+  admitClient?: (identity: string, serialNumber: string) => string | null;
   peerServices?: readonly {
     definition: grpc.ServiceDefinition;
     implementation: grpc.UntypedServiceImplementation;
@@ -99,7 +101,10 @@ export async function startLockboxServer(
   }
   const protos = serverProtos();
   const ctx: EdgeContext = {
-    verifier: new ClientCertificateVerifier(options.tls.caCertificatePem),
+    verifier: new ClientCertificateVerifier(
+      options.tls.caCertificatePem,
+      options.admitClient !== undefined ? { admit: options.admitClient } : {},
+    ),
     audit: options.audit,
     clock: options.clock ?? systemClock,
     log: options.log ?? ((line) => process.stderr.write(line + "\n")),

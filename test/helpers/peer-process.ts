@@ -55,6 +55,8 @@ export interface SpawnPeerOptions {
   /** Extra arguments for `serve`. */
   serveArgs?: string[];
   readyTimeoutMs?: number;
+  /** Fields merged into config.json after `init`, before the first serve (e.g. test-only flags). */
+  configPatch?: Record<string, unknown>;
 }
 
 const live = new Set<ChildProcess>();
@@ -72,6 +74,16 @@ export async function spawnPeer(options: SpawnPeerOptions = {}): Promise<PeerPro
     await fs.rm(dir, { recursive: true, force: true });
     throw new Error(`lockbox init failed (${init.code}): ${init.stderr.trim()}`);
   }
+  if (options.configPatch !== undefined) {
+    const path = join(dir, "config.json");
+    const config = JSON.parse(await fs.readFile(path, "utf8")) as Record<string, unknown>;
+    await fs.writeFile(path, JSON.stringify({ ...config, ...options.configPatch }, null, 2));
+  }
+  return startPeerInDir(dir, options);
+}
+
+/** Serves an existing peer directory (made by init, or by a test helper for a joining peer). */
+export async function startPeerInDir(dir: string, options: SpawnPeerOptions = {}): Promise<PeerProcess> {
   const peer = new SpawnedPeer(dir, options);
   try {
     await peer.start();
@@ -184,6 +196,9 @@ class SpawnedPeer implements PeerProcess {
       "issue",
       "--dir",
       this.dir,
+      // Issued by the running peer from the control state's CA key, and recorded cluster-wide.
+      "--endpoint",
+      this.address,
       "--name",
       name,
       "--role",

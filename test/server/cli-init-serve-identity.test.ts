@@ -114,6 +114,7 @@ test("serve prints one ready line, serves an issued identity, and stops cleanly 
   const issued = await runCli([
     "identity",
     "issue",
+    "--offline",
     "--dir",
     dir,
     "--name",

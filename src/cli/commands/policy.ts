@@ -1,0 +1,69 @@
+/**
+ * `lockbox policy add | list | show | remove`: the PCR policies (tpm/verify/quote-policy.ts QuotePolicy
+ * JSON) enrolled peers are attested against, in the replicated control state.
+ */
+import { readFile } from "node:fs/promises";
+import { requiredFlag, requiredPositional } from "../client-options.js";
+import { clusterCommand } from "./cluster-call.js";
+import { LockboxError } from "../../errors.js";
+
+type Policy = { name: string; policy_json: string; used_by: string[] };
+
+export const command = clusterCommand("policy", "manage the PCR policies peers are attested against", {
+  add: {
+    synopsis: "NAME --file POLICY.json",
+    summary:
+      "add or replace a PCR policy (QuotePolicy JSON: pcrs, hashAlg, signatureScheme, firmwareVersionMin)",
+    flags: ["  --file FILE            the policy JSON"],
+    options: { file: { type: "string" } },
+    positionals: 1,
+    async run(client, args) {
+      const name = requiredPositional(args, "policy name");
+      const res = await client.adminCall<{ policy: Policy }>("PutPolicy", {
+        name,
+        policy_json: await readFile(requiredFlag(args, "file"), "utf8"),
+      });
+      return { json: res.policy, text: [`stored PCR policy ${res.policy.name}`] };
+    },
+  },
+  list: {
+    synopsis: "",
+    summary: "list the PCR policies and which peers use them",
+    flags: [],
+    options: {},
+    async run(client) {
+      const res = await client.adminCall<{ policies: Policy[] }>("ListPolicies", {});
+      return {
+        json: res.policies,
+        text: res.policies.map((p) => `${p.name.padEnd(24)} used by: ${p.used_by.join(", ") || "-"}`),
+      };
+    },
+  },
+  show: {
+    synopsis: "NAME",
+    summary: "print one PCR policy's JSON",
+    flags: [],
+    options: {},
+    positionals: 1,
+    async run(client, args) {
+      const name = requiredPositional(args, "policy name");
+      const res = await client.adminCall<{ policies: Policy[] }>("ListPolicies", {});
+      const p = res.policies.find((x) => x.name === name);
+      if (p === undefined) throw new LockboxError("NOT_FOUND", `no PCR policy ${name}`);
+      const json = JSON.parse(p.policy_json) as unknown;
+      return { json: { name, policy: json, usedBy: p.used_by }, text: [JSON.stringify(json, null, 2)] };
+    },
+  },
+  remove: {
+    synopsis: "NAME",
+    summary: "remove a PCR policy no peer uses",
+    flags: [],
+    options: {},
+    positionals: 1,
+    async run(client, args) {
+      const name = requiredPositional(args, "policy name");
+      await client.adminCall("RemovePolicy", { name });
+      return { json: { removed: name }, text: [`removed PCR policy ${name}`] };
+    },
+  },
+});

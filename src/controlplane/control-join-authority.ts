@@ -1,0 +1,144 @@
+/**
+ * The attested join's JoinAuthority (src/attestation/join-authority.ts) over the replicated control
+ * state: enrollments and policies are read after a ReadIndex barrier, the CMK comes from this peer's
+ * barrier, and an admission is one raft entry (member.admit: active, certificate serial, AK, quote
+ * clock, join token spent — all or nothing). The peer certificate is signed with the cluster CA key the
+ * control state holds wrapped under the CMK, for the joiner's own TLS key. The leader's autopilot then
+ * adds the admitted member to raft as a learner (membership-autopilot.ts).
+ */
+import type {
+  Admission,
+  AdmitRequest,
+  CmkEpoch,
+  EnrolledMember,
+  JoinAuthority,
+} from "../attestation/join-authority.js";
+import type { Barrier } from "../crypto/barrier.js";
+import { LockboxError } from "../errors.js";
+import { issuePeerCertificateForKey } from "../pki/certificate-authority.js";
+import { parseHostPort } from "../net/host-port.js";
+import type { Clock } from "../time/clock.js";
+import type { QuoteClock } from "../../tpm/verify/quote-failure.js";
+import type { QuotePolicy } from "../../tpm/verify/quote-policy.js";
+import { X509Certificate } from "node:crypto";
+import { clusterCaFrom } from "./cluster-ca-key.js";
+import type { MemberRecord, QuoteClockRecord } from "./control-records.js";
+import type { ControlPlane } from "./control-plane.js";
+
+export class ControlJoinAuthority implements JoinAuthority {
+  constructor(
+    private readonly control: ControlPlane,
+    private readonly barrier: Barrier,
+    private readonly clock: Clock,
+    private readonly clusterId: string,
+  ) {}
+
+  async member(peerId: string): Promise<EnrolledMember | undefined> {
+    const m = (await this.control.readCurrent()).member(peerId);
+    return m === undefined ? undefined : enrolled(m);
+  }
+
+  async members(): Promise<readonly EnrolledMember[]> {
+    return (await this.control.readCurrent()).members().map(enrolled);
+  }
+
+  async policy(name: string): Promise<QuotePolicy | undefined> {
+    return (await this.control.readCurrent()).policy(name)?.policy;
+  }
+
+  currentCmk(): Promise<CmkEpoch> {
+    return Promise.resolve(this.barrier.releaseActiveKey());
+  }
+
+  async admit(request: AdmitRequest): Promise<Admission> {
+    const state = await this.control.readCurrent();
+    const m = state.member(request.peerId);
+    if (m === undefined) throw new LockboxError("NOT_FOUND", `no member ${request.peerId}`);
+    const host = parseHostPort(m.address)?.host;
+    const certificatePem = await issuePeerCertificateForKey(clusterCaFrom(state, this.barrier), {
+      peerId: request.peerId,
+      publicKeySpki: request.tlsPublicKeySpki,
+      ...(host !== undefined ? { hostNames: [host] } : {}),
+      now: this.clock.now(),
+    });
+    await this.control.proposeOrThrow({
+      type: "member.admit",
+      id: request.peerId,
+      from: m.state,
+      certificateSerial: new X509Certificate(certificatePem).serialNumber.toUpperCase(),
+      akPublic: Buffer.from(request.akPublic).toString("base64"),
+      quoteClock: clockRecord(request.quoteClock),
+      atMs: this.clock.now().getTime(),
+    });
+    return { clusterId: this.clusterId, certificatePem, caCertificatePem: state.clusterCa()!.certificatePem };
+  }
+
+  async fence(peerId: string, reason: string): Promise<void> {
+    const m = (await this.control.readCurrent()).member(peerId);
+    if (m === undefined || m.state === "fenced" || m.state === "removed") return;
+    await this.#transition(m, "fenced", reason);
+  }
+
+  async markDown(peerId: string, reason: string): Promise<void> {
+    const m = (await this.control.readCurrent()).member(peerId);
+    if (m?.state !== "active") return;
+    await this.#transition(m, "down", reason);
+  }
+
+  async attested(peerId: string, quoteClock: QuoteClock): Promise<void> {
+    await this.control.proposeOrThrow({
+      type: "member.attested",
+      id: peerId,
+      quoteClock: clockRecord(quoteClock),
+      atMs: this.clock.now().getTime(),
+    });
+  }
+
+  async #transition(m: MemberRecord, to: MemberRecord["state"], reason: string): Promise<void> {
+    await this.control.proposeOrThrow({
+      type: "member.transition",
+      id: m.id,
+      from: m.state,
+      to,
+      reason: reason.replace(/[^\x20-\x7e]/g, "?").slice(0, 256),
+      certificateSerial: "",
+      atMs: this.clock.now().getTime(),
+    });
+  }
+}
+
+function enrolled(m: MemberRecord): EnrolledMember {
+  const host = parseHostPort(m.address)?.host;
+  return {
+    peerId: m.id,
+    state: m.state,
+    policyName: m.policy,
+    ...(m.ekPublicKey !== ""
+      ? { ekPublicKeySpki: new Uint8Array(Buffer.from(m.ekPublicKey, "base64")) }
+      : {}),
+    ...(m.ekCertificate !== ""
+      ? { ekCertificateDer: new Uint8Array(Buffer.from(m.ekCertificate, "base64")) }
+      : {}),
+    ...(m.joinTokenSha256 !== ""
+      ? {
+          joinTokenHash: new Uint8Array(Buffer.from(m.joinTokenSha256, "hex")),
+          joinTokenExpiresAtMs: m.joinTokenExpiresAtMs,
+        }
+      : {}),
+    ...(m.lastQuoteClock !== null
+      ? {
+          lastQuoteClock: {
+            clock: BigInt(m.lastQuoteClock.clock),
+            resetCount: m.lastQuoteClock.resetCount,
+            restartCount: m.lastQuoteClock.restartCount,
+          },
+        }
+      : {}),
+    ...(m.akPublic !== "" ? { akPublic: new Uint8Array(Buffer.from(m.akPublic, "base64")) } : {}),
+    ...(host !== undefined ? { hostNames: [host] } : {}),
+  };
+}
+
+function clockRecord(c: QuoteClock): QuoteClockRecord {
+  return { clock: c.clock.toString(), resetCount: c.resetCount, restartCount: c.restartCount };
+}

@@ -1,0 +1,543 @@
+/**
+ * The control state machine (DESIGN.md §3): members, PCR policies, the ring, CMK epochs, project KEKs,
+ * client identities and the CA's revocation list, replicated by the peers' raft group. apply() decodes
+ * an entry (control-command.ts), checks it against the current state, and only then changes anything:
+ * a committed entry that fails a check is answered with a refusal value and changes nothing, because a
+ * committed entry is a fact every replica applies, and no entry may stop a replica. apply() reads no
+ * clock and no randomness: times come in the command, so every replica computes the same state.
+ *
+ * Reads are plain methods on the current (applied) state; a caller that must see every write committed
+ * before its call starts first waits for a ReadIndex (control-plane.ts readCurrent()).
+ */
+import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
+import { decodeCommand, type ControlCommand } from "./control-command.js";
+import {
+  CONTROL_LIMITS,
+  type ClusterCaRecord,
+  type CmkEpochRecord,
+  type IdentityRecord,
+  type MemberRecord,
+  type MemberState,
+  type PolicyRecord,
+  type ProjectKekRecord,
+  type QuoteClockRecord,
+  type RevokedCertificate,
+  type RingRecord,
+} from "./control-records.js";
+import { decodeControlSnapshot, encodeControlSnapshot, type ControlImage } from "./control-snapshot.js";
+
+export type ControlRefusalCode =
+  "malformed" | "not-found" | "already-exists" | "conflict" | "failed-precondition" | "limit";
+
+/** What applying one entry answered: the change it made, or why it made none. */
+export type ControlResult =
+  { ok: true; value?: unknown } | { ok: false; code: ControlRefusalCode; reason: string };
+
+/** State changes a member may make, and the only ones (removed is final: its id is never reused). */
+const TRANSITIONS: Readonly<Record<MemberState, readonly MemberState[]>> = {
+  enrolled: ["joining", "removed"],
+  joining: ["active", "enrolled", "removed"],
+  active: ["down", "fenced", "leaving", "removed"],
+  down: ["active", "fenced", "leaving", "removed"],
+  fenced: ["joining", "active", "removed"],
+  leaving: ["active", "removed"],
+  removed: [],
+};
+
+/** A change the state machine made, for whoever mirrors state outside it (transport addresses, caches). */
+export type ControlChange =
+  | { kind: "member"; member: MemberRecord }
+  | { kind: "revoked"; serial: string }
+  | { kind: "identity"; name: string }
+  | { kind: "restored" };
+
+export class ControlState implements StateMachine<ControlResult> {
+  #members = new Map<string, MemberRecord>();
+  #policies = new Map<string, PolicyRecord>();
+  #ring: RingRecord | null = null;
+  #epochs = new Map<number, CmkEpochRecord>();
+  #keks = new Map<string, ProjectKekRecord>();
+  #identities = new Map<string, IdentityRecord>();
+  #revoked = new Map<string, RevokedCertificate>();
+  #ca: ClusterCaRecord | null = null;
+  #appliedIndex = 0;
+  readonly #listeners: ((change: ControlChange) => void)[] = [];
+
+  /** Calls `listener` after every change (in apply order, and once after a restore). */
+  onChange(listener: (change: ControlChange) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  // ---- StateMachine -----------------------------------------------------------------------------
+
+  apply(data: Uint8Array, index: number): ControlResult {
+    this.#appliedIndex = index;
+    const decoded = decodeCommand(data);
+    if (!decoded.ok) return refuse("malformed", decoded.reason);
+    return this.#apply(decoded.command);
+  }
+
+  snapshot(): Uint8Array {
+    return encodeControlSnapshot(this.#image());
+  }
+
+  restore(bytes: Uint8Array): void {
+    const image = decodeControlSnapshot(bytes); // throws before anything changes
+    this.#members = new Map(image.members.map((m) => [m.id, m]));
+    this.#policies = new Map(image.policies.map((p) => [p.name, p]));
+    this.#ring = image.ring;
+    this.#epochs = new Map(image.cmkEpochs.map((e) => [e.epoch, e]));
+    this.#keks = new Map(image.projectKeks.map((k) => [k.project, k]));
+    this.#identities = new Map(image.identities.map((i) => [i.name, i]));
+    this.#revoked = new Map(image.revoked.map((r) => [r.serial, r]));
+    this.#ca = image.ca;
+    this.#emit({ kind: "restored" });
+  }
+
+  checkSnapshot(bytes: Uint8Array): void {
+    decodeControlSnapshot(bytes);
+  }
+
+  // ---- reads ------------------------------------------------------------------------------------
+
+  /** Index of the last entry applied (0 after a restore until the next entry). */
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+  member(id: string): MemberRecord | undefined {
+    return this.#members.get(id);
+  }
+  members(): MemberRecord[] {
+    return [...this.#members.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+  policy(name: string): PolicyRecord | undefined {
+    return this.#policies.get(name);
+  }
+  policies(): PolicyRecord[] {
+    return [...this.#policies.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+  ring(): RingRecord | null {
+    return this.#ring;
+  }
+  cmkEpochs(): CmkEpochRecord[] {
+    return [...this.#epochs.values()].sort((a, b) => a.epoch - b.epoch);
+  }
+  projectKek(project: string): ProjectKekRecord | undefined {
+    return this.#keks.get(project);
+  }
+  projectKeks(): ProjectKekRecord[] {
+    return [...this.#keks.values()];
+  }
+  identity(name: string): IdentityRecord | undefined {
+    return this.#identities.get(name);
+  }
+  identities(): IdentityRecord[] {
+    return [...this.#identities.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+  revocation(serial: string): RevokedCertificate | undefined {
+    return this.#revoked.get(serial);
+  }
+  revokedCertificates(): RevokedCertificate[] {
+    return [...this.#revoked.values()];
+  }
+  clusterCa(): ClusterCaRecord | null {
+    return this.#ca;
+  }
+  /** Whether this replica holds any state yet (a peer waiting to be added holds none). */
+  get empty(): boolean {
+    return this.#members.size === 0;
+  }
+
+  // ---- apply --------------------------------------------------------------------------------------
+
+  #apply(c: ControlCommand): ControlResult {
+    switch (c.type) {
+      case "member.enroll": {
+        if (this.#members.has(c.id))
+          return refuse("already-exists", `member ${c.id} exists (ids are never reused)`);
+        if (this.#members.size >= CONTROL_LIMITS.members) return refuse("limit", "too many members");
+        if (c.policy !== "" && !this.#policies.has(c.policy)) {
+          return refuse("not-found", `PCR policy ${c.policy} does not exist`);
+        }
+        for (const m of this.#members.values()) {
+          if (m.state === "removed") continue;
+          if (c.ekPublicKey !== "" && m.ekPublicKey === c.ekPublicKey) {
+            return refuse("already-exists", `this EK public key is enrolled as member ${m.id}`);
+          }
+          if (c.ekCertificate !== "" && m.ekCertificate === c.ekCertificate) {
+            return refuse("already-exists", `this EK certificate is enrolled as member ${m.id}`);
+          }
+        }
+        return this.#putMember({
+          id: c.id,
+          address: c.address,
+          zone: c.zone,
+          weight: c.weight,
+          state: "enrolled",
+          policy: c.policy,
+          ekPublicKey: c.ekPublicKey,
+          ekCertificate: c.ekCertificate,
+          certificateSerial: "",
+          joinTokenSha256: c.joinTokenSha256,
+          joinTokenExpiresAtMs: c.joinTokenExpiresAtMs,
+          enrolledAtMs: c.atMs,
+          stateChangedAtMs: c.atMs,
+          reason: "",
+          akPublic: "",
+          lastQuoteClock: null,
+        });
+      }
+      case "member.add-unattested": {
+        if (this.#members.has(c.id))
+          return refuse("already-exists", `member ${c.id} exists (ids are never reused)`);
+        if (this.#members.size >= CONTROL_LIMITS.members) return refuse("limit", "too many members");
+        if (this.#revoked.has(c.certificateSerial)) return refuse("conflict", "that certificate is revoked");
+        if (this.#serialHolder(c.certificateSerial) !== undefined) {
+          return refuse("conflict", "that certificate belongs to another member");
+        }
+        return this.#putMember({
+          id: c.id,
+          address: c.address,
+          zone: c.zone,
+          weight: c.weight,
+          state: "active",
+          policy: "",
+          ekPublicKey: "",
+          ekCertificate: "",
+          certificateSerial: c.certificateSerial,
+          joinTokenSha256: "",
+          joinTokenExpiresAtMs: 0,
+          enrolledAtMs: c.atMs,
+          stateChangedAtMs: c.atMs,
+          reason: "added without attestation",
+          akPublic: "",
+          lastQuoteClock: null,
+        });
+      }
+      case "member.admit":
+        return this.#admit(c);
+      case "member.attested": {
+        const m = this.#members.get(c.id);
+        if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+        if (m.state !== "active" && m.state !== "down" && m.state !== "leaving") {
+          return refuse(
+            "failed-precondition",
+            `member ${c.id} is ${m.state}; a passed re-quote does not change that`,
+          );
+        }
+        if (!clockAfter(c.quoteClock, m.lastQuoteClock)) {
+          return refuse("conflict", `the quote clock of ${c.id} does not move forward (a replay)`);
+        }
+        return this.#putMember({
+          ...m,
+          state: m.state === "down" ? "active" : m.state,
+          lastQuoteClock: c.quoteClock,
+          stateChangedAtMs: m.state === "down" ? c.atMs : m.stateChangedAtMs,
+          reason: m.state === "down" ? "answered a re-quote" : m.reason,
+        });
+      }
+      case "member.transition":
+        return this.#transition(c);
+      case "member.address": {
+        const m = this.#members.get(c.id);
+        if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+        if (m.state === "removed") return refuse("failed-precondition", `member ${c.id} was removed`);
+        return this.#putMember({ ...m, address: c.address });
+      }
+      case "policy.put": {
+        if (!this.#policies.has(c.name) && this.#policies.size >= CONTROL_LIMITS.policies) {
+          return refuse("limit", "too many PCR policies");
+        }
+        this.#policies.set(c.name, { name: c.name, policy: c.policy, updatedAtMs: c.atMs });
+        return { ok: true };
+      }
+      case "policy.remove": {
+        if (!this.#policies.has(c.name)) return refuse("not-found", `no PCR policy ${c.name}`);
+        const user = [...this.#members.values()].find((m) => m.state !== "removed" && m.policy === c.name);
+        if (user !== undefined)
+          return refuse("failed-precondition", `member ${user.id} uses policy ${c.name}`);
+        this.#policies.delete(c.name);
+        return { ok: true };
+      }
+      case "ring.put": {
+        const current = this.#ring?.version ?? 0;
+        if (c.ring.version <= current) {
+          return refuse("conflict", `ring version ${c.ring.version} is not newer than ${current}`);
+        }
+        this.#ring = c.ring;
+        return { ok: true };
+      }
+      case "cmk.epoch-add": {
+        if (this.#epochs.has(c.epoch)) return refuse("already-exists", `CMK epoch ${c.epoch} exists`);
+        const newest = Math.max(0, ...this.#epochs.keys());
+        if (c.epoch <= newest) return refuse("conflict", `CMK epoch ${c.epoch} is not above ${newest}`);
+        if (this.#epochs.size >= CONTROL_LIMITS.cmkEpochs) return refuse("limit", "too many CMK epochs");
+        // The newest epoch is the active one; the one before it starts retiring.
+        for (const e of this.#epochs.values()) {
+          if (e.state === "active") this.#epochs.set(e.epoch, { ...e, state: "retiring" });
+        }
+        this.#epochs.set(c.epoch, { epoch: c.epoch, state: "active", createdAtMs: c.atMs });
+        return { ok: true };
+      }
+      case "cmk.epoch-state": {
+        const e = this.#epochs.get(c.epoch);
+        if (e === undefined) return refuse("not-found", `no CMK epoch ${c.epoch}`);
+        if (c.state === "active") return refuse("conflict", "an epoch becomes active only by cmk.epoch-add");
+        if (e.state === "retired") return refuse("conflict", `CMK epoch ${c.epoch} is retired`);
+        if (c.state === "retired") {
+          const user = this.#epochUser(c.epoch);
+          if (user !== undefined)
+            return refuse("failed-precondition", `CMK epoch ${c.epoch} still wraps ${user}`);
+        }
+        this.#epochs.set(c.epoch, { ...e, state: c.state });
+        return { ok: true };
+      }
+      case "kek.create": {
+        const existing = this.#keks.get(c.project);
+        if (existing !== undefined) return { ok: true, value: existing };
+        const refusal = this.#usableEpoch(c.epoch);
+        if (refusal !== null) return refusal;
+        if (this.#keks.size >= CONTROL_LIMITS.projectKeks) return refuse("limit", "too many project KEKs");
+        const kek: ProjectKekRecord = { project: c.project, epoch: c.epoch, wrapped: c.wrapped };
+        this.#keks.set(c.project, kek);
+        return { ok: true, value: kek };
+      }
+      case "kek.rewrap": {
+        const existing = this.#keks.get(c.project);
+        if (existing === undefined) return refuse("not-found", `project ${c.project} has no KEK`);
+        if (existing.epoch !== c.fromEpoch) {
+          return refuse(
+            "conflict",
+            `the KEK of ${c.project} is wrapped under epoch ${existing.epoch}, not ${c.fromEpoch}`,
+          );
+        }
+        const refusal = this.#usableEpoch(c.epoch);
+        if (refusal !== null) return refusal;
+        const kek: ProjectKekRecord = { project: c.project, epoch: c.epoch, wrapped: c.wrapped };
+        this.#keks.set(c.project, kek);
+        return { ok: true, value: kek };
+      }
+      case "kek.delete":
+        if (!this.#keks.delete(c.project)) return refuse("not-found", `project ${c.project} has no KEK`);
+        return { ok: true };
+      case "ca.set": {
+        if (this.#ca !== null && this.#ca.certificatePem !== c.ca.certificatePem) {
+          return refuse("conflict", "the cluster CA is set; only its key's wrapping may change");
+        }
+        const refusal = this.#usableEpoch(c.ca.epoch);
+        if (refusal !== null) return refusal;
+        this.#ca = c.ca;
+        return { ok: true };
+      }
+      case "identity.issue":
+        return this.#issue(c);
+      case "identity.revoke": {
+        const identity = this.#identities.get(c.name);
+        if (identity === undefined) return refuse("not-found", `no identity ${c.name}`);
+        const fresh = identity.serials.filter((s) => !this.#revoked.has(s.serial));
+        if (this.#revoked.size + fresh.length > CONTROL_LIMITS.revokedCertificates) {
+          return refuse("limit", "the revocation list is full");
+        }
+        this.#identities.set(c.name, { ...identity, revoked: true });
+        for (const s of fresh) this.#revoke(s.serial, c.name, c.reason, c.atMs);
+        this.#emit({ kind: "identity", name: c.name });
+        return { ok: true, value: { revokedSerials: fresh.map((s) => s.serial) } };
+      }
+      case "certificate.revoke": {
+        if (this.#revoked.has(c.serial)) return { ok: true };
+        if (this.#revoked.size >= CONTROL_LIMITS.revokedCertificates) {
+          return refuse("limit", "the revocation list is full");
+        }
+        this.#revoke(c.serial, c.subject, c.reason, c.atMs);
+        return { ok: true };
+      }
+    }
+  }
+
+  #transition(c: Extract<ControlCommand, { type: "member.transition" }>): ControlResult {
+    const m = this.#members.get(c.id);
+    if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+    if (m.state !== c.from) return refuse("conflict", `member ${c.id} is ${m.state}, not ${c.from}`);
+    if (!TRANSITIONS[m.state].includes(c.to)) {
+      return refuse("failed-precondition", `member ${c.id} cannot go from ${m.state} to ${c.to}`);
+    }
+    let serial = m.certificateSerial;
+    const toActiveByJoin = c.to === "active" && (m.state === "joining" || m.state === "fenced");
+    if (toActiveByJoin && c.certificateSerial !== "") {
+      if (this.#revoked.has(c.certificateSerial)) return refuse("conflict", "that certificate is revoked");
+      const holder = this.#serialHolder(c.certificateSerial);
+      if (holder !== undefined && holder !== c.id) {
+        return refuse("conflict", "that certificate belongs to another member");
+      }
+      serial = c.certificateSerial;
+    } else if (c.to === "active" && m.state === "joining") {
+      return refuse(
+        "malformed",
+        "a joining member becomes active with the serial of the certificate its join issued",
+      );
+    } else if (c.certificateSerial !== "") {
+      return refuse("malformed", "certificateSerial is only for a member becoming active after a join");
+    }
+    // A superseded certificate, and a removed member's, are revoked: no member can use them again.
+    const retire = m.certificateSerial !== "" && (serial !== m.certificateSerial || c.to === "removed");
+    if (
+      retire &&
+      !this.#revoked.has(m.certificateSerial) &&
+      this.#revoked.size >= CONTROL_LIMITS.revokedCertificates
+    ) {
+      return refuse("limit", "the revocation list is full");
+    }
+    if (retire) this.#revoke(m.certificateSerial, `peer ${m.id}`, c.reason || `member ${c.to}`, c.atMs);
+    // The join token is one-time: a join that starts consumes it.
+    const consumed = c.to === "joining" || c.to === "removed";
+    return this.#putMember({
+      ...m,
+      state: c.to,
+      certificateSerial: serial,
+      joinTokenSha256: consumed ? "" : m.joinTokenSha256,
+      joinTokenExpiresAtMs: consumed ? 0 : m.joinTokenExpiresAtMs,
+      stateChangedAtMs: c.atMs,
+      reason: c.reason,
+    });
+  }
+
+  /**
+   * The attested join's commit, all or nothing: the member becomes active with the certificate the join
+   * issued (a superseded one is revoked), its activated AK and quote clock are recorded, its join token
+   * is spent. A removed member never comes back.
+   */
+  #admit(c: Extract<ControlCommand, { type: "member.admit" }>): ControlResult {
+    const m = this.#members.get(c.id);
+    if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+    if (m.state !== c.from) return refuse("conflict", `member ${c.id} is ${m.state}, not ${c.from}`);
+    if (m.state === "removed" || m.state === "leaving") {
+      return refuse("failed-precondition", `member ${c.id} is ${m.state} and cannot join`);
+    }
+    if (!clockAfter(c.quoteClock, m.lastQuoteClock)) {
+      return refuse("conflict", `the quote clock of ${c.id} does not move forward (a replay)`);
+    }
+    if (this.#revoked.has(c.certificateSerial)) return refuse("conflict", "that certificate is revoked");
+    const holder = this.#serialHolder(c.certificateSerial);
+    if (holder !== undefined && holder !== c.id)
+      return refuse("conflict", "that certificate belongs to another member");
+    const retire = m.certificateSerial !== "" && m.certificateSerial !== c.certificateSerial;
+    if (retire && this.#revoked.size >= CONTROL_LIMITS.revokedCertificates) {
+      return refuse("limit", "the revocation list is full");
+    }
+    if (retire) this.#revoke(m.certificateSerial, `peer ${m.id}`, "superseded by a new join", c.atMs);
+    return this.#putMember({
+      ...m,
+      state: "active",
+      certificateSerial: c.certificateSerial,
+      joinTokenSha256: "",
+      joinTokenExpiresAtMs: 0,
+      akPublic: c.akPublic,
+      lastQuoteClock: c.quoteClock,
+      stateChangedAtMs: c.atMs,
+      reason: "attested",
+    });
+  }
+
+  #issue(c: Extract<ControlCommand, { type: "identity.issue" }>): ControlResult {
+    const existing = this.#identities.get(c.name);
+    if (existing?.revoked === true) return refuse("failed-precondition", `identity ${c.name} is revoked`);
+    if (this.#revoked.has(c.issued.serial) || this.#serialUsed(c.issued.serial)) {
+      return refuse("conflict", `certificate serial ${c.issued.serial} is already used`);
+    }
+    if (existing === undefined && this.#identities.size >= CONTROL_LIMITS.identities) {
+      return refuse("limit", "too many identities");
+    }
+    // Expired certificates need no entry: dropping them keeps an often re-issued identity bounded.
+    const live = (existing?.serials ?? []).filter((s) => s.notAfterMs > c.atMs);
+    if (live.length >= CONTROL_LIMITS.serialsPerIdentity) {
+      return refuse("limit", `identity ${c.name} has ${live.length} live certificates; revoke some first`);
+    }
+    this.#identities.set(c.name, {
+      name: c.name,
+      role: c.role,
+      projects: [...c.projects],
+      serials: [...live, c.issued],
+      revoked: false,
+      createdAtMs: existing?.createdAtMs ?? c.atMs,
+    });
+    this.#emit({ kind: "identity", name: c.name });
+    return { ok: true };
+  }
+
+  #putMember(m: MemberRecord): ControlResult {
+    this.#members.set(m.id, m);
+    this.#emit({ kind: "member", member: m });
+    return { ok: true, value: m };
+  }
+
+  #revoke(serial: string, subject: string, reason: string, atMs: number): void {
+    this.#revoked.set(serial, {
+      serial,
+      subject: subject.slice(0, 128),
+      reason: reason.slice(0, 256),
+      revokedAtMs: atMs,
+    });
+    this.#emit({ kind: "revoked", serial });
+  }
+
+  #serialHolder(serial: string): string | undefined {
+    for (const m of this.#members.values()) if (m.certificateSerial === serial) return m.id;
+    return undefined;
+  }
+
+  #serialUsed(serial: string): boolean {
+    if (this.#serialHolder(serial) !== undefined) return true;
+    for (const i of this.#identities.values()) if (i.serials.some((s) => s.serial === serial)) return true;
+    return false;
+  }
+
+  /** A wrap may use only a known, non-retired epoch. */
+  #usableEpoch(epoch: number): ControlResult | null {
+    const e = this.#epochs.get(epoch);
+    if (e === undefined) return refuse("failed-precondition", `CMK epoch ${epoch} is not known`);
+    if (e.state === "retired") return refuse("failed-precondition", `CMK epoch ${epoch} is retired`);
+    return null;
+  }
+
+  #epochUser(epoch: number): string | undefined {
+    for (const k of this.#keks.values()) if (k.epoch === epoch) return `the KEK of project ${k.project}`;
+    if (this.#ca?.epoch === epoch) return "the cluster CA key";
+    return undefined;
+  }
+
+  #image(): ControlImage {
+    return {
+      members: this.members(),
+      policies: this.policies(),
+      ring: this.#ring,
+      cmkEpochs: this.cmkEpochs(),
+      projectKeks: [...this.#keks.values()].sort((a, b) => (a.project < b.project ? -1 : 1)),
+      identities: this.identities(),
+      revoked: [...this.#revoked.values()].sort((a, b) => (a.serial < b.serial ? -1 : 1)),
+      ca: this.#ca,
+    };
+  }
+
+  #emit(change: ControlChange): void {
+    for (const l of this.#listeners) {
+      // A mirror that fails must not stop the replica: the state itself is already changed and correct.
+      try {
+        l(change);
+      } catch {
+        /* the listener reports its own failures */
+      }
+    }
+  }
+}
+
+/** Whether quote clock `next` is later than `last` (a later boot, or the same boot later). */
+function clockAfter(next: QuoteClockRecord, last: QuoteClockRecord | null): boolean {
+  if (last === null) return true;
+  if (next.resetCount !== last.resetCount) return next.resetCount > last.resetCount;
+  if (next.restartCount !== last.restartCount) return next.restartCount > last.restartCount;
+  return BigInt(next.clock) > BigInt(last.clock);
+}
+
+function refuse(code: ControlRefusalCode, reason: string): ControlResult {
+  return { ok: false, code, reason };
+}

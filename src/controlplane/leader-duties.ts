@@ -1,0 +1,118 @@
+/**
+ * What the leader does on its own, on a timer: the membership autopilot (membership-autopilot.ts), and
+ * the founding peer's first records (founding-duties.ts). Every peer runs the loop; it acts only while
+ * its raft node leads, and a failed step is logged and tried again next round.
+ */
+import type { ControlPlane } from "./control-plane.js";
+import { foundingCommands, type FoundingFacts } from "./founding-duties.js";
+import { AUTOPILOT_DEFAULTS, decideAutopilotStep, type AutopilotPolicy } from "./membership-autopilot.js";
+
+export interface LeaderDutiesOptions {
+  control: ControlPlane;
+  /** This peer's own facts, known once its server listens. */
+  facts: () => FoundingFacts | undefined;
+  policy?: Partial<AutopilotPolicy>;
+  intervalMs?: number;
+  log: (line: string) => void;
+}
+
+export class LeaderDuties {
+  readonly #opts: LeaderDutiesOptions;
+  readonly #policy: AutopilotPolicy;
+  readonly #learnerSince = new Map<string, number>();
+  readonly #voterSeen = new Map<string, number>();
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #lastLogged = "";
+
+  constructor(options: LeaderDutiesOptions) {
+    this.#opts = options;
+    this.#policy = { ...AUTOPILOT_DEFAULTS, ...options.policy };
+  }
+
+  start(): void {
+    const tick = (): void => {
+      if (this.#running) return;
+      this.#running = true;
+      void this.round()
+        .catch((e: unknown) =>
+          this.#note(`control: leader duty failed: ${e instanceof Error ? e.message : String(e)}`),
+        )
+        .finally(() => {
+          this.#running = false;
+        });
+    };
+    this.#timer = setInterval(tick, this.#opts.intervalMs ?? 250);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** One round; exported for tests that step it. */
+  async round(): Promise<void> {
+    const { control } = this.#opts;
+    const driver = control.driver;
+    const status = driver.status();
+    if (status.role !== "leader") {
+      this.#learnerSince.clear();
+      this.#voterSeen.clear();
+      return;
+    }
+    const facts = this.#opts.facts();
+    if (facts !== undefined) {
+      for (const command of foundingCommands(control.state, facts)) {
+        const { result } = await control.propose(command);
+        if (!result.ok) this.#note(`control: founding step ${command.type} refused: ${result.reason}`);
+      }
+    }
+    // A removed leader hands over first; the next leader takes it out of the configuration.
+    if (control.state.member(control.peerId)?.state === "removed") {
+      const heir = status.confState.voters.find(
+        (id) => id !== control.peerId && status.progress[id]?.recentActive,
+      );
+      if (heir !== undefined) {
+        this.#opts.log(`control: this peer was removed; handing leadership to ${heir}`);
+        await driver.transferLeadership(heir);
+      }
+      return;
+    }
+    const now = Date.now();
+    for (const id of status.confState.learners)
+      if (!this.#learnerSince.has(id)) this.#learnerSince.set(id, now);
+    for (const id of [...this.#learnerSince.keys()]) {
+      if (!status.confState.learners.includes(id)) this.#learnerSince.delete(id);
+    }
+    for (const id of status.confState.voters) {
+      // A voter first seen by this leader gets the benefit of the doubt for one dead-voter period.
+      if (!this.#voterSeen.has(id) || status.progress[id]?.recentActive === true)
+        this.#voterSeen.set(id, now);
+    }
+    const step = decideAutopilotStep(
+      {
+        self: control.peerId,
+        nowMs: now,
+        confState: status.confState,
+        lastIndex: status.lastIndex,
+        progress: status.progress,
+        members: control.state.members(),
+        learnerSinceMs: this.#learnerSince,
+        voterSeenMs: this.#voterSeen,
+      },
+      this.#policy,
+    );
+    if (step === null) return;
+    this.#opts.log(`control: autopilot: ${step.kind} ${step.id}${"why" in step ? ` (${step.why})` : ""}`);
+    if (step.kind === "add-learner") await driver.addLearner(step.id, new TextEncoder().encode(step.address));
+    else if (step.kind === "promote") await driver.promote(step.id);
+    else await driver.removeVoter(step.id);
+  }
+
+  #note(line: string): void {
+    // The same failure every round would flood the log.
+    if (line === this.#lastLogged) return;
+    this.#lastLogged = line;
+    this.#opts.log(line);
+  }
+}

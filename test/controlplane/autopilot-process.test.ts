@@ -1,0 +1,68 @@
+/**
+ * The membership autopilot with real peer processes (issue 9 item 1): learners in new zones are
+ * promoted until the voter target (3) is met, and a voter killed with SIGKILL that does not come back
+ * is replaced by a healthy learner, then removed. Peers join by the NOT ATTESTED test path
+ * (AddPeerUnattested, allowUnattestedMembersForTests) until the attested join exists.
+ */
+import test from "ava";
+import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
+import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+
+type Listed = { peers: { peer_id: string; suffrage: string; state: string }[]; leader: string };
+
+test("the autopilot promotes learners to the voter target and replaces a voter that died", async (t) => {
+  const started: PeerProcess[] = [];
+  t.teardown(async () => {
+    for (const p of started.reverse()) await p.teardown();
+  });
+  const a = await spawnPeer({ peerId: "peer-a", configPatch: UNATTESTED_FLAG });
+  started.push(a);
+  started.push(await addUnattestedPeer(a, "peer-b", "zone-2"));
+  const c = await addUnattestedPeer(a, "peer-c", "zone-3");
+  started.push(c);
+  const admin = a.client();
+  const list = (): Promise<Listed> => admin.adminCall<Listed>("ListPeers", {});
+  const voters = async (): Promise<string[]> =>
+    (await list()).peers
+      .filter((p) => p.suffrage === "voter")
+      .map((p) => p.peer_id)
+      .sort();
+
+  await until(async () => (await voters()).join() === "peer-a,peer-b,peer-c", 40_000).catch(async (e) => {
+    for (const p of started) t.log(p.dir, (await p.log()).split("\n").slice(-15).join("\n"));
+    throw e;
+  });
+  t.pass("three voters in three zones");
+
+  await c.kill("SIGKILL");
+  started.push(await addUnattestedPeer(a, "peer-d", "zone-3"));
+  // d is promoted (the healthy voters are below target), then the dead c leaves the configuration.
+  await until(async () => (await voters()).join() === "peer-a,peer-b,peer-d", 60_000).catch(async (e) => {
+    t.log(
+      (await a.log())
+        .split("\n")
+        .filter((l) => l.includes("control"))
+        .join("\n"),
+    );
+    t.log(JSON.stringify(await list().catch((x: unknown) => String(x))));
+    throw e;
+  });
+  const final = await list();
+  // c stays an (active) member: it left the voters, and replicates as a learner should it come back.
+  t.not(final.peers.find((p) => p.peer_id === "peer-c")?.suffrage, "voter");
+  t.is(final.leader, "peer-a");
+});
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+}
