@@ -40,6 +40,7 @@ import type {
 import { type JoinRefusal, describeJoinRefusal } from "./join-refusal.js";
 import { type JoinToken, joinTokenHash, joinTokenProof } from "./join-token.js";
 import { quoteExtraData } from "./quote-binding.js";
+import { restoreClockSafe } from "./restore-clock-safe.js";
 
 /** The verifier as the joiner reaches it: over gRPC (join-client.ts) or in process. */
 export interface JoinChannel {
@@ -165,6 +166,7 @@ export async function quoteForNonce(
 ): Promise<{ message: JoinQuote; ephemeral: EphemeralKeyPair }> {
   const ephemeral = generateEphemeralKeyPair();
   const pcrs = selection(nonce.pcrs);
+  await restoreClockSafe(tpm);
   const q = await quote(tpm, ak, { pcrs, extraData: quoteExtraData(nonce.nonce, ephemeral.publicKey) });
   const read = await tpm.pcrRead(pcrs);
   const pcrValues: PcrValue[] = read.values.map((v) => ({ hashAlg: v.hash, pcr: v.pcr, value: v.digest }));

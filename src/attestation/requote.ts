@@ -16,6 +16,7 @@ import { NONCE_BYTES_MIN } from "../../tpm/verify/quote-failure.js";
 import { LockboxError } from "../errors.js";
 import type { QuotedPcr } from "./join-messages.js";
 import { selection } from "./joiner.js";
+import { restoreClockSafe } from "./restore-clock-safe.js";
 
 export interface RequoteRequest {
   /** Fresh, single use, NONCE_BYTES_MIN..REQUOTE_NONCE_BYTES_MAX bytes: the quote's extraData. */
@@ -54,6 +55,7 @@ export async function answerRequote(tpm: Tpm, request: RequoteRequest): Promise<
       tpm,
       () => createAk(tpm),
       async (ak) => {
+        await restoreClockSafe(tpm);
         const q = await quote(tpm, ak, { pcrs, extraData: request.nonce });
         const read = await tpm.pcrRead(pcrs);
         return {
