@@ -4,6 +4,8 @@
  * store cleanly. When it is listening it prints exactly one line on stdout
  * (JSON with --json), so a supervisor or a test can wait for it.
  */
+import { X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { MasterKeyError } from "../../crypto/master-key-error.js";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
@@ -21,7 +23,7 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 
 const USAGE = [
-  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--json]",
+  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--manufacturer-ca FILE ...] [--json]",
   "",
   "Runs the lockbox peer created by `lockbox init --dir DIR` until SIGTERM or SIGINT.",
   "Prints one line when it listens:",
@@ -35,6 +37,9 @@ const USAGE = [
   "options:",
   "  --dir DIR            the init directory (required)",
   "  --listen HOST:PORT   override the config's listen address; port 0 picks a free port",
+  "  --manufacturer-ca FILE  serve the attested join (`lockbox join`) over the control state, trusting",
+  "                       EK certificates that chain to this TPM manufacturer CA (PEM or DER; repeatable:",
+  "                       root and intermediates). Without it this peer admits no joiner.",
   "  --json               print the ready line as JSON",
   "  -h, --help           show this help",
 ].join("\n");
@@ -52,6 +57,7 @@ export const command: CliCommand = {
         {
           dir: { type: "string" },
           listen: { type: "string" },
+          "manufacturer-ca": { type: "string", multiple: true },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -69,6 +75,7 @@ export const command: CliCommand = {
           "--listen",
         );
       }
+      const manufacturerCas = await readManufacturerCas(args.values["manufacturer-ca"]);
       const json = boolFlag(args, "json");
       const log = (line: string): void => {
         process.stderr.write(line + "\n");
@@ -76,7 +83,12 @@ export const command: CliCommand = {
 
       let peer;
       try {
-        peer = await startPeer({ dir, ...(listen !== undefined ? { listen } : {}), log });
+        peer = await startPeer({
+          dir,
+          ...(listen !== undefined ? { listen } : {}),
+          ...(manufacturerCas.length > 0 ? { joinWithControlState: { manufacturerCas } } : {}),
+          log,
+        });
       } catch (err) {
         if (!(err instanceof MasterKeyError)) throw err;
         if (json) printJson({ event: "unseal-failed", reason: err.reason, message: err.message });
@@ -111,3 +123,23 @@ export const command: CliCommand = {
     });
   },
 };
+
+/** --manufacturer-ca files, each one certificate in PEM or DER; a file that is not one is a usage error. */
+async function readManufacturerCas(value: unknown): Promise<X509Certificate[]> {
+  const files = Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+  const cas: X509Certificate[] = [];
+  for (const file of files) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw new UsageError(`--manufacturer-ca ${file}: ${(err as Error).message}`, "--manufacturer-ca");
+    }
+    try {
+      cas.push(new X509Certificate(bytes));
+    } catch {
+      throw new UsageError(`--manufacturer-ca ${file} is not an X.509 certificate`, "--manufacturer-ca");
+    }
+  }
+  return cas;
+}
