@@ -41,8 +41,12 @@ import {
   printJson,
   requiredFlag,
   runGuarded,
+  UsageError,
   type OptionSpec,
+  type ParsedArgs,
 } from "../client-options.js";
+import { describeHostPort, isHostPort } from "../../net/host-port.js";
+import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
 import {
   type ProcessRecord,
   answersTcp,
@@ -59,7 +63,7 @@ import { TPM_ALG_ID } from "../../../tpm/spec/constants.js";
 import { TpmlPcrSelection } from "../../../tpm/spec/pcr.js";
 import { localCaCertPaths, provisionSwtpm } from "../../../tpm/swtpm/index.js";
 import { quotePolicyForValues } from "../../../tpm/verify/quote-policy.js";
-import { openTpmTransport, requireTpmAddress } from "../../sealing/tpm-address.js";
+import { openTpmTransport, parseTpmAddress, requireTpmAddress } from "../../sealing/tpm-address.js";
 
 /** dist/src/cli/main.js, seen from dist/src/cli/commands/. */
 const CLI_MAIN = fileURLToPath(new URL("../main.js", import.meta.url));
@@ -78,6 +82,10 @@ const SUBCOMMANDS: Record<string, { synopsis: string; summary: string }> = {
   start: { synopsis: "--dir DIR [--json]", summary: "create (first time) and start a local 3-peer cluster" },
   stop: { synopsis: "--dir DIR [--json]", summary: "stop exactly the processes `start` started" },
   status: { synopsis: "--dir DIR [--json]", summary: "each peer: process, raft role, member state" },
+  "peer-config": {
+    synopsis: "--dir DIR --peer-id ID --listen HOST:PORT --tpm SPEC",
+    summary: "write DIR/ID/config.json for a peer `lockbox join` put in DIR/ID (the README's 4th peer)",
+  },
 };
 
 function topUsage(): string {
@@ -115,6 +123,12 @@ export const command: CliCommand = {
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       };
+      if (name === "peer-config")
+        Object.assign(options, {
+          "peer-id": { type: "string" },
+          listen: { type: "string" },
+          tpm: { type: "string" },
+        });
       const args = parseCommandArgs(rest, options, 0);
       if (boolFlag(args, "help")) {
         process.stdout.write(usage + "\n");
@@ -124,6 +138,7 @@ export const command: CliCommand = {
       const json = boolFlag(args, "json");
       if (name === "start") return start(dir, json);
       if (name === "stop") return stop(dir, json);
+      if (name === "peer-config") return peerConfig(dir, args);
       return status(dir, json);
     });
   },
@@ -532,6 +547,27 @@ function report(
       "",
     ].join("\n"),
   );
+}
+
+/** Writes the config of a peer joined by hand into DIR/ID, as `start` does for peer-2 and peer-3. */
+async function peerConfig(dir: string, args: ParsedArgs): Promise<number> {
+  const id = requiredFlag(args, "peer-id");
+  if (!isNodeId(id)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
+  const listen = requiredFlag(args, "listen");
+  if (!isHostPort(listen)) throw new UsageError(`--listen must be ${describeHostPort()}`, "--listen");
+  const tpm = requiredFlag(args, "tpm");
+  const address = parseTpmAddress(tpm);
+  if (address?.kind !== "swtpm") throw new UsageError("--tpm must be swtpm:HOST:PORT", "--tpm");
+  if (!existsSync(join(peerDir(dir, id), "master-key.sealed")))
+    throw new UsageError(
+      `${peerDir(dir, id)} holds no joined peer: run lockbox join --dir ${peerDir(dir, id)} first`,
+    );
+  if (existsSync(join(peerDir(dir, id), "config.json")))
+    throw new UsageError(`${join(peerDir(dir, id), "config.json")} already exists`);
+  const layout = await readLayout(dir);
+  await writeJoinedConfig(dir, layout.peers[0]!, { id, zone: "", address: listen, swtpmPort: address.port });
+  process.stdout.write(`wrote ${join(peerDir(dir, id), "config.json")}\n`);
+  return EXIT_OK;
 }
 
 // ---- stop and status -----------------------------------------------------
