@@ -11,6 +11,11 @@ import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import {
+  PEER_RAFT_LIMITS_DEFAULT,
+  type PeerRaftLimits,
+  validatePeerRaftLimits,
+} from "../raft/peer-raft-limits.js";
 import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
 
 export const CONFIG_FILE_NAME = "config.json";
@@ -41,6 +46,8 @@ export interface PeerConfig {
   clusterSalt: string;
   /** Relative to the config's directory (or absolute). */
   paths: PeerPaths;
+  /** The raft node's byte and lag bounds (src/raft/peer-raft-limits.ts); optional in the file. */
+  raft: PeerRaftLimits;
   /** The master key sealed to this peer's TPM (master-key-sealing-config.ts); absent: the development file. */
   masterKeySealing?: MasterKeySealing;
   /**
@@ -74,6 +81,7 @@ export function newPeerConfig(params: { peerId: string; listen: string; clusterI
     partitionPower: PARTITION_POWER_DEFAULT,
     clusterSalt: randomBytes(CLUSTER_SALT_BYTES).toString("hex"),
     paths: { ...DEFAULT_PATHS },
+    raft: { ...PEER_RAFT_LIMITS_DEFAULT },
   };
   return validatePeerConfig(config, "new config");
 }
@@ -145,6 +153,7 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
       throw bad(`paths.${name}`, "must be a file path");
   }
+  const raft = validatePeerRaftLimits(o.raft, bad);
   const sealing =
     o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
   const optional: Pick<PeerConfig, "seedPeers" | "allowUnattestedMembersForTests"> = {};
@@ -168,8 +177,8 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     optional.allowUnattestedMembersForTests = o.allowUnattestedMembersForTests;
   }
   return {
-    ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     ...optional,
+    ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,
@@ -179,5 +188,6 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     paths: Object.fromEntries(
       Object.keys(DEFAULT_PATHS).map((k) => [k, paths[k] as string]),
     ) as unknown as PeerPaths,
+    raft,
   };
 }

@@ -124,6 +124,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       store: core.store,
       tls,
       log,
+      limits: config.raft,
       stateMachine: control.state,
       admitPeer: (peer) => control.admitPeer(peer),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),

@@ -22,7 +22,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
-import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
+import type { PeerTransport, SnapshotOutcome } from "../../cluster/raft/driver/peer-transport.js";
 import { MessageType, type Message, type NodeId } from "../../cluster/raft/core/types.js";
 import { isNodeId } from "../../cluster/node-id.js";
 import { isLockboxError } from "../errors.js";
@@ -92,6 +92,9 @@ export interface GrpcPeerTransportOptions {
   log?: (line: string) => void;
 }
 
+/** Longest one snapshot transfer may take, on either end, unless the options say otherwise. */
+export const SNAPSHOT_TIMEOUT_MS_DEFAULT = 120_000;
+
 const DEFAULTS = {
   queueMessagesMax: 4096,
   queueBytesMax: 64 * 1024 * 1024,
@@ -106,7 +109,7 @@ const DEFAULTS = {
   // A control state of many thousand identities and KEKs is a few tens of MB; with snapshotsReceivingMax
   // this bounds what senders can make a receiver hold at once (256 MiB).
   snapshotBytesMax: 64 * 1024 * 1024,
-  snapshotTimeoutMs: 120_000,
+  snapshotTimeoutMs: SNAPSHOT_TIMEOUT_MS_DEFAULT,
   snapshotsReceivingMax: 4,
 };
 
@@ -182,6 +185,7 @@ export class GrpcPeerTransport implements PeerTransport {
   /** Snapshot transfers being received, by sender. */
   readonly #receiving = new Map<NodeId, { abort(): void }>();
   #onMessage: ((m: Message) => void) | undefined;
+  #onSnapshotSent: ((to: NodeId, outcome: SnapshotOutcome) => void) | undefined;
   #closed = false;
   readonly #logLimiter = new LogLimiter();
   readonly #counters: PeerTransportCounters = {
@@ -215,9 +219,13 @@ export class GrpcPeerTransport implements PeerTransport {
     for (const [id, address] of options.peers ?? []) if (id !== this.id) this.setPeerAddress(id, address);
   }
 
-  start(onMessage: (message: Message) => void): void {
+  start(
+    onMessage: (message: Message) => void,
+    onSnapshotSent?: (to: NodeId, outcome: SnapshotOutcome) => void,
+  ): void {
     if (this.#onMessage !== undefined) throw new Error("transport already started");
     this.#onMessage = onMessage;
+    this.#onSnapshotSent = onSnapshotSent;
   }
 
   setPeerAddress(id: NodeId, address: string): void {
@@ -277,6 +285,7 @@ export class GrpcPeerTransport implements PeerTransport {
       const link = this.#links.get(m.to);
       if (link === undefined) {
         this.#log(`no-address:${m.to}`, `raft transport: no address for peer ${m.to}; message dropped`);
+        if (m.type === MessageType.Snapshot) this.#onSnapshotSent?.(m.to, "failed");
         continue;
       }
       if (m.type === MessageType.Snapshot && m.snapshot !== null) {
@@ -681,6 +690,8 @@ export class GrpcPeerTransport implements PeerTransport {
         this.#log(`snapshot-failed:${link.id}`, `raft transport: snapshot to ${link.id} failed: ${why}`);
         call.cancel();
       }
+      // The leader probes this follower again now rather than after its snapshot timeout.
+      this.#onSnapshotSent?.(link.id, why === null ? "delivered" : "failed");
     };
     const pump = (): void => {
       while (!finished && next < chunks.length && next - acked < this.#opts.chunksInFlightMax) {

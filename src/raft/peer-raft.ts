@@ -21,10 +21,12 @@ import type { PeerStore } from "../store/peer-store.js";
 import { EmptyControlState } from "./empty-control-state.js";
 import {
   GrpcPeerTransport,
+  SNAPSHOT_TIMEOUT_MS_DEFAULT,
   type PeerTlsMaterial,
   type PeerTransportCounters,
 } from "./grpc-peer-transport.js";
 import { LevelDbRaftStorage, type RaftStoreOp } from "./leveldb-raft-storage.js";
+import { PEER_RAFT_LIMITS_DEFAULT, type PeerRaftLimits } from "./peer-raft-limits.js";
 import { loadPeerProto } from "./peer-proto.js";
 import type * as grpc from "@grpc/grpc-js";
 
@@ -37,6 +39,8 @@ export interface PeerRaftOptions {
   /** Called once if the driver stops on an error it cannot continue from (storage failure, broken core). */
   onFatal: (error: unknown) => void;
   tickMs?: number;
+  /** Byte and lag bounds (config.json `raft`); each unset one takes its default. */
+  limits?: Partial<PeerRaftLimits>;
   /** The replicated state machine (the control state); EmptyControlState when unset. */
   stateMachine?: StateMachine<unknown>;
   /** Which authenticated peers may call (GrpcPeerTransportOptions.admitPeer). */
@@ -91,7 +95,18 @@ export async function startPeerRaft<R = unknown>(options: PeerRaftOptions): Prom
     log,
     ...(options.admitPeer !== undefined ? { admitPeer: options.admitPeer } : {}),
   });
-  const config: RaftConfig = { id: peerId, ...RAFT_CONFIG, random: { nextInt: (max) => randomInt(max) } };
+  const tickMs = options.tickMs ?? TICK_MS;
+  const config: RaftConfig = {
+    id: peerId,
+    ...RAFT_CONFIG,
+    ...PEER_RAFT_LIMITS_DEFAULT,
+    ...options.limits,
+    // The transport reports how every snapshot send ends (reportSnapshot) and gives a transfer at most
+    // SNAPSHOT_TIMEOUT_MS_DEFAULT: the core's own timeout is only a backstop, long enough for a whole
+    // chunked transfer of a large control state.
+    snapshotTimeoutTicks: Math.ceil(SNAPSHOT_TIMEOUT_MS_DEFAULT / tickMs) + RAFT_CONFIG.electionTicks,
+    random: { nextInt: (max) => randomInt(max) },
+  };
   let driver: RaftDriver<R>;
   let fatal = false;
   try {
@@ -100,7 +115,7 @@ export async function startPeerRaft<R = unknown>(options: PeerRaftOptions): Prom
       storage: peerRaftStorage(store),
       transport,
       stateMachine: (options.stateMachine ?? new EmptyControlState()) as StateMachine<R>,
-      ticker: new IntervalTicker(options.tickMs ?? TICK_MS),
+      ticker: new IntervalTicker(tickMs),
       proposalBytesMax: PROPOSAL_BYTES_MAX,
       onFatal: (e) => {
         fatal = true;

@@ -25,6 +25,18 @@ const DECLARED: Record<string, Idempotency> = {
   ListConsumers: "NO_SIDE_EFFECTS",
   GetStatus: "NO_SIDE_EFFECTS",
   ListAuditEvents: "NO_SIDE_EFFECTS",
+  // The control state's calls (issue 9): lists are reads; changes are not retried blindly.
+  EnrollPeer: "IDEMPOTENCY_UNKNOWN",
+  ListPeers: "NO_SIDE_EFFECTS",
+  RemovePeer: "IDEMPOTENCY_UNKNOWN",
+  DrainPeer: "IDEMPOTENCY_UNKNOWN",
+  AddPeerUnattested: "IDEMPOTENCY_UNKNOWN",
+  PutPolicy: "IDEMPOTENCY_UNKNOWN",
+  ListPolicies: "NO_SIDE_EFFECTS",
+  RemovePolicy: "IDEMPOTENCY_UNKNOWN",
+  IssueIdentity: "IDEMPOTENCY_UNKNOWN",
+  ListIdentities: "NO_SIDE_EFFECTS",
+  RevokeIdentity: "IDEMPOTENCY_UNKNOWN",
 };
 
 test("the server edge and the client read the same idempotency from the protos", (t) => {

@@ -179,7 +179,11 @@ test("transport: a 5 MB snapshot crosses real gRPC (mTLS) in bounded chunks and 
   const address = await served(t, b);
   const a = new GrpcPeerTransport({ id: "a", tls: await peerTls("a"), peers: new Map([["b", address]]) });
   t.teardown(() => a.close());
-  a.start(() => {});
+  const reports: [string, string][] = [];
+  a.start(
+    () => {},
+    (to, outcome) => reports.push([to, outcome]),
+  );
 
   const data = randomBytes(5 * 1024 * 1024);
   a.send([snapshotMessage(data)]);
@@ -192,6 +196,30 @@ test("transport: a 5 MB snapshot crosses real gRPC (mTLS) in bounded chunks and 
   t.like(b.counters(), { snapshotsReceived: 1, snapshotChunksReceived: chunks });
   await until(() => a.counters().snapshotsSent === 1, "the sender to see the transfer finish");
   t.like(a.counters(), { snapshotChunksSent: chunks, snapshotsSkippedBusy: 1, snapshotsSendFailed: 0 });
+  t.deepEqual(reports, [["b", "delivered"]], "the transfer is reported once; the skipped one not at all");
+});
+
+test("transport: a snapshot send that fails is reported failed (refused by the receiver, or no address)", async (t) => {
+  const b = new GrpcPeerTransport({ id: "b", tls: await peerTls("b"), snapshotBytesMax: 1024 });
+  t.teardown(() => b.close());
+  b.start(() => {});
+  const address = await served(t, b);
+  const a = new GrpcPeerTransport({ id: "a", tls: await peerTls("a"), peers: new Map([["b", address]]) });
+  t.teardown(() => a.close());
+  const reports: [string, string][] = [];
+  a.start(
+    () => {},
+    (to, outcome) => reports.push([to, outcome]),
+  );
+  a.send([snapshotMessage(randomBytes(64 * 1024))]); // beyond b's snapshotBytesMax
+  await until(() => reports.length === 1, "the refused transfer's report");
+  t.deepEqual(reports, [["b", "failed"]]);
+  t.is(a.counters().snapshotsSendFailed, 1);
+  a.send([snapshotMessage(randomBytes(10), "a", "c")]); // no address for c
+  t.deepEqual(reports, [
+    ["b", "failed"],
+    ["c", "failed"],
+  ]);
 });
 
 test("transport: the sender keeps at most chunksInFlightMax chunks unacknowledged", async (t) => {

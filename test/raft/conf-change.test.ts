@@ -7,9 +7,10 @@ import {
   applyConfChange,
   type ConfChange,
   type ConfState,
+  type Entry,
 } from "../../cluster/raft/core/index.js";
 import { NODE_ID_CHARS_MAX } from "../../cluster/node-id.js";
-import { ack, drain, loneLeader } from "./lone-node.js";
+import { ack, drain, entry, lone, loneLeader, msg, sent } from "./lone-node.js";
 
 const cc = (type: number, nodeId: unknown, context: unknown = new Uint8Array(0)): ConfChange =>
   ({ type, nodeId, context }) as ConfChange;
@@ -144,4 +145,54 @@ test("once a change is committed the next one is accepted", (t) => {
   t.is(a.status().commit, pos.index, "the change is exactly the commit index");
   t.notThrows(() => a.proposeConfChange(cc(ConfChangeType.AddLearner, "e")));
   t.deepEqual(a.status().confState.learners, ["d", "e"]);
+});
+
+/** Follower c of term 1 whose log [1t1, 2t1 remove c] holds its own removal, committed up to `commit`. */
+function removedFollower(commit: number) {
+  const removal: Entry = {
+    index: 2,
+    term: 1,
+    type: EntryType.ConfChange,
+    data: new Uint8Array(0),
+    confChange: cc(ConfChangeType.RemoveNode, "c"),
+    confState: cs(["a", "b"]),
+  };
+  const c = lone({ id: "c", entries: [entry(1, 1), removal], term: 1, commit });
+  drain(c);
+  return c;
+}
+
+test("a voter whose removal is not committed still campaigns, without its own vote, and steps down once leading commits it", (t) => {
+  // Raft dissertation §4.2.2: it may be the only node holding the removal up to date.
+  const c = removedFollower(1);
+  for (let i = 0; i < 10; i++) c.tick();
+  t.is(c.status().role, "candidate");
+  const requests = sent(c);
+  t.deepEqual(
+    requests.map((m) => [m.type, m.to]),
+    [
+      [MessageType.Vote, "a"],
+      [MessageType.Vote, "b"],
+    ],
+    "asks the voters of its latest configuration only",
+  );
+  const term = c.status().term;
+  c.step(msg({ type: MessageType.VoteResp, from: "a", to: "c", term }));
+  t.is(c.status().role, "candidate", "one grant is not a quorum of {a, b}: its own vote does not count");
+  c.step(msg({ type: MessageType.VoteResp, from: "b", to: "c", term }));
+  t.is(c.status().role, "leader");
+  drain(c);
+  ack(c, "a", 3);
+  ack(c, "b", 3);
+  t.is(c.status().commit, 3);
+  t.is(c.status().role, "follower", "its removal committed: it hands over");
+  for (let i = 0; i < 30; i++) c.tick();
+  t.is(c.status().role, "follower", "and never campaigns again");
+});
+
+test("a voter whose removal is committed never campaigns", (t) => {
+  const c = removedFollower(2);
+  for (let i = 0; i < 30; i++) c.tick();
+  t.is(c.status().role, "follower");
+  t.deepEqual(sent(c), []);
 });

@@ -9,6 +9,7 @@ import {
   type Ready,
 } from "../../cluster/raft/core/index.js";
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
+import type { SnapshotOutcome } from "../../cluster/raft/driver/peer-transport.js";
 import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
 import { Prng } from "../sim/prng.js";
 import { SimDisk } from "../sim/sim-disk.js";
@@ -77,12 +78,14 @@ export class Cluster {
   private start(id: string, disk: SimDisk): HarnessNode {
     const n = { id, disk, applied: [], readStates: [], readies: [] } as unknown as HarnessNode;
     let deliver: (m: Message) => void = () => {};
+    let snapshotSent: (to: string, outcome: SnapshotOutcome) => void = () => {};
     n.driver = RaftDriver.startSync({
       config: this.cfg(id),
       storage: disk,
       transport: {
-        start: (onMessage) => {
+        start: (onMessage, onSnapshotSent) => {
           deliver = onMessage;
+          if (onSnapshotSent !== undefined) snapshotSent = onSnapshotSent;
         },
         send: (messages) => {
           this.outbox.push(...messages);
@@ -116,10 +119,17 @@ export class Cluster {
       },
     });
     this.deliverTo.set(id, (m) => deliver(m));
+    this.snapshotReports.set(id, (to, outcome) => snapshotSent(to, outcome));
     return n;
   }
 
   private readonly deliverTo = new Map<string, (m: Message) => void>();
+  private readonly snapshotReports = new Map<string, (to: string, outcome: SnapshotOutcome) => void>();
+
+  /** `from`'s transport reports how a snapshot send to `to` ended (the driver's onSnapshotSent). */
+  reportSnapshotSent(from: string, to: string, outcome: SnapshotOutcome): void {
+    this.snapshotReports.get(from)!(to, outcome);
+  }
 
   cfg(id: string): RaftConfig {
     return {

@@ -134,6 +134,19 @@ test("reportSnapshot delivered: the follower is probed from just after the snaps
   t.false(a.hasReady());
 });
 
+test("the driver hands the transport's snapshot reports to the core: the leader probes again at once", (t) => {
+  const c = snapshotLost({ snapshotTimeoutTicks: 1000 });
+  const a = c.node("a").core;
+  const snapIndex = a.status().firstIndex - 1;
+  c.reportSnapshotSent("a", "c", "delivered");
+  t.is(a.status().progress.c!.state, "snapshot", "taken on the driver's next round, not inside the callback");
+  c.pump();
+  t.like(a.status().progress.c!, { state: "probe", next: snapIndex + 1 });
+  a.tick(); // the heartbeat's answer lets the probe go; c holds no snapshot (it was filtered): a new one
+  c.pump();
+  t.is(snapshotsSent(c), 2);
+});
+
 test("reportSnapshot is ignored for a follower not waiting for a snapshot, an unknown node, or on a non-leader", (t) => {
   const c = snapshotLost({ snapshotTimeoutTicks: 1000 });
   const a = c.node("a").core;

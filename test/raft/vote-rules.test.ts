@@ -331,3 +331,38 @@ test("a leader refuses a vote request of its own term, however long the candidat
   t.true(r.reject);
   t.is(a.status().role, "leader");
 });
+
+test("a refused vote request of a newer term adopts the term but does not restart the election timer", (t) => {
+  // Raft fig. 2: only a granted vote or a leader's message restarts it. Otherwise stale candidates,
+  // campaigning in turn, keep the one node whose log could win from ever timing out.
+  const b = voter();
+  for (let i = 0; i < 9; i++) b.tick(); // one tick short of campaigning
+  b.step(vote("c", 3, 1, 2)); // c's log is behind b's
+  const r = answer(sent(b));
+  t.true(r.reject);
+  t.is(b.status().term, 3);
+  t.is(b.status().role, "follower");
+  b.tick();
+  t.is(b.status().role, "candidate", "the timer ran on through the refused request");
+  t.is(b.status().term, 4);
+});
+
+test("a learner's leader lease ends when its leader goes quiet, so it answers the pre-vote of a voter that promoted it", (t) => {
+  // c is a learner in its own log; a holds c's promotion, which c has not received, and needs its vote.
+  const c = lone({
+    id: "c",
+    voters: ["a"],
+    learners: ["b", "c"],
+    entries: entries(1),
+    term: 1,
+    config: { checkQuorum: true, preVote: true, random: { nextInt: () => 0 } },
+  });
+  c.step(msg({ type: MessageType.Heartbeat, from: "a", to: "c", term: 1 }));
+  drain(c);
+  for (let i = 0; i < 50; i++) c.tick(); // a crashed: nothing more from it
+  c.step({ ...vote("a", 2, 1, 1, MessageType.PreVote), to: "c" });
+  const r = answer(sent(c));
+  t.is(r.type, MessageType.PreVoteResp);
+  t.false(r.reject, "no lease left after five election timeouts of silence");
+  t.is(c.status().role, "follower", "a learner never campaigns itself");
+});

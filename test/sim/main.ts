@@ -7,6 +7,7 @@
  *                            chaos, storage)
  *   --bug NAME               run a deliberately broken core (planted-bugs.ts: PLANTED_BUGS)
  *   --time-limit-s T         stop a --seeds run after T seconds (reports how many ran)
+ *   --help                   the flags above
  * Ends with a summary and one JSON line; exits 1 if any seed violated a checker.
  */
 import { PLANTED_BUGS } from "./planted-bugs.js";
@@ -15,10 +16,25 @@ import { runSeed, type SimResult } from "./simulator.js";
 
 const BUGS = PLANTED_BUGS;
 
+const HELP = `usage: npm run sim -- (--seed N [--trace] | --seeds K [--start S] [--time-limit-s T]) [--profile P] [--bug B]
+  --seed N            replay one seed exactly: prints its result and trace hash (--trace: every event)
+  --seeds K           run K seeds, from --start S (default 1), with progress every 1,000 (or K/20)
+  --time-limit-s T    stop a --seeds run after T seconds and report how many ran (default: no limit)
+  --profile P         mixed (default), calm, lossy, partition, crash, membership, chaos, storage,
+                      huntVotes, huntCommits, hunt, or all (seed s runs ${CI_PROFILES.join("/")}[s % 4])
+  --bug B             plant a broken core: ${PLANTED_BUGS.join(", ")}
+Ends with a summary line and one JSON line (requested, ran, passed, failed seeds, linearizabilityUnknown);
+exits 1 if any seed failed a checker. The long offline run is described in docs/testing.md.
+`;
+
 function parse(argv: string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a === "--help" || a === "-h") {
+      process.stdout.write(HELP);
+      process.exit(0);
+    }
     if (!a.startsWith("--")) usage(`unexpected argument ${a}`);
     const name = a.slice(2);
     if (name === "trace") out.set(name, "1");
@@ -32,9 +48,7 @@ function parse(argv: string[]): Map<string, string> {
 }
 
 function usage(why: string): never {
-  process.stderr.write(
-    `sim: ${why}\nusage: npm run sim -- (--seed N [--trace] | --seeds K [--start S]) [--profile P] [--bug B]\n`,
-  );
+  process.stderr.write(`sim: ${why}\n${HELP}`);
   process.exit(2);
 }
 

@@ -29,6 +29,13 @@ export class SafetyChecker {
   /** The committed sequence as first applied by anyone: index -> identity. */
   private readonly committed: (string | undefined)[] = [];
   private readonly committedTerm: (number | undefined)[] = [];
+  /**
+   * Per committed index: the highest leader term seen when it was first applied. The leader that
+   * committed it led a term no higher, so every leader of a later term must hold it (leader completeness
+   * binds leaders of later terms only: a paused term-1 leader may resume after term 2 committed entries).
+   */
+  private readonly committedBy: (number | undefined)[] = [];
+  private highestLeaderTerm = 0;
   private readonly valueIndex = new Map<string, number>();
   /** Committed membership changes: [index, voters], in index order. */
   private readonly confs: [number, string[]][] = [];
@@ -39,16 +46,20 @@ export class SafetyChecker {
     return this.leaderByTerm.size;
   }
 
-  /** Election safety, then leader completeness: the new leader holds every entry known committed. */
+  /**
+   * Election safety, then leader completeness: a new leader holds every entry known committed before its
+   * term began.
+   */
   onLeader(id: string, term: number, termAt: (i: number) => number | undefined, snapshotIndex: number): void {
     const other = this.leaderByTerm.get(term);
     if (other !== undefined && other !== id) {
       throw new SimViolation("election-safety", `two leaders in term ${term}: ${other} and ${id}`);
     }
     this.leaderByTerm.set(term, id);
+    this.highestLeaderTerm = Math.max(this.highestLeaderTerm, term);
     for (let i = snapshotIndex + 1; i < this.committed.length; i++) {
       const t = this.committedTerm[i];
-      if (t === undefined) continue;
+      if (t === undefined || term <= this.committedBy[i]!) continue;
       if (termAt(i) !== t) {
         throw new SimViolation(
           "leader-completeness",
@@ -68,6 +79,7 @@ export class SafetyChecker {
     if (want === undefined) {
       this.committed[index] = got;
       this.committedTerm[index] = term;
+      this.committedBy[index] = Math.max(this.highestLeaderTerm, term);
       if (what.startsWith("N:")) this.valueIndex.set(what.slice(2), index);
       return true;
     }

@@ -30,7 +30,7 @@ import {
   type SoftState,
 } from "../../cluster/raft/core/index.js";
 import { Busy, InvalidArgument, NotLeader, RaftDriver, Rejected } from "../../cluster/raft/driver/index.js";
-import type { PeerTransport } from "../../cluster/raft/driver/peer-transport.js";
+import type { PeerTransport, SnapshotOutcome } from "../../cluster/raft/driver/peer-transport.js";
 import type { RaftStorageUpdate } from "../../cluster/raft/driver/raft-storage.js";
 import { RaftStorageCorrupt } from "../../cluster/raft/driver/raft-records.js";
 import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
@@ -149,15 +149,24 @@ class SimTicker implements Ticker {
 
 class SimTransport implements PeerTransport {
   private onMessage: ((m: Message) => void) | null = null;
+  private onSnapshotSent: ((to: string, outcome: SnapshotOutcome) => void) | null = null;
   constructor(private readonly out: (messages: Message[]) => void) {}
-  start(onMessage: (message: Message) => void): void {
+  start(
+    onMessage: (message: Message) => void,
+    onSnapshotSent?: (to: string, outcome: SnapshotOutcome) => void,
+  ): void {
     this.onMessage = onMessage;
+    this.onSnapshotSent = onSnapshotSent ?? null;
   }
   send(messages: Message[]): void {
     this.out(messages);
   }
   deliver(m: Message): void {
     this.onMessage?.(m);
+  }
+  /** How a snapshot this node sent ended (reportSnapshot): delivered, or its peer was down. */
+  snapshotSent(to: string, outcome: SnapshotOutcome): void {
+    this.onSnapshotSent?.(to, outcome);
   }
   setPeerAddress(): void {}
   removePeer(): void {}
@@ -481,7 +490,10 @@ export class Simulation {
 
   private deliver(m: Message): void {
     const n = this.nodes.get(m.to);
-    if (n === undefined || n.state !== "up") return;
+    if (n === undefined || n.state !== "up") {
+      if (m.type === MessageType.Snapshot) this.snapshotSent(m, "failed");
+      return;
+    }
     if (n.proc!.paused) {
       n.held.push(m);
       return;
@@ -497,6 +509,16 @@ export class Simulation {
       throw e;
     }
     n.transport!.deliver(received);
+    // Like the gRPC transport, which learns that the receiver took the whole image (not that it
+    // installed it). Snapshots the network drops go unreported: the core's timeout covers those.
+    if (m.type === MessageType.Snapshot) this.snapshotSent(m, "delivered");
+  }
+
+  private snapshotSent(m: Message, outcome: SnapshotOutcome): void {
+    const from = this.nodes.get(m.from);
+    // A paused process hears nothing (its report would be lost with the connection's state).
+    if (from?.state === "up" && from.driver !== null && !from.proc!.paused)
+      from.transport!.snapshotSent(m.to, outcome);
   }
 
   private send(from: SimNode, messages: Message[]): void {

@@ -409,10 +409,11 @@ export class RaftNode implements RaftNodeApi {
 
   private tickElection(): void {
     this.electionElapsed += 1;
-    if (this.electionElapsed >= this.randomizedElectionTimeout) {
-      this.electionElapsed = 0;
-      if (this.isVoter(this.id)) this.campaign(this.cfg.preVote ? "preVote" : "vote");
-      else this.resetRandomizedElectionTimeout();
+    // Only a campaign restarts the timer (etcd tickElection). A learner's keeps running: restarting it
+    // would keep the leader lease of a leader that is gone alive for ever, and the learner would ignore
+    // every (pre-)vote request, though a promotion it has not heard of yet may need its vote.
+    if (this.electionElapsed >= this.randomizedElectionTimeout && this.mayCampaign()) {
+      this.campaign(this.cfg.preVote ? "preVote" : "vote");
     }
   }
 
@@ -575,6 +576,15 @@ export class RaftNode implements RaftNodeApi {
         m.type === MessageType.Snapshot
       ) {
         this.becomeFollower(m.term, m.from);
+      } else if (m.type === MessageType.Vote) {
+        // Raft fig. 2: only a granted vote (or a leader's message) restarts the election timer. A vote
+        // request that bumps our term but is then refused (its log is behind) must not: otherwise nodes
+        // with stale logs, campaigning in turn, keep the one whose log could win from ever timing out.
+        const elapsed = this.electionElapsed;
+        const timeout = this.randomizedElectionTimeout;
+        this.becomeFollower(m.term, null);
+        this.electionElapsed = elapsed;
+        this.randomizedElectionTimeout = timeout;
       } else {
         this.becomeFollower(m.term, null);
       }
@@ -971,6 +981,18 @@ export class RaftNode implements RaftNodeApi {
 
   private isVoter(id: string): boolean {
     return this.log.confState().voters.includes(id);
+  }
+
+  /**
+   * A voter of the latest configuration campaigns; so does a voter whose removal is not committed yet
+   * (Raft dissertation §4.2.2): it may be the only node holding that entry up to date, and without it the
+   * remaining voters may not be able to elect anyone. Its own vote is not counted (recordVote counts the
+   * latest configuration's voters only), and once it leads, committing the removal makes it step down.
+   */
+  private mayCampaign(): boolean {
+    if (this.isVoter(this.id)) return true;
+    const at = this.log.lastConfIndex();
+    return this.log.committed < at && this.log.confStateAt(at - 1).voters.includes(this.id);
   }
 
   private isMember(id: string): boolean {

@@ -232,7 +232,10 @@ export class RaftDriver<R = unknown> {
     ).join("");
     this.#applied = snapshotIndex;
     this.#snapshotIndex = snapshotIndex;
-    opts.transport.start((m) => this.#receive(m));
+    opts.transport.start(
+      (m) => this.#receive(m),
+      (to, outcome) => this.#enqueue(() => this.#core.reportSnapshot(to, outcome)),
+    );
     opts.ticker.start(() => {
       this.#ticksPending++;
       this.#schedule();
