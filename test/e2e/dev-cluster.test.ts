@@ -1,95 +1,163 @@
 /**
  * The README's start command (`scripts/dev start` runs `lockbox dev-cluster
- * start`): from an empty directory to a peer in the background against which
- * `lockbox key create` and `lockbox key get` work with only `--dir`, then
- * stopped again.
+ * start`), with real processes: from an empty directory to three peers on
+ * 127.0.0.1, each with its own provisioned swtpm, peers 2 and 3 joined by TPM
+ * attestation; status shows each one's process, raft role, suffrage and
+ * attestation state; an identity issued through peer-1 works on peer-3 (and,
+ * once revoked through peer-1, is refused there); stop leaves no process.
  */
 import test from "ava";
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 
+import { isRecorded, readRecords } from "../../src/cli/dev-processes.js";
 import { runCli, runCliJson } from "../helpers/cli-process.js";
 
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const START_TIMEOUT_MS = 170_000;
 
-test("dev-cluster start brings up a peer that key create and key get work against; stop ends it", async (t) => {
-  const dir = join(await fs.mkdtemp(join(tmpdir(), "lockbox-dev-")), "cluster");
-  let pid: number | undefined;
+interface Started {
+  event: string;
+  leader: string;
+  endpoints: string;
+  peers: { peer_id: string; state: string; suffrage: string }[];
+  processes: { name: string; pid: number }[];
+  admin: { ca: string; cert: string; key: string };
+}
+
+interface Status {
+  running: boolean;
+  leader: string;
+  peers: { peerId: string; running: boolean; raftRole: string; member: string; suffrage: string }[];
+}
+
+/** Every file under `dir`, relative names. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+test("dev-cluster start gives 3 attested members with a leader; an identity issued through peer-1 works on peer-3 and its revocation is refused there; stop leaves no process", async (t) => {
+  t.timeout(START_TIMEOUT_MS + 60_000);
+  const root = await fs.mkdtemp(join(tmpdir(), "lockbox-dev-"));
+  const dir = join(root, "cluster");
   t.teardown(async () => {
-    if (pid !== undefined && isAlive(pid)) process.kill(pid, "SIGKILL");
-    await fs.rm(join(dir, ".."), { recursive: true, force: true });
+    // Whatever happened, nothing this test started outlives it (only recorded pids, start time checked).
+    for (const r of await readRecords(join(dir, "run"))) if (isRecorded(r)) process.kill(r.pid, "SIGKILL");
+    await fs.rm(root, { recursive: true, force: true });
   });
 
-  const started = await runCliJson<{ event: string; pid: number; address: string }>([
-    "dev-cluster",
-    "start",
-    "--dir",
-    dir,
-    "--listen",
-    "127.0.0.1:0",
+  const started = await runCliJson<Started>(["dev-cluster", "start", "--dir", dir, "--json"], {
+    timeoutMs: START_TIMEOUT_MS,
+  });
+  t.is(started.event, "started");
+  t.deepEqual(started.peers.map((p) => p.peer_id).sort(), ["peer-1", "peer-2", "peer-3"]);
+  for (const p of started.peers) t.is(p.state, "active", p.peer_id);
+  t.true(["peer-1", "peer-2", "peer-3"].includes(started.leader));
+  // 3 swtpms and 3 peers, each recorded and alive.
+  t.deepEqual(started.processes.map((p) => p.name).sort(), [
+    "peer-1",
+    "peer-2",
+    "peer-3",
+    "swtpm-peer-1",
+    "swtpm-peer-2",
+    "swtpm-peer-3",
+  ]);
+  const records = await readRecords(join(dir, "run"));
+  t.is(records.length, 6);
+  for (const r of records) t.true(isRecorded(r), r.name);
+  // No development master-key file on this path: every peer holds its CMK sealed to its own swtpm.
+  const files = await filesUnder(dir);
+  t.false(
+    files.some((f) => f.endsWith("master-key.dev")),
+    "a development master-key file was written",
+  );
+  for (const id of ["peer-1", "peer-2", "peer-3"])
+    t.true(files.includes(join(dir, id, "master-key.sealed")), id);
+
+  const status = await runCliJson<Status>(["dev-cluster", "status", "--dir", dir, "--json"]);
+  t.true(status.running);
+  t.true(["peer-1", "peer-2", "peer-3"].includes(status.leader));
+  t.is(status.peers.filter((p) => p.raftRole === "leader").length, 1);
+  for (const p of status.peers) {
+    t.like(p, { running: true, member: "active" }, p.peerId);
+    t.true(["voter", "learner"].includes(p.suffrage), `${p.peerId}: ${p.suffrage}`);
+  }
+  t.true(status.peers.filter((p) => p.suffrage === "voter").length >= 2);
+
+  const [peer1, , peer3] = started.endpoints.split(",") as [string, string, string];
+  const admin = ["--ca", started.admin.ca, "--cert", started.admin.cert, "--key", started.admin.key];
+  // The printed dev-admin identity works on peer-3 too, and reports its CMK sealed to a TPM.
+  const peer3Status = await runCliJson<{ peerId: string; masterKeyProtector: string }>([
+    "status",
+    "--endpoint",
+    peer3,
+    ...admin,
     "--json",
   ]);
-  pid = started.pid;
-  t.is(started.event, "started");
-  t.true(isAlive(started.pid));
-  t.is((await fs.readFile(join(dir, "peer.pid"), "utf8")).trim(), String(started.pid));
+  t.like(peer3Status, { peerId: "peer-3", masterKeyProtector: "tpm" });
 
-  // Only --dir: the address comes from the directory's dev-cluster state.
-  const key = await runCliJson<{ id: string }>([
-    "key",
-    "create",
-    "--dir",
-    dir,
+  // A service identity issued through peer-1 only ...
+  const out = join(root, "identities");
+  await fs.mkdir(out);
+  await runCliJson([
+    "identity",
+    "issue",
+    "--name",
+    "svc-e2e",
+    "--role",
+    "service",
     "--project",
     "demo",
-    "--scope",
-    "volume-1",
-    "--name",
-    "root",
+    "--out",
+    out,
+    "--endpoint",
+    peer1,
+    ...admin,
     "--json",
   ]);
-  const got = await runCli(["key", "get", key.id, "--dir", dir]);
-  t.is(got.code, 0, got.stderr);
-  t.regex(got.text, /^[0-9a-f]{64}\n$/);
+  const svc = ["--endpoint", peer3, "--ca", started.admin.ca, "--cert", join(out, "svc-e2e.crt")];
+  svc.push("--key", join(out, "svc-e2e.key"));
+  // ... is recognised on peer-3, with its role and projects: its project works, another is refused.
+  const created = await runCli(
+    ["key", "create", ...svc, "--project", "demo", "--scope", "v1", "--name", "root", "--json"],
+    { timeoutMs: 30_000 },
+  );
+  t.is(created.code, 0, created.stderr);
+  const other = await runCli(
+    ["key", "create", ...svc, "--project", "other", "--scope", "v1", "--name", "root", "--json"],
+    { timeoutMs: 30_000 },
+  );
+  t.not(other.code, 0);
 
-  const again = await runCliJson<{ event: string; pid: number }>([
-    "dev-cluster",
-    "start",
-    "--dir",
-    dir,
-    "--json",
-  ]);
-  t.like(again, { event: "already-running", pid: started.pid });
-  const status = await runCliJson<{ running: boolean; status: { keyCount: string } }>([
-    "dev-cluster",
-    "status",
-    "--dir",
-    dir,
-    "--json",
-  ]);
-  t.true(status.running);
-  t.is(status.status.keyCount, "1");
+  // Revoked through peer-1, it is refused by peer-3 once the revocation commits (bounded wait).
+  await runCliJson(["identity", "revoke", "--name", "svc-e2e", "--endpoint", peer1, ...admin, "--json"]);
+  let refused = false;
+  for (let i = 0; i < 40 && !refused; i++) {
+    const r = await runCli(["key", "list", ...svc, "--project", "demo", "--json"], { timeoutMs: 30_000 });
+    refused = r.code !== 0;
+    if (!refused) await sleep(250);
+  }
+  t.true(refused, "peer-3 still accepts an identity revoked through peer-1");
 
-  const stopped = await runCliJson<{ event: string; forced: boolean }>([
+  const stopped = await runCliJson<{ event: string; processes: { name: string; outcome: string }[] }>([
     "dev-cluster",
     "stop",
     "--dir",
     dir,
     "--json",
   ]);
-  t.like(stopped, { event: "stopped", forced: false });
-  t.false(isAlive(started.pid));
+  t.is(stopped.event, "stopped");
+  t.is(stopped.processes.length, 6);
+  // Peers go first (each shuts its TPM down), then the swtpms.
+  t.deepEqual(
+    stopped.processes.map((p) => p.name.startsWith("swtpm-")),
+    [false, false, false, true, true, true],
+  );
+  for (const r of records) t.false(isRecorded(r), `${r.name} (pid ${r.pid}) still runs`);
+  t.deepEqual(await readRecords(join(dir, "run")), []);
   const after = await runCli(["dev-cluster", "status", "--dir", dir, "--json"]);
   t.is(after.code, 1);
-  t.false((JSON.parse(after.text) as { running: boolean }).running);
-  // The log the background peer wrote is there for the operator.
-  t.regex(await fs.readFile(join(dir, "peer.log"), "utf8"), /"event":"ready"/);
+  t.false((JSON.parse(after.text) as Status).running);
 });

@@ -1,14 +1,32 @@
 /**
- * `lockbox dev-cluster start|stop|status --dir DIR`: a local development
- * lockbox in one directory, for trying lockbox out (the README's
- * `scripts/dev start`). `start` runs `lockbox init` if DIR holds no cluster
- * yet, then starts `lockbox serve` in the background with its output in
- * DIR/peer.log and its pid in DIR/peer.pid, and waits (bounded) until the peer
- * answers GetStatus. The running peer's address goes to DIR/dev-cluster.json,
- * where `--dir DIR` on client commands finds it.
+ * `lockbox dev-cluster start|stop|status --dir DIR`: a local cluster of three
+ * peers on 127.0.0.1 for trying lockbox out (the README's `scripts/dev start`),
+ * built the way a real one is, with no development master-key file:
+ *
+ *   1. three swtpm simulators, each provisioned with its own EK and EK
+ *      certificate from a local "manufacturer" CA (DIR/manufacturer-ca);
+ *   2. `lockbox init --tpm` for peer-1: cluster CA, the CMK sealed to its swtpm,
+ *      recovery shares written once to DIR/recovery-shares;
+ *   3. peer-1 served (`lockbox serve --manufacturer-ca ...`, trusting that CA);
+ *   4. for peer-2 and peer-3: a PCR policy of their swtpm's current values,
+ *      `lockbox peer enroll` with their EK certificate, `lockbox join` with the
+ *      one-time token (the CMK comes wrapped to the joiner and is sealed to its
+ *      own swtpm), their config.json, and `lockbox serve`;
+ *   5. waits (bounded) until the control state lists three active members and
+ *      a leader, and issues the identity `dev-admin` (role admin) through
+ *      peer-1, written to DIR/admin.crt and DIR/admin.key with DIR/ca.crt and
+ *      DIR/dev-cluster.json, so `--dir DIR` (or $LOCKBOX_DIR) works on client
+ *      commands.
+ *
+ * Every background process (swtpm, serve) has a pid file in DIR/run holding its
+ * pid and kernel start time: `stop` signals exactly those, peers first so each
+ * shuts its TPM down cleanly. A second `start` after `stop` restarts the same
+ * cluster: the swtpms on their recorded ports, each peer unsealing its CMK from
+ * its own swtpm.
  */
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, promises as fs } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { existsSync, promises as fs } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -17,41 +35,57 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../command.js";
 import {
   dirFlag,
+  requiredFlag,
   DEV_CLUSTER_STATE_FILE,
   boolFlag,
   clientFrom,
   parseCommandArgs,
   printJson,
   runGuarded,
-  stringFlag,
+  UsageError,
   type OptionSpec,
   type ParsedArgs,
 } from "../client-options.js";
+import { describeHostPort, isHostPort } from "../../net/host-port.js";
+import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
+import {
+  type ProcessRecord,
+  answersTcp,
+  freeLoopbackPort,
+  isRecorded,
+  readRecord,
+  readRecords,
+  spawnRecorded,
+  stopRecorded,
+} from "../dev-processes.js";
+import { Tpm } from "../../../tpm/client/tpm.js";
+import { readEk } from "../../../tpm/ek/read-ek.js";
+import { TPM_ALG_ID } from "../../../tpm/spec/constants.js";
+import { TpmlPcrSelection } from "../../../tpm/spec/pcr.js";
+import { localCaCertPaths, provisionSwtpm } from "../../../tpm/swtpm/index.js";
+import { quotePolicyForValues } from "../../../tpm/verify/quote-policy.js";
+import { openTpmTransport, parseTpmAddress, requireTpmAddress } from "../../sealing/tpm-address.js";
 
 /** dist/src/cli/main.js, seen from dist/src/cli/commands/. */
 const CLI_MAIN = fileURLToPath(new URL("../main.js", import.meta.url));
+const PEER_COUNT = 3;
+const STEP_TIMEOUT_MS = 60_000;
 const READY_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 10_000;
-const POLL_MS = 100;
+const MEMBERS_TIMEOUT_MS = 90_000;
+const STOP_GRACE_MS = 10_000;
+const POLL_MS = 200;
+/** PCRs the dev policies cover (the firmware and boot-loader PCRs a real platform measures). */
+const POLICY_PCRS = [0, 1, 2, 3, 7];
+const ADMIN_NAME = "dev-admin";
+const LAYOUT_FILE = "layout.json";
 
-const SUBCOMMANDS: Record<string, { synopsis: string; summary: string; flags: string[] }> = {
-  start: {
-    synopsis: "--dir DIR [--listen HOST:PORT] [--json]",
-    summary: "create the cluster in DIR if needed and start its peer in the background",
-    flags: [
-      "  --dir DIR              where the cluster lives (created by `lockbox init` on first start)",
-      "  --listen HOST:PORT     address to serve on (default: the config's, 127.0.0.1:7443; port 0 picks one)",
-    ],
-  },
-  stop: {
-    synopsis: "--dir DIR [--json]",
-    summary: "stop the peer started by `start` (SIGTERM, then wait)",
-    flags: ["  --dir DIR              the directory given to start"],
-  },
-  status: {
-    synopsis: "--dir DIR [--json]",
-    summary: "whether the peer of DIR is running, and what it says about itself",
-    flags: ["  --dir DIR              the directory given to start"],
+const SUBCOMMANDS: Record<string, { synopsis: string; summary: string }> = {
+  start: { synopsis: "--dir DIR [--json]", summary: "create (first time) and start a local 3-peer cluster" },
+  stop: { synopsis: "--dir DIR [--json]", summary: "stop exactly the processes `start` started" },
+  status: { synopsis: "--dir DIR [--json]", summary: "each peer: process, raft role, member state" },
+  "peer-config": {
+    synopsis: "--dir DIR --peer-id ID --listen HOST:PORT --tpm SPEC",
+    summary: "write DIR/ID/config.json for a peer `lockbox join` put in DIR/ID (the README's 4th peer)",
   },
 };
 
@@ -59,30 +93,20 @@ function topUsage(): string {
   return [
     "usage: lockbox dev-cluster <start|stop|status> --dir DIR [--json]",
     "",
-    "A local development lockbox (one peer, development master key file: NOT FOR PRODUCTION).",
+    "A local development cluster: 3 peers on 127.0.0.1, each with its own swtpm, joined by TPM",
+    "attestation. The swtpms and their manufacturer CA are simulated: NOT FOR PRODUCTION.",
     "",
     ...Object.entries(SUBCOMMANDS).map(([n, s]) => `  ${n.padEnd(6)}  ${s.summary}`),
     "",
-    "Run `lockbox dev-cluster <subcommand> --help` for its options.",
+    "options:",
+    "  --dir DIR   where the cluster lives (swtpm states, peer directories, logs, pid files)",
+    "  --json      print the result as one JSON line (progress goes to stderr)",
   ].join("\n");
 }
 
-const subUsage = (name: string): string => {
-  const s = SUBCOMMANDS[name]!;
-  return [
-    `usage: lockbox dev-cluster ${name} ${s.synopsis}`,
-    "",
-    s.summary,
-    "",
-    "options:",
-    ...s.flags,
-    "  --json                 print the result as one JSON line",
-  ].join("\n");
-};
-
 export const command: CliCommand = {
   name: "dev-cluster",
-  summary: "start or stop a local development lockbox",
+  summary: "start or stop a local development cluster of 3 attested peers",
   async run(argv) {
     const [name, ...rest] = argv;
     if (name === undefined || name === "--help" || name === "-h" || name === "help") {
@@ -93,249 +117,576 @@ export const command: CliCommand = {
       process.stderr.write(`lockbox dev-cluster: unknown subcommand '${name}'\n\n${topUsage()}\n`);
       return EXIT_USAGE;
     }
-    const usage = subUsage(name);
+    const usage = `usage: lockbox dev-cluster ${name} ${SUBCOMMANDS[name]!.synopsis}\n\n${SUBCOMMANDS[name]!.summary}`;
     return runGuarded(`lockbox dev-cluster ${name}`, usage, async () => {
       const options: OptionSpec = {
         dir: { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       };
-      if (name === "start") options.listen = { type: "string" };
+      if (name === "peer-config")
+        Object.assign(options, {
+          "peer-id": { type: "string" },
+          listen: { type: "string" },
+          tpm: { type: "string" },
+        });
       const args = parseCommandArgs(rest, options, 0);
       if (boolFlag(args, "help")) {
         process.stdout.write(usage + "\n");
         return EXIT_OK;
       }
       const dir = resolve(dirFlag(args));
-      if (name === "start") return start(dir, args);
-      if (name === "stop") return stop(dir, boolFlag(args, "json"));
-      return status(dir, boolFlag(args, "json"));
+      const json = boolFlag(args, "json");
+      if (name === "start") return start(dir, json);
+      if (name === "stop") return stop(dir, json);
+      if (name === "peer-config") return peerConfig(dir, args);
+      return status(dir, json);
     });
   },
 };
 
-interface DevClusterState {
-  pid: number;
-  address: string;
-  startedAt: string;
+/** Chosen once, at the first start: ids, addresses and swtpm ports stay the same across restarts. */
+interface Layout {
+  peers: { id: string; zone: string; address: string; swtpmPort: number }[];
 }
+
+const runDir = (dir: string): string => join(dir, "run");
+const peerDir = (dir: string, id: string): string => join(dir, id);
+const tpmDir = (dir: string, id: string): string => join(dir, "tpm", id);
+const caDir = (dir: string): string => join(dir, "manufacturer-ca");
+const tpmSpec = (port: number): string => `swtpm:127.0.0.1:${port}`;
 
 // ---- start ---------------------------------------------------------------
 
-async function start(dir: string, args: ParsedArgs): Promise<number> {
-  const json = boolFlag(args, "json");
-  const say = (line: string): void => void (json ? process.stderr : process.stdout).write(line + "\n");
-  const running = await runningPeer(dir);
-  if (running !== undefined) {
-    report(dir, running, json, "already-running");
-    return EXIT_OK;
+async function start(dir: string, json: boolean): Promise<number> {
+  const began = Date.now();
+  const say = (line: string): void => {
+    const s = ((Date.now() - began) / 1000).toFixed(1).padStart(5);
+    (json ? process.stderr : process.stdout).write(`[${s}s] ${line}\n`);
+  };
+  const running = (await readRecords(runDir(dir))).filter(isRecorded);
+  if (running.length > 0) {
+    throw new Error(
+      `${running.map((r) => `${r.name} (pid ${r.pid})`).join(", ")} already running for ${dir}; ` +
+        "`scripts/dev stop` first",
+    );
   }
-  if (!existsSync(join(dir, "config.json"))) {
-    say(`==> lockbox init --dir ${dir}`);
-    const code = await runChild(["init", "--dir", dir], json);
-    if (code !== 0) throw new Error(`lockbox init failed (exit ${code})`);
-  }
-  const listen = stringFlag(args, "listen");
-  const serveArgs = ["serve", "--dir", dir, "--json", ...(listen !== undefined ? ["--listen", listen] : [])];
-  const logPath = join(dir, "peer.log");
-  const logFd = openSync(logPath, "a", 0o600);
-  const offset = (await fs.stat(logPath)).size;
-  // Detached, in its own process group, with no tie to this terminal: it outlives this command.
-  const child = spawn(process.execPath, [CLI_MAIN, ...serveArgs], {
-    detached: true,
-    stdio: ["ignore", logFd, logFd],
-    env: process.env,
-  });
-  closeSync(logFd);
-  const pid = child.pid;
-  if (pid === undefined) throw new Error("could not start lockbox serve");
-  child.unref();
-  await fs.writeFile(join(dir, "peer.pid"), `${pid}\n`, { mode: 0o600 });
-  say(`==> lockbox serve --dir ${dir} (pid ${pid}, log ${logPath})`);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const started: ProcessRecord[] = [];
+  try {
+    const layout = existsSync(join(dir, LAYOUT_FILE)) ? await readLayout(dir) : await newLayout(dir);
+    // Each step of the first start is done once; a later start (after stop) only starts processes.
+    const configured = (id: string): boolean => existsSync(join(peerDir(dir, id), "config.json"));
+    const cas = localCaCertPaths(caDir(dir));
+    const manufacturerCaArgs = [cas.root, cas.intermediate].flatMap((f) => ["--manufacturer-ca", f]);
 
-  const address = await waitForReady(logPath, offset, pid);
-  const state: DevClusterState = { pid, address, startedAt: new Date().toISOString() };
-  await fs.writeFile(join(dir, DEV_CLUSTER_STATE_FILE), JSON.stringify(state) + "\n", { mode: 0o600 });
-  await waitForStatus(dir, address, pid);
-  report(dir, state, json, "started");
-  return EXIT_OK;
+    for (const p of layout.peers) {
+      if (!existsSync(join(tpmDir(dir, p.id), "ekcerts"))) {
+        say(`provisioning swtpm for ${p.id} (EK certificate from the local manufacturer CA)`);
+        await provisionSwtpm({ stateDir: tpmDir(dir, p.id), caDir: caDir(dir) });
+      }
+      started.push(await startSwtpm(dir, p.id, p.swtpmPort));
+      say(`swtpm of ${p.id} on 127.0.0.1:${p.swtpmPort} (pid ${started.at(-1)!.pid})`);
+    }
+
+    const [first, ...others] = layout.peers as [Layout["peers"][0], ...Layout["peers"]];
+    const firstDir = peerDir(dir, first.id);
+    if (!configured(first.id)) {
+      say(
+        `lockbox init --tpm for ${first.id}: cluster CA, CMK sealed to its swtpm, 3 recovery shares (any 2)`,
+      );
+      await runStep([
+        "init",
+        "--dir",
+        firstDir,
+        "--peer-id",
+        first.id,
+        "--listen",
+        first.address,
+        "--tpm",
+        tpmSpec(first.swtpmPort),
+        "--shares",
+        "3",
+        "--threshold",
+        "2",
+        "--shares-dir",
+        join(dir, "recovery-shares"),
+        "--json",
+      ]);
+    }
+    started.push(await startServe(dir, first.id, manufacturerCaArgs));
+    say(`${first.id} serving on ${first.address} (pid ${started.at(-1)!.pid})`);
+    const founder = ["--endpoint", first.address, "--dir", firstDir];
+
+    for (const p of others) {
+      if (!configured(p.id)) {
+        const policy = `dev-${p.id}`;
+        const { ekCertPath, policyPath } = await describeMachine(dir, p.id, p.swtpmPort, policy);
+        say(`policy ${policy}: ${p.id}'s swtpm PCRs ${POLICY_PCRS.join(",")} as they are now`);
+        await runStep(["policy", "add", policy, "--file", policyPath, ...founder, "--json"]);
+        say(`lockbox peer enroll ${p.id} (${p.address}, ${p.zone}, its EK certificate)`);
+        const enrolled = JSON.parse(
+          await runStep([
+            "peer",
+            "enroll",
+            "--peer-id",
+            p.id,
+            "--address",
+            p.address,
+            "--zone",
+            p.zone,
+            "--policy",
+            policy,
+            "--ek-cert",
+            ekCertPath,
+            "--token-ttl-s",
+            "600",
+            ...founder,
+            "--json",
+          ]),
+        ) as { joinToken?: string; caFingerprintSha256?: string };
+        if (typeof enrolled.joinToken !== "string" || typeof enrolled.caFingerprintSha256 !== "string")
+          throw new Error("peer enroll printed no join token or CA fingerprint");
+        say(`lockbox join ${p.id}: attests its swtpm to ${first.address} with the one-time token`);
+        await runStep([
+          "join",
+          "--member",
+          first.address,
+          "--token",
+          enrolled.joinToken,
+          "--ca-fingerprint",
+          enrolled.caFingerprintSha256,
+          "--peer-id",
+          p.id,
+          "--dir",
+          peerDir(dir, p.id),
+          "--tpm",
+          tpmSpec(p.swtpmPort),
+          "--json",
+        ]);
+        await writeJoinedConfig(dir, first, p);
+      }
+      started.push(await startServe(dir, p.id, manufacturerCaArgs));
+      say(`${p.id} serving on ${p.address} (pid ${started.at(-1)!.pid})`);
+    }
+
+    say(`waiting for ${PEER_COUNT} active members and a leader`);
+    const members = await waitForMembers(firstDir, layout);
+    if (!existsSync(join(dir, "admin.crt"))) {
+      say(`issuing identity ${ADMIN_NAME} (role admin) through ${first.id}`);
+      await runStep([
+        "identity",
+        "issue",
+        "--name",
+        ADMIN_NAME,
+        "--role",
+        "admin",
+        "--out",
+        dir,
+        ...founder,
+        "--json",
+      ]);
+      await fs.rename(join(dir, `${ADMIN_NAME}.crt`), join(dir, "admin.crt"));
+      await fs.rename(join(dir, `${ADMIN_NAME}.key`), join(dir, "admin.key"));
+      await fs.copyFile(join(firstDir, "ca.crt"), join(dir, "ca.crt"));
+    }
+    await fs.writeFile(
+      join(dir, DEV_CLUSTER_STATE_FILE),
+      JSON.stringify({ address: first.address, peers: layout.peers, startedAt: new Date().toISOString() }) +
+        "\n",
+      { mode: 0o600 },
+    );
+    say(`ready in ${((Date.now() - began) / 1000).toFixed(1)} s`);
+    report(dir, layout, members, started, json);
+    return EXIT_OK;
+  } catch (err) {
+    // Leave nothing half-started behind: stop what this call started, newest first.
+    for (const r of started.reverse()) await stopRecorded(runDir(dir), r, STOP_GRACE_MS).catch(() => {});
+    throw err;
+  }
 }
 
-/** The address of the first ready line written to the log after `offset`. */
-async function waitForReady(logPath: string, offset: number, pid: number): Promise<string> {
+async function newLayout(dir: string): Promise<Layout> {
+  const peers: Layout["peers"] = [];
+  for (let i = 1; i <= PEER_COUNT; i++) {
+    peers.push({
+      id: `peer-${i}`,
+      zone: `zone-${i}`,
+      address: `127.0.0.1:${await freeLoopbackPort()}`,
+      swtpmPort: await freeSwtpmPort(),
+    });
+  }
+  const layout = { peers };
+  await fs.writeFile(join(dir, LAYOUT_FILE), JSON.stringify(layout, null, 2) + "\n", { mode: 0o600 });
+  return layout;
+}
+
+async function readLayout(dir: string): Promise<Layout> {
+  const v = JSON.parse(await fs.readFile(join(dir, LAYOUT_FILE), "utf8")) as Layout;
+  if (!Array.isArray(v.peers) || v.peers.length !== PEER_COUNT)
+    throw new Error(`${join(dir, LAYOUT_FILE)} is damaged; remove ${dir} to start afresh`);
+  return v;
+}
+
+/** A data port whose control port (port + 1) is free too, as swtpm needs both. */
+async function freeSwtpmPort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await freeLoopbackPort();
+    if (port < 65535 && !(await answersTcp(port + 1))) return port;
+  }
+  throw new Error("no free loopback port pair for a swtpm after 20 attempts");
+}
+
+async function startSwtpm(dir: string, id: string, port: number): Promise<ProcessRecord> {
+  const record = await spawnRecorded(
+    runDir(dir),
+    `swtpm-${id}`,
+    "swtpm",
+    [
+      "socket",
+      "--tpm2",
+      "--server",
+      `type=tcp,port=${port},bindaddr=127.0.0.1`,
+      "--ctrl",
+      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
+      "--tpmstate",
+      `dir=${tpmDir(dir, id)}`,
+      "--flags",
+      "not-need-init,startup-clear",
+    ],
+    join(dir, `swtpm-${id}.log`),
+  );
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
+  while (!(await answersTcp(port))) {
+    if (!isRecorded(record)) throw new Error(`swtpm of ${id} exited; see ${join(dir, `swtpm-${id}.log`)}`);
+    if (Date.now() > deadline) throw new Error(`swtpm of ${id} did not listen within ${READY_TIMEOUT_MS} ms`);
+    await sleep(POLL_MS);
+  }
+  return record;
+}
+
+async function startServe(dir: string, id: string, extraArgs: string[]): Promise<ProcessRecord> {
+  const logPath = join(dir, `${id}.log`);
+  const offset = existsSync(logPath) ? (await fs.stat(logPath)).size : 0;
+  const record = await spawnRecorded(
+    runDir(dir),
+    id,
+    process.execPath,
+    [CLI_MAIN, "serve", "--dir", peerDir(dir, id), "--json", ...extraArgs],
+    logPath,
+  );
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
     const text = (await fs.readFile(logPath)).subarray(offset).toString("utf8");
     for (const line of text.split("\n")) {
       if (!line.startsWith("{")) continue;
       try {
-        const v = JSON.parse(line) as { event?: string; address?: string };
-        if (v.event === "ready" && typeof v.address === "string") return v.address;
+        const v = JSON.parse(line) as { event?: string };
+        if (v.event === "ready") return record;
       } catch {
         // a log line that only looks like JSON
       }
     }
-    if (!isAlive(pid))
-      throw new Error(`lockbox serve exited before it was ready; see ${logPath}:\n${text.trim()}`);
+    if (!isRecorded(record))
+      throw new Error(`${id} exited before it was ready; see ${logPath}:\n${text.trim()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${id} was not ready within ${READY_TIMEOUT_MS} ms; see ${logPath}`);
     await sleep(POLL_MS);
   }
-  throw new Error(`lockbox serve was not ready within ${READY_TIMEOUT_MS} ms; see ${logPath}`);
 }
 
-/** Bounded retries of GetStatus, so `start` returns only once the peer really answers. */
-async function waitForStatus(dir: string, address: string, pid: number): Promise<void> {
-  const client = await clientFrom(adminConnection(dir, address));
+/** Reads the joiner's EK certificate and current PCRs from its swtpm; writes them for enroll and policy add. */
+async function describeMachine(
+  dir: string,
+  id: string,
+  port: number,
+  policy: string,
+): Promise<{ ekCertPath: string; policyPath: string }> {
+  const tpm = new Tpm(await openTpmTransport(requireTpmAddress(tpmSpec(port), "tpm")));
   try {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    for (;;) {
-      try {
-        await client.getStatus({ deadlineMs: 2000 });
-        return;
-      } catch (err) {
-        if (Date.now() > deadline || !isAlive(pid)) throw err;
-        await sleep(POLL_MS);
-      }
+    const ek = await readEk(tpm);
+    const read = await tpm.pcrRead(TpmlPcrSelection.of(TPM_ALG_ID.SHA256, POLICY_PCRS));
+    const values = read.values.map((v) => ({ hashAlg: v.hash, pcr: v.pcr, value: v.digest }));
+    const ekCertPath = join(tpmDir(dir, id), "ek.crt");
+    await fs.writeFile(ekCertPath, new X509Certificate(ek.certificateDer).toString());
+    const policyPath = join(dir, `${policy}.json`);
+    const body = quotePolicyForValues(values, {
+      hashAlg: "sha256",
+      signatureScheme: "ecdsa",
+      firmwareVersionMin: "00000000.00000000",
+    });
+    await fs.writeFile(policyPath, JSON.stringify(body, null, 2) + "\n");
+    return { ekCertPath, policyPath };
+  } finally {
+    await tpm.close();
+  }
+}
+
+/**
+ * The joined peer's config.json: `lockbox join` writes its certificate, key and sealed CMK but not the
+ * config (the ring parameters come from the cluster). Here they are copied from the founder's, with
+ * the founder as the seed peer to dial until the control state names the members.
+ */
+async function writeJoinedConfig(
+  dir: string,
+  founder: Layout["peers"][0],
+  p: Layout["peers"][0],
+): Promise<void> {
+  const base = JSON.parse(await fs.readFile(join(peerDir(dir, founder.id), "config.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
+  const config = {
+    ...base,
+    peerId: p.id,
+    listen: p.address,
+    // No CA key here: a member signs with the CA key the control state holds, wrapped under the CMK.
+    paths: { ...(base.paths as object), caKey: "no-ca-key-here" },
+    masterKeySealing: { protector: "tpm", tpm: tpmSpec(p.swtpmPort), sealedFile: "master-key.sealed" },
+    seedPeers: { [founder.id]: founder.address },
+  };
+  await fs.writeFile(join(peerDir(dir, p.id), "config.json"), JSON.stringify(config, null, 2) + "\n", {
+    mode: 0o600,
+  });
+}
+
+interface MemberRow {
+  peer_id: string;
+  address: string;
+  state: string;
+  suffrage: string;
+  reason: string;
+}
+
+/** Bounded: until ListPeers (through any peer) shows every peer active and a leader is known. */
+async function waitForMembers(
+  firstDir: string,
+  layout: Layout,
+): Promise<{ leader: string; peers: MemberRow[] }> {
+  const deadline = Date.now() + MEMBERS_TIMEOUT_MS;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    try {
+      const res = await listPeers(firstDir, layout);
+      const active = res.peers.filter((m) => m.state === "active").length;
+      last = `${active}/${PEER_COUNT} active, leader ${res.leader || "(none)"}`;
+      if (active === PEER_COUNT && res.leader !== "") return res;
+    } catch (err) {
+      last = (err as Error).message;
     }
+    await sleep(POLL_MS * 2);
+  }
+  throw new Error(
+    `the cluster did not reach ${PEER_COUNT} active members within ${MEMBERS_TIMEOUT_MS} ms: ${last}`,
+  );
+}
+
+async function listPeers(
+  credentialsDir: string,
+  layout: Layout,
+): Promise<{ leader: string; peers: MemberRow[] }> {
+  const client = await clientFrom({
+    endpoints: layout.peers.map((p) => p.address),
+    ca: join(credentialsDir, "ca.crt"),
+    cert: join(credentialsDir, "admin.crt"),
+    key: join(credentialsDir, "admin.key"),
+  });
+  try {
+    return await client.adminCall<{ leader: string; peers: MemberRow[] }>(
+      "ListPeers",
+      {},
+      { deadlineMs: 3000 },
+    );
   } finally {
     client.close();
   }
 }
 
-function report(dir: string, state: DevClusterState, json: boolean, what: string): void {
+function report(
+  dir: string,
+  layout: Layout,
+  members: { leader: string; peers: MemberRow[] },
+  started: ProcessRecord[],
+  json: boolean,
+): void {
+  const endpoints = layout.peers.map((p) => p.address).join(",");
   if (json) {
-    printJson({ event: what, dir, ...state });
+    printJson({
+      event: "started",
+      dir,
+      leader: members.leader,
+      endpoints,
+      peers: members.peers,
+      processes: started.map((r) => ({ name: r.name, pid: r.pid })),
+      admin: { ca: join(dir, "ca.crt"), cert: join(dir, "admin.crt"), key: join(dir, "admin.key") },
+    });
     return;
   }
   const cli = "node dist/src/cli/main.js";
+  const byId = new Map(members.peers.map((m) => [m.peer_id, m]));
   process.stdout.write(
     [
       "",
-      `lockbox dev peer ${what}: ${state.address} (pid ${state.pid}), log in ${join(dir, "peer.log")}`,
-      "WARNING: its master key is a DEVELOPMENT FILE in the directory (NOT FOR PRODUCTION).",
+      `lockbox dev cluster: ${PEER_COUNT} peers, each with its own swtpm, joined by TPM attestation (leader ${members.leader})`,
+      ...layout.peers.map((p) => {
+        const m = byId.get(p.id);
+        const pid = started.find((r) => r.name === p.id)?.pid;
+        return `  ${p.id}  ${p.address}  ${m?.state ?? "?"} ${m?.suffrage ?? "?"}  pid ${pid}  log ${join(dir, `${p.id}.log`)}`;
+      }),
+      `  recovery shares (any 2 of 3) in ${join(dir, "recovery-shares")}; swtpm states in ${join(dir, "tpm")}`,
+      "  The swtpms and their manufacturer CA are simulated: NOT FOR PRODUCTION.",
       "",
-      "Next, try:",
-      `  export LOCKBOX_DIR=${dir}`,
-      `  ${cli} status`,
+      `Use it (identity ${ADMIN_NAME}, role admin, issued through peer-1, valid on every peer):`,
+      `  export LOCKBOX_ENDPOINT=${endpoints}`,
+      `  export LOCKBOX_CA=${join(dir, "ca.crt")} LOCKBOX_CERT=${join(dir, "admin.crt")} LOCKBOX_KEY=${join(dir, "admin.key")}`,
+      `  ${cli} peer list`,
+      `  ${cli} status --endpoint ${layout.peers[2]!.address}`,
       `  ${cli} key create --project demo --scope volume-1 --name root --json`,
-      `  ${cli} key get <ID> --format hex`,
-      `  ${cli} key list --project demo`,
-      `  ${cli} audit --limit 20`,
-      `  scripts/dev stop`,
+      `  ${cli} identity issue --name svc-1 --role service --project demo --out /tmp`,
+      "  scripts/dev status",
+      "  scripts/dev stop",
       "",
     ].join("\n"),
   );
 }
 
+/** Writes the config of a peer joined by hand into DIR/ID, as `start` does for peer-2 and peer-3. */
+async function peerConfig(dir: string, args: ParsedArgs): Promise<number> {
+  const id = requiredFlag(args, "peer-id");
+  if (!isNodeId(id)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
+  const listen = requiredFlag(args, "listen");
+  if (!isHostPort(listen)) throw new UsageError(`--listen must be ${describeHostPort()}`, "--listen");
+  const tpm = requiredFlag(args, "tpm");
+  const address = parseTpmAddress(tpm);
+  if (address?.kind !== "swtpm") throw new UsageError("--tpm must be swtpm:HOST:PORT", "--tpm");
+  if (!existsSync(join(peerDir(dir, id), "master-key.sealed")))
+    throw new UsageError(
+      `${peerDir(dir, id)} holds no joined peer: run lockbox join --dir ${peerDir(dir, id)} first`,
+    );
+  if (existsSync(join(peerDir(dir, id), "config.json")))
+    throw new UsageError(`${join(peerDir(dir, id), "config.json")} already exists`);
+  const layout = await readLayout(dir);
+  await writeJoinedConfig(dir, layout.peers[0]!, { id, zone: "", address: listen, swtpmPort: address.port });
+  process.stdout.write(`wrote ${join(peerDir(dir, id), "config.json")}\n`);
+  return EXIT_OK;
+}
+
 // ---- stop and status -----------------------------------------------------
 
 async function stop(dir: string, json: boolean): Promise<number> {
-  const pid = await ourPid(dir);
-  if (pid === undefined) {
-    if (json) printJson({ event: "not-running", dir });
-    else process.stdout.write(`no lockbox dev peer is running for ${dir}\n`);
-    await forgetState(dir);
-    return EXIT_OK;
+  const records = await readRecords(runDir(dir));
+  // Peers first (each shuts its TPM down cleanly on SIGTERM), then the swtpms.
+  const ordered = [
+    ...records.filter((r) => !r.name.startsWith("swtpm-")),
+    ...records.filter((r) => r.name.startsWith("swtpm-")),
+  ];
+  const outcomes: { name: string; pid: number; outcome: string }[] = [];
+  for (const r of ordered) {
+    const outcome = await stopRecorded(runDir(dir), r, STOP_GRACE_MS);
+    outcomes.push({ name: r.name, pid: r.pid, outcome });
+    if (!json) process.stdout.write(`${r.name} (pid ${r.pid}): ${outcome}\n`);
   }
-  process.kill(pid, "SIGTERM");
-  const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (isAlive(pid) && Date.now() < deadline) await sleep(POLL_MS);
-  const forced = isAlive(pid);
-  if (forced) {
-    process.kill(pid, "SIGKILL");
-    while (isAlive(pid) && Date.now() < deadline + STOP_TIMEOUT_MS) await sleep(POLL_MS);
-  }
-  if (isAlive(pid)) throw new Error(`pid ${pid} did not exit`);
-  await forgetState(dir);
-  if (json) printJson({ event: "stopped", dir, pid, forced });
-  else process.stdout.write(`stopped lockbox dev peer (pid ${pid})${forced ? " with SIGKILL" : ""}\n`);
+  await fs.rm(join(dir, DEV_CLUSTER_STATE_FILE), { force: true });
+  if (json) printJson({ event: "stopped", dir, processes: outcomes });
+  else if (outcomes.length === 0) process.stdout.write(`nothing of lockbox dev-cluster runs for ${dir}\n`);
   return EXIT_OK;
 }
 
 async function status(dir: string, json: boolean): Promise<number> {
-  const running = await runningPeer(dir);
-  if (running === undefined) {
+  if (!existsSync(join(dir, LAYOUT_FILE))) {
     if (json) printJson({ running: false, dir });
-    else process.stdout.write(`no lockbox dev peer is running for ${dir}\n`);
+    else process.stdout.write(`no lockbox dev cluster in ${dir}\n`);
     return EXIT_FAILURE;
   }
-  const client = await clientFrom(adminConnection(dir, running.address));
+  const layout = await readLayout(dir);
+  const credentials = existsSync(join(dir, "admin.crt")) ? dir : peerDir(dir, layout.peers[0]!.id);
+  let members: { leader: string; peers: MemberRow[] } | undefined;
+  let membersError: string | undefined;
   try {
-    const s = await client.getStatus();
-    if (json) printJson({ running: true, dir, ...running, status: s });
-    else
-      process.stdout.write(
-        `running: ${running.address} (pid ${running.pid}), peer ${s.peerId}, ${s.keyCount} keys, ` +
-          `master key protector ${s.masterKeyProtector}${s.masterKeyProtector === "development-file" ? " (NOT FOR PRODUCTION)" : ""}\n`,
-      );
-    return EXIT_OK;
-  } finally {
-    client.close();
+    members = await listPeers(credentials, layout);
+  } catch (err) {
+    membersError = (err as Error).message;
   }
+  const rows = [];
+  for (const p of layout.peers) {
+    const record = await readRecord(runDir(dir), p.id);
+    const running = record !== undefined && isRecorded(record);
+    let raft: { role?: string; leader?: string; voters?: string[]; learners?: string[] } | undefined;
+    if (running) {
+      const client = await clientFrom({
+        endpoints: [p.address],
+        ca: join(credentials, "ca.crt"),
+        cert: join(credentials, "admin.crt"),
+        key: join(credentials, "admin.key"),
+      });
+      try {
+        raft = (await client.getStatus({ deadlineMs: 3000 })).raft;
+      } catch {
+        raft = undefined;
+      } finally {
+        client.close();
+      }
+    }
+    const m = members?.peers.find((x) => x.peer_id === p.id);
+    rows.push({
+      peerId: p.id,
+      address: p.address,
+      running,
+      pid: running ? record.pid : undefined,
+      raftRole: raft?.role ?? "-",
+      member: m?.state ?? "-",
+      suffrage: m?.suffrage ?? "-",
+      reason: m?.reason ?? "",
+      voters: raft?.voters,
+    });
+  }
+  const allActive = rows.every((r) => r.running && r.member === "active");
+  if (json) {
+    printJson({
+      running: rows.some((r) => r.running),
+      dir,
+      leader: members?.leader ?? "",
+      peers: rows,
+      error: membersError,
+    });
+  } else {
+    process.stdout.write(
+      `leader: ${members?.leader || "(none known)"}${membersError ? `  (${membersError})` : ""}\n`,
+    );
+    process.stdout.write(
+      `${"peer".padEnd(8)} ${"address".padEnd(17)} ${"process".padEnd(12)} ${"raft".padEnd(10)} ${"suffrage".padEnd(8)} attestation\n`,
+    );
+    for (const r of rows) {
+      process.stdout.write(
+        `${r.peerId.padEnd(8)} ${r.address.padEnd(17)} ${(r.running ? `pid ${r.pid}` : "not running").padEnd(12)} ${r.raftRole.padEnd(10)} ${r.suffrage.padEnd(8)} ${r.member}${r.reason ? ` (${r.reason})` : ""}\n`,
+      );
+    }
+  }
+  return allActive ? EXIT_OK : EXIT_FAILURE;
 }
 
 // ---- helpers -------------------------------------------------------------
 
-const adminConnection = (dir: string, address: string) => ({
-  endpoints: [address],
-  ca: join(dir, "ca.crt"),
-  cert: join(dir, "admin.crt"),
-  key: join(dir, "admin.key"),
-});
-
-/** The recorded peer of `dir` if its process is alive and is our serve. */
-async function runningPeer(dir: string): Promise<DevClusterState | undefined> {
-  const pid = await ourPid(dir);
-  if (pid === undefined) return undefined;
-  try {
-    const state = JSON.parse(await fs.readFile(join(dir, DEV_CLUSTER_STATE_FILE), "utf8")) as DevClusterState;
-    return state.pid === pid ? state : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The pid in DIR/peer.pid, only if that process is alive and is `lockbox serve`
- * of this directory: a stale pid file must never make us signal a stranger.
- */
-async function ourPid(dir: string): Promise<number | undefined> {
-  let text: string;
-  try {
-    text = await fs.readFile(join(dir, "peer.pid"), "utf8");
-  } catch {
-    return undefined;
-  }
-  const pid = Number(text.trim());
-  if (!Number.isSafeInteger(pid) || pid <= 1 || !isAlive(pid)) return undefined;
-  try {
-    const argv = (await fs.readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
-    return argv.includes("serve") && argv.includes(dir) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-async function forgetState(dir: string): Promise<void> {
-  await fs.rm(join(dir, "peer.pid"), { force: true });
-  await fs.rm(join(dir, DEV_CLUSTER_STATE_FILE), { force: true });
-}
-
-/** Runs the CLI in the foreground; with --json its output goes to stderr, keeping stdout one JSON line. */
-function runChild(args: string[], json: boolean): Promise<number> {
-  return new Promise((resolveCode, reject) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], {
-      stdio: ["ignore", json ? 2 : "inherit", "inherit"],
-    });
+/** Runs one CLI step in the foreground (bounded); returns its stdout, throws with its stderr on failure. */
+function runStep(args: string[]): Promise<string> {
+  return new Promise((resolveOut, reject) => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("LOCKBOX_")));
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => (out = (out + c.toString("utf8")).slice(-65536)));
+    child.stderr.on("data", (c: Buffer) => (err = (err + c.toString("utf8")).slice(-65536)));
+    const timer = setTimeout(() => child.kill("SIGKILL"), STEP_TIMEOUT_MS);
     child.on("error", reject);
-    child.on("exit", (code) => resolveCode(code ?? 1));
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolveOut(out);
+      else
+        reject(
+          new Error(
+            `lockbox ${args.slice(0, 2).join(" ")} ${signal === "SIGKILL" ? `timed out after ${STEP_TIMEOUT_MS} ms` : `exited ${code ?? signal}`}: ${(err || out).trim()}`,
+          ),
+        );
+    });
   });
 }

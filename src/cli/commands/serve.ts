@@ -4,6 +4,8 @@
  * store cleanly. When it is listening it prints exactly one line on stdout
  * (JSON with --json), so a supervisor or a test can wait for it.
  */
+import { X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { MasterKeyError } from "../../crypto/master-key-error.js";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
@@ -22,7 +24,8 @@ import type { CliCommand } from "../command.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 
 const USAGE = [
-  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--rest-listen HOST:PORT] [--json]",
+  "usage: lockbox serve --dir DIR [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--rest-listen HOST:PORT]",
+  "                     [--manufacturer-ca FILE ...] [--json]",
   "",
   "Runs the lockbox peer created by `lockbox init --dir DIR` until SIGTERM or SIGINT.",
   "Prints one line when it listens:",
@@ -43,6 +46,9 @@ const USAGE = [
   "                       loopback or a management network); overrides the config's metrics.listen",
   '                       [$LOCKBOX_METRICS_LISTEN]; "" turns it off',
   "  --rest-listen HOST:PORT  override the config's rest.listen (the Barbican v1 REST API, docs/openstack.md)",
+  "  --manufacturer-ca FILE  serve the attested join (`lockbox join`) over the control state, trusting",
+  "                       EK certificates that chain to this TPM manufacturer CA (PEM or DER; repeatable:",
+  "                       root and intermediates). Without it this peer admits no joiner.",
   "  --json               print the ready line as JSON",
   "  -h, --help           show this help",
 ].join("\n");
@@ -62,6 +68,7 @@ export const command: CliCommand = {
           listen: { type: "string" },
           "metrics-listen": { type: "string" },
           "rest-listen": { type: "string" },
+          "manufacturer-ca": { type: "string", multiple: true },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -101,6 +108,7 @@ export const command: CliCommand = {
           "--rest-listen",
         );
       }
+      const manufacturerCas = await readManufacturerCas(args.values["manufacturer-ca"]);
       const json = boolFlag(args, "json");
 
       let peer;
@@ -111,6 +119,7 @@ export const command: CliCommand = {
           ...(metricsListen !== undefined ? { metricsListen } : {}),
           ...(restListen !== undefined ? { restListen } : {}),
           ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
+          ...(manufacturerCas.length > 0 ? { joinWithControlState: { manufacturerCas } } : {}),
         });
       } catch (err) {
         if (!(err instanceof MasterKeyError)) throw err;
@@ -155,3 +164,23 @@ export const command: CliCommand = {
     });
   },
 };
+
+/** --manufacturer-ca files, each one certificate in PEM or DER; a file that is not one is a usage error. */
+async function readManufacturerCas(value: unknown): Promise<X509Certificate[]> {
+  const files = Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+  const cas: X509Certificate[] = [];
+  for (const file of files) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw new UsageError(`--manufacturer-ca ${file}: ${(err as Error).message}`, "--manufacturer-ca");
+    }
+    try {
+      cas.push(new X509Certificate(bytes));
+    } catch {
+      throw new UsageError(`--manufacturer-ca ${file} is not an X.509 certificate`, "--manufacturer-ca");
+    }
+  }
+  return cas;
+}
