@@ -1,0 +1,21 @@
+/**
+ * Every top-level `lockbox` command: name -> module under ./commands/
+ * exporting `command: CliCommand`, and the line `lockbox --help` shows. main.ts
+ * dispatches from this table and the CLI tests enumerate it, so a command
+ * added here is checked by them too.
+ */
+export interface CommandEntry {
+  readonly module: string;
+  readonly summary: string;
+}
+
+export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
+  init: { module: "init", summary: "create a cluster: CA, peer and admin identities, master key" },
+  serve: { module: "serve", summary: "run a lockbox peer" },
+  identity: { module: "identity", summary: "issue client certificates for service identities" },
+  key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
+  audit: { module: "audit", summary: "read a peer's audit log" },
+  status: { module: "status", summary: "show what a peer is and how it holds the master key" },
+  tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
+  "dev-cluster": { module: "dev-cluster", summary: "start or stop a local development lockbox" },
+};
