@@ -107,7 +107,8 @@ export function leavesOf(def: CommandDefinition): { path: string[]; leaf: LeafDe
   return def.subcommands.map((leaf) => ({ path: [def.name, leaf.name], leaf }));
 }
 
-const EXIT_HELP = "Exit codes by class (usage 2, not found 3, permission 4, unavailable 5, data loss 6, other 1): see `lockbox --help`.";
+const EXIT_HELP =
+  "Exit codes by class (usage 2, not found 3, permission 4, unavailable 5, data loss 6, other 1): see `lockbox --help`.";
 
 /** The CliCommand main.ts runs, built from a definition. */
 export function defineCommand(def: CommandDefinition): CliCommand {
@@ -136,7 +137,10 @@ async function runDefinition(def: CommandDefinition, argv: string[]): Promise<nu
       );
       const args: ParsedArgs = { values: valuesOf(self), positionals };
       const field = args.values.field;
-      setOutputMode({ json: args.values.json === true, field: typeof field === "string" ? field : undefined });
+      setOutputMode({
+        json: args.values.json === true,
+        field: typeof field === "string" ? field : undefined,
+      });
       result = await runGuarded(name, "", () => leaf.run(args), json);
     });
   };
@@ -152,9 +156,12 @@ async function runDefinition(def: CommandDefinition, argv: string[]): Promise<nu
       });
   configure(program);
   if (isGroup(def)) {
+    program.helpCommand(false);
     for (const leaf of def.subcommands) {
       const sub = program.command(leaf.name).summary(leaf.summary);
-      sub.description(leaf.description !== undefined ? `${leaf.summary}\n\n${leaf.description}` : leaf.summary);
+      sub.description(
+        leaf.description !== undefined ? `${leaf.summary}\n\n${leaf.description}` : leaf.summary,
+      );
       configure(sub);
       bind(sub, leaf, `lockbox ${def.name} ${leaf.name}`);
     }

@@ -29,7 +29,8 @@ export const EXIT_CLASSES: readonly ExitClassRow[] = [
   {
     exitClass: "usage",
     exitCode: 2,
-    meaning: "the call is wrong: unknown or missing option, bad value, unreadable TLS file; the peer's INVALID_ARGUMENT",
+    meaning:
+      "the call is wrong: unknown or missing option, bad value, unreadable TLS file; the peer's INVALID_ARGUMENT",
     codes: ["USAGE", "INVALID_ARGUMENT", "OUT_OF_RANGE", "INVALID_TLS_MATERIAL"],
   },
   { exitClass: "not-found", exitCode: 3, meaning: "no such key, grant or record", codes: ["NOT_FOUND"] },

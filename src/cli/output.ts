@@ -82,8 +82,12 @@ export function fieldText(record: object, name: string): string {
   let v: unknown = JSON.parse(JSON.stringify(record));
   for (const part of name.split(".")) {
     if (typeof v !== "object" || v === null || !Object.hasOwn(v, part)) {
-      const fields = typeof record === "object" ? Object.keys(JSON.parse(JSON.stringify(record)) as object) : [];
-      throw new UsageError(`--field ${name}: the result has no such field (it has: ${fields.join(", ")})`, "--field");
+      const fields =
+        typeof record === "object" ? Object.keys(JSON.parse(JSON.stringify(record)) as object) : [];
+      throw new UsageError(
+        `--field ${name}: the result has no such field (it has: ${fields.join(", ")})`,
+        "--field",
+      );
     }
     v = (v as Record<string, unknown>)[part];
   }
@@ -98,7 +102,10 @@ export function fieldText(record: object, name: string): string {
 export async function confirm(question: string, yes: boolean): Promise<boolean> {
   if (yes) return true;
   if (process.stdin.isTTY !== true) {
-    throw new UsageError(`${question}: refusing without confirmation, and there is no terminal to ask on; pass --yes`, "--yes");
+    throw new UsageError(
+      `${question}: refusing without confirmation, and there is no terminal to ask on; pass --yes`,
+      "--yes",
+    );
   }
   const { createInterface } = await import("node:readline/promises");
   const rl = createInterface({ input: process.stdin, output: process.stderr });

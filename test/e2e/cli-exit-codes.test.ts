@@ -48,7 +48,13 @@ test.serial("usage: a missing option, and the peer's INVALID_ARGUMENT, exit 2", 
 });
 
 test.serial("not found: a key id that names no key exits 3", async (t) => {
-  const r = await runCli(["key", "meta", "0b6f2d1e-8a3c-8e5f-9d7b-1c2a3e4f5a6b", "--json", ...peer.cliFlags()]);
+  const r = await runCli([
+    "key",
+    "meta",
+    "0b6f2d1e-8a3c-8e5f-9d7b-1c2a3e4f5a6b",
+    "--json",
+    ...peer.cliFlags(),
+  ]);
   t.is(r.code, EXIT_NOT_FOUND, r.stderr);
   t.like(errorOf(r.stderr), { code: "NOT_FOUND", exitClass: "not-found", exitCode: EXIT_NOT_FOUND });
 });
@@ -72,33 +78,42 @@ test.serial("permission: a service identity reading the audit log, and a wrong C
   t.true(text.stderr.includes(other.admin.ca), text.stderr);
 });
 
-test.serial("data loss: a stored record edited on disk exits 6; then unavailable: the peer stopped exits 5", async (t) => {
-  const key = await runCliJson<{ id: string }>([
-    ...["key", "create", "--project", "p", "--scope", "s", "--name", "victim", "--json"],
-    ...peer.cliFlags(),
-  ]);
-  const flags = peer.cliFlags();
-  await peer.kill("SIGKILL");
-  const down = await runCli(["key", "meta", key.id, "--json", ...flags]);
-  t.is(down.code, EXIT_UNAVAILABLE, down.stderr);
-  t.like(errorOf(down.stderr), { exitClass: "unavailable" });
-  const downText = await runCli(["key", "meta", key.id, ...flags]);
-  t.is(downText.code, EXIT_UNAVAILABLE);
-  t.true(downText.stderr.includes("hint:"), downText.stderr);
+test.serial(
+  "data loss: a stored record edited on disk exits 6; then unavailable: the peer stopped exits 5",
+  async (t) => {
+    const key = await runCliJson<{ id: string }>([
+      ...["key", "create", "--project", "p", "--scope", "s", "--name", "victim", "--json"],
+      ...peer.cliFlags(),
+    ]);
+    const flags = peer.cliFlags();
+    await peer.kill("SIGKILL");
+    const down = await runCli(["key", "meta", key.id, "--json", ...flags]);
+    t.is(down.code, EXIT_UNAVAILABLE, down.stderr);
+    t.like(errorOf(down.stderr), { exitClass: "unavailable" });
+    const downText = await runCli(["key", "meta", key.id, ...flags]);
+    t.is(downText.code, EXIT_UNAVAILABLE);
+    t.true(downText.stderr.includes("hint:"), downText.stderr);
 
-  const db = new Level<string, Buffer>(join(peer.dir, "data"), { keyEncoding: "utf8", valueEncoding: "buffer" });
-  await db.open();
-  try {
-    const records = db.sublevel<string, Buffer>("records", { keyEncoding: "utf8", valueEncoding: "buffer" });
-    const k = (await records.keys().all()).find((x) => x.endsWith(`/${key.id}`))!;
-    const r = JSON.parse((await records.get(k))!.toString("utf8")) as Record<string, unknown>;
-    r.name = "renamed";
-    await records.put(k, Buffer.from(JSON.stringify(r)));
-  } finally {
-    await db.close();
-  }
-  await peer.restart();
-  const lost = await runCli(["key", "meta", key.id, "--json", ...peer.cliFlags()]);
-  t.is(lost.code, EXIT_DATA_LOSS, lost.stderr);
-  t.like(errorOf(lost.stderr), { code: "DATA_LOSS", exitClass: "data-loss" });
-});
+    const db = new Level<string, Buffer>(join(peer.dir, "data"), {
+      keyEncoding: "utf8",
+      valueEncoding: "buffer",
+    });
+    await db.open();
+    try {
+      const records = db.sublevel<string, Buffer>("records", {
+        keyEncoding: "utf8",
+        valueEncoding: "buffer",
+      });
+      const k = (await records.keys().all()).find((x) => x.endsWith(`/${key.id}`))!;
+      const r = JSON.parse((await records.get(k))!.toString("utf8")) as Record<string, unknown>;
+      r.name = "renamed";
+      await records.put(k, Buffer.from(JSON.stringify(r)));
+    } finally {
+      await db.close();
+    }
+    await peer.restart();
+    const lost = await runCli(["key", "meta", key.id, "--json", ...peer.cliFlags()]);
+    t.is(lost.code, EXIT_DATA_LOSS, lost.stderr);
+    t.like(errorOf(lost.stderr), { code: "DATA_LOSS", exitClass: "data-loss" });
+  },
+);

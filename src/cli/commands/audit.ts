@@ -38,7 +38,11 @@ const list: LeafDefinition = {
   options: [
     { flags: "--key-id <ID>", description: "only events of this key" },
     { flags: "--identity <NAME>", description: "only events of this caller" },
-    { flags: "--limit <N>", description: "at most N events, the most recent (at most 100000)", default: "100" },
+    {
+      flags: "--limit <N>",
+      description: "at most N events, the most recent (at most 100000)",
+      default: "100",
+    },
   ],
   connection: true,
   output: true,
@@ -102,7 +106,8 @@ const verify: LeafDefinition = {
       emitRecord(verdict, () => {
         if (verdict.ok) {
           const range = verdict.records === 0 ? "" : ` (#${verdict.first}..#${verdict.last})`;
-          const dropped = verdict.dropped > 0 ? `; ${verdict.dropped} older records dropped by retention` : "";
+          const dropped =
+            verdict.dropped > 0 ? `; ${verdict.dropped} older records dropped by retention` : "";
           return `audit log intact: ${verdict.records} records${range}${dropped}\n`;
         }
         return `audit log damaged at record #${verdict.sequence}: ${terminalSafe(verdict.problem)}\n`;

@@ -105,8 +105,7 @@ const SUBCOMMANDS: KeySubcommand[] = [
       { flags: "--material-base64 <B64>", description: "bytes as base64 (same caveat)" },
       {
         flags: "--type <T>",
-        description:
-          "symmetric: an AES key of 16, 24, 32 or 64 bytes; opaque or passphrase: 1..4000 bytes",
+        description: "symmetric: an AES key of 16, 24, 32 or 64 bytes; opaque or passphrase: 1..4000 bytes",
         choices: ["symmetric", "opaque", "passphrase"],
         default: "symmetric",
       },
@@ -149,7 +148,12 @@ const SUBCOMMANDS: KeySubcommand[] = [
     summary: "print a key's material (hex, base64, or raw bytes for cryptsetup --key-file)",
     arguments: [KEY_ID],
     options: [
-      { flags: "--format <F>", description: "encoding of the material", choices: ["hex", "base64", "raw"], default: "hex" },
+      {
+        flags: "--format <F>",
+        description: "encoding of the material",
+        choices: ["hex", "base64", "raw"],
+        default: "hex",
+      },
       { flags: "--out <FILE>", description: "write the material to FILE (created 0600) instead of stdout" },
       { flags: "--force", description: "with --out: replace FILE if it exists" },
     ],
