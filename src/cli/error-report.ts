@@ -58,8 +58,11 @@ export async function describeError(err: unknown, connection?: ConnectionSetting
     const probed = await probeConnection(connection);
     if (probed !== undefined) return { ...probed, ...(field !== undefined ? { field } : {}) };
   }
-  if (typed === "EADDRINUSE" || typed === "EACCES") {
-    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  // A listen failure arrives wrapped (LockboxError UNAVAILABLE caused by the socket's errno error).
+  const listenError = causeWithCode(err, ["EADDRINUSE", "EACCES"]);
+  if (listenError !== undefined) {
+    const e = listenError;
+    const typed = e.code!;
     const where = e.port !== undefined ? `${e.address ?? ""}:${e.port}` : "the listen address";
     const row = classOfCode("OTHER");
     return {
@@ -97,6 +100,20 @@ export function writeErrorReport(prog: string, report: ErrorReport, json: boolea
   const code = report.code === "ERROR" || report.code === "USAGE" ? "" : `${report.code}: `;
   process.stderr.write(`${prog}: ${code}${report.message}${field}\n`);
   if (report.hint !== undefined) process.stderr.write(`hint: ${report.hint}\n`);
+}
+
+/** The first error in err's cause chain (bounded) whose errno code is one of `codes`. */
+function causeWithCode(
+  err: unknown,
+  codes: readonly string[],
+): (NodeJS.ErrnoException & { address?: string; port?: number }) | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && typeof e === "object" && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && codes.includes(code)) return e as NodeJS.ErrnoException;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 /** The typed code of an error, read from its `code` property, which every error type here carries. */

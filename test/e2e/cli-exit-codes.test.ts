@@ -7,6 +7,8 @@
  * line on stderr carrying its class.
  */
 import test from "ava";
+import { promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Level } from "level";
 
@@ -117,3 +119,18 @@ test.serial(
     t.like(errorOf(lost.stderr), { code: "DATA_LOSS", exitClass: "data-loss" });
   },
 );
+
+test.serial("a taken port: serve names the port and says what to do, also as JSON", async (t) => {
+  const dir = await fs.mkdtemp(join(tmpdir(), "lockbox-taken-port-"));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  t.is((await runCli(["init", "--dir", join(dir, "c")])).code, 0);
+  // `other` is running, so its address is a port in use.
+  const r = await runCli(["serve", "--dir", join(dir, "c"), "--listen", other.address, "--json"]);
+  t.is(r.code, 1, r.stderr);
+  const line = r.stderr.split("\n").find((l) => l.startsWith('{"error"'));
+  t.truthy(line, r.stderr);
+  const e = (JSON.parse(line!) as ErrorLine).error;
+  t.is(e.code, "EADDRINUSE");
+  t.true(e.message.includes(other.address), e.message);
+  t.true(e.hint!.includes("--listen"), e.hint);
+});

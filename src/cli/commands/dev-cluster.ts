@@ -13,18 +13,15 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
-import type { CliCommand } from "../command.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../command.js";
+import { defineCommand, type OptionDefinition } from "../cli-definition.js";
+import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 import {
   DEV_CLUSTER_STATE_FILE,
   boolFlag,
   clientFrom,
-  parseCommandArgs,
   printJson,
   requiredFlag,
-  runGuarded,
   stringFlag,
-  type OptionSpec,
   type ParsedArgs,
 } from "../client-options.js";
 
@@ -34,85 +31,48 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 const POLL_MS = 100;
 
-const SUBCOMMANDS: Record<string, { synopsis: string; summary: string; flags: string[] }> = {
-  start: {
-    synopsis: "--dir DIR [--listen HOST:PORT] [--json]",
-    summary: "create the cluster in DIR if needed and start its peer in the background",
-    flags: [
-      "  --dir DIR              where the cluster lives (created by `lockbox init` on first start)",
-      "  --listen HOST:PORT     address to serve on (default: the config's, 127.0.0.1:7443; port 0 picks one)",
-    ],
-  },
-  stop: {
-    synopsis: "--dir DIR [--json]",
-    summary: "stop the peer started by `start` (SIGTERM, then wait)",
-    flags: ["  --dir DIR              the directory given to start"],
-  },
-  status: {
-    synopsis: "--dir DIR [--json]",
-    summary: "whether the peer of DIR is running, and what it says about itself",
-    flags: ["  --dir DIR              the directory given to start"],
-  },
+const DIR_OPTION: OptionDefinition = {
+  flags: "--dir <DIR>",
+  description: "the directory given to start",
+  required: true,
 };
+const JSON_OPTION: OptionDefinition = { flags: "--json", description: "print one JSON line" };
 
-function topUsage(): string {
-  return [
-    "usage: lockbox dev-cluster <start|stop|status> --dir DIR [--json]",
-    "",
-    "A local development lockbox (one peer, development master key file: NOT FOR PRODUCTION).",
-    "",
-    ...Object.entries(SUBCOMMANDS).map(([n, s]) => `  ${n.padEnd(6)}  ${s.summary}`),
-    "",
-    "Run `lockbox dev-cluster <subcommand> --help` for its options.",
-  ].join("\n");
-}
-
-const subUsage = (name: string): string => {
-  const s = SUBCOMMANDS[name]!;
-  return [
-    `usage: lockbox dev-cluster ${name} ${s.synopsis}`,
-    "",
-    s.summary,
-    "",
-    "options:",
-    ...s.flags,
-    "  --json                 print the result as one JSON line",
-  ].join("\n");
-};
-
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "dev-cluster",
   summary: "start or stop a local development lockbox",
-  async run(argv) {
-    const [name, ...rest] = argv;
-    if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-      process.stdout.write(topUsage() + "\n");
-      return name === undefined ? EXIT_USAGE : EXIT_OK;
-    }
-    if (!Object.hasOwn(SUBCOMMANDS, name)) {
-      process.stderr.write(`lockbox dev-cluster: unknown subcommand '${name}'\n\n${topUsage()}\n`);
-      return EXIT_USAGE;
-    }
-    const usage = subUsage(name);
-    return runGuarded(`lockbox dev-cluster ${name}`, usage, async () => {
-      const options: OptionSpec = {
-        dir: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      };
-      if (name === "start") options.listen = { type: "string" };
-      const args = parseCommandArgs(rest, options, 0);
-      if (boolFlag(args, "help")) {
-        process.stdout.write(usage + "\n");
-        return EXIT_OK;
-      }
-      const dir = resolve(requiredFlag(args, "dir"));
-      if (name === "start") return start(dir, args);
-      if (name === "stop") return stop(dir, boolFlag(args, "json"));
-      return status(dir, boolFlag(args, "json"));
-    });
-  },
-};
+  subcommands: [
+    {
+      name: "start",
+      summary: "create the cluster in DIR if needed and start its peer in the background",
+      options: [
+        {
+          flags: "--dir <DIR>",
+          description: "where the cluster lives (created by `lockbox init` on first start)",
+          required: true,
+        },
+        {
+          flags: "--listen <HOST:PORT>",
+          description: "address to serve on (default: the config's, 127.0.0.1:7443; port 0 picks one)",
+        },
+        JSON_OPTION,
+      ],
+      run: (args) => start(resolve(requiredFlag(args, "dir")), args),
+    },
+    {
+      name: "stop",
+      summary: "stop the peer started by `start` (SIGTERM, then wait)",
+      options: [DIR_OPTION, JSON_OPTION],
+      run: (args) => stop(resolve(requiredFlag(args, "dir")), boolFlag(args, "json")),
+    },
+    {
+      name: "status",
+      summary: "whether the peer of DIR is running, and what it says about itself",
+      options: [DIR_OPTION, JSON_OPTION],
+      run: (args) => status(resolve(requiredFlag(args, "dir")), boolFlag(args, "json")),
+    },
+  ],
+});
 
 interface DevClusterState {
   pid: number;
