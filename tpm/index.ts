@@ -98,3 +98,4 @@ export {
   type SealOptions,
 } from "./seal/seal.js";
 export type { TpmTransport } from "./transport/transport.js";
+export { ensureClockSafe, CLOCK_NV_UPDATE_INTERVAL_BITS, type ClockSafeResult } from "./clock/clock-safe.js";

@@ -12,10 +12,15 @@ export interface CommandEntry {
 export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   init: { module: "init", summary: "create a cluster: CA, peer and admin identities, master key" },
   serve: { module: "serve", summary: "run a lockbox peer" },
+  recover: {
+    module: "recover",
+    summary: "rebuild the master key from recovery shares and seal it to this TPM",
+  },
   identity: { module: "identity", summary: "issue client certificates for service identities" },
   key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
   audit: { module: "audit", summary: "read a peer's audit log" },
   status: { module: "status", summary: "show what a peer is and how it holds the master key" },
   tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
+  join: { module: "join", summary: "join this machine to a cluster by TPM attestation" },
   "dev-cluster": { module: "dev-cluster", summary: "start or stop a local development lockbox" },
 };

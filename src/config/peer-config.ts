@@ -11,6 +11,7 @@ import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { type MasterKeySealing, validateMasterKeySealing } from "./master-key-sealing-config.js";
 
 export const CONFIG_FILE_NAME = "config.json";
 export const CONFIG_VERSION = 1;
@@ -40,6 +41,8 @@ export interface PeerConfig {
   clusterSalt: string;
   /** Relative to the config's directory (or absolute). */
   paths: PeerPaths;
+  /** The master key sealed to this peer's TPM (master-key-sealing-config.ts); absent: the development file. */
+  masterKeySealing?: MasterKeySealing;
 }
 
 export const DEFAULT_PATHS: PeerPaths = {
@@ -131,7 +134,10 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     if (typeof p !== "string" || p.length === 0 || p.includes("\0"))
       throw bad(`paths.${name}`, "must be a file path");
   }
+  const sealing =
+    o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
   return {
+    ...(sealing !== undefined ? { masterKeySealing: sealing } : {}),
     version: CONFIG_VERSION,
     peerId: o.peerId,
     clusterId: o.clusterId,

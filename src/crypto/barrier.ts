@@ -32,13 +32,15 @@ export class Barrier {
     this.keyring = keyring;
   }
 
-  /** Loads the CMK through `provider` and unseals. */
+  /** Loads the CMK (every epoch the provider holds) through `provider` and unseals. */
   async unsealWith(provider: MasterKeyProvider): Promise<void> {
-    const { epoch, key } = await provider.load();
+    const keys = provider.loadAll !== undefined ? await provider.loadAll() : [await provider.load()];
     try {
-      this.unseal(Keyring.empty().withEpoch(epoch, key));
+      let keyring = Keyring.empty();
+      for (const { epoch, key } of keys) keyring = keyring.withEpoch(epoch, key);
+      this.unseal(keyring);
     } finally {
-      zeroize(key);
+      for (const { key } of keys) zeroize(key);
     }
   }
 

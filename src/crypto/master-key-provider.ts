@@ -20,6 +20,12 @@ export interface MasterKeyProviderDescription {
 }
 
 export interface MasterKeyProvider {
+  /** The active (highest) epoch's CMK. */
   load(): Promise<MasterKey>;
+  /**
+   * Every epoch the provider holds, ascending (during a rotation the old epoch stays until nothing
+   * refers to it). Optional: a provider without it holds one epoch, the one load() returns.
+   */
+  loadAll?(): Promise<MasterKey[]>;
   describe(): MasterKeyProviderDescription;
 }

@@ -137,13 +137,21 @@ export async function pinClusterParameters(
  * "sealed" when the barrier is sealed).
  */
 export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<void> {
-  barrier.requireUnsealed();
-  const canary = await store.get("meta", CANARY_KEY);
-  if (canary === undefined) {
+  if ((await verifyMasterKeyCanary(store, barrier)) === "absent") {
     const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
     await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
-    return;
   }
+}
+
+/**
+ * checkMasterKeyCanary without the first write: "match" when the store's canary unwraps under the
+ * barrier's CMK, "absent" when the store has none yet; throws as checkMasterKeyCanary on a mismatch.
+ * `lockbox recover` checks a rebuilt CMK with it before sealing it anywhere.
+ */
+export async function verifyMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<"match" | "absent"> {
+  barrier.requireUnsealed();
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined) return "absent";
   // Format 1 stores (before records were authenticated) are not read: lockbox has no deployed
   // stores, so the format changed outright. Say so rather than blame the master key.
   if (canary[0] !== ENVELOPE_FORMAT) {
@@ -159,4 +167,5 @@ export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): 
       cause,
     });
   }
+  return "match";
 }

@@ -7,9 +7,11 @@
  * must replace a part says which through `replaceParts`.
  */
 import { readFile } from "node:fs/promises";
+import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import { loadPeerConfig, resolvePeerPath, type PeerConfig } from "../config/peer-config.js";
-import { DevelopmentFileProtector } from "../crypto/development-file-protector.js";
+import type { PeerTpm } from "../sealing/peer-tpm.js";
+import { masterKeyProviderOf } from "./master-key-of-config.js";
 import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
@@ -34,6 +36,12 @@ export interface StartPeerOptions {
     keys: KeyService;
     audit: AuditLog;
   }) => Partial<Pick<LockboxServerOptions, "keys" | "audit" | "log">>;
+  /**
+   * Serves lockbox.v1.JoinService (the attested join, src/attestation) over this authority's
+   * members, policies and CMK. The control state (src/controlplane) is to provide the authority;
+   * until it does, only tests pass one (an InMemoryJoinAuthority).
+   */
+  join?: JoinEndpointOptions;
 }
 
 export interface RunningPeer {
@@ -42,6 +50,8 @@ export interface RunningPeer {
   readonly port: number;
   readonly peerId: string;
   readonly clusterId: string;
+  /** This peer's own TPM, when its CMK is sealed to one (one operation at a time; see PeerTpm). */
+  readonly tpm: PeerTpm | undefined;
   /** Lets in-flight calls finish (at most drainMs), then closes the store. Idempotent. */
   close(drainMs?: number): Promise<void>;
 }
@@ -63,7 +73,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     certificatePem: await readFile(resolvePeerPath(dir, config, "peerCertificate"), "utf8"),
     privateKeyPem: await readFile(resolvePeerPath(dir, config, "peerKey"), "utf8"),
   };
-  const protector = new DevelopmentFileProtector(resolvePeerPath(dir, config, "masterKey"), { log });
+  // The CMK: unsealed from this peer's TPM, or (development only) read from its file.
+  const { protector, tpm } = await masterKeyProviderOf(dir, config, log);
   const core = await openPeerCore({
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
@@ -76,6 +87,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   const close = async (): Promise<void> => {
     await stopRaft();
     await core.close();
+    // Last, after everything that might use the TPM: a swtpm keeps its clock safe across its next stop.
+    await tpm?.shutdown().catch((e: unknown) => log(`tpm: Shutdown(STATE) failed: ${String(e)}`));
   };
   try {
     const { barrier, keys, audit } = core;
@@ -93,6 +106,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const startedAt = clock.now();
     const description = protector.describe();
     const { startLockboxServer } = await serverModule;
+    const join =
+      options.join === undefined
+        ? undefined
+        : (await import("../attestation/join-endpoint.js")).joinEndpoint(options.join, {
+            audit,
+            caCertificatePem: tls.caCertificatePem,
+            clock,
+            log,
+          });
     const server = await startLockboxServer(
       {
         tls,
@@ -100,7 +122,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         audit,
         clock,
         log,
-        peerServices: [raft.service],
+        peerServices: join === undefined ? [raft.service] : [raft.service, join],
         admin: {
           status: () => ({
             peerId: config.peerId,
@@ -121,20 +143,26 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       },
       options.listen ?? config.listen,
     );
-    return runningPeer(config, server, close);
+    return runningPeer(config, server, tpm, close);
   } catch (err) {
     await close();
     throw err;
   }
 }
 
-function runningPeer(config: PeerConfig, server: RunningServer, cleanup: () => Promise<void>): RunningPeer {
+function runningPeer(
+  config: PeerConfig,
+  server: RunningServer,
+  tpm: PeerTpm | undefined,
+  cleanup: () => Promise<void>,
+): RunningPeer {
   let closing: Promise<void> | undefined;
   return {
     address: server.address,
     port: server.port,
     peerId: config.peerId,
     clusterId: config.clusterId,
+    tpm,
     close(drainMs?: number) {
       closing ??= (async () => {
         await server.close(drainMs);

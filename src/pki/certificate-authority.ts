@@ -70,6 +70,37 @@ export async function issuePeerCertificate(
   });
 }
 
+/**
+ * A peer's certificate for a key the peer made itself (the attested join,
+ * src/attestation): the same certificate as issuePeerCertificate's, but the
+ * private key never leaves the joiner. `publicKeySpki` must be a P-256 key.
+ */
+export async function issuePeerCertificateForKey(
+  ca: CertifiedKey,
+  params: { peerId: string; publicKeySpki: Uint8Array; hostNames?: readonly string[]; now?: Date },
+): Promise<string> {
+  assertValidIdentityName("peer_id", params.peerId);
+  let publicKey: CryptoKey;
+  try {
+    publicKey = await webcrypto.subtle.importKey("spki", params.publicKeySpki, ALGORITHM, true, ["verify"]);
+  } catch (cause) {
+    throw new LockboxError("INVALID_ARGUMENT", "public key: not a P-256 SPKI key", "public_key", { cause });
+  }
+  const names = new Set(["127.0.0.1", "localhost", ...(params.hostNames ?? [])]);
+  const san = [...names].map((n): x509.JsonGeneralName => ({ type: isIP(n) !== 0 ? "ip" : "dns", value: n }));
+  san.push({ type: "url", value: PEER_URI_PREFIX + params.peerId });
+  const issued = await issueLeaf(ca, {
+    commonName: params.peerId,
+    san,
+    usages: [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+    keyUsage: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
+    days: PEER_VALIDITY_DAYS,
+    now: params.now ?? new Date(),
+    publicKey,
+  });
+  return issued.certificatePem;
+}
+
 export interface ClientIdentity {
   readonly identity: string;
   readonly role: Role;
@@ -118,11 +149,13 @@ async function issueLeaf(
     days: number;
     now: Date;
     notBefore?: Date;
+    /** The subject's own key; without it a key pair is made here and its private key returned. */
+    publicKey?: CryptoKey;
   },
 ): Promise<CertifiedKey> {
   const caCert = new x509.X509Certificate(ca.certificatePem);
   const caKey = await importPrivateKey(ca.privateKeyPem);
-  const keys = await generateKeyPair();
+  const keys = p.publicKey === undefined ? await generateKeyPair() : undefined;
   const notBefore = p.notBefore ?? new Date(p.now.getTime() - BACKDATE_MS);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
@@ -130,7 +163,7 @@ async function issueLeaf(
     issuer: caCert.subject,
     notBefore,
     notAfter: new Date(notBefore.getTime() + BACKDATE_MS + p.days * DAY_MS),
-    publicKey: keys.publicKey,
+    publicKey: keys?.publicKey ?? p.publicKey!,
     signingKey: caKey,
     signingAlgorithm: ALGORITHM,
     extensions: [
@@ -141,7 +174,10 @@ async function issueLeaf(
       await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey),
     ],
   });
-  return { certificatePem: cert.toString("pem"), privateKeyPem: await exportPrivateKey(keys.privateKey) };
+  return {
+    certificatePem: cert.toString("pem"),
+    privateKeyPem: keys === undefined ? "" : await exportPrivateKey(keys.privateKey),
+  };
 }
 
 function generateKeyPair(): Promise<CryptoKeyPair> {

@@ -50,6 +50,8 @@ export interface PeerProcess {
 
 export interface SpawnPeerOptions {
   peerId?: string;
+  /** Extra arguments for `init` (e.g. --tpm, --shares). */
+  initArgs?: string[];
   /** Extra arguments for `serve`. */
   serveArgs?: string[];
   readyTimeoutMs?: number;
@@ -64,6 +66,7 @@ export async function spawnPeer(options: SpawnPeerOptions = {}): Promise<PeerPro
   const dir = await fs.mkdtemp(join(tmpdir(), "lockbox-peer-"));
   const initArgs = ["init", "--dir", dir, "--json"];
   if (options.peerId !== undefined) initArgs.push("--peer-id", options.peerId);
+  initArgs.push(...(options.initArgs ?? []));
   const init = await runCli(initArgs);
   if (init.code !== 0) {
     await fs.rm(dir, { recursive: true, force: true });

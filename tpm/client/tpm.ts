@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { decodeExact } from "../marshal/reader.js";
 import { encode } from "../marshal/writer.js";
 import { TpmtHa, TpmlDigestValues, TpmtTkCreation } from "../spec/basic.js";
+import { TpmsClockInfo } from "../spec/attest.js";
 import { TpmsCapabilityData } from "../spec/capability.js";
 import { TPM_ALG_ID, TPM_CAP, TPM_CC, TPM_HT, TPM_RH, TPM_SU, handleType } from "../spec/constants.js";
 import { Tpm2bCreationData, type TpmsCreationData } from "../spec/creation.js";
@@ -200,6 +201,52 @@ export class Tpm {
       if (err instanceof TpmError && err.baseCode === TPM_RC.INITIALIZE) return false;
       throw err;
     }
+  }
+
+  /**
+   * TPM2_Shutdown. STATE (the default) saves the TPM's state, so the next
+   * start is a restart (restartCount + 1) with the clock saved and `safe`
+   * kept; CLEAR makes it a reset. Send it last: a state-changing command
+   * after it clears the orderly flag again.
+   */
+  async shutdown(type: number = TPM_SU.STATE): Promise<void> {
+    if (type !== TPM_SU.STATE && type !== TPM_SU.CLEAR) {
+      throw new TpmClientError("BAD_ARGUMENT", `shutdown: type must be TPM_SU_STATE or TPM_SU_CLEAR`);
+    }
+    await this.execute({ commandCode: TPM_CC.Shutdown, params: encode((w) => w.u16(type)) });
+  }
+
+  /** TPM2_ReadClock: the TPM's time (ms since its last start) and its TPMS_CLOCK_INFO. */
+  async readClock(): Promise<{ time: bigint; clockInfo: TpmsClockInfo }> {
+    const { params } = await this.execute({ commandCode: TPM_CC.ReadClock });
+    return decodeExact(params, "ReadClock response", (r) => ({
+      time: r.u64("TPMS_TIME_INFO.time"),
+      clockInfo: TpmsClockInfo.unmarshal(r),
+    }));
+  }
+
+  /**
+   * TPM2_ClockSet: moves Clock forward to `newTime` (ms). The TPM refuses a
+   * value below the current one (TPM_RC_VALUE). `authHandle` is TPM_RH_OWNER
+   * (default) or TPM_RH_PLATFORM.
+   */
+  async clockSet(newTime: bigint, options: { authHandle?: number; auth?: AuthSession } = {}): Promise<void> {
+    const authHandle = options.authHandle ?? TPM_RH.OWNER;
+    if (authHandle !== TPM_RH.OWNER && authHandle !== TPM_RH.PLATFORM) {
+      throw new TpmClientError(
+        "BAD_ARGUMENT",
+        "clockSet: authHandle must be TPM_RH_OWNER or TPM_RH_PLATFORM",
+      );
+    }
+    if (newTime < 0n || newTime > 0xffffffffffffffffn) {
+      throw new TpmClientError("BAD_ARGUMENT", "clockSet: newTime must fit in a UINT64");
+    }
+    await this.execute({
+      commandCode: TPM_CC.ClockSet,
+      handles: [authHandle],
+      sessions: [{ session: options.auth ?? EMPTY_PASSWORD }],
+      params: encode((w) => w.u64(newTime)),
+    });
   }
 
   /**

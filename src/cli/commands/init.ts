@@ -1,20 +1,45 @@
 /**
  * `lockbox init`: creates a cluster in a new directory: the cluster CA, this
- * peer's server certificate, an admin identity, the development master key
- * file, a store holding a raft group of this one peer, and last config.json
- * (its presence marks a finished init). It never overwrites: if any of
- * those files exists, it refuses before writing anything.
+ * peer's server certificate, an admin identity, the cluster master key (CMK)
+ * sealed to this peer's TPM with --tpm, with k-of-n recovery shares for their
+ * custodians (or, without --tpm, the DEVELOPMENT ONLY master key file), a
+ * store holding a raft group of this one peer, and last config.json (its
+ * presence marks a finished init). It never overwrites: if any of those files
+ * exists, it refuses before writing anything; the TPM seals the CMK before
+ * the first file is written, so a TPM that refuses leaves nothing behind.
  */
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { Barrier } from "../../crypto/barrier.js";
+import { Keyring, MASTER_KEY_BYTES } from "../../crypto/keyring.js";
+import { MasterKeyError } from "../../crypto/master-key-error.js";
+import { nodeRandomSource, zeroize } from "../../crypto/random-source.js";
+import {
+  makeRecoveryShares,
+  recoveryShareFileName,
+  writeRecoveryShareFiles,
+} from "../../crypto/recovery-share.js";
+import { SHARE_INDEX_MAX } from "../../crypto/shamir.js";
+import { checkMasterKeyCanary } from "../../peer/peer-core.js";
+import { PeerTpm } from "../../sealing/peer-tpm.js";
+import {
+  DEFAULT_SEAL_PCRS,
+  parseSealPcrs,
+  sealMasterKey,
+  sha256Pcrs,
+  writeSealedMasterKeyFile,
+} from "../../sealing/sealed-master-key.js";
+import { parseTpmAddress, TPM_ADDRESS_RULE } from "../../sealing/tpm-address.js";
 import { LockboxError } from "../../errors.js";
 import { join, resolve } from "node:path";
 import {
   CONFIG_FILE_NAME,
   LISTEN_DEFAULT,
   newPeerConfig,
+  type PeerConfig,
   resolvePeerPath,
 } from "../../config/peer-config.js";
+import { resolveConfigPath, SEALED_MASTER_KEY_FILE_DEFAULT } from "../../config/master-key-sealing-config.js";
 import {
   DEVELOPMENT_PROTECTOR_WARNING,
   DevelopmentFileProtector,
@@ -30,8 +55,10 @@ import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../p
 import { bootstrapPeerRaft } from "../../raft/peer-raft.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import {
+  type ParsedArgs,
   UsageError,
   boolFlag,
+  intFlag,
   parseCommandArgs,
   printJson,
   requiredFlag,
@@ -50,17 +77,26 @@ const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "[::]"]);
 const ADMIN_VALIDITY_DAYS = 3650;
 
 const USAGE = [
-  "usage: lockbox init --dir DIR [--peer-id ID] [--listen HOST:PORT] [--host-name NAME ...] [--json]",
+  "usage: lockbox init --dir DIR [--tpm SPEC [--pcrs LIST] --shares N --threshold K --shares-dir DIR2]",
+  "                    [--peer-id ID] [--listen HOST:PORT] [--host-name NAME ...] [--json]",
   "",
   "Creates a lockbox cluster of one peer in DIR (created if missing; must not hold a cluster):",
-  "  config.json          peer id, cluster id, listen address, partition power, cluster salt",
+  "  config.json          peer id, cluster id, listen address, partition power, cluster salt, TPM",
   "  ca.crt, ca.key       the cluster CA (ca.key is 0600; keep it offline in production)",
   "  peer.crt, peer.key   this peer's server certificate (SAN 127.0.0.1, localhost, the --listen host, --host-name)",
   "  admin.crt, admin.key an admin client identity named 'admin'",
-  "  master-key.dev       the cluster master key in a 0600 file: DEVELOPMENT ONLY, NOT FOR PRODUCTION",
+  "  master-key.sealed    with --tpm: the cluster master key sealed to this peer's TPM under a PCR policy",
+  "  master-key.dev       without --tpm: the master key in a plain 0600 file, DEVELOPMENT ONLY, NOT FOR PRODUCTION",
   "  data/                the peer's LevelDB store, with a raft group of this one peer",
+  "and in DIR2, with --shares: one recovery share file per custodian (0600), any K of which rebuild",
+  "the master key with `lockbox recover` when no TPM can unseal it. They are written once, here.",
   "",
   "options:",
+  `  --tpm SPEC           this peer's TPM: ${TPM_ADDRESS_RULE} (e.g. device:/dev/tpmrm0)`,
+  `  --pcrs LIST          SHA-256 PCRs the master key is sealed to (default ${DEFAULT_SEAL_PCRS.join(",")})`,
+  `  --shares N           recovery shares to write (2..${SHARE_INDEX_MAX}; requires --tpm)`,
+  "  --threshold K        shares needed to recover (2..N)",
+  "  --shares-dir DIR2    where the share files go (created 0700 if missing)",
   `  --dir DIR            where to create the cluster (required)`,
   `  --peer-id ID         this peer's id (default ${PEER_ID_DEFAULT})`,
   `  --listen HOST:PORT   the address \`lockbox serve\` listens on (default ${LISTEN_DEFAULT})`,
@@ -81,6 +117,11 @@ export const command: CliCommand = {
           "peer-id": { type: "string" },
           listen: { type: "string" },
           "host-name": { type: "string", multiple: true },
+          tpm: { type: "string" },
+          pcrs: { type: "string" },
+          shares: { type: "string" },
+          threshold: { type: "string" },
+          "shares-dir": { type: "string" },
           json: { type: "boolean" },
           help: { type: "boolean", short: "h" },
         },
@@ -105,7 +146,8 @@ export const command: CliCommand = {
         if (!/^[A-Za-z0-9.:-]{1,253}$/.test(h))
           throw new UsageError(`--host-name '${h}' is not a host name or IP`, "--host-name");
       }
-      const result = await initCluster({ dir, peerId, listen, hostNames });
+      const sealing = sealingArgs(args);
+      const result = await initCluster({ dir, peerId, listen, hostNames, ...sealing });
       if (boolFlag(args, "json")) {
         printJson({ event: "initialized", ...result });
       } else {
@@ -113,15 +155,27 @@ export const command: CliCommand = {
           [
             `initialized lockbox cluster ${result.clusterId} in ${dir}`,
             `  peer ${result.peerId}, listening on ${result.listen} once served`,
-            ...Object.values(result.files).map((f) => `  wrote ${f}`),
+            ...Object.values(result.files)
+              .flat()
+              .map((f) => `  wrote ${f}`),
             `next: lockbox serve --dir ${dir}`,
             "",
           ].join("\n"),
         );
       }
-      process.stderr.write(
-        `WARNING: ${DEVELOPMENT_PROTECTOR_WARNING}: the master key is in ${result.files.masterKey}\n`,
-      );
+      if (result.files.masterKey !== undefined) {
+        process.stderr.write(
+          `WARNING: ${DEVELOPMENT_PROTECTOR_WARNING}: the master key is in ${result.files.masterKey}\n`,
+        );
+      } else if (result.files.recoveryShares === undefined) {
+        process.stderr.write(
+          "WARNING: no recovery shares were written (--shares): if this TPM is lost or cleared, so is every key\n",
+        );
+      } else {
+        process.stderr.write(
+          `give each of the ${result.files.recoveryShares.length} recovery share files to its own custodian, then delete it here; any ${sealing.shares?.threshold} of them rebuild the master key\n`,
+        );
+      }
       return EXIT_OK;
     });
   },
@@ -140,19 +194,88 @@ export interface InitResult {
     peerKey: string;
     adminCertificate: string;
     adminKey: string;
-    masterKey: string;
+    /** The development master key file (without --tpm). */
+    masterKey?: string;
+    /** The master key sealed to the TPM (with --tpm). */
+    sealedMasterKey?: string;
+    /** One file per recovery share, in share order (with --shares). */
+    recoveryShares?: string[];
     data: string;
   };
 }
 
+export interface InitSealing {
+  /** The TPM to seal the master key to: swtpm:HOST:PORT or device:PATH. */
+  tpm?: string;
+  /** SHA-256 PCRs of the seal policy; DEFAULT_SEAL_PCRS without. */
+  pcrs?: readonly number[];
+  /** k-of-n recovery shares, written to `dir` (requires `tpm`). */
+  shares?: { count: number; threshold: number; dir: string };
+}
+
+/** --tpm, --pcrs, --shares, --threshold, --shares-dir, checked together. */
+function sealingArgs(args: ParsedArgs): InitSealing {
+  const tpm = stringFlag(args, "tpm");
+  const pcrsText = stringFlag(args, "pcrs");
+  const count = intFlag(args, "shares", 2, SHARE_INDEX_MAX);
+  const threshold = intFlag(args, "threshold", 2, SHARE_INDEX_MAX);
+  const sharesDir = stringFlag(args, "shares-dir");
+  if (tpm === undefined) {
+    for (const [flag, v] of [
+      ["--pcrs", pcrsText],
+      ["--shares", count],
+      ["--threshold", threshold],
+      ["--shares-dir", sharesDir],
+    ] as const) {
+      if (v !== undefined)
+        throw new UsageError(`${flag} needs --tpm (recovery shares are of a TPM-sealed master key)`, flag);
+    }
+    return {};
+  }
+  if (parseTpmAddress(tpm) === undefined)
+    throw new UsageError(`--tpm must be ${TPM_ADDRESS_RULE}, got '${tpm}'`, "--tpm");
+  let pcrs: number[] | undefined;
+  if (pcrsText !== undefined) {
+    pcrs = parseSealPcrs(pcrsText);
+    if (pcrs === undefined)
+      throw new UsageError(
+        `--pcrs must be a list of PCRs 0..23 like 0,1,2,3,7 (SHA-256 bank), got '${pcrsText}'`,
+        "--pcrs",
+      );
+  }
+  const anyShares = count !== undefined || threshold !== undefined || sharesDir !== undefined;
+  if (!anyShares) return { tpm, ...(pcrs ? { pcrs } : {}) };
+  if (count === undefined || threshold === undefined || sharesDir === undefined)
+    throw new UsageError("--shares, --threshold and --shares-dir go together", "--shares");
+  if (threshold > count)
+    throw new UsageError(`--threshold ${threshold} exceeds --shares ${count}`, "--threshold");
+  return { tpm, ...(pcrs ? { pcrs } : {}), shares: { count, threshold, dir: resolve(sharesDir) } };
+}
+
 /** The work of `lockbox init`, callable from tests. Throws ALREADY_EXISTS before writing anything if DIR holds a cluster. */
-export async function initCluster(p: {
-  dir: string;
-  peerId: string;
-  listen: string;
-  hostNames?: readonly string[];
-}): Promise<InitResult> {
+export async function initCluster(
+  p: {
+    dir: string;
+    peerId: string;
+    listen: string;
+    hostNames?: readonly string[];
+  } & InitSealing,
+): Promise<InitResult> {
+  if (p.shares !== undefined && p.tpm === undefined) {
+    throw new LockboxError(
+      "INVALID_ARGUMENT",
+      "recovery shares need a TPM-sealed master key (tpm)",
+      "shares",
+    );
+  }
+  const tpmAddress = p.tpm === undefined ? undefined : parseTpmAddress(p.tpm);
+  if (p.tpm !== undefined && tpmAddress === undefined) {
+    throw new LockboxError("INVALID_ARGUMENT", `tpm must be ${TPM_ADDRESS_RULE}`, "tpm");
+  }
   const config = newPeerConfig({ peerId: p.peerId, listen: p.listen });
+  if (p.tpm !== undefined) {
+    config.masterKeySealing = { protector: "tpm", tpm: p.tpm, sealedFile: SEALED_MASTER_KEY_FILE_DEFAULT };
+  }
   const files: InitResult["files"] = {
     config: join(p.dir, CONFIG_FILE_NAME),
     caCertificate: resolvePeerPath(p.dir, config, "caCertificate"),
@@ -161,18 +284,109 @@ export async function initCluster(p: {
     peerKey: resolvePeerPath(p.dir, config, "peerKey"),
     adminCertificate: join(p.dir, ADMIN_CERTIFICATE_FILE),
     adminKey: join(p.dir, ADMIN_KEY_FILE),
-    masterKey: resolvePeerPath(p.dir, config, "masterKey"),
+    ...(config.masterKeySealing === undefined
+      ? { masterKey: resolvePeerPath(p.dir, config, "masterKey") }
+      : { sealedMasterKey: resolveConfigPath(p.dir, config.masterKeySealing.sealedFile) }),
     data: resolvePeerPath(p.dir, config, "data"),
   };
-  const existing = Object.values(files).filter((f) => existsSync(f));
+  const shareFiles =
+    p.shares === undefined
+      ? []
+      : Array.from({ length: p.shares.count }, (_, i) =>
+          join(
+            p.shares!.dir,
+            recoveryShareFileName({
+              clusterId: config.clusterId,
+              epoch: CMK_EPOCH_FIRST,
+              index: i + 1,
+              shares: p.shares!.count,
+            }),
+          ),
+        );
+  const existing = [...Object.values(files), ...shareFiles].filter(
+    (f): f is string => typeof f === "string" && existsSync(f),
+  );
   if (existing.length > 0) {
     throw new LockboxError(
       "ALREADY_EXISTS",
       `${p.dir} already holds a lockbox cluster (or part of one): ${existing.join(", ")}; refusing to overwrite`,
     );
   }
-  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  // The CMK is sealed before any file is written: a TPM that refuses leaves nothing behind.
+  const cmk = tpmAddress === undefined ? undefined : nodeRandomSource.bytes(MASTER_KEY_BYTES);
+  try {
+    const sealed =
+      cmk === undefined || tpmAddress === undefined
+        ? undefined
+        : await new PeerTpm(tpmAddress)
+            .use((tpm) =>
+              sealMasterKey(tpm, {
+                cmk,
+                epoch: CMK_EPOCH_FIRST,
+                clusterId: config.clusterId,
+                pcrs: sha256Pcrs(p.pcrs ?? DEFAULT_SEAL_PCRS),
+              }),
+            )
+            .catch((cause: unknown) => {
+              if (cause instanceof MasterKeyError) throw cause;
+              throw new MasterKeyError(
+                "CMK_TPM_FAILED",
+                `cannot reach the TPM at ${tpmAddress.spec}: ${cause instanceof Error ? cause.message : String(cause)}`,
+                { cause },
+              );
+            });
+    await mkdir(p.dir, { recursive: true, mode: 0o700 });
+    await writeIdentities(p, config, files);
+    if (sealed !== undefined && cmk !== undefined) {
+      await writeSealedMasterKeyFile(files.sealedMasterKey!, sealed);
+      if (p.shares !== undefined) {
+        await mkdir(p.shares.dir, { recursive: true, mode: 0o700 });
+        const shares = makeRecoveryShares({
+          cmk,
+          clusterId: config.clusterId,
+          epoch: CMK_EPOCH_FIRST,
+          threshold: p.shares.threshold,
+          shares: p.shares.count,
+        });
+        files.recoveryShares = await writeRecoveryShareFiles(p.shares.dir, shares);
+        for (const s of shares) zeroize(s.share);
+      }
+    } else {
+      await DevelopmentFileProtector.create(files.masterKey!);
+    }
+    const store = await openPeerStore(files.data);
+    try {
+      // The cluster's raft group is founded here, once: this peer is its only voter.
+      await bootstrapPeerRaft(store, config.peerId);
+      if (cmk !== undefined) {
+        // The store's CMK canary, written now, lets `lockbox recover` check a rebuilt CMK against it.
+        const barrier = new Barrier();
+        barrier.unseal(Keyring.empty().withEpoch(CMK_EPOCH_FIRST, cmk));
+        try {
+          await checkMasterKeyCanary(store, barrier);
+        } finally {
+          barrier.seal();
+        }
+      }
+    } finally {
+      await store.close();
+    }
+  } finally {
+    zeroize(cmk);
+  }
+  // Last: a config.json means init finished.
+  await writeNewFile(files.config, JSON.stringify(config, null, 2) + "\n", 0o600); // synced, with its directory
+  return { dir: p.dir, peerId: config.peerId, clusterId: config.clusterId, listen: config.listen, files };
+}
 
+/** The first CMK epoch; `lockbox master-key rotate` makes the next ones. */
+export const CMK_EPOCH_FIRST = 1;
+
+async function writeIdentities(
+  p: { dir: string; peerId: string; listen: string; hostNames?: readonly string[] },
+  config: PeerConfig,
+  files: InitResult["files"],
+): Promise<void> {
   const ca = await createClusterCa({ clusterId: config.clusterId });
   // The listen host is a name clients will dial, unless it is a wildcard.
   const listenHost = parseHostPort(p.listen, { portZero: true })?.host;
@@ -197,15 +411,4 @@ export async function initCluster(p: {
   await writePrivateKeyFile(files.peerKey, peer.privateKeyPem);
   await writeCertificateFile(files.adminCertificate, admin.certificatePem);
   await writePrivateKeyFile(files.adminKey, admin.privateKeyPem);
-  await DevelopmentFileProtector.create(files.masterKey);
-  const store = await openPeerStore(files.data);
-  try {
-    // The cluster's raft group is founded here, once: this peer is its only voter.
-    await bootstrapPeerRaft(store, config.peerId);
-  } finally {
-    await store.close();
-  }
-  // Last: a config.json means init finished.
-  await writeNewFile(files.config, JSON.stringify(config, null, 2) + "\n", 0o600); // synced, with its directory
-  return { dir: p.dir, peerId: config.peerId, clusterId: config.clusterId, listen: config.listen, files };
 }

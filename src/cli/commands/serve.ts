@@ -5,6 +5,7 @@
  * (JSON with --json), so a supervisor or a test can wait for it.
  */
 import { resolve } from "node:path";
+import { MasterKeyError } from "../../crypto/master-key-error.js";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
 import { startPeer } from "../../peer/start-peer.js";
 import {
@@ -26,7 +27,10 @@ const USAGE = [
   "Prints one line when it listens:",
   '  --json: {"event":"ready","address":"127.0.0.1:7443","peerId":"peer-1","clusterId":"..."}',
   "  else:   lockbox peer peer-1 listening on 127.0.0.1:7443 (cluster ...)",
-  "Logs go to stderr.",
+  "Logs go to stderr. If the master key cannot be unsealed from this peer's TPM, it exits 1 and",
+  "prints why, with a stable reason code (CMK_PCRS_CHANGED: the platform changed, attest again;",
+  "CMK_SRK_MISMATCH: another or a cleared TPM, use `lockbox recover`; CMK_SEALED_FILE_*; CMK_TPM_FAILED):",
+  '  --json: {"event":"unseal-failed","reason":"CMK_PCRS_CHANGED","message":"..."}',
   "",
   "options:",
   "  --dir DIR            the init directory (required)",
@@ -70,7 +74,15 @@ export const command: CliCommand = {
         process.stderr.write(line + "\n");
       };
 
-      const peer = await startPeer({ dir, ...(listen !== undefined ? { listen } : {}), log });
+      let peer;
+      try {
+        peer = await startPeer({ dir, ...(listen !== undefined ? { listen } : {}), log });
+      } catch (err) {
+        if (!(err instanceof MasterKeyError)) throw err;
+        if (json) printJson({ event: "unseal-failed", reason: err.reason, message: err.message });
+        process.stderr.write(`lockbox serve: ${err.reason}: ${err.message}\n`);
+        return EXIT_FAILURE;
+      }
       if (json) {
         printJson({ event: "ready", address: peer.address, peerId: peer.peerId, clusterId: peer.clusterId });
       } else {

@@ -1,0 +1,255 @@
+/**
+ * `lockbox recover`: rebuilds the cluster master key from k recovery shares
+ * when no TPM can unseal it (the TPM was replaced, cleared or destroyed), and
+ * seals it to this peer's (new) TPM. Everything is checked before anything is
+ * written: each share's checksum, that the shares are one split of this
+ * cluster's CMK and at least its threshold, the rebuilt key against the
+ * shares' check value and against this peer's store (its CMK canary). Then
+ * it seals, replaces the sealed file atomically and records the TPM in
+ * config.json. Run it with the peer stopped (the store is opened here).
+ */
+import { rename, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import {
+  CONFIG_FILE_NAME,
+  loadPeerConfig,
+  resolvePeerPath,
+  type PeerConfig,
+} from "../../config/peer-config.js";
+import { resolveConfigPath, SEALED_MASTER_KEY_FILE_DEFAULT } from "../../config/master-key-sealing-config.js";
+import { Barrier } from "../../crypto/barrier.js";
+import { Keyring } from "../../crypto/keyring.js";
+import { isMasterKeyError, MasterKeyError } from "../../crypto/master-key-error.js";
+import { zeroize } from "../../crypto/random-source.js";
+import { readRecoveryShareFile, recoverMasterKey } from "../../crypto/recovery-share.js";
+import { LockboxError } from "../../errors.js";
+import { verifyMasterKeyCanary } from "../../peer/peer-core.js";
+import { syncDirectory, writeNewFile } from "../../pki/pem-files.js";
+import { PeerTpm } from "../../sealing/peer-tpm.js";
+import {
+  DEFAULT_SEAL_PCRS,
+  decodeSealedMasterKey,
+  parseSealPcrs,
+  readSealedMasterKeyFile,
+  sealMasterKey,
+  sealedPcrs,
+  sha256Pcrs,
+  writeSealedMasterKeyFile,
+} from "../../sealing/sealed-master-key.js";
+import { parseTpmAddress, TPM_ADDRESS_RULE } from "../../sealing/tpm-address.js";
+import { openPeerStore } from "../../store/peer-store.js";
+import {
+  UsageError,
+  boolFlag,
+  parseCommandArgs,
+  printJson,
+  requiredFlag,
+  runGuarded,
+  stringFlag,
+} from "../client-options.js";
+import type { CliCommand } from "../command.js";
+import { EXIT_FAILURE, EXIT_OK } from "../command.js";
+import { SHARE_INDEX_MAX } from "../../crypto/shamir.js";
+
+const USAGE = [
+  "usage: lockbox recover --dir DIR --shares FILE [FILE ...] [--tpm SPEC] [--pcrs LIST] [--json]",
+  "",
+  "Rebuilds the cluster master key from recovery shares (written by `lockbox init --shares`) when no",
+  "TPM can unseal it, checks it against this peer's store, and seals it to this peer's TPM. Stop the",
+  "peer first. Fewer shares than the threshold, a damaged share, shares of another split or cluster,",
+  "or a key that does not open the store: a clear error, and nothing is written.",
+  "",
+  "options:",
+  "  --dir DIR            the peer's init directory (required)",
+  "  --shares FILE ...    share files; repeat --shares or list them after it (at least the threshold)",
+  `  --tpm SPEC           the TPM to seal to: ${TPM_ADDRESS_RULE} (default: the config's)`,
+  "  --pcrs LIST          SHA-256 PCRs to seal to (default: those of the old sealed file, else 0,1,2,3,7)",
+  "  --json               print the result as one JSON line; on failure {event:'recover-failed',reason}",
+  "  -h, --help           show this help",
+].join("\n");
+
+export const command: CliCommand = {
+  name: "recover",
+  summary: "rebuild the master key from recovery shares and seal it to this TPM",
+  run(argv) {
+    return runGuarded("lockbox recover", USAGE, async () => {
+      const args = parseCommandArgs(
+        argv,
+        {
+          dir: { type: "string" },
+          shares: { type: "string", multiple: true },
+          tpm: { type: "string" },
+          pcrs: { type: "string" },
+          json: { type: "boolean" },
+          help: { type: "boolean", short: "h" },
+        },
+        SHARE_INDEX_MAX,
+      );
+      if (boolFlag(args, "help")) {
+        process.stdout.write(USAGE + "\n");
+        return EXIT_OK;
+      }
+      const dir = resolve(requiredFlag(args, "dir"));
+      const shareFiles = [...((args.values.shares as string[] | undefined) ?? []), ...args.positionals];
+      if (shareFiles.length === 0) throw new UsageError("--shares is required", "--shares");
+      if (shareFiles.length > SHARE_INDEX_MAX)
+        throw new UsageError(`at most ${SHARE_INDEX_MAX} share files`, "--shares");
+      const tpmFlag = stringFlag(args, "tpm");
+      if (tpmFlag !== undefined && parseTpmAddress(tpmFlag) === undefined)
+        throw new UsageError(`--tpm must be ${TPM_ADDRESS_RULE}, got '${tpmFlag}'`, "--tpm");
+      const pcrsText = stringFlag(args, "pcrs");
+      const pcrs = pcrsText === undefined ? undefined : parseSealPcrs(pcrsText);
+      if (pcrsText !== undefined && pcrs === undefined)
+        throw new UsageError(
+          `--pcrs must be a list of PCRs 0..23 like 0,1,2,3,7, got '${pcrsText}'`,
+          "--pcrs",
+        );
+      const json = boolFlag(args, "json");
+      try {
+        const result = await recoverCluster({
+          dir,
+          shareFiles: shareFiles.map((f) => resolve(f)),
+          ...(tpmFlag !== undefined ? { tpm: tpmFlag } : {}),
+          ...(pcrs !== undefined ? { pcrs } : {}),
+        });
+        if (json) printJson({ event: "recovered", ...result });
+        else
+          process.stdout.write(
+            [
+              `recovered the master key of cluster ${result.clusterId} (epoch ${result.epoch}) from ${result.sharesUsed} shares`,
+              `  store check: ${result.storeCheck === "match" ? "the key opens this peer's store" : "the store has no canary yet (checked against the shares' check value only)"}`,
+              `  sealed to ${result.tpm} (PCRs sha256:${result.pcrs.join(",")}) in ${result.sealedFile}`,
+              `next: lockbox serve --dir ${dir}`,
+              "",
+            ].join("\n"),
+          );
+        return EXIT_OK;
+      } catch (err) {
+        if (!isMasterKeyError(err)) throw err;
+        if (json) printJson({ event: "recover-failed", reason: err.reason, message: err.message });
+        process.stderr.write(`lockbox recover: ${err.reason}: ${err.message}\n`);
+        return EXIT_FAILURE;
+      }
+    });
+  },
+};
+
+export interface RecoverResult {
+  clusterId: string;
+  epoch: number;
+  sharesUsed: number;
+  storeCheck: "match" | "absent";
+  tpm: string;
+  pcrs: number[];
+  sealedFile: string;
+}
+
+/** The work of `lockbox recover`, callable from tests. Writes nothing unless every check passed. */
+export async function recoverCluster(p: {
+  dir: string;
+  shareFiles: readonly string[];
+  tpm?: string;
+  pcrs?: readonly number[];
+}): Promise<RecoverResult> {
+  const config = await loadPeerConfig(p.dir);
+  const tpmSpec = p.tpm ?? config.masterKeySealing?.tpm;
+  if (tpmSpec === undefined) {
+    throw new LockboxError("INVALID_ARGUMENT", "this peer's config names no TPM: give --tpm", "tpm");
+  }
+  const tpmAddress = parseTpmAddress(tpmSpec);
+  if (tpmAddress === undefined)
+    throw new LockboxError("INVALID_ARGUMENT", `tpm must be ${TPM_ADDRESS_RULE}`, "tpm");
+  const sealedFile = resolveConfigPath(
+    p.dir,
+    config.masterKeySealing?.sealedFile ?? SEALED_MASTER_KEY_FILE_DEFAULT,
+  );
+
+  const shares = [];
+  for (const f of p.shareFiles) shares.push(await readRecoveryShareFile(f));
+  const { epoch, key } = recoverMasterKey(shares, { clusterId: config.clusterId });
+  try {
+    const storeCheck = await checkAgainstStore(p.dir, config, epoch, key);
+    const pcrs = [...(p.pcrs ?? (await previousPcrs(sealedFile)) ?? DEFAULT_SEAL_PCRS)];
+    const sealed = await new PeerTpm(tpmAddress).use((tpm) =>
+      sealMasterKey(tpm, { cmk: key, epoch, clusterId: config.clusterId, pcrs: sha256Pcrs(pcrs) }),
+    );
+    await writeSealedMasterKeyFile(sealedFile, sealed, { replace: true });
+    const sealing = config.masterKeySealing;
+    if (sealing === undefined || sealing.tpm !== tpmSpec) {
+      await replaceConfig(p.dir, {
+        ...config,
+        masterKeySealing: {
+          protector: "tpm",
+          tpm: tpmSpec,
+          sealedFile: sealing?.sealedFile ?? SEALED_MASTER_KEY_FILE_DEFAULT,
+        },
+      });
+    }
+    return {
+      clusterId: config.clusterId,
+      epoch,
+      sharesUsed: shares[0]!.threshold,
+      storeCheck,
+      tpm: tpmSpec,
+      pcrs,
+      sealedFile,
+    };
+  } finally {
+    zeroize(key);
+  }
+}
+
+/** The rebuilt key must open this peer's store (its CMK canary), when the store has one. */
+async function checkAgainstStore(
+  dir: string,
+  config: PeerConfig,
+  epoch: number,
+  key: Uint8Array,
+): Promise<"match" | "absent"> {
+  let store;
+  try {
+    store = await openPeerStore(resolvePeerPath(dir, config, "data"));
+  } catch (cause) {
+    throw new LockboxError(
+      "FAILED_PRECONDITION",
+      `cannot open this peer's store (is the peer still running? stop it first): ${cause instanceof Error ? cause.message : String(cause)}`,
+      undefined,
+      { cause },
+    );
+  }
+  const barrier = new Barrier();
+  try {
+    barrier.unseal(Keyring.empty().withEpoch(epoch, key));
+    return await verifyMasterKeyCanary(store, barrier);
+  } catch (cause) {
+    if (cause instanceof LockboxError && cause.code === "FAILED_PRECONDITION" && !barrier.sealed) {
+      throw new MasterKeyError(
+        "SHARES_WRONG_KEY",
+        "the master key rebuilt from the shares does not open this peer's store (shares of another cluster's store?)",
+        { cause },
+      );
+    }
+    throw cause;
+  } finally {
+    barrier.seal();
+    await store.close();
+  }
+}
+
+/** The PCR selection of the sealed file being replaced, if it is still readable. */
+async function previousPcrs(path: string): Promise<number[] | undefined> {
+  try {
+    return sealedPcrs(decodeSealedMasterKey(await readSealedMasterKeyFile(path), path));
+  } catch {
+    return undefined;
+  }
+}
+
+async function replaceConfig(dir: string, config: PeerConfig): Promise<void> {
+  const path = join(dir, CONFIG_FILE_NAME);
+  const temp = join(dir, `.${CONFIG_FILE_NAME}.new`);
+  await rm(temp, { force: true });
+  await writeNewFile(temp, JSON.stringify(config, null, 2) + "\n", 0o600);
+  await rename(temp, path);
+  await syncDirectory(dir);
+}

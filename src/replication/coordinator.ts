@@ -1,0 +1,263 @@
+/**
+ * The coordinator (DESIGN §4): the peer that received a call writes and reads the key's record on the
+ * partition's N primaries.
+ *
+ * Write: the record goes to every primary believed up; OK only once W = floor(N/2)+1 distinct primaries
+ * answered that they synced it. A primary that is down, or does not answer, has its copy sent to the
+ * next handoff peer in ring order with a hint naming it (Swift's hinted handoff); the handoff runner
+ * takes it home later. Handoff copies do not count toward W: a read asks the primaries, so only copies
+ * on primaries are certain to meet a read quorum (R + W > N over the same N places). They make the
+ * write more durable and bring the missing primary up to date sooner. The write fails UNAVAILABLE
+ * (retryable) once W can no longer be reached or its deadline passes; copies already sent may land
+ * anyway, as with any write whose answer is lost (callers retry with the same record: merges are
+ * idempotent).
+ *
+ * Read: R = floor(N/2)+1 primaries must answer (a "not found" is an answer); their versions are merged
+ * (replicated-key.ts), and replicas whose version differs from the merge are repaired in the
+ * background once every asked primary answered or timed out. An answer that is not the asked key (by
+ * id or by partition) does not count: no read returns another key's material.
+ */
+import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
+import {
+  decodeReplicatedKey,
+  encodeReplicatedKey,
+  mergeAll,
+  PlaceQuorum,
+  ReplicationError,
+  type ReplicatedKey,
+} from "../../cluster/replication/index.js";
+import { LockboxError } from "../errors.js";
+import type { ItemSender } from "./link-batcher.js";
+import type { PlacementView } from "./placement-view.js";
+import { bytesEqual } from "./replica.js";
+import type { ReplicationBugs } from "./replication-bugs.js";
+
+export interface CoordinatorOptions {
+  sender: ItemSender;
+  placement: PlacementView;
+  scheduler: Scheduler;
+  writeDeadlineMs?: number;
+  readDeadlineMs?: number;
+  bugs?: ReplicationBugs;
+}
+
+export interface CoordinatorMetrics {
+  writes: number;
+  writesAcked: number;
+  writesUnavailable: number;
+  handoffCopies: number;
+  reads: number;
+  readsUnavailable: number;
+  badAnswers: number;
+  repairs: number;
+}
+
+export class Coordinator {
+  private readonly writeDeadlineMs: number;
+  private readonly readDeadlineMs: number;
+  readonly metrics: CoordinatorMetrics = {
+    writes: 0,
+    writesAcked: 0,
+    writesUnavailable: 0,
+    handoffCopies: 0,
+    reads: 0,
+    readsUnavailable: 0,
+    badAnswers: 0,
+    repairs: 0,
+  };
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.writeDeadlineMs = options.writeDeadlineMs ?? 10_000;
+    this.readDeadlineMs = options.readDeadlineMs ?? 10_000;
+  }
+
+  /** Replicates one version of a record; resolves once W primaries synced it. */
+  write(record: ReplicatedKey): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeReplicatedKey(record);
+    } catch (e) {
+      if (e instanceof ReplicationError)
+        return Promise.reject(new LockboxError("INVALID_ARGUMENT", e.message));
+      throw e;
+    }
+    const { placement, sender, scheduler } = this.options;
+    const partition = placement.partitionOfKey(record.fields.id);
+    const primaries = placement.primaries(partition);
+    const handoffs = placement.handoffs(partition).filter((h) => placement.isUp(h));
+    const quorum = new PlaceQuorum(primaries, this.options.bugs?.ackBeforeQuorum ? 1 : undefined);
+    const needed = quorum.needed;
+    this.metrics.writes += 1;
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      let primaryFailures = 0;
+      let nextHandoff = 0;
+      const finish = (error?: LockboxError): void => {
+        if (done) return;
+        done = true;
+        cancel();
+        if (error === undefined) {
+          this.metrics.writesAcked += 1;
+          resolve();
+        } else {
+          this.metrics.writesUnavailable += 1;
+          reject(error);
+        }
+      };
+      const cancel = scheduler.after(this.writeDeadlineMs, () =>
+        finish(
+          new LockboxError(
+            "UNAVAILABLE",
+            `write of key ${record.fields.id}: ${quorum.count} of ${needed} primaries synced within ${this.writeDeadlineMs} ms`,
+          ),
+        ),
+      );
+      const standIn = (owner: string): void => {
+        const h = handoffs[nextHandoff++];
+        if (h === undefined) return; // no handoff left: the owner catches up by anti-entropy
+        this.metrics.handoffCopies += 1;
+        void sender.request(h, { kind: "put", partition, record: bytes, hintFor: owner }).then((r) => {
+          if (!r.ok) standIn(owner);
+        });
+      };
+      const primaryFailed = (peer: string): void => {
+        primaryFailures += 1;
+        standIn(peer);
+        if (primaryFailures > primaries.length - needed) {
+          finish(
+            new LockboxError(
+              "UNAVAILABLE",
+              `write of key ${record.fields.id}: ${primaryFailures} of ${primaries.length} primaries failed; ${needed} must sync`,
+            ),
+          );
+        }
+      };
+      for (const peer of primaries) {
+        if (!placement.isUp(peer)) {
+          primaryFailed(peer);
+          continue;
+        }
+        void sender.request(peer, { kind: "put", partition, record: bytes }).then((r) => {
+          if (!r.ok) return primaryFailed(peer);
+          quorum.answer(peer);
+          if (quorum.reached) finish();
+        });
+      }
+    });
+  }
+
+  /** The merged record of `id` from R primaries, or null when none holds it. */
+  read(id: string): Promise<ReplicatedKey | null> {
+    const { placement, sender, scheduler } = this.options;
+    const partition = placement.partitionOfKey(id);
+    const primaries = placement.primaries(partition);
+    const quorum = new PlaceQuorum(primaries, this.options.bugs?.readTrustsOneReplica ? 1 : undefined);
+    const needed = quorum.needed;
+    this.metrics.reads += 1;
+    return new Promise<ReplicatedKey | null>((resolve, reject) => {
+      let done = false;
+      let failures = 0;
+      let pending = 0;
+      /** Peer -> its answer (null: it holds no record). */
+      const answers = new Map<string, { bytes: Uint8Array; record: ReplicatedKey } | null>();
+      const fail = (why: string): void => {
+        if (done) return;
+        done = true;
+        cancel();
+        this.metrics.readsUnavailable += 1;
+        reject(new LockboxError("UNAVAILABLE", `read of key ${id}: ${why}`));
+      };
+      const cancel = scheduler.after(this.readDeadlineMs, () =>
+        fail(`${quorum.count} of ${needed} primaries answered within ${this.readDeadlineMs} ms`),
+      );
+      const merged = (): ReplicatedKey | null => {
+        const found = [...answers.values()].filter((a) => a !== null).map((a) => a!.record);
+        return found.length === 0 ? null : mergeAll(found);
+      };
+      const settleOne = (): void => {
+        pending -= 1;
+        if (!done && failures > primaries.length - needed) fail(`${failures} primaries could not answer`);
+        if (pending === 0) this.repair(partition, answers, merged);
+      };
+      for (const peer of primaries) {
+        if (!placement.isUp(peer)) {
+          failures += 1;
+          continue;
+        }
+        pending += 1;
+        void sender.request(peer, { kind: "get", partition, id }).then((r) => {
+          const answer = r.ok && r.kind === "get" ? this.checkAnswer(id, r.record) : undefined;
+          if (answer === undefined) failures += 1;
+          else {
+            answers.set(peer, answer);
+            quorum.answer(peer);
+            if (!done && quorum.reached) {
+              let result: ReplicatedKey | null;
+              try {
+                result = merged();
+              } catch (e) {
+                // Replicas disagree on immutable fields: serve nothing rather than pick one.
+                done = true;
+                cancel();
+                reject(
+                  new LockboxError(
+                    "DATA_LOSS",
+                    `read of key ${id}: replicas disagree on the record`,
+                    undefined,
+                    { cause: e },
+                  ),
+                );
+                settleOne();
+                return;
+              }
+              done = true;
+              cancel();
+              resolve(result);
+            }
+          }
+          settleOne();
+        });
+      }
+      if (pending === 0) fail(`${failures} of ${primaries.length} primaries are down`);
+      else if (failures > primaries.length - needed)
+        fail(`${failures} of ${primaries.length} primaries are down`);
+    });
+  }
+
+  /** An answer's record if it is a sound version of `id`; undefined if it must not count. */
+  private checkAnswer(
+    id: string,
+    record: Uint8Array | null,
+  ): { bytes: Uint8Array; record: ReplicatedKey } | null | undefined {
+    if (record === null) return null;
+    try {
+      const k = decodeReplicatedKey(record);
+      if (k.fields.id === id) return { bytes: record, record: k };
+    } catch (e) {
+      if (!(e instanceof ReplicationError)) throw e;
+    }
+    this.metrics.badAnswers += 1;
+    return undefined;
+  }
+
+  /** Read repair: pushes the merge to every answering primary whose version differs. */
+  private repair(
+    partition: number,
+    answers: Map<string, { bytes: Uint8Array; record: ReplicatedKey } | null>,
+    merged: () => ReplicatedKey | null,
+  ): void {
+    let m: ReplicatedKey | null;
+    try {
+      m = merged();
+    } catch {
+      return; // a conflict: anti-entropy cannot fix it either; the replicas keep their versions
+    }
+    if (m === null) return;
+    const bytes = encodeReplicatedKey(m);
+    for (const [peer, a] of answers) {
+      if (a !== null && bytesEqual(a.bytes, bytes)) continue;
+      this.metrics.repairs += 1;
+      void this.options.sender.request(peer, { kind: "put", partition, record: bytes });
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The production ReplicaStore: the peer's one LevelDB (src/store/peer-store.ts), sublevels "records"
+ * (keyed `<partition hex>/<key id>`, record-key.ts, so a partition is one range) and "hints" (keyed
+ * `<partition hex>/<key id>/<owner>`). Every write goes through the peer store's group commit: one
+ * synced LevelDB batch for all writers waiting at the time. Quarantine marks live in "meta".
+ */
+import type { PeerStore, StoreOp } from "../store/peer-store.js";
+import { partitionHexWidth, partitionRange, recordKey } from "../store/record-key.js";
+import type { Hint, ReplicaStore, ReplicaStoreOp, StoredHint, StoredRecord } from "./replica-store.js";
+
+/** Quarantine marks live in the "meta" sublevel under this prefix. */
+const QUARANTINE_PREFIX = "replication-quarantine/";
+const QUARANTINE_END = "replication-quarantine0"; // "0" follows "/"
+
+function u64(n: number): Uint8Array {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(Math.floor(n / 2 ** 32), 0);
+  b.writeUInt32BE(n >>> 0, 4);
+  return new Uint8Array(b);
+}
+
+export class LevelReplicaStore implements ReplicaStore {
+  private readonly width: number;
+
+  constructor(
+    private readonly store: PeerStore,
+    private readonly partitionPower: number,
+  ) {
+    this.width = partitionHexWidth(partitionPower);
+  }
+
+  getRecord(partition: number, id: string): Promise<Uint8Array | undefined> {
+    return this.store.get("records", recordKey(partition, id, this.partitionPower));
+  }
+
+  async scanPartition(partition: number, limit: number): Promise<StoredRecord[]> {
+    const range = partitionRange(partition, this.partitionPower);
+    const out: StoredRecord[] = [];
+    for await (const [key, value] of this.store.sublevel("records").iterator({ ...range, limit })) {
+      out.push({ id: key.slice(this.width + 1), value });
+    }
+    return out;
+  }
+
+  /** One seek per partition present, not a walk over every record. */
+  async partitions(): Promise<number[]> {
+    const out: number[] = [];
+    const records = this.store.sublevel("records");
+    let from = "";
+    for (;;) {
+      const keys = await records.keys({ gte: from, limit: 1 }).all();
+      const key = keys[0];
+      if (key === undefined) return out;
+      const partition = Number.parseInt(key.slice(0, this.width), 16);
+      if (!Number.isInteger(partition)) throw new RangeError(`a records key does not start with a partition`);
+      out.push(partition);
+      from = partitionRange(partition, this.partitionPower).lt;
+    }
+  }
+
+  async hints(limit: number): Promise<StoredHint[]> {
+    const out: StoredHint[] = [];
+    for await (const [key, value] of this.store.sublevel("hints").iterator({ limit })) {
+      const hint = this.parseHint(key);
+      // A hint value is the u64 time its copy was written; a damaged one reads as 0 (expires at once).
+      const atMs =
+        value.length === 8
+          ? Buffer.from(value).readUInt32BE(0) * 2 ** 32 + Buffer.from(value).readUInt32BE(4)
+          : 0;
+      if (hint !== undefined) out.push({ ...hint, atMs: Number.isSafeInteger(atMs) ? atMs : 0 });
+    }
+    return out;
+  }
+
+  async quarantined(): Promise<number[]> {
+    const out: number[] = [];
+    for await (const key of this.store
+      .sublevel("meta")
+      .keys({ gte: QUARANTINE_PREFIX, lt: QUARANTINE_END })) {
+      const partition = Number.parseInt(key.slice(QUARANTINE_PREFIX.length), 16);
+      if (Number.isInteger(partition)) out.push(partition);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  write(ops: readonly ReplicaStoreOp[]): Promise<void> {
+    return this.store.write(ops.map((op) => this.toStoreOp(op)));
+  }
+
+  private toStoreOp(op: ReplicaStoreOp): StoreOp {
+    switch (op.type) {
+      case "put-record":
+        return {
+          type: "put",
+          sublevel: "records",
+          key: recordKey(op.partition, op.id, this.partitionPower),
+          value: op.value,
+        };
+      case "del-record":
+        return { type: "del", sublevel: "records", key: recordKey(op.partition, op.id, this.partitionPower) };
+      case "put-hint":
+        return { type: "put", sublevel: "hints", key: this.hintKey(op), value: u64(op.atMs) };
+      case "del-hint":
+        return { type: "del", sublevel: "hints", key: this.hintKey(op) };
+      case "put-quarantine":
+        return {
+          type: "put",
+          sublevel: "meta",
+          key: this.quarantineKey(op.partition),
+          value: new Uint8Array(0),
+        };
+      case "del-quarantine":
+        return { type: "del", sublevel: "meta", key: this.quarantineKey(op.partition) };
+    }
+  }
+
+  private quarantineKey(partition: number): string {
+    return `${QUARANTINE_PREFIX}${partition.toString(16).padStart(this.width, "0")}`;
+  }
+
+  private hintKey(h: Hint): string {
+    if (h.id.includes("/")) throw new RangeError("a key id must not contain '/'");
+    return `${recordKey(h.partition, h.id, this.partitionPower)}/${h.owner}`;
+  }
+
+  private parseHint(key: string): Hint | undefined {
+    const partition = Number.parseInt(key.slice(0, this.width), 16);
+    const rest = key.slice(this.width + 1);
+    const slash = rest.indexOf("/");
+    if (!Number.isInteger(partition) || slash <= 0) return undefined;
+    return { partition, id: rest.slice(0, slash), owner: rest.slice(slash + 1) };
+  }
+}

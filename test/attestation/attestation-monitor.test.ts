@@ -1,0 +1,153 @@
+/**
+ * Continuous attestation against real swtpm processes: a member that joined
+ * is re-quoted with fresh nonces; a PCR extended on its TPM fences it within
+ * one round (through the authority, audited); a member whose TPM does not
+ * answer is marked down, not fenced, and is active again once it answers
+ * well; a fenced member returns only by attesting again after the policy
+ * approves its new state. The re-quote travels in process here (the
+ * attester's side is the real answerRequote on its own swtpm).
+ */
+import test from "ava";
+import { TPM_ALG_ID } from "../../tpm/spec/constants.js";
+import { TpmtHa } from "../../tpm/spec/basic.js";
+import { quotePolicyForValues } from "../../tpm/verify/quote-policy.js";
+import { AttestationMonitor, type RequoteChannel } from "../../src/attestation/attestation-monitor.js";
+import { joinCluster } from "../../src/attestation/joiner.js";
+import { answerRequote } from "../../src/attestation/requote.js";
+import { type Machine, POLICY_NAME, cluster, machine, tlsKey } from "./join-fixture.js";
+
+const PEER = "peer-4";
+
+/** Reaches `m` in process; `reachable` false plays a member that does not answer. */
+function channelTo(m: Machine, state: { reachable: boolean }): RequoteChannel {
+  return {
+    async requote(peerId, request) {
+      if (peerId !== PEER) throw new Error(`unexpected ${peerId}`);
+      if (!state.reachable) throw Object.assign(new Error("unreachable"), { code: "UNAVAILABLE" });
+      return answerRequote(m.tpm, request);
+    },
+  };
+}
+
+test("re-quotes pass while the member's state is approved; a PCR extended on its TPM fences it in the next round, audited", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  const monitor = new AttestationMonitor({
+    selfId: "peer-1",
+    authority: c.authority,
+    channel: channelTo(m, { reachable: true }),
+    audit: c.audit,
+    intervalMs: 1_000,
+    timeoutMs: 500,
+  });
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+  t.deepEqual(
+    await monitor.round(),
+    [{ peerId: PEER, outcome: "attested" }],
+    "fresh nonces: the second quote is new too",
+  );
+  t.is(c.authority.record(PEER)?.state, "active");
+
+  await m.tpm.pcrExtend(7, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x42))]);
+  const [verdict] = await monitor.round();
+  t.like(verdict, {
+    peerId: PEER,
+    outcome: "fenced",
+    refusal: { check: "pcr-policy", code: "policy-pcr-value-not-approved" },
+  });
+  t.is(c.authority.record(PEER)?.state, "fenced");
+  t.regex(c.authority.record(PEER)?.reason ?? "", /pcr-policy\/policy-pcr-value-not-approved/);
+  const audit = (await c.audit.list({ pageSize: 100 })).events.filter((e) => e.operation === "Attest");
+  t.true(
+    audit.some(
+      (e) =>
+        e.outcome === "denied" && e.detail.startsWith(`peer ${PEER} fenced: re-quote failed: pcr-policy/`),
+    ),
+  );
+  t.deepEqual(await monitor.round(), [], "a fenced member is not re-quoted: it must attest again");
+
+  // The policy approves the new state; the member attests again (a join) and is active.
+  c.authority.setPolicy(
+    POLICY_NAME,
+    quotePolicyForValues(await m.pcrValues(), {
+      hashAlg: "sha256",
+      signatureScheme: "ecdsa",
+      firmwareVersionMin: "00000000.00000000",
+    }),
+  );
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  t.is(c.authority.record(PEER)?.state, "active");
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+});
+
+test("a member that does not answer is marked down, not fenced, and is active again after a good re-quote", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  const reach = { reachable: false };
+  const monitor = new AttestationMonitor({
+    selfId: "peer-1",
+    authority: c.authority,
+    channel: channelTo(m, reach),
+    audit: c.audit,
+    intervalMs: 1_000,
+    timeoutMs: 500,
+  });
+  const [down] = await monitor.round();
+  t.like(down, { peerId: PEER, outcome: "down" });
+  t.is(c.authority.record(PEER)?.state, "down");
+  const audit = (await c.audit.list({ pageSize: 100 })).events.filter((e) => e.operation === "Attest");
+  t.true(audit.some((e) => e.detail.startsWith(`peer ${PEER} marked down (not fenced)`)));
+  reach.reachable = true;
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+  t.is(c.authority.record(PEER)?.state, "active");
+});
+
+test("a member that answers too slowly is down, not fenced: the timeout bounds the wait", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  const monitor = new AttestationMonitor({
+    selfId: "peer-1",
+    authority: c.authority,
+    channel: { requote: () => new Promise(() => {}) },
+    audit: c.audit,
+    intervalMs: 1_000,
+    timeoutMs: 200,
+  });
+  const started = Date.now();
+  const [v] = await monitor.round();
+  t.like(v, { peerId: PEER, outcome: "down", reason: "no answer to a re-quote: DEADLINE_EXCEEDED" });
+  t.true(Date.now() - started < 5_000);
+  t.is(c.authority.record(PEER)?.state, "down");
+});
+
+test("an answer that is not a genuine quote (a replayed earlier answer) fences: it is untrusted, not unreachable", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  let recorded: Awaited<ReturnType<typeof answerRequote>> | undefined;
+  const monitor = new AttestationMonitor({
+    selfId: "peer-1",
+    authority: c.authority,
+    channel: {
+      async requote(_peerId, request) {
+        recorded ??= await answerRequote(m.tpm, request);
+        return recorded;
+      },
+    },
+    audit: c.audit,
+    intervalMs: 1_000,
+    timeoutMs: 500,
+    recoverableFailuresMax: 2,
+  });
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+  const [v] = await monitor.round();
+  t.like(v, { peerId: PEER, outcome: "fenced", refusal: { check: "nonce", code: "nonce-mismatch" } });
+  t.is(c.authority.record(PEER)?.state, "fenced");
+});
