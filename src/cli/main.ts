@@ -46,6 +46,12 @@ async function main(argv: string[]): Promise<number> {
   return mod.command.run(rest);
 }
 
+// `lockbox key list | head -1`: a reader that stops early is not an error of the command.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
