@@ -19,7 +19,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { LockboxClient } from "../client/index.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { isLogLevel } from "../logging/log-level.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "./command.js";
+import { EXIT_OK } from "./command.js";
 
 export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
 
@@ -206,8 +206,12 @@ const splitList = (s: string | undefined): string[] =>
     .map((x) => x.trim())
     .filter((x) => x !== "");
 
+/** What this process last dialled: error reports probe it to tell a wrong CA from an outage. */
+let lastConnection: ConnectionSettings | undefined;
+
 /** A client for one CLI invocation: no key cache (the process ends right after). */
 export async function clientFrom(settings: ConnectionSettings): Promise<LockboxClient> {
+  lastConnection = settings;
   silenceIpServerNameWarning();
   await quietGrpcLogs();
   const { LockboxClient } = await import("../client/index.js");
@@ -257,31 +261,26 @@ function silenceIpServerNameWarning(): void {
 }
 
 /**
- * Runs a command body and maps what it throws to output and an exit code:
- * usage errors to exit 2 with the usage text, peer errors to their status
- * name and message, exit 1. Never prints a stack or a request's contents.
+ * Runs a command body and maps what it throws to output and an exit code by
+ * class (exit-codes.ts): usage errors print the usage, exit 2; peer and
+ * connection errors print their code, message and a hint (error-report.ts).
+ * Under --json the error is one JSON line on stderr. Never prints a stack or
+ * a request's contents.
  */
-export async function runGuarded(prog: string, usage: string, body: () => Promise<number>): Promise<number> {
+export async function runGuarded(
+  prog: string,
+  usage: string,
+  body: () => Promise<number>,
+  json: boolean = process.argv.includes("--json"),
+): Promise<number> {
   try {
     return await body();
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${prog}: ${err.message}\n\n${usage}\n`);
-      return EXIT_USAGE;
-    }
-    // Any other error came from the client or after it was loaded, so this import costs nothing new.
-    const { LockboxClientError, TlsMaterialError } = await import("../client/index.js");
-    if (err instanceof LockboxClientError) {
-      const field = err.field !== undefined ? ` (field ${err.field})` : "";
-      process.stderr.write(`${prog}: ${err.code}: ${err.message}${field}\n`);
-      return EXIT_FAILURE;
-    }
-    if (err instanceof TlsMaterialError) {
-      process.stderr.write(`${prog}: ${err.message}\n`);
-      return EXIT_FAILURE;
-    }
-    process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return EXIT_FAILURE;
+    const { describeError, writeErrorReport } = await import("./error-report.js");
+    const report = await describeError(err, lastConnection);
+    writeErrorReport(prog, report, json);
+    if (err instanceof UsageError && !json) process.stderr.write(`\n${usage}\n`);
+    return report.exitCode;
   }
 }
 

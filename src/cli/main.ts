@@ -1,52 +1,43 @@
 #!/usr/bin/env node
 /**
  * `lockbox`: the one CLI for operators and storage nodes. This file only
- * dispatches; every command is a module in ./commands/ (see command.ts).
+ * dispatches; every command is a module in ./commands/ listed in
+ * command-table.ts (see command.ts and docs/cli-commands.md).
  */
+import { COMMANDS } from "./command-table.js";
 import type { CliCommand } from "./command.js";
-import { EXIT_USAGE } from "./command.js";
-
-/** Command name -> module under ./commands/ exporting `command: CliCommand`. */
-const COMMANDS: Record<string, { module: string; summary: string }> = {
-  init: { module: "init", summary: "create a cluster: CA, peer and admin identities, master key" },
-  serve: { module: "serve", summary: "run a lockbox peer" },
-  recover: {
-    module: "recover",
-    summary: "rebuild the master key from recovery shares and seal it to this TPM",
-  },
-  identity: { module: "identity", summary: "issue, list and revoke client identities (cluster-wide)" },
-  peer: { module: "peer", summary: "enroll, list, remove and drain the cluster's peers" },
-  policy: { module: "policy", summary: "manage the PCR policies peers are attested against" },
-  key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
-  audit: { module: "audit", summary: "read a peer's audit log" },
-  status: { module: "status", summary: "show what a peer is and how it holds the master key" },
-  tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
-  backup: { module: "backup", summary: "back up a stopped peer's store and config" },
-  restore: { module: "restore", summary: "restore a peer's store from a backup" },
-  join: { module: "join", summary: "join this machine to a cluster by TPM attestation" },
-  "dev-cluster": { module: "dev-cluster", summary: "start or stop a local development lockbox" },
-};
+import { EXIT_OK, EXIT_USAGE, exitCodeHelp } from "./exit-codes.js";
+import { LOCKBOX_VERSION } from "../peer/version.js";
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
   const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`);
   return [
     "usage: lockbox <command> [options]",
+    "       lockbox --version",
     "",
     "commands:",
     ...lines,
     "",
     "Run `lockbox <command> --help` for a command's options.",
+    "Under --json, results are one JSON line on stdout and errors one JSON line on stderr:",
+    '  {"error":{"code":"NOT_FOUND","class":"not-found","exitCode":3,"message":"...","hint":"..."}}',
+    "",
+    exitCodeHelp(),
   ].join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    process.stdout.write(usage() + "\n");
-    return name === undefined ? EXIT_USAGE : 0;
+    (name === undefined ? process.stderr : process.stdout).write(usage() + "\n");
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  const entry = COMMANDS[name];
+  if (name === "--version" || name === "-V" || name === "version") {
+    process.stdout.write(`lockbox ${LOCKBOX_VERSION}\n`);
+    return EXIT_OK;
+  }
+  const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (entry === undefined) {
     process.stderr.write(`lockbox: unknown command '${name}'\n\n${usage()}\n`);
     return EXIT_USAGE;
@@ -54,6 +45,12 @@ async function main(argv: string[]): Promise<number> {
   const mod = (await import(`./commands/${entry.module}.js`)) as { command: CliCommand };
   return mod.command.run(rest);
 }
+
+// `lockbox key list | head -1`: a reader that stops early is not an error of the command.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

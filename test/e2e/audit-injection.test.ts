@@ -32,7 +32,9 @@ test("escape sequences and newlines in request fields are shown escaped; audit v
   t.is(text.code, 0, text.stderr);
   t.false(CONTROL.test(text.text), `raw control characters in: ${JSON.stringify(text.text)}`);
   const lines = text.text.trimEnd().split("\n");
-  t.is(lines.length, 4, text.text);
+  // A header row, then the four calls.
+  t.is(lines.length, 5, text.text);
+  t.regex(lines[0]!, /^TIME +SEQ +IDENTITY +OPERATION/);
   t.false(
     lines.some((l) => l.startsWith("2026-01-01T00:00:00.000Z")),
     "no line of the output is the forged one",

@@ -60,9 +60,9 @@ test("key create then key get through the CLI, with --dir as the only connection
     project: "vol",
     scope: "volume-1",
     name: "root",
-    algorithm: "AES",
+    algorithm: "KEY_ALGORITHM_AES",
     bitLength: 256,
-    state: "ACTIVE",
+    state: "KEY_STATE_ACTIVE",
   });
 
   const hex = await runCli(["key", "get", created.id, ...flags]);
@@ -81,6 +81,36 @@ test("key create then key get through the CLI, with --dir as the only connection
   t.teardown(() => fs.rm(out, { force: true }));
   t.is((await fs.readFile(out)).toString("hex"), hex.text.trim());
   t.is((await fs.stat(out)).mode & 0o777, 0o600);
+  // An existing file is not replaced unless --force says so.
+  await fs.writeFile(out, "keep me");
+  const again = await runCli(["key", "get", created.id, "--format", "raw", "--out", out, ...flags]);
+  t.is(again.code, 2);
+  t.regex(again.stderr, /exists.*--force/);
+  t.is(await fs.readFile(out, "utf8"), "keep me");
+  const forced = await runCli([
+    "key",
+    "get",
+    created.id,
+    "--format",
+    "raw",
+    "--out",
+    out,
+    "--force",
+    ...flags,
+  ]);
+  t.is(forced.code, 0, forced.stderr);
+  t.is((await fs.readFile(out)).toString("hex"), hex.text.trim());
+
+  // --field prints one field bare: what a script needs instead of parsing JSON.
+  const id = await runCli(["key", "meta", created.id, "--field", "id", ...flags]);
+  t.is(id.text, `${created.id}\n`);
+  const state = await runCli(["key", "meta", created.id, "--field", "state", ...flags]);
+  t.is(state.text, "KEY_STATE_ACTIVE\n");
+  const bits = await runCli(["key", "meta", created.id, "-f", "bitLength", ...flags]);
+  t.is(bits.text, "256\n");
+  const noField = await runCli(["key", "meta", created.id, "--field", "colour", ...flags]);
+  t.is(noField.code, 2);
+  t.regex(noField.stderr, /no such field.*bitLength/);
 
   const json = await runCliJson<{ key: KeyJson; material: string }>([
     "key",
@@ -193,8 +223,21 @@ test("import, meta, list, clone, rekey-clone, delete: each subcommand does what 
     [imported.id, fromFile.id, clone.id, rekeyed.id].sort(),
   );
 
-  const deleted = await runCliJson<KeyJson>(["key", "delete", clone.id, "--json", ...flags]);
-  t.is(deleted.state, "DESTROYED");
+  // Without a terminal to ask on, delete refuses unless --yes, and the key stays.
+  const unconfirmed = await runCli(["key", "delete", clone.id, ...flags]);
+  t.is(unconfirmed.code, 2);
+  t.regex(unconfirmed.stderr, /--yes/);
+  t.is((await runCli(["key", "meta", clone.id, "--field", "state", ...flags])).text, "KEY_STATE_ACTIVE\n");
+  const table = await runCli(["key", "list", "--project", "img", "--scope", "s1", ...flags]);
+  const rows = table.text.trimEnd().split("\n");
+  t.regex(rows[0]!, /^ID +PROJECT +SCOPE +NAME +KIND +STATE +CREATED/);
+  t.is(rows.length, 4, table.text);
+  t.true(
+    rows.slice(1).every((r) => r.indexOf("img") === rows[0]!.indexOf("PROJECT")),
+    table.text,
+  );
+  const deleted = await runCliJson<KeyJson>(["key", "delete", clone.id, "--yes", "--json", ...flags]);
+  t.is(deleted.state, "KEY_STATE_DESTROYED");
   const afterDelete = await runCli(["key", "get", clone.id, ...flags]);
   t.not(afterDelete.code, 0);
   t.is(afterDelete.stdout.length, 0);
@@ -219,7 +262,12 @@ test("512-bit keys, passphrase secrets, expiration, request ids, consumers and d
       ...flags,
     ]);
   const xts = await create("--bits", "512", "--expires-in", "90d", "--request-id", "create-vol-5");
-  t.like(xts, { secretType: "SYMMETRIC", algorithm: "AES", bitLength: 512, state: "ACTIVE" });
+  t.like(xts, {
+    secretType: "SECRET_TYPE_SYMMETRIC",
+    algorithm: "KEY_ALGORITHM_AES",
+    bitLength: 512,
+    state: "KEY_STATE_ACTIVE",
+  });
   t.is(xts.updatedAt, xts.createdAt);
   const expires = Date.parse(xts.expiresAt!) - Date.parse(xts.createdAt!);
   t.true(Math.abs(expires - 90 * 86_400_000) < 60_000, `expires ${expires} ms after creation`);
@@ -242,7 +290,7 @@ test("512-bit keys, passphrase secrets, expiration, request ids, consumers and d
     "create-vol-5",
     ...flags,
   ]);
-  t.is(clash.code, 1);
+  t.is(clash.code, 2);
   t.regex(clash.stderr, /INVALID_ARGUMENT.*client_request_id/);
 
   const file = join(peer.dir, "..", "vtpm-passphrase.txt");
@@ -264,7 +312,11 @@ test("512-bit keys, passphrase secrets, expiration, request ids, consumers and d
     "--json",
     ...flags,
   ]);
-  t.like(secret, { secretType: "PASSPHRASE", algorithm: "UNSPECIFIED", bitLength: 0 });
+  t.like(secret, {
+    secretType: "SECRET_TYPE_PASSPHRASE",
+    algorithm: "KEY_ALGORITHM_UNSPECIFIED",
+    bitLength: 0,
+  });
   t.is(
     Buffer.from((await runCli(["key", "get", secret.id, ...flags])).text.trim(), "hex").toString(),
     "a vTPM passphrase",
@@ -275,7 +327,10 @@ test("512-bit keys, passphrase secrets, expiration, request ids, consumers and d
   const consumer = ["--service", "cinder", "--resource-type", "volume", "--resource-id", "vol-5"];
   const added = await runCli(["key", "add-consumer", xts.id, ...consumer, ...flags]);
   t.is(added.code, 0, added.stderr);
-  t.regex(added.text, /^added: key .* has 1 consumer\(s\)\n"cinder" "volume" "vol-5"/);
+  t.regex(
+    added.text,
+    /^added: key .* has 1 consumer\(s\)\nSERVICE +RESOURCE TYPE +RESOURCE ID +SINCE\ncinder +volume +vol-5 /,
+  );
   const listed = await runCliJson<{ keyId: string; consumers: { service: string }[] }>([
     "key",
     "consumers",
@@ -287,14 +342,14 @@ test("512-bit keys, passphrase secrets, expiration, request ids, consumers and d
     listed.consumers.map((c) => c.service),
     ["cinder"],
   );
-  const protectedDelete = await runCli(["key", "delete", xts.id, ...flags]);
+  const protectedDelete = await runCli(["key", "delete", xts.id, "--yes", ...flags]);
   t.is(protectedDelete.code, 1);
   t.regex(protectedDelete.stderr, /FAILED_PRECONDITION.*consumers/);
   const removed = await runCli(["key", "remove-consumer", xts.id, ...consumer, ...flags]);
   t.regex(removed.text, /^removed: key .* has 0 consumer\(s\)/);
   await runCli(["key", "add-consumer", xts.id, ...consumer, ...flags]);
-  const forced = await runCliJson<KeyJson>(["key", "delete", xts.id, "--force", "--json", ...flags]);
-  t.is(forced.state, "DESTROYED");
+  const forced = await runCliJson<KeyJson>(["key", "delete", xts.id, "--force", "--yes", "--json", ...flags]);
+  t.is(forced.state, "KEY_STATE_DESTROYED");
   t.true(Date.parse(forced.updatedAt!) >= Date.parse(forced.createdAt!));
 
   const badBits = await runCli([
@@ -371,15 +426,15 @@ test("grant and revoke through the CLI", async (t) => {
   t.truthy(revoked.revokedAt);
 });
 
-test("errors print the status name, exit 1, and never key bytes", async (t) => {
+test("errors print the status name, exit by class (NOT_FOUND 3, INVALID_ARGUMENT 2), and never key bytes", async (t) => {
   const flags = peer.cliFlags();
   const missing = await runCli(["key", "get", "7d1c2a9e-3b41-4f7a-9a53-0c3f6e2b8d11", ...flags]);
-  t.is(missing.code, 1);
+  t.is(missing.code, 3);
   t.regex(missing.stderr, /NOT_FOUND/);
   t.is(missing.stdout.length, 0);
 
   const malformed = await runCli(["key", "meta", "not-a-uuid", ...flags]);
-  t.is(malformed.code, 1);
+  t.is(malformed.code, 2);
   t.regex(malformed.stderr, /INVALID_ARGUMENT/);
 
   const tooShort = await runCli([
@@ -395,7 +450,7 @@ test("errors print the status name, exit 1, and never key bytes", async (t) => {
     "00112233",
     ...flags,
   ]);
-  t.is(tooShort.code, 1);
+  t.is(tooShort.code, 2);
   t.regex(tooShort.stderr, /INVALID_ARGUMENT/);
   t.false(tooShort.stderr.includes("00112233"));
 });
@@ -479,8 +534,7 @@ test("audit --json lists who did what to which key, and never key bytes", async 
     ...flags,
   ]);
   const material = (await runCli(["key", "get", key.id, ...flags])).text.trim();
-  // For audit, --key is the key id filter; the connection's key file is --client-key.
-  const r = await runCli(["audit", "--key", key.id, "--json", ...flags]);
+  const r = await runCli(["audit", "--key-id", key.id, "--json", ...flags]);
   t.is(r.code, 0, r.stderr);
   const { events } = JSON.parse(r.text) as {
     events: { operation: string; keyId?: string; identity: string; outcome: string }[];
@@ -488,8 +542,8 @@ test("audit --json lists who did what to which key, and never key bytes", async 
   t.deepEqual(
     events.map((e) => [e.operation, e.identity, e.outcome]),
     [
-      ["CreateKey", "admin", "OK"],
-      ["GetKey", "admin", "OK"],
+      ["CreateKey", "admin", "AUDIT_OUTCOME_OK"],
+      ["GetKey", "admin", "AUDIT_OUTCOME_OK"],
     ],
   );
   t.true(events.every((e) => e.keyId === key.id));
@@ -501,7 +555,7 @@ test("audit --json lists who did what to which key, and never key bytes", async 
 
 /** The names a help text lists as `  name  summary` lines: its subcommands (or commands). */
 const listedNames = (help: string): string[] =>
-  [...help.matchAll(/^ {2}([a-z][a-z-]*) {2,}/gm)].map((m) => m[1]!);
+  [...help.matchAll(/^ {2}([a-z][a-z-]*)(?: \[options\])?(?: <[a-z-]+>)? {2,}/gm)].map((m) => m[1]!);
 
 test("--help works on every command and every subcommand", async (t) => {
   const top = await runCli(["--help"]);
@@ -512,7 +566,7 @@ test("--help works on every command and every subcommand", async (t) => {
   for (const c of commands) {
     const r = await runCli([c, "--help"]);
     t.is(r.code, 0, `lockbox ${c} --help: ${r.stderr}`);
-    t.regex(r.text, /usage: lockbox /, `lockbox ${c} --help`);
+    t.regex(r.text, /usage: lockbox /i, `lockbox ${c} --help`);
     for (const sub of listedNames(r.text)) invocations.push([c, sub, "--help"]);
   }
   t.deepEqual(
@@ -543,7 +597,7 @@ test("--help works on every command and every subcommand", async (t) => {
       for (let args = queue.shift(); args !== undefined; args = queue.shift()) {
         const r = await runCli(args);
         t.is(r.code, 0, `lockbox ${args.join(" ")}: ${r.stderr}`);
-        t.regex(r.text, /usage: lockbox /, `lockbox ${args.join(" ")}`);
+        t.regex(r.text, /usage: lockbox /i, `lockbox ${args.join(" ")}`);
       }
     }),
   );
@@ -564,6 +618,6 @@ test("the connection can come from LOCKBOX_* environment variables alone", async
   t.is(meta.id, key.id);
   // A flag beats the environment: a wrong CA file from the flag is what gets used, and reported.
   const r = await runCli(["key", "meta", key.id, "--ca", join(peer.dir, "no-such-ca.crt")], { env });
-  t.is(r.code, 1);
+  t.is(r.code, 2);
   t.regex(r.stderr, /ca: cannot read .*no-such-ca\.crt \(ENOENT\)/);
 });

@@ -89,12 +89,22 @@ test("a LUKS volume keyed from lockbox, cloned and rekeyed with rekey-clone, ope
 
   // 3. Clone the volume (a copy of the image), and give the clone fresh key material in lockbox.
   await fs.copyFile(image, cloneImage);
-  const rekeyed = await runCliJson<{ id: string; scope: string; parentId: string }>([
+  // As the README does it: --field id prints the new key's id alone, for the shell to keep.
+  const newId = await runCli([
     "key",
     "rekey-clone",
     key.id,
     "--name",
     "root-clone",
+    "--field",
+    "id",
+    ...flags,
+  ]);
+  t.is(newId.code, 0, newId.stderr);
+  const rekeyed = await runCliJson<{ id: string; scope: string; parentId: string }>([
+    "key",
+    "meta",
+    newId.text.trim(),
     "--json",
     ...flags,
   ]);

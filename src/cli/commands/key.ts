@@ -3,7 +3,7 @@
  * subcommand is one KeyService call through LockboxClient; `--json` prints
  * the result as one JSON line, otherwise a short human line.
  */
-import { constants, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 
 import type {
   Consumer,
@@ -13,135 +13,108 @@ import type {
   KeyMetadata,
   LockboxClient,
 } from "../../client/index.js";
-import type { CliCommand } from "../command.js";
-import { EXIT_OK, EXIT_USAGE } from "../command.js";
+import { defineCommand, type LeafDefinition, type OptionDefinition } from "../cli-definition.js";
+import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 import {
-  CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   UsageError,
   boolFlag,
   clientFrom,
   connectionSettings,
   intFlag,
-  parseCommandArgs,
-  printJson,
   requiredFlag,
   requiredPositional,
-  runGuarded,
   stringFlag,
-  type OptionSpec,
   type ParsedArgs,
 } from "../client-options.js";
+import { confirm, emitList, emitRecord, outputMode, writePrivateFile, type Column } from "../output.js";
+import { fetchedKeyJson, keyJson } from "../proto-json.js";
 
-interface Subcommand {
-  summary: string;
-  /** The synopsis after `lockbox key NAME`. */
-  synopsis: string;
-  /** Lines describing the subcommand's own flags. */
-  flagsHelp: string[];
-  options: OptionSpec;
-  positionalsMax: number;
-  run(client: LockboxClient, args: ParsedArgs, json: boolean): Promise<number>;
+/** A key subcommand: its definition without the body, and a body that gets a connected client. */
+interface KeySubcommand extends Omit<LeafDefinition, "run" | "connection" | "output"> {
+  run(client: LockboxClient, args: ParsedArgs): Promise<number>;
 }
 
-const COMMON = {
-  ...CONNECTION_OPTIONS,
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-const JSON_HELP = "  --json                 print the result as one JSON line";
-
-const KEY_EXPIRY_HELP = [
-  "  --expires-in D         the key expires after D, e.g. 12h, 90d; then it is not served",
-  "  --expires-at TIME      or at an ISO 8601 time (default: never)",
+const KEY_ID = { name: "<id>", description: "the key's id" };
+const EXPIRY_OPTIONS: OptionDefinition[] = [
+  { flags: "--expires-in <D>", description: "the key expires after D, e.g. 12h, 90d; then it is not served" },
+  { flags: "--expires-at <TIME>", description: "or at an ISO 8601 time (default: never)" },
 ];
-const REQUEST_ID_HELP =
-  "  --request-id ID        client request id: a retry with the same ID returns the first key";
-const EXPIRY_OPTIONS = { "expires-in": { type: "string" }, "expires-at": { type: "string" } } as const;
-const CONSUMER_OPTIONS = {
-  service: { type: "string" },
-  "resource-type": { type: "string" },
-  "resource-id": { type: "string" },
-} as const;
-const CONSUMER_HELP = [
-  "  --service S            the consuming service, e.g. cinder",
-  "  --resource-type T      e.g. volume",
-  "  --resource-id R        e.g. the volume's id",
+const REQUEST_ID: OptionDefinition = {
+  flags: "--request-id <ID>",
+  description: "client request id: a retry with the same ID returns the first key",
+};
+const CONSUMER_OPTIONS: OptionDefinition[] = [
+  { flags: "--service <S>", description: "the consuming service, e.g. cinder", required: true },
+  { flags: "--resource-type <T>", description: "e.g. volume", required: true },
+  { flags: "--resource-id <R>", description: "e.g. the volume's id", required: true },
 ];
+const NEW_NAME: OptionDefinition = {
+  flags: "--name <N>",
+  description: "name of the new key (default: the parent's)",
+};
 
-const SUBCOMMANDS: Record<string, Subcommand> = {
-  create: {
+const SUBCOMMANDS: KeySubcommand[] = [
+  {
+    name: "create",
     summary: "create a key with fresh random material",
-    synopsis: "--project P --scope S --name N [--bits 128|192|256|512] [--expires-in D] [--request-id ID]",
-    flagsHelp: [
-      "  --project P            project the key belongs to",
-      "  --scope S              groups a volume with its snapshots and clones, e.g. the volume id",
-      "  --name N               a label, e.g. the volume's name",
-      "  --bits B               AES key length: 128, 192, 256 (default) or 512 (for XTS)",
-      ...KEY_EXPIRY_HELP,
-      REQUEST_ID_HELP,
-    ],
-    options: {
-      project: { type: "string" },
-      scope: { type: "string" },
-      name: { type: "string" },
-      bits: { type: "string" },
-      "request-id": { type: "string" },
+    options: [
+      { flags: "--project <P>", description: "project the key belongs to", required: true },
+      {
+        flags: "--scope <S>",
+        description: "groups a volume with its snapshots and clones, e.g. the volume id",
+        required: true,
+      },
+      { flags: "--name <N>", description: "a label, e.g. the volume's name", required: true },
+      {
+        flags: "--bits <B>",
+        description: "AES key length (512 is for XTS)",
+        choices: ["128", "192", "256", "512"],
+        default: "256",
+      },
       ...EXPIRY_OPTIONS,
-    },
-    positionalsMax: 0,
-    async run(client, args, json) {
-      const bits = stringFlag(args, "bits") ?? "256";
-      if (!["128", "192", "256", "512"].includes(bits))
-        throw new UsageError(`--bits must be 128, 192, 256 or 512, got '${bits}'`, "--bits");
+      REQUEST_ID,
+    ],
+    async run(client, args) {
       const expiresAt = optionalExpiry(args);
       const key = await client.createKey(
         {
           project: requiredFlag(args, "project"),
           scope: requiredFlag(args, "scope"),
           name: requiredFlag(args, "name"),
-          bitLength: Number(bits),
+          bitLength: Number(stringFlag(args, "bits") ?? "256"),
           ...(expiresAt !== undefined ? { expiresAt } : {}),
         },
         requestIdOption(args),
       );
-      return printKey(key, json, "created");
+      return printKey(key, "created");
     },
   },
-  import: {
+  {
+    name: "import",
     summary: "store existing material as a new key, or an opaque or passphrase secret",
-    synopsis:
-      "--project P --scope S --name N (--material-file FILE | --material-hex HEX | --material-base64 B64) [--type T]",
-    flagsHelp: [
-      "  --project P            project the key belongs to (required)",
-      "  --scope S, --name N    as for create",
-      "  --material-file FILE   raw bytes, e.g. an existing LUKS key file",
-      "  --material-hex HEX     bytes as hex (visible in the process list: prefer a file)",
-      "  --material-base64 B64  bytes as base64 (same caveat)",
-      "  --type T               symmetric (default: an AES key of 16, 24, 32 or 64 bytes),",
-      "                         opaque or passphrase (1..4000 bytes)",
-      "  --bits B               opaque and passphrase: a declared bit length (default none)",
-      ...KEY_EXPIRY_HELP,
-      REQUEST_ID_HELP,
-    ],
-    options: {
-      project: { type: "string" },
-      scope: { type: "string" },
-      name: { type: "string" },
-      "material-file": { type: "string" },
-      "material-hex": { type: "string" },
-      "material-base64": { type: "string" },
-      type: { type: "string" },
-      bits: { type: "string" },
-      "request-id": { type: "string" },
+    description: "Give the material with exactly one of --material-file, --material-hex, --material-base64.",
+    options: [
+      { flags: "--project <P>", description: "project the key belongs to", required: true },
+      { flags: "--scope <S>", description: "as for create", required: true },
+      { flags: "--name <N>", description: "as for create", required: true },
+      { flags: "--material-file <FILE>", description: "raw bytes, e.g. an existing LUKS key file" },
+      {
+        flags: "--material-hex <HEX>",
+        description: "bytes as hex (visible in the process list: prefer a file)",
+      },
+      { flags: "--material-base64 <B64>", description: "bytes as base64 (same caveat)" },
+      {
+        flags: "--type <T>",
+        description: "symmetric: an AES key of 16, 24, 32 or 64 bytes; opaque or passphrase: 1..4000 bytes",
+        choices: ["symmetric", "opaque", "passphrase"],
+        default: "symmetric",
+      },
+      { flags: "--bits <B>", description: "opaque and passphrase: a declared bit length (default none)" },
       ...EXPIRY_OPTIONS,
-    },
-    positionalsMax: 0,
-    async run(client, args, json) {
+      REQUEST_ID,
+    ],
+    async run(client, args) {
       const type = stringFlag(args, "type") ?? "symmetric";
-      if (type !== "symmetric" && type !== "opaque" && type !== "passphrase") {
-        throw new UsageError(`--type must be symmetric, opaque or passphrase, got '${type}'`, "--type");
-      }
       const bits = intFlag(args, "bits", 0, 65536);
       if (type === "symmetric" && bits !== undefined) {
         throw new UsageError(
@@ -157,36 +130,41 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
             project: requiredFlag(args, "project"),
             scope: requiredFlag(args, "scope"),
             name: requiredFlag(args, "name"),
-            secretType: type,
+            secretType: type as "symmetric" | "opaque" | "passphrase",
             material,
             ...(bits !== undefined ? { bitLength: bits } : {}),
             ...(expiresAt !== undefined ? { expiresAt } : {}),
           },
           requestIdOption(args),
         );
-        return printKey(key, json, "imported");
+        return printKey(key, "imported");
       } finally {
         material.fill(0);
       }
     },
   },
-  get: {
+  {
+    name: "get",
     summary: "print a key's material (hex, base64, or raw bytes for cryptsetup --key-file)",
-    synopsis: "ID [--format hex|base64|raw] [--out FILE]",
-    flagsHelp: [
-      "  --format F             hex (default), base64, or raw bytes",
-      "  --out FILE             write the material to FILE (created 0600) instead of stdout",
+    arguments: [KEY_ID],
+    options: [
+      {
+        flags: "--format <F>",
+        description: "encoding of the material",
+        choices: ["hex", "base64", "raw"],
+        default: "hex",
+      },
+      { flags: "--out <FILE>", description: "write the material to FILE (created 0600) instead of stdout" },
+      { flags: "--force", description: "with --out: replace FILE if it exists" },
     ],
-    options: { format: { type: "string" }, out: { type: "string" } },
-    positionalsMax: 1,
-    async run(client, args, json) {
+    async run(client, args) {
       const id = requiredPositional(args, "key ID");
       const format = stringFlag(args, "format") ?? "hex";
-      if (format !== "hex" && format !== "base64" && format !== "raw") {
-        throw new UsageError(`--format must be hex, base64 or raw, got '${format}'`, "--format");
-      }
+      const json = outputMode().json;
       if (json && format === "raw")
         throw new UsageError("--format raw cannot be combined with --json", "--format");
+      if (outputMode().field !== undefined)
+        throw new UsageError("key get prints material; --field is for metadata (use key meta)", "--field");
       const out = stringFlag(args, "out");
       if (out === undefined && format === "raw" && process.stdout.isTTY === true) {
         throw new UsageError(
@@ -194,44 +172,38 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
           "--format",
         );
       }
+      if (out !== undefined && !boolFlag(args, "force") && (await exists(out))) {
+        throw new UsageError(`--out ${out} exists; refusing to overwrite it without --force`, "--out");
+      }
       const fetched = await client.getKey(id);
       try {
-        await emitMaterial(fetched, format, out, json);
+        await emitMaterial(fetched, format, out, json, boolFlag(args, "force"));
       } finally {
         fetched.material.fill(0);
       }
       return EXIT_OK;
     },
   },
-  meta: {
+  {
+    name: "meta",
     summary: "print a key's metadata (no material)",
-    synopsis: "ID",
-    flagsHelp: [],
-    options: {},
-    positionalsMax: 1,
-    async run(client, args, json) {
-      return printKey(await client.getKeyMetadata(requiredPositional(args, "key ID")), json);
+    arguments: [KEY_ID],
+    options: [],
+    async run(client, args) {
+      return printKey(await client.getKeyMetadata(requiredPositional(args, "key ID")));
     },
   },
-  list: {
+  {
+    name: "list",
     summary: "list a project's keys, optionally of one scope",
-    synopsis: "--project P [--scope S] [--page-size N] [--page-token T | --all]",
-    flagsHelp: [
-      "  --project P            project to list (required)",
-      "  --scope S              only this scope",
-      "  --page-size N          keys per page, 1-1000 (default 100)",
-      "  --page-token T         continue from a previous page",
-      "  --all                  follow pages to the end",
+    options: [
+      { flags: "--project <P>", description: "project to list", required: true },
+      { flags: "--scope <S>", description: "only this scope" },
+      { flags: "--page-size <N>", description: "keys per page, 1-1000 (default 100)" },
+      { flags: "--page-token <T>", description: "continue from a previous page" },
+      { flags: "--all", description: "follow pages to the end" },
     ],
-    options: {
-      project: { type: "string" },
-      scope: { type: "string" },
-      "page-size": { type: "string" },
-      "page-token": { type: "string" },
-      all: { type: "boolean" },
-    },
-    positionalsMax: 0,
-    async run(client, args, json) {
+    async run(client, args) {
       const input = {
         project: requiredFlag(args, "project"),
         scope: stringFlag(args, "scope") ?? "",
@@ -249,195 +221,179 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
         keys = page.items;
         nextPageToken = page.nextPageToken;
       }
-      if (json) {
-        printJson({ keys, nextPageToken });
-      } else {
-        for (const k of keys) process.stdout.write(keyLine(k) + "\n");
-        if (nextPageToken !== "") process.stdout.write(`(more: --page-token ${nextPageToken})\n`);
-      }
+      const records = keys.map(keyJson);
+      emitList(
+        keys,
+        records,
+        { keys: records, nextPageToken },
+        KEY_COLUMNS,
+        nextPageToken !== "" ? `(more: --page-token ${nextPageToken})` : undefined,
+      );
       return EXIT_OK;
     },
   },
-  delete: {
+  {
+    name: "delete",
     summary: "destroy a key: the material is gone, a tombstone stays",
-    synopsis: "ID [--force]",
-    flagsHelp: ["  --force                delete even if the key has consumers (they go with it)"],
-    options: { force: { type: "boolean" } },
-    positionalsMax: 1,
-    async run(client, args, json) {
-      const key = await client.deleteKey(requiredPositional(args, "key ID"), {
-        force: boolFlag(args, "force"),
-      });
-      return printKey(key, json, "destroyed");
+    description: "Asks for confirmation on a terminal; scripts pass --yes.",
+    arguments: [KEY_ID],
+    options: [
+      { flags: "-y, --yes", description: "do not ask for confirmation (needed without a terminal)" },
+      { flags: "--force", description: "delete even if the key has consumers (they go with it)" },
+    ],
+    async run(client, args) {
+      const id = requiredPositional(args, "key ID");
+      if (!(await confirm(`destroy key ${id} and its material for good`, boolFlag(args, "yes")))) {
+        process.stderr.write("lockbox key delete: not confirmed; nothing changed\n");
+        return EXIT_FAILURE;
+      }
+      const key = await client.deleteKey(id, { force: boolFlag(args, "force") });
+      return printKey(key, "destroyed");
     },
   },
-  clone: {
+  {
+    name: "clone",
     summary: "same material under a new id in the same scope (snapshots)",
-    synopsis: "ID [--name N] [--request-id ID]",
-    flagsHelp: ["  --name N               name of the new key (default: the parent's)", REQUEST_ID_HELP],
-    options: { name: { type: "string" }, "request-id": { type: "string" } },
-    positionalsMax: 1,
-    async run(client, args, json) {
+    arguments: [KEY_ID],
+    options: [NEW_NAME, REQUEST_ID],
+    async run(client, args) {
       const key = await client.cloneKey(
         requiredPositional(args, "key ID"),
         stringFlag(args, "name") ?? "",
         requestIdOption(args),
       );
-      return printKey(key, json, "cloned");
+      return printKey(key, "cloned");
     },
   },
-  "rekey-clone": {
+  {
+    name: "rekey-clone",
     summary: "fresh material under a new id in the same scope (LUKS key change on clone)",
-    synopsis: "ID [--name N] [--request-id ID]",
-    flagsHelp: ["  --name N               name of the new key (default: the parent's)", REQUEST_ID_HELP],
-    options: { name: { type: "string" }, "request-id": { type: "string" } },
-    positionalsMax: 1,
-    async run(client, args, json) {
+    arguments: [KEY_ID],
+    options: [NEW_NAME, REQUEST_ID],
+    async run(client, args) {
       const key = await client.rekeyClone(
         requiredPositional(args, "key ID"),
         stringFlag(args, "name") ?? "",
         requestIdOption(args),
       );
-      return printKey(key, json, "rekeyed clone");
+      return printKey(key, "rekeyed clone");
     },
   },
-  grant: {
+  {
+    name: "grant",
     summary: "let another identity get one key until a deadline",
-    synopsis: "ID --grantee NAME (--expires-in DURATION | --expires-at TIME)",
-    flagsHelp: [
-      "  --grantee NAME         identity (certificate common name) that may get the key",
-      "  --expires-in D         e.g. 90s, 15m, 12h, 7d (at most 30d)",
-      "  --expires-at TIME      an ISO 8601 time, e.g. 2026-12-01T00:00:00Z",
+    description: "Give exactly one of --expires-in, --expires-at.",
+    arguments: [KEY_ID],
+    options: [
+      {
+        flags: "--grantee <NAME>",
+        description: "identity (certificate common name) that may get the key",
+        required: true,
+      },
+      { flags: "--expires-in <D>", description: "e.g. 90s, 15m, 12h, 7d (at most 30d)" },
+      { flags: "--expires-at <TIME>", description: "an ISO 8601 time, e.g. 2026-12-01T00:00:00Z" },
     ],
-    options: {
-      grantee: { type: "string" },
-      "expires-in": { type: "string" },
-      "expires-at": { type: "string" },
-    },
-    positionalsMax: 1,
-    async run(client, args, json) {
+    async run(client, args) {
       const grant = await client.createGrant({
         keyId: requiredPositional(args, "key ID"),
         grantee: requiredFlag(args, "grantee"),
         expiresAt: expiry(args),
       });
-      return printGrant(grant, json, "granted");
+      return printGrant(grant, "granted");
     },
   },
-  revoke: {
+  {
+    name: "revoke",
     summary: "end a grant before its deadline",
-    synopsis: "GRANT_ID",
-    flagsHelp: [],
-    options: {},
-    positionalsMax: 1,
-    async run(client, args, json) {
-      return printGrant(await client.revokeGrant(requiredPositional(args, "grant ID")), json, "revoked");
+    arguments: [{ name: "<grant-id>", description: "the grant's id" }],
+    options: [],
+    async run(client, args) {
+      return printGrant(await client.revokeGrant(requiredPositional(args, "grant ID")), "revoked");
     },
   },
-  "add-consumer": {
+  {
+    name: "add-consumer",
     summary: "record that a resource uses a key (a key with consumers needs delete --force)",
-    synopsis: "ID --service S --resource-type T --resource-id R",
-    flagsHelp: CONSUMER_HELP,
+    arguments: [KEY_ID],
     options: CONSUMER_OPTIONS,
-    positionalsMax: 1,
-    async run(client, args, json) {
+    async run(client, args) {
       const res = await client.addConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
-      return printConsumers(res.key.id, res.consumers, json, res.changed ? "added" : "already there");
+      return printConsumers(res.key.id, res.consumers, res.changed ? "added" : "already there");
     },
   },
-  "remove-consumer": {
+  {
+    name: "remove-consumer",
     summary: "remove a consumer from a key",
-    synopsis: "ID --service S --resource-type T --resource-id R",
-    flagsHelp: CONSUMER_HELP,
+    arguments: [KEY_ID],
     options: CONSUMER_OPTIONS,
-    positionalsMax: 1,
-    async run(client, args, json) {
+    async run(client, args) {
       const res = await client.removeConsumer(requiredPositional(args, "key ID"), consumerFlags(args));
-      return printConsumers(res.key.id, res.consumers, json, res.changed ? "removed" : "not there");
+      return printConsumers(res.key.id, res.consumers, res.changed ? "removed" : "not there");
     },
   },
-  consumers: {
+  {
+    name: "consumers",
     summary: "list the consumers of a key",
-    synopsis: "ID",
-    flagsHelp: [],
-    options: {},
-    positionalsMax: 1,
-    async run(client, args, json) {
+    arguments: [KEY_ID],
+    options: [],
+    async run(client, args) {
       const id = requiredPositional(args, "key ID");
-      return printConsumers(id, await client.listConsumers(id), json);
+      return printConsumers(id, await client.listConsumers(id));
     },
   },
-};
+];
 
-function topUsage(): string {
-  const width = Math.max(...Object.keys(SUBCOMMANDS).map((n) => n.length));
-  return [
-    "usage: lockbox key <subcommand> [options]",
-    "",
-    "subcommands:",
-    ...Object.entries(SUBCOMMANDS).map(([n, s]) => `  ${n.padEnd(width)}  ${s.summary}`),
-    "",
-    "Run `lockbox key <subcommand> --help` for its options.",
-  ].join("\n");
-}
+/** Each subcommand connects with the connection options, runs, and closes its client. */
+const withClient = (sub: KeySubcommand): LeafDefinition => ({
+  ...sub,
+  connection: true,
+  output: true,
+  async run(args) {
+    const client = await clientFrom(connectionSettings(args));
+    try {
+      return await sub.run(client, args);
+    } finally {
+      client.close();
+    }
+  },
+});
 
-function subUsage(name: string, sub: Subcommand): string {
-  return [
-    `usage: lockbox key ${name} ${sub.synopsis} [connection] [--json]`,
-    "",
-    sub.summary,
-    "",
-    ...(sub.flagsHelp.length > 0
-      ? ["options:", ...sub.flagsHelp, JSON_HELP, ""]
-      : ["options:", JSON_HELP, ""]),
-    CONNECTION_HELP,
-  ].join("\n");
-}
-
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "key",
   summary: "create, import, get, list, clone, rekey, grant, consume and delete keys",
-  async run(argv) {
-    const [name, ...rest] = argv;
-    if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-      process.stdout.write(topUsage() + "\n");
-      return name === undefined ? EXIT_USAGE : EXIT_OK;
-    }
-    const sub = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
-    if (sub === undefined) {
-      process.stderr.write(`lockbox key: unknown subcommand '${name}'\n\n${topUsage()}\n`);
-      return EXIT_USAGE;
-    }
-    const usage = subUsage(name, sub);
-    return runGuarded(`lockbox key ${name}`, usage, async () => {
-      const args = parseCommandArgs(rest, { ...COMMON, ...sub.options }, sub.positionalsMax);
-      if (boolFlag(args, "help")) {
-        process.stdout.write(usage + "\n");
-        return EXIT_OK;
-      }
-      const client = await clientFrom(connectionSettings(args));
-      try {
-        return await sub.run(client, args, boolFlag(args, "json"));
-      } finally {
-        client.close();
-      }
-    });
-  },
-};
+  subcommands: SUBCOMMANDS.map(withClient),
+});
 
 // ---- helpers -------------------------------------------------------------
 
+function kindOf(k: KeyMetadata): string {
+  return k.secretType === "SYMMETRIC"
+    ? `${k.algorithm}-${k.bitLength}`
+    : `${k.secretType.toLowerCase()}${k.algorithm === "UNSPECIFIED" ? "" : ` ${k.algorithm}`}${k.bitLength > 0 ? `-${k.bitLength}` : ""}`;
+}
+
+const iso = (d: Date | undefined): string => d?.toISOString() ?? "-";
+const dash = (s: string | undefined): string => (s === undefined || s === "" ? "-" : s);
+
+const KEY_COLUMNS: Column<KeyMetadata>[] = [
+  { header: "ID", value: (k) => k.id },
+  { header: "PROJECT", value: (k) => k.project },
+  { header: "SCOPE", value: (k) => dash(k.scope) },
+  { header: "NAME", value: (k) => dash(k.name) },
+  { header: "KIND", value: kindOf },
+  { header: "STATE", value: (k) => k.state },
+  { header: "CREATED", value: (k) => iso(k.createdAt) },
+  { header: "EXPIRES", value: (k) => iso(k.expiresAt) },
+  { header: "PARENT", value: (k) => dash(k.parentId) },
+];
+
 function keyLine(k: KeyMetadata): string {
-  const kind =
-    k.secretType === "SYMMETRIC"
-      ? `${k.algorithm}-${k.bitLength}`
-      : `${k.secretType.toLowerCase()}${k.algorithm === "UNSPECIFIED" ? "" : ` ${k.algorithm}`}${k.bitLength > 0 ? `-${k.bitLength}` : ""}`;
   const parts = [
     k.id,
     `project=${k.project}`,
-    `scope=${k.scope === "" ? "-" : k.scope}`,
-    `name=${k.name === "" ? "-" : k.name}`,
-    kind,
+    `scope=${dash(k.scope)}`,
+    `name=${dash(k.name)}`,
+    kindOf(k),
     k.state,
   ];
   if (k.parentId !== undefined) parts.push(`parent=${k.parentId}`);
@@ -448,18 +404,18 @@ function keyLine(k: KeyMetadata): string {
   return parts.join("  ");
 }
 
-function printConsumers(keyId: string, consumers: Consumer[], json: boolean, verb?: string): number {
-  if (json) {
-    printJson({ keyId, consumers });
-    return EXIT_OK;
-  }
-  if (verb !== undefined) process.stdout.write(`${verb}: key ${keyId} has ${consumers.length} consumer(s)\n`);
-  for (const c of consumers) {
-    const since = c.createdAt !== undefined ? `  since=${c.createdAt.toISOString()}` : "";
-    process.stdout.write(
-      `${JSON.stringify(c.service)} ${JSON.stringify(c.resourceType)} ${JSON.stringify(c.resourceId)}${since}\n`,
-    );
-  }
+const CONSUMER_COLUMNS: Column<Consumer>[] = [
+  { header: "SERVICE", value: (c) => c.service },
+  { header: "RESOURCE TYPE", value: (c) => c.resourceType },
+  { header: "RESOURCE ID", value: (c) => c.resourceId },
+  { header: "SINCE", value: (c) => iso(c.createdAt) },
+];
+
+function printConsumers(keyId: string, consumers: Consumer[], verb?: string): number {
+  const m = outputMode();
+  if (verb !== undefined && !m.json && m.field === undefined)
+    process.stdout.write(`${verb}: key ${keyId} has ${consumers.length} consumer(s)\n`);
+  emitList(consumers, consumers, { keyId, consumers }, CONSUMER_COLUMNS);
   return EXIT_OK;
 }
 
@@ -476,21 +432,27 @@ function requestIdOption(args: ParsedArgs): { clientRequestId?: string } {
   return id === undefined ? {} : { clientRequestId: id };
 }
 
-function printKey(key: KeyMetadata, json: boolean, verb?: string): number {
-  if (json) printJson(key);
-  else process.stdout.write((verb !== undefined ? `${verb} ` : "") + keyLine(key) + "\n");
+function printKey(key: KeyMetadata, verb?: string): number {
+  emitRecord(keyJson(key), () => (verb !== undefined ? `${verb} ` : "") + keyLine(key) + "\n");
   return EXIT_OK;
 }
 
-function printGrant(g: Grant, json: boolean, verb: string): number {
-  if (json) {
-    printJson(g);
-  } else {
+function printGrant(g: Grant, verb: string): number {
+  emitRecord(g, () => {
     const until = g.expiresAt?.toISOString() ?? "?";
     const revoked = g.revokedAt !== undefined ? `  revoked=${g.revokedAt.toISOString()}` : "";
-    process.stdout.write(`${verb} ${g.id}  key=${g.keyId}  grantee=${g.grantee}  until=${until}${revoked}\n`);
-  }
+    return `${verb} ${g.id}  key=${g.keyId}  grantee=${g.grantee}  until=${until}${revoked}\n`;
+  });
   return EXIT_OK;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function emitMaterial(
@@ -498,11 +460,12 @@ async function emitMaterial(
   format: string,
   out: string | undefined,
   json: boolean,
+  force: boolean,
 ): Promise<void> {
   if (json) {
     const encoded = fetched.material.toString(format === "base64" ? "base64" : "hex");
-    const text = JSON.stringify({ key: fetched.key, material: encoded, format }) + "\n";
-    if (out !== undefined) await writePrivate(out, Buffer.from(text));
+    const text = JSON.stringify(fetchedKeyJson(fetched, encoded, format)) + "\n";
+    if (out !== undefined) await writePrivateFile(out, Buffer.from(text), force);
     else process.stdout.write(text);
     return;
   }
@@ -511,25 +474,13 @@ async function emitMaterial(
       ? fetched.material
       : Buffer.from(fetched.material.toString(format === "base64" ? "base64" : "hex") + "\n");
   if (out !== undefined) {
-    await writePrivate(out, bytes);
+    await writePrivateFile(out, bytes, force);
   } else {
     await new Promise<void>((resolve, reject) =>
       process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())),
     );
   }
   if (bytes !== fetched.material) bytes.fill(0);
-}
-
-/** Writes a file readable by its owner only; the mode is set before any byte lands. */
-async function writePrivate(path: string, bytes: Uint8Array): Promise<void> {
-  const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
-  try {
-    await handle.chmod(0o600);
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 async function readMaterial(args: ParsedArgs): Promise<Buffer> {

@@ -4,68 +4,39 @@
  * for trying lockbox out, never for keys that matter.
  */
 import type { PeerStatus, PurgeStatus } from "../../client/index.js";
-import type { CliCommand } from "../command.js";
+import { defineCommand } from "../cli-definition.js";
 import { EXIT_OK } from "../command.js";
-import {
-  CONNECTION_HELP,
-  CONNECTION_OPTIONS,
-  boolFlag,
-  clientFrom,
-  connectionSettings,
-  parseCommandArgs,
-  printJson,
-  runGuarded,
-} from "../client-options.js";
-
-const USAGE = [
-  "usage: lockbox status [connection] [--json]",
-  "",
-  "Shows a peer's id, cluster, seal state, master key protector and epoch, key count, its raft node,",
-  "and the purge of destroyed material (pending values, the oldest one's wait, runs).",
-  "",
-  "options:",
-  "  --json                 print the status as one JSON line",
-  "",
-  CONNECTION_HELP,
-].join("\n");
+import { clientFrom, connectionSettings } from "../client-options.js";
+import { emitRecord } from "../output.js";
 
 export const DEVELOPMENT_PROTECTOR = "development-file";
 
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "status",
   summary: "show what a peer is and how it holds the master key",
-  run(argv) {
-    return runGuarded("lockbox status", USAGE, async () => {
-      const args = parseCommandArgs(
-        argv,
-        { ...CONNECTION_OPTIONS, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-        0,
-      );
-      if (boolFlag(args, "help")) {
-        process.stdout.write(USAGE + "\n");
-        return EXIT_OK;
+  description:
+    "Shows a peer's id, cluster, seal state, master key protector and epoch, key count, its raft node,\n" +
+    "and the purge of destroyed material (pending values, the oldest one's wait, runs).",
+  options: [],
+  connection: true,
+  output: true,
+  async run(args) {
+    const client = await clientFrom(connectionSettings(args));
+    try {
+      const status = await client.getStatus();
+      const development = status.masterKeyProtector === DEVELOPMENT_PROTECTOR;
+      emitRecord({ ...status, developmentMasterKey: development }, () => render(status, development));
+      if (development) {
+        process.stderr.write(
+          "WARNING: this peer's master key is in a DEVELOPMENT FILE, not sealed to a TPM. NOT FOR PRODUCTION.\n",
+        );
       }
-      const client = await clientFrom(connectionSettings(args));
-      try {
-        const status = await client.getStatus();
-        const development = status.masterKeyProtector === DEVELOPMENT_PROTECTOR;
-        if (boolFlag(args, "json")) {
-          printJson({ ...status, developmentMasterKey: development });
-        } else {
-          process.stdout.write(render(status, development));
-        }
-        if (development) {
-          process.stderr.write(
-            "WARNING: this peer's master key is in a DEVELOPMENT FILE, not sealed to a TPM. NOT FOR PRODUCTION.\n",
-          );
-        }
-        return EXIT_OK;
-      } finally {
-        client.close();
-      }
-    });
+      return EXIT_OK;
+    } finally {
+      client.close();
+    }
   },
-};
+});
 
 function render(s: PeerStatus, development: boolean): string {
   const protector = development ? `${s.masterKeyProtector}  <-- NOT FOR PRODUCTION` : s.masterKeyProtector;

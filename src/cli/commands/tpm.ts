@@ -7,20 +7,11 @@
  * `--tpm device:/dev/tpmrm0` (the kernel resource manager, the default).
  */
 import { readFile } from "node:fs/promises";
-import type { CliCommand } from "../command.js";
+import { defineCommand, type LeafDefinition, type OptionDefinition } from "../cli-definition.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
+import { emitRecord, outputMode } from "../output.js";
 import { describeHostPort, parseHostPort } from "../../net/host-port.js";
-import {
-  type OptionSpec,
-  type ParsedArgs,
-  UsageError,
-  boolFlag,
-  parseCommandArgs,
-  printJson,
-  requiredFlag,
-  runGuarded,
-  stringFlag,
-} from "../client-options.js";
+import { type ParsedArgs, UsageError, requiredFlag, stringFlag } from "../client-options.js";
 import {
   Tpm,
   TPM_CAP,
@@ -53,131 +44,111 @@ import {
   verifyQuote,
 } from "../../../tpm/index-verify.js";
 
-const TPM_HELP = [
-  "  --tpm SPEC             swtpm:HOST:PORT or device:PATH   [$LOCKBOX_TPM, default device:/dev/tpmrm0]",
-  "  --json                 print one JSON line",
-  "  -h, --help             show this help",
-].join("\n");
-
-const USAGES: Record<string, string> = {
-  tpm: [
-    "usage: lockbox tpm <info|ek|quote|verify> [options]",
-    "",
-    "  info     manufacturer, firmware and PCR banks of a TPM",
-    "  ek       the EK certificate and public key; with --ca, check its chain",
-    "  quote    an AK name, PCR values and a quote over them, as JSON for `verify`",
-    "  verify   check a quote JSON against an AK public key, a nonce and a PCR policy",
-    "",
-    "Run `lockbox tpm <subcommand> --help` for its options.",
-  ].join("\n"),
-  info: ["usage: lockbox tpm info [--tpm SPEC] [--json]", "", "options:", TPM_HELP].join("\n"),
-  ek: [
-    "usage: lockbox tpm ek [--tpm SPEC] [--ca FILE]... [--json]",
-    "",
-    "Prints the RSA EK certificate (PEM), the EK public area and name. With --ca (PEM or DER",
-    "files holding the manufacturer's root and intermediate certificates) it also verifies the",
-    "certificate chain and exits 1 if it does not verify.",
-    "",
-    "options:",
-    "  --ca FILE              a CA certificate file (repeatable)",
-    TPM_HELP,
-  ].join("\n"),
-  quote: [
-    "usage: lockbox tpm quote --nonce HEX [--pcrs sha256:0,1,2,3,7] [--ak ecc|rsa] [--tpm SPEC]",
-    "",
-    "Creates the AK (a primary in the endorsement hierarchy), reads the PCRs and quotes them with",
-    "the nonce as extraData. Prints the quote JSON that `lockbox tpm verify --quote` reads.",
-    "",
-    "options:",
-    "  --nonce HEX            1..64 bytes of qualifying data (required; a verifier wants >= 16)",
-    "  --pcrs SEL             PCR selection, e.g. sha256:0,1,2,3,7 (default)",
-    "  --ak ecc|rsa           AK algorithm (default ecc: P-256, ECDSA-SHA256)",
-    TPM_HELP,
-  ].join("\n"),
-  verify: [
-    "usage: lockbox tpm verify --quote FILE --ak-public FILE --nonce HEX --policy FILE [--previous FILE] [--json]",
-    "",
-    "Verifies a quote JSON in the verifier's fixed order: policy, signature (scheme, hash and",
-    "RSA-PSS salt as pinned), attest (magic, type, signer), nonce (at least 16 bytes), PCR digest,",
-    "PCR policy, clock (`safe` set; with --previous, newer than an earlier quote), firmware",
-    "version. Exits 0 if it verifies, 1 otherwise, printing each failure's check, code and",
-    "details, and the checks not run after an early stop. Needs no TPM.",
-    "",
-    "options:",
-    "  --quote FILE           the quote JSON (from `lockbox tpm quote`)",
-    "  --ak-public FILE       the AK's TPMT_PUBLIC as hex, as enrolled (not taken from the quote)",
-    "  --ak-parent-qn HEX     the AK's parent qualified name (default: endorsement hierarchy)",
-    "  --nonce HEX            the nonce the quote must carry",
-    "  --policy FILE          the quote policy: approved PCR values and the pins, e.g.",
-    '                         {"pcrs": {"sha256": {"0": "<hex>", "7": ["<hex>", "<hex>"]}},',
-    '                          "hashAlg": "sha256", "signatureScheme": "ecdsa" | "rsassa" | "rsapss",',
-    '                          "rsaPssSaltBytes": 32 (rsapss only), "firmwareVersionMin": "20191023.00000000"}',
-    "                         (firmware as `lockbox tpm info` prints it)",
-    "  --previous FILE        an earlier accepted quote JSON from the same TPM",
-    "  --json                 print one JSON line: {ok, ...} or {ok: false, failures, notRun}",
-    "  -h, --help             show this help",
-  ].join("\n"),
+const TPM_OPTION: OptionDefinition = {
+  flags: "--tpm <SPEC>",
+  description: "swtpm:HOST:PORT or device:PATH [$LOCKBOX_TPM, default device:/dev/tpmrm0]",
 };
 
-const TPM_OPTIONS = {
-  tpm: { type: "string" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const satisfies OptionSpec;
+/** Malformed input found deep inside (a PCR selection, a policy file) is a usage error. */
+const usageOnPcrFormat =
+  (run: (args: ParsedArgs) => Promise<number>) =>
+  async (args: ParsedArgs): Promise<number> => {
+    try {
+      return await run(args);
+    } catch (err) {
+      if (err instanceof PcrFormatError) throw new UsageError(err.message);
+      throw err;
+    }
+  };
 
-const SUBCOMMANDS: Record<string, { options: OptionSpec; run(args: ParsedArgs): Promise<number> }> = {
-  info: { options: TPM_OPTIONS, run: runInfo },
-  ek: { options: { ...TPM_OPTIONS, ca: { type: "string", multiple: true } }, run: runEk },
-  quote: {
-    options: { ...TPM_OPTIONS, nonce: { type: "string" }, pcrs: { type: "string" }, ak: { type: "string" } },
-    run: runQuote,
+const SUBCOMMANDS: LeafDefinition[] = [
+  {
+    name: "info",
+    summary: "manufacturer, firmware and PCR banks of a TPM",
+    options: [TPM_OPTION],
+    output: true,
+    run: runInfo,
   },
-  verify: {
-    options: {
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-      quote: { type: "string" },
-      "ak-public": { type: "string" },
-      "ak-parent-qn": { type: "string" },
-      nonce: { type: "string" },
-      policy: { type: "string" },
-      previous: { type: "string" },
-    },
-    run: runVerify,
+  {
+    name: "ek",
+    summary: "the EK certificate and public key; with --ca, check its chain",
+    description:
+      "Prints the RSA EK certificate (PEM), the EK public area and name. With --ca (PEM or DER\n" +
+      "files holding the manufacturer's root and intermediate certificates) it also verifies the\n" +
+      "certificate chain and exits 1 if it does not verify.",
+    options: [
+      { flags: "--ca <FILE>", description: "a CA certificate file (repeatable)", repeatable: true },
+      TPM_OPTION,
+    ],
+    output: true,
+    run: runEk,
   },
-};
+  {
+    name: "quote",
+    summary: "an AK name, PCR values and a quote over them, as JSON for `verify`",
+    description:
+      "Creates the AK (a primary in the endorsement hierarchy), reads the PCRs and quotes them with\n" +
+      "the nonce as extraData. Prints the quote JSON that `lockbox tpm verify --quote` reads.",
+    options: [
+      {
+        flags: "--nonce <HEX>",
+        description: "1..64 bytes of qualifying data (a verifier wants >= 16)",
+        required: true,
+      },
+      { flags: "--pcrs <SEL>", description: "PCR selection", default: "sha256:0,1,2,3,7" },
+      {
+        flags: "--ak <ALG>",
+        description: "AK algorithm (ecc: P-256, ECDSA-SHA256)",
+        choices: ["ecc", "rsa"],
+        default: "ecc",
+      },
+      TPM_OPTION,
+    ],
+    output: true,
+    run: usageOnPcrFormat(runQuote),
+  },
+  {
+    name: "verify",
+    summary: "check a quote JSON against an AK public key, a nonce and a PCR policy",
+    description:
+      "Verifies a quote JSON in the verifier's fixed order: policy, signature (scheme, hash and\n" +
+      "RSA-PSS salt as pinned), attest (magic, type, signer), nonce (at least 16 bytes), PCR digest,\n" +
+      "PCR policy, clock (`safe` set; with --previous, newer than an earlier quote), firmware\n" +
+      "version. Exits 0 if it verifies, 1 otherwise, printing each failure's check, code and\n" +
+      "details, and the checks not run after an early stop. Needs no TPM.\n\n" +
+      "The policy file holds approved PCR values and the pins, e.g.\n" +
+      '  {"pcrs": {"sha256": {"0": "<hex>", "7": ["<hex>", "<hex>"]}},\n' +
+      '   "hashAlg": "sha256", "signatureScheme": "ecdsa" | "rsassa" | "rsapss",\n' +
+      '   "rsaPssSaltBytes": 32 (rsapss only), "firmwareVersionMin": "20191023.00000000"}\n' +
+      "(firmware as `lockbox tpm info` prints it).",
+    options: [
+      { flags: "--quote <FILE>", description: "the quote JSON (from `lockbox tpm quote`)", required: true },
+      {
+        flags: "--ak-public <FILE>",
+        description: "the AK's TPMT_PUBLIC as hex, as enrolled (not taken from the quote)",
+        required: true,
+      },
+      {
+        flags: "--ak-parent-qn <HEX>",
+        description: "the AK's parent qualified name (default: endorsement hierarchy)",
+      },
+      { flags: "--nonce <HEX>", description: "the nonce the quote must carry", required: true },
+      { flags: "--policy <FILE>", description: "the quote policy (see above)", required: true },
+      { flags: "--previous <FILE>", description: "an earlier accepted quote JSON from the same TPM" },
+    ],
+    output: true,
+    run: usageOnPcrFormat(runVerify),
+  },
+];
 
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "tpm",
   summary: "inspect a TPM: info, EK, quote, verify",
-  run(argv) {
-    const [sub, ...rest] = argv;
-    if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
-      process.stdout.write(USAGES.tpm + "\n");
-      return Promise.resolve(sub === undefined ? 2 : EXIT_OK);
-    }
-    const entry = SUBCOMMANDS[sub];
-    if (entry === undefined) {
-      process.stderr.write(`lockbox tpm: unknown subcommand '${sub}'\n\n${USAGES.tpm}\n`);
-      return Promise.resolve(2);
-    }
-    const usage = USAGES[sub]!;
-    return runGuarded(`lockbox tpm ${sub}`, usage, async () => {
-      const args = parseCommandArgs(rest, entry.options, 0);
-      if (boolFlag(args, "help")) {
-        process.stdout.write(usage + "\n");
-        return EXIT_OK;
-      }
-      try {
-        return await entry.run(args);
-      } catch (err) {
-        // Malformed user input found deep inside (a PCR selection, a policy file) is a usage error.
-        if (err instanceof PcrFormatError) throw new UsageError(err.message);
-        throw err;
-      }
-    });
-  },
-};
+  subcommands: SUBCOMMANDS,
+});
+
+/** --json or --field: print the record (emitRecord picks which); otherwise the text below. */
+const structured = (): boolean => outputMode().json || outputMode().field !== undefined;
 
 /** Opens the transport named by --tpm (or $LOCKBOX_TPM), runs `fn`, always closes it. */
 async function withTpm<T>(args: ParsedArgs, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
@@ -232,7 +203,7 @@ async function runInfo(args: ParsedArgs): Promise<number> {
       activePcrBanks: banks.filter((b) => b.pcrs > 0).map((b) => b.bank),
     };
   });
-  if (boolFlag(args, "json")) printJson(info);
+  if (structured()) emitRecord(info, () => "");
   else {
     const rows: [string, string][] = [
       ["manufacturer", info.manufacturer],
@@ -274,7 +245,7 @@ async function runEk(args: ParsedArgs): Promise<number> {
     ekPem: publicKeyFromTpmt(ek.ekPublic).export({ type: "spki", format: "pem" }) as string,
     ...(chain === undefined ? {} : { chain }),
   };
-  if (boolFlag(args, "json")) printJson(out);
+  if (structured()) emitRecord(out, () => "");
   else {
     process.stdout.write(
       `${out.certificatePem.trimEnd()}\nEK name     ${out.ekName}\nEK public  ${out.ekPublic}\n`,
@@ -293,8 +264,7 @@ async function runEk(args: ParsedArgs): Promise<number> {
 async function runQuote(args: ParsedArgs): Promise<number> {
   const nonce = hexArg(requiredFlag(args, "nonce"), "--nonce", 1, 64);
   const banks = parsePcrSelection(stringFlag(args, "pcrs") ?? "sha256:0,1,2,3,7");
-  const akAlg = stringFlag(args, "ak") ?? "ecc";
-  if (akAlg !== "ecc" && akAlg !== "rsa") throw new UsageError("--ak must be ecc or rsa", "--ak");
+  const akAlg = stringFlag(args, "ak") === "rsa" ? "rsa" : "ecc";
   const selection = new TpmlPcrSelection(banks.map((b) => TpmsPcrSelection.of(b.hashAlg, b.pcrs)));
   const out = await withTpm(args, (tpm) =>
     withTransient(
@@ -315,7 +285,7 @@ async function runQuote(args: ParsedArgs): Promise<number> {
       },
     ),
   );
-  if (boolFlag(args, "json")) printJson(out);
+  if (structured()) emitRecord(out, () => "");
   else process.stdout.write(JSON.stringify(out, null, 2) + "\n");
   return EXIT_OK;
 }
@@ -356,7 +326,7 @@ async function runVerify(args: ParsedArgs): Promise<number> {
         restartedSincePrevious: result.restartedSincePrevious,
       }
     : { ok: false, failures: result.failures, notRun: result.notRun };
-  if (boolFlag(args, "json")) printJson(out);
+  if (structured()) emitRecord(out, () => "");
   else if (result.ok) process.stdout.write(`quote verified (AK ${hex(result.akName)})\n`);
   else {
     const lines = ["quote REFUSED:", ...result.failures.map(failureLine)];
