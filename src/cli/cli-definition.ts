@@ -77,7 +77,11 @@ export const CONNECTION_OPTION_DEFINITIONS: readonly OptionDefinition[] = [
     flags: "--dir <DIR>",
     description: "an `lockbox init` directory: its CA, admin identity and address [$LOCKBOX_DIR]",
   },
-  { flags: "--deadline-ms <N>", description: "deadline of each attempt", default: "5000" },
+  // No commander default: an unset flag must leave room for $LOCKBOX_DEADLINE_MS (the client defaults to 5000).
+  {
+    flags: "--deadline-ms <N>",
+    description: "deadline of each attempt (default 5000) [$LOCKBOX_DEADLINE_MS]",
+  },
 ];
 
 export const OUTPUT_OPTION_DEFINITIONS: readonly OptionDefinition[] = [

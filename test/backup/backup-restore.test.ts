@@ -66,7 +66,7 @@ test("keys created, backup taken, store destroyed, restore: every key readable w
   flipped[Math.floor(flipped.length / 2)]! ^= 0x01;
   await fs.writeFile(broken, flipped);
   const refused = await runCli(["restore", "--dir", peer.dir, "--from", broken]);
-  t.is(refused.code, 1);
+  t.is(refused.code, 6, "a damaged backup is the data-loss exit class");
   t.regex(refused.stderr, /is damaged .*SHA-256 differs/);
   t.false(
     await fs.stat(join(peer.dir, "data")).then(

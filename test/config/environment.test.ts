@@ -20,7 +20,21 @@ test("init, identity issue and audit verify find their directory in $LOCKBOX_DIR
 
   const out = join(root, "ids");
   const issued = await runCli(
-    ["identity", "issue", "--name", "svc-env", "--role", "service", "--project", "p", "--out", out],
+    // --offline: signs with the init directory's CA key; without it, identity issue goes through the
+    // cluster (a running peer), which this test has not started.
+    [
+      "identity",
+      "issue",
+      "--offline",
+      "--name",
+      "svc-env",
+      "--role",
+      "service",
+      "--project",
+      "p",
+      "--out",
+      out,
+    ],
     { env },
   );
   t.is(issued.code, 0, issued.stderr);
@@ -29,7 +43,17 @@ test("init, identity issue and audit verify find their directory in $LOCKBOX_DIR
   const verify = await runCli(["audit", "verify"], { env });
   t.is(verify.code, 0, verify.stderr);
 
-  const noDir = await runCli(["identity", "issue", "--name", "x", "--role", "service", "--project", "p"]);
+  const noDir = await runCli([
+    "identity",
+    "issue",
+    "--offline",
+    "--name",
+    "x",
+    "--role",
+    "service",
+    "--project",
+    "p",
+  ]);
   t.is(noDir.code, 2);
   t.regex(noDir.stderr, /--dir is required \(or set \$LOCKBOX_DIR\)/);
 

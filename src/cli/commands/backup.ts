@@ -73,7 +73,8 @@ export const command: CliCommand = {
       const store = await openPeerStore(resolvePeerPath(dir, config, "data")).catch((err: unknown) => {
         throw isLockboxError(err, "UNAVAILABLE")
           ? new LockboxError(
-              "UNAVAILABLE",
+              // Not retryable: the operator must stop the peer first (exit class "other", not "unavailable").
+              "FAILED_PRECONDITION",
               `the store of ${dir} is in use: stop its peer first (a backup reads the store offline)`,
               undefined,
               { cause: err },
