@@ -76,7 +76,17 @@ test("dev-cluster start gives 3 attested members with a leader; an identity issu
   for (const id of ["peer-1", "peer-2", "peer-3"])
     t.true(files.includes(join(dir, id, "master-key.sealed")), id);
 
-  const status = await runCliJson<Status>(["dev-cluster", "status", "--dir", dir, "--json"]);
+  // `start` waits for 3 active members and a leader; promotions to voter are the autopilot's, a few
+  // seconds later (stabilization, then one membership change at a time). Wait for them, bounded.
+  let status = await runCliJson<Status>(["dev-cluster", "status", "--dir", dir, "--json"]);
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+    const settled =
+      ["peer-1", "peer-2", "peer-3"].includes(status.leader) &&
+      status.peers.filter((p) => p.suffrage === "voter").length >= 2;
+    if (settled) break;
+    await new Promise((r) => setTimeout(r, 1_000));
+    status = await runCliJson<Status>(["dev-cluster", "status", "--dir", dir, "--json"]);
+  }
   t.true(status.running);
   t.true(["peer-1", "peer-2", "peer-3"].includes(status.leader));
   t.is(status.peers.filter((p) => p.raftRole === "leader").length, 1);
