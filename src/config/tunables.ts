@@ -49,6 +49,13 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** Continuous attestation (src/attestation/attestation-monitor.ts): re-quotes of every member. */
+  attestation: {
+    /** Time between two rounds of re-quotes; a PCR change fences within two of them. */
+    intervalMs: number;
+    /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
+    timeoutMs: number;
+  };
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -65,6 +72,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -107,6 +115,7 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  attestation: { intervalMs: positiveInt, timeoutMs: positiveInt },
 };
 
 /**
@@ -144,7 +153,11 @@ export function validateTunables(
     }
     out[section] = resolved;
   }
-  return out as unknown as Tunables;
+  const tunables = out as unknown as Tunables;
+  if (tunables.attestation.timeoutMs >= tunables.attestation.intervalMs) {
+    throw bad("attestation.timeoutMs", "must be below attestation.intervalMs");
+  }
+  return tunables;
 }
 
 /** Every tunable as `section.key` with its default, in the order of TUNABLES_DEFAULT (docs, tests). */
