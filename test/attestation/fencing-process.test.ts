@@ -90,7 +90,8 @@ function devCluster(): Promise<Cluster> {
     });
     const started = await runCliJson<Started>(["dev-cluster", "start", "--dir", dir, "--json"], {
       timeoutMs: START_TIMEOUT_MS,
-      env: { LOCKBOX_ATTESTATION_INTERVAL_MS: String(INTERVAL_MS) },
+      // Each peer's /metrics, /healthz and /readyz on a free port of its own (its log says which).
+      env: { LOCKBOX_ATTESTATION_INTERVAL_MS: String(INTERVAL_MS), LOCKBOX_METRICS_LISTEN: "127.0.0.1:0" },
     });
     const addressOf = Object.fromEntries(started.peers.map((p) => [p.peer_id, p.address]));
     const caPem = await fs.readFile(started.admin.ca, "utf8");
@@ -192,6 +193,25 @@ function peerCalls(address: string, tls: { ca: string; cert: string; key: string
         ),
       ),
   };
+}
+
+/** The metrics listener of peer `id`, from the "ready" line its `lockbox serve --json` wrote to its log. */
+async function metricsAddressOf(c: Cluster, id: string): Promise<string> {
+  const lines = (await fs.readFile(join(c.dir, `${id}.log`), "utf8")).split("\n");
+  for (const line of lines.reverse()) {
+    try {
+      const v = JSON.parse(line) as { event?: string; metricsAddress?: string };
+      if (v.event === "ready" && typeof v.metricsAddress === "string") return v.metricsAddress;
+    } catch {
+      /* a log line of another kind */
+    }
+  }
+  throw new Error(`${id} logged no metrics address`);
+}
+
+async function httpGet(address: string, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://${address}${path}`, { signal: AbortSignal.timeout(5_000) });
+  return { status: res.status, body: await res.text() };
 }
 
 async function members(c: Cluster): Promise<PeerRow[]> {
@@ -346,6 +366,20 @@ test.serial(
       "--json",
     ]);
     t.true(targetStatus.attestation?.fenced, JSON.stringify(targetStatus.attestation));
+    const targetMetrics = await metricsAddressOf(c, target);
+    const ready = await httpGet(targetMetrics, "/readyz");
+    t.is(ready.status, 503);
+    t.regex(ready.body, /fenced/);
+    // The leader counted the failed check.
+    const scraped = await httpGet(await metricsAddressOf(c, settled!), "/metrics");
+    t.regex(
+      scraped.body,
+      /lockbox_attestation_checks_total\{[^}]*check="pcr-policy"[^}]*result="failed"[^}]*\} [1-9]/,
+    );
+    t.regex(
+      scraped.body,
+      /lockbox_attestation_checks_total\{[^}]*check="reachable"[^}]*result="ok"[^}]*\} [1-9]/,
+    );
     t.regex(targetStatus.attestation?.reason ?? "", /pcr-policy/);
 
     // Keys are still created and read through the other two (a key lives on the peer that made it).
@@ -441,5 +475,28 @@ test.serial(
     const text = await runCli(["status", "--endpoint", c.addressOf[target]!, ...c.adminArgs]);
     t.regex(text.text, /attestation\s+attested \(member active\)/);
     t.is(await health(c.addressOf[target]!, c.caPem), "SERVING");
+    t.is((await httpGet(targetMetrics, "/readyz")).status, 200);
   },
 );
+
+test.serial("a peer that does not answer (SIGKILL) is marked down, not fenced", async (t) => {
+  t.timeout(START_TIMEOUT_MS + 60_000);
+  const c = await devCluster();
+  const leader = await until(10_000, async () => {
+    const l = (await c.admin.getStatus()).raft?.leader ?? "";
+    return l === "" ? undefined : l;
+  });
+  const victim = ["peer-2", "peer-3"].find((id) => id !== leader)!;
+  const record = (await readRecords(join(c.dir, "run"))).find((r) => r.name === victim);
+  t.truthy(record && isRecorded(record), `no running process recorded for ${victim}`);
+  process.kill(record!.pid, "SIGKILL");
+  const states = new Set<string>();
+  const down = await until(8 * INTERVAL_MS, async () => {
+    const row = (await members(c)).find((r) => r.peer_id === victim);
+    if (row !== undefined) states.add(row.state);
+    return row?.state === "down" ? row : undefined;
+  });
+  t.truthy(down, `${victim} was not marked down (states seen: ${[...states].join(", ")})`);
+  t.regex(down?.reason ?? "", /no answer to a re-quote/);
+  t.false(states.has("fenced"), "unreachable is not untrusted");
+});
