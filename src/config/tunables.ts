@@ -81,6 +81,8 @@ const positiveInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? undefined : "must be a positive integer";
 const nonNegativeInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? undefined : "must be an integer >= 0";
+const atLeast100: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 100 ? undefined : "must be an integer >= 100";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 const listenOrOff: Check = (v) =>
   v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
@@ -115,7 +117,7 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
-  attestation: { intervalMs: positiveInt, timeoutMs: positiveInt },
+  attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
 };
 
 /**
