@@ -7,6 +7,7 @@
 import { EDGE_LIMITS_DEFAULT, type EdgeLimits } from "../server/edge-limits.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { LOG_LEVELS, type LogLevel, isLogLevel } from "../logging/log-level.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "../rest/rest-limits.js";
 
 export interface Tunables {
   log: {
@@ -49,6 +50,8 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** The Barbican REST listener's bounds and its Keystone validation's (src/rest/rest-limits.ts). */
+  restLimits: RestLimits;
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -65,6 +68,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  restLimits: { ...REST_LIMITS_DEFAULT },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -107,6 +111,9 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  restLimits: Object.fromEntries(Object.keys(REST_LIMITS_DEFAULT).map((k) => [k, positiveInt])) as {
+    [K in keyof RestLimits]: Check;
+  },
 };
 
 /**

@@ -11,6 +11,7 @@
  * closed), calls in flight per identity (shared with gRPC), and an address whose calls are refused
  * for want of an identity faster than refusalsPerSourcePerSecondMax cools down (its new connections
  * closed at accept). Refusals are counted into the audit log's aggregates, not written one each.
+ * The bounds are tunables (rest-limits.ts, the config's `restLimits` section).
  */
 import * as http from "node:http";
 import * as https from "node:https";
@@ -25,37 +26,9 @@ import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../net/tls-policy
 import type { BarbicanApi, RestRequest, RestResponse, Route } from "./barbican-api.js";
 import { errorDocument, httpStatusOf } from "./http-status.js";
 import { authenticateRest, type RestAuthenticator } from "./rest-auth.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "./rest-limits.js";
 
-export interface RestLimits {
-  connectionsMax: number;
-  connectionsPerSourceMax: number;
-  /** Request line and headers together. */
-  headerBytesMax: number;
-  headersTimeoutMs: number;
-  /** Time to receive a whole request, body included. */
-  requestTimeoutMs: number;
-  keepAliveTimeoutMs: number;
-  handshakeTimeoutMs: number;
-  /** Largest request body (Barbican refuses secrets over about 16 KB with 413 too). */
-  bodyBytesMax: number;
-  requestsPerConnectionMax: number;
-  refusalsPerSourcePerSecondMax: number;
-  refusalCooldownMs: number;
-}
-
-export const REST_LIMITS_DEFAULT: RestLimits = {
-  connectionsMax: 512,
-  connectionsPerSourceMax: 64,
-  headerBytesMax: 16 * 1024,
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
-  keepAliveTimeoutMs: 5_000,
-  handshakeTimeoutMs: 5_000,
-  bodyBytesMax: 20_000,
-  requestsPerConnectionMax: 10_000,
-  refusalsPerSourcePerSecondMax: 100,
-  refusalCooldownMs: 10_000,
-};
+export { REST_LIMITS_DEFAULT, type RestLimits } from "./rest-limits.js";
 
 export interface RestServerOptions {
   /** "HOST:PORT"; port 0 picks a free one. */

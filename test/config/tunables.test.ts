@@ -54,6 +54,8 @@ test("a wrong, misspelt or unknown tunable is refused, naming it", async (t) => 
     ["audit.exportSyslog", { ...good, audit: { exportSyslog: "tcp:1.2.3.4:514" } }],
     ["store.purgeDelayMs", { ...good, store: { purgeDelayMs: 1.5 } }],
     ["keys", { ...good, keys: [] }],
+    ["restLimits.bodyBytesMax", { ...good, restLimits: { bodyBytesMax: 0 } }],
+    ["restLimits.keystoneCacheSize", { ...good, restLimits: { keystoneCacheSize: 5 } }],
     ["metric", { ...good, metric: {} }],
   ];
   for (const [field, value] of cases) {
