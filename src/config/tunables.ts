@@ -7,6 +7,7 @@
 import { EDGE_LIMITS_DEFAULT, type EdgeLimits } from "../server/edge-limits.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { LOG_LEVELS, type LogLevel, isLogLevel } from "../logging/log-level.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "./rest-limits.js";
 
 export interface Tunables {
   log: {
@@ -56,6 +57,8 @@ export interface Tunables {
     /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
     timeoutMs: number;
   };
+  /** The Barbican REST listener's bounds and its Keystone validation's (src/config/rest-limits.ts). */
+  restLimits: RestLimits;
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -73,6 +76,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
   attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
+  restLimits: { ...REST_LIMITS_DEFAULT },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -118,6 +122,9 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
   },
   keys: { grantsPerKeyMax: positiveInt },
   attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
+  restLimits: Object.fromEntries(Object.keys(REST_LIMITS_DEFAULT).map((k) => [k, positiveInt])) as {
+    [K in keyof RestLimits]: Check;
+  },
 };
 
 /**

@@ -23,7 +23,6 @@ import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { InFlightLimit } from "../edge/in-flight.js";
-import { EDGE_LIMITS_DEFAULT } from "../server/edge-limits.js";
 import { openPeerCore } from "./peer-core.js";
 import { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
@@ -285,7 +284,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // One bound on calls in flight per identity, whichever edge they come through.
     const parts = options.replaceParts?.({ keys, audit });
     const inFlight = new InFlightLimit(
-      parts?.limits?.callsInFlightPerIdentityMax ?? EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax,
+      parts?.limits?.callsInFlightPerIdentityMax ?? config.edge.callsInFlightPerIdentityMax,
     );
     if (logs.logger !== undefined) {
       const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
@@ -395,6 +394,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         pipeline: { audit: parts?.audit ?? audit, log: parts?.log ?? logFor("rest", "error") },
         inFlight,
         clock,
+        limits: config.restLimits,
       }).catch(async (e: unknown) => {
         await server.close(0);
         throw e;
