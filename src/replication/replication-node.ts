@@ -39,6 +39,7 @@ import { LevelReplicaStore } from "./leveldb-replica-store.js";
 import { LinkBatcher } from "./link-batcher.js";
 import { RingPlacement, type PlacementView } from "./placement-view.js";
 import { Replica } from "./replica.js";
+import { PartitionHandover } from "./partition-handover.js";
 import { PartitionReceiver } from "./partition-receiver.js";
 import { ReplicationPeerService } from "./replication-peer-service.js";
 import { loadReplicationService } from "./replication-proto.js";
@@ -72,6 +73,8 @@ export interface ReplicationNodeOptions {
   nowMs: () => number;
   log: (line: string) => void;
   scheduler?: Scheduler;
+  /** How long a ring change settles before this peer gives away partitions it no longer owns (5 s). */
+  handoverSettleMs?: number;
 }
 
 /** Digest buckets per partition: every peer must use the same number, so it is not a tunable. */
@@ -87,6 +90,7 @@ export class ReplicationNode {
   readonly antiEntropy: AntiEntropy;
   readonly placement: LivePlacement;
   readonly receiver: PartitionReceiver;
+  readonly handover: PartitionHandover;
   /** Partition-replicas that moved in the last ring change this peer applied. */
   private lastMoved = 0;
   private readonly hlc: HybridClock;
@@ -154,6 +158,15 @@ export class ReplicationNode {
       nowMs: options.nowMs,
       log: options.log,
     });
+    this.handover = new PartitionHandover({
+      self,
+      replica: this.replica,
+      sender: this.batcher,
+      placement: this.placement,
+      log: options.log,
+      heldPartitions: () => replicaStore.partitions(),
+      ...(options.handoverSettleMs !== undefined ? { settleMs: options.handoverSettleMs } : {}),
+    });
     this.hlc = new HybridClock({ peer: self, physicalNowMs: options.nowMs });
   }
 
@@ -205,6 +218,7 @@ export class ReplicationNode {
           this.lastMoved = moves.reduce((n, m) => n + m.receivers.length, 0);
           this.receiver.receive(moves);
         }
+        this.handover.ringChanged();
       } catch (e) {
         this.options.log(
           `replication: ring version ${view.ring.version} not used: ${e instanceof Error ? e.message : String(e)}`,
@@ -272,7 +286,12 @@ export class ReplicationNode {
 
   private progressFields(): Record<string, number> {
     const p = this.receiver.progress();
+    const h = this.handover.progress();
     return {
+      partitions_giving: h.partitions,
+      partitions_given: h.dropped,
+      records_given: h.records,
+      bytes_given: h.bytes,
       partitions_receiving: p.partitions,
       partitions_received: p.received,
       records_received: p.records,
@@ -292,6 +311,7 @@ export class ReplicationNode {
 
   async close(): Promise<void> {
     this.receiver.stop();
+    this.handover.stop();
     this.handoff.stop();
     this.antiEntropy.stop();
     this.service.close();

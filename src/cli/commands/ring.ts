@@ -45,6 +45,10 @@ export const command = clusterCommand("ring", "show the ring and the progress of
           })`,
         ],
         ["records / bytes received", `${n(r.records_received)} / ${n(r.bytes_received)}`],
+        [
+          "partitions handed over / to hand over",
+          `${n(r.partitions_given)} / ${n(r.partitions_giving)} (records ${n(r.records_given)}, bytes ${n(r.bytes_given)})`,
+        ],
         ["rate", `${rate.toFixed(0)} bytes/s`],
         ["partitions quarantined", n(r.partitions_quarantined)],
         [
