@@ -70,6 +70,13 @@ export interface Tunables {
     /** Handoff copies not delivered within this are dropped; must be below reclaimAgeMs. */
     hintMaxAgeMs: number;
   };
+  /** Continuous attestation (src/attestation/attestation-monitor.ts): re-quotes of every member. */
+  attestation: {
+    /** Time between two rounds of re-quotes; a PCR change fences within two of them. */
+    intervalMs: number;
+    /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
+    timeoutMs: number;
+  };
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -97,6 +104,7 @@ export const TUNABLES_DEFAULT: Tunables = {
     reclaimAgeMs: 7 * 86_400_000,
     hintMaxAgeMs: 86_400_000,
   },
+  attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -114,6 +122,8 @@ const hours: Check = (v) =>
   typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255
     ? undefined
     : "must be an integer in 0..255";
+const atLeast100: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 100 ? undefined : "must be an integer >= 100";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 const listenOrOff: Check = (v) =>
   v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
@@ -159,6 +169,7 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     reclaimAgeMs: positiveInt,
     hintMaxAgeMs: positiveInt,
   },
+  attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
 };
 
 /**
@@ -196,7 +207,11 @@ export function validateTunables(
     }
     out[section] = resolved;
   }
-  return out as unknown as Tunables;
+  const tunables = out as unknown as Tunables;
+  if (tunables.attestation.timeoutMs >= tunables.attestation.intervalMs) {
+    throw bad("attestation.timeoutMs", "must be below attestation.intervalMs");
+  }
+  return tunables;
 }
 
 /** Every tunable as `section.key` with its default, in the order of TUNABLES_DEFAULT (docs, tests). */

@@ -38,6 +38,8 @@ import { RingDuty } from "../controlplane/ring-duty.js";
 import type { KeyReplication } from "../keys/key-replication.js";
 import { LockboxError } from "../errors.js";
 import { ReplicationNode, type ClusterView } from "../replication/replication-node.js";
+import { attestationStatus, continuousAttestation } from "./continuous-attestation.js";
+import type { PeerRefusalCode } from "../pki/peer-refusal.js";
 
 export interface StartPeerOptions {
   /** The directory `lockbox init` created. */
@@ -78,6 +80,8 @@ export interface StartPeerOptions {
    * chain to `manufacturerCas`.
    */
   joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
+  /** Overrides the config's attestation.intervalMs (`lockbox serve` passes $LOCKBOX_ATTESTATION_INTERVAL_MS). */
+  attestationIntervalMs?: number;
 }
 
 export interface RunningPeer {
@@ -195,9 +199,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
   let replicationTimer: NodeJS.Timeout | undefined;
+  let stopAttestation = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
     await stopRest();
     duties?.stop();
+    await stopAttestation();
     clearInterval(healthTimer);
     clearInterval(replicationTimer);
     await replicationNode?.close();
@@ -219,6 +225,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // The control state admits peers and clients by membership and revocation, and serves proposals
     // forwarded to the leader.
     const raftLog = logFor("raft", "warn");
+    let refusedBy = (_peer: string, _code: PeerRefusalCode, _details: string): void => {};
     const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,
@@ -226,7 +233,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       log: raftLog,
       limits: config.raft,
       stateMachine: control.state,
-      admitPeer: (peer) => control.admitPeer(peer),
+      admitPeer: (peer) => control.peerRefusal(peer),
+      onRefusedByPeer: (peer, code, details) => refusedBy(peer, code, details),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) =>
@@ -266,8 +274,29 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
-    const readiness = () =>
-      barrier.sealed ? { ready: false, reason: "sealed" } : { ready: true, reason: "" };
+    // Continuous attestation (issue 9 item 5): re-quotes, fencing, and whether this peer is fenced.
+    const authority = new ControlJoinAuthority(control, barrier, clock, config.clusterId);
+    const attestationIntervalMs = options.attestationIntervalMs ?? config.attestation.intervalMs;
+    const attestation = continuousAttestation({
+      peerId: config.peerId,
+      control,
+      authority,
+      tls,
+      tpm,
+      audit,
+      intervalMs: attestationIntervalMs,
+      timeoutMs: Math.min(config.attestation.timeoutMs, Math.floor(attestationIntervalMs / 2)),
+      canAct: () => !barrier.sealed,
+      onCheck: (r) => metrics.attestation.result(r),
+      log: logFor("attestation", "warn"),
+    });
+    refusedBy = attestation.refusedBy;
+    stopAttestation = () => attestation.stop();
+    const readiness = () => {
+      if (barrier.sealed) return { ready: false, reason: "sealed" };
+      const self = attestation.self();
+      return self.fenced ? { ready: false, reason: `fenced: ${self.reason}` } : { ready: true, reason: "" };
+    };
     let metricsAddress: string | undefined;
     if (metricsModules !== undefined) {
       const [{ createPeerMetrics }, { startOpsListener }] = await metricsModules;
@@ -307,7 +336,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       (options.joinWithControlState === undefined
         ? undefined
         : {
-            authority: new ControlJoinAuthority(control, barrier, clock, config.clusterId),
+            authority,
             manufacturerCas: options.joinWithControlState.manufacturerCas,
           });
     const join =
@@ -338,6 +367,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           raft.service,
           ...(join === undefined ? [] : [join]),
           ...(replicationNode === undefined ? [] : [replicationNode.peerService()]),
+          ...(attestation.service === undefined ? [] : [attestation.service]),
         ],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
@@ -353,6 +383,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             partitionPower: config.partitionPower,
             raft: raft.status(),
             purge: keys.stats().purge,
+            attestation: attestationStatus(control.state.member(config.peerId), attestation.self()),
           }),
           listAuditEvents: (req) => audit.list(req),
           cluster,
@@ -423,6 +454,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       }, 1_000);
       replicationTimer.unref();
     }
+    attestation.start();
     const syncHealth = (): void => server.setServing(readiness().ready);
     barrier.onSeal(syncHealth);
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
