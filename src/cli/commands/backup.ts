@@ -4,8 +4,9 @@
  * one process at a time open a store. The backup holds keys only wrapped; without the master key
  * it restores nothing, and it does not contain the master key: keep both (README).
  */
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { resolveConfigPath } from "../../config/master-key-sealing-config.js";
 import { CONFIG_FILE_NAME, loadPeerConfig, resolvePeerPath } from "../../config/peer-config.js";
 import { isLockboxError, LockboxError } from "../../errors.js";
@@ -20,6 +21,10 @@ const DESCRIPTION = [
   "Writes a consistent backup of the stopped peer of DIR: every entry of its store (keys only",
   "wrapped under the master key; the audit log; raft state) and its config.json, checked by SHA-256.",
   "It does NOT contain the master key, the CA key or the peer's key: keep them apart, and with it.",
+  "For a peer of a cluster it also writes FILE.control: a raft snapshot of the control state as of",
+  "its last committed entry (members, policies, ring, CMK epochs, project KEKs and the CA key, all",
+  "only wrapped under the master key), which `lockbox restore --shares ... --single-voter` founds a",
+  "cluster again from. Keep FILE and FILE.control together.",
   "Restore with `lockbox restore`. Stop the peer first (`lockbox dev-cluster stop`, or its service).",
 ].join("\n");
 
@@ -51,6 +56,7 @@ export const command = defineCommand({
       unknown
     >;
     const { writeStoreBackup } = await import("../../backup/store-backup.js");
+    const { writeControlSnapshot } = await import("../../backup/control-backup.js");
     const store = await openPeerStore(resolvePeerPath(dir, config, "data")).catch((err: unknown) => {
       throw isLockboxError(err, "UNAVAILABLE")
         ? new LockboxError(
@@ -63,10 +69,18 @@ export const command = defineCommand({
         : err;
     });
     let summary;
+    let control;
     try {
+      if (existsSync(out))
+        throw new LockboxError("ALREADY_EXISTS", `${out} exists; refusing to overwrite it`);
+      // The control state first, from the same stopped store: both describe one instant.
+      control = await writeControlSnapshot(store, out);
       summary = await writeStoreBackup(
         store,
         {
+          ...(control !== undefined
+            ? { controlSnapshot: { file: basename(control.file), sha256: control.sha256 } }
+            : {}),
           peerId: config.peerId,
           clusterId: config.clusterId,
           createdAt: new Date().toISOString(),
@@ -83,12 +97,21 @@ export const command = defineCommand({
     } finally {
       await store.close();
     }
-    const result = { file: out, peerId: config.peerId, clusterId: config.clusterId, ...summary };
+    const result = {
+      file: out,
+      peerId: config.peerId,
+      clusterId: config.clusterId,
+      ...summary,
+      ...(control !== undefined ? { controlSnapshot: control } : {}),
+    };
     emitRecord(
       result,
       () =>
         `backup of peer ${config.peerId} written to ${out}: ${summary.entries} entries, ${summary.bytes} bytes, sha256 ${summary.sha256}\n` +
-        `keep it together with the master key (${masterKeyFile(dir, config)}), which it does not contain\n`,
+        (control !== undefined
+          ? `control state (raft index ${control.index}, ${control.members} members) written to ${control.file}\n`
+          : "") +
+        `keep it together with the master key (${masterKeyFile(dir, config)}) or the recovery shares, which it does not contain\n`,
     );
     return EXIT_OK;
   },
