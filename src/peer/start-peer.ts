@@ -326,7 +326,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           ? undefined
           : {
               peerId: config.peerId,
-              address: server.address,
+              address: config.advertise ?? server.address,
               certificateSerial: ownSerial,
               nowMs: clock.now().getTime(),
               cmkEpoch: barrier.activeEpoch,
