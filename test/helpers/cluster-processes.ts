@@ -56,6 +56,18 @@ export interface ListedPeer {
 
 export const PEER_ID_PREFIX = "peer-";
 
+/**
+ * Replication on (config `replication`), with passes fast enough that a test sees a restarted peer
+ * catch up and handoff copies go home within seconds, and deadlines short enough to fail over.
+ */
+export const REPLICATION_FAST = {
+  enabled: true,
+  antiEntropyIntervalMs: 500,
+  handoffIntervalMs: 500,
+  writeDeadlineMs: 3_000,
+  readDeadlineMs: 3_000,
+};
+
 export class ProcessCluster {
   readonly peers: ClusterPeer[] = [];
   readonly #clients = new Set<LockboxClient>();
@@ -164,6 +176,34 @@ export class ProcessCluster {
     p.proxy.setUpstream(p.process.address);
     p.clientProxy.setUpstream(p.process.address);
     p.running = true;
+  }
+
+  /** SIGTERM: a clean stop (the store closed), e.g. to read the peers' stores from the test. */
+  async stop(id: string): Promise<void> {
+    const p = this.peer(id);
+    await p.process.kill("SIGTERM");
+    p.running = false;
+  }
+
+  /**
+   * Waits (bounded) until every running peer acknowledges a create: the first ring is committed a
+   * moment after the members are (the leader builds it), and key calls fail UNAVAILABLE until then.
+   */
+  async waitKeysServed(timeoutMs: number): Promise<void> {
+    for (const p of this.running) {
+      const c = this.client(p.id, { deadlineMs: 5_000, attemptsMax: 1 });
+      await waitFor(
+        async () => {
+          await c.createKey({ project: "cluster-ready", scope: p.id, name: "ready" });
+          return true;
+        },
+        timeoutMs,
+        `${p.id} acknowledges creates`,
+      );
+      c.close();
+      this.#clients.delete(c);
+    }
+    this.#progress("every peer acknowledges creates");
   }
 
   /** Cuts every link into `id` (raft and replication from every other peer). */
