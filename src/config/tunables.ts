@@ -49,6 +49,27 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** Keys on the ring (DESIGN §4, src/replication). */
+  replication: {
+    /** Keys live on N peers of the ring; false keeps each key on the peer that created it. */
+    enabled: boolean;
+    /** N, the replicas of every partition (fewer while the cluster has fewer peers). */
+    replicas: number;
+    /** A partition that moved is not moved again for this many hours (peers leaving excepted). */
+    minPartHours: number;
+    /** A write not synced by W primaries within this fails UNAVAILABLE (retryable). */
+    writeDeadlineMs: number;
+    /** A read not answered by R primaries within this fails UNAVAILABLE (retryable). */
+    readDeadlineMs: number;
+    /** Replicas compare partition digests and push what differs this often. */
+    antiEntropyIntervalMs: number;
+    /** Handoff copies are taken home this often. */
+    handoffIntervalMs: number;
+    /** Tombstones older than this are deleted; must exceed the worst replication cycle. */
+    reclaimAgeMs: number;
+    /** Handoff copies not delivered within this are dropped; must be below reclaimAgeMs. */
+    hintMaxAgeMs: number;
+  };
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -65,6 +86,17 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  replication: {
+    enabled: false,
+    replicas: 3,
+    minPartHours: 1,
+    writeDeadlineMs: 5_000,
+    readDeadlineMs: 5_000,
+    antiEntropyIntervalMs: 30_000,
+    handoffIntervalMs: 10_000,
+    reclaimAgeMs: 7 * 86_400_000,
+    hintMaxAgeMs: 86_400_000,
+  },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -73,6 +105,15 @@ const positiveInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? undefined : "must be a positive integer";
 const nonNegativeInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? undefined : "must be an integer >= 0";
+const bool: Check = (v) => (typeof v === "boolean" ? undefined : "must be true or false");
+const replicaCount: Check = (v) =>
+  typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 15
+    ? undefined
+    : "must be an integer in 1..15";
+const hours: Check = (v) =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255
+    ? undefined
+    : "must be an integer in 0..255";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 const listenOrOff: Check = (v) =>
   v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
@@ -107,6 +148,17 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  replication: {
+    enabled: bool,
+    replicas: replicaCount,
+    minPartHours: hours,
+    writeDeadlineMs: positiveInt,
+    readDeadlineMs: positiveInt,
+    antiEntropyIntervalMs: positiveInt,
+    handoffIntervalMs: positiveInt,
+    reclaimAgeMs: positiveInt,
+    hintMaxAgeMs: positiveInt,
+  },
 };
 
 /**

@@ -34,6 +34,10 @@ import { ControlState, type ControlResult } from "../controlplane/control-state.
 import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
+import { RingDuty } from "../controlplane/ring-duty.js";
+import type { KeyReplication } from "../keys/key-replication.js";
+import { LockboxError } from "../errors.js";
+import { ReplicationNode, type ClusterView } from "../replication/replication-node.js";
 
 export interface StartPeerOptions {
   /** The directory `lockbox init` created. */
@@ -150,7 +154,22 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     log: logFor("control", "warn"),
   });
   let legacyKeks: ((project: string) => Promise<Uint8Array | undefined>) | undefined;
+  // Keys on the ring: the key service reaches replication through this until the node is up (below).
+  let replicationNode: ReplicationNode | undefined;
+  const replicationKeys = (): ReplicationNode["keys"] => {
+    if (replicationNode === undefined) throw new LockboxError("UNAVAILABLE", "replication is starting");
+    return replicationNode.keys;
+  };
+  const keyReplication: KeyReplication | undefined = config.replication.enabled
+    ? {
+        read: (id) => replicationKeys().read(id),
+        write: (k) => replicationKeys().write(k),
+        readPartition: (p) => replicationKeys().readPartition(p),
+        stamp: () => replicationKeys().stamp(),
+      }
+    : undefined;
   const core = await openPeerCore({
+    ...(keyReplication !== undefined ? { replication: keyReplication } : {}),
     kekStore: controlKekStore(control, (project) => legacyKeks?.(project) ?? Promise.resolve(undefined)),
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
@@ -175,10 +194,13 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let stopMetrics = async (): Promise<void> => {};
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
+  let replicationTimer: NodeJS.Timeout | undefined;
   const close = async (): Promise<void> => {
     await stopRest();
     duties?.stop();
     clearInterval(healthTimer);
+    clearInterval(replicationTimer);
+    await replicationNode?.close();
     refusedCalls.flush();
     await stopMetrics();
     await stopRaft();
@@ -214,6 +236,23 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     for (const [id, address] of Object.entries(config.seedPeers ?? {}))
       raft.transport.setPeerAddress(id, address);
     control.attach(raft.driver, raft.transport);
+    if (config.replication.enabled) {
+      const node = await ReplicationNode.open({
+        self: config.peerId,
+        store: core.store,
+        clusterSalt: Buffer.from(config.clusterSalt, "hex"),
+        partitionPower: config.partitionPower,
+        tls,
+        admitPeer: (peer) => control.admitPeer(peer),
+        tunables: config.replication,
+        nowMs: () => clock.now().getTime(),
+        log: logFor("replication", "warn"),
+      });
+      replicationNode = node;
+      const sync = (): void => node.sync(clusterView(control.state));
+      control.state.onChange(sync);
+      sync();
+    }
     const cluster = new ClusterAdmin({
       control,
       barrier,
@@ -295,7 +334,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
           }),
         ],
-        peerServices: join === undefined ? [raft.service] : [raft.service, join],
+        peerServices: [
+          raft.service,
+          ...(join === undefined ? [] : [join]),
+          ...(replicationNode === undefined ? [] : [replicationNode.peerService()]),
+        ],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
           status: () => ({
@@ -320,6 +363,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     );
     duties = new LeaderDuties({
       control,
+      ...(config.replication.enabled
+        ? {
+            ring: new RingDuty({
+              partitionPower: config.partitionPower,
+              replicas: config.replication.replicas,
+              minPartHours: config.replication.minPartHours,
+            }),
+          }
+        : {}),
       log: logFor("control", "warn"),
       facts: () =>
         barrier.sealed
@@ -341,6 +393,31 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             },
     });
     duties.start();
+    if (replicationNode !== undefined) {
+      const node = replicationNode;
+      node.start();
+      // A peer restarted on another port says where it is now (the leader does so for itself), so the
+      // other peers' replication links and raft transport find it; the sync is a backstop for missed changes.
+      let lastAddressProposalMs = 0;
+      replicationTimer = setInterval(() => {
+        node.sync(clusterView(control.state));
+        const me = control.state.member(config.peerId);
+        const nowMs = Date.now();
+        if (
+          me !== undefined &&
+          me.state !== "removed" &&
+          me.address !== server.address &&
+          !control.isLeader() &&
+          nowMs - lastAddressProposalMs > 2_000
+        ) {
+          lastAddressProposalMs = nowMs;
+          control
+            .propose({ type: "member.address", id: config.peerId, address: server.address })
+            .catch(() => {});
+        }
+      }, 1_000);
+      replicationTimer.unref();
+    }
     const syncHealth = (): void => server.setServing(readiness().ready);
     barrier.onSeal(syncHealth);
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
@@ -437,4 +514,14 @@ function runningPeer(
       return closing;
     },
   };
+}
+
+/** The control state as replication needs it: the ring, and where the members that hold data listen. */
+function clusterView(state: ControlState): ClusterView {
+  const addresses = new Map<string, string>();
+  for (const m of state.members()) {
+    if (m.state === "active" || m.state === "down" || m.state === "leaving" || m.state === "joining")
+      addresses.set(m.id, m.address);
+  }
+  return { ring: state.ring(), addresses };
 }
