@@ -35,10 +35,15 @@ export async function main(argv: string[]): Promise<void> {
   const t0 = performance.now();
   const cluster = await ProcessCluster.start({
     peers: PEERS,
+    // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
+    configure: (c) => {
+      c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
+    },
     progress: (line) => say(`  [${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}`),
   });
   const results: CaseResult[] = [];
   try {
+    await cluster.waitKeysServed(60_000);
     const clients: LockboxClient[] = cluster.peers.map((p) =>
       cluster.client(p.id, { cache: false, deadlineMs: 30_000 }),
     );
