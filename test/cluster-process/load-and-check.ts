@@ -127,7 +127,11 @@ async function readOnce(ledger: Ledger, client: LockboxClient, id: string): Prom
     if (ledger.deleted.has(id))
       ledger.violations.push(`read of ${id} found it after its delete was acknowledged`);
   } catch (e) {
-    if (isLockboxClientError(e, "NOT_FOUND") && ledger.live.has(id)) ledger.counts.readsMissed++;
+    // Another worker may have deleted it meanwhile (then it left `live` before the delete was sent).
+    const stillLive = ledger.live.has(id);
+    if (isLockboxClientError(e, "NOT_FOUND") && stillLive) ledger.counts.readsMissed++;
+    else if (isLockboxClientError(e, "FAILED_PRECONDITION") && stillLive)
+      ledger.violations.push(`read of ${id} answered destroyed; nobody deleted it`);
     else ledger.counts.failed++;
   }
 }
@@ -140,7 +144,7 @@ export interface ReadCheck {
 
 /**
  * Every live key read through every given client with its exact material; every acknowledged delete
- * NOT_FOUND; uncertain keys either absent or with their material. A read that fails for another reason
+ * NOT_FOUND or destroyed; uncertain keys either absent or with their material. A read that fails for another reason
  * is retried (bounded by `deadlineMs` for the whole check), then counted as a problem.
  */
 export async function checkReadsEverywhere(
@@ -177,9 +181,10 @@ export async function checkReadsEverywhere(
             problems.push(`${job.peer}: ${job.id} read with other material`);
           break;
         } catch (e) {
-          if (isLockboxClientError(e, "NOT_FOUND")) {
+          // A deleted key reads NOT_FOUND, or FAILED_PRECONDITION "destroyed" while its tombstone is kept.
+          if (isLockboxClientError(e, "NOT_FOUND") || isLockboxClientError(e, "FAILED_PRECONDITION")) {
             if (job.expect instanceof Uint8Array)
-              problems.push(`${job.peer}: acknowledged ${job.id} NOT_FOUND`);
+              problems.push(`${job.peer}: acknowledged ${job.id} answered ${(e as { code: string }).code}`);
             break;
           }
           if (Date.now() > deadlineMs) {
@@ -208,10 +213,15 @@ export interface DiskView {
  * Reads every stopped peer's store: a digest of each partition's records (the bytes replicas agree on
  * once anti-entropy has run: merge is deterministic), the hints still held, the quarantine marks.
  */
-export async function readStores(cluster: ProcessCluster, partitionPower: number): Promise<DiskView> {
+export async function readStores(
+  cluster: ProcessCluster,
+  partitionPower: number,
+  only?: readonly string[],
+): Promise<DiskView> {
   const width = Math.max(1, Math.ceil(partitionPower / 4));
   const view: DiskView = { digests: new Map(), hints: new Map(), quarantined: new Map() };
   for (const p of cluster.peers) {
+    if (only !== undefined && !only.includes(p.id)) continue;
     if (p.running) throw new Error(`stop ${p.id} before reading its store`);
     const store = await openPeerStore(join(p.process.dir, "data"));
     try {
@@ -263,4 +273,31 @@ export function divergence(view: DiskView, replicas: number): string[] {
   }
   for (const [peer, n] of view.hints) if (n > 0) out.push(`${peer}: ${n} handoff hints not yet delivered`);
   return out;
+}
+
+/**
+ * Waits until the replicas agree on disk, bounded: up to `rounds` times, waits `waitMs` (anti-entropy
+ * and handoff passes), stops every peer, reads their stores, and restarts them if they still differ.
+ * Returns with every peer stopped, and what still differs (empty when converged), quarantine marks
+ * included.
+ */
+export async function convergeOnDisk(
+  cluster: ProcessCluster,
+  partitionPower: number,
+  replicas: number,
+  rounds: number,
+  waitMs: number,
+  note: (line: string) => void = () => {},
+): Promise<{ view: DiskView; left: string[] }> {
+  for (let round = 1; ; round++) {
+    await new Promise((r) => setTimeout(r, waitMs));
+    for (const p of cluster.running) await cluster.stop(p.id);
+    const view = await readStores(cluster, partitionPower);
+    const left = divergence(view, replicas);
+    for (const [peer, marks] of view.quarantined)
+      if (marks.length > 0) left.push(`${peer}: partitions ${marks.join(",")} quarantined`);
+    note(`convergence round ${round}: ${left.length} differences`);
+    if (left.length === 0 || round >= rounds) return { view, left };
+    for (const p of cluster.peers) await cluster.restart(p.id);
+  }
 }

@@ -44,7 +44,10 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, timeo
 
 /** Three active members with replication on; resolves once a key written through A reads through C. */
 async function threePeers(started: PeerProcess[]): Promise<[PeerProcess, PeerProcess, PeerProcess]> {
-  const a = await spawnPeer({ peerId: "peer-a", configPatch: { ...UNATTESTED_FLAG, replication: REPLICATION } });
+  const a = await spawnPeer({
+    peerId: "peer-a",
+    configPatch: { ...UNATTESTED_FLAG, replication: REPLICATION },
+  });
   started.push(a);
   const b = await addUnattestedPeer(a, "peer-b", "zone-2");
   started.push(b);
@@ -83,12 +86,14 @@ test("a key imported through one peer reads with its exact material through the 
   const viaA = a.client();
   const material = new Uint8Array(randomBytes(32));
   // The first ring (N = 3) is committed a moment after the third member: retry until it is.
-  const meta = await until("an import through peer-a", () => viaA.importKey(importInput("vol-1", 0, material)), 60_000).catch(
-    async (e) => {
-      await logs(t, started);
-      throw e;
-    },
-  );
+  const meta = await until(
+    "an import through peer-a",
+    () => viaA.importKey(importInput("vol-1", 0, material)),
+    60_000,
+  ).catch(async (e) => {
+    await logs(t, started);
+    throw e;
+  });
   for (const [name, peer] of [
     ["peer-b", b],
     ["peer-c", c],

@@ -13,6 +13,7 @@
  * Attestation is not what these tests are about; its own tests use swtpm.
  */
 import { promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -256,9 +257,18 @@ export class ProcessCluster {
     return out.join("\n");
   }
 
-  async teardown(): Promise<void> {
+  /**
+   * Stops everything and removes the peers' directories; with `keepLogsIn`, first copies each peer's
+   * log there (a failing test says where).
+   */
+  async teardown(keepLogsIn?: string): Promise<void> {
     for (const c of this.#clients) c.close();
     this.#clients.clear();
+    if (keepLogsIn !== undefined) {
+      await fs.mkdir(keepLogsIn, { recursive: true });
+      for (const p of this.peers)
+        await fs.copyFile(join(p.process.dir, "peer.log"), join(keepLogsIn, `${p.id}.log`)).catch(() => {});
+    }
     for (const p of [...this.peers].reverse()) {
       await p.process.teardown();
       await p.proxy.close();
@@ -304,6 +314,21 @@ export class ProcessCluster {
   #progress(line: string): void {
     this.#options.progress?.(line);
   }
+}
+
+/**
+ * A teardown for ava: the cluster goes away; if the test failed, the peers' logs are kept in a
+ * fresh temp directory, named in the test's output.
+ */
+export function clusterTeardown(
+  t: { passed: boolean; log(...v: unknown[]): void; title: string },
+  cluster: ProcessCluster,
+): () => Promise<void> {
+  return async () => {
+    const keep = t.passed ? undefined : await fs.mkdtemp(join(tmpdir(), "lockbox-failed-cluster-"));
+    if (keep !== undefined) t.log(`peer logs kept in ${keep}`);
+    await cluster.teardown(keep);
+  };
 }
 
 /** Polls `check` until it holds, at most `timeoutMs`; the error names `what` and the last failure. */
