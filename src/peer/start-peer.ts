@@ -406,13 +406,17 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         if (
           me !== undefined &&
           me.state !== "removed" &&
-          me.address !== server.address &&
+          me.address !== (config.advertise ?? server.address) &&
           !control.isLeader() &&
           nowMs - lastAddressProposalMs > 2_000
         ) {
           lastAddressProposalMs = nowMs;
           control
-            .propose({ type: "member.address", id: config.peerId, address: server.address })
+            .propose({
+              type: "member.address",
+              id: config.peerId,
+              address: config.advertise ?? server.address,
+            })
             .catch(() => {});
         }
       }, 1_000);
