@@ -83,11 +83,18 @@ export class ProcessCluster {
     const cluster = new ProcessCluster(options);
     try {
       await cluster.#found();
+      // The founder's own member record first: the leader adds it only while the control state is
+      // empty (founding-duties.ts), so a member added before it would leave the founder off for good.
+      await cluster.waitMembers(1, options.membersTimeoutMs ?? 90_000);
       for (let i = 2; i <= options.peers; i++) await cluster.addPeer();
       await cluster.waitMembers(options.peers, options.membersTimeoutMs ?? 90_000);
     } catch (e) {
+      const listed = await cluster.listPeers().catch((x: unknown) => String(x));
+      const tails = await cluster.logTails(10);
       await cluster.teardown();
-      throw e;
+      throw new Error(
+        `cluster of ${options.peers} not started: ${String(e)}\nListPeers: ${JSON.stringify(listed)}\n${tails}`,
+      );
     }
     return cluster;
   }

@@ -79,6 +79,11 @@ test("the fault proxy forwards both ways, resets open and new connections while 
   const c = await dial(proxy.address);
   c.write("again");
   t.is((await readBytes(c, 5, 5_000))?.toString(), "again");
+  // Healing a link that is not cut changes nothing: bytes still pass once.
+  proxy.heal();
+  c.write("once");
+  t.is((await readBytes(c, 4, 5_000))?.toString(), "once");
+  t.is(await readBytes(c, 1, 300), undefined, "no byte doubled");
   c.destroy();
   t.true(proxy.currentStats().reset >= 2);
 });

@@ -37,6 +37,8 @@ interface Pair {
   client: Socket;
   /** Undefined while held by a blackhole before it was dialled upstream. */
   upstream: Socket | undefined;
+  /** Piped both ways now (false while held). */
+  flowing: boolean;
 }
 
 const CONNECTIONS_MAX_DEFAULT = 256;
@@ -121,14 +123,16 @@ export class TcpFaultProxy {
       client.resetAndDestroy();
       return;
     }
-    const pair: Pair = { client, upstream: undefined };
+    const pair: Pair = { client, upstream: undefined, flowing: false };
     this.#pairs.add(pair);
     client.once("close", () => this.#drop(pair));
     if (this.#cut === undefined) this.#forward(pair);
   }
 
-  /** Dials upstream if not yet done, and pipes both ways. */
+  /** Dials upstream if not yet done, and pipes both ways (once: a second pipe would send bytes twice). */
   #forward(pair: Pair): void {
+    if (pair.flowing) return;
+    pair.flowing = true;
     if (pair.upstream === undefined) {
       const upstream = connect(this.#upstream);
       pair.upstream = upstream;
@@ -147,6 +151,7 @@ export class TcpFaultProxy {
 
   /** Stops reading both ways; what was read stays in the readable buffers for heal(). */
   #hold(pair: Pair): void {
+    pair.flowing = false;
     pair.client.unpipe();
     pair.upstream?.unpipe();
     pair.client.pause();
