@@ -144,7 +144,10 @@ export function validateKey(k: ReplicatedKey): void {
     if (typeof f[name] !== "string") bad(`${name} is not a string`);
   }
   if (f.id.length === 0) bad("id is empty");
-  if (!Number.isSafeInteger(f.bitLength) || f.bitLength <= 0) bad("bitLength is not a positive integer");
+  // An opaque or passphrase secret may declare no bit length (0); a symmetric key always has one.
+  const bitsMin = f.secretType === undefined ? 1 : 0;
+  if (!Number.isSafeInteger(f.bitLength) || f.bitLength < bitsMin)
+    bad(`bitLength is not an integer of at least ${bitsMin}`);
   if (!Number.isSafeInteger(f.createdAtMs) || f.createdAtMs < 0)
     bad("createdAtMs is not a non-negative integer");
   // Canonical: a symmetric key carries no secretType at all, so equal records encode equally.

@@ -154,6 +154,9 @@ export interface KeyServiceOptions {
   replication?: KeyReplication;
 }
 
+/** Creates with a request id whose write failed, kept for a retry through this peer (oldest dropped beyond). */
+const PENDING_CREATES_MAX = 10_000;
+
 /** Partitions a project-wide listing reads at once (each from a read quorum of its primaries). */
 const LIST_PARTITIONS_AT_ONCE = 16;
 
@@ -181,6 +184,11 @@ export class KeyService {
   private readonly clusterSalt: Uint8Array;
   private readonly partitionPower: number;
   private readonly replication: KeyReplication | undefined;
+  /** On the ring: request id -> the record a failed create with it sent (insertReplicated). */
+  private readonly pendingCreates = new Map<
+    string,
+    { fingerprint: string; record: ReplicatedKey; atMs: number }
+  >();
   /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
@@ -787,7 +795,9 @@ export class KeyService {
       materialBinding(record),
       this.random,
     );
-    const ops = this.replication === undefined ? this.records.putOps(record, keys, true) : [];
+    if (this.replication !== undefined)
+      return this.insertReplicated(this.replication, caller, record, keys, dedup, now);
+    const ops = this.records.putOps(record, keys, true);
     let entry: ClientRequestEntry | undefined;
     if (dedup !== undefined) {
       entry = {
@@ -801,14 +811,66 @@ export class KeyService {
       };
       ops.push(...this.clientRequests.putOps(entry, keys));
     }
-    if (this.replication !== undefined) {
-      // Acknowledged by a write quorum first; the request id is this peer's, written once the key is safe.
-      await this.replication.write(newReplicatedKey(record, this.replication.stamp()));
-    }
-    if (ops.length > 0) await this.store.write(ops);
+    await this.store.write(ops);
     this.liveKeyCount += 1;
     if (entry !== undefined) this.clientRequests.written(entry, now.getTime());
     return toKeyMeta(record);
+  }
+
+  /**
+   * insert, on the ring: the new record is acknowledged by a write quorum first, then the client
+   * request entry is written to this peer's store. A create with a request id whose write failed
+   * UNAVAILABLE (its copies may have landed on some replicas) is remembered, and a retry of the same
+   * request through this peer sends that same record again (same id, material and stamps: a merge
+   * changes nothing) instead of minting a second key.
+   */
+  private async insertReplicated(
+    replication: KeyReplication,
+    caller: Caller,
+    record: KeyRecord,
+    keys: ProjectKeys,
+    dedup: Dedup | undefined,
+    now: Date,
+  ): Promise<KeyMeta> {
+    const nowMs = now.getTime();
+    const pendingKey = dedup === undefined ? undefined : clientRequestLock(caller.identity, dedup.requestId);
+    const fingerprint = dedup === undefined ? "" : requestFingerprint(keys, dedup.body);
+    const pending = pendingKey === undefined ? undefined : this.pendingCreates.get(pendingKey);
+    const retry =
+      pending !== undefined &&
+      pending.fingerprint === fingerprint &&
+      pending.record.fields.project === record.project &&
+      nowMs - pending.atMs < this.clientRequests.ttlMs;
+    const k = retry ? pending.record : newReplicatedKey(record, replication.stamp());
+    try {
+      await replication.write(k);
+    } catch (e) {
+      if (pendingKey !== undefined && e instanceof LockboxError && e.code === "UNAVAILABLE") {
+        this.pendingCreates.delete(pendingKey);
+        const oldest = this.pendingCreates.keys().next();
+        if (this.pendingCreates.size >= PENDING_CREATES_MAX && oldest.done !== true)
+          this.pendingCreates.delete(oldest.value);
+        this.pendingCreates.set(pendingKey, { fingerprint, record: k, atMs: retry ? pending.atMs : nowMs });
+      }
+      throw e;
+    }
+    if (pendingKey !== undefined) this.pendingCreates.delete(pendingKey);
+    const stored = documentOf(k).record;
+    if (dedup !== undefined) {
+      const entry: ClientRequestEntry = {
+        identity: caller.identity,
+        requestId: dedup.requestId,
+        method: dedup.body.method,
+        project: stored.project,
+        keyId: stored.id,
+        fingerprint,
+        createdAt: now,
+      };
+      await this.store.write(this.clientRequests.putOps(entry, keys));
+      this.clientRequests.written(entry, nowMs);
+    }
+    this.liveKeyCount += 1;
+    return toKeyMeta(stored);
   }
 
   /**

@@ -356,6 +356,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           }),
           listAuditEvents: (req) => audit.list(req),
           cluster,
+          ...(replicationNode !== undefined
+            ? {
+                ring: () => replicationNode!.ringView(control.state.ring(), config.replication.minPartHours),
+              }
+            : {}),
         },
         ...parts,
       },

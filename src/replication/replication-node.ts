@@ -19,7 +19,14 @@ import {
   type HlcStamp,
   type ReplicatedKey,
 } from "../../cluster/replication/index.js";
-import { decodeRing, partitionCount, partitionOfKeyId, Ring } from "../../cluster/ring/index.js";
+import {
+  decodeRing,
+  formatRingShow,
+  partitionCount,
+  partitionMoves,
+  partitionOfKeyId,
+  Ring,
+} from "../../cluster/ring/index.js";
 import { LockboxError } from "../errors.js";
 import type { PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import type { PeerTlsMaterial } from "../raft/grpc-peer-transport.js";
@@ -32,6 +39,8 @@ import { LevelReplicaStore } from "./leveldb-replica-store.js";
 import { LinkBatcher } from "./link-batcher.js";
 import { RingPlacement, type PlacementView } from "./placement-view.js";
 import { Replica } from "./replica.js";
+import { PartitionHandover } from "./partition-handover.js";
+import { PartitionReceiver } from "./partition-receiver.js";
 import { ReplicationPeerService } from "./replication-peer-service.js";
 import { loadReplicationService } from "./replication-proto.js";
 
@@ -64,6 +73,8 @@ export interface ReplicationNodeOptions {
   nowMs: () => number;
   log: (line: string) => void;
   scheduler?: Scheduler;
+  /** How long a ring change settles before this peer gives away partitions it no longer owns (5 s). */
+  handoverSettleMs?: number;
 }
 
 /** Digest buckets per partition: every peer must use the same number, so it is not a tunable. */
@@ -78,6 +89,10 @@ export class ReplicationNode {
   readonly handoff: HandoffRunner;
   readonly antiEntropy: AntiEntropy;
   readonly placement: LivePlacement;
+  readonly receiver: PartitionReceiver;
+  readonly handover: PartitionHandover;
+  /** Partition-replicas that moved in the last ring change this peer applied. */
+  private lastMoved = 0;
   private readonly hlc: HybridClock;
   private readonly addresses = new Map<string, string>();
 
@@ -135,6 +150,23 @@ export class ReplicationNode {
       scheduler,
       intervalMs: tunables.antiEntropyIntervalMs,
     });
+    this.receiver = new PartitionReceiver({
+      self,
+      replica: this.replica,
+      sender: this.batcher,
+      bucketBits: BUCKET_BITS,
+      nowMs: options.nowMs,
+      log: options.log,
+    });
+    this.handover = new PartitionHandover({
+      self,
+      replica: this.replica,
+      sender: this.batcher,
+      placement: this.placement,
+      log: options.log,
+      heldPartitions: () => replicaStore.partitions(),
+      ...(options.handoverSettleMs !== undefined ? { settleMs: options.handoverSettleMs } : {}),
+    });
     this.hlc = new HybridClock({ peer: self, physicalNowMs: options.nowMs });
   }
 
@@ -178,7 +210,15 @@ export class ReplicationNode {
             `its partition power ${state.partPower} is not this peer's ${this.options.partitionPower}`,
           );
         }
-        this.placement.use(new Ring(state));
+        const before = this.placement.ring;
+        const after = new Ring(state);
+        this.placement.use(after);
+        if (before !== undefined) {
+          const moves = partitionMoves(before, after);
+          this.lastMoved = moves.reduce((n, m) => n + m.receivers.length, 0);
+          this.receiver.receive(moves);
+        }
+        this.handover.ringChanged();
       } catch (e) {
         this.options.log(
           `replication: ring version ${view.ring.version} not used: ${e instanceof Error ? e.message : String(e)}`,
@@ -208,7 +248,70 @@ export class ReplicationNode {
     stamp: (): HlcStamp => this.hlc.now(),
   };
 
+  /**
+   * `lockbox ring show|status` (admin.proto GetRingResponse, wire field names): the committed ring's
+   * shape and reports, and this peer's view and counters.
+   */
+  ringView(
+    committed: { version: number; bytes: string } | null,
+    minPartHours: number,
+  ): Record<string, unknown> {
+    const local = {
+      local_version: this.placement.version,
+      ...this.progressFields(),
+    };
+    if (committed === null) return { version: 0, show: [], peers: [], ...local };
+    const ring = new Ring(decodeRing(new Uint8Array(Buffer.from(committed.bytes, "base64"))));
+    const balance = ring.balanceReport();
+    const dispersion = ring.dispersionReport();
+    return {
+      version: ring.version,
+      partition_power: ring.partPower,
+      replicas: ring.replicas,
+      min_part_hours: minPartHours,
+      balance: balance.balance,
+      dispersion: dispersion.dispersion,
+      peers: balance.peers.map((p) => ({
+        peer_id: p.id,
+        zone: p.zone,
+        weight: p.weight,
+        partitions: p.parts,
+        wanted: p.wanted,
+        balance: p.balance,
+      })),
+      show: formatRingShow(ring, minPartHours),
+      ...local,
+    };
+  }
+
+  private progressFields(): Record<string, number> {
+    const p = this.receiver.progress();
+    const h = this.handover.progress();
+    return {
+      partitions_giving: h.partitions,
+      partitions_given: h.dropped,
+      records_given: h.records,
+      bytes_given: h.bytes,
+      partitions_receiving: p.partitions,
+      partitions_received: p.received,
+      records_received: p.records,
+      bytes_received: p.bytes,
+      bytes_per_second: p.bytesPerSecond,
+      partition_replicas_moved: this.lastMoved,
+      partitions_quarantined: this.replica.quarantinedPartitions().length,
+      anti_entropy_passes: this.antiEntropy.metrics.passes,
+      anti_entropy_records_pushed: this.antiEntropy.metrics.recordsPushed,
+      handoff_delivered: this.handoff.metrics.delivered,
+      writes_acked: this.coordinator.metrics.writesAcked,
+      writes_unavailable: this.coordinator.metrics.writesUnavailable,
+      reads: this.coordinator.metrics.reads,
+      reads_unavailable: this.coordinator.metrics.readsUnavailable,
+    };
+  }
+
   async close(): Promise<void> {
+    this.receiver.stop();
+    this.handover.stop();
     this.handoff.stop();
     this.antiEntropy.stop();
     this.service.close();

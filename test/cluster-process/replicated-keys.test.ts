@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { decodeReplicatedKey } from "../../cluster/replication/index.js";
 import type { LockboxClient } from "../../src/client/index.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
+import { runCli, runCliJson } from "../helpers/cli-process.js";
 import { spawnPeer, startPeerInDir, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
 
@@ -109,6 +110,52 @@ test("a key imported through one peer reads with its exact material through the 
   const fromC = await c.client().getKey(created.id, { bypassCache: true });
   t.deepEqual(new Uint8Array(fromB.material), new Uint8Array(fromC.material));
   t.is(fromB.material.length, 32);
+
+  // `lockbox ring show`: the ring the leader built from the three members, N = 3, balanced.
+  type Shown = {
+    version: string;
+    replicas: number;
+    partition_power: number;
+    balance: number;
+    peers: { peer_id: string; partitions: number }[];
+  };
+  const shown = await runCliJson<Shown>(["ring", "show", ...b.cliFlags(), "--json"]);
+  t.true(Number(shown.version) > 0);
+  t.is(shown.replicas, 3);
+  t.is(shown.partition_power, 10);
+  t.deepEqual(shown.peers.map((p) => p.peer_id).sort(), ["peer-a", "peer-b", "peer-c"]);
+  // Three equal peers, N = 3: every peer holds every partition.
+  for (const p of shown.peers) t.is(p.partitions, 1024, p.peer_id);
+  t.true(shown.balance <= 1, `balance ${shown.balance}`);
+  const text = await runCli(["ring", "show", ...c.cliFlags()]);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.text, /ring version \d+: 1024 partitions \(power 10\), 3 replicas/);
+  t.regex(text.text, /balance .*dispersion/);
+  // `lockbox ring status`: the peer routes by the committed version; the growth from N = 1 streamed
+  // partitions to the peers that joined (every partition, to each of them).
+  type Status = {
+    version: string;
+    local_version: string;
+    partitions_receiving: number;
+    partitions_received: number;
+  };
+  const status = await until(
+    "peer-c routes by the committed ring and has streamed its partitions in",
+    async () => {
+      const s = await runCliJson<Status>(["ring", "status", ...c.cliFlags(), "--json"]);
+      return s.local_version === s.version && s.partitions_received === s.partitions_receiving
+        ? s
+        : undefined;
+    },
+    60_000,
+  );
+  t.true(status.partitions_receiving > 0);
+  const statusText = await runCli(["ring", "status", ...c.cliFlags()]);
+  t.is(statusText.code, 0, statusText.stderr);
+  t.regex(statusText.text, /partitions received \/ receiving\s+\d+ \/ \d+ \(remaining 0\)/);
+  const help = await runCli(["ring", "--help"]);
+  t.is(help.code, 0);
+  t.regex(help.text, /show .*\n.*status/s);
 });
 
 test("with one peer SIGKILLed creates and reads succeed through the others; restarted, it catches up and listings through every peer hold every acknowledged key", async (t) => {
@@ -160,10 +207,10 @@ test("with one peer SIGKILLed creates and reads succeed through the others; rest
   // Listing, by project and by one scope, through every peer: every acknowledged key is there.
   for (const client of [clients.get(a)!, clients.get(b)!, viaC]) {
     const all = await client.listAllKeys({ project: "proj", pageSize: 5 });
-    t.deepEqual(new Set(all.map((k) => k.id)), new Set(acked.keys()));
+    t.deepEqual(all.map((k) => k.id).sort(), [...acked.keys()].sort());
     const scoped = await client.listAllKeys({ project: "proj", scope: "vol-1", pageSize: 2 });
     const expected = [...acked.keys()].filter((_, i) => i % 4 === 1);
-    t.deepEqual(new Set(scoped.map((k) => k.id)), new Set(expected));
+    t.deepEqual(scoped.map((k) => k.id).sort(), expected.sort());
   }
 
   // Anti-entropy brings the restarted peer's replica up to date: after every peer stops, each
