@@ -54,7 +54,7 @@ test("rebalance: a 4th and a 5th peer join under load and a peer is drained; not
   const ring = async (id: string): Promise<RingView> => {
     const c = admins.get(id) ?? cluster.client(id, { deadlineMs: 5_000, attemptsMax: 1 });
     admins.set(id, c);
-    return c.adminCall<RingView>("GetRing" as never, {});
+    return c.adminCall<RingView>("GetRing", {});
   };
   const admins = new Map<string, LockboxClient>();
 
@@ -93,7 +93,8 @@ test("rebalance: a 4th and a 5th peer join under load and a peer is drained; not
           .join("; ");
         if (progress.at(-1) !== line) progress.push(line);
         return views.every(
-          ([, v]) => v.partitions_received === v.partitions_receiving && v.partitions_given === v.partitions_giving,
+          ([, v]) =>
+            v.partitions_received === v.partitions_receiving && v.partitions_given === v.partitions_giving,
         );
       },
       STEP_TIMEOUT_MS,
@@ -148,7 +149,10 @@ test("rebalance: a 4th and a 5th peer join under load and a peer is drained; not
   t.is(ledger.counts.readsMissed, 0, "no read missed an acknowledged key while partitions moved");
 
   const perPeer = new Map(
-    cluster.peers.map((p) => [p.id, cluster.client(p.id, { cache: false, deadlineMs: 5_000, attemptsMax: 1 })]),
+    cluster.peers.map((p) => [
+      p.id,
+      cluster.client(p.id, { cache: false, deadlineMs: 5_000, attemptsMax: 1 }),
+    ]),
   );
   const check = await checkReadsEverywhere(ledger, perPeer, Date.now() + 40_000);
   t.deepEqual(check.problems.slice(0, 20), [], "every acknowledged key reads through every peer");
