@@ -8,6 +8,7 @@ import { join } from "node:path";
 
 import { isLockboxClientError, type LockboxClient } from "../../src/client/index.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
+import { partitionHexWidth } from "../../src/store/record-key.js";
 import type { ProcessCluster } from "../helpers/cluster-processes.js";
 
 /** What the load saw acknowledged, and what it cannot know (a call that failed may have happened). */
@@ -218,7 +219,7 @@ export async function readStores(
   partitionPower: number,
   only?: readonly string[],
 ): Promise<DiskView> {
-  const width = Math.max(1, Math.ceil(partitionPower / 4));
+  const width = partitionHexWidth(partitionPower);
   const view: DiskView = { digests: new Map(), hints: new Map(), quarantined: new Map() };
   for (const p of cluster.peers) {
     if (only !== undefined && !only.includes(p.id)) continue;
