@@ -24,7 +24,7 @@ const SCOPES = 97;
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ops: { type: "string" }, seconds: { type: "string" } },
+    options: { ops: { type: "string" }, seconds: { type: "string" }, "cpu-prof": { type: "string" } },
     strict: true,
   });
   const opsMax = positiveInt("--ops", values.ops ?? "3000");
@@ -33,8 +33,11 @@ export async function main(argv: string[]): Promise<void> {
 
   say(`starting ${PEERS} peers (init, join, serve in temp dirs)...`);
   const t0 = performance.now();
+  const profileDir = values["cpu-prof"];
   const cluster = await ProcessCluster.start({
     peers: PEERS,
+    // Each peer writes a CPU profile there when it stops (SIGTERM below; node --cpu-prof).
+    ...(profileDir !== undefined ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } } : {}),
     // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
     configure: (c) => {
       c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
@@ -84,6 +87,8 @@ export async function main(argv: string[]): Promise<void> {
       }
     }
   } finally {
+    // A clean stop, so profiles and logs are complete.
+    for (const p of cluster.running) await cluster.stop(p.id).catch(() => {});
     await cluster.teardown();
   }
   process.stdout.write(
