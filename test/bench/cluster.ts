@@ -1,15 +1,16 @@
 /**
  * `npm run bench -- cluster`: three real peer processes on 127.0.0.1, joined into one cluster, keys
  * replicated on N = 3 peers with W = R = 2 (every acknowledged write synced on two peers at least);
- * CreateKey and GetKey at concurrency 1 and 64. The peers talk through the fault proxies of the test
- * harness (test/helpers/cluster-processes.ts), never cut here: one more loopback hop per peer message,
- * as a real network adds one. Clients call the peers in turn (one client per peer, round robin), as
- * compare.sh's etcd load spreads over its members.
+ * CreateKey and GetKey at concurrency 1 and 64. The peers are the test harness's
+ * (test/helpers/cluster-processes.ts) without its fault proxies: peers and clients dial each other
+ * directly. Clients call the peers in turn (one client per peer, round robin), as compare.sh's etcd
+ * load spreads over its members.
  *
  * Each case warms up, then runs until it has done `--ops` calls or `--seconds` have passed, whichever
  * comes first, printing its progress once a second. Ends with one JSON line shaped as `bench -- single`'s.
  * GetKey is measured with the client's key cache off: every call is a round trip and a quorum read.
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
@@ -17,6 +18,11 @@ import { ProcessCluster } from "../helpers/cluster-processes.js";
 import { caseLine, positiveInt, run, WARMUP_OPS, type CaseResult } from "./single.js";
 
 const PEERS = 3;
+/** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** A case's figures, with the CPU the peers and this client spent per acknowledged call. */
+type ClusterCase = CaseResult & { peerCpuMsPerOp: number; clientCpuMsPerOp: number };
 const GET_POOL_SIZE = 256;
 /** Scopes the created keys spread over (each scope is one partition). */
 const SCOPES = 97;
@@ -36,15 +42,18 @@ export async function main(argv: string[]): Promise<void> {
   const profileDir = values["cpu-prof"];
   const cluster = await ProcessCluster.start({
     peers: PEERS,
+    // Nothing between the peers or the clients and the peers: no byte passes through this process.
+    proxies: false,
     // Each peer writes a CPU profile there when it stops (SIGTERM below; node --cpu-prof).
-    ...(profileDir !== undefined ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } } : {}),
+    ...(profileDir !== undefined ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
     // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
     configure: (c) => {
       c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
     },
     progress: (line) => say(`  [${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}`),
   });
-  const results: CaseResult[] = [];
+  const results: ClusterCase[] = [];
+  const pids = cluster.peers.map((p) => p.process.pid).filter((p): p is number => p !== undefined);
   try {
     await cluster.waitKeysServed(60_000);
     const clients: LockboxClient[] = cluster.peers.map((p) =>
@@ -78,12 +87,23 @@ export async function main(argv: string[]): Promise<void> {
       for (const concurrency of [1, 64]) {
         say(`${rpc} C=${concurrency}: warming up, then up to ${opsMax} ops or ${secondsMax} s`);
         await run(op, concurrency, WARMUP_OPS, 30);
+        const cpu0 = cpuNow(pids);
         const r = await run(op, concurrency, opsMax, secondsMax, (done, errors, seconds) =>
           say(`  ${seconds.toFixed(0)} s: ${done} ops, ${errors} errors`),
         );
-        const result: CaseResult = { rpc, concurrency, ...r };
+        const cpu1 = cpuNow(pids);
+        const result: ClusterCase = {
+          rpc,
+          concurrency,
+          ...r,
+          peerCpuMsPerOp: (cpu1.peersMs - cpu0.peersMs) / Math.max(1, r.ops),
+          clientCpuMsPerOp: (cpu1.clientMs - cpu0.clientMs) / Math.max(1, r.ops),
+        };
         results.push(result);
         process.stdout.write(caseLine(result));
+        say(
+          `  CPU per call: peers ${result.peerCpuMsPerOp.toFixed(2)} ms (all three), this client ${result.clientCpuMsPerOp.toFixed(2)} ms`,
+        );
       }
     }
   } finally {
@@ -103,4 +123,21 @@ export async function main(argv: string[]): Promise<void> {
       results,
     }) + "\n",
   );
+}
+
+/** CPU used so far by the peer processes (user + system, from /proc) and by this process, in ms. */
+function cpuNow(pids: readonly number[]): { peersMs: number; clientMs: number } {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Not Linux, or the peer is gone: its share is missing from the figure.
+    }
+  }
+  const self = process.cpuUsage();
+  return { peersMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND, clientMs: (self.user + self.system) / 1000 };
 }

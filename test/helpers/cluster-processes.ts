@@ -8,6 +8,9 @@
  * - its client proxy, never cut: a stable address for clients across restarts (a restarted peer
  *   listens on a fresh port; both proxies are pointed at it).
  *
+ * With `proxies: false` (the benchmark) there are no proxies: peers and clients dial the peers
+ * directly, and no byte passes through the test process.
+ *
  * The first peer is made by `lockbox init`; the others join it by the NOT ATTESTED test path
  * (AdminService.AddPeerUnattested, allowUnattestedMembersForTests on every peer), each in its own zone.
  * Attestation is not what these tests are about; its own tests use swtpm.
@@ -25,10 +28,10 @@ import { joinerDirectory, UNATTESTED_FLAG } from "./unattested-member.js";
 export interface ClusterPeer {
   readonly id: string;
   readonly zone: string;
-  /** Every other peer reaches this one through here. */
-  readonly proxy: TcpFaultProxy;
+  /** Every other peer reaches this one through here (undefined with `proxies: false`). */
+  readonly proxy: TcpFaultProxy | undefined;
   /** Clients reach this one through here: stable across restarts, never cut. */
-  readonly clientProxy: TcpFaultProxy;
+  readonly clientProxy: TcpFaultProxy | undefined;
   readonly process: PeerProcess;
   /** False between kill() and restart(). */
   running: boolean;
@@ -41,10 +44,14 @@ export interface ProcessClusterOptions {
   configure?: (config: Record<string, unknown>) => void;
   /** Extra environment for every serve process. */
   env?: Record<string, string>;
+  /** Options for node before the CLI script of every serve process (e.g. --cpu-prof). */
+  nodeArgs?: string[];
   /** Bound on waiting for the members to be active (default 90 s: several processes start at once). */
   membersTimeoutMs?: number;
   /** Progress lines (the benchmark prints them). */
   progress?: (line: string) => void;
+  /** False: no proxies (no cut(); a restarted peer's clients must be made anew). Default true. */
+  proxies?: boolean;
 }
 
 export interface ListedPeer {
@@ -117,7 +124,10 @@ export class ProcessCluster {
     const chosen = ids === undefined ? this.peers.map((p) => p.id) : typeof ids === "string" ? [ids] : ids;
     const admin = this.peers[0]!.process.admin;
     const c = new LockboxClient({
-      endpoints: chosen.map((id) => this.peer(id).clientProxy.address),
+      endpoints: chosen.map((id) => {
+        const p = this.peer(id);
+        return p.clientProxy?.address ?? p.process.address;
+      }),
       tls: { ca: admin.ca, cert: admin.cert, key: admin.key },
       ...options,
     });
@@ -131,8 +141,7 @@ export class ProcessCluster {
     const id = `${PEER_ID_PREFIX}${n}`;
     const zone = `zone-${n}`;
     const founder = this.peers[0]!;
-    const proxy = await TcpFaultProxy.start({ upstream: "127.0.0.1:1" });
-    const clientProxy = await TcpFaultProxy.start({ upstream: "127.0.0.1:1" });
+    const { proxy, clientProxy } = await this.#fronts();
     let process: PeerProcess;
     try {
       const dir = await joinerDirectory(founder.process, id);
@@ -141,26 +150,26 @@ export class ProcessCluster {
         configure: (config) => {
           this.#configure(config, proxy);
           // The seed is the founder's proxied address, like every other address a peer dials.
-          config.seedPeers = { [founder.id]: founder.proxy.address };
+          config.seedPeers = { [founder.id]: dialAddress(founder) };
         },
       });
     } catch (e) {
-      await proxy.close();
-      await clientProxy.close();
+      await proxy?.close();
+      await clientProxy?.close();
       throw e;
     }
-    proxy.setUpstream(process.address);
-    clientProxy.setUpstream(process.address);
+    proxy?.setUpstream(process.address);
+    clientProxy?.setUpstream(process.address);
     const peer: ClusterPeer = { id, zone, proxy, clientProxy, process, running: true };
     this.peers.push(peer);
-    this.#progress(`${id} serving at ${process.address} (peers dial ${proxy.address}); adding it`);
+    this.#progress(`${id} serving at ${process.address} (peers dial ${dialAddress(peer)}); adding it`);
     const admin = this.client(
       this.running.filter((p) => p.id !== id).map((p) => p.id),
       { deadlineMs: 10_000 },
     );
     await admin.adminCall("AddPeerUnattested", {
       peer_id: id,
-      address: proxy.address,
+      address: dialAddress(peer),
       zone,
       weight: 1,
       certificate_pem: await fs.readFile(join(process.dir, "peer.crt"), "utf8"),
@@ -181,8 +190,8 @@ export class ProcessCluster {
   async restart(id: string): Promise<void> {
     const p = this.peer(id);
     await p.process.restart();
-    p.proxy.setUpstream(p.process.address);
-    p.clientProxy.setUpstream(p.process.address);
+    p.proxy?.setUpstream(p.process.address);
+    p.clientProxy?.setUpstream(p.process.address);
     p.running = true;
   }
 
@@ -216,15 +225,17 @@ export class ProcessCluster {
 
   /** Cuts every link into `id` (raft and replication from every other peer). */
   cut(id: string, mode: CutMode): void {
-    this.peer(id).proxy.cut(mode);
+    const proxy = this.peer(id).proxy;
+    if (proxy === undefined) throw new Error("this cluster has no fault proxies");
+    proxy.cut(mode);
   }
 
   heal(id: string): void {
-    this.peer(id).proxy.heal();
+    this.peer(id).proxy?.heal();
   }
 
   healAll(): void {
-    for (const p of this.peers) p.proxy.heal();
+    for (const p of this.peers) p.proxy?.heal();
   }
 
   /** ListPeers through any running peer. */
@@ -278,15 +289,14 @@ export class ProcessCluster {
     }
     for (const p of [...this.peers].reverse()) {
       await p.process.teardown();
-      await p.proxy.close();
-      await p.clientProxy.close();
+      await p.proxy?.close();
+      await p.clientProxy?.close();
     }
   }
 
   async #found(): Promise<void> {
     const id = `${PEER_ID_PREFIX}1`;
-    const proxy = await TcpFaultProxy.start({ upstream: "127.0.0.1:1" });
-    const clientProxy = await TcpFaultProxy.start({ upstream: "127.0.0.1:1" });
+    const { proxy, clientProxy } = await this.#fronts();
     let process: PeerProcess;
     try {
       process = await spawnPeer({
@@ -295,32 +305,50 @@ export class ProcessCluster {
         configure: (config) => this.#configure(config, proxy),
       });
     } catch (e) {
-      await proxy.close();
-      await clientProxy.close();
+      await proxy?.close();
+      await clientProxy?.close();
       throw e;
     }
-    proxy.setUpstream(process.address);
-    clientProxy.setUpstream(process.address);
+    proxy?.setUpstream(process.address);
+    clientProxy?.setUpstream(process.address);
     // The founding peer is in zone-1 (founding-duties.ts FOUNDING_ZONE).
-    this.peers.push({ id, zone: "zone-1", proxy, clientProxy, process, running: true });
-    this.#progress(`${id} (founder) serving at ${process.address} (peers dial ${proxy.address})`);
+    const peer: ClusterPeer = { id, zone: "zone-1", proxy, clientProxy, process, running: true };
+    this.peers.push(peer);
+    this.#progress(`${id} (founder) serving at ${process.address} (peers dial ${dialAddress(peer)})`);
   }
 
   #spawnOptions(): SpawnPeerOptions {
     return {
       ...(this.#options.env !== undefined ? { env: this.#options.env } : {}),
+      ...(this.#options.nodeArgs !== undefined ? { nodeArgs: this.#options.nodeArgs } : {}),
       readyTimeoutMs: 60_000,
     };
   }
 
-  #configure(config: Record<string, unknown>, proxy: TcpFaultProxy): void {
-    Object.assign(config, UNATTESTED_FLAG, { advertise: proxy.address });
+  /** The two proxies in front of a new peer (upstream set once it listens), or none. */
+  async #fronts(): Promise<{ proxy: TcpFaultProxy | undefined; clientProxy: TcpFaultProxy | undefined }> {
+    if (this.#options.proxies === false) return { proxy: undefined, clientProxy: undefined };
+    const proxy = await TcpFaultProxy.start({ upstream: "127.0.0.1:1" });
+    const clientProxy = await TcpFaultProxy.start({ upstream: "127.0.0.1:1" }).catch(async (e: unknown) => {
+      await proxy.close();
+      throw e;
+    });
+    return { proxy, clientProxy };
+  }
+
+  #configure(config: Record<string, unknown>, proxy: TcpFaultProxy | undefined): void {
+    Object.assign(config, UNATTESTED_FLAG, proxy !== undefined ? { advertise: proxy.address } : {});
     this.#options.configure?.(config);
   }
 
   #progress(line: string): void {
     this.#options.progress?.(line);
   }
+}
+
+/** Where other peers reach `p`: its fault proxy, or the peer itself. */
+function dialAddress(p: ClusterPeer): string {
+  return p.proxy?.address ?? p.process.address;
 }
 
 /**
