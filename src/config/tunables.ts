@@ -7,6 +7,7 @@
 import { EDGE_LIMITS_DEFAULT, type EdgeLimits } from "../server/edge-limits.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { LOG_LEVELS, type LogLevel, isLogLevel } from "../logging/log-level.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "./rest-limits.js";
 
 export interface Tunables {
   log: {
@@ -70,6 +71,15 @@ export interface Tunables {
     /** Handoff copies not delivered within this are dropped; must be below reclaimAgeMs. */
     hintMaxAgeMs: number;
   };
+  /** Continuous attestation (src/attestation/attestation-monitor.ts): re-quotes of every member. */
+  attestation: {
+    /** Time between two rounds of re-quotes; a PCR change fences within two of them. */
+    intervalMs: number;
+    /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
+    timeoutMs: number;
+  };
+  /** The Barbican REST listener's bounds and its Keystone validation's (src/config/rest-limits.ts). */
+  restLimits: RestLimits;
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -97,6 +107,8 @@ export const TUNABLES_DEFAULT: Tunables = {
     reclaimAgeMs: 7 * 86_400_000,
     hintMaxAgeMs: 86_400_000,
   },
+  attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
+  restLimits: { ...REST_LIMITS_DEFAULT },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -114,6 +126,8 @@ const hours: Check = (v) =>
   typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255
     ? undefined
     : "must be an integer in 0..255";
+const atLeast100: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 100 ? undefined : "must be an integer >= 100";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 const listenOrOff: Check = (v) =>
   v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
@@ -159,6 +173,10 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     reclaimAgeMs: positiveInt,
     hintMaxAgeMs: positiveInt,
   },
+  attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
+  restLimits: Object.fromEntries(Object.keys(REST_LIMITS_DEFAULT).map((k) => [k, positiveInt])) as {
+    [K in keyof RestLimits]: Check;
+  },
 };
 
 /**
@@ -196,7 +214,11 @@ export function validateTunables(
     }
     out[section] = resolved;
   }
-  return out as unknown as Tunables;
+  const tunables = out as unknown as Tunables;
+  if (tunables.attestation.timeoutMs >= tunables.attestation.intervalMs) {
+    throw bad("attestation.timeoutMs", "must be below attestation.intervalMs");
+  }
+  return tunables;
 }
 
 /** Every tunable as `section.key` with its default, in the order of TUNABLES_DEFAULT (docs, tests). */

@@ -7,8 +7,9 @@
  * replica of a partition per rebalance, min_part_hours. Its output is deterministic, and ring.put
  * refuses a version that is not newer, so two leaders racing cannot both win.
  *
- * When nothing changed, a rebalance is still tried every `retryMs` (the last one may have been held
- * back by min_part_hours), and proposed only if it moves something.
+ * When nothing changed, a rebalance is still tried every `retryMs` while the last one this leader
+ * proposed was held back (by min_part_hours: `finished` false), and proposed only if it moves
+ * something; once a rebalance finished, an unchanged ring is left alone.
  */
 import { decodeRing, encodeRing, RingBuilder, type RingPeer } from "../../cluster/ring/index.js";
 import type { ControlCommand } from "./control-command.js";
@@ -29,6 +30,8 @@ const ON_RING: ReadonlySet<MemberRecord["state"]> = new Set(["active", "down"]);
 
 export class RingDuty {
   #lastTryMs = Number.NEGATIVE_INFINITY;
+  /** The last rebalance finished (false until this leader ran one: the ring it found may not have). */
+  #settled = false;
 
   constructor(private readonly options: RingDutyOptions) {}
 
@@ -72,9 +75,11 @@ export class RingDuty {
     for (const [id, w] of wanted) if (!onRing.has(id)) builder.addPeer(w);
     if (builder.replicas !== replicas) builder.setReplicas(replicas);
     const changed = builder.version !== before;
-    if (!changed && nowMs - this.#lastTryMs < (this.options.retryMs ?? 60_000)) return null;
+    if (!changed && (this.#settled || nowMs - this.#lastTryMs < (this.options.retryMs ?? 60_000)))
+      return null;
     this.#lastTryMs = nowMs;
     const result = builder.rebalance(nowMs);
+    this.#settled = result.finished;
     if (!changed && result.moved === 0) return null;
     builder.validate();
     return {

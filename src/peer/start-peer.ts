@@ -23,7 +23,6 @@ import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { InFlightLimit } from "../edge/in-flight.js";
-import { EDGE_LIMITS_DEFAULT } from "../server/edge-limits.js";
 import { openPeerCore } from "./peer-core.js";
 import { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
@@ -38,6 +37,8 @@ import { RingDuty } from "../controlplane/ring-duty.js";
 import type { KeyReplication } from "../keys/key-replication.js";
 import { LockboxError } from "../errors.js";
 import { ReplicationNode, type ClusterView } from "../replication/replication-node.js";
+import { attestationStatus, continuousAttestation } from "./continuous-attestation.js";
+import type { PeerRefusalCode } from "../pki/peer-refusal.js";
 
 export interface StartPeerOptions {
   /** The directory `lockbox init` created. */
@@ -78,6 +79,8 @@ export interface StartPeerOptions {
    * chain to `manufacturerCas`.
    */
   joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
+  /** Overrides the config's attestation.intervalMs (`lockbox serve` passes $LOCKBOX_ATTESTATION_INTERVAL_MS). */
+  attestationIntervalMs?: number;
 }
 
 export interface RunningPeer {
@@ -195,9 +198,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
   let replicationTimer: NodeJS.Timeout | undefined;
+  let stopAttestation = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
     await stopRest();
     duties?.stop();
+    await stopAttestation();
     clearInterval(healthTimer);
     clearInterval(replicationTimer);
     await replicationNode?.close();
@@ -219,6 +224,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // The control state admits peers and clients by membership and revocation, and serves proposals
     // forwarded to the leader.
     const raftLog = logFor("raft", "warn");
+    let refusedBy = (_peer: string, _code: PeerRefusalCode, _details: string): void => {};
     const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,
@@ -226,7 +232,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       log: raftLog,
       limits: config.raft,
       stateMachine: control.state,
-      admitPeer: (peer) => control.admitPeer(peer),
+      admitPeer: (peer) => control.peerRefusal(peer),
+      onRefusedByPeer: (peer, code, details) => refusedBy(peer, code, details),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) =>
@@ -266,8 +273,29 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
-    const readiness = () =>
-      barrier.sealed ? { ready: false, reason: "sealed" } : { ready: true, reason: "" };
+    // Continuous attestation (issue 9 item 5): re-quotes, fencing, and whether this peer is fenced.
+    const authority = new ControlJoinAuthority(control, barrier, clock, config.clusterId);
+    const attestationIntervalMs = options.attestationIntervalMs ?? config.attestation.intervalMs;
+    const attestation = continuousAttestation({
+      peerId: config.peerId,
+      control,
+      authority,
+      tls,
+      tpm,
+      audit,
+      intervalMs: attestationIntervalMs,
+      timeoutMs: Math.min(config.attestation.timeoutMs, Math.floor(attestationIntervalMs / 2)),
+      canAct: () => !barrier.sealed,
+      onCheck: (r) => metrics.attestation.result(r),
+      log: logFor("attestation", "warn"),
+    });
+    refusedBy = attestation.refusedBy;
+    stopAttestation = () => attestation.stop();
+    const readiness = () => {
+      if (barrier.sealed) return { ready: false, reason: "sealed" };
+      const self = attestation.self();
+      return self.fenced ? { ready: false, reason: `fenced: ${self.reason}` } : { ready: true, reason: "" };
+    };
     let metricsAddress: string | undefined;
     if (metricsModules !== undefined) {
       const [{ createPeerMetrics }, { startOpsListener }] = await metricsModules;
@@ -295,7 +323,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // One bound on calls in flight per identity, whichever edge they come through.
     const parts = options.replaceParts?.({ keys, audit });
     const inFlight = new InFlightLimit(
-      parts?.limits?.callsInFlightPerIdentityMax ?? EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax,
+      parts?.limits?.callsInFlightPerIdentityMax ?? config.edge.callsInFlightPerIdentityMax,
     );
     if (logs.logger !== undefined) {
       const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
@@ -307,7 +335,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       (options.joinWithControlState === undefined
         ? undefined
         : {
-            authority: new ControlJoinAuthority(control, barrier, clock, config.clusterId),
+            authority,
             manufacturerCas: options.joinWithControlState.manufacturerCas,
           });
     const join =
@@ -338,6 +366,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           raft.service,
           ...(join === undefined ? [] : [join]),
           ...(replicationNode === undefined ? [] : [replicationNode.peerService()]),
+          ...(attestation.service === undefined ? [] : [attestation.service]),
         ],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
@@ -353,6 +382,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             partitionPower: config.partitionPower,
             raft: raft.status(),
             purge: keys.stats().purge,
+            attestation: attestationStatus(control.state.member(config.peerId), attestation.self()),
           }),
           listAuditEvents: (req) => audit.list(req),
           cluster,
@@ -427,6 +457,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       }, 1_000);
       replicationTimer.unref();
     }
+    attestation.start();
     const syncHealth = (): void => server.setServing(readiness().ready);
     barrier.onSeal(syncHealth);
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
@@ -446,6 +477,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         pipeline: { audit: parts?.audit ?? audit, log: parts?.log ?? logFor("rest", "error") },
         inFlight,
         clock,
+        limits: config.restLimits,
       }).catch(async (e: unknown) => {
         await server.close(0);
         throw e;

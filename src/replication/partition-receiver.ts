@@ -1,14 +1,15 @@
 /**
  * Rebalance while serving (DESIGN §4, issue 10 item 6), the receiving side: after a ring change, each
  * partition this peer newly holds is streamed in from its old holders (partition-moves.ts: staying
- * primaries first, then those leaving), bucket range by bucket range, and merged into the local
- * replica record by record (each put synced, as any replica write). Writes keep flowing meanwhile: the
+ * primaries first, then those leaving), a whole partition per pull, and merged into the local replica
+ * (each put synced as any replica write; the puts of one pull share group commits). Writes keep flowing meanwhile: the
  * coordinator already sends new versions to the new primaries, and merges make the order irrelevant.
  *
- * Flow control: at most `concurrency` partitions at once, each one pull of BUCKETS_PER_PULL buckets in
- * flight, through the link batcher's bounded queues; a partition that no source can serve now is tried
- * again after `retryMs`. Nothing is dropped here: an old holder keeps its copy (the drop after the
- * receivers confirm is not implemented yet), which costs disk but never an acknowledged key.
+ * Flow control: at most `concurrency` partitions at once (8), each one pull in flight (the whole
+ * partition, or BUCKETS_PER_PULL buckets of one too large for one answer), through the link batcher's
+ * bounded queues; a partition that no source can serve now is tried again after `retryMs`. Nothing
+ * is dropped here: the old holders drop their copies once every new primary confirmed each record
+ * (partition-handover.ts).
  */
 import { type PartitionMove } from "../../cluster/ring/index.js";
 import type { ItemSender } from "./link-batcher.js";
@@ -78,7 +79,7 @@ export class PartitionReceiver {
   }
 
   private pump(): void {
-    const concurrency = this.options.concurrency ?? 2;
+    const concurrency = this.options.concurrency ?? 8;
     while (!this.stopped && this.active < concurrency && this.queue.length > 0) {
       const move = this.queue.shift()!;
       const generation = this.generation;
@@ -109,35 +110,43 @@ export class PartitionReceiver {
   /** Streams one partition in from the first source that serves every bucket range; false if none did. */
   private async stream(move: PartitionMove, generation: number): Promise<boolean> {
     const buckets = 1 << this.options.bucketBits;
+    const all = Array.from({ length: buckets }, (_, i) => i);
     for (const source of move.sources) {
       if (source === this.options.self) continue;
+      if (this.stopped || generation !== this.generation) return false;
+      // Most partitions fit one answer; one too large for it is pulled bucket range by bucket range.
+      const whole = await this.pull(source, move.partition, all);
+      if (whole === "ok") return true;
+      if (whole !== "too-large") continue;
       let complete = true;
       for (let first = 0; first < buckets && complete; first += BUCKETS_PER_PULL) {
         if (this.stopped || generation !== this.generation) return false;
-        const range = Array.from(
-          { length: Math.min(BUCKETS_PER_PULL, buckets - first) },
-          (_, i) => first + i,
-        );
-        const r = await this.options.sender.request(source, {
-          kind: "pull",
-          partition: move.partition,
-          buckets: range,
-        });
-        if (!r.ok || r.kind !== "pull") {
-          complete = false;
-          break;
-        }
-        for (const record of r.records) {
-          const put = await this.options.replica.put(move.partition, record);
-          // A record the replica refuses (damaged, not of this partition) is not counted; anti-entropy
-          // compares digests later and fetches what is still missing.
-          if (!put.ok) continue;
-          this.records += 1;
-          this.bytes += record.length;
-        }
+        const range = all.slice(first, first + BUCKETS_PER_PULL);
+        complete = (await this.pull(source, move.partition, range)) === "ok";
       }
       if (complete) return true;
     }
     return false;
+  }
+
+  /** Pulls `buckets` of a partition from `source` and merges each record into the local replica. */
+  private async pull(
+    source: string,
+    partition: number,
+    buckets: number[],
+  ): Promise<"ok" | "too-large" | "failed"> {
+    const r = await this.options.sender.request(source, { kind: "pull", partition, buckets });
+    if (!r.ok) return r.code === "RESOURCE_EXHAUSTED" ? "too-large" : "failed";
+    if (r.kind !== "pull") return "failed";
+    // Different keys: the puts run at once and share group commits (a pull holds at most PULL_RECORDS_MAX).
+    const puts = await Promise.all(r.records.map((record) => this.options.replica.put(partition, record)));
+    puts.forEach((put, i) => {
+      // A record the replica refuses (damaged, not of this partition) is not counted; anti-entropy
+      // compares digests later and fetches what is still missing.
+      if (!put.ok) return;
+      this.records += 1;
+      this.bytes += r.records[i]!.length;
+    });
+    return "ok";
   }
 }
