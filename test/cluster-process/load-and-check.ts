@@ -80,7 +80,10 @@ export async function runLoad(ledger: Ledger, options: LoadOptions): Promise<voi
       const r = random();
       const live = ids();
       if (r < readShare && live.length > 0) {
-        const id = live[Math.floor(random() * live.length)]!;
+        // One read in five asks for a key whose delete was acknowledged: it must stay gone.
+        const deleted = random() < 0.2 ? [...ledger.deleted] : [];
+        const pool = deleted.length > 0 ? deleted : live;
+        const id = pool[Math.floor(random() * pool.length)]!;
         await readOnce(ledger, client, id);
       } else if (r < readShare + deleteShare && live.length > 0) {
         const id = live[Math.floor(random() * live.length)]!;
@@ -119,15 +122,21 @@ export async function runLoad(ledger: Ledger, options: LoadOptions): Promise<voi
 
 async function readOnce(ledger: Ledger, client: LockboxClient, id: string): Promise<void> {
   const material = ledger.live.get(id);
+  // Only a delete acknowledged before the read began must hide the key from it.
+  const deletedBefore = ledger.deleted.has(id);
   try {
     const got = await client.getKey(id, { bypassCache: true });
     ledger.counts.reads++;
     const expected = material ?? ledger.uncertain.get(id);
     if (expected !== undefined && !Buffer.from(got.material).equals(Buffer.from(expected)))
       ledger.violations.push(`read of ${id} returned other material`);
-    if (ledger.deleted.has(id))
-      ledger.violations.push(`read of ${id} found it after its delete was acknowledged`);
+    if (deletedBefore) ledger.violations.push(`read of ${id} found it after its delete was acknowledged`);
   } catch (e) {
+    const gone = isLockboxClientError(e, "NOT_FOUND") || isLockboxClientError(e, "FAILED_PRECONDITION");
+    if (deletedBefore && gone) {
+      ledger.counts.reads++;
+      return;
+    }
     // Another worker may have deleted it meanwhile (then it left `live` before the delete was sent).
     const stillLive = ledger.live.has(id);
     if (isLockboxClientError(e, "NOT_FOUND") && stillLive) ledger.counts.readsMissed++;
