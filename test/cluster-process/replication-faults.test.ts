@@ -103,7 +103,7 @@ test("5 peers, N=3: under 16 clients with SIGKILLs, restarts and cut links, ever
   const perPeer = new Map(
     ids.map((id) => [id, cluster.client(id, { cache: false, deadlineMs: 5_000, attemptsMax: 1 })]),
   );
-  const reads = await checkReadsEverywhere(ledger, perPeer, Date.now() + 40_000);
+  const reads = await checkReadsEverywhere(ledger, perPeer, Date.now() + 40_000, 64);
   note(`checked ${reads.checked} reads through every peer: ${reads.problems.length} problems`);
   t.deepEqual(
     reads.problems.slice(0, 20),
