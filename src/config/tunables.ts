@@ -49,6 +49,15 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** The leader's membership autopilot (src/controlplane/membership-autopilot.ts). */
+  autopilot: {
+    /** Voters wanted (3 or 5; fewer while fewer members are healthy). */
+    voterTarget: number;
+    /** How long a learner must be healthy and caught up before it is promoted. */
+    stabilizationMs: number;
+    /** A voter that has not answered the leader for this long is replaced by a healthy learner. */
+    deadVoterMs: number;
+  };
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -65,6 +74,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  autopilot: { voterTarget: 3, stabilizationMs: 2_000, deadVoterMs: 10_000 },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -107,6 +117,12 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  autopilot: {
+    voterTarget: (v) =>
+      v === 1 || v === 3 || v === 5 || v === 7 ? undefined : "must be 1, 3, 5 or 7 (an odd voter count)",
+    stabilizationMs: nonNegativeInt,
+    deadVoterMs: positiveInt,
+  },
 };
 
 /**

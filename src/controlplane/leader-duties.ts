@@ -104,9 +104,13 @@ export class LeaderDuties {
     );
     if (step === null) return;
     this.#opts.log(`control: autopilot: ${step.kind} ${step.id}${"why" in step ? ` (${step.why})` : ""}`);
-    if (step.kind === "add-learner") await driver.addLearner(step.id, new TextEncoder().encode(step.address));
-    else if (step.kind === "promote") await driver.promote(step.id);
-    else await driver.removeVoter(step.id);
+    const done =
+      step.kind === "add-learner"
+        ? await driver.addLearner(step.id, new TextEncoder().encode(step.address))
+        : step.kind === "promote"
+          ? await driver.promote(step.id)
+          : await driver.removeVoter(step.id);
+    this.#opts.log(`control: autopilot: ${step.kind} ${step.id} committed at index ${done.index}`);
   }
 
   #note(line: string): void {

@@ -320,6 +320,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     );
     duties = new LeaderDuties({
       control,
+      policy: config.autopilot,
       log: logFor("control", "warn"),
       facts: () =>
         barrier.sealed
