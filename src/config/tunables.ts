@@ -49,6 +49,13 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** Continuous attestation (src/attestation/attestation-monitor.ts): re-quotes of every member. */
+  attestation: {
+    /** Time between two rounds of re-quotes; a PCR change fences within two of them. */
+    intervalMs: number;
+    /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
+    timeoutMs: number;
+  };
   /** The leader's membership autopilot (src/controlplane/membership-autopilot.ts). */
   autopilot: {
     /** Voters wanted (3 or 5; fewer while fewer members are healthy). */
@@ -74,6 +81,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
   autopilot: { voterTarget: 3, stabilizationMs: 2_000, deadVoterMs: 10_000 },
 };
 
@@ -83,6 +91,8 @@ const positiveInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? undefined : "must be a positive integer";
 const nonNegativeInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? undefined : "must be an integer >= 0";
+const atLeast100: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 100 ? undefined : "must be an integer >= 100";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 const listenOrOff: Check = (v) =>
   v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
@@ -117,6 +127,7 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
   autopilot: {
     voterTarget: (v) =>
       v === 1 || v === 3 || v === 5 || v === 7 ? undefined : "must be 1, 3, 5 or 7 (an odd voter count)",
@@ -160,7 +171,11 @@ export function validateTunables(
     }
     out[section] = resolved;
   }
-  return out as unknown as Tunables;
+  const tunables = out as unknown as Tunables;
+  if (tunables.attestation.timeoutMs >= tunables.attestation.intervalMs) {
+    throw bad("attestation.timeoutMs", "must be below attestation.intervalMs");
+  }
+  return tunables;
 }
 
 /** Every tunable as `section.key` with its default, in the order of TUNABLES_DEFAULT (docs, tests). */
