@@ -7,6 +7,9 @@ import type { ControlPlane } from "./control-plane.js";
 import { foundingCommands, type FoundingFacts } from "./founding-duties.js";
 import { AUTOPILOT_DEFAULTS, decideAutopilotStep, type AutopilotPolicy } from "./membership-autopilot.js";
 
+/** A round still running after this long is reported once (see start()). */
+const ROUND_SLOW_MS = 30_000;
+
 export interface LeaderDutiesOptions {
   control: ControlPlane;
   /** This peer's own facts, known once its server listens. */
@@ -31,9 +34,20 @@ export class LeaderDuties {
   }
 
   start(): void {
+    let startedAt = 0;
+    let warned = false;
     const tick = (): void => {
-      if (this.#running) return;
+      if (this.#running) {
+        // Every await in a round is bounded; one that is not would stop the autopilot silently.
+        if (!warned && Date.now() - startedAt > ROUND_SLOW_MS) {
+          warned = true;
+          this.#opts.log(`control: a leader duty round has not finished after ${ROUND_SLOW_MS} ms`);
+        }
+        return;
+      }
       this.#running = true;
+      startedAt = Date.now();
+      warned = false;
       void this.round()
         .catch((e: unknown) =>
           this.#note(`control: leader duty failed: ${e instanceof Error ? e.message : String(e)}`),
