@@ -181,7 +181,8 @@ export type AdminCallMethod =
   | "RemovePolicy"
   | "IssueIdentity"
   | "ListIdentities"
-  | "RevokeIdentity";
+  | "RevokeIdentity"
+  | "GetRing";
 
 export class LockboxClient {
   readonly endpoints: readonly string[];

@@ -49,6 +49,8 @@ export interface AdminApi {
   listAuditEvents(req: AuditListRequest): Promise<AuditListResponse>;
   /** Peers, PCR policies and identities in the control state (cluster-admin-handlers.ts). */
   cluster?: ClusterAdmin;
+  /** The ring and this peer's replication (GetRingResponse, wire field names); absent: no ring. */
+  ring?: () => Record<string, unknown>;
 }
 
 const OUTCOMES_TO_WIRE: Record<AuditEvent["outcome"], WireAuditEvent["outcome"]> = {
@@ -65,6 +67,14 @@ export function adminServiceHandlers(
   ctx: EdgeContext,
   service: ServiceDefinition,
 ): grpc.UntypedServiceImplementation {
+  const getRing: Operation<object, object> = {
+    name: "GetRing",
+    adminOnly: true,
+    requestFacts: () => ({}),
+    async run() {
+      return { response: admin.ring?.() ?? { version: 0 } };
+    },
+  };
   const getStatus: Operation<GetStatusRequest__Output, GetStatusResponse> = {
     name: "GetStatus",
     adminOnly: true,
@@ -154,6 +164,7 @@ export function adminServiceHandlers(
   return {
     ...clusterAdminHandlers(admin.cluster, ctx, service),
     GetStatus: auditedUnary(getStatus, ctx, service.GetStatus),
+    GetRing: auditedUnary(getRing, ctx, service.GetRing),
     ListAuditEvents: auditedUnary(listAuditEvents, ctx, service.ListAuditEvents),
   } as grpc.UntypedServiceImplementation;
 }
