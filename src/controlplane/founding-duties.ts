@@ -24,11 +24,11 @@ export const FOUNDING_ZONE = "zone-1";
 export function foundingCommands(state: ControlState, f: FoundingFacts): ControlCommand[] {
   const out: ControlCommand[] = [];
   const self = state.member(f.peerId);
-  // The founding peer (the one holding the CA key `init` wrote) adds itself whatever else committed first:
-  // an operator's first `peer enroll` (or a test's AddPeerUnattested) can reach the new leader before this
-  // duty's first round, and with "only into an empty state" the founder then never became a member (peers
-  // refused its new connections, ListPeers left it out). Any other peer is added by enrollment or join.
-  if (self === undefined && (state.empty || f.ca !== undefined)) {
+  // A leader is a voter, and every voter but the founding one entered through its member record
+  // (admitted, or added by a test): a leader without a record is the founding peer. Not "while the
+  // state is empty": an enrollment (or a test's unattested add) committed before this duty first ran
+  // would leave the founder out of its own cluster for good.
+  if (self === undefined) {
     out.push({
       type: "member.add-unattested",
       id: f.peerId,

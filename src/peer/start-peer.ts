@@ -93,6 +93,8 @@ export interface RunningPeer {
   readonly tpm: PeerTpm | undefined;
   /** "HOST:PORT" of the metrics and health listener, when it is on. */
   readonly metricsAddress: string | undefined;
+  /** Its metrics hooks (NO_METRICS when the listener is off): parts started later report here. */
+  readonly metrics: PeerMetricsHooks;
   /** Writes one info line of the peer's lifecycle ("draining", "stopped") to its log. */
   log(line: string): void;
   /**
@@ -313,6 +315,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         readiness,
       });
       metrics = peerMetrics;
+      if (replicationNode !== undefined) peerMetrics.replication.attach(replicationNode);
       metricsAddress = listener.address;
       stopMetrics = async () => {
         peerMetrics.close();
@@ -414,7 +417,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           ? undefined
           : {
               peerId: config.peerId,
-              address: server.address,
+              address: config.advertise ?? server.address,
               certificateSerial: ownSerial,
               nowMs: clock.now().getTime(),
               cmkEpoch: barrier.activeEpoch,
@@ -442,13 +445,17 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         if (
           me !== undefined &&
           me.state !== "removed" &&
-          me.address !== server.address &&
+          me.address !== (config.advertise ?? server.address) &&
           !control.isLeader() &&
           nowMs - lastAddressProposalMs > 2_000
         ) {
           lastAddressProposalMs = nowMs;
           control
-            .propose({ type: "member.address", id: config.peerId, address: server.address })
+            .propose({
+              type: "member.address",
+              id: config.peerId,
+              address: config.advertise ?? server.address,
+            })
             .catch(() => {});
         }
       }, 1_000);
@@ -484,6 +491,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     }
     return runningPeer(config, server, tpm, close, {
       metricsAddress,
+      metrics,
       restAddress,
       log: logFor("peer", "info"),
       seal: () => barrier.seal(),
@@ -532,7 +540,9 @@ function runningPeer(
   server: RunningServer,
   tpm: PeerTpm | undefined,
   cleanup: () => Promise<void>,
-  extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal"> & { restAddress: string | undefined },
+  extra: Pick<RunningPeer, "metricsAddress" | "metrics" | "log" | "seal"> & {
+    restAddress: string | undefined;
+  },
 ): RunningPeer {
   let closing: Promise<void> | undefined;
   const { restAddress, ...rest } = extra;
