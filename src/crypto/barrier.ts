@@ -32,6 +32,36 @@ export class Barrier {
     this.keyring = keyring;
   }
 
+  /** Every epoch this peer holds, ascending; throws when sealed. */
+  get heldEpochs(): number[] {
+    return this.requireKeyring().epochs;
+  }
+
+  /**
+   * Holds `key` as epoch `epoch` without making it active (a rotation's next epoch, delivered before
+   * the cluster activates it). The bytes are copied; the caller zeroes its own. False if already held.
+   */
+  addEpoch(epoch: number, key: Uint8Array): boolean {
+    const keyring = this.requireKeyring();
+    if (keyring.key(epoch) !== undefined) return false;
+    this.keyring = keyring.withStagedEpoch(epoch, key);
+    return true;
+  }
+
+  /** Makes held epoch `epoch` the one new wraps use (the control state activated it). */
+  activate(epoch: number): void {
+    const keyring = this.requireKeyring();
+    if (keyring.activeEpoch !== epoch) this.keyring = keyring.withActive(epoch);
+  }
+
+  /** Forgets (and zeroes) a retired epoch; the active one cannot be dropped. False if not held. */
+  dropEpoch(epoch: number): boolean {
+    const keyring = this.requireKeyring();
+    if (keyring.key(epoch) === undefined) return false;
+    this.keyring = keyring.without(epoch);
+    return true;
+  }
+
   /** Loads the CMK (every epoch the provider holds) through `provider` and unseals. */
   async unsealWith(provider: MasterKeyProvider): Promise<void> {
     const keys = provider.loadAll !== undefined ? await provider.loadAll() : [await provider.load()];
@@ -73,6 +103,14 @@ export class Barrier {
     const epoch = envelopeEpoch(blob);
     const key = keyring.key(epoch);
     if (key === undefined) {
+      // An epoch above every one held is a rotation this peer has not caught up with yet: its keeper
+      // fetches the epoch by attestation (src/controlplane/cmk-epoch-keeper.ts), so the call is retryable.
+      if (epoch > Math.max(...keyring.epochs)) {
+        throw new LockboxError(
+          "UNAVAILABLE",
+          `this peer does not hold master key epoch ${epoch} yet (a rotation is in progress); retry`,
+        );
+      }
       throw new LockboxError("DATA_LOSS", `integrity check failed: unknown master key epoch ${epoch}`);
     }
     return openEnvelope(key, blob, binding);
@@ -107,6 +145,16 @@ export class Barrier {
     const keyring = this.requireKeyring();
     const epoch = keyring.activeEpoch;
     return { epoch, key: Uint8Array.from(keyring.key(epoch)!) };
+  }
+
+  /**
+   * A copy of held epoch `epoch`, for the callers that must hand a CMK on: a rotation's delivery to an
+   * attested member (wrapped to its ephemeral key), persisting the held epochs to this peer's TPM, and
+   * recovery shares of a new epoch. The caller zeroes `key`. Undefined when the epoch is not held.
+   */
+  releaseKey(epoch: number): { epoch: number; key: Uint8Array } | undefined {
+    const key = this.requireKeyring().key(epoch);
+    return key === undefined ? undefined : { epoch, key: Uint8Array.from(key) };
   }
 
   private requireKeyring(): Keyring {

@@ -34,6 +34,7 @@ import { ControlState, type ControlResult } from "../controlplane/control-state.
 import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
+import { startMasterKeyEpochs } from "./master-key-epochs.js";
 
 export interface StartPeerOptions {
   /** The directory `lockbox init` created. */
@@ -175,9 +176,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let stopMetrics = async (): Promise<void> => {};
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
+  let stopEpochs = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
     await stopRest();
     duties?.stop();
+    await stopEpochs();
     clearInterval(healthTimer);
     refusedCalls.flush();
     await stopMetrics();
@@ -271,6 +274,18 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             authority: new ControlJoinAuthority(control, barrier, clock, config.clusterId),
             manufacturerCas: options.joinWithControlState.manufacturerCas,
           });
+    // CMK epochs: the keeper, the attested delivery service, the rotation (master-key-epochs.ts).
+    const epochs = startMasterKeyEpochs({
+      config,
+      control,
+      core,
+      protector,
+      tpm,
+      tls,
+      clock,
+      log: logFor("master-key", "warn"),
+    });
+    stopEpochs = () => epochs.stop();
     const join =
       joinOptions === undefined
         ? undefined
@@ -295,7 +310,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
           }),
         ],
-        peerServices: join === undefined ? [raft.service] : [raft.service, join],
+        peerServices:
+          join === undefined ? [raft.service, epochs.service] : [raft.service, epochs.service, join],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
           status: () => ({
@@ -313,6 +329,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           }),
           listAuditEvents: (req) => audit.list(req),
           cluster,
+          masterKey: epochs.admin,
         },
         ...parts,
       },
