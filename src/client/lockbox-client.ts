@@ -181,7 +181,9 @@ export type AdminCallMethod =
   | "RemovePolicy"
   | "IssueIdentity"
   | "ListIdentities"
-  | "RevokeIdentity";
+  | "RevokeIdentity"
+  | "RotateMasterKey"
+  | "GetMasterKeyStatus";
 
 export class LockboxClient {
   readonly endpoints: readonly string[];

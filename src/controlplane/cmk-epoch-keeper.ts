@@ -107,6 +107,7 @@ export class CmkEpochKeeper {
     const self = state.member(control.peerId);
     if (self === undefined || self.state === "removed" || self.state === "fenced") return;
     const epochs = state.cmkEpochs();
+    barrier.announce(epochs.filter((e) => e.state !== "retired").map((e) => e.epoch));
     for (const e of epochs) {
       if (e.state !== "retired" && !barrier.heldEpochs.includes(e.epoch)) await this.#fetch(e);
     }

@@ -13,6 +13,7 @@ import { nodeRandomSource, zeroize, type RandomSource } from "./random-source.js
 export class Barrier {
   private keyring: Keyring | undefined;
   private readonly sealListeners: Array<() => void> = [];
+  private announced: ReadonlySet<number> = new Set();
 
   constructor(private readonly random: RandomSource = nodeRandomSource) {}
 
@@ -46,6 +47,11 @@ export class Barrier {
     if (keyring.key(epoch) !== undefined) return false;
     this.keyring = keyring.withStagedEpoch(epoch, key);
     return true;
+  }
+
+  /** The epochs the control state names (held here or not): an unwrap under one not held yet is retryable. */
+  announce(epochs: readonly number[]): void {
+    this.announced = new Set(epochs);
   }
 
   /** Makes held epoch `epoch` the one new wraps use (the control state activated it). */
@@ -103,9 +109,10 @@ export class Barrier {
     const epoch = envelopeEpoch(blob);
     const key = keyring.key(epoch);
     if (key === undefined) {
-      // An epoch above every one held is a rotation this peer has not caught up with yet: its keeper
-      // fetches the epoch by attestation (src/controlplane/cmk-epoch-keeper.ts), so the call is retryable.
-      if (epoch > Math.max(...keyring.epochs)) {
+      // An epoch the cluster has and this peer does not hold yet (a rotation it has not caught up
+      // with): its keeper fetches it by attestation (src/controlplane/cmk-epoch-keeper.ts), so the call
+      // is retryable. Any other unknown epoch is damage.
+      if (this.announced.has(epoch)) {
         throw new LockboxError(
           "UNAVAILABLE",
           `this peer does not hold master key epoch ${epoch} yet (a rotation is in progress); retry`,
