@@ -118,8 +118,16 @@ test("a rotation's keyring: a staged epoch is held but not used for wraps until 
   const copy = barrier.releaseKey(1)!;
   t.true(barrier.dropEpoch(1));
   t.deepEqual(barrier.heldEpochs, [2]);
-  t.false(copy.key.every((b) => b === 0), "a released copy is the caller's");
-  t.true(isLockboxError(t.throws(() => barrier.unwrap(underOne, binding)), "DATA_LOSS"));
+  t.false(
+    copy.key.every((b) => b === 0),
+    "a released copy is the caller's",
+  );
+  t.true(
+    isLockboxError(
+      t.throws(() => barrier.unwrap(underOne, binding)),
+      "DATA_LOSS",
+    ),
+  );
   t.deepEqual(barrier.unwrap(underTwo, binding), secret);
 });
 
@@ -129,7 +137,17 @@ test("an epoch the cluster announced and this peer does not hold yet is UNAVAILA
   const underTwo = ahead.wrap(new Uint8Array(8), binding);
   const behind = new Barrier();
   behind.unseal(Keyring.empty().withEpoch(1, k1()));
-  t.true(isLockboxError(t.throws(() => behind.unwrap(underTwo, binding)), "DATA_LOSS"));
+  t.true(
+    isLockboxError(
+      t.throws(() => behind.unwrap(underTwo, binding)),
+      "DATA_LOSS",
+    ),
+  );
   behind.announce([1, 2]);
-  t.true(isLockboxError(t.throws(() => behind.unwrap(underTwo, binding)), "UNAVAILABLE"));
+  t.true(
+    isLockboxError(
+      t.throws(() => behind.unwrap(underTwo, binding)),
+      "UNAVAILABLE",
+    ),
+  );
 });
