@@ -47,6 +47,8 @@ export class CmkEpochKeeper {
   #again = false;
   #stopped = false;
   #lastLogged = "";
+  /** Rounds and hold() run one at a time: each rewrites the sealed file from what the barrier holds. */
+  #lane: Promise<unknown> = Promise.resolve();
 
   constructor(options: CmkEpochKeeperOptions) {
     this.#o = options;
@@ -88,7 +90,11 @@ export class CmkEpochKeeper {
    * Holds `key` (a rotation's new epoch, made on this peer) after sealing it, with every epoch held, to
    * this TPM. Throws FAILED_PRECONDITION without a TPM to seal it to.
    */
-  async hold(key: MasterKey): Promise<void> {
+  hold(key: MasterKey): Promise<void> {
+    return this.#exclusive(() => this.#hold(key));
+  }
+
+  async #hold(key: MasterKey): Promise<void> {
     if (this.#o.persist === undefined) {
       throw new LockboxError(
         "FAILED_PRECONDITION",
@@ -100,7 +106,17 @@ export class CmkEpochKeeper {
   }
 
   /** One round (exported for tests that step it). */
-  async round(): Promise<void> {
+  round(): Promise<void> {
+    return this.#exclusive(() => this.#runRound());
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lane.then(fn, fn);
+    this.#lane = run.catch(() => undefined);
+    return run;
+  }
+
+  async #runRound(): Promise<void> {
     const { control, barrier } = this.#o;
     if (barrier.sealed) return;
     const state = control.state;

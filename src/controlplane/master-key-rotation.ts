@@ -233,7 +233,8 @@ export class MasterKeyRotation {
     this.#set({ phase: "rewrapping" });
     let rewrapped = 0;
     for (;;) {
-      const old = control.state.projectKeks().filter((k) => k.epoch !== epoch);
+      // After a ReadIndex: every re-wrap answered so far has applied here too.
+      const old = (await control.readCurrent()).projectKeks().filter((k) => k.epoch !== epoch);
       this.#set({ keksRewrapped: rewrapped, keksTotal: rewrapped + old.length });
       if (old.length === 0) break;
       if (this.#stopped) throw new LockboxError("UNAVAILABLE", "the peer is stopping");

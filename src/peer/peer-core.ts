@@ -147,6 +147,17 @@ export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): 
   }
 }
 
+/** The CMK epoch the store's canary is wrapped under, or undefined when it has none (for clear errors). */
+export async function masterKeyCanaryEpoch(store: PeerStore): Promise<number | undefined> {
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined || canary[0] !== ENVELOPE_FORMAT) return undefined;
+  try {
+    return envelopeEpoch(canary);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Re-wraps the store's canary under the barrier's active epoch when it is under another one: after a
  * rotation activated a new epoch, and always before this peer forgets the old one (cmk-epoch-keeper.ts),

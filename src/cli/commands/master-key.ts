@@ -5,6 +5,7 @@
  * delivered to every member by attestation, activated, every project KEK re-wrapped, the old epoch
  * retired. The result (and only the result) goes to stdout, as text or one --json line.
  */
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { LockboxClient } from "../../client/index.js";
 import { decodeRecoveryShare, recoveryShareFileName } from "../../crypto/recovery-share.js";
@@ -88,6 +89,8 @@ export const command = defineCommand({
         if (threshold > shares)
           throw new UsageError(`--threshold ${threshold} exceeds --recovery-shares ${shares}`);
         const waitMs = intFlag(args, "wait-ms", 0, 24 * 3600 * 1000) ?? WAIT_MS_DEFAULT;
+        // Before the rotation starts: the shares come back once, and a directory that cannot take them would lose them.
+        if (sharesDir !== undefined) await mkdir(sharesDir, { recursive: true, mode: 0o700 });
         const client = await clientFrom(connectionSettings(args));
         try {
           const started = await client.adminCall<{
