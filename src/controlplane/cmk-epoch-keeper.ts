@@ -101,8 +101,19 @@ export class CmkEpochKeeper {
         "this peer's master key is not sealed to a TPM (development file protector): it cannot rotate the master key",
       );
     }
-    await this.#persist(this.#o.barrier.heldEpochs, [key]);
-    this.#o.barrier.addEpoch(key.epoch, key.key);
+    const { barrier, control } = this.#o;
+    if (barrier.heldEpochs.includes(key.epoch)) {
+      // Left by a rotation that crashed between sealing its new epoch and staging it: the control state
+      // never named it, so nothing is wrapped under it. Forget it, then seal the new key in its place.
+      if (control.state.cmkEpochs().some((e) => e.epoch === key.epoch)) {
+        throw new LockboxError("FAILED_PRECONDITION", `CMK epoch ${key.epoch} exists already`);
+      }
+      const active = control.state.cmkEpochs().find((e) => e.state === "active");
+      if (active !== undefined && barrier.heldEpochs.includes(active.epoch)) barrier.activate(active.epoch);
+      barrier.dropEpoch(key.epoch);
+    }
+    await this.#persist(barrier.heldEpochs, [key]);
+    barrier.addEpoch(key.epoch, key.key);
   }
 
   /** One round (exported for tests that step it). */
