@@ -287,5 +287,23 @@ test.serial(
     t.deepEqual(epochs, [2], "peer-3 sealed epoch 2 to its swtpm and forgot epoch 1");
     t.like(await peer3.getStatus(), { masterKeyEpoch: 2 });
     t.is((await peer3.getKey(k.id)).material.toString("hex"), hex);
+
+    // peer-1 founded the cluster without an attested join: it has no AK to receive an epoch with, so a
+    // rotation started elsewhere is refused up front, naming it (nothing is staged).
+    const elsewhere = await runCli(["master-key", "rotate", "--endpoint", endpoints[1]!, ...admin, "--json"]);
+    t.not(elsewhere.code, 0);
+    t.regex(elsewhere.stderr, /peer-1 joined without attestation/);
+    const final = await runCliJson<{ epochs: { epoch: number }[] }>([
+      "master-key",
+      "status",
+      "--endpoint",
+      endpoints[1]!,
+      ...admin,
+      "--json",
+    ]);
+    t.deepEqual(
+      final.epochs.map((e) => e.epoch),
+      [1, 2],
+    );
   },
 );
