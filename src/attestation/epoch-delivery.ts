@@ -36,7 +36,8 @@ import {
 } from "./ephemeral-key-wrap.js";
 import type { CmkEpoch, EnrolledMember, MemberState } from "./join-authority.js";
 import type { JoinNonce, JoinResult, QuotedPcr } from "./join-messages.js";
-import { type JoinRefusal, joinRefusal, quoteRefusal } from "./join-refusal.js";
+import { type JoinRefusal, describeJoinRefusal, joinRefusal, quoteRefusal } from "./join-refusal.js";
+import type { JoinAuditSink } from "./join-verifier.js";
 import { selection } from "./joiner.js";
 import { quoteExtraData } from "./quote-binding.js";
 import { restoreClockSafe } from "./restore-clock-safe.js";
@@ -80,13 +81,28 @@ interface Session {
 }
 
 /** The holder's side. */
+export interface EpochDelivererOptions {
+  /**
+   * Where deliveries and quote refusals are audited (one record each: only members get this far), and
+   * the other refusals counted into aggregate records (operation "FetchEpoch").
+   */
+  readonly audit?: JoinAuditSink;
+  readonly now?: () => number;
+  readonly log?: (line: string) => void;
+}
+
+const OPERATION = "FetchEpoch";
+
 export class EpochDeliverer {
   readonly #sessions = new Map<string, Session>();
+  readonly now: () => number;
 
   constructor(
     private readonly source: EpochSource,
-    private readonly now: () => number = Date.now,
-  ) {}
+    private readonly options: EpochDelivererOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+  }
 
   /**
    * Step 1 for `peerId` (the caller's certificate, already verified): a nonce, if it may fetch `epoch`.
@@ -95,11 +111,11 @@ export class EpochDeliverer {
   async begin(peerId: string, epoch: number): Promise<JoinResult<EpochFetchStart>> {
     const member = await this.source.member(peerId);
     const refusal = memberRefusal(peerId, member);
-    if (refusal !== undefined) return { ok: false, refusal };
+    if (refusal !== undefined) return this.#counted(peerId, refusal);
     const policy = await this.source.policy(member!.policyName);
     const parsed = policy === undefined ? undefined : parseQuotePolicy(policy);
     if (parsed === undefined || "problem" in parsed) {
-      return { ok: false, refusal: joinRefusal("policy-unknown", { policy: member!.policyName }) };
+      return this.#counted(peerId, joinRefusal("policy-unknown", { policy: member!.policyName }));
     }
     const key = await this.source.releaseEpoch(epoch);
     if (key === undefined)
@@ -107,7 +123,7 @@ export class EpochDeliverer {
     key.key.fill(0);
     this.#expire();
     if (this.#sessions.size >= EPOCH_FETCH_SESSIONS_MAX) {
-      return { ok: false, refusal: joinRefusal("joins-busy", { sessions: this.#sessions.size }) };
+      return this.#counted(peerId, joinRefusal("joins-busy", { sessions: this.#sessions.size }));
     }
     const sessionId = randomBytes(SESSION_ID_BYTES);
     const nonce = randomBytes(NONCE_BYTES);
@@ -131,22 +147,27 @@ export class EpochDeliverer {
     // Single use: a session is gone after its first answer, whatever the answer.
     this.#sessions.delete(id);
     if (session === undefined || session.peerId !== peerId) {
-      return { ok: false, refusal: joinRefusal("session-unknown") };
+      return this.#counted(peerId, joinRefusal("session-unknown"));
     }
-    if (this.now() > session.expiresAtMs) return { ok: false, refusal: joinRefusal("nonce-expired") };
+    if (this.now() > session.expiresAtMs) return this.#counted(peerId, joinRefusal("nonce-expired"));
     // The member is read again: it may have been fenced or removed since step 1.
     const member = await this.source.member(peerId);
     const refusal = memberRefusal(peerId, member);
-    if (refusal !== undefined) return { ok: false, refusal };
+    if (refusal !== undefined) return this.#refused(peerId, session.epoch, refusal);
     const policy = await this.source.policy(member!.policyName);
     if (policy === undefined) {
-      return { ok: false, refusal: joinRefusal("policy-unknown", { policy: member!.policyName }) };
+      return this.#refused(
+        peerId,
+        session.epoch,
+        joinRefusal("policy-unknown", { policy: member!.policyName }),
+      );
     }
     if (q.ephemeralPublicKey.length !== 65) {
-      return {
-        ok: false,
-        refusal: joinRefusal("message-malformed", { field: "ephemeral_public_key", problem: "not 65 bytes" }),
-      };
+      return this.#refused(
+        peerId,
+        session.epoch,
+        joinRefusal("message-malformed", { field: "ephemeral_public_key", problem: "not 65 bytes" }),
+      );
     }
     const verdict = verifyQuote({
       attestBytes: q.attest,
@@ -156,32 +177,73 @@ export class EpochDeliverer {
       pcrValues: q.pcrValues,
       policy,
     });
-    if (!verdict.ok) return { ok: false, refusal: quoteRefusal(verdict.failures) };
+    if (!verdict.ok) return this.#refused(peerId, session.epoch, quoteRefusal(verdict.failures));
     const key = await this.source.releaseEpoch(session.epoch);
     if (key === undefined) {
       throw new LockboxError("NOT_FOUND", `this member no longer holds CMK epoch ${session.epoch}`);
     }
+    let wrapped: WrappedCmk;
     try {
-      return {
-        ok: true,
-        value: wrapCmkToJoiner({
-          cmk: key.key,
-          epoch: key.epoch,
-          peerId,
-          nonce: session.nonce,
-          joinerPublicKey: q.ephemeralPublicKey,
-        }),
-      };
+      wrapped = wrapCmkToJoiner({
+        cmk: key.key,
+        epoch: key.epoch,
+        peerId,
+        nonce: session.nonce,
+        joinerPublicKey: q.ephemeralPublicKey,
+      });
     } catch (e) {
       if (e instanceof KeyWrapError) {
-        return {
-          ok: false,
-          refusal: joinRefusal("message-malformed", { field: "ephemeral_public_key", problem: e.message }),
-        };
+        return this.#refused(
+          peerId,
+          session.epoch,
+          joinRefusal("message-malformed", { field: "ephemeral_public_key", problem: e.message }),
+        );
       }
       throw e;
     } finally {
       key.key.fill(0);
+    }
+    await this.#audit({
+      identity: peerId,
+      operation: OPERATION,
+      outcome: "ok",
+      status: "OK",
+      detail: `CMK epoch ${session.epoch} delivered to peer ${peerId} after its quote passed every check`,
+    });
+    return { ok: true, value: wrapped };
+  }
+
+  /** A refusal of a member's quote (or of the member itself at that point): one audit record. */
+  async #refused(peerId: string, epoch: number, refusal: JoinRefusal): Promise<JoinResult<never>> {
+    await this.#audit({
+      identity: peerId,
+      operation: OPERATION,
+      outcome: "denied",
+      status: "PERMISSION_DENIED",
+      detail: `peer ${peerId} refused CMK epoch ${epoch}: ${describeJoinRefusal(refusal)}`,
+    });
+    return { ok: false, refusal };
+  }
+
+  /** A refusal before a quote was checked: counted into aggregate audit records. */
+  #counted(peerId: string, refusal: JoinRefusal): JoinResult<never> {
+    this.options.audit?.countRefusal({
+      source: peerId,
+      operation: OPERATION,
+      status: refusal.code === "joins-busy" ? "RESOURCE_EXHAUSTED" : "PERMISSION_DENIED",
+      reason: `${refusal.check}/${refusal.code}`,
+    });
+    return { ok: false, refusal };
+  }
+
+  async #audit(event: Parameters<JoinAuditSink["append"]>[0]): Promise<void> {
+    try {
+      await this.options.audit?.append(event);
+    } catch (err) {
+      // The answer does not wait on a broken audit store, but the operator hears of it.
+      (this.options.log ?? ((l) => process.stderr.write(l + "\n")))(
+        `epoch delivery: audit write failed (${err instanceof Error ? err.name : "error"}): ${event.detail ?? ""}`,
+      );
     }
   }
 

@@ -64,17 +64,20 @@ export function startMasterKeyEpochs(p: {
     log: p.log,
   });
   const authority = new ControlJoinAuthority(control, barrier, p.clock, config.clusterId);
-  const deliverer = new EpochDeliverer({
-    member: (id) => authority.member(id),
-    policy: (name) => authority.policy(name),
-    releaseEpoch: (epoch) => {
-      const record = control.state.cmkEpochs().find((e) => e.epoch === epoch);
-      // A retired epoch is never handed out again; an unknown one never was an epoch.
-      if (record === undefined || record.state === "retired" || barrier.sealed)
-        return Promise.resolve(undefined);
-      return Promise.resolve(barrier.releaseKey(epoch));
+  const deliverer = new EpochDeliverer(
+    {
+      member: (id) => authority.member(id),
+      policy: (name) => authority.policy(name),
+      releaseEpoch: (epoch) => {
+        const record = control.state.cmkEpochs().find((e) => e.epoch === epoch);
+        // A retired epoch is never handed out again; an unknown one never was an epoch.
+        if (record === undefined || record.state === "retired" || barrier.sealed)
+          return Promise.resolve(undefined);
+        return Promise.resolve(barrier.releaseKey(epoch));
+      },
     },
-  });
+    { audit: p.core.audit, log: p.log },
+  );
   const service = epochDeliveryService({
     deliverer,
     verifier: new PeerCertificateVerifier(p.tls.caCertificatePem),

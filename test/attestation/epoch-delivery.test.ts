@@ -23,11 +23,14 @@ const EPOCH = 2;
 
 /** A holder of epoch 2 over the fixture's authority, reached in process as `caller`; every answer recorded. */
 function holder(c: Cluster, key: Uint8Array) {
-  const deliverer = new EpochDeliverer({
-    member: (id) => c.authority.member(id),
-    policy: (name) => c.authority.policy(name),
-    releaseEpoch: async (epoch) => (epoch === EPOCH ? { epoch, key: Uint8Array.from(key) } : undefined),
-  });
+  const deliverer = new EpochDeliverer(
+    {
+      member: (id) => c.authority.member(id),
+      policy: (name) => c.authority.policy(name),
+      releaseEpoch: async (epoch) => (epoch === EPOCH ? { epoch, key: Uint8Array.from(key) } : undefined),
+    },
+    { audit: c.audit },
+  );
   const answers: string[] = [];
   const channel = (caller: string): EpochFetchChannel => ({
     async begin(_holder, epoch) {
