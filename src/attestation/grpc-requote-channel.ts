@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
 import { checkServerIdentity } from "node:tls";
 import { peerIdOf } from "../pki/peer-certificate-verifier.js";
+import { peerRefusalCodeOf, type PeerRefusalCode } from "../pki/peer-refusal.js";
 import type { RequoteChannel } from "./attestation-monitor.js";
 import { loadAttestationService } from "./join-proto.js";
 import type { WireObject } from "./join-wire.js";
@@ -27,6 +28,8 @@ export interface GrpcRequoteChannelOptions {
   readonly tls: { caCertificatePem: string; certificatePem: string; privateKeyPem: string };
   /** HOST:PORT of a member, from the control state; undefined when unknown. */
   addressOf(peerId: string): string | undefined;
+  /** The member refused this peer's re-quote with a structured refusal (this peer is fenced, removed, ...). */
+  onRefused?: (peerId: string, code: PeerRefusalCode, details: string) => void;
 }
 
 export class GrpcRequoteChannel implements RequoteChannel {
@@ -49,7 +52,12 @@ export class GrpcRequoteChannel implements RequoteChannel {
           pcrs: request.pcrs.map((p) => ({ hash_alg: p.hashAlg, pcr: p.pcr })),
         },
         { deadline: Date.now() + timeoutMs },
-        (err, res) => (err ? reject(err) : resolve(res)),
+        (err, res) => {
+          if (!err) return resolve(res);
+          const code = peerRefusalCodeOf(err);
+          if (code !== undefined) this.options.onRefused?.(peerId, code, err.details);
+          reject(err);
+        },
       ),
     );
     const readings = Array.isArray(response.pcr_values)

@@ -127,4 +127,11 @@ export class InMemoryJoinAuthority implements JoinAuthority {
       (quoteClock.resetCount === last.resetCount && quoteClock.clock > last.clock);
     this.#members.set(peerId, { ...rest, state: "active", lastQuoteClock: later ? quoteClock : last });
   }
+
+  async unfence(peerId: string, quoteClock: QuoteClock): Promise<void> {
+    const m = this.#members.get(peerId);
+    if (m?.state !== "fenced") return;
+    const { reason: _reason, ...rest } = m;
+    this.#members.set(peerId, { ...rest, state: "active", lastQuoteClock: quoteClock });
+  }
 }

@@ -48,6 +48,8 @@ export interface EnrolledMember {
   readonly lastQuoteClock?: QuoteClock;
   /** The AK (TPMT_PUBLIC, marshalled) activated at the member's last admission; re-quotes are checked against it. */
   readonly akPublic?: Uint8Array;
+  /** When the member's state last changed (ms since the epoch), if known. */
+  readonly stateChangedAtMs?: number;
   /** Host names and addresses for the member's certificate (its enrolled address). */
   readonly hostNames?: readonly string[];
 }
@@ -102,4 +104,9 @@ export interface JoinAuthority {
   markDown(peerId: string, reason: string): Promise<void>;
   /** Records a passed re-quote: a down member is active again (a fenced one is not), and its clock moves on. */
   attested(peerId: string, quoteClock: QuoteClock): Promise<void>;
+  /**
+   * A fenced member's re-quote passed every check against its policy as it is now (an operator
+   * approved its new state): it is active again, and its clock moves on. Idempotent.
+   */
+  unfence(peerId: string, quoteClock: QuoteClock): Promise<void>;
 }

@@ -3,14 +3,16 @@
  * re-quotes (requote.ts). Only a current, non-fenced member may ask: the
  * call's TLS client certificate must be a peer certificate of the cluster CA
  * (PeerCertificateVerifier) and `admitCaller` (the control state) must accept
- * its peer id; anything else is refused before the TPM is touched. At most
- * `callsInFlightMax` re-quotes wait for the one TPM at a time.
+ * it (its peer id and serial); anything else is refused before the TPM is
+ * touched, a structured refusal with its code in the trailer (pki/peer-refusal.ts).
+ * At most `callsInFlightMax` re-quotes wait for the one TPM at a time.
  */
 import * as grpc from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
 import type { Tpm } from "../../tpm/client/tpm.js";
 import { isLockboxError } from "../errors.js";
-import type { PeerCertificateVerifier } from "../pki/peer-certificate-verifier.js";
+import type { PeerCertificateVerifier, PeerIdentity } from "../pki/peer-certificate-verifier.js";
+import { peerRefusalStatus, type PeerRefusal } from "../pki/peer-refusal.js";
 import { loadAttestationService } from "./join-proto.js";
 import { type RequoteRequest, answerRequote } from "./requote.js";
 import type { WireObject } from "./join-wire.js";
@@ -18,10 +20,11 @@ import type { WireObject } from "./join-wire.js";
 export const REQUOTE_CALLS_IN_FLIGHT_MAX_DEFAULT = 4;
 
 export interface RequoteServiceOptions {
-  readonly tpm: Tpm;
+  /** Runs one operation on this member's TPM (a peer's PeerTpm.use, or a test's open Tpm). */
+  useTpm<T>(fn: (tpm: Tpm) => Promise<T>): Promise<T>;
   readonly verifier: PeerCertificateVerifier;
   /** null to admit the peer; otherwise why not (it is fenced, removed, unknown). */
-  admitCaller(peerId: string): Promise<string | null>;
+  admitCaller(peer: PeerIdentity): Promise<string | PeerRefusal | null> | string | PeerRefusal | null;
   readonly callsInFlightMax?: number;
 }
 
@@ -32,11 +35,11 @@ export function requoteService(options: RequoteServiceOptions): {
   const max = options.callsInFlightMax ?? REQUOTE_CALLS_IN_FLIGHT_MAX_DEFAULT;
   let inFlight = 0;
   const Requote: grpc.handleUnaryCall<WireObject, WireObject> = (call, callback) => {
-    let peerId: string;
+    let identity: PeerIdentity;
     try {
       const cert = (call.getAuthContext() as { sslPeerCertificate?: PeerCertificate } | null)
         ?.sslPeerCertificate;
-      peerId = options.verifier.verify(cert?.raw).peerId;
+      identity = options.verifier.verify(cert?.raw);
     } catch (err) {
       if (!isLockboxError(err, "UNAUTHENTICATED")) throw err;
       return callback({ code: grpc.status.UNAUTHENTICATED, details: `re-quote refused: ${err.message}` });
@@ -50,17 +53,12 @@ export function requoteService(options: RequoteServiceOptions): {
     inFlight++;
     void (async () => {
       try {
-        const refusal = await options.admitCaller(peerId);
-        if (refusal !== null) {
-          return callback({
-            code: grpc.status.PERMISSION_DENIED,
-            details: `peer ${peerId} refused: ${refusal}`,
-          });
-        }
+        const refusal = await options.admitCaller(identity);
+        if (refusal !== null) return callback(peerRefusalStatus(identity.peerId, refusal));
         const request = requestFromWire(call.request);
         if (typeof request === "string")
           return callback({ code: grpc.status.INVALID_ARGUMENT, details: request });
-        const answer = await answerRequote(options.tpm, request);
+        const answer = await options.useTpm((tpm) => answerRequote(tpm, request));
         callback(null, {
           attest: Buffer.from(answer.attest),
           signature: Buffer.from(answer.signature),

@@ -17,6 +17,7 @@ export {
 export { LockboxClientError, isLockboxClientError, statusName, type StatusCodeName } from "./client-error.js";
 export { KeyCache, type KeyCacheOptions } from "./key-cache.js";
 export type {
+  AttestationStatus,
   AuditEvent,
   Consumer,
   FetchedKey,

@@ -79,6 +79,16 @@ export interface PeerStatus {
   raft?: RaftStatus;
   /** The peer's batched purge of destroyed material; absent from peers that do not report it. */
   purge?: PurgeStatus;
+  /** The peer's standing under continuous attestation; absent from peers that do not report it. */
+  attestation?: AttestationStatus;
+}
+
+export interface AttestationStatus {
+  /** Its member state in its own control state ("" before it is a member). */
+  memberState: string;
+  /** The others refuse its calls as fenced: it must pass a re-quote again to return. */
+  fenced: boolean;
+  reason: string;
 }
 
 export interface RaftStatus {
@@ -226,6 +236,14 @@ export function toPeerStatus(s: GetStatusResponse__Output): PeerStatus {
             learners: [...s.raft.learners],
           },
     purge: s.purge === null ? undefined : toPurgeStatus(s.purge),
+    attestation:
+      s.attestation === null
+        ? undefined
+        : {
+            memberState: s.attestation.member_state,
+            fenced: s.attestation.fenced,
+            reason: s.attestation.reason,
+          },
   });
 }
 

@@ -49,6 +49,13 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** Continuous attestation (src/attestation/attestation-monitor.ts): re-quotes of every member. */
+  attestation: {
+    /** Time between two rounds of re-quotes; a PCR change fences within two of them. */
+    intervalMs: number;
+    /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
+    timeoutMs: number;
+  };
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -65,6 +72,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -73,6 +81,8 @@ const positiveInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? undefined : "must be a positive integer";
 const nonNegativeInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? undefined : "must be an integer >= 0";
+const atLeast100: Check = (v) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 100 ? undefined : "must be an integer >= 100";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 const listenOrOff: Check = (v) =>
   v === "" || (typeof v === "string" && isHostPort(v, { portZero: true }))
@@ -107,6 +117,7 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
 };
 
 /**
@@ -144,7 +155,11 @@ export function validateTunables(
     }
     out[section] = resolved;
   }
-  return out as unknown as Tunables;
+  const tunables = out as unknown as Tunables;
+  if (tunables.attestation.timeoutMs >= tunables.attestation.intervalMs) {
+    throw bad("attestation.timeoutMs", "must be below attestation.intervalMs");
+  }
+  return tunables;
 }
 
 /** Every tunable as `section.key` with its default, in the order of TUNABLES_DEFAULT (docs, tests). */

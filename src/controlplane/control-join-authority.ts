@@ -94,6 +94,14 @@ export class ControlJoinAuthority implements JoinAuthority {
     });
   }
 
+  async unfence(peerId: string, quoteClock: QuoteClock): Promise<void> {
+    const m = (await this.control.readCurrent()).member(peerId);
+    if (m?.state !== "fenced") return;
+    // Two entries: active again (the transition a fenced member may make), then the clock moves on.
+    await this.#transition(m, "active", "attested again: a re-quote passed its policy");
+    await this.attested(peerId, quoteClock);
+  }
+
   async #transition(m: MemberRecord, to: MemberRecord["state"], reason: string): Promise<void> {
     await this.control.proposeOrThrow({
       type: "member.transition",
@@ -135,6 +143,7 @@ function enrolled(m: MemberRecord): EnrolledMember {
         }
       : {}),
     ...(m.akPublic !== "" ? { akPublic: new Uint8Array(Buffer.from(m.akPublic, "base64")) } : {}),
+    stateChangedAtMs: m.stateChangedAtMs,
     ...(host !== undefined ? { hostNames: [host] } : {}),
   };
 }

@@ -10,6 +10,7 @@ import { RaftDriverError } from "../../cluster/raft/driver/errors.js";
 import { isNodeId } from "../../cluster/node-id.js";
 import { LockboxError, type LockboxErrorCode } from "../errors.js";
 import type { PeerIdentity } from "../pki/peer-certificate-verifier.js";
+import type { PeerRefusal } from "../pki/peer-refusal.js";
 import type { GrpcPeerTransport } from "../raft/grpc-peer-transport.js";
 import { COMMAND_BYTES_MAX, decodeCommand, encodeCommand, type ControlCommand } from "./control-command.js";
 import type { ControlRefusalCode, ControlResult, ControlState } from "./control-state.js";
@@ -125,20 +126,27 @@ export class ControlPlane {
    * no secret) admits any peer certificate of the cluster CA, or it could never receive the state.
    */
   admitPeer(peer: PeerIdentity): string | null {
-    if (this.state.revocation(peer.serialNumber) !== undefined) return "its certificate is revoked";
+    return this.peerRefusal(peer)?.reason ?? null;
+  }
+
+  /** admitPeer as a value: the code (fenced, removed, ...) travels to the refused peer (pki/peer-refusal.ts). */
+  peerRefusal(peer: PeerIdentity): PeerRefusal | null {
+    const refuse = (code: PeerRefusal["code"], reason: string): PeerRefusal => ({ code, reason });
+    if (this.state.revocation(peer.serialNumber) !== undefined)
+      return refuse("revoked", "its certificate is revoked");
     if (this.state.empty) {
       // Only a peer that waits to be added (no voter of its own configuration) admits before it holds
       // state; the founding voter admits nobody until its first records exist.
       const founding = this.#driver?.status().confState.voters.includes(this.peerId) ?? true;
-      return founding ? "the control state is not founded yet" : null;
+      return founding ? refuse("not-founded", "the control state is not founded yet") : null;
     }
     const m = this.state.member(peer.peerId);
-    if (m === undefined) return "not a member of this cluster";
-    if (m.state === "removed") return "removed from the cluster";
-    if (m.state === "fenced") return `fenced: ${m.reason}`;
-    if (m.state === "enrolled") return "enrolled but not joined";
+    if (m === undefined) return refuse("not-member", "not a member of this cluster");
+    if (m.state === "removed") return refuse("removed", "removed from the cluster");
+    if (m.state === "fenced") return refuse("fenced", `fenced: ${m.reason}`);
+    if (m.state === "enrolled") return refuse("not-joined", "enrolled but not joined");
     if (m.certificateSerial !== "" && m.certificateSerial !== peer.serialNumber) {
-      return "not the certificate this member joined with";
+      return refuse("wrong-certificate", "not the certificate this member joined with");
     }
     return null;
   }

@@ -35,6 +35,8 @@ import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
 import { startMasterKeyEpochs } from "./master-key-epochs.js";
+import { attestationStatus, continuousAttestation } from "./continuous-attestation.js";
+import type { PeerRefusalCode } from "../pki/peer-refusal.js";
 
 export interface StartPeerOptions {
   /** The directory `lockbox init` created. */
@@ -75,6 +77,8 @@ export interface StartPeerOptions {
    * chain to `manufacturerCas`.
    */
   joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
+  /** Overrides the config's attestation.intervalMs (`lockbox serve` passes $LOCKBOX_ATTESTATION_INTERVAL_MS). */
+  attestationIntervalMs?: number;
 }
 
 export interface RunningPeer {
@@ -177,10 +181,12 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
   let stopEpochs = async (): Promise<void> => {};
+  let stopAttestation = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
     await stopRest();
     duties?.stop();
     await stopEpochs();
+    await stopAttestation();
     clearInterval(healthTimer);
     refusedCalls.flush();
     await stopMetrics();
@@ -200,6 +206,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // The control state admits peers and clients by membership and revocation, and serves proposals
     // forwarded to the leader.
     const raftLog = logFor("raft", "warn");
+    let refusedBy = (_peer: string, _code: PeerRefusalCode, _details: string): void => {};
     const raft = await startPeerRaft<ControlResult>({
       peerId: config.peerId,
       store: core.store,
@@ -207,7 +214,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       log: raftLog,
       limits: config.raft,
       stateMachine: control.state,
-      admitPeer: (peer) => control.admitPeer(peer),
+      admitPeer: (peer) => control.peerRefusal(peer),
+      onRefusedByPeer: (peer, code, details) => refusedBy(peer, code, details),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) =>
@@ -230,8 +238,29 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
-    const readiness = () =>
-      barrier.sealed ? { ready: false, reason: "sealed" } : { ready: true, reason: "" };
+    // Continuous attestation (issue 9 item 5): re-quotes, fencing, and whether this peer is fenced.
+    const authority = new ControlJoinAuthority(control, barrier, clock, config.clusterId);
+    const attestationIntervalMs = options.attestationIntervalMs ?? config.attestation.intervalMs;
+    const attestation = continuousAttestation({
+      peerId: config.peerId,
+      control,
+      authority,
+      tls,
+      tpm,
+      audit,
+      intervalMs: attestationIntervalMs,
+      timeoutMs: Math.min(config.attestation.timeoutMs, Math.floor(attestationIntervalMs / 2)),
+      canAct: () => !barrier.sealed,
+      onCheck: (r) => metrics.attestation.result(r),
+      log: logFor("attestation", "warn"),
+    });
+    refusedBy = attestation.refusedBy;
+    stopAttestation = () => attestation.stop();
+    const readiness = () => {
+      if (barrier.sealed) return { ready: false, reason: "sealed" };
+      const self = attestation.self();
+      return self.fenced ? { ready: false, reason: `fenced: ${self.reason}` } : { ready: true, reason: "" };
+    };
     let metricsAddress: string | undefined;
     if (metricsModules !== undefined) {
       const [{ createPeerMetrics }, { startOpsListener }] = await metricsModules;
@@ -271,7 +300,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       (options.joinWithControlState === undefined
         ? undefined
         : {
-            authority: new ControlJoinAuthority(control, barrier, clock, config.clusterId),
+            authority,
             manufacturerCas: options.joinWithControlState.manufacturerCas,
           });
     // CMK epochs: the keeper, the attested delivery service, the rotation (master-key-epochs.ts).
@@ -310,8 +339,12 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
           }),
         ],
-        peerServices:
-          join === undefined ? [raft.service, epochs.service] : [raft.service, epochs.service, join],
+        peerServices: [
+          raft.service,
+          epochs.service,
+          ...(join === undefined ? [] : [join]),
+          ...(attestation.service === undefined ? [] : [attestation.service]),
+        ],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
         admin: {
           status: () => ({
@@ -326,6 +359,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             partitionPower: config.partitionPower,
             raft: raft.status(),
             purge: keys.stats().purge,
+            attestation: attestationStatus(control.state.member(config.peerId), attestation.self()),
           }),
           listAuditEvents: (req) => audit.list(req),
           cluster,
@@ -358,6 +392,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             },
     });
     duties.start();
+    attestation.start();
     const syncHealth = (): void => server.setServing(readiness().ready);
     barrier.onSeal(syncHealth);
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);

@@ -27,6 +27,13 @@ import { MessageType, type Message, type NodeId } from "../../cluster/raft/core/
 import { isNodeId } from "../../cluster/node-id.js";
 import { isLockboxError } from "../errors.js";
 import { PeerCertificateVerifier, peerIdOf, type PeerIdentity } from "../pki/peer-certificate-verifier.js";
+import {
+  peerRefusalCodeOf,
+  peerRefusalStatus,
+  refusalReason,
+  type PeerRefusal,
+  type PeerRefusalCode,
+} from "../pki/peer-refusal.js";
 import { loadPeerProto } from "./peer-proto.js";
 import { decodeMessage, encodeMessage, WireMessageInvalid, type WireBatch } from "./raft-wire-codec.js";
 import {
@@ -88,7 +95,12 @@ export interface GrpcPeerTransportOptions {
    * membership and revocation in here (a current, non-fenced member whose certificate is not revoked,
    * issue 9); by default every peer certificate of the cluster CA is admitted.
    */
-  admitPeer?: (peer: PeerIdentity) => string | null;
+  admitPeer?: (peer: PeerIdentity) => string | PeerRefusal | null;
+  /**
+   * Another peer refused this one's call with a structured refusal (pki/peer-refusal.ts): how a fenced
+   * peer learns that it is fenced while nobody sends it the entry that says so.
+   */
+  onRefusedByPeer?: (peer: NodeId, code: PeerRefusalCode, details: string) => void;
   log?: (line: string) => void;
 }
 
@@ -385,8 +397,11 @@ export class GrpcPeerTransport implements PeerTransport {
     const refusal = this.#opts.admitPeer?.(identity) ?? null;
     if (refusal !== null) {
       this.#counters.refusedNotAdmitted++;
-      this.#log(`not-admitted:${peer}`, `raft transport: refused a call from peer ${peer}: ${refusal}`);
-      return { code: grpc.status.PERMISSION_DENIED, details: `peer ${peer} refused: ${refusal}` };
+      this.#log(
+        `not-admitted:${peer}`,
+        `raft transport: refused a call from peer ${peer}: ${refusalReason(refusal)}`,
+      );
+      return peerRefusalStatus(peer, refusal);
     }
     return peer;
   }
@@ -617,6 +632,7 @@ export class GrpcPeerTransport implements PeerTransport {
       Raft(cb: (err: grpc.ServiceError | null) => void): grpc.ClientWritableStream<WireBatch>;
     };
     const stream = raft.Raft((err) => {
+      this.#noteRefusal(link, err);
       if (link.stream === stream)
         this.#broken(link, err?.message ?? "stream ended", Date.now() - link.openedAt);
     });
@@ -708,11 +724,17 @@ export class GrpcPeerTransport implements PeerTransport {
       pump();
     });
     call.on("status", (s: grpc.StatusObject) => {
+      this.#noteRefusal(link, s);
       if (s.code === grpc.status.OK && acked === chunks.length) finish(null);
       else finish(`${grpc.status[s.code]}: ${s.details}`);
     });
     call.on("error", () => {}); // the status above says what happened
     pump();
+  }
+
+  #noteRefusal(link: Link, status: grpc.ServiceError | grpc.StatusObject | null): void {
+    const code = peerRefusalCodeOf(status);
+    if (code !== undefined) this.#opts.onRefusedByPeer?.(link.id, code, status?.details ?? "");
   }
 
   /** `livedMs`: how long the stream was open (0 when it never opened). */

@@ -28,6 +28,7 @@ import {
 import { LevelDbRaftStorage, type RaftStoreOp } from "./leveldb-raft-storage.js";
 import { PEER_RAFT_LIMITS_DEFAULT, type PeerRaftLimits } from "./peer-raft-limits.js";
 import { loadPeerProto } from "./peer-proto.js";
+import type { PeerRefusal, PeerRefusalCode } from "../pki/peer-refusal.js";
 import type * as grpc from "@grpc/grpc-js";
 
 export interface PeerRaftOptions {
@@ -44,7 +45,9 @@ export interface PeerRaftOptions {
   /** The replicated state machine (the control state); EmptyControlState when unset. */
   stateMachine?: StateMachine<unknown>;
   /** Which authenticated peers may call (GrpcPeerTransportOptions.admitPeer). */
-  admitPeer?: (peer: PeerIdentity) => string | null;
+  admitPeer?: (peer: PeerIdentity) => string | PeerRefusal | null;
+  /** Another peer refused this one's call, with a structured refusal (GrpcPeerTransportOptions.onRefusedByPeer). */
+  onRefusedByPeer?: (peer: NodeId, code: PeerRefusalCode, details: string) => void;
   /** More PeerService methods, served beside Raft and Snapshot (the control plane's Propose). */
   extraHandlers?: (transport: GrpcPeerTransport) => grpc.UntypedServiceImplementation;
 }
@@ -94,6 +97,7 @@ export async function startPeerRaft<R = unknown>(options: PeerRaftOptions): Prom
     tls: options.tls,
     log,
     ...(options.admitPeer !== undefined ? { admitPeer: options.admitPeer } : {}),
+    ...(options.onRefusedByPeer !== undefined ? { onRefusedByPeer: options.onRefusedByPeer } : {}),
   });
   const tickMs = options.tickMs ?? TICK_MS;
   const config: RaftConfig = {

@@ -18,6 +18,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
 import { isLockboxError } from "../errors.js";
 import { PeerCertificateVerifier, type PeerIdentity } from "../pki/peer-certificate-verifier.js";
+import { peerRefusalStatus, refusalReason, type PeerRefusal } from "../pki/peer-refusal.js";
 import { failure, type ReplicaBatch, type ReplicaBatchReply } from "./peer-link.js";
 import {
   decodeBatchFrame,
@@ -38,7 +39,7 @@ export interface ReplicationPeerServiceOptions {
   /** What answers a batch: this peer's Replica (`replica.handle`). */
   replica: { handle(batch: ReplicaBatch): Promise<ReplicaBatchReply> };
   /** As GrpcPeerTransportOptions.admitPeer: null admits, a string says why not. */
-  admitPeer?: (peer: PeerIdentity) => string | null;
+  admitPeer?: (peer: PeerIdentity) => string | PeerRefusal | null;
   /** Frames handled at once per call at most (the sender's in-flight bound should not exceed it). */
   inflightFramesMax?: number;
   /** All parts of one answer together at most (a single result may use it all: the sender's receive bound). */
@@ -233,8 +234,9 @@ export class ReplicationPeerService {
     const refusal = this.#opts.admitPeer?.(identity) ?? null;
     if (refusal !== null) {
       this.counters.refusedNotAdmitted++;
-      this.#log(`replication: refused a call from peer ${identity.peerId}: ${refusal}`);
-      return { code: grpc.status.PERMISSION_DENIED, details: `peer ${identity.peerId} refused: ${refusal}` };
+      this.#log(`replication: refused a call from peer ${identity.peerId}: ${refusalReason(refusal)}`);
+      // The code (fenced, removed, ...) travels in the trailer, as on every peer service.
+      return peerRefusalStatus(identity.peerId, refusal);
     }
     return identity.peerId;
   }

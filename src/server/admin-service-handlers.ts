@@ -41,6 +41,8 @@ export interface PeerStatus {
   };
   /** The store's batched purge of destroyed material (src/store/purger.ts). */
   purge: PurgeStatus;
+  /** Continuous attestation as this peer sees itself (src/peer/continuous-attestation.ts). */
+  attestation?: { memberState: string; fenced: boolean; reason: string };
 }
 
 export interface AdminApi {
@@ -107,6 +109,14 @@ export function adminServiceHandlers(
               s.purge.lastRunEndedAt === undefined ? null : timestampToWire(new Date(s.purge.lastRunEndedAt)),
             delay_ms: String(s.purge.delayMs),
           },
+          attestation:
+            s.attestation === undefined
+              ? null
+              : {
+                  member_state: s.attestation.memberState,
+                  fenced: s.attestation.fenced,
+                  reason: s.attestation.reason,
+                },
         },
       };
     },

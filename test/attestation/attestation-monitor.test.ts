@@ -29,7 +29,7 @@ function channelTo(m: Machine, state: { reachable: boolean }): RequoteChannel {
   };
 }
 
-test("re-quotes pass while the member's state is approved; a PCR extended on its TPM fences it in the next round, audited", async (t) => {
+test("re-quotes pass while the member's state is approved; a PCR extended on its TPM fences it in the next round, audited; it returns by a passing re-quote once the policy approves its new state", async (t) => {
   const m = await machine(t, { identity: "shared" });
   const c = await cluster(t);
   await c.enroll(m, PEER);
@@ -66,9 +66,35 @@ test("re-quotes pass while the member's state is approved; a PCR extended on its
         e.outcome === "denied" && e.detail.startsWith(`peer ${PEER} fenced: re-quote failed: pcr-policy/`),
     ),
   );
-  t.deepEqual(await monitor.round(), [], "a fenced member is not re-quoted: it must attest again");
+  // Still re-quoted while fenced: it stays fenced (no second fence, no second audit record) ...
+  const [again] = await monitor.round();
+  t.like(again, { peerId: PEER, outcome: "fenced", refusal: { check: "pcr-policy" } });
+  t.is(c.authority.record(PEER)?.state, "fenced");
+  const fencedRecords = (await c.audit.list({ pageSize: 100 })).events.filter(
+    (e) => e.operation === "Attest" && e.detail.includes("fenced:"),
+  );
+  t.is(fencedRecords.length, 1);
 
-  // The policy approves the new state; the member attests again (a join) and is active.
+  // ... until the policy approves the new state: then its next re-quote attests it again and it returns.
+  c.authority.setPolicy(
+    POLICY_NAME,
+    quotePolicyForValues(await m.pcrValues(), {
+      hashAlg: "sha256",
+      signatureScheme: "ecdsa",
+      firmwareVersionMin: "00000000.00000000",
+    }),
+  );
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "unfenced" }]);
+  t.is(c.authority.record(PEER)?.state, "active");
+  const unfenced = (await c.audit.list({ pageSize: 100 })).events.filter(
+    (e) => e.operation === "Attest" && e.outcome === "ok",
+  );
+  t.true(unfenced.some((e) => e.detail.startsWith(`peer ${PEER} unfenced:`)));
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+
+  // Fenced again by another extend, it may also return by a full join once the policy approves.
+  await m.tpm.pcrExtend(7, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x43))]);
+  t.like((await monitor.round())[0], { outcome: "fenced" });
   c.authority.setPolicy(
     POLICY_NAME,
     quotePolicyForValues(await m.pcrValues(), {
@@ -150,4 +176,53 @@ test("an answer that is not a genuine quote (a replayed earlier answer) fences: 
   const [v] = await monitor.round();
   t.like(v, { peerId: PEER, outcome: "fenced", refusal: { check: "nonce", code: "nonce-mismatch" } });
   t.is(c.authority.record(PEER)?.state, "fenced");
+});
+
+test("a follower's scope: it re-quotes the leader only and records nothing but a fence; a fence the quorum guard holds back is audited, not made; every check is counted", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  const clockBefore = c.authority.record(PEER)?.lastQuoteClock;
+  const checks: { check: string; ok: boolean }[] = [];
+  let scope: { kind: "leader"; peerId: string } | { kind: "none" } = { kind: "leader", peerId: "peer-9" };
+  let held: string | null = "fencing it would leave no quorum";
+  const monitor = new AttestationMonitor({
+    selfId: "peer-1",
+    authority: c.authority,
+    channel: channelTo(m, { reachable: true }),
+    audit: c.audit,
+    intervalMs: 1_000,
+    timeoutMs: 500,
+    scope: () => scope,
+    mayFence: () => held,
+    onCheck: (r) => checks.push(r),
+  });
+  t.deepEqual(await monitor.round(), [], "the leader is another peer: this one is not asked");
+  scope = { kind: "leader", peerId: PEER };
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+  t.deepEqual(c.authority.record(PEER)?.lastQuoteClock, clockBefore, "a follower records no quote clock");
+  t.true(checks.some((r) => r.check === "reachable" && r.ok));
+  t.true(checks.some((r) => r.check === "pcr-policy" && r.ok));
+
+  await m.tpm.pcrExtend(7, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x44))]);
+  const [kept] = await monitor.round();
+  t.like(kept, { peerId: PEER, outcome: "suspect", refusal: { check: "pcr-policy" } });
+  t.is(c.authority.record(PEER)?.state, "active", "the guard held the fence back");
+  const audit = (await c.audit.list({ pageSize: 100 })).events.filter((e) => e.operation === "Attest");
+  t.true(
+    audit.some((e) => e.detail.startsWith(`peer ${PEER} NOT fenced (fencing it would leave no quorum)`)),
+  );
+  t.true(checks.some((r) => r.check === "pcr-policy" && !r.ok));
+
+  held = null;
+  t.like((await monitor.round())[0], { peerId: PEER, outcome: "fenced" });
+  t.is(c.authority.record(PEER)?.state, "fenced");
+  t.deepEqual(
+    await monitor.round(),
+    [],
+    "a fenced leader is the next leader's to re-quote, not a follower's",
+  );
+  scope = { kind: "none" };
+  t.deepEqual(await monitor.round(), []);
 });

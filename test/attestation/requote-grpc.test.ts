@@ -19,6 +19,7 @@ import {
   issuePeerCertificate,
 } from "../../src/pki/certificate-authority.js";
 import { PeerCertificateVerifier } from "../../src/pki/peer-certificate-verifier.js";
+import { peerRefusalCodeOf } from "../../src/pki/peer-refusal.js";
 import { type Cluster, type Machine, cluster, machine, tlsKey } from "./join-fixture.js";
 
 const PEER = "peer-4";
@@ -39,10 +40,11 @@ async function attester(t: ExecutionContext, c: Cluster, m: Machine): Promise<At
   });
   const server = new grpc.Server();
   const service = requoteService({
-    tpm: m.tpm,
+    useTpm: (fn) => fn(m.tpm),
     verifier: new PeerCertificateVerifier(c.caCertificatePem),
-    async admitCaller(peerId) {
+    async admitCaller({ peerId }) {
       const state = c.authority.record(peerId)?.state;
+      if (state === "fenced") return { code: "fenced", reason: `peer ${peerId} is fenced` };
       return state === "active" ? null : `peer ${peerId} is ${state ?? "not a member"}`;
     },
   });
@@ -156,6 +158,7 @@ test("over gRPC with mTLS: re-quotes are refused to a fenced member's certificat
   );
   t.is((denied as grpc.ServiceError).code, grpc.status.PERMISSION_DENIED);
   t.regex((denied as grpc.ServiceError).details, /peer peer-2 refused: peer peer-2 is fenced/);
+  t.is(peerRefusalCodeOf(denied), "fenced", "the refusal names its code in the trailer, not only in words");
 
   const client = await issueClientCertificate(caOf(c), {
     identity: "vol-host",

@@ -54,6 +54,8 @@ test("a wrong, misspelt or unknown tunable is refused, naming it", async (t) => 
     ["audit.exportSyslog", { ...good, audit: { exportSyslog: "tcp:1.2.3.4:514" } }],
     ["store.purgeDelayMs", { ...good, store: { purgeDelayMs: 1.5 } }],
     ["keys", { ...good, keys: [] }],
+    ["attestation.intervalMs", { ...good, attestation: { intervalMs: 10 } }],
+    ["attestation.timeoutMs", { ...good, attestation: { intervalMs: 1_000, timeoutMs: 1_000 } }],
     ["metric", { ...good, metric: {} }],
   ];
   for (const [field, value] of cases) {

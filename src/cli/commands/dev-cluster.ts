@@ -252,8 +252,8 @@ async function start(dir: string, json: boolean): Promise<number> {
           "join",
           "--member",
           first.address,
-          "--token",
-          enrolled.joinToken,
+          // One argument: a token may start with "-", which the option parser would take for an option.
+          `--token=${enrolled.joinToken}`,
           "--ca-fingerprint",
           enrolled.caFingerprintSha256,
           "--peer-id",

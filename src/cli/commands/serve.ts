@@ -110,6 +110,18 @@ export const command: CliCommand = {
       }
       const manufacturerCas = await readManufacturerCas(args.values["manufacturer-ca"]);
       const json = boolFlag(args, "json");
+      // Overrides the config's attestation.intervalMs (tests fence within seconds, not tens of them).
+      const intervalText = process.env.LOCKBOX_ATTESTATION_INTERVAL_MS;
+      const attestationIntervalMs =
+        intervalText === undefined || intervalText === "" ? undefined : Number(intervalText);
+      if (
+        attestationIntervalMs !== undefined &&
+        !(Number.isSafeInteger(attestationIntervalMs) && attestationIntervalMs >= 100)
+      ) {
+        throw new UsageError(
+          `LOCKBOX_ATTESTATION_INTERVAL_MS must be an integer >= 100, got '${intervalText}'`,
+        );
+      }
 
       let peer;
       try {
@@ -119,6 +131,7 @@ export const command: CliCommand = {
           ...(metricsListen !== undefined ? { metricsListen } : {}),
           ...(restListen !== undefined ? { restListen } : {}),
           ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
+          ...(attestationIntervalMs !== undefined ? { attestationIntervalMs } : {}),
           ...(manufacturerCas.length > 0 ? { joinWithControlState: { manufacturerCas } } : {}),
         });
       } catch (err) {

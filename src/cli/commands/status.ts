@@ -62,6 +62,19 @@ function render(s: PeerStatus, development: boolean): string {
       ["raft learners", r.learners.length === 0 ? "-" : r.learners.join(", ")],
     );
   }
+  if (s.attestation !== undefined) {
+    const a = s.attestation;
+    rows.push([
+      "attestation",
+      a.fenced
+        ? `FENCED: ${a.reason}`
+        : a.memberState === "active"
+          ? "attested (member active)"
+          : a.memberState === ""
+            ? "(not a member yet)"
+            : `member ${a.memberState}${a.reason === "" ? "" : `: ${a.reason}`}`,
+    ]);
+  }
   if (s.purge !== undefined) rows.push(...purgeRows(s.purge));
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n") + "\n";
