@@ -15,6 +15,10 @@
  *   | 32-byte SHA-256 of everything before it
  * where str = u16 length + UTF-8 (at most STRING_BYTES_MAX), stamp = u53 wallMs, u32 logical, str peer,
  * and u53 = u64 below 2^53.
+ *
+ * Format 2 is format 1 with, right after parentId: `str secretType | u8 hasExpiry, [u53 expiresAtMs]`.
+ * A record with neither (a symmetric key that never expires) is always written in format 1, and a
+ * format-2 record that carries neither is refused, so every record still has exactly one encoding.
  */
 import { createHash } from "node:crypto";
 import type { HlcStamp } from "./hlc.js";
@@ -28,6 +32,8 @@ import {
 import { ReplicationError } from "./replication-error.js";
 
 export const KEY_RECORD_FORMAT = 1;
+/** Format 1 plus secret type and expiration (only for records that carry one of them). */
+export const KEY_RECORD_FORMAT_EXTENDED = 2;
 const MAGIC = [0x4c, 0x42, 0x52, 0x4b]; // "LBRK"
 const CHECKSUM_BYTES = 32;
 export const STRING_BYTES_MAX = 1024;
@@ -39,12 +45,18 @@ export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
   validateKey(k);
   const w = new Writer();
   w.raw(MAGIC);
-  w.u8(KEY_RECORD_FORMAT);
   const f = k.fields;
+  const extended = f.secretType !== undefined || f.expiresAtMs !== undefined;
+  w.u8(extended ? KEY_RECORD_FORMAT_EXTENDED : KEY_RECORD_FORMAT);
   for (const s of [f.id, f.project, f.scope, f.name, f.algorithm]) w.str(s);
   w.u16(f.bitLength);
   w.u53(f.createdAtMs);
   w.str(f.parentId);
+  if (extended) {
+    w.str(f.secretType ?? "");
+    w.u8(f.expiresAtMs === undefined ? 0 : 1);
+    if (f.expiresAtMs !== undefined) w.u53(f.expiresAtMs);
+  }
   w.stamp(k.created);
   const material = k.wrappedMaterial ?? new Uint8Array(0);
   w.u16(material.length);
@@ -97,7 +109,8 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const r = new Reader(body);
   for (const m of MAGIC) if (r.u8("magic") !== m) throw bad("not a key record (bad magic)");
   const format = r.u8("format");
-  if (format !== KEY_RECORD_FORMAT) throw bad(`unknown record format ${format}`);
+  if (format !== KEY_RECORD_FORMAT && format !== KEY_RECORD_FORMAT_EXTENDED)
+    throw bad(`unknown record format ${format}`);
   const id = r.str("id");
   const project = r.str("project");
   const scope = r.str("scope");
@@ -106,6 +119,14 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const bitLength = r.u16("bitLength");
   const createdAtMs = r.u53("createdAtMs");
   const parentId = r.str("parentId");
+  const extension: { secretType?: string; expiresAtMs?: number } = {};
+  if (format === KEY_RECORD_FORMAT_EXTENDED) {
+    const secretType = r.str("secretType");
+    if (secretType !== "") extension.secretType = secretType;
+    if (r.flag("hasExpiry")) extension.expiresAtMs = r.u53("expiresAtMs");
+    if (secretType === "" && extension.expiresAtMs === undefined)
+      throw bad("format 2 without secretType or expiration (format 1 is its one encoding)");
+  }
   const created = r.stamp("created");
   const materialLength = r.u16("material length");
   if (materialLength > WRAPPED_MATERIAL_BYTES_MAX)
@@ -140,7 +161,7 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   }
   if (r.remaining !== 0) throw bad(`${r.remaining} trailing bytes`);
   const k: ReplicatedKey = {
-    fields: { id, project, scope, name, algorithm, bitLength, createdAtMs, parentId },
+    fields: { id, project, scope, name, algorithm, bitLength, createdAtMs, parentId, ...extension },
     created,
     wrappedMaterial: materialLength === 0 ? null : material,
     state,

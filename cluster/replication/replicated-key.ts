@@ -35,6 +35,13 @@ export interface ImmutableKeyFields {
   createdAtMs: number;
   /** The key this one was cloned or rekeyed from; "" for an original key. */
   parentId: string;
+  /**
+   * What the material is beyond a symmetric key ("opaque", "passphrase"); absent for a symmetric key,
+   * so records of symmetric keys without expiration keep the first codec format byte for byte.
+   */
+  secretType?: string;
+  /** After this instant the key is not served; absent: never expires. */
+  expiresAtMs?: number;
 }
 
 export interface GrantEntry {
@@ -69,6 +76,9 @@ export interface ReplicatedKey {
   /** Sorted by key, keys unique. */
   consumers: ConsumerEntry[];
 }
+
+/** Secret types other than a symmetric key's (which is the absence of one). */
+export const SECRET_TYPES: ReadonlySet<string> = new Set(["opaque", "passphrase"]);
 
 /** Bounds on what one record may carry: a hostile record cannot make a merge grow without bound. */
 export const GRANTS_PER_KEY_MAX = 1024;
@@ -134,9 +144,17 @@ export function validateKey(k: ReplicatedKey): void {
     if (typeof f[name] !== "string") bad(`${name} is not a string`);
   }
   if (f.id.length === 0) bad("id is empty");
-  if (!Number.isSafeInteger(f.bitLength) || f.bitLength <= 0) bad("bitLength is not a positive integer");
+  // An opaque or passphrase secret may declare no bit length (0); a symmetric key always has one.
+  const bitsMin = f.secretType === undefined ? 1 : 0;
+  if (!Number.isSafeInteger(f.bitLength) || f.bitLength < bitsMin)
+    bad(`bitLength is not an integer of at least ${bitsMin}`);
   if (!Number.isSafeInteger(f.createdAtMs) || f.createdAtMs < 0)
     bad("createdAtMs is not a non-negative integer");
+  // Canonical: a symmetric key carries no secretType at all, so equal records encode equally.
+  if (f.secretType !== undefined && (typeof f.secretType !== "string" || !SECRET_TYPES.has(f.secretType)))
+    bad(`secretType ${String(f.secretType)} is unknown`);
+  if (f.expiresAtMs !== undefined && (!Number.isSafeInteger(f.expiresAtMs) || f.expiresAtMs < 0))
+    bad("expiresAtMs is not a non-negative integer");
   checkStamp(k.created, `key ${id} created`);
   checkStamp(k.state?.stamp, `key ${id} state`);
   if (k.state.value !== "active" && k.state.value !== "deactivated")
@@ -254,7 +272,9 @@ function sameFields(a: ImmutableKeyFields, b: ImmutableKeyFields): boolean {
     a.algorithm === b.algorithm &&
     a.bitLength === b.bitLength &&
     a.createdAtMs === b.createdAtMs &&
-    a.parentId === b.parentId
+    a.parentId === b.parentId &&
+    a.secretType === b.secretType &&
+    a.expiresAtMs === b.expiresAtMs
   );
 }
 

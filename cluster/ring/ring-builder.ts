@@ -144,6 +144,24 @@ export class RingBuilder {
     this.bump();
   }
 
+  /**
+   * Changes the replica count N (a cluster growing from one peer to three, or shrinking below N).
+   * A new replica row starts unassigned and the next rebalance places all of it (like a first build,
+   * for that row only); fewer replicas drop the last rows, whose peers simply stop being primaries.
+   */
+  setReplicas(replicas: number): void {
+    checkShape(this.s.partPower, replicas, this.s.minPartHours);
+    if (replicas === this.s.replicas) return;
+    if (this.s.table !== null) {
+      const partitions = partitionCount(this.s.partPower);
+      const rows = this.s.table.slice(0, replicas);
+      while (rows.length < replicas) rows.push(new Uint16Array(partitions).fill(NO_SLOT));
+      this.s.table = rows;
+    }
+    this.s.replicas = replicas;
+    this.bump();
+  }
+
   /** Marks a peer for removal: the next rebalance moves all of its partitions away and frees its slot. */
   removePeer(id: string): void {
     this.live(id).removing = true;
@@ -224,7 +242,8 @@ class Rebalance {
     this.zoneOf = this.state.slots.map((s) => (s === null ? "" : s.zone));
     this.movedNow = new Uint8Array(this.partitions);
     if (!firstBuild) {
-      for (const row of this.table) for (const s of row) this.parts[s]! += 1;
+      // A row added by setReplicas is still unassigned (NO_SLOT) until this rebalance fills it.
+      for (const row of this.table) for (const s of row) if (s !== NO_SLOT) this.parts[s]! += 1;
     }
     this.prng = mix32(state.version, 0x9e3779b9);
   }

@@ -26,6 +26,7 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   key: { module: "key", summary: "create, import, get, list, clone, rekey, grant and delete keys" },
   audit: { module: "audit", summary: "read a peer's audit log" },
   status: { module: "status", summary: "show what a peer is and how it holds the master key" },
+  ring: { module: "ring", summary: "show the ring and the progress of its rebalance" },
   tpm: { module: "tpm", summary: "inspect a TPM: info, EK, quote, verify" },
   backup: { module: "backup", summary: "back up a stopped peer's store and config" },
   restore: { module: "restore", summary: "restore a peer's store from a backup" },

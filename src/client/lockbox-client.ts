@@ -183,7 +183,8 @@ export type AdminCallMethod =
   | "ListIdentities"
   | "RevokeIdentity"
   | "RotateMasterKey"
-  | "GetMasterKeyStatus";
+  | "GetMasterKeyStatus"
+  | "GetRing";
 
 export class LockboxClient {
   readonly endpoints: readonly string[];

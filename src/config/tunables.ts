@@ -7,6 +7,7 @@
 import { EDGE_LIMITS_DEFAULT, type EdgeLimits } from "../server/edge-limits.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { LOG_LEVELS, type LogLevel, isLogLevel } from "../logging/log-level.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "./rest-limits.js";
 
 export interface Tunables {
   log: {
@@ -49,6 +50,27 @@ export interface Tunables {
     /** Most live grants one key may have. */
     grantsPerKeyMax: number;
   };
+  /** Keys on the ring (DESIGN §4, src/replication). */
+  replication: {
+    /** Keys live on N peers of the ring; false keeps each key on the peer that created it. */
+    enabled: boolean;
+    /** N, the replicas of every partition (fewer while the cluster has fewer peers). */
+    replicas: number;
+    /** A partition that moved is not moved again for this many hours (peers leaving excepted). */
+    minPartHours: number;
+    /** A write not synced by W primaries within this fails UNAVAILABLE (retryable). */
+    writeDeadlineMs: number;
+    /** A read not answered by R primaries within this fails UNAVAILABLE (retryable). */
+    readDeadlineMs: number;
+    /** Replicas compare partition digests and push what differs this often. */
+    antiEntropyIntervalMs: number;
+    /** Handoff copies are taken home this often. */
+    handoffIntervalMs: number;
+    /** Tombstones older than this are deleted; must exceed the worst replication cycle. */
+    reclaimAgeMs: number;
+    /** Handoff copies not delivered within this are dropped; must be below reclaimAgeMs. */
+    hintMaxAgeMs: number;
+  };
   /** Continuous attestation (src/attestation/attestation-monitor.ts): re-quotes of every member. */
   attestation: {
     /** Time between two rounds of re-quotes; a PCR change fences within two of them. */
@@ -56,6 +78,8 @@ export interface Tunables {
     /** How long a member has to answer a re-quote before it is marked down (not fenced); below intervalMs. */
     timeoutMs: number;
   };
+  /** The Barbican REST listener's bounds and its Keystone validation's (src/config/rest-limits.ts). */
+  restLimits: RestLimits;
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -72,7 +96,19 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
   keys: { grantsPerKeyMax: 1_000 },
+  replication: {
+    enabled: false,
+    replicas: 3,
+    minPartHours: 1,
+    writeDeadlineMs: 5_000,
+    readDeadlineMs: 5_000,
+    antiEntropyIntervalMs: 30_000,
+    handoffIntervalMs: 10_000,
+    reclaimAgeMs: 7 * 86_400_000,
+    hintMaxAgeMs: 86_400_000,
+  },
   attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
+  restLimits: { ...REST_LIMITS_DEFAULT },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -81,6 +117,15 @@ const positiveInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 1 ? undefined : "must be a positive integer";
 const nonNegativeInt: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? undefined : "must be an integer >= 0";
+const bool: Check = (v) => (typeof v === "boolean" ? undefined : "must be true or false");
+const replicaCount: Check = (v) =>
+  typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 15
+    ? undefined
+    : "must be an integer in 1..15";
+const hours: Check = (v) =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255
+    ? undefined
+    : "must be an integer in 0..255";
 const atLeast100: Check = (v) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 100 ? undefined : "must be an integer >= 100";
 const level: Check = (v) => (isLogLevel(v) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -117,7 +162,21 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     purgeKeysPerRunMax: positiveInt,
   },
   keys: { grantsPerKeyMax: positiveInt },
+  replication: {
+    enabled: bool,
+    replicas: replicaCount,
+    minPartHours: hours,
+    writeDeadlineMs: positiveInt,
+    readDeadlineMs: positiveInt,
+    antiEntropyIntervalMs: positiveInt,
+    handoffIntervalMs: positiveInt,
+    reclaimAgeMs: positiveInt,
+    hintMaxAgeMs: positiveInt,
+  },
   attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
+  restLimits: Object.fromEntries(Object.keys(REST_LIMITS_DEFAULT).map((k) => [k, positiveInt])) as {
+    [K in keyof RestLimits]: Check;
+  },
 };
 
 /**

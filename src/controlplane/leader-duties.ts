@@ -6,6 +6,7 @@
 import type { ControlPlane } from "./control-plane.js";
 import { foundingCommands, type FoundingFacts } from "./founding-duties.js";
 import { AUTOPILOT_DEFAULTS, decideAutopilotStep, type AutopilotPolicy } from "./membership-autopilot.js";
+import type { RingDuty } from "./ring-duty.js";
 
 export interface LeaderDutiesOptions {
   control: ControlPlane;
@@ -14,6 +15,8 @@ export interface LeaderDutiesOptions {
   policy?: Partial<AutopilotPolicy>;
   intervalMs?: number;
   log: (line: string) => void;
+  /** Keeps the ring in line with the members (ring-duty.ts); absent: this cluster has no ring. */
+  ring?: RingDuty;
 }
 
 export class LeaderDuties {
@@ -66,6 +69,11 @@ export class LeaderDuties {
         const { result } = await control.propose(command);
         if (!result.ok) this.#note(`control: founding step ${command.type} refused: ${result.reason}`);
       }
+    }
+    const ring = this.#opts.ring?.next(control.state, Date.now());
+    if (ring !== undefined && ring !== null) {
+      const { result } = await control.propose(ring);
+      if (!result.ok) this.#note(`control: ring step refused: ${result.reason}`);
     }
     // A removed leader hands over first; the next leader takes it out of the configuration.
     if (control.state.member(control.peerId)?.state === "removed") {

@@ -29,8 +29,17 @@
  * - A caller without access does the same work for an existing key, with or without grants, as
  *   for a missing id: one record read and one read of its own grants, no MAC checked.
  */
-import { placedKeyId, KEY_ID_RANDOM_BYTES } from "../../cluster/ring/key-id.js";
-import { scopeHash32 } from "../../cluster/ring/placement.js";
+import { GRANTS_PER_KEY_MAX as REPLICATED_GRANTS_MAX } from "../../cluster/replication/replicated-key.js";
+import { CONSUMERS_PER_KEY_MAX as REPLICATED_CONSUMERS_MAX } from "../../cluster/replication/replicated-key.js";
+import type { ReplicatedKey } from "../../cluster/replication/replicated-key.js";
+import {
+  placedKeyId,
+  KEY_ID_RANDOM_BYTES,
+  keyIdPlacement,
+  partitionOfKeyId,
+} from "../../cluster/ring/key-id.js";
+import { partitionCount } from "../../cluster/ring/partition.js";
+import { scopeHash32, scopePartition } from "../../cluster/ring/placement.js";
 import type { BindingValue } from "../crypto/binding.js";
 import type { Barrier } from "../crypto/barrier.js";
 import { openEnvelope, sealEnvelope } from "../crypto/envelope.js";
@@ -72,6 +81,17 @@ import {
   type RevokeGrantRequest,
 } from "./key-model.js";
 import { KeyRecordStore, listingPrefix } from "./key-record-store.js";
+import {
+  checkConsumerFits,
+  documentOf,
+  newReplicatedKey,
+  tombstoneOf,
+  withConsumer,
+  withGrant,
+  withRevokedGrant,
+  type KeyDocument,
+  type KeyReplication,
+} from "./key-replication.js";
 import { KeyedMutex } from "./keyed-mutex.js";
 import { signPageToken, verifyPageToken } from "./page-token.js";
 import { KEK_GENERATION, ProjectKeks, type KekStore, type ProjectKeys } from "./project-keks.js";
@@ -126,7 +146,19 @@ export interface KeyServiceOptions {
   consumersPerKeyMax?: number;
   /** How long, and how many, client request ids are kept (24 h and 100,000 by default). */
   clientRequests?: ClientRequestOptions;
+  /**
+   * Keys live on the ring (key-replication.ts): every record, grant and consumer is read and written
+   * through quorum replication instead of this store. Absent: keys live in this store alone (a
+   * single peer). Client request ids stay in this store in both modes.
+   */
+  replication?: KeyReplication;
 }
+
+/** Creates with a request id whose write failed, kept for a retry through this peer (oldest dropped beyond). */
+const PENDING_CREATES_MAX = 10_000;
+
+/** Partitions a project-wide listing reads at once (each from a read quorum of its primaries). */
+const LIST_PARTITIONS_AT_ONCE = 16;
 
 type NewKeyFields = Pick<
   KeyRecord,
@@ -150,6 +182,13 @@ export class KeyService {
   private readonly clientRequests: ClientRequestStore;
   private readonly keks: ProjectKeks;
   private readonly clusterSalt: Uint8Array;
+  private readonly partitionPower: number;
+  private readonly replication: KeyReplication | undefined;
+  /** On the ring: request id -> the record a failed create with it sent (insertReplicated). */
+  private readonly pendingCreates = new Map<
+    string,
+    { fingerprint: string; record: ReplicatedKey; atMs: number }
+  >();
   /** Serialises read-modify-write work per key id (delete, clone, grant). */
   private readonly locks = new KeyedMutex();
   private liveKeyCount = 0;
@@ -165,6 +204,8 @@ export class KeyService {
     this.keks = new ProjectKeks(this.store, this.barrier, this.random, options.kekStore);
     this.records = new KeyRecordStore(this.store, this.keks, options.clusterSalt, options.partitionPower);
     this.clusterSalt = new Uint8Array(options.clusterSalt);
+    this.partitionPower = options.partitionPower;
+    this.replication = options.replication;
     this.grantsPerKeyMax = options.grantsPerKeyMax ?? GRANTS_PER_KEY_MAX;
     this.grants = new GrantStore(this.store, this.grantsPerKeyMax);
     this.consumersPerKeyMax = options.consumersPerKeyMax ?? CONSUMERS_PER_KEY_MAX;
@@ -179,7 +220,9 @@ export class KeyService {
   /** Opens the service over an open store; counts the live keys once. */
   static async open(options: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(options);
-    const counted = await service.records.countLive();
+    // On the ring this store holds replicas of other peers' partitions, in another format: no count.
+    const counted =
+      options.replication === undefined ? await service.records.countLive() : { live: 0, damaged: 0 };
     service.liveKeyCount = counted.live;
     service.damagedRecordsAtOpen = counted.damaged;
     await service.clientRequests.open();
@@ -266,6 +309,10 @@ export class KeyService {
     const scope = r.scope === undefined || r.scope === "" ? "" : validateProjectLike("scope", r.scope);
     const pageSize = validatePageSize(r.pageSize);
     const token = validatePageTokenShape(r.pageToken);
+    if (this.replication !== undefined) {
+      this.authorizeProject(caller, project);
+      return this.listReplicated(this.replication, project, scope, pageSize, token);
+    }
     const prefix = listingPrefix(project, scope);
     let after: string | undefined;
     if (token !== "") {
@@ -297,6 +344,23 @@ export class KeyService {
     const r = validateRequestObject(req);
     const id = validateUuid("id", r.id);
     const force = validateForce(r.force);
+    const replication = this.replication;
+    if (replication !== undefined) {
+      return this.locks.run(id, async () => {
+        const { k, doc } = await this.visibleDocument(replication, caller, id, false, { allowExpired: true });
+        if (doc.record.state === "destroyed") return toKeyMeta(doc.record);
+        if (doc.consumers.length > 0 && !force) {
+          throw new LockboxError(
+            "FAILED_PRECONDITION",
+            `key ${id} has consumers; remove them, or delete with force`,
+          );
+        }
+        const tombstone = tombstoneOf(k, replication.stamp());
+        await replication.write(tombstone);
+        this.liveKeyCount -= 1;
+        return toKeyMeta(documentOf(tombstone).record);
+      });
+    }
     return this.locks.run(id, async () => {
       // An expired key can still be deleted: that is how its owner gets rid of it.
       const record = await this.loadVisible(caller, id, false, { allowExpired: true });
@@ -339,6 +403,28 @@ export class KeyService {
     const grantee = validateGrantee(r.grantee);
     const now = this.clock.now();
     const expiresAt = validateExpiresAt(r.expiresAt, now);
+    const replication = this.replication;
+    if (replication !== undefined) {
+      return this.locks.run(keyId, async () => {
+        const { k, doc } = await this.visibleDocument(replication, caller, keyId, false);
+        this.requireNotDestroyed(doc.record);
+        const live = doc.grants.filter((g) => grantIsLive(g, now.getTime())).length;
+        // A replicated grant is never removed (revocation wins in the merge): revoked ones count too.
+        if (live >= this.grantsPerKeyMax || doc.grants.length >= REPLICATED_GRANTS_MAX) {
+          throw new LockboxError(
+            "RESOURCE_EXHAUSTED",
+            live >= this.grantsPerKeyMax
+              ? `key ${keyId} has ${this.grantsPerKeyMax} live grants already`
+              : `key ${keyId} has held ${REPLICATED_GRANTS_MAX} grants (revoked ones included)`,
+          );
+        }
+        // The grant id carries its key's placement, so RevokeGrant finds the key's partition from it.
+        const id = placedKeyId(keyIdPlacement(keyId) ?? 0, this.random.bytes(KEY_ID_RANDOM_BYTES));
+        const grant: Grant = { id, keyId, grantee, grantedBy: caller.identity, createdAt: now, expiresAt };
+        await replication.write(withGrant(k, grant));
+        return grant;
+      });
+    }
     return this.locks.run(keyId, async () => {
       const record = await this.loadVisible(caller, keyId, false);
       this.requireNotDestroyed(record);
@@ -372,6 +458,7 @@ export class KeyService {
   async revokeGrant(caller: Caller, req: RevokeGrantRequest): Promise<Grant> {
     const grantId = validateUuid("grant_id", validateRequestObject(req).grantId);
     this.barrier.requireUnsealed();
+    if (this.replication !== undefined) return this.revokeReplicated(this.replication, caller, grantId);
     const location = await this.grants.locationOf(grantId);
     if (location === undefined) throw notFound(`grant ${grantId}`);
     return this.locks.run(location.keyId, async () => {
@@ -403,6 +490,28 @@ export class KeyService {
    */
   async addConsumer(caller: Caller, req: ConsumerRequest): Promise<ConsumersResponse> {
     const { keyId, ref } = validateConsumerRequest(req);
+    const replication = this.replication;
+    if (replication !== undefined) {
+      checkConsumerFits(ref);
+      return this.locks.run(keyId, async () => {
+        const { k, doc } = await this.visibleDocument(replication, caller, keyId, false);
+        this.requireNotDestroyed(doc.record);
+        if (doc.consumers.some((c) => sameConsumer(c, ref)))
+          return { key: toKeyMeta(doc.record), consumers: doc.consumers, changed: false };
+        if (
+          doc.consumers.length >= this.consumersPerKeyMax ||
+          k.consumers.length >= REPLICATED_CONSUMERS_MAX
+        ) {
+          throw new LockboxError(
+            "RESOURCE_EXHAUSTED",
+            `key ${keyId} has ${this.consumersPerKeyMax} consumers already`,
+          );
+        }
+        const next = withConsumer(k, ref, true, replication.stamp());
+        await replication.write(next);
+        return { key: toKeyMeta(doc.record), consumers: documentOf(next).consumers, changed: true };
+      });
+    }
     return this.locks.run(keyId, async () => {
       const record = await this.loadVisible(caller, keyId, false);
       this.requireNotDestroyed(record);
@@ -428,6 +537,18 @@ export class KeyService {
   /** Removes a consumer; removing one that is not there changes nothing (`changed` false). */
   async removeConsumer(caller: Caller, req: ConsumerRequest): Promise<ConsumersResponse> {
     const { keyId, ref } = validateConsumerRequest(req);
+    const replication = this.replication;
+    if (replication !== undefined) {
+      return this.locks.run(keyId, async () => {
+        const { k, doc } = await this.visibleDocument(replication, caller, keyId, false);
+        this.requireNotDestroyed(doc.record);
+        if (!doc.consumers.some((c) => sameConsumer(c, ref)))
+          return { key: toKeyMeta(doc.record), consumers: doc.consumers, changed: false };
+        const next = withConsumer(k, ref, false, replication.stamp());
+        await replication.write(next);
+        return { key: toKeyMeta(doc.record), consumers: documentOf(next).consumers, changed: true };
+      });
+    }
     return this.locks.run(keyId, async () => {
       const record = await this.loadVisible(caller, keyId, false);
       this.requireNotDestroyed(record);
@@ -444,6 +565,10 @@ export class KeyService {
   /** Every consumer of a key (none once it is destroyed: a forced delete removes them). */
   async listConsumers(caller: Caller, req: KeyConsumersRequest): Promise<ConsumersResponse> {
     const keyId = validateUuid("key_id", validateRequestObject(req).keyId);
+    if (this.replication !== undefined) {
+      const { doc } = await this.visibleDocument(this.replication, caller, keyId, false);
+      return { key: toKeyMeta(doc.record), consumers: doc.consumers, changed: false };
+    }
     const record = await this.loadVisible(caller, keyId, false);
     const keys = await this.keks.getExisting(record.project);
     return { key: toKeyMeta(record), consumers: await this.authenticConsumers(keyId, keys), changed: false };
@@ -652,8 +777,9 @@ export class KeyService {
       state: "active",
     };
     if (fields.expiresAt !== undefined) record.expiresAt = new Date(fields.expiresAt.getTime());
-    // A repeated id would overwrite another key; with a sound RandomSource this never happens.
-    if ((await this.records.load(record.id)) !== undefined) {
+    // A repeated id would overwrite another key; with a sound RandomSource this never happens. (On
+    // the ring a repeated id cannot overwrite: the replicas refuse a second material as a conflict.)
+    if (this.replication === undefined && (await this.records.load(record.id)) !== undefined) {
       throw new LockboxError(
         "INTERNAL",
         `generated key id ${record.id} already exists (broken RandomSource?)`,
@@ -669,6 +795,8 @@ export class KeyService {
       materialBinding(record),
       this.random,
     );
+    if (this.replication !== undefined)
+      return this.insertReplicated(this.replication, caller, record, keys, dedup, now);
     const ops = this.records.putOps(record, keys, true);
     let entry: ClientRequestEntry | undefined;
     if (dedup !== undefined) {
@@ -687,6 +815,62 @@ export class KeyService {
     this.liveKeyCount += 1;
     if (entry !== undefined) this.clientRequests.written(entry, now.getTime());
     return toKeyMeta(record);
+  }
+
+  /**
+   * insert, on the ring: the new record is acknowledged by a write quorum first, then the client
+   * request entry is written to this peer's store. A create with a request id whose write failed
+   * UNAVAILABLE (its copies may have landed on some replicas) is remembered, and a retry of the same
+   * request through this peer sends that same record again (same id, material and stamps: a merge
+   * changes nothing) instead of minting a second key.
+   */
+  private async insertReplicated(
+    replication: KeyReplication,
+    caller: Caller,
+    record: KeyRecord,
+    keys: ProjectKeys,
+    dedup: Dedup | undefined,
+    now: Date,
+  ): Promise<KeyMeta> {
+    const nowMs = now.getTime();
+    const pendingKey = dedup === undefined ? undefined : clientRequestLock(caller.identity, dedup.requestId);
+    const fingerprint = dedup === undefined ? "" : requestFingerprint(keys, dedup.body);
+    const pending = pendingKey === undefined ? undefined : this.pendingCreates.get(pendingKey);
+    const retry =
+      pending !== undefined &&
+      pending.fingerprint === fingerprint &&
+      pending.record.fields.project === record.project &&
+      nowMs - pending.atMs < this.clientRequests.ttlMs;
+    const k = retry ? pending.record : newReplicatedKey(record, replication.stamp());
+    try {
+      await replication.write(k);
+    } catch (e) {
+      if (pendingKey !== undefined && e instanceof LockboxError && e.code === "UNAVAILABLE") {
+        this.pendingCreates.delete(pendingKey);
+        const oldest = this.pendingCreates.keys().next();
+        if (this.pendingCreates.size >= PENDING_CREATES_MAX && oldest.done !== true)
+          this.pendingCreates.delete(oldest.value);
+        this.pendingCreates.set(pendingKey, { fingerprint, record: k, atMs: retry ? pending.atMs : nowMs });
+      }
+      throw e;
+    }
+    if (pendingKey !== undefined) this.pendingCreates.delete(pendingKey);
+    const stored = documentOf(k).record;
+    if (dedup !== undefined) {
+      const entry: ClientRequestEntry = {
+        identity: caller.identity,
+        requestId: dedup.requestId,
+        method: dedup.body.method,
+        project: stored.project,
+        keyId: stored.id,
+        fingerprint,
+        createdAt: now,
+      };
+      await this.store.write(this.clientRequests.putOps(entry, keys));
+      this.clientRequests.written(entry, nowMs);
+    }
+    this.liveKeyCount += 1;
+    return toKeyMeta(stored);
   }
 
   /**
@@ -710,6 +894,8 @@ export class KeyService {
 
   private async loadAccessible(caller: Caller, id: string, viaGrant: boolean): Promise<KeyRecord> {
     this.barrier.requireUnsealed();
+    if (this.replication !== undefined)
+      return (await this.accessibleDocument(this.replication, caller, id, viaGrant)).doc.record;
     const [parsed, ownGrants] = await Promise.all([
       this.records.loadUnauthenticated(id),
       // An admin sees every key: no grant could matter, and no existence is hidden from it.
@@ -726,6 +912,152 @@ export class KeyService {
       if (grant.grantee === caller.identity && grantIsLive(grant, nowMs)) return record;
     }
     throw notFound(`key ${id}`);
+  }
+
+  // ---- keys on the ring (key-replication.ts) ----
+
+  /** As loadVisible, on the ring: the document and the version it was read at. */
+  private async visibleDocument(
+    replication: KeyReplication,
+    caller: Caller,
+    id: string,
+    viaGrant: boolean,
+    options: { allowExpired?: boolean } = {},
+  ): Promise<{ k: ReplicatedKey; doc: KeyDocument }> {
+    this.barrier.requireUnsealed();
+    const found = await this.accessibleDocument(replication, caller, id, viaGrant);
+    const record = found.doc.record;
+    if (options.allowExpired !== true && isExpired(record, this.clock.now().getTime())) {
+      throw new LockboxError("NOT_FOUND", `key ${id} expired at ${record.expiresAt!.toISOString()}`);
+    }
+    return found;
+  }
+
+  /**
+   * As loadAccessible, on the ring: one quorum read gives the record with its grants, so a caller
+   * without access costs that one read whether the key exists or not. A record whose id, or whose
+   * partition, is not the one asked for is never served (the replicas check it, and so does this).
+   */
+  private async accessibleDocument(
+    replication: KeyReplication,
+    caller: Caller,
+    id: string,
+    viaGrant: boolean,
+  ): Promise<{ k: ReplicatedKey; doc: KeyDocument }> {
+    const k = await replication.read(id);
+    if (k === null) throw notFound(`key ${id}`);
+    if (k.fields.id !== id) throw new LockboxError("DATA_LOSS", `integrity check failed for key ${id}`);
+    const doc = documentOf(k);
+    if (callerMaySee(caller, doc.record.project)) return { k, doc };
+    if (viaGrant && caller.role !== "admin") {
+      const nowMs = this.clock.now().getTime();
+      if (doc.grants.some((g) => g.grantee === caller.identity && grantIsLive(g, nowMs))) return { k, doc };
+    }
+    throw notFound(`key ${id}`);
+  }
+
+  /**
+   * ListKeys on the ring. With a scope: its one partition, read from a read quorum of its primaries.
+   * Without: every partition in order, LIST_PARTITIONS_AT_ONCE at a time, until the page is full; the
+   * page token names the partition and the last id returned. Each partition read merges a read quorum,
+   * so every key acknowledged before the call is found.
+   */
+  private async listReplicated(
+    replication: KeyReplication,
+    project: string,
+    scope: string,
+    pageSize: number,
+    token: string,
+  ): Promise<ListKeysResponse> {
+    const partitions = partitionCount(this.partitionPower);
+    let startPartition =
+      scope === "" ? 0 : scopePartition(this.clusterSalt, project, scope, this.partitionPower);
+    let afterId = "";
+    if (token !== "") {
+      const payload = verifyPageToken(this.barrier, "list-keys-ring", token);
+      const partition = Number(payload.q);
+      if (
+        payload.p !== project ||
+        payload.s !== scope ||
+        !Number.isInteger(partition) ||
+        partition < 0 ||
+        partition >= partitions ||
+        (scope !== "" && partition !== startPartition) ||
+        typeof payload.a !== "string"
+      ) {
+        throw invalidArgument("page_token", "was issued for another listing");
+      }
+      startPartition = partition;
+      afterId = payload.a;
+    }
+    this.barrier.requireUnsealed();
+    const endPartition = scope === "" ? partitions : startPartition + 1;
+    const nowMs = this.clock.now().getTime();
+    const found: { partition: number; record: KeyRecord }[] = [];
+    let next = startPartition;
+    while (next < endPartition && found.length <= pageSize) {
+      const window: number[] = [];
+      for (let p = next; p < Math.min(endPartition, next + LIST_PARTITIONS_AT_ONCE); p++) window.push(p);
+      next += window.length;
+      const read = await Promise.all(window.map((p) => replication.readPartition(p)));
+      read.forEach((records, i) => {
+        const partition = window[i]!;
+        const rows = records
+          .filter((k) => k.fields.project === project && (scope === "" || k.fields.scope === scope))
+          .filter((k) => partition !== startPartition || k.fields.id > afterId)
+          .sort((a, b) => (a.fields.id < b.fields.id ? -1 : 1));
+        for (const k of rows) found.push({ partition, record: documentOf(k).record });
+      });
+    }
+    const page = found.slice(0, pageSize);
+    const last = page[page.length - 1];
+    const more = found.length > pageSize || (next < endPartition && last !== undefined);
+    const nextPageToken =
+      more && last !== undefined
+        ? signPageToken(this.barrier, "list-keys-ring", {
+            p: project,
+            s: scope,
+            q: String(last.partition),
+            a: last.record.id,
+          })
+        : "";
+    // Expired keys are not served; the page is shorter rather than read further (bounded work).
+    return {
+      keys: page
+        .map((f) => f.record)
+        .filter((r) => !isExpired(r, nowMs))
+        .map(toKeyMeta),
+      nextPageToken,
+    };
+  }
+
+  /** RevokeGrant on the ring: the grant id carries its key's partition; that partition is read to find it. */
+  private async revokeReplicated(
+    replication: KeyReplication,
+    caller: Caller,
+    grantId: string,
+  ): Promise<Grant> {
+    const partition = partitionOfKeyId(this.clusterSalt, grantId, this.partitionPower);
+    const holder = (await replication.readPartition(partition)).find((k) =>
+      k.grants.some((g) => g.id === grantId),
+    );
+    if (holder === undefined) throw notFound(`grant ${grantId}`);
+    const keyId = holder.fields.id;
+    return this.locks.run(keyId, async () => {
+      let found: { k: ReplicatedKey; doc: KeyDocument };
+      try {
+        found = await this.visibleDocument(replication, caller, keyId, false);
+      } catch (e) {
+        if (e instanceof LockboxError && e.code === "NOT_FOUND") throw notFound(`grant ${grantId}`);
+        throw e;
+      }
+      const grant = found.doc.grants.find((g) => g.id === grantId);
+      if (grant === undefined) throw notFound(`grant ${grantId}`);
+      if (grant.revokedAt !== undefined) return grant;
+      const next = withRevokedGrant(found.k, grantId, replication.stamp());
+      await replication.write(next);
+      return documentOf(next).grants.find((g) => g.id === grantId)!;
+    });
   }
 
   /** An authenticated grant of `keyId`; DATA_LOSS if its MAC fails or it names another key. */

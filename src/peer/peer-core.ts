@@ -13,6 +13,7 @@ import { LockboxError } from "../errors.js";
 import type { ClientRequestOptions } from "../keys/client-requests.js";
 import { KeyService } from "../keys/key-service.js";
 import type { KekStore } from "../keys/project-keks.js";
+import type { KeyReplication } from "../keys/key-replication.js";
 import { openPeerStore, type PeerStore, type PeerStoreOptions } from "../store/peer-store.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import { PARTITION_POWER_MAX } from "../../cluster/ring/partition.js";
@@ -43,6 +44,8 @@ export interface PeerCoreSpec {
   clientRequests?: ClientRequestOptions;
   /** Audit retention and refusal windows; where failed aggregate writes are reported. */
   audit?: AuditLogOptions;
+  /** Keys on the ring (src/keys/key-replication.ts); absent: keys stay in this peer's store. */
+  replication?: KeyReplication;
 }
 
 export interface PeerCore {
@@ -86,6 +89,7 @@ export async function openPeerCore(spec: PeerCoreSpec): Promise<PeerCore> {
       ...(spec.kekStore !== undefined ? { kekStore: spec.kekStore } : {}),
       ...(spec.consumersPerKeyMax !== undefined ? { consumersPerKeyMax: spec.consumersPerKeyMax } : {}),
       ...(spec.clientRequests !== undefined ? { clientRequests: spec.clientRequests } : {}),
+      ...(spec.replication !== undefined ? { replication: spec.replication } : {}),
     });
     cleanups.push(() => keys.close());
     const audit = await AuditLog.open(store, clock, spec.audit);

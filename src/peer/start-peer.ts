@@ -23,7 +23,6 @@ import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { InFlightLimit } from "../edge/in-flight.js";
-import { EDGE_LIMITS_DEFAULT } from "../server/edge-limits.js";
 import { openPeerCore } from "./peer-core.js";
 import { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
@@ -35,6 +34,10 @@ import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
 import { startMasterKeyEpochs } from "./master-key-epochs.js";
+import { RingDuty } from "../controlplane/ring-duty.js";
+import type { KeyReplication } from "../keys/key-replication.js";
+import { LockboxError } from "../errors.js";
+import { ReplicationNode, type ClusterView } from "../replication/replication-node.js";
 import { attestationStatus, continuousAttestation } from "./continuous-attestation.js";
 import type { PeerRefusalCode } from "../pki/peer-refusal.js";
 
@@ -155,7 +158,22 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     log: logFor("control", "warn"),
   });
   let legacyKeks: ((project: string) => Promise<Uint8Array | undefined>) | undefined;
+  // Keys on the ring: the key service reaches replication through this until the node is up (below).
+  let replicationNode: ReplicationNode | undefined;
+  const replicationKeys = (): ReplicationNode["keys"] => {
+    if (replicationNode === undefined) throw new LockboxError("UNAVAILABLE", "replication is starting");
+    return replicationNode.keys;
+  };
+  const keyReplication: KeyReplication | undefined = config.replication.enabled
+    ? {
+        read: (id) => replicationKeys().read(id),
+        write: (k) => replicationKeys().write(k),
+        readPartition: (p) => replicationKeys().readPartition(p),
+        stamp: () => replicationKeys().stamp(),
+      }
+    : undefined;
   const core = await openPeerCore({
+    ...(keyReplication !== undefined ? { replication: keyReplication } : {}),
     kekStore: controlKekStore(control, (project) => legacyKeks?.(project) ?? Promise.resolve(undefined)),
     dataDir: resolvePeerPath(dir, config, "data"),
     masterKey: protector,
@@ -181,6 +199,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
   let stopEpochs = async (): Promise<void> => {};
+  let replicationTimer: NodeJS.Timeout | undefined;
   let stopAttestation = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
     await stopRest();
@@ -188,6 +207,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     await stopEpochs();
     await stopAttestation();
     clearInterval(healthTimer);
+    clearInterval(replicationTimer);
+    await replicationNode?.close();
     refusedCalls.flush();
     await stopMetrics();
     await stopRaft();
@@ -225,6 +246,23 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     for (const [id, address] of Object.entries(config.seedPeers ?? {}))
       raft.transport.setPeerAddress(id, address);
     control.attach(raft.driver, raft.transport);
+    if (config.replication.enabled) {
+      const node = await ReplicationNode.open({
+        self: config.peerId,
+        store: core.store,
+        clusterSalt: Buffer.from(config.clusterSalt, "hex"),
+        partitionPower: config.partitionPower,
+        tls,
+        admitPeer: (peer) => control.admitPeer(peer),
+        tunables: config.replication,
+        nowMs: () => clock.now().getTime(),
+        log: logFor("replication", "warn"),
+      });
+      replicationNode = node;
+      const sync = (): void => node.sync(clusterView(control.state));
+      control.state.onChange(sync);
+      sync();
+    }
     const cluster = new ClusterAdmin({
       control,
       barrier,
@@ -288,7 +326,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // One bound on calls in flight per identity, whichever edge they come through.
     const parts = options.replaceParts?.({ keys, audit });
     const inFlight = new InFlightLimit(
-      parts?.limits?.callsInFlightPerIdentityMax ?? EDGE_LIMITS_DEFAULT.callsInFlightPerIdentityMax,
+      parts?.limits?.callsInFlightPerIdentityMax ?? config.edge.callsInFlightPerIdentityMax,
     );
     if (logs.logger !== undefined) {
       const { routeGrpcLogs } = await import("../logging/grpc-log-route.js");
@@ -343,6 +381,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           raft.service,
           epochs.service,
           ...(join === undefined ? [] : [join]),
+          ...(replicationNode === undefined ? [] : [replicationNode.peerService()]),
           ...(attestation.service === undefined ? [] : [attestation.service]),
         ],
         admitClient: (identity, serial) => control.clientRefusal(identity, serial),
@@ -364,6 +403,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           listAuditEvents: (req) => audit.list(req),
           cluster,
           masterKey: epochs.admin,
+          ...(replicationNode !== undefined
+            ? {
+                ring: () => replicationNode!.ringView(control.state.ring(), config.replication.minPartHours),
+              }
+            : {}),
         },
         ...parts,
       },
@@ -371,6 +415,15 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     );
     duties = new LeaderDuties({
       control,
+      ...(config.replication.enabled
+        ? {
+            ring: new RingDuty({
+              partitionPower: config.partitionPower,
+              replicas: config.replication.replicas,
+              minPartHours: config.replication.minPartHours,
+            }),
+          }
+        : {}),
       log: logFor("control", "warn"),
       facts: () =>
         barrier.sealed
@@ -392,6 +445,31 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             },
     });
     duties.start();
+    if (replicationNode !== undefined) {
+      const node = replicationNode;
+      node.start();
+      // A peer restarted on another port says where it is now (the leader does so for itself), so the
+      // other peers' replication links and raft transport find it; the sync is a backstop for missed changes.
+      let lastAddressProposalMs = 0;
+      replicationTimer = setInterval(() => {
+        node.sync(clusterView(control.state));
+        const me = control.state.member(config.peerId);
+        const nowMs = Date.now();
+        if (
+          me !== undefined &&
+          me.state !== "removed" &&
+          me.address !== server.address &&
+          !control.isLeader() &&
+          nowMs - lastAddressProposalMs > 2_000
+        ) {
+          lastAddressProposalMs = nowMs;
+          control
+            .propose({ type: "member.address", id: config.peerId, address: server.address })
+            .catch(() => {});
+        }
+      }, 1_000);
+      replicationTimer.unref();
+    }
     attestation.start();
     const syncHealth = (): void => server.setServing(readiness().ready);
     barrier.onSeal(syncHealth);
@@ -412,6 +490,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         pipeline: { audit: parts?.audit ?? audit, log: parts?.log ?? logFor("rest", "error") },
         inFlight,
         clock,
+        limits: config.restLimits,
       }).catch(async (e: unknown) => {
         await server.close(0);
         throw e;
@@ -489,4 +568,14 @@ function runningPeer(
       return closing;
     },
   };
+}
+
+/** The control state as replication needs it: the ring, and where the members that hold data listen. */
+function clusterView(state: ControlState): ClusterView {
+  const addresses = new Map<string, string>();
+  for (const m of state.members()) {
+    if (m.state === "active" || m.state === "down" || m.state === "leaving" || m.state === "joining")
+      addresses.set(m.id, m.address);
+  }
+  return { ring: state.ring(), addresses };
 }

@@ -38,6 +38,8 @@ export interface CoordinatorOptions {
   scheduler: Scheduler;
   writeDeadlineMs?: number;
   readDeadlineMs?: number;
+  /** The replicas' digest bucket bits (Replica's bucketBits): a partition read pulls every bucket. */
+  bucketBits?: number;
   bugs?: ReplicationBugs;
 }
 
@@ -221,6 +223,78 @@ export class Coordinator {
       if (pending === 0) fail(`${failures} of ${primaries.length} primaries are down`);
       else if (failures > primaries.length - needed)
         fail(`${failures} of ${primaries.length} primaries are down`);
+    });
+  }
+
+  /**
+   * Every record of `partition`, merged from R primaries (ListKeys, and RevokeGrant's search): each
+   * answer is every bucket of the partition; records not of the partition do not count, and a record
+   * whose versions conflict is left out rather than served. No read repair: anti-entropy covers it.
+   */
+  readPartition(partition: number): Promise<ReplicatedKey[]> {
+    const { placement, sender, scheduler } = this.options;
+    const primaries = placement.primaries(partition);
+    const quorum = new PlaceQuorum(primaries, this.options.bugs?.readTrustsOneReplica ? 1 : undefined);
+    const buckets = Array.from({ length: 1 << (this.options.bucketBits ?? 8) }, (_, i) => i);
+    this.metrics.reads += 1;
+    return new Promise<ReplicatedKey[]>((resolve, reject) => {
+      let done = false;
+      let failures = 0;
+      const byId = new Map<string, ReplicatedKey[]>();
+      const fail = (why: string): void => {
+        if (done) return;
+        done = true;
+        cancel();
+        this.metrics.readsUnavailable += 1;
+        reject(new LockboxError("UNAVAILABLE", `read of partition ${partition}: ${why}`));
+      };
+      const cancel = scheduler.after(this.readDeadlineMs, () =>
+        fail(`${quorum.count} of ${quorum.needed} primaries answered within ${this.readDeadlineMs} ms`),
+      );
+      const failed = (): void => {
+        failures += 1;
+        if (failures > primaries.length - quorum.needed)
+          fail(`${failures} of ${primaries.length} primaries could not answer`);
+      };
+      for (const peer of primaries) {
+        if (!placement.isUp(peer)) {
+          failed();
+          continue;
+        }
+        void sender.request(peer, { kind: "pull", partition, buckets }).then((r) => {
+          if (done) return;
+          if (!r.ok || r.kind !== "pull") return failed();
+          const decoded: ReplicatedKey[] = [];
+          for (const bytes of r.records) {
+            try {
+              const k = decodeReplicatedKey(bytes);
+              if (placement.partitionOfKey(k.fields.id) !== partition) throw new Error("misplaced");
+              decoded.push(k);
+            } catch {
+              this.metrics.badAnswers += 1;
+              return failed(); // one bad record spoils the whole answer: it cannot be trusted
+            }
+          }
+          for (const k of decoded) {
+            const list = byId.get(k.fields.id);
+            if (list === undefined) byId.set(k.fields.id, [k]);
+            else list.push(k);
+          }
+          quorum.answer(peer);
+          if (!quorum.reached) return;
+          done = true;
+          cancel();
+          const out: ReplicatedKey[] = [];
+          for (const versions of byId.values()) {
+            try {
+              out.push(mergeAll(versions));
+            } catch {
+              this.metrics.badAnswers += 1; // replicas disagree on an immutable part: serve neither
+            }
+          }
+          resolve(out);
+        });
+      }
     });
   }
 

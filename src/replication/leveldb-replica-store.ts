@@ -84,7 +84,18 @@ export class LevelReplicaStore implements ReplicaStore {
   }
 
   write(ops: readonly ReplicaStoreOp[]): Promise<void> {
-    return this.store.write(ops.map((op) => this.toStoreOp(op)));
+    // Overwritten material stays in LevelDB's log and tables until a compaction: a tombstone or a
+    // delete asks the store's purger to compact the record's key soon (as the single-peer store does).
+    const purge = ops
+      .filter((op) => op.type === "del-record" || (op.type === "put-record" && op.purge === true))
+      .map((op) => ({
+        sublevel: "records" as const,
+        key: recordKey(op.partition, (op as { id: string }).id, this.partitionPower),
+      }));
+    return this.store.write(
+      ops.map((op) => this.toStoreOp(op)),
+      purge,
+    );
   }
 
   private toStoreOp(op: ReplicaStoreOp): StoreOp {

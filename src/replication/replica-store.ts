@@ -10,7 +10,12 @@
  * sync (group commit).
  */
 export type ReplicaStoreOp =
-  | { type: "put-record"; partition: number; id: string; value: Uint8Array }
+  /**
+   * `purge`: the version replaced held wrapped material the new one does not (a tombstone): the store
+   * should also drop the old version from its files soon (PeerStore's purger), not only hide it.
+   */
+  | { type: "put-record"; partition: number; id: string; value: Uint8Array; purge?: boolean }
+  /** A record deleted leaves the files too (its older versions may hold material). */
   | { type: "del-record"; partition: number; id: string }
   /** `atMs`: when the copy was last written (the handoff runner expires old copies, hinted-handoff.ts). */
   | { type: "put-hint"; partition: number; id: string; owner: string; atMs: number }

@@ -177,8 +177,13 @@ export class Replica {
         if (current !== undefined) ops.push({ type: "del-record", partition, id });
       } else {
         next = encodeReplicatedKey(merged);
-        if (current === undefined || !bytesEqual(next, current.bytes))
-          ops.push({ type: "put-record", partition, id, value: next });
+        if (current === undefined || !bytesEqual(next, current.bytes)) {
+          const purge =
+            current !== undefined &&
+            current.record.wrappedMaterial !== null &&
+            merged.wrappedMaterial === null;
+          ops.push({ type: "put-record", partition, id, value: next, ...(purge ? { purge } : {}) });
+        }
         if (typeof hintFor === "string" && hintFor !== this.self)
           ops.push({ type: "put-hint", partition, id, owner: hintFor, atMs: this.options.nowMs() });
       }

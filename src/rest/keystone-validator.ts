@@ -21,6 +21,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { LockboxError } from "../errors.js";
 import type { Clock } from "../time/clock.js";
+import { REST_LIMITS_DEFAULT } from "../config/rest-limits.js";
 import { TokenCache } from "./token-cache.js";
 
 export interface KeystoneSettings {
@@ -43,14 +44,15 @@ export interface KeystoneSettings {
   requestTimeoutMs: number;
 }
 
+/** Defaults; the bounds come from the `restLimits` tunables (src/config/rest-limits.ts). */
 export const KEYSTONE_DEFAULTS = {
   serviceDomain: "Default",
   serviceRoles: ["admin", "member", "creator"],
   cacheTtlMs: 60_000,
-  cacheEntriesMax: 10_000,
-  negativeTtlMs: 10_000,
-  validationsInFlightMax: 16,
-  requestTimeoutMs: 5_000,
+  cacheEntriesMax: REST_LIMITS_DEFAULT.keystoneCacheEntriesMax,
+  negativeTtlMs: REST_LIMITS_DEFAULT.keystoneNegativeCacheMs,
+  validationsInFlightMax: REST_LIMITS_DEFAULT.keystoneValidationsInFlightMax,
+  requestTimeoutMs: REST_LIMITS_DEFAULT.keystoneRequestTimeoutMs,
 } as const;
 
 /** Who a validated token names. */

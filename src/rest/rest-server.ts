@@ -10,7 +10,8 @@
  * body bytes (read only once the caller is authenticated; a larger body is 413 and the connection
  * closed), calls in flight per identity (shared with gRPC), and an address whose calls are refused
  * for want of an identity faster than refusalsPerSourcePerSecondMax cools down (its new connections
- * closed at accept). Refusals are counted into the audit log's aggregates, not written one each.
+ * closed at accept, its open ones at their next refusal). Refusals are counted into the audit log's aggregates, not written one each.
+ * The bounds are tunables (src/config/rest-limits.ts, the config's `restLimits` section).
  */
 import * as http from "node:http";
 import * as https from "node:https";
@@ -25,37 +26,9 @@ import { TLS_CIPHERS, TLS_ECDH_CURVES, TLS_MIN_VERSION } from "../net/tls-policy
 import type { BarbicanApi, RestRequest, RestResponse, Route } from "./barbican-api.js";
 import { errorDocument, httpStatusOf } from "./http-status.js";
 import { authenticateRest, type RestAuthenticator } from "./rest-auth.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "../config/rest-limits.js";
 
-export interface RestLimits {
-  connectionsMax: number;
-  connectionsPerSourceMax: number;
-  /** Request line and headers together. */
-  headerBytesMax: number;
-  headersTimeoutMs: number;
-  /** Time to receive a whole request, body included. */
-  requestTimeoutMs: number;
-  keepAliveTimeoutMs: number;
-  handshakeTimeoutMs: number;
-  /** Largest request body (Barbican refuses secrets over about 16 KB with 413 too). */
-  bodyBytesMax: number;
-  requestsPerConnectionMax: number;
-  refusalsPerSourcePerSecondMax: number;
-  refusalCooldownMs: number;
-}
-
-export const REST_LIMITS_DEFAULT: RestLimits = {
-  connectionsMax: 512,
-  connectionsPerSourceMax: 64,
-  headerBytesMax: 16 * 1024,
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
-  keepAliveTimeoutMs: 5_000,
-  handshakeTimeoutMs: 5_000,
-  bodyBytesMax: 20_000,
-  requestsPerConnectionMax: 10_000,
-  refusalsPerSourcePerSecondMax: 100,
-  refusalCooldownMs: 10_000,
-};
+export { REST_LIMITS_DEFAULT, type RestLimits } from "../config/rest-limits.js";
 
 export interface RestServerOptions {
   /** "HOST:PORT"; port 0 picks a free one. */
@@ -84,6 +57,9 @@ export async function startRestServer(options: RestServerOptions): Promise<Runni
     if (!Number.isSafeInteger(value) || value < 1)
       throw new RangeError(`rest limit ${name} must be a positive integer`);
   }
+  // node:http refuses a headers timeout longer than the whole request's; name the tunables instead.
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs)
+    throw new RangeError("rest limit headersTimeoutMs must not exceed requestTimeoutMs");
   const parsed = parseHostPort(options.listen, { portZero: true });
   if (parsed?.host === undefined)
     throw new RangeError(`rest listen address must be HOST:PORT, got ${options.listen}`);
@@ -149,7 +125,8 @@ export async function startRestServer(options: RestServerOptions): Promise<Runni
   server.on("clientError", (_err, socket) => socket.destroy());
   server.on("tlsClientError", (_err, socket) => socket.destroy());
 
-  const noteRefused = (source: string): void => {
+  /** Notes a refusal for want of an identity; true when the source is (now) cooling down. */
+  const noteRefused = (source: string): boolean => {
     const now = Date.now();
     let w = refusals.get(source);
     if (w === undefined || now - w.start >= 1_000) {
@@ -161,7 +138,9 @@ export async function startRestServer(options: RestServerOptions): Promise<Runni
     if (w.count > limits.refusalsPerSourcePerSecondMax) {
       if (cooldownUntil.size >= 4096) cooldownUntil.clear();
       cooldownUntil.set(source, now + limits.refusalCooldownMs);
+      return true;
     }
+    return (cooldownUntil.get(source) ?? 0) > now;
   };
 
   const scheme = options.tls === undefined ? "http" : "https";
@@ -231,7 +210,9 @@ export async function startRestServer(options: RestServerOptions): Promise<Runni
       if ("response" in result) return send(res, result.response, !bodyRead && hasBody(req));
       let status = httpStatusOf(result.failure);
       if ("refuse" in matched && result.failure.code === matched.refuse.code) status = matched.status;
-      if (status === 401) noteRefused(source);
+      // A cooling-down address's keep-alive connections close at their next refusal, as new ones
+      // are closed at accept: a flood cannot go on over connections it opened before.
+      const coolingDown = status === 401 && noteRefused(source);
       const headers: Record<string, string> = {};
       if (status === 401 && options.auth.keystone !== undefined)
         headers["WWW-Authenticate"] = `Keystone uri="${options.auth.keystone.uri}"`;
@@ -239,7 +220,7 @@ export async function startRestServer(options: RestServerOptions): Promise<Runni
       send(
         res,
         { status, headers, json: errorDocument(status, result.failure.message) },
-        (!bodyRead && hasBody(req)) || status === 413,
+        (!bodyRead && hasBody(req)) || status === 413 || coolingDown,
       );
     } finally {
       release?.();

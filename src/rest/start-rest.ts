@@ -16,7 +16,8 @@ import type { Clock } from "../time/clock.js";
 import { BarbicanApi, type BarbicanKeys } from "./barbican-api.js";
 import { KEYSTONE_DEFAULTS, KeystoneValidator } from "./keystone-validator.js";
 import { OrderStore } from "./order-store.js";
-import { type RestLimits, type RunningRestServer, startRestServer } from "./rest-server.js";
+import { REST_LIMITS_DEFAULT, type RestLimits } from "../config/rest-limits.js";
+import { type RunningRestServer, startRestServer } from "./rest-server.js";
 
 export interface StartRestOptions {
   config: RestConfig;
@@ -31,11 +32,13 @@ export interface StartRestOptions {
   pipeline: PipelineContext;
   inFlight: InFlightLimit;
   clock: Clock;
+  /** The config's `restLimits` tunables (defaults for what is left out). */
   limits?: Partial<RestLimits>;
 }
 
 export async function startRest(options: StartRestOptions): Promise<RunningRestServer> {
   const { config } = options;
+  const limits: RestLimits = { ...REST_LIMITS_DEFAULT, ...options.limits };
   const resolvePath = (p: string): string => (isAbsolute(p) ? p : join(options.dir, p));
   let keystone: KeystoneValidator | undefined;
   if (config.keystone !== undefined) {
@@ -51,6 +54,10 @@ export async function startRest(options: StartRestOptions): Promise<RunningRestS
         serviceDomain: k.serviceDomain,
         serviceRoles: k.serviceRoles,
         cacheTtlMs: k.cacheSeconds * 1000,
+        cacheEntriesMax: limits.keystoneCacheEntriesMax,
+        negativeTtlMs: limits.keystoneNegativeCacheMs,
+        validationsInFlightMax: limits.keystoneValidationsInFlightMax,
+        requestTimeoutMs: limits.keystoneRequestTimeoutMs,
         ...(k.caCertificateFile !== undefined
           ? { caCertificatePem: await readFile(resolvePath(k.caCertificateFile), "utf8") }
           : {}),
@@ -71,6 +78,6 @@ export async function startRest(options: StartRestOptions): Promise<RunningRestS
     auth,
     pipeline: options.pipeline,
     inFlight: options.inFlight,
-    ...(options.limits !== undefined ? { limits: options.limits } : {}),
+    limits,
   });
 }

@@ -52,6 +52,8 @@ export interface AdminApi {
   cluster?: ClusterAdmin;
   /** Master-key rotation and status (master-key-admin-handlers.ts). */
   masterKey?: MasterKeyAdminApi;
+  /** The ring and this peer's replication (GetRingResponse, wire field names); absent: no ring. */
+  ring?: () => Record<string, unknown>;
 }
 
 const OUTCOMES_TO_WIRE: Record<AuditEvent["outcome"], WireAuditEvent["outcome"]> = {
@@ -68,6 +70,14 @@ export function adminServiceHandlers(
   ctx: EdgeContext,
   service: ServiceDefinition,
 ): grpc.UntypedServiceImplementation {
+  const getRing: Operation<object, object> = {
+    name: "GetRing",
+    adminOnly: true,
+    requestFacts: () => ({}),
+    async run() {
+      return { response: admin.ring?.() ?? { version: 0 } };
+    },
+  };
   const getStatus: Operation<GetStatusRequest__Output, GetStatusResponse> = {
     name: "GetStatus",
     adminOnly: true,
@@ -158,6 +168,7 @@ export function adminServiceHandlers(
     ...clusterAdminHandlers(admin.cluster, ctx, service),
     ...masterKeyAdminHandlers(admin.masterKey, ctx, service),
     GetStatus: auditedUnary(getStatus, ctx, service.GetStatus),
+    GetRing: auditedUnary(getRing, ctx, service.GetRing),
     ListAuditEvents: auditedUnary(listAuditEvents, ctx, service.ListAuditEvents),
   } as grpc.UntypedServiceImplementation;
 }

@@ -56,6 +56,8 @@ test("a wrong, misspelt or unknown tunable is refused, naming it", async (t) => 
     ["keys", { ...good, keys: [] }],
     ["attestation.intervalMs", { ...good, attestation: { intervalMs: 10 } }],
     ["attestation.timeoutMs", { ...good, attestation: { intervalMs: 1_000, timeoutMs: 1_000 } }],
+    ["restLimits.bodyBytesMax", { ...good, restLimits: { bodyBytesMax: 0 } }],
+    ["restLimits.keystoneCacheSize", { ...good, restLimits: { keystoneCacheSize: 5 } }],
     ["metric", { ...good, metric: {} }],
   ];
   for (const [field, value] of cases) {

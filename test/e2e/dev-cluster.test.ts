@@ -141,6 +141,19 @@ test("dev-cluster start gives 3 attested members with a leader; an identity issu
   );
   t.not(other.code, 0);
 
+  // Replication is on: the key created through peer-3 reads with the same material through peer-1.
+  const id = (JSON.parse(created.text) as { id: string }).id;
+  const material = async (endpoint: string): Promise<string> => {
+    const r = await runCli(["key", "get", id, ...svc, "--endpoint", endpoint, "--format", "hex"], {
+      timeoutMs: 30_000,
+    });
+    t.is(r.code, 0, r.stderr);
+    return r.text.trim();
+  };
+  const onPeer3 = await material(peer3);
+  t.regex(onPeer3, /^[0-9a-f]{64}$/);
+  t.is(await material(peer1), onPeer3, "peer-1 reads other material than peer-3 for the same key");
+
   // Revoked through peer-1, it is refused by peer-3 once the revocation commits (bounded wait).
   await runCliJson(["identity", "revoke", "--name", "svc-e2e", "--endpoint", peer1, ...admin, "--json"]);
   let refused = false;

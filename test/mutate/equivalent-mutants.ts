@@ -150,7 +150,7 @@ export const EQUIVALENT_MUTANTS: EquivalentMutant[] = [
   {
     file: "cluster/raft/core/raft-node.ts",
     scope: "RaftNode.tickElection",
-    lineText: 'if (this.isVoter(this.id)) this.campaign(this.cfg.preVote ? "preVote" : "vote");',
+    lineText: 'this.campaign(this.cfg.preVote ? "preVote" : "vote");',
     edits: [["StringLiteral", '"vote"', '""']],
     reason:
       'campaign() tests its kind only against "preVote" and "transfer", so "" runs the same real election as "vote"',

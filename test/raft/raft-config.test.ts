@@ -30,6 +30,36 @@ test("a config that cannot work is refused with BAD_ARGUMENT, field by field", (
   }
 });
 
+test("each optional bound, when given, is checked too, and the error names it", (t) => {
+  for (const f of [
+    "inflightBytesMax",
+    "uncommittedBytesMax",
+    "snapshotTimeoutTicks",
+    "promoteLagMax",
+  ] as const) {
+    for (const v of [-1, 1.5, "4" as never]) {
+      const err = t.throws(
+        () => new RaftNode(loneConfig("a", { [f]: v }), persisted()),
+        undefined,
+        `${f} ${v}`,
+      );
+      t.true(err instanceof RaftError, f);
+      t.is((err as RaftError).code, "BAD_ARGUMENT", f);
+      t.true(err!.message.includes(f), err!.message);
+    }
+  }
+  for (const f of [
+    "electionTicks",
+    "heartbeatTicks",
+    "inflightMax",
+    "batchEntriesMax",
+    "batchBytesMax",
+  ] as const) {
+    const err = t.throws(() => new RaftNode(loneConfig("a", { [f]: 0 }), persisted()));
+    t.true(err!.message.includes(f), err!.message);
+  }
+});
+
 test("a config at the lower edge of every bound works", (t) => {
   const cfg = loneConfig("a", {
     electionTicks: 2,

@@ -50,11 +50,12 @@ test("an ack for a later read confirms every read before it, in order; an earlie
   t.deepEqual(reads(a), ["r3@1"]);
 });
 
-test("a read whose context is already pending is dropped", (t) => {
+test("a read whose context is already pending is dropped, and costs no heartbeat round", (t) => {
   const a = leader();
   a.readIndex(ctx("same"));
-  a.readIndex(ctx("same"));
   drain(a);
+  a.readIndex(ctx("same"));
+  t.deepEqual(sent(a), [], "a dropped read is not broadcast (a flood of them must not multiply heartbeats)");
   hbAck(a, "c", ctx("same"));
   t.deepEqual(reads(a), ["same@1"]);
 });
@@ -174,8 +175,10 @@ test("a fresh leader holds at most 1024 reads until its first commit, then serve
 
 test("at most 4096 reads wait for acks at once; more are dropped", (t) => {
   const a = leader();
-  for (let i = 0; i < 4100; i++) a.readIndex(ctx(`r${i}`));
+  for (let i = 0; i < 4096; i++) a.readIndex(ctx(`r${i}`));
   drain(a);
+  for (let i = 4096; i < 4100; i++) a.readIndex(ctx(`r${i}`));
+  t.deepEqual(sent(a), [], "dropped reads are not broadcast");
   hbAck(a, "b", ctx("r4096"));
   t.deepEqual(reads(a), [], "the 4097th was dropped: its ack confirms nothing");
   hbAck(a, "b", ctx("r4095"));

@@ -186,3 +186,15 @@ test("a newer snapshot stepped while the driver handles an older one is handed o
   t.is(b.status().applied, 9);
   t.false(b.hasReady());
 });
+
+test("a follower that learns who leads is told in softState, though its role and term stay the same", (t) => {
+  const b = lone({ id: "b", entries: entries(1), term: 1, commit: 0 });
+  drain(b);
+  b.step(msg({ type: MessageType.Heartbeat, from: "a", to: "b", term: 1 }));
+  const rd = b.ready()!;
+  t.deepEqual(rd.softState, { leader: "a", role: "follower" });
+  t.is(rd.hardState, null, "term and vote did not change");
+  b.advance(rd);
+  b.step(msg({ type: MessageType.Heartbeat, from: "a", to: "b", term: 1 }));
+  t.is(b.ready()!.softState, null, "the same leader again is no change");
+});

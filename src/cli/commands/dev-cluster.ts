@@ -213,6 +213,7 @@ async function start(dir: string, json: boolean): Promise<number> {
         join(dir, "recovery-shares"),
         "--json",
       ]);
+      await enableReplication(firstDir);
     }
     started.push(await startServe(dir, first.id, manufacturerCaArgs));
     say(`${first.id} serving on ${first.address} (pid ${started.at(-1)!.pid})`);
@@ -420,6 +421,17 @@ async function describeMachine(
   } finally {
     await tpm.close();
   }
+}
+
+/**
+ * Keys on the ring (N = 3 once three peers are members): set in the founder's config before it first
+ * serves, so its store never holds a key outside the ring; the joined peers' configs copy it.
+ */
+async function enableReplication(founderDir: string): Promise<void> {
+  const path = join(founderDir, "config.json");
+  const config = JSON.parse(await fs.readFile(path, "utf8")) as Record<string, unknown>;
+  config.replication = { ...(config.replication as object | undefined), enabled: true };
+  await fs.writeFile(path, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
 }
 
 /**
