@@ -13,7 +13,7 @@ case "${1:-serve}" in
     exec swtpm socket --tpm2 --tpmstate dir=/var/lib/swtpm \
       --server type=tcp,port="$port",bindaddr=127.0.0.1 \
       --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-      --flags startup-clear
+      --flags not-need-init,startup-clear
     ;;
   serve)
     if [ ! -f "$dir/config.json" ]; then

@@ -15,9 +15,8 @@
  * file (lengths within bounds, count, hash) before it writes anything, and writes only into an
  * empty store.
  *
- * Seam for the cluster backup: the header's `kind` is "peer-store". A cluster backup (a raft
- * snapshot of the control state, and recovery shares to restore it) will be another kind beside
- * it, read by the same restore command.
+ * A cluster peer's backup also has a raft snapshot of the control state in a file beside it
+ * (control-backup.ts), named with its SHA-256 in this header's `controlSnapshot`.
  */
 import { createHash } from "node:crypto";
 import { constants, createReadStream, createWriteStream } from "node:fs";
@@ -45,6 +44,8 @@ export interface BackupHeader {
   lockboxVersion: string;
   /** The peer's config.json, as it was. */
   config: Record<string, unknown>;
+  /** A cluster peer's control snapshot, written beside the backup (control-backup.ts). */
+  controlSnapshot?: { file: string; sha256: string };
 }
 
 export interface BackupSummary {
@@ -262,6 +263,18 @@ function parseHeader(path: string, line: Buffer): BackupHeader {
     h.config === null
   ) {
     throw damaged(path, "the header lacks peerId, clusterId or config");
+  }
+  const control = h.controlSnapshot as Record<string, unknown> | undefined;
+  if (
+    control !== undefined &&
+    (typeof control !== "object" ||
+      control === null ||
+      typeof control.file !== "string" ||
+      !/^[^/\0]{1,255}$/.test(control.file) ||
+      typeof control.sha256 !== "string" ||
+      !/^[0-9a-f]{64}$/.test(control.sha256))
+  ) {
+    throw damaged(path, "the header's controlSnapshot is not a file name and a SHA-256");
   }
   return h as unknown as BackupHeader;
 }

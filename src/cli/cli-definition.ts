@@ -30,10 +30,12 @@ export interface OptionDefinition {
   readonly repeatable?: boolean;
   /** Accepted but not listed (a deprecated name that only explains its replacement). */
   readonly hidden?: boolean;
+  /** An environment variable that gives the value when the flag is not (it satisfies `required`). */
+  readonly env?: string;
 }
 
 export interface ArgumentDefinition {
-  /** "<id>": required. */
+  /** "<id>": required; "[file...]": any number, the body sees each as a positional. */
   readonly name: string;
   readonly description: string;
 }
@@ -96,6 +98,14 @@ export const OUTPUT_OPTION_DEFINITIONS: readonly OptionDefinition[] = [
   },
 ];
 
+/**
+ * The init directory option of a command that works on one offline (init, serve, backup...):
+ * required, and $LOCKBOX_DIR gives it when the flag is absent.
+ */
+export function dirOption(description: string): OptionDefinition {
+  return { flags: "--dir <DIR>", description, required: true, env: "LOCKBOX_DIR" };
+}
+
 /** Every option a leaf accepts, its own first: what --help lists and the tests check. */
 export function allOptions(leaf: LeafDefinition): OptionDefinition[] {
   return [
@@ -136,9 +146,10 @@ async function runDefinition(def: CommandDefinition, argv: string[]): Promise<nu
     cmd.addHelpText("after", `\n${EXIT_HELP}`);
     cmd.action(async (...params: unknown[]) => {
       const self = params[params.length - 1] as Command;
-      const positionals = (params.slice(0, (leaf.arguments ?? []).length) as string[]).filter(
-        (p) => p !== undefined,
-      );
+      const positionals = params
+        .slice(0, (leaf.arguments ?? []).length)
+        .flat()
+        .filter((p): p is string => typeof p === "string");
       const args: ParsedArgs = { values: valuesOf(self), positionals };
       const field = args.values.field;
       setOutputMode({
@@ -211,6 +222,7 @@ function toOption(o: OptionDefinition): Option {
     ]);
   }
   if (o.hidden === true) option.hideHelp();
+  if (o.env !== undefined) option.env(o.env);
   return option;
 }
 

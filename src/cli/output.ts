@@ -35,6 +35,29 @@ export function emitRecord(record: object, human: () => string): void {
   }
 }
 
+/**
+ * Prints a result that may be a record or a list of records (the control-state commands' answers):
+ * under --field the field of the record, or of each item; under --json the whole; else `human()`.
+ */
+export function emitResult(result: unknown, human: () => string): void {
+  if (mode.field !== undefined && Array.isArray(result)) {
+    for (const item of result as unknown[]) {
+      process.stdout.write(
+        fieldText(typeof item === "object" && item !== null ? item : {}, mode.field) + "\n",
+      );
+    }
+  } else if (typeof result === "object" && result !== null) {
+    emitRecord(result, human);
+  } else if (mode.field !== undefined || mode.json) {
+    process.stdout.write(JSON.stringify(result) + "\n");
+  } else {
+    process.stdout.write(human());
+  }
+}
+
+/** True when the result goes out as data (--json or --field), not as text for people. */
+export const structuredOutput = (): boolean => mode.json || mode.field !== undefined;
+
 export interface Column<T> {
   header: string;
   value(item: T): string;

@@ -2,8 +2,10 @@
  * What the parts of a peer report to its metrics, by name, without knowing Prometheus: the peer
  * builds a PeerMetrics (peer-metrics.ts, prom-client) when its metrics listener is on and hands
  * these hooks to its parts; when it is off they get NO_METRICS, and prom-client is never loaded.
- * Hooks for work other parts are still building (replication, rebalance, attestation) are here
- * already, so those parts only have to call them.
+ * Hooks for work other parts are still building (rebalance, attestation) are here already, so
+ * those parts only have to call them. The replication parts keep their own counters
+ * (src/replication: Coordinator.metrics, HandoffRunner.metrics, AntiEntropy.metrics); the peer that
+ * starts them hands them over once with `replication.attach()`, and every scrape reads them.
  */
 
 export interface CallObservation {
@@ -27,12 +29,8 @@ export interface PeerMetricsHooks {
   call(c: CallObservation): void;
   groupCommit(b: GroupCommitObservation): void;
   replication: {
-    /** Records sent to replicas and not yet acknowledged. */
-    inFlight(records: number): void;
-    /** Hints held for peers that were down. */
-    hintsPending(hints: number): void;
-    /** One anti-entropy round: partitions compared, records pushed. */
-    antiEntropyRound(r: { partitions: number; pushed: number; seconds: number }): void;
+    /** The running replication parts, read at each scrape; a later call replaces earlier ones. */
+    attach(parts: ReplicationMetricsSources): void;
   };
   rebalance: {
     /** Partition-replicas moved so far out of those the current rebalance must move. */
@@ -44,12 +42,50 @@ export interface PeerMetricsHooks {
   };
 }
 
+/**
+ * The counters the src/replication classes keep, by shape (so metrics/ needs no import of them):
+ * `{ coordinator, handoff, antiEntropy }` of a peer satisfy it as they are.
+ */
+export interface ReplicationMetricsSources {
+  coordinator?: {
+    readonly metrics: Readonly<{
+      writes: number;
+      writesAcked: number;
+      writesUnavailable: number;
+      handoffCopies: number;
+      reads: number;
+      readsUnavailable: number;
+      repairs: number;
+    }>;
+  };
+  handoff?: {
+    readonly metrics: Readonly<{
+      passes: number;
+      held: number;
+      pushed: number;
+      delivered: number;
+      dropped: number;
+      expired: number;
+    }>;
+  };
+  antiEntropy?: {
+    readonly metrics: Readonly<{
+      passes: number;
+      compared: number;
+      bucketsDiffering: number;
+      recordsPushed: number;
+      repairsStarted: number;
+      repairsDone: number;
+    }>;
+  };
+}
+
 const ignore = (): void => {};
 
 export const NO_METRICS: PeerMetricsHooks = {
   call: ignore,
   groupCommit: ignore,
-  replication: { inFlight: ignore, hintsPending: ignore, antiEntropyRound: ignore },
+  replication: { attach: ignore },
   rebalance: { progress: ignore },
   attestation: { result: ignore },
 };

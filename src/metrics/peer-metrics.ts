@@ -7,7 +7,7 @@
  * metric carries key material.
  */
 import * as prom from "prom-client";
-import type { PeerMetricsHooks } from "./metrics-hooks.js";
+import type { PeerMetricsHooks, ReplicationMetricsSources } from "./metrics-hooks.js";
 
 export interface PeerMetricsSources {
   sealed(): boolean;
@@ -126,37 +126,111 @@ export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId:
     },
   });
 
-  const inFlight = new prom.Gauge({
-    name: "lockbox_replication_in_flight_records",
-    help: "Records sent to replicas and not yet acknowledged",
-    registers: r,
-  });
-  const hints = new prom.Gauge({
-    name: "lockbox_replication_hints_pending",
-    help: "Hints held for peers that were down",
-    registers: r,
-  });
-  const aeRounds = new prom.Counter({
-    name: "lockbox_anti_entropy_rounds_total",
-    help: "Anti-entropy rounds completed",
-    registers: r,
-  });
-  const aePartitions = new prom.Counter({
-    name: "lockbox_anti_entropy_partitions_compared_total",
-    help: "Partitions compared by anti-entropy",
-    registers: r,
-  });
-  const aePushed = new prom.Counter({
-    name: "lockbox_anti_entropy_records_pushed_total",
-    help: "Records pushed to replicas by anti-entropy",
-    registers: r,
-  });
-  const aeSeconds = new prom.Histogram({
-    name: "lockbox_anti_entropy_round_duration_seconds",
-    help: "Duration of one anti-entropy round",
-    buckets: [0.01, 0.1, 1, 10, 60, 600],
-    registers: r,
-  });
+  // Replication: read from the parts' own counters at each scrape, once the peer attached them.
+  let replication: ReplicationMetricsSources = {};
+  const gauge = (name: string, help: string, read: () => number | undefined): void => {
+    new prom.Gauge({
+      name,
+      help,
+      registers: r,
+      collect() {
+        this.set(read() ?? 0);
+      },
+    });
+  };
+  /**
+   * A counter that follows a cumulative number kept elsewhere: each scrape adds what it grew by. A
+   * number that went down belongs to parts attached anew (restarted); it counts on from there.
+   */
+  const follow = (name: string, help: string, read: () => number | undefined): void => {
+    let last = 0;
+    new prom.Counter({
+      name,
+      help,
+      registers: r,
+      collect() {
+        const now = read();
+        if (now === undefined) return;
+        if (now > last) this.inc(now - last);
+        last = now;
+      },
+    });
+  };
+  const coordinator = () => replication.coordinator?.metrics;
+  const handoff = () => replication.handoff?.metrics;
+  const antiEntropy = () => replication.antiEntropy?.metrics;
+  gauge(
+    "lockbox_replication_in_flight_writes",
+    "Writes this peer coordinates that are sent to replicas and not yet acknowledged by W or failed",
+    () => {
+      const c = coordinator();
+      return c === undefined ? undefined : c.writes - c.writesAcked - c.writesUnavailable;
+    },
+  );
+  follow("lockbox_replication_writes_total", "Writes coordinated", () => coordinator()?.writes);
+  follow(
+    "lockbox_replication_writes_unavailable_total",
+    "Writes that failed: fewer than W replicas synced them in time",
+    () => coordinator()?.writesUnavailable,
+  );
+  follow(
+    "lockbox_replication_handoff_copies_total",
+    "Copies written to a handoff peer for a primary that was down",
+    () => coordinator()?.handoffCopies,
+  );
+  follow("lockbox_replication_reads_total", "Reads coordinated", () => coordinator()?.reads);
+  follow(
+    "lockbox_replication_reads_unavailable_total",
+    "Reads that failed: fewer than R replicas answered",
+    () => coordinator()?.readsUnavailable,
+  );
+  follow(
+    "lockbox_replication_read_repairs_total",
+    "Stale replicas repaired after a read",
+    () => coordinator()?.repairs,
+  );
+  gauge(
+    "lockbox_replication_hints_pending",
+    "Hints held for primaries that were down, after the last handoff pass (of those one pass reads)",
+    () => handoff()?.held,
+  );
+  follow("lockbox_hinted_handoff_passes_total", "Hinted handoff passes", () => handoff()?.passes);
+  follow(
+    "lockbox_hinted_handoff_delivered_total",
+    "Handoff copies every primary now holds (then dropped here)",
+    () => handoff()?.delivered,
+  );
+  follow(
+    "lockbox_hinted_handoff_expired_total",
+    "Hints older than the hint age limit, ended without delivery (anti-entropy takes over)",
+    () => handoff()?.expired,
+  );
+  follow("lockbox_anti_entropy_passes_total", "Anti-entropy passes completed", () => antiEntropy()?.passes);
+  follow(
+    "lockbox_anti_entropy_partitions_compared_total",
+    "Partition digests compared with a replica",
+    () => antiEntropy()?.compared,
+  );
+  follow(
+    "lockbox_anti_entropy_buckets_differing_total",
+    "Digest buckets found different from a replica's",
+    () => antiEntropy()?.bucketsDiffering,
+  );
+  follow(
+    "lockbox_anti_entropy_records_pushed_total",
+    "Records pushed to replicas by anti-entropy",
+    () => antiEntropy()?.recordsPushed,
+  );
+  follow(
+    "lockbox_anti_entropy_repairs_started_total",
+    "Quarantined partitions whose repair from replicas started",
+    () => antiEntropy()?.repairsStarted,
+  );
+  follow(
+    "lockbox_anti_entropy_repairs_done_total",
+    "Quarantined partitions repaired from replicas",
+    () => antiEntropy()?.repairsDone,
+  );
   const rebalanceMoved = new prom.Gauge({
     name: "lockbox_rebalance_moved_partition_replicas",
     help: "Partition-replicas the current rebalance has moved",
@@ -193,13 +267,8 @@ export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId:
       syncSeconds.observe(b.seconds);
     },
     replication: {
-      inFlight: (n) => inFlight.set(n),
-      hintsPending: (n) => hints.set(n),
-      antiEntropyRound(round) {
-        aeRounds.inc();
-        aePartitions.inc(round.partitions);
-        aePushed.inc(round.pushed);
-        aeSeconds.observe(round.seconds);
+      attach(parts) {
+        replication = parts;
       },
     },
     rebalance: {

@@ -94,6 +94,8 @@ export interface RunningPeer {
   readonly tpm: PeerTpm | undefined;
   /** "HOST:PORT" of the metrics and health listener, when it is on. */
   readonly metricsAddress: string | undefined;
+  /** Its metrics hooks (NO_METRICS when the listener is off): parts started later report here. */
+  readonly metrics: PeerMetricsHooks;
   /** Writes one info line of the peer's lifecycle ("draining", "stopped") to its log. */
   log(line: string): void;
   /**
@@ -316,6 +318,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         readiness,
       });
       metrics = peerMetrics;
+      if (replicationNode !== undefined) peerMetrics.replication.attach(replicationNode);
       metricsAddress = listener.address;
       stopMetrics = async () => {
         peerMetrics.close();
@@ -500,6 +503,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     }
     return runningPeer(config, server, tpm, close, {
       metricsAddress,
+      metrics,
       restAddress,
       log: logFor("peer", "info"),
       seal: () => barrier.seal(),
@@ -548,7 +552,9 @@ function runningPeer(
   server: RunningServer,
   tpm: PeerTpm | undefined,
   cleanup: () => Promise<void>,
-  extra: Pick<RunningPeer, "metricsAddress" | "log" | "seal"> & { restAddress: string | undefined },
+  extra: Pick<RunningPeer, "metricsAddress" | "metrics" | "log" | "seal"> & {
+    restAddress: string | undefined;
+  },
 ): RunningPeer {
   let closing: Promise<void> | undefined;
   const { restAddress, ...rest } = extra;

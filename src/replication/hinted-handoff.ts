@@ -40,6 +40,8 @@ export interface HandoffOptions {
 
 export interface HandoffMetrics {
   passes: number;
+  /** Hints still held after the last pass (of the at most hintsPerPassMax it read): for a gauge. */
+  held: number;
   pushed: number;
   delivered: number;
   dropped: number;
@@ -49,7 +51,14 @@ export interface HandoffMetrics {
 export class HandoffRunner {
   private readonly periodic: Periodic;
   private readonly hintsPerPassMax: number;
-  readonly metrics: HandoffMetrics = { passes: 0, pushed: 0, delivered: 0, dropped: 0, expired: 0 };
+  readonly metrics: HandoffMetrics = {
+    passes: 0,
+    held: 0,
+    pushed: 0,
+    delivered: 0,
+    dropped: 0,
+    expired: 0,
+  };
   /** `partition/id` -> the version pushed and the primaries that synced it. */
   private acked = new Map<string, { version: string; peers: Set<string> }>();
 
@@ -91,6 +100,7 @@ export class HandoffRunner {
       if (a !== undefined) keep.set(k, a);
     }
     this.acked = keep;
+    let finished = 0;
     await Promise.all(
       [...groups].map(async ([key, { partition, id, owners, newestMs }]) => {
         const record = await replica.localRecord(partition, id);
@@ -98,6 +108,7 @@ export class HandoffRunner {
           // Reclaimed, or removed as damaged: nothing left to take home.
           this.metrics.dropped += 1;
           await replica.dropHints(partition, id, owners);
+          finished += owners.length;
           return;
         }
         if (this.options.nowMs() - newestMs > this.options.hintMaxAgeMs) {
@@ -105,6 +116,7 @@ export class HandoffRunner {
           this.acked.delete(key);
           const keep = placement.primaries(partition).includes(sender.self);
           await replica.finishHandoff(partition, id, owners, record, keep);
+          finished += owners.length;
           return;
         }
         const version = createHash("sha256").update(record).digest("hex");
@@ -131,7 +143,9 @@ export class HandoffRunner {
         this.acked.delete(key);
         this.metrics.delivered += 1;
         await replica.finishHandoff(partition, id, owners, record, primaries.includes(sender.self));
+        finished += owners.length;
       }),
     );
+    this.metrics.held = hints.length - finished;
   }
 }

@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import test from "ava";
 import { service as healthService } from "grpc-health-check";
 
+import { TestCluster } from "../replication/replication-cluster.js";
 import { call, clientsFor, failure, startSharedPeer } from "../server/peer-fixture.js";
 
 interface Sample {
@@ -127,8 +128,11 @@ test("metrics after real calls: counters and histograms by method and status, st
   t.is(value(s, "lockbox_raft_leader_changes_total"), 0);
   t.is(value(s, "lockbox_sealed"), 0);
   t.is(value(s, "lockbox_master_key_epoch"), 1);
-  // Hooks other parts fill in later exist already, at zero.
+  // Replication is not started by the peer yet: its metrics exist, at zero, until parts are attached.
   t.is(value(s, "lockbox_replication_hints_pending"), 0);
+  t.is(value(s, "lockbox_replication_in_flight_writes"), 0);
+  t.is(value(s, "lockbox_replication_writes_total"), 0);
+  t.is(value(s, "lockbox_anti_entropy_passes_total"), 0);
   t.true(value(s, "lockbox_process_resident_memory_bytes")! > 0);
 
   f.peer.seal();
@@ -158,4 +162,67 @@ test("metrics after real calls: counters and histograms by method and status, st
   t.deepEqual((await get(metricsAddress, "/nope")).status, 404);
   const post = await fetch(`http://${metricsAddress}/metrics`, { method: "POST", body: "x" });
   t.is(post.status, 405);
+});
+
+/**
+ * The peer does not start replication yet, so the replication parts here run IN-PROCESS (the real
+ * Coordinator, HandoffRunner and AntiEntropy on real LevelDB stores, an in-process link) and are
+ * attached to a real peer's metrics the way the peer will attach its own: the scrape over HTTP
+ * shows their writes, handoff copies, pending hints, deliveries and anti-entropy passes.
+ */
+test("replication metrics follow the attached parts (in-process replication cluster): writes, hints pending then delivered, anti-entropy passes", async (t) => {
+  const f = await startSharedPeer({ metricsListen: "127.0.0.1:0" });
+  t.teardown(() => f.close());
+  const metricsAddress = f.peer.metricsAddress;
+  if (metricsAddress === undefined) return t.fail("no metrics listener");
+  const scrape = async (): Promise<Sample[]> => parseExposition((await get(metricsAddress, "/metrics")).body);
+
+  const c = await TestCluster.start(t, ["a", "b", "c", "d", "e"]);
+  const k = c.newKey("vol-metrics");
+  const [p1, , p3] = c.primariesOf(k);
+  c.down.add(p3!);
+  c.cut.add(p3!);
+  await c.peer(p1!).coordinator.write(k);
+  await c.peer(p1!).coordinator.write(c.newKey("vol-metrics"));
+  const h = c.handoffsOf(k).find((x) => !c.down.has(x))!;
+  for (let i = 0; i < 100 && (await c.peer(h).replicaStore.hints(10)).length === 0; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  // The owner is still away: the pass keeps the hint.
+  await c.peer(h).handoff.runOnce();
+  await c.peer(p1!).antiEntropy.runOnce();
+  f.peer.metrics.replication.attach({
+    coordinator: c.peer(p1!).coordinator,
+    handoff: c.peer(h).handoff,
+    antiEntropy: c.peer(p1!).antiEntropy,
+  });
+
+  const s = await scrape();
+  const coordinated = c.peer(p1!).coordinator.metrics;
+  t.true(coordinated.writes >= 2);
+  t.is(value(s, "lockbox_replication_writes_total"), coordinated.writes);
+  t.is(value(s, "lockbox_replication_writes_unavailable_total"), 0);
+  t.is(value(s, "lockbox_replication_in_flight_writes"), 0, "both writes were acknowledged");
+  t.true(value(s, "lockbox_replication_handoff_copies_total")! >= 1, "the copy for the down primary");
+  t.is(value(s, "lockbox_replication_hints_pending"), c.peer(h).handoff.metrics.held);
+  t.true(value(s, "lockbox_replication_hints_pending")! >= 1, "the owner is away: its hint waits");
+  t.is(value(s, "lockbox_hinted_handoff_delivered_total"), 0);
+  t.is(value(s, "lockbox_anti_entropy_passes_total"), 1);
+  t.is(value(s, "lockbox_anti_entropy_partitions_compared_total"), c.peer(p1!).antiEntropy.metrics.compared);
+  t.true(value(s, "lockbox_anti_entropy_partitions_compared_total")! >= 1);
+
+  // The owner is back: the next pass takes the copy home, and the scrape says so.
+  c.down.delete(p3!);
+  c.cut.delete(p3!);
+  await c.peer(h).handoff.runOnce();
+  await c.peer(p1!).antiEntropy.runOnce();
+  const after = await scrape();
+  t.is(value(after, "lockbox_replication_hints_pending"), 0);
+  t.true(value(after, "lockbox_hinted_handoff_delivered_total")! >= 1);
+  t.is(value(after, "lockbox_hinted_handoff_passes_total"), 2);
+  t.is(value(after, "lockbox_anti_entropy_passes_total"), 2);
+  // Counters never go back, even when the parts are attached anew (a restarted replication).
+  f.peer.metrics.replication.attach({});
+  const detached = await scrape();
+  t.is(value(detached, "lockbox_anti_entropy_passes_total"), 2);
+  t.is(value(detached, "lockbox_replication_hints_pending"), 0);
 });

@@ -12,7 +12,7 @@
 import { resolve } from "node:path";
 import { terminalSafe } from "../../audit/audit-text.js";
 import type { AuditEvent } from "../../client/index.js";
-import { defineCommand, type LeafDefinition } from "../cli-definition.js";
+import { defineCommand, dirOption, type LeafDefinition } from "../cli-definition.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 import {
   UsageError,
@@ -91,7 +91,7 @@ const verify: LeafDefinition = {
   description:
     "Reads DIR (the directory `lockbox init` made) with the peer stopped and names the first record\n" +
     "that was edited or removed. Exit 0 when intact, 1 when damaged.",
-  options: [{ flags: "--dir <DIR>", description: "the peer's directory [$LOCKBOX_DIR]" }],
+  options: [dirOption("the peer's directory")],
   output: true,
   async run(args) {
     const dir = resolve(dirFlag(args));

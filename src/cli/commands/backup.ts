@@ -4,37 +4,28 @@
  * one process at a time open a store. The backup holds keys only wrapped; without the master key
  * it restores nothing, and it does not contain the master key: keep both (README).
  */
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { resolveConfigPath } from "../../config/master-key-sealing-config.js";
 import { CONFIG_FILE_NAME, loadPeerConfig, resolvePeerPath } from "../../config/peer-config.js";
 import { isLockboxError, LockboxError } from "../../errors.js";
 import { LOCKBOX_VERSION } from "../../peer/version.js";
 import { openPeerStore } from "../../store/peer-store.js";
-import {
-  boolFlag,
-  dirFlag,
-  parseCommandArgs,
-  printJson,
-  requiredFlag,
-  runGuarded,
-} from "../client-options.js";
-import type { CliCommand } from "../command.js";
+import { dirFlag, requiredFlag } from "../client-options.js";
+import { defineCommand, dirOption } from "../cli-definition.js";
+import { emitRecord } from "../output.js";
 import { EXIT_OK } from "../command.js";
 
-const USAGE = [
-  "usage: lockbox backup --dir DIR --out FILE [--json]",
-  "",
+const DESCRIPTION = [
   "Writes a consistent backup of the stopped peer of DIR: every entry of its store (keys only",
   "wrapped under the master key; the audit log; raft state) and its config.json, checked by SHA-256.",
   "It does NOT contain the master key, the CA key or the peer's key: keep them apart, and with it.",
+  "For a peer of a cluster it also writes FILE.control: a raft snapshot of the control state as of",
+  "its last committed entry (members, policies, ring, CMK epochs, project KEKs and the CA key, all",
+  "only wrapped under the master key), which `lockbox restore --shares ... --single-voter` founds a",
+  "cluster again from. Keep FILE and FILE.control together.",
   "Restore with `lockbox restore`. Stop the peer first (`lockbox dev-cluster stop`, or its service).",
-  "",
-  "options:",
-  "  --dir DIR    the peer's init directory (required)  [$LOCKBOX_DIR]",
-  "  --out FILE   the backup file to create (0600; an existing file is never overwritten)",
-  "  --json       print the result as one JSON line",
-  "  -h, --help   show this help",
 ].join("\n");
 
 /** The master key's file: sealed to the TPM (masterKeySealing), else the development file. */
@@ -43,73 +34,85 @@ const masterKeyFile = (dir: string, config: Awaited<ReturnType<typeof loadPeerCo
     ? resolveConfigPath(dir, config.masterKeySealing.sealedFile)
     : resolvePeerPath(dir, config, "masterKey");
 
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "backup",
   summary: "back up a stopped peer's store and config",
-  run(argv) {
-    return runGuarded("lockbox backup", USAGE, async () => {
-      const args = parseCommandArgs(
-        argv,
+  description: DESCRIPTION,
+  options: [
+    dirOption("the peer's init directory"),
+    {
+      flags: "--out <FILE>",
+      description: "the backup file to create (0600; an existing file is never overwritten)",
+      required: true,
+    },
+  ],
+  output: true,
+  async run(args) {
+    const dir = resolve(dirFlag(args));
+    const out = resolve(requiredFlag(args, "out"));
+    const config = await loadPeerConfig(dir);
+    const rawConfig = JSON.parse(await readFile(join(dir, CONFIG_FILE_NAME), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    const { writeStoreBackup } = await import("../../backup/store-backup.js");
+    const { writeControlSnapshot } = await import("../../backup/control-backup.js");
+    const store = await openPeerStore(resolvePeerPath(dir, config, "data")).catch((err: unknown) => {
+      throw isLockboxError(err, "UNAVAILABLE")
+        ? new LockboxError(
+            // Not retryable: the operator must stop the peer first (exit class "other", not "unavailable").
+            "FAILED_PRECONDITION",
+            `the store of ${dir} is in use: stop its peer first (a backup reads the store offline)`,
+            undefined,
+            { cause: err },
+          )
+        : err;
+    });
+    let summary;
+    let control;
+    try {
+      if (existsSync(out))
+        throw new LockboxError("ALREADY_EXISTS", `${out} exists; refusing to overwrite it`);
+      // The control state first, from the same stopped store: both describe one instant.
+      control = await writeControlSnapshot(store, out);
+      summary = await writeStoreBackup(
+        store,
         {
-          dir: { type: "string" },
-          out: { type: "string" },
-          json: { type: "boolean" },
-          help: { type: "boolean", short: "h" },
+          ...(control !== undefined
+            ? { controlSnapshot: { file: basename(control.file), sha256: control.sha256 } }
+            : {}),
+          peerId: config.peerId,
+          clusterId: config.clusterId,
+          createdAt: new Date().toISOString(),
+          lockboxVersion: LOCKBOX_VERSION,
+          config: rawConfig,
         },
-        0,
-      );
-      if (boolFlag(args, "help")) {
-        process.stdout.write(USAGE + "\n");
-        return EXIT_OK;
-      }
-      const dir = resolve(dirFlag(args));
-      const out = resolve(requiredFlag(args, "out"));
-      const config = await loadPeerConfig(dir);
-      const rawConfig = JSON.parse(await readFile(join(dir, CONFIG_FILE_NAME), "utf8")) as Record<
-        string,
-        unknown
-      >;
-      const { writeStoreBackup } = await import("../../backup/store-backup.js");
-      const store = await openPeerStore(resolvePeerPath(dir, config, "data")).catch((err: unknown) => {
-        throw isLockboxError(err, "UNAVAILABLE")
-          ? new LockboxError(
-              // Not retryable: the operator must stop the peer first (exit class "other", not "unavailable").
-              "FAILED_PRECONDITION",
-              `the store of ${dir} is in use: stop its peer first (a backup reads the store offline)`,
-              undefined,
-              { cause: err },
-            )
+        out,
+      ).catch((err: unknown) => {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw code === "EEXIST"
+          ? new LockboxError("ALREADY_EXISTS", `${out} exists; refusing to overwrite it`)
           : err;
       });
-      let summary;
-      try {
-        summary = await writeStoreBackup(
-          store,
-          {
-            peerId: config.peerId,
-            clusterId: config.clusterId,
-            createdAt: new Date().toISOString(),
-            lockboxVersion: LOCKBOX_VERSION,
-            config: rawConfig,
-          },
-          out,
-        ).catch((err: unknown) => {
-          const code = (err as NodeJS.ErrnoException).code;
-          throw code === "EEXIST"
-            ? new LockboxError("ALREADY_EXISTS", `${out} exists; refusing to overwrite it`)
-            : err;
-        });
-      } finally {
-        await store.close();
-      }
-      const result = { file: out, peerId: config.peerId, clusterId: config.clusterId, ...summary };
-      if (boolFlag(args, "json")) printJson(result);
-      else
-        process.stdout.write(
-          `backup of peer ${config.peerId} written to ${out}: ${summary.entries} entries, ${summary.bytes} bytes, sha256 ${summary.sha256}\n` +
-            `keep it together with the master key (${masterKeyFile(dir, config)}), which it does not contain\n`,
-        );
-      return EXIT_OK;
-    });
+    } finally {
+      await store.close();
+    }
+    const result = {
+      file: out,
+      peerId: config.peerId,
+      clusterId: config.clusterId,
+      ...summary,
+      ...(control !== undefined ? { controlSnapshot: control } : {}),
+    };
+    emitRecord(
+      result,
+      () =>
+        `backup of peer ${config.peerId} written to ${out}: ${summary.entries} entries, ${summary.bytes} bytes, sha256 ${summary.sha256}\n` +
+        (control !== undefined
+          ? `control state (raft index ${control.index}, ${control.members} members) written to ${control.file}\n`
+          : "") +
+        `keep it together with the master key (${masterKeyFile(dir, config)}) or the recovery shares, which it does not contain\n`,
+    );
+    return EXIT_OK;
   },
-};
+});

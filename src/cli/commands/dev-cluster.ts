@@ -31,19 +31,15 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 
-import type { CliCommand } from "../command.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../command.js";
+import { defineCommand, dirOption, type LeafDefinition, type OptionDefinition } from "../cli-definition.js";
+import { EXIT_FAILURE, EXIT_OK } from "../command.js";
+import { emitRecord, structuredOutput } from "../output.js";
 import {
   dirFlag,
   requiredFlag,
   DEV_CLUSTER_STATE_FILE,
-  boolFlag,
   clientFrom,
-  parseCommandArgs,
-  printJson,
-  runGuarded,
   UsageError,
-  type OptionSpec,
   type ParsedArgs,
 } from "../client-options.js";
 import { describeHostPort, isHostPort } from "../../net/host-port.js";
@@ -79,71 +75,47 @@ const POLICY_PCRS = [0, 1, 2, 3, 7];
 const ADMIN_NAME = "dev-admin";
 const LAYOUT_FILE = "layout.json";
 
-const SUBCOMMANDS: Record<string, { synopsis: string; summary: string }> = {
-  start: { synopsis: "--dir DIR [--json]", summary: "create (first time) and start a local 3-peer cluster" },
-  stop: { synopsis: "--dir DIR [--json]", summary: "stop exactly the processes `start` started" },
-  status: { synopsis: "--dir DIR [--json]", summary: "each peer: process, raft role, member state" },
-  "peer-config": {
-    synopsis: "--dir DIR --peer-id ID --listen HOST:PORT --tpm SPEC",
-    summary: "write DIR/ID/config.json for a peer `lockbox join` put in DIR/ID (the README's 4th peer)",
-  },
-};
+const dirDef = dirOption("where the cluster lives (swtpm states, peer directories, logs, pid files)");
 
-function topUsage(): string {
-  return [
-    "usage: lockbox dev-cluster <start|stop|status> --dir DIR [--json]",
-    "",
-    "A local development cluster: 3 peers on 127.0.0.1, each with its own swtpm, joined by TPM",
-    "attestation. The swtpms and their manufacturer CA are simulated: NOT FOR PRODUCTION.",
-    "",
-    ...Object.entries(SUBCOMMANDS).map(([n, s]) => `  ${n.padEnd(6)}  ${s.summary}`),
-    "",
-    "options:",
-    "  --dir DIR   where the cluster lives (swtpm states, peer directories, logs, pid files)",
-    "  --json      print the result as one JSON line (progress goes to stderr)",
-  ].join("\n");
-}
+/** Under --json (or --field) the result is data; progress lines then go to stderr. */
+const leaf = (
+  name: string,
+  summary: string,
+  body: (dir: string, json: boolean, args: ParsedArgs) => Promise<number>,
+  options: readonly OptionDefinition[] = [],
+): LeafDefinition => ({
+  name,
+  summary,
+  options: [dirDef, ...options],
+  output: true,
+  run: (args) => body(resolve(dirFlag(args)), structuredOutput(), args),
+});
 
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "dev-cluster",
-  summary: "start or stop a local development cluster of 3 attested peers",
-  async run(argv) {
-    const [name, ...rest] = argv;
-    if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-      process.stdout.write(topUsage() + "\n");
-      return name === undefined ? EXIT_USAGE : EXIT_OK;
-    }
-    if (!Object.hasOwn(SUBCOMMANDS, name)) {
-      process.stderr.write(`lockbox dev-cluster: unknown subcommand '${name}'\n\n${topUsage()}\n`);
-      return EXIT_USAGE;
-    }
-    const usage = `usage: lockbox dev-cluster ${name} ${SUBCOMMANDS[name]!.synopsis}\n\n${SUBCOMMANDS[name]!.summary}`;
-    return runGuarded(`lockbox dev-cluster ${name}`, usage, async () => {
-      const options: OptionSpec = {
-        dir: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      };
-      if (name === "peer-config")
-        Object.assign(options, {
-          "peer-id": { type: "string" },
-          listen: { type: "string" },
-          tpm: { type: "string" },
-        });
-      const args = parseCommandArgs(rest, options, 0);
-      if (boolFlag(args, "help")) {
-        process.stdout.write(usage + "\n");
-        return EXIT_OK;
-      }
-      const dir = resolve(dirFlag(args));
-      const json = boolFlag(args, "json");
-      if (name === "start") return start(dir, json);
-      if (name === "stop") return stop(dir, json);
-      if (name === "peer-config") return peerConfig(dir, args);
-      return status(dir, json);
-    });
-  },
-};
+  summary: "start, stop or show a local 3-peer attested development cluster",
+  description:
+    "A local development cluster: 3 peers on 127.0.0.1, each with its own swtpm, joined by TPM\n" +
+    "attestation. The swtpms and their manufacturer CA are simulated: NOT FOR PRODUCTION.",
+  subcommands: [
+    leaf("start", "create (first time) and start a local 3-peer cluster", (dir, json) => start(dir, json)),
+    leaf("stop", "stop exactly the processes `start` started", (dir, json) => stop(dir, json)),
+    leaf("status", "each peer: process, raft role, member state", (dir, json) => status(dir, json)),
+    leaf(
+      "peer-config",
+      "write DIR/ID/config.json for a peer `lockbox join` put in DIR/ID (the README's 4th peer)",
+      (dir, _json, args) => peerConfig(dir, args),
+      [
+        { flags: "--peer-id <ID>", description: "the joined peer's id", required: true },
+        { flags: "--listen <HOST:PORT>", description: "where it will serve", required: true },
+        { flags: "--tpm <SPEC>", description: "its swtpm: swtpm:HOST:PORT", required: true },
+      ],
+    ),
+  ],
+});
+
+/** A result as data: one JSON line under --json, one field under --field. */
+const printJson = (record: object): void => emitRecord(record, () => "");
 
 /** Chosen once, at the first start: ids, addresses and swtpm ports stay the same across restarts. */
 interface Layout {

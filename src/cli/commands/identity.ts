@@ -20,91 +20,88 @@ import {
 import { assertValidIdentityName, assertValidProjectName } from "../../pki/identity-names.js";
 import { writeCertificateFile, writePrivateKeyFile } from "../../pki/pem-files.js";
 import { x509 } from "../../pki/x509.js";
+import { defineCommand, type LeafDefinition } from "../cli-definition.js";
 import {
-  CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   dirFlag,
   UsageError,
   boolFlag,
   clientFrom,
   connectionSettings,
   intFlag,
-  parseCommandArgs,
-  printJson,
   requiredFlag,
-  runGuarded,
   stringFlag,
+  type ParsedArgs,
 } from "../client-options.js";
-import type { CliCommand } from "../command.js";
-import { EXIT_OK, EXIT_USAGE } from "../command.js";
+import { EXIT_OK } from "../command.js";
+import { emitRecord, emitResult, formatTable } from "../output.js";
 
-const USAGE = [
-  "usage: lockbox identity issue --name NAME --role service|admin [--project P ...] [--out OUTDIR]",
-  "                              [--days N] [connection | --offline --dir DIR] [--json]",
-  "       lockbox identity list [connection] [--json]",
-  "       lockbox identity revoke --name NAME [--reason TEXT] [connection] [--json]",
-  "",
-  "issue: a peer issues a client certificate from the cluster CA and records the identity in the",
-  "control state (it works on every peer); writes OUTDIR/NAME.crt and OUTDIR/NAME.key (mode 0600).",
-  "A service identity may use the keys of its projects (at least one --project); an admin may use",
-  "every project and the AdminService. With --offline, signs with DIR's ca.key and records nothing.",
-  "list: every identity, its role, projects, certificate serials, and whether it is revoked.",
-  "revoke: revokes every certificate of the identity; every peer refuses them once it commits.",
-  "",
-  "options:",
-  "  --offline            sign locally with DIR's ca.key (not recorded, not revocable by name)",
-  "  --dir DIR            an init directory: CA, admin identity and address (or ca.key with --offline)  [$LOCKBOX_DIR]",
-  "  --name NAME          the identity: 1..128 of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit",
-  "  --role ROLE          service or admin (required)",
-  "  --project P          a project the identity may use (repeatable; required for service)",
-  "  --out OUTDIR         where to write NAME.crt and NAME.key (default DIR, else the current directory)",
-  "  --reason TEXT        (revoke) recorded with the revocation",
-  `  --days N             validity in days (default ${CLIENT_VALIDITY_DAYS_DEFAULT}, at most ${CLIENT_VALIDITY_DAYS_MAX})`,
-  "  --json               print the result as one JSON line",
-  "  -h, --help           show this help",
-  "",
-  CONNECTION_HELP,
-].join("\n");
-
-export const command: CliCommand = {
-  name: "identity",
-  summary: "issue client certificates for service identities",
-  run(argv) {
-    const [sub, ...rest] = argv;
-    if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
-      process.stdout.write(USAGE + "\n");
-      return Promise.resolve(sub === undefined ? EXIT_USAGE : EXIT_OK);
-    }
-    if (sub === "list") return runGuarded("lockbox identity list", USAGE, () => list(rest));
-    if (sub === "revoke") return runGuarded("lockbox identity revoke", USAGE, () => revoke(rest));
-    if (sub !== "issue") {
-      process.stderr.write(`lockbox identity: unknown subcommand '${sub}'\n\n${USAGE}\n`);
-      return Promise.resolve(EXIT_USAGE);
-    }
-    return runGuarded("lockbox identity issue", USAGE, () => issue(rest));
-  },
+const issueLeaf: LeafDefinition = {
+  name: "issue",
+  summary: "issue a client certificate and record the identity cluster-wide",
+  description:
+    "A peer issues a client certificate from the cluster CA and records the identity in the control\n" +
+    "state (it works on every peer); writes OUTDIR/NAME.crt and OUTDIR/NAME.key (mode 0600).\n" +
+    "A service identity may use the keys of its projects (at least one --project); an admin may use\n" +
+    "every project and the AdminService. With --offline, signs with DIR's ca.key and records nothing.",
+  options: [
+    {
+      flags: "--name <NAME>",
+      description: "the identity: 1..128 of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit",
+      required: true,
+    },
+    { flags: "--role <ROLE>", description: "what it may do", required: true, choices: ["service", "admin"] },
+    {
+      flags: "--project <P>",
+      description: "a project the identity may use (repeatable; required for service)",
+      repeatable: true,
+    },
+    {
+      flags: "--out <OUTDIR>",
+      description: "where to write NAME.crt and NAME.key (default DIR, else the current directory)",
+    },
+    {
+      flags: "--days <N>",
+      description: `validity in days (at most ${CLIENT_VALIDITY_DAYS_MAX})`,
+      default: String(CLIENT_VALIDITY_DAYS_DEFAULT),
+    },
+    {
+      flags: "--offline",
+      description: "sign locally with --dir's ca.key (not recorded, not revocable by name)",
+    },
+  ],
+  connection: true,
+  output: true,
+  run: issue,
 };
 
-async function issue(argv: string[]): Promise<number> {
-  const args = parseCommandArgs(
-    argv,
+export const command = defineCommand({
+  name: "identity",
+  summary: "issue, list and revoke client identities (cluster-wide)",
+  subcommands: [
+    issueLeaf,
     {
-      ...CONNECTION_OPTIONS,
-      offline: { type: "boolean" },
-      name: { type: "string" },
-      role: { type: "string" },
-      project: { type: "string", multiple: true },
-      out: { type: "string" },
-      days: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
+      name: "list",
+      summary: "every identity: its role, projects, certificate serials, and whether it is revoked",
+      options: [],
+      connection: true,
+      output: true,
+      run: list,
     },
-    0,
-  );
-  if (boolFlag(args, "help")) {
-    process.stdout.write(USAGE + "\n");
-    return EXIT_OK;
-  }
+    {
+      name: "revoke",
+      summary: "revoke every certificate of an identity; every peer refuses them once it commits",
+      options: [
+        { flags: "--name <NAME>", description: "the identity to revoke", required: true },
+        { flags: "--reason <TEXT>", description: "recorded with the revocation" },
+      ],
+      connection: true,
+      output: true,
+      run: revoke,
+    },
+  ],
+});
+
+async function issue(args: ParsedArgs): Promise<number> {
   const offline = boolFlag(args, "offline");
   const dirGiven = stringFlag(args, "dir") ?? (process.env.LOCKBOX_DIR || undefined);
   const dir = offline ? resolve(dirFlag(args)) : dirGiven === undefined ? undefined : resolve(dirGiven);
@@ -177,77 +174,54 @@ async function issue(argv: string[]): Promise<number> {
   await writePrivateKeyFile(keyPath, issued.privateKeyPem);
   const cert = new x509.X509Certificate(issued.certificatePem);
   const notAfter = cert.notAfter;
-  if (boolFlag(args, "json")) {
-    printJson({
-      identity: name,
-      role,
-      projects,
-      certificate: certificatePath,
-      key: keyPath,
-      ca: caPath,
-      serial: cert.serialNumber.toUpperCase(),
-      recorded: !offline,
-      notAfter: notAfter.toISOString(),
-    });
-  } else {
-    process.stdout.write(
-      [
-        `issued ${role} identity '${name}'${projects.length > 0 ? ` for projects ${projects.join(", ")}` : ""}, valid until ${notAfter.toISOString()}`,
-        `  certificate ${certificatePath}`,
-        `  key         ${keyPath} (0600)`,
-        `  use with --ca ${caPath} --cert ${certificatePath} --key ${keyPath}`,
-        "",
-      ].join("\n"),
-    );
-  }
+  const result = {
+    identity: name,
+    role,
+    projects,
+    certificate: certificatePath,
+    key: keyPath,
+    ca: caPath,
+    serial: cert.serialNumber.toUpperCase(),
+    recorded: !offline,
+    notAfter: notAfter.toISOString(),
+  };
+  emitRecord(result, () =>
+    [
+      `issued ${role} identity '${name}'${projects.length > 0 ? ` for projects ${projects.join(", ")}` : ""}, valid until ${notAfter.toISOString()}`,
+      `  certificate ${certificatePath}`,
+      `  key         ${keyPath} (0600)`,
+      `  use with --ca ${caPath} --cert ${certificatePath} --key ${keyPath}`,
+      "",
+    ].join("\n"),
+  );
   return EXIT_OK;
 }
 
-async function list(argv: string[]): Promise<number> {
-  const args = parseCommandArgs(
-    argv,
-    { ...CONNECTION_OPTIONS, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    0,
-  );
-  if (boolFlag(args, "help")) {
-    process.stdout.write(USAGE + "\n");
-    return EXIT_OK;
-  }
+async function list(args: ParsedArgs): Promise<number> {
   const client = await clientFrom(connectionSettings(args));
   try {
     const res = await client.adminCall<{
       identities: { name: string; role: string; projects: string[]; serials: string[]; revoked: boolean }[];
     }>("ListIdentities", {});
-    if (boolFlag(args, "json")) printJson(res.identities);
-    else {
-      for (const i of res.identities) {
-        process.stdout.write(
-          `${i.name.padEnd(24)} ${i.role.padEnd(8)} ${i.revoked ? "REVOKED " : "        "}projects: ${i.projects.join(",") || "-"}  serials: ${i.serials.join(",")}\n`,
-        );
-      }
-    }
+    emitResult(res.identities, () =>
+      formatTable(
+        ["NAME", "ROLE", "REVOKED", "PROJECTS", "SERIALS"],
+        res.identities.map((i) => [
+          i.name,
+          i.role,
+          i.revoked ? "yes" : "no",
+          i.projects.join(",") || "-",
+          i.serials.join(","),
+        ]),
+      ),
+    );
     return EXIT_OK;
   } finally {
     client.close();
   }
 }
 
-async function revoke(argv: string[]): Promise<number> {
-  const args = parseCommandArgs(
-    argv,
-    {
-      ...CONNECTION_OPTIONS,
-      name: { type: "string" },
-      reason: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-    0,
-  );
-  if (boolFlag(args, "help")) {
-    process.stdout.write(USAGE + "\n");
-    return EXIT_OK;
-  }
+async function revoke(args: ParsedArgs): Promise<number> {
   const name = requiredFlag(args, "name");
   const client = await clientFrom(connectionSettings(args));
   try {
@@ -255,11 +229,10 @@ async function revoke(argv: string[]): Promise<number> {
       name,
       reason: stringFlag(args, "reason") ?? "",
     });
-    if (boolFlag(args, "json")) printJson({ identity: name, revokedSerials: res.revoked_serials });
-    else
-      process.stdout.write(
-        `revoked identity '${name}' (certificates ${res.revoked_serials.join(", ") || "none"})\n`,
-      );
+    emitRecord(
+      { identity: name, revokedSerials: res.revoked_serials },
+      () => `revoked identity '${name}' (certificates ${res.revoked_serials.join(", ") || "none"})\n`,
+    );
     return EXIT_OK;
   } finally {
     client.close();

@@ -54,19 +54,10 @@ import { describeHostPort, parseHostPort } from "../../net/host-port.js";
 import { writeCertificateFile, writeNewFile, writePrivateKeyFile } from "../../pki/pem-files.js";
 import { bootstrapPeerRaft } from "../../raft/peer-raft.js";
 import { openPeerStore } from "../../store/peer-store.js";
-import {
-  dirFlag,
-  type ParsedArgs,
-  UsageError,
-  boolFlag,
-  intFlag,
-  parseCommandArgs,
-  printJson,
-  runGuarded,
-  stringFlag,
-} from "../client-options.js";
-import type { CliCommand } from "../command.js";
+import { dirFlag, type ParsedArgs, UsageError, intFlag, stringFlag } from "../client-options.js";
+import { defineCommand, dirOption } from "../cli-definition.js";
 import { EXIT_OK } from "../command.js";
+import { emitRecord } from "../output.js";
 
 export const ADMIN_IDENTITY = "admin";
 export const ADMIN_CERTIFICATE_FILE = "admin.crt";
@@ -76,10 +67,7 @@ const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "[::]"]);
 /** The admin identity's certificate lasts as long as the CA (10 years); re-issue with `identity issue`. */
 const ADMIN_VALIDITY_DAYS = 3650;
 
-const USAGE = [
-  "usage: lockbox init --dir DIR [--tpm SPEC [--pcrs LIST] --shares N --threshold K --shares-dir DIR2]",
-  "                    [--peer-id ID] [--listen HOST:PORT] [--host-name NAME ...] [--json]",
-  "",
+const DESCRIPTION = [
   "Creates a lockbox cluster of one peer in DIR (created if missing; must not hold a cluster):",
   "  config.json          peer id, cluster id, listen address, partition power, cluster salt, TPM",
   "  ca.crt, ca.key       the cluster CA (ca.key is 0600; keep it offline in production)",
@@ -90,96 +78,83 @@ const USAGE = [
   "  data/                the peer's LevelDB store, with a raft group of this one peer",
   "and in DIR2, with --shares: one recovery share file per custodian (0600), any K of which rebuild",
   "the master key with `lockbox recover` when no TPM can unseal it. They are written once, here.",
-  "",
-  "options:",
-  `  --tpm SPEC           this peer's TPM: ${TPM_ADDRESS_RULE} (e.g. device:/dev/tpmrm0)`,
-  `  --pcrs LIST          SHA-256 PCRs the master key is sealed to (default ${DEFAULT_SEAL_PCRS.join(",")})`,
-  `  --shares N           recovery shares to write (2..${SHARE_INDEX_MAX}; requires --tpm)`,
-  "  --threshold K        shares needed to recover (2..N)",
-  "  --shares-dir DIR2    where the share files go (created 0700 if missing)",
-  `  --dir DIR            where to create the cluster (required)  [$LOCKBOX_DIR]`,
-  `  --peer-id ID         this peer's id (default ${PEER_ID_DEFAULT})`,
-  `  --listen HOST:PORT   the address \`lockbox serve\` listens on (default ${LISTEN_DEFAULT})`,
-  "  --host-name NAME     an extra DNS name or IP for the peer certificate (repeatable)",
-  "  --json               print the result as one JSON line",
-  "  -h, --help           show this help",
 ].join("\n");
 
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "init",
   summary: "create a cluster: CA, peer and admin identities, master key",
-  run(argv) {
-    return runGuarded("lockbox init", USAGE, async () => {
-      const args = parseCommandArgs(
-        argv,
-        {
-          dir: { type: "string" },
-          "peer-id": { type: "string" },
-          listen: { type: "string" },
-          "host-name": { type: "string", multiple: true },
-          tpm: { type: "string" },
-          pcrs: { type: "string" },
-          shares: { type: "string" },
-          threshold: { type: "string" },
-          "shares-dir": { type: "string" },
-          json: { type: "boolean" },
-          help: { type: "boolean", short: "h" },
-        },
-        0,
+  description: DESCRIPTION,
+  options: [
+    dirOption("where to create the cluster"),
+    { flags: "--tpm <SPEC>", description: `this peer's TPM: ${TPM_ADDRESS_RULE} (e.g. device:/dev/tpmrm0)` },
+    {
+      flags: "--pcrs <LIST>",
+      description: `SHA-256 PCRs the master key is sealed to (default ${DEFAULT_SEAL_PCRS.join(",")}; needs --tpm)`,
+    },
+    {
+      flags: "--shares <N>",
+      description: `recovery shares to write (2..${SHARE_INDEX_MAX}; needs --tpm, --threshold, --shares-dir)`,
+    },
+    { flags: "--threshold <K>", description: "shares needed to recover (2..N)" },
+    { flags: "--shares-dir <DIR2>", description: "where the share files go (created 0700 if missing)" },
+    { flags: "--peer-id <ID>", description: "this peer's id", default: PEER_ID_DEFAULT },
+    {
+      flags: "--listen <HOST:PORT>",
+      description: "the address `lockbox serve` listens on",
+      default: LISTEN_DEFAULT,
+    },
+    {
+      flags: "--host-name <NAME>",
+      description: "an extra DNS name or IP for the peer certificate (repeatable)",
+      repeatable: true,
+    },
+  ],
+  output: true,
+  async run(args) {
+    const dir = resolve(dirFlag(args));
+    const peerId = stringFlag(args, "peer-id") ?? PEER_ID_DEFAULT;
+    if (!isNodeId(peerId)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
+    const listen = stringFlag(args, "listen") ?? LISTEN_DEFAULT;
+    if (parseHostPort(listen, { portZero: true }) === undefined) {
+      throw new UsageError(
+        `--listen must be ${describeHostPort({ portZero: true })}, got '${listen}'`,
+        "--listen",
       );
-      if (boolFlag(args, "help")) {
-        process.stdout.write(USAGE + "\n");
-        return EXIT_OK;
-      }
-      const dir = resolve(dirFlag(args));
-      const peerId = stringFlag(args, "peer-id") ?? PEER_ID_DEFAULT;
-      if (!isNodeId(peerId)) throw new UsageError(`--peer-id must be ${NODE_ID_RULE}`, "--peer-id");
-      const listen = stringFlag(args, "listen") ?? LISTEN_DEFAULT;
-      if (parseHostPort(listen, { portZero: true }) === undefined) {
-        throw new UsageError(
-          `--listen must be ${describeHostPort({ portZero: true })}, got '${listen}'`,
-          "--listen",
-        );
-      }
-      const hostNames = (args.values["host-name"] as string[] | undefined) ?? [];
-      for (const h of hostNames) {
-        if (!/^[A-Za-z0-9.:-]{1,253}$/.test(h))
-          throw new UsageError(`--host-name '${h}' is not a host name or IP`, "--host-name");
-      }
-      const sealing = sealingArgs(args);
-      const result = await initCluster({ dir, peerId, listen, hostNames, ...sealing });
-      if (boolFlag(args, "json")) {
-        printJson({ event: "initialized", ...result });
-      } else {
-        process.stdout.write(
-          [
-            `initialized lockbox cluster ${result.clusterId} in ${dir}`,
-            `  peer ${result.peerId}, listening on ${result.listen} once served`,
-            ...Object.values(result.files)
-              .flat()
-              .map((f) => `  wrote ${f}`),
-            `next: lockbox serve --dir ${dir}`,
-            "",
-          ].join("\n"),
-        );
-      }
-      if (result.files.masterKey !== undefined) {
-        process.stderr.write(
-          `WARNING: ${DEVELOPMENT_PROTECTOR_WARNING}: the master key is in ${result.files.masterKey}\n`,
-        );
-      } else if (result.files.recoveryShares === undefined) {
-        process.stderr.write(
-          "WARNING: no recovery shares were written (--shares): if this TPM is lost or cleared, so is every key\n",
-        );
-      } else {
-        process.stderr.write(
-          `give each of the ${result.files.recoveryShares.length} recovery share files to its own custodian, then delete it here; any ${sealing.shares?.threshold} of them rebuild the master key\n`,
-        );
-      }
-      return EXIT_OK;
-    });
+    }
+    const hostNames = (args.values["host-name"] as string[] | undefined) ?? [];
+    for (const h of hostNames) {
+      if (!/^[A-Za-z0-9.:-]{1,253}$/.test(h))
+        throw new UsageError(`--host-name '${h}' is not a host name or IP`, "--host-name");
+    }
+    const sealing = sealingArgs(args);
+    const result = await initCluster({ dir, peerId, listen, hostNames, ...sealing });
+    emitRecord({ event: "initialized", ...result }, () =>
+      [
+        `initialized lockbox cluster ${result.clusterId} in ${dir}`,
+        `  peer ${result.peerId}, listening on ${result.listen} once served`,
+        ...Object.values(result.files)
+          .flat()
+          .map((f) => `  wrote ${f}`),
+        `next: lockbox serve --dir ${dir}`,
+        "",
+      ].join("\n"),
+    );
+    if (result.files.masterKey !== undefined) {
+      process.stderr.write(
+        `WARNING: ${DEVELOPMENT_PROTECTOR_WARNING}: the master key is in ${result.files.masterKey}\n`,
+      );
+    } else if (result.files.recoveryShares === undefined) {
+      process.stderr.write(
+        "WARNING: no recovery shares were written (--shares): if this TPM is lost or cleared, so is every key\n",
+      );
+    } else {
+      process.stderr.write(
+        `give each of the ${result.files.recoveryShares.length} recovery share files to its own custodian, then delete it here; any ${sealing.shares?.threshold} of them rebuild the master key\n`,
+      );
+    }
+    return EXIT_OK;
   },
-};
+});
 
 export interface InitResult {
   dir: string;

@@ -19,16 +19,15 @@
 import { generateKeyPairSync } from "node:crypto";
 import { access, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { CliCommand } from "../command.js";
+import { defineCommand, type OptionDefinition } from "../cli-definition.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
+import { emitRecord } from "../output.js";
 import {
   type ParsedArgs,
   UsageError,
   boolFlag,
-  parseCommandArgs,
   printJson,
   requiredFlag,
-  runGuarded,
   stringFlag,
 } from "../client-options.js";
 import { isHostPort, describeHostPort } from "../../net/host-port.js";
@@ -48,33 +47,28 @@ import {
 import { JoinRefusedError, joinCluster, selection } from "../../attestation/joiner.js";
 import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
 
-const USAGE = [
-  "usage: lockbox join --member HOST:PORT (--ca-fingerprint HEX | --token TOKEN) --peer-id ID --dir DIR [--tpm SPEC] [--json]",
-  "",
-  "Joins this machine to a lockbox cluster by TPM attestation. The peer must have been enrolled",
-  "(`lockbox peer enroll`), which printed the CA fingerprint and, optionally, a one-time join token.",
-  "",
-  "options:",
-  "  --member HOST:PORT     a member of the cluster to attest to",
-  "  --ca-fingerprint HEX   SHA-256 of the cluster CA certificate (as `lockbox init` printed it)",
-  "  --token TOKEN          the one-time join token `lockbox peer enroll` printed (names the CA too)",
-  "  --peer-id ID           the peer id this machine was enrolled as",
-  "  --dir DIR              where to write the certificate, key and sealed master key (new or empty)",
-  `  --tpm SPEC             ${TPM_ADDRESS_RULE}   [$LOCKBOX_TPM, default device:/dev/tpmrm0]`,
-  "  --json                 print one JSON line (the refusal, when refused)",
-  "  -h, --help             show this help",
-].join("\n");
-
-const OPTIONS = {
-  member: { type: "string" },
-  "ca-fingerprint": { type: "string" },
-  token: { type: "string" },
-  "peer-id": { type: "string" },
-  dir: { type: "string" },
-  tpm: { type: "string" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
+const OPTIONS: readonly OptionDefinition[] = [
+  { flags: "--member <HOST:PORT>", description: "a member of the cluster to attest to", required: true },
+  {
+    flags: "--ca-fingerprint <HEX>",
+    description: "SHA-256 of the cluster CA certificate (as `lockbox peer enroll` printed it)",
+  },
+  {
+    flags: "--token <TOKEN>",
+    description:
+      "the one-time join token `lockbox peer enroll` printed (names the CA too) [$LOCKBOX_JOIN_TOKEN]",
+  },
+  { flags: "--peer-id <ID>", description: "the peer id this machine was enrolled as", required: true },
+  {
+    flags: "--dir <DIR>",
+    description: "where to write the certificate, key and sealed master key (new or empty)",
+    required: true,
+  },
+  {
+    flags: "--tpm <SPEC>",
+    description: `${TPM_ADDRESS_RULE} [$LOCKBOX_TPM, default device:/dev/tpmrm0]`,
+  },
+];
 
 export const FILES = {
   ca: "ca.crt",
@@ -84,19 +78,16 @@ export const FILES = {
   summary: "join.json",
 } as const;
 
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "join",
   summary: "join this machine to a cluster by TPM attestation",
-  run: (argv) =>
-    runGuarded("lockbox join", USAGE, async () => {
-      const args = parseCommandArgs(argv, OPTIONS, 0);
-      if (boolFlag(args, "help")) {
-        process.stdout.write(USAGE + "\n");
-        return EXIT_OK;
-      }
-      return runJoin(args);
-    }),
-};
+  description:
+    "The peer must have been enrolled (`lockbox peer enroll`), which printed the CA fingerprint and,\n" +
+    "optionally, a one-time join token; give one of them. Under --json a refusal is one JSON line too.",
+  options: OPTIONS,
+  output: true,
+  run: runJoin,
+});
 
 async function runJoin(args: ParsedArgs): Promise<number> {
   const member = requiredFlag(args, "member");
@@ -174,16 +165,15 @@ async function runJoin(args: ParsedArgs): Promise<number> {
       mode: 0o644,
       flag: "wx",
     });
-    if (json) printJson(summary);
-    else {
-      process.stdout.write(
+    emitRecord(
+      summary,
+      () =>
         [
           `joined cluster ${joined.clusterId} as ${peerId} (attested to ${member})`,
           `  certificate   ${summary.files.certificate} (key ${summary.files.key})`,
           `  master key    epoch ${cmk.epoch}, sealed to this TPM (${summary.sealedPcrs.join(",")}) in ${summary.files.sealedCmk}`,
         ].join("\n") + "\n",
-      );
-    }
+    );
     return EXIT_OK;
   } finally {
     await tpm.close();

@@ -6,6 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { intFlag, requiredFlag, stringFlag, UsageError, type ParsedArgs } from "../client-options.js";
+import type { OptionDefinition } from "../cli-definition.js";
 import { clusterCommand } from "./cluster-call.js";
 
 type PeerInfo = Record<string, unknown> & { peer_id: string; state: string; suffrage: string };
@@ -24,35 +25,34 @@ async function derFile(path: string, label: "CERTIFICATE" | "PUBLIC KEY"): Promi
   return Buffer.from(body.replace(/\s+/g, ""), "base64");
 }
 
-const peerFlags = {
-  "peer-id": { type: "string" },
-  address: { type: "string" },
-  zone: { type: "string" },
-  weight: { type: "string" },
-} as const;
+const PEER_OPTIONS: readonly OptionDefinition[] = [
+  { flags: "--peer-id <ID>", description: "the peer's id", required: true },
+  { flags: "--address <HOST:PORT>", description: "where it serves", required: true },
+  { flags: "--zone <Z>", description: "its failure zone (voters spread over zones)", required: true },
+  { flags: "--weight <N>", description: "ring weight", default: "1" },
+];
 
 export const command = clusterCommand("peer", "enroll, list, remove and drain the cluster's peers", {
   enroll: {
-    synopsis:
-      "--peer-id ID --address HOST:PORT --zone Z --policy NAME (--ek-cert FILE | --ek-public-key FILE) [--weight N] [--token-ttl-s N]",
     summary: "record a new peer; prints the CA fingerprint and a one-time join token for its operator",
-    flags: [
-      "  --peer-id ID           the new peer's id",
-      "  --address HOST:PORT    where it will serve",
-      "  --zone Z               its failure zone (voters spread over zones)",
-      "  --weight N             ring weight (default 1)",
-      "  --policy NAME          the PCR policy its quotes must satisfy (lockbox policy add)",
-      "  --ek-cert FILE         its TPM's EK certificate (PEM or DER; `lockbox tpm ek`)",
-      "  --ek-public-key FILE   or its EK public key (PEM or DER SubjectPublicKeyInfo)",
-      "  --token-ttl-s N        join token lifetime in seconds (default 3600, at most 604800)",
+    description: "Give its TPM's EK as --ek-cert or --ek-public-key.",
+    options: [
+      ...PEER_OPTIONS,
+      {
+        flags: "--policy <NAME>",
+        description: "the PCR policy its quotes must satisfy (lockbox policy add)",
+        required: true,
+      },
+      { flags: "--ek-cert <FILE>", description: "its TPM's EK certificate (PEM or DER; `lockbox tpm ek`)" },
+      {
+        flags: "--ek-public-key <FILE>",
+        description: "or its EK public key (PEM or DER SubjectPublicKeyInfo)",
+      },
+      {
+        flags: "--token-ttl-s <N>",
+        description: "join token lifetime in seconds (default 3600, at most 604800)",
+      },
     ],
-    options: {
-      ...peerFlags,
-      policy: { type: "string" },
-      "ek-cert": { type: "string" },
-      "ek-public-key": { type: "string" },
-      "token-ttl-s": { type: "string" },
-    },
     async run(client, args) {
       const certPath = stringFlag(args, "ek-cert");
       const keyPath = stringFlag(args, "ek-public-key");
@@ -90,10 +90,8 @@ export const command = clusterCommand("peer", "enroll, list, remove and drain th
     },
   },
   list: {
-    synopsis: "",
     summary: "list every peer: state, voter or learner, zone, address, policy",
-    flags: [],
-    options: {},
+    options: [],
     async run(client) {
       const res = await client.adminCall<{ peers: PeerInfo[]; leader: string }>("ListPeers", {});
       return {
@@ -103,13 +101,11 @@ export const command = clusterCommand("peer", "enroll, list, remove and drain th
     },
   },
   remove: {
-    synopsis: "--peer-id ID [--reason TEXT]",
     summary: "remove a peer for good: it leaves raft, its certificate is revoked everywhere",
-    flags: [
-      "  --peer-id ID           the peer to remove",
-      "  --reason TEXT          recorded with the removal",
+    options: [
+      { flags: "--peer-id <ID>", description: "the peer to remove", required: true },
+      { flags: "--reason <TEXT>", description: "recorded with the removal" },
     ],
-    options: { "peer-id": { type: "string" }, reason: { type: "string" } },
     async run(client, args) {
       const res = await client.adminCall<{ peer: PeerInfo }>("RemovePeer", {
         peer_id: requiredFlag(args, "peer-id"),
@@ -119,10 +115,8 @@ export const command = clusterCommand("peer", "enroll, list, remove and drain th
     },
   },
   drain: {
-    synopsis: "--peer-id ID",
     summary: "mark an active peer leaving: voting moves away from it",
-    flags: ["  --peer-id ID           the peer to drain"],
-    options: { "peer-id": { type: "string" } },
+    options: [{ flags: "--peer-id <ID>", description: "the peer to drain", required: true }],
     async run(client, args) {
       const res = await client.adminCall<{ peer: PeerInfo }>("DrainPeer", {
         peer_id: requiredFlag(args, "peer-id"),
@@ -131,17 +125,16 @@ export const command = clusterCommand("peer", "enroll, list, remove and drain th
     },
   },
   "add-unattested": {
-    synopsis: "--peer-id ID --address HOST:PORT --zone Z --peer-cert FILE [--weight N]",
     summary:
       "TESTS ONLY, NOT ATTESTED: add an active peer with no TPM (needs allowUnattestedMembersForTests)",
-    flags: [
-      "  --peer-id ID           the peer's id",
-      "  --address HOST:PORT    where it serves",
-      "  --zone Z               its zone",
-      "  --weight N             ring weight (default 1)",
-      "  --peer-cert FILE       its peer certificate (PEM) from the cluster CA",
+    options: [
+      ...PEER_OPTIONS,
+      {
+        flags: "--peer-cert <FILE>",
+        description: "its peer certificate (PEM) from the cluster CA",
+        required: true,
+      },
     ],
-    options: { ...peerFlags, "peer-cert": { type: "string" } },
     async run(client, args) {
       const res = await client.adminCall<{ peer: PeerInfo }>("AddPeerUnattested", {
         ...peerRequest(args),

@@ -11,12 +11,10 @@ type Policy = { name: string; policy_json: string; used_by: string[] };
 
 export const command = clusterCommand("policy", "manage the PCR policies peers are attested against", {
   add: {
-    synopsis: "NAME --file POLICY.json",
     summary:
       "add or replace a PCR policy (QuotePolicy JSON: pcrs, hashAlg, signatureScheme, firmwareVersionMin)",
-    flags: ["  --file FILE            the policy JSON"],
-    options: { file: { type: "string" } },
-    positionals: 1,
+    arguments: [{ name: "<name>", description: "the policy's name" }],
+    options: [{ flags: "--file <FILE>", description: "the policy JSON", required: true }],
     async run(client, args) {
       const name = requiredPositional(args, "policy name");
       const res = await client.adminCall<{ policy: Policy }>("PutPolicy", {
@@ -27,10 +25,8 @@ export const command = clusterCommand("policy", "manage the PCR policies peers a
     },
   },
   list: {
-    synopsis: "",
     summary: "list the PCR policies and which peers use them",
-    flags: [],
-    options: {},
+    options: [],
     async run(client) {
       const res = await client.adminCall<{ policies: Policy[] }>("ListPolicies", {});
       return {
@@ -40,11 +36,9 @@ export const command = clusterCommand("policy", "manage the PCR policies peers a
     },
   },
   show: {
-    synopsis: "NAME",
     summary: "print one PCR policy's JSON",
-    flags: [],
-    options: {},
-    positionals: 1,
+    arguments: [{ name: "<name>", description: "the policy's name" }],
+    options: [],
     async run(client, args) {
       const name = requiredPositional(args, "policy name");
       const res = await client.adminCall<{ policies: Policy[] }>("ListPolicies", {});
@@ -55,11 +49,9 @@ export const command = clusterCommand("policy", "manage the PCR policies peers a
     },
   },
   remove: {
-    synopsis: "NAME",
     summary: "remove a PCR policy no peer uses",
-    flags: [],
-    options: {},
-    positionals: 1,
+    arguments: [{ name: "<name>", description: "the policy's name" }],
+    options: [],
     async run(client, args) {
       const name = requiredPositional(args, "policy name");
       await client.adminCall("RemovePolicy", { name });

@@ -38,101 +38,77 @@ import {
 } from "../../sealing/sealed-master-key.js";
 import { parseTpmAddress, TPM_ADDRESS_RULE } from "../../sealing/tpm-address.js";
 import { openPeerStore } from "../../store/peer-store.js";
-import {
-  UsageError,
-  boolFlag,
-  parseCommandArgs,
-  printJson,
-  requiredFlag,
-  runGuarded,
-  stringFlag,
-} from "../client-options.js";
-import type { CliCommand } from "../command.js";
+import { UsageError, boolFlag, dirFlag, printJson, stringFlag } from "../client-options.js";
+import { defineCommand, dirOption } from "../cli-definition.js";
+import { emitRecord } from "../output.js";
 import { EXIT_FAILURE, EXIT_OK } from "../command.js";
 import { SHARE_INDEX_MAX } from "../../crypto/shamir.js";
 
-const USAGE = [
-  "usage: lockbox recover --dir DIR --shares FILE [FILE ...] [--tpm SPEC] [--pcrs LIST] [--json]",
-  "",
-  "Rebuilds the cluster master key from recovery shares (written by `lockbox init --shares`) when no",
-  "TPM can unseal it, checks it against this peer's store, and seals it to this peer's TPM. Stop the",
-  "peer first. Fewer shares than the threshold, a damaged share, shares of another split or cluster,",
-  "or a key that does not open the store: a clear error, and nothing is written.",
-  "",
-  "options:",
-  "  --dir DIR            the peer's init directory (required)",
-  "  --shares FILE ...    share files; repeat --shares or list them after it (at least the threshold)",
-  `  --tpm SPEC           the TPM to seal to: ${TPM_ADDRESS_RULE} (default: the config's)`,
-  "  --pcrs LIST          SHA-256 PCRs to seal to (default: those of the old sealed file, else 0,1,2,3,7)",
-  "  --json               print the result as one JSON line; on failure {event:'recover-failed',reason}",
-  "  -h, --help           show this help",
-].join("\n");
-
-export const command: CliCommand = {
+export const command = defineCommand({
   name: "recover",
   summary: "rebuild the master key from recovery shares and seal it to this TPM",
-  run(argv) {
-    return runGuarded("lockbox recover", USAGE, async () => {
-      const args = parseCommandArgs(
-        argv,
-        {
-          dir: { type: "string" },
-          shares: { type: "string", multiple: true },
-          tpm: { type: "string" },
-          pcrs: { type: "string" },
-          json: { type: "boolean" },
-          help: { type: "boolean", short: "h" },
-        },
-        SHARE_INDEX_MAX,
+  description: [
+    "Rebuilds the cluster master key from recovery shares (written by `lockbox init --shares`) when no",
+    "TPM can unseal it, checks it against this peer's store, and seals it to this peer's TPM. Stop the",
+    "peer first. Fewer shares than the threshold, a damaged share, shares of another split or cluster,",
+    "or a key that does not open the store: a clear error, and nothing is written.",
+    "Under --json a failure is one line too: {event:'recover-failed',reason,message}.",
+  ].join("\n"),
+  arguments: [{ name: "[share-files...]", description: "more share files, after --shares" }],
+  options: [
+    dirOption("the peer's init directory"),
+    {
+      flags: "--shares <FILE>",
+      description: "a share file; repeat --shares or list more after the options (at least the threshold)",
+      required: true,
+      repeatable: true,
+    },
+    { flags: "--tpm <SPEC>", description: `the TPM to seal to: ${TPM_ADDRESS_RULE} (default: the config's)` },
+    {
+      flags: "--pcrs <LIST>",
+      description: "SHA-256 PCRs to seal to (default: those of the old sealed file, else 0,1,2,3,7)",
+    },
+  ],
+  output: true,
+  async run(args) {
+    const dir = resolve(dirFlag(args));
+    const shareFiles = [...((args.values.shares as string[] | undefined) ?? []), ...args.positionals];
+    if (shareFiles.length === 0) throw new UsageError("--shares is required", "--shares");
+    if (shareFiles.length > SHARE_INDEX_MAX)
+      throw new UsageError(`at most ${SHARE_INDEX_MAX} share files`, "--shares");
+    const tpmFlag = stringFlag(args, "tpm");
+    if (tpmFlag !== undefined && parseTpmAddress(tpmFlag) === undefined)
+      throw new UsageError(`--tpm must be ${TPM_ADDRESS_RULE}, got '${tpmFlag}'`, "--tpm");
+    const pcrsText = stringFlag(args, "pcrs");
+    const pcrs = pcrsText === undefined ? undefined : parseSealPcrs(pcrsText);
+    if (pcrsText !== undefined && pcrs === undefined)
+      throw new UsageError(`--pcrs must be a list of PCRs 0..23 like 0,1,2,3,7, got '${pcrsText}'`, "--pcrs");
+    const json = boolFlag(args, "json");
+    try {
+      const result = await recoverCluster({
+        dir,
+        shareFiles: shareFiles.map((f) => resolve(f)),
+        ...(tpmFlag !== undefined ? { tpm: tpmFlag } : {}),
+        ...(pcrs !== undefined ? { pcrs } : {}),
+      });
+      emitRecord({ event: "recovered", ...result }, () =>
+        [
+          `recovered the master key of cluster ${result.clusterId} (epoch ${result.epoch}) from ${result.sharesUsed} shares`,
+          `  store check: ${result.storeCheck === "match" ? "the key opens this peer's store" : "the store has no canary yet (checked against the shares' check value only)"}`,
+          `  sealed to ${result.tpm} (PCRs sha256:${result.pcrs.join(",")}) in ${result.sealedFile}`,
+          `next: lockbox serve --dir ${dir}`,
+          "",
+        ].join("\n"),
       );
-      if (boolFlag(args, "help")) {
-        process.stdout.write(USAGE + "\n");
-        return EXIT_OK;
-      }
-      const dir = resolve(requiredFlag(args, "dir"));
-      const shareFiles = [...((args.values.shares as string[] | undefined) ?? []), ...args.positionals];
-      if (shareFiles.length === 0) throw new UsageError("--shares is required", "--shares");
-      if (shareFiles.length > SHARE_INDEX_MAX)
-        throw new UsageError(`at most ${SHARE_INDEX_MAX} share files`, "--shares");
-      const tpmFlag = stringFlag(args, "tpm");
-      if (tpmFlag !== undefined && parseTpmAddress(tpmFlag) === undefined)
-        throw new UsageError(`--tpm must be ${TPM_ADDRESS_RULE}, got '${tpmFlag}'`, "--tpm");
-      const pcrsText = stringFlag(args, "pcrs");
-      const pcrs = pcrsText === undefined ? undefined : parseSealPcrs(pcrsText);
-      if (pcrsText !== undefined && pcrs === undefined)
-        throw new UsageError(
-          `--pcrs must be a list of PCRs 0..23 like 0,1,2,3,7, got '${pcrsText}'`,
-          "--pcrs",
-        );
-      const json = boolFlag(args, "json");
-      try {
-        const result = await recoverCluster({
-          dir,
-          shareFiles: shareFiles.map((f) => resolve(f)),
-          ...(tpmFlag !== undefined ? { tpm: tpmFlag } : {}),
-          ...(pcrs !== undefined ? { pcrs } : {}),
-        });
-        if (json) printJson({ event: "recovered", ...result });
-        else
-          process.stdout.write(
-            [
-              `recovered the master key of cluster ${result.clusterId} (epoch ${result.epoch}) from ${result.sharesUsed} shares`,
-              `  store check: ${result.storeCheck === "match" ? "the key opens this peer's store" : "the store has no canary yet (checked against the shares' check value only)"}`,
-              `  sealed to ${result.tpm} (PCRs sha256:${result.pcrs.join(",")}) in ${result.sealedFile}`,
-              `next: lockbox serve --dir ${dir}`,
-              "",
-            ].join("\n"),
-          );
-        return EXIT_OK;
-      } catch (err) {
-        if (!isMasterKeyError(err)) throw err;
-        if (json) printJson({ event: "recover-failed", reason: err.reason, message: err.message });
-        process.stderr.write(`lockbox recover: ${err.reason}: ${err.message}\n`);
-        return EXIT_FAILURE;
-      }
-    });
+      return EXIT_OK;
+    } catch (err) {
+      if (!isMasterKeyError(err)) throw err;
+      if (json) printJson({ event: "recover-failed", reason: err.reason, message: err.message });
+      process.stderr.write(`lockbox recover: ${err.reason}: ${err.message}\n`);
+      return EXIT_FAILURE;
+    }
   },
-};
+});
 
 export interface RecoverResult {
   clusterId: string;
