@@ -64,6 +64,12 @@ export interface PeerConfig extends Tunables {
    */
   seedPeers?: Record<string, string>;
   /**
+   * HOST:PORT other peers dial to reach this one, when that is not the address it listens on (a
+   * proxy or NAT in front of it; the fault tests' TCP proxy). The leader records it as this peer's
+   * member address. Optional; absent: the address the server bound.
+   */
+  advertise?: string;
+  /**
    * TESTS ONLY, off by default: lets AdminService.AddPeerUnattested add a member with no TPM
    * attestation. Never set it on a cluster that holds keys that matter.
    */
@@ -168,6 +174,7 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     "masterKeySealing",
     "raft",
     "seedPeers",
+    "advertise",
     "allowUnattestedMembersForTests",
     "rest",
   ]);
@@ -184,7 +191,12 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
   const tunables = validateTunables(o, (field, what) => bad(field, what));
   const sealing =
     o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
-  const optional: Pick<PeerConfig, "seedPeers" | "allowUnattestedMembersForTests"> = {};
+  const optional: Pick<PeerConfig, "seedPeers" | "advertise" | "allowUnattestedMembersForTests"> = {};
+  if (o.advertise !== undefined) {
+    if (typeof o.advertise !== "string" || !isHostPort(o.advertise))
+      throw bad("advertise", `must be ${describeHostPort()}`);
+    optional.advertise = o.advertise;
+  }
   if (o.seedPeers !== undefined) {
     if (typeof o.seedPeers !== "object" || o.seedPeers === null || Array.isArray(o.seedPeers)) {
       throw bad("seedPeers", "must be an object of peer id -> HOST:PORT");

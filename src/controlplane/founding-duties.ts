@@ -24,7 +24,11 @@ export const FOUNDING_ZONE = "zone-1";
 export function foundingCommands(state: ControlState, f: FoundingFacts): ControlCommand[] {
   const out: ControlCommand[] = [];
   const self = state.member(f.peerId);
-  if (self === undefined && state.empty) {
+  // A leader is a voter, and every voter but the founding one entered through its member record
+  // (admitted, or added by a test): a leader without a record is the founding peer. Not "while the
+  // state is empty": an enrollment (or a test's unattested add) committed before this duty first ran
+  // would leave the founder out of its own cluster for good.
+  if (self === undefined) {
     out.push({
       type: "member.add-unattested",
       id: f.peerId,

@@ -433,7 +433,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           ? undefined
           : {
               peerId: config.peerId,
-              address: server.address,
+              address: config.advertise ?? server.address,
               certificateSerial: ownSerial,
               nowMs: clock.now().getTime(),
               cmkEpoch: barrier.activeEpoch,
@@ -461,13 +461,17 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         if (
           me !== undefined &&
           me.state !== "removed" &&
-          me.address !== server.address &&
+          me.address !== (config.advertise ?? server.address) &&
           !control.isLeader() &&
           nowMs - lastAddressProposalMs > 2_000
         ) {
           lastAddressProposalMs = nowMs;
           control
-            .propose({ type: "member.address", id: config.peerId, address: server.address })
+            .propose({
+              type: "member.address",
+              id: config.peerId,
+              address: config.advertise ?? server.address,
+            })
             .catch(() => {});
         }
       }, 1_000);

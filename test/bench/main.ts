@@ -7,6 +7,12 @@ const BENCHES: Record<string, { about: string; flags: string }> = {
     about: "single-peer key service: CreateKey, GetKey and DeleteKey at concurrency 1 and 64",
     flags: "[--ops N (3000)] [--seconds N (10)]  per case, whichever ends first",
   },
+  cluster: {
+    about:
+      "3 peer processes, keys on N = 3 with W = R = 2: CreateKey and GetKey (client cache off) at concurrency 1 and 64",
+    flags:
+      "[--ops N (3000)] [--seconds N (10)]  per case, whichever ends first; [--cpu-prof DIR] (each peer's CPU profile)",
+  },
   tpm: {
     about: "TPM: quote, verifyQuote, seal, unseal on swtpm",
     flags: "[--count N (200)] [--duration-ms N (10000)]",

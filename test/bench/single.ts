@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 
 import { spawnPeer } from "../helpers/peer-process.js";
 
-interface CaseResult {
+export interface CaseResult {
   rpc: "CreateKey" | "GetKey" | "DeleteKey";
   concurrency: number;
   ops: number;
@@ -28,7 +28,7 @@ interface CaseResult {
   errors: number;
 }
 
-const WARMUP_OPS = 50;
+export const WARMUP_OPS = 50;
 const GET_POOL_SIZE = 256;
 
 export async function main(argv: string[]): Promise<void> {
@@ -86,11 +86,7 @@ export async function main(argv: string[]): Promise<void> {
         const r = await run(op, concurrency, opsMax, secondsMax);
         const result: CaseResult = { rpc, concurrency, ...r };
         results.push(result);
-        process.stdout.write(
-          `${rpc.padEnd(9)} concurrency ${String(concurrency).padStart(2)}: ${result.opsPerSecond.toFixed(0).padStart(6)} ops/s` +
-            `  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms` +
-            `  (${result.ops} ops in ${result.seconds.toFixed(1)} s, ${result.errors} errors)\n`,
-        );
+        process.stdout.write(caseLine(result));
       }
     }
   } finally {
@@ -101,18 +97,35 @@ export async function main(argv: string[]): Promise<void> {
   );
 }
 
-/** Runs `op` with `concurrency` workers until `opsMax` calls are done or `secondsMax` have passed. */
-async function run(
+/** One human-readable line of a case's figures. */
+export function caseLine(result: CaseResult): string {
+  return (
+    `${result.rpc.padEnd(9)} concurrency ${String(result.concurrency).padStart(2)}: ${result.opsPerSecond.toFixed(0).padStart(6)} ops/s` +
+    `  p50 ${result.p50Ms.toFixed(2)} ms  p99 ${result.p99Ms.toFixed(2)} ms` +
+    `  (${result.ops} ops in ${result.seconds.toFixed(1)} s, ${result.errors} errors)\n`
+  );
+}
+
+/**
+ * Runs `op` with `concurrency` workers until `opsMax` calls are done or `secondsMax` have passed;
+ * `progress`, when given, hears the calls done so far once a second.
+ */
+export async function run(
   op: () => Promise<unknown>,
   concurrency: number,
   opsMax: number,
   secondsMax: number,
+  progress?: (done: number, errors: number, seconds: number) => void,
 ): Promise<Omit<CaseResult, "rpc" | "concurrency">> {
   const latenciesMs: number[] = [];
   let started = 0;
   let errors = 0;
   const t0 = performance.now();
   const deadline = t0 + secondsMax * 1000;
+  const ticker =
+    progress === undefined
+      ? undefined
+      : setInterval(() => progress(latenciesMs.length, errors, (performance.now() - t0) / 1000), 1000);
   const worker = async (): Promise<void> => {
     while (started < opsMax && performance.now() < deadline) {
       started++;
@@ -125,7 +138,7 @@ async function run(
       }
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: concurrency }, worker)).finally(() => clearInterval(ticker));
   const seconds = (performance.now() - t0) / 1000;
   latenciesMs.sort((a, b) => a - b);
   return {
@@ -143,7 +156,7 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
-function positiveInt(flag: string, v: string): number {
+export function positiveInt(flag: string, v: string): number {
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`${flag} must be a positive integer, got '${v}'`);
   return Number(v);
 }

@@ -24,6 +24,7 @@ const DECLARED: Record<string, Idempotency> = {
   RemoveConsumer: "IDEMPOTENT",
   ListConsumers: "NO_SIDE_EFFECTS",
   GetStatus: "NO_SIDE_EFFECTS",
+  GetRing: "NO_SIDE_EFFECTS",
   ListAuditEvents: "NO_SIDE_EFFECTS",
   // The control state's calls (issue 9): lists are reads; changes are not retried blindly.
   EnrollPeer: "IDEMPOTENCY_UNKNOWN",

@@ -61,6 +61,8 @@ export interface SpawnPeerOptions {
   configPatch?: Record<string, unknown>;
   /** Extra environment for the serve process (LOCKBOX_LOG_LEVEL, GRPC_TRACE, ...). */
   env?: Record<string, string>;
+  /** Options for node itself before the CLI's script (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
   /** Edits config.json between `init` and the first start (tunables: log window, metrics). */
   configure?: (config: Record<string, unknown>) => void;
   /** Edits config.json after `init` (e.g. adds a `rest` section); gets the init directory. */
@@ -153,7 +155,7 @@ class SpawnedPeer implements PeerProcess {
       ...(this.options.editConfig !== undefined ? ["--rest-listen", "127.0.0.1:0"] : []),
       ...(this.options.serveArgs ?? []),
     ];
-    const child = spawnOwned(process.execPath, [CLI_MAIN, ...args], {
+    const child = spawnOwned(process.execPath, [...(this.options.nodeArgs ?? []), CLI_MAIN, ...args], {
       env: { ...withoutLockboxVars(process.env), ...this.options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -1,0 +1,143 @@
+/**
+ * `npm run bench -- cluster`: three real peer processes on 127.0.0.1, joined into one cluster, keys
+ * replicated on N = 3 peers with W = R = 2 (every acknowledged write synced on two peers at least);
+ * CreateKey and GetKey at concurrency 1 and 64. The peers are the test harness's
+ * (test/helpers/cluster-processes.ts) without its fault proxies: peers and clients dial each other
+ * directly. Clients call the peers in turn (one client per peer, round robin), as compare.sh's etcd
+ * load spreads over its members.
+ *
+ * Each case warms up, then runs until it has done `--ops` calls or `--seconds` have passed, whichever
+ * comes first, printing its progress once a second. Ends with one JSON line shaped as `bench -- single`'s.
+ * GetKey is measured with the client's key cache off: every call is a round trip and a quorum read.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+import type { LockboxClient } from "../../src/client/index.js";
+import { ProcessCluster } from "../helpers/cluster-processes.js";
+import { caseLine, positiveInt, run, WARMUP_OPS, type CaseResult } from "./single.js";
+
+const PEERS = 3;
+/** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** A case's figures, with the CPU the peers and this client spent per acknowledged call. */
+type ClusterCase = CaseResult & { peerCpuMsPerOp: number; clientCpuMsPerOp: number };
+const GET_POOL_SIZE = 256;
+/** Scopes the created keys spread over (each scope is one partition). */
+const SCOPES = 97;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ops: { type: "string" }, seconds: { type: "string" }, "cpu-prof": { type: "string" } },
+    strict: true,
+  });
+  const opsMax = positiveInt("--ops", values.ops ?? "3000");
+  const secondsMax = positiveInt("--seconds", values.seconds ?? "10");
+  const say = (line: string): boolean => process.stdout.write(line + "\n");
+
+  say(`starting ${PEERS} peers (init, join, serve in temp dirs)...`);
+  const t0 = performance.now();
+  const profileDir = values["cpu-prof"];
+  const cluster = await ProcessCluster.start({
+    peers: PEERS,
+    // Nothing between the peers or the clients and the peers: no byte passes through this process.
+    proxies: false,
+    // Each peer writes a CPU profile there when it stops (SIGTERM below; node --cpu-prof).
+    ...(profileDir !== undefined ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
+    // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
+    configure: (c) => {
+      c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
+    },
+    progress: (line) => say(`  [${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}`),
+  });
+  const results: ClusterCase[] = [];
+  const pids = cluster.peers.map((p) => p.process.pid).filter((p): p is number => p !== undefined);
+  try {
+    await cluster.waitKeysServed(60_000);
+    const clients: LockboxClient[] = cluster.peers.map((p) =>
+      cluster.client(p.id, { cache: false, deadlineMs: 30_000 }),
+    );
+    let turn = 0;
+    const nextClient = (): LockboxClient => clients[turn++ % clients.length]!;
+    let serial = 0;
+    const create = (): Promise<unknown> =>
+      nextClient().createKey({
+        project: "bench",
+        scope: `s${serial++ % SCOPES}`,
+        name: "bench",
+        bitLength: 256,
+      });
+    say(`creating ${GET_POOL_SIZE} keys to read...`);
+    const pool = await Promise.all(
+      Array.from(
+        { length: GET_POOL_SIZE },
+        async (_, i) =>
+          (await nextClient().createKey({ project: "bench", scope: `p${i % SCOPES}`, name: "p" })).id,
+      ),
+    );
+    let next = 0;
+    const get = (): Promise<unknown> => nextClient().getKey(pool[next++ % pool.length]!);
+
+    for (const [rpc, op] of [
+      ["CreateKey", create],
+      ["GetKey", get],
+    ] as const) {
+      for (const concurrency of [1, 64]) {
+        say(`${rpc} C=${concurrency}: warming up, then up to ${opsMax} ops or ${secondsMax} s`);
+        await run(op, concurrency, WARMUP_OPS, 30);
+        const cpu0 = cpuNow(pids);
+        const r = await run(op, concurrency, opsMax, secondsMax, (done, errors, seconds) =>
+          say(`  ${seconds.toFixed(0)} s: ${done} ops, ${errors} errors`),
+        );
+        const cpu1 = cpuNow(pids);
+        const result: ClusterCase = {
+          rpc,
+          concurrency,
+          ...r,
+          peerCpuMsPerOp: (cpu1.peersMs - cpu0.peersMs) / Math.max(1, r.ops),
+          clientCpuMsPerOp: (cpu1.clientMs - cpu0.clientMs) / Math.max(1, r.ops),
+        };
+        results.push(result);
+        process.stdout.write(caseLine(result));
+        say(
+          `  CPU per call: peers ${result.peerCpuMsPerOp.toFixed(2)} ms (all three), this client ${result.clientCpuMsPerOp.toFixed(2)} ms`,
+        );
+      }
+    }
+  } finally {
+    // A clean stop, so profiles and logs are complete.
+    for (const p of cluster.running) await cluster.stop(p.id).catch(() => {});
+    await cluster.teardown();
+  }
+  process.stdout.write(
+    JSON.stringify({
+      bench: "cluster",
+      peers: PEERS,
+      replicas: 3,
+      writeQuorum: 2,
+      readQuorum: 2,
+      getKeyCache: "bypassed",
+      node: process.version,
+      results,
+    }) + "\n",
+  );
+}
+
+/** CPU used so far by the peer processes (user + system, from /proc) and by this process, in ms. */
+function cpuNow(pids: readonly number[]): { peersMs: number; clientMs: number } {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Not Linux, or the peer is gone: its share is missing from the figure.
+    }
+  }
+  const self = process.cpuUsage();
+  return { peersMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND, clientMs: (self.user + self.system) / 1000 };
+}
