@@ -41,7 +41,6 @@ const DECLARED: Record<string, Idempotency> = {
   // A retried rotate would resume the rotation it started, without the recovery shares it returned.
   RotateMasterKey: "IDEMPOTENCY_UNKNOWN",
   GetMasterKeyStatus: "NO_SIDE_EFFECTS",
-  GetRing: "NO_SIDE_EFFECTS",
 };
 
 test("the server edge and the client read the same idempotency from the protos", (t) => {
