@@ -418,6 +418,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     );
     duties = new LeaderDuties({
       control,
+      policy: config.autopilot,
       ...(config.replication.enabled
         ? {
             ring: new RingDuty({
