@@ -16,6 +16,10 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
     module: "recover",
     summary: "rebuild the master key from recovery shares and seal it to this TPM",
   },
+  "master-key": {
+    module: "master-key",
+    summary: "rotate the cluster master key (new epoch, KEKs re-wrapped) and show its epochs",
+  },
   identity: { module: "identity", summary: "issue, list and revoke client identities (cluster-wide)" },
   peer: { module: "peer", summary: "enroll, list, remove and drain the cluster's peers" },
   policy: { module: "policy", summary: "manage the PCR policies peers are attested against" },

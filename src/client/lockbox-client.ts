@@ -182,6 +182,8 @@ export type AdminCallMethod =
   | "IssueIdentity"
   | "ListIdentities"
   | "RevokeIdentity"
+  | "RotateMasterKey"
+  | "GetMasterKeyStatus"
   | "GetRing";
 
 export class LockboxClient {

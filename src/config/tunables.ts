@@ -80,6 +80,15 @@ export interface Tunables {
   };
   /** The Barbican REST listener's bounds and its Keystone validation's (src/config/rest-limits.ts). */
   restLimits: RestLimits;
+  /** The leader's membership autopilot (src/controlplane/membership-autopilot.ts). */
+  autopilot: {
+    /** Voters wanted (3 or 5; fewer while fewer members are healthy). */
+    voterTarget: number;
+    /** How long a learner must be healthy and caught up before it is promoted. */
+    stabilizationMs: number;
+    /** A voter that has not answered the leader for this long is replaced by a healthy learner. */
+    deadVoterMs: number;
+  };
 }
 
 export const TUNABLES_DEFAULT: Tunables = {
@@ -109,6 +118,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
   restLimits: { ...REST_LIMITS_DEFAULT },
+  autopilot: { voterTarget: 3, stabilizationMs: 2_000, deadVoterMs: 10_000 },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -176,6 +186,12 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
   attestation: { intervalMs: atLeast100, timeoutMs: positiveInt },
   restLimits: Object.fromEntries(Object.keys(REST_LIMITS_DEFAULT).map((k) => [k, positiveInt])) as {
     [K in keyof RestLimits]: Check;
+  },
+  autopilot: {
+    voterTarget: (v) =>
+      v === 1 || v === 3 || v === 5 || v === 7 ? undefined : "must be 1, 3, 5 or 7 (an odd voter count)",
+    stabilizationMs: nonNegativeInt,
+    deadVoterMs: positiveInt,
   },
 };
 

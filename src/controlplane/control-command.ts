@@ -110,6 +110,15 @@ export type ControlCommand =
   | { type: "ring.put"; ring: RingRecord }
   | { type: "cmk.epoch-add"; epoch: number; atMs: number }
   | { type: "cmk.epoch-state"; epoch: number; state: CmkEpochState }
+  /**
+   * A rotation's next epoch (control-state.ts): staged, held so far by `holder`, the member that made
+   * it. Only its number enters the log; members fetch the key by attestation (cmk-epoch-keeper.ts).
+   */
+  | { type: "cmk.epoch-stage"; epoch: number; holder: string; atMs: number }
+  /** `member` holds `epoch` sealed to its TPM. */
+  | { type: "cmk.epoch-held"; epoch: number; member: string }
+  /** A staged epoch becomes active once every active member holds it; the active one starts retiring. */
+  | { type: "cmk.epoch-activate"; epoch: number }
   /** Stores a project's KEK unless it has one: the result names the KEK that holds (first writer wins). */
   | { type: "kek.create"; project: string; epoch: number; wrapped: string }
   | { type: "kek.rewrap"; project: string; fromEpoch: number; epoch: number; wrapped: string }
@@ -276,6 +285,15 @@ function decodeCommandBody(value: unknown): ControlCommand {
     case "cmk.epoch-state":
       keys("epoch", "state");
       return { type, epoch: epoch(o, "epoch", f), state: oneOf(o, "state", f, CMK_EPOCH_STATES) };
+    case "cmk.epoch-stage":
+      keys("epoch", "holder", "atMs");
+      return { type, epoch: epoch(o, "epoch", f), holder: nodeId(o, "holder", f), atMs: time(o, "atMs", f) };
+    case "cmk.epoch-held":
+      keys("epoch", "member");
+      return { type, epoch: epoch(o, "epoch", f), member: nodeId(o, "member", f) };
+    case "cmk.epoch-activate":
+      keys("epoch");
+      return { type, epoch: epoch(o, "epoch", f) };
     case "kek.create":
       keys("project", "epoch", "wrapped");
       return {

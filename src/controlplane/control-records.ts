@@ -123,14 +123,25 @@ export interface PolicyRecord {
   readonly updatedAtMs: number;
 }
 
-export const CMK_EPOCH_STATES = ["active", "retiring", "retired"] as const;
+/**
+ * A CMK epoch's life (DESIGN.md §5 "Rotation"): staged (made by a rotation, being delivered to the
+ * members by attestation), active (new wraps use it), retiring (a newer one is active; KEKs are being
+ * re-wrapped away from it), retired (nothing refers to it; members forget it).
+ */
+export const CMK_EPOCH_STATES = ["staged", "active", "retiring", "retired"] as const;
 export type CmkEpochState = (typeof CMK_EPOCH_STATES)[number];
 
-/** A CMK epoch: its number and state. The key itself never enters the control state. */
+/** A CMK epoch: its number, state and holders. The key itself never enters the control state. */
 export interface CmkEpochRecord {
   readonly epoch: number;
   readonly state: CmkEpochState;
   readonly createdAtMs: number;
+  /**
+   * Members that reported holding this epoch sealed to their TPM (cmk.epoch-held), sorted. Tracked for
+   * epochs a rotation staged: activation waits for every active member, retirement of the epoch before
+   * for every member that may serve again. Empty for the founding epoch (every member got it by joining).
+   */
+  readonly holders: readonly string[];
 }
 
 /** A project's KEK, wrapped under CMK epoch `epoch` (src/keys/project-keks.ts kekBinding). */
@@ -251,11 +262,17 @@ export function quotePolicy(value: unknown, field: string): QuotePolicy {
 
 export function readCmkEpoch(value: unknown, field: string): CmkEpochRecord {
   const o = object(value, field);
-  exactKeys(o, field, ["epoch", "state", "createdAtMs"]);
+  exactKeys(o, field, ["epoch", "state", "createdAtMs", "holders"]);
+  // Snapshots written before rotations existed have no holders.
+  const holders = o.holders === undefined ? [] : array(o, "holders", field, CONTROL_LIMITS.members);
+  const ids = holders.map((h, i) => nodeId({ h }, "h", `${field}.holders[${i}]`));
+  if (new Set(ids).size !== ids.length)
+    throw new ControlShapeInvalid(`${field}.holders`, "names a member twice");
   return {
     epoch: epoch(o, "epoch", field),
     state: oneOf(o, "state", field, CMK_EPOCH_STATES),
     createdAtMs: int(o, "createdAtMs", field, 0, TIME_MAX),
+    holders: [...ids].sort(),
   };
 }
 

@@ -122,6 +122,13 @@ export class ControlState implements StateMachine<ControlResult> {
   cmkEpochs(): CmkEpochRecord[] {
     return [...this.#epochs.values()].sort((a, b) => a.epoch - b.epoch);
   }
+  /** Members in one of `states` that are not holders of CMK epoch `epoch`, sorted. */
+  cmkEpochLackers(epoch: number, states: readonly MemberState[]): string[] {
+    const holders = this.#epochs.get(epoch)?.holders ?? [];
+    return this.members()
+      .filter((m) => states.includes(m.state) && !holders.includes(m.id))
+      .map((m) => m.id);
+  }
   projectKek(project: string): ProjectKekRecord | undefined {
     return this.#keks.get(project);
   }
@@ -273,21 +280,84 @@ export class ControlState implements StateMachine<ControlResult> {
         if (c.epoch <= newest) return refuse("conflict", `CMK epoch ${c.epoch} is not above ${newest}`);
         if (this.#epochs.size >= CONTROL_LIMITS.cmkEpochs) return refuse("limit", "too many CMK epochs");
         // The newest epoch is the active one; the one before it starts retiring.
-        for (const e of this.#epochs.values()) {
-          if (e.state === "active") this.#epochs.set(e.epoch, { ...e, state: "retiring" });
+        this.#retireActive();
+        this.#epochs.set(c.epoch, { epoch: c.epoch, state: "active", createdAtMs: c.atMs, holders: [] });
+        return { ok: true };
+      }
+      case "cmk.epoch-stage": {
+        if (this.#epochs.has(c.epoch)) return refuse("already-exists", `CMK epoch ${c.epoch} exists`);
+        const newest = Math.max(0, ...this.#epochs.keys());
+        if (c.epoch <= newest) return refuse("conflict", `CMK epoch ${c.epoch} is not above ${newest}`);
+        const busy = [...this.#epochs.values()].find((e) => e.state === "staged" || e.state === "retiring");
+        if (busy !== undefined) {
+          return refuse(
+            "failed-precondition",
+            `CMK epoch ${busy.epoch} is ${busy.state}: a rotation is in progress`,
+          );
         }
-        this.#epochs.set(c.epoch, { epoch: c.epoch, state: "active", createdAtMs: c.atMs });
+        if (this.#epochs.size >= CONTROL_LIMITS.cmkEpochs) return refuse("limit", "too many CMK epochs");
+        const holder = this.#members.get(c.holder);
+        if (holder === undefined || holder.state === "removed")
+          return refuse("not-found", `no member ${c.holder}`);
+        this.#epochs.set(c.epoch, {
+          epoch: c.epoch,
+          state: "staged",
+          createdAtMs: c.atMs,
+          holders: [c.holder],
+        });
+        return { ok: true };
+      }
+      case "cmk.epoch-held": {
+        const e = this.#epochs.get(c.epoch);
+        if (e === undefined) return refuse("not-found", `no CMK epoch ${c.epoch}`);
+        if (e.state === "retired") return refuse("conflict", `CMK epoch ${c.epoch} is retired`);
+        const m = this.#members.get(c.member);
+        if (m === undefined || m.state === "removed") return refuse("not-found", `no member ${c.member}`);
+        if (e.holders.includes(c.member)) return { ok: true };
+        this.#epochs.set(c.epoch, { ...e, holders: [...e.holders, c.member].sort() });
+        return { ok: true };
+      }
+      case "cmk.epoch-activate": {
+        const e = this.#epochs.get(c.epoch);
+        if (e === undefined) return refuse("not-found", `no CMK epoch ${c.epoch}`);
+        if (e.state === "active") return { ok: true };
+        if (e.state !== "staged") return refuse("conflict", `CMK epoch ${c.epoch} is ${e.state}, not staged`);
+        // A wrap under an epoch some active member lacks would be unreadable there: all of them first.
+        const lacking = this.cmkEpochLackers(c.epoch, ["active"]);
+        if (lacking.length > 0) {
+          return refuse(
+            "failed-precondition",
+            `members ${lacking.join(", ")} do not hold CMK epoch ${c.epoch} yet`,
+          );
+        }
+        this.#retireActive();
+        this.#epochs.set(c.epoch, { ...e, state: "active" });
         return { ok: true };
       }
       case "cmk.epoch-state": {
         const e = this.#epochs.get(c.epoch);
         if (e === undefined) return refuse("not-found", `no CMK epoch ${c.epoch}`);
         if (c.state === "active") return refuse("conflict", "an epoch becomes active only by cmk.epoch-add");
+        if (c.state === "staged") return refuse("conflict", "an epoch is staged only by cmk.epoch-stage");
         if (e.state === "retired") return refuse("conflict", `CMK epoch ${c.epoch} is retired`);
         if (c.state === "retired") {
+          if (e.state === "active")
+            return refuse("failed-precondition", `CMK epoch ${c.epoch} is the active one`);
           const user = this.#epochUser(c.epoch);
           if (user !== undefined)
             return refuse("failed-precondition", `CMK epoch ${c.epoch} still wraps ${user}`);
+          // A member that may serve again must hold the active epoch before the old one is forgotten.
+          const active = this.cmkEpochs().find((x) => x.state === "active");
+          const lacking =
+            active === undefined || active.holders.length === 0
+              ? []
+              : this.cmkEpochLackers(active.epoch, ["active", "down", "leaving"]);
+          if (lacking.length > 0) {
+            return refuse(
+              "failed-precondition",
+              `members ${lacking.join(", ")} do not hold the active CMK epoch ${active!.epoch} yet`,
+            );
+          }
         }
         this.#epochs.set(c.epoch, { ...e, state: c.state });
         return { ok: true };
@@ -491,12 +561,20 @@ export class ControlState implements StateMachine<ControlResult> {
     return false;
   }
 
-  /** A wrap may use only a known, non-retired epoch. */
+  /** A wrap may use only a known epoch that is active or retiring. */
   #usableEpoch(epoch: number): ControlResult | null {
     const e = this.#epochs.get(epoch);
     if (e === undefined) return refuse("failed-precondition", `CMK epoch ${epoch} is not known`);
     if (e.state === "retired") return refuse("failed-precondition", `CMK epoch ${epoch} is retired`);
+    // Not every member holds a staged epoch yet: a KEK wrapped under it would be unreadable there.
+    if (e.state === "staged") return refuse("failed-precondition", `CMK epoch ${epoch} is not active yet`);
     return null;
+  }
+
+  #retireActive(): void {
+    for (const e of this.#epochs.values()) {
+      if (e.state === "active") this.#epochs.set(e.epoch, { ...e, state: "retiring" });
+    }
   }
 
   #epochUser(epoch: number): string | undefined {

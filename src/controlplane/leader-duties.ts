@@ -8,6 +8,9 @@ import { foundingCommands, type FoundingFacts } from "./founding-duties.js";
 import { AUTOPILOT_DEFAULTS, decideAutopilotStep, type AutopilotPolicy } from "./membership-autopilot.js";
 import type { RingDuty } from "./ring-duty.js";
 
+/** A round still running after this long is reported once (see start()). */
+const ROUND_SLOW_MS = 30_000;
+
 export interface LeaderDutiesOptions {
   control: ControlPlane;
   /** This peer's own facts, known once its server listens. */
@@ -34,9 +37,20 @@ export class LeaderDuties {
   }
 
   start(): void {
+    let startedAt = 0;
+    let warned = false;
     const tick = (): void => {
-      if (this.#running) return;
+      if (this.#running) {
+        // Every await in a round is bounded; one that is not would stop the autopilot silently.
+        if (!warned && Date.now() - startedAt > ROUND_SLOW_MS) {
+          warned = true;
+          this.#opts.log(`control: a leader duty round has not finished after ${ROUND_SLOW_MS} ms`);
+        }
+        return;
+      }
       this.#running = true;
+      startedAt = Date.now();
+      warned = false;
       void this.round()
         .catch((e: unknown) =>
           this.#note(`control: leader duty failed: ${e instanceof Error ? e.message : String(e)}`),
@@ -112,9 +126,13 @@ export class LeaderDuties {
     );
     if (step === null) return;
     this.#opts.log(`control: autopilot: ${step.kind} ${step.id}${"why" in step ? ` (${step.why})` : ""}`);
-    if (step.kind === "add-learner") await driver.addLearner(step.id, new TextEncoder().encode(step.address));
-    else if (step.kind === "promote") await driver.promote(step.id);
-    else await driver.removeVoter(step.id);
+    const done =
+      step.kind === "add-learner"
+        ? await driver.addLearner(step.id, new TextEncoder().encode(step.address))
+        : step.kind === "promote"
+          ? await driver.promote(step.id)
+          : await driver.removeVoter(step.id);
+    this.#opts.log(`control: autopilot: ${step.kind} ${step.id} committed at index ${done.index}`);
   }
 
   #note(line: string): void {

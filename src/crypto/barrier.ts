@@ -13,6 +13,7 @@ import { nodeRandomSource, zeroize, type RandomSource } from "./random-source.js
 export class Barrier {
   private keyring: Keyring | undefined;
   private readonly sealListeners: Array<() => void> = [];
+  private announced: ReadonlySet<number> = new Set();
 
   constructor(private readonly random: RandomSource = nodeRandomSource) {}
 
@@ -30,6 +31,41 @@ export class Barrier {
     if (keyring.size === 0) throw new RangeError("cannot unseal with an empty keyring");
     this.keyring?.zeroize();
     this.keyring = keyring;
+  }
+
+  /** Every epoch this peer holds, ascending; throws when sealed. */
+  get heldEpochs(): number[] {
+    return this.requireKeyring().epochs;
+  }
+
+  /**
+   * Holds `key` as epoch `epoch` without making it active (a rotation's next epoch, delivered before
+   * the cluster activates it). The bytes are copied; the caller zeroes its own. False if already held.
+   */
+  addEpoch(epoch: number, key: Uint8Array): boolean {
+    const keyring = this.requireKeyring();
+    if (keyring.key(epoch) !== undefined) return false;
+    this.keyring = keyring.withStagedEpoch(epoch, key);
+    return true;
+  }
+
+  /** The epochs the control state names (held here or not): an unwrap under one not held yet is retryable. */
+  announce(epochs: readonly number[]): void {
+    this.announced = new Set(epochs);
+  }
+
+  /** Makes held epoch `epoch` the one new wraps use (the control state activated it). */
+  activate(epoch: number): void {
+    const keyring = this.requireKeyring();
+    if (keyring.activeEpoch !== epoch) this.keyring = keyring.withActive(epoch);
+  }
+
+  /** Forgets (and zeroes) a retired epoch; the active one cannot be dropped. False if not held. */
+  dropEpoch(epoch: number): boolean {
+    const keyring = this.requireKeyring();
+    if (keyring.key(epoch) === undefined) return false;
+    this.keyring = keyring.without(epoch);
+    return true;
   }
 
   /** Loads the CMK (every epoch the provider holds) through `provider` and unseals. */
@@ -73,6 +109,15 @@ export class Barrier {
     const epoch = envelopeEpoch(blob);
     const key = keyring.key(epoch);
     if (key === undefined) {
+      // An epoch the cluster has and this peer does not hold yet (a rotation it has not caught up
+      // with): its keeper fetches it by attestation (src/controlplane/cmk-epoch-keeper.ts), so the call
+      // is retryable. Any other unknown epoch is damage.
+      if (this.announced.has(epoch)) {
+        throw new LockboxError(
+          "UNAVAILABLE",
+          `this peer does not hold master key epoch ${epoch} yet (a rotation is in progress); retry`,
+        );
+      }
       throw new LockboxError("DATA_LOSS", `integrity check failed: unknown master key epoch ${epoch}`);
     }
     return openEnvelope(key, blob, binding);
@@ -107,6 +152,16 @@ export class Barrier {
     const keyring = this.requireKeyring();
     const epoch = keyring.activeEpoch;
     return { epoch, key: Uint8Array.from(keyring.key(epoch)!) };
+  }
+
+  /**
+   * A copy of held epoch `epoch`, for the callers that must hand a CMK on: a rotation's delivery to an
+   * attested member (wrapped to its ephemeral key), persisting the held epochs to this peer's TPM, and
+   * recovery shares of a new epoch. The caller zeroes `key`. Undefined when the epoch is not held.
+   */
+  releaseKey(epoch: number): { epoch: number; key: Uint8Array } | undefined {
+    const key = this.requireKeyring().key(epoch);
+    return key === undefined ? undefined : { epoch, key: Uint8Array.from(key) };
   }
 
   private requireKeyring(): Keyring {

@@ -27,5 +27,10 @@ export interface MasterKeyProvider {
    * refers to it). Optional: a provider without it holds one epoch, the one load() returns.
    */
   loadAll?(): Promise<MasterKey[]>;
+  /**
+   * Stores exactly `keys` as the epochs this provider holds from now on (a rotation adds an epoch, then
+   * drops the retired one). Optional: a provider without it cannot take part in a rotation.
+   */
+  persistEpochs?(keys: readonly MasterKey[]): Promise<void>;
   describe(): MasterKeyProviderDescription;
 }

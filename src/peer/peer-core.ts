@@ -6,7 +6,7 @@
  */
 import { AuditLog, type AuditLogOptions } from "../audit/audit-log.js";
 import { Barrier } from "../crypto/barrier.js";
-import { ENVELOPE_FORMAT, type EnvelopeBinding } from "../crypto/envelope.js";
+import { ENVELOPE_FORMAT, envelopeEpoch, type EnvelopeBinding } from "../crypto/envelope.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource, type RandomSource } from "../crypto/random-source.js";
 import { LockboxError } from "../errors.js";
@@ -149,6 +149,30 @@ export async function checkMasterKeyCanary(store: PeerStore, barrier: Barrier): 
     const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
     await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
   }
+}
+
+/** The CMK epoch the store's canary is wrapped under, or undefined when it has none (for clear errors). */
+export async function masterKeyCanaryEpoch(store: PeerStore): Promise<number | undefined> {
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined || canary[0] !== ENVELOPE_FORMAT) return undefined;
+  try {
+    return envelopeEpoch(canary);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Re-wraps the store's canary under the barrier's active epoch when it is under another one: after a
+ * rotation activated a new epoch, and always before this peer forgets the old one (cmk-epoch-keeper.ts),
+ * so a restart still recognises its master key.
+ */
+export async function rewrapMasterKeyCanary(store: PeerStore, barrier: Barrier): Promise<void> {
+  const canary = await store.get("meta", CANARY_KEY);
+  if (canary === undefined || envelopeEpoch(canary) === barrier.activeEpoch) return;
+  barrier.unwrap(canary, CANARY_BINDING);
+  const value = barrier.wrap(new Uint8Array(0), CANARY_BINDING);
+  await store.write([{ type: "put", sublevel: "meta", key: CANARY_KEY, value }]);
 }
 
 /**

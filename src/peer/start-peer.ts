@@ -33,6 +33,7 @@ import { ControlState, type ControlResult } from "../controlplane/control-state.
 import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
 import { LOCKBOX_VERSION } from "./version.js";
+import { startMasterKeyEpochs } from "./master-key-epochs.js";
 import { RingDuty } from "../controlplane/ring-duty.js";
 import type { KeyReplication } from "../keys/key-replication.js";
 import { LockboxError } from "../errors.js";
@@ -199,11 +200,13 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let stopMetrics = async (): Promise<void> => {};
   let healthTimer: NodeJS.Timeout | undefined;
   let stopRest = async (): Promise<void> => {};
+  let stopEpochs = async (): Promise<void> => {};
   let replicationTimer: NodeJS.Timeout | undefined;
   let stopAttestation = async (): Promise<void> => {};
   const close = async (): Promise<void> => {
     await stopRest();
     duties?.stop();
+    await stopEpochs();
     await stopAttestation();
     clearInterval(healthTimer);
     clearInterval(replicationTimer);
@@ -341,6 +344,18 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             authority,
             manufacturerCas: options.joinWithControlState.manufacturerCas,
           });
+    // CMK epochs: the keeper, the attested delivery service, the rotation (master-key-epochs.ts).
+    const epochs = startMasterKeyEpochs({
+      config,
+      control,
+      core,
+      protector,
+      tpm,
+      tls,
+      clock,
+      log: logFor("master-key", "warn"),
+    });
+    stopEpochs = () => epochs.stop();
     const join =
       joinOptions === undefined
         ? undefined
@@ -367,6 +382,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         ],
         peerServices: [
           raft.service,
+          epochs.service,
           ...(join === undefined ? [] : [join]),
           ...(replicationNode === undefined ? [] : [replicationNode.peerService()]),
           ...(attestation.service === undefined ? [] : [attestation.service]),
@@ -389,6 +405,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
           }),
           listAuditEvents: (req) => audit.list(req),
           cluster,
+          masterKey: epochs.admin,
           ...(replicationNode !== undefined
             ? {
                 ring: () => replicationNode!.ringView(control.state.ring(), config.replication.minPartHours),
@@ -401,6 +418,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     );
     duties = new LeaderDuties({
       control,
+      policy: config.autopilot,
       ...(config.replication.enabled
         ? {
             ring: new RingDuty({

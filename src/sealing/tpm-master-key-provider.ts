@@ -14,7 +14,9 @@ import { MasterKeyError } from "../crypto/master-key-error.js";
 import type { PeerTpm } from "./peer-tpm.js";
 import { zeroize } from "../crypto/random-source.js";
 import {
+  decodeSealedMasterKey,
   readSealedMasterKeyFile,
+  sealedPcrs,
   sealMasterKeys,
   sha256Pcrs,
   unsealMasterKeys,
@@ -66,6 +68,18 @@ export class TpmMasterKeyProvider implements MasterKeyProvider {
       sealMasterKeys(tpm, { keys, clusterId: this.p.clusterId, pcrs: sha256Pcrs(pcrs) }),
     );
     await writeSealedMasterKeyFile(this.p.sealedFile, bytes, { replace: true });
+  }
+
+  /**
+   * Seals exactly `keys` (the epochs this peer holds during and after a rotation) to the PCRs the
+   * current sealed file names, at their current values, replacing the file atomically.
+   */
+  async persistEpochs(keys: readonly MasterKey[]): Promise<void> {
+    const current = decodeSealedMasterKey(
+      await readSealedMasterKeyFile(this.p.sealedFile),
+      this.p.sealedFile,
+    );
+    await this.reseal(keys, sealedPcrs(current));
   }
 
   describe(): MasterKeyProviderDescription {

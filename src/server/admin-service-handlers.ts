@@ -14,6 +14,7 @@ import type { ListAuditEventsResponse } from "../gen/lockbox/v1/ListAuditEventsR
 import type { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
 import { clusterAdminHandlers } from "./cluster-admin-handlers.js";
+import { type MasterKeyAdminApi, masterKeyAdminHandlers } from "./master-key-admin-handlers.js";
 import { stringFromWire, timestampToWire, uint32FromWire } from "./wire-mapping.js";
 
 export interface PeerStatus {
@@ -49,6 +50,8 @@ export interface AdminApi {
   listAuditEvents(req: AuditListRequest): Promise<AuditListResponse>;
   /** Peers, PCR policies and identities in the control state (cluster-admin-handlers.ts). */
   cluster?: ClusterAdmin;
+  /** Master-key rotation and status (master-key-admin-handlers.ts). */
+  masterKey?: MasterKeyAdminApi;
   /** The ring and this peer's replication (GetRingResponse, wire field names); absent: no ring. */
   ring?: () => Record<string, unknown>;
 }
@@ -163,6 +166,7 @@ export function adminServiceHandlers(
 
   return {
     ...clusterAdminHandlers(admin.cluster, ctx, service),
+    ...masterKeyAdminHandlers(admin.masterKey, ctx, service),
     GetStatus: auditedUnary(getStatus, ctx, service.GetStatus),
     GetRing: auditedUnary(getRing, ctx, service.GetRing),
     ListAuditEvents: auditedUnary(listAuditEvents, ctx, service.ListAuditEvents),

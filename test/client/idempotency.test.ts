@@ -38,6 +38,9 @@ const DECLARED: Record<string, Idempotency> = {
   IssueIdentity: "IDEMPOTENCY_UNKNOWN",
   ListIdentities: "NO_SIDE_EFFECTS",
   RevokeIdentity: "IDEMPOTENCY_UNKNOWN",
+  // A retried rotate would resume the rotation it started, without the recovery shares it returned.
+  RotateMasterKey: "IDEMPOTENCY_UNKNOWN",
+  GetMasterKeyStatus: "NO_SIDE_EFFECTS",
 };
 
 test("the server edge and the client read the same idempotency from the protos", (t) => {

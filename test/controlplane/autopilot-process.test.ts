@@ -29,8 +29,20 @@ test("the autopilot promotes learners to the voter target and replaces a voter t
       .sort();
 
   // 16 s alone; the bound is for a CI machine running other multi-process tests beside it.
+  // On failure: what peer-a lists, each peer's own raft view, and their logs (the failure is silent otherwise).
+  const diagnose = async (): Promise<void> => {
+    t.log("ListPeers on peer-a:", JSON.stringify(await list().catch((x: unknown) => String(x))));
+    for (const p of started) {
+      const raft = await p
+        .client()
+        .getStatus()
+        .then((s) => JSON.stringify(s.raft))
+        .catch((x: unknown) => String(x));
+      t.log(p.dir, raft, "\n", (await p.log()).split("\n").slice(-25).join("\n"));
+    }
+  };
   await until(async () => (await voters()).join() === "peer-a,peer-b,peer-c", 90_000).catch(async (e) => {
-    for (const p of started) t.log(p.dir, (await p.log()).split("\n").slice(-15).join("\n"));
+    await diagnose();
     throw e;
   });
   t.pass("three voters in three zones");
@@ -39,13 +51,7 @@ test("the autopilot promotes learners to the voter target and replaces a voter t
   started.push(await addUnattestedPeer(a, "peer-d", "zone-3"));
   // d is promoted (the healthy voters are below target), then the dead c leaves the configuration.
   await until(async () => (await voters()).join() === "peer-a,peer-b,peer-d", 60_000).catch(async (e) => {
-    t.log(
-      (await a.log())
-        .split("\n")
-        .filter((l) => l.includes("control"))
-        .join("\n"),
-    );
-    t.log(JSON.stringify(await list().catch((x: unknown) => String(x))));
+    await diagnose();
     throw e;
   });
   const final = await list();
@@ -65,5 +71,7 @@ async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
+  throw new Error(
+    `condition not met within ${timeoutMs} ms${last ? `; an earlier check failed: ${String(last)}` : ""}`,
+  );
 }

@@ -537,3 +537,148 @@ test("attested join: member.admit activates with the issued certificate, spends 
     "a removed peer cannot rejoin",
   );
 });
+
+/** populated() with member b admitted (active, attested) and a second project KEK. */
+function rotating(): ControlState {
+  const s = populated();
+  const steps: ControlCommand[] = [
+    {
+      type: "member.transition",
+      id: "b",
+      from: "enrolled",
+      to: "joining",
+      reason: "",
+      certificateSerial: "",
+      atMs: 6,
+    },
+    {
+      type: "member.admit",
+      id: "b",
+      from: "joining",
+      certificateSerial: "0C",
+      akPublic: Buffer.from("ak").toString("base64"),
+      quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
+      atMs: 7,
+    },
+    { type: "kek.create", project: "p2", epoch: 1, wrapped: "AAAA" },
+  ];
+  for (const c of steps) {
+    const r = apply(s, c);
+    if (!r.ok) throw new Error(`${c.type}: ${r.reason}`);
+  }
+  return s;
+}
+
+test("rotation: a staged epoch wraps nothing and activates only once every active member holds it; one rotation at a time", (t) => {
+  const s = rotating();
+  t.like(apply(s, { type: "cmk.epoch-stage", epoch: 2, holder: "zz", atMs: 8 }), {
+    ok: false,
+    code: "not-found",
+  });
+  t.like(apply(s, { type: "cmk.epoch-stage", epoch: 1, holder: "a", atMs: 8 }), {
+    ok: false,
+    code: "already-exists",
+  });
+  t.like(apply(s, { type: "cmk.epoch-stage", epoch: 2, holder: "a", atMs: 8 }), { ok: true });
+  t.like(apply(s, { type: "cmk.epoch-stage", epoch: 3, holder: "a", atMs: 8 }), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  t.like(apply(s, { type: "kek.create", project: "p3", epoch: 2, wrapped: "BBBB" }), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  t.like(apply(s, { type: "kek.rewrap", project: "p1", fromEpoch: 1, epoch: 2, wrapped: "BBBB" }), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  const refused = apply(s, { type: "cmk.epoch-activate", epoch: 2 });
+  t.like(refused, { ok: false, code: "failed-precondition" });
+  t.regex((refused as { reason: string }).reason, /members b do not hold CMK epoch 2/);
+  t.deepEqual(s.cmkEpochLackers(2, ["active"]), ["b"]);
+  t.like(apply(s, { type: "cmk.epoch-held", epoch: 2, member: "b" }), { ok: true });
+  t.like(apply(s, { type: "cmk.epoch-held", epoch: 2, member: "b" }), { ok: true }, "idempotent");
+  t.like(apply(s, { type: "cmk.epoch-activate", epoch: 2 }), { ok: true });
+  t.deepEqual(
+    s.cmkEpochs().map((e) => [e.epoch, e.state, e.holders]),
+    [
+      [1, "retiring", []],
+      [2, "active", ["a", "b"]],
+    ],
+  );
+  // New KEKs may still be wrapped under the retiring epoch (a peer that has not switched yet).
+  t.like(apply(s, { type: "kek.create", project: "p3", epoch: 1, wrapped: "BBBB" }), { ok: true });
+});
+
+test("rotation: the old epoch retires only when no KEK nor the CA key refers to it and every member that may serve holds the new one", (t) => {
+  const s = rotating();
+  apply(s, { type: "cmk.epoch-stage", epoch: 2, holder: "a", atMs: 8 });
+  apply(s, { type: "cmk.epoch-held", epoch: 2, member: "b" });
+  apply(s, { type: "cmk.epoch-activate", epoch: 2 });
+  t.like(apply(s, { type: "cmk.epoch-state", epoch: 2, state: "retired" }), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  t.like(apply(s, { type: "cmk.epoch-state", epoch: 1, state: "retired" }), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  for (const project of ["p1", "p2"]) {
+    t.like(apply(s, { type: "kek.rewrap", project, fromEpoch: 1, epoch: 2, wrapped: "CCCC" }), { ok: true });
+  }
+  // A member enrolled later, now down without the new epoch, holds retirement back.
+  apply(s, {
+    type: "member.enroll",
+    id: "c",
+    address: "127.0.0.1:3",
+    zone: "z3",
+    weight: 1,
+    policy: "prod",
+    ekPublicKey: Buffer.from("other-ek").toString("base64"),
+    ekCertificate: "",
+    joinTokenSha256: "cd".repeat(32),
+    joinTokenExpiresAtMs: 10_000,
+    atMs: 9,
+  });
+  apply(s, {
+    type: "member.transition",
+    id: "c",
+    from: "enrolled",
+    to: "joining",
+    reason: "",
+    certificateSerial: "",
+    atMs: 9,
+  });
+  apply(s, {
+    type: "member.admit",
+    id: "c",
+    from: "joining",
+    certificateSerial: "0D",
+    akPublic: Buffer.from("ak-c").toString("base64"),
+    quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
+    atMs: 9,
+  });
+  apply(s, {
+    type: "member.transition",
+    id: "c",
+    from: "active",
+    to: "down",
+    reason: "no answer",
+    certificateSerial: "",
+    atMs: 10,
+  });
+  const waiting = apply(s, { type: "cmk.epoch-state", epoch: 1, state: "retired" });
+  t.like(waiting, { ok: false, code: "failed-precondition" });
+  t.regex((waiting as { reason: string }).reason, /members c do not hold the active CMK epoch 2/);
+  t.like(apply(s, { type: "cmk.epoch-held", epoch: 2, member: "c" }), { ok: true });
+  t.like(apply(s, { type: "cmk.epoch-state", epoch: 1, state: "retired" }), { ok: true });
+  t.like(apply(s, { type: "cmk.epoch-held", epoch: 1, member: "c" }), { ok: false, code: "conflict" });
+  t.like(apply(s, { type: "kek.create", project: "p4", epoch: 1, wrapped: "BBBB" }), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  // The holders survive a snapshot.
+  const copy = new ControlState();
+  copy.restore(s.snapshot());
+  t.deepEqual(copy.cmkEpochs(), s.cmkEpochs());
+});

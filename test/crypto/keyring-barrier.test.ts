@@ -99,3 +99,55 @@ test("derived subkeys differ by purpose and are stable", (t) => {
   t.notDeepEqual(barrier.deriveKey("a"), barrier.deriveKey("b"));
   t.is(barrier.mac("a", new Uint8Array([1])).length, 32);
 });
+
+test("a rotation's keyring: a staged epoch is held but not used for wraps until activated; a retired one is dropped, never the active one", (t) => {
+  const barrier = new Barrier();
+  barrier.unseal(Keyring.empty().withEpoch(1, k1()));
+  const secret = new Uint8Array(randomBytes(16));
+  const underOne = barrier.wrap(secret, binding);
+  t.true(barrier.addEpoch(2, k1()));
+  t.false(barrier.addEpoch(2, k1()), "already held");
+  t.deepEqual(barrier.heldEpochs, [1, 2]);
+  t.is(barrier.activeEpoch, 1, "staged, not active");
+  t.is(barrier.wrap(secret, binding)[4], 1);
+  barrier.activate(2);
+  const underTwo = barrier.wrap(secret, binding);
+  t.is(underTwo[4], 2);
+  t.deepEqual(barrier.unwrap(underOne, binding), secret);
+  t.throws(() => barrier.dropEpoch(2), { instanceOf: RangeError });
+  const copy = barrier.releaseKey(1)!;
+  t.true(barrier.dropEpoch(1));
+  t.deepEqual(barrier.heldEpochs, [2]);
+  t.false(
+    copy.key.every((b) => b === 0),
+    "a released copy is the caller's",
+  );
+  t.true(
+    isLockboxError(
+      t.throws(() => barrier.unwrap(underOne, binding)),
+      "DATA_LOSS",
+    ),
+  );
+  t.deepEqual(barrier.unwrap(underTwo, binding), secret);
+});
+
+test("an epoch the cluster announced and this peer does not hold yet is UNAVAILABLE (retryable), any other unknown epoch DATA_LOSS", (t) => {
+  const ahead = new Barrier();
+  ahead.unseal(Keyring.empty().withEpoch(1, k1()).withEpoch(2, k1()));
+  const underTwo = ahead.wrap(new Uint8Array(8), binding);
+  const behind = new Barrier();
+  behind.unseal(Keyring.empty().withEpoch(1, k1()));
+  t.true(
+    isLockboxError(
+      t.throws(() => behind.unwrap(underTwo, binding)),
+      "DATA_LOSS",
+    ),
+  );
+  behind.announce([1, 2]);
+  t.true(
+    isLockboxError(
+      t.throws(() => behind.unwrap(underTwo, binding)),
+      "UNAVAILABLE",
+    ),
+  );
+});

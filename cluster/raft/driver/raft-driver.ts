@@ -443,7 +443,11 @@ export class RaftDriver<R = unknown> {
     );
   }
 
-  /** Runs `call` (which returns where the entry landed) on the loop and waits for that entry to apply. */
+  /**
+   * Runs `call` (which returns where the entry landed) on the loop and waits for that entry to apply.
+   * The deadline runs from this call, not from when the loop gets to it: a loop held up (a storage
+   * write that does not finish, a long round) must not leave the caller waiting for ever.
+   */
   #submit(
     operation: string,
     timeoutMs: number,
@@ -454,30 +458,44 @@ export class RaftDriver<R = unknown> {
       return Promise.reject(new Busy(operation, this.#opts.pendingMax));
     this.#pending++;
     return new Promise<Applied<unknown>>((resolve, reject) => {
-      this.#enqueue(() => {
-        let pos: { index: number; term: number };
-        try {
-          pos = call();
-        } catch (e) {
-          reject(this.#clientError(operation, e));
-          return;
+      /** Where the entry landed, once the loop proposed it. */
+      let pos: { index: number; term: number } | undefined;
+      let timedOut = false;
+      const timer = this.#scheduler.after(timeoutMs, () => {
+        timedOut = true;
+        // Only our own slot: a later proposal may have taken this index since (see below).
+        if (pos !== undefined && this.#proposals.get(pos.index)?.timer === timer) {
+          this.#proposals.delete(pos.index);
         }
-        if (pos.index <= this.#applied)
-          throw new Error(`core placed ${operation} at applied index ${pos.index}`);
-        const timer = this.#scheduler.after(timeoutMs, () => {
-          // Only our own slot: a later proposal may have taken this index since (see below).
-          if (this.#proposals.get(pos.index)?.timer === timer) this.#proposals.delete(pos.index);
-          reject(new Timeout(operation, timeoutMs));
-        });
-        // A proposal still waiting at this index was truncated away (this node lost and regained
-        // leadership): it can never apply. Its timer goes too, or it would later evict the new one.
-        const displaced = this.#proposals.get(pos.index);
-        if (displaced !== undefined) {
-          displaced.timer();
-          displaced.reject(new NotLeader(this.#leaderHint()));
-        }
-        this.#proposals.set(pos.index, { term: pos.term, resolve, reject, timer });
-      }, reject);
+        reject(new Timeout(operation, timeoutMs));
+      });
+      this.#enqueue(
+        () => {
+          // The caller was told Timeout before the loop got here: nothing was proposed, nothing will be.
+          if (timedOut) return;
+          try {
+            pos = call();
+          } catch (e) {
+            timer();
+            reject(this.#clientError(operation, e));
+            return;
+          }
+          if (pos.index <= this.#applied)
+            throw new Error(`core placed ${operation} at applied index ${pos.index}`);
+          // A proposal still waiting at this index was truncated away (this node lost and regained
+          // leadership): it can never apply. Its timer goes too, or it would later evict the new one.
+          const displaced = this.#proposals.get(pos.index);
+          if (displaced !== undefined) {
+            displaced.timer();
+            displaced.reject(new NotLeader(this.#leaderHint()));
+          }
+          this.#proposals.set(pos.index, { term: pos.term, resolve, reject, timer });
+        },
+        (e) => {
+          timer();
+          reject(e);
+        },
+      );
     }).finally(() => this.#pending--);
   }
 

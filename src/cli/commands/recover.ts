@@ -23,7 +23,7 @@ import { isMasterKeyError, MasterKeyError } from "../../crypto/master-key-error.
 import { zeroize } from "../../crypto/random-source.js";
 import { readRecoveryShareFile, recoverMasterKey } from "../../crypto/recovery-share.js";
 import { LockboxError } from "../../errors.js";
-import { verifyMasterKeyCanary } from "../../peer/peer-core.js";
+import { masterKeyCanaryEpoch, verifyMasterKeyCanary } from "../../peer/peer-core.js";
 import { syncDirectory, writeNewFile } from "../../pki/pem-files.js";
 import { PeerTpm } from "../../sealing/peer-tpm.js";
 import {
@@ -199,6 +199,16 @@ async function checkAgainstStore(
     return await verifyMasterKeyCanary(store, barrier);
   } catch (cause) {
     if (cause instanceof LockboxError && cause.code === "FAILED_PRECONDITION" && !barrier.sealed) {
+      const storeEpoch = await masterKeyCanaryEpoch(store);
+      if (storeEpoch !== undefined && storeEpoch !== epoch) {
+        // Shares rebuild the one epoch they were made for; after a rotation the store is under a newer one.
+        throw new MasterKeyError(
+          "SHARES_WRONG_KEY",
+          `these shares rebuild master-key epoch ${epoch}, but this peer's store is under epoch ${storeEpoch}: ` +
+            `use the shares made for epoch ${storeEpoch} (\`lockbox master-key rotate --recovery-shares\`)`,
+          { cause },
+        );
+      }
       throw new MasterKeyError(
         "SHARES_WRONG_KEY",
         "the master key rebuilt from the shares does not open this peer's store (shares of another cluster's store?)",
