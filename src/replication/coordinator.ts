@@ -38,6 +38,12 @@ export interface CoordinatorOptions {
   scheduler: Scheduler;
   writeDeadlineMs?: number;
   readDeadlineMs?: number;
+  /**
+   * A read that has no quorum this long after it started asks every primary it has not asked yet
+   * (default: a quarter of the read deadline, at most 1 s; shorter hedges fire on a merely busy
+   * machine and add the very load that made it slow).
+   */
+  readHedgeMs?: number;
   /** The replicas' digest bucket bits (Replica's bucketBits): a partition read pulls every bucket. */
   bucketBits?: number;
   bugs?: ReplicationBugs;
@@ -50,6 +56,8 @@ export interface CoordinatorMetrics {
   handoffCopies: number;
   reads: number;
   readsUnavailable: number;
+  /** Reads that asked the remaining primaries because no quorum answered within readHedgeMs. */
+  readHedges: number;
   badAnswers: number;
   repairs: number;
 }
@@ -57,6 +65,9 @@ export interface CoordinatorMetrics {
 export class Coordinator {
   private readonly writeDeadlineMs: number;
   private readonly readDeadlineMs: number;
+  private readonly readHedgeMs: number;
+  /** Rotates which other primaries a read asks first. */
+  private readTurn = 0;
   readonly metrics: CoordinatorMetrics = {
     writes: 0,
     writesAcked: 0,
@@ -64,6 +75,7 @@ export class Coordinator {
     handoffCopies: 0,
     reads: 0,
     readsUnavailable: 0,
+    readHedges: 0,
     badAnswers: 0,
     repairs: 0,
   };
@@ -71,6 +83,7 @@ export class Coordinator {
   constructor(private readonly options: CoordinatorOptions) {
     this.writeDeadlineMs = options.writeDeadlineMs ?? 10_000;
     this.readDeadlineMs = options.readDeadlineMs ?? 10_000;
+    this.readHedgeMs = options.readHedgeMs ?? Math.min(1_000, Math.ceil(this.readDeadlineMs / 4));
   }
 
   /** Replicates one version of a record; resolves once W primaries synced it. */
@@ -148,7 +161,13 @@ export class Coordinator {
     });
   }
 
-  /** The merged record of `id` from R primaries, or null when none holds it. */
+  /**
+   * The merged record of `id` from R primaries, or null when none holds it. It asks only R primaries
+   * at first (this peer first when it is one: its answer costs no message), and another primary only
+   * when an asked one fails or gives a bad answer, or when no quorum has answered `readHedgeMs` after
+   * the start (then every primary not yet asked). The answer still waits for R good answers: asking
+   * fewer primaries changes the cost of a read, never what it needs before answering (R + W > N).
+   */
   read(id: string): Promise<ReplicatedKey | null> {
     const { placement, sender, scheduler } = this.options;
     const partition = placement.partitionOfKey(id);
@@ -156,22 +175,38 @@ export class Coordinator {
     const quorum = new PlaceQuorum(primaries, this.options.bugs?.readTrustsOneReplica ? 1 : undefined);
     const needed = quorum.needed;
     this.metrics.reads += 1;
+    // The up primaries in asking order: this peer first, then the others from a turn that rotates
+    // per read, so the spare answers spread over them.
+    const up = primaries.filter((p) => placement.isUp(p));
+    const own = up.indexOf(sender.self);
+    const others = own < 0 ? up : [...up.slice(0, own), ...up.slice(own + 1)];
+    const turn = others.length === 0 ? 0 : this.readTurn++ % others.length;
+    const order = [...(own < 0 ? [] : [sender.self]), ...others.slice(turn), ...others.slice(0, turn)];
     return new Promise<ReplicatedKey | null>((resolve, reject) => {
       let done = false;
-      let failures = 0;
+      let failures = primaries.length - up.length; // down primaries cannot answer
       let pending = 0;
+      let asked = 0;
       /** Peer -> its answer (null: it holds no record). */
       const answers = new Map<string, { bytes: Uint8Array; record: ReplicatedKey } | null>();
       const fail = (why: string): void => {
         if (done) return;
         done = true;
         cancel();
+        cancelHedge();
         this.metrics.readsUnavailable += 1;
         reject(new LockboxError("UNAVAILABLE", `read of key ${id}: ${why}`));
       };
       const cancel = scheduler.after(this.readDeadlineMs, () =>
         fail(`${quorum.count} of ${needed} primaries answered within ${this.readDeadlineMs} ms`),
       );
+      const cancelHedge =
+        this.readHedgeMs < this.readDeadlineMs
+          ? scheduler.after(this.readHedgeMs, () => {
+              if (!done && asked < order.length) this.metrics.readHedges += 1;
+              while (!done && asked < order.length) ask(order[asked++]!);
+            })
+          : () => {};
       const merged = (): ReplicatedKey | null => {
         const found = [...answers.values()].filter((a) => a !== null).map((a) => a!.record);
         return found.length === 0 ? null : mergeAll(found);
@@ -181,16 +216,15 @@ export class Coordinator {
         if (!done && failures > primaries.length - needed) fail(`${failures} primaries could not answer`);
         if (pending === 0) this.repair(partition, answers, merged);
       };
-      for (const peer of primaries) {
-        if (!placement.isUp(peer)) {
-          failures += 1;
-          continue;
-        }
+      const ask = (peer: string): void => {
         pending += 1;
         void sender.request(peer, { kind: "get", partition, id }).then((r) => {
           const answer = r.ok && r.kind === "get" ? this.checkAnswer(id, r.record) : undefined;
-          if (answer === undefined) failures += 1;
-          else {
+          if (answer === undefined) {
+            failures += 1;
+            // One answer fewer than hoped: ask a primary not asked yet, before this one settles.
+            if (!done && asked < order.length) ask(order[asked++]!);
+          } else {
             answers.set(peer, answer);
             quorum.answer(peer);
             if (!done && quorum.reached) {
@@ -201,6 +235,7 @@ export class Coordinator {
                 // Replicas disagree on immutable fields: serve nothing rather than pick one.
                 done = true;
                 cancel();
+                cancelHedge();
                 reject(
                   new LockboxError(
                     "DATA_LOSS",
@@ -214,15 +249,18 @@ export class Coordinator {
               }
               done = true;
               cancel();
+              cancelHedge();
               resolve(result);
             }
           }
           settleOne();
         });
-      }
-      if (pending === 0) fail(`${failures} of ${primaries.length} primaries are down`);
-      else if (failures > primaries.length - needed)
+      };
+      if (up.length === 0 || failures > primaries.length - needed) {
         fail(`${failures} of ${primaries.length} primaries are down`);
+        return;
+      }
+      while (asked < Math.min(needed, order.length)) ask(order[asked++]!);
     });
   }
 

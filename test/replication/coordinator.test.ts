@@ -145,3 +145,67 @@ test("concurrent writes to one partition travel many records per message", async
   t.log(`${keys.length} writes to 2 remote primaries in ${messages} messages`);
   t.true(messages <= 10, `${messages} messages for ${keys.length * 2} remote copies`);
 });
+
+test("a read asks only R primaries, this peer first, and a third only when an asked one fails", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const [p1, p2, p3] = c.primariesOf(k);
+  await c.peer(p1!).coordinator.write(k);
+  await until(
+    async () => (await c.peer(p3!).replicaStore.getRecord(c.partitionOf(k), k.fields.id)) !== undefined,
+  );
+  const real = c.peer(p1!).batcher;
+  const asked: string[] = [];
+  const counting: ItemSender = {
+    self: p1!,
+    request: (to, item) => {
+      if (item.kind === "get") asked.push(to);
+      return real.request(to, item);
+    },
+  };
+  const coordinator = new Coordinator({ sender: counting, placement: c.placement, scheduler: nodeScheduler });
+  const r = await coordinator.read(k.fields.id);
+  t.deepEqual(new Uint8Array(r!.wrappedMaterial!), k.wrappedMaterial);
+  t.is(asked.length, 2, "R = 2 primaries asked while both answer");
+  t.is(asked[0], p1, "the coordinator's own replica first");
+  c.cut.add(p2!); // p2 fails: whichever other primary a read asks first, it still answers
+  for (let i = 0; i < 2; i++) {
+    asked.length = 0;
+    const again = await coordinator.read(k.fields.id);
+    t.deepEqual(new Uint8Array(again!.wrappedMaterial!), k.wrappedMaterial);
+    t.true(asked.length === 2 || (asked.length === 3 && asked.includes(p2!)), `asked ${asked.join(",")}`);
+  }
+  t.is(coordinator.metrics.readHedges, 0);
+});
+
+test("a read whose asked primary hangs asks the remaining one after readHedgeMs and answers", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const [p1, p2, p3] = c.primariesOf(k);
+  await c.peer(p1!).coordinator.write(k);
+  await until(
+    async () => (await c.peer(p3!).replicaStore.getRecord(c.partitionOf(k), k.fields.id)) !== undefined,
+  );
+  const real = c.peer(p1!).batcher;
+  // The other primaries never answer gets until the hedge; then only p2 stays hung. (A fresh
+  // coordinator asks p1 itself and then p2, the first other primary in ring order.)
+  const hung: ItemSender = {
+    self: p1!,
+    request: (to, item) =>
+      to !== p1 && item.kind === "get" && (to === p2 || coordinator.metrics.readHedges === 0)
+        ? new Promise(() => {})
+        : real.request(to, item),
+  };
+  const coordinator = new Coordinator({
+    sender: hung,
+    placement: c.placement,
+    scheduler: nodeScheduler,
+    readHedgeMs: 100,
+    readDeadlineMs: 5_000,
+  });
+  const started = Date.now();
+  const r = await coordinator.read(k.fields.id);
+  t.deepEqual(new Uint8Array(r!.wrappedMaterial!), k.wrappedMaterial);
+  t.is(coordinator.metrics.readHedges, 1);
+  t.true(Date.now() - started < 2_500, "answered after the hedge, well before the deadline");
+});
