@@ -232,21 +232,24 @@ export class MasterKeyRotation {
     // a KEK created a moment ago under the retiring epoch) may add or change KEKs: loop until none is left.
     this.#set({ phase: "rewrapping" });
     let rewrapped = 0;
-    for (;;) {
-      // After a ReadIndex: every re-wrap answered so far has applied here too.
-      const old = (await control.readCurrent()).projectKeks().filter((k) => k.epoch !== epoch);
-      this.#set({ keksRewrapped: rewrapped, keksTotal: rewrapped + old.length });
-      if (old.length === 0) break;
-      if (this.#stopped) throw new LockboxError("UNAVAILABLE", "the peer is stopping");
-      for (let i = 0; i < old.length; i += this.#t.rewrapBatch) {
-        const batch = old.slice(i, i + this.#t.rewrapBatch);
-        const done = await Promise.all(
-          batch.map((k) => this.#rewrapKek(k.project, k.epoch, k.wrapped, epoch)),
-        );
-        rewrapped += done.filter(Boolean).length;
-        this.#set({ keksRewrapped: rewrapped });
+    const rewrapAll = async (): Promise<void> => {
+      for (;;) {
+        // After a ReadIndex: every re-wrap answered so far has applied here too.
+        const old = (await control.readCurrent()).projectKeks().filter((k) => k.epoch !== epoch);
+        this.#set({ keksRewrapped: rewrapped, keksTotal: rewrapped + old.length });
+        if (old.length === 0) return;
+        if (this.#stopped) throw new LockboxError("UNAVAILABLE", "the peer is stopping");
+        for (let i = 0; i < old.length; i += this.#t.rewrapBatch) {
+          const batch = old.slice(i, i + this.#t.rewrapBatch);
+          const done = await Promise.all(
+            batch.map((k) => this.#rewrapKek(k.project, k.epoch, k.wrapped, epoch)),
+          );
+          rewrapped += done.filter(Boolean).length;
+          this.#set({ keksRewrapped: rewrapped });
+        }
       }
-    }
+    };
+    await rewrapAll();
     const ca = control.state.clusterCa();
     if (ca !== null && ca.epoch !== epoch) {
       const plain = barrier.unwrap(Buffer.from(ca.wrappedKey, "base64"), CA_KEY_BINDING);
@@ -261,6 +264,9 @@ export class MasterKeyRotation {
     this.#set({ phase: "retiring" });
     for (const e of control.state.cmkEpochs().filter((x) => x.state === "retiring")) {
       await this.#until("retiring", async () => {
+        // A peer that had not switched to the new epoch yet may have created a KEK under the retiring
+        // one after the pass above (the state machine refuses retirement while one is left): wrap again.
+        await rewrapAll();
         const { result } = await control.propose({
           type: "cmk.epoch-state",
           epoch: e.epoch,
