@@ -44,7 +44,8 @@ export interface PeerMetricsHooks {
 
 /**
  * The counters the src/replication classes keep, by shape (so metrics/ needs no import of them):
- * `{ coordinator, handoff, antiEntropy }` of a peer satisfy it as they are.
+ * `{ coordinator, handoff, antiEntropy, receiver, handover }` of a peer (its ReplicationNode)
+ * satisfy it as they are.
  */
 export interface ReplicationMetricsSources {
   coordinator?: {
@@ -76,6 +77,26 @@ export interface ReplicationMetricsSources {
       recordsPushed: number;
       repairsStarted: number;
       repairsDone: number;
+    }>;
+  };
+  /** Rebalance, receiving side (PartitionReceiver): the current plan's progress. */
+  receiver?: {
+    progress(): Readonly<{
+      partitions: number;
+      received: number;
+      records: number;
+      bytes: number;
+      bytesPerSecond: number;
+    }>;
+  };
+  /** Rebalance, giving side (PartitionHandover): the current plan's progress. */
+  handover?: {
+    progress(): Readonly<{
+      partitions: number;
+      dropped: number;
+      records: number;
+      bytes: number;
+      busy: boolean;
     }>;
   };
 }

@@ -231,6 +231,80 @@ export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId:
     "Quarantined partitions repaired from replicas",
     () => antiEntropy()?.repairsDone,
   );
+  // Rebalance progress of the current plan (each ring change starts a new one, from zero), read from
+  // the partition receiver and handover. Bytes still to move are not known ahead of the stream (a
+  // partition's size is learnt by pulling it), so "remaining" is counted in partitions.
+  const receiving = () => replication.receiver?.progress();
+  const giving = () => replication.handover?.progress();
+  gauge(
+    "lockbox_rebalance_receive_partitions",
+    "Partitions this peer streams in for the current rebalance (from their old holders)",
+    () => receiving()?.partitions,
+  );
+  gauge(
+    "lockbox_rebalance_received_partitions",
+    "Partitions of the current rebalance fully streamed in",
+    () => receiving()?.received,
+  );
+  gauge(
+    "lockbox_rebalance_receive_remaining_partitions",
+    "Partitions of the current rebalance not yet streamed in",
+    () => {
+      const p = receiving();
+      return p === undefined ? undefined : p.partitions - p.received;
+    },
+  );
+  gauge(
+    "lockbox_rebalance_received_records",
+    "Records merged in by the current rebalance",
+    () => receiving()?.records,
+  );
+  gauge(
+    "lockbox_rebalance_received_bytes",
+    "Record bytes merged in by the current rebalance",
+    () => receiving()?.bytes,
+  );
+  gauge(
+    "lockbox_rebalance_receive_bytes_per_second",
+    "Record bytes per second merged in since the current rebalance started",
+    () => receiving()?.bytesPerSecond,
+  );
+  gauge(
+    "lockbox_rebalance_give_partitions",
+    "Partitions this peer holds but no longer owns, to hand over in the current rebalance",
+    () => giving()?.partitions,
+  );
+  gauge(
+    "lockbox_rebalance_given_partitions",
+    "Partitions handed over (every new primary confirmed every record) and dropped here",
+    () => giving()?.dropped,
+  );
+  gauge(
+    "lockbox_rebalance_give_remaining_partitions",
+    "Partitions of the current rebalance not yet handed over",
+    () => {
+      const p = giving();
+      return p === undefined ? undefined : p.partitions - p.dropped;
+    },
+  );
+  gauge(
+    "lockbox_rebalance_given_records",
+    "Records confirmed by the new primaries in the current rebalance",
+    () => giving()?.records,
+  );
+  gauge(
+    "lockbox_rebalance_given_bytes",
+    "Record bytes confirmed by the new primaries in the current rebalance",
+    () => giving()?.bytes,
+  );
+  gauge(
+    "lockbox_rebalance_handover_busy",
+    "1 from a ring change until every partition this peer gives away is handed over",
+    () => {
+      const p = giving();
+      return p === undefined ? undefined : p.busy ? 1 : 0;
+    },
+  );
   const rebalanceMoved = new prom.Gauge({
     name: "lockbox_rebalance_moved_partition_replicas",
     help: "Partition-replicas the current rebalance has moved",

@@ -8,7 +8,17 @@ import * as grpc from "@grpc/grpc-js";
 import test from "ava";
 import { service as healthService } from "grpc-health-check";
 
+import type { ReplicatedKey } from "../../cluster/replication/index.js";
+import { placedKeyId, RingBuilder, scopeHash32 } from "../../cluster/ring/index.js";
 import { TestCluster } from "../replication/replication-cluster.js";
+import {
+  closeNodes,
+  ringRecord,
+  startNode,
+  startServer,
+  stopServer,
+  type TestNode,
+} from "../replication/replication-nodes.js";
 import { call, clientsFor, failure, startSharedPeer } from "../server/peer-fixture.js";
 
 interface Sample {
@@ -170,7 +180,7 @@ test("metrics after real calls: counters and histograms by method and status, st
  * attached to a real peer's metrics the way the peer will attach its own: the scrape over HTTP
  * shows their writes, handoff copies, pending hints, deliveries and anti-entropy passes.
  */
-test("replication metrics follow the attached parts (in-process replication cluster): writes, hints pending then delivered, anti-entropy passes", async (t) => {
+test("replication metrics follow the attached parts (in-process replication cluster, then real replication nodes): writes, hints pending then delivered, anti-entropy passes, rebalance partitions and bytes received and handed over", async (t) => {
   const f = await startSharedPeer({ metricsListen: "127.0.0.1:0" });
   t.teardown(() => f.close());
   const metricsAddress = f.peer.metricsAddress;
@@ -225,4 +235,100 @@ test("replication metrics follow the attached parts (in-process replication clus
   const detached = await scrape();
   t.is(value(detached, "lockbox_anti_entropy_passes_total"), 2);
   t.is(value(detached, "lockbox_replication_hints_pending"), 0);
+  t.is(value(detached, "lockbox_rebalance_receive_partitions"), 0, "no receiver attached");
+
+  // Rebalance progress, from real ReplicationNodes (real gRPC, LevelDB) as the peer attaches its own:
+  // a, b, c hold every partition; d joins. While d's sources are unreachable its plan waits (every
+  // partition remaining); once they are back, d has streamed every partition in and the old holders
+  // have handed theirs over.
+  const salt = new Uint8Array([9, 8, 7]);
+  const members = ["a", "b", "c", "d"];
+  const nodes: TestNode[] = [];
+  t.teardown(() => closeNodes(nodes));
+  for (const id of members) nodes.push(await startNode(t, id, members, { salt, power: 4 }));
+  const [a, b, cc, d] = nodes as [TestNode, TestNode, TestNode, TestNode];
+  const addresses = new Map(nodes.map((n) => [n.id, n.address]));
+  const builder = RingBuilder.create({ partPower: 4, replicas: 3, minPartHours: 0 });
+  for (const id of ["a", "b", "c"]) builder.addPeer({ id, zone: `z-${id}`, weight: 1 });
+  builder.rebalance(0);
+  for (const n of nodes) n.node.sync({ ring: ringRecord(builder), addresses });
+  for (let i = 0; i < 60; i++) await a.node.keys.write(rebalanceKey(salt, i));
+  f.peer.metrics.replication.attach(d.node);
+  const before = await scrape();
+  t.is(value(before, "lockbox_rebalance_receive_partitions"), 0, "no rebalance yet");
+  t.is(value(before, "lockbox_rebalance_give_partitions"), 0);
+
+  builder.addPeer({ id: "d", zone: "z-d", weight: 1 });
+  t.true(builder.rebalance(1_000).moved > 0);
+  for (const n of [a, b, cc]) stopServer(n);
+  d.node.sync({ ring: ringRecord(builder), addresses });
+  const waiting = await scrape();
+  const planned = d.node.receiver.progress().partitions;
+  t.true(planned > 0, "d receives partitions");
+  t.is(value(waiting, "lockbox_rebalance_receive_partitions"), planned);
+  t.is(value(waiting, "lockbox_rebalance_received_partitions"), 0, "no source reachable yet");
+  t.is(value(waiting, "lockbox_rebalance_receive_remaining_partitions"), planned);
+  t.is(value(waiting, "lockbox_rebalance_received_bytes"), 0);
+
+  for (const n of [a, b, cc]) await startServer(n);
+  for (const n of [a, b, cc]) n.node.sync({ ring: ringRecord(builder), addresses });
+  const giver = async (): Promise<TestNode | undefined> => {
+    for (let i = 0; i < 300; i++) {
+      const done =
+        d.node.receiver.progress().received === planned &&
+        [a, b, cc].every((n) => !n.node.handover.progress().busy);
+      if (done) return [a, b, cc].find((n) => n.node.handover.progress().partitions > 0);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return undefined;
+  };
+  const g = await giver();
+  if (g === undefined) return t.fail("the rebalance did not finish within 30 s");
+  const received = d.node.receiver.progress();
+  const after2 = await scrape();
+  t.is(value(after2, "lockbox_rebalance_received_partitions"), planned);
+  t.is(value(after2, "lockbox_rebalance_receive_remaining_partitions"), 0);
+  t.is(value(after2, "lockbox_rebalance_received_records"), received.records);
+  t.true(received.records > 0, "d merged records in");
+  t.is(value(after2, "lockbox_rebalance_received_bytes"), received.bytes);
+  t.true(received.bytes >= received.records * 40, "each record carries at least its wrapped material");
+  t.true(value(after2, "lockbox_rebalance_receive_bytes_per_second")! > 0);
+  t.is(value(after2, "lockbox_rebalance_give_partitions"), 0, "d gives nothing away");
+
+  f.peer.metrics.replication.attach(g.node);
+  const given = g.node.handover.progress();
+  const giverScrape = await scrape();
+  t.true(given.partitions > 0 && given.records > 0);
+  t.is(value(giverScrape, "lockbox_rebalance_give_partitions"), given.partitions);
+  t.is(value(giverScrape, "lockbox_rebalance_given_partitions"), given.partitions, "every one handed over");
+  t.is(value(giverScrape, "lockbox_rebalance_give_remaining_partitions"), 0);
+  t.is(value(giverScrape, "lockbox_rebalance_given_records"), given.records);
+  t.is(value(giverScrape, "lockbox_rebalance_given_bytes"), given.bytes);
+  t.true(given.bytes >= given.records * 40);
+  t.is(value(giverScrape, "lockbox_rebalance_handover_busy"), 0);
 });
+
+/** A key of scope `vol-(n % 10)`, placed by that scope (as the key service places its keys). */
+function rebalanceKey(salt: Uint8Array, n: number): ReplicatedKey {
+  const stamp = { wallMs: Date.now(), logical: n, peer: "a" };
+  const random = new Uint8Array(16).map((_, i) => (n * 37 + i * 11) & 0xff);
+  const scope = `vol-${n % 10}`;
+  return {
+    fields: {
+      id: placedKeyId(scopeHash32(salt, "proj", scope), random),
+      project: "proj",
+      scope,
+      name: `k${n}`,
+      algorithm: "AES",
+      bitLength: 256,
+      createdAtMs: 1,
+      parentId: "",
+    },
+    created: stamp,
+    wrappedMaterial: new Uint8Array(40).fill((n % 200) + 1),
+    state: { value: "active", stamp },
+    tombstone: null,
+    grants: [],
+    consumers: [],
+  };
+}
