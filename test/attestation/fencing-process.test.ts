@@ -474,7 +474,15 @@ test.serial(
     t.truthy(status, `${target}'s status does not show it attested again`);
     const text = await runCli(["status", "--endpoint", c.addressOf[target]!, ...c.adminArgs]);
     t.regex(text.text, /attestation\s+attested \(member active\)/);
-    t.is(await health(c.addressOf[target]!, c.caPem), "SERVING");
+    // gRPC health follows the fence on the peer's health timer (HEALTH_SYNC_MS), so it may lag the
+    // status by one tick: a bounded wait, not an instant check.
+    t.is(
+      await until(2 * INTERVAL_MS, async () => {
+        const h = await health(c.addressOf[target]!, c.caPem);
+        return h === "SERVING" ? h : undefined;
+      }),
+      "SERVING",
+    );
     t.is((await httpGet(targetMetrics, "/readyz")).status, 200);
   },
 );
