@@ -10,7 +10,7 @@
  * comes first, printing its progress once a second. Ends with one JSON line shaped as `bench -- single`'s.
  * GetKey is measured with the client's key cache off: every call is a round trip and a quorum read.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
@@ -30,12 +30,22 @@ const SCOPES = 97;
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ops: { type: "string" }, seconds: { type: "string" }, "cpu-prof": { type: "string" } },
+    options: {
+      ops: { type: "string" },
+      seconds: { type: "string" },
+      "cpu-prof": { type: "string" },
+      cases: { type: "string" },
+    },
     strict: true,
   });
   const opsMax = positiveInt("--ops", values.ops ?? "3000");
   const secondsMax = positiveInt("--seconds", values.seconds ?? "10");
   const say = (line: string): boolean => process.stdout.write(line + "\n");
+  // `--cases CreateKey:64,GetKey:64` runs only those cases (for profiling one of them).
+  const only = values.cases === undefined ? undefined : new Set(values.cases.split(","));
+  /** With --cpu-prof: each case's measured span on the monotonic clock the profiles use (µs). */
+  const spans: { case: string; startUs: number; endUs: number }[] = [];
+  const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
   say(`starting ${PEERS} peers (init, join, serve in temp dirs)...`);
   const t0 = performance.now();
@@ -85,12 +95,15 @@ export async function main(argv: string[]): Promise<void> {
       ["GetKey", get],
     ] as const) {
       for (const concurrency of [1, 64]) {
+        if (only !== undefined && !only.has(`${rpc}:${concurrency}`)) continue;
         say(`${rpc} C=${concurrency}: warming up, then up to ${opsMax} ops or ${secondsMax} s`);
         await run(op, concurrency, WARMUP_OPS, 30);
         const cpu0 = cpuNow(pids);
+        const startUs = monotonicUs();
         const r = await run(op, concurrency, opsMax, secondsMax, (done, errors, seconds) =>
           say(`  ${seconds.toFixed(0)} s: ${done} ops, ${errors} errors`),
         );
+        spans.push({ case: `${rpc}:${concurrency}`, startUs, endUs: monotonicUs() });
         const cpu1 = cpuNow(pids);
         const result: ClusterCase = {
           rpc,
@@ -110,6 +123,7 @@ export async function main(argv: string[]): Promise<void> {
     // A clean stop, so profiles and logs are complete.
     for (const p of cluster.running) await cluster.stop(p.id).catch(() => {});
     await cluster.teardown();
+    if (profileDir !== undefined) writeFileSync(`${profileDir}/cases.json`, JSON.stringify(spans));
   }
   process.stdout.write(
     JSON.stringify({
