@@ -10,7 +10,7 @@
  * comes first, printing its progress once a second. Ends with one JSON line shaped as `bench -- single`'s.
  * GetKey is measured with the client's key cache off: every call is a round trip and a quorum read.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
@@ -55,7 +55,11 @@ export async function main(argv: string[]): Promise<void> {
     // Nothing between the peers or the clients and the peers: no byte passes through this process.
     proxies: false,
     // Each peer writes a CPU profile there when it stops (SIGTERM below; node --cpu-prof).
-    ...(profileDir !== undefined ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
+    // LOCKBOX_BENCH_NODE_ARGS: more node flags for the peers (space-separated), to try V8 settings.
+    nodeArgs: [
+      ...(profileDir !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+      ...(process.env.LOCKBOX_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
+    ],
     // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
     configure: (c) => {
       c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
@@ -98,6 +102,7 @@ export async function main(argv: string[]): Promise<void> {
         if (only !== undefined && !only.has(`${rpc}:${concurrency}`)) continue;
         say(`${rpc} C=${concurrency}: warming up, then up to ${opsMax} ops or ${secondsMax} s`);
         await run(op, concurrency, WARMUP_OPS, 30);
+        const threads0 = threadsCpuMs(pids);
         const cpu0 = cpuNow(pids);
         const startUs = monotonicUs();
         const r = await run(op, concurrency, opsMax, secondsMax, (done, errors, seconds) =>
@@ -105,6 +110,7 @@ export async function main(argv: string[]): Promise<void> {
         );
         spans.push({ case: `${rpc}:${concurrency}`, startUs, endUs: monotonicUs() });
         const cpu1 = cpuNow(pids);
+        const threads1 = threadsCpuMs(pids);
         const result: ClusterCase = {
           rpc,
           concurrency,
@@ -117,6 +123,7 @@ export async function main(argv: string[]): Promise<void> {
         say(
           `  CPU per call: peers ${result.peerCpuMsPerOp.toFixed(2)} ms (all three), this client ${result.clientCpuMsPerOp.toFixed(2)} ms`,
         );
+        say(`  peers' CPU per call by thread: ${perThread(threads0, threads1, r.ops)}`);
       }
     }
   } finally {
@@ -137,6 +144,43 @@ export async function main(argv: string[]): Promise<void> {
       results,
     }) + "\n",
   );
+}
+
+/** CPU (ms) used so far by each thread of the peer processes (by creation order), summed over the peers. */
+function threadsCpuMs(pids: readonly number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // not Linux, or the peer is gone
+    }
+    tids.sort((a, b) => Number(a) - Number(b));
+    for (const [ordinal, tid] of tids.entries()) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+        // Node names every thread "node": the others are told apart by creation order (V8's
+        // platform workers first, then libuv's pool and LevelDB's compaction thread as first used).
+        const key = tid === String(pid) ? "main" : `t${ordinal}`;
+        out.set(key, (out.get(key) ?? 0) + ms);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  }
+  return out;
+}
+
+function perThread(before: Map<string, number>, after: Map<string, number>, ops: number): string {
+  return [...after]
+    .map(([name, ms]) => [name, (ms - (before.get(name) ?? 0)) / Math.max(1, ops)] as const)
+    .filter(([, perOp]) => perOp >= 0.005)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, perOp]) => `${name} ${perOp.toFixed(2)} ms`)
+    .join(", ");
 }
 
 /** CPU used so far by the peer processes (user + system, from /proc) and by this process, in ms. */
