@@ -208,8 +208,11 @@ export class Coordinator {
             })
           : () => {};
       const merged = (): ReplicatedKey | null => {
-        const found = [...answers.values()].filter((a) => a !== null).map((a) => a!.record);
-        return found.length === 0 ? null : mergeAll(found);
+        const found = [...answers.values()].filter((a) => a !== null);
+        if (found.length === 0) return null;
+        // Replicas that agree byte for byte (the usual case) need no merge: merging is idempotent.
+        if (found.every((a) => bytesEqual(a!.bytes, found[0]!.bytes))) return found[0]!.record;
+        return mergeAll(found.map((a) => a!.record));
       };
       const settleOne = (): void => {
         pending -= 1;
@@ -358,6 +361,14 @@ export class Coordinator {
     answers: Map<string, { bytes: Uint8Array; record: ReplicatedKey } | null>,
     merged: () => ReplicatedKey | null,
   ): void {
+    // Every asked primary answered the same bytes (or all hold nothing): nothing to repair.
+    const all = [...answers.values()];
+    const first = all[0];
+    if (
+      first !== undefined &&
+      all.every((a) => (a === null ? first === null : first !== null && bytesEqual(a.bytes, first.bytes)))
+    )
+      return;
     let m: ReplicatedKey | null;
     try {
       m = merged();
