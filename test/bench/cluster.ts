@@ -14,12 +14,22 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
-import { ProcessCluster } from "../helpers/cluster-processes.js";
+import { ProcessCluster, waitFor } from "../helpers/cluster-processes.js";
 import { caseLine, positiveInt, run, WARMUP_OPS, type CaseResult } from "./single.js";
 
 const PEERS = 3;
 /** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
+
+/** The GetRing fields the bench waits on (admin.proto RingStatus, longs as strings). */
+interface RingView {
+  version: string;
+  local_version: string;
+  partitions_receiving: number;
+  partitions_received: number;
+  partitions_giving: number;
+  partitions_given: number;
+}
 
 /** A case's figures, with the CPU the peers and this client spent per acknowledged call. */
 type ClusterCase = CaseResult & { peerCpuMsPerOp: number; clientCpuMsPerOp: number };
@@ -70,6 +80,26 @@ export async function main(argv: string[]): Promise<void> {
   const pids = cluster.peers.map((p) => p.process.pid).filter((p): p is number => p !== undefined);
   try {
     await cluster.waitKeysServed(60_000);
+    // The peers that joined stream in every partition of the ring grown from N = 1 (a rebalance):
+    // measure the steady state, once every peer has applied the last ring and every move finished.
+    const admins = cluster.peers.map((p) => cluster.client(p.id, { deadlineMs: 5_000, attemptsMax: 1 }));
+    await waitFor(
+      async () => {
+        const views = await Promise.all(admins.map((c) => c.adminCall<RingView>("GetRing", {})));
+        return views.every(
+          (v) =>
+            Number(v.local_version) === Number(views[0]!.version) &&
+            v.partitions_received === v.partitions_receiving &&
+            v.partitions_given === v.partitions_giving,
+        );
+      },
+      120_000,
+      "every peer on the last ring with its partition moves done",
+    );
+    const moved = await Promise.all(admins.map((c) => c.adminCall<RingView>("GetRing", {})));
+    say(
+      `  [${((performance.now() - t0) / 1000).toFixed(1)} s] ring ${moved[0]!.version} applied everywhere; partitions streamed in: ${moved.map((v) => v.partitions_received).join(", ")}`,
+    );
     const clients: LockboxClient[] = cluster.peers.map((p) =>
       cluster.client(p.id, { cache: false, deadlineMs: 30_000 }),
     );
