@@ -15,9 +15,11 @@ import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
 import { ProcessCluster, waitFor } from "../helpers/cluster-processes.js";
-import { caseLine, positiveInt, run, WARMUP_OPS, type CaseResult } from "./single.js";
+import { caseLine, positiveInt, run, type CaseResult } from "./single.js";
 
 const PEERS = 3;
+/** Load before each measured case. */
+const WARMUP_SECONDS = 1;
 /** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -130,8 +132,13 @@ export async function main(argv: string[]): Promise<void> {
     ] as const) {
       for (const concurrency of [1, 64]) {
         if (only !== undefined && !only.has(`${rpc}:${concurrency}`)) continue;
-        say(`${rpc} C=${concurrency}: warming up, then up to ${opsMax} ops or ${secondsMax} s`);
-        await run(op, concurrency, WARMUP_OPS, 30);
+        say(
+          `${rpc} C=${concurrency}: ${WARMUP_SECONDS} s warming up, then up to ${opsMax} ops or ${secondsMax} s`,
+        );
+        // A second of load first, as compare.sh's etcd load warms up (etcd-load.mjs --warmup 1): 50
+        // calls (WARMUP_OPS) were less than one round at C=64, and V8 was still compiling the hot
+        // paths well into the measured window (a third of the peers' CPU in a 5 s case).
+        await run(op, concurrency, Number.MAX_SAFE_INTEGER, WARMUP_SECONDS);
         const threads0 = threadsCpuMs(pids);
         const cpu0 = cpuNow(pids);
         const startUs = monotonicUs();
