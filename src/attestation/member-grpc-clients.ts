@@ -65,11 +65,21 @@ export class MemberGrpcClients {
       Buffer.from(tls.privateKeyPem),
       Buffer.from(tls.certificatePem),
       {
+        // TLS chained the server's certificate to the cluster CA; it must also be the member we meant.
         checkServerIdentity: (host, cert) => {
           const hostError = checkServerIdentity(host, cert);
           if (hostError !== undefined) return hostError;
-          const id = peerIdOf(new X509Certificate(cert.raw));
-          return id === peerId ? undefined : new Error(`the server at ${host} is peer ${id}, not ${peerId}`);
+          // peerIdOf throws for a certificate that is not a peer's: returned, it fails this
+          // connection; thrown from inside TLS, it would be an uncaught exception (as the raft and
+          // replication links already guard).
+          try {
+            const id = peerIdOf(new X509Certificate(cert.raw));
+            return id === peerId
+              ? undefined
+              : new Error(`the server at ${host} is peer ${id}, not ${peerId}`);
+          } catch (e) {
+            return e instanceof Error ? e : new Error(String(e));
+          }
         },
       },
     );
