@@ -208,11 +208,8 @@ export class Coordinator {
             })
           : () => {};
       const merged = (): ReplicatedKey | null => {
-        const found = [...answers.values()].filter((a) => a !== null);
-        if (found.length === 0) return null;
-        // Replicas that agree byte for byte (the usual case) need no merge: merging is idempotent.
-        if (found.every((a) => bytesEqual(a!.bytes, found[0]!.bytes))) return found[0]!.record;
-        return mergeAll(found.map((a) => a!.record));
+        const found = [...answers.values()].filter((a) => a !== null).map((a) => a!.record);
+        return found.length === 0 ? null : mergeAll(found);
       };
       const settleOne = (): void => {
         pending -= 1;
