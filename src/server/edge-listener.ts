@@ -338,10 +338,12 @@ function identityOf(
  * grpc-js asks the TLS socket for the peer certificate on every call (twice: admission and the
  * handler), and node rebuilds the whole object each time (every field, fingerprints, the DER copied),
  * a few percent of a peer's CPU under load. With renegotiation refused, a session's certificate is
- * fixed once the handshake is done (TLS 1.3 has no renegotiation; a TLS 1.2 client asking for one
- * gets its connection closed), so it is built once per connection, here, after the handshake.
+ * fixed once the handshake is done (TLS 1.3 has no renegotiation), so it is built once per
+ * connection, here, after the handshake.
  */
 function keepPeerCertificate(socket: tls.TLSSocket): void {
+  // OpenSSL 3 already refuses a client's renegotiation (a TLS 1.2 client's renegotiate() gets no
+  // new handshake); this keeps it so should that default change.
   socket.disableRenegotiation();
   const build = socket.getPeerCertificate.bind(socket);
   let plain: tls.PeerCertificate | undefined;
