@@ -301,7 +301,7 @@ async function previousPcrs(path: string): Promise<number[] | undefined> {
 }
 
 /** --manufacturer-ca files, each one certificate in PEM or DER; a file that is not one is a usage error. */
-async function readManufacturerCas(value: unknown): Promise<X509Certificate[]> {
+export async function readManufacturerCas(value: unknown): Promise<X509Certificate[]> {
   const files = Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
   const cas: X509Certificate[] = [];
   for (const file of files) {
