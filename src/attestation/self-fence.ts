@@ -43,11 +43,7 @@ export class SelfFence {
     const wasFenced = this.state().fenced;
     // Bounded: the details are the refuser's words, kept only for status.
     this.#notice = { atMs: this.#now(), by: peerId, details: details.slice(0, 512) };
-    clearTimeout(this.#lapse);
-    if (this.#listeners.length > 0) {
-      this.#lapse = setTimeout(() => this.#changed(), this.options.noticeMs + 1);
-      this.#lapse.unref();
-    }
+    this.#scheduleLapse();
     if (!wasFenced) this.#changed();
   }
 
@@ -61,6 +57,23 @@ export class SelfFence {
   close(): void {
     clearTimeout(this.#lapse);
     this.#lapse = undefined;
+  }
+
+  /** Tells the listeners when the notice lapses (a timer firing early waits for the rest). */
+  #scheduleLapse(): void {
+    clearTimeout(this.#lapse);
+    this.#lapse = undefined;
+    const n = this.#notice;
+    if (n === undefined || this.#listeners.length === 0) return;
+    const leftMs = n.atMs + this.options.noticeMs - this.#now();
+    this.#lapse = setTimeout(
+      () => {
+        if (this.#notice === n && this.#now() - n.atMs < this.options.noticeMs) this.#scheduleLapse();
+        else this.#changed();
+      },
+      Math.max(1, leftMs + 1),
+    );
+    this.#lapse.unref();
   }
 
   #changed(): void {
