@@ -11,7 +11,8 @@
  * certificate chained to the manufacturer CA, or its public key alone; credential activation; a quote
  * meeting the member's policy) and the peer commits that re-enrolment when it starts, audited. With a
  * 1 s attestation interval the recovered peers are then re-quoted against their new AKs and stay
- * unfenced (and up) across several intervals, and every peer serves keys.
+ * unfenced (and up) across several intervals, and every peer serves keys. A rotation afterwards
+ * delivers the next epoch to them by attestation against their new AKs.
  *
  * A single peer recovered from init's shares is tpm-sealed-master-key.test.ts; this is the cluster.
  */
@@ -51,7 +52,7 @@ const fileHash = async (path: string): Promise<string> =>
     .update(await fs.readFile(path))
     .digest("hex");
 
-test("every swtpm state destroyed: k recovery shares of the rotated epoch restore the 3-peer cluster on new swtpms, re-enrolled so no peer is fenced across several attestation intervals (keys exact, new KEKs work); k-1 shares and the retired epoch's shares are refused and change nothing", async (t) => {
+test("every swtpm state destroyed: k recovery shares of the rotated epoch restore the 3-peer cluster on new swtpms, re-enrolled so no peer is fenced across several attestation intervals (keys exact, new KEKs work, the next rotation reaches every peer); k-1 shares and the retired epoch's shares are refused and change nothing", async (t) => {
   t.timeout(START_TIMEOUT_MS + 180_000);
   const root = await fs.mkdtemp(join(tmpdir(), "lockbox-recover-"));
   const dir = join(root, "cluster");
@@ -280,4 +281,21 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
     ],
   );
   t.is(status.epochs[1]!.project_keks, 6 + 3 + 1);
+
+  // The new TPMs carry on: a rotation delivers the next epoch to the re-enrolled members by
+  // attestation (a quote checked against each member's new AK), and every key stays readable.
+  const again = await runCli(["master-key", "rotate", "--endpoint", endpoints[0]!, ...admin, "--json"], {
+    timeoutMs: 170_000,
+  });
+  t.is(again.code, 0, again.stderr);
+  t.like(JSON.parse(again.text.trim()), { epoch: 3, complete: true });
+  for (const [i, c] of clients.entries()) {
+    let epoch = 0;
+    for (let n = 0; n < 120 && epoch !== 3; n++) {
+      epoch = (await c.getStatus().catch(() => ({ masterKeyEpoch: 0 }))).masterKeyEpoch ?? 0;
+      if (epoch !== 3) await sleep(250);
+    }
+    t.is(epoch, 3, `${PEERS[i]} did not switch to epoch 3`);
+  }
+  for (const k of written) t.is((await clients[k.peer]!.getKey(k.id)).material.toString("hex"), k.hex, k.id);
 });
