@@ -510,6 +510,32 @@ export class ControlState implements StateMachine<ControlResult> {
     });
   }
 
+  #issue(c: Extract<ControlCommand, { type: "identity.issue" }>): ControlResult {
+    const existing = this.#identities.get(c.name);
+    if (existing?.revoked === true) return refuse("failed-precondition", `identity ${c.name} is revoked`);
+    if (this.#revoked.has(c.issued.serial) || this.#serialUsed(c.issued.serial)) {
+      return refuse("conflict", `certificate serial ${c.issued.serial} is already used`);
+    }
+    if (existing === undefined && this.#identities.size >= CONTROL_LIMITS.identities) {
+      return refuse("limit", "too many identities");
+    }
+    // Expired certificates need no entry: dropping them keeps an often re-issued identity bounded.
+    const live = (existing?.serials ?? []).filter((s) => s.notAfterMs > c.atMs);
+    if (live.length >= CONTROL_LIMITS.serialsPerIdentity) {
+      return refuse("limit", `identity ${c.name} has ${live.length} live certificates; revoke some first`);
+    }
+    this.#identities.set(c.name, {
+      name: c.name,
+      role: c.role,
+      projects: [...c.projects],
+      serials: [...live, c.issued],
+      revoked: false,
+      createdAtMs: existing?.createdAtMs ?? c.atMs,
+    });
+    this.#emit({ kind: "identity", name: c.name });
+    return { ok: true };
+  }
+
   /**
    * A member's new TPM after a recovery: EK, AK and quote clock replaced together. Only a member that
    * joined by attestation (it has a policy) and may serve (active, down or fenced); the EK may not be
@@ -542,32 +568,6 @@ export class ControlState implements StateMachine<ControlResult> {
       lastQuoteClock: c.quoteClock,
       reason: c.reason,
     });
-  }
-
-  #issue(c: Extract<ControlCommand, { type: "identity.issue" }>): ControlResult {
-    const existing = this.#identities.get(c.name);
-    if (existing?.revoked === true) return refuse("failed-precondition", `identity ${c.name} is revoked`);
-    if (this.#revoked.has(c.issued.serial) || this.#serialUsed(c.issued.serial)) {
-      return refuse("conflict", `certificate serial ${c.issued.serial} is already used`);
-    }
-    if (existing === undefined && this.#identities.size >= CONTROL_LIMITS.identities) {
-      return refuse("limit", "too many identities");
-    }
-    // Expired certificates need no entry: dropping them keeps an often re-issued identity bounded.
-    const live = (existing?.serials ?? []).filter((s) => s.notAfterMs > c.atMs);
-    if (live.length >= CONTROL_LIMITS.serialsPerIdentity) {
-      return refuse("limit", `identity ${c.name} has ${live.length} live certificates; revoke some first`);
-    }
-    this.#identities.set(c.name, {
-      name: c.name,
-      role: c.role,
-      projects: [...c.projects],
-      serials: [...live, c.issued],
-      revoked: false,
-      createdAtMs: existing?.createdAtMs ?? c.atMs,
-    });
-    this.#emit({ kind: "identity", name: c.name });
-    return { ok: true };
   }
 
   #putMember(m: MemberRecord): ControlResult {
