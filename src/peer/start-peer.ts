@@ -57,6 +57,8 @@ export interface StartPeerOptions {
   log?: (line: string) => void;
   /** Overrides the config's log.level (`lockbox serve` passes $LOCKBOX_LOG_LEVEL). */
   logLevel?: LogLevel;
+  /** Node's process warnings as JSON log lines of component "node" (process-wide: `lockbox serve`). */
+  routeProcessWarnings?: boolean;
   /** HOST:PORT for /metrics, /healthz and /readyz instead of the config's metrics.listen; "" turns it off. */
   metricsListen?: string;
   clock?: Clock;
@@ -130,6 +132,10 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   const config = await loadPeerConfig(dir);
   const logs = await peerLogs(options, config, loggerModule);
   const { logFor } = logs;
+  if (options.routeProcessWarnings === true && logs.logger !== undefined) {
+    const { routeProcessWarnings } = await import("../logging/process-warning-route.js");
+    routeProcessWarnings(logs.logger);
+  }
   const metricsListen = options.metricsListen ?? config.metrics.listen;
   // prom-client loads only when metrics are on.
   const metricsModules =
@@ -244,6 +250,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       admitPeer: (peer) => control.peerRefusal(peer),
       onRefusedByPeer: (peer, code, details) => refusedBy(peer, code, details),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),
+      ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) =>
         logFor("raft", "error")(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
@@ -263,6 +270,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         tunables: config.replication,
         nowMs: () => clock.now().getTime(),
         log: logFor("replication", "warn"),
+        ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
       });
       replicationNode = node;
       const sync = (): void => node.sync(clusterView(control.state));
@@ -311,6 +319,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       onCheck: (r) => metrics.attestation.result(r),
       log: logFor("attestation", "warn"),
       notAnswering: () => reenrolment.pending(),
+      ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
     });
     refusedBy = attestation.refusedBy;
     stopAttestation = () => attestation.stop();
