@@ -66,8 +66,8 @@ export type ControlCommand =
     }
   /**
    * Moves a member from state `from` to `to` (compare-and-set: a stale proposer changes nothing).
-   * `certificateSerial` is required when a member becomes active from joining (the certificate its
-   * join issued) and ignored otherwise ("").
+   * `certificateSerial` may name a new certificate only when a fenced member becomes active; "" otherwise.
+   * joining -> enrolled undoes an admission that was never confirmed (its certificate is revoked).
    */
   | {
       type: "member.transition";
@@ -92,7 +92,7 @@ export type ControlCommand =
       certificateSerial: string;
       atMs: number;
     }
-  /** The attested join's commit (control-state.ts #admit); `from` is the state the verifier saw. */
+  /** The attested join's first commit (control-state.ts #admit): joining; `from` is the state the verifier saw. */
   | {
       type: "member.admit";
       id: string;
@@ -102,6 +102,8 @@ export type ControlCommand =
       quoteClock: QuoteClockRecord;
       atMs: number;
     }
+  /** The joiner of the admission that issued `certificateSerial` holds the CMK: joining -> active. */
+  | { type: "member.confirm"; id: string; certificateSerial: string; atMs: number }
   /** A passed re-quote: the clock moves on; a down member is active again (a fenced one is not). */
   | { type: "member.attested"; id: string; quoteClock: QuoteClockRecord; atMs: number }
   | { type: "member.address"; id: string; address: string }
@@ -252,6 +254,14 @@ function decodeCommandBody(value: unknown): ControlCommand {
         certificateSerial: serial(o, "certificateSerial", f),
         akPublic: wrappedAk(o, f),
         quoteClock: readQuoteClock(o.quoteClock, `${f}.quoteClock`),
+        atMs: time(o, "atMs", f),
+      };
+    case "member.confirm":
+      keys("id", "certificateSerial", "atMs");
+      return {
+        type,
+        id: nodeId(o, "id", f),
+        certificateSerial: serial(o, "certificateSerial", f),
         atMs: time(o, "atMs", f),
       };
     case "member.attested":

@@ -79,7 +79,13 @@ export interface StartPeerOptions {
    * enrollments from `lockbox peer enroll`, admissions committed through raft. EK certificates must
    * chain to `manufacturerCas`.
    */
-  joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
+  joinWithControlState?: {
+    manufacturerCas: readonly X509Certificate[];
+    /** TESTS ONLY: awaited after an admission committed, before it is answered (JoinVerifierOptions). */
+    afterAdmit?: (peerId: string) => Promise<void>;
+  };
+  /** Overrides the config's autopilot.joinConfirmTimeoutMs (`lockbox serve`: $LOCKBOX_JOIN_CONFIRM_TIMEOUT_MS). */
+  joinConfirmTimeoutMs?: number;
   /** Overrides the config's attestation.intervalMs (`lockbox serve` passes $LOCKBOX_ATTESTATION_INTERVAL_MS). */
   attestationIntervalMs?: number;
 }
@@ -280,6 +286,12 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const description = protector.describe();
     // Continuous attestation (issue 9 item 5): re-quotes, fencing, and whether this peer is fenced.
     const authority = new ControlJoinAuthority(control, barrier, clock, config.clusterId);
+    // The join's authority also hands a joiner the ring parameters its config.json needs.
+    const joinAuthority = new ControlJoinAuthority(control, barrier, clock, config.clusterId, {
+      partitionPower: config.partitionPower,
+      clusterSalt: config.clusterSalt,
+      replicationEnabled: config.replication.enabled,
+    });
     const attestationIntervalMs = options.attestationIntervalMs ?? config.attestation.intervalMs;
     const attestation = continuousAttestation({
       peerId: config.peerId,
@@ -341,8 +353,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       (options.joinWithControlState === undefined
         ? undefined
         : {
-            authority,
+            authority: joinAuthority,
             manufacturerCas: options.joinWithControlState.manufacturerCas,
+            ...(options.joinWithControlState.afterAdmit !== undefined
+              ? { afterAdmit: options.joinWithControlState.afterAdmit }
+              : {}),
           });
     // CMK epochs: the keeper, the attested delivery service, the rotation (master-key-epochs.ts).
     const epochs = startMasterKeyEpochs({
@@ -419,6 +434,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     duties = new LeaderDuties({
       control,
       policy: config.autopilot,
+      joinConfirmTimeoutMs: options.joinConfirmTimeoutMs ?? config.autopilot.joinConfirmTimeoutMs,
       ...(config.replication.enabled
         ? {
             ring: new RingDuty({
