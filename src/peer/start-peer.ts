@@ -32,6 +32,7 @@ import { ControlPlane } from "../controlplane/control-plane.js";
 import { ControlState, type ControlResult } from "../controlplane/control-state.js";
 import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
+import { FOUNDER_ATTESTATION_FILE, readFounderAttestation } from "../attestation/founder-attestation.js";
 import { LOCKBOX_VERSION } from "./version.js";
 import { startMasterKeyEpochs } from "./master-key-epochs.js";
 import { RingDuty } from "../controlplane/ring-duty.js";
@@ -281,6 +282,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // The CA key file exists on the founding peer (init wrote it); the leader moves it, wrapped under
     // the CMK, into the control state, from where every member can issue certificates.
     const caKeyPem = await readFile(resolvePeerPath(dir, config, "caKey"), "utf8").catch(() => undefined);
+    // The founder's TPM identity (init --tpm): the leader records it attested, so it is re-quoted.
+    const founderAttestation = await readFounderAttestation(resolve(dir, FOUNDER_ATTESTATION_FILE));
     const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
@@ -454,6 +457,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
               certificateSerial: ownSerial,
               nowMs: clock.now().getTime(),
               cmkEpoch: barrier.activeEpoch,
+              ...(founderAttestation !== undefined ? { attestation: founderAttestation } : {}),
               ...(caKeyPem !== undefined
                 ? {
                     ca: () => ({

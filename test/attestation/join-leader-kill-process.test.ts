@@ -61,7 +61,12 @@ interface PeerRow {
 interface Cluster {
   dir: string;
   root: string;
+  /** Every member's address, joined ones included. */
   addressOf: Record<string, string>;
+  /** Every member's directory. */
+  dirOf: Record<string, string>;
+  /** Serve processes this file started (restarts, joined peers), by member id. */
+  procs: Map<string, ChildProcess>;
   admin: LockboxClient;
   adminArgs: string[];
   manufacturerCaArgs: string[];
@@ -101,6 +106,8 @@ function devCluster(): Promise<Cluster> {
       dir,
       root,
       addressOf: Object.fromEntries(started.peers.map((p) => [p.peer_id, p.address])),
+      dirOf: Object.fromEntries(started.peers.map((p) => [p.peer_id, join(dir, p.peer_id)])),
+      procs: new Map(),
       admin,
       adminArgs: ["--ca", started.admin.ca, "--cert", started.admin.cert, "--key", started.admin.key],
       manufacturerCaArgs: [cas.root, cas.intermediate].flatMap((f) => ["--manufacturer-ca", f]),
@@ -246,16 +253,26 @@ function startJoin(
   return { stderr: () => err, exited, child };
 }
 
-async function waitText(what: string, text: () => Promise<string>, pattern: RegExp, ms: number): Promise<void> {
+async function waitText(
+  what: string,
+  text: () => Promise<string>,
+  pattern: RegExp,
+  ms: number,
+): Promise<void> {
   const found = await until(ms, async () => (pattern.test(await text()) ? true : undefined));
-  if (found === undefined) throw new Error(`${what}: no ${String(pattern)} within ${ms} ms:\n${await text()}`);
+  if (found === undefined)
+    throw new Error(`${what}: no ${String(pattern)} within ${ms} ms:\n${await text()}`);
 }
 
 /**
  * Watches ListPeers while a join runs: every time `id` shows active, its sealed CMK must already be on
  * its disk (`dir`). Returns the states seen and any violation.
  */
-function watchMember(c: Cluster, id: string, dir: string): () => Promise<{ states: string[]; halfAdded: number }> {
+function watchMember(
+  c: Cluster,
+  id: string,
+  dir: string,
+): () => Promise<{ states: string[]; halfAdded: number }> {
   let stop = false;
   const states: string[] = [];
   let halfAdded = 0;
@@ -282,6 +299,13 @@ function watchMember(c: Cluster, id: string, dir: string): () => Promise<{ state
 }
 
 async function killPeer(c: Cluster, id: string): Promise<void> {
+  const child = c.procs.get(id);
+  if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+    return;
+  }
   const record = (await readRecords(join(c.dir, "run"))).find((r) => r.name === id);
   if (record === undefined || !isRecorded(record)) throw new Error(`no running process recorded for ${id}`);
   process.kill(record.pid, "SIGKILL");
@@ -310,9 +334,17 @@ async function serve(
   return { child, log };
 }
 
-/** Brings a killed member back (its swtpm still runs; it unseals its CMK from it). */
+/** Brings a killed member back (its swtpm still runs; it unseals its CMK from it), serving joins too. */
 async function restartMember(c: Cluster, id: string): Promise<void> {
-  await serve(join(c.dir, id), join(c.dir, `${id}.restart.log`), c.manufacturerCaArgs);
+  const { child } = await serve(c.dirOf[id]!, join(c.root, `${id}.restart.log`), c.manufacturerCaArgs);
+  c.procs.set(id, child);
+}
+
+/** What member `id` logged, in every process of it. */
+async function logOf(c: Cluster, id: string): Promise<string> {
+  const files = [join(c.dir, `${id}.log`), join(c.root, `${id}.log`), join(c.root, `${id}.restart.log`)];
+  const texts = await Promise.all(files.map((f) => fs.readFile(f, "utf8").catch(() => "")));
+  return texts.join("\n");
 }
 
 async function stateOf(c: Cluster, id: string): Promise<PeerRow | undefined> {
@@ -331,12 +363,7 @@ test.serial(
     const watch = watchMember(c, m.id, dir);
     const joining = startJoin(m, dir, [c.addressOf[leader]!, ...others.map((id) => c.addressOf[id]!)]);
 
-    await waitText(
-      `${leader}'s log`,
-      () => fs.readFile(join(c.dir, `${leader}.log`), "utf8"),
-      /test hook: join of peer-4 admitted/,
-      60_000,
-    );
+    await waitText(`${leader}'s log`, () => logOf(c, leader), /test hook: join of peer-4 admitted/, 60_000);
     const admitted = await stateOf(c, m.id);
     t.is(admitted?.state, "joining", "admitted, not active, before the joiner has its key");
     await killPeer(c, leader);
@@ -345,7 +372,11 @@ test.serial(
     const seen = await watch();
     t.is(code, 0, joining.stderr());
     t.regex(joining.stderr(), /trying the next member/, "the joiner moved on from the dead leader");
-    t.is(seen.halfAdded, 0, `peer-4 was listed active without a sealed CMK (states ${seen.states.join(" > ")})`);
+    t.is(
+      seen.halfAdded,
+      0,
+      `peer-4 was listed active without a sealed CMK (states ${seen.states.join(" > ")})`,
+    );
     const row = await stateOf(c, m.id);
     t.is(row?.state, "active");
     t.not(row?.certificate_serial, admitted?.certificate_serial, "the retried join replaced the admission");
@@ -357,15 +388,19 @@ test.serial(
     t.is(config.listen, m.address);
     t.is(config.masterKeySealing?.tpm, m.tpm);
     const first = await serve(dir, join(c.root, "peer-4.log"));
+    c.procs.set(m.id, first.child);
+    c.addressOf[m.id] = m.address;
+    c.dirOf[m.id] = dir;
     const sealState = async (): Promise<string> =>
-      (
-        await runCliJson<{ sealState: string }>(["status", "--endpoint", m.address, ...c.adminArgs, "--json"])
-      ).sealState;
+      (await runCliJson<{ sealState: string }>(["status", "--endpoint", m.address, ...c.adminArgs, "--json"]))
+        .sealState;
     t.is(await sealState(), "unsealed", "peer-4 serves");
     first.child.kill("SIGKILL");
-    await until(10_000, async () => (first.child.exitCode === null && first.child.signalCode === null ? undefined : true));
-    // Restarted, it unseals its CMK from its own swtpm without contacting anyone.
-    await serve(dir, join(c.root, "peer-4.log"));
+    await until(10_000, async () =>
+      first.child.exitCode === null && first.child.signalCode === null ? undefined : true,
+    );
+    // Restarted, it unseals its CMK from its own swtpm without contacting anyone (and now serves joins).
+    await restartMember(c, m.id);
     t.is(await sealState(), "unsealed", "peer-4 unsealed its CMK again after a SIGKILL");
 
     await restartMember(c, leader);
@@ -393,7 +428,11 @@ test.serial(
     const code = await joining.exited;
     const seen = await watch();
     t.is(code, 0, joining.stderr());
-    t.is(seen.halfAdded, 0, `peer-5 was listed active without a sealed CMK (states ${seen.states.join(" > ")})`);
+    t.is(
+      seen.halfAdded,
+      0,
+      `peer-5 was listed active without a sealed CMK (states ${seen.states.join(" > ")})`,
+    );
     t.is((await stateOf(c, m.id))?.state, "active");
     t.regex(joining.stderr(), /confirming through the next member/);
     const summary = JSON.parse(await fs.readFile(join(dir, "join.json"), "utf8")) as {
@@ -440,7 +479,11 @@ test.serial(
 
     // The operator joins again (a new directory: the old one holds a dead certificate).
     const retryDir = join(c.root, "peer-6-again");
-    const again = startJoin(m, retryDir, Object.values(c.addressOf).filter((a) => a !== c.addressOf[leader]));
+    const again = startJoin(
+      m,
+      retryDir,
+      Object.values(c.addressOf).filter((a) => a !== c.addressOf[leader]),
+    );
     t.is(await again.exited, 0, again.stderr());
     t.is((await stateOf(c, m.id))?.state, "active");
 
