@@ -156,6 +156,14 @@ async function runJoin(args: ParsedArgs): Promise<number> {
     return EXIT_FAILURE;
   };
 
+  // A member that keeps answering the same way is said once, not every round.
+  const said = new Set<string>();
+  const say = (line: string): void => {
+    if (said.has(line)) return;
+    said.add(line);
+    process.stderr.write(line + "\n");
+  };
+
   const tls = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const tpm = new Tpm(await openTpmTransport(tpmAddress));
   try {
@@ -178,7 +186,7 @@ async function runJoin(args: ParsedArgs): Promise<number> {
         break;
       }
       if (outcome.kind === "refused") return refused(outcome.refusal, "the cluster refused this machine");
-      process.stderr.write(`lockbox join: ${member}: ${outcome.why}; trying the next member\n`);
+      say(`lockbox join: ${member}: ${outcome.why}; trying the next member`);
     }
     if (joined === undefined) {
       process.stderr.write(`lockbox join: no member admitted this machine within ${timeoutS} s\n`);
@@ -244,7 +252,7 @@ async function runJoin(args: ParsedArgs): Promise<number> {
         );
       }
       lastWhy = outcome.why;
-      process.stderr.write(`lockbox join: ${member}: ${outcome.why}; confirming through the next member\n`);
+      say(`lockbox join: ${member}: ${outcome.why}; confirming through the next member`);
     }
     if (confirmedBy === undefined) {
       // Unknown outcome: a confirmation may have committed unanswered. The files stay; the cluster
