@@ -131,16 +131,24 @@ test("the founder is recorded with its AK and PCR policy and re-quoted: a PCR ex
     ),
   );
   const others = started.peers.filter((p) => p.peer_id !== FOUNDER).map((p) => p.address);
-  const added = await runCli([
-    "policy",
-    "add",
-    attestation.policyName,
-    "--file",
-    policyFile,
-    ...others.flatMap((a) => ["--endpoint", a]),
-    ...adminArgs,
-    "--json",
-  ]);
+  // When the founder led, its fence also ends its leadership (the others refuse its raft calls): the
+  // approval waits for the next leader, so UNAVAILABLE (exit 5, retryable) is retried, bounded.
+  const approve = (): ReturnType<typeof runCli> =>
+    runCli([
+      "policy",
+      "add",
+      attestation.policyName,
+      "--file",
+      policyFile,
+      ...others.flatMap((a) => ["--endpoint", a]),
+      ...adminArgs,
+      "--json",
+    ]);
+  let added = await approve();
+  for (let i = 0; i < 20 && added.code === 5; i++) {
+    await sleep(500);
+    added = await approve();
+  }
   t.is(added.code, 0, added.stderr);
   const back = await until(6 * INTERVAL_MS, async () => {
     const row = await founderRow();
