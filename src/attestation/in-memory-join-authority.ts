@@ -3,20 +3,22 @@
  * single-machine trial only. The cluster's authority is the control state
  * (src/controlplane), replicated by raft; this one forgets everything on exit
  * and admits without consensus. Its behaviour is the contract the real one
- * keeps: admission is all or nothing, a removed member stays removed, the
- * join token is spent by the admission.
+ * keeps: admission is all or nothing and leaves the member joining until the
+ * joiner confirms, a removed member stays removed, the join token is spent by
+ * the admission.
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { X509Certificate, randomBytes, randomUUID } from "node:crypto";
 import type { QuoteClock } from "../../tpm/verify/quote-failure.js";
 import type { QuotePolicy } from "../../tpm/verify/quote-policy.js";
 import { type CertifiedKey, issuePeerCertificateForKey } from "../pki/certificate-authority.js";
-import type {
-  Admission,
-  AdmitRequest,
-  CmkEpoch,
-  EnrolledMember,
-  JoinAuthority,
-  MemberState,
+import {
+  ConfirmStaleError,
+  type Admission,
+  type AdmitRequest,
+  type CmkEpoch,
+  type EnrolledMember,
+  type JoinAuthority,
+  type MemberState,
 } from "./join-authority.js";
 
 export interface InMemoryMemberRecord extends EnrolledMember {
@@ -95,7 +97,7 @@ export class InMemoryJoinAuthority implements JoinAuthority {
     const { joinTokenHash: _spent, reason: _reason, ...rest } = m;
     this.#members.set(request.peerId, {
       ...rest,
-      state: "active",
+      state: "joining",
       lastQuoteClock: request.quoteClock,
       akName: request.akName,
       akPublic: request.akPublic,
@@ -103,6 +105,17 @@ export class InMemoryJoinAuthority implements JoinAuthority {
     });
     this.admissions.push(request);
     return { clusterId: this.clusterId, certificatePem, caCertificatePem: this.ca.certificatePem };
+  }
+
+  async confirm(peerId: string, certificateSerial: string): Promise<void> {
+    const m = this.#members.get(peerId);
+    const serial =
+      m?.certificatePem === undefined
+        ? undefined
+        : new X509Certificate(m.certificatePem).serialNumber.toUpperCase();
+    if (m === undefined || serial !== certificateSerial || (m.state !== "joining" && m.state !== "active"))
+      throw new ConfirmStaleError(`the admission of ${peerId} is no longer current`);
+    this.#members.set(peerId, { ...m, state: "active" });
   }
 
   async fence(peerId: string, reason: string): Promise<void> {

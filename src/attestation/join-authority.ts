@@ -54,6 +54,12 @@ export interface EnrolledMember {
   readonly hostNames?: readonly string[];
 }
 
+/** confirm() of an admission that is no longer current: the joiner must join again. */
+export class ConfirmStaleError extends Error {
+  override readonly name = "ConfirmStaleError";
+  readonly code = "confirm-stale";
+}
+
 /** The cluster master key of one epoch, released by the barrier; the caller zeroes `key` after use. */
 export interface CmkEpoch {
   readonly epoch: number;
@@ -74,9 +80,23 @@ export interface AdmitRequest {
 export interface Admission {
   /** The cluster the peer joined (its sealed CMK file names it). */
   readonly clusterId: string;
+  /** What the joiner needs for its config.json; absent from authorities that do not know it (tests). */
+  readonly peerSetup?: PeerSetup;
   /** The peer's mTLS certificate, then the cluster CA (PEM). */
   readonly certificatePem: string;
   readonly caCertificatePem: string;
+}
+
+/** The cluster's facts a joined peer's config.json needs (src/cli/commands/join.ts writes it). */
+export interface PeerSetup {
+  /** HOST:PORT the member was enrolled with: where it is to listen. */
+  readonly address: string;
+  /** The ring parameters every peer must share. */
+  readonly partitionPower: number;
+  readonly clusterSalt: string;
+  readonly replicationEnabled: boolean;
+  /** Other members to dial before the control state names them: peer id -> HOST:PORT. */
+  readonly seedPeers: Readonly<Record<string, string>>;
 }
 
 export interface JoinAuthority {
@@ -92,12 +112,22 @@ export interface JoinAuthority {
    */
   currentCmk(): Promise<CmkEpoch>;
   /**
-   * Commits the admission: issues the peer's certificate for its TLS key,
-   * marks the member active, records the quote clock and AK, and consumes the
-   * join token. All or nothing: on a throw nothing was admitted (the join is
-   * refused with "admit-failed" and may be retried).
+   * Commits the admission's first step: issues the peer's certificate for its
+   * TLS key, marks the member joining (not active: it has not got its key yet),
+   * records the quote clock and AK, and consumes the join token. All or
+   * nothing: on a throw nothing was admitted (the join is refused with
+   * "admit-failed" and may be retried). A retried join replaces an admission
+   * that was never confirmed.
    */
   admit(request: AdmitRequest): Promise<Admission>;
+  /**
+   * The admission's second step, once the joiner proved it holds the CMK: the
+   * joining member whose current certificate has `certificateSerial` becomes
+   * active. Idempotent. Throws ConfirmStaleError when that admission is no
+   * longer current (undone after its timeout, or replaced by a later join);
+   * anything else thrown is retryable.
+   */
+  confirm(peerId: string, certificateSerial: string): Promise<void>;
   /** Fences a member whose re-quote failed (continuous attestation); idempotent. */
   fence(peerId: string, reason: string): Promise<void>;
   /** Marks a member that did not answer a re-quote as down (not fenced); idempotent. */

@@ -24,6 +24,8 @@ import {
   activationToWire,
   admittedFromWire,
   challengeFromWire,
+  confirmToWire,
+  confirmedFromWire,
   helloToWire,
   nonceFromWire,
   quoteToWire,
@@ -139,6 +141,12 @@ export async function connectToCluster(p: {
         await unary(client, "AttestJoin", quoteToWire(q), timeoutMs),
         "admitted",
         admittedFromWire,
+      ),
+    confirm: async (c) =>
+      resultFromWire(
+        await unary(client, "ConfirmJoin", confirmToWire(c), timeoutMs),
+        "confirmed",
+        confirmedFromWire,
       ),
   };
 }

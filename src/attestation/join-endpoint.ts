@@ -15,6 +15,8 @@ export interface JoinEndpointOptions {
   readonly manufacturerCas: readonly X509Certificate[];
   readonly limits?: Partial<JoinSessionLimits>;
   readonly callsInFlightMax?: number;
+  /** TESTS ONLY: JoinVerifierOptions.afterAdmit. */
+  readonly afterAdmit?: (peerId: string) => Promise<void>;
 }
 
 export function joinEndpoint(
@@ -28,6 +30,7 @@ export function joinEndpoint(
     clock: peer.clock,
     log: peer.log,
     ...(options.limits !== undefined ? { limits: options.limits } : {}),
+    ...(options.afterAdmit !== undefined ? { afterAdmit: options.afterAdmit } : {}),
   });
   const service = joinService({
     verifier,

@@ -9,13 +9,16 @@
  *   activate {ActivateCredential's answer, join token proof}  ->  credential, token
  *            <-  {nonce, the policy's PCRs}
  *   attest   {quote, PCR values, ephemeral key, TLS key}  ->  quote checks, admit
- *            <-  {certificate, CMK wrapped to the ephemeral key}
+ *            <-  {certificate, CMK wrapped to the ephemeral key}   (member: joining)
+ *   confirm  {peer id, certificate serial, proof of the CMK}  ->  (any member; after sealing)
+ *            <-  {confirmed}                                     (member: active)
  *
  * Each answer is either the next step or a JoinRefusal.
  */
 import type { PcrValue } from "../../tpm/verify/pcr-values.js";
 import type { JoinRefusal } from "./join-refusal.js";
 import type { WrappedCmk } from "./ephemeral-key-wrap.js";
+import type { PeerSetup } from "./join-authority.js";
 
 export type JoinResult<T> =
   { readonly ok: true; readonly value: T } | { readonly ok: false; readonly refusal: JoinRefusal };
@@ -80,6 +83,21 @@ export interface JoinAdmitted {
   readonly certificatePem: string;
   readonly caCertificatePem: string;
   readonly wrappedCmk: WrappedCmk;
+  /** For the joined peer's config.json, when the verifier knows it. */
+  readonly peerSetup?: PeerSetup;
+}
+
+/** After sealing: proof (join-confirm.ts) that the joiner holds the CMK of epoch `epoch`. */
+export interface JoinConfirm {
+  readonly peerId: string;
+  /** Upper-case hex serial of the certificate the admission issued. */
+  readonly certificateSerial: string;
+  readonly epoch: number;
+  readonly proof: Uint8Array;
+}
+
+export interface JoinConfirmed {
+  readonly peerId: string;
 }
 
 /** The verifier's side, as the wire server and in-process tests call it. `source` is the remote address. */
@@ -87,4 +105,5 @@ export interface JoinVerifierApi {
   begin(hello: JoinHello, source: string): Promise<JoinResult<JoinChallenge>>;
   activate(activation: JoinActivation, source: string): Promise<JoinResult<JoinNonce>>;
   attest(quote: JoinQuote, source: string): Promise<JoinResult<JoinAdmitted>>;
+  confirm(confirm: JoinConfirm, source: string): Promise<JoinResult<JoinConfirmed>>;
 }

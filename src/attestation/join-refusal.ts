@@ -32,8 +32,11 @@ export const JOIN_CHECKS_BEFORE_QUOTE = [
   "nonce-fresh", // the quote answers the nonce before it expired
 ] as const;
 
-/** Every check, in the fixed order of the join: the join's own, the quote's, then admission. */
-export const JOIN_CHECKS = [...JOIN_CHECKS_BEFORE_QUOTE, ...QUOTE_CHECKS, "admit"] as const;
+/**
+ * Every check, in the fixed order of the join: the join's own, the quote's, then admission, then (after
+ * the joiner sealed the CMK) its confirmation.
+ */
+export const JOIN_CHECKS = [...JOIN_CHECKS_BEFORE_QUOTE, ...QUOTE_CHECKS, "admit", "confirm"] as const;
 export type JoinCheck = (typeof JOIN_CHECKS)[number];
 
 /** The join's own codes, with their check and whether an unchanged machine may pass later. */
@@ -61,6 +64,13 @@ const CODES = {
   "nonce-expired": { check: "nonce-fresh", recoverable: true },
   "policy-unknown": { check: "policy", recoverable: false },
   "admit-failed": { check: "admit", recoverable: true },
+  // The proof is not made with the CMK the admission sent, for that admission.
+  "confirm-proof-invalid": { check: "confirm", recoverable: false },
+  // A rotation changed the active CMK epoch since the admission: join again.
+  "confirm-epoch-changed": { check: "confirm", recoverable: false },
+  // The admission was undone (not confirmed in time) or replaced by a later join: join again.
+  "confirm-stale": { check: "confirm", recoverable: false },
+  "confirm-failed": { check: "confirm", recoverable: true },
 } as const satisfies Record<string, { check: JoinCheck; recoverable: boolean }>;
 
 export type JoinOwnCode = keyof typeof CODES;

@@ -25,6 +25,8 @@ import {
   activationFromWire,
   admittedToWire,
   challengeToWire,
+  confirmFromWire,
+  confirmedToWire,
   helloFromWire,
   nonceToWire,
   quoteFromWire,
@@ -110,6 +112,7 @@ export function joinService(options: JoinServiceOptions): JoinServiceParts {
     BeginJoin: step(helloFromWire, (m, s) => options.verifier.begin(m, s), challengeToWire),
     ActivateJoin: step(activationFromWire, (m, s) => options.verifier.activate(m, s), nonceToWire),
     AttestJoin: step(quoteFromWire, (m, s) => options.verifier.attest(m, s), admittedToWire),
+    ConfirmJoin: step(confirmFromWire, (m, s) => options.verifier.confirm(m, s), confirmedToWire),
   };
   return { definition: loadJoinService().service, implementation, inFlight: () => inFlight };
 }

@@ -29,11 +29,19 @@ import { verifyQuote } from "../../tpm/verify/quote-verifier.js";
 import type { AuditEventInput, RefusalInput } from "../audit/audit-log.js";
 import { type Clock, systemClock } from "../time/clock.js";
 import { type KeyWrapError, ephemeralPublicKey, wrapCmkToJoiner } from "./ephemeral-key-wrap.js";
-import { JOINABLE_STATES, type EnrolledMember, type JoinAuthority } from "./join-authority.js";
+import {
+  ConfirmStaleError,
+  JOINABLE_STATES,
+  type EnrolledMember,
+  type JoinAuthority,
+} from "./join-authority.js";
+import { CONFIRM_PROOF_BYTES, checkJoinConfirmProof } from "./join-confirm.js";
 import type {
   JoinActivation,
   JoinAdmitted,
   JoinChallenge,
+  JoinConfirm,
+  JoinConfirmed,
   JoinHello,
   JoinNonce,
   JoinQuote,
@@ -65,6 +73,11 @@ export interface JoinVerifierOptions {
   readonly clock?: Clock;
   readonly limits?: Partial<JoinSessionLimits>;
   readonly log?: (line: string) => void;
+  /**
+   * TESTS ONLY: awaited after an admission committed and before it is answered, so a test can kill the
+   * verifier exactly there (the joiner then never hears of an admission the cluster holds).
+   */
+  readonly afterAdmit?: (peerId: string) => Promise<void>;
 }
 
 /** The audit record's operation for every join step. */
@@ -333,6 +346,7 @@ export class JoinVerifier implements JoinVerifierApi {
           clusterId: admission.clusterId,
           certificatePem: admission.certificatePem,
           caCertificatePem: admission.caCertificatePem,
+          ...(admission.peerSetup !== undefined ? { peerSetup: admission.peerSetup } : {}),
           wrappedCmk: wrapCmkToJoiner({
             cmk: cmk.key,
             epoch: cmk.epoch,
@@ -347,15 +361,78 @@ export class JoinVerifier implements JoinVerifierApi {
     } catch (err) {
       return refuse(joinRefusal("admit-failed", { problem: errorCode(err) }));
     }
+    await this.options.afterAdmit?.(peerId);
     await this.#audit({
       identity: "",
       operation: JOIN_OPERATION,
       outcome: "ok",
       status: "OK",
-      detail: `peer ${peerId} attested and admitted (CMK epoch ${admitted.wrappedCmk.epoch})`,
+      detail: `peer ${peerId} attested and admitted as joining (CMK epoch ${admitted.wrappedCmk.epoch}); waiting for its confirmation`,
       source,
     });
     return { ok: true, value: admitted };
+  }
+
+  /**
+   * The join's second step, on any member: the joiner sealed the CMK and proves it holds it for the
+   * admission that issued its certificate; the member becomes active (the proposal goes to the leader
+   * wherever it is). A joiner whose verifier died after admitting it confirms here through another member.
+   */
+  async confirm(c: JoinConfirm, source: string): Promise<JoinResult<JoinConfirmed>> {
+    if (!this.#sessions.admitStart()) {
+      return this.#counted(source, joinRefusal("joins-busy", { limit: "startsPerSecondMax" }));
+    }
+    if (!isNodeId(c.peerId)) {
+      return this.#counted(
+        source,
+        joinRefusal("message-malformed", { field: "peer_id", problem: "not a peer id" }),
+      );
+    }
+    if (!/^[0-9A-F]{1,64}$/.test(c.certificateSerial) || c.proof.length !== CONFIRM_PROOF_BYTES) {
+      return this.#counted(
+        source,
+        joinRefusal("message-malformed", { field: "confirm", problem: "bad serial or proof length" }),
+      );
+    }
+    const peerId = c.peerId;
+    const refuse = (r: JoinRefusal) => this.#refused(peerId, source, r);
+    const member = await this.options.authority.member(peerId);
+    if (member === undefined) return refuse(joinRefusal("member-unknown", { peerId }));
+    if (member.state === "removed") return refuse(joinRefusal("member-removed", { peerId }));
+    let proofOk: boolean;
+    try {
+      const cmk = await this.options.authority.currentCmk();
+      try {
+        if (cmk.epoch !== c.epoch) {
+          return refuse(
+            joinRefusal("confirm-epoch-changed", { admittedEpoch: c.epoch, activeEpoch: cmk.epoch }),
+          );
+        }
+        proofOk = checkJoinConfirmProof(cmk.key, peerId, c.certificateSerial, c.proof);
+      } finally {
+        cmk.key.fill(0);
+      }
+    } catch (err) {
+      return refuse(joinRefusal("confirm-failed", { problem: errorCode(err) }));
+    }
+    if (!proofOk) return refuse(joinRefusal("confirm-proof-invalid"));
+    try {
+      await this.options.authority.confirm(peerId, c.certificateSerial);
+    } catch (err) {
+      if (err instanceof ConfirmStaleError) {
+        return refuse(joinRefusal("confirm-stale", { problem: err.message.slice(0, 200) }));
+      }
+      return refuse(joinRefusal("confirm-failed", { problem: errorCode(err) }));
+    }
+    await this.#audit({
+      identity: "",
+      operation: JOIN_OPERATION,
+      outcome: "ok",
+      status: "OK",
+      detail: `peer ${peerId} confirmed it sealed the master key: active (certificate ${c.certificateSerial})`,
+      source,
+    });
+    return { ok: true, value: { peerId } };
   }
 
   #checkEkCertificate(

@@ -6,10 +6,13 @@
  */
 import type { QuoteFailure } from "../../tpm/verify/quote-failure.js";
 import type { PcrValue } from "../../tpm/verify/pcr-values.js";
+import type { PeerSetup } from "./join-authority.js";
 import type {
   JoinActivation,
   JoinAdmitted,
   JoinChallenge,
+  JoinConfirm,
+  JoinConfirmed,
   JoinHello,
   JoinNonce,
   JoinQuote,
@@ -105,6 +108,31 @@ export function quoteFromWire(req: WireObject): JoinQuote {
   };
 }
 
+export function confirmFromWire(req: WireObject): JoinConfirm {
+  const epoch = req.epoch ?? 0;
+  if (typeof epoch !== "number" || !Number.isSafeInteger(epoch) || epoch < 0)
+    throw malformed("epoch", "not an epoch");
+  return {
+    peerId: text(req, "peer_id", PEER_ID_CHARS_MAX),
+    certificateSerial: text(req, "certificate_serial", 64),
+    epoch,
+    proof: bytes(req, "proof"),
+  };
+}
+
+export const confirmToWire = (c: JoinConfirm): WireObject => ({
+  peer_id: c.peerId,
+  certificate_serial: c.certificateSerial,
+  epoch: c.epoch,
+  proof: Buffer.from(c.proof),
+});
+
+export const confirmedToWire = (c: JoinConfirmed): WireObject => ({ confirmed: { peer_id: c.peerId } });
+
+export const confirmedFromWire = (o: WireObject): JoinConfirmed => ({
+  peerId: text(o, "peer_id", PEER_ID_CHARS_MAX),
+});
+
 export const helloToWire = (h: JoinHello): WireObject => ({
   peer_id: h.peerId,
   ek_public: Buffer.from(h.ekPublic),
@@ -185,6 +213,17 @@ export const admittedToWire = (a: JoinAdmitted): WireObject => ({
       iv: Buffer.from(a.wrappedCmk.iv),
       ciphertext: Buffer.from(a.wrappedCmk.ciphertext),
     },
+    ...(a.peerSetup !== undefined
+      ? {
+          peer_setup: {
+            address: a.peerSetup.address,
+            partition_power: a.peerSetup.partitionPower,
+            cluster_salt: a.peerSetup.clusterSalt,
+            replication_enabled: a.peerSetup.replicationEnabled,
+            seed_peers: { ...a.peerSetup.seedPeers },
+          },
+        }
+      : {}),
   },
 });
 
@@ -233,6 +272,31 @@ export function admittedFromWire(o: WireObject): JoinAdmitted {
       iv: bytes(w, "iv"),
       ciphertext: bytes(w, "ciphertext"),
     },
+    ...(o.peer_setup !== undefined && o.peer_setup !== null
+      ? { peerSetup: peerSetupFromWire(object(o, "peer_setup")) }
+      : {}),
+  };
+}
+
+/** Shapes only; the joiner checks the values (addresses, ids) before writing them into its config. */
+function peerSetupFromWire(o: WireObject): PeerSetup {
+  const seeds = o.seed_peers ?? {};
+  if (typeof seeds !== "object" || seeds === null || Array.isArray(seeds))
+    throw malformed("seed_peers", "must be a map");
+  const entries = Object.entries(seeds as Record<string, unknown>);
+  if (entries.length > 1024) throw malformed("seed_peers", "more than 1024 members");
+  const seedPeers: Record<string, string> = {};
+  for (const [id, address] of entries) {
+    if (id.length > PEER_ID_CHARS_MAX || typeof address !== "string" || address.length > 300)
+      throw malformed("seed_peers", "holds a malformed entry");
+    seedPeers[id] = address;
+  }
+  return {
+    address: text(o, "address", 300),
+    partitionPower: u32(o, "partition_power"),
+    clusterSalt: text(o, "cluster_salt", 128),
+    replicationEnabled: o.replication_enabled === true,
+    seedPeers,
   };
 }
 

@@ -2,13 +2,16 @@
  * The joining machine's side of the attested join (DESIGN.md §5), run with
  * its own TPM: present the EK (and its certificate) and an AK, prove with
  * ActivateCredential that both live in this TPM, quote the policy's PCRs
- * over H(nonce || ephemeral key), and open the CMK wrapped to that key. A
- * refusal comes back as JoinRefusedError carrying the verifier's JoinRefusal,
- * for the operator to read.
+ * over H(nonce || ephemeral key), and open the CMK wrapped to that key
+ * (attestToCluster: the cluster now holds the member as joining); then, once
+ * the caller has sealed the CMK, confirm to any member that it holds it
+ * (confirmJoin: the member becomes active). A refusal comes back as
+ * JoinRefusedError carrying the verifier's JoinRefusal, for the operator to read.
  *
  * The steps are exported one by one so tests can play a joiner that lies at
  * exactly one of them; joinCluster() runs them honestly.
  */
+import { X509Certificate } from "node:crypto";
 import { withTransient } from "../../tpm/client/scoped.js";
 import type { Tpm, TpmObject } from "../../tpm/client/tpm.js";
 import { TpmError } from "../../tpm/client/tpm-error.js";
@@ -26,18 +29,21 @@ import {
   generateEphemeralKeyPair,
   unwrapCmkFromVerifier,
 } from "./ephemeral-key-wrap.js";
-import type { CmkEpoch } from "./join-authority.js";
+import type { CmkEpoch, PeerSetup } from "./join-authority.js";
+import { joinConfirmProof } from "./join-confirm.js";
 import type {
   JoinActivation,
   JoinAdmitted,
   JoinChallenge,
+  JoinConfirm,
+  JoinConfirmed,
   JoinHello,
   JoinNonce,
   JoinQuote,
   JoinResult,
   QuotedPcr,
 } from "./join-messages.js";
-import { type JoinRefusal, describeJoinRefusal } from "./join-refusal.js";
+import { type JoinRefusal, describeJoinRefusal, joinRefusal } from "./join-refusal.js";
 import { type JoinToken, joinTokenHash, joinTokenProof } from "./join-token.js";
 import { quoteExtraData } from "./quote-binding.js";
 import { restoreClockSafe } from "./restore-clock-safe.js";
@@ -47,6 +53,7 @@ export interface JoinChannel {
   begin(hello: JoinHello): Promise<JoinResult<JoinChallenge>>;
   activate(activation: JoinActivation): Promise<JoinResult<JoinNonce>>;
   attest(quote: JoinQuote): Promise<JoinResult<JoinAdmitted>>;
+  confirm(confirm: JoinConfirm): Promise<JoinResult<JoinConfirmed>>;
 }
 
 export class JoinRefusedError extends Error {
@@ -75,9 +82,37 @@ export interface Joined {
   readonly caCertificatePem: string;
   /** The CMK; the caller seals it to this TPM and zeroes it. */
   readonly cmk: CmkEpoch;
+  /** The confirmation to send once the CMK is sealed (it holds no key bytes; confirmJoin). */
+  readonly confirm: JoinConfirm;
+  /** For the peer's config.json, when the verifier sent it. */
+  readonly peerSetup?: PeerSetup;
 }
 
-export async function joinCluster(options: JoinOptions): Promise<Joined> {
+/**
+ * The whole join: attest, `persist` (seal the CMK, write the files), then confirm through the same
+ * channel. A join whose persist or confirm fails leaves the member joining; the cluster undoes that.
+ */
+export async function joinCluster(
+  options: JoinOptions & { persist?: (joined: Joined) => Promise<void> },
+): Promise<Joined> {
+  const joined = await attestToCluster(options);
+  try {
+    await options.persist?.(joined);
+    await confirmJoin(options.channel, joined.confirm);
+  } catch (err) {
+    joined.cmk.key.fill(0);
+    throw err;
+  }
+  return joined;
+}
+
+/** Step 4, after the CMK is sealed: the admission becomes an active member. Throws JoinRefusedError. */
+export async function confirmJoin(channel: JoinChannel, confirm: JoinConfirm): Promise<void> {
+  unwrap(await channel.confirm(confirm));
+}
+
+/** Steps 1 to 3: the member is joining once this returns. */
+export async function attestToCluster(options: JoinOptions): Promise<Joined> {
   const { tpm, peerId, channel } = options;
   return tpm.exclusive(() =>
     withTransient(
@@ -109,12 +144,28 @@ export async function joinCluster(options: JoinOptions): Promise<Joined> {
           nonce: nonce.nonce,
           ephemeral,
         });
+        let certificateSerial: string;
+        try {
+          certificateSerial = new X509Certificate(admitted.certificatePem).serialNumber.toUpperCase();
+        } catch {
+          key.fill(0);
+          throw new JoinRefusedError(
+            joinRefusal("message-malformed", { field: "certificate_pem", problem: "not a certificate" }),
+          );
+        }
         return {
           clusterId: admitted.clusterId,
           pcrs: nonce.pcrs,
           certificatePem: admitted.certificatePem,
           caCertificatePem: admitted.caCertificatePem,
           cmk: { epoch: admitted.wrappedCmk.epoch, key },
+          confirm: {
+            peerId,
+            certificateSerial,
+            epoch: admitted.wrappedCmk.epoch,
+            proof: joinConfirmProof(key, peerId, certificateSerial),
+          },
+          ...(admitted.peerSetup !== undefined ? { peerSetup: admitted.peerSetup } : {}),
         };
       },
     ),

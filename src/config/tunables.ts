@@ -88,6 +88,12 @@ export interface Tunables {
     stabilizationMs: number;
     /** A voter that has not answered the leader for this long is replaced by a healthy learner. */
     deadVoterMs: number;
+    /**
+     * A joining member (attested, admitted, not yet confirmed that it sealed the CMK) that has not
+     * confirmed for this long, as the leader sees it, goes back to enrolled and its certificate is
+     * revoked (src/controlplane/leader-duties.ts).
+     */
+    joinConfirmTimeoutMs: number;
   };
 }
 
@@ -118,7 +124,7 @@ export const TUNABLES_DEFAULT: Tunables = {
   },
   attestation: { intervalMs: 10_000, timeoutMs: 3_000 },
   restLimits: { ...REST_LIMITS_DEFAULT },
-  autopilot: { voterTarget: 3, stabilizationMs: 2_000, deadVoterMs: 10_000 },
+  autopilot: { voterTarget: 3, stabilizationMs: 2_000, deadVoterMs: 10_000, joinConfirmTimeoutMs: 120_000 },
 };
 
 type Check = (value: unknown) => string | undefined;
@@ -192,6 +198,7 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
       v === 1 || v === 3 || v === 5 || v === 7 ? undefined : "must be 1, 3, 5 or 7 (an odd voter count)",
     stabilizationMs: nonNegativeInt,
     deadVoterMs: positiveInt,
+    joinConfirmTimeoutMs: positiveInt,
   },
 };
 

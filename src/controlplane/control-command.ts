@@ -9,7 +9,6 @@ import {
   CMK_EPOCH_STATES,
   MEMBER_STATES,
   ROLES,
-  SHA256_HEX,
   epoch,
   hostPort,
   identityName,
@@ -66,8 +65,8 @@ export type ControlCommand =
     }
   /**
    * Moves a member from state `from` to `to` (compare-and-set: a stale proposer changes nothing).
-   * `certificateSerial` is required when a member becomes active from joining (the certificate its
-   * join issued) and ignored otherwise ("").
+   * `certificateSerial` may name a new certificate only when a fenced member becomes active; "" otherwise.
+   * joining -> enrolled undoes an admission that was never confirmed (its certificate is revoked).
    */
   | {
       type: "member.transition";
@@ -92,7 +91,7 @@ export type ControlCommand =
       certificateSerial: string;
       atMs: number;
     }
-  /** The attested join's commit (control-state.ts #admit); `from` is the state the verifier saw. */
+  /** The attested join's first commit (control-state.ts #admit): joining; `from` is the state the verifier saw. */
   | {
       type: "member.admit";
       id: string;
@@ -102,6 +101,8 @@ export type ControlCommand =
       quoteClock: QuoteClockRecord;
       atMs: number;
     }
+  /** The joiner of the admission that issued `certificateSerial` holds the CMK: joining -> active. */
+  | { type: "member.confirm"; id: string; certificateSerial: string; atMs: number }
   /** A passed re-quote: the clock moves on; a down member is active again (a fenced one is not). */
   | { type: "member.attested"; id: string; quoteClock: QuoteClockRecord; atMs: number }
   /**
@@ -228,7 +229,8 @@ function decodeCommandBody(value: unknown): ControlCommand {
         policy: policyName(o, "policy", f),
         ekPublicKey: base64(o, "ekPublicKey", f, CONTROL_LIMITS.ekPublicKeyBytes),
         ekCertificate: base64(o, "ekCertificate", f, CONTROL_LIMITS.ekCertificateBytes),
-        joinTokenSha256: str(o, "joinTokenSha256", f, 64, SHA256_HEX),
+        // "" only for the founder's own enrollment (founding-duties.ts): it has no token to spend.
+        joinTokenSha256: str(o, "joinTokenSha256", f, 64, /^(?:[0-9a-f]{64})?$/),
         joinTokenExpiresAtMs: time(o, "joinTokenExpiresAtMs", f),
         atMs: time(o, "atMs", f),
       } as const;
@@ -268,6 +270,14 @@ function decodeCommandBody(value: unknown): ControlCommand {
         certificateSerial: serial(o, "certificateSerial", f),
         akPublic: wrappedAk(o, f),
         quoteClock: readQuoteClock(o.quoteClock, `${f}.quoteClock`),
+        atMs: time(o, "atMs", f),
+      };
+    case "member.confirm":
+      keys("id", "certificateSerial", "atMs");
+      return {
+        type,
+        id: nodeId(o, "id", f),
+        certificateSerial: serial(o, "certificateSerial", f),
         atMs: time(o, "atMs", f),
       };
     case "member.attested":

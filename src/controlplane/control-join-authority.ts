@@ -1,17 +1,21 @@
 /**
  * The attested join's JoinAuthority (src/attestation/join-authority.ts) over the replicated control
  * state: enrollments and policies are read after a ReadIndex barrier, the CMK comes from this peer's
- * barrier, and an admission is one raft entry (member.admit: active, certificate serial, AK, quote
- * clock, join token spent — all or nothing). The peer certificate is signed with the cluster CA key the
- * control state holds wrapped under the CMK, for the joiner's own TLS key. The leader's autopilot then
- * adds the admitted member to raft as a learner (membership-autopilot.ts).
+ * barrier, and an admission is two raft entries: member.admit (joining, certificate serial, AK, quote
+ * clock, join token spent — all or nothing), then member.confirm once the joiner proved it holds the
+ * CMK (active). The peer certificate is signed with the cluster CA key the control state holds wrapped
+ * under the CMK, for the joiner's own TLS key. The leader's autopilot then adds the active member to
+ * raft as a learner (membership-autopilot.ts); a joining member that never confirms is undone
+ * (leader-duties.ts).
  */
-import type {
-  Admission,
-  AdmitRequest,
-  CmkEpoch,
-  EnrolledMember,
-  JoinAuthority,
+import {
+  ConfirmStaleError,
+  type Admission,
+  type AdmitRequest,
+  type CmkEpoch,
+  type EnrolledMember,
+  type JoinAuthority,
+  type PeerSetup,
 } from "../attestation/join-authority.js";
 import type { Barrier } from "../crypto/barrier.js";
 import { LockboxError } from "../errors.js";
@@ -31,6 +35,8 @@ export class ControlJoinAuthority implements JoinAuthority {
     private readonly barrier: Barrier,
     private readonly clock: Clock,
     private readonly clusterId: string,
+    /** This peer's ring parameters, handed to joiners for their config (absent: none handed). */
+    private readonly ring?: Omit<PeerSetup, "address" | "seedPeers">,
   ) {}
 
   async member(peerId: string): Promise<EnrolledMember | undefined> {
@@ -70,7 +76,39 @@ export class ControlJoinAuthority implements JoinAuthority {
       quoteClock: clockRecord(request.quoteClock),
       atMs: this.clock.now().getTime(),
     });
-    return { clusterId: this.clusterId, certificatePem, caCertificatePem: state.clusterCa()!.certificatePem };
+    const seedPeers: Record<string, string> = {};
+    for (const x of state.members()) {
+      if (x.id !== m.id && (x.state === "active" || x.state === "down" || x.state === "leaving"))
+        seedPeers[x.id] = x.address;
+    }
+    return {
+      clusterId: this.clusterId,
+      certificatePem,
+      caCertificatePem: state.clusterCa()!.certificatePem,
+      ...(this.ring !== undefined ? { peerSetup: { ...this.ring, address: m.address, seedPeers } } : {}),
+    };
+  }
+
+  async confirm(peerId: string, certificateSerial: string): Promise<void> {
+    const m = (await this.control.readCurrent()).member(peerId);
+    if (m?.state === "active" && m.certificateSerial === certificateSerial) return;
+    if (m?.state !== "joining" || m.certificateSerial !== certificateSerial) {
+      throw new ConfirmStaleError(
+        `the admission of ${peerId} is no longer current (member ${m?.state ?? "unknown"}): join again`,
+      );
+    }
+    const { result } = await this.control.propose({
+      type: "member.confirm",
+      id: peerId,
+      certificateSerial,
+      atMs: this.clock.now().getTime(),
+    });
+    if (!result.ok) {
+      // Between the read and the commit the admission was undone or replaced: nothing to retry.
+      if (result.code === "conflict" || result.code === "failed-precondition")
+        throw new ConfirmStaleError(result.reason);
+      throw refusal(result.reason);
+    }
   }
 
   async fence(peerId: string, reason: string): Promise<void> {
@@ -113,6 +151,10 @@ export class ControlJoinAuthority implements JoinAuthority {
       atMs: this.clock.now().getTime(),
     });
   }
+}
+
+function refusal(reason: string): LockboxError {
+  return new LockboxError("UNAVAILABLE", reason);
 }
 
 function enrolled(m: MemberRecord): EnrolledMember {

@@ -145,6 +145,8 @@ export class ControlPlane {
     if (m.state === "removed") return refuse("removed", "removed from the cluster");
     if (m.state === "fenced") return refuse("fenced", `fenced: ${m.reason}`);
     if (m.state === "enrolled") return refuse("not-joined", "enrolled but not joined");
+    // Admitted but not confirmed: it may never have got its key (attested join, two steps).
+    if (m.state === "joining") return refuse("not-joined", "admitted, but its join is not confirmed");
     if (m.certificateSerial !== "" && m.certificateSerial !== peer.serialNumber) {
       return refuse("wrong-certificate", "not the certificate this member joined with");
     }

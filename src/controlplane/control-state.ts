@@ -36,7 +36,9 @@ export type ControlResult =
 /** State changes a member may make, and the only ones (removed is final: its id is never reused). */
 const TRANSITIONS: Readonly<Record<MemberState, readonly MemberState[]>> = {
   enrolled: ["joining", "removed"],
-  joining: ["active", "enrolled", "removed"],
+  // A joining member becomes active only by member.confirm (the joiner proved it holds the CMK);
+  // back to enrolled when it never confirms (its certificate is revoked), so it may join again.
+  joining: ["enrolled", "removed"],
   active: ["down", "fenced", "leaving", "removed"],
   down: ["active", "fenced", "leaving", "removed"],
   fenced: ["joining", "active", "removed"],
@@ -223,6 +225,8 @@ export class ControlState implements StateMachine<ControlResult> {
       }
       case "member.admit":
         return this.#admit(c);
+      case "member.confirm":
+        return this.#confirm(c);
       case "member.attested": {
         const m = this.#members.get(c.id);
         if (m === undefined) return refuse("not-found", `no member ${c.id}`);
@@ -434,7 +438,9 @@ export class ControlState implements StateMachine<ControlResult> {
       return refuse("failed-precondition", `member ${c.id} cannot go from ${m.state} to ${c.to}`);
     }
     let serial = m.certificateSerial;
-    const toActiveByJoin = c.to === "active" && (m.state === "joining" || m.state === "fenced");
+    // An admission that was never confirmed is undone: its certificate is revoked, its AK forgotten.
+    const joinUndone = m.state === "joining" && c.to === "enrolled";
+    const toActiveByJoin = c.to === "active" && m.state === "fenced";
     if (toActiveByJoin && c.certificateSerial !== "") {
       if (this.#revoked.has(c.certificateSerial)) return refuse("conflict", "that certificate is revoked");
       const holder = this.#serialHolder(c.certificateSerial);
@@ -442,15 +448,11 @@ export class ControlState implements StateMachine<ControlResult> {
         return refuse("conflict", "that certificate belongs to another member");
       }
       serial = c.certificateSerial;
-    } else if (c.to === "active" && m.state === "joining") {
-      return refuse(
-        "malformed",
-        "a joining member becomes active with the serial of the certificate its join issued",
-      );
     } else if (c.certificateSerial !== "") {
       return refuse("malformed", "certificateSerial is only for a member becoming active after a join");
     }
     // A superseded certificate, and a removed member's, are revoked: no member can use them again.
+    if (joinUndone) serial = "";
     const retire = m.certificateSerial !== "" && (serial !== m.certificateSerial || c.to === "removed");
     if (
       retire &&
@@ -468,15 +470,19 @@ export class ControlState implements StateMachine<ControlResult> {
       certificateSerial: serial,
       joinTokenSha256: consumed ? "" : m.joinTokenSha256,
       joinTokenExpiresAtMs: consumed ? 0 : m.joinTokenExpiresAtMs,
+      akPublic: joinUndone ? "" : m.akPublic,
       stateChangedAtMs: c.atMs,
       reason: c.reason,
     });
   }
 
   /**
-   * The attested join's commit, all or nothing: the member becomes active with the certificate the join
-   * issued (a superseded one is revoked), its activated AK and quote clock are recorded, its join token
-   * is spent. A removed member never comes back.
+   * The attested join's first commit, all or nothing: the member becomes joining with the certificate the
+   * join issued (a superseded one is revoked: a retried join, or one after a leader change, replaces the
+   * admission before it), its activated AK and quote clock are recorded, its join token is spent. It is
+   * not active, not in raft, not re-quoted until member.confirm: a verifier that dies after this entry
+   * leaves no member that never got its key, only a joining one that confirms or is undone
+   * (leader-duties.ts). A removed member never comes back.
    */
   #admit(c: Extract<ControlCommand, { type: "member.admit" }>): ControlResult {
     const m = this.#members.get(c.id);
@@ -499,15 +505,33 @@ export class ControlState implements StateMachine<ControlResult> {
     if (retire) this.#revoke(m.certificateSerial, `peer ${m.id}`, "superseded by a new join", c.atMs);
     return this.#putMember({
       ...m,
-      state: "active",
+      state: "joining",
       certificateSerial: c.certificateSerial,
       joinTokenSha256: "",
       joinTokenExpiresAtMs: 0,
       akPublic: c.akPublic,
       lastQuoteClock: c.quoteClock,
       stateChangedAtMs: c.atMs,
-      reason: "attested",
+      reason: "attested; waiting for the joiner to confirm it sealed the master key",
     });
+  }
+
+  /**
+   * The attested join's second commit: the joiner proved it holds the CMK (it sealed it first) for the
+   * admission that issued `certificateSerial`; the member becomes active. Idempotent for that admission;
+   * a stale one (undone, or replaced by a later join) is refused and changes nothing.
+   */
+  #confirm(c: Extract<ControlCommand, { type: "member.confirm" }>): ControlResult {
+    const m = this.#members.get(c.id);
+    if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+    if (m.certificateSerial !== c.certificateSerial) {
+      return refuse("conflict", `the admission of ${c.id} with that certificate is no longer current`);
+    }
+    if (m.state === "active") return { ok: true, value: m };
+    if (m.state !== "joining") {
+      return refuse("failed-precondition", `member ${c.id} is ${m.state}, not joining`);
+    }
+    return this.#putMember({ ...m, state: "active", stateChangedAtMs: c.atMs, reason: "attested" });
   }
 
   #issue(c: Extract<ControlCommand, { type: "identity.issue" }>): ControlResult {

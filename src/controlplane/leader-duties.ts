@@ -1,6 +1,7 @@
 /**
- * What the leader does on its own, on a timer: the membership autopilot (membership-autopilot.ts), and
- * the founding peer's first records (founding-duties.ts). Every peer runs the loop; it acts only while
+ * What the leader does on its own, on a timer: the membership autopilot (membership-autopilot.ts), the
+ * founding peer's first records (founding-duties.ts), and undoing attested joins that were never
+ * confirmed (a joiner that died, or gave up, between its admission and sealing the CMK). Every peer runs the loop; it acts only while
  * its raft node leads, and a failed step is logged and tried again next round.
  */
 import type { ControlPlane } from "./control-plane.js";
@@ -20,13 +21,19 @@ export interface LeaderDutiesOptions {
   log: (line: string) => void;
   /** Keeps the ring in line with the members (ring-duty.ts); absent: this cluster has no ring. */
   ring?: RingDuty;
+  /** How long a joining member has to confirm, counted from when this leader first saw its admission. */
+  joinConfirmTimeoutMs?: number;
 }
+
+export const JOIN_CONFIRM_TIMEOUT_MS_DEFAULT = 120_000;
 
 export class LeaderDuties {
   readonly #opts: LeaderDutiesOptions;
   readonly #policy: AutopilotPolicy;
   readonly #learnerSince = new Map<string, number>();
   readonly #voterSeen = new Map<string, number>();
+  /** "id/serial" of each joining admission -> when this leader first saw it (its own clock: no skew). */
+  readonly #joiningSince = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #lastLogged = "";
@@ -75,6 +82,7 @@ export class LeaderDuties {
     if (status.role !== "leader") {
       this.#learnerSince.clear();
       this.#voterSeen.clear();
+      this.#joiningSince.clear();
       return;
     }
     const facts = this.#opts.facts();
@@ -101,6 +109,7 @@ export class LeaderDuties {
       return;
     }
     const now = Date.now();
+    await this.#undoUnconfirmedJoins(now);
     for (const id of status.confState.learners)
       if (!this.#learnerSince.has(id)) this.#learnerSince.set(id, now);
     for (const id of [...this.#learnerSince.keys()]) {
@@ -133,6 +142,40 @@ export class LeaderDuties {
           ? await driver.promote(step.id)
           : await driver.removeVoter(step.id);
     this.#opts.log(`control: autopilot: ${step.kind} ${step.id} committed at index ${done.index}`);
+  }
+
+  /**
+   * A joining member is one the cluster admitted but whose joiner has not confirmed that it holds the
+   * CMK. One that stays so past the timeout goes back to enrolled, its certificate revoked, so no
+   * member without its key ever becomes active; its peer may join again. A new leader counts afresh.
+   */
+  async #undoUnconfirmedJoins(now: number): Promise<void> {
+    const { control } = this.#opts;
+    const timeoutMs = this.#opts.joinConfirmTimeoutMs ?? JOIN_CONFIRM_TIMEOUT_MS_DEFAULT;
+    const seen = new Set<string>();
+    for (const m of control.state.members()) {
+      if (m.state !== "joining") continue;
+      const key = `${m.id}/${m.certificateSerial}`;
+      seen.add(key);
+      const since = this.#joiningSince.get(key);
+      if (since === undefined) {
+        this.#joiningSince.set(key, now);
+        continue;
+      }
+      if (now - since < timeoutMs) continue;
+      const { result } = await control.propose({
+        type: "member.transition",
+        id: m.id,
+        from: "joining",
+        to: "enrolled",
+        reason: `join not confirmed within ${timeoutMs} ms; its certificate is revoked (join again)`,
+        certificateSerial: "",
+        atMs: now,
+      });
+      if (result.ok) this.#opts.log(`control: undid the unconfirmed join of ${m.id}`);
+      else this.#note(`control: undoing the join of ${m.id} refused: ${result.reason}`);
+    }
+    for (const key of [...this.#joiningSince.keys()]) if (!seen.has(key)) this.#joiningSince.delete(key);
   }
 
   #note(line: string): void {

@@ -33,6 +33,7 @@ import { ControlPlane } from "../controlplane/control-plane.js";
 import { ControlState, type ControlResult } from "../controlplane/control-state.js";
 import { LeaderDuties } from "../controlplane/leader-duties.js";
 import { ControlJoinAuthority } from "../controlplane/control-join-authority.js";
+import { FOUNDER_ATTESTATION_FILE, readFounderAttestation } from "../attestation/founder-attestation.js";
 import { LOCKBOX_VERSION } from "./version.js";
 import { startMasterKeyEpochs } from "./master-key-epochs.js";
 import { RingDuty } from "../controlplane/ring-duty.js";
@@ -83,7 +84,13 @@ export interface StartPeerOptions {
    * enrollments from `lockbox peer enroll`, admissions committed through raft. EK certificates must
    * chain to `manufacturerCas`.
    */
-  joinWithControlState?: { manufacturerCas: readonly X509Certificate[] };
+  joinWithControlState?: {
+    manufacturerCas: readonly X509Certificate[];
+    /** TESTS ONLY: awaited after an admission committed, before it is answered (JoinVerifierOptions). */
+    afterAdmit?: (peerId: string) => Promise<void>;
+  };
+  /** Overrides the config's autopilot.joinConfirmTimeoutMs (`lockbox serve`: $LOCKBOX_JOIN_CONFIRM_TIMEOUT_MS). */
+  joinConfirmTimeoutMs?: number;
   /** Overrides the config's attestation.intervalMs (`lockbox serve` passes $LOCKBOX_ATTESTATION_INTERVAL_MS). */
   attestationIntervalMs?: number;
 }
@@ -287,11 +294,19 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // The CA key file exists on the founding peer (init wrote it); the leader moves it, wrapped under
     // the CMK, into the control state, from where every member can issue certificates.
     const caKeyPem = await readFile(resolvePeerPath(dir, config, "caKey"), "utf8").catch(() => undefined);
+    // The founder's TPM identity (init --tpm): the leader records it attested, so it is re-quoted.
+    const founderAttestation = await readFounderAttestation(resolve(dir, FOUNDER_ATTESTATION_FILE));
     const ownSerial = new X509Certificate(tls.certificatePem).serialNumber.toUpperCase();
     const startedAt = clock.now();
     const description = protector.describe();
     // Continuous attestation (issue 9 item 5): re-quotes, fencing, and whether this peer is fenced.
     const authority = new ControlJoinAuthority(control, barrier, clock, config.clusterId);
+    // The join's authority also hands a joiner the ring parameters its config.json needs.
+    const joinAuthority = new ControlJoinAuthority(control, barrier, clock, config.clusterId, {
+      partitionPower: config.partitionPower,
+      clusterSalt: config.clusterSalt,
+      replicationEnabled: config.replication.enabled,
+    });
     const attestationIntervalMs = options.attestationIntervalMs ?? config.attestation.intervalMs;
     // A new TPM `lockbox recover` proved for this peer is committed once the control state has a leader.
     const reenrolment = await startPendingReenrolment({
@@ -373,8 +388,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       (options.joinWithControlState === undefined
         ? undefined
         : {
-            authority,
+            authority: joinAuthority,
             manufacturerCas: options.joinWithControlState.manufacturerCas,
+            ...(options.joinWithControlState.afterAdmit !== undefined
+              ? { afterAdmit: options.joinWithControlState.afterAdmit }
+              : {}),
           });
     // CMK epochs: the keeper, the attested delivery service, the rotation (master-key-epochs.ts).
     const epochs = startMasterKeyEpochs({
@@ -451,6 +469,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     duties = new LeaderDuties({
       control,
       policy: config.autopilot,
+      joinConfirmTimeoutMs: options.joinConfirmTimeoutMs ?? config.autopilot.joinConfirmTimeoutMs,
       ...(config.replication.enabled
         ? {
             ring: new RingDuty({
@@ -470,6 +489,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
               certificateSerial: ownSerial,
               nowMs: clock.now().getTime(),
               cmkEpoch: barrier.activeEpoch,
+              ...(founderAttestation !== undefined ? { attestation: founderAttestation } : {}),
               ...(caKeyPem !== undefined
                 ? {
                     ca: () => ({

@@ -153,6 +153,7 @@ export async function cluster(
         begin: (hello) => record(verifier.begin(hello, source)),
         activate: (a) => record(verifier.activate(a, source)),
         attest: (q) => record(verifier.attest(q, source)),
+        confirm: (c) => record(verifier.confirm(c, source)),
       };
     },
     async joinEvents() {

@@ -93,12 +93,23 @@ test("a member moves only along allowed transitions, compare-and-set on its curr
   t.like(move("enrolled", "joining"), { ok: true });
   t.is(s.member("b")!.joinTokenSha256, "", "the one-time join token is consumed when the join starts");
   t.like(
-    move("joining", "active"),
-    { ok: false, code: "malformed" },
-    "activation needs the issued certificate",
+    move("joining", "active", "0C"),
+    { ok: false, code: "failed-precondition" },
+    "a joining member becomes active only by member.confirm",
   );
-  t.like(move("joining", "active", "0A"), { ok: false, code: "conflict" }, "a's certificate cannot be b's");
-  t.like(move("joining", "active", "0C"), { ok: true });
+  t.like(
+    apply(s, {
+      type: "member.admit",
+      id: "b",
+      from: "joining",
+      certificateSerial: "0C",
+      akPublic: "QUs=",
+      quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
+      atMs: 9,
+    }),
+    { ok: true },
+  );
+  t.like(apply(s, { type: "member.confirm", id: "b", certificateSerial: "0C", atMs: 9 }), { ok: true });
   t.like(move("active", "removed"), { ok: true });
   t.truthy(s.revocation("0C"), "a removed member's certificate is revoked");
   t.like(move("removed", "active"), { ok: false }, "removed is final");
@@ -469,7 +480,7 @@ test("autopilot: adds active members as learners, promotes toward the target in 
   );
 });
 
-test("attested join: member.admit activates with the issued certificate, spends the token, records AK and clock; replays and removed members are refused", (t) => {
+test("attested join: member.admit makes a joining member (certificate, AK, clock, token spent); member.confirm of that admission makes it active; replays and removed members are refused", (t) => {
   const s = populated();
   const clock = (c: number, restart = 0): { clock: string; resetCount: number; restartCount: number } => ({
     clock: String(c),
@@ -486,20 +497,36 @@ test("attested join: member.admit activates with the issued certificate, spends 
       quoteClock: clock(c),
       atMs: 20,
     });
+  const confirm = (serial: string): ControlResult =>
+    apply(s, { type: "member.confirm", id: "b", certificateSerial: serial, atMs: 20 });
   t.like(admit("active", "0C", 10), { ok: false, code: "conflict" }, "b is enrolled");
   t.like(admit("enrolled", "0A", 10), { ok: false, code: "conflict" }, "a's certificate");
+  t.like(confirm("0C"), { ok: false, code: "conflict" }, "nothing admitted with that certificate yet");
   t.like(admit("enrolled", "0C", 10), { ok: true });
   t.like(s.member("b"), {
-    state: "active",
+    state: "joining",
     certificateSerial: "0C",
     joinTokenSha256: "",
     akPublic: "QUs=",
     lastQuoteClock: clock(10),
   });
+  t.like(
+    apply(s, { type: "member.attested", id: "b", quoteClock: clock(11), atMs: 21 }),
+    { ok: false, code: "failed-precondition" },
+    "a joining member is not re-quoted",
+  );
+  // A retried join (its verifier died before answering) replaces the admission; the old one is dead.
+  t.like(admit("joining", "0D", 11), { ok: true });
+  t.truthy(s.revocation("0C"), "the replaced admission's certificate is revoked");
+  t.like(confirm("0C"), { ok: false, code: "conflict" }, "the replaced admission cannot be confirmed");
+  t.is(s.member("b")!.state, "joining");
+  t.like(confirm("0D"), { ok: true });
+  t.is(s.member("b")!.state, "active");
+  t.like(confirm("0D"), { ok: true }, "confirming again (a lost answer, retried) changes nothing");
   const attested = (c: number): ControlResult =>
     apply(s, { type: "member.attested", id: "b", quoteClock: clock(c), atMs: 21 });
   t.like(
-    attested(10),
+    attested(11),
     { ok: false, code: "conflict" },
     "a quote clock that does not move forward is a replay",
   );
@@ -515,10 +542,29 @@ test("attested join: member.admit activates with the issued certificate, spends 
     }),
     { ok: true },
   );
-  t.like(attested(11), { ok: true });
+  t.like(attested(12), { ok: true });
   t.is(s.member("b")!.state, "active", "a down member that answers is active again");
-  t.like(admit("active", "0F", 12), { ok: true }, "re-attesting replaces the certificate");
-  t.truthy(s.revocation("0C"), "the superseded certificate is revoked");
+  t.like(admit("active", "0F", 13), { ok: true }, "re-attesting replaces the certificate");
+  t.truthy(s.revocation("0D"), "the superseded certificate is revoked");
+  t.is(s.member("b")!.state, "joining", "and the member is joining until it confirms again");
+  // Never confirmed: the leader undoes the admission (leader-duties.ts).
+  t.like(
+    apply(s, {
+      type: "member.transition",
+      id: "b",
+      from: "joining",
+      to: "enrolled",
+      reason: "join not confirmed",
+      certificateSerial: "",
+      atMs: 24,
+    }),
+    { ok: true },
+  );
+  t.like(s.member("b"), { state: "enrolled", certificateSerial: "", akPublic: "" });
+  t.truthy(s.revocation("0F"), "an undone admission's certificate is revoked");
+  t.like(confirm("0F"), { ok: false }, "an undone admission cannot be confirmed");
+  t.like(admit("enrolled", "10", 14), { ok: true }, "and the peer may join again");
+  t.like(confirm("10"), { ok: true });
   t.like(
     apply(s, {
       type: "member.transition",
@@ -527,12 +573,12 @@ test("attested join: member.admit activates with the issued certificate, spends 
       to: "removed",
       reason: "",
       certificateSerial: "",
-      atMs: 23,
+      atMs: 25,
     }),
     { ok: true },
   );
   t.like(
-    admit("removed", "10", 13),
+    admit("removed", "11", 15),
     { ok: false, code: "failed-precondition" },
     "a removed peer cannot rejoin",
   );
@@ -560,6 +606,7 @@ function rotating(): ControlState {
       quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
       atMs: 7,
     },
+    { type: "member.confirm", id: "b", certificateSerial: "0C", atMs: 7 },
     { type: "kek.create", project: "p2", epoch: 1, wrapped: "AAAA" },
   ];
   for (const c of steps) {
@@ -658,6 +705,7 @@ test("rotation: the old epoch retires only when no KEK nor the CA key refers to 
     quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
     atMs: 9,
   });
+  apply(s, { type: "member.confirm", id: "c", certificateSerial: "0D", atMs: 9 });
   apply(s, {
     type: "member.transition",
     id: "c",

@@ -16,7 +16,7 @@ const POLICY = {
   firmwareVersionMin: "00000000.00000000",
 } as const;
 
-test("only a current, non-fenced member's own certificate is admitted; fenced, removed (its certificate revoked), enrolled-only, unknown and other certificates are refused, each with its code", (t) => {
+test("only a current, non-fenced member's own certificate is admitted; fenced, removed (its certificate revoked), enrolled-only, joining (not confirmed), unknown and other certificates are refused, each with its code", (t) => {
   const state = new ControlState();
   let index = 0;
   const apply = (c: ControlCommand): void => {
@@ -60,6 +60,19 @@ test("only a current, non-fenced member's own certificate is admitted; fenced, r
   t.like(refusal("c", "0D"), { code: "wrong-certificate" });
   t.like(refusal("z", "0E"), { code: "not-member" });
   t.like(refusal("b", "0B"), { code: "not-joined" });
+  // Admitted by an attested join but not confirmed: it may not have its key, so it is not a peer yet.
+  apply({
+    type: "member.admit",
+    id: "b",
+    from: "enrolled",
+    certificateSerial: "0B",
+    akPublic: Buffer.from("ak").toString("base64"),
+    quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
+    atMs: 4,
+  });
+  t.like(refusal("b", "0B"), { code: "not-joined" }, "joining: admitted, not confirmed");
+  apply({ type: "member.confirm", id: "b", certificateSerial: "0B", atMs: 4 });
+  t.is(refusal("b", "0B"), null, "confirmed: a peer");
 
   const move = (id: string, from: MemberRecord["state"], to: MemberRecord["state"], reason: string): void =>
     apply({ type: "member.transition", id, from, to, reason, certificateSerial: "", atMs: 5 });

@@ -22,6 +22,7 @@ import {
 import { SHARE_INDEX_MAX } from "../../crypto/shamir.js";
 import { checkMasterKeyCanary } from "../../peer/peer-core.js";
 import { PeerTpm } from "../../sealing/peer-tpm.js";
+import { FOUNDER_ATTESTATION_FILE, attestFounder } from "../../attestation/founder-attestation.js";
 import {
   DEFAULT_SEAL_PCRS,
   parseSealPcrs,
@@ -173,6 +174,8 @@ export interface InitResult {
     masterKey?: string;
     /** The master key sealed to the TPM (with --tpm). */
     sealedMasterKey?: string;
+    /** This peer's TPM identity (EK, activated AK, PCR policy), recorded by the leader (with --tpm). */
+    founderAttestation?: string;
     /** One file per recovery share, in share order (with --shares). */
     recoveryShares?: string[];
     data: string;
@@ -261,7 +264,10 @@ export async function initCluster(
     adminKey: join(p.dir, ADMIN_KEY_FILE),
     ...(config.masterKeySealing === undefined
       ? { masterKey: resolvePeerPath(p.dir, config, "masterKey") }
-      : { sealedMasterKey: resolveConfigPath(p.dir, config.masterKeySealing.sealedFile) }),
+      : {
+          sealedMasterKey: resolveConfigPath(p.dir, config.masterKeySealing.sealedFile),
+          founderAttestation: join(p.dir, FOUNDER_ATTESTATION_FILE),
+        }),
     data: resolvePeerPath(p.dir, config, "data"),
   };
   const shareFiles =
@@ -290,28 +296,35 @@ export async function initCluster(
   // The CMK is sealed before any file is written: a TPM that refuses leaves nothing behind.
   const cmk = tpmAddress === undefined ? undefined : nodeRandomSource.bytes(MASTER_KEY_BYTES);
   try {
-    const sealed =
+    // With the seal, the founder's TPM identity: its AK, activated against its own EK, and the PCR
+    // policy of its state now, so continuous attestation re-quotes it like a joined peer.
+    const tpmWork =
       cmk === undefined || tpmAddress === undefined
         ? undefined
         : await new PeerTpm(tpmAddress)
-            .use((tpm) =>
-              sealMasterKey(tpm, {
+            .use(async (tpm) => ({
+              sealed: await sealMasterKey(tpm, {
                 cmk,
                 epoch: CMK_EPOCH_FIRST,
                 clusterId: config.clusterId,
                 pcrs: sha256Pcrs(p.pcrs ?? DEFAULT_SEAL_PCRS),
               }),
-            )
+              founder: await attestFounder(tpm, { peerId: p.peerId, pcrs: p.pcrs ?? DEFAULT_SEAL_PCRS }),
+            }))
             .catch((cause: unknown) => {
-              if (cause instanceof MasterKeyError) throw cause;
+              if (cause instanceof MasterKeyError || cause instanceof LockboxError) throw cause;
               throw new MasterKeyError(
                 "CMK_TPM_FAILED",
                 `cannot reach the TPM at ${tpmAddress.spec}: ${cause instanceof Error ? cause.message : String(cause)}`,
                 { cause },
               );
             });
+    const sealed = tpmWork?.sealed;
     await mkdir(p.dir, { recursive: true, mode: 0o700 });
     await writeIdentities(p, config, files);
+    if (tpmWork !== undefined) {
+      await writeNewFile(files.founderAttestation!, JSON.stringify(tpmWork.founder, null, 2) + "\n", 0o644);
+    }
     if (sealed !== undefined && cmk !== undefined) {
       await writeSealedMasterKeyFile(files.sealedMasterKey!, sealed);
       if (p.shares !== undefined) {

@@ -109,6 +109,19 @@ export const command = defineCommand({
       );
     }
 
+    const confirmText = process.env.LOCKBOX_JOIN_CONFIRM_TIMEOUT_MS;
+    const joinConfirmTimeoutMs =
+      confirmText === undefined || confirmText === "" ? undefined : Number(confirmText);
+    if (
+      joinConfirmTimeoutMs !== undefined &&
+      !(Number.isSafeInteger(joinConfirmTimeoutMs) && joinConfirmTimeoutMs >= 1)
+    ) {
+      throw new UsageError(
+        `LOCKBOX_JOIN_CONFIRM_TIMEOUT_MS must be a positive integer, got '${confirmText}'`,
+      );
+    }
+    const afterAdmit = testAdmitPause();
+
     let peer;
     try {
       peer = await startPeer({
@@ -119,7 +132,10 @@ export const command = defineCommand({
         ...(restListen !== undefined ? { restListen } : {}),
         ...(logLevel !== undefined && logLevel !== "" ? { logLevel } : {}),
         ...(attestationIntervalMs !== undefined ? { attestationIntervalMs } : {}),
-        ...(manufacturerCas.length > 0 ? { joinWithControlState: { manufacturerCas } } : {}),
+        ...(joinConfirmTimeoutMs !== undefined ? { joinConfirmTimeoutMs } : {}),
+        ...(manufacturerCas.length > 0
+          ? { joinWithControlState: { manufacturerCas, ...(afterAdmit !== undefined ? { afterAdmit } : {}) } }
+          : {}),
       });
     } catch (err) {
       if (!(err instanceof MasterKeyError)) throw err;
@@ -182,4 +198,20 @@ async function readManufacturerCas(value: unknown): Promise<X509Certificate[]> {
     }
   }
   return cas;
+}
+
+/**
+ * TESTS ONLY ($LOCKBOX_TEST_JOIN_ADMIT_PAUSE_MS): after an attested join's admission commits, say so on
+ * stderr and wait that long before answering, so a test can SIGKILL this peer exactly there.
+ */
+function testAdmitPause(): ((peerId: string) => Promise<void>) | undefined {
+  const text = process.env.LOCKBOX_TEST_JOIN_ADMIT_PAUSE_MS;
+  if (text === undefined || text === "") return undefined;
+  const ms = Number(text);
+  if (!(Number.isSafeInteger(ms) && ms >= 0 && ms <= 600_000))
+    throw new UsageError(`LOCKBOX_TEST_JOIN_ADMIT_PAUSE_MS must be 0..600000, got '${text}'`);
+  return async (peerId) => {
+    process.stderr.write(`test hook: join of ${peerId} admitted; pausing ${ms} ms before answering\n`);
+    await new Promise((r) => setTimeout(r, ms));
+  };
 }
