@@ -246,6 +246,12 @@ export class ReplicationNode {
       return records;
     },
     stamp: (): HlcStamp => this.hlc.now(),
+    settle: async (id: string): Promise<ReplicatedKey | null> => {
+      this.requireRing();
+      const k = await this.coordinator.settle(id);
+      if (k !== null) this.observe(latestStamp(k));
+      return k;
+    },
   };
 
   /**
