@@ -218,9 +218,28 @@ export class KeyService {
     this.barrier.onSeal(() => void this.keks.zeroize());
   }
 
-  /** Opens the service over an open store; counts the live keys once. */
+  /**
+   * Opens the service over an open store; counts the live keys once. With replication, a store that
+   * holds keys made without it is refused (FAILED_PRECONDITION, naming one and what to do): they
+   * share the "records" sublevel with the replica, whose format they are not, so the replica would
+   * take them for damage and quarantine them, and the ring would never serve them.
+   */
   static async open(options: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(options);
+    if (options.replication !== undefined) {
+      const local = await service.records.singlePeerKeys(1);
+      if (local.length > 0) {
+        const [project, scope, id] = local[0]!.split("/");
+        throw new LockboxError(
+          "FAILED_PRECONDITION",
+          `replication.enabled, but this peer's store holds keys made without replication (e.g. key ${id} ` +
+            `of project ${project}, scope ${scope}); the ring would not serve them and its replica would ` +
+            `take their records for damage. Start this data directory with replication.enabled false ` +
+            `(its keys stay served by this peer alone), or give the replicated peer a new, empty data ` +
+            `directory; moving keys into a replicated cluster with their ids is not supported yet`,
+        );
+      }
+    }
     // On the ring this store holds replicas of other peers' partitions, in another format: no count.
     const counted =
       options.replication === undefined ? await service.records.countLive() : { live: 0, damaged: 0 };
