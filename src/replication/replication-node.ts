@@ -155,6 +155,7 @@ export class ReplicationNode {
       sender: this.batcher,
       scheduler,
       intervalMs: tunables.antiEntropyIntervalMs,
+      onRival: (id) => void this.coordinator.settle(id).catch(() => {}),
     });
     this.receiver = new PartitionReceiver({
       self,

@@ -15,7 +15,9 @@ import {
   type HlcStamp,
   type ReplicatedKey,
 } from "../../cluster/replication/index.js";
+import { nodeScheduler } from "../../cluster/raft/driver/scheduler.js";
 import { isLockboxError } from "../../src/errors.js";
+import { AntiEntropy } from "../../src/replication/anti-entropy.js";
 import { CREATED, FIELDS, MATERIAL } from "./key-versions.js";
 import { TestCluster } from "./replication-cluster.js";
 
@@ -167,4 +169,39 @@ test("three rivals, one per primary, none acknowledged: reads settle the earlies
   t.true(decodeReplicatedKey(held[0]!).settled);
   const again = await c.peer(primaries[1]).coordinator.read(k.fields.id);
   t.deepEqual(new Uint8Array(again!.wrappedMaterial!), versions[2]!.wrappedMaterial, "and stays so");
+});
+
+test("anti-entropy that meets a rival settles the id: the version on a write quorum wins on every primary", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const [p1, p2, p3] = c.primariesOf(k) as [string, string, string];
+  const partition = c.partitionOf(k);
+  // Copies landed with no coordinator left to settle them: the later version on two primaries.
+  const onTwo = rival(k, 0x61, { wallMs: c.nowMs, logical: 0, peer: p1 });
+  const onOne = rival(k, 0x62, { wallMs: c.nowMs - 50, logical: 0, peer: p3 });
+  for (const p of [p1, p2]) t.true((await c.peer(p).replica.put(partition, encodeReplicatedKey(onTwo))).ok);
+  t.true((await c.peer(p3).replica.put(partition, encodeReplicatedKey(onOne))).ok);
+  const settled: string[] = [];
+  const peer = c.peer(p3);
+  const antiEntropy = new AntiEntropy({
+    replica: peer.replica,
+    placement: c.placement,
+    sender: peer.batcher,
+    scheduler: nodeScheduler,
+    onRival: (id) => {
+      settled.push(id);
+      void peer.coordinator.settle(id);
+    },
+  });
+  await antiEntropy.runOnce();
+  t.true(settled.includes(k.fields.id), "the refused push reported the rival");
+  t.true(
+    await until(async () => {
+      const held = await Promise.all(
+        [p1, p2, p3].map((p) => c.peer(p).replicaStore.getRecord(partition, k.fields.id)),
+      );
+      return held.every((b) => b !== undefined && decodeReplicatedKey(b).wrappedMaterial?.[0] === 0x61);
+    }),
+    "every primary holds the version two of them held",
+  );
 });
