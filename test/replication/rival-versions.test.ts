@@ -7,6 +7,7 @@
  * three rivals, one per primary (none acknowledged), settle to the earliest; replicas converge.
  */
 import test from "ava";
+import fc from "fast-check";
 import {
   decodeReplicatedKey,
   encodeReplicatedKey,
@@ -18,7 +19,7 @@ import {
 import { nodeScheduler } from "../../cluster/raft/driver/scheduler.js";
 import { isLockboxError } from "../../src/errors.js";
 import { AntiEntropy } from "../../src/replication/anti-entropy.js";
-import { CREATED, FIELDS, MATERIAL } from "./key-versions.js";
+import { CREATED, FIELDS, MATERIAL, version } from "./key-versions.js";
 import { TestCluster } from "./replication-cluster.js";
 
 const PEERS = ["a", "b", "c", "d", "e"];
@@ -203,5 +204,62 @@ test("anti-entropy that meets a rival settles the id: the version on a write quo
       return held.every((b) => b !== undefined && decodeReplicatedKey(b).wrappedMaterial?.[0] === 0x61);
     }),
     "every primary holds the version two of them held",
+  );
+});
+
+/**
+ * Versions of one request's key from two attempts (bodies X and Y), any later history of each, and
+ * at most one body ever settled (X here), as the coordinator guarantees.
+ */
+const rivalVersion = fc
+  .record({
+    body: fc.constantFrom("x" as const, "y" as const),
+    settled: fc.boolean(),
+    v: version,
+  })
+  .map(({ body, settled, v }): ReplicatedKey => {
+    const created: HlcStamp =
+      body === "x" ? { wallMs: 0, logical: 0, peer: "a" } : { wallMs: 0, logical: 1, peer: "b" };
+    return {
+      ...v,
+      fields: { ...FIELDS, request: "fp-1" },
+      created,
+      wrappedMaterial: v.tombstone === null ? new Uint8Array(8).fill(body === "x" ? 1 : 2) : null,
+      settled: body === "x" && settled,
+    };
+  });
+
+function tryMerge(versions: readonly ReplicatedKey[]): ReplicatedKey | "rival" {
+  try {
+    return versions.slice(1).reduce(mergeKeys, versions[0]!);
+  } catch (e) {
+    if (e instanceof ReplicationError && e.code === "RIVAL") return "rival";
+    throw e;
+  }
+}
+
+test("property: merges of rival versions that succeed agree in every order, and a settled body always wins", (t) => {
+  fc.assert(
+    fc.property(fc.array(rivalVersion, { minLength: 1, maxLength: 5 }), fc.nat(), (versions, seed) => {
+      const shuffled = [...versions].sort(
+        (a, b) => ((versions.indexOf(a) * 7919 + seed) % 13) - ((versions.indexOf(b) * 7919 + seed) % 13),
+      );
+      const one = tryMerge(versions);
+      const two = tryMerge(shuffled);
+      if (one !== "rival" && two !== "rival") t.deepEqual(one, two);
+      const settledX = versions.some((v) => v.settled === true);
+      for (const m of [one, two]) {
+        if (m === "rival") {
+          // Only unsettled rivals stop a merge; the coordinator then settles the id.
+          t.true(
+            versions.some((v) => v.created.peer === "b") && versions.some((v) => v.created.peer === "a"),
+          );
+          continue;
+        }
+        if (settledX) t.is(m.created.peer, "a", "the settled body is the one kept");
+        t.deepEqual(tryMerge([m, m]), m, "idempotent");
+      }
+    }),
+    { numRuns: 500 },
   );
 });
