@@ -29,6 +29,8 @@ export const CONFIG_VERSION = 1;
 export const PARTITION_POWER_DEFAULT = 10;
 export const CLUSTER_SALT_BYTES = 32;
 export const LISTEN_DEFAULT = "127.0.0.1:7443";
+/** Entries in seedPeers or peerDialOverrides at most. */
+export const PEER_ADDRESSES_MAX = 64;
 
 export interface PeerPaths {
   caCertificate: string;
@@ -69,6 +71,13 @@ export interface PeerConfig extends Tunables {
    * member address. Optional; absent: the address the server bound.
    */
   advertise?: string;
+  /**
+   * Peers to dial at another HOST:PORT than their member address: peer id -> HOST:PORT. Only the TCP
+   * destination moves; the server must still present that peer's certificate, named for its member
+   * address's host (src/net/peer-dial.ts). For a NAT or tunnel between peers, and for the fault tests'
+   * proxy on every link. Optional; applies to raft, replication and attestation channels alike.
+   */
+  peerDialOverrides?: Record<string, string>;
   /**
    * TESTS ONLY, off by default: lets AdminService.AddPeerUnattested add a member with no TPM
    * attestation. Never set it on a cluster that holds keys that matter.
@@ -175,6 +184,7 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     "raft",
     "seedPeers",
     "advertise",
+    "peerDialOverrides",
     "allowUnattestedMembersForTests",
     "rest",
   ]);
@@ -191,25 +201,20 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
   const tunables = validateTunables(o, (field, what) => bad(field, what));
   const sealing =
     o.masterKeySealing === undefined ? undefined : validateMasterKeySealing(o.masterKeySealing, bad);
-  const optional: Pick<PeerConfig, "seedPeers" | "advertise" | "allowUnattestedMembersForTests"> = {};
+  const optional: Pick<
+    PeerConfig,
+    "seedPeers" | "advertise" | "peerDialOverrides" | "allowUnattestedMembersForTests"
+  > = {};
   if (o.advertise !== undefined) {
     if (typeof o.advertise !== "string" || !isHostPort(o.advertise))
       throw bad("advertise", `must be ${describeHostPort()}`);
     optional.advertise = o.advertise;
   }
   if (o.seedPeers !== undefined) {
-    if (typeof o.seedPeers !== "object" || o.seedPeers === null || Array.isArray(o.seedPeers)) {
-      throw bad("seedPeers", "must be an object of peer id -> HOST:PORT");
-    }
-    const seeds = Object.entries(o.seedPeers as Record<string, unknown>);
-    if (seeds.length > 64) throw bad("seedPeers", "names more than 64 peers");
-    for (const [id, address] of seeds) {
-      if (!isNodeId(id)) throw bad(`seedPeers.${id}`, `must be keyed by ${NODE_ID_RULE}`);
-      if (typeof address !== "string" || !isHostPort(address))
-        throw bad(`seedPeers.${id}`, "must be HOST:PORT");
-    }
-    optional.seedPeers = Object.fromEntries(seeds) as Record<string, string>;
+    optional.seedPeers = peerAddressMap(o.seedPeers, "seedPeers", bad);
   }
+  if (o.peerDialOverrides !== undefined)
+    optional.peerDialOverrides = peerAddressMap(o.peerDialOverrides, "peerDialOverrides", bad);
   if (o.allowUnattestedMembersForTests !== undefined) {
     if (typeof o.allowUnattestedMembersForTests !== "boolean") {
       throw bad("allowUnattestedMembersForTests", "must be true or false");
@@ -233,4 +238,21 @@ export function validatePeerConfig(value: unknown, source: string): PeerConfig {
     raft,
     ...tunables,
   };
+}
+
+/** Peer id -> HOST:PORT, at most PEER_ADDRESSES_MAX entries (seedPeers, peerDialOverrides). */
+function peerAddressMap(
+  value: unknown,
+  field: string,
+  bad: (field: string, what: string) => LockboxError,
+): Record<string, string> {
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw bad(field, "must be an object of peer id -> HOST:PORT");
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > PEER_ADDRESSES_MAX) throw bad(field, `names more than ${PEER_ADDRESSES_MAX} peers`);
+  for (const [id, address] of entries) {
+    if (!isNodeId(id)) throw bad(`${field}.${id}`, `must be keyed by ${NODE_ID_RULE}`);
+    if (typeof address !== "string" || !isHostPort(address)) throw bad(`${field}.${id}`, "must be HOST:PORT");
+  }
+  return Object.fromEntries(entries) as Record<string, string>;
 }

@@ -22,6 +22,7 @@ import { requoteService } from "../attestation/requote-service.js";
 import { SelfFence, type SelfFenceState } from "../attestation/self-fence.js";
 import type { ControlPlane } from "../controlplane/control-plane.js";
 import { fenceQuorumRefusal } from "../controlplane/fence-quorum.js";
+import { peerDialAddress, type PeerDialOverrides } from "../net/peer-dial.js";
 import { PeerCertificateVerifier } from "../pki/peer-certificate-verifier.js";
 import type { PeerRefusalCode } from "../pki/peer-refusal.js";
 import type { PeerTpm } from "../sealing/peer-tpm.js";
@@ -40,6 +41,8 @@ export interface ContinuousAttestationOptions {
   canAct(): boolean;
   onCheck(r: { check: string; ok: boolean }): void;
   log(line: string): void;
+  /** Peers dialled at another address than their member address (config.json `peerDialOverrides`). */
+  dialOverrides?: PeerDialOverrides;
 }
 
 export interface ContinuousAttestation {
@@ -70,7 +73,10 @@ export function continuousAttestation(o: ContinuousAttestationOptions): Continuo
   };
   const channel = new GrpcRequoteChannel({
     tls: o.tls,
-    addressOf: (id) => control.state.member(id)?.address,
+    addressOf: (id) => {
+      const address = control.state.member(id)?.address;
+      return address === undefined ? undefined : peerDialAddress(o.dialOverrides, id, address);
+    },
     onRefused: refusedBy,
   });
   const scope = (): MonitorScope => {

@@ -15,6 +15,7 @@ import type { ControlPlane } from "../controlplane/control-plane.js";
 import { MasterKeyRotation } from "../controlplane/master-key-rotation.js";
 import type { MasterKeyProvider } from "../crypto/master-key-provider.js";
 import { nodeRandomSource } from "../crypto/random-source.js";
+import { peerDialAddress } from "../net/peer-dial.js";
 import { PeerCertificateVerifier } from "../pki/peer-certificate-verifier.js";
 import type { PeerTpm } from "../sealing/peer-tpm.js";
 import type { MasterKeyAdminApi } from "../server/master-key-admin-handlers.js";
@@ -41,7 +42,10 @@ export function startMasterKeyEpochs(p: {
   const { barrier, store } = p.core;
   const channel = new GrpcEpochFetchChannel({
     tls: p.tls,
-    addressOf: (id) => control.state.member(id)?.address,
+    addressOf: (id) => {
+      const address = control.state.member(id)?.address;
+      return address === undefined ? undefined : peerDialAddress(config.peerDialOverrides, id, address);
+    },
   });
   const persist = p.protector.persistEpochs?.bind(p.protector);
   const keeper = new CmkEpochKeeper({

@@ -241,6 +241,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       admitPeer: (peer) => control.peerRefusal(peer),
       onRefusedByPeer: (peer, code, details) => refusedBy(peer, code, details),
       extraHandlers: () => ({ Propose: control.proposeHandler() }),
+      ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
       // Fail-stop: the raft node stops writing and says so in status; keys are served as before.
       onFatal: (e) =>
         logFor("raft", "error")(`raft: stopped on an error: ${e instanceof Error ? e.message : String(e)}`),
@@ -260,6 +261,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         tunables: config.replication,
         nowMs: () => clock.now().getTime(),
         log: logFor("replication", "warn"),
+        ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
       });
       replicationNode = node;
       const sync = (): void => node.sync(clusterView(control.state));
@@ -294,6 +296,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       canAct: () => !barrier.sealed,
       onCheck: (r) => metrics.attestation.result(r),
       log: logFor("attestation", "warn"),
+      ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
     });
     refusedBy = attestation.refusedBy;
     stopAttestation = () => attestation.stop();

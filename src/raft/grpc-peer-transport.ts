@@ -26,6 +26,7 @@ import type { PeerTransport, SnapshotOutcome } from "../../cluster/raft/driver/p
 import { MessageType, type Message, type NodeId } from "../../cluster/raft/core/types.js";
 import { isNodeId } from "../../cluster/node-id.js";
 import { isLockboxError } from "../errors.js";
+import { peerDial, type PeerDialOverrides } from "../net/peer-dial.js";
 import { PeerCertificateVerifier, peerIdOf, type PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import {
   peerRefusalCodeOf,
@@ -65,6 +66,8 @@ export interface GrpcPeerTransportOptions {
   tls: PeerTlsMaterial;
   /** Known peers: id -> "host:port". */
   peers?: ReadonlyMap<NodeId, string>;
+  /** Peers dialled at another address than their member address (config.json `peerDialOverrides`). */
+  dialOverrides?: PeerDialOverrides;
   /** Per-peer queue bound, in messages. */
   queueMessagesMax?: number;
   /** Per-peer queue bound, in payload bytes (entry data). */
@@ -668,7 +671,11 @@ export class GrpcPeerTransport implements PeerTransport {
       },
     );
     const { PeerService } = loadPeerProto();
-    link.client = new PeerService(link.address, credentials, peerGrpcOptions(this.#opts.messageBytesMax));
+    const dial = peerDial(this.#opts.dialOverrides, link.id, link.address);
+    link.client = new PeerService(dial.target, credentials, {
+      ...peerGrpcOptions(this.#opts.messageBytesMax),
+      ...dial.channelOptions,
+    });
     return link.client;
   }
 

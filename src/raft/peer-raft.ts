@@ -16,6 +16,7 @@ import { bootstrapSnapshot, type NodeId, type RaftConfig } from "../../cluster/r
 import { RaftDriver } from "../../cluster/raft/driver/raft-driver.js";
 import { IntervalTicker } from "../../cluster/raft/driver/ticker.js";
 import type { StateMachine } from "../../cluster/raft/driver/state-machine.js";
+import type { PeerDialOverrides } from "../net/peer-dial.js";
 import type { PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import type { PeerStore } from "../store/peer-store.js";
 import { EmptyControlState } from "./empty-control-state.js";
@@ -48,6 +49,8 @@ export interface PeerRaftOptions {
   admitPeer?: (peer: PeerIdentity) => string | PeerRefusal | null;
   /** Another peer refused this one's call, with a structured refusal (GrpcPeerTransportOptions.onRefusedByPeer). */
   onRefusedByPeer?: (peer: NodeId, code: PeerRefusalCode, details: string) => void;
+  /** Peers dialled at another address than their member address (config.json `peerDialOverrides`). */
+  dialOverrides?: PeerDialOverrides;
   /** More PeerService methods, served beside Raft and Snapshot (the control plane's Propose). */
   extraHandlers?: (transport: GrpcPeerTransport) => grpc.UntypedServiceImplementation;
 }
@@ -98,6 +101,7 @@ export async function startPeerRaft<R = unknown>(options: PeerRaftOptions): Prom
     log,
     ...(options.admitPeer !== undefined ? { admitPeer: options.admitPeer } : {}),
     ...(options.onRefusedByPeer !== undefined ? { onRefusedByPeer: options.onRefusedByPeer } : {}),
+    ...(options.dialOverrides !== undefined ? { dialOverrides: options.dialOverrides } : {}),
   });
   const tickMs = options.tickMs ?? TICK_MS;
   const config: RaftConfig = {

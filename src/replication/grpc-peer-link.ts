@@ -23,6 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
 import { checkServerIdentity } from "node:tls";
 import { LockboxError } from "../errors.js";
+import { peerDial, type PeerDialOverrides } from "../net/peer-dial.js";
 import { peerIdOf } from "../pki/peer-certificate-verifier.js";
 import {
   PEER_MESSAGE_BYTES_MAX,
@@ -55,6 +56,8 @@ export interface GrpcPeerLinkOptions {
   tls: PeerTlsMaterial;
   /** Known peers: id -> "host:port". */
   peers?: ReadonlyMap<string, string>;
+  /** Peers dialled at another address than their member address (config.json `peerDialOverrides`). */
+  dialOverrides?: PeerDialOverrides;
   /** Largest frame sent (the receiving server's request bound). */
   messageBytesMax?: number;
   /** Largest reply frame accepted. */
@@ -453,9 +456,11 @@ export class GrpcPeerLink implements PeerLink {
       },
     );
     const Service = loadReplicationService();
-    link.client = new Service(link.address, credentials, {
+    const dial = peerDial(this.#opts.dialOverrides, link.id, link.address);
+    link.client = new Service(dial.target, credentials, {
       ...peerGrpcOptions(this.#opts.messageBytesMax),
       "grpc.max_receive_message_length": this.#opts.replyBytesMax,
+      ...dial.channelOptions,
     });
     return link.client;
   }

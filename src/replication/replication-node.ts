@@ -28,6 +28,7 @@ import {
   Ring,
 } from "../../cluster/ring/index.js";
 import { LockboxError } from "../errors.js";
+import type { PeerDialOverrides } from "../net/peer-dial.js";
 import type { PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import type { PeerTlsMaterial } from "../raft/grpc-peer-transport.js";
 import type { PeerStore } from "../store/peer-store.js";
@@ -74,6 +75,8 @@ export interface ReplicationNodeOptions {
   nowMs: () => number;
   log: (line: string) => void;
   scheduler?: Scheduler;
+  /** Peers dialled at another address than their member address (config.json `peerDialOverrides`). */
+  dialOverrides?: PeerDialOverrides;
   /** How long a ring change settles before this peer gives away partitions it no longer owns (5 s). */
   handoverSettleMs?: number;
   /** How far ahead the clock's high-water mark is written (hlc-lease.ts; 10 s). */
@@ -123,7 +126,12 @@ export class ReplicationNode {
       admitPeer: options.admitPeer,
       log: options.log,
     });
-    this.link = new GrpcPeerLink({ self, tls: options.tls, log: options.log });
+    this.link = new GrpcPeerLink({
+      self,
+      tls: options.tls,
+      log: options.log,
+      ...(options.dialOverrides !== undefined ? { dialOverrides: options.dialOverrides } : {}),
+    });
     this.batcher = new LinkBatcher({
       self,
       link: this.link,

@@ -1,12 +1,21 @@
 /**
  * A cluster of real lockbox peer processes on 127.0.0.1 for the replication acceptance tests and the
- * cluster benchmark. Each peer has two TCP proxies in front of it:
+ * cluster benchmark. TCP proxies (tcp-fault-proxy.ts) stand between the processes:
  *
- * - its peer proxy (tcp-fault-proxy.ts), the address it advertises (config `advertise`) and the
- *   address it is added under: every other peer's raft and replication traffic to it passes there, so
- *   `cut(id)` cuts (and `heal(id)` heals) every link into that peer while its own calls out still go;
- * - its client proxy, never cut: a stable address for clients across restarts (a restarted peer
- *   listens on a fresh port; both proxies are pointed at it).
+ * - a link proxy for every ordered pair of peers A -> B: A's config.json `peerDialOverrides` sends
+ *   every channel A opens to B (raft, replication, attestation) through it, so `cutLink(A, B)` cuts
+ *   only what A dials to B (B's own connections to A still go: a one-way fault), `cutPair(A, B)`
+ *   both, `isolate(A)` every link of A both ways (a partition), and `cut(A)` every link into A;
+ * - a member proxy per peer, the address it advertises (config `advertise`) and is added under. A
+ *   peer started with an override for every other peer never dials it (tests can check its stats);
+ *   it carries the links into a peer that joined after the dialler started (its config has no
+ *   override for a peer that did not exist), and `cut(id)` cuts it too;
+ * - a client proxy per peer, never cut: a stable address for clients across restarts.
+ *
+ * A restarted peer listens on a fresh port; every proxy in front of it is pointed at it.
+ *
+ * Link proxies exist for the `peers` started by start() (created before any of them, so every config
+ * names all of them) and for the links from a peer added later to the peers then present.
  *
  * With `proxies: false` (the benchmark) there are no proxies: peers and clients dial the peers
  * directly, and no byte passes through the test process.
@@ -28,7 +37,10 @@ import { joinerDirectory, UNATTESTED_FLAG } from "./unattested-member.js";
 export interface ClusterPeer {
   readonly id: string;
   readonly zone: string;
-  /** Every other peer reaches this one through here (undefined with `proxies: false`). */
+  /**
+   * Its member address (undefined with `proxies: false`): peers that have no link proxy to this one
+   * reach it here.
+   */
   readonly proxy: TcpFaultProxy | undefined;
   /** Clients reach this one through here: stable across restarts, never cut. */
   readonly clientProxy: TcpFaultProxy | undefined;
@@ -76,8 +88,16 @@ export const REPLICATION_FAST = {
   readDeadlineMs: 3_000,
 };
 
+/** One direction of a peer link: what `from` dials to reach `to`. */
+export interface PeerLink {
+  from: string;
+  to: string;
+}
+
 export class ProcessCluster {
   readonly peers: ClusterPeer[] = [];
+  /** "from>to" -> the proxy `from` dials `to` through. */
+  readonly #links = new Map<string, TcpFaultProxy>();
   readonly #clients = new Set<LockboxClient>();
   readonly #options: ProcessClusterOptions;
 
@@ -89,6 +109,10 @@ export class ProcessCluster {
   static async start(options: ProcessClusterOptions): Promise<ProcessCluster> {
     const cluster = new ProcessCluster(options);
     try {
+      if (options.proxies !== false) {
+        const ids = Array.from({ length: options.peers }, (_, i) => `${PEER_ID_PREFIX}${i + 1}`);
+        for (const from of ids) for (const to of ids) if (from !== to) await cluster.#linkProxy(from, to);
+      }
       await cluster.#found();
       // The founder's own member record first: the leader adds it only while the control state is
       // empty (founding-duties.ts), so a member added before it would leave the founder off for good.
@@ -142,13 +166,17 @@ export class ProcessCluster {
     const zone = `zone-${n}`;
     const founder = this.peers[0]!;
     const { proxy, clientProxy } = await this.#fronts();
+    // Links among the peers start() made exist already; a peer beyond them gets links to those present.
+    if (proxy !== undefined)
+      for (const p of this.peers)
+        if (!this.#links.has(`${id}>${p.id}`)) await this.#linkProxy(id, p.id, p.process.address);
     let process: PeerProcess;
     try {
       const dir = await joinerDirectory(founder.process, id);
       process = await startPeerInDir(dir, {
         ...this.#spawnOptions(),
         configure: (config) => {
-          this.#configure(config, proxy);
+          this.#configure(config, id, proxy);
           // The seed is the founder's proxied address, like every other address a peer dials.
           config.seedPeers = { [founder.id]: dialAddress(founder) };
         },
@@ -158,9 +186,8 @@ export class ProcessCluster {
       await clientProxy?.close();
       throw e;
     }
-    proxy?.setUpstream(process.address);
-    clientProxy?.setUpstream(process.address);
     const peer: ClusterPeer = { id, zone, proxy, clientProxy, process, running: true };
+    this.#pointProxiesAt(peer);
     this.peers.push(peer);
     this.#progress(`${id} serving at ${process.address} (peers dial ${dialAddress(peer)}); adding it`);
     const admin = this.client(
@@ -186,12 +213,11 @@ export class ProcessCluster {
     p.running = false;
   }
 
-  /** Serves the killed peer's directory again (a fresh port) and points both proxies at it. */
+  /** Serves the killed peer's directory again (a fresh port) and points every proxy in front of it there. */
   async restart(id: string): Promise<void> {
     const p = this.peer(id);
     await p.process.restart();
-    p.proxy?.setUpstream(p.process.address);
-    p.clientProxy?.setUpstream(p.process.address);
+    this.#pointProxiesAt(p);
     p.running = true;
   }
 
@@ -223,19 +249,59 @@ export class ProcessCluster {
     this.#progress("every peer acknowledges creates");
   }
 
-  /** Cuts every link into `id` (raft and replication from every other peer). */
-  cut(id: string, mode: CutMode): void {
-    const proxy = this.peer(id).proxy;
-    if (proxy === undefined) throw new Error("this cluster has no fault proxies");
-    proxy.cut(mode);
+  /** The links that exist (from -> to), each a proxy of its own. */
+  links(): PeerLink[] {
+    return [...this.#links.keys()].map((k) => {
+      const [from, to] = k.split(">") as [string, string];
+      return { from, to };
+    });
   }
 
+  /** The proxy `from` dials `to` through (its stats, its cut mode). */
+  linkProxy(from: string, to: string): TcpFaultProxy {
+    const proxy = this.#links.get(`${from}>${to}`);
+    if (proxy === undefined) throw new RangeError(`no link proxy ${from} -> ${to}`);
+    return proxy;
+  }
+
+  /** Cuts one direction of one link: what `from` dials to `to` (raft, replication, attestation). */
+  cutLink(from: string, to: string, mode: CutMode): void {
+    this.linkProxy(from, to).cut(mode);
+  }
+
+  healLink(from: string, to: string): void {
+    this.linkProxy(from, to).heal();
+  }
+
+  /** Cuts the link between `a` and `b` both ways. */
+  cutPair(a: string, b: string, mode: CutMode): void {
+    this.cutLink(a, b, mode);
+    this.cutLink(b, a, mode);
+  }
+
+  /** Cuts every link of `id`, both ways: a partition of one peer from the rest. Returns the links cut. */
+  isolate(id: string, mode: CutMode): PeerLink[] {
+    const cut = this.links().filter((l) => l.from === id || l.to === id);
+    for (const l of cut) this.cutLink(l.from, l.to, mode);
+    this.#memberProxy(id).cut(mode);
+    return cut;
+  }
+
+  /** Cuts every link into `id` (raft and replication from every other peer); its own calls out still go. */
+  cut(id: string, mode: CutMode): void {
+    this.#memberProxy(id).cut(mode);
+    for (const l of this.links()) if (l.to === id) this.cutLink(l.from, l.to, mode);
+  }
+
+  /** Heals every link of `id`, both ways. */
   heal(id: string): void {
     this.peer(id).proxy?.heal();
+    for (const l of this.links()) if (l.from === id || l.to === id) this.healLink(l.from, l.to);
   }
 
   healAll(): void {
     for (const p of this.peers) p.proxy?.heal();
+    for (const proxy of this.#links.values()) proxy.heal();
   }
 
   /** ListPeers through any running peer. */
@@ -292,6 +358,8 @@ export class ProcessCluster {
       await p.proxy?.close();
       await p.clientProxy?.close();
     }
+    for (const proxy of this.#links.values()) await proxy.close();
+    this.#links.clear();
   }
 
   async #found(): Promise<void> {
@@ -302,17 +370,16 @@ export class ProcessCluster {
       process = await spawnPeer({
         peerId: id,
         ...this.#spawnOptions(),
-        configure: (config) => this.#configure(config, proxy),
+        configure: (config) => this.#configure(config, id, proxy),
       });
     } catch (e) {
       await proxy?.close();
       await clientProxy?.close();
       throw e;
     }
-    proxy?.setUpstream(process.address);
-    clientProxy?.setUpstream(process.address);
     // The founding peer is in zone-1 (founding-duties.ts FOUNDING_ZONE).
     const peer: ClusterPeer = { id, zone: "zone-1", proxy, clientProxy, process, running: true };
+    this.#pointProxiesAt(peer);
     this.peers.push(peer);
     this.#progress(`${id} (founder) serving at ${process.address} (peers dial ${dialAddress(peer)})`);
   }
@@ -336,8 +403,36 @@ export class ProcessCluster {
     return { proxy, clientProxy };
   }
 
-  #configure(config: Record<string, unknown>, proxy: TcpFaultProxy | undefined): void {
-    Object.assign(config, UNATTESTED_FLAG, proxy !== undefined ? { advertise: proxy.address } : {});
+  /** A new link proxy from -> to; `upstream` unset: `to` does not listen yet (pointProxiesAt sets it). */
+  async #linkProxy(from: string, to: string, upstream = "127.0.0.1:1"): Promise<void> {
+    this.#links.set(`${from}>${to}`, await TcpFaultProxy.start({ upstream }));
+  }
+
+  /** Every proxy in front of `p` forwards to where it listens now. */
+  #pointProxiesAt(p: ClusterPeer): void {
+    p.proxy?.setUpstream(p.process.address);
+    p.clientProxy?.setUpstream(p.process.address);
+    for (const [key, proxy] of this.#links)
+      if (key.endsWith(`>${p.id}`)) proxy.setUpstream(p.process.address);
+  }
+
+  #memberProxy(id: string): TcpFaultProxy {
+    const proxy = this.peer(id).proxy;
+    if (proxy === undefined) throw new Error("this cluster has no fault proxies");
+    return proxy;
+  }
+
+  #configure(config: Record<string, unknown>, id: string, proxy: TcpFaultProxy | undefined): void {
+    const overrides = Object.fromEntries(
+      [...this.#links]
+        .filter(([key]) => key.startsWith(`${id}>`))
+        .map(([key, l]) => [key.slice(id.length + 1), l.address]),
+    );
+    Object.assign(
+      config,
+      UNATTESTED_FLAG,
+      proxy !== undefined ? { advertise: proxy.address, peerDialOverrides: overrides } : {},
+    );
     this.#options.configure?.(config);
   }
 
