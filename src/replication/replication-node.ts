@@ -156,6 +156,7 @@ export class ReplicationNode {
       nowMs: options.nowMs,
       hintMaxAgeMs: tunables.hintMaxAgeMs,
       intervalMs: tunables.handoffIntervalMs,
+      settle: (id) => this.coordinator.settle(id),
     });
     this.antiEntropy = new AntiEntropy({
       replica: this.replica,

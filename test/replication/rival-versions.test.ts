@@ -19,6 +19,7 @@ import {
 import { nodeScheduler } from "../../cluster/raft/driver/scheduler.js";
 import { isLockboxError } from "../../src/errors.js";
 import { AntiEntropy } from "../../src/replication/anti-entropy.js";
+import { HandoffRunner } from "../../src/replication/hinted-handoff.js";
 import { CREATED, FIELDS, MATERIAL, version } from "./key-versions.js";
 import { TestCluster } from "./replication-cluster.js";
 
@@ -262,4 +263,36 @@ test("property: merges of rival versions that succeed agree in every order, and 
     }),
     { numRuns: 500 },
   );
+});
+
+test("a handoff copy of a rival that lost is dropped with its hint once the id is settled", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const [p1, p2, p3] = c.primariesOf(k) as [string, string, string];
+  const h = c.handoffsOf(k)[0]!;
+  const partition = c.partitionOf(k);
+  const won = rival(k, 0x71, { wallMs: c.nowMs, logical: 0, peer: p1 });
+  const lost = rival(k, 0x72, { wallMs: c.nowMs - 5, logical: 0, peer: h });
+  await c.peer(p1).coordinator.write(won);
+  // The losing attempt's copy for p3 landed on the handoff peer, with a hint.
+  t.true((await c.peer(h).replica.put(partition, encodeReplicatedKey(lost), p3)).ok);
+  const peer = c.peer(h);
+  const handoff = new HandoffRunner({
+    replica: peer.replica,
+    store: peer.replicaStore,
+    placement: c.placement,
+    sender: peer.batcher,
+    scheduler: nodeScheduler,
+    nowMs: () => c.nowMs,
+    hintMaxAgeMs: 86_400_000,
+    settle: (id) => peer.coordinator.settle(id),
+  });
+  await handoff.runOnce();
+  t.is(handoff.metrics.dropped, 1);
+  t.is(await peer.replicaStore.getRecord(partition, k.fields.id), undefined, "the losing copy is gone");
+  t.deepEqual(await peer.replicaStore.hints(10), [], "and its hint");
+  for (const p of [p1, p2, p3]) {
+    const bytes = await c.peer(p).replicaStore.getRecord(partition, k.fields.id);
+    t.is(decodeReplicatedKey(bytes!).wrappedMaterial?.[0], 0x71, `${p} holds the acknowledged version`);
+  }
 });
