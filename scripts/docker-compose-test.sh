@@ -30,10 +30,10 @@ began=$(date +%s)
 work=$(mktemp -d /tmp/lockbox-compose-XXXXXX)
 project="lockboxcompose$$"
 tag="lockbox-compose-test:$$"
-images=()
-started_dockerd=""
 compose_up=""
 export LOCKBOX_IMAGE="$tag"
+# shellcheck source=lib/docker-engine.sh
+. scripts/lib/docker-engine.sh
 
 elapsed() { echo "$(($(date +%s) - began)) s"; }
 step() { echo "==> [$(elapsed)] $*"; }
@@ -41,21 +41,17 @@ skip() {
   echo "docker compose test: SKIPPED: $*"
   exit 0
 }
+failed() {
+  echo "docker compose test: FAILED: $*"
+  exit 1
+}
 compose() { timeout 180 docker-compose -p "$project" -f "$root/docker/compose.yaml" "$@"; }
 cleanup() {
   trap - ERR
   set +e
   if [ -n "$compose_up" ]; then compose down -v --remove-orphans >/dev/null 2>&1; fi
   node "$root/dist/src/cli/main.js" dev-cluster stop --dir "$work/dev" >/dev/null 2>&1
-  for i in "${images[@]}"; do docker rmi -f "$i" >/dev/null 2>&1; done
-  for i in $(docker images -q -f dangling=true 2>/dev/null); do
-    grep -qx "$i" "$work/dangling-before" 2>/dev/null || docker rmi -f "$i" >/dev/null 2>&1
-  done
-  if [ -n "$started_dockerd" ]; then
-    kill "$started_dockerd" 2>/dev/null
-    for _ in $(seq 1 20); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.5; done
-  fi
-  rm -rf "$work"
+  docker_engine_cleanup
 }
 trap cleanup EXIT
 # A signal ends the script through exit, so the EXIT trap removes what it started.
@@ -64,61 +60,13 @@ trap 'exit 143' TERM
 trap 'echo "docker compose test: FAILED: line $LINENO: $BASH_COMMAND"' ERR
 
 # 1. An engine and the base image.
-command -v docker >/dev/null || skip "no docker command (Debian package docker.io)"
-if ! timeout 10 docker info >/dev/null 2>&1; then
-  [ "$(id -u)" -eq 0 ] || skip "no Docker engine answers, and starting one needs root"
-  command -v dockerd >/dev/null || skip "no dockerd (Debian package docker.io)"
-  step "starting dockerd --iptables=false --bridge=none"
-  dockerd --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
-  started_dockerd=$!
-  for _ in $(seq 1 30); do timeout 5 docker info >/dev/null 2>&1 && break; sleep 1; done
-  timeout 5 docker info >/dev/null 2>&1 || skip "dockerd did not start: $(tail -3 "$work/dockerd.log")"
-fi
+docker_engine_start
 command -v docker-compose >/dev/null || skip "no docker-compose (Debian package docker-compose)"
 command -v swtpm >/dev/null || skip "no swtpm on the host to provision the TPM states"
-docker images -q -f dangling=true >"$work/dangling-before" 2>/dev/null || true
-
-base_tar=/var/tmp/lockbox-base-bookworm.tar
-if ! docker image inspect lockbox-base:local >/dev/null 2>&1; then
-  if [ ! -s "$base_tar" ]; then
-    command -v mmdebstrap >/dev/null || skip "no lockbox-base:local image and no mmdebstrap to build one"
-    step "mmdebstrap: building $base_tar"
-    timeout 600 mmdebstrap --variant=apt --include=swtpm,swtpm-tools,tpm2-tools,ca-certificates,openssl \
-      bookworm "$base_tar.part" >"$work/mmdebstrap.log" 2>&1 || skip "mmdebstrap failed: $(tail -3 "$work/mmdebstrap.log")"
-    mv "$base_tar.part" "$base_tar"
-  fi
-  step "docker import $base_tar, with this machine's Node.js and npm"
-  images+=(lockbox-debian:local lockbox-base:local)
-  timeout 300 docker import "$base_tar" lockbox-debian:local >/dev/null
-  npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
-  mkdir -p "$work/base"
-  cp "$(command -v node)" "$work/base/node"
-  cp -r "$npm_dir" "$work/base/npm"
-  cp /etc/ssl/certs/ca-certificates.crt "$work/base/ca-certificates.crt"
-  cat >"$work/base/Dockerfile" <<'DOCKERFILE'
-FROM lockbox-debian:local
-COPY node /usr/local/bin/node
-COPY npm /usr/local/lib/node_modules/npm
-COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version
-DOCKERFILE
-  timeout 300 docker build -q -t lockbox-base:local "$work/base" >"$work/base-build.log" 2>&1 || {
-    tail -20 "$work/base-build.log"
-    echo "docker compose test: FAILED: building lockbox-base:local"
-    exit 1
-  }
-fi
+docker_base_image
 
 # 2. The image.
-images+=("$tag")
-step "docker build -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local -t $tag"
-timeout 900 docker build --force-rm --network host -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local \
-  -t "$tag" . >"$work/build.log" 2>&1 || {
-  tail -30 "$work/build.log"
-  echo "docker compose test: FAILED: docker build"
-  exit 1
-}
+docker_lockbox_image "$tag"
 
 # 3. The cluster's state: three swtpms, peer-1 founded, peer-2 and peer-3 joined by attestation.
 [ -f "$root/dist/src/cli/main.js" ] || npm run build --silent
@@ -130,7 +78,6 @@ timeout 300 node "$root/dist/src/cli/main.js" dev-cluster start --dir "$work/dev
   exit 1
 }
 lockbox dev-cluster stop --dir "$work/dev" >/dev/null
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 declare -A addr
 for i in 1 2 3; do
   read -r address tpm_port < <(node -e '

@@ -15,93 +15,33 @@ root=$PWD
 work=$(mktemp -d /tmp/lockbox-docker-XXXXXX)
 tag="lockbox-test:$$"
 containers=()
-images=()
-started_dockerd=""
+# shellcheck source=lib/docker-engine.sh
+. scripts/lib/docker-engine.sh
 
 cleanup() {
   set +e
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
-  for i in "${images[@]}"; do docker rmi -f "$i" >/dev/null 2>&1; done
-  # The build stage's untagged images, and layers of a failed build: those that were not there before.
-  for i in $(docker images -q -f dangling=true 2>/dev/null); do
-    grep -qx "$i" "$work/dangling-before" 2>/dev/null || docker rmi -f "$i" >/dev/null 2>&1
-  done
-  if [ -n "$started_dockerd" ]; then
-    kill "$started_dockerd" 2>/dev/null
-    for _ in $(seq 1 20); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.5; done
-  fi
-  rm -rf "$work"
+  docker_engine_cleanup
 }
 trap cleanup EXIT
 skip() {
   echo "SKIPPED: $*"
   exit 0
 }
-step() { echo "==> $*"; }
-
-# 1. An engine: the running one, or one started here.
-if ! timeout 10 docker info >/dev/null 2>&1; then
-  [ "$(id -u)" -eq 0 ] || skip "no Docker engine answers, and starting one needs root"
-  if ! command -v dockerd >/dev/null || ! command -v mmdebstrap >/dev/null; then
-    step "apt: installing docker.io and mmdebstrap"
-    timeout 600 apt-get -o DPkg::Lock::Timeout=300 install -y -qq docker.io mmdebstrap >"$work/apt.log" 2>&1 ||
-      skip "cannot install docker.io: $(tail -2 "$work/apt.log")"
-  fi
-  command -v docker >/dev/null || skip "no docker client"
-  step "starting dockerd --iptables=false --bridge=none"
-  dockerd --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
-  started_dockerd=$!
-  for _ in $(seq 1 30); do timeout 5 docker info >/dev/null 2>&1 && break; sleep 1; done
-  timeout 5 docker info >/dev/null 2>&1 || skip "dockerd did not start: $(tail -3 "$work/dockerd.log")"
-fi
-
-docker images -q -f dangling=true >"$work/dangling-before" 2>/dev/null || true
-
-# 2. The local base image: Debian bookworm with swtpm and tpm2-tools, and Node.js 20 with npm.
-base_tar=/var/tmp/lockbox-base-bookworm.tar
-if ! docker image inspect lockbox-base:local >/dev/null 2>&1; then
-  if [ ! -s "$base_tar" ]; then
-    command -v mmdebstrap >/dev/null || skip "no lockbox-base:local image and no mmdebstrap to build one"
-    step "mmdebstrap: building $base_tar"
-    timeout 600 mmdebstrap --variant=apt --include=swtpm,swtpm-tools,tpm2-tools,ca-certificates,openssl \
-      bookworm "$base_tar.part" >"$work/mmdebstrap.log" 2>&1 || skip "mmdebstrap failed: $(tail -3 "$work/mmdebstrap.log")"
-    mv "$base_tar.part" "$base_tar"
-  fi
-  step "docker import $base_tar"
-  timeout 300 docker import "$base_tar" lockbox-debian:local >/dev/null
-  images+=(lockbox-debian:local)
-  node_bin=$(command -v node)
-  npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
-  mkdir -p "$work/base"
-  cp "$node_bin" "$work/base/node"
-  cp -r "$npm_dir" "$work/base/npm"
-  # This machine's trust store: where its traffic to the npm registry passes a TLS proxy, npm in
-  # the build needs the proxy's CA as the host's npm does.
-  cp /etc/ssl/certs/ca-certificates.crt "$work/base/ca-certificates.crt"
-  cat >"$work/base/Dockerfile" <<'DOCKERFILE'
-FROM lockbox-debian:local
-COPY node /usr/local/bin/node
-COPY npm /usr/local/lib/node_modules/npm
-COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version
-DOCKERFILE
-  timeout 300 docker build -q -t lockbox-base:local "$work/base" >/dev/null
-  images+=(lockbox-base:local)
-fi
-
-# 3. The image, from docker/Dockerfile with that base (npm reaches the registry over the host network).
-step "docker build -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local -t $tag"
-timeout 900 docker build --force-rm --network host -f docker/Dockerfile --build-arg BASE_IMAGE=lockbox-base:local \
-  -t "$tag" . >"$work/build.log" 2>&1 || {
-  tail -30 "$work/build.log"
-  echo "FAILED: docker build"
+failed() {
+  echo "FAILED: $*"
   exit 1
 }
-images+=("$tag")
+step() { echo "==> $*"; }
+
+# 1. An engine: the running one, or one started here (docker.io and mmdebstrap installed if missing).
+docker_engine_start --install
+# 2. The local base image: Debian bookworm with swtpm and tpm2-tools, and Node.js 20 with npm.
+docker_base_image
+# 3. The image, from docker/Dockerfile with that base.
+docker_lockbox_image "$tag"
 
 # 4. One peer and its swtpm, host networking, free loopback ports.
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 tpm_port=$(free_port)
 grpc_port=$(free_port)
 metrics_port=$(free_port)

@@ -5,19 +5,12 @@
  *   that `admitCaller` (the control state: a current, non-fenced member) accepts is served; anything
  *   else is refused before a nonce is made. At most a few fetches are in flight.
  * - the fetcher's channel: mTLS with this peer's own certificate, accepting only the server certificate
- *   of the member it meant to ask (as the raft links and the re-quote channel do).
+ *   of the member it meant to ask (member-grpc-clients.ts, shared with the re-quote channel).
  */
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { X509Certificate } from "node:crypto";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
-import { fileURLToPath } from "node:url";
+import type { PeerCertificate } from "node:tls";
 import { LockboxError, isLockboxError } from "../errors.js";
-import {
-  peerIdOf,
-  type PeerCertificateVerifier,
-  type PeerIdentity,
-} from "../pki/peer-certificate-verifier.js";
+import type { PeerCertificateVerifier, PeerIdentity } from "../pki/peer-certificate-verifier.js";
 import type { WrappedCmk } from "./ephemeral-key-wrap.js";
 import type {
   EpochDeliverer,
@@ -26,6 +19,7 @@ import type {
   EpochFetchStart,
 } from "./epoch-delivery.js";
 import type { JoinResult } from "./join-messages.js";
+import { loadMasterKeyDeliveryService } from "./join-proto.js";
 import {
   WireError,
   nonceFromWire,
@@ -35,29 +29,11 @@ import {
   resultFromWire,
   type WireObject,
 } from "./join-wire.js";
+import { MemberGrpcClients } from "./member-grpc-clients.js";
 
-const PROTO_DIR = fileURLToPath(new URL("../../../proto", import.meta.url));
 const CALLS_IN_FLIGHT_MAX = 4;
 const RESPONSE_BYTES_MAX = 16 * 1024;
-
-let loaded: grpc.ServiceClientConstructor | undefined;
-
-function loadService(): grpc.ServiceClientConstructor {
-  if (loaded !== undefined) return loaded;
-  const def = protoLoader.loadSync("lockbox/v1/join.proto", {
-    includeDirs: [PROTO_DIR],
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    lockbox: { v1: { MasterKeyDeliveryService: grpc.ServiceClientConstructor } };
-  };
-  loaded = pkg.lockbox.v1.MasterKeyDeliveryService;
-  return loaded;
-}
+const FETCH_TIMEOUT_MS = 10_000;
 
 export interface EpochDeliveryServiceOptions {
   readonly deliverer: EpochDeliverer;
@@ -135,14 +111,11 @@ export function epochDeliveryService(options: EpochDeliveryServiceOptions): {
       },
     };
   });
-  return { definition: loadService().service, implementation: { BeginEpochFetch, FetchEpoch } };
+  return {
+    definition: loadMasterKeyDeliveryService().service,
+    implementation: { BeginEpochFetch, FetchEpoch },
+  };
 }
-
-type UnaryMethod = (
-  request: WireObject,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, response: WireObject) => void,
-) => void;
 
 export interface GrpcEpochFetchChannelOptions {
   readonly tls: { caCertificatePem: string; certificatePem: string; privateKeyPem: string };
@@ -152,9 +125,18 @@ export interface GrpcEpochFetchChannelOptions {
 }
 
 export class GrpcEpochFetchChannel implements EpochFetchChannel {
-  readonly #clients = new Map<string, { address: string; client: grpc.Client }>();
+  readonly #members: MemberGrpcClients;
 
-  constructor(private readonly options: GrpcEpochFetchChannelOptions) {}
+  constructor(private readonly options: GrpcEpochFetchChannelOptions) {
+    const noAddress = (peerId: string): Error =>
+      new LockboxError("UNAVAILABLE", `no address for member ${peerId}`);
+    this.#members = new MemberGrpcClients({
+      ...options,
+      service: loadMasterKeyDeliveryService,
+      responseBytesMax: RESPONSE_BYTES_MAX,
+      noAddress,
+    });
+  }
 
   async begin(holderId: string, epoch: number): Promise<JoinResult<EpochFetchStart>> {
     const res = await this.#call(holderId, "BeginEpochFetch", { epoch });
@@ -189,47 +171,10 @@ export class GrpcEpochFetchChannel implements EpochFetchChannel {
   }
 
   close(): void {
-    for (const { client } of this.#clients.values()) client.close();
-    this.#clients.clear();
+    this.#members.close();
   }
 
   #call(holderId: string, method: string, request: WireObject): Promise<WireObject> {
-    const client = this.#client(holderId);
-    const fn = (client as unknown as Record<string, UnaryMethod>)[method]!;
-    return new Promise<WireObject>((resolve, reject) =>
-      fn.call(client, request, { deadline: Date.now() + (this.options.timeoutMs ?? 10_000) }, (err, res) =>
-        err ? reject(err) : resolve(res),
-      ),
-    );
-  }
-
-  #client(peerId: string): grpc.Client {
-    const address = this.options.addressOf(peerId);
-    if (address === undefined) throw new LockboxError("UNAVAILABLE", `no address for member ${peerId}`);
-    const known = this.#clients.get(peerId);
-    if (known !== undefined && known.address === address) return known.client;
-    known?.client.close();
-    const { tls } = this.options;
-    const credentials = grpc.credentials.createSsl(
-      Buffer.from(tls.caCertificatePem),
-      Buffer.from(tls.privateKeyPem),
-      Buffer.from(tls.certificatePem),
-      {
-        checkServerIdentity: (host, cert) => {
-          const hostError = checkServerIdentity(host, cert);
-          if (hostError !== undefined) return hostError;
-          const id = peerIdOf(new X509Certificate(cert.raw));
-          return id === peerId ? undefined : new Error(`the server at ${host} is peer ${id}, not ${peerId}`);
-        },
-      },
-    );
-    const Service = loadService();
-    const client = new Service(address, credentials, {
-      "grpc.max_receive_message_length": RESPONSE_BYTES_MAX,
-      "grpc.ssl_target_name_override": "localhost",
-      "grpc.default_authority": "localhost",
-    });
-    this.#clients.set(peerId, { address, client });
-    return client;
+    return this.#members.unary(holderId, method, request, this.options.timeoutMs ?? FETCH_TIMEOUT_MS);
   }
 }

@@ -5,24 +5,16 @@
  * An unanswered call (timeout, connection refused) rejects, which the monitor
  * reads as "down"; an answer is decoded with bounds and checked by the monitor.
  */
-import * as grpc from "@grpc/grpc-js";
-import { X509Certificate } from "node:crypto";
-import { checkServerIdentity } from "node:tls";
-import { peerIdOf } from "../pki/peer-certificate-verifier.js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { peerRefusalCodeOf, type PeerRefusalCode } from "../pki/peer-refusal.js";
 import type { RequoteChannel } from "./attestation-monitor.js";
 import { loadAttestationService } from "./join-proto.js";
 import type { WireObject } from "./join-wire.js";
+import { MemberGrpcClients } from "./member-grpc-clients.js";
 import type { RequoteAnswer } from "./requote.js";
 
 const RESPONSE_BYTES_MAX = 16 * 1024;
 const READINGS_MAX = 8 * 24;
-
-type UnaryMethod = (
-  request: WireObject,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, response: WireObject) => void,
-) => void;
 
 export interface GrpcRequoteChannelOptions {
   readonly tls: { caCertificatePem: string; certificatePem: string; privateKeyPem: string };
@@ -33,33 +25,33 @@ export interface GrpcRequoteChannelOptions {
 }
 
 export class GrpcRequoteChannel implements RequoteChannel {
-  readonly #clients = new Map<string, { address: string; client: grpc.Client }>();
+  readonly #members: MemberGrpcClients;
 
-  constructor(private readonly options: GrpcRequoteChannelOptions) {}
+  constructor(private readonly options: GrpcRequoteChannelOptions) {
+    const noAddress = (peerId: string): Error =>
+      Object.assign(new Error(`no address for ${peerId}`), { code: "NO_ADDRESS" });
+    this.#members = new MemberGrpcClients({
+      ...options,
+      service: loadAttestationService,
+      responseBytesMax: RESPONSE_BYTES_MAX,
+      noAddress,
+    });
+  }
 
   async requote(
     peerId: string,
     request: { nonce: Uint8Array; pcrs: readonly { hashAlg: number; pcr: number }[] },
     timeoutMs: number,
   ): Promise<RequoteAnswer> {
-    const client = this.#client(peerId);
-    const requote = (client as unknown as Record<string, UnaryMethod>).Requote!;
-    const response = await new Promise<WireObject>((resolve, reject) =>
-      requote.call(
-        client,
-        {
-          nonce: Buffer.from(request.nonce),
-          pcrs: request.pcrs.map((p) => ({ hash_alg: p.hashAlg, pcr: p.pcr })),
-        },
-        { deadline: Date.now() + timeoutMs },
-        (err, res) => {
-          if (!err) return resolve(res);
-          const code = peerRefusalCodeOf(err);
-          if (code !== undefined) this.options.onRefused?.(peerId, code, err.details);
-          reject(err);
-        },
-      ),
-    );
+    const wire = {
+      nonce: Buffer.from(request.nonce),
+      pcrs: request.pcrs.map((p) => ({ hash_alg: p.hashAlg, pcr: p.pcr })),
+    };
+    const response = await this.#members.unary(peerId, "Requote", wire, timeoutMs).catch((err: unknown) => {
+      const code = peerRefusalCodeOf(err);
+      if (code !== undefined) this.options.onRefused?.(peerId, code, (err as ServiceError).details);
+      throw err;
+    });
     const readings = Array.isArray(response.pcr_values)
       ? (response.pcr_values as WireObject[]).slice(0, READINGS_MAX)
       : [];
@@ -75,38 +67,6 @@ export class GrpcRequoteChannel implements RequoteChannel {
   }
 
   close(): void {
-    for (const { client } of this.#clients.values()) client.close();
-    this.#clients.clear();
-  }
-
-  #client(peerId: string): grpc.Client {
-    const address = this.options.addressOf(peerId);
-    if (address === undefined)
-      throw Object.assign(new Error(`no address for ${peerId}`), { code: "NO_ADDRESS" });
-    const known = this.#clients.get(peerId);
-    if (known !== undefined && known.address === address) return known.client;
-    known?.client.close();
-    const { tls } = this.options;
-    const credentials = grpc.credentials.createSsl(
-      Buffer.from(tls.caCertificatePem),
-      Buffer.from(tls.privateKeyPem),
-      Buffer.from(tls.certificatePem),
-      {
-        checkServerIdentity: (host, cert) => {
-          const hostError = checkServerIdentity(host, cert);
-          if (hostError !== undefined) return hostError;
-          const id = peerIdOf(new X509Certificate(cert.raw));
-          return id === peerId ? undefined : new Error(`the server at ${host} is peer ${id}, not ${peerId}`);
-        },
-      },
-    );
-    const AttestationService = loadAttestationService();
-    const client = new AttestationService(address, credentials, {
-      "grpc.max_receive_message_length": RESPONSE_BYTES_MAX,
-      "grpc.ssl_target_name_override": "localhost",
-      "grpc.default_authority": "localhost",
-    });
-    this.#clients.set(peerId, { address, client });
-    return client;
+    this.#members.close();
   }
 }

@@ -1,6 +1,7 @@
 /**
  * Loads proto/lockbox/v1/join.proto at run time (as src/raft/peer-proto.ts
- * does for peer.proto) and exposes the JoinService definition. uint64 fields
+ * does for peer.proto) and exposes its services: JoinService, AttestationService (re-quotes) and
+ * MasterKeyDeliveryService (epoch fetches). uint64 fields
  * arrive as JS numbers (a CMK epoch stays far below 2^53; join-wire.ts checks).
  */
 import * as grpc from "@grpc/grpc-js";
@@ -17,6 +18,7 @@ export const ATTESTATION_SERVICE_NAME = "lockbox.v1.AttestationService";
 interface JoinProtos {
   JoinService: grpc.ServiceClientConstructor;
   AttestationService: grpc.ServiceClientConstructor;
+  MasterKeyDeliveryService: grpc.ServiceClientConstructor;
 }
 
 let cached: JoinProtos | undefined;
@@ -27,6 +29,10 @@ export function loadJoinService(): grpc.ServiceClientConstructor {
 
 export function loadAttestationService(): grpc.ServiceClientConstructor {
   return loadJoinProtos().AttestationService;
+}
+
+export function loadMasterKeyDeliveryService(): grpc.ServiceClientConstructor {
+  return loadJoinProtos().MasterKeyDeliveryService;
 }
 
 function loadJoinProtos(): JoinProtos {
@@ -42,6 +48,7 @@ function loadJoinProtos(): JoinProtos {
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     lockbox: { v1: JoinProtos };
   };
-  cached = { JoinService: pkg.lockbox.v1.JoinService, AttestationService: pkg.lockbox.v1.AttestationService };
+  const { JoinService, AttestationService, MasterKeyDeliveryService } = pkg.lockbox.v1;
+  cached = { JoinService, AttestationService, MasterKeyDeliveryService };
   return cached;
 }

@@ -134,11 +134,16 @@ export function defineCommand(def: CommandDefinition): CliCommand {
   };
 }
 
+/** Commander's help width when stdout is not a terminal; descriptions are wrapped to it. */
+const HELP_WIDTH = 80;
+
 async function runDefinition(def: CommandDefinition, argv: string[]): Promise<number> {
   let result = EXIT_OK;
   const json = argv.includes("--json");
   const program = new Command(`lockbox ${def.name}`);
-  program.description(def.description !== undefined ? `${def.summary}\n\n${def.description}` : def.summary);
+  program.description(
+    def.description !== undefined ? `${def.summary}\n\n${prose(def.description)}` : def.summary,
+  );
   let prog = `lockbox ${def.name}`;
   const bind = (cmd: Command, leaf: LeafDefinition, name: string): void => {
     for (const a of leaf.arguments ?? []) cmd.argument(a.name, a.description);
@@ -175,7 +180,7 @@ async function runDefinition(def: CommandDefinition, argv: string[]): Promise<nu
     for (const leaf of def.subcommands) {
       const sub = program.command(leaf.name).summary(leaf.summary);
       sub.description(
-        leaf.description !== undefined ? `${leaf.summary}\n\n${leaf.description}` : leaf.summary,
+        leaf.description !== undefined ? `${leaf.summary}\n\n${prose(leaf.description)}` : leaf.summary,
       );
       configure(sub);
       bind(sub, leaf, `lockbox ${def.name} ${leaf.name}`);
@@ -235,4 +240,62 @@ function valuesOf(cmd: Command): ParsedArgs["values"] {
     if (v !== undefined) values[option.long.slice(2)] = v as string | boolean | string[];
   }
   return values;
+}
+
+/**
+ * A description wrapped for the terminal, by paragraph: the source breaks its lines at about 100
+ * columns, and commander wraps each line on its own, which left a short line after every source
+ * line end and lost the indentation of a table row's continuation. Lines of one paragraph are
+ * joined and wrapped at `width`; a list item ("- ") continues under its text; an indented line (a
+ * table row: a term, two spaces, its text) continues under its text. Commander leaves lines that
+ * fit alone.
+ */
+export function prose(text: string, width = HELP_WIDTH): string {
+  const blocks: { first: string; hang: number; words: string[] }[] = [];
+  for (const line of text.split("\n")) {
+    const last = blocks.at(-1);
+    const indented = /^\s/.test(line);
+    if (
+      line !== "" &&
+      !indented &&
+      !line.startsWith("- ") &&
+      last !== undefined &&
+      last.words.length > 0 &&
+      last.hang === 0
+    ) {
+      last.words.push(...line.split(/\s+/));
+      continue;
+    }
+    if (line === "") {
+      blocks.push({ first: "", hang: 0, words: [] });
+      continue;
+    }
+    // The text of a table row starts after its term and two or more spaces; of a list item, after "- ".
+    const head = indented
+      ? (/^\s+\S+(?: \S+)*\s{2,}/.exec(line)?.[0] ?? /^\s+/.exec(line)![0])
+      : line.startsWith("- ")
+        ? "- "
+        : "";
+    blocks.push({ first: head, hang: head.length, words: line.slice(head.length).trim().split(/\s+/) });
+  }
+  const out: string[] = [];
+  for (const b of blocks) {
+    if (b.words.length === 0) {
+      out.push(b.first);
+      continue;
+    }
+    let current = b.first;
+    let empty = true;
+    for (const word of b.words) {
+      if (!empty && current.length + 1 + word.length > width) {
+        out.push(current);
+        current = " ".repeat(b.hang) + word;
+      } else {
+        current = empty ? current + word : `${current} ${word}`;
+      }
+      empty = false;
+    }
+    out.push(current);
+  }
+  return out.join("\n");
 }

@@ -3,7 +3,7 @@
  * comes from the error's typed code (see exit-codes.ts), a hint says what to
  * check, and under --json the report is one JSON line on stderr:
  *
- *   {"error":{"code":"NOT_FOUND","class":"not-found","exitCode":3,"message":"...","field":"...","hint":"..."}}
+ *   {"error":{"code":"NOT_FOUND","exitClass":"not-found","exitCode":3,"message":"...","field":"...","hint":"..."}}
  *
  * stdout carries only results, so `x=$(lockbox ... --json)` never captures an error.
  *

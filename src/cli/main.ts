@@ -21,7 +21,7 @@ function usage(): string {
     "",
     "Run `lockbox <command> --help` for a command's options.",
     "Under --json, results are one JSON line on stdout and errors one JSON line on stderr:",
-    '  {"error":{"code":"NOT_FOUND","class":"not-found","exitCode":3,"message":"...","hint":"..."}}',
+    '  {"error":{"code":"NOT_FOUND","exitClass":"not-found","exitCode":3,"message":"...","hint":"..."}}',
     "",
     exitCodeHelp(),
   ].join("\n");

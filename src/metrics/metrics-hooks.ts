@@ -2,10 +2,11 @@
  * What the parts of a peer report to its metrics, by name, without knowing Prometheus: the peer
  * builds a PeerMetrics (peer-metrics.ts, prom-client) when its metrics listener is on and hands
  * these hooks to its parts; when it is off they get NO_METRICS, and prom-client is never loaded.
- * Hooks for work other parts are still building (rebalance, attestation) are here already, so
- * those parts only have to call them. The replication parts keep their own counters
- * (src/replication: Coordinator.metrics, HandoffRunner.metrics, AntiEntropy.metrics); the peer that
- * starts them hands them over once with `replication.attach()`, and every scrape reads them.
+ * The replication parts keep their own counters and progress (src/replication: Coordinator.metrics,
+ * HandoffRunner.metrics, AntiEntropy.metrics, PartitionReceiver and PartitionHandover progress,
+ * rebalance included); the peer that starts them hands them over once with `replication.attach()`,
+ * and every scrape reads them, so no part has to remember to push a number (the rebalance gauges once
+ * had a push hook that nothing called, and read 0 through every real rebalance).
  */
 
 export interface CallObservation {
@@ -31,10 +32,6 @@ export interface PeerMetricsHooks {
   replication: {
     /** The running replication parts, read at each scrape; a later call replaces earlier ones. */
     attach(parts: ReplicationMetricsSources): void;
-  };
-  rebalance: {
-    /** Partition-replicas moved so far out of those the current rebalance must move. */
-    progress(p: { moved: number; total: number }): void;
   };
   attestation: {
     /** One check of one verification (check names as the verifier reports them). */
@@ -107,6 +104,5 @@ export const NO_METRICS: PeerMetricsHooks = {
   call: ignore,
   groupCommit: ignore,
   replication: { attach: ignore },
-  rebalance: { progress: ignore },
   attestation: { result: ignore },
 };

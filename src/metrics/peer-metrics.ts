@@ -305,16 +305,21 @@ export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId:
       return p === undefined ? undefined : p.busy ? 1 : 0;
     },
   );
-  const rebalanceMoved = new prom.Gauge({
-    name: "lockbox_rebalance_moved_partition_replicas",
-    help: "Partition-replicas the current rebalance has moved",
-    registers: r,
-  });
-  const rebalanceTotal = new prom.Gauge({
-    name: "lockbox_rebalance_total_partition_replicas",
-    help: "Partition-replicas the current rebalance must move",
-    registers: r,
-  });
+  // The rebalance as a whole, in partition-replicas (one replica of one partition placed on a new
+  // peer): each peer counts those moving TO it, so summed over the peers these are the whole ring
+  // change, and the sum of the totals is what `lockbox ring status` prints as the partition-replicas
+  // moved by the last change. A peer receives at most one replica of a partition, so its share is
+  // its receive plan. They are read at each scrape like the gauges above; nothing has to push them.
+  gauge(
+    "lockbox_rebalance_moved_partition_replicas",
+    "Partition-replicas of the current rebalance streamed in to this peer (sum over peers: the whole change)",
+    () => receiving()?.received,
+  );
+  gauge(
+    "lockbox_rebalance_total_partition_replicas",
+    "Partition-replicas the current rebalance moves to this peer (sum over peers: the whole change)",
+    () => receiving()?.partitions,
+  );
   const attestations = new prom.Counter({
     name: "lockbox_attestation_checks_total",
     help: "Attestation checks, by check and result (ok or failed)",
@@ -343,12 +348,6 @@ export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId:
     replication: {
       attach(parts) {
         replication = parts;
-      },
-    },
-    rebalance: {
-      progress(p) {
-        rebalanceMoved.set(p.moved);
-        rebalanceTotal.set(p.total);
       },
     },
     attestation: {

@@ -55,6 +55,8 @@ export interface StartPeerOptions {
   log?: (line: string) => void;
   /** Overrides the config's log.level (`lockbox serve` passes $LOCKBOX_LOG_LEVEL). */
   logLevel?: LogLevel;
+  /** Node's process warnings as JSON log lines of component "node" (process-wide: `lockbox serve`). */
+  routeProcessWarnings?: boolean;
   /** HOST:PORT for /metrics, /healthz and /readyz instead of the config's metrics.listen; "" turns it off. */
   metricsListen?: string;
   clock?: Clock;
@@ -128,6 +130,10 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   const config = await loadPeerConfig(dir);
   const logs = await peerLogs(options, config, loggerModule);
   const { logFor } = logs;
+  if (options.routeProcessWarnings === true && logs.logger !== undefined) {
+    const { routeProcessWarnings } = await import("../logging/process-warning-route.js");
+    routeProcessWarnings(logs.logger);
+  }
   const metricsListen = options.metricsListen ?? config.metrics.listen;
   // prom-client loads only when metrics are on.
   const metricsModules =

@@ -27,6 +27,11 @@ const BENCHES: Record<string, { about: string; flags: string }> = {
     flags:
       "[--ops N (2000)] [--seconds N (10)] [--castellan-gets N (50)] [--tls (HTTPS; default plain HTTP on loopback)]",
   },
+  "audit-flood": {
+    about:
+      "a legitimate client's CreateKey p50/p99 before and during an unauthenticated flood from another process (goal: p99 within 3x)",
+    flags: "[--seconds N (30)] [--baseline-seconds N (6)]",
+  },
   raft: {
     about: "raft: proposals per second and commit latency, 3 processes on loopback",
     flags: "[--concurrency 1,8,64] [--duration-ms N (3000)] [--count-max N (20000)]",

@@ -83,6 +83,7 @@ test("every command and subcommand answers --help with exit 0 and usage text lis
       `${label} --help lacks its summary`,
     );
     t.true(help.text.includes("Exit codes by class"), `${label} --help lacks the exit codes`);
+    t.deepEqual(earlyBreaks(help.text), [], `${label} --help breaks its description before the width`);
     for (const option of allOptions(leaf)) {
       if (option.hidden === true) continue;
       const long = /--[a-z0-9-]+/.exec(option.flags)![0];
@@ -173,3 +174,22 @@ test("a value outside an option's choices is a usage error naming the choices", 
   t.true(r.stderr.includes("--bits"));
   t.true(r.stderr.includes("256"));
 });
+
+/**
+ * Lines of a help's description (up to "Arguments:" or "Options:") that end although the next
+ * line's first word would still have fitted within 80 columns: a paragraph broken where its source
+ * line ended, not wrapped. Indented lines (tables, their continuations) and list items are left out.
+ */
+function earlyBreaks(help: string): string[] {
+  const lines = help.split("\n");
+  const end = lines.findIndex((l) => l === "Arguments:" || l === "Options:");
+  const description = lines.slice(0, end === -1 ? lines.length : end);
+  const prose = (l: string | undefined): l is string => l !== undefined && l !== "" && !/^\s/.test(l);
+  const early: string[] = [];
+  for (let i = 0; i + 1 < description.length; i++) {
+    const [line, next] = [description[i], description[i + 1]];
+    if (!prose(line) || !prose(next) || next.startsWith("- ") || line.startsWith("Usage:")) continue;
+    if (line.length + 1 + next.split(" ")[0]!.length <= 80) early.push(`${line} | ${next}`);
+  }
+  return early;
+}

@@ -7,17 +7,29 @@
  */
 import test from "ava";
 import { setTimeout as sleep } from "node:timers/promises";
+import { pathToFileURL } from "node:url";
 
 import { isLockboxClientError } from "../../src/client/index.js";
 import { spawnPeer } from "../helpers/peer-process.js";
 import { runCli } from "../helpers/cli-process.js";
+import { WARNING_CODE } from "../helpers/warning-on-signal.js";
+
+/** Makes the peer emit a Node process warning on SIGUSR2. */
+const WARNING_ON_SIGNAL = pathToFileURL(
+  new URL("../helpers/warning-on-signal.js", import.meta.url).pathname,
+).href;
 
 const REFUSED_CALLS = 20;
 
-test("the peer logs JSON lines with levels, routes grpc-js into them, sums refusals up and never logs key material", async (t) => {
+test("the peer logs JSON lines with levels, routes grpc-js and Node's process warnings into them, sums refusals up and never logs key material", async (t) => {
   const peer = await spawnPeer({
     // grpc-js's server call tracer writes DEBUG lines for every call: they must arrive as JSON.
-    env: { LOCKBOX_LOG_LEVEL: "debug", GRPC_VERBOSITY: "DEBUG", GRPC_TRACE: "server_call" },
+    env: {
+      LOCKBOX_LOG_LEVEL: "debug",
+      GRPC_VERBOSITY: "DEBUG",
+      GRPC_TRACE: "server_call",
+      NODE_OPTIONS: `--import=${WARNING_ON_SIGNAL}`,
+    },
     configure: (config) => {
       config.log = { level: "info", refusedCallWindowMs: 500 };
     },
@@ -42,6 +54,8 @@ test("the peer logs JSON lines with levels, routes grpc-js into them, sums refus
     const refused = await client.getStatus().catch((e: unknown) => e);
     t.true(isLockboxClientError(refused, "PERMISSION_DENIED"));
   }
+  // A Node process warning (Node prints those as plain text on stderr by default).
+  process.kill(peer.pid!, "SIGUSR2");
   // The summary comes at the end of the window (500 ms): wait for it, bounded.
   for (let i = 0; i < 50 && !(await peer.log()).includes('"calls_refused"'); i++) await sleep(100);
   await peer.kill("SIGTERM");
@@ -73,6 +87,10 @@ test("the peer logs JSON lines with levels, routes grpc-js into them, sums refus
     "grpc-js's trace lines arrive as debug events of component grpc",
   );
   t.false(/^[EID] /m.test(text), "no raw grpc-js line");
+  t.true(
+    events.some((e) => e.component === "node" && e.level === "warn" && e.code === WARNING_CODE),
+    "Node's process warning is a warn event of component node",
+  );
   t.true(events.some((e) => e.component === "peer" && e.msg === "lockbox: stopped"));
 
   const summaries = events.filter((e) => e.event === "calls_refused");

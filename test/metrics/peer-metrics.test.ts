@@ -269,6 +269,8 @@ test("replication metrics follow the attached parts (in-process replication clus
   t.is(value(waiting, "lockbox_rebalance_received_partitions"), 0, "no source reachable yet");
   t.is(value(waiting, "lockbox_rebalance_receive_remaining_partitions"), planned);
   t.is(value(waiting, "lockbox_rebalance_received_bytes"), 0);
+  t.is(value(waiting, "lockbox_rebalance_total_partition_replicas"), planned);
+  t.is(value(waiting, "lockbox_rebalance_moved_partition_replicas"), 0);
 
   for (const n of [a, b, cc]) await startServer(n);
   for (const n of [a, b, cc]) n.node.sync({ ring: ringRecord(builder), addresses });
@@ -288,6 +290,8 @@ test("replication metrics follow the attached parts (in-process replication clus
   const after2 = await scrape();
   t.is(value(after2, "lockbox_rebalance_received_partitions"), planned);
   t.is(value(after2, "lockbox_rebalance_receive_remaining_partitions"), 0);
+  t.is(value(after2, "lockbox_rebalance_moved_partition_replicas"), planned);
+  t.is(value(after2, "lockbox_rebalance_total_partition_replicas"), planned);
   t.is(value(after2, "lockbox_rebalance_received_records"), received.records);
   t.true(received.records > 0, "d merged records in");
   t.is(value(after2, "lockbox_rebalance_received_bytes"), received.bytes);

@@ -113,6 +113,7 @@ export const command = defineCommand({
     try {
       peer = await startPeer({
         dir,
+        routeProcessWarnings: true,
         ...(listen !== undefined ? { listen } : {}),
         ...(metricsListen !== undefined ? { metricsListen } : {}),
         ...(restListen !== undefined ? { restListen } : {}),
