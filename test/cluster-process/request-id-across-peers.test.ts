@@ -11,6 +11,7 @@ import test from "ava";
 import { join } from "node:path";
 import { decodeReplicatedKey } from "../../cluster/replication/index.js";
 import { LockboxClientError } from "../../src/client/client-error.js";
+import { runCliJson } from "../helpers/cli-process.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
@@ -63,6 +64,22 @@ test("CreateKey with one client request id through each of three peers makes one
     async () => {
       const listed = await admin.adminCall<Listed>("ListPeers", {});
       return listed.peers.filter((p) => p.state === "active").length === 3 ? true : undefined;
+    },
+    90_000,
+  );
+  // Every peer routes by the final ring (N = 3): rival versions are settled within one ring version
+  // (docs/architecture.md), so the attempts below must not straddle the ring's growth from N = 1.
+  type RingView = { version: string; local_version: string; replicas: number };
+  await until(
+    "every peer on the ring with N = 3",
+    async () => {
+      const views = await Promise.all(
+        [a, b, c].map((p) => runCliJson<RingView>(["ring", "show", ...p.cliFlags(), "--json"])),
+      );
+      const settled = views.every(
+        (v) => v.replicas === 3 && v.local_version === v.version && v.version === views[0]!.version,
+      );
+      return settled ? true : undefined;
     },
     90_000,
   );
