@@ -26,6 +26,11 @@ export interface RequoteServiceOptions {
   /** null to admit the peer; otherwise why not (it is fenced, removed, unknown). */
   admitCaller(peer: PeerIdentity): Promise<string | PeerRefusal | null> | string | PeerRefusal | null;
   readonly callsInFlightMax?: number;
+  /**
+   * Why this member answers no re-quote now (UNAVAILABLE), or null: its TPM is not the one the control
+   * state knows yet (a re-enrolment waits to commit). Unanswered, it is marked down, not fenced.
+   */
+  readonly notAnswering?: () => string | null;
 }
 
 export function requoteService(options: RequoteServiceOptions): {
@@ -55,6 +60,12 @@ export function requoteService(options: RequoteServiceOptions): {
       try {
         const refusal = await options.admitCaller(identity);
         if (refusal !== null) return callback(peerRefusalStatus(identity.peerId, refusal));
+        const notAnswering = options.notAnswering?.() ?? null;
+        if (notAnswering !== null)
+          return callback({
+            code: grpc.status.UNAVAILABLE,
+            details: `re-quote not answered: ${notAnswering}`,
+          });
         const request = requestFromWire(call.request);
         if (typeof request === "string")
           return callback({ code: grpc.status.INVALID_ARGUMENT, details: request });

@@ -104,6 +104,22 @@ export type ControlCommand =
     }
   /** A passed re-quote: the clock moves on; a down member is active again (a fenced one is not). */
   | { type: "member.attested"; id: string; quoteClock: QuoteClockRecord; atMs: number }
+  /**
+   * Re-enrolment of a member onto a new TPM after `lockbox recover` (src/attestation/reenrolment.ts):
+   * its EK, its AK (bound to that EK by credential activation) and the clock of a quote that met its
+   * policy replace the old TPM's. Its state and certificate do not change: re-quotes against the new AK
+   * decide whether it is trusted.
+   */
+  | {
+      type: "member.reenroll";
+      id: string;
+      ekPublicKey: string;
+      ekCertificate: string;
+      akPublic: string;
+      quoteClock: QuoteClockRecord;
+      reason: string;
+      atMs: number;
+    }
   | { type: "member.address"; id: string; address: string }
   | { type: "policy.put"; name: string; policy: QuotePolicy; atMs: number }
   | { type: "policy.remove"; name: string }
@@ -267,6 +283,21 @@ function decodeCommandBody(value: unknown): ControlCommand {
         quoteClock: readQuoteClock(o.quoteClock, `${f}.quoteClock`),
         atMs: time(o, "atMs", f),
       };
+    case "member.reenroll": {
+      keys("id", "ekPublicKey", "ekCertificate", "akPublic", "quoteClock", "reason", "atMs");
+      const c = {
+        type,
+        id: nodeId(o, "id", f),
+        ekPublicKey: base64(o, "ekPublicKey", f, CONTROL_LIMITS.ekPublicKeyBytes),
+        ekCertificate: base64(o, "ekCertificate", f, CONTROL_LIMITS.ekCertificateBytes),
+        akPublic: wrappedAk(o, f),
+        quoteClock: readQuoteClock(o.quoteClock, `${f}.quoteClock`),
+        reason: reason(o, "reason", f),
+        atMs: time(o, "atMs", f),
+      } as const;
+      if (c.ekPublicKey === "") throw new ControlShapeInvalid(`${f}.ekPublicKey`, "is empty");
+      return c;
+    }
     case "member.address":
       keys("id", "address");
       return { type, id: nodeId(o, "id", f), address: hostPort(o, "address", f) };

@@ -247,6 +247,8 @@ export class ControlState implements StateMachine<ControlResult> {
           reason: m.state === "down" ? "answered a re-quote" : m.reason,
         });
       }
+      case "member.reenroll":
+        return this.#reenroll(c);
       case "member.transition":
         return this.#transition(c);
       case "member.address": {
@@ -563,6 +565,40 @@ export class ControlState implements StateMachine<ControlResult> {
     });
     this.#emit({ kind: "identity", name: c.name });
     return { ok: true };
+  }
+
+  /**
+   * A member's new TPM after a recovery: EK, AK and quote clock replaced together. Only a member that
+   * joined by attestation (it has a policy) and may serve (active, down or fenced); the EK may not be
+   * another member's. The clock starts over (a new TPM's clock has no relation to the old one's).
+   */
+  #reenroll(c: Extract<ControlCommand, { type: "member.reenroll" }>): ControlResult {
+    const m = this.#members.get(c.id);
+    if (m === undefined) return refuse("not-found", `no member ${c.id}`);
+    if (m.state !== "active" && m.state !== "down" && m.state !== "fenced") {
+      return refuse(
+        "failed-precondition",
+        `member ${c.id} is ${m.state}; only a joined member is re-enrolled`,
+      );
+    }
+    if (m.policy === "" || !this.#policies.has(m.policy)) {
+      return refuse("failed-precondition", `member ${c.id} has no PCR policy to check its new TPM against`);
+    }
+    for (const other of this.#members.values()) {
+      if (other.id === c.id || other.state === "removed") continue;
+      if (other.ekPublicKey === c.ekPublicKey)
+        return refuse("already-exists", `this EK public key is enrolled as member ${other.id}`);
+      if (c.ekCertificate !== "" && other.ekCertificate === c.ekCertificate)
+        return refuse("already-exists", `this EK certificate is enrolled as member ${other.id}`);
+    }
+    return this.#putMember({
+      ...m,
+      ekPublicKey: c.ekPublicKey,
+      ekCertificate: c.ekCertificate,
+      akPublic: c.akPublic,
+      lastQuoteClock: c.quoteClock,
+      reason: c.reason,
+    });
   }
 
   #putMember(m: MemberRecord): ControlResult {

@@ -214,12 +214,19 @@ export class MasterKeyRotation {
   async #drive(epoch: number): Promise<void> {
     const { control, barrier } = this.#o;
     // 2-3: delivery, then activation.
-    await this.#until("delivering", () => {
-      const e = control.state.cmkEpochs().find((x) => x.epoch === epoch);
+    await this.#until("delivering", async () => {
+      // After a ReadIndex: a follower's stage entry went through the leader and may not have applied
+      // here yet when its proposal returned.
+      const state = await control.readCurrent().catch((e: unknown) => {
+        if (e instanceof LockboxError && e.code === "UNAVAILABLE") return undefined;
+        throw e;
+      });
+      if (state === undefined) return false;
+      const e = state.cmkEpochs().find((x) => x.epoch === epoch);
       if (e === undefined)
         throw new LockboxError("NOT_FOUND", `CMK epoch ${epoch} is not in the control state`);
       if (e.state !== "staged") return true;
-      const lacking = control.state.cmkEpochLackers(epoch, ["active"]);
+      const lacking = state.cmkEpochLackers(epoch, ["active"]);
       this.#set({ detail: lacking.length > 0 ? `waiting for ${lacking.join(", ")} to hold it` : "" });
       return lacking.length === 0;
     });

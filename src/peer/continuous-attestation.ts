@@ -41,6 +41,8 @@ export interface ContinuousAttestationOptions {
   canAct(): boolean;
   onCheck(r: { check: string; ok: boolean }): void;
   log(line: string): void;
+  /** Why this peer answers no re-quote now (pending-reenrolment.ts), or null. */
+  notAnswering?: () => string | null;
   /** Peers dialled at another address than their member address (config.json `peerDialOverrides`). */
   dialOverrides?: PeerDialOverrides;
 }
@@ -52,6 +54,8 @@ export interface ContinuousAttestation {
   /** Another peer refused one of this peer's calls (raft, re-quotes) with a structured refusal. */
   refusedBy(peerId: string, code: PeerRefusalCode, details: string): void;
   self(): SelfFenceState;
+  /** Calls `listener` whenever this peer may have become fenced or unfenced (health follows at once). */
+  onFenceChange(listener: () => void): void;
   start(): void;
   stop(): Promise<void>;
 }
@@ -108,13 +112,16 @@ export function continuousAttestation(o: ContinuousAttestationOptions): Continuo
           useTpm: (fn) => tpm.use(fn),
           verifier: new PeerCertificateVerifier(o.tls.caCertificatePem),
           admitCaller: (peer) => control.peerRefusal(peer),
+          ...(o.notAnswering !== undefined ? { notAnswering: o.notAnswering } : {}),
         });
   return {
     service,
     refusedBy,
     self: () => self.state(),
+    onFenceChange: (listener) => self.onChange(listener),
     start: () => monitor.start(),
     async stop() {
+      self.close();
       await monitor.stop();
       channel.close();
     },

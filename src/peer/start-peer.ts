@@ -23,6 +23,7 @@ import type { KeyService } from "../keys/key-service.js";
 import { systemClock, type Clock } from "../time/clock.js";
 import type { LockboxServerOptions, RunningServer } from "../server/lockbox-server.js";
 import { InFlightLimit } from "../edge/in-flight.js";
+import { guardKeyCalls } from "../edge/fenced-peer-guard.js";
 import { openPeerCore } from "./peer-core.js";
 import { ClusterAdmin } from "../controlplane/cluster-admin.js";
 import { wrapCaKey } from "../controlplane/cluster-ca-key.js";
@@ -39,6 +40,7 @@ import type { KeyReplication } from "../keys/key-replication.js";
 import { LockboxError } from "../errors.js";
 import { ReplicationNode, type ClusterView } from "../replication/replication-node.js";
 import { attestationStatus, continuousAttestation } from "./continuous-attestation.js";
+import { startPendingReenrolment } from "./pending-reenrolment.js";
 import type { PeerRefusalCode } from "../pki/peer-refusal.js";
 
 export interface StartPeerOptions {
@@ -112,8 +114,8 @@ export interface RunningPeer {
   close(drainMs?: number): Promise<void>;
 }
 
-/** How often health is brought in line with the seal state (also at once on every seal). */
-const HEALTH_SYNC_MS = 1_000;
+/** How often health is brought in line with the seal and fence state (a backstop: both push their changes). */
+const HEALTH_SYNC_MS = 5_000;
 
 export async function startPeer(options: StartPeerOptions): Promise<RunningPeer> {
   // The edge's modules (grpc-js, protobufjs: most of a start's time goes to loading them) load
@@ -210,7 +212,9 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
   let stopEpochs = async (): Promise<void> => {};
   let replicationTimer: NodeJS.Timeout | undefined;
   let stopAttestation = async (): Promise<void> => {};
+  let stopReenrolment = (): void => {};
   const close = async (): Promise<void> => {
+    stopReenrolment();
     await stopRest();
     duties?.stop();
     await stopEpochs();
@@ -290,6 +294,19 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     // Continuous attestation (issue 9 item 5): re-quotes, fencing, and whether this peer is fenced.
     const authority = new ControlJoinAuthority(control, barrier, clock, config.clusterId);
     const attestationIntervalMs = options.attestationIntervalMs ?? config.attestation.intervalMs;
+    // A new TPM `lockbox recover` proved for this peer is committed once the control state has a leader.
+    const reenrolment = await startPendingReenrolment({
+      dir,
+      peerId: config.peerId,
+      clusterId: config.clusterId,
+      control,
+      barrier,
+      tpm,
+      audit,
+      nowMs: () => clock.now().getTime(),
+      log: logFor("attestation", "warn"),
+    });
+    stopReenrolment = () => reenrolment.stop();
     const attestation = continuousAttestation({
       peerId: config.peerId,
       control,
@@ -302,6 +319,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       canAct: () => !barrier.sealed,
       onCheck: (r) => metrics.attestation.result(r),
       log: logFor("attestation", "warn"),
+      notAnswering: () => reenrolment.pending(),
       ...(config.peerDialOverrides !== undefined ? { dialOverrides: config.peerDialOverrides } : {}),
     });
     refusedBy = attestation.refusedBy;
@@ -338,6 +356,11 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
     const { startLockboxServer, callObserver } = await serverModule;
     // One bound on calls in flight per identity, whichever edge they come through.
     const parts = options.replaceParts?.({ keys, audit });
+    // A fenced peer serves no key calls, through either edge (edge/fenced-peer-guard.ts).
+    const servedKeys = guardKeyCalls(parts?.keys ?? keys, () => {
+      const self = attestation.self();
+      return self.fenced ? self.reason : null;
+    });
     const inFlight = new InFlightLimit(
       parts?.limits?.callsInFlightPerIdentityMax ?? config.edge.callsInFlightPerIdentityMax,
     );
@@ -379,7 +402,6 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       {
         tls,
         inFlight,
-        keys,
         audit,
         clock,
         log: logFor("edge", "error"),
@@ -423,6 +445,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             : {}),
         },
         ...parts,
+        keys: servedKeys,
       },
       options.listen ?? config.listen,
     );
@@ -489,8 +512,16 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
       replicationTimer.unref();
     }
     attestation.start();
-    const syncHealth = (): void => server.setServing(readiness().ready);
+    // Health follows the seal and the fence as they change; the timer is only a backstop.
+    let serving: boolean | undefined;
+    const syncHealth = (): void => {
+      const ready = readiness().ready;
+      if (ready === serving) return;
+      serving = ready;
+      server.setServing(ready);
+    };
     barrier.onSeal(syncHealth);
+    attestation.onFenceChange(syncHealth);
     healthTimer = setInterval(syncHealth, HEALTH_SYNC_MS);
     healthTimer.unref();
     syncHealth();
@@ -502,7 +533,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         dir,
         ...(options.restListen !== undefined ? { listen: options.restListen } : {}),
         tls,
-        keys: parts?.keys ?? keys,
+        keys: servedKeys,
         store: core.store,
         barrier,
         pipeline: { audit: parts?.audit ?? audit, log: parts?.log ?? logFor("rest", "error") },

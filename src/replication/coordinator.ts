@@ -512,6 +512,14 @@ export class Coordinator {
     answers: Map<string, { bytes: Uint8Array; record: ReplicatedKey } | null>,
     merged: () => ReplicatedKey | null,
   ): void {
+    // Every asked primary answered the same bytes (or all hold nothing): nothing to repair.
+    const all = [...answers.values()];
+    const first = all[0];
+    if (
+      first !== undefined &&
+      all.every((a) => (a === null ? first === null : first !== null && bytesEqual(a.bytes, first.bytes)))
+    )
+      return;
     let m: ReplicatedKey | null;
     try {
       m = merged();

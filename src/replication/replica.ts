@@ -189,7 +189,9 @@ export class Replica {
       if (this.reclaimable(merged)) {
         if (current !== undefined) ops.push({ type: "del-record", partition, id });
       } else {
-        next = encodeReplicatedKey(merged);
+        // A record new here is stored as it came: the codec is canonical (one record, one encoding),
+        // so encoding what was just decoded would give these bytes again.
+        next = current === undefined ? bytes : encodeReplicatedKey(merged);
         if (current === undefined || !bytesEqual(next, current.bytes)) {
           const purge =
             current !== undefined &&

@@ -166,6 +166,7 @@ export async function listenEdge(options: EdgeListenerOptions): Promise<EdgeList
     if (t === undefined) return refuse(socket, "unknown", "connection not tracked");
     t.tlsSocket = socket;
     socket.once("close", () => t.raw.destroy());
+    keepPeerCertificate(socket);
     const identity = identityOf(socket, options.verifier, options.clock);
     if (identity !== undefined) {
       const n = perIdentity.get(identity) ?? 0;
@@ -331,6 +332,26 @@ function identityOf(
     // its connections count against the certificate; its calls meet their own service's checks.
     return `certificate ${cert.fingerprint256}`;
   }
+}
+
+/**
+ * grpc-js asks the TLS socket for the peer certificate on every call (twice: admission and the
+ * handler), and node rebuilds the whole object each time (every field, fingerprints, the DER copied),
+ * a few percent of a peer's CPU under load. With renegotiation refused, a session's certificate is
+ * fixed once the handshake is done (TLS 1.3 has no renegotiation), so it is built once per
+ * connection, here, after the handshake.
+ */
+function keepPeerCertificate(socket: tls.TLSSocket): void {
+  // OpenSSL 3 already refuses a client's renegotiation (a TLS 1.2 client's renegotiate() gets no
+  // new handshake); this keeps it so should that default change.
+  socket.disableRenegotiation();
+  const build = socket.getPeerCertificate.bind(socket);
+  let plain: tls.PeerCertificate | undefined;
+  socket.getPeerCertificate = ((detailed?: boolean) => {
+    if (detailed === true) return build(true);
+    plain ??= build(false);
+    return plain;
+  }) as typeof socket.getPeerCertificate;
 }
 
 function decrement(map: Map<string, number>, key: string): void {

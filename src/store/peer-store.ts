@@ -6,8 +6,10 @@
  *   meta    — local metadata: cluster salt, project KEKs (until raft holds them), list index, grants
  *   audit   — the audit log, keyed by zero-padded sequence number
  *   purge   — markers `<sublevel>/<key>` of overwritten values still to be purged (purger.ts)
- * Keys are UTF-8 strings, values raw bytes. Reads go straight to a sublevel; every write goes
- * through `write()`, which group-commits into one synced LevelDB batch.
+ * Keys are UTF-8 strings, values raw bytes. Every write goes through `write()`, which group-commits
+ * into one synced LevelDB batch. Point reads (`get()`) issued in the same turn of the event loop are
+ * read together by one `getMany`: each LevelDB read is a hop through libuv's thread pool, and under
+ * load a peer issues dozens per turn (a replica merging a batch of records, client request lookups).
  */
 import { mkdir } from "node:fs/promises";
 import type { AbstractSublevel } from "abstract-level";
@@ -54,11 +56,23 @@ interface Compactable {
   compactRange(start: string, end: string): Promise<void>;
 }
 
+interface PendingGet {
+  /** The key with its sublevel's prefix (a key of the root database). */
+  key: string;
+  resolve: (value: Uint8Array | undefined) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Most keys one coalesced read asks for; more wait for the next. */
+const GET_MANY_MAX = 1024;
+
 export class PeerStore {
   private readonly writer: GroupCommitWriter<QueuedOp>;
   private readonly purger: Purger;
   private readonly sublevels: ReadonlyMap<SublevelName, Sublevel>;
   private closing: Promise<void> | undefined;
+  /** Point reads waiting for this turn's getMany. */
+  private gets: PendingGet[] = [];
 
   private constructor(
     readonly dir: string,
@@ -116,8 +130,25 @@ export class PeerStore {
     return s;
   }
 
+  /**
+   * The value of `key`, read at some point after the call (with the other reads of this turn): it
+   * sees every write that resolved before the call.
+   */
   get(name: SublevelName, key: string): Promise<Uint8Array | undefined> {
-    return this.sublevel(name).get(key);
+    const prefixed = this.sublevel(name).prefixKey(key, "utf8");
+    return new Promise((resolve, reject) => {
+      this.gets.push({ key: prefixed, resolve, reject });
+      if (this.gets.length === 1) setImmediate(() => this.readGets());
+    });
+  }
+
+  private readGets(): void {
+    const batch = this.gets.splice(0, GET_MANY_MAX);
+    if (this.gets.length > 0) setImmediate(() => this.readGets());
+    this.db.getMany(batch.map((g) => g.key)).then(
+      (values) => batch.forEach((g, i) => g.resolve(values[i])),
+      (e: unknown) => batch.forEach((g) => g.reject(e)),
+    );
   }
 
   /**

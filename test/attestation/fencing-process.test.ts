@@ -10,10 +10,11 @@
  *   name another member as their sender.
  * - Fencing: a PCR extended on a running follower's swtpm fences it within two attestation intervals
  *   (the control state records it with the failed check); the others refuse its calls with the
- *   structured code "fenced"; its own health turns NOT_SERVING and its status says FENCED; keys are
- *   still created and read through the other two; once `lockbox policy add` approves its new PCR
- *   values, its next re-quote attests it again and it returns (member active, status attested,
- *   health SERVING, its calls admitted again).
+ *   structured code "fenced"; its own health turns NOT_SERVING as its status says FENCED (health is
+ *   pushed on the fence event, not left to a timer); it refuses client key calls UNAVAILABLE naming
+ *   the fence, while keys are still created and read through the other two; once `lockbox policy add`
+ *   approves its new PCR values, its next re-quote attests it again and it returns (member active,
+ *   status attested, health SERVING at once, its calls admitted again, its key served again).
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -30,7 +31,7 @@ import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { quotePolicyForValues } from "../../tpm/verify/quote-policy.js";
 import { loadAttestationService } from "../../src/attestation/join-proto.js";
 import { isRecorded, readRecords } from "../../src/cli/dev-processes.js";
-import { LockboxClient } from "../../src/client/index.js";
+import { LockboxClient, isLockboxClientError } from "../../src/client/index.js";
 import { loadPeerConfig, resolvePeerPath } from "../../src/config/peer-config.js";
 import { issueClientCertificate, issuePeerCertificate } from "../../src/pki/certificate-authority.js";
 import { peerRefusalCodeOf } from "../../src/pki/peer-refusal.js";
@@ -40,6 +41,11 @@ import { PeerTpm } from "../../src/sealing/peer-tpm.js";
 import { runCli, runCliJson } from "../helpers/cli-process.js";
 
 const INTERVAL_MS = 2_000;
+/**
+ * How long health may lag the status it follows: the peer pushes it on the fence and unfence events;
+ * the backstop timer (HEALTH_SYNC_MS, 5 s) alone could not meet this bound.
+ */
+const HEALTH_PUSH_MS = 1_000;
 const START_TIMEOUT_MS = 120_000;
 const POLICY_PCRS = [0, 1, 2, 3, 7];
 
@@ -321,6 +327,43 @@ test.serial(
     const tpm = new PeerTpm(parseTpmAddress(`swtpm:127.0.0.1:${port}`)!);
     t.is(await health(c.addressOf[target]!, c.caPem), "SERVING");
 
+    // A service identity, and a key made through the target while it is trusted.
+    const out = join(c.root, "identities");
+    await fs.mkdir(out, { recursive: true });
+    await runCliJson([
+      "identity",
+      "issue",
+      "--name",
+      "svc-fence",
+      "--role",
+      "service",
+      "--project",
+      "demo",
+      "--out",
+      out,
+      "--endpoint",
+      c.addressOf[others[0]!]!,
+      ...c.adminArgs,
+      "--json",
+    ]);
+    const svcTls = {
+      ca: c.caPem,
+      cert: await fs.readFile(join(out, "svc-fence.crt"), "utf8"),
+      key: await fs.readFile(join(out, "svc-fence.key"), "utf8"),
+    };
+    const onTarget = new LockboxClient({
+      endpoints: [c.addressOf[target]!],
+      tls: svcTls,
+      cache: false,
+      deadlineMs: 10_000,
+    });
+    t.teardown(() => onTarget.close());
+    const targetKey = await until(10_000, () =>
+      onTarget.createKey({ project: "demo", scope: "vol-1", name: `k-${target}` }),
+    );
+    t.truthy(targetKey, `no key created through ${target}`);
+    const targetMaterial = (await onTarget.getKey(targetKey!.id)).material.toString("hex");
+
     const extendedAt = Date.now();
     await tpm.use((x) => x.pcrExtend(7, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x5a))]));
     const fenced = await until(6 * INTERVAL_MS, async () =>
@@ -351,21 +394,25 @@ test.serial(
       t.is(refused?.code, grpc.status.PERMISSION_DENIED);
       t.is(peerRefusalCodeOf(await calls.requote()), "fenced", `${other}: Requote`);
     }
-    // The fenced peer knows it: NOT_SERVING, and its status says why.
+    // The fenced peer knows it: its status says why, and its health follows at once (pushed on the
+    // fence event; the peer's timer is only a backstop, HEALTH_SYNC_MS = 5 s, far beyond this wait).
+    const targetStatus = await until(3 * INTERVAL_MS + 2_000, async () => {
+      const s = await runCliJson<{ attestation?: { fenced: boolean; reason: string } }>([
+        "status",
+        "--endpoint",
+        c.addressOf[target]!,
+        ...c.adminArgs,
+        "--json",
+      ]);
+      return s.attestation?.fenced === true ? s : undefined;
+    });
+    t.true(targetStatus?.attestation?.fenced, `${target}'s status does not say it is fenced`);
     t.is(
-      await until(3 * INTERVAL_MS + 2_000, async () =>
+      await until(HEALTH_PUSH_MS, async () =>
         (await health(c.addressOf[target]!, c.caPem)) === "NOT_SERVING" ? "NOT_SERVING" : undefined,
       ),
       "NOT_SERVING",
     );
-    const targetStatus = await runCliJson<{ attestation?: { fenced: boolean; reason: string } }>([
-      "status",
-      "--endpoint",
-      c.addressOf[target]!,
-      ...c.adminArgs,
-      "--json",
-    ]);
-    t.true(targetStatus.attestation?.fenced, JSON.stringify(targetStatus.attestation));
     const targetMetrics = await metricsAddressOf(c, target);
     const ready = await httpGet(targetMetrics, "/readyz");
     t.is(ready.status, 503);
@@ -380,32 +427,26 @@ test.serial(
       scraped.body,
       /lockbox_attestation_checks_total\{[^}]*check="reachable"[^}]*result="ok"[^}]*\} [1-9]/,
     );
-    t.regex(targetStatus.attestation?.reason ?? "", /pcr-policy/);
+    t.regex(targetStatus?.attestation?.reason ?? "", /pcr-policy/);
 
-    // Keys are still created and read through the other two (a key lives on the peer that made it).
-    const out = join(c.root, "identities");
-    await fs.mkdir(out, { recursive: true });
-    await runCliJson([
-      "identity",
-      "issue",
-      "--name",
-      "svc-fence",
-      "--role",
-      "service",
-      "--project",
-      "demo",
-      "--out",
-      out,
-      "--endpoint",
-      c.addressOf[others[0]!]!,
-      ...c.adminArgs,
-      "--json",
-    ]);
-    const svcTls = {
-      ca: c.caPem,
-      cert: await fs.readFile(join(out, "svc-fence.crt"), "utf8"),
-      key: await fs.readFile(join(out, "svc-fence.key"), "utf8"),
-    };
+    // The fenced peer serves no key call: UNAVAILABLE (retryable), naming the fence, no material.
+    const refusedGet = await onTarget.getKey(targetKey!.id).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.true(isLockboxClientError(refusedGet, "UNAVAILABLE"), String(refusedGet));
+    t.regex((refusedGet as Error).message, /this peer is fenced \(.*pcr-policy.*\): it serves no key calls/);
+    t.false((refusedGet as Error).message.includes(targetMaterial), "no key material in the refusal");
+    const refusedCreate = await onTarget
+      .createKey({ project: "demo", scope: "vol-1", name: "k-fenced" })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    t.true(isLockboxClientError(refusedCreate, "UNAVAILABLE"), String(refusedCreate));
+    t.regex((refusedCreate as Error).message, /this peer is fenced/);
+
+    // Keys are still created and read through the other two.
     for (const other of others) {
       const svc = new LockboxClient({
         endpoints: [c.addressOf[other]!],
@@ -474,16 +515,18 @@ test.serial(
     t.truthy(status, `${target}'s status does not show it attested again`);
     const text = await runCli(["status", "--endpoint", c.addressOf[target]!, ...c.adminArgs]);
     t.regex(text.text, /attestation\s+attested \(member active\)/);
-    // gRPC health follows the fence on the peer's health timer (HEALTH_SYNC_MS), so it may lag the
-    // status by one tick: a bounded wait, not an instant check.
+    // Health is pushed on the return as on the fence.
     t.is(
-      await until(2 * INTERVAL_MS, async () => {
+      await until(HEALTH_PUSH_MS, async () => {
         const h = await health(c.addressOf[target]!, c.caPem);
         return h === "SERVING" ? h : undefined;
       }),
       "SERVING",
     );
     t.is((await httpGet(targetMetrics, "/readyz")).status, 200);
+    // And it serves key calls again: the key made before the fence, exactly.
+    const again = await until(2 * INTERVAL_MS, () => onTarget.getKey(targetKey!.id));
+    t.is(again?.material.toString("hex"), targetMaterial);
   },
 );
 

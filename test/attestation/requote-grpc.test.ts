@@ -30,7 +30,12 @@ interface Attester {
 }
 
 /** `m` joins `c`, then serves AttestationService with its issued certificate on a free loopback port. */
-async function attester(t: ExecutionContext, c: Cluster, m: Machine): Promise<Attester> {
+async function attester(
+  t: ExecutionContext,
+  c: Cluster,
+  m: Machine,
+  notAnswering?: () => string | null,
+): Promise<Attester> {
   const key = tlsKey();
   const joined = await joinCluster({
     tpm: m.tpm,
@@ -47,6 +52,7 @@ async function attester(t: ExecutionContext, c: Cluster, m: Machine): Promise<At
       if (state === "fenced") return { code: "fenced", reason: `peer ${peerId} is fenced` };
       return state === "active" ? null : `peer ${peerId} is ${state ?? "not a member"}`;
     },
+    ...(notAnswering !== undefined ? { notAnswering } : {}),
   });
   server.addService(service.definition, service.implementation);
   const port = await new Promise<number>((resolve, reject) =>
@@ -113,6 +119,32 @@ test("over gRPC with mTLS: a member re-quotes another and it attests; once its s
   const [down] = await monitor.round();
   t.like(down, { peerId: PEER, outcome: "down" });
   t.is(c.authority.record(PEER)?.state, "down");
+});
+
+test("over gRPC with mTLS: a member whose re-enrolment waits to commit answers no re-quote (UNAVAILABLE): marked down, not fenced for a quote its recorded AK cannot verify; once it answers, its quotes are judged again", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  let pending: string | null = "a re-enrolment onto a new TPM waits to commit";
+  const a = await attester(t, c, m, () => pending);
+  c.authority.enroll({
+    peerId: "peer-1",
+    state: "active",
+    ekPublicKeySpki: new Uint8Array(0),
+    policyName: "none",
+  });
+  const self = await issuePeerCertificate(caOf(c), { peerId: "peer-1" });
+  const { monitor, channel } = monitorOf(c, self, a.address);
+  t.teardown(() => channel.close());
+  // Its quote would fail now; unanswered, it is only down.
+  await m.tpm.pcrExtend(0, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x18))]);
+  const [down] = await monitor.round();
+  t.like(down, { peerId: PEER, outcome: "down" });
+  t.regex((down as { reason: string }).reason, /no answer to a re-quote/);
+  t.is(c.authority.record(PEER)?.state, "down");
+  pending = null;
+  const [judged] = await monitor.round();
+  t.like(judged, { peerId: PEER, outcome: "fenced", refusal: { check: "pcr-policy" } });
 });
 
 test("over gRPC with mTLS: a quote that fails fences the member", async (t) => {

@@ -34,6 +34,27 @@ test("a fenced notice comes from a 'fenced' refusal, lapses after noticeMs, and 
   t.like(self.state(), { fenced: true, source: "control-state", reason: own.reason });
 });
 
+test("listeners hear every change of the answer as it happens: the first fenced refusal, an entry about itself, and the notice lapsing (health is pushed, not polled)", async (t) => {
+  let own: { state: string; reason: string } | undefined = { state: "active", reason: "" };
+  const self = new SelfFence({ ownRecord: () => own, noticeMs: 150 });
+  t.teardown(() => self.close());
+  const heard: boolean[] = [];
+  self.onChange(() => heard.push(self.state().fenced));
+  self.refusedBy("peer-1", "not-member", "not a member");
+  t.deepEqual(heard, [], "a refusal that is no fence changes nothing");
+  self.refusedBy("peer-1", "fenced", "fenced: re-quote failed");
+  t.deepEqual(heard, [true], "heard at once, already fenced");
+  self.refusedBy("peer-2", "fenced", "fenced: re-quote failed");
+  t.deepEqual(heard, [true], "a renewed notice is no change");
+  await new Promise((r) => setTimeout(r, 400));
+  t.deepEqual(heard, [true, false], "the lapse is heard when it happens, already unfenced");
+  own = { state: "fenced", reason: "re-quote failed" };
+  self.ownRecordChanged("fenced");
+  own = { state: "active", reason: "attested again" };
+  self.ownRecordChanged("active");
+  t.deepEqual(heard, [true, false, true, false]);
+});
+
 const heartbeat = (from: string, to: string): Message => ({
   type: MessageType.Heartbeat,
   from,

@@ -10,16 +10,28 @@
  * comes first, printing its progress once a second. Ends with one JSON line shaped as `bench -- single`'s.
  * GetKey is measured with the client's key cache off: every call is a round trip and a quorum read.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
-import { ProcessCluster } from "../helpers/cluster-processes.js";
-import { caseLine, positiveInt, run, WARMUP_OPS, type CaseResult } from "./single.js";
+import { ProcessCluster, waitFor } from "../helpers/cluster-processes.js";
+import { caseLine, positiveInt, run, type CaseResult } from "./single.js";
 
 const PEERS = 3;
+/** Load before each measured case. */
+const WARMUP_SECONDS = 1;
 /** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
+
+/** The GetRing fields the bench waits on (admin.proto RingStatus, longs as strings). */
+interface RingView {
+  version: string;
+  local_version: string;
+  partitions_receiving: number;
+  partitions_received: number;
+  partitions_giving: number;
+  partitions_given: number;
+}
 
 /** A case's figures, with the CPU the peers and this client spent per acknowledged call. */
 type ClusterCase = CaseResult & { peerCpuMsPerOp: number; clientCpuMsPerOp: number };
@@ -30,12 +42,22 @@ const SCOPES = 97;
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ops: { type: "string" }, seconds: { type: "string" }, "cpu-prof": { type: "string" } },
+    options: {
+      ops: { type: "string" },
+      seconds: { type: "string" },
+      "cpu-prof": { type: "string" },
+      cases: { type: "string" },
+    },
     strict: true,
   });
   const opsMax = positiveInt("--ops", values.ops ?? "3000");
   const secondsMax = positiveInt("--seconds", values.seconds ?? "10");
   const say = (line: string): boolean => process.stdout.write(line + "\n");
+  // `--cases CreateKey:64,GetKey:64` runs only those cases (for profiling one of them).
+  const only = values.cases === undefined ? undefined : new Set(values.cases.split(","));
+  /** With --cpu-prof: each case's measured span on the monotonic clock the profiles use (µs). */
+  const spans: { case: string; startUs: number; endUs: number }[] = [];
+  const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
   say(`starting ${PEERS} peers (init, join, serve in temp dirs)...`);
   const t0 = performance.now();
@@ -45,7 +67,11 @@ export async function main(argv: string[]): Promise<void> {
     // Nothing between the peers or the clients and the peers: no byte passes through this process.
     proxies: false,
     // Each peer writes a CPU profile there when it stops (SIGTERM below; node --cpu-prof).
-    ...(profileDir !== undefined ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
+    // LOCKBOX_BENCH_NODE_ARGS: more node flags for the peers (space-separated), to try V8 settings.
+    nodeArgs: [
+      ...(profileDir !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+      ...(process.env.LOCKBOX_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
+    ],
     // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
     configure: (c) => {
       c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
@@ -56,6 +82,26 @@ export async function main(argv: string[]): Promise<void> {
   const pids = cluster.peers.map((p) => p.process.pid).filter((p): p is number => p !== undefined);
   try {
     await cluster.waitKeysServed(60_000);
+    // The peers that joined stream in every partition of the ring grown from N = 1 (a rebalance):
+    // measure the steady state, once every peer has applied the last ring and every move finished.
+    const admins = cluster.peers.map((p) => cluster.client(p.id, { deadlineMs: 5_000, attemptsMax: 1 }));
+    await waitFor(
+      async () => {
+        const views = await Promise.all(admins.map((c) => c.adminCall<RingView>("GetRing", {})));
+        return views.every(
+          (v) =>
+            Number(v.local_version) === Number(views[0]!.version) &&
+            v.partitions_received === v.partitions_receiving &&
+            v.partitions_given === v.partitions_giving,
+        );
+      },
+      120_000,
+      "every peer on the last ring with its partition moves done",
+    );
+    const moved = await Promise.all(admins.map((c) => c.adminCall<RingView>("GetRing", {})));
+    say(
+      `  [${((performance.now() - t0) / 1000).toFixed(1)} s] ring ${moved[0]!.version} applied everywhere; partitions streamed in: ${moved.map((v) => v.partitions_received).join(", ")}`,
+    );
     const clients: LockboxClient[] = cluster.peers.map((p) =>
       cluster.client(p.id, { cache: false, deadlineMs: 30_000 }),
     );
@@ -85,13 +131,23 @@ export async function main(argv: string[]): Promise<void> {
       ["GetKey", get],
     ] as const) {
       for (const concurrency of [1, 64]) {
-        say(`${rpc} C=${concurrency}: warming up, then up to ${opsMax} ops or ${secondsMax} s`);
-        await run(op, concurrency, WARMUP_OPS, 30);
+        if (only !== undefined && !only.has(`${rpc}:${concurrency}`)) continue;
+        say(
+          `${rpc} C=${concurrency}: ${WARMUP_SECONDS} s warming up, then up to ${opsMax} ops or ${secondsMax} s`,
+        );
+        // A second of load first, as compare.sh's etcd load warms up (etcd-load.mjs --warmup 1): 50
+        // calls (WARMUP_OPS) were less than one round at C=64, and V8 was still compiling the hot
+        // paths well into the measured window (a third of the peers' CPU in a 5 s case).
+        await run(op, concurrency, Number.MAX_SAFE_INTEGER, WARMUP_SECONDS);
+        const threads0 = threadsCpuMs(pids);
         const cpu0 = cpuNow(pids);
+        const startUs = monotonicUs();
         const r = await run(op, concurrency, opsMax, secondsMax, (done, errors, seconds) =>
           say(`  ${seconds.toFixed(0)} s: ${done} ops, ${errors} errors`),
         );
+        spans.push({ case: `${rpc}:${concurrency}`, startUs, endUs: monotonicUs() });
         const cpu1 = cpuNow(pids);
+        const threads1 = threadsCpuMs(pids);
         const result: ClusterCase = {
           rpc,
           concurrency,
@@ -104,12 +160,14 @@ export async function main(argv: string[]): Promise<void> {
         say(
           `  CPU per call: peers ${result.peerCpuMsPerOp.toFixed(2)} ms (all three), this client ${result.clientCpuMsPerOp.toFixed(2)} ms`,
         );
+        say(`  peers' CPU per call by thread: ${perThread(threads0, threads1, r.ops)}`);
       }
     }
   } finally {
     // A clean stop, so profiles and logs are complete.
     for (const p of cluster.running) await cluster.stop(p.id).catch(() => {});
     await cluster.teardown();
+    if (profileDir !== undefined) writeFileSync(`${profileDir}/cases.json`, JSON.stringify(spans));
   }
   process.stdout.write(
     JSON.stringify({
@@ -123,6 +181,43 @@ export async function main(argv: string[]): Promise<void> {
       results,
     }) + "\n",
   );
+}
+
+/** CPU (ms) used so far by each thread of the peer processes (by creation order), summed over the peers. */
+function threadsCpuMs(pids: readonly number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // not Linux, or the peer is gone
+    }
+    tids.sort((a, b) => Number(a) - Number(b));
+    for (const [ordinal, tid] of tids.entries()) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+        // Node names every thread "node": the others are told apart by creation order (V8's
+        // platform workers first, then libuv's pool and LevelDB's compaction thread as first used).
+        const key = tid === String(pid) ? "main" : `t${ordinal}`;
+        out.set(key, (out.get(key) ?? 0) + ms);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  }
+  return out;
+}
+
+function perThread(before: Map<string, number>, after: Map<string, number>, ops: number): string {
+  return [...after]
+    .map(([name, ms]) => [name, (ms - (before.get(name) ?? 0)) / Math.max(1, ops)] as const)
+    .filter(([, perOp]) => perOp >= 0.005)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, perOp]) => `${name} ${perOp.toFixed(2)} ms`)
+    .join(", ");
 }
 
 /** CPU used so far by the peer processes (user + system, from /proc) and by this process, in ms. */

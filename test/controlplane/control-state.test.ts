@@ -682,3 +682,109 @@ test("rotation: the old epoch retires only when no KEK nor the CA key refers to 
   copy.restore(s.snapshot());
   t.deepEqual(copy.cmkEpochs(), s.cmkEpochs());
 });
+
+test("re-enrolment onto a new TPM: a joined member's EK, AK and quote clock are replaced (its state and certificate kept); an unattested, enrolled or removed member, or another member's EK, is refused and changes nothing", (t) => {
+  const s = rotating();
+  const newEk = Buffer.from("new-ek-public-key").toString("base64");
+  const reenroll = (id: string, ekPublicKey: string, atMs = 30): ControlResult =>
+    apply(s, {
+      type: "member.reenroll",
+      id,
+      ekPublicKey,
+      ekCertificate: "",
+      akPublic: Buffer.from("new-ak").toString("base64"),
+      // A new TPM's clock is lower than the old one's last quote: it starts over, it is no replay.
+      quoteClock: { clock: "0", resetCount: 0, restartCount: 0 },
+      reason: "re-enrolled onto a new TPM",
+      atMs,
+    });
+  const before = s.snapshot();
+  t.like(
+    reenroll("a", newEk),
+    { ok: false, code: "failed-precondition" },
+    "a has no policy: never re-quoted",
+  );
+  t.like(reenroll("nobody", newEk), { ok: false, code: "not-found" });
+  t.deepEqual(s.snapshot(), before, "refusals change nothing");
+
+  t.like(reenroll("b", newEk), { ok: true });
+  t.like(s.member("b"), {
+    state: "active",
+    certificateSerial: "0C",
+    ekPublicKey: newEk,
+    ekCertificate: "",
+    akPublic: Buffer.from("new-ak").toString("base64"),
+    lastQuoteClock: { clock: "0", resetCount: 0, restartCount: 0 },
+    reason: "re-enrolled onto a new TPM",
+  });
+  t.like(
+    apply(s, {
+      type: "member.attested",
+      id: "b",
+      quoteClock: { clock: "5", resetCount: 0, restartCount: 0 },
+      atMs: 31,
+    }),
+    { ok: true },
+    "re-quotes of the new TPM go on from its clock",
+  );
+
+  // Another member may not take b's new EK; an enrolled (not yet joined) member is not re-enrolled.
+  const c: ControlCommand = {
+    type: "member.enroll",
+    id: "c",
+    address: "127.0.0.1:3",
+    zone: "z3",
+    weight: 1,
+    policy: "prod",
+    ekPublicKey: Buffer.from("ek-of-c").toString("base64"),
+    ekCertificate: "",
+    joinTokenSha256: "cd".repeat(32),
+    joinTokenExpiresAtMs: 10_000,
+    atMs: 32,
+  };
+  t.like(apply(s, c), { ok: true });
+  t.like(reenroll("c", Buffer.from("ek-of-c2").toString("base64")), {
+    ok: false,
+    code: "failed-precondition",
+  });
+  t.like(
+    apply(s, {
+      type: "member.transition",
+      id: "c",
+      from: "enrolled",
+      to: "removed",
+      reason: "",
+      certificateSerial: "",
+      atMs: 33,
+    }),
+    { ok: true },
+  );
+  t.like(reenroll("c", newEk), { ok: false, code: "failed-precondition" }, "removed stays removed");
+  t.like(
+    apply(s, { ...c, id: "d", ekPublicKey: newEk, joinTokenSha256: "ef".repeat(32) }),
+    { ok: false, code: "already-exists" },
+    "the re-enrolled EK is b's now",
+  );
+  // The codec refuses a re-enrolment without an EK or an AK.
+  for (const bad of [{ ekPublicKey: "" }, { akPublic: "" }]) {
+    const decoded = decodeCommand(
+      new Uint8Array([
+        1,
+        ...new TextEncoder().encode(
+          JSON.stringify({
+            type: "member.reenroll",
+            id: "b",
+            ekPublicKey: newEk,
+            ekCertificate: "",
+            akPublic: "QUs=",
+            quoteClock: { clock: "1", resetCount: 0, restartCount: 0 },
+            reason: "",
+            atMs: 1,
+            ...bad,
+          }),
+        ),
+      ]),
+    );
+    t.false(decoded.ok, JSON.stringify(bad));
+  }
+});

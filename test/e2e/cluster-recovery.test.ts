@@ -7,6 +7,13 @@
  * k-1 shares are refused with a clear error and nothing is written; shares of the retired epoch (init's)
  * are refused naming the epoch the store is under.
  *
+ * The control state still named each member's old EK and AK: `recover` proves each new TPM (EK
+ * certificate chained to the manufacturer CA, or its public key alone; credential activation; a quote
+ * meeting the member's policy) and the peer commits that re-enrolment when it starts, audited. With a
+ * 1 s attestation interval the recovered peers are then re-quoted against their new AKs and stay
+ * unfenced (and up) across several intervals, and every peer serves keys. A rotation afterwards
+ * delivers the next epoch to them by attestation against their new AKs.
+ *
  * A single peer recovered from init's shares is tpm-sealed-master-key.test.ts; this is the cluster.
  */
 import test from "ava";
@@ -19,12 +26,21 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { LockboxClient } from "../../src/client/index.js";
 import { isRecorded, readRecords } from "../../src/cli/dev-processes.js";
-import { CLI_MAIN, runCli, runCliJson } from "../helpers/cli-process.js";
+import { localCaCertPaths } from "../../tpm/swtpm/index.js";
+import { CLI_MAIN, runCli, runCliJson, withoutLockboxVars } from "../helpers/cli-process.js";
 import { spawnOwned } from "../helpers/spawn-owned.js";
 import { startRestartableSwtpm } from "../tpm/restartable-swtpm.js";
 
 const START_TIMEOUT_MS = 170_000;
 const PEERS = ["peer-1", "peer-2", "peer-3"] as const;
+/** The restarted peers' attestation interval ($LOCKBOX_ATTESTATION_INTERVAL_MS): several pass within the test. */
+const INTERVAL_MS = 1_000;
+
+interface PeerRow {
+  peer_id: string;
+  state: string;
+  policy: string;
+}
 
 interface Started {
   endpoints: string;
@@ -36,7 +52,7 @@ const fileHash = async (path: string): Promise<string> =>
     .update(await fs.readFile(path))
     .digest("hex");
 
-test("every swtpm state destroyed: k recovery shares of the rotated epoch restore the 3-peer cluster on new swtpms (keys exact, new KEKs work); k-1 shares and the retired epoch's shares are refused and change nothing", async (t) => {
+test("every swtpm state destroyed: k recovery shares of the rotated epoch restore the 3-peer cluster on new swtpms, re-enrolled so no peer is fenced across several attestation intervals (keys exact, new KEKs work, the next rotation reaches every peer); k-1 shares and the retired epoch's shares are refused and change nothing", async (t) => {
   t.timeout(START_TIMEOUT_MS + 180_000);
   const root = await fs.mkdtemp(join(tmpdir(), "lockbox-recover-"));
   const dir = join(root, "cluster");
@@ -124,16 +140,25 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
     await sleep(250);
   }
 
+  // The members that joined by attestation (a policy): the ones re-quoted, so the ones to re-enrol.
+  const attested = (await clients[0]!.adminCall<{ peers: PeerRow[] }>("ListPeers", {})).peers
+    .filter((p) => p.policy !== "")
+    .map((p) => p.peer_id);
+  t.true(attested.length >= 2, `attested members: ${attested.join(", ")}`);
+
   // Every machine's TPM is lost: every process killed, every swtpm state destroyed.
   for (const r of await readRecords(join(dir, "run"))) if (isRecorded(r)) process.kill(r.pid, "SIGKILL");
   for (const r of await readRecords(join(dir, "run"))) {
     for (let i = 0; i < 50 && isRecorded(r); i++) await sleep(100);
   }
   await fs.rm(join(dir, "tpm"), { recursive: true, force: true });
-  const fresh = await Promise.all(PEERS.map(() => startRestartableSwtpm(t)));
+  // New machines' TPMs, their EK certificates from the same manufacturer CA.
+  const fresh = await Promise.all(PEERS.map(() => startRestartableSwtpm(t, join(dir, "manufacturer-ca"))));
+  const cas = localCaCertPaths(join(dir, "manufacturer-ca"));
+  const manufacturerCa = ["--manufacturer-ca", cas.root, "--manufacturer-ca", cas.intermediate];
 
-  const recover = (id: string, tpm: string, files: string[]) =>
-    runCli(["recover", "--dir", join(dir, id), "--tpm", tpm, "--json", "--shares", ...files], {
+  const recover = (id: string, tpm: string, files: string[], extra: string[] = []) =>
+    runCli(["recover", "--dir", join(dir, id), "--tpm", tpm, "--json", ...extra, "--shares", ...files], {
       timeoutMs: 60_000,
     });
   const watched = ["config.json", "master-key.sealed"].map((f) => join(dir, "peer-1", f));
@@ -159,14 +184,19 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
     [shares[1]!, shares[2]!],
     [shares[2]!, shares[0]!],
   ];
+  // The last peer's EK is re-enrolled by its public key alone (no --manufacturer-ca), the others' by certificate.
   for (const [i, id] of PEERS.entries()) {
-    const r = await recover(id, fresh[i]!.spec, pairs[i]!);
+    const byCertificate = i < PEERS.length - 1;
+    const r = await recover(id, fresh[i]!.spec, pairs[i]!, byCertificate ? manufacturerCa : []);
     t.is(r.code, 0, `${id}: ${r.stderr}`);
     t.like(JSON.parse(r.text.trim()), {
       event: "recovered",
       epoch: 2,
       storeCheck: "match",
       tpm: fresh[i]!.spec,
+      reenrolment: attested.includes(id)
+        ? { state: "recorded", ek: byCertificate ? "certificate" : "public-key" }
+        : { state: "none" },
     });
   }
 
@@ -174,6 +204,7 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
     restarted.push(
       spawnOwned(process.execPath, [CLI_MAIN, "serve", "--dir", join(dir, id), "--json"], {
         stdio: "ignore",
+        env: { ...withoutLockboxVars(process.env), LOCKBOX_ATTESTATION_INTERVAL_MS: String(INTERVAL_MS) },
       }),
     );
   }
@@ -185,6 +216,45 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
     }
     t.like(status, { masterKeyEpoch: 2, masterKeyProtector: "tpm" }, PEERS[i]);
   }
+  // Each re-enrolment committed and audited by its peer; every member active again (re-quoted against
+  // its new AK: the old one is gone with its TPM).
+  const reenrolled = async (id: string): Promise<boolean> => {
+    const i = PEERS.indexOf(id as (typeof PEERS)[number]);
+    const events = await clients[i]!.listAuditEvents({ identity: id, pageSize: 1000 });
+    return events.items.some((e) => e.operation === "Reenroll" && e.status === "OK");
+  };
+  let rows: PeerRow[] = [];
+  for (let n = 0; n < 120; n++) {
+    rows = await clients[0]!.adminCall<{ peers: PeerRow[] }>("ListPeers", {}).then(
+      (r) => r.peers,
+      () => [],
+    );
+    const done = await Promise.all(attested.map(reenrolled)).catch(() => [false]);
+    if (rows.length === 3 && rows.every((r) => r.state === "active") && done.every((d) => d)) break;
+    await sleep(250);
+  }
+  t.deepEqual(
+    rows.map((r) => [r.peer_id, r.state]),
+    PEERS.map((id) => [id, "active"]),
+    JSON.stringify(rows),
+  );
+  for (const id of attested) t.true(await reenrolled(id), `${id}: no Reenroll audit record`);
+  // Across three attestation intervals no member is fenced or down, and no peer thinks itself fenced.
+  const seen = new Set<string>();
+  const observeUntil = Date.now() + 3 * INTERVAL_MS;
+  while (Date.now() < observeUntil) {
+    for (const r of (await clients[0]!.adminCall<{ peers: PeerRow[] }>("ListPeers", {})).peers)
+      seen.add(`${r.peer_id}:${r.state}`);
+    for (const [i, c] of clients.entries()) {
+      const status = await c.getStatus();
+      if (status.attestation?.fenced === true) seen.add(`${PEERS[i]}:thinks-fenced`);
+    }
+    await sleep(200);
+  }
+  t.deepEqual(
+    [...seen].sort(),
+    PEERS.map((id) => `${id}:active`),
+  );
   for (const k of written) t.is((await clients[k.peer]!.getKey(k.id)).material.toString("hex"), k.hex, k.id);
   // The control plane serves again: a new project's KEK is created (under epoch 2) through raft.
   let made = false;
@@ -211,4 +281,21 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
     ],
   );
   t.is(status.epochs[1]!.project_keks, 6 + 3 + 1);
+
+  // The new TPMs carry on: a rotation delivers the next epoch to the re-enrolled members by
+  // attestation (a quote checked against each member's new AK), and every key stays readable.
+  const again = await runCli(["master-key", "rotate", "--endpoint", endpoints[0]!, ...admin, "--json"], {
+    timeoutMs: 170_000,
+  });
+  t.is(again.code, 0, again.stderr);
+  t.like(JSON.parse(again.text.trim()), { epoch: 3, complete: true });
+  for (const [i, c] of clients.entries()) {
+    let epoch = 0;
+    for (let n = 0; n < 120 && epoch !== 3; n++) {
+      epoch = (await c.getStatus().catch(() => ({ masterKeyEpoch: 0 }))).masterKeyEpoch ?? 0;
+      if (epoch !== 3) await sleep(250);
+    }
+    t.is(epoch, 3, `${PEERS[i]} did not switch to epoch 3`);
+  }
+  for (const k of written) t.is((await clients[k.peer]!.getKey(k.id)).material.toString("hex"), k.hex, k.id);
 });

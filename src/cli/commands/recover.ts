@@ -7,8 +7,18 @@
  * shares' check value and against this peer's store (its CMK canary). Then
  * it seals, replaces the sealed file atomically and records the TPM in
  * config.json. Run it with the peer stopped (the store is opened here).
+ *
+ * The control state still names this member's old EK and AK. For a member that joined by attestation,
+ * recover proves what the new TPM is (EK, credential activation, a quote meeting the member's policy
+ * as this peer's control state holds it) and leaves a re-enrolment record, MACed under the CMK, that
+ * the peer commits when it starts (src/attestation/reenrolment.ts): the recovered peers are then
+ * re-quoted against their new AKs and are not fenced.
  */
-import { rename, rm } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { readFile, rename, rm } from "node:fs/promises";
+import { proveNewTpm, writeReenrolment } from "../../attestation/reenrolment.js";
+import { readControlImage } from "../../backup/control-backup.js";
+import { decodeControlSnapshot, type ControlImage } from "../../controlplane/control-snapshot.js";
 import { join, resolve } from "node:path";
 import {
   CONFIG_FILE_NAME,
@@ -68,6 +78,13 @@ export const command = defineCommand({
       flags: "--pcrs <LIST>",
       description: "SHA-256 PCRs to seal to (default: those of the old sealed file, else 0,1,2,3,7)",
     },
+    {
+      flags: "--manufacturer-ca <FILE>",
+      description:
+        "the new TPM's EK certificate must chain to this CA (PEM or DER; repeatable: root and intermediates); " +
+        "without it the EK is re-enrolled by its public key only",
+      repeatable: true,
+    },
   ],
   output: true,
   async run(args) {
@@ -84,9 +101,11 @@ export const command = defineCommand({
     if (pcrsText !== undefined && pcrs === undefined)
       throw new UsageError(`--pcrs must be a list of PCRs 0..23 like 0,1,2,3,7, got '${pcrsText}'`, "--pcrs");
     const json = boolFlag(args, "json");
+    const manufacturerCas = await readManufacturerCas(args.values["manufacturer-ca"]);
     try {
       const result = await recoverCluster({
         dir,
+        manufacturerCas,
         shareFiles: shareFiles.map((f) => resolve(f)),
         ...(tpmFlag !== undefined ? { tpm: tpmFlag } : {}),
         ...(pcrs !== undefined ? { pcrs } : {}),
@@ -96,6 +115,9 @@ export const command = defineCommand({
           `recovered the master key of cluster ${result.clusterId} (epoch ${result.epoch}) from ${result.sharesUsed} shares`,
           `  store check: ${result.storeCheck === "match" ? "the key opens this peer's store" : "the store has no canary yet (checked against the shares' check value only)"}`,
           `  sealed to ${result.tpm} (PCRs sha256:${result.pcrs.join(",")}) in ${result.sealedFile}`,
+          result.reenrolment.state === "recorded"
+            ? `  re-enrolment: the new TPM met policy ${result.reenrolment.policy} (EK ${result.reenrolment.ek}); the peer commits it when it starts`
+            : `  re-enrolment: none (${result.reenrolment.reason})`,
           `next: lockbox serve --dir ${dir}`,
           "",
         ].join("\n"),
@@ -118,6 +140,10 @@ export interface RecoverResult {
   tpm: string;
   pcrs: number[];
   sealedFile: string;
+  /** The new TPM recorded for the member's re-enrolment, or why there is none. */
+  reenrolment:
+    | { state: "recorded"; policy: string; ek: "certificate" | "public-key"; file: string }
+    | { state: "none"; reason: string };
 }
 
 /** The work of `lockbox recover`, callable from tests. Writes nothing unless every check passed. */
@@ -126,6 +152,8 @@ export async function recoverCluster(p: {
   shareFiles: readonly string[];
   tpm?: string;
   pcrs?: readonly number[];
+  /** The new TPM's EK certificate must chain to these; empty: the EK is re-enrolled by public key. */
+  manufacturerCas?: readonly X509Certificate[];
 }): Promise<RecoverResult> {
   const config = await loadPeerConfig(p.dir);
   const tpmSpec = p.tpm ?? config.masterKeySealing?.tpm;
@@ -144,12 +172,31 @@ export async function recoverCluster(p: {
   for (const f of p.shareFiles) shares.push(await readRecoveryShareFile(f));
   const { epoch, key } = recoverMasterKey(shares, { clusterId: config.clusterId });
   try {
-    const storeCheck = await checkAgainstStore(p.dir, config, epoch, key);
+    const { storeCheck, control } = await checkAgainstStore(p.dir, config, epoch, key);
     const pcrs = [...(p.pcrs ?? (await previousPcrs(sealedFile)) ?? DEFAULT_SEAL_PCRS)];
-    const sealed = await new PeerTpm(tpmAddress).use((tpm) =>
+    const self = control?.members.find((m) => m.id === config.peerId);
+    const policy = self === undefined ? undefined : control?.policies.find((x) => x.name === self.policy);
+    const peerTpm = new PeerTpm(tpmAddress);
+    // Proved before anything is written: a TPM that does not meet the member's policy changes nothing.
+    const proved =
+      self === undefined || self.akPublic === "" || policy === undefined
+        ? undefined
+        : await peerTpm.use((tpm) =>
+            proveNewTpm(tpm, {
+              clusterId: config.clusterId,
+              peerId: config.peerId,
+              epoch,
+              policyName: policy.name,
+              policy: policy.policy,
+              manufacturerCas: p.manufacturerCas ?? [],
+              nowMs: Date.now(),
+            }),
+          );
+    const sealed = await peerTpm.use((tpm) =>
       sealMasterKey(tpm, { cmk: key, epoch, clusterId: config.clusterId, pcrs: sha256Pcrs(pcrs) }),
     );
     await writeSealedMasterKeyFile(sealedFile, sealed, { replace: true });
+    const reenrolmentFile = proved === undefined ? undefined : await writeReenrolment(p.dir, proved, key);
     const sealing = config.masterKeySealing;
     if (sealing === undefined || sealing.tpm !== tpmSpec) {
       await replaceConfig(p.dir, {
@@ -169,19 +216,39 @@ export async function recoverCluster(p: {
       tpm: tpmSpec,
       pcrs,
       sealedFile,
+      reenrolment:
+        proved !== undefined && reenrolmentFile !== undefined
+          ? {
+              state: "recorded",
+              policy: proved.policy,
+              ek: proved.ekCertificate !== "" ? "certificate" : "public-key",
+              file: reenrolmentFile,
+            }
+          : {
+              state: "none",
+              reason:
+                control === undefined
+                  ? "this peer's store holds no control state"
+                  : self === undefined
+                    ? `peer ${config.peerId} is not a member in this peer's control state`
+                    : "the member never joined by attestation (no AK or policy): it is not re-quoted",
+            },
     };
   } finally {
     zeroize(key);
   }
 }
 
-/** The rebuilt key must open this peer's store (its CMK canary), when the store has one. */
+/**
+ * The rebuilt key must open this peer's store (its CMK canary), when the store has one; also reads the
+ * control state the store holds (this member's record and policy, for its re-enrolment).
+ */
 async function checkAgainstStore(
   dir: string,
   config: PeerConfig,
   epoch: number,
   key: Uint8Array,
-): Promise<"match" | "absent"> {
+): Promise<{ storeCheck: "match" | "absent"; control: ControlImage | undefined }> {
   let store;
   try {
     store = await openPeerStore(resolvePeerPath(dir, config, "data"));
@@ -196,7 +263,9 @@ async function checkAgainstStore(
   const barrier = new Barrier();
   try {
     barrier.unseal(Keyring.empty().withEpoch(epoch, key));
-    return await verifyMasterKeyCanary(store, barrier);
+    const storeCheck = await verifyMasterKeyCanary(store, barrier);
+    const at = await readControlImage(store);
+    return { storeCheck, control: at === undefined ? undefined : decodeControlSnapshot(at.image) };
   } catch (cause) {
     if (cause instanceof LockboxError && cause.code === "FAILED_PRECONDITION" && !barrier.sealed) {
       const storeEpoch = await masterKeyCanaryEpoch(store);
@@ -229,6 +298,23 @@ async function previousPcrs(path: string): Promise<number[] | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** --manufacturer-ca files, each one certificate in PEM or DER; a file that is not one is a usage error. */
+export async function readManufacturerCas(value: unknown): Promise<X509Certificate[]> {
+  const files = Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+  const cas: X509Certificate[] = [];
+  for (const file of files) {
+    try {
+      cas.push(new X509Certificate(await readFile(file)));
+    } catch (err) {
+      throw new UsageError(
+        `--manufacturer-ca ${file}: not a readable X.509 certificate (${(err as Error).message})`,
+        "--manufacturer-ca",
+      );
+    }
+  }
+  return cas;
 }
 
 async function replaceConfig(dir: string, config: PeerConfig): Promise<void> {

@@ -14,7 +14,7 @@ import { LockboxError } from "../../errors.js";
 import { openPeerStore } from "../../store/peer-store.js";
 import { UsageError, boolFlag, dirFlag, requiredFlag, stringFlag } from "../client-options.js";
 import { TPM_ADDRESS_RULE, parseTpmAddress } from "../../sealing/tpm-address.js";
-import { recoverCluster } from "./recover.js";
+import { readManufacturerCas, recoverCluster } from "./recover.js";
 import { defineCommand, dirOption } from "../cli-definition.js";
 import { emitRecord } from "../output.js";
 import { EXIT_OK } from "../command.js";
@@ -55,6 +55,12 @@ export const command = defineCommand({
       description: `with --shares: the TPM to seal to, ${TPM_ADDRESS_RULE} (default: the config's)`,
     },
     {
+      flags: "--manufacturer-ca <FILE>",
+      description:
+        "with --shares: the new TPM's EK certificate must chain to this CA (repeatable); without it the EK is re-enrolled by public key",
+      repeatable: true,
+    },
+    {
       flags: "--single-voter",
       description:
         "found the cluster again from the control snapshot, this peer its one voter (every other member is gone)",
@@ -70,6 +76,12 @@ export const command = defineCommand({
       throw new UsageError("--tpm goes with --shares (the TPM to seal the rebuilt master key to)", "--tpm");
     if (tpm !== undefined && parseTpmAddress(tpm) === undefined)
       throw new UsageError(`--tpm must be ${TPM_ADDRESS_RULE}, got '${tpm}'`, "--tpm");
+    const manufacturerCas = await readManufacturerCas(args.values["manufacturer-ca"]);
+    if (manufacturerCas.length > 0 && shareFiles.length === 0)
+      throw new UsageError(
+        "--manufacturer-ca goes with --shares (it checks the new TPM's EK)",
+        "--manufacturer-ca",
+      );
     const singleVoter = boolFlag(args, "single-voter");
     const { restoreStoreBackup, verifyStoreBackup } = await import("../../backup/store-backup.js");
     const { readControlSnapshot, refoundRaft } = await import("../../backup/control-backup.js");
@@ -119,7 +131,12 @@ export const command = defineCommand({
     }
     let recovered: Awaited<ReturnType<typeof recoverCluster>> | undefined;
     if (shareFiles.length > 0)
-      recovered = await recoverCluster({ dir, shareFiles, ...(tpm !== undefined ? { tpm } : {}) });
+      recovered = await recoverCluster({
+        dir,
+        shareFiles,
+        manufacturerCas,
+        ...(tpm !== undefined ? { tpm } : {}),
+      });
     const others = (control?.voters ?? []).filter((v) => v !== backup.peerId);
     if (singleVoter && control !== undefined) {
       const raftStore = await openPeerStore(dataDir);
@@ -165,7 +182,10 @@ export const command = defineCommand({
       () =>
         `restored ${backup.entries} entries of peer ${backup.peerId} (backup of ${backup.createdAt}) into ${dataDir}\n` +
         (recovered !== undefined
-          ? `rebuilt the master key (epoch ${recovered.epoch}) from ${recovered.sharesUsed} shares; sealed to ${recovered.tpm}\n`
+          ? `rebuilt the master key (epoch ${recovered.epoch}) from ${recovered.sharesUsed} shares; sealed to ${recovered.tpm}\n` +
+            (recovered.reenrolment.state === "recorded"
+              ? `re-enrolment of the new TPM recorded (policy ${recovered.reenrolment.policy}); the peer commits it when it starts\n`
+              : "")
           : "") +
         (singleVoter
           ? `raft founded again at index ${control!.index} with ${config.peerId} its one voter` +
