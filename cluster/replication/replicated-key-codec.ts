@@ -19,6 +19,10 @@
  * Format 2 is format 1 with, right after parentId: `str secretType | u8 hasExpiry, [u53 expiresAtMs]`.
  * A record with neither (a symmetric key that never expires) is always written in format 1, and a
  * format-2 record that carries neither is refused, so every record still has exactly one encoding.
+ *
+ * Format 3 is format 2 with, right after the expiration: `str request | u8 settled`, for exactly the
+ * records made by a create with a client request id (replicated-key.ts, rival versions); a format-3
+ * record with an empty request is refused, and such records are never written in format 1 or 2.
  */
 import { createHash } from "node:crypto";
 import type { HlcStamp } from "./hlc.js";
@@ -34,6 +38,8 @@ import { ReplicationError } from "./replication-error.js";
 export const KEY_RECORD_FORMAT = 1;
 /** Format 1 plus secret type and expiration (only for records that carry one of them). */
 export const KEY_RECORD_FORMAT_EXTENDED = 2;
+/** Format 2 plus the client request's fingerprint and the settled flag (records made by a request id). */
+export const KEY_RECORD_FORMAT_REQUEST = 3;
 const MAGIC = [0x4c, 0x42, 0x52, 0x4b]; // "LBRK"
 const CHECKSUM_BYTES = 32;
 export const STRING_BYTES_MAX = 1024;
@@ -46,8 +52,9 @@ export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
   const w = new Writer();
   w.raw(MAGIC);
   const f = k.fields;
-  const extended = f.secretType !== undefined || f.expiresAtMs !== undefined;
-  w.u8(extended ? KEY_RECORD_FORMAT_EXTENDED : KEY_RECORD_FORMAT);
+  const requested = f.request !== undefined;
+  const extended = requested || f.secretType !== undefined || f.expiresAtMs !== undefined;
+  w.u8(requested ? KEY_RECORD_FORMAT_REQUEST : extended ? KEY_RECORD_FORMAT_EXTENDED : KEY_RECORD_FORMAT);
   for (const s of [f.id, f.project, f.scope, f.name, f.algorithm]) w.str(s);
   w.u16(f.bitLength);
   w.u53(f.createdAtMs);
@@ -56,6 +63,10 @@ export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
     w.str(f.secretType ?? "");
     w.u8(f.expiresAtMs === undefined ? 0 : 1);
     if (f.expiresAtMs !== undefined) w.u53(f.expiresAtMs);
+  }
+  if (requested) {
+    w.str(f.request!);
+    w.u8(k.settled === true ? 1 : 0);
   }
   w.stamp(k.created);
   const material = k.wrappedMaterial ?? new Uint8Array(0);
@@ -109,7 +120,11 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const r = new Reader(body);
   for (const m of MAGIC) if (r.u8("magic") !== m) throw bad("not a key record (bad magic)");
   const format = r.u8("format");
-  if (format !== KEY_RECORD_FORMAT && format !== KEY_RECORD_FORMAT_EXTENDED)
+  if (
+    format !== KEY_RECORD_FORMAT &&
+    format !== KEY_RECORD_FORMAT_EXTENDED &&
+    format !== KEY_RECORD_FORMAT_REQUEST
+  )
     throw bad(`unknown record format ${format}`);
   const id = r.str("id");
   const project = r.str("project");
@@ -119,13 +134,20 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const bitLength = r.u16("bitLength");
   const createdAtMs = r.u53("createdAtMs");
   const parentId = r.str("parentId");
-  const extension: { secretType?: string; expiresAtMs?: number } = {};
-  if (format === KEY_RECORD_FORMAT_EXTENDED) {
+  const extension: { secretType?: string; expiresAtMs?: number; request?: string } = {};
+  let settled: boolean | undefined;
+  if (format !== KEY_RECORD_FORMAT) {
     const secretType = r.str("secretType");
     if (secretType !== "") extension.secretType = secretType;
     if (r.flag("hasExpiry")) extension.expiresAtMs = r.u53("expiresAtMs");
-    if (secretType === "" && extension.expiresAtMs === undefined)
+    if (format === KEY_RECORD_FORMAT_EXTENDED && secretType === "" && extension.expiresAtMs === undefined)
       throw bad("format 2 without secretType or expiration (format 1 is its one encoding)");
+  }
+  if (format === KEY_RECORD_FORMAT_REQUEST) {
+    const request = r.str("request");
+    if (request === "") throw bad("format 3 without a request (formats 1 and 2 are its encodings)");
+    extension.request = request;
+    settled = r.flag("settled");
   }
   const created = r.stamp("created");
   const materialLength = r.u16("material length");
@@ -169,6 +191,7 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
     grants,
     consumers,
   };
+  if (settled !== undefined) k.settled = settled;
   validateKey(k); // INVALID_RECORD for a well-formed but impossible record
   return k;
 }

@@ -16,6 +16,16 @@
  * Two versions that disagree on an immutable part are not merged (CONFLICT): one of them is damaged
  * or forged, and picking either could serve the wrong material.
  *
+ * Rival versions. A key made by a create with a client request id carries that request's
+ * fingerprint (`fields.request`) and an id derived from the request (src/keys/client-requests.ts),
+ * so a retry through another peer makes a version of the SAME id, with other material. Such
+ * versions are rivals, not damage, and settle by one rule: a version marked `settled` (by the
+ * coordinator's settle step, src/replication/coordinator.ts, only ever for the version a write
+ * quorum holds) wins over an unsettled rival, whole; two unsettled rivals are not merged (RIVAL:
+ * a replica keeps the one it holds first, which is what lets at most one rival reach a write
+ * quorum); two settled rivals are CONFLICT (at most one version is ever settled). Versions of one
+ * body join field by field as above, `settled` by or.
+ *
  * Records are canonical (grants sorted by id, consumers by key, no duplicates), so equal records are
  * equal field by field and encode to equal bytes.
  */
@@ -42,6 +52,11 @@ export interface ImmutableKeyFields {
   secretType?: string;
   /** After this instant the key is not served; absent: never expires. */
   expiresAtMs?: number;
+  /**
+   * The fingerprint of the client request that created the key (base64), when a create-like call
+   * carried a client request id: its id is derived from that request, so rival versions may exist.
+   */
+  request?: string;
 }
 
 export interface GrantEntry {
@@ -75,6 +90,11 @@ export interface ReplicatedKey {
   grants: GrantEntry[];
   /** Sorted by key, keys unique. */
   consumers: ConsumerEntry[];
+  /**
+   * Only on keys with `fields.request` (absent otherwise): true once this version was settled as
+   * the one its id keeps (it then wins over every rival version).
+   */
+  settled?: boolean;
 }
 
 /** Secret types other than a symmetric key's (which is the absence of one). */
@@ -84,11 +104,44 @@ export const SECRET_TYPES: ReadonlySet<string> = new Set(["opaque", "passphrase"
 export const GRANTS_PER_KEY_MAX = 1024;
 export const CONSUMERS_PER_KEY_MAX = 1024;
 export const WRAPPED_MATERIAL_BYTES_MAX = 4096;
+export const REQUEST_FINGERPRINT_BYTES_MAX = 128;
+
+/** Do two versions of a key share their body (immutable fields, creation stamp and material)? */
+export function sameBody(a: ReplicatedKey, b: ReplicatedKey): boolean {
+  return (
+    sameFields(a.fields, b.fields) &&
+    stampsEqual(a.created, b.created) &&
+    (a.wrappedMaterial === null ||
+      b.wrappedMaterial === null ||
+      bytesEqual(a.wrappedMaterial, b.wrappedMaterial))
+  );
+}
+
+/** Versions of one id from rival attempts of one client request (see the top of this file). */
+export function areRivals(a: ReplicatedKey, b: ReplicatedKey): boolean {
+  return (
+    a.fields.request !== undefined &&
+    b.fields.request !== undefined &&
+    a.fields.id === b.fields.id &&
+    a.fields.project === b.fields.project &&
+    a.fields.scope === b.fields.scope &&
+    !sameBody(a, b)
+  );
+}
 
 /** The join of two versions of one key. Throws CONFLICT when their immutable parts differ. */
 export function mergeKeys(a: ReplicatedKey, b: ReplicatedKey): ReplicatedKey {
   validateKey(a);
   validateKey(b);
+  if (areRivals(a, b)) {
+    if (a.settled === true && b.settled === true) throw conflict(a.fields.id, "two rival versions settled");
+    if (a.settled === true) return copyKey(a);
+    if (b.settled === true) return copyKey(b);
+    throw new ReplicationError(
+      "RIVAL",
+      `key ${a.fields.id}: rival versions of one client request, neither settled yet`,
+    );
+  }
   if (!sameFields(a.fields, b.fields)) throw conflict(a.fields.id, "immutable fields differ");
   if (!stampsEqual(a.created, b.created)) throw conflict(a.fields.id, "creation stamps differ");
   if (
@@ -104,7 +157,7 @@ export function mergeKeys(a: ReplicatedKey, b: ReplicatedKey): ReplicatedKey {
       : b.tombstone === null
         ? a.tombstone
         : maxStamp(a.tombstone, b.tombstone);
-  return {
+  const merged: ReplicatedKey = {
     fields: { ...a.fields },
     created: { ...a.created },
     // Tombstone wins: once destroyed on any replica, the material is gone from the merge.
@@ -114,6 +167,22 @@ export function mergeKeys(a: ReplicatedKey, b: ReplicatedKey): ReplicatedKey {
     grants: mergeGrants(a.fields.id, a.grants, b.grants),
     consumers: mergeConsumers(a.consumers, b.consumers),
   };
+  if (a.fields.request !== undefined) merged.settled = a.settled === true || b.settled === true;
+  return merged;
+}
+
+function copyKey(k: ReplicatedKey): ReplicatedKey {
+  const out: ReplicatedKey = {
+    fields: { ...k.fields },
+    created: { ...k.created },
+    wrappedMaterial: k.wrappedMaterial === null ? null : new Uint8Array(k.wrappedMaterial),
+    state: { value: k.state.value, stamp: { ...k.state.stamp } },
+    tombstone: k.tombstone === null ? null : { ...k.tombstone },
+    grants: k.grants.map(copyGrant),
+    consumers: k.consumers.map(copyConsumer),
+  };
+  if (k.settled !== undefined) out.settled = k.settled;
+  return out;
 }
 
 /** Merges many versions (in any order: the result is the same). */
@@ -155,6 +224,17 @@ export function validateKey(k: ReplicatedKey): void {
     bad(`secretType ${String(f.secretType)} is unknown`);
   if (f.expiresAtMs !== undefined && (!Number.isSafeInteger(f.expiresAtMs) || f.expiresAtMs < 0))
     bad("expiresAtMs is not a non-negative integer");
+  if (f.request === undefined) {
+    if (k.settled !== undefined) bad("only a key made by a client request is settled or not");
+  } else {
+    if (
+      typeof f.request !== "string" ||
+      f.request.length === 0 ||
+      f.request.length > REQUEST_FINGERPRINT_BYTES_MAX
+    )
+      bad(`request is not a fingerprint of 1 to ${REQUEST_FINGERPRINT_BYTES_MAX} characters`);
+    if (typeof k.settled !== "boolean") bad("a key made by a client request is settled or not");
+  }
   checkStamp(k.created, `key ${id} created`);
   checkStamp(k.state?.stamp, `key ${id} state`);
   if (k.state.value !== "active" && k.state.value !== "deactivated")
@@ -274,7 +354,8 @@ function sameFields(a: ImmutableKeyFields, b: ImmutableKeyFields): boolean {
     a.createdAtMs === b.createdAtMs &&
     a.parentId === b.parentId &&
     a.secretType === b.secretType &&
-    a.expiresAtMs === b.expiresAtMs
+    a.expiresAtMs === b.expiresAtMs &&
+    a.request === b.request
   );
 }
 

@@ -5,11 +5,13 @@
  * - INVALID_RECORD: a record or stamp breaks its invariants (decoded from damaged or hostile bytes, or a bug).
  * - CONFLICT: two versions of one key disagree on something immutable (id, material, creation): never
  *   merged, since picking either could serve the wrong material; the caller quarantines and repairs.
+ * - RIVAL: two unsettled versions of a key made by rival attempts of one client request
+ *   (replicated-key.ts): not merged until one is settled; a replica keeps the one it holds.
  * - CLOCK_DRIFT: a remote timestamp is further ahead of the local physical clock than allowed.
  * - CLOCK_OVERFLOW: the logical counter would pass its bound (the physical clock has stalled).
  */
 export type ReplicationErrorCode =
-  "INVALID_ARGUMENT" | "INVALID_RECORD" | "CONFLICT" | "CLOCK_DRIFT" | "CLOCK_OVERFLOW";
+  "INVALID_ARGUMENT" | "INVALID_RECORD" | "CONFLICT" | "RIVAL" | "CLOCK_DRIFT" | "CLOCK_OVERFLOW";
 
 export class ReplicationError extends Error {
   override readonly name = "ReplicationError";

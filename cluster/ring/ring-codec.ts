@@ -14,10 +14,20 @@
  *   | u8 built (0/1), then if built: replicas × partitions u16 slot numbers, replica-major
  *   | partitions × u8 hours since each partition moved
  *   | 32-byte SHA-256 of everything before it
+ *
+ * Format 2 (written since; format 1 is still read) packs what grows with the partition count, so a
+ * ring of power 16 with N = 3 fits a few hundred KiB rather than a megabyte:
+ *   ... the same up to the built flag | u8 built, then if built: u8 width (1 when there are at most
+ *       255 slots, else 2: one encoding per ring) and replicas × partitions slot numbers of `width`
+ *       bytes, replica-major (the all-ones value of the width is NO_SLOT)
+ *   | u32 runCount, per run: u32 length (≥ 1), u8 hours — lastPartMoves run-length encoded, adjacent
+ *       runs of different hours, lengths summing to the partition count
+ *   | 32-byte SHA-256 of everything before it
  */
 import { createHash } from "node:crypto";
 import { RingError } from "./ring-error.js";
 import {
+  NO_SLOT,
   PEER_ID_BYTES_MAX,
   SLOTS_MAX,
   U53_MAX,
@@ -27,7 +37,12 @@ import {
   type RingState,
 } from "./ring-state.js";
 
-export const RING_FORMAT = 1;
+/** The format encodeRing writes. */
+export const RING_FORMAT = 2;
+/** The first format: two bytes per table entry and a byte per partition for its last move. */
+const RING_FORMAT_WIDE = 1;
+/** At most this many slots use one byte per table entry (0xff stays NO_SLOT). */
+const NARROW_SLOTS_MAX = 0xff;
 const MAGIC = [0x4c, 0x42, 0x52, 0x47]; // "LBRG"
 const CHECKSUM_BYTES = 32;
 
@@ -40,9 +55,12 @@ export function encodeRing(state: RingState): Uint8Array {
   const names = state.slots.map((s) =>
     s === null ? null : { id: utf8.encode(s.id), zone: utf8.encode(s.zone) },
   );
+  const width = state.slots.length <= NARROW_SLOTS_MAX ? 1 : 2;
+  const runs = hourRuns(state.lastPartMoves);
   let size = 4 + 1 + 8 + 3 + 8 + 4 + 2;
   for (const n of names) size += n === null ? 1 : 1 + 1 + n.id.length + 1 + n.zone.length + 8;
-  size += 1 + (state.table === null ? 0 : state.replicas * partitions * 2) + partitions + CHECKSUM_BYTES;
+  size += 1 + (state.table === null ? 0 : 1 + state.replicas * partitions * width);
+  size += 4 + runs.length * 5 + CHECKSUM_BYTES;
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   let o = 0;
@@ -76,15 +94,24 @@ export function encodeRing(state: RingState): Uint8Array {
   });
   out[o++] = state.table === null ? 0 : 1;
   if (state.table !== null) {
+    out[o++] = width;
     for (const row of state.table) {
       for (const s of row) {
-        view.setUint16(o, s);
-        o += 2;
+        if (width === 1) out[o++] = s === NO_SLOT ? 0xff : s;
+        else {
+          view.setUint16(o, s);
+          o += 2;
+        }
       }
     }
   }
-  out.set(state.lastPartMoves, o);
-  o += partitions;
+  view.setUint32(o, runs.length);
+  o += 4;
+  for (const [length, hours] of runs) {
+    view.setUint32(o, length);
+    out[o + 4] = hours;
+    o += 5;
+  }
   out.set(createHash("sha256").update(out.subarray(0, o)).digest(), o);
   return out;
 }
@@ -101,7 +128,8 @@ export function decodeRing(bytes: Uint8Array): RingState {
   const r = new Reader(body);
   for (const m of MAGIC) if (r.u8("magic") !== m) throw decodeError("not a lockbox ring (bad magic)");
   const format = r.u8("format");
-  if (format !== RING_FORMAT) throw decodeError(`unknown ring format ${format}`);
+  if (format !== RING_FORMAT && format !== RING_FORMAT_WIDE)
+    throw decodeError(`unknown ring format ${format}`);
   const version = r.u53("version");
   const partPower = r.u8("partPower");
   const replicas = r.u8("replicas");
@@ -131,15 +159,25 @@ export function decodeRing(bytes: Uint8Array): RingState {
   const partitions = 2 ** partPower;
   let table: Uint16Array[] | null = null;
   if (built === 1) {
-    r.need(replicas * partitions * 2, "table");
+    const width = format === RING_FORMAT_WIDE ? 2 : r.u8("table width");
+    if (format === RING_FORMAT && width !== (slotCount <= NARROW_SLOTS_MAX ? 1 : 2))
+      throw decodeError(`table width ${width} is not the one for ${slotCount} slots`);
+    r.need(replicas * partitions * width, "table");
     table = [];
     for (let q = 0; q < replicas; q++) {
       const row = new Uint16Array(partitions);
-      for (let p = 0; p < partitions; p++) row[p] = r.u16("table");
+      for (let p = 0; p < partitions; p++) {
+        if (width === 2) row[p] = r.u16("table");
+        else {
+          const v = r.u8("table");
+          row[p] = v === 0xff ? NO_SLOT : v;
+        }
+      }
       table.push(row);
     }
   }
-  const lastPartMoves = r.bytes(partitions, "lastPartMoves");
+  const lastPartMoves =
+    format === RING_FORMAT_WIDE ? r.bytes(partitions, "lastPartMoves") : readHourRuns(r, partitions);
   if (r.remaining !== 0) throw decodeError(`${r.remaining} trailing bytes after the ring`);
   const state: RingState = {
     version,
@@ -159,6 +197,38 @@ export function decodeRing(bytes: Uint8Array): RingState {
     throw e;
   }
   return state;
+}
+
+/** lastPartMoves as runs of [length, hours], adjacent runs of different hours. */
+function hourRuns(hours: Uint8Array): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const h of hours) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last[1] === h) last[0] += 1;
+    else runs.push([1, h]);
+  }
+  return runs;
+}
+
+function readHourRuns(r: Reader, partitions: number): Uint8Array {
+  const count = r.u32("lastPartMoves run count");
+  if (count > partitions) throw decodeError(`${count} runs for ${partitions} partitions`);
+  r.need(count * 5, "lastPartMoves runs");
+  const out = new Uint8Array(partitions);
+  let at = 0;
+  let previous = -1;
+  for (let i = 0; i < count; i++) {
+    const length = r.u32(`lastPartMoves run ${i} length`);
+    const hours = r.u8(`lastPartMoves run ${i} hours`);
+    if (length < 1 || length > partitions - at)
+      throw decodeError(`lastPartMoves run ${i} of ${length} does not fit ${partitions} partitions`);
+    if (hours === previous) throw decodeError(`lastPartMoves runs ${i - 1} and ${i} are not merged`);
+    out.fill(hours, at, at + length);
+    at += length;
+    previous = hours;
+  }
+  if (at !== partitions) throw decodeError(`lastPartMoves runs cover ${at} of ${partitions} partitions`);
+  return out;
 }
 
 function putU53(view: DataView, o: number, n: number): number {

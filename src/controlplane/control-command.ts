@@ -125,6 +125,11 @@ export type ControlCommand =
   | { type: "policy.put"; name: string; policy: QuotePolicy; atMs: number }
   | { type: "policy.remove"; name: string }
   | { type: "ring.put"; ring: RingRecord }
+  /**
+   * One part of a ring too large for ring.put (control-state.ts): parts 0..count-1 of one version, in
+   * order, each the base64 of at most CONTROL_LIMITS.ringPartBytes; the last one commits the ring.
+   */
+  | { type: "ring.part"; version: number; index: number; count: number; bytes: string }
   | { type: "cmk.epoch-add"; epoch: number; atMs: number }
   | { type: "cmk.epoch-state"; epoch: number; state: CmkEpochState }
   /**
@@ -319,7 +324,20 @@ function decodeCommandBody(value: unknown): ControlCommand {
       return { type, name: policyName(o, "name", f) };
     case "ring.put":
       keys("ring");
-      return { type, ring: readRing(o.ring, `${f}.ring`) };
+      return { type, ring: readRing(o.ring, `${f}.ring`, CONTROL_LIMITS.ringPartBytes) };
+    case "ring.part": {
+      keys("version", "index", "count", "bytes");
+      const count = int(o, "count", f, 2, CONTROL_LIMITS.ringParts);
+      const index = int(o, "index", f, 0, count - 1);
+      const bytes = base64(o, "bytes", f, CONTROL_LIMITS.ringPartBytes);
+      // Parts concatenate as base64 only if no part but the last is padded or short of a whole part.
+      if (
+        bytes.length === 0 ||
+        (index < count - 1 && bytes.length !== (CONTROL_LIMITS.ringPartBytes / 3) * 4)
+      )
+        throw new ControlShapeInvalid(`${f}.bytes`, "is not a whole part of a ring");
+      return { type, version: int(o, "version", f, 1, Number.MAX_SAFE_INTEGER), index, count, bytes };
+    }
     case "cmk.epoch-add":
       keys("epoch", "atMs");
       return { type, epoch: epoch(o, "epoch", f), atMs: time(o, "atMs", f) };

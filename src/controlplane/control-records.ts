@@ -41,7 +41,19 @@ export const CONTROL_LIMITS = {
   policyJsonBytes: 8192,
   wrappedBytes: 1024,
   caCertificateChars: 8192,
-  ringBytes: 12 * 1024,
+  /**
+   * The committed ring's bytes (raw, before base64): room for partition power 16 with up to 15
+   * replicas and more than 255 peers (ring-codec.ts format 2), held in memory and in snapshots.
+   */
+  ringBytes: 4 * 1024 * 1024,
+  /**
+   * One command's share of a ring (raw bytes, a multiple of 3 so the parts' base64 concatenates):
+   * ring.put carries a ring this small whole; a larger one goes in ring.part commands, each well
+   * inside COMMAND_BYTES_MAX.
+   */
+  ringPartBytes: 9 * 1024,
+  /** Parts of one ring: ringBytes / ringPartBytes, rounded down (an assembled ring fits ringBytes). */
+  ringParts: 455,
   weightMax: 1_000_000,
   projectsPerIdentity: 256,
   akPublicBytes: 1024,
@@ -344,13 +356,47 @@ export function readClusterCa(value: unknown, field: string): ClusterCaRecord {
   };
 }
 
-export function readRing(value: unknown, field: string): RingRecord {
+/** A ring record: in a ring.put command `bytesMax` is one part's (ringPartBytes), in a snapshot the whole ring's. */
+export function readRing(
+  value: unknown,
+  field: string,
+  bytesMax: number = CONTROL_LIMITS.ringBytes,
+): RingRecord {
   const o = object(value, field);
   exactKeys(o, field, ["version", "bytes"]);
   return {
     version: int(o, "version", field, 1, Number.MAX_SAFE_INTEGER),
-    bytes: base64(o, "bytes", field, CONTROL_LIMITS.ringBytes),
+    bytes: base64(o, "bytes", field, bytesMax),
   };
+}
+
+/**
+ * A ring upload in progress (ring.part commands, in order from index 0): the base64 parts received so
+ * far of ring `version`, which is committed when part `count - 1` arrives.
+ */
+export interface RingUploadRecord {
+  readonly version: number;
+  readonly count: number;
+  readonly parts: readonly string[];
+}
+
+export function readRingUpload(value: unknown, field: string): RingUploadRecord {
+  const o = object(value, field);
+  exactKeys(o, field, ["version", "count", "parts"]);
+  const count = int(o, "count", field, 2, CONTROL_LIMITS.ringParts);
+  const parts = array(o, "parts", field, count - 1).map((v, i) => {
+    const part = `${field}.parts[${i}]`;
+    // Parts held are never the last (it completes the upload): each is a whole, unpadded part.
+    if (
+      typeof v !== "string" ||
+      v.length !== (CONTROL_LIMITS.ringPartBytes / 3) * 4 ||
+      !/^[A-Za-z0-9+/]*$/.test(v)
+    )
+      throw new ControlShapeInvalid(part, "is not a whole base64 part of a ring");
+    return v;
+  });
+  if (parts.length === 0) throw new ControlShapeInvalid(`${field}.parts`, "is empty");
+  return { version: int(o, "version", field, 1, Number.MAX_SAFE_INTEGER), count, parts };
 }
 
 // ---- field helpers -----------------------------------------------------------------------------------

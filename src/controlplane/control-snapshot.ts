@@ -16,6 +16,7 @@ import {
   readProjectKek,
   readRevoked,
   readRing,
+  readRingUpload,
   type ClusterCaRecord,
   type CmkEpochRecord,
   type IdentityRecord,
@@ -24,6 +25,7 @@ import {
   type ProjectKekRecord,
   type RevokedCertificate,
   type RingRecord,
+  type RingUploadRecord,
 } from "./control-records.js";
 import { ControlShapeInvalid, array, exactKeys, object } from "./strict-fields.js";
 
@@ -37,6 +39,8 @@ export interface ControlImage {
   members: MemberRecord[];
   policies: PolicyRecord[];
   ring: RingRecord | null;
+  /** A ring arriving in ring.part commands; absent in images made before ring parts (read as null). */
+  ringUpload: RingUploadRecord | null;
   cmkEpochs: CmkEpochRecord[];
   projectKeks: ProjectKekRecord[];
   identities: IdentityRecord[];
@@ -48,6 +52,7 @@ export const EMPTY_IMAGE: ControlImage = {
   members: [],
   policies: [],
   ring: null,
+  ringUpload: null,
   cmkEpochs: [],
   projectKeks: [],
   identities: [],
@@ -133,6 +138,10 @@ function readImage(value: unknown): ControlImage {
     members: list("members", CONTROL_LIMITS.members, readMember, (m) => m.id),
     policies: list("policies", CONTROL_LIMITS.policies, readPolicy, (p) => p.name),
     ring: o.ring === null ? null : readRing(o.ring, "image.ring"),
+    ringUpload:
+      o.ringUpload === undefined || o.ringUpload === null
+        ? null
+        : readRingUpload(o.ringUpload, "image.ringUpload"),
     cmkEpochs: list("cmkEpochs", CONTROL_LIMITS.cmkEpochs, readCmkEpoch, (e) => e.epoch),
     projectKeks: list("projectKeks", CONTROL_LIMITS.projectKeks, readProjectKek, (k) => k.project),
     identities: list("identities", CONTROL_LIMITS.identities, readIdentity, (i) => i.name),

@@ -23,6 +23,7 @@ import {
   type QuoteClockRecord,
   type RevokedCertificate,
   type RingRecord,
+  type RingUploadRecord,
 } from "./control-records.js";
 import { decodeControlSnapshot, encodeControlSnapshot, type ControlImage } from "./control-snapshot.js";
 
@@ -57,6 +58,8 @@ export class ControlState implements StateMachine<ControlResult> {
   #members = new Map<string, MemberRecord>();
   #policies = new Map<string, PolicyRecord>();
   #ring: RingRecord | null = null;
+  /** A ring arriving in ring.part commands (at most one, the newest version started). */
+  #ringUpload: RingUploadRecord | null = null;
   #epochs = new Map<number, CmkEpochRecord>();
   #keks = new Map<string, ProjectKekRecord>();
   #identities = new Map<string, IdentityRecord>();
@@ -88,6 +91,7 @@ export class ControlState implements StateMachine<ControlResult> {
     this.#members = new Map(image.members.map((m) => [m.id, m]));
     this.#policies = new Map(image.policies.map((p) => [p.name, p]));
     this.#ring = image.ring;
+    this.#ringUpload = image.ringUpload;
     this.#epochs = new Map(image.cmkEpochs.map((e) => [e.epoch, e]));
     this.#keks = new Map(image.projectKeks.map((k) => [k.project, k]));
     this.#identities = new Map(image.identities.map((i) => [i.name, i]));
@@ -278,6 +282,33 @@ export class ControlState implements StateMachine<ControlResult> {
           return refuse("conflict", `ring version ${c.ring.version} is not newer than ${current}`);
         }
         this.#ring = c.ring;
+        if (this.#ringUpload !== null && this.#ringUpload.version <= c.ring.version) this.#ringUpload = null;
+        return { ok: true };
+      }
+      case "ring.part": {
+        // A ring larger than one command, in parts of one version, in order: part 0 starts an upload
+        // (dropping any other: a new leader starts its own); the last part commits the ring whole.
+        const current = this.#ring?.version ?? 0;
+        if (c.version <= current) {
+          return refuse("conflict", `ring version ${c.version} is not newer than ${current}`);
+        }
+        const upload = this.#ringUpload;
+        if (
+          c.index > 0 &&
+          (upload?.version !== c.version || upload.count !== c.count || upload.parts.length !== c.index)
+        ) {
+          return refuse(
+            "conflict",
+            `ring version ${c.version} part ${c.index} of ${c.count} does not follow the upload in progress`,
+          );
+        }
+        const parts = c.index === 0 ? [c.bytes] : [...upload!.parts, c.bytes];
+        if (parts.length < c.count) {
+          this.#ringUpload = { version: c.version, count: c.count, parts };
+          return { ok: true };
+        }
+        this.#ringUpload = null;
+        this.#ring = { version: c.version, bytes: parts.join("") };
         return { ok: true };
       }
       case "cmk.epoch-add": {
@@ -648,6 +679,7 @@ export class ControlState implements StateMachine<ControlResult> {
       members: this.members(),
       policies: this.policies(),
       ring: this.#ring,
+      ringUpload: this.#ringUpload,
       cmkEpochs: this.cmkEpochs(),
       projectKeks: [...this.#keks.values()].sort((a, b) => (a.project < b.project ? -1 : 1)),
       identities: this.identities(),

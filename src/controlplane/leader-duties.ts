@@ -93,9 +93,13 @@ export class LeaderDuties {
       }
     }
     const ring = this.#opts.ring?.next(control.state, Date.now());
-    if (ring !== undefined && ring !== null) {
-      const { result } = await control.propose(ring);
-      if (!result.ok) this.#note(`control: ring step refused: ${result.reason}`);
+    // A ring in parts: in order, stopping at a refusal (the next try starts the upload again).
+    for (const command of ring ?? []) {
+      const { result } = await control.propose(command);
+      if (!result.ok) {
+        this.#note(`control: ring step refused: ${result.reason}`);
+        break;
+      }
     }
     // A removed leader hands over first; the next leader takes it out of the configuration.
     if (control.state.member(control.peerId)?.state === "removed") {

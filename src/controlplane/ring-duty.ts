@@ -5,7 +5,8 @@
  * replica count is N = min(configured N, members with weight), so one peer alone is N = 1 and the
  * ring grows to N = 3 as peers join. The builder (cluster/ring) does the rest: minimal movement, one
  * replica of a partition per rebalance, min_part_hours. Its output is deterministic, and ring.put
- * refuses a version that is not newer, so two leaders racing cannot both win.
+ * (and ring.part, for a ring larger than one command) refuses a version that is not newer, so two
+ * leaders racing cannot both win.
  *
  * When nothing changed, a rebalance is still tried every `retryMs` while the last one this leader
  * proposed was held back (by min_part_hours: `finished` false), and proposed only if it moves
@@ -13,7 +14,7 @@
  */
 import { decodeRing, encodeRing, RingBuilder, type RingPeer } from "../../cluster/ring/index.js";
 import type { ControlCommand } from "./control-command.js";
-import type { MemberRecord } from "./control-records.js";
+import { CONTROL_LIMITS, type MemberRecord } from "./control-records.js";
 import type { ControlState } from "./control-state.js";
 
 export interface RingDutyOptions {
@@ -35,8 +36,11 @@ export class RingDuty {
 
   constructor(private readonly options: RingDutyOptions) {}
 
-  /** The ring.put this leader should propose now, or null. */
-  next(state: ControlState, nowMs: number): ControlCommand | null {
+  /**
+   * The commands this leader should propose now, in order, or null: one ring.put, or for a ring
+   * larger than one command (partition power above about 11 with N = 3) its ring.part commands.
+   */
+  next(state: ControlState, nowMs: number): ControlCommand[] | null {
     const wanted = new Map<string, RingPeer>();
     const draining = new Set<string>();
     for (const m of state.members()) {
@@ -82,12 +86,22 @@ export class RingDuty {
     this.#settled = result.finished;
     if (!changed && result.moved === 0) return null;
     builder.validate();
-    return {
-      type: "ring.put",
-      ring: {
-        version: builder.version,
-        bytes: Buffer.from(encodeRing(builder.toState())).toString("base64"),
-      },
-    };
+    return ringCommands(builder.version, encodeRing(builder.toState()));
   }
+}
+
+/** ring.put for a ring that fits one command; else ring.part commands of CONTROL_LIMITS.ringPartBytes each. */
+export function ringCommands(version: number, bytes: Uint8Array): ControlCommand[] {
+  const part = CONTROL_LIMITS.ringPartBytes;
+  if (bytes.length <= part) {
+    return [{ type: "ring.put", ring: { version, bytes: Buffer.from(bytes).toString("base64") } }];
+  }
+  const count = Math.ceil(bytes.length / part);
+  return Array.from({ length: count }, (_, index) => ({
+    type: "ring.part" as const,
+    version,
+    index,
+    count,
+    bytes: Buffer.from(bytes.subarray(index * part, (index + 1) * part)).toString("base64"),
+  }));
 }

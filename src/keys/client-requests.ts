@@ -22,7 +22,9 @@
  * binding and, for ImportKey, an inner HMAC of the material: nothing stored reveals the material,
  * and a low-entropy passphrase cannot be guessed from it offline.
  */
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
+import { KEY_ID_RANDOM_BYTES, placedKeyId } from "../../cluster/ring/key-id.js";
+import { scopeHash32 } from "../../cluster/ring/placement.js";
 import { encodeBinding, type BindingValue } from "../crypto/binding.js";
 import { LockboxError } from "../errors.js";
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
@@ -56,6 +58,30 @@ export interface RequestBody {
   attributes: Record<string, BindingValue>;
   /** ImportKey's material: only an HMAC of it enters the fingerprint. */
   material?: Uint8Array;
+}
+
+/**
+ * On the ring, the id of the key a create-like call with a client request id makes: derived from
+ * (cluster salt, identity, request id, project, scope), so every attempt of the request, through
+ * any peer, makes a version of the same id in the same partition (rival versions, settled by the
+ * coordinator: src/replication/coordinator.ts), instead of a second key. The method is left out on
+ * purpose: a request id reused for another method names the same id, and the request fingerprint
+ * the key carries tells them apart (INVALID_ARGUMENT). It still carries the scope's placement.
+ */
+export function requestKeyId(
+  clusterSalt: Uint8Array,
+  identity: string,
+  requestId: string,
+  project: string,
+  scope: string,
+): string {
+  const bits = createHash("sha256")
+    .update("lockbox/client-request-key-id\0")
+    .update(clusterSalt)
+    .update(JSON.stringify([identity, requestId, project, scope]))
+    .digest()
+    .subarray(0, KEY_ID_RANDOM_BYTES);
+  return placedKeyId(scopeHash32(clusterSalt, project, scope), new Uint8Array(bits));
 }
 
 export function requestFingerprint(keys: ProjectKeys, body: RequestBody): string {

@@ -146,6 +146,18 @@ export class KeyRecordStore {
     return { live, damaged };
   }
 
+  /**
+   * Up to `limit` keys stored without replication (their listing entries; only a single peer writes
+   * them), as `<project>/<scope>/<id>`: a store that has any cannot turn replication on (key-service.ts).
+   */
+  async singlePeerKeys(limit: number): Promise<string[]> {
+    const keys = await this.store
+      .sublevel("meta")
+      .keys({ gte: "idx/", lt: prefixEnd("idx/"), limit })
+      .all();
+    return keys.map((k) => k.slice("idx/".length));
+  }
+
   private parse(bytes: Uint8Array, id: string): Unauthenticated<KeyRecord> {
     const parsed = parseKeyRecord(bytes, id);
     if (parsed.unverified.id !== id) {

@@ -31,6 +31,12 @@ export interface KeyReplication {
   readPartition(partition: number): Promise<ReplicatedKey[]>;
   /** A stamp for a change this peer makes now (hybrid logical clock, later than every stamp seen). */
   stamp(): HlcStamp;
+  /**
+   * The version `id` keeps among rival versions of its client request (src/replication/coordinator.ts
+   * settle), written settled to a write quorum; null when no replica holds any. `write` fails
+   * ALREADY_EXISTS when rivals kept it from a write quorum: the caller settles then.
+   */
+  settle(id: string): Promise<ReplicatedKey | null>;
 }
 
 /** The key service's view of a replicated record: the record, its grants and its consumers. */
@@ -110,8 +116,11 @@ export function documentOf(k: ReplicatedKey): KeyDocument {
   return { record, grants, consumers };
 }
 
-/** The first version of a new key: `record` must hold its wrapped material. */
-export function newReplicatedKey(record: KeyRecord, stamp: HlcStamp): ReplicatedKey {
+/**
+ * The first version of a new key: `record` must hold its wrapped material. `request` is the
+ * fingerprint of the client request that makes it, when it has an id derived from that request.
+ */
+export function newReplicatedKey(record: KeyRecord, stamp: HlcStamp, request?: string): ReplicatedKey {
   if (record.wrappedMaterial === undefined) throw new Error("a new key needs its wrapped material");
   const fields: ReplicatedKey["fields"] = {
     id: record.id,
@@ -125,7 +134,8 @@ export function newReplicatedKey(record: KeyRecord, stamp: HlcStamp): Replicated
   };
   if (record.secretType !== "symmetric") fields.secretType = record.secretType;
   if (record.expiresAt !== undefined) fields.expiresAtMs = record.expiresAt.getTime();
-  return {
+  if (request !== undefined) fields.request = request;
+  const k: ReplicatedKey = {
     fields,
     created: stamp,
     wrappedMaterial: new Uint8Array(record.wrappedMaterial),
@@ -134,6 +144,8 @@ export function newReplicatedKey(record: KeyRecord, stamp: HlcStamp): Replicated
     grants: [],
     consumers: [],
   };
+  if (request !== undefined) k.settled = false;
+  return k;
 }
 
 /** The tombstone version: material gone, and (for a forced delete) every consumer removed. */

@@ -53,6 +53,7 @@ import {
   clientRequestLock,
   ClientRequestStore,
   requestFingerprint,
+  requestKeyId,
   type ClientRequestOptions,
   type RequestBody,
 } from "./client-requests.js";
@@ -217,9 +218,28 @@ export class KeyService {
     this.barrier.onSeal(() => void this.keks.zeroize());
   }
 
-  /** Opens the service over an open store; counts the live keys once. */
+  /**
+   * Opens the service over an open store; counts the live keys once. With replication, a store that
+   * holds keys made without it is refused (FAILED_PRECONDITION, naming one and what to do): they
+   * share the "records" sublevel with the replica, whose format they are not, so the replica would
+   * take them for damage and quarantine them, and the ring would never serve them.
+   */
   static async open(options: KeyServiceOptions): Promise<KeyService> {
     const service = new KeyService(options);
+    if (options.replication !== undefined) {
+      const local = await service.records.singlePeerKeys(1);
+      if (local.length > 0) {
+        const [project, scope, id] = local[0]!.split("/");
+        throw new LockboxError(
+          "FAILED_PRECONDITION",
+          `replication.enabled, but this peer's store holds keys made without replication (e.g. key ${id} ` +
+            `of project ${project}, scope ${scope}); the ring would not serve them and its replica would ` +
+            `take their records for damage. Start this data directory with replication.enabled false ` +
+            `(its keys stay served by this peer alone), or give the replicated peer a new, empty data ` +
+            `directory; moving keys into a replicated cluster with their ids is not supported yet`,
+        );
+      }
+    }
     // On the ring this store holds replicas of other peers' partitions, in another format: no count.
     const counted =
       options.replication === undefined ? await service.records.countLive() : { live: 0, damaged: 0 };
@@ -697,13 +717,7 @@ export class KeyService {
         entry.method === body.method &&
         (project === undefined || entry.project === project) &&
         entry.fingerprint === requestFingerprint(keys, body);
-      if (!same) {
-        throw invalidArgument(
-          "client_request_id",
-          `was used by ${caller.identity} for a different request (${entry.method}) within the last ` +
-            `${Math.round(this.clientRequests.ttlMs / 3600_000)} h; use a new id for a new request`,
-        );
-      }
+      if (!same) throw requestIdReused(caller, entry.method, this.clientRequests.ttlMs);
       // The key the first attempt made, as it is now (a retry after a delete sees the tombstone).
       return toKeyMeta(await this.loadVisible(caller, entry.keyId, false));
     });
@@ -761,10 +775,15 @@ export class KeyService {
     const now = this.clock.now();
     const record: KeyRecord = {
       // The id carries the placement of (project, scope): a scope's keys and clones share a partition.
-      id: placedKeyId(
-        scopeHash32(this.clusterSalt, fields.project, fields.scope),
-        this.random.bytes(KEY_ID_RANDOM_BYTES),
-      ),
+      // On the ring, a request id's key has an id derived from the request (client-requests.ts), so a
+      // retry through another peer makes a rival version of this key, not a second key.
+      id:
+        this.replication !== undefined && dedup !== undefined
+          ? requestKeyId(this.clusterSalt, caller.identity, dedup.requestId, fields.project, fields.scope)
+          : placedKeyId(
+              scopeHash32(this.clusterSalt, fields.project, fields.scope),
+              this.random.bytes(KEY_ID_RANDOM_BYTES),
+            ),
       project: fields.project,
       scope: fields.scope,
       name: fields.name,
@@ -823,6 +842,12 @@ export class KeyService {
    * UNAVAILABLE (its copies may have landed on some replicas) is remembered, and a retry of the same
    * request through this peer sends that same record again (same id, material and stamps: a merge
    * changes nothing) instead of minting a second key.
+   *
+   * Through another peer (or after a restart), the retry's record has the same id (requestKeyId) and
+   * carries the request's fingerprint: replicas holding the first attempt's version refuse it as a
+   * rival (ALREADY_EXISTS), and the id is settled (coordinator.ts): the answer is the version the id
+   * keeps, the first attempt's if it was acknowledged, or INVALID_ARGUMENT when that version was
+   * made by a different request with the same request id.
    */
   private async insertReplicated(
     replication: KeyReplication,
@@ -841,10 +866,22 @@ export class KeyService {
       pending.fingerprint === fingerprint &&
       pending.record.fields.project === record.project &&
       nowMs - pending.atMs < this.clientRequests.ttlMs;
-    const k = retry ? pending.record : newReplicatedKey(record, replication.stamp());
+    const k = retry
+      ? pending.record
+      : newReplicatedKey(record, replication.stamp(), dedup === undefined ? undefined : fingerprint);
+    let stored: KeyRecord;
     try {
       await replication.write(k);
+      stored = documentOf(k).record;
     } catch (e) {
+      if (dedup !== undefined && e instanceof LockboxError && e.code === "ALREADY_EXISTS") {
+        if (pendingKey !== undefined) this.pendingCreates.delete(pendingKey);
+        const kept = await replication.settle(record.id);
+        // Settling found no version at all: every copy is gone (reclaimed); this attempt's may go on.
+        if (kept === null) throw new LockboxError("UNAVAILABLE", `key ${record.id}: retry the request`);
+        if (kept.fields.request !== fingerprint) throw requestIdReused(caller);
+        return this.answerSettled(caller, kept, keys, dedup, now);
+      }
       if (pendingKey !== undefined && e instanceof LockboxError && e.code === "UNAVAILABLE") {
         this.pendingCreates.delete(pendingKey);
         const oldest = this.pendingCreates.keys().next();
@@ -855,7 +892,6 @@ export class KeyService {
       throw e;
     }
     if (pendingKey !== undefined) this.pendingCreates.delete(pendingKey);
-    const stored = documentOf(k).record;
     if (dedup !== undefined) {
       const entry: ClientRequestEntry = {
         identity: caller.identity,
@@ -870,6 +906,29 @@ export class KeyService {
       this.clientRequests.written(entry, nowMs);
     }
     this.liveKeyCount += 1;
+    return toKeyMeta(stored);
+  }
+
+  /** The answer to a create whose id another attempt of the same request settled: that key, as it is now. */
+  private async answerSettled(
+    caller: Caller,
+    kept: ReplicatedKey,
+    keys: ProjectKeys,
+    dedup: Dedup,
+    now: Date,
+  ): Promise<KeyMeta> {
+    const stored = documentOf(kept).record;
+    const entry: ClientRequestEntry = {
+      identity: caller.identity,
+      requestId: dedup.requestId,
+      method: dedup.body.method,
+      project: stored.project,
+      keyId: stored.id,
+      fingerprint: kept.fields.request!,
+      createdAt: now,
+    };
+    await this.store.write(this.clientRequests.putOps(entry, keys));
+    this.clientRequests.written(entry, now.getTime());
     return toKeyMeta(stored);
   }
 
@@ -1102,6 +1161,21 @@ export class KeyService {
       );
     }
   }
+}
+
+/**
+ * A client request id used again for a different request. On one peer the entry names its method
+ * and lasts `ttlMs`; on the ring the key itself keeps the request's fingerprint for as long as it
+ * exists.
+ */
+function requestIdReused(caller: Caller, method?: string, ttlMs?: number): LockboxError {
+  const first = method === undefined ? "" : ` (${method})`;
+  const when =
+    ttlMs === undefined ? " whose key still exists" : ` within the last ${Math.round(ttlMs / 3600_000)} h`;
+  return invalidArgument(
+    "client_request_id",
+    `was used by ${caller.identity} for a different request${first}${when}; use a new id for a new request`,
+  );
 }
 
 /** Past its expiration at `nowMs` (a key without one never expires). */

@@ -187,6 +187,7 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         write: (k) => replicationKeys().write(k),
         readPartition: (p) => replicationKeys().readPartition(p),
         stamp: () => replicationKeys().stamp(),
+        settle: (id) => replicationKeys().settle(id),
       }
     : undefined;
   const core = await openPeerCore({

@@ -16,7 +16,12 @@
  * on W primaries, so at least one of those holds each record this peer lost.
  */
 import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
-import { majority, PartitionDigest, ReplicationError } from "../../cluster/replication/index.js";
+import {
+  decodeReplicatedKey,
+  majority,
+  PartitionDigest,
+  ReplicationError,
+} from "../../cluster/replication/index.js";
 import type { ItemSender } from "./link-batcher.js";
 import { Periodic } from "./periodic.js";
 import type { PlacementView } from "./placement-view.js";
@@ -30,6 +35,11 @@ export interface AntiEntropyOptions {
   intervalMs?: number;
   /** Partitions compared per pass (a rotating window over this peer's partitions). */
   partitionsPerPassMax?: number;
+  /**
+   * Called with the id of a record a replica refused for holding a rival version of it (rival
+   * versions of a client request's key: coordinator.ts settle): digests differ until it is settled.
+   */
+  onRival?: (id: string) => void;
 }
 
 export interface AntiEntropyMetrics {
@@ -126,7 +136,20 @@ export class AntiEntropy {
     const pushed = await Promise.all(
       records.map((record) => sender.request(peer, { kind: "put", partition, record })),
     );
+    pushed.forEach((x, i) => {
+      if (!x.ok && x.code === "ALREADY_EXISTS") this.rival(records[i]!);
+    });
     return pushed.every((x) => x.ok);
+  }
+
+  /** Reports a refused rival's id (onRival), so the id is settled and the replicas converge. */
+  private rival(record: Uint8Array): void {
+    if (this.options.onRival === undefined) return;
+    try {
+      this.options.onRival(decodeReplicatedKey(record).fields.id);
+    } catch (e) {
+      if (!(e instanceof ReplicationError)) throw e; // a record that does not decode was refused for that
+    }
   }
 
   /** Re-fetches a quarantined partition from its other primaries; ends the quarantine when enough answered. */
@@ -151,6 +174,9 @@ export class AntiEntropy {
         const r = await sender.request(peer, { kind: "pull", partition, buckets });
         if (!r.ok || r.kind !== "pull") return;
         const merged = await Promise.all(r.records.map((rec) => replica.put(partition, rec)));
+        merged.forEach((m, i) => {
+          if (!m.ok && m.code === "ALREADY_EXISTS") this.rival(r.records[i]!);
+        });
         // Only a source whose every record merged counts: a refused record may be one this peer lost.
         if (merged.every((m) => m.ok)) sources += 1;
       }),

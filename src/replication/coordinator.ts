@@ -12,6 +12,19 @@
  * anyway, as with any write whose answer is lost (callers retry with the same record: merges are
  * idempotent).
  *
+ * Rivals: a key made by a create with a client request id has an id derived from the request, so a
+ * retry through another peer writes a rival version of the same id (replicated-key.ts). A replica
+ * holding a rival refuses the put (ALREADY_EXISTS), so two quorums of one ring cannot each hold
+ * another rival, and at most one rival is ever acknowledged. `settle(id)` decides which version the
+ * id keeps: a version already settled; else the one a write quorum holds (the acknowledged one, if
+ * any was); else, when none does (none was acknowledged), the rival with the earliest creation stamp,
+ * once it has been written to a write quorum. It then writes that version marked settled, which
+ * replaces the unsettled rivals wherever it lands, and returns it. A write refused by rivals fails
+ * ALREADY_EXISTS (the key service settles and answers with the winner), a read that meets unsettled
+ * rivals settles before answering, and every rival refusal settles the id in the background, so the
+ * replicas converge. Guarantee: within one ring version and while no acknowledged copy is lost, the
+ * version a client was answered with is the one every later read returns.
+ *
  * Read: R = floor(N/2)+1 primaries must answer (a "not found" is an answer); their versions are merged
  * (replicated-key.ts), and replicas whose version differs from the merge are repaired in the
  * background once every asked primary answered or timed out. An answer that is not the asked key (by
@@ -19,11 +32,14 @@
  */
 import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
 import {
+  compareStamps,
   decodeReplicatedKey,
   encodeReplicatedKey,
   mergeAll,
+  mergeKeys,
   PlaceQuorum,
   ReplicationError,
+  sameBody,
   type ReplicatedKey,
 } from "../../cluster/replication/index.js";
 import { LockboxError } from "../errors.js";
@@ -47,6 +63,8 @@ export interface CoordinatorOptions {
   /** The replicas' digest bucket bits (Replica's bucketBits): a partition read pulls every bucket. */
   bucketBits?: number;
   bugs?: ReplicationBugs;
+  /** Rounds one settle runs before it gives up UNAVAILABLE (3). */
+  settleRounds?: number;
 }
 
 export interface CoordinatorMetrics {
@@ -60,6 +78,10 @@ export interface CoordinatorMetrics {
   readHedges: number;
   badAnswers: number;
   repairs: number;
+  /** Puts refused because the replica holds a rival version (rivals, above). */
+  rivalRefusals: number;
+  /** Settles run (rivals, above). */
+  settles: number;
 }
 
 export class Coordinator {
@@ -78,7 +100,11 @@ export class Coordinator {
     readHedges: 0,
     badAnswers: 0,
     repairs: 0,
+    rivalRefusals: 0,
+    settles: 0,
   };
+  /** Running settles by key id: one at a time per id. */
+  private readonly settling = new Map<string, Promise<ReplicatedKey | null>>();
 
   constructor(private readonly options: CoordinatorOptions) {
     this.writeDeadlineMs = options.writeDeadlineMs ?? 10_000;
@@ -106,7 +132,14 @@ export class Coordinator {
     return new Promise<void>((resolve, reject) => {
       let done = false;
       let primaryFailures = 0;
+      let rivals = 0;
       let nextHandoff = 0;
+      /** UNAVAILABLE, or ALREADY_EXISTS once a primary holds a rival version (the caller settles). */
+      const failed = (message: string): LockboxError =>
+        new LockboxError(
+          rivals > 0 ? "ALREADY_EXISTS" : "UNAVAILABLE",
+          rivals > 0 ? `${message}; ${rivals} hold a rival version` : message,
+        );
       const finish = (error?: LockboxError): void => {
         if (done) return;
         done = true;
@@ -121,8 +154,7 @@ export class Coordinator {
       };
       const cancel = scheduler.after(this.writeDeadlineMs, () =>
         finish(
-          new LockboxError(
-            "UNAVAILABLE",
+          failed(
             `write of key ${record.fields.id}: ${quorum.count} of ${needed} primaries synced within ${this.writeDeadlineMs} ms`,
           ),
         ),
@@ -135,13 +167,14 @@ export class Coordinator {
           if (!r.ok) standIn(owner);
         });
       };
-      const primaryFailed = (peer: string): void => {
+      const primaryFailed = (peer: string, rival = false): void => {
         primaryFailures += 1;
-        standIn(peer);
+        // A primary holding a rival needs no stand-in: it is up, and keeps its version until settled.
+        if (rival) rivals += 1;
+        else standIn(peer);
         if (primaryFailures > primaries.length - needed) {
           finish(
-            new LockboxError(
-              "UNAVAILABLE",
+            failed(
               `write of key ${record.fields.id}: ${primaryFailures} of ${primaries.length} primaries failed; ${needed} must sync`,
             ),
           );
@@ -153,6 +186,12 @@ export class Coordinator {
           continue;
         }
         void sender.request(peer, { kind: "put", partition, record: bytes }).then((r) => {
+          if (!r.ok && r.code === "ALREADY_EXISTS" && record.fields.request !== undefined) {
+            this.metrics.rivalRefusals += 1;
+            // Also after this write is answered: the replicas converge only once the id is settled.
+            this.settleSoon(record.fields.id);
+            return primaryFailed(peer, true);
+          }
           if (!r.ok) return primaryFailed(peer);
           quorum.answer(peer);
           if (quorum.reached) finish();
@@ -232,6 +271,15 @@ export class Coordinator {
               try {
                 result = merged();
               } catch (e) {
+                if (e instanceof ReplicationError && e.code === "RIVAL") {
+                  // Rival versions of a client request's key: answer with the one the id keeps.
+                  done = true;
+                  cancel();
+                  cancelHedge();
+                  this.settle(id).then(resolve, reject);
+                  settleOne();
+                  return;
+                }
                 // Replicas disagree on immutable fields: serve nothing rather than pick one.
                 done = true;
                 cancel();
@@ -323,17 +371,123 @@ export class Coordinator {
           done = true;
           cancel();
           const out: ReplicatedKey[] = [];
-          for (const versions of byId.values()) {
+          const rivalIds: string[] = [];
+          for (const [id, versions] of byId) {
             try {
               out.push(mergeAll(versions));
-            } catch {
-              this.metrics.badAnswers += 1; // replicas disagree on an immutable part: serve neither
+            } catch (e) {
+              if (e instanceof ReplicationError && e.code === "RIVAL") rivalIds.push(id);
+              else this.metrics.badAnswers += 1; // replicas disagree on an immutable part: serve neither
             }
           }
-          resolve(out);
+          if (rivalIds.length === 0) return resolve(out);
+          // An acknowledged key may sit beside a rival: settle, so a listing leaves out no acknowledged key.
+          Promise.all(rivalIds.map((id) => this.settle(id))).then((settled) => {
+            for (const k of settled) if (k !== null) out.push(k);
+            resolve(out);
+          }, reject);
         });
       }
     });
+  }
+
+  /**
+   * Decides which version of `id` the id keeps when rival versions of its client request exist (see
+   * the top of this file), writes it settled to a write quorum and returns it (merged with what the
+   * primaries hold of it); null when no primary holds any version. UNAVAILABLE when a write quorum
+   * cannot be reached, or no version can be chosen within the rounds.
+   */
+  settle(id: string): Promise<ReplicatedKey | null> {
+    const running = this.settling.get(id);
+    if (running !== undefined) return running;
+    const run = this.settleRounds(id).finally(() => this.settling.delete(id));
+    this.settling.set(id, run);
+    return run;
+  }
+
+  /** settle, in the background (after a rival refusal); failures wait for the next trigger. */
+  private settleSoon(id: string): void {
+    if (this.settling.has(id)) return;
+    this.settle(id).catch(() => {});
+  }
+
+  private async settleRounds(id: string): Promise<ReplicatedKey | null> {
+    this.metrics.settles += 1;
+    const rounds = this.options.settleRounds ?? 3;
+    for (let round = 0; round < rounds; round++) {
+      const { versions, needed, allHold } = await this.versionsOf(id);
+      if (versions.length === 0) return null;
+      const settled = versions.filter((v) => v.record.settled === true);
+      if (settled.length > 1)
+        throw new LockboxError("DATA_LOSS", `key ${id}: two rival versions are settled`);
+      let chosen = settled[0] ?? versions.find((v) => v.holders >= needed);
+      if (chosen === undefined) {
+        // No version holds a write quorum, so none was acknowledged: the earliest attempt's goes on.
+        // When every primary holds some version, none can ever reach a quorum (a replica never
+        // swaps one unsettled rival for another), so the earliest is settled at once; otherwise it
+        // first goes to the primaries holding nothing, and a version that gets there first wins.
+        const earliest = [...versions].sort((a, b) => compareStamps(a.record.created, b.record.created))[0]!;
+        if (allHold) chosen = earliest;
+        else
+          try {
+            await this.write(earliest.record);
+          } catch (e) {
+            if (e instanceof LockboxError && e.code === "ALREADY_EXISTS") continue; // another one got there
+            throw e;
+          }
+        chosen = earliest;
+      }
+      // Settled, no rival left and on a write quorum: nothing to do. Otherwise write it settled, which
+      // replaces the rivals and completes a settle that stopped half way.
+      if (chosen.record.settled === true && versions.length === 1 && chosen.holders >= needed)
+        return chosen.record;
+      const final: ReplicatedKey = { ...chosen.record, settled: true };
+      await this.write(final);
+      return final;
+    }
+    throw new LockboxError("UNAVAILABLE", `key ${id}: rival versions not settled within ${rounds} rounds`);
+  }
+
+  /**
+   * Every up primary's version of `id`, grouped by body (replicated-key.ts sameBody), each group
+   * merged and counted by the primaries holding it. UNAVAILABLE unless a read quorum answered.
+   */
+  private async versionsOf(id: string): Promise<{
+    versions: { record: ReplicatedKey; holders: number }[];
+    needed: number;
+    /** Every primary answered, each with a version. */
+    allHold: boolean;
+  }> {
+    const { placement, sender } = this.options;
+    const partition = placement.partitionOfKey(id);
+    const primaries = placement.primaries(partition);
+    const quorum = new PlaceQuorum(primaries);
+    const answers = await Promise.all(
+      primaries
+        .filter((p) => placement.isUp(p))
+        .map(async (peer) => {
+          const r = await sender.request(peer, { kind: "get", partition, id });
+          return r.ok && r.kind === "get" ? this.checkAnswer(id, r.record) : undefined;
+        }),
+    );
+    const versions: { record: ReplicatedKey; holders: number }[] = [];
+    let answered = 0;
+    let holding = 0;
+    for (const a of answers) {
+      if (a === undefined) continue;
+      answered += 1;
+      if (a === null) continue;
+      holding += 1;
+      const group = versions.find((v) => sameBody(v.record, a.record));
+      if (group === undefined) versions.push({ record: a.record, holders: 1 });
+      else {
+        group.record = mergeKeys(group.record, a.record);
+        group.holders += 1;
+      }
+    }
+    if (answered < quorum.needed)
+      throw new LockboxError("UNAVAILABLE", `key ${id}: ${answered} of ${quorum.needed} primaries answered`);
+    return { versions, needed: quorum.needed, allHold: holding === primaries.length };
   }
 
   /** An answer's record if it is a sound version of `id`; undefined if it must not count. */

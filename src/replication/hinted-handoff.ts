@@ -12,9 +12,14 @@
  * dropped without being delivered. Pushed later, it could bring back a key whose tombstone every
  * primary has reclaimed meanwhile. Dropping it loses nothing acknowledged: a write is acknowledged
  * only once W primaries synced it (coordinator.ts), and anti-entropy brings the rest up to date.
+ *
+ * Rival versions (coordinator.ts): a copy a primary refuses for holding a rival version of its key
+ * has the id settled (`settle`); when the kept version is another one, this copy lost for good and
+ * is dropped with its hints (it was never acknowledged: the settled version holds the write quorum).
  */
 import { createHash } from "node:crypto";
 import type { Scheduler } from "../../cluster/raft/driver/scheduler.js";
+import { decodeReplicatedKey, sameBody, type ReplicatedKey } from "../../cluster/replication/index.js";
 import type { ItemSender } from "./link-batcher.js";
 import { Periodic } from "./periodic.js";
 import type { PlacementView } from "./placement-view.js";
@@ -36,6 +41,8 @@ export interface HandoffOptions {
   /** Hints handled per pass (the rest wait for later passes). */
   hintsPerPassMax?: number;
   bugs?: ReplicationBugs;
+  /** Settles a key with rival versions and returns the kept version (Coordinator.settle). */
+  settle?: (id: string) => Promise<ReplicatedKey | null>;
 }
 
 export interface HandoffMetrics {
@@ -128,14 +135,23 @@ export class HandoffRunner {
         const holders = acked.peers;
         const primaries = placement.primaries(partition);
         const targets = primaries.filter((p) => p !== sender.self);
+        let rivalHeld = false;
         await Promise.all(
           targets.map(async (peer) => {
             if (holders.has(peer) || !placement.isUp(peer)) return;
             this.metrics.pushed += 1;
             const r = await sender.request(peer, { kind: "put", partition, record });
             if (r.ok) holders.add(peer);
+            else if (r.code === "ALREADY_EXISTS") rivalHeld = true;
           }),
         );
+        if (rivalHeld && (await this.lostToRival(id, record))) {
+          this.acked.delete(key);
+          this.metrics.dropped += 1;
+          await replica.finishHandoff(partition, id, owners, record, primaries.includes(sender.self));
+          finished += owners.length;
+          return;
+        }
         const held = this.options.bugs?.handoffDropEarly
           ? owners.some((o) => holders.has(o))
           : targets.every((t) => holders.has(t));
@@ -147,5 +163,17 @@ export class HandoffRunner {
       }),
     );
     this.metrics.held = hints.length - finished;
+  }
+
+  /** Settles `id` and tells whether the version it keeps is another one than this copy's. */
+  private async lostToRival(id: string, record: Uint8Array): Promise<boolean> {
+    if (this.options.settle === undefined) return false;
+    let kept: ReplicatedKey | null;
+    try {
+      kept = await this.options.settle(id);
+    } catch {
+      return false; // not settled yet: the next pass asks again
+    }
+    return kept !== null && !sameBody(kept, decodeReplicatedKey(record));
   }
 }

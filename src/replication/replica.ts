@@ -11,6 +11,7 @@
  * re-fetched the partition from its other primaries (endQuarantine). Puts are still accepted.
  */
 import {
+  areRivals,
   bucketOf,
   decodeReplicatedKey,
   encodeReplicatedKey,
@@ -58,6 +59,13 @@ export interface ReplicaMetrics {
 
 const ID_BYTES_MAX = 128;
 const PEER_BYTES_MAX = 128;
+
+/**
+ * The refusal of a version whose rival this replica holds: ALREADY_EXISTS tells the coordinator
+ * another attempt of the same client request got here first (coordinator.ts settles the id).
+ */
+export const rivalHeld = (id: string): ReplicaItemResult =>
+  failure("ALREADY_EXISTS", `key ${id}: a rival version of its client request is held`);
 
 export class Replica {
   readonly self: string;
@@ -167,10 +175,15 @@ export class Replica {
       try {
         merged = current === undefined ? incoming : mergeKeys(current.record, incoming);
       } catch (e) {
-        // Two versions disagree on immutable fields: one is forged or damaged. Keep ours, refuse theirs.
+        // A rival attempt's version (replicated-key.ts): the first one held stays, so at most one
+        // rival reaches a write quorum. Else two versions disagree on immutable fields: one is forged
+        // or damaged. Either way keep ours and refuse theirs.
+        if (e instanceof ReplicationError && e.code === "RIVAL") return rivalHeld(id);
         if (e instanceof ReplicationError) return failure("DATA_LOSS", e.message);
         throw e;
       }
+      // A settled rival is held: the incoming version lost, and is not acknowledged as synced.
+      if (current !== undefined && areRivals(merged, incoming)) return rivalHeld(id);
       const ops: ReplicaStoreOp[] = [];
       let next: Uint8Array | undefined;
       if (this.reclaimable(merged)) {

@@ -36,6 +36,7 @@ import { AntiEntropy } from "./anti-entropy.js";
 import { Coordinator } from "./coordinator.js";
 import { GrpcPeerLink } from "./grpc-peer-link.js";
 import { HandoffRunner } from "./hinted-handoff.js";
+import { HlcLease } from "./hlc-lease.js";
 import { LevelReplicaStore } from "./leveldb-replica-store.js";
 import { LinkBatcher } from "./link-batcher.js";
 import { RingPlacement, type PlacementView } from "./placement-view.js";
@@ -78,6 +79,8 @@ export interface ReplicationNodeOptions {
   dialOverrides?: PeerDialOverrides;
   /** How long a ring change settles before this peer gives away partitions it no longer owns (5 s). */
   handoverSettleMs?: number;
+  /** How far ahead the clock's high-water mark is written (hlc-lease.ts; 10 s). */
+  hlcLeaseMs?: number;
 }
 
 /** Digest buckets per partition: every peer must use the same number, so it is not a tunable. */
@@ -99,7 +102,10 @@ export class ReplicationNode {
   private readonly hlc: HybridClock;
   private readonly addresses = new Map<string, string>();
 
-  private constructor(private readonly options: ReplicationNodeOptions) {
+  private constructor(
+    private readonly options: ReplicationNodeOptions,
+    private readonly lease: HlcLease,
+  ) {
     const { self, store, partitionPower, tunables } = options;
     const scheduler = options.scheduler ?? nodeScheduler;
     this.placement = new LivePlacement(options.clusterSalt, partitionPower, (peer) => this.isUp(peer));
@@ -150,6 +156,7 @@ export class ReplicationNode {
       nowMs: options.nowMs,
       hintMaxAgeMs: tunables.hintMaxAgeMs,
       intervalMs: tunables.handoffIntervalMs,
+      settle: (id) => this.coordinator.settle(id),
     });
     this.antiEntropy = new AntiEntropy({
       replica: this.replica,
@@ -157,6 +164,7 @@ export class ReplicationNode {
       sender: this.batcher,
       scheduler,
       intervalMs: tunables.antiEntropyIntervalMs,
+      onRival: (id) => void this.coordinator.settle(id).catch(() => {}),
     });
     this.receiver = new PartitionReceiver({
       self,
@@ -175,7 +183,13 @@ export class ReplicationNode {
       heldPartitions: () => replicaStore.partitions(),
       ...(options.handoverSettleMs !== undefined ? { settleMs: options.handoverSettleMs } : {}),
     });
-    this.hlc = new HybridClock({ peer: self, physicalNowMs: options.nowMs });
+    // The clock resumes above every stamp this peer sent before it stopped (hlc-lease.ts).
+    const resumeFrom = lease.resumeFrom(self);
+    this.hlc = new HybridClock({
+      peer: self,
+      physicalNowMs: options.nowMs,
+      ...(resumeFrom !== undefined ? { resumeFrom } : {}),
+    });
   }
 
   /** Opens the replica (its quarantine marks); passes start with `start`. */
@@ -183,7 +197,7 @@ export class ReplicationNode {
     if (options.tunables.hintMaxAgeMs >= options.tunables.reclaimAgeMs) {
       throw new RangeError("replication.hintMaxAgeMs must be below replication.reclaimAgeMs");
     }
-    const node = new ReplicationNode(options);
+    const node = new ReplicationNode(options, await HlcLease.open(options.store, options.hlcLeaseMs));
     await node.replica.open();
     return node;
   }
@@ -245,6 +259,9 @@ export class ReplicationNode {
     },
     write: async (record: ReplicatedKey): Promise<void> => {
       this.requireRing();
+      // No stamp leaves this peer before the high-water mark on disk covers it (hlc-lease.ts).
+      const covered = this.lease.cover(this.hlc.last().wallMs);
+      if (covered !== undefined) await covered;
       await this.coordinator.write(record);
     },
     readPartition: async (partition: number): Promise<ReplicatedKey[]> => {
@@ -254,6 +271,12 @@ export class ReplicationNode {
       return records;
     },
     stamp: (): HlcStamp => this.hlc.now(),
+    settle: async (id: string): Promise<ReplicatedKey | null> => {
+      this.requireRing();
+      const k = await this.coordinator.settle(id);
+      if (k !== null) this.observe(latestStamp(k));
+      return k;
+    },
   };
 
   /**
@@ -324,6 +347,11 @@ export class ReplicationNode {
     this.antiEntropy.stop();
     this.service.close();
     await this.link.close();
+  }
+
+  /** The clock's high-water mark on disk, and how often it was raised (tests, status). */
+  hlcHighWater(): { highWaterMs: number; raises: number; last: HlcStamp } {
+    return { highWaterMs: this.lease.highWaterMs, raises: this.lease.raises, last: this.hlc.last() };
   }
 
   private observe(stamp: HlcStamp): void {

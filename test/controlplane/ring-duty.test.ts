@@ -28,9 +28,9 @@ const add = (id: string, zone: string, serial: string): ControlCommand => ({
 
 /** Runs the duty once and applies what it proposes; returns the committed ring. */
 function step(s: ControlState, duty: RingDuty, nowMs: number): Ring | undefined {
-  const c = duty.next(s, nowMs);
-  if (c === null) return undefined;
-  apply(s, c);
+  const commands = duty.next(s, nowMs);
+  if (commands === null) return undefined;
+  for (const c of commands) apply(s, c);
   const ring = new Ring(decodeRing(new Uint8Array(Buffer.from(s.ring()!.bytes, "base64"))));
   return ring;
 }

@@ -61,6 +61,7 @@ test("every key call answers the same through any peer of the ring", async (t) =
       write: (k) => nodes[at]!.node.keys.write(k),
       readPartition: (p) => nodes[at]!.node.keys.readPartition(p),
       stamp: () => nodes[at]!.node.keys.stamp(),
+      settle: (id) => nodes[at]!.node.keys.settle(id),
     };
     const core = await openPeerCore({
       dataDir: join(dir, id),

@@ -40,6 +40,7 @@ test("a create that lost its write quorum, retried with the same client request 
     write: (k) => nodeA!.keys.write(k),
     readPartition: (p) => nodeA!.keys.readPartition(p),
     stamp: () => nodeA!.keys.stamp(),
+    settle: (id) => nodeA!.keys.settle(id),
   };
   const core = await openPeerCore({
     dataDir: join(dir, "db"),

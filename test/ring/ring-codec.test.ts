@@ -187,9 +187,93 @@ test("an unknown format or magic is refused by name", (t) => {
   b.addPeer({ id: "p", zone: "z", weight: 1 });
   b.rebalance(0);
   const body = new Uint8Array(encodeRing(b.toState()).subarray(0, -32));
+  body[4] = 3;
+  t.regex(t.throws(() => decodeRing(withChecksum(body)))!.message, /unknown ring format 3/);
   body[4] = 2;
-  t.regex(t.throws(() => decodeRing(withChecksum(body)))!.message, /unknown ring format 2/);
-  body[4] = 1;
   body[0] = 0x58;
   t.regex(t.throws(() => decodeRing(withChecksum(body)))!.message, /bad magic/);
+});
+
+/** The first format's bytes of `state` (two bytes per table entry, a byte per partition's last move). */
+function encodeFormat1(state: RingState): Uint8Array {
+  const v2 = encodeRing(state).subarray(0, -32);
+  const partitions = 2 ** state.partPower;
+  // Everything up to and including the built flag is the same in both formats.
+  const headerBytes =
+    v2.length -
+    (state.table === null ? 0 : 1 + state.replicas * partitions * (state.slots.length <= 255 ? 1 : 2)) -
+    (4 + 5 * runCount(state.lastPartMoves));
+  const header = new Uint8Array(v2.subarray(0, headerBytes));
+  header[4] = 1;
+  const table = new Uint8Array(state.table === null ? 0 : state.replicas * partitions * 2);
+  const view = new DataView(table.buffer);
+  state.table?.forEach((row, q) => row.forEach((s, p) => view.setUint16((q * partitions + p) * 2, s)));
+  const body = new Uint8Array([...header, ...table, ...state.lastPartMoves]);
+  return withChecksum(body);
+}
+
+function runCount(hours: Uint8Array): number {
+  let n = 0;
+  hours.forEach((h, i) => {
+    if (i === 0 || hours[i - 1] !== h) n += 1;
+  });
+  return n;
+}
+
+test("a ring stored in the first format (before packing) still decodes to the same state", (t) => {
+  fc.assert(
+    fc.property(ringHistory, (state) => {
+      t.deepEqual(decodeRing(encodeFormat1(state)), state);
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test("partition power 16 with N = 3 packs into a few hundred KiB (one byte per table entry, hours run-length encoded)", (t) => {
+  const b = RingBuilder.create({ partPower: 16, replicas: 3, minPartHours: 1 });
+  for (let i = 0; i < 5; i++) b.addPeer({ id: `peer-${i}`, zone: `z${i % 3}`, weight: 1 });
+  b.rebalance(0);
+  const bytes = encodeRing(b.toState());
+  t.true(bytes.length < 3 * 65_536 + 4_096, `${bytes.length} bytes`);
+  const back = decodeRing(bytes);
+  t.deepEqual(back, b.toState());
+  t.deepEqual(encodeRing(back), bytes);
+});
+
+test("packed parts that are not the one encoding are refused: table width, unmerged or short runs", (t) => {
+  const b = RingBuilder.create({ partPower: 3, replicas: 2, minPartHours: 1 });
+  b.addPeer({ id: "p", zone: "z", weight: 1 });
+  b.addPeer({ id: "q", zone: "y", weight: 1 });
+  b.rebalance(0);
+  const state = b.toState();
+  const body = new Uint8Array(encodeRing(state).subarray(0, -32));
+  const tableAt = body.length - (4 + 5 * runCount(state.lastPartMoves)) - 2 * 8 - 1;
+  t.is(body[tableAt], 1, "one byte per entry for two slots");
+  const wide = new Uint8Array(body);
+  wide[tableAt] = 2;
+  t.regex(t.throws(() => decodeRing(withChecksum(wide)))!.message, /table width 2/);
+  // One run of all 8 partitions split into two runs of the same hours.
+  t.is(runCount(state.lastPartMoves), 1);
+  const runsAt = body.length - 9;
+  const split = new Uint8Array([
+    ...body.subarray(0, runsAt),
+    0,
+    0,
+    0,
+    2,
+    0,
+    0,
+    0,
+    4,
+    body[body.length - 1]!,
+    0,
+    0,
+    0,
+    4,
+    body[body.length - 1]!,
+  ]);
+  t.regex(t.throws(() => decodeRing(withChecksum(split)))!.message, /not merged/);
+  const short = new Uint8Array(body);
+  short[body.length - 2] = 7; // one run of 7 for 8 partitions
+  t.regex(t.throws(() => decodeRing(withChecksum(short)))!.message, /cover 7 of 8/);
 });
