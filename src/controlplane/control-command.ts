@@ -66,7 +66,8 @@ export type ControlCommand =
   /**
    * Moves a member from state `from` to `to` (compare-and-set: a stale proposer changes nothing).
    * `certificateSerial` may name a new certificate only when a fenced member becomes active; "" otherwise.
-   * joining -> enrolled undoes an admission that was never confirmed (its certificate is revoked).
+   * joining -> enrolled undoes an admission that was never confirmed (its certificate is revoked); it
+   * names that admission's certificate serial and is refused (conflict) if the member holds another.
    */
   | {
       type: "member.transition";

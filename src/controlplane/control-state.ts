@@ -479,8 +479,20 @@ export class ControlState implements StateMachine<ControlResult> {
         return refuse("conflict", "that certificate belongs to another member");
       }
       serial = c.certificateSerial;
+    } else if (joinUndone) {
+      // The undo names the admission it undoes: proposed for one admission, it must not apply to a
+      // retried admission committed in between (that would revoke the fresh certificate).
+      if (c.certificateSerial === "") {
+        return refuse("malformed", "undoing a join names the certificate serial of the admission it undoes");
+      }
+      if (c.certificateSerial !== m.certificateSerial) {
+        return refuse("conflict", `member ${c.id} holds another admission than the one to undo`);
+      }
     } else if (c.certificateSerial !== "") {
-      return refuse("malformed", "certificateSerial is only for a member becoming active after a join");
+      return refuse(
+        "malformed",
+        "certificateSerial is only for a member becoming active after a join or an undone join",
+      );
     }
     // A superseded certificate, and a removed member's, are revoked: no member can use them again.
     if (joinUndone) serial = "";

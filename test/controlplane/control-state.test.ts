@@ -555,7 +555,7 @@ test("attested join: member.admit makes a joining member (certificate, AK, clock
       from: "joining",
       to: "enrolled",
       reason: "join not confirmed",
-      certificateSerial: "",
+      certificateSerial: "0F",
       atMs: 24,
     }),
     { ok: true },
@@ -746,14 +746,14 @@ test("re-enrolment onto a new TPM: a joined member's EK, AK and quote clock are 
       reason: "re-enrolled onto a new TPM",
       atMs,
     });
-  const before = s.snapshot();
+  const before = Buffer.from(s.snapshot());
   t.like(
     reenroll("a", newEk),
     { ok: false, code: "failed-precondition" },
     "a has no policy: never re-quoted",
   );
   t.like(reenroll("nobody", newEk), { ok: false, code: "not-found" });
-  t.deepEqual(s.snapshot(), before, "refusals change nothing");
+  t.deepEqual(Buffer.from(s.snapshot()), before, "refusals change nothing");
 
   t.like(reenroll("b", newEk), { ok: true });
   t.like(s.member("b"), {
@@ -835,4 +835,40 @@ test("re-enrolment onto a new TPM: a joined member's EK, AK and quote clock are 
     );
     t.false(decoded.ok, JSON.stringify(bad));
   }
+});
+
+test("undoing an unconfirmed join names its admission: an undo for a replaced admission is refused and revokes nothing", (t) => {
+  const s = populated();
+  const clock = (c: number) => ({ clock: String(c), resetCount: 0, restartCount: 0 });
+  const admit = (from: MemberRecord["state"], serial: string, c: number): ControlResult =>
+    apply(s, {
+      type: "member.admit",
+      id: "b",
+      from,
+      certificateSerial: serial,
+      akPublic: "QUs=",
+      quoteClock: clock(c),
+      atMs: 10,
+    });
+  const undo = (serial: string): ControlResult =>
+    apply(s, {
+      type: "member.transition",
+      id: "b",
+      from: "joining",
+      to: "enrolled",
+      reason: "join not confirmed",
+      certificateSerial: serial,
+      atMs: 11,
+    });
+  t.like(admit("enrolled", "0C", 10), { ok: true });
+  // The leader decided to undo admission 0C; before its entry commits the joiner retried (0D).
+  t.like(admit("joining", "0D", 11), { ok: true });
+  const before = Buffer.from(s.snapshot());
+  t.like(undo("0C"), { ok: false, code: "conflict" }, "the undo of 0C does not apply to 0D");
+  t.like(undo(""), { ok: false, code: "malformed" }, "an undo names the admission it undoes");
+  t.deepEqual(Buffer.from(s.snapshot()), before, "a refused undo changes nothing");
+  t.like(s.member("b"), { state: "joining", certificateSerial: "0D" });
+  t.falsy(s.revocation("0D"), "the retried admission's certificate is not revoked");
+  t.like(apply(s, { type: "member.confirm", id: "b", certificateSerial: "0D", atMs: 12 }), { ok: true });
+  t.is(s.member("b")!.state, "active");
 });
