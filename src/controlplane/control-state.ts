@@ -169,6 +169,14 @@ export class ControlState implements StateMachine<ControlResult> {
         if (this.#members.has(c.id))
           return refuse("already-exists", `member ${c.id} exists (ids are never reused)`);
         if (this.#members.size >= CONTROL_LIMITS.members) return refuse("limit", "too many members");
+        // Only the founder enrolls without a join token; any other member without one could never be
+        // made to prove it is the machine the operator enrolled.
+        if (c.joinTokenSha256 === "" && c.founder !== true) {
+          return refuse("malformed", "an enrollment needs a join token (only the founder's own has none)");
+        }
+        if (c.joinTokenSha256 !== "" && c.founder === true) {
+          return refuse("malformed", "the founder's own enrollment has no join token");
+        }
         if (c.policy !== "" && !this.#policies.has(c.policy)) {
           return refuse("not-found", `PCR policy ${c.policy} does not exist`);
         }

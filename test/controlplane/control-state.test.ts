@@ -157,6 +157,73 @@ test("enrollment needs an existing policy and an EK no other member holds", (t) 
   );
 });
 
+test("only the founder's own enrollment has no join token: any other without one is refused and changes nothing", (t) => {
+  const s = populated();
+  const enroll = (id: string, token: string, founder: boolean): ControlResult =>
+    apply(s, {
+      type: "member.enroll",
+      id,
+      address: "127.0.0.1:3",
+      zone: "z3",
+      weight: 1,
+      policy: "prod",
+      ekPublicKey: Buffer.from(`ek-of-${id}`).toString("base64"),
+      ekCertificate: "",
+      joinTokenSha256: token,
+      joinTokenExpiresAtMs: 0,
+      atMs: 1,
+      ...(founder ? { founder: true as const } : {}),
+    });
+  const before = Buffer.from(s.snapshot());
+  t.like(enroll("c", "", false), { ok: false, code: "malformed" }, "an enrollment without a join token");
+  t.like(enroll("c", "ef".repeat(32), true), { ok: false, code: "malformed" }, "a founder spends no token");
+  t.deepEqual(Buffer.from(s.snapshot()), before, "refusals change nothing");
+  t.is(s.member("c"), undefined);
+  t.like(enroll("c", "", true), { ok: true }, "the founder's own enrollment (founding-duties.ts)");
+  t.like(s.member("c"), { state: "enrolled", joinTokenSha256: "" });
+  t.like(enroll("d", "ef".repeat(32), false), { ok: true });
+  // The marker survives the codec and nothing else is accepted in its place.
+  const decoded = decodeCommand(
+    encodeCommand({
+      type: "member.enroll",
+      id: "e",
+      address: "127.0.0.1:3",
+      zone: "z3",
+      weight: 1,
+      policy: "prod",
+      ekPublicKey: EK,
+      ekCertificate: "",
+      joinTokenSha256: "",
+      joinTokenExpiresAtMs: 0,
+      atMs: 1,
+      founder: true,
+    }),
+  );
+  t.like(decoded, { ok: true, command: { founder: true } });
+  const withFounder = (founder: unknown): Uint8Array =>
+    Uint8Array.from([
+      1,
+      ...Buffer.from(
+        JSON.stringify({
+          type: "member.enroll",
+          id: "e",
+          address: "127.0.0.1:3",
+          zone: "z3",
+          weight: 1,
+          policy: "prod",
+          ekPublicKey: EK,
+          ekCertificate: "",
+          joinTokenSha256: "",
+          joinTokenExpiresAtMs: 0,
+          atMs: 1,
+          founder,
+        }),
+      ),
+    ]);
+  t.regex((decodeCommand(withFounder(false)) as { reason: string }).reason, /founder/);
+  t.regex((decodeCommand(withFounder("yes")) as { reason: string }).reason, /founder/);
+});
+
 test("identities: revoking one revokes every certificate it holds; a revoked name cannot be re-issued", (t) => {
   const s = populated();
   t.like(
