@@ -213,6 +213,7 @@ export class Coordinator {
     const primaries = placement.primaries(partition);
     const quorum = new PlaceQuorum(primaries, this.options.bugs?.readTrustsOneReplica ? 1 : undefined);
     const needed = quorum.needed;
+    const writeNeeded = new PlaceQuorum(primaries).needed;
     this.metrics.reads += 1;
     // The up primaries in asking order: this peer first, then the others from a turn that rotates
     // per read, so the spare answers spread over them.
@@ -298,6 +299,21 @@ export class Coordinator {
               done = true;
               cancel();
               cancelHedge();
+              if (
+                result !== null &&
+                this.mayBeOutvoted(
+                  result,
+                  [...answers.values()].flatMap((a) => (a === null ? [] : [a.record])),
+                  writeNeeded,
+                )
+              ) {
+                // An unsettled version of a client request's key that fewer than W answers hold: a
+                // rival of it may sit on the primaries not asked, and a later settle could pick that
+                // one. Settle now, so what this read answers is what every later read answers.
+                this.settle(id).then(resolve, reject);
+                settleOne();
+                return;
+              }
               resolve(result);
             }
           }
@@ -371,21 +387,30 @@ export class Coordinator {
           done = true;
           cancel();
           const out: ReplicatedKey[] = [];
-          const rivalIds: string[] = [];
+          const unsettledIds: string[] = [];
+          const writeNeeded = new PlaceQuorum(primaries).needed;
           for (const [id, versions] of byId) {
             try {
-              out.push(mergeAll(versions));
+              const m = mergeAll(versions);
+              // As in read: an unsettled version fewer than W answers hold may lose a later settle.
+              if (this.mayBeOutvoted(m, versions, writeNeeded)) unsettledIds.push(id);
+              else out.push(m);
             } catch (e) {
-              if (e instanceof ReplicationError && e.code === "RIVAL") rivalIds.push(id);
+              if (e instanceof ReplicationError && e.code === "RIVAL") unsettledIds.push(id);
               else this.metrics.badAnswers += 1; // replicas disagree on an immutable part: serve neither
             }
           }
-          if (rivalIds.length === 0) return resolve(out);
-          // An acknowledged key may sit beside a rival: settle, so a listing leaves out no acknowledged key.
-          Promise.all(rivalIds.map((id) => this.settle(id))).then((settled) => {
-            for (const k of settled) if (k !== null) out.push(k);
+          if (unsettledIds.length === 0) return resolve(out);
+          // An acknowledged key may sit beside a rival: settle, so a listing leaves out no acknowledged
+          // key. An id that cannot be settled now (e.g. its rivals on two primaries, the third down)
+          // is left out like a conflict rather than failing the whole listing.
+          void Promise.allSettled(unsettledIds.map((id) => this.settle(id))).then((settled) => {
+            for (const r of settled) {
+              if (r.status === "rejected") this.metrics.badAnswers += 1;
+              else if (r.value !== null) out.push(r.value);
+            }
             resolve(out);
-          }, reject);
+          });
         });
       }
     });
@@ -488,6 +513,20 @@ export class Coordinator {
     if (answered < quorum.needed)
       throw new LockboxError("UNAVAILABLE", `key ${id}: ${answered} of ${quorum.needed} primaries answered`);
     return { versions, needed: quorum.needed, allHold: holding === primaries.length };
+  }
+
+  /**
+   * Is `merged` an unsettled version of a client request's key held by fewer than `writeNeeded` of
+   * the answers? Then it may not be the version a settle keeps (a rival may sit on a primary that
+   * did not answer), so it must be settled before it is served.
+   */
+  private mayBeOutvoted(
+    merged: ReplicatedKey,
+    versions: readonly ReplicatedKey[],
+    writeNeeded: number,
+  ): boolean {
+    if (merged.fields.request === undefined || merged.settled === true) return false;
+    return versions.filter((v) => sameBody(v, merged)).length < writeNeeded;
   }
 
   /** An answer's record if it is a sound version of `id`; undefined if it must not count. */
