@@ -21,7 +21,9 @@
  * once it has been written to a write quorum. It then writes that version marked settled, which
  * replaces the unsettled rivals wherever it lands, and returns it. A write refused by rivals fails
  * ALREADY_EXISTS (the key service settles and answers with the winner), a read that meets unsettled
- * rivals settles before answering, and every rival refusal settles the id in the background, so the
+ * rivals settles before answering, and so does a read (or listing) whose answer is an unsettled
+ * version that fewer than W answers hold (a rival may sit on a primary it did not ask, and a later
+ * settle could keep that one); every rival refusal settles the id in the background, so the
  * replicas converge. Guarantee: within one ring version and while no acknowledged copy is lost, the
  * version a client was answered with is the one every later read returns.
  *
