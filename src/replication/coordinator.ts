@@ -21,7 +21,9 @@
  * once it has been written to a write quorum. It then writes that version marked settled, which
  * replaces the unsettled rivals wherever it lands, and returns it. A write refused by rivals fails
  * ALREADY_EXISTS (the key service settles and answers with the winner), a read that meets unsettled
- * rivals settles before answering, and every rival refusal settles the id in the background, so the
+ * rivals settles before answering, and so does a read (or listing) whose answer is an unsettled
+ * version that fewer than W answers hold (a rival may sit on a primary it did not ask, and a later
+ * settle could keep that one); every rival refusal settles the id in the background, so the
  * replicas converge. Guarantee: within one ring version and while no acknowledged copy is lost, the
  * version a client was answered with is the one every later read returns.
  *
@@ -213,6 +215,7 @@ export class Coordinator {
     const primaries = placement.primaries(partition);
     const quorum = new PlaceQuorum(primaries, this.options.bugs?.readTrustsOneReplica ? 1 : undefined);
     const needed = quorum.needed;
+    const writeNeeded = new PlaceQuorum(primaries).needed;
     this.metrics.reads += 1;
     // The up primaries in asking order: this peer first, then the others from a turn that rotates
     // per read, so the spare answers spread over them.
@@ -298,6 +301,21 @@ export class Coordinator {
               done = true;
               cancel();
               cancelHedge();
+              if (
+                result !== null &&
+                this.mayBeOutvoted(
+                  result,
+                  [...answers.values()].flatMap((a) => (a === null ? [] : [a.record])),
+                  writeNeeded,
+                )
+              ) {
+                // An unsettled version of a client request's key that fewer than W answers hold: a
+                // rival of it may sit on the primaries not asked, and a later settle could pick that
+                // one. Settle now, so what this read answers is what every later read answers.
+                this.settle(id).then(resolve, reject);
+                settleOne();
+                return;
+              }
               resolve(result);
             }
           }
@@ -371,21 +389,30 @@ export class Coordinator {
           done = true;
           cancel();
           const out: ReplicatedKey[] = [];
-          const rivalIds: string[] = [];
+          const unsettledIds: string[] = [];
+          const writeNeeded = new PlaceQuorum(primaries).needed;
           for (const [id, versions] of byId) {
             try {
-              out.push(mergeAll(versions));
+              const m = mergeAll(versions);
+              // As in read: an unsettled version fewer than W answers hold may lose a later settle.
+              if (this.mayBeOutvoted(m, versions, writeNeeded)) unsettledIds.push(id);
+              else out.push(m);
             } catch (e) {
-              if (e instanceof ReplicationError && e.code === "RIVAL") rivalIds.push(id);
+              if (e instanceof ReplicationError && e.code === "RIVAL") unsettledIds.push(id);
               else this.metrics.badAnswers += 1; // replicas disagree on an immutable part: serve neither
             }
           }
-          if (rivalIds.length === 0) return resolve(out);
-          // An acknowledged key may sit beside a rival: settle, so a listing leaves out no acknowledged key.
-          Promise.all(rivalIds.map((id) => this.settle(id))).then((settled) => {
-            for (const k of settled) if (k !== null) out.push(k);
+          if (unsettledIds.length === 0) return resolve(out);
+          // An acknowledged key may sit beside a rival: settle, so a listing leaves out no acknowledged
+          // key. An id that cannot be settled now (e.g. its rivals on two primaries, the third down)
+          // is left out like a conflict rather than failing the whole listing.
+          void Promise.allSettled(unsettledIds.map((id) => this.settle(id))).then((settled) => {
+            for (const r of settled) {
+              if (r.status === "rejected") this.metrics.badAnswers += 1;
+              else if (r.value !== null) out.push(r.value);
+            }
             resolve(out);
-          }, reject);
+          });
         });
       }
     });
@@ -488,6 +515,20 @@ export class Coordinator {
     if (answered < quorum.needed)
       throw new LockboxError("UNAVAILABLE", `key ${id}: ${answered} of ${quorum.needed} primaries answered`);
     return { versions, needed: quorum.needed, allHold: holding === primaries.length };
+  }
+
+  /**
+   * Is `merged` an unsettled version of a client request's key held by fewer than `writeNeeded` of
+   * the answers? Then it may not be the version a settle keeps (a rival may sit on a primary that
+   * did not answer), so it must be settled before it is served.
+   */
+  private mayBeOutvoted(
+    merged: ReplicatedKey,
+    versions: readonly ReplicatedKey[],
+    writeNeeded: number,
+  ): boolean {
+    if (merged.fields.request === undefined || merged.settled === true) return false;
+    return versions.filter((v) => sameBody(v, merged)).length < writeNeeded;
   }
 
   /** An answer's record if it is a sound version of `id`; undefined if it must not count. */

@@ -6,11 +6,17 @@
  *
  * A lease, so that not every stamp writes: the store holds a bound `highWaterMs` that no stamp this
  * peer has sent exceeds. Before a record leaves this peer (ReplicationNode's write), the bound must
- * cover the clock's current wall time; when it does not, it is raised to that time plus `leaseMs`
- * and synced first. It is raised in the background once the clock comes within half a lease of it,
- * so on a steady clock no write ever waits for it. At start the clock resumes just above the bound
- * (`resumeFrom`), so every later stamp is above every stamp sent before the restart, whatever the
- * physical clock says.
+ * cover the clock's current wall time; when it does not, it is raised and synced first. It is raised
+ * in the background once physical time comes within half a lease of it, so on a steady clock no
+ * write ever waits for it. At start the clock resumes just above the bound (`resumeFrom`), so every
+ * later stamp is above every stamp sent before the restart, whatever the physical clock says.
+ *
+ * A raise puts the bound at `max(bound, clock wall time, physical time + leaseMs)`: a lease ahead of
+ * the PHYSICAL clock, not of the previous bound nor of the clock (which resumes at the bound). Based
+ * on either of those, every restart that writes would move the clock another lease ahead of real
+ * time, until other peers refuse its stamps (hlc.ts maxDriftMs) and a later change by another peer
+ * loses the last-writer-wins merge to an earlier one of this peer. So the clock's lead over physical
+ * time stays below about a lease (plus what it observed from others), however many restarts.
  *
  * Stored in the "meta" sublevel under HLC_HIGH_WATER_KEY as `{"v":1,"highWaterMs":<integer>}`. A
  * value that does not parse is DATA_LOSS at start, naming the key: guessing a lower bound could
@@ -34,16 +40,21 @@ export class HlcLease {
   private constructor(
     private readonly store: PeerStore,
     private readonly leaseMs: number,
+    private readonly nowMs: () => number,
     stored: number,
   ) {
     this.durableMs = stored;
   }
 
-  /** Reads the bound (0 on a store that never held one). */
-  static async open(store: PeerStore, leaseMs = HLC_LEASE_MS): Promise<HlcLease> {
+  /** Reads the bound (0 on a store that never held one); `nowMs` is the physical clock. */
+  static async open(
+    store: PeerStore,
+    leaseMs = HLC_LEASE_MS,
+    nowMs: () => number = Date.now,
+  ): Promise<HlcLease> {
     if (!Number.isSafeInteger(leaseMs) || leaseMs < 1) throw new RangeError("leaseMs must be positive");
     const bytes = await store.get("meta", HLC_HIGH_WATER_KEY);
-    return new HlcLease(store, leaseMs, bytes === undefined ? 0 : parseHighWater(bytes));
+    return new HlcLease(store, leaseMs, nowMs, bytes === undefined ? 0 : parseHighWater(bytes));
   }
 
   /** The bound on disk: no stamp sent before it was read exceeds it. */
@@ -58,12 +69,12 @@ export class HlcLease {
 
   /**
    * Makes sure the bound on disk covers `wallMs` (the clock's wall time now). Returns undefined when
-   * it does already (raising it in the background when within half a lease), or a promise that
-   * resolves once a raise covering it is synced.
+   * it does already (raising it in the background when physical time is within half a lease of it),
+   * or a promise that resolves once a raise covering it is synced.
    */
   cover(wallMs: number): Promise<void> | undefined {
     if (wallMs <= this.durableMs) {
-      if (this.durableMs - wallMs < this.leaseMs / 2 && this.raising === undefined)
+      if (this.nowMs() + this.leaseMs / 2 > this.durableMs && this.raising === undefined)
         this.raise(wallMs).catch(() => {}); // the next write retries and waits for it
       return undefined;
     }
@@ -78,7 +89,8 @@ export class HlcLease {
   }
 
   private raise(wallMs: number): Promise<void> {
-    const next = Math.max(this.durableMs, wallMs) + this.leaseMs;
+    // A lease ahead of physical time, never of the bound itself (see the head of this file).
+    const next = Math.max(this.durableMs, wallMs, this.nowMs() + this.leaseMs);
     const value = new TextEncoder().encode(JSON.stringify({ v: 1, highWaterMs: next }));
     this.raising = this.store
       .write([{ type: "put", sublevel: "meta", key: HLC_HIGH_WATER_KEY, value }])

@@ -197,7 +197,10 @@ export class ReplicationNode {
     if (options.tunables.hintMaxAgeMs >= options.tunables.reclaimAgeMs) {
       throw new RangeError("replication.hintMaxAgeMs must be below replication.reclaimAgeMs");
     }
-    const node = new ReplicationNode(options, await HlcLease.open(options.store, options.hlcLeaseMs));
+    const node = new ReplicationNode(
+      options,
+      await HlcLease.open(options.store, options.hlcLeaseMs, options.nowMs),
+    );
     await node.replica.open();
     return node;
   }

@@ -3,13 +3,19 @@
  * ReplicationNode on a real LevelDB that is closed and opened again: a peer restarted with its
  * physical clock stepped back an hour stamps above every stamp it sent before, so its later change
  * wins the merge over its earlier one; a steady clock syncs the mark about once per lease, not once
- * per write; a damaged mark is refused at start.
+ * per write; restarts do not push the clock ever further ahead of physical time; a damaged mark is
+ * refused at start.
  */
 import test, { type ExecutionContext } from "ava";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compareStamps, mergeKeys, type ReplicatedKey } from "../../cluster/replication/index.js";
+import {
+  compareStamps,
+  type HlcStamp,
+  mergeKeys,
+  type ReplicatedKey,
+} from "../../cluster/replication/index.js";
 import { placedKeyId, RingBuilder, scopeHash32 } from "../../cluster/ring/index.js";
 import { isLockboxError } from "../../src/errors.js";
 import { HLC_HIGH_WATER_KEY, HlcLease } from "../../src/replication/hlc-lease.js";
@@ -137,6 +143,38 @@ test("a steady clock syncs the mark about once per lease, not once per write", a
   const { raises } = node.hlcHighWater();
   t.true(raises >= 2 && raises <= 6, `${raises} raises for 2 s of clock with a 1 s lease`);
 });
+
+test("ten restarts that each write once keep the clock within 1.5 leases of a fixed physical clock", async (t) => {
+  // The bound is a lease ahead of physical time, not of the previous bound: otherwise each restart
+  // that writes moves the clock another lease ahead, until other peers refuse its stamps.
+  const dir = await tempDir(t);
+  const lease = 1_000;
+  const physical = Date.now();
+  const store = await openPeerStore(dir);
+  t.teardown(() => store.close());
+  let sent = node0Stamp();
+  for (let restart = 0; restart < 10; restart++) {
+    const node = await openNode(store, () => physical, lease);
+    const record = keyStamped(restart + 1, node);
+    t.true(compareStamps(record.created, sent) > 0, "still above every stamp sent before the restart");
+    sent = record.created;
+    await node.keys.write(record);
+    const { highWaterMs, last } = node.hlcHighWater();
+    await node.close();
+    t.true(
+      highWaterMs - physical <= 1.5 * lease,
+      `restart ${restart}: bound ${highWaterMs - physical} ms ahead`,
+    );
+    t.true(
+      last.wallMs - physical <= 1.5 * lease,
+      `restart ${restart}: clock ${last.wallMs - physical} ms ahead`,
+    );
+  }
+});
+
+function node0Stamp(): HlcStamp {
+  return { wallMs: 0, logical: 0, peer: "a" };
+}
 
 test("a damaged high-water mark is DATA_LOSS at start, naming it", async (t) => {
   const dir = await tempDir(t);

@@ -104,6 +104,7 @@ export class TestCluster {
         ...common,
         writeDeadlineMs: 5_000,
         readDeadlineMs: 5_000,
+        bucketBits: 4, // as the replicas': a partition pull names their buckets
         bugs: options.bugs,
       }),
       handoff: new HandoffRunner({

@@ -4,7 +4,9 @@
  * replicas (LevelDB) behind real coordinators in one process. Checked: a replica keeps the rival it
  * holds first, so only one version reaches a write quorum; the acknowledged version is the one every
  * later read returns, also when an unacknowledged rival with an EARLIER stamp sits on a primary;
- * three rivals, one per primary (none acknowledged), settle to the earliest; replicas converge.
+ * three rivals, one per primary (none acknowledged), settle to the earliest; replicas converge; a
+ * read or listing that sees an unsettled version on fewer than W primaries settles it first, so the
+ * material served never changes later; a listing leaves out an id it cannot settle now.
  */
 import test from "ava";
 import fc from "fast-check";
@@ -295,4 +297,96 @@ test("a handoff copy of a rival that lost is dropped with its hint once the id i
     const bytes = await c.peer(p).replicaStore.getRecord(partition, k.fields.id);
     t.is(decodeReplicatedKey(bytes!).wrappedMaterial?.[0], 0x71, `${p} holds the acknowledged version`);
   }
+});
+
+/**
+ * Attempt 1's version (earlier) reached only p1, a retry's only p3, both attempts failed UNAVAILABLE;
+ * p1 is down. A read (or listing) quorum of p2 and p3 sees only the retry's version.
+ */
+async function rivalsOnOnePrimaryEach(t: Parameters<typeof TestCluster.start>[0]) {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const [p1, p2, p3] = c.primariesOf(k) as [string, string, string];
+  const partition = c.partitionOf(k);
+  const first = rival(k, 0x81, { wallMs: c.nowMs - 100, logical: 0, peer: p1 });
+  const retry = rival(k, 0x82, { wallMs: c.nowMs, logical: 0, peer: p3 });
+  t.true((await c.peer(p1).replica.put(partition, encodeReplicatedKey(first))).ok);
+  t.true((await c.peer(p3).replica.put(partition, encodeReplicatedKey(retry))).ok);
+  c.down.add(p1);
+  c.cut.add(p1);
+  const back = (): void => {
+    c.down.delete(p1);
+    c.cut.delete(p1);
+  };
+  return { c, k, p1, p2, p3, partition, back };
+}
+
+test("a read that sees an unsettled version on fewer than W primaries settles it: the material served never changes", async (t) => {
+  const { c, k, p2, back } = await rivalsOnOnePrimaryEach(t);
+  const served = await c.peer(p2).coordinator.read(k.fields.id);
+  t.true(served!.settled, "served only once settled");
+  back();
+  // With every primary up, a settle (and so every later read) keeps what was served.
+  const kept = await c.peer(p2).coordinator.settle(k.fields.id);
+  t.deepEqual(new Uint8Array(kept!.wrappedMaterial!), new Uint8Array(served!.wrappedMaterial!));
+  for (const p of c.primariesOf(k)) {
+    const read = await c.peer(p).coordinator.read(k.fields.id);
+    t.deepEqual(
+      new Uint8Array(read!.wrappedMaterial!),
+      new Uint8Array(served!.wrappedMaterial!),
+      `read through ${p}`,
+    );
+  }
+});
+
+test("a listing that sees an unsettled version on fewer than W primaries settles it before listing it", async (t) => {
+  const { c, k, p2, partition, back } = await rivalsOnOnePrimaryEach(t);
+  const listed = (await c.peer(p2).coordinator.readPartition(partition)).find(
+    (r) => r.fields.id === k.fields.id,
+  );
+  t.true(listed !== undefined && listed.settled === true, "listed, settled");
+  back();
+  const kept = await c.peer(p2).coordinator.settle(k.fields.id);
+  t.deepEqual(new Uint8Array(kept!.wrappedMaterial!), new Uint8Array(listed!.wrappedMaterial!));
+});
+
+test("a listing leaves out an id whose rivals cannot be settled now, and lists the rest", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const plain = c.newKey();
+  const [p1, p2, p3] = c.primariesOf(k) as [string, string, string];
+  const partition = c.partitionOf(k);
+  t.is(c.partitionOf(plain), partition, "both keys in one partition");
+  await c.peer(p1).coordinator.write(plain);
+  // p1 down, p2 holds attempt 1's version, p3 the retry's: no version can reach W = 2.
+  t.true(
+    (
+      await c
+        .peer(p2)
+        .replica.put(
+          partition,
+          encodeReplicatedKey(rival(k, 0x91, { wallMs: c.nowMs - 5, logical: 0, peer: p2 })),
+        )
+    ).ok,
+  );
+  t.true(
+    (
+      await c
+        .peer(p3)
+        .replica.put(
+          partition,
+          encodeReplicatedKey(rival(k, 0x92, { wallMs: c.nowMs, logical: 0, peer: p3 })),
+        )
+    ).ok,
+  );
+  c.down.add(p1);
+  c.cut.add(p1);
+  const before = c.peer(p2).coordinator.metrics.badAnswers;
+  const listed = await c.peer(p2).coordinator.readPartition(partition);
+  t.deepEqual(
+    listed.map((r) => r.fields.id),
+    [plain.fields.id],
+    "the plain key listed, the unsettleable id left out",
+  );
+  t.is(c.peer(p2).coordinator.metrics.badAnswers, before + 1, "counted like a conflict");
 });
