@@ -13,6 +13,7 @@ import { isAbsolute, join } from "node:path";
 import { LockboxError } from "../errors.js";
 import { isNodeId, NODE_ID_RULE } from "../../cluster/node-id.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
+import { PEER_ADDRESSES_MAX } from "../net/peer-addresses.js";
 import {
   PEER_RAFT_LIMITS_DEFAULT,
   type PeerRaftLimits,
@@ -30,7 +31,7 @@ export const PARTITION_POWER_DEFAULT = 10;
 export const CLUSTER_SALT_BYTES = 32;
 export const LISTEN_DEFAULT = "127.0.0.1:7443";
 /** Entries in seedPeers or peerDialOverrides at most. */
-export const PEER_ADDRESSES_MAX = 64;
+export { PEER_ADDRESSES_MAX };
 
 export interface PeerPaths {
   caCertificate: string;

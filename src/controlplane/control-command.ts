@@ -59,14 +59,18 @@ export type ControlCommand =
       policy: string;
       ekPublicKey: string;
       ekCertificate: string;
+      /** "" only with `founder`: the founder has no token to spend; every other enrollment has one. */
       joinTokenSha256: string;
       joinTokenExpiresAtMs: number;
       atMs: number;
+      /** The founding peer's own enrollment (founding-duties.ts), the one enrollment without a join token. */
+      founder?: true;
     }
   /**
    * Moves a member from state `from` to `to` (compare-and-set: a stale proposer changes nothing).
    * `certificateSerial` may name a new certificate only when a fenced member becomes active; "" otherwise.
-   * joining -> enrolled undoes an admission that was never confirmed (its certificate is revoked).
+   * joining -> enrolled undoes an admission that was never confirmed (its certificate is revoked); it
+   * names that admission's certificate serial and is refused (conflict) if the member holds another.
    */
   | {
       type: "member.transition";
@@ -224,7 +228,11 @@ function decodeCommandBody(value: unknown): ControlCommand {
         "joinTokenSha256",
         "joinTokenExpiresAtMs",
         "atMs",
+        "founder",
       );
+      if (o.founder !== undefined && o.founder !== true) {
+        throw new ControlShapeInvalid(`${f}.founder`, "must be true when present");
+      }
       const c = {
         type,
         id: nodeId(o, "id", f),
@@ -234,10 +242,11 @@ function decodeCommandBody(value: unknown): ControlCommand {
         policy: policyName(o, "policy", f),
         ekPublicKey: base64(o, "ekPublicKey", f, CONTROL_LIMITS.ekPublicKeyBytes),
         ekCertificate: base64(o, "ekCertificate", f, CONTROL_LIMITS.ekCertificateBytes),
-        // "" only for the founder's own enrollment (founding-duties.ts): it has no token to spend.
+        // "" only for the founder's own enrollment (founding-duties.ts): control-state.ts refuses it otherwise.
         joinTokenSha256: str(o, "joinTokenSha256", f, 64, /^(?:[0-9a-f]{64})?$/),
         joinTokenExpiresAtMs: time(o, "joinTokenExpiresAtMs", f),
         atMs: time(o, "atMs", f),
+        ...(o.founder === true ? { founder: true as const } : {}),
       } as const;
       if (c.ekPublicKey === "" && c.ekCertificate === "") {
         throw new ControlShapeInvalid(`${f}.ekPublicKey`, "an EK certificate or EK public key is required");

@@ -21,6 +21,7 @@ import type { Barrier } from "../crypto/barrier.js";
 import { LockboxError } from "../errors.js";
 import { issuePeerCertificateForKey } from "../pki/certificate-authority.js";
 import { parseHostPort } from "../net/host-port.js";
+import { PEER_ADDRESSES_MAX } from "../net/peer-addresses.js";
 import type { Clock } from "../time/clock.js";
 import type { QuoteClock } from "../../tpm/verify/quote-failure.js";
 import type { QuotePolicy } from "../../tpm/verify/quote-policy.js";
@@ -76,11 +77,7 @@ export class ControlJoinAuthority implements JoinAuthority {
       quoteClock: clockRecord(request.quoteClock),
       atMs: this.clock.now().getTime(),
     });
-    const seedPeers: Record<string, string> = {};
-    for (const x of state.members()) {
-      if (x.id !== m.id && (x.state === "active" || x.state === "down" || x.state === "leaving"))
-        seedPeers[x.id] = x.address;
-    }
+    const seedPeers = seedPeersFor(state.members(), m.id, this.control.driver.status().confState.voters);
     return {
       clusterId: this.clusterId,
       certificatePem,
@@ -151,6 +148,27 @@ export class ControlJoinAuthority implements JoinAuthority {
       atMs: this.clock.now().getTime(),
     });
   }
+}
+
+/**
+ * The joiner's seedPeers: the members that serve (active, down, leaving), raft voters first, at most
+ * PEER_ADDRESSES_MAX of them, because the joiner's config.json refuses more (validatePeerConfig) and a
+ * join in a larger cluster would otherwise fail after its admission committed. Voters first: they are
+ * the members that hold the control state a restarted joiner reads first.
+ */
+export function seedPeersFor(
+  members: readonly MemberRecord[],
+  selfId: string,
+  voters: readonly string[],
+): Record<string, string> {
+  const serving = members.filter(
+    (x) => x.id !== selfId && (x.state === "active" || x.state === "down" || x.state === "leaving"),
+  );
+  const voter = new Set(voters);
+  const ordered = [...serving.filter((x) => voter.has(x.id)), ...serving.filter((x) => !voter.has(x.id))];
+  const seedPeers: Record<string, string> = {};
+  for (const x of ordered.slice(0, PEER_ADDRESSES_MAX)) seedPeers[x.id] = x.address;
+  return seedPeers;
 }
 
 function refusal(reason: string): LockboxError {

@@ -169,6 +169,14 @@ export class ControlState implements StateMachine<ControlResult> {
         if (this.#members.has(c.id))
           return refuse("already-exists", `member ${c.id} exists (ids are never reused)`);
         if (this.#members.size >= CONTROL_LIMITS.members) return refuse("limit", "too many members");
+        // Only the founder enrolls without a join token; any other member without one could never be
+        // made to prove it is the machine the operator enrolled.
+        if (c.joinTokenSha256 === "" && c.founder !== true) {
+          return refuse("malformed", "an enrollment needs a join token (only the founder's own has none)");
+        }
+        if (c.joinTokenSha256 !== "" && c.founder === true) {
+          return refuse("malformed", "the founder's own enrollment has no join token");
+        }
         if (c.policy !== "" && !this.#policies.has(c.policy)) {
           return refuse("not-found", `PCR policy ${c.policy} does not exist`);
         }
@@ -479,8 +487,20 @@ export class ControlState implements StateMachine<ControlResult> {
         return refuse("conflict", "that certificate belongs to another member");
       }
       serial = c.certificateSerial;
+    } else if (joinUndone) {
+      // The undo names the admission it undoes: proposed for one admission, it must not apply to a
+      // retried admission committed in between (that would revoke the fresh certificate).
+      if (c.certificateSerial === "") {
+        return refuse("malformed", "undoing a join names the certificate serial of the admission it undoes");
+      }
+      if (c.certificateSerial !== m.certificateSerial) {
+        return refuse("conflict", `member ${c.id} holds another admission than the one to undo`);
+      }
     } else if (c.certificateSerial !== "") {
-      return refuse("malformed", "certificateSerial is only for a member becoming active after a join");
+      return refuse(
+        "malformed",
+        "certificateSerial is only for a member becoming active after a join or an undone join",
+      );
     }
     // A superseded certificate, and a removed member's, are revoked: no member can use them again.
     if (joinUndone) serial = "";

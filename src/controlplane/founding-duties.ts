@@ -85,6 +85,7 @@ function attestedFounding(state: ControlState, f: FoundingFacts, a: FounderAttes
       joinTokenSha256: "",
       joinTokenExpiresAtMs: 0,
       atMs: f.nowMs,
+      founder: true,
     });
   }
   if (self === undefined || self.state === "enrolled") {

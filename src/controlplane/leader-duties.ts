@@ -173,7 +173,8 @@ export class LeaderDuties {
         from: "joining",
         to: "enrolled",
         reason: `join not confirmed within ${timeoutMs} ms; its certificate is revoked (join again)`,
-        certificateSerial: "",
+        // Only this admission: a retried one committed since (another serial) is left alone.
+        certificateSerial: m.certificateSerial,
         atMs: now,
       });
       if (result.ok) this.#opts.log(`control: undid the unconfirmed join of ${m.id}`);

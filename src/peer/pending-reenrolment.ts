@@ -45,6 +45,7 @@ export interface PendingReenrolment {
 }
 
 const RETRY_MS = 500;
+const WAITING = "a re-enrolment onto a new TPM waits to commit";
 const OPERATION = "Reenroll";
 
 export async function startPendingReenrolment(o: PendingReenrolmentOptions): Promise<PendingReenrolment> {
@@ -63,16 +64,13 @@ export async function startPendingReenrolment(o: PendingReenrolmentOptions): Pro
       .append({ identity: o.peerId, operation: OPERATION, outcome, status, detail })
       .catch((e: unknown) => o.log(`re-enrolment: audit write failed (${String(e)}): ${detail}`));
   };
-  const refusal = await checkRecord(o, record, mac);
-  if (refusal !== null) {
-    const detail = `re-enrolment of ${o.peerId} onto a new TPM refused: ${refusal}`;
-    o.log(detail);
-    await audit("denied", "PERMISSION_DENIED", detail);
-    return none;
-  }
-  let waiting: string | null = "a re-enrolment onto a new TPM waits to commit";
+  let waiting: string | null = WAITING;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  let lastWait = "";
+  const later = (step: () => Promise<void>): void => {
+    if (!stopped) timer = setTimeout(() => void step(), o.retryMs ?? RETRY_MS);
+  };
   const attempt = async (): Promise<void> => {
     try {
       const done = await commit(o, record);
@@ -90,7 +88,7 @@ export async function startPendingReenrolment(o: PendingReenrolmentOptions): Pro
       await removeReenrolment(o.dir).catch((e: unknown) => o.log(`re-enrolment: ${String(e)}`));
     } catch (err) {
       if (isLockboxError(err, "UNAVAILABLE")) {
-        if (!stopped) timer = setTimeout(() => void attempt(), o.retryMs ?? RETRY_MS);
+        later(attempt);
         return;
       }
       // Refused by the control state (removed, unknown policy, EK enrolled as another member).
@@ -100,7 +98,30 @@ export async function startPendingReenrolment(o: PendingReenrolmentOptions): Pro
       await audit("denied", "FAILED_PRECONDITION", detail);
     }
   };
-  void attempt();
+  // A refusal that a moment may cure (sealed, the TPM not answering) is checked again later, and this
+  // peer answers no re-quote meanwhile: answering with its new AK while the control state holds the
+  // old one would get it fenced. Only a record that fails for good is refused and audited.
+  const check = async (): Promise<void> => {
+    const refusal = await checkRecord(o, record, mac);
+    if (stopped) return;
+    if (refusal === null) {
+      waiting = WAITING;
+      void attempt();
+      return;
+    }
+    if (refusal.retry) {
+      waiting = `${WAITING}: ${refusal.reason}`;
+      if (refusal.reason !== lastWait) o.log(`re-enrolment: checked again later: ${refusal.reason}`);
+      lastWait = refusal.reason;
+      later(check);
+      return;
+    }
+    waiting = null;
+    const detail = `re-enrolment of ${o.peerId} onto a new TPM refused: ${refusal.reason}`;
+    o.log(detail);
+    await audit("denied", "PERMISSION_DENIED", detail);
+  };
+  await check();
   return {
     pending: () => waiting,
     stop() {
@@ -110,36 +131,45 @@ export async function startPendingReenrolment(o: PendingReenrolmentOptions): Pro
   };
 }
 
-/** null when the record may be committed; otherwise why not. */
+/** null when the record may be committed; otherwise why not, and whether a later check may pass. */
 async function checkRecord(
   o: PendingReenrolmentOptions,
   record: ReenrolmentRecord,
   mac: Uint8Array,
-): Promise<string | null> {
+): Promise<{ reason: string; retry: boolean } | null> {
+  const refused = (reason: string): { reason: string; retry: boolean } => ({ reason, retry: false });
   if (record.clusterId !== o.clusterId || record.peerId !== o.peerId) {
-    return `the record is for peer ${record.peerId} of cluster ${record.clusterId}`;
+    return refused(`the record is for peer ${record.peerId} of cluster ${record.clusterId}`);
   }
+  // Sealed: the record is checked once the peer is unsealed.
+  if (o.barrier.sealed) return { reason: "this peer is sealed", retry: true };
   let held;
   try {
     held = o.barrier.releaseKey(record.epoch);
   } catch {
-    return "this peer is sealed";
+    return { reason: "this peer is sealed", retry: true };
   }
-  if (held === undefined) return `this peer does not hold master-key epoch ${record.epoch}`;
+  if (held === undefined) return refused(`this peer does not hold master-key epoch ${record.epoch}`);
   try {
     if (!verifyReenrolmentMac(record, mac, held.key))
-      return "its MAC does not verify under the master key (not written by `lockbox recover`, or altered)";
+      return refused(
+        "its MAC does not verify under the master key (not written by `lockbox recover`, or altered)",
+      );
   } finally {
     zeroize(held.key);
   }
-  if (o.tpm === undefined) return "this peer has no TPM";
+  if (o.tpm === undefined) return refused("this peer has no TPM");
   let ak: string;
   try {
     ak = await o.tpm.use((tpm) => currentAkPublic(tpm));
   } catch (err) {
-    return `this peer's TPM did not answer: ${err instanceof Error ? err.message : String(err)}`;
+    // A TPM that does not answer now (restarting, busy) may answer later.
+    return {
+      reason: `this peer's TPM did not answer: ${err instanceof Error ? err.message : String(err)}`,
+      retry: true,
+    };
   }
-  if (ak !== record.akPublic) return "this peer's TPM is not the one the record proved (another AK)";
+  if (ak !== record.akPublic) return refused("this peer's TPM is not the one the record proved (another AK)");
   return null;
 }
 

@@ -16,6 +16,10 @@ import { quotePolicyForValues } from "../../tpm/verify/quote-policy.js";
 import { initCluster } from "../../src/cli/commands/init.js";
 import { LockboxClient } from "../../src/client/index.js";
 import { startPeer } from "../../src/peer/start-peer.js";
+import { PEER_ADDRESSES_MAX, newPeerConfig, validatePeerConfig } from "../../src/config/peer-config.js";
+import { seedPeersFor } from "../../src/controlplane/control-join-authority.js";
+import { encodeCommand } from "../../src/controlplane/control-command.js";
+import { ControlState } from "../../src/controlplane/control-state.js";
 import { runCli } from "../helpers/cli-process.js";
 import { sharedLocalCaDir } from "../tpm/swtpm-fixture.js";
 import { POLICY_NAME, machine } from "../attestation/join-fixture.js";
@@ -99,4 +103,43 @@ test("lockbox join with the token peer enroll printed is admitted through the co
   const after = (await admin.adminCall<Listed>("ListPeers", {})).peers.find((p) => p.peer_id === "peer-4");
   t.like(after, { state: "active" });
   t.not(after?.certificate_serial, p4?.certificate_serial);
+});
+
+test("a joiner's seedPeers name at most PEER_ADDRESSES_MAX serving members, raft voters first, so its config.json validates", (t) => {
+  const s = new ControlState();
+  const count = PEER_ADDRESSES_MAX + 6;
+  for (let i = 1; i <= count; i++) {
+    const r = s.apply(
+      encodeCommand({
+        type: "member.add-unattested",
+        id: `peer-${i}`,
+        address: `127.0.0.1:${10_000 + i}`,
+        zone: "zone-1",
+        weight: 1,
+        certificateSerial: (0x100 + i).toString(16).toUpperCase(),
+        atMs: i,
+      }),
+      i,
+    );
+    if (!r.ok) throw new Error(r.reason);
+  }
+  // The voters are the last members added: a plain prefix would leave them out.
+  const voters = [`peer-${count}`, `peer-${count - 1}`, `peer-${count - 2}`];
+  const seeds = seedPeersFor(s.members(), "peer-1", voters);
+  t.is(Object.keys(seeds).length, PEER_ADDRESSES_MAX);
+  for (const v of voters) t.is(seeds[v], `127.0.0.1:${10_000 + Number(v.slice(5))}`, `voter ${v} is a seed`);
+  t.false("peer-1" in seeds, "the joiner is not its own seed");
+  const base = newPeerConfig({ peerId: "peer-1", listen: "127.0.0.1:0" });
+  t.notThrows(() => validatePeerConfig({ ...base, seedPeers: seeds }, "joiner config"));
+  const few = new Set(["peer-1", "peer-2", "peer-3", "peer-4"]);
+  const small = seedPeersFor(
+    s.members().filter((m) => few.has(m.id)),
+    "peer-1",
+    [],
+  );
+  t.deepEqual(
+    Object.keys(small).sort(),
+    ["peer-2", "peer-3", "peer-4"],
+    "a small cluster: every serving member",
+  );
 });

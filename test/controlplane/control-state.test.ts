@@ -157,6 +157,73 @@ test("enrollment needs an existing policy and an EK no other member holds", (t) 
   );
 });
 
+test("only the founder's own enrollment has no join token: any other without one is refused and changes nothing", (t) => {
+  const s = populated();
+  const enroll = (id: string, token: string, founder: boolean): ControlResult =>
+    apply(s, {
+      type: "member.enroll",
+      id,
+      address: "127.0.0.1:3",
+      zone: "z3",
+      weight: 1,
+      policy: "prod",
+      ekPublicKey: Buffer.from(`ek-of-${id}`).toString("base64"),
+      ekCertificate: "",
+      joinTokenSha256: token,
+      joinTokenExpiresAtMs: 0,
+      atMs: 1,
+      ...(founder ? { founder: true as const } : {}),
+    });
+  const before = Buffer.from(s.snapshot());
+  t.like(enroll("c", "", false), { ok: false, code: "malformed" }, "an enrollment without a join token");
+  t.like(enroll("c", "ef".repeat(32), true), { ok: false, code: "malformed" }, "a founder spends no token");
+  t.deepEqual(Buffer.from(s.snapshot()), before, "refusals change nothing");
+  t.is(s.member("c"), undefined);
+  t.like(enroll("c", "", true), { ok: true }, "the founder's own enrollment (founding-duties.ts)");
+  t.like(s.member("c"), { state: "enrolled", joinTokenSha256: "" });
+  t.like(enroll("d", "ef".repeat(32), false), { ok: true });
+  // The marker survives the codec and nothing else is accepted in its place.
+  const decoded = decodeCommand(
+    encodeCommand({
+      type: "member.enroll",
+      id: "e",
+      address: "127.0.0.1:3",
+      zone: "z3",
+      weight: 1,
+      policy: "prod",
+      ekPublicKey: EK,
+      ekCertificate: "",
+      joinTokenSha256: "",
+      joinTokenExpiresAtMs: 0,
+      atMs: 1,
+      founder: true,
+    }),
+  );
+  t.like(decoded, { ok: true, command: { founder: true } });
+  const withFounder = (founder: unknown): Uint8Array =>
+    Uint8Array.from([
+      1,
+      ...Buffer.from(
+        JSON.stringify({
+          type: "member.enroll",
+          id: "e",
+          address: "127.0.0.1:3",
+          zone: "z3",
+          weight: 1,
+          policy: "prod",
+          ekPublicKey: EK,
+          ekCertificate: "",
+          joinTokenSha256: "",
+          joinTokenExpiresAtMs: 0,
+          atMs: 1,
+          founder,
+        }),
+      ),
+    ]);
+  t.regex((decodeCommand(withFounder(false)) as { reason: string }).reason, /founder/);
+  t.regex((decodeCommand(withFounder("yes")) as { reason: string }).reason, /founder/);
+});
+
 test("identities: revoking one revokes every certificate it holds; a revoked name cannot be re-issued", (t) => {
   const s = populated();
   t.like(
@@ -555,7 +622,7 @@ test("attested join: member.admit makes a joining member (certificate, AK, clock
       from: "joining",
       to: "enrolled",
       reason: "join not confirmed",
-      certificateSerial: "",
+      certificateSerial: "0F",
       atMs: 24,
     }),
     { ok: true },
@@ -746,14 +813,14 @@ test("re-enrolment onto a new TPM: a joined member's EK, AK and quote clock are 
       reason: "re-enrolled onto a new TPM",
       atMs,
     });
-  const before = s.snapshot();
+  const before = Buffer.from(s.snapshot());
   t.like(
     reenroll("a", newEk),
     { ok: false, code: "failed-precondition" },
     "a has no policy: never re-quoted",
   );
   t.like(reenroll("nobody", newEk), { ok: false, code: "not-found" });
-  t.deepEqual(s.snapshot(), before, "refusals change nothing");
+  t.deepEqual(Buffer.from(s.snapshot()), before, "refusals change nothing");
 
   t.like(reenroll("b", newEk), { ok: true });
   t.like(s.member("b"), {
@@ -835,4 +902,40 @@ test("re-enrolment onto a new TPM: a joined member's EK, AK and quote clock are 
     );
     t.false(decoded.ok, JSON.stringify(bad));
   }
+});
+
+test("undoing an unconfirmed join names its admission: an undo for a replaced admission is refused and revokes nothing", (t) => {
+  const s = populated();
+  const clock = (c: number) => ({ clock: String(c), resetCount: 0, restartCount: 0 });
+  const admit = (from: MemberRecord["state"], serial: string, c: number): ControlResult =>
+    apply(s, {
+      type: "member.admit",
+      id: "b",
+      from,
+      certificateSerial: serial,
+      akPublic: "QUs=",
+      quoteClock: clock(c),
+      atMs: 10,
+    });
+  const undo = (serial: string): ControlResult =>
+    apply(s, {
+      type: "member.transition",
+      id: "b",
+      from: "joining",
+      to: "enrolled",
+      reason: "join not confirmed",
+      certificateSerial: serial,
+      atMs: 11,
+    });
+  t.like(admit("enrolled", "0C", 10), { ok: true });
+  // The leader decided to undo admission 0C; before its entry commits the joiner retried (0D).
+  t.like(admit("joining", "0D", 11), { ok: true });
+  const before = Buffer.from(s.snapshot());
+  t.like(undo("0C"), { ok: false, code: "conflict" }, "the undo of 0C does not apply to 0D");
+  t.like(undo(""), { ok: false, code: "malformed" }, "an undo names the admission it undoes");
+  t.deepEqual(Buffer.from(s.snapshot()), before, "a refused undo changes nothing");
+  t.like(s.member("b"), { state: "joining", certificateSerial: "0D" });
+  t.falsy(s.revocation("0D"), "the retried admission's certificate is not revoked");
+  t.like(apply(s, { type: "member.confirm", id: "b", certificateSerial: "0D", atMs: 12 }), { ok: true });
+  t.is(s.member("b")!.state, "active");
 });
