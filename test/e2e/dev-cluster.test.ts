@@ -8,11 +8,12 @@
  */
 import test from "ava";
 import { promises as fs } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { isRecorded, readRecords } from "../../src/cli/dev-processes.js";
+import { freeLoopbackPort, isRecorded, readRecords } from "../../src/cli/dev-processes.js";
 import { runCli, runCliJson } from "../helpers/cli-process.js";
 
 const START_TIMEOUT_MS = 170_000;
@@ -183,4 +184,46 @@ test("dev-cluster start gives 3 attested members with a leader; an identity issu
   const after = await runCli(["dev-cluster", "status", "--dir", dir, "--json"]);
   t.is(after.code, 1);
   t.false((JSON.parse(after.text) as Status).running);
+});
+
+test("a swtpm port taken by another process when the cluster first starts: that swtpm moves to a free pair, the layout records it, and the cluster starts", async (t) => {
+  t.timeout(START_TIMEOUT_MS + 60_000);
+  const root = await fs.mkdtemp(join(tmpdir(), "lockbox-dev-port-"));
+  const dir = join(root, "cluster");
+  // A listener holds the control port (port + 1) of the pair the layout gives peer-1's swtpm, as
+  // another process, or a port still in TIME_WAIT, would when swtpm binds it: swtpm exits.
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+  const taken = (holder.address() as AddressInfo).port;
+  t.teardown(async () => {
+    holder.close();
+    for (const r of await readRecords(join(dir, "run"))) if (isRecorded(r)) process.kill(r.pid, "SIGKILL");
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  const peers = [];
+  for (let i = 1; i <= 3; i++) {
+    peers.push({
+      id: `peer-${i}`,
+      zone: `zone-${i}`,
+      address: `127.0.0.1:${await freeLoopbackPort()}`,
+      swtpmPort: i === 1 ? taken - 1 : await freeLoopbackPort(),
+    });
+  }
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.writeFile(join(dir, "layout.json"), JSON.stringify({ peers }, null, 2) + "\n", { mode: 0o600 });
+
+  const r = await runCli(["dev-cluster", "start", "--dir", dir, "--json"], { timeoutMs: START_TIMEOUT_MS });
+  t.is(r.code, 0, r.stderr);
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `swtpm of peer-1 could not use port ${taken - 1} \\(.*Address already in use.*\\); trying \\d+`,
+    ),
+  );
+  const started = JSON.parse(r.text.trim()) as Started;
+  for (const p of started.peers) t.is(p.state, "active", p.peer_id);
+  const layout = JSON.parse(await fs.readFile(join(dir, "layout.json"), "utf8")) as { peers: typeof peers };
+  t.not(layout.peers[0]!.swtpmPort, taken - 1, "the layout records the pair that worked");
+  const stopped = await runCli(["dev-cluster", "stop", "--dir", dir, "--json"]);
+  t.is(stopped.code, 0, stopped.stderr);
 });

@@ -157,7 +157,7 @@ async function start(dir: string, json: boolean): Promise<number> {
         say(`provisioning swtpm for ${p.id} (EK certificate from the local manufacturer CA)`);
         await provisionSwtpm({ stateDir: tpmDir(dir, p.id), caDir: caDir(dir) });
       }
-      started.push(await startSwtpm(dir, p.id, p.swtpmPort));
+      started.push(await startSwtpmPicking(dir, layout, p, !configured(p.id), say));
       say(`swtpm of ${p.id} on 127.0.0.1:${p.swtpmPort} (pid ${started.at(-1)!.pid})`);
     }
 
@@ -310,6 +310,45 @@ async function freeSwtpmPort(): Promise<number> {
   throw new Error("no free loopback port pair for a swtpm after 20 attempts");
 }
 
+/**
+ * Starts a peer's swtpm. The port pair was only free when it was chosen: another process may take
+ * it before swtpm binds, and swtpm (unlike Node) cannot bind a port that still has TIME_WAIT
+ * connections, which a machine that just ran many tests has plenty of. Before the peer is
+ * configured (its config names the port), a swtpm that exits at once is started again on a new
+ * pair, and the layout records the pair that worked.
+ */
+async function startSwtpmPicking(
+  dir: string,
+  layout: Layout,
+  p: Layout["peers"][number],
+  mayMove: boolean,
+  say: (line: string) => void,
+): Promise<ProcessRecord> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startSwtpm(dir, p.id, p.swtpmPort);
+    } catch (err) {
+      if (!mayMove || !(err instanceof SwtpmExited) || attempt >= SWTPM_PORT_ATTEMPTS) throw err;
+      const taken = p.swtpmPort;
+      p.swtpmPort = await freeSwtpmPort();
+      await fs.writeFile(join(dir, LAYOUT_FILE), JSON.stringify(layout, null, 2) + "\n", { mode: 0o600 });
+      say(`swtpm of ${p.id} could not use port ${taken} (${err.reason}); trying ${p.swtpmPort}`);
+    }
+  }
+}
+
+const SWTPM_PORT_ATTEMPTS = 5;
+
+/** swtpm exited before it listened; `reason` is the last line of its log. */
+class SwtpmExited extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+  }
+}
+
 async function startSwtpm(dir: string, id: string, port: number): Promise<ProcessRecord> {
   const record = await spawnRecorded(
     runDir(dir),
@@ -331,7 +370,12 @@ async function startSwtpm(dir: string, id: string, port: number): Promise<Proces
   );
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!(await answersTcp(port))) {
-    if (!isRecorded(record)) throw new Error(`swtpm of ${id} exited; see ${join(dir, `swtpm-${id}.log`)}`);
+    if (!isRecorded(record)) {
+      const logPath = join(dir, `swtpm-${id}.log`);
+      const lines = (await fs.readFile(logPath, "utf8").catch(() => "")).trim().split("\n");
+      const reason = lines.at(-1)?.trim() || "no message";
+      throw new SwtpmExited(`swtpm of ${id} exited: ${reason}; see ${logPath}`, reason);
+    }
     if (Date.now() > deadline) throw new Error(`swtpm of ${id} did not listen within ${READY_TIMEOUT_MS} ms`);
     await sleep(POLL_MS);
   }
