@@ -14,34 +14,9 @@ import { decodeReplicatedKey } from "../../cluster/replication/index.js";
 import type { LockboxClient } from "../../src/client/index.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { runCli, runCliJson } from "../helpers/cli-process.js";
-import { spawnPeer, startPeerInDir, type PeerProcess } from "../helpers/peer-process.js";
-import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+import { startPeerInDir, type PeerProcess } from "../helpers/peer-process.js";
+import { threeUnattestedPeers } from "../helpers/unattested-member.js";
 import { REPLICATION_FAST, waitFor } from "../helpers/cluster-processes.js";
-
-type Listed = { peers: { peer_id: string; state: string }[] };
-
-/** Three active members with replication on; resolves once a key written through A reads through C. */
-async function threePeers(started: PeerProcess[]): Promise<[PeerProcess, PeerProcess, PeerProcess]> {
-  const a = await spawnPeer({
-    peerId: "peer-a",
-    configPatch: { ...UNATTESTED_FLAG, replication: REPLICATION_FAST },
-  });
-  started.push(a);
-  const b = await addUnattestedPeer(a, "peer-b", "zone-2");
-  started.push(b);
-  const c = await addUnattestedPeer(a, "peer-c", "zone-3");
-  started.push(c);
-  const admin = a.client();
-  await waitFor(
-    async () => {
-      const listed = await admin.adminCall<Listed>("ListPeers", {});
-      return listed.peers.filter((p) => p.state === "active").length === 3 ? true : undefined;
-    },
-    90_000,
-    "three active members",
-  );
-  return [a, b, c];
-}
 
 const importInput = (scope: string, i: number, material: Uint8Array) => ({
   project: "proj",
@@ -60,7 +35,7 @@ test("a key imported through one peer reads with its exact material through the 
   t.teardown(async () => {
     for (const p of started.reverse()) await p.teardown();
   });
-  const [a, b, c] = await threePeers(started);
+  const [a, b, c] = await threeUnattestedPeers(started, { replication: REPLICATION_FAST });
   const viaA = a.client();
   const material = new Uint8Array(randomBytes(32));
   // The first ring (N = 3) is committed a moment after the third member: retry until it is.
@@ -141,7 +116,7 @@ test("with one peer SIGKILLed creates and reads succeed through the others; rest
   t.teardown(async () => {
     for (const p of started.reverse()) await p.teardown();
   });
-  const [a, b, c] = await threePeers(started);
+  const [a, b, c] = await threeUnattestedPeers(started, { replication: REPLICATION_FAST });
   const clients = new Map<PeerProcess, LockboxClient>([
     [a, a.client()],
     [b, b.client()],

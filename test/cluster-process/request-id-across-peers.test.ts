@@ -13,11 +13,9 @@ import { decodeReplicatedKey } from "../../cluster/replication/index.js";
 import { LockboxClientError } from "../../src/client/client-error.js";
 import { runCliJson } from "../helpers/cli-process.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
-import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
-import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+import type { PeerProcess } from "../helpers/peer-process.js";
+import { threeUnattestedPeers } from "../helpers/unattested-member.js";
 import { REPLICATION_FAST, waitFor } from "../helpers/cluster-processes.js";
-
-type Listed = { peers: { peer_id: string; state: string }[] };
 
 const create = (name: string, bitLength = 256) => ({ project: "proj", scope: "vol-r", name, bitLength });
 
@@ -27,24 +25,7 @@ test("CreateKey with one client request id through each of three peers makes one
   t.teardown(async () => {
     for (const p of started.reverse()) await p.teardown();
   });
-  const a = await spawnPeer({
-    peerId: "peer-a",
-    configPatch: { ...UNATTESTED_FLAG, replication: REPLICATION_FAST },
-  });
-  started.push(a);
-  const b = await addUnattestedPeer(a, "peer-b", "zone-2");
-  started.push(b);
-  const c = await addUnattestedPeer(a, "peer-c", "zone-3");
-  started.push(c);
-  const admin = a.client();
-  await waitFor(
-    async () => {
-      const listed = await admin.adminCall<Listed>("ListPeers", {});
-      return listed.peers.filter((p) => p.state === "active").length === 3 ? true : undefined;
-    },
-    90_000,
-    "three active members",
-  );
+  const [a, b, c] = await threeUnattestedPeers(started, { replication: REPLICATION_FAST });
   // Every peer routes by the final ring (N = 3): rival versions are settled within one ring version
   // (docs/architecture.md), so the attempts below must not straddle the ring's growth from N = 1.
   type RingView = { version: string; local_version: string; replicas: number };
