@@ -6,9 +6,7 @@
  * What the answers mean, and how they are decoded with bounds, stays with each caller.
  */
 import * as grpc from "@grpc/grpc-js";
-import { X509Certificate } from "node:crypto";
-import { checkServerIdentity } from "node:tls";
-import { peerIdOf } from "../pki/peer-certificate-verifier.js";
+import { pinnedPeerCredentials } from "../pki/pinned-peer-credentials.js";
 import type { WireObject } from "./join-wire.js";
 
 export interface MemberGrpcClientsOptions {
@@ -60,29 +58,7 @@ export class MemberGrpcClients {
     if (known !== undefined && known.address === address) return known.client;
     known?.client.close();
     const { tls } = this.options;
-    const credentials = grpc.credentials.createSsl(
-      Buffer.from(tls.caCertificatePem),
-      Buffer.from(tls.privateKeyPem),
-      Buffer.from(tls.certificatePem),
-      {
-        // TLS chained the server's certificate to the cluster CA; it must also be the member we meant.
-        checkServerIdentity: (host, cert) => {
-          const hostError = checkServerIdentity(host, cert);
-          if (hostError !== undefined) return hostError;
-          // peerIdOf throws for a certificate that is not a peer's: returned, it fails this
-          // connection; thrown from inside TLS, it would be an uncaught exception (as the raft and
-          // replication links already guard).
-          try {
-            const id = peerIdOf(new X509Certificate(cert.raw));
-            return id === peerId
-              ? undefined
-              : new Error(`the server at ${host} is peer ${id}, not ${peerId}`);
-          } catch (e) {
-            return e instanceof Error ? e : new Error(String(e));
-          }
-        },
-      },
-    );
+    const credentials = pinnedPeerCredentials(tls, peerId);
     const Service = this.options.service();
     const client = new Service(address, credentials, {
       "grpc.max_receive_message_length": this.options.responseBytesMax,

@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, openSync, promises as fs, readFileSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -64,9 +64,22 @@ export async function spawnRecorded(
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${command}`);
   child.unref();
+  if (processStartTime(pid) === undefined)
+    throw new Error(`${command} (pid ${pid}) exited at once; see ${logPath}`);
+  return recordProcess(runDir, name, pid, [command, ...args].join(" "));
+}
+
+/** Writes the pid file of a process started elsewhere (detached, so that it outlives this one). */
+export async function recordProcess(
+  runDir: string,
+  name: string,
+  pid: number,
+  command: string,
+): Promise<ProcessRecord> {
+  await fs.mkdir(runDir, { recursive: true, mode: 0o700 });
   const startTime = processStartTime(pid);
-  if (startTime === undefined) throw new Error(`${command} (pid ${pid}) exited at once; see ${logPath}`);
-  const record: ProcessRecord = { name, pid, startTime, command: [command, ...args].join(" ") };
+  if (startTime === undefined) throw new Error(`${name} (pid ${pid}) is not running`);
+  const record: ProcessRecord = { name, pid, startTime, command };
   await fs.writeFile(join(runDir, `${name}.pid`), JSON.stringify(record) + "\n", { mode: 0o600 });
   return record;
 }
@@ -144,19 +157,5 @@ export function freeLoopbackPort(): Promise<number> {
       const port = typeof address === "object" && address !== null ? address.port : 0;
       server.close(() => resolvePort(port));
     });
-  });
-}
-
-/** Whether something accepts TCP connections on 127.0.0.1:port. */
-export function answersTcp(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const socket = connect({ host: "127.0.0.1", port });
-    const finish = (ok: boolean): void => {
-      socket.destroy();
-      done(ok);
-    };
-    socket.setTimeout(1000, () => finish(false));
-    socket.once("connect", () => finish(true));
-    socket.once("error", () => finish(false));
   });
 }

@@ -21,13 +21,14 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import type { PeerCertificate } from "node:tls";
 import type { PeerTransport, SnapshotOutcome } from "../../cluster/raft/driver/peer-transport.js";
 import { MessageType, type Message, type NodeId } from "../../cluster/raft/core/types.js";
 import { isNodeId } from "../../cluster/node-id.js";
 import { isLockboxError } from "../errors.js";
 import { peerDial, type PeerDialOverrides } from "../net/peer-dial.js";
 import { PeerCertificateVerifier, peerIdOf, type PeerIdentity } from "../pki/peer-certificate-verifier.js";
+import { pinnedPeerCredentials, type PeerTlsMaterial } from "../pki/pinned-peer-credentials.js";
 import {
   peerRefusalCodeOf,
   peerRefusalStatus,
@@ -53,12 +54,7 @@ import {
  */
 export const PEER_MESSAGE_BYTES_MAX = 64 * 1024;
 
-/** The PEM material of this peer's certificate, and the CA that issued every peer's. */
-export interface PeerTlsMaterial {
-  readonly caCertificatePem: string;
-  readonly certificatePem: string;
-  readonly privateKeyPem: string;
-}
+export type { PeerTlsMaterial };
 
 export interface GrpcPeerTransportOptions {
   /** This node's raft id (the `from` of every batch it sends); its certificate must name it. */
@@ -650,26 +646,7 @@ export class GrpcPeerTransport implements PeerTransport {
   #client(link: Link): grpc.Client {
     if (link.client !== undefined) return link.client;
     const { tls } = this.#opts;
-    const credentials = grpc.credentials.createSsl(
-      Buffer.from(tls.caCertificatePem),
-      Buffer.from(tls.privateKeyPem),
-      Buffer.from(tls.certificatePem),
-      {
-        // TLS has chained the server's certificate to the cluster CA; it must also be the peer we meant.
-        checkServerIdentity: (host, cert) => {
-          const hostError = checkServerIdentity(host, cert);
-          if (hostError !== undefined) return hostError;
-          try {
-            const id = peerIdOf(new X509Certificate(cert.raw));
-            return id === link.id
-              ? undefined
-              : new Error(`the server at ${host} is peer ${id}, not ${link.id}`);
-          } catch (e) {
-            return e instanceof Error ? e : new Error(String(e));
-          }
-        },
-      },
-    );
+    const credentials = pinnedPeerCredentials(tls, link.id);
     const { PeerService } = loadPeerProto();
     const dial = peerDial(this.#opts.dialOverrides, link.id, link.address);
     link.client = new PeerService(dial.target, credentials, {

@@ -21,10 +21,10 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
-import { checkServerIdentity } from "node:tls";
 import { LockboxError } from "../errors.js";
 import { peerDial, type PeerDialOverrides } from "../net/peer-dial.js";
 import { peerIdOf } from "../pki/peer-certificate-verifier.js";
+import { pinnedPeerCredentials } from "../pki/pinned-peer-credentials.js";
 import {
   PEER_MESSAGE_BYTES_MAX,
   peerGrpcOptions,
@@ -435,26 +435,7 @@ export class GrpcPeerLink implements PeerLink {
   #client(link: Link): grpc.Client {
     if (link.client !== undefined) return link.client;
     const { tls } = this.#opts;
-    const credentials = grpc.credentials.createSsl(
-      Buffer.from(tls.caCertificatePem),
-      Buffer.from(tls.privateKeyPem),
-      Buffer.from(tls.certificatePem),
-      {
-        // TLS chained the server's certificate to the cluster CA; it must also be the peer we meant.
-        checkServerIdentity: (host, cert) => {
-          const hostError = checkServerIdentity(host, cert);
-          if (hostError !== undefined) return hostError;
-          try {
-            const id = peerIdOf(new X509Certificate(cert.raw));
-            return id === link.id
-              ? undefined
-              : new Error(`the server at ${host} is peer ${id}, not ${link.id}`);
-          } catch (e) {
-            return e instanceof Error ? e : new Error(String(e));
-          }
-        },
-      },
-    );
+    const credentials = pinnedPeerCredentials(tls, link.id);
     const Service = loadReplicationService();
     const dial = peerDial(this.#opts.dialOverrides, link.id, link.address);
     link.client = new Service(dial.target, credentials, {

@@ -21,9 +21,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import test from "ava";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { promises as fs } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { TPM_ALG_ID } from "../../tpm/spec/constants.js";
 import { TpmtHa } from "../../tpm/spec/basic.js";
@@ -39,6 +37,8 @@ import { loadPeerProto } from "../../src/raft/peer-proto.js";
 import { parseTpmAddress } from "../../src/sealing/tpm-address.js";
 import { PeerTpm } from "../../src/sealing/peer-tpm.js";
 import { runCli, runCliJson } from "../helpers/cli-process.js";
+import { startDevCluster, type DevClusterStarted } from "../helpers/dev-cluster.js";
+import { pollFor } from "../helpers/wait-for.js";
 
 const INTERVAL_MS = 2_000;
 /**
@@ -48,13 +48,6 @@ const INTERVAL_MS = 2_000;
 const HEALTH_PUSH_MS = 1_000;
 const START_TIMEOUT_MS = 120_000;
 const POLICY_PCRS = [0, 1, 2, 3, 7];
-
-interface Started {
-  leader: string;
-  endpoints: string;
-  peers: { peer_id: string; address: string }[];
-  admin: { ca: string; cert: string; key: string };
-}
 
 interface PeerRow {
   peer_id: string;
@@ -69,7 +62,7 @@ interface PeerRow {
 interface Cluster {
   dir: string;
   root: string;
-  started: Started;
+  started: DevClusterStarted;
   addressOf: Record<string, string>;
   caPem: string;
   admin: LockboxClient;
@@ -87,39 +80,17 @@ test.after.always(async () => {
 
 function devCluster(): Promise<Cluster> {
   cluster ??= (async () => {
-    const root = await fs.mkdtemp(join(tmpdir(), "lockbox-fence-"));
-    const dir = join(root, "cluster");
-    cleanups.push(async () => {
-      // Nothing this file started outlives it (only recorded pids, start time checked).
-      for (const r of await readRecords(join(dir, "run"))) if (isRecorded(r)) process.kill(r.pid, "SIGKILL");
-      await fs.rm(root, { recursive: true, force: true });
-    });
-    const started = await runCliJson<Started>(["dev-cluster", "start", "--dir", dir, "--json"], {
+    const dc = await startDevCluster({
+      prefix: "fence",
       timeoutMs: START_TIMEOUT_MS,
       // Each peer's /metrics, /healthz and /readyz on a free port of its own (its log says which).
       env: { LOCKBOX_ATTESTATION_INTERVAL_MS: String(INTERVAL_MS), LOCKBOX_METRICS_LISTEN: "127.0.0.1:0" },
+      onCleanup: (undo) => cleanups.push(undo),
     });
-    const addressOf = Object.fromEntries(started.peers.map((p) => [p.peer_id, p.address]));
-    const caPem = await fs.readFile(started.admin.ca, "utf8");
-    const admin = new LockboxClient({
-      endpoints: started.endpoints.split(","),
-      tls: {
-        ca: caPem,
-        cert: await fs.readFile(started.admin.cert, "utf8"),
-        key: await fs.readFile(started.admin.key, "utf8"),
-      },
-      cache: false,
-    });
-    cleanups.push(async () => admin.close());
-    const adminArgs = ["--ca", started.admin.ca, "--cert", started.admin.cert, "--key", started.admin.key];
+    const { dir, started } = dc;
     return {
-      dir,
-      root,
-      started,
-      addressOf,
-      caPem,
-      admin,
-      adminArgs,
+      ...dc,
+      addressOf: Object.fromEntries(started.peers.map((p) => [p.peer_id, p.address])),
       async peerTls(id) {
         const peerDir = join(dir, id);
         const config = await loadPeerConfig(peerDir);
@@ -134,16 +105,6 @@ function devCluster(): Promise<Cluster> {
     };
   })();
   return cluster;
-}
-
-/** Polls `fn` until it returns a value (not undefined), at most `ms`. */
-async function until<T>(ms: number, fn: () => Promise<T | undefined>): Promise<T | undefined> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined || Date.now() > deadline) return v;
-    await sleep(200);
-  }
 }
 
 function credentialsOf(tls: { ca: string; cert: string; key: string }): grpc.ChannelCredentials {
@@ -310,14 +271,14 @@ test.serial(
     };
     // Settled: a leader and every member active (the monitor re-quotes peer-2 and peer-3, which joined
     // by attestation; peer-1 founded the cluster without a quote).
-    const settled = await until(30_000, async () => {
+    const settled = await pollFor(async () => {
       const rows = await members(c);
       const status = await c.admin.getStatus();
       const leader = status.raft?.leader ?? "";
       return rows.length === 3 && rows.every((r) => r.state === "active") && leader !== ""
         ? leader
         : undefined;
-    });
+    }, 30_000);
     t.truthy(settled, "the cluster did not settle with 3 active members and a leader");
     // The target: a peer that joined by attestation and does not lead (the leader is fenced by the
     // followers' re-quotes, also covered, but a follower keeps this test's timing simple).
@@ -358,16 +319,18 @@ test.serial(
       deadlineMs: 10_000,
     });
     t.teardown(() => onTarget.close());
-    const targetKey = await until(10_000, () =>
-      onTarget.createKey({ project: "demo", scope: "vol-1", name: `k-${target}` }),
+    const targetKey = await pollFor(
+      () => onTarget.createKey({ project: "demo", scope: "vol-1", name: `k-${target}` }),
+      10_000,
     );
     t.truthy(targetKey, `no key created through ${target}`);
     const targetMaterial = (await onTarget.getKey(targetKey!.id)).material.toString("hex");
 
     const extendedAt = Date.now();
     await tpm.use((x) => x.pcrExtend(7, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x5a))]));
-    const fenced = await until(6 * INTERVAL_MS, async () =>
-      (await members(c)).find((r) => r.peer_id === target && r.state === "fenced"),
+    const fenced = await pollFor(
+      async () => (await members(c)).find((r) => r.peer_id === target && r.state === "fenced"),
+      6 * INTERVAL_MS,
     );
     const seenAt = Date.now();
     t.truthy(fenced, `${target} was not fenced`);
@@ -386,30 +349,35 @@ test.serial(
     for (const other of others) {
       const calls = peerCalls(c.addressOf[other]!, targetTls, target);
       t.teardown(() => calls.close());
-      const refused = await until(3 * INTERVAL_MS, async () => {
+      const refused = await pollFor(async () => {
         const e = await calls.raft();
         return peerRefusalCodeOf(e) === "fenced" ? e : undefined;
-      });
+      }, 3 * INTERVAL_MS);
       t.truthy(refused, `${other} still admits ${target}'s calls`);
       t.is(refused?.code, grpc.status.PERMISSION_DENIED);
       t.is(peerRefusalCodeOf(await calls.requote()), "fenced", `${other}: Requote`);
     }
     // The fenced peer knows it: its status says why, and its health follows at once (pushed on the
     // fence event; the peer's timer is only a backstop, HEALTH_SYNC_MS = 5 s, far beyond this wait).
-    const targetStatus = await until(3 * INTERVAL_MS + 2_000, async () => {
-      const s = await runCliJson<{ attestation?: { fenced: boolean; reason: string } }>([
-        "status",
-        "--endpoint",
-        c.addressOf[target]!,
-        ...c.adminArgs,
-        "--json",
-      ]);
-      return s.attestation?.fenced === true ? s : undefined;
-    });
+    const targetStatus = await pollFor(
+      async () => {
+        const s = await runCliJson<{ attestation?: { fenced: boolean; reason: string } }>([
+          "status",
+          "--endpoint",
+          c.addressOf[target]!,
+          ...c.adminArgs,
+          "--json",
+        ]);
+        return s.attestation?.fenced === true ? s : undefined;
+      },
+      3 * INTERVAL_MS + 2_000,
+    );
     t.true(targetStatus?.attestation?.fenced, `${target}'s status does not say it is fenced`);
     t.is(
-      await until(HEALTH_PUSH_MS, async () =>
-        (await health(c.addressOf[target]!, c.caPem)) === "NOT_SERVING" ? "NOT_SERVING" : undefined,
+      await pollFor(
+        async () =>
+          (await health(c.addressOf[target]!, c.caPem)) === "NOT_SERVING" ? "NOT_SERVING" : undefined,
+        HEALTH_PUSH_MS,
       ),
       "NOT_SERVING",
     );
@@ -455,8 +423,9 @@ test.serial(
         deadlineMs: 10_000,
       });
       t.teardown(() => svc.close());
-      const key = await until(10_000, () =>
-        svc.createKey({ project: "demo", scope: "vol-1", name: `k-${other}` }),
+      const key = await pollFor(
+        () => svc.createKey({ project: "demo", scope: "vol-1", name: `k-${other}` }),
+        10_000,
       );
       t.truthy(key, `no key created through ${other}`);
       const fetched = await svc.getKey(key!.id);
@@ -494,15 +463,19 @@ test.serial(
       "--json",
     ]);
     t.is(added.code, 0, added.stderr);
-    const back = await until(4 * INTERVAL_MS, async () =>
-      (await members(c)).find((r) => r.peer_id === target && r.state === "active"),
+    const back = await pollFor(
+      async () => (await members(c)).find((r) => r.peer_id === target && r.state === "active"),
+      4 * INTERVAL_MS,
     );
     t.truthy(back, `${target} did not return after the policy approved its state`);
     t.regex(back?.reason ?? "", /attested again/);
     const calls = peerCalls(c.addressOf[others[0]!]!, targetTls, target);
     t.teardown(() => calls.close());
-    t.is(await until(3 * INTERVAL_MS, async () => ((await calls.raft()) === null ? null : undefined)), null);
-    const status = await until(4 * INTERVAL_MS, async () => {
+    t.is(
+      await pollFor(async () => ((await calls.raft()) === null ? null : undefined), 3 * INTERVAL_MS),
+      null,
+    );
+    const status = await pollFor(async () => {
       const s = await runCliJson<{ attestation?: { fenced: boolean; memberState: string } }>([
         "status",
         "--endpoint",
@@ -511,21 +484,21 @@ test.serial(
         "--json",
       ]);
       return s.attestation?.fenced === false && s.attestation.memberState === "active" ? s : undefined;
-    });
+    }, 4 * INTERVAL_MS);
     t.truthy(status, `${target}'s status does not show it attested again`);
     const text = await runCli(["status", "--endpoint", c.addressOf[target]!, ...c.adminArgs]);
     t.regex(text.text, /attestation\s+attested \(member active\)/);
     // Health is pushed on the return as on the fence.
     t.is(
-      await until(HEALTH_PUSH_MS, async () => {
+      await pollFor(async () => {
         const h = await health(c.addressOf[target]!, c.caPem);
         return h === "SERVING" ? h : undefined;
-      }),
+      }, HEALTH_PUSH_MS),
       "SERVING",
     );
     t.is((await httpGet(targetMetrics, "/readyz")).status, 200);
     // And it serves key calls again: the key made before the fence, exactly.
-    const again = await until(2 * INTERVAL_MS, () => onTarget.getKey(targetKey!.id));
+    const again = await pollFor(() => onTarget.getKey(targetKey!.id), 2 * INTERVAL_MS);
     t.is(again?.material.toString("hex"), targetMaterial);
   },
 );
@@ -533,20 +506,20 @@ test.serial(
 test.serial("a peer that does not answer (SIGKILL) is marked down, not fenced", async (t) => {
   t.timeout(START_TIMEOUT_MS + 60_000);
   const c = await devCluster();
-  const leader = await until(10_000, async () => {
+  const leader = await pollFor(async () => {
     const l = (await c.admin.getStatus()).raft?.leader ?? "";
     return l === "" ? undefined : l;
-  });
+  }, 10_000);
   const victim = ["peer-2", "peer-3"].find((id) => id !== leader)!;
   const record = (await readRecords(join(c.dir, "run"))).find((r) => r.name === victim);
   t.truthy(record && isRecorded(record), `no running process recorded for ${victim}`);
   process.kill(record!.pid, "SIGKILL");
   const states = new Set<string>();
-  const down = await until(8 * INTERVAL_MS, async () => {
+  const down = await pollFor(async () => {
     const row = (await members(c)).find((r) => r.peer_id === victim);
     if (row !== undefined) states.add(row.state);
     return row?.state === "down" ? row : undefined;
-  });
+  }, 8 * INTERVAL_MS);
   t.truthy(down, `${victim} was not marked down (states seen: ${[...states].join(", ")})`);
   t.regex(down?.reason ?? "", /no answer to a re-quote/);
   t.false(states.has("fenced"), "unreachable is not untrusted");

@@ -8,7 +8,6 @@
  */
 import test from "ava";
 import { promises as fs } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -17,11 +16,11 @@ import { TpmtHa } from "../../tpm/spec/basic.js";
 import { TpmlPcrSelection } from "../../tpm/spec/pcr.js";
 import { quotePolicyForValues } from "../../tpm/verify/quote-policy.js";
 import { FOUNDER_ATTESTATION_FILE } from "../../src/attestation/founder-attestation.js";
-import { isRecorded, readRecords } from "../../src/cli/dev-processes.js";
-import { LockboxClient } from "../../src/client/index.js";
 import { parseTpmAddress } from "../../src/sealing/tpm-address.js";
 import { PeerTpm } from "../../src/sealing/peer-tpm.js";
-import { runCli, runCliJson } from "../helpers/cli-process.js";
+import { runCli } from "../helpers/cli-process.js";
+import { startDevCluster } from "../helpers/dev-cluster.js";
+import { pollFor } from "../helpers/wait-for.js";
 
 const INTERVAL_MS = 2_000;
 const START_TIMEOUT_MS = 170_000;
@@ -36,42 +35,14 @@ interface PeerRow {
   state_changed_at?: { seconds: string | number; nanos: number } | null;
 }
 
-async function until<T>(ms: number, fn: () => Promise<T | undefined>): Promise<T | undefined> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined || Date.now() > deadline) return v;
-    await sleep(200);
-  }
-}
-
 test("the founder is recorded with its AK and PCR policy and re-quoted: a PCR extended on its swtpm fences it within two intervals; approved, it returns", async (t) => {
   t.timeout(START_TIMEOUT_MS + 90_000);
-  const root = await fs.mkdtemp(join(tmpdir(), "lockbox-founder-fence-"));
-  const dir = join(root, "cluster");
-  t.teardown(async () => {
-    for (const r of await readRecords(join(dir, "run"))) if (isRecorded(r)) process.kill(r.pid, "SIGKILL");
-    await fs.rm(root, { recursive: true, force: true });
-  });
-  const started = await runCliJson<{
-    endpoints: string;
-    peers: { peer_id: string; address: string }[];
-    admin: { ca: string; cert: string; key: string };
-  }>(["dev-cluster", "start", "--dir", dir, "--json"], {
+  const { root, dir, started, admin, adminArgs } = await startDevCluster({
+    prefix: "founder-fence",
     timeoutMs: START_TIMEOUT_MS,
     env: { LOCKBOX_ATTESTATION_INTERVAL_MS: String(INTERVAL_MS) },
+    onCleanup: (undo) => t.teardown(undo),
   });
-  const admin = new LockboxClient({
-    endpoints: started.endpoints.split(","),
-    tls: {
-      ca: await fs.readFile(started.admin.ca, "utf8"),
-      cert: await fs.readFile(started.admin.cert, "utf8"),
-      key: await fs.readFile(started.admin.key, "utf8"),
-    },
-    cache: false,
-  });
-  t.teardown(() => admin.close());
-  const adminArgs = ["--ca", started.admin.ca, "--cert", started.admin.cert, "--key", started.admin.key];
   const founderRow = async (): Promise<PeerRow | undefined> =>
     (await admin.adminCall<{ peers: PeerRow[] }>("ListPeers", {}, { deadlineMs: 3_000 })).peers.find(
       (p) => p.peer_id === FOUNDER,
@@ -82,10 +53,10 @@ test("the founder is recorded with its AK and PCR policy and re-quoted: a PCR ex
     akPublic: string;
   };
   t.true(attestation.akPublic.length > 0, "init recorded the founder's AK");
-  const recorded = await until(30_000, async () => {
+  const recorded = await pollFor(async () => {
     const row = await founderRow();
     return row?.state === "active" && row.policy === attestation.policyName ? row : undefined;
-  });
+  }, 30_000);
   t.truthy(recorded, `the founder is not recorded active with policy ${attestation.policyName}`);
   t.regex(recorded?.reason ?? "", /attested/);
   // Re-quoted: it stays active over several intervals (its quotes pass), and is not fenced.
@@ -99,10 +70,10 @@ test("the founder is recorded with its AK and PCR policy and re-quoted: a PCR ex
   const tpm = new PeerTpm(parseTpmAddress(`swtpm:127.0.0.1:${port}`)!);
   const extendedAt = Date.now();
   await tpm.use((x) => x.pcrExtend(7, [new TpmtHa(TPM_ALG_ID.SHA256, Buffer.alloc(32, 0x5a))]));
-  const fenced = await until(6 * INTERVAL_MS, async () => {
+  const fenced = await pollFor(async () => {
     const row = await founderRow();
     return row?.state === "fenced" ? row : undefined;
-  });
+  }, 6 * INTERVAL_MS);
   t.truthy(fenced, "the founder was not fenced");
   t.regex(fenced?.reason ?? "", /pcr-policy/);
   const changedAt = Number(fenced?.state_changed_at?.seconds ?? 0) * 1000;
@@ -150,9 +121,9 @@ test("the founder is recorded with its AK and PCR policy and re-quoted: a PCR ex
     added = await approve();
   }
   t.is(added.code, 0, added.stderr);
-  const back = await until(6 * INTERVAL_MS, async () => {
+  const back = await pollFor(async () => {
     const row = await founderRow();
     return row?.state === "active" ? row : undefined;
-  });
+  }, 6 * INTERVAL_MS);
   t.truthy(back, "the founder did not return after the policy approved its state");
 });

@@ -15,7 +15,6 @@ import type { ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -30,7 +29,9 @@ import { LockboxClient } from "../../src/client/index.js";
 import { loadPeerConfig } from "../../src/config/peer-config.js";
 import { openTpmTransport, requireTpmAddress } from "../../src/sealing/tpm-address.js";
 import { CLI_MAIN, runCliJson, withoutLockboxVars } from "../helpers/cli-process.js";
+import { startDevCluster } from "../helpers/dev-cluster.js";
 import { spawnOwned } from "../helpers/spawn-owned.js";
+import { pollFor } from "../helpers/wait-for.js";
 
 const INTERVAL_MS = 2_000;
 const CONFIRM_TIMEOUT_MS = 10_000;
@@ -43,12 +44,6 @@ const MEMBER_ENV = {
   LOCKBOX_JOIN_CONFIRM_TIMEOUT_MS: String(CONFIRM_TIMEOUT_MS),
   LOCKBOX_TEST_JOIN_ADMIT_PAUSE_MS: String(ADMIT_PAUSE_MS),
 };
-
-interface Started {
-  endpoints: string;
-  peers: { peer_id: string; address: string }[];
-  admin: { ca: string; cert: string; key: string };
-}
 
 interface PeerRow {
   peer_id: string;
@@ -81,26 +76,12 @@ test.after.always(async () => {
 
 function devCluster(): Promise<Cluster> {
   cluster ??= (async () => {
-    const root = await fs.mkdtemp(join(tmpdir(), "lockbox-join-kill-"));
-    const dir = join(root, "cluster");
-    cleanups.push(async () => {
-      for (const r of await readRecords(join(dir, "run"))) if (isRecorded(r)) process.kill(r.pid, "SIGKILL");
-      await fs.rm(root, { recursive: true, force: true });
-    });
-    const started = await runCliJson<Started>(["dev-cluster", "start", "--dir", dir, "--json"], {
+    const { root, dir, started, admin, adminArgs } = await startDevCluster({
+      prefix: "join-kill",
       timeoutMs: START_TIMEOUT_MS,
       env: MEMBER_ENV,
+      onCleanup: (undo) => cleanups.push(undo),
     });
-    const admin = new LockboxClient({
-      endpoints: started.endpoints.split(","),
-      tls: {
-        ca: await fs.readFile(started.admin.ca, "utf8"),
-        cert: await fs.readFile(started.admin.cert, "utf8"),
-        key: await fs.readFile(started.admin.key, "utf8"),
-      },
-      cache: false,
-    });
-    cleanups.push(async () => admin.close());
     const cas = localCaCertPaths(join(dir, "manufacturer-ca"));
     return {
       dir,
@@ -109,7 +90,7 @@ function devCluster(): Promise<Cluster> {
       dirOf: Object.fromEntries(started.peers.map((p) => [p.peer_id, join(dir, p.peer_id)])),
       procs: new Map(),
       admin,
-      adminArgs: ["--ca", started.admin.ca, "--cert", started.admin.cert, "--key", started.admin.key],
+      adminArgs,
       manufacturerCaArgs: [cas.root, cas.intermediate].flatMap((f) => ["--manufacturer-ca", f]),
     };
   })();
@@ -120,22 +101,12 @@ async function listPeers(c: Cluster): Promise<{ leader: string; peers: PeerRow[]
   return c.admin.adminCall<{ leader: string; peers: PeerRow[] }>("ListPeers", {}, { deadlineMs: 3_000 });
 }
 
-/** Polls `fn` until it returns a value (not undefined), at most `ms`. */
-async function until<T>(ms: number, fn: () => Promise<T | undefined>): Promise<T | undefined> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined || Date.now() > deadline) return v;
-    await sleep(200);
-  }
-}
-
 async function leaderOf(c: Cluster): Promise<string> {
-  const leader = await until(30_000, async () => {
+  const leader = await pollFor(async () => {
     const l = await listPeers(c);
     const voters = l.peers.filter((p) => p.suffrage === "voter" && p.state === "active").length;
     return l.leader !== "" && voters >= 3 ? l.leader : undefined;
-  });
+  }, 30_000);
   if (leader === undefined) throw new Error("no leader with 3 active voters within 30 s");
   return leader;
 }
@@ -259,7 +230,7 @@ async function waitText(
   pattern: RegExp,
   ms: number,
 ): Promise<void> {
-  const found = await until(ms, async () => (pattern.test(await text()) ? true : undefined));
+  const found = await pollFor(async () => (pattern.test(await text()) ? true : undefined), ms);
   if (found === undefined)
     throw new Error(`${what}: no ${String(pattern)} within ${ms} ms:\n${await text()}`);
 }
@@ -309,7 +280,7 @@ async function killPeer(c: Cluster, id: string): Promise<void> {
   const record = (await readRecords(join(c.dir, "run"))).find((r) => r.name === id);
   if (record === undefined || !isRecorded(record)) throw new Error(`no running process recorded for ${id}`);
   process.kill(record.pid, "SIGKILL");
-  await until(10_000, async () => (isRecorded(record) ? undefined : true));
+  await pollFor(async () => (isRecorded(record) ? undefined : true), 10_000);
 }
 
 /** `lockbox serve --dir DIR --json` plus `extra`, until it says ready; killed with the test worker. */
@@ -327,8 +298,10 @@ async function serve(
   await out.close();
   cleanups.push(async () => void child.kill("SIGKILL"));
   const log = async (): Promise<string> => (await fs.readFile(logPath)).subarray(offset).toString("utf8");
-  const ready = await until(60_000, async () =>
-    child.exitCode === null ? ((await log()).includes('"event":"ready"') ? true : undefined) : false,
+  const ready = await pollFor(
+    async () =>
+      child.exitCode === null ? ((await log()).includes('"event":"ready"') ? true : undefined) : "exited",
+    60_000,
   );
   if (ready !== true) throw new Error(`${dir} did not start:\n${await log()}`);
   return { child, log };
@@ -396,8 +369,9 @@ test.serial(
         .sealState;
     t.is(await sealState(), "unsealed", "peer-4 serves");
     first.child.kill("SIGKILL");
-    await until(10_000, async () =>
-      first.child.exitCode === null && first.child.signalCode === null ? undefined : true,
+    await pollFor(
+      async () => (first.child.exitCode === null && first.child.signalCode === null ? undefined : true),
+      10_000,
     );
     // Restarted, it unseals its CMK from its own swtpm without contacting anyone (and now serves joins).
     await restartMember(c, m.id);
@@ -467,10 +441,10 @@ test.serial(
     await joining.exited;
     await killPeer(c, leader);
 
-    const undone = await until(CONFIRM_TIMEOUT_MS + 30_000, async () => {
+    const undone = await pollFor(async () => {
       const row = await stateOf(c, m.id);
       return row?.state === "enrolled" ? row : undefined;
-    });
+    }, CONFIRM_TIMEOUT_MS + 30_000);
     const seen = await watch();
     t.truthy(undone, `peer-6 was not undone (states ${seen.states.join(" > ")})`);
     t.regex(undone?.reason ?? "", /not confirmed/);
@@ -511,7 +485,7 @@ test.serial(
     t.is(await joining.exited, 1, joining.stderr());
     t.regex(joining.stderr(), /no member admitted this machine within 10 s/);
     t.deepEqual(existsSync(dir) ? await fs.readdir(dir) : [], [], "nothing written");
-    const row = await until(10_000, () => stateOf(c, m.id));
+    const row = await pollFor(() => stateOf(c, m.id), 10_000);
     t.is(row?.state, "enrolled");
 
     const again = startJoin(m, join(c.root, "peer-7-again"), Object.values(c.addressOf));

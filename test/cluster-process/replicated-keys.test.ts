@@ -14,57 +14,9 @@ import { decodeReplicatedKey } from "../../cluster/replication/index.js";
 import type { LockboxClient } from "../../src/client/index.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { runCli, runCliJson } from "../helpers/cli-process.js";
-import { spawnPeer, startPeerInDir, type PeerProcess } from "../helpers/peer-process.js";
-import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
-
-/** Fast passes, so a restarted peer catches up within the test's bounds. */
-const REPLICATION = {
-  enabled: true,
-  antiEntropyIntervalMs: 500,
-  handoffIntervalMs: 500,
-  writeDeadlineMs: 3_000,
-  readDeadlineMs: 3_000,
-};
-
-type Listed = { peers: { peer_id: string; state: string }[] };
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last !== undefined ? `: ${String(last)}` : ""}`);
-}
-
-/** Three active members with replication on; resolves once a key written through A reads through C. */
-async function threePeers(started: PeerProcess[]): Promise<[PeerProcess, PeerProcess, PeerProcess]> {
-  const a = await spawnPeer({
-    peerId: "peer-a",
-    configPatch: { ...UNATTESTED_FLAG, replication: REPLICATION },
-  });
-  started.push(a);
-  const b = await addUnattestedPeer(a, "peer-b", "zone-2");
-  started.push(b);
-  const c = await addUnattestedPeer(a, "peer-c", "zone-3");
-  started.push(c);
-  const admin = a.client();
-  await until(
-    "three active members",
-    async () => {
-      const listed = await admin.adminCall<Listed>("ListPeers", {});
-      return listed.peers.filter((p) => p.state === "active").length === 3 ? true : undefined;
-    },
-    90_000,
-  );
-  return [a, b, c];
-}
+import { startPeerInDir, type PeerProcess } from "../helpers/peer-process.js";
+import { threeUnattestedPeers } from "../helpers/unattested-member.js";
+import { REPLICATION_FAST, waitFor } from "../helpers/cluster-processes.js";
 
 const importInput = (scope: string, i: number, material: Uint8Array) => ({
   project: "proj",
@@ -83,14 +35,14 @@ test("a key imported through one peer reads with its exact material through the 
   t.teardown(async () => {
     for (const p of started.reverse()) await p.teardown();
   });
-  const [a, b, c] = await threePeers(started);
+  const [a, b, c] = await threeUnattestedPeers(started, { replication: REPLICATION_FAST });
   const viaA = a.client();
   const material = new Uint8Array(randomBytes(32));
   // The first ring (N = 3) is committed a moment after the third member: retry until it is.
-  const meta = await until(
-    "an import through peer-a",
+  const meta = await waitFor(
     () => viaA.importKey(importInput("vol-1", 0, material)),
     60_000,
+    "an import through peer-a",
   ).catch(async (e) => {
     await logs(t, started);
     throw e;
@@ -139,8 +91,7 @@ test("a key imported through one peer reads with its exact material through the 
     partitions_receiving: number;
     partitions_received: number;
   };
-  const status = await until(
-    "peer-c routes by the committed ring and has streamed its partitions in",
+  const status = await waitFor(
     async () => {
       const s = await runCliJson<Status>(["ring", "status", ...c.cliFlags(), "--json"]);
       return s.local_version === s.version && s.partitions_received === s.partitions_receiving
@@ -148,6 +99,7 @@ test("a key imported through one peer reads with its exact material through the 
         : undefined;
     },
     60_000,
+    "peer-c routes by the committed ring and has streamed its partitions in",
   );
   t.true(status.partitions_receiving > 0);
   const statusText = await runCli(["ring", "status", ...c.cliFlags()]);
@@ -164,7 +116,7 @@ test("with one peer SIGKILLed creates and reads succeed through the others; rest
   t.teardown(async () => {
     for (const p of started.reverse()) await p.teardown();
   });
-  const [a, b, c] = await threePeers(started);
+  const [a, b, c] = await threeUnattestedPeers(started, { replication: REPLICATION_FAST });
   const clients = new Map<PeerProcess, LockboxClient>([
     [a, a.client()],
     [b, b.client()],
@@ -176,7 +128,7 @@ test("with one peer SIGKILLed creates and reads succeed through the others; rest
     const meta = await clients.get(peer)!.importKey(importInput(`vol-${i % 4}`, i, material));
     acked.set(meta.id, material);
   };
-  await until("the first import", () => importThrough(a, 0).then(() => true), 60_000);
+  await waitFor(() => importThrough(a, 0).then(() => true), 60_000, "the first import");
   for (let i = 1; i < 8; i++) await importThrough(i % 2 === 0 ? a : b, i);
 
   await c.kill("SIGKILL");
@@ -192,8 +144,7 @@ test("with one peer SIGKILLed creates and reads succeed through the others; rest
   started.push(c2);
   const viaC = c2.client();
   started.push(c); // its directory is removed by teardown too (harmless twice)
-  await until(
-    "reads through the restarted peer",
+  await waitFor(
     async () => {
       for (const [id, material] of acked) {
         const got = await viaC.getKey(id, { bypassCache: true });
@@ -202,6 +153,7 @@ test("with one peer SIGKILLed creates and reads succeed through the others; rest
       return true;
     },
     60_000,
+    "reads through the restarted peer",
   );
 
   // Listing, by project and by one scope, through every peer: every acknowledged key is there.

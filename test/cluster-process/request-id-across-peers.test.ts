@@ -13,33 +13,9 @@ import { decodeReplicatedKey } from "../../cluster/replication/index.js";
 import { LockboxClientError } from "../../src/client/client-error.js";
 import { runCliJson } from "../helpers/cli-process.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
-import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
-import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
-
-const REPLICATION = {
-  enabled: true,
-  antiEntropyIntervalMs: 500,
-  handoffIntervalMs: 500,
-  writeDeadlineMs: 3_000,
-  readDeadlineMs: 3_000,
-};
-
-type Listed = { peers: { peer_id: string; state: string }[] };
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last !== undefined ? `: ${String(last)}` : ""}`);
-}
+import type { PeerProcess } from "../helpers/peer-process.js";
+import { threeUnattestedPeers } from "../helpers/unattested-member.js";
+import { REPLICATION_FAST, waitFor } from "../helpers/cluster-processes.js";
 
 const create = (name: string, bitLength = 256) => ({ project: "proj", scope: "vol-r", name, bitLength });
 
@@ -49,29 +25,11 @@ test("CreateKey with one client request id through each of three peers makes one
   t.teardown(async () => {
     for (const p of started.reverse()) await p.teardown();
   });
-  const a = await spawnPeer({
-    peerId: "peer-a",
-    configPatch: { ...UNATTESTED_FLAG, replication: REPLICATION },
-  });
-  started.push(a);
-  const b = await addUnattestedPeer(a, "peer-b", "zone-2");
-  started.push(b);
-  const c = await addUnattestedPeer(a, "peer-c", "zone-3");
-  started.push(c);
-  const admin = a.client();
-  await until(
-    "three active members",
-    async () => {
-      const listed = await admin.adminCall<Listed>("ListPeers", {});
-      return listed.peers.filter((p) => p.state === "active").length === 3 ? true : undefined;
-    },
-    90_000,
-  );
+  const [a, b, c] = await threeUnattestedPeers(started, { replication: REPLICATION_FAST });
   // Every peer routes by the final ring (N = 3): rival versions are settled within one ring version
   // (docs/architecture.md), so the attempts below must not straddle the ring's growth from N = 1.
   type RingView = { version: string; local_version: string; replicas: number };
-  await until(
-    "every peer on the ring with N = 3",
+  await waitFor(
     async () => {
       const views = await Promise.all(
         [a, b, c].map((p) => runCliJson<RingView>(["ring", "show", ...p.cliFlags(), "--json"])),
@@ -82,17 +40,18 @@ test("CreateKey with one client request id through each of three peers makes one
       return settled ? true : undefined;
     },
     90_000,
+    "every peer on the ring with N = 3",
   );
   const [viaA, viaB, viaC] = [a.client(), b.client(), c.client()];
   // The ring with N = 3 is committed a moment after the third member: a key written through A that
   // reads through C says it is in use.
-  await until(
-    "the ring over three peers",
+  await waitFor(
     async () => {
       const k = await viaA.createKey(create("probe"));
       return (await viaC.getKey(k.id, { bypassCache: true })).key.id === k.id ? true : undefined;
     },
     60_000,
+    "the ring over three peers",
   );
 
   const first = await viaA.createKey(create("root"), { clientRequestId: "req-across-1" });

@@ -11,6 +11,7 @@ import test from "ava";
 import { runCliJson } from "../helpers/cli-process.js";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 const REPLICATION = {
   enabled: true,
@@ -19,21 +20,6 @@ const REPLICATION = {
   writeDeadlineMs: 5_000,
   readDeadlineMs: 5_000,
 };
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last !== undefined ? `: ${String(last)}` : ""}`);
-}
 
 type Shown = { version: string; replicas: number; partition_power: number; peers: { partitions: number }[] };
 
@@ -51,13 +37,14 @@ test("three peers with partition power 16 and N = 3 commit the ring through the 
   started.push(await addUnattestedPeer(a, "peer-b", "zone-2"));
   started.push(await addUnattestedPeer(a, "peer-c", "zone-3"));
   const [, b, c] = started as [PeerProcess, PeerProcess, PeerProcess];
-  const shown = await until(
-    "a ring of power 16 with N = 3",
+  const shown = await waitFor(
     async () => {
       const s = await runCliJson<Shown>(["ring", "show", ...c.cliFlags(), "--json"]);
       return s.replicas === 3 ? s : undefined;
     },
     120_000,
+    "a ring of power 16 with N = 3",
+    500,
   );
   t.is(shown.partition_power, 16);
   t.deepEqual(
@@ -65,10 +52,11 @@ test("three peers with partition power 16 and N = 3 commit the ring through the 
     [65_536, 65_536, 65_536],
   );
   const viaA = a.client();
-  const key = await until(
-    "a create through peer-a",
+  const key = await waitFor(
     () => viaA.createKey({ project: "proj", scope: "vol-16", name: "big-ring" }),
     60_000,
+    "a create through peer-a",
+    500,
   );
   const fromB = await b.client().getKey(key.id, { bypassCache: true });
   const fromC = await c.client().getKey(key.id, { bypassCache: true });

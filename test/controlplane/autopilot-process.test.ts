@@ -7,6 +7,7 @@
 import test from "ava";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 type Listed = { peers: { peer_id: string; suffrage: string; state: string }[]; leader: string };
 
@@ -41,7 +42,11 @@ test("the autopilot promotes learners to the voter target and replaces a voter t
       t.log(p.dir, raft, "\n", (await p.log()).split("\n").slice(-25).join("\n"));
     }
   };
-  await until(async () => (await voters()).join() === "peer-a,peer-b,peer-c", 90_000).catch(async (e) => {
+  await waitFor(
+    async () => (await voters()).join() === "peer-a,peer-b,peer-c",
+    90_000,
+    "voters peer-a, peer-b, peer-c",
+  ).catch(async (e) => {
     await diagnose();
     throw e;
   });
@@ -50,7 +55,11 @@ test("the autopilot promotes learners to the voter target and replaces a voter t
   await c.kill("SIGKILL");
   started.push(await addUnattestedPeer(a, "peer-d", "zone-3"));
   // d is promoted (the healthy voters are below target), then the dead c leaves the configuration.
-  await until(async () => (await voters()).join() === "peer-a,peer-b,peer-d", 60_000).catch(async (e) => {
+  await waitFor(
+    async () => (await voters()).join() === "peer-a,peer-b,peer-d",
+    60_000,
+    "voters peer-a, peer-b, peer-d",
+  ).catch(async (e) => {
     await diagnose();
     throw e;
   });
@@ -59,19 +68,3 @@ test("the autopilot promotes learners to the voter target and replaces a voter t
   t.not(final.peers.find((p) => p.peer_id === "peer-c")?.suffrage, "voter");
   t.is(final.leader, "peer-a");
 });
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(
-    `condition not met within ${timeoutMs} ms${last ? `; an earlier check failed: ${String(last)}` : ""}`,
-  );
-}

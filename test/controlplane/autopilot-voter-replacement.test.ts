@@ -9,6 +9,7 @@
 import test from "ava";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 type Listed = { peers: { peer_id: string; suffrage: string; state: string }[]; leader: string };
 
@@ -49,12 +50,16 @@ test("a voter killed with SIGKILL is replaced by a learner after autopilot.deadV
 
   // Three voters (one per zone first), the other two learners.
   let settled: Listed | undefined;
-  await until(async () => {
-    const l = await list();
-    const ok = ids(l, "voter").length === 3 && ids(l, "learner").length === 2 && l.leader !== "";
-    if (ok) settled = l;
-    return ok;
-  }, 120_000).catch(async (e) => {
+  await waitFor(
+    async () => {
+      const l = await list();
+      const ok = ids(l, "voter").length === 3 && ids(l, "learner").length === 2 && l.leader !== "";
+      if (ok) settled = l;
+      return ok;
+    },
+    120_000,
+    "three voters and two learners with a leader",
+  ).catch(async (e) => {
     await dump();
     throw e;
   });
@@ -69,18 +74,22 @@ test("a voter killed with SIGKILL is replaced by a learner after autopilot.deadV
   let replacedAt = 0;
   let after: string[] = [];
   const quorumBreaks: string[] = [];
-  await until(async () => {
-    const l = await list();
-    const voters = ids(l, "voter");
-    const live = voters.filter((id) => id !== victim).length;
-    if (live < Math.floor(voters.length / 2) + 1) quorumBreaks.push(voters.join());
-    if (voters.length === 3 && !voters.includes(victim)) {
-      replacedAt = Date.now();
-      after = voters;
-      return true;
-    }
-    return false;
-  }, 90_000).catch(async (e) => {
+  await waitFor(
+    async () => {
+      const l = await list();
+      const voters = ids(l, "voter");
+      const live = voters.filter((id) => id !== victim).length;
+      if (live < Math.floor(voters.length / 2) + 1) quorumBreaks.push(voters.join());
+      if (voters.length === 3 && !voters.includes(victim)) {
+        replacedAt = Date.now();
+        after = voters;
+        return true;
+      }
+      return false;
+    },
+    90_000,
+    "a voter in place of the stopped one",
+  ).catch(async (e) => {
     await dump();
     throw e;
   });
@@ -97,17 +106,3 @@ test("a voter killed with SIGKILL is replaced by a learner after autopilot.deadV
   t.not(final.peers.find((p) => p.peer_id === victim)?.suffrage, "voter");
   t.is(final.peers.find((p) => p.peer_id === victim)?.state, "active", "a dead voter stays a member");
 });
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
-}

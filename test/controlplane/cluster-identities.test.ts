@@ -17,18 +17,23 @@ import { kekMetaKey } from "../../src/keys/project-keks.js";
 import { openPeerStore } from "../../src/store/peer-store.js";
 import { spawnPeer, type PeerProcess } from "../helpers/peer-process.js";
 import { UNATTESTED_FLAG, addUnattestedPeer } from "../helpers/unattested-member.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 test.serial.before(async (t) => {
   const a = await spawnPeer({ peerId: "peer-a", configPatch: UNATTESTED_FLAG });
   const b = await addUnattestedPeer(a, "peer-b", "zone-2");
   (t.context as { a: PeerProcess; b: PeerProcess }) = { a, b };
   // b holds the control state once it lists itself as a learner.
-  await until(async () => {
-    const peers = await b
-      .client()
-      .adminCall<{ peers: { peer_id: string; suffrage: string }[] }>("ListPeers", {});
-    return peers.peers.some((p) => p.peer_id === "peer-b" && p.suffrage !== "none");
-  }, 30_000);
+  await waitFor(
+    async () => {
+      const peers = await b
+        .client()
+        .adminCall<{ peers: { peer_id: string; suffrage: string }[] }>("ListPeers", {});
+      return peers.peers.some((p) => p.peer_id === "peer-b" && p.suffrage !== "none");
+    },
+    30_000,
+    "peer-b listed as a raft member",
+  );
 });
 
 test.after.always(async (t) => {
@@ -65,13 +70,17 @@ test.serial(
     t.is(res.revoked_serials.length, 1);
     for (const p of [a, b]) {
       const revoked = p.client(svc, { attemptsMax: 1 });
-      await until(async () => {
-        const err = await revoked.createKey({ project: "p2", scope: "s", name: "k2", bitLength: 256 }).then(
-          () => null,
-          (e: unknown) => e,
-        );
-        return err instanceof LockboxClientError && err.code === "UNAUTHENTICATED";
-      }, 10_000);
+      await waitFor(
+        async () => {
+          const err = await revoked.createKey({ project: "p2", scope: "s", name: "k2", bitLength: 256 }).then(
+            () => null,
+            (e: unknown) => e,
+          );
+          return err instanceof LockboxClientError && err.code === "UNAUTHENTICATED";
+        },
+        10_000,
+        "the revoked identity refused UNAUTHENTICATED",
+      );
       t.pass(`${p.address} refuses the revoked identity`);
     }
   },
@@ -151,28 +160,18 @@ test.serial("a removed peer's certificate is revoked and refused by the remainin
   );
   t.is(err?.code, grpc.status.PERMISSION_DENIED);
   t.regex(err?.details ?? "", /revoked/);
-  await until(async () => {
-    const list = await a
-      .client()
-      .adminCall<{ peers: { peer_id: string; suffrage: string }[] }>("ListPeers", {});
-    return list.peers.find((p) => p.peer_id === "peer-b")?.suffrage === "none";
-  }, 10_000);
+  await waitFor(
+    async () => {
+      const list = await a
+        .client()
+        .adminCall<{ peers: { peer_id: string; suffrage: string }[] }>("ListPeers", {});
+      return list.peers.find((p) => p.peer_id === "peer-b")?.suffrage === "none";
+    },
+    10_000,
+    "peer-b out of the raft configuration",
+  );
   t.pass("the autopilot took the removed peer out of the raft configuration");
 });
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ""}`);
-}
 
 test.serial(
   "project KEKs live in the control state: a KEK created through either peer is kept in no peer's own store",

@@ -27,12 +27,14 @@
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { LockboxClient, type LockboxClientOptions } from "../../src/client/index.js";
 import { spawnPeer, startPeerInDir, type PeerProcess, type SpawnPeerOptions } from "./peer-process.js";
 import { TcpFaultProxy, type CutMode } from "./tcp-fault-proxy.js";
 import { joinerDirectory, UNATTESTED_FLAG } from "./unattested-member.js";
+import { waitFor } from "./wait-for.js";
+
+export { waitFor };
 
 export interface ClusterPeer {
   readonly id: string;
@@ -459,21 +461,4 @@ export function clusterTeardown(
     if (keep !== undefined) t.log(`peer logs kept in ${keep}`);
     await cluster.teardown(keep);
   };
-}
-
-/** Polls `check` until it holds, at most `timeoutMs`; the error names `what` and the last failure. */
-export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(250);
-  }
-  throw new Error(
-    `not within ${timeoutMs} ms: ${what}${last !== undefined ? ` (last: ${String(last)})` : ""}`,
-  );
 }

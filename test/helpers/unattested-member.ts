@@ -9,7 +9,8 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { issuePeerCertificate } from "../../src/pki/certificate-authority.js";
-import { startPeerInDir, type PeerProcess } from "./peer-process.js";
+import { spawnPeer, startPeerInDir, type PeerProcess } from "./peer-process.js";
+import { waitFor } from "./wait-for.js";
 
 export const UNATTESTED_FLAG = { allowUnattestedMembersForTests: true };
 
@@ -62,4 +63,31 @@ export async function addUnattestedPeer(
     certificate_pem: await fs.readFile(join(dir, "peer.crt"), "utf8"),
   });
   return peer;
+}
+
+/**
+ * Three members, peer-a (founding, with `configPatch` and the unattested flag), peer-b and peer-c in
+ * zones 2 and 3, added unattested; resolves once all three are active. Each is pushed onto `started`
+ * as soon as it runs, so the caller's teardown stops it even if a later step fails.
+ */
+export async function threeUnattestedPeers(
+  started: PeerProcess[],
+  configPatch: Record<string, unknown>,
+): Promise<[PeerProcess, PeerProcess, PeerProcess]> {
+  const a = await spawnPeer({ peerId: "peer-a", configPatch: { ...UNATTESTED_FLAG, ...configPatch } });
+  started.push(a);
+  const b = await addUnattestedPeer(a, "peer-b", "zone-2");
+  started.push(b);
+  const c = await addUnattestedPeer(a, "peer-c", "zone-3");
+  started.push(c);
+  const admin = a.client();
+  await waitFor(
+    async () => {
+      const listed = await admin.adminCall<{ peers: { state: string }[] }>("ListPeers", {});
+      return listed.peers.filter((p) => p.state === "active").length === 3;
+    },
+    90_000,
+    "three active members",
+  );
+  return [a, b, c];
 }

@@ -8,17 +8,9 @@
  * what the single-peer key service answers.
  */
 import test from "ava";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { RingBuilder } from "../../cluster/ring/index.js";
-import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
 import { LockboxError } from "../../src/errors.js";
-import type { KeyReplication } from "../../src/keys/key-replication.js";
-import type { KekStore } from "../../src/keys/project-keks.js";
-import { openPeerCore, type PeerCore } from "../../src/peer/peer-core.js";
-import { closeNodes, ringRecord, startNode, type TestNode } from "../replication/replication-nodes.js";
-import { ManualClock, serviceOf } from "./key-service-fixture.js";
+import { startRingKeyCores } from "../helpers/ring-key-cores.js";
+import { serviceOf } from "./key-service-fixture.js";
 
 const SALT = new Uint8Array(32).fill(3);
 const POWER = 5;
@@ -35,52 +27,12 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 test("every key call answers the same through any peer of the ring", async (t) => {
   t.timeout(120_000);
-  const dir = await mkdtemp(join(tmpdir(), "lockbox-keys-on-ring-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const protector = await DevelopmentFileProtector.create(join(dir, "master.key"), { log: () => {} });
-  const keks = new Map<string, Uint8Array>();
-  const kekStore: KekStore = {
-    get: async (project) => keks.get(project),
-    createIfAbsent: async (project, wrapped) => {
-      if (!keks.has(project)) keks.set(project, wrapped);
-      return keks.get(project)!;
-    },
-  };
-  const clock = new ManualClock(Date.now());
-  const members = ["a", "b", "c"];
-  const cores: PeerCore[] = [];
-  const nodes: TestNode[] = [];
-  t.teardown(async () => {
-    await closeNodes(nodes, false);
-    for (const c of cores) await c.close();
+  const { keys, clock } = await startRingKeyCores(t, {
+    salt: SALT,
+    partitionPower: POWER,
+    dirPrefix: "lockbox-keys-on-ring",
   });
-  for (const id of members) {
-    const at = nodes.length;
-    const replication: KeyReplication = {
-      read: (k) => nodes[at]!.node.keys.read(k),
-      write: (k) => nodes[at]!.node.keys.write(k),
-      readPartition: (p) => nodes[at]!.node.keys.readPartition(p),
-      stamp: () => nodes[at]!.node.keys.stamp(),
-      settle: (id) => nodes[at]!.node.keys.settle(id),
-    };
-    const core = await openPeerCore({
-      dataDir: join(dir, id),
-      masterKey: protector,
-      clusterSalt: SALT,
-      partitionPower: POWER,
-      kekStore,
-      replication,
-      clock,
-    });
-    cores.push(core);
-    nodes.push(await startNode(t, id, members, { salt: SALT, power: POWER, store: core.store }));
-  }
-  const builder = RingBuilder.create({ partPower: POWER, replicas: 3, minPartHours: 0 });
-  for (const id of members) builder.addPeer({ id, zone: `z-${id}`, weight: 1 });
-  builder.rebalance(0);
-  const addresses = new Map(nodes.map((n) => [n.id, n.address]));
-  for (const n of nodes) n.node.sync({ ring: ringRecord(builder), addresses });
-  const [a, b, c] = cores.map((x) => x.keys) as [PeerCore["keys"], PeerCore["keys"], PeerCore["keys"]];
+  const [a, b, c] = keys;
 
   const owner = serviceOf("svc-owner", "proj");
   const other = serviceOf("svc-other", "elsewhere");

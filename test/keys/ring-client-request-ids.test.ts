@@ -6,72 +6,17 @@
  * one material), the same id with a different request is INVALID_ARGUMENT as on one peer, and
  * concurrent attempts through all three peers answer one key.
  */
-import test, { type ExecutionContext } from "ava";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { RingBuilder, scopePartition } from "../../cluster/ring/index.js";
-import { DevelopmentFileProtector } from "../../src/crypto/development-file-protector.js";
+import test from "ava";
+import { scopePartition } from "../../cluster/ring/index.js";
 import { LockboxError } from "../../src/errors.js";
-import type { KeyReplication } from "../../src/keys/key-replication.js";
-import type { KekStore } from "../../src/keys/project-keks.js";
-import { openPeerCore, type PeerCore } from "../../src/peer/peer-core.js";
-import { closeNodes, ringRecord, startNode, type TestNode } from "../replication/replication-nodes.js";
-import { ManualClock, serviceOf } from "./key-service-fixture.js";
+import { startRingKeyCores } from "../helpers/ring-key-cores.js";
+import type { TestNode } from "../replication/replication-nodes.js";
+import { serviceOf } from "./key-service-fixture.js";
 
 const SALT = new Uint8Array(32).fill(5);
 const POWER = 5;
 
-type Keys = PeerCore["keys"];
-
-async function threeCores(t: ExecutionContext): Promise<{ services: [Keys, Keys, Keys]; nodes: TestNode[] }> {
-  const dir = await mkdtemp(join(tmpdir(), "lockbox-ring-request-ids-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const protector = await DevelopmentFileProtector.create(join(dir, "master.key"), { log: () => {} });
-  const keks = new Map<string, Uint8Array>();
-  const kekStore: KekStore = {
-    get: async (project) => keks.get(project),
-    createIfAbsent: async (project, wrapped) => {
-      if (!keks.has(project)) keks.set(project, wrapped);
-      return keks.get(project)!;
-    },
-  };
-  const clock = new ManualClock(Date.now());
-  const members = ["a", "b", "c"];
-  const cores: PeerCore[] = [];
-  const nodes: TestNode[] = [];
-  t.teardown(async () => {
-    await closeNodes(nodes, false);
-    for (const c of cores) await c.close();
-  });
-  for (const id of members) {
-    const at = nodes.length;
-    const replication: KeyReplication = {
-      read: (k) => nodes[at]!.node.keys.read(k),
-      write: (k) => nodes[at]!.node.keys.write(k),
-      readPartition: (p) => nodes[at]!.node.keys.readPartition(p),
-      stamp: () => nodes[at]!.node.keys.stamp(),
-      settle: (k) => nodes[at]!.node.keys.settle(k),
-    };
-    const core = await openPeerCore({
-      dataDir: join(dir, id),
-      masterKey: protector,
-      clusterSalt: SALT,
-      partitionPower: POWER,
-      kekStore,
-      replication,
-      clock,
-    });
-    cores.push(core);
-    nodes.push(await startNode(t, id, members, { salt: SALT, power: POWER, store: core.store }));
-  }
-  const builder = RingBuilder.create({ partPower: POWER, replicas: 3, minPartHours: 0 });
-  for (const id of members) builder.addPeer({ id, zone: `z-${id}`, weight: 1 });
-  builder.rebalance(0);
-  const addresses = new Map(nodes.map((n) => [n.id, n.address]));
-  for (const n of nodes) n.node.sync({ ring: ringRecord(builder), addresses });
-  return { services: cores.map((x) => x.keys) as [Keys, Keys, Keys], nodes };
-}
+const RING = { salt: SALT, partitionPower: POWER, dirPrefix: "lockbox-ring-request-ids" };
 
 const owner = serviceOf("svc-owner", "proj");
 const create = (name: string, clientRequestId: string, bitLength = 256) => ({
@@ -107,7 +52,7 @@ async function errorOf(p: Promise<unknown>): Promise<LockboxError> {
 
 test("CreateKey retried with the same client request id through each other peer answers the first key", async (t) => {
   t.timeout(120_000);
-  const { services, nodes } = await threeCores(t);
+  const { keys: services, nodes } = await startRingKeyCores(t, RING);
   const [a, b, c] = services;
   const first = await a.createKey(owner, create("root", "req-1"));
   const throughB = await b.createKey(owner, create("root", "req-1"));
@@ -128,7 +73,7 @@ test("CreateKey retried with the same client request id through each other peer 
 
 test("the same client request id with a different request through another peer is INVALID_ARGUMENT, as on one peer", async (t) => {
   t.timeout(120_000);
-  const { services } = await threeCores(t);
+  const { keys: services } = await startRingKeyCores(t, RING);
   const [a, b, c] = services;
   const first = await a.createKey(owner, create("root", "req-2"));
   const samePeer = await errorOf(a.createKey(owner, create("root", "req-2", 128)));
@@ -158,7 +103,7 @@ test("the same client request id with a different request through another peer i
 
 test("ImportKey, CloneKey and RekeyClone retried through another peer answer the first key", async (t) => {
   t.timeout(120_000);
-  const { services } = await threeCores(t);
+  const { keys: services } = await startRingKeyCores(t, RING);
   const [a, b, c] = services;
   const material = new Uint8Array(32).map((_, i) => i + 7);
   const imported = await a.importKey(owner, { ...create("imp", "req-imp"), material });
@@ -177,7 +122,7 @@ test("ImportKey, CloneKey and RekeyClone retried through another peer answer the
 
 test("concurrent attempts of one request through all three peers answer one key with one material", async (t) => {
   t.timeout(120_000);
-  const { services, nodes } = await threeCores(t);
+  const { keys: services, nodes } = await startRingKeyCores(t, RING);
   for (let round = 0; round < 5; round++) {
     const requestId = `req-race-${round}`;
     const answers = await Promise.allSettled(

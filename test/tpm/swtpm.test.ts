@@ -1,5 +1,6 @@
 import test from "ava";
 import { spawn } from "node:child_process";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -81,6 +82,50 @@ test("a port that another swtpm already serves is not taken for our own: start f
   t.true(alive(a.swtpm.pid));
   const tr = await a.connect();
   t.is(Buffer.from(await tr.send(GET_RANDOM_8)).readUInt32BE(6), 0);
+});
+
+test("a foreign listener on the first port, even one answering TPM commands, does not pass for the swtpm: start moves to another pair and says why", async (t) => {
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
+  await f.swtpm.stop();
+  // Answers every command with a well-formed success (GetRandom's 8 bytes), as a TPM would: a bare
+  // TCP connect, or a probe that only checks the answer, would take it for the swtpm.
+  const foreign = createServer((socket: Socket) => {
+    socket.on("error", () => undefined);
+    socket.on("data", () => {
+      socket.write(Buffer.from([0x80, 0x01, 0, 0, 0, 0x14, 0, 0, 0, 0, 0, 0x08, 1, 2, 3, 4, 5, 6, 7, 8]));
+    });
+  });
+  await new Promise<void>((resolve) => foreign.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => foreign.close());
+  const taken = (foreign.address() as AddressInfo).port;
+  const retries: { port: number; previous: { port: number; reason: string } }[] = [];
+  const swtpm = await startSwtpm({
+    stateDir: f.provisioned.stateDir,
+    firstPort: taken,
+    onPortRetry: (port, previous) => retries.push({ port, previous }),
+  });
+  t.teardown(() => swtpm.stop());
+  t.not(swtpm.port, taken);
+  t.is(retries.length, 1);
+  t.is(retries[0]!.port, swtpm.port);
+  t.is(retries[0]!.previous.port, taken);
+  t.regex(retries[0]!.previous.reason, /address already in use|served by another process/i);
+  const tr = await TcpTransport.connect({ host: swtpm.host, port: swtpm.port });
+  t.teardown(() => tr.close());
+  t.is(Buffer.from(await tr.send(GET_RANDOM_8)).readUInt32BE(6), 0);
+});
+
+test("a detached swtpm writes to its log file, and an exit during start-up names swtpm's reason from it", async (t) => {
+  const f = await startProvisionedSwtpm(t, { identity: "shared" });
+  const logPath = path.join(f.workDir, "detached.log");
+  // The state directory is in use by the fixture's swtpm: the second one exits at once.
+  const e = await t.throwsAsync(startSwtpm({ stateDir: f.provisioned.stateDir, detachedLogPath: logPath }), {
+    instanceOf: SwtpmError,
+  });
+  t.is(e?.code, "start-failed");
+  const said = (await fs.readFile(logPath, "utf8")).trim().split("\n").at(-1)!;
+  t.true(said.length > 0, "swtpm wrote nothing to the log file");
+  t.true(e!.message.includes(said), `${e!.message} does not name swtpm's reason (${said})`);
 });
 
 test("stop() ends the swtpm process and its port stops answering; a second stop() is harmless", async (t) => {

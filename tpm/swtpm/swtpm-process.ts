@@ -3,10 +3,14 @@
  * control port P+1), waits until the data port answers a command, and stops
  * it again. The caller owns the child: `stop()` must be awaited (tests call it
  * from teardown), it sends SIGTERM, then SIGKILL, and resolves on exit.
+ *
+ * `detachedLogPath` starts a swtpm that outlives its starter instead (the
+ * development cluster's, stopped later through a pid file): the same port
+ * choice and the same command-level readiness, its output in a log file.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { readFile, readdir, readlink } from "node:fs/promises";
+import { closeSync, existsSync, fstatSync, openSync } from "node:fs";
+import { open, readFile, readdir, readlink } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { TcpTransport } from "../transport/tcp-transport.js";
@@ -25,6 +29,21 @@ export interface StartSwtpmOptions {
    * itself finds out whether one is taken. For fixed deployments and tests.
    */
   portCandidates?: readonly number[];
+  /**
+   * A data port tried first, handed to swtpm without a free-port probe as
+   * `portCandidates` are; if swtpm cannot have it, random pairs follow, as
+   * without candidates. For a port recorded earlier that may move.
+   */
+  firstPort?: number;
+  /** Told before each pair after the first, with the pair given up before it and why. */
+  onPortRetry?: (port: number, previous: { port: number; reason: string }) => void;
+  /**
+   * Start swtpm so that it outlives this process: in its own process group,
+   * without the parent-death signal, its output appended to this file (the
+   * reason of an exit during start-up is read back from it). The caller must
+   * record `pid` to stop it later; `stop()` works while this process lives.
+   */
+  detachedLogPath?: string;
 }
 
 export interface RunningSwtpm {
@@ -55,25 +74,32 @@ export async function startSwtpm(options: StartSwtpmOptions): Promise<RunningSwt
   const stateDir = path.resolve(options.stateDir);
   const attemptsMax = options.portAttemptsMax ?? DEFAULT_PORT_ATTEMPTS_MAX;
   const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  if (options.portCandidates !== undefined && options.firstPort !== undefined) {
+    throw new SwtpmError("bad-argument", "portCandidates and firstPort exclude each other");
+  }
+  const candidates = options.portCandidates ?? (options.firstPort === undefined ? [] : [options.firstPort]);
+  const randomAfter = options.portCandidates === undefined;
+  const attempts = randomAfter ? attemptsMax : Math.min(attemptsMax, candidates.length);
+  let previous: { port: number; reason: string } | undefined;
   let lastReason = "";
-  const candidates = options.portCandidates;
-  const attempts = candidates === undefined ? attemptsMax : Math.min(attemptsMax, candidates.length);
   for (let attempt = 0; attempt < attempts; attempt++) {
+    const candidate = candidates[attempt];
     const port =
-      candidates?.[attempt] ??
-      PORT_RANGE_LOW + 2 * Math.floor(Math.random() * ((PORT_RANGE_HIGH - PORT_RANGE_LOW) / 2));
+      candidate ?? PORT_RANGE_LOW + 2 * Math.floor(Math.random() * ((PORT_RANGE_HIGH - PORT_RANGE_LOW) / 2));
     if (!Number.isInteger(port) || port < 1 || port > 65534) {
       throw new SwtpmError("bad-argument", `port candidate ${port} is not in 1..65534`);
     }
-    if (candidates === undefined && (!(await isFree(port)) || !(await isFree(port + 1)))) {
+    if (candidate === undefined && (!(await isFree(port)) || !(await isFree(port + 1)))) {
       lastReason = `ports ${port}/${port + 1} in use`;
       continue;
     }
-    const outcome = await tryStart(stateDir, port, startTimeoutMs);
+    if (previous !== undefined) options.onPortRetry?.(port, previous);
+    const outcome = await tryStart(stateDir, port, startTimeoutMs, options.detachedLogPath);
     if (outcome.kind === "running") return outcome.swtpm;
     // Another process may take the port between the probe and swtpm's bind: try another pair.
     if (outcome.kind === "port-taken") {
       lastReason = outcome.reason;
+      previous = { port, reason: outcome.reason };
       continue;
     }
     throw outcome.error;
@@ -89,7 +115,12 @@ type StartOutcome =
   | { kind: "port-taken"; reason: string }
   | { kind: "failed"; error: SwtpmError };
 
-async function tryStart(stateDir: string, port: number, startTimeoutMs: number): Promise<StartOutcome> {
+async function tryStart(
+  stateDir: string,
+  port: number,
+  startTimeoutMs: number,
+  detachedLogPath: string | undefined,
+): Promise<StartOutcome> {
   const args = [
     "socket",
     "--tpm2",
@@ -102,20 +133,9 @@ async function tryStart(stateDir: string, port: number, startTimeoutMs: number):
     "--flags",
     "not-need-init,startup-clear",
   ];
-  // setpriv --pdeathsig makes the kernel kill swtpm if this process dies without stopping it
-  // (a crashed or killed test worker), so no simulator outlives its owner. It execs, keeping the pid.
-  const child =
-    SETPRIV === undefined
-      ? spawn("swtpm", args, { stdio: ["ignore", "pipe", "pipe"] })
-      : spawn(SETPRIV, ["--pdeathsig", "KILL", "--", "swtpm", ...args], {
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-  let output = "";
-  const keepTail = (chunk: Buffer): void => {
-    output = (output + chunk.toString("utf8")).slice(-OUTPUT_TAIL_BYTES_MAX);
-  };
-  child.stdout?.on("data", keepTail);
-  child.stderr?.on("data", keepTail);
+  // Synchronous from spawn to the listeners below: a spawn error is emitted on the next tick.
+  const { child, output } =
+    detachedLogPath === undefined ? spawnOwned(args) : spawnDetached(args, detachedLogPath);
   const exited = exitPromise(child);
   const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
 
@@ -142,14 +162,15 @@ async function tryStart(stateDir: string, port: number, startTimeoutMs: number):
       return { kind: "failed", error };
     }
     if ("exit" in early) {
-      if (/failed to execute swtpm/i.test(output)) {
+      const said = await output();
+      if (/failed to execute swtpm/i.test(said)) {
         return {
           kind: "failed",
           error: new SwtpmError("tool-missing", "swtpm is not installed (apt-get install swtpm)"),
         };
       }
-      const reason = `swtpm exited (${early.exit}) during start-up: ${lastLines(output, 3)}`;
-      if (/address already in use/i.test(output)) return { kind: "port-taken", reason };
+      const reason = `swtpm exited (${early.exit}) during start-up: ${lastLines(said, 3)}`;
+      if (/address already in use/i.test(said)) return { kind: "port-taken", reason };
       return { kind: "failed", error: new SwtpmError("start-failed", reason) };
     }
     if (early.ok) {
@@ -159,19 +180,83 @@ async function tryStart(stateDir: string, port: number, startTimeoutMs: number):
         await terminate(child, exited, DEFAULT_STOP_GRACE_MS);
         return { kind: "port-taken", reason: `port ${port} is served by another process` };
       }
+      // A detached swtpm must not hold this process open: it runs on after this process exits.
+      if (detachedLogPath !== undefined) child.unref();
       return { kind: "running", swtpm: running(child, exited, stateDir, port) };
     }
-    await sleep(PROBE_INTERVAL_MS);
+    // Not unref'd: between two probes this wait may be all that keeps a starter with nothing else to
+    // do (the dev-cluster CLI) alive, once a swtpm that exited has released its process handle.
+    await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
   }
   await terminate(child, exited, DEFAULT_STOP_GRACE_MS);
   return {
     kind: "failed",
     error: new SwtpmError(
       "not-answering",
-      `swtpm on port ${port} did not answer within ${startTimeoutMs} ms: ${lastLines(output, 3)}`,
+      `swtpm on port ${port} did not answer within ${startTimeoutMs} ms: ${lastLines(await output(), 3)}`,
       { cause: probeError },
     ),
   };
+}
+
+interface Spawned {
+  child: ChildProcess;
+  /** The tail of what swtpm wrote (this start's only), at most OUTPUT_TAIL_BYTES_MAX. */
+  output(): Promise<string>;
+}
+
+/** A swtpm owned by this process: its output piped here, killed by the kernel if this process dies. */
+function spawnOwned(args: string[]): Spawned {
+  // setpriv --pdeathsig makes the kernel kill swtpm if this process dies without stopping it
+  // (a crashed or killed test worker), so no simulator outlives its owner. It execs, keeping the pid.
+  const child =
+    SETPRIV === undefined
+      ? spawn("swtpm", args, { stdio: ["ignore", "pipe", "pipe"] })
+      : spawn(SETPRIV, ["--pdeathsig", "KILL", "--", "swtpm", ...args], {
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+  let output = "";
+  const keepTail = (chunk: Buffer): void => {
+    output = (output + chunk.toString("utf8")).slice(-OUTPUT_TAIL_BYTES_MAX);
+  };
+  child.stdout?.on("data", keepTail);
+  child.stderr?.on("data", keepTail);
+  return { child, output: () => Promise.resolve(output) };
+}
+
+/**
+ * A swtpm that outlives this process: its own process group (a terminal's ^C to its starter does not
+ * reach it), output appended to `logPath`, never a pipe to this process (which would break when it exits).
+ */
+function spawnDetached(args: string[], logPath: string): Spawned {
+  const fd = openSync(logPath, "a", 0o600);
+  const offset = fstatSync(fd).size;
+  let child: ChildProcess;
+  try {
+    child = spawn("swtpm", args, { detached: true, stdio: ["ignore", fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  return { child, output: () => readTail(logPath, offset) };
+}
+
+/** What `path` holds past `offset`, its last OUTPUT_TAIL_BYTES_MAX bytes at most. */
+async function readTail(path: string, offset: number): Promise<string> {
+  let file;
+  try {
+    file = await open(path, "r");
+  } catch {
+    return "";
+  }
+  try {
+    const size = (await file.stat()).size;
+    const from = Math.max(offset, size - OUTPUT_TAIL_BYTES_MAX);
+    const buf = Buffer.alloc(Math.max(0, size - from));
+    await file.read(buf, 0, buf.length, from);
+    return buf.toString("utf8");
+  } finally {
+    await file.close();
+  }
 }
 
 /** One GetRandom over a fresh connection; true when a success response comes back. */

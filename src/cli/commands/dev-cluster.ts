@@ -46,11 +46,11 @@ import { describeHostPort, isHostPort } from "../../net/host-port.js";
 import { isNodeId, NODE_ID_RULE } from "../../../cluster/node-id.js";
 import {
   type ProcessRecord,
-  answersTcp,
   freeLoopbackPort,
   isRecorded,
   readRecord,
   readRecords,
+  recordProcess,
   spawnRecorded,
   stopRecorded,
 } from "../dev-processes.js";
@@ -58,7 +58,13 @@ import { Tpm } from "../../../tpm/client/tpm.js";
 import { readEk } from "../../../tpm/ek/read-ek.js";
 import { TPM_ALG_ID } from "../../../tpm/spec/constants.js";
 import { TpmlPcrSelection } from "../../../tpm/spec/pcr.js";
-import { localCaCertPaths, provisionSwtpm } from "../../../tpm/swtpm/index.js";
+import {
+  type RunningSwtpm,
+  SwtpmError,
+  localCaCertPaths,
+  provisionSwtpm,
+  startSwtpm,
+} from "../../../tpm/swtpm/index.js";
 import { quotePolicyForValues } from "../../../tpm/verify/quote-policy.js";
 import { openTpmTransport, parseTpmAddress, requireTpmAddress } from "../../sealing/tpm-address.js";
 
@@ -117,7 +123,10 @@ export const command = defineCommand({
 /** A result as data: one JSON line under --json, one field under --field. */
 const printJson = (record: object): void => emitRecord(record, () => "");
 
-/** Chosen once, at the first start: ids, addresses and swtpm ports stay the same across restarts. */
+/**
+ * Chosen once, at the first start: ids, addresses and swtpm ports stay the same across restarts. A
+ * swtpm port is 0 until that swtpm first started.
+ */
 interface Layout {
   peers: { id: string; zone: string; address: string; swtpmPort: number }[];
 }
@@ -157,7 +166,7 @@ async function start(dir: string, json: boolean): Promise<number> {
         say(`provisioning swtpm for ${p.id} (EK certificate from the local manufacturer CA)`);
         await provisionSwtpm({ stateDir: tpmDir(dir, p.id), caDir: caDir(dir) });
       }
-      started.push(await startSwtpmPicking(dir, layout, p, !configured(p.id), say));
+      started.push(await startPeerSwtpm(dir, layout, p, !configured(p.id), say));
       say(`swtpm of ${p.id} on 127.0.0.1:${p.swtpmPort} (pid ${started.at(-1)!.pid})`);
     }
 
@@ -286,12 +295,16 @@ async function newLayout(dir: string): Promise<Layout> {
       id: `peer-${i}`,
       zone: `zone-${i}`,
       address: `127.0.0.1:${await freeLoopbackPort()}`,
-      swtpmPort: await freeSwtpmPort(),
+      swtpmPort: 0, // chosen when its swtpm first starts
     });
   }
   const layout = { peers };
-  await fs.writeFile(join(dir, LAYOUT_FILE), JSON.stringify(layout, null, 2) + "\n", { mode: 0o600 });
+  await writeLayout(dir, layout);
   return layout;
+}
+
+async function writeLayout(dir: string, layout: Layout): Promise<void> {
+  await fs.writeFile(join(dir, LAYOUT_FILE), JSON.stringify(layout, null, 2) + "\n", { mode: 0o600 });
 }
 
 async function readLayout(dir: string): Promise<Layout> {
@@ -301,85 +314,53 @@ async function readLayout(dir: string): Promise<Layout> {
   return v;
 }
 
-/** A data port whose control port (port + 1) is free too, as swtpm needs both. */
-async function freeSwtpmPort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await freeLoopbackPort();
-    if (port < 65535 && !(await answersTcp(port + 1))) return port;
-  }
-  throw new Error("no free loopback port pair for a swtpm after 20 attempts");
-}
-
 /**
- * Starts a peer's swtpm. The port pair was only free when it was chosen: another process may take
- * it before swtpm binds, and swtpm (unlike Node) cannot bind a port that still has TIME_WAIT
- * connections, which a machine that just ran many tests has plenty of. Before the peer is
- * configured (its config names the port), a swtpm that exits at once is started again on a new
- * pair, and the layout records the pair that worked.
+ * Starts a peer's swtpm, detached, through the swtpm launcher: ready once its data port answers a TPM
+ * command from the swtpm it started (a foreign listener on the port does not pass), recorded in a pid
+ * file so `stop` ends it. Before the peer is configured (its config names the port), the port may
+ * move: the recorded pair, if any, is tried first, then free pairs; a pair can be taken by another
+ * process, or hold TIME_WAIT connections after a test run, which swtpm (unlike Node) cannot bind. The
+ * layout records the pair that worked. A configured peer's swtpm stays on its port.
  */
-async function startSwtpmPicking(
+async function startPeerSwtpm(
   dir: string,
   layout: Layout,
   p: Layout["peers"][number],
   mayMove: boolean,
   say: (line: string) => void,
 ): Promise<ProcessRecord> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startSwtpm(dir, p.id, p.swtpmPort);
-    } catch (err) {
-      if (!mayMove || !(err instanceof SwtpmExited) || attempt >= SWTPM_PORT_ATTEMPTS) throw err;
-      const taken = p.swtpmPort;
-      p.swtpmPort = await freeSwtpmPort();
-      await fs.writeFile(join(dir, LAYOUT_FILE), JSON.stringify(layout, null, 2) + "\n", { mode: 0o600 });
-      say(`swtpm of ${p.id} could not use port ${taken} (${err.reason}); trying ${p.swtpmPort}`);
+  const logPath = join(dir, `swtpm-${p.id}.log`);
+  const recorded = p.swtpmPort > 0 ? p.swtpmPort : undefined;
+  let swtpm: RunningSwtpm;
+  try {
+    swtpm = await startSwtpm({
+      stateDir: tpmDir(dir, p.id),
+      detachedLogPath: logPath,
+      startTimeoutMs: READY_TIMEOUT_MS,
+      ...(!mayMove
+        ? { portCandidates: [p.swtpmPort] }
+        : recorded === undefined
+          ? {}
+          : { firstPort: recorded }),
+      onPortRetry: (next, previous) =>
+        say(`swtpm of ${p.id} could not use port ${previous.port} (${previous.reason}); trying ${next}`),
+    });
+  } catch (err) {
+    if (!(err instanceof SwtpmError)) throw err;
+    throw new Error(`swtpm of ${p.id} did not start: ${err.message}; see ${logPath}`, { cause: err });
+  }
+  try {
+    const command = `swtpm socket --tpm2 on ${swtpm.host}:${swtpm.port}/${swtpm.ctrlPort}, state ${swtpm.stateDir}`;
+    const record = await recordProcess(runDir(dir), `swtpm-${p.id}`, swtpm.pid, command);
+    if (swtpm.port !== p.swtpmPort) {
+      p.swtpmPort = swtpm.port;
+      await writeLayout(dir, layout);
     }
+    return record;
+  } catch (err) {
+    await swtpm.stop();
+    throw err;
   }
-}
-
-const SWTPM_PORT_ATTEMPTS = 5;
-
-/** swtpm exited before it listened; `reason` is the last line of its log. */
-class SwtpmExited extends Error {
-  constructor(
-    message: string,
-    readonly reason: string,
-  ) {
-    super(message);
-  }
-}
-
-async function startSwtpm(dir: string, id: string, port: number): Promise<ProcessRecord> {
-  const record = await spawnRecorded(
-    runDir(dir),
-    `swtpm-${id}`,
-    "swtpm",
-    [
-      "socket",
-      "--tpm2",
-      "--server",
-      `type=tcp,port=${port},bindaddr=127.0.0.1`,
-      "--ctrl",
-      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-      "--tpmstate",
-      `dir=${tpmDir(dir, id)}`,
-      "--flags",
-      "not-need-init,startup-clear",
-    ],
-    join(dir, `swtpm-${id}.log`),
-  );
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (!(await answersTcp(port))) {
-    if (!isRecorded(record)) {
-      const logPath = join(dir, `swtpm-${id}.log`);
-      const lines = (await fs.readFile(logPath, "utf8").catch(() => "")).trim().split("\n");
-      const reason = lines.at(-1)?.trim() || "no message";
-      throw new SwtpmExited(`swtpm of ${id} exited: ${reason}; see ${logPath}`, reason);
-    }
-    if (Date.now() > deadline) throw new Error(`swtpm of ${id} did not listen within ${READY_TIMEOUT_MS} ms`);
-    await sleep(POLL_MS);
-  }
-  return record;
 }
 
 async function startServe(dir: string, id: string, extraArgs: string[]): Promise<ProcessRecord> {
