@@ -23,6 +23,13 @@ const CALLS_PER_MESSAGE_MAX = 256;
 const BYTES_PER_MESSAGE_MAX = 56 * 1024;
 /** Per call in a message: tag, method name and length prefixes, over-estimated. */
 const CALL_OVERHEAD_BYTES = 48;
+/**
+ * Calls one stream has sent and not seen answered; later ones wait here. The peer bounds an
+ * identity's calls in flight (64 by default) and refuses more RESOURCE_EXHAUSTED: unary calls on
+ * one connection never meet that bound because HTTP/2 lets 64 streams be open at once, and a
+ * batch stream keeps the same pace.
+ */
+export const CALLS_IN_FLIGHT_MAX = 64;
 
 interface PendingCall {
   readonly tag: number;
@@ -31,6 +38,8 @@ interface PendingCall {
   readonly resolve: (response: Buffer) => void;
   readonly reject: (err: LockboxClientError) => void;
   timer: NodeJS.Timeout | undefined;
+  /** Written to the stream (counted in #sent until settled). */
+  sent: boolean;
   done: boolean;
 }
 
@@ -46,6 +55,8 @@ export class CallBatcher {
   #queue: PendingCall[] = [];
   #flushScheduled = false;
   #nextTag = 1;
+  /** Calls sent on the stream and not yet settled. */
+  #sent = 0;
   #unsupported = false;
   #closed = false;
 
@@ -73,7 +84,16 @@ export class CallBatcher {
         return;
       }
       const tag = this.#nextTag++;
-      const pending: PendingCall = { tag, method, request, resolve, reject, timer: undefined, done: false };
+      const pending: PendingCall = {
+        tag,
+        method,
+        request,
+        resolve,
+        reject,
+        timer: undefined,
+        sent: false,
+        done: false,
+      };
       pending.timer = setTimeout(
         () =>
           this.#settle(
@@ -89,11 +109,14 @@ export class CallBatcher {
       );
       this.#calls.set(tag, pending);
       this.#queue.push(pending);
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(() => this.#flush());
-      }
+      this.#scheduleFlush();
     });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#sent >= CALLS_IN_FLIGHT_MAX) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
   }
 
   /** Fails every call in flight (CANCELLED) and ends the stream. */
@@ -107,8 +130,10 @@ export class CallBatcher {
 
   #flush(): void {
     this.#flushScheduled = false;
-    const queue = this.#queue.filter((p) => !p.done);
-    this.#queue = [];
+    const waiting = this.#queue.filter((p) => !p.done);
+    const room = Math.max(0, CALLS_IN_FLIGHT_MAX - this.#sent);
+    const queue = waiting.slice(0, room);
+    this.#queue = waiting.slice(room);
     if (queue.length === 0) return;
     const stream = this.#open();
     let calls: BatchedCall[] = [];
@@ -123,6 +148,8 @@ export class CallBatcher {
         calls = [];
         bytes = 0;
       }
+      p.sent = true;
+      this.#sent += 1;
       calls.push({ tag: p.tag, method: p.method, request: p.request });
       bytes += size;
     }
@@ -168,8 +195,9 @@ export class CallBatcher {
   }
 
   #failAll(err: LockboxClientError): void {
-    for (const p of [...this.#calls.values()]) this.#settle(p, err);
     this.#queue = [];
+    for (const p of [...this.#calls.values()]) this.#settle(p, err);
+    this.#sent = 0;
   }
 
   #settle(p: PendingCall, outcome: Buffer | LockboxClientError): void {
@@ -177,6 +205,10 @@ export class CallBatcher {
     p.done = true;
     clearTimeout(p.timer);
     this.#calls.delete(p.tag);
+    if (p.sent) {
+      this.#sent -= 1;
+      if (this.#queue.length > 0) this.#scheduleFlush();
+    }
     if (outcome instanceof LockboxClientError) p.reject(outcome);
     else p.resolve(outcome);
   }
