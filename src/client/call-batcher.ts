@@ -31,6 +31,15 @@ const CALL_OVERHEAD_BYTES = 48;
  */
 export const CALLS_IN_FLIGHT_MAX = 64;
 
+/** Stream statuses that are the peer's answer to every call on it, kept as they are. */
+const STREAM_ANSWERS: ReadonlySet<string> = new Set([
+  "UNAUTHENTICATED",
+  "PERMISSION_DENIED",
+  "UNIMPLEMENTED",
+  "RESOURCE_EXHAUSTED",
+  "INVALID_ARGUMENT",
+]);
+
 interface PendingCall {
   readonly tag: number;
   readonly method: string;
@@ -184,7 +193,23 @@ export class CallBatcher {
       if (err.code === "UNIMPLEMENTED") this.#unsupported = true;
       this.#failAll(err);
     };
-    stream.on("error", (err: grpc.ServiceError) => broken(fromServiceError(err, this.#endpoint)));
+    stream.on("error", (err: grpc.ServiceError) => {
+      const e = fromServiceError(err, this.#endpoint);
+      // A status the peer gave the stream answers each of its calls (no certificate, an older
+      // peer); anything else (reset, cancelled by a closing peer, connection lost) is a dropped
+      // connection, retryable like a unary call's.
+      broken(
+        STREAM_ANSWERS.has(e.code)
+          ? e
+          : new LockboxClientError(
+              "UNAVAILABLE",
+              `the batch stream broke (${e.code}: ${e.message})`,
+              undefined,
+              this.#endpoint,
+              { cause: err },
+            ),
+      );
+    });
     stream.on("status", (s: grpc.StatusObject) => {
       if (s.code === grpc.status.OK)
         broken(
