@@ -10,6 +10,7 @@ import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { openAuditExport } from "../audit/audit-export.js";
+import type { ObservedCall } from "../server/call-observer.js";
 import type { JoinEndpointOptions } from "../attestation/join-endpoint.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { LogLevel } from "../logging/log-level.js";
@@ -416,6 +417,10 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
             clock,
             log: logFor("attestation", "warn"),
           });
+    const observeCall = (c: ObservedCall): void => {
+      metrics.call(c);
+      refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
+    };
     const server = await startLockboxServer(
       {
         tls,
@@ -424,12 +429,8 @@ export async function startPeer(options: StartPeerOptions): Promise<RunningPeer>
         clock,
         log: logFor("edge", "error"),
         limits: config.edge,
-        interceptors: [
-          callObserver((c) => {
-            metrics.call(c);
-            refusedCalls.note({ status: c.status, method: `/${c.service}/${c.method}`, source: c.source });
-          }),
-        ],
+        interceptors: [callObserver(observeCall)],
+        observeBatchedCall: observeCall,
         peerServices: [
           raft.service,
           epochs.service,

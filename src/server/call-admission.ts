@@ -77,6 +77,9 @@ export function callAdmission(options: CallAdmissionOptions): CallAdmission {
                 call.getConnectionInfo().remoteAddress ?? "unknown",
               );
             }
+            // A stream of batched calls (KeyService.Batch) holds no slot itself: each call in it
+            // takes one (key-call-batch.ts); the streams are bounded per connection.
+            if (method.requestStream) return nextMetadata(metadata);
             const releaseSlot = inFlight.acquire(identity);
             if (releaseSlot === undefined) {
               return refuse(

@@ -83,6 +83,8 @@ export const REQUEST_BYTES_MAX_BY_METHOD: Readonly<Record<string, number>> = {
   "/lockbox.v1.KeyService/AddConsumer": 4096,
   "/lockbox.v1.KeyService/RemoveConsumer": 4096,
   "/lockbox.v1.KeyService/ListConsumers": 1024,
+  // A batch of calls, each also within its own method's limit above (key-call-batch.ts).
+  "/lockbox.v1.KeyService/Batch": 64 * 1024,
   "/lockbox.v1.AdminService/GetStatus": 64,
   "/lockbox.v1.AdminService/ListAuditEvents": 2048,
   "/lockbox.v1.AdminService/EnrollPeer": 12288,

@@ -36,6 +36,7 @@ import type { RevokeGrantResponse } from "../gen/lockbox/v1/RevokeGrantResponse.
 import type * as model from "../keys/key-model.js";
 import type { Caller } from "../identity/caller.js";
 import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
+import { type KeyCallBatchOptions, keyCallBatch } from "./key-call-batch.js";
 import {
   algorithmFromWire,
   boolFromWire,
@@ -77,12 +78,13 @@ const optionalString = (field: string, value: unknown): string | undefined => {
 const keyFacts = (meta: model.KeyMeta) => ({ keyId: meta.id, project: meta.project });
 const idFacts = (req: { id?: unknown }) => ({ keyId: req.id as string });
 
-/** `service` is KeyService's definition from the proto (each method's declared idempotency). */
-export function keyServiceHandlers(
-  keys: KeyServiceApi,
-  ctx: EdgeContext,
-  service: ServiceDefinition,
-): grpc.UntypedServiceImplementation {
+/** A KeyService unary method as the call pipeline runs it, whichever way it came (unary or batched). */
+// The table holds operations of different request and response types; each is reached by its name.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type KeyOperation = Operation<any, any>;
+
+/** KeyService's unary methods by name ("CreateKey"), as call pipeline operations. */
+export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<string, KeyOperation>> {
   const createKey: Operation<CreateKeyRequest__Output, CreateKeyResponse> = {
     name: "CreateKey",
     adminOnly: false,
@@ -286,26 +288,40 @@ export function keyServiceHandlers(
   };
 
   return {
-    CreateKey: auditedUnary(createKey, ctx, service.CreateKey),
-    ImportKey: auditedUnary(importKey, ctx, service.ImportKey),
-    GetKey: auditedUnary(getKey, ctx, service.GetKey),
-    GetKeyMetadata: auditedUnary(getKeyMetadata, ctx, service.GetKeyMetadata),
-    ListKeys: auditedUnary(listKeys, ctx, service.ListKeys),
-    DeleteKey: auditedUnary(deleteKey, ctx, service.DeleteKey),
-    CloneKey: auditedUnary(
-      cloneLike("CloneKey", (c, r) => keys.cloneKey(c, r)),
-      ctx,
-      service.CloneKey,
-    ),
-    RekeyClone: auditedUnary(
-      cloneLike("RekeyClone", (c, r) => keys.rekeyClone(c, r)),
-      ctx,
-      service.RekeyClone,
-    ),
-    CreateGrant: auditedUnary(createGrant, ctx, service.CreateGrant),
-    RevokeGrant: auditedUnary(revokeGrant, ctx, service.RevokeGrant),
-    AddConsumer: auditedUnary(addConsumer, ctx, service.AddConsumer),
-    RemoveConsumer: auditedUnary(removeConsumer, ctx, service.RemoveConsumer),
-    ListConsumers: auditedUnary(listConsumers, ctx, service.ListConsumers),
-  } as grpc.UntypedServiceImplementation;
+    CreateKey: createKey,
+    ImportKey: importKey,
+    GetKey: getKey,
+    GetKeyMetadata: getKeyMetadata,
+    ListKeys: listKeys,
+    DeleteKey: deleteKey,
+    CloneKey: cloneLike("CloneKey", (c, r) => keys.cloneKey(c, r)),
+    RekeyClone: cloneLike("RekeyClone", (c, r) => keys.rekeyClone(c, r)),
+    CreateGrant: createGrant,
+    RevokeGrant: revokeGrant,
+    AddConsumer: addConsumer,
+    RemoveConsumer: removeConsumer,
+    ListConsumers: listConsumers,
+  };
+}
+
+/**
+ * KeyService for grpc-js: each unary method through auditedUnary, and Batch (key-call-batch.ts)
+ * running the same operations. `service` is KeyService's definition from the proto (each method's
+ * declared idempotency); `batch` what Batch needs beside it.
+ */
+export function keyServiceHandlers(
+  keys: KeyServiceApi,
+  ctx: EdgeContext,
+  service: ServiceDefinition,
+  batch: KeyCallBatchOptions,
+): grpc.UntypedServiceImplementation {
+  const operations = keyServiceOperations(keys);
+  const handlers: grpc.UntypedServiceImplementation = {};
+  for (const [name, op] of Object.entries(operations)) {
+    const method = service[name];
+    if (method === undefined) throw new Error(`KeyService has no method ${name} in the proto`);
+    handlers[name] = auditedUnary(op, ctx, method);
+  }
+  handlers.Batch = keyCallBatch(operations, ctx, service, batch);
+  return handlers;
 }

@@ -27,6 +27,8 @@ import { listenEdge } from "./edge-listener.js";
 import type { EdgeAuditSink } from "../edge/edge-audit.js";
 import { InFlightLimit } from "../edge/in-flight.js";
 import { type KeyServiceApi, keyServiceHandlers } from "./key-service-handlers.js";
+import { BatchStreams } from "./key-call-batch.js";
+import type { ObservedCall } from "./call-observer.js";
 import { ADMIN_SERVICE_NAME, KEY_SERVICE_NAME, serverProtos } from "./proto-definitions.js";
 import { addLazyServices, type LazyServiceShapes } from "./lazy-service.js";
 import { withLinkedFileDescriptors } from "./reflection-descriptors.js";
@@ -78,6 +80,11 @@ export interface LockboxServerOptions {
    * server keeps its own, bounded by limits.callsInFlightPerIdentityMax.
    */
   inFlight?: InFlightLimit;
+  /**
+   * Each call made inside a KeyService.Batch stream, as the call observer reports a unary call
+   * (the interceptors see only the stream).
+   */
+  observeBatchedCall?: (call: ObservedCall) => void;
   /** Refuses client certificates the cluster revoked (ClientCertificateVerifier's `admit`). */
   admitClient?: (identity: string, serialNumber: string) => string | null;
   /**
@@ -131,10 +138,11 @@ export async function startLockboxServer(
     [protos.keyService, protos.adminService].flatMap((service) => Object.values(service).map((m) => m.path)),
   );
   let noteRefusedCall: (address: string | undefined, port: number | undefined) => void = () => {};
+  const inFlight = options.inFlight ?? new InFlightLimit(limits.callsInFlightPerIdentityMax);
   const admission = callAdmission({
     verifier: ctx.verifier,
     clock: ctx.clock,
-    inFlight: options.inFlight ?? new InFlightLimit(limits.callsInFlightPerIdentityMax),
+    inFlight,
     guards: (path) => guarded.has(path),
     onRefused(refusal) {
       noteRefusedCall(refusal.remoteAddress, refusal.remotePort);
@@ -158,7 +166,16 @@ export async function startLockboxServer(
   limitHeaderList(server, limits.headerListBytesMax);
   const strict = (service: typeof protos.keyService) =>
     withTolerantDeserializers(service, protos.messageDescriptor, (path) => REQUEST_BYTES_MAX_BY_METHOD[path]);
-  server.addService(strict(protos.keyService), keyServiceHandlers(options.keys, ctx, protos.keyService));
+  const keyService = strict(protos.keyService);
+  const batchStreams = new BatchStreams();
+  server.addService(
+    keyService,
+    keyServiceHandlers(options.keys, ctx, keyService, {
+      inFlight,
+      streams: batchStreams,
+      ...(options.observeBatchedCall !== undefined ? { observe: options.observeBatchedCall } : {}),
+    }),
+  );
   server.addService(
     strict(protos.adminService),
     adminServiceHandlers(options.admin, ctx, protos.adminService),
@@ -221,6 +238,8 @@ export async function startLockboxServer(
     close(drainMs = DRAIN_TIMEOUT_MS_DEFAULT) {
       closing ??= new Promise<void>((resolve) => {
         setHealth("NOT_SERVING");
+        // Batch streams live as long as their clients: end them once their calls are answered.
+        batchStreams.endAll();
         const listenerClosed = listener.stopAccepting();
         const timer = setTimeout(() => server.forceShutdown(), drainMs);
         server.tryShutdown(() => {

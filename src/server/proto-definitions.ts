@@ -26,6 +26,7 @@ const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
+const LOCKBOX_PACKAGE = "lockbox.v1";
 export const KEY_SERVICE_NAME = "lockbox.v1.KeyService";
 export const ADMIN_SERVICE_NAME = "lockbox.v1.AdminService";
 
@@ -61,7 +62,10 @@ export function serverProtos(): ServerProtos {
       );
     }
     const messageDescriptor = (typeName: string): MessageDescriptor | undefined => {
-      const entry = all[typeName.startsWith(".") ? typeName.slice(1) : typeName];
+      // proto-loader keeps a field's type name as written: fully qualified ("google.protobuf.Timestamp")
+      // or relative to the lockbox package ("BatchedCall" in lockbox.v1.CallBatch).
+      const name = typeName.startsWith(".") ? typeName.slice(1) : typeName;
+      const entry = all[name] ?? all[`${LOCKBOX_PACKAGE}.${name}`];
       return entry !== undefined && "format" in entry && entry.format === "Protocol Buffer 3 DescriptorProto"
         ? (entry.type as MessageDescriptor)
         : undefined;

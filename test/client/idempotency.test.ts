@@ -23,6 +23,8 @@ const DECLARED: Record<string, Idempotency> = {
   AddConsumer: "IDEMPOTENT",
   RemoveConsumer: "IDEMPOTENT",
   ListConsumers: "NO_SIDE_EFFECTS",
+  // A stream of the calls above: each call in it follows its own method's declaration.
+  Batch: "IDEMPOTENCY_UNKNOWN",
   GetStatus: "NO_SIDE_EFFECTS",
   GetRing: "NO_SIDE_EFFECTS",
   ListAuditEvents: "NO_SIDE_EFFECTS",

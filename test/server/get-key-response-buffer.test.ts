@@ -6,6 +6,8 @@ import type { KeyMeta } from "../../src/keys/key-model.js";
 import { createClusterCa, issueClientCertificate } from "../../src/pki/certificate-authority.js";
 import { ClientCertificateVerifier } from "../../src/pki/client-certificate-verifier.js";
 import { keyServiceHandlers, type KeyServiceApi } from "../../src/server/key-service-handlers.js";
+import { BatchStreams } from "../../src/server/key-call-batch.js";
+import { InFlightLimit } from "../../src/edge/in-flight.js";
 
 // Buffer.from(bytes) copies small inputs into Node's shared 8 KiB allocation pool, whose memory
 // Buffer.allocUnsafe later hands, unzeroed, to unrelated code. Key material must not go there.
@@ -37,6 +39,7 @@ test("GetKey's response holds the material in its own memory, not Node's shared 
       log: () => {},
     },
     serverProtos().keyService,
+    { inFlight: new InFlightLimit(64), streams: new BatchStreams() },
   );
   const call = { request: { id: meta.id }, getAuthContext: () => ({ sslPeerCertificate: { raw } }) };
   const response = await new Promise<{ material: Uint8Array }>((resolve, reject) =>
