@@ -6,7 +6,7 @@
  * the cluster CA, inside its validity dates, not a CA, marked for clientAuth,
  * with a valid common name and exactly one lockbox role.
  */
-import { X509Certificate as NodeX509Certificate, createHash } from "node:crypto";
+import { X509Certificate as NodeX509Certificate, hash } from "node:crypto";
 import { LockboxError } from "../errors.js";
 import { type Caller, PROJECT_URI_PREFIX, ROLE_URI_PREFIX, isRole } from "../identity/caller.js";
 import { isValidIdentityName, isValidProjectName } from "./identity-names.js";
@@ -51,7 +51,7 @@ export class ClientCertificateVerifier {
   /** The caller named by the DER certificate `der`, as of `now`; throws UNAUTHENTICATED. */
   verify(der: Uint8Array | undefined, now: Date = new Date()): Caller {
     if (der === undefined || der.length === 0) throw unauthenticated("no client certificate");
-    const digest = createHash("sha256").update(der).digest("hex");
+    const digest = hash("sha256", der, "hex");
     let verified = this.cache.get(digest);
     if (verified === undefined) {
       verified = this.verifyUncached(der);
