@@ -24,7 +24,7 @@
  * records made by a create with a client request id (replicated-key.ts, rival versions); a format-3
  * record with an empty request is refused, and such records are never written in format 1 or 2.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { HlcStamp } from "./hlc.js";
 import {
   CONSUMERS_PER_KEY_MAX,
@@ -95,7 +95,7 @@ export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
   const body = w.finish();
   const out = new Uint8Array(body.length + CHECKSUM_BYTES);
   out.set(body);
-  out.set(createHash("sha256").update(body).digest(), body.length);
+  out.set(hash("sha256", body, "buffer"), body.length);
   return out;
 }
 
@@ -110,10 +110,8 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
     throw bad("too short");
   const body = bytes.subarray(0, bytes.length - CHECKSUM_BYTES);
   if (
-    !createHash("sha256")
-      .update(body)
-      .digest()
-      .equals(bytes.subarray(bytes.length - CHECKSUM_BYTES))
+    // One-shot: a Hash object per record cost as much as hashing it.
+    !hash("sha256", body, "buffer").equals(bytes.subarray(bytes.length - CHECKSUM_BYTES))
   ) {
     throw bad("checksum mismatch: the record is damaged");
   }

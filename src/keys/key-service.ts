@@ -902,8 +902,14 @@ export class KeyService {
         fingerprint,
         createdAt: now,
       };
-      await this.store.write(this.clientRequests.putOps(entry, keys));
-      this.clientRequests.written(entry, nowMs);
+      // Not awaited: the entry is only the fast answer to a retry through this peer. Its write is
+      // queued before the call's audit record, and the group commit syncs in queue order, so the
+      // reply (sent once the audit record is synced) never precedes it; if it is lost, a retry is
+      // still answered with this key, by the derived id and the settle above.
+      void this.store.write(this.clientRequests.putOps(entry, keys)).then(
+        () => this.clientRequests.written(entry, nowMs),
+        () => {},
+      );
     }
     this.liveKeyCount += 1;
     return toKeyMeta(stored);

@@ -11,10 +11,9 @@ import test from "ava";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { LockboxClient, isLockboxClientError } from "../../src/client/index.js";
-import type { KeyService } from "../../src/keys/key-service.js";
 import type { CertifiedKey } from "../../src/pki/certificate-authority.js";
 import { serverProtos } from "../../src/server/proto-definitions.js";
-import { type PeerFixture, issue, startEdgeWith, startTestPeer } from "../server/peer-fixture.js";
+import { type PeerFixture, issue, startEdgeWith, startTestPeer, withHook } from "../server/peer-fixture.js";
 
 const MISSING_ID = "0c4a1f3e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 
@@ -45,18 +44,9 @@ test("300 concurrent calls through one client are all answered: the batcher keep
 test("a batched call past its deadline fails DEADLINE_EXCEEDED; its late answer is dropped and the stream serves the next call (slow key service is a wrapper of the real one)", async (t) => {
   let slow = true;
   const f = await startEdgeWith(t, (real) => ({
-    keys: new Proxy(real.keys, {
-      get(target, prop, receiver) {
-        const value = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof value !== "function") return value;
-        const fn = value as (...a: unknown[]) => unknown;
-        if (prop !== "getKeyMetadata") return fn.bind(target);
-        return async (...args: unknown[]) => {
-          if (slow) await new Promise((r) => setTimeout(r, 1_000));
-          return fn.apply(target, args);
-        };
-      },
-    }) as KeyService,
+    keys: withHook(real.keys, "getKeyMetadata", async () => {
+      if (slow) await new Promise((r) => setTimeout(r, 1_000));
+    }),
   }));
   const client = clientOf(f, await issue(f, "vol-host", "service", ["p1"]), { attemptsMax: 1 });
   t.teardown(() => client.close());
@@ -72,18 +62,10 @@ test("a peer that closes fails its stream's calls in flight retryably: the clien
   let entered!: () => void;
   const inside = new Promise<void>((r) => (entered = r));
   const first = await startEdgeWith(t, (real) => ({
-    keys: new Proxy(real.keys, {
-      get(target, prop, receiver) {
-        const value = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof value !== "function") return value;
-        const fn = value as (...a: unknown[]) => unknown;
-        if (prop !== "getKeyMetadata") return fn.bind(target);
-        return async () => {
-          entered();
-          await new Promise(() => {}); // never answers: only the peer's close ends it
-        };
-      },
-    }) as KeyService,
+    keys: withHook(real.keys, "getKeyMetadata", async () => {
+      entered();
+      await new Promise(() => {}); // never answers: only the peer's close ends it
+    }),
   }));
   const second = await startTestPeer(t);
   // One CA per fixture: the client trusts the second's; the first is reached through its own.

@@ -9,16 +9,23 @@ import * as grpc from "@grpc/grpc-js";
 import test from "ava";
 import * as net from "node:net";
 import * as tls from "node:tls";
-import type { KeyService } from "../../src/keys/key-service.js";
 import type { CertifiedKey } from "../../src/pki/certificate-authority.js";
-import { call, clientsFor, failure, issue, startEdgeWith, type PeerFixture } from "./peer-fixture.js";
+import {
+  call,
+  clientsFor,
+  failure,
+  issue,
+  startEdgeWith,
+  withHook,
+  type PeerFixture,
+} from "./peer-fixture.js";
 
 test("an identity with callsInFlightPerIdentityMax calls in flight gets RESOURCE_EXHAUSTED at once; others are not held up (slow key service is a wrapper of the real one)", async (t) => {
   let entered = 0;
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const f = await startEdgeWith(t, (real) => ({
-    keys: slowMetadata(real.keys, async () => {
+    keys: withHook(real.keys, "getKeyMetadata", async () => {
       entered += 1;
       await gate;
     }),
@@ -151,20 +158,6 @@ test("a client that does not finish the TLS handshake is cut off after handshake
 });
 
 /** The real key service, with `pause` run before each GetKeyMetadata. */
-function slowMetadata(keys: KeyService, pause: () => Promise<void>): KeyService {
-  return new Proxy(keys, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (prop === "getKeyMetadata" && typeof value === "function") {
-        return async (...args: unknown[]) => {
-          await pause();
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
 
 async function connectTls(
   t: { teardown(fn: () => void): void },

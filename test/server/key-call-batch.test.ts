@@ -8,11 +8,19 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import test, { type ExecutionContext } from "ava";
-import type { KeyService } from "../../src/keys/key-service.js";
 import type { CertifiedKey } from "../../src/pki/certificate-authority.js";
 import { CALLS_PER_BATCH_MAX } from "../../src/server/key-call-batch.js";
 import { serverProtos } from "../../src/server/proto-definitions.js";
-import { type PeerFixture, call, clientsFor, issue, startEdgeWith, startTestPeer } from "./peer-fixture.js";
+import {
+  type PeerFixture,
+  call,
+  clientsFor,
+  credentialsFor,
+  issue,
+  startEdgeWith,
+  startTestPeer,
+  withHook,
+} from "./peer-fixture.js";
 
 interface Reply {
   tag: string;
@@ -35,15 +43,7 @@ const MISSING_ID = "0c4a1f3e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 
 /** A raw Batch stream presenting `identity` (null: no client certificate). */
 function openBatch(t: ExecutionContext, f: PeerFixture, identity: CertifiedKey | null) {
-  const credentials =
-    identity === null
-      ? grpc.credentials.createSsl(Buffer.from(f.ca.certificatePem))
-      : grpc.credentials.createSsl(
-          Buffer.from(f.ca.certificatePem),
-          Buffer.from(identity.privateKeyPem),
-          Buffer.from(identity.certificatePem),
-        );
-  const client = new grpc.Client(f.peer.address, credentials, {
+  const client = new grpc.Client(f.peer.address, credentialsFor(f, identity), {
     "grpc.ssl_target_name_override": "localhost",
     "grpc.default_authority": "localhost",
   });
@@ -165,7 +165,7 @@ test("a Batch stream refuses an unknown method and requests that are too large o
 test("a tag in use is refused INVALID_ARGUMENT naming the tag (the first call still answered)", async (t) => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const f = await startEdgeWith(t, (real) => ({ keys: slowMetadata(real.keys, () => gate) }));
+  const f = await startEdgeWith(t, (real) => ({ keys: withHook(real.keys, "getKeyMetadata", () => gate) }));
   const b = openBatch(t, f, await issue(f, "vol-host", "service", ["p1"]));
   const request = encode("GetKeyMetadata", { id: MISSING_ID });
   b.send([{ tag: 9, method: "GetKeyMetadata", request }]);
@@ -217,7 +217,7 @@ test("calls in a Batch stream take their identity's in-flight slots: beyond the 
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const f = await startEdgeWith(t, (real) => ({
-    keys: slowMetadata(real.keys, async () => {
+    keys: withHook(real.keys, "getKeyMetadata", async () => {
       entered += 1;
       await gate;
     }),
@@ -241,7 +241,7 @@ test("calls in a Batch stream take their identity's in-flight slots: beyond the 
 test("a client that stops reading replies stops the peer reading its calls; once it reads, every call is answered", async (t) => {
   let handled = 0;
   const f = await startEdgeWith(t, (real) => ({
-    keys: slowMetadata(real.keys, async () => {
+    keys: withHook(real.keys, "getKeyMetadata", async () => {
       handled += 1;
     }),
     // No in-flight refusals: every call read is run, so `handled` counts the calls the peer read.
@@ -274,19 +274,3 @@ test("a client that stops reading replies stops the peer reading its calls; once
   while (b.replies.size < total && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   t.is(b.replies.size, total, "every call answered once the client reads");
 });
-
-/** `keys` with getKeyMetadata running `pause` first. */
-function slowMetadata(keys: KeyService, pause: () => Promise<void>): KeyService {
-  return new Proxy(keys, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (prop === "getKeyMetadata" && typeof value === "function") {
-        return async (...args: unknown[]) => {
-          await pause();
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}

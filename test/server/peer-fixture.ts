@@ -96,16 +96,43 @@ export interface TestClients {
   close(): void;
 }
 
+/** Channel credentials trusting the fixture's CA and presenting `identity` (or no client certificate). */
+export function credentialsFor(f: PeerFixture, identity: CertifiedKey | null): grpc.ChannelCredentials {
+  return identity === null
+    ? grpc.credentials.createSsl(Buffer.from(f.ca.certificatePem))
+    : grpc.credentials.createSsl(
+        Buffer.from(f.ca.certificatePem),
+        Buffer.from(identity.privateKeyPem),
+        Buffer.from(identity.certificatePem),
+      );
+}
+
+/**
+ * `keys` with `method` running `before` first: a slow, counting or stalled key service for a test,
+ * a wrapper of the real one (every other method is the real one's).
+ */
+export function withHook(
+  keys: KeyService,
+  method: keyof KeyService,
+  before: () => Promise<void>,
+): KeyService {
+  return new Proxy(keys, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      const fn = value as (...a: unknown[]) => unknown;
+      if (prop !== method) return fn.bind(target);
+      return async (...args: unknown[]) => {
+        await before();
+        return fn.apply(target, args);
+      };
+    },
+  });
+}
+
 /** Clients of both services presenting `identity` (or no client certificate at all). */
 export function clientsFor(t: ExecutionContext, f: PeerFixture, identity: CertifiedKey | null): TestClients {
-  const credentials =
-    identity === null
-      ? grpc.credentials.createSsl(Buffer.from(f.ca.certificatePem))
-      : grpc.credentials.createSsl(
-          Buffer.from(f.ca.certificatePem),
-          Buffer.from(identity.privateKeyPem),
-          Buffer.from(identity.certificatePem),
-        );
+  const credentials = credentialsFor(f, identity);
   const protos = serverProtos();
   const KeyClient = grpc.makeGenericClientConstructor(protos.keyService, "KeyService");
   const AdminClient = grpc.makeGenericClientConstructor(protos.adminService, "AdminService");
