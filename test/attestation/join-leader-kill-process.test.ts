@@ -151,7 +151,15 @@ async function newMachine(t: ExecutionContext, c: Cluster, id: string): Promise<
   } finally {
     await tpm.close();
   }
-  const endpoint = [...Object.values(c.addressOf).flatMap((a) => ["--endpoint", a]), ...c.adminArgs];
+  // Setup, not what the tests assert: a policy and an enrolment are control-state writes that the
+  // CLI does not repeat after a timeout, made right after a previous test restarted a killed leader
+  // (its log still catching up) on a machine running other suites: 5 s was seen to run out in CI.
+  const endpoint = [
+    ...Object.values(c.addressOf).flatMap((a) => ["--endpoint", a]),
+    ...c.adminArgs,
+    "--deadline-ms",
+    "30000",
+  ];
   await runCliJson(["policy", "add", `pol-${id}`, "--file", policyPath, ...endpoint, "--json"]);
   const address = `127.0.0.1:${await freePort()}`;
   const enrolled = await runCliJson<{ joinToken: string; caFingerprintSha256: string }>([
