@@ -27,4 +27,9 @@ export class InFlightLimit {
   inFlight(identity: string): number {
     return this.counts.get(identity) ?? 0;
   }
+
+  /** Why `identity` got no slot, in the words the refused client gets. */
+  refusal(identity: string): string {
+    return `identity ${identity} has ${this.inFlight(identity)} calls in flight (at most ${this.perIdentityMax}); retry later`;
+  }
 }

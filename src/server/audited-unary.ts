@@ -8,14 +8,13 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type * as protoLoader from "@grpc/proto-loader";
-import { LockboxError } from "../errors.js";
 import type { Clock } from "../time/clock.js";
 import type { ClientCertificateVerifier } from "../pki/client-certificate-verifier.js";
 import { type Operation, type PipelineContext, describe, runCall } from "../edge/call-pipeline.js";
 import { authenticate } from "./authenticate.js";
 import { grpcStatusOf, toGrpcStatus, toServiceError } from "./grpc-status.js";
 import { idempotencyOf } from "./proto-definitions.js";
-import { isUndecodable } from "./undecodable-request.js";
+import { refuseUndecodable } from "./undecodable-request.js";
 
 export type { AuditFacts, Operation } from "../edge/call-pipeline.js";
 
@@ -65,12 +64,7 @@ async function handle<Req, Res>(
     // call-admission.ts already refused a call without a valid certificate at its headers: only a
     // certificate that expired since then fails here.
     authenticate: () => authenticate(call, ctx.verifier, ctx.clock.now()),
-    validate(request) {
-      if (isUndecodable(request)) {
-        const { code, field, reason } = request;
-        throw new LockboxError(code, `${field}: ${reason}`, code === "INVALID_ARGUMENT" ? field : undefined);
-      }
-    },
+    validate: refuseUndecodable,
   });
   return "response" in result ? result : { error: toServiceError(grpcStatusOf(result.failure)) };
 }

@@ -82,11 +82,7 @@ export function callAdmission(options: CallAdmissionOptions): CallAdmission {
             if (method.requestStream) return nextMetadata(metadata);
             const releaseSlot = inFlight.acquire(identity);
             if (releaseSlot === undefined) {
-              return refuse(
-                "RESOURCE_EXHAUSTED",
-                `identity ${identity} has ${inFlight.inFlight(identity)} calls in flight (at most ${inFlight.perIdentityMax}); retry later`,
-                identity,
-              );
+              return refuse("RESOURCE_EXHAUSTED", inFlight.refusal(identity), identity);
             }
             release = releaseSlot;
             nextMetadata(metadata);

@@ -19,9 +19,9 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import type * as protoLoader from "@grpc/proto-loader";
-import { LockboxError } from "../errors.js";
 import { describe, runCall } from "../edge/call-pipeline.js";
 import type { InFlightLimit } from "../edge/in-flight.js";
+import type { Caller } from "../identity/caller.js";
 import type { BatchedCall__Output } from "../gen/lockbox/v1/BatchedCall.js";
 import type { BatchedReply } from "../gen/lockbox/v1/BatchedReply.js";
 import type { CallBatch__Output } from "../gen/lockbox/v1/CallBatch.js";
@@ -31,7 +31,7 @@ import { authenticate } from "./authenticate.js";
 import type { ObservedCall } from "./call-observer.js";
 import { grpcStatusOf, statusName, toGrpcStatus } from "./grpc-status.js";
 import { idempotencyOf } from "./proto-definitions.js";
-import { isUndecodable } from "./undecodable-request.js";
+import { isUndecodable, refuseUndecodable } from "./undecodable-request.js";
 
 /** Most calls one CallBatch message may carry; a message with more ends the stream RESOURCE_EXHAUSTED. */
 export const CALLS_PER_BATCH_MAX = 256;
@@ -186,9 +186,9 @@ export function keyCallBatch(
       }
       // Authenticated per call, as each unary call is at its headers: a certificate revoked or
       // expired since the stream opened is refused from its next call.
-      let identity: string;
+      let caller: Caller;
       try {
-        identity = authenticate(call, ctx.verifier, ctx.clock.now()).identity;
+        caller = authenticate(call, ctx.verifier, ctx.clock.now());
       } catch (err) {
         const status = toGrpcStatus(err);
         ctx.audit.countRefusal({
@@ -199,9 +199,10 @@ export function keyCallBatch(
         });
         return refuse(status.code, status.details);
       }
+      const identity = caller.identity;
       const release = options.inFlight.acquire(identity);
       if (release === undefined) {
-        const reason = `identity ${identity} has ${options.inFlight.inFlight(identity)} calls in flight (at most ${options.inFlight.perIdentityMax}); retry later`;
+        const reason = options.inFlight.refusal(identity);
         ctx.audit.countRefusal({ source: identity, operation: method, status: "RESOURCE_EXHAUSTED", reason });
         return refuse(grpc.status.RESOURCE_EXHAUSTED, reason);
       }
@@ -213,17 +214,9 @@ export function keyCallBatch(
         request,
         readOnly: target.readOnly,
         source,
-        authenticate: () => authenticate(call, ctx.verifier, ctx.clock.now()),
-        validate(r) {
-          if (isUndecodable(r)) {
-            const { code, field, reason } = r;
-            throw new LockboxError(
-              code,
-              `${field}: ${reason}`,
-              code === "INVALID_ARGUMENT" ? field : undefined,
-            );
-          }
-        },
+        // Verified just above, in this turn: the pipeline takes that caller rather than verify again.
+        authenticate: () => caller,
+        validate: refuseUndecodable,
       })
         .then((result) => {
           if ("response" in result) {

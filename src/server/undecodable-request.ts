@@ -11,6 +11,7 @@
  * lenient decode can never turn what was sent into something else.
  */
 import type * as protoLoader from "@grpc/proto-loader";
+import { LockboxError } from "../errors.js";
 import { type DescriptorLookup, type MessageDescriptor, WireViolation, checkWire } from "./strict-wire.js";
 
 const UNDECODABLE = Symbol("lockbox.undecodable-request");
@@ -26,6 +27,14 @@ export interface UndecodableRequest {
 
 export function isUndecodable(request: unknown): request is UndecodableRequest {
   return typeof request === "object" && request !== null && UNDECODABLE in request;
+}
+
+/** The call pipeline's validate step for a decoded request: throws the refusal of an undecodable one. */
+export function refuseUndecodable(request: unknown): void {
+  if (isUndecodable(request)) {
+    const { code, field, reason } = request;
+    throw new LockboxError(code, `${field}: ${reason}`, code === "INVALID_ARGUMENT" ? field : undefined);
+  }
 }
 
 /** `service` with every method's request deserializer made strict, bounded and total. */

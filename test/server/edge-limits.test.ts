@@ -16,21 +16,12 @@ import {
   failure,
   issue,
   startEdgeWith,
-  withHook,
+  startGatedEdge,
   type PeerFixture,
 } from "./peer-fixture.js";
 
 test("an identity with callsInFlightPerIdentityMax calls in flight gets RESOURCE_EXHAUSTED at once; others are not held up (slow key service is a wrapper of the real one)", async (t) => {
-  let entered = 0;
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  const f = await startEdgeWith(t, (real) => ({
-    keys: withHook(real.keys, "getKeyMetadata", async () => {
-      entered += 1;
-      await gate;
-    }),
-    limits: { callsInFlightPerIdentityMax: 3 },
-  }));
+  const { f, entered, release } = await startGatedEdge(t, { callsInFlightPerIdentityMax: 3 });
   const svc = clientsFor(t, f, await issue(f, "vol-host", "service", ["p1"]));
   const admin = clientsFor(t, f, f.admin);
   const created = await call(svc.keys, "CreateKey", {
@@ -51,7 +42,7 @@ test("an identity with callsInFlightPerIdentityMax calls in flight gets RESOURCE
       t.regex(r.error.details, /vol-host has 3 calls in flight/);
     }
   }
-  t.is(entered, 3);
+  t.is(entered(), 3);
   // Another identity is admitted meanwhile.
   const listed = await call(admin.keys, "ListKeys", { project: "p1" });
   t.true(listed.ok);

@@ -18,6 +18,7 @@ import {
   credentialsFor,
   issue,
   startEdgeWith,
+  startGatedEdge,
   startTestPeer,
   withHook,
 } from "./peer-fixture.js";
@@ -163,9 +164,7 @@ test("a Batch stream refuses an unknown method and requests that are too large o
 });
 
 test("a tag in use is refused INVALID_ARGUMENT naming the tag (the first call still answered)", async (t) => {
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  const f = await startEdgeWith(t, (real) => ({ keys: withHook(real.keys, "getKeyMetadata", () => gate) }));
+  const { f, release } = await startGatedEdge(t);
   const b = openBatch(t, f, await issue(f, "vol-host", "service", ["p1"]));
   const request = encode("GetKeyMetadata", { id: MISSING_ID });
   b.send([{ tag: 9, method: "GetKeyMetadata", request }]);
@@ -213,16 +212,7 @@ test("a Batch stream without a client certificate is refused UNAUTHENTICATED at 
 });
 
 test("calls in a Batch stream take their identity's in-flight slots: beyond the bound they are RESOURCE_EXHAUSTED (slow key service is a wrapper of the real one)", async (t) => {
-  let entered = 0;
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  const f = await startEdgeWith(t, (real) => ({
-    keys: withHook(real.keys, "getKeyMetadata", async () => {
-      entered += 1;
-      await gate;
-    }),
-    limits: { callsInFlightPerIdentityMax: 3 },
-  }));
+  const { f, entered, release } = await startGatedEdge(t, { callsInFlightPerIdentityMax: 3 });
   const b = openBatch(t, f, await issue(f, "vol-host", "service", ["p1"]));
   const request = encode("GetKeyMetadata", { id: MISSING_ID });
   b.send(Array.from({ length: 5 }, (_, i) => ({ tag: i + 1, method: "GetKeyMetadata", request })));
@@ -231,7 +221,7 @@ test("calls in a Batch stream take their identity's in-flight slots: beyond the 
     t.is(r.code, grpc.status.RESOURCE_EXHAUSTED);
     t.regex(r.message, /vol-host has 3 calls in flight/);
   }
-  t.is(entered, 3);
+  t.is(entered(), 3);
   release();
   for (const tag of [1, 2, 3]) t.is((await b.reply(tag)).code, grpc.status.NOT_FOUND);
   b.send([{ tag: 6, method: "GetKeyMetadata", request }]);

@@ -16,6 +16,7 @@ import { serverProtos } from "../../src/server/proto-definitions.js";
 import type { AuditLog } from "../../src/audit/audit-log.js";
 import type { KeyService } from "../../src/keys/key-service.js";
 import type { LockboxServerOptions } from "../../src/server/lockbox-server.js";
+import type { EdgeLimits } from "../../src/server/edge-limits.js";
 
 export interface PeerFixture {
   dir: string;
@@ -128,6 +129,27 @@ export function withHook(
       };
     },
   });
+}
+
+/**
+ * A fixture peer whose getKeyMetadata calls wait at a gate until `release()` (a wrapper of the real
+ * key service); `entered()` counts the calls that reached it.
+ */
+export async function startGatedEdge(
+  t: ExecutionContext,
+  limits: Partial<EdgeLimits> = {},
+): Promise<{ f: PeerFixture; entered(): number; release(): void }> {
+  let entered = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const f = await startEdgeWith(t, (real) => ({
+    keys: withHook(real.keys, "getKeyMetadata", async () => {
+      entered += 1;
+      await gate;
+    }),
+    limits,
+  }));
+  return { f, entered: () => entered, release };
 }
 
 /** Clients of both services presenting `identity` (or no client certificate at all). */
