@@ -6,7 +6,7 @@
  * The control plane and the TPM are stubs (named so): this is the retry logic alone; the real-process
  * recovery is test/e2e/cluster-recovery.test.ts.
  */
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,6 +23,7 @@ import { Keyring } from "../../src/crypto/keyring.js";
 import { LockboxError } from "../../src/errors.js";
 import { startPendingReenrolment } from "../../src/peer/pending-reenrolment.js";
 import type { PeerTpm } from "../../src/sealing/peer-tpm.js";
+import { waitFor } from "../helpers/wait-for.js";
 
 const record: ReenrolmentRecord = {
   clusterId: "cluster-x",
@@ -36,30 +37,19 @@ const record: ReenrolmentRecord = {
   createdAtMs: 1_700_000_000_000,
 };
 
-async function until(what: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!what()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (what: () => boolean): Promise<boolean> =>
+  waitFor(async () => what(), 10_000, "the condition", 10);
 
-test("stubbed control plane and TPM: a sealed peer, then an unanswering TPM, keep the re-enrolment pending and checked again; it commits once both are cured", async (t) => {
+/** A record written in a temporary directory under `cmk`, removed when the test ends. */
+async function recordDir(t: ExecutionContext, cmk: Uint8Array): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-pending-reenrolment-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const cmk = randomBytes(32);
   await writeReenrolment(dir, record, cmk);
-  const barrier = new Barrier(); // sealed
-  let tpmAnswers = false;
-  let tpmCalls = 0;
-  const tpm = {
-    use: () => {
-      tpmCalls++;
-      return tpmAnswers
-        ? Promise.resolve(record.akPublic)
-        : Promise.reject(new LockboxError("UNAVAILABLE", "connection refused"));
-    },
-  } as unknown as PeerTpm;
+  return dir;
+}
+
+/** startPendingReenrolment over a stub control plane (it records what is proposed) and `tpm`. */
+async function startStubbed(t: ExecutionContext, dir: string, barrier: Barrier, tpm: PeerTpm) {
   const proposed: ControlCommand[] = [];
   const control = {
     readCurrent: () => Promise.resolve({ member: () => undefined }),
@@ -87,6 +77,24 @@ test("stubbed control plane and TPM: a sealed peer, then an unanswering TPM, kee
     retryMs: 20,
   });
   t.teardown(() => p.stop());
+  return { p, proposed, audited };
+}
+
+test("stubbed control plane and TPM: a sealed peer, then an unanswering TPM, keep the re-enrolment pending and checked again; it commits once both are cured", async (t) => {
+  const cmk = randomBytes(32);
+  const dir = await recordDir(t, cmk);
+  const barrier = new Barrier(); // sealed
+  let tpmAnswers = false;
+  let tpmCalls = 0;
+  const tpm = {
+    use: () => {
+      tpmCalls++;
+      return tpmAnswers
+        ? Promise.resolve(record.akPublic)
+        : Promise.reject(new LockboxError("UNAVAILABLE", "connection refused"));
+    },
+  } as unknown as PeerTpm;
+  const { p, proposed, audited } = await startStubbed(t, dir, barrier, tpm);
   t.regex(p.pending() ?? "", /sealed/, "sealed: the re-enrolment waits, the peer answers no re-quote");
   await new Promise((r) => setTimeout(r, 100));
   t.regex(p.pending() ?? "", /sealed/, "still waiting while sealed");
@@ -111,42 +119,14 @@ test("stubbed control plane and TPM: a sealed peer, then an unanswering TPM, kee
 });
 
 test("stubbed control plane and TPM: a record that fails for good (another AK) is refused and audited at once, and the peer does not wait", async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), "lockbox-pending-reenrolment-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const cmk = randomBytes(32);
-  await writeReenrolment(dir, record, cmk);
+  const dir = await recordDir(t, cmk);
   const barrier = new Barrier();
   barrier.unseal(Keyring.empty().withEpoch(1, cmk));
   const tpm = {
     use: () => Promise.resolve(Buffer.from("other-ak").toString("base64")),
   } as unknown as PeerTpm;
-  const proposed: unknown[] = [];
-  const control = {
-    readCurrent: () => Promise.resolve({ member: () => undefined }),
-    proposeOrThrow: (c: unknown) => {
-      proposed.push(c);
-      return Promise.resolve({ index: 1, result: { ok: true } });
-    },
-  } as unknown as ControlPlane;
-  const audited: string[] = [];
-  const p = await startPendingReenrolment({
-    dir,
-    peerId: "peer-2",
-    clusterId: "cluster-x",
-    control,
-    barrier,
-    tpm,
-    audit: {
-      append: (e) => {
-        audited.push(`${e.outcome}: ${e.detail}`);
-        return Promise.resolve();
-      },
-    },
-    nowMs: () => 1,
-    log: () => {},
-    retryMs: 20,
-  });
-  t.teardown(() => p.stop());
+  const { p, proposed, audited } = await startStubbed(t, dir, barrier, tpm);
   t.is(p.pending(), null);
   t.is(audited.length, 1);
   t.regex(audited[0]!, /^denied: .*another AK/);
