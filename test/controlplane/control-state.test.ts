@@ -183,43 +183,24 @@ test("only the founder's own enrollment has no join token: any other without one
   t.like(s.member("c"), { state: "enrolled", joinTokenSha256: "" });
   t.like(enroll("d", "ef".repeat(32), false), { ok: true });
   // The marker survives the codec and nothing else is accepted in its place.
-  const decoded = decodeCommand(
-    encodeCommand({
-      type: "member.enroll",
-      id: "e",
-      address: "127.0.0.1:3",
-      zone: "z3",
-      weight: 1,
-      policy: "prod",
-      ekPublicKey: EK,
-      ekCertificate: "",
-      joinTokenSha256: "",
-      joinTokenExpiresAtMs: 0,
-      atMs: 1,
-      founder: true,
-    }),
-  );
+  const enrollE = (founder: unknown) => ({
+    type: "member.enroll",
+    id: "e",
+    address: "127.0.0.1:3",
+    zone: "z3",
+    weight: 1,
+    policy: "prod",
+    ekPublicKey: EK,
+    ekCertificate: "",
+    joinTokenSha256: "",
+    joinTokenExpiresAtMs: 0,
+    atMs: 1,
+    founder,
+  });
+  const decoded = decodeCommand(encodeCommand(enrollE(true) as ControlCommand));
   t.like(decoded, { ok: true, command: { founder: true } });
   const withFounder = (founder: unknown): Uint8Array =>
-    Uint8Array.from([
-      1,
-      ...Buffer.from(
-        JSON.stringify({
-          type: "member.enroll",
-          id: "e",
-          address: "127.0.0.1:3",
-          zone: "z3",
-          weight: 1,
-          policy: "prod",
-          ekPublicKey: EK,
-          ekCertificate: "",
-          joinTokenSha256: "",
-          joinTokenExpiresAtMs: 0,
-          atMs: 1,
-          founder,
-        }),
-      ),
-    ]);
+    Uint8Array.from([1, ...Buffer.from(JSON.stringify(enrollE(founder)))]);
   t.regex((decodeCommand(withFounder(false)) as { reason: string }).reason, /founder/);
   t.regex((decodeCommand(withFounder("yes")) as { reason: string }).reason, /founder/);
 });
