@@ -71,7 +71,8 @@ type RecordContent = Omit<AuditRecord, "prev" | "hash" | "format">;
 export function sealRecord(content: RecordContent, prev: string): { bytes: Uint8Array; hash: string } {
   const hash = contentHash(content, prev);
   const json = JSON.stringify({ v: 2, ...content, prev, hash });
-  return { bytes: new Uint8Array(Buffer.from(json, "utf8")), hash };
+  // A view into Buffer's shared pool, not a copy: the store copies it into its batch.
+  return { bytes: Buffer.from(json, "utf8"), hash };
 }
 
 /** The hash the next record links to. */
@@ -146,7 +147,7 @@ export function decodeAnchor(bytes: Uint8Array): AuditAnchor {
 }
 
 export function encodeHead(head: AuditHead): Uint8Array {
-  return new Uint8Array(Buffer.from(JSON.stringify({ v: 1, ...head }), "utf8"));
+  return Buffer.from(JSON.stringify({ v: 1, ...head }), "utf8");
 }
 
 export function decodeHead(bytes: Uint8Array): AuditHead {

@@ -93,7 +93,10 @@ export function keyCallBatch(
   }
 
   return (call) => {
-    const source = (): string => call.getPeer().replace(/:\d+$/, "");
+    // A stream's remote address does not change: read it once, not once per call (getPeer and the
+    // port strip cost more than the rest of a call's observation).
+    let remote: string | undefined;
+    const source = (): string => (remote ??= call.getPeer().replace(/:\d+$/, ""));
     /** Tags of this stream's calls not answered yet. */
     const inFlight = new Set<string>();
     let replies: BatchedReply[] = [];

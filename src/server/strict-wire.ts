@@ -65,6 +65,18 @@ const I32_MAX = 2n ** 31n - 1n;
 /** Looks up a nested message's descriptor by its full name. */
 export type DescriptorLookup = (typeName: string) => MessageDescriptor | undefined;
 
+/** Each descriptor's fields by number, built once: descriptors live as long as the server. */
+const FIELDS_BY_NUMBER = new WeakMap<MessageDescriptor, ReadonlyMap<number, FieldDescriptor>>();
+
+function fieldsOf(message: MessageDescriptor): ReadonlyMap<number, FieldDescriptor> {
+  let fields = FIELDS_BY_NUMBER.get(message);
+  if (fields === undefined) {
+    fields = new Map((message.field ?? []).map((f) => [f.number, f]));
+    FIELDS_BY_NUMBER.set(message, fields);
+  }
+  return fields;
+}
+
 /** Throws WireViolation unless `bytes` is a strictly valid encoding of `message`. */
 export function checkWire(bytes: Uint8Array, message: MessageDescriptor, lookup: DescriptorLookup): void {
   checkMessage(bytes, 0, bytes.length, message, lookup, "", 0);
@@ -81,7 +93,7 @@ function checkMessage(
 ): void {
   if (depth > DEPTH_MAX)
     throw new WireViolation(path || "request", `nested deeper than ${DEPTH_MAX} messages`);
-  const fields = new Map((message.field ?? []).map((f) => [f.number, f]));
+  const fields = fieldsOf(message);
   let pos = start;
   while (pos < end) {
     const tag = readVarint(buf, pos, end, path || "request", "a field tag");
