@@ -25,7 +25,7 @@
 import { createHash, createHmac } from "node:crypto";
 import { KEY_ID_RANDOM_BYTES, placedKeyId } from "../../cluster/ring/key-id.js";
 import { scopeHash32 } from "../../cluster/ring/placement.js";
-import { encodeBinding, type BindingValue } from "../crypto/binding.js";
+import { withEncodedBinding, type BindingValue } from "../crypto/binding.js";
 import { LockboxError } from "../errors.js";
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { prefixEnd } from "./key-record-store.js";
@@ -92,8 +92,9 @@ export function requestFingerprint(keys: ProjectKeys, body: RequestBody): string
       .update(body.material)
       .digest("base64");
   }
-  const canonical = encodeBinding({ kind: "client-request-body", id: body.method, attributes });
-  return createHmac("sha256", keys.recordMacKey).update(canonical).digest("base64");
+  return withEncodedBinding({ kind: "client-request-body", id: body.method, attributes }, 0, (canonical) =>
+    createHmac("sha256", keys.recordMacKey).update(canonical).digest("base64"),
+  );
 }
 
 export interface ClientRequestOptions {
