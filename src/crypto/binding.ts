@@ -32,6 +32,7 @@ const TYPE_STRING = 0x73;
 const TYPE_INTEGER = 0x69;
 const TYPE_BOOLEAN = 0x62;
 const TWO_32 = 2 ** 32;
+const INSERTION_SORT_MAX = 16;
 
 /** The canonical bytes of `binding`, in a buffer of their own. */
 export function encodeBinding(binding: Binding): Uint8Array {
@@ -45,7 +46,7 @@ export function encodeBinding(binding: Binding): Uint8Array {
  * reference after it returns.
  */
 export function withEncodedBinding<T>(binding: Binding, prefixBytes: number, use: (bytes: Buffer) => T): T {
-  const names = Object.keys(binding.attributes).sort();
+  const names = sortedNames(binding.attributes);
   // Each value read once, so the size reckoned is the size written.
   const values = names.map((name) => binding.attributes[name]);
   const worst = worstCaseBytes(binding, names, values, prefixBytes);
@@ -69,6 +70,26 @@ export function withEncodedBinding<T>(binding: Binding, prefixBytes: number, use
  */
 let scratch = Buffer.allocUnsafeSlow(1024);
 let scratchBusy = false;
+
+/**
+ * The attribute names in UTF-16 code unit order, as Array.prototype.sort() orders them: an
+ * insertion sort, quicker than the built-in one for the handful of names a binding has (and the
+ * built-in one past INSERTION_SORT_MAX names).
+ */
+function sortedNames(attributes: Readonly<Record<string, BindingValue>>): string[] {
+  const names = Object.keys(attributes);
+  if (names.length > INSERTION_SORT_MAX) return names.sort();
+  for (let i = 1; i < names.length; i++) {
+    const name = names[i]!;
+    let j = i - 1;
+    while (j >= 0 && names[j]! > name) {
+      names[j + 1] = names[j]!;
+      j--;
+    }
+    names[j + 1] = name;
+  }
+  return names;
+}
 
 function copyOut(bytes: Buffer): Uint8Array {
   const out = Buffer.allocUnsafe(bytes.length);

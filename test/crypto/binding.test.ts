@@ -123,7 +123,7 @@ const value = fc.oneof(
 const binding: fc.Arbitrary<Binding> = fc.record({
   kind: fc.oneof(ascii, text),
   id: fc.oneof(ascii, text),
-  attributes: fc.dictionary(fc.oneof(ascii, text), value, { maxKeys: 12 }),
+  attributes: fc.dictionary(fc.oneof(ascii, text), value, { maxKeys: 24 }),
 });
 
 test("encodeBinding and withEncodedBinding match the original algorithm on generated bindings", (t) => {
@@ -146,6 +146,14 @@ test("a binding past the encoder's first scratch size encodes alike", (t) => {
   };
   t.is(hex(encodeBinding(big)), hex(referenceEncoding(big)));
   t.is(hex(encodeBinding(VECTORS[1]![0])), VECTORS[1]![1], "and a small one after it");
+  // Many attributes, inserted in no order (integer-like names included): past the insertion sort.
+  for (const count of [15, 16, 17, 40]) {
+    const attributes: Record<string, number> = {};
+    for (let i = 0; i < count; i++)
+      attributes[(i * 7919) % 2 === 0 ? `n${(i * 37) % 101}` : String((i * 53) % 97)] = i;
+    const many: Binding = { kind: "k", id: "", attributes };
+    t.is(hex(encodeBinding(many)), hex(referenceEncoding(many)), `${count} attributes`);
+  }
 });
 
 test("results are independent buffers: a later encoding does not change an earlier one", (t) => {

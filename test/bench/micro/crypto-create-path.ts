@@ -71,6 +71,22 @@ async function casesOf(distRoot: string, label: string): Promise<Build> {
   };
   const store = new requests.ClientRequestStore(undefined, undefined);
   const withMaterial = { ...record, wrappedMaterial: sealed };
+  let serial = 0;
+  /** The crypto of one CreateKey with a client request id on the ring, as key-service.ts runs it. */
+  const createPath = (): unknown => {
+    const scope = `s${serial % 64}`;
+    const requestId = `3f0c8a9e-1d2b-4c5d-8e6f-${100_000_000_000 + serial++}`;
+    const fresh = src.bytes(32);
+    const id = requests.requestKeyId(salt, entry.identity, requestId, "bench", scope);
+    const r: Record<string, unknown> = { ...record, id, scope };
+    r.wrappedMaterial = envelope.sealEnvelope(kek, 1, fresh, codec.materialBinding(r), src);
+    random.zeroize(fresh);
+    const fingerprint = requests.requestFingerprint(keys, {
+      ...body,
+      attributes: { ...body.attributes, scope },
+    });
+    return store.putOps({ ...entry, requestId, keyId: id, fingerprint }, keys);
+  };
   return {
     label,
     cases: [
@@ -88,6 +104,7 @@ async function casesOf(distRoot: string, label: string): Promise<Build> {
       },
       { name: "encodeClientRequest", fn: () => codec.encodeClientRequest(entry, macKey) },
       { name: "clientRequests.putOps", fn: () => store.putOps(entry, keys) },
+      { name: "create path (all of it)", fn: createPath },
     ],
   };
 }
