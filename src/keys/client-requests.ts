@@ -81,17 +81,21 @@ export function requestKeyId(
     .update(JSON.stringify([identity, requestId, project, scope]))
     .digest()
     .subarray(0, KEY_ID_RANDOM_BYTES);
-  return placedKeyId(scopeHash32(clusterSalt, project, scope), new Uint8Array(bits));
+  return placedKeyId(scopeHash32(clusterSalt, project, scope), bits); // placedKeyId copies them
 }
 
 export function requestFingerprint(keys: ProjectKeys, body: RequestBody): string {
-  const attributes: Record<string, BindingValue> = { ...body.attributes };
-  if (body.material !== undefined) {
-    attributes.materialMac = createHmac("sha256", keys.recordMacKey)
-      .update("lockbox/client-request/material\0")
-      .update(body.material)
-      .digest("base64");
-  }
+  // Copied only to add the material's MAC: the caller's attributes are never changed.
+  const attributes: Readonly<Record<string, BindingValue>> =
+    body.material === undefined
+      ? body.attributes
+      : {
+          ...body.attributes,
+          materialMac: createHmac("sha256", keys.recordMacKey)
+            .update("lockbox/client-request/material\0")
+            .update(body.material)
+            .digest("base64"),
+        };
   return withEncodedBinding({ kind: "client-request-body", id: body.method, attributes }, 0, (canonical) =>
     createHmac("sha256", keys.recordMacKey).update(canonical).digest("base64"),
   );
