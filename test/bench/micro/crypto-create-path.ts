@@ -21,7 +21,7 @@ type Build = { label: string; cases: Case[] };
 const WARMUP = 20_000;
 const CALLS = 100_000;
 const ROUNDS = 5;
-const ALLOC_CALLS = 5_000;
+const ALLOC_CALLS = 1_000;
 
 async function casesOf(distRoot: string, label: string): Promise<Build> {
   const load = (rel: string): Promise<Record<string, unknown>> =>
