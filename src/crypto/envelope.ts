@@ -14,7 +14,7 @@
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { LockboxError } from "../errors.js";
-import { encodeBinding, type Binding } from "./binding.js";
+import { withEncodedBinding, type Binding } from "./binding.js";
 import type { RandomSource } from "./random-source.js";
 
 export const ENVELOPE_FORMAT = 2;
@@ -38,14 +38,18 @@ export function sealEnvelope(
   if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) throw new RangeError(`bad epoch ${epoch}`);
   const nonce = random.bytes(NONCE_BYTES);
   if (nonce.length !== NONCE_BYTES) throw new Error("RandomSource returned the wrong number of bytes");
-  const header = Buffer.alloc(ENVELOPE_HEADER_BYTES);
-  header.writeUInt8(ENVELOPE_FORMAT, 0);
-  header.writeUInt32BE(epoch, 1);
-  header.set(nonce, 5);
+  // One output buffer: the header written in place, then the ciphertext and the tag copied after it.
+  const out = Buffer.alloc(ENVELOPE_HEADER_BYTES + plaintext.length + TAG_BYTES);
+  out[0] = ENVELOPE_FORMAT;
+  out.writeUInt32BE(epoch, 1);
+  out.set(nonce, 5);
   const cipher = createCipheriv("aes-256-gcm", key, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(Buffer.concat([header, encodeBinding(binding)]));
-  const body = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-  return new Uint8Array(Buffer.concat([header, body]));
+  setAad(cipher, out, binding);
+  let at = ENVELOPE_HEADER_BYTES;
+  at += cipher.update(plaintext).copy(out, at);
+  at += cipher.final().copy(out, at);
+  cipher.getAuthTag().copy(out, at);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
 /** Reads the epoch from an envelope header without decrypting; throws DATA_LOSS on a malformed blob. */
@@ -64,7 +68,6 @@ export function openEnvelope(key: Uint8Array, blob: Uint8Array, binding: Envelop
   assertKey(key);
   envelopeEpoch(blob); // validates the header
   const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.length);
-  const header = buf.subarray(0, ENVELOPE_HEADER_BYTES);
   const nonce = buf.subarray(5, ENVELOPE_HEADER_BYTES);
   const tag = buf.subarray(buf.length - TAG_BYTES);
   const ciphertext = buf.subarray(ENVELOPE_HEADER_BYTES, buf.length - TAG_BYTES);
@@ -73,18 +76,18 @@ export function openEnvelope(key: Uint8Array, blob: Uint8Array, binding: Envelop
   let unauthenticated: Buffer | undefined;
   try {
     const decipher = createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(Buffer.concat([header, encodeBinding(binding)]));
+    setAad(decipher, buf, binding);
     decipher.setAuthTag(tag);
     unauthenticated = decipher.update(ciphertext);
-    const parts = [unauthenticated, decipher.final()];
-    // Copy into one fresh buffer and wipe node's intermediate plaintext buffers.
-    const plaintext = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      plaintext.set(p, at);
-      at += p.length;
-      p.fill(0);
-    }
+    const last = decipher.final(); // empty for GCM; copied and wiped all the same
+    // zeroize() must reach the only copy: the plaintext goes into an ArrayBuffer of its own, off
+    // the V8 heap (a Buffer can be a slice of node's shared pool, and the GC may move a small
+    // typed array's bytes), and node's intermediate plaintext buffers are wiped.
+    const plaintext = new Uint8Array(new ArrayBuffer(unauthenticated.length + last.length));
+    plaintext.set(unauthenticated, 0);
+    plaintext.set(last, unauthenticated.length);
+    unauthenticated.fill(0);
+    last.fill(0);
     return plaintext;
   } catch (cause) {
     unauthenticated?.fill(0);
@@ -92,11 +95,32 @@ export function openEnvelope(key: Uint8Array, blob: Uint8Array, binding: Envelop
   }
 }
 
+/**
+ * The AAD, the envelope's header (the first ENVELOPE_HEADER_BYTES of `blob`) followed by the
+ * binding's encoding, handed to the cipher straight from the binding encoder's scratch buffer.
+ */
+function setAad(
+  cipher: { setAAD(aad: Uint8Array): unknown },
+  blob: Uint8Array,
+  binding: EnvelopeBinding,
+): void {
+  withEncodedBinding(binding, ENVELOPE_HEADER_BYTES, (aad) => {
+    for (let i = 0; i < ENVELOPE_HEADER_BYTES; i++) aad[i] = blob[i]!;
+    cipher.setAAD(aad);
+  });
+}
+
 function assertKey(key: Uint8Array): void {
   if (key.length !== KEY_BYTES) throw new RangeError(`wrapping key must be ${KEY_BYTES} bytes`);
   // Sealing zeroes cached keys in place; a caller still holding one must not wrap under (or try
   // to unwrap with) 32 publicly known zero bytes. A CSPRNG key is all zero with probability 2^-256.
-  if (key.every((b) => b === 0)) {
+  if (isAllZero(key)) {
     throw new LockboxError("FAILED_PRECONDITION", "sealed (the wrapping key has been zeroed)");
   }
+}
+
+function isAllZero(bytes: Uint8Array): boolean {
+  let any = 0;
+  for (let i = 0; i < bytes.length; i++) any |= bytes[i]!;
+  return any === 0;
 }

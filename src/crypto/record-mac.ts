@@ -8,7 +8,7 @@
  */
 import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import { LockboxError } from "../errors.js";
-import { encodeBinding, type Binding } from "./binding.js";
+import { withEncodedBinding, type Binding } from "./binding.js";
 
 export const RECORD_MAC_BYTES = 32;
 const KEY_BYTES = 32;
@@ -23,7 +23,10 @@ export function deriveRecordMacKey(kek: Uint8Array, project: string): Uint8Array
 
 export function recordMac(key: Uint8Array, binding: Binding): Uint8Array {
   assertKey(key);
-  return new Uint8Array(createHmac("sha256", key).update(encodeBinding(binding)).digest());
+  // The binding goes to the HMAC straight from the encoder's scratch; the digest is a Buffer of
+  // its own (not a slice of node's pool), so the result can be a view of it.
+  const tag = withEncodedBinding(binding, 0, (bytes) => createHmac("sha256", key).update(bytes).digest());
+  return new Uint8Array(tag.buffer, tag.byteOffset, tag.length);
 }
 
 /** Constant-time check of `tag` against the binding's MAC. */
@@ -35,7 +38,9 @@ export function recordMacMatches(key: Uint8Array, binding: Binding, tag: Uint8Ar
 function assertKey(key: Uint8Array): void {
   if (key.length !== KEY_BYTES) throw new RangeError(`record MAC key must be ${KEY_BYTES} bytes`);
   // Sealing zeroes cached keys in place: never sign with (or trust) 32 publicly known zero bytes.
-  if (key.every((b) => b === 0)) {
+  let any = 0;
+  for (let i = 0; i < key.length; i++) any |= key[i]!;
+  if (any === 0) {
     throw new LockboxError("FAILED_PRECONDITION", "sealed (the record key has been zeroed)");
   }
 }

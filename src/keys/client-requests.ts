@@ -25,7 +25,7 @@
 import { createHash, createHmac } from "node:crypto";
 import { KEY_ID_RANDOM_BYTES, placedKeyId } from "../../cluster/ring/key-id.js";
 import { scopeHash32 } from "../../cluster/ring/placement.js";
-import { encodeBinding, type BindingValue } from "../crypto/binding.js";
+import { withEncodedBinding, type BindingValue } from "../crypto/binding.js";
 import { LockboxError } from "../errors.js";
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { prefixEnd } from "./key-record-store.js";
@@ -81,19 +81,24 @@ export function requestKeyId(
     .update(JSON.stringify([identity, requestId, project, scope]))
     .digest()
     .subarray(0, KEY_ID_RANDOM_BYTES);
-  return placedKeyId(scopeHash32(clusterSalt, project, scope), new Uint8Array(bits));
+  return placedKeyId(scopeHash32(clusterSalt, project, scope), bits); // placedKeyId copies them
 }
 
 export function requestFingerprint(keys: ProjectKeys, body: RequestBody): string {
-  const attributes: Record<string, BindingValue> = { ...body.attributes };
-  if (body.material !== undefined) {
-    attributes.materialMac = createHmac("sha256", keys.recordMacKey)
-      .update("lockbox/client-request/material\0")
-      .update(body.material)
-      .digest("base64");
-  }
-  const canonical = encodeBinding({ kind: "client-request-body", id: body.method, attributes });
-  return createHmac("sha256", keys.recordMacKey).update(canonical).digest("base64");
+  // Copied only to add the material's MAC: the caller's attributes are never changed.
+  const attributes: Readonly<Record<string, BindingValue>> =
+    body.material === undefined
+      ? body.attributes
+      : {
+          ...body.attributes,
+          materialMac: createHmac("sha256", keys.recordMacKey)
+            .update("lockbox/client-request/material\0")
+            .update(body.material)
+            .digest("base64"),
+        };
+  return withEncodedBinding({ kind: "client-request-body", id: body.method, attributes }, 0, (canonical) =>
+    createHmac("sha256", keys.recordMacKey).update(canonical).digest("base64"),
+  );
 }
 
 export interface ClientRequestOptions {

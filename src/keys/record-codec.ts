@@ -143,9 +143,10 @@ export function grantBinding(g: Grant): Binding {
 }
 
 export function encodeKeyRecord(r: KeyRecord, macKey: Uint8Array): Uint8Array {
+  const binding = keyRecordBinding(r);
   const stored: Record<string, unknown> = { v: RECORD_FORMAT, id: r.id };
-  for (const [name, value] of Object.entries(keyRecordBinding(r).attributes)) stored[name] = value;
-  stored.mac = base64(recordMac(macKey, keyRecordBinding(r)));
+  for (const [name, value] of Object.entries(binding.attributes)) stored[name] = value;
+  stored.mac = base64(recordMac(macKey, binding));
   return json(stored);
 }
 
@@ -214,9 +215,10 @@ export function authenticateKeyRecord(
 }
 
 export function encodeGrant(g: Grant, macKey: Uint8Array): Uint8Array {
+  const binding = grantBinding(g);
   const stored: Record<string, unknown> = { v: RECORD_FORMAT, id: g.id };
-  for (const [name, value] of Object.entries(grantBinding(g).attributes)) stored[name] = value;
-  stored.mac = base64(recordMac(macKey, grantBinding(g)));
+  for (const [name, value] of Object.entries(binding.attributes)) stored[name] = value;
+  stored.mac = base64(recordMac(macKey, binding));
   return json(stored);
 }
 
@@ -406,8 +408,14 @@ function base64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64");
 }
 
+/**
+ * A view of the UTF-8 bytes, not a copy: they may sit in node's shared Buffer pool, which is fine
+ * for a stored record (never secret: the material in it is wrapped) that the store copies when it
+ * writes it and that nothing keeps.
+ */
 function json(o: Record<string, unknown>): Uint8Array {
-  return new Uint8Array(Buffer.from(JSON.stringify(o), "utf8"));
+  const bytes = Buffer.from(JSON.stringify(o), "utf8");
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
 function toDate(ms: unknown): Date | undefined {
