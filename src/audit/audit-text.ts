@@ -10,6 +10,9 @@
 
 /** `text` with backslashes doubled and every control or invisible formatting character as \xNN or \u{N}. */
 export function escapeClientText(text: string): string {
+  // Most audited text (ids, identities, status names) is printable ASCII without a backslash,
+  // which escapes to itself: returned as it is, without building a copy character by character.
+  if (isPlainAscii(text)) return text;
   let out = "";
   for (const ch of text) {
     if (ch === "\\") out += "\\\\";
@@ -27,6 +30,15 @@ export function terminalSafe(text: string): string {
   let out = "";
   for (const ch of text) out += isUnsafe(ch) ? escapeChar(ch) : ch;
   return out;
+}
+
+/** Every code unit is printable ASCII (0x20-0x7e) other than the backslash: none needs escaping. */
+function isPlainAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x5c) return false;
+  }
+  return true;
 }
 
 function isUnsafe(ch: string): boolean {

@@ -97,9 +97,9 @@ function checkMessage(
   let pos = start;
   while (pos < end) {
     const tag = readVarint(buf, pos, end, path || "request", "a field tag");
-    pos = tag.next;
-    const number = tag.value >> 3n;
-    const wire = Number(tag.value & 7n);
+    pos = varintEnd;
+    const number = tag >> 3n;
+    const wire = Number(tag & 7n);
     const field = number <= 0xffffffffn ? fields.get(Number(number)) : undefined;
     const name =
       field === undefined
@@ -109,10 +109,10 @@ function checkMessage(
     switch (wire) {
       case WIRE_VARINT: {
         const v = readVarint(buf, pos, end, name, "its value");
-        pos = v.next;
+        pos = varintEnd;
         if (field !== undefined) {
           if (!VARINT_TYPES.has(field.type)) throw wrongWire(name, field);
-          checkVarintRange(name, field.type, v.value);
+          checkVarintRange(name, field.type, v);
         }
         break;
       }
@@ -128,13 +128,13 @@ function checkMessage(
       }
       case WIRE_LEN: {
         const len = readVarint(buf, pos, end, name, "its length");
-        pos = len.next;
-        if (len.value > BigInt(end - pos))
+        pos = varintEnd;
+        if (len > BigInt(end - pos))
           throw new WireViolation(
             name,
-            `is truncated: claims ${len.value} bytes, ${end - pos} left in the message`,
+            `is truncated: claims ${len} bytes, ${end - pos} left in the message`,
           );
-        const valueEnd = pos + Number(len.value);
+        const valueEnd = pos + Number(len);
         if (field !== undefined) checkLengthDelimited(buf, pos, valueEnd, field, lookup, name, depth);
         pos = valueEnd;
         break;
@@ -185,8 +185,8 @@ function checkPacked(
     let pos = start;
     while (pos < end) {
       const v = readVarint(buf, pos, end, name, "a packed element");
-      checkVarintRange(name, field.type, v.value);
-      pos = v.next;
+      checkVarintRange(name, field.type, v);
+      pos = varintEnd;
     }
     return;
   }
@@ -221,21 +221,28 @@ function checkVarintRange(name: string, type: string, raw: bigint): void {
   }
 }
 
-/** A base-128 varint of at most 10 bytes whose value fits 64 bits. */
-function readVarint(
-  buf: Uint8Array,
-  pos: number,
-  end: number,
-  name: string,
-  what: string,
-): { value: bigint; next: number } {
+/** Where the varint readVarint read last ends: set by every call (a result object per varint cost more than the check). */
+let varintEnd = 0;
+
+/** The one-byte varints (values below 128: most tags and lengths), made once instead of per read. */
+const ONE_BYTE = Array.from({ length: 128 }, (_, i) => BigInt(i));
+
+/** A base-128 varint of at most 10 bytes whose value fits 64 bits; sets varintEnd past it. */
+function readVarint(buf: Uint8Array, pos: number, end: number, name: string, what: string): bigint {
+  if (pos < end && buf[pos]! < 0x80) {
+    varintEnd = pos + 1;
+    return ONE_BYTE[buf[pos]!]!;
+  }
   let value = 0n;
   for (let i = 0; i < 10; i++) {
     if (pos + i >= end) throw new WireViolation(name, `is truncated in ${what}`);
     const byte = buf[pos + i]!;
     if (i === 9 && byte > 1) throw new WireViolation(name, `has a varint larger than 64 bits in ${what}`);
     value |= BigInt(byte & 0x7f) << BigInt(7 * i);
-    if ((byte & 0x80) === 0) return { value, next: pos + i + 1 };
+    if ((byte & 0x80) === 0) {
+      varintEnd = pos + i + 1;
+      return value;
+    }
   }
   throw new WireViolation(name, `has a varint longer than 10 bytes in ${what}`);
 }

@@ -145,7 +145,12 @@ export class PeerStore {
    * the purge delay: a marker for each is written in the same batch, and the purger compacts
    * their ranges in batches (purger.ts).
    */
-  async write(ops: readonly StoreOp[], purge: readonly PurgeTarget[] = []): Promise<void> {
+  write(ops: readonly StoreOp[], purge: readonly PurgeTarget[] = []): Promise<void> {
+    // Nearly every write purges nothing: no marker arrays and no extra promise for those.
+    return purge.length === 0 ? this.writer.write(ops) : this.writeWithPurge(ops, purge);
+  }
+
+  private async writeWithPurge(ops: readonly StoreOp[], purge: readonly PurgeTarget[]): Promise<void> {
     const markers = purge.map((p) => `${p.sublevel}/${p.key}`);
     const markerOps = markers.map((key): StoreOp => ({ type: "put", sublevel: "purge", key, value: EMPTY }));
     await this.writer.write(markerOps.length === 0 ? ops : [...ops, ...markerOps]);
