@@ -72,7 +72,8 @@ export class Replica {
   readonly bucketBits: number;
   private readonly store: ReplicaStore;
   private readonly partitionRecordsMax: number;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per key id held: the holders waiting after the current one, in order. */
+  private readonly locks = new Map<string, (() => void)[]>();
   private readonly digests = new Map<number, PartitionDigest>();
   /** Encoded digests, until the partition's next write (most passes find nothing changed). */
   private readonly encodedDigests = new Map<number, Uint8Array>();
@@ -110,7 +111,21 @@ export class Replica {
   }
 
   /** Answers one batch from `batch.from`; never throws (a bad item gets a failure result). */
-  async handle(batch: ReplicaBatch): Promise<ReplicaBatchReply> {
+  handle(batch: ReplicaBatch): Promise<ReplicaBatchReply> {
+    return this.answer(batch, false);
+  }
+
+  /**
+   * Answers a batch this peer's own coordinator sent itself (LinkBatcher's local path): a put there
+   * may carry the record its bytes were just encoded from (`decoded`, validated by the encoder), so
+   * the replica does not decode and check its own fresh bytes again. Everything else is as `handle`;
+   * batches from the network or records from disk never come this way.
+   */
+  handleLocal(batch: ReplicaBatch): Promise<ReplicaBatchReply> {
+    return this.answer(batch, true);
+  }
+
+  private async answer(batch: ReplicaBatch, local: boolean): Promise<ReplicaBatchReply> {
     if (typeof batch !== "object" || batch === null || !Array.isArray(batch.items)) {
       return { results: [] };
     }
@@ -119,11 +134,11 @@ export class Replica {
       const f = failure("INVALID_ARGUMENT", `a batch holds at most ${BATCH_ITEMS_MAX} items`);
       return { results: batch.items.map(() => f) };
     }
-    const results = await Promise.all(batch.items.map((item) => this.item(item)));
+    const results = await Promise.all(batch.items.map((item) => this.item(item, local)));
     return { results };
   }
 
-  private async item(item: ReplicaItem): Promise<ReplicaItemResult> {
+  private async item(item: ReplicaItem, local: boolean): Promise<ReplicaItemResult> {
     try {
       if (typeof item !== "object" || item === null)
         return failure("INVALID_ARGUMENT", "item is not an object");
@@ -131,7 +146,7 @@ export class Replica {
         return failure("INVALID_ARGUMENT", `partition ${String(item.partition)} out of range`);
       switch (item.kind) {
         case "put":
-          return await this.put(item.partition, item.record, item.hintFor);
+          return await this.put(item.partition, item.record, item.hintFor, local ? item.decoded : undefined);
         case "get":
           return await this.get(item.partition, item.id);
         case "digest":
@@ -150,8 +165,16 @@ export class Replica {
     }
   }
 
-  /** Merges `bytes` into the stored record; resolves once the result is synced. */
-  async put(partition: number, bytes: unknown, hintFor?: unknown): Promise<ReplicaItemResult> {
+  /**
+   * Merges `bytes` into the stored record; resolves once the result is synced. `decoded`: the record
+   * this process just encoded `bytes` from (handleLocal), taken instead of decoding them.
+   */
+  async put(
+    partition: number,
+    bytes: unknown,
+    hintFor?: unknown,
+    decoded?: ReplicatedKey,
+  ): Promise<ReplicaItemResult> {
     this.metrics.puts += 1;
     if (!(bytes instanceof Uint8Array)) return failure("INVALID_ARGUMENT", "record is not bytes");
     if (
@@ -161,7 +184,7 @@ export class Replica {
       return failure("INVALID_ARGUMENT", "hintFor must name a peer");
     let incoming: ReplicatedKey;
     try {
-      incoming = decodeReplicatedKey(bytes);
+      incoming = decoded ?? decodeReplicatedKey(bytes);
     } catch (e) {
       if (e instanceof ReplicationError) return failure("INVALID_ARGUMENT", e.message);
       throw e;
@@ -495,19 +518,21 @@ export class Replica {
     }
   }
 
-  /** Runs `fn` after every earlier holder of `id`'s lock. */
-  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return run;
+  /**
+   * Runs `fn` after every earlier holder of `id`'s lock, in arrival order. An id nobody holds (the
+   * common case: puts of distinct keys) runs at once, with no promise chained before it.
+   */
+  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const waiting = this.locks.get(id);
+    if (waiting === undefined) this.locks.set(id, []);
+    else await new Promise<void>((go) => waiting.push(go));
+    try {
+      return await fn();
+    } finally {
+      const next = this.locks.get(id)!.shift();
+      if (next === undefined) this.locks.delete(id);
+      else next();
+    }
   }
 }
 

@@ -136,7 +136,7 @@ export class ReplicationNode {
       self,
       link: this.link,
       scheduler,
-      local: (batch) => this.replica.handle(batch),
+      local: (batch) => this.replica.handleLocal(batch),
       batchTimeoutMs: Math.max(tunables.writeDeadlineMs, tunables.readDeadlineMs),
     });
     this.coordinator = new Coordinator({
