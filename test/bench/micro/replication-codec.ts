@@ -1,8 +1,8 @@
 /**
  * Micro benchmark of what replication costs per record on the CreateKey path, in process:
  * encodeReplicatedKey (once per create, by the coordinator), decodeReplicatedKey (once per replica
- * put), validateKey, and a replica's put of a new record from a batch of 64 (over an in-memory store),
- * remote (bytes only) and local (the coordinator's own copy).
+ * put), validateKey, a write's PlaceQuorum, and a replica's put of a new record from a batch of 64
+ * (over an in-memory store), remote (bytes only) and local (the coordinator's own copy).
  *
  *   node --expose-gc --min-semi-space-size=16 dist/test/bench/micro/replication-codec.js [--before DIR] [--calls N]
  *
@@ -160,7 +160,13 @@ const records = Array.from({ length: 1024 }, (_, i) => sample(i));
 const pick = (i: number): ReplicatedKey => records[i & 1023]!;
 
 type Codec = { encode: (k: ReplicatedKey) => Uint8Array; decode: (b: Uint8Array) => ReplicatedKey };
-let before: (Codec & { validateKey?: (k: ReplicatedKey) => void; Replica?: unknown }) | undefined;
+let before:
+  | (Codec & {
+      validateKey?: (k: ReplicatedKey) => void;
+      Replica?: unknown;
+      PlaceQuorum?: new (primaries: readonly string[]) => unknown;
+    })
+  | undefined;
 if (values.before !== undefined) {
   const root = pathToFileURL(values.before.replace(/\/?$/, "/")).href;
   const cluster = await import(`${root}cluster/replication/index.js`);
@@ -170,6 +176,7 @@ if (values.before !== undefined) {
     decode: cluster.decodeReplicatedKey,
     validateKey: cluster.validateKey,
     Replica: replica.Replica,
+    PlaceQuorum: cluster.PlaceQuorum,
   };
 } else {
   before = { encode: referenceEncode, decode: referenceDecode };
@@ -206,6 +213,12 @@ compare(
   "validateKey",
   before.validateKey === undefined ? undefined : (i) => before!.validateKey!(pick(i)),
   (i) => current.validateKey(pick(i)),
+);
+const PRIMARIES = ["peer-1", "peer-2", "peer-3"];
+compare(
+  "new PlaceQuorum (3 primaries)",
+  before.PlaceQuorum === undefined ? undefined : () => new before!.PlaceQuorum!(PRIMARIES),
+  () => new current.PlaceQuorum(PRIMARIES),
 );
 for (const local of [false, true]) {
   const name = `Replica put, new record (${local ? "local" : "remote"})`;
