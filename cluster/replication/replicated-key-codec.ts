@@ -304,7 +304,11 @@ class Writer {
  */
 class Reader {
   private o = 0;
-  constructor(private readonly buf: Uint8Array) {}
+  /** The same bytes as a Buffer, for ASCII strings (latin1 of ASCII is ASCII): no view per string. */
+  private readonly text: Buffer;
+  constructor(private readonly buf: Uint8Array) {
+    this.text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
 
   get remaining(): number {
     return this.buf.length - this.o;
@@ -355,6 +359,15 @@ class Reader {
     const start = this.o;
     this.o += n;
     if (n === 0) return "";
+    const b = this.buf;
+    let ascii = true;
+    for (let i = start; i < start + n; i++) {
+      if (b[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return this.text.toString("latin1", start, start + n);
     try {
       return utf8Strict.decode(this.buf.subarray(start, start + n));
     } catch {

@@ -258,3 +258,41 @@ test("a record larger than the scratch buffer encodes like the reference, and so
   const small = { ...huge, grants: huge.grants.slice(0, 1) };
   t.deepEqual(encodeReplicatedKey(small), referenceEncode(small));
 });
+
+test("every byte above 0x7f in an ASCII string is judged as UTF-8, as the reference judges it", (t) => {
+  const k: ReplicatedKey = {
+    fields: {
+      id: "00000007-0000-8000-8000-000000000001",
+      project: "p",
+      scope: "s",
+      name: "n",
+      algorithm: "AES",
+      bitLength: 256,
+      createdAtMs: 1,
+      parentId: "",
+    },
+    created: { wallMs: 1, logical: 0, peer: "a" },
+    wrappedMaterial: new Uint8Array(65).fill(1),
+    state: { value: "active", stamp: { wallMs: 1, logical: 0, peer: "a" } },
+    tombstone: null,
+    grants: [],
+    consumers: [],
+  };
+  const body = encodeReplicatedKey(k).subarray(0, -32);
+  const idAt = 5 + 2; // magic, format, then the id's length
+  let refused = 0;
+  for (let byte = 0x80; byte <= 0xff; byte++) {
+    for (const at of [idAt, idAt + 17, idAt + 35]) {
+      const forged = new Uint8Array(body);
+      forged[at] = byte;
+      const bytes = withChecksum(forged);
+      const expected = outcome(() => referenceDecode(bytes));
+      t.deepEqual(
+        outcome(() => decodeReplicatedKey(bytes)),
+        expected,
+      );
+      if (!expected.ok) refused += 1;
+    }
+  }
+  t.is(refused, 128 * 3, "a lone byte above 0x7f is never well-formed UTF-8");
+});
