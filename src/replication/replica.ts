@@ -192,7 +192,11 @@ export class Replica {
     const id = incoming.fields.id;
     if (!this.ownsKey(partition, id))
       return failure("INVALID_ARGUMENT", `key ${id} is not in partition ${partition}`);
-    return this.withLock(id, async () => {
+    // The key's lock, inline (the common case, a key nobody holds, costs no promise): each merge
+    // sees the version the one before it stored.
+    const waiting = this.acquire(id);
+    if (waiting !== undefined) await waiting;
+    try {
       const current = await this.readChecked(partition, id);
       let merged: ReplicatedKey;
       try {
@@ -220,7 +224,9 @@ export class Replica {
             current !== undefined &&
             current.record.wrappedMaterial !== null &&
             merged.wrappedMaterial === null;
-          ops.push({ type: "put-record", partition, id, value: next, ...(purge ? { purge } : {}) });
+          const op: ReplicaStoreOp = { type: "put-record", partition, id, value: next };
+          if (purge) op.purge = true;
+          ops.push(op);
         }
         if (typeof hintFor === "string" && hintFor !== this.self)
           ops.push({ type: "put-hint", partition, id, owner: hintFor, atMs: this.options.nowMs() });
@@ -235,7 +241,9 @@ export class Replica {
           },
         ]);
       return { ok: true, kind: "put" };
-    });
+    } finally {
+      this.release(id);
+    }
   }
 
   private async get(partition: number, id: unknown): Promise<ReplicaItemResult> {
@@ -518,21 +526,35 @@ export class Replica {
     }
   }
 
-  /**
-   * Runs `fn` after every earlier holder of `id`'s lock, in arrival order. An id nobody holds (the
-   * common case: puts of distinct keys) runs at once, with no promise chained before it.
-   */
+  /** Runs `fn` holding `id`'s lock (after every earlier holder, in arrival order). */
   private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const waiting = this.locks.get(id);
-    if (waiting === undefined) this.locks.set(id, []);
-    else await new Promise<void>((go) => waiting.push(go));
+    const waiting = this.acquire(id);
+    if (waiting !== undefined) await waiting;
     try {
       return await fn();
     } finally {
-      const next = this.locks.get(id)!.shift();
-      if (next === undefined) this.locks.delete(id);
-      else next();
+      this.release(id);
     }
+  }
+
+  /**
+   * Takes `id`'s lock: undefined when it was free (taken now), else a promise that resolves once it
+   * is this caller's. Every acquire is paired with one release.
+   */
+  private acquire(id: string): Promise<void> | undefined {
+    const waiting = this.locks.get(id);
+    if (waiting === undefined) {
+      this.locks.set(id, []);
+      return undefined;
+    }
+    return new Promise<void>((go) => waiting.push(go));
+  }
+
+  /** Hands `id`'s lock to the next waiter, or frees it. */
+  private release(id: string): void {
+    const next = this.locks.get(id)!.shift();
+    if (next === undefined) this.locks.delete(id);
+    else next();
   }
 }
 
