@@ -38,14 +38,19 @@ const addresses = new Map(nodes.map((n) => [n.id, n.address]));
 for (const n of nodes) n.node.sync({ ring: ringRecord(builder), addresses });
 
 const coordinator = nodes[0]!.node;
+// Ids and material from one random draw and 100 scope hashes: the profile shows replication, not this.
+const scopes = Array.from({ length: 100 }, (_, i) => `volume-${i}`);
+const scopeHashes = scopes.map((s) => scopeHash32(SALT, "bench", s));
+const entropy = randomBytes(16 + 65);
 function newKey(n: number): ReplicatedKey {
   const stamp = coordinator.keys.stamp();
-  const scope = `volume-${n % 100}`;
+  const random = entropy.subarray(0, 16);
+  random.writeUInt32BE(n, 12);
   return {
     fields: {
-      id: placedKeyId(scopeHash32(SALT, "bench", scope), randomBytes(16)),
+      id: placedKeyId(scopeHashes[n % 100]!, random),
       project: "bench",
-      scope,
+      scope: scopes[n % 100]!,
       name: `key-${n}`,
       algorithm: "AES",
       bitLength: 256,
@@ -53,7 +58,7 @@ function newKey(n: number): ReplicatedKey {
       parentId: "",
     },
     created: stamp,
-    wrappedMaterial: randomBytes(65),
+    wrappedMaterial: new Uint8Array(entropy.subarray(16)),
     state: { value: "active", stamp },
     tombstone: null,
     grants: [],
