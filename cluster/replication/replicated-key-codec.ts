@@ -141,7 +141,12 @@ export function replicatedKeyVersion(encoded: Uint8Array): Uint8Array {
   return encoded.slice(encoded.length - CHECKSUM_BYTES);
 }
 
-export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
+/**
+ * Decodes and checks a record. With `materialView`, the wrapped material is a view of `bytes`
+ * instead of a copy (one allocation less): only for a caller that owns `bytes`, never changes them,
+ * and drops the record before it could matter (the replica's merge of an incoming version).
+ */
+export function decodeReplicatedKey(bytes: Uint8Array, options?: { materialView?: boolean }): ReplicatedKey {
   if (!(bytes instanceof Uint8Array) || bytes.length < MAGIC.length + 1 + CHECKSUM_BYTES)
     throw bad("too short");
   const n = bytes.length - CHECKSUM_BYTES;
@@ -186,7 +191,7 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const materialLength = r.u16("material length");
   if (materialLength > WRAPPED_MATERIAL_BYTES_MAX)
     throw bad(`material of ${materialLength} bytes is too long`);
-  const material = r.bytes(materialLength, "material");
+  const material = r.bytes(materialLength, "material", options?.materialView === true);
   const stateByte = r.u8("state");
   if (stateByte > 1) throw bad(`unknown state ${stateByte}`);
   const state = {
@@ -344,11 +349,15 @@ class Reader {
     if (v > Number.MAX_SAFE_INTEGER) throw bad(`${label(what, part)} exceeds 2^53 - 1`);
     return v;
   }
-  /** A copy: the record must not alias the bytes it came in (a network or store buffer). */
-  bytes(n: number, what: string): Uint8Array {
+  /**
+   * A copy, so the record does not alias the bytes it came in (a network or store buffer); or with
+   * `view`, a plain Uint8Array view of them.
+   */
+  bytes(n: number, what: string, view = false): Uint8Array {
     this.need(n, what);
-    const out = new Uint8Array(n);
-    if (n > 0) out.set(this.buf.subarray(this.o, this.o + n));
+    const b = this.buf;
+    const out = view ? new Uint8Array(b.buffer, b.byteOffset + this.o, n) : new Uint8Array(n);
+    if (!view && n > 0) out.set(b.subarray(this.o, this.o + n));
     this.o += n;
     return out;
   }

@@ -184,7 +184,9 @@ export class Replica {
       return failure("INVALID_ARGUMENT", "hintFor must name a peer");
     let incoming: ReplicatedKey;
     try {
-      incoming = decoded ?? decodeReplicatedKey(bytes);
+      // Its material may be a view of `bytes`: the incoming version is only merged (a merge copies
+      // the material it keeps) or stored as `bytes`, never kept itself.
+      incoming = decoded ?? decodeReplicatedKey(bytes, { materialView: true });
     } catch (e) {
       if (e instanceof ReplicationError) return failure("INVALID_ARGUMENT", e.message);
       throw e;

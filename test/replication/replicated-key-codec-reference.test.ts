@@ -296,3 +296,22 @@ test("every byte above 0x7f in an ASCII string is judged as UTF-8, as the refere
   }
   t.is(refused, 128 * 3, "a lone byte above 0x7f is never well-formed UTF-8");
 });
+
+test("with materialView the decoded record is the same, its material a plain view of the bytes", (t) => {
+  fc.assert(
+    fc.property(record.filter(encodable), fc.boolean(), (k, asBuffer) => {
+      const encoded = encodeReplicatedKey(k);
+      const bytes = asBuffer ? Buffer.from(encoded) : new Uint8Array(encoded);
+      const viewed = decodeReplicatedKey(bytes, { materialView: true });
+      const copied = decodeReplicatedKey(bytes);
+      t.deepEqual(
+        { ...viewed, wrappedMaterial: viewed.wrappedMaterial && [...viewed.wrappedMaterial] },
+        { ...copied, wrappedMaterial: copied.wrappedMaterial && [...copied.wrappedMaterial] },
+      );
+      if (viewed.wrappedMaterial === null) return;
+      t.is(Object.getPrototypeOf(viewed.wrappedMaterial), Uint8Array.prototype);
+      t.is(viewed.wrappedMaterial.buffer, bytes.buffer);
+    }),
+    { numRuns: 200 },
+  );
+});
