@@ -31,6 +31,9 @@ import {
   GRANTS_PER_KEY_MAX,
   validateKey,
   WRAPPED_MATERIAL_BYTES_MAX,
+  type ConsumerEntry,
+  type GrantEntry,
+  type ImmutableKeyFields,
   type ReplicatedKey,
 } from "./replicated-key.js";
 import { ReplicationError } from "./replication-error.js";
@@ -47,15 +50,50 @@ export const STRING_BYTES_MAX = 1024;
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+/**
+ * Every record is written into one scratch buffer and copied out once (encoding is synchronous, so
+ * one buffer serves every call): a record costs two allocations and one hash instead of an array per
+ * field and a concatenation. A buffer grown for an unusually large record is let go afterwards.
+ */
+const SCRATCH_BYTES = 4096;
+let scratch: Buffer = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
 export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
   validateKey(k);
-  const w = new Writer();
+  const w = new Writer(scratch);
+  try {
+    encodeBody(w, k);
+  } finally {
+    if (w.buf.length > SCRATCH_BYTES * 16) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+    else scratch = w.buf;
+  }
+  const n = w.o;
+  const out = new Uint8Array(n + CHECKSUM_BYTES);
+  const body = w.buf.subarray(0, n);
+  out.set(body);
+  const sum = checksum(body);
+  for (let i = 0; i < CHECKSUM_BYTES; i++) out[n + i] = sum.charCodeAt(i);
+  return out;
+}
+
+/**
+ * SHA-256 of `body`, one character per byte ("binary" is latin1). One-shot, as a string: a Hash
+ * object per record cost as much as hashing it, and a digest Buffer (an array buffer of its own)
+ * more than twice a short string.
+ */
+const checksum = (body: Uint8Array): string => hash("sha256", body, "binary");
+
+function encodeBody(w: Writer, k: ReplicatedKey): void {
   w.raw(MAGIC);
   const f = k.fields;
   const requested = f.request !== undefined;
   const extended = requested || f.secretType !== undefined || f.expiresAtMs !== undefined;
   w.u8(requested ? KEY_RECORD_FORMAT_REQUEST : extended ? KEY_RECORD_FORMAT_EXTENDED : KEY_RECORD_FORMAT);
-  for (const s of [f.id, f.project, f.scope, f.name, f.algorithm]) w.str(s);
+  w.str(f.id);
+  w.str(f.project);
+  w.str(f.scope);
+  w.str(f.name);
+  w.str(f.algorithm);
   w.u16(f.bitLength);
   w.u53(f.createdAtMs);
   w.str(f.parentId);
@@ -69,9 +107,12 @@ export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
     w.u8(k.settled === true ? 1 : 0);
   }
   w.stamp(k.created);
-  const material = k.wrappedMaterial ?? new Uint8Array(0);
-  w.u16(material.length);
-  w.raw(material);
+  const material = k.wrappedMaterial;
+  if (material === null) w.u16(0);
+  else {
+    w.u16(material.length);
+    w.raw(material);
+  }
   w.u8(k.state.value === "active" ? 0 : 1);
   w.stamp(k.state.stamp);
   w.u8(k.tombstone === null ? 0 : 1);
@@ -92,11 +133,6 @@ export function encodeReplicatedKey(k: ReplicatedKey): Uint8Array {
     w.u8(c.present ? 1 : 0);
     w.stamp(c.stamp);
   }
-  const body = w.finish();
-  const out = new Uint8Array(body.length + CHECKSUM_BYTES);
-  out.set(body);
-  out.set(hash("sha256", body, "buffer"), body.length);
-  return out;
 }
 
 /** The record's version hash: its checksum, which names its exact content (for partition digests). */
@@ -105,16 +141,19 @@ export function replicatedKeyVersion(encoded: Uint8Array): Uint8Array {
   return encoded.slice(encoded.length - CHECKSUM_BYTES);
 }
 
-export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
+/**
+ * Decodes and checks a record. With `materialView`, the wrapped material is a view of `bytes`
+ * instead of a copy (one allocation less): only for a caller that owns `bytes`, never changes them,
+ * and drops the record before it could matter (the replica's merge of an incoming version).
+ */
+export function decodeReplicatedKey(bytes: Uint8Array, options?: { materialView?: boolean }): ReplicatedKey {
   if (!(bytes instanceof Uint8Array) || bytes.length < MAGIC.length + 1 + CHECKSUM_BYTES)
     throw bad("too short");
-  const body = bytes.subarray(0, bytes.length - CHECKSUM_BYTES);
-  if (
-    // One-shot: a Hash object per record cost as much as hashing it.
-    !hash("sha256", body, "buffer").equals(bytes.subarray(bytes.length - CHECKSUM_BYTES))
-  ) {
-    throw bad("checksum mismatch: the record is damaged");
-  }
+  const n = bytes.length - CHECKSUM_BYTES;
+  const body = bytes.subarray(0, n);
+  const sum = checksum(body);
+  for (let i = 0; i < CHECKSUM_BYTES; i++)
+    if (sum.charCodeAt(i) !== bytes[n + i]) throw bad("checksum mismatch: the record is damaged");
   const r = new Reader(body);
   for (const m of MAGIC) if (r.u8("magic") !== m) throw bad("not a key record (bad magic)");
   const format = r.u8("format");
@@ -124,34 +163,35 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
     format !== KEY_RECORD_FORMAT_REQUEST
   )
     throw bad(`unknown record format ${format}`);
-  const id = r.str("id");
-  const project = r.str("project");
-  const scope = r.str("scope");
-  const name = r.str("name");
-  const algorithm = r.str("algorithm");
-  const bitLength = r.u16("bitLength");
-  const createdAtMs = r.u53("createdAtMs");
-  const parentId = r.str("parentId");
-  const extension: { secretType?: string; expiresAtMs?: number; request?: string } = {};
+  const fields: ImmutableKeyFields = {
+    id: r.str("id"),
+    project: r.str("project"),
+    scope: r.str("scope"),
+    name: r.str("name"),
+    algorithm: r.str("algorithm"),
+    bitLength: r.u16("bitLength"),
+    createdAtMs: r.u53("createdAtMs"),
+    parentId: r.str("parentId"),
+  };
   let settled: boolean | undefined;
   if (format !== KEY_RECORD_FORMAT) {
     const secretType = r.str("secretType");
-    if (secretType !== "") extension.secretType = secretType;
-    if (r.flag("hasExpiry")) extension.expiresAtMs = r.u53("expiresAtMs");
-    if (format === KEY_RECORD_FORMAT_EXTENDED && secretType === "" && extension.expiresAtMs === undefined)
+    if (secretType !== "") fields.secretType = secretType;
+    if (r.flag("hasExpiry")) fields.expiresAtMs = r.u53("expiresAtMs");
+    if (format === KEY_RECORD_FORMAT_EXTENDED && secretType === "" && fields.expiresAtMs === undefined)
       throw bad("format 2 without secretType or expiration (format 1 is its one encoding)");
   }
   if (format === KEY_RECORD_FORMAT_REQUEST) {
     const request = r.str("request");
     if (request === "") throw bad("format 3 without a request (formats 1 and 2 are its encodings)");
-    extension.request = request;
+    fields.request = request;
     settled = r.flag("settled");
   }
   const created = r.stamp("created");
   const materialLength = r.u16("material length");
   if (materialLength > WRAPPED_MATERIAL_BYTES_MAX)
     throw bad(`material of ${materialLength} bytes is too long`);
-  const material = r.bytes(materialLength, "material");
+  const material = r.bytes(materialLength, "material", options?.materialView === true);
   const stateByte = r.u8("state");
   if (stateByte > 1) throw bad(`unknown state ${stateByte}`);
   const state = {
@@ -161,7 +201,7 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const tombstone = r.flag("tombstone") ? r.stamp("tombstone") : null;
   const grantCount = r.u16("grant count");
   if (grantCount > GRANTS_PER_KEY_MAX) throw bad(`${grantCount} grants exceed ${GRANTS_PER_KEY_MAX}`);
-  const grants = [];
+  const grants: GrantEntry[] = [];
   for (let i = 0; i < grantCount; i++) {
     grants.push({
       id: r.str("grant id"),
@@ -175,13 +215,13 @@ export function decodeReplicatedKey(bytes: Uint8Array): ReplicatedKey {
   const consumerCount = r.u16("consumer count");
   if (consumerCount > CONSUMERS_PER_KEY_MAX)
     throw bad(`${consumerCount} consumers exceed ${CONSUMERS_PER_KEY_MAX}`);
-  const consumers = [];
+  const consumers: ConsumerEntry[] = [];
   for (let i = 0; i < consumerCount; i++) {
     consumers.push({ key: r.str("consumer key"), present: r.flag("present"), stamp: r.stamp("consumer") });
   }
   if (r.remaining !== 0) throw bad(`${r.remaining} trailing bytes`);
   const k: ReplicatedKey = {
-    fields: { id, project, scope, name, algorithm, bitLength, createdAtMs, parentId, ...extension },
+    fields,
     created,
     wrappedMaterial: materialLength === 0 ? null : material,
     state,
@@ -198,30 +238,58 @@ function bad(message: string): ReplicationError {
   return new ReplicationError("INVALID_RECORD", `key record: ${message}`);
 }
 
+/** Writes at an offset into one buffer, growing it (by copying) when a record outgrows it. */
 class Writer {
-  private readonly parts: Uint8Array[] = [];
-  private length = 0;
+  o = 0;
+  constructor(public buf: Buffer) {}
 
+  private room(n: number): void {
+    if (this.o + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.o + n));
+    this.buf.copy(grown, 0, 0, this.o);
+    this.buf = grown;
+  }
   raw(bytes: ArrayLike<number>): void {
-    const b = Uint8Array.from(bytes);
-    this.parts.push(b);
-    this.length += b.length;
+    this.room(bytes.length);
+    this.buf.set(bytes, this.o);
+    this.o += bytes.length;
   }
   u8(n: number): void {
-    this.raw([n]);
+    this.room(1);
+    this.buf[this.o++] = n;
   }
   u16(n: number): void {
     if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw bad(`${n} does not fit 16 bits`);
-    this.raw([n >> 8, n & 0xff]);
+    this.room(2);
+    this.buf[this.o] = n >> 8;
+    this.buf[this.o + 1] = n & 0xff;
+    this.o += 2;
   }
   u32(n: number): void {
-    this.raw([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+    this.room(4);
+    const b = this.buf;
+    b[this.o] = n >>> 24;
+    b[this.o + 1] = (n >>> 16) & 0xff;
+    b[this.o + 2] = (n >>> 8) & 0xff;
+    b[this.o + 3] = n & 0xff;
+    this.o += 4;
   }
   u53(n: number): void {
     this.u32(Math.floor(n / 2 ** 32));
     this.u32(n >>> 0);
   }
   str(s: string): void {
+    // ASCII (ids, peer ids, names as clients send them) is its own UTF-8: one native write, no array.
+    // Anything else takes the general path, which also refuses lone surrogates.
+    const n = Buffer.byteLength(s, "utf8");
+    if (n !== s.length) return this.strUnicode(s);
+    if (n > STRING_BYTES_MAX) throw bad(`a string of ${n} bytes exceeds ${STRING_BYTES_MAX}`);
+    this.room(2 + n);
+    this.buf[this.o] = n >> 8;
+    this.buf[this.o + 1] = n & 0xff;
+    this.o += 2 + this.buf.write(s, this.o + 2, n, "latin1");
+  }
+  private strUnicode(s: string): void {
     const b = utf8.encode(s);
     if (b.length > STRING_BYTES_MAX) throw bad(`a string of ${b.length} bytes exceeds ${STRING_BYTES_MAX}`);
     if (utf8Strict.decode(b) !== s) throw bad("a string is not well-formed Unicode");
@@ -233,26 +301,26 @@ class Writer {
     this.u32(s.logical);
     this.str(s.peer);
   }
-  finish(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let o = 0;
-    for (const p of this.parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
-  }
 }
 
+/**
+ * Reads at an offset, every length checked before it is read. Field names (`what`, and `part` of a
+ * stamp) are joined into a message only when a read fails: a record decodes without building them.
+ */
 class Reader {
   private o = 0;
-  constructor(private readonly buf: Uint8Array) {}
+  /** The same bytes as a Buffer, for ASCII strings (latin1 of ASCII is ASCII): no view per string. */
+  private readonly text: Buffer;
+  constructor(private readonly buf: Uint8Array) {
+    this.text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
 
   get remaining(): number {
     return this.buf.length - this.o;
   }
-  private need(n: number, what: string): void {
-    if (n > this.remaining) throw bad(`${what}: needs ${n} bytes, ${this.remaining} left`);
+  private need(n: number, what: string, part?: string, suffix?: string): void {
+    if (n > this.remaining)
+      throw bad(`${label(what, part, suffix)}: needs ${n} bytes, ${this.remaining} left`);
   }
   u8(what: string): number {
     this.need(1, what);
@@ -263,45 +331,67 @@ class Reader {
     if (v > 1) throw bad(`${what} flag must be 0 or 1, got ${v}`);
     return v === 1;
   }
-  u16(what: string): number {
-    this.need(2, what);
+  u16(what: string, part?: string, suffix?: string): number {
+    this.need(2, what, part, suffix);
     const v = (this.buf[this.o]! << 8) | this.buf[this.o + 1]!;
     this.o += 2;
     return v;
   }
-  u32(what: string): number {
-    this.need(4, what);
+  u32(what: string, part?: string): number {
+    this.need(4, what, part);
     const b = this.buf;
     const v = b[this.o]! * 2 ** 24 + ((b[this.o + 1]! << 16) | (b[this.o + 2]! << 8) | b[this.o + 3]!);
     this.o += 4;
     return v;
   }
-  u53(what: string): number {
-    const v = this.u32(what) * 2 ** 32 + this.u32(what);
-    if (v > Number.MAX_SAFE_INTEGER) throw bad(`${what} exceeds 2^53 - 1`);
+  u53(what: string, part?: string): number {
+    const v = this.u32(what, part) * 2 ** 32 + this.u32(what, part);
+    if (v > Number.MAX_SAFE_INTEGER) throw bad(`${label(what, part)} exceeds 2^53 - 1`);
     return v;
   }
-  bytes(n: number, what: string): Uint8Array {
+  /**
+   * A copy, so the record does not alias the bytes it came in (a network or store buffer); or with
+   * `view`, a plain Uint8Array view of them.
+   */
+  bytes(n: number, what: string, view = false): Uint8Array {
     this.need(n, what);
-    const out = this.buf.slice(this.o, this.o + n);
+    const b = this.buf;
+    const out = view ? new Uint8Array(b.buffer, b.byteOffset + this.o, n) : new Uint8Array(n);
+    if (!view && n > 0) out.set(b.subarray(this.o, this.o + n));
     this.o += n;
     return out;
   }
-  str(what: string): string {
-    const n = this.u16(`${what} length`);
-    if (n > STRING_BYTES_MAX) throw bad(`${what} of ${n} bytes exceeds ${STRING_BYTES_MAX}`);
+  str(what: string, part?: string): string {
+    const n = this.u16(what, part, "length");
+    if (n > STRING_BYTES_MAX) throw bad(`${label(what, part)} of ${n} bytes exceeds ${STRING_BYTES_MAX}`);
+    this.need(n, what, part);
+    const start = this.o;
+    this.o += n;
+    if (n === 0) return "";
+    const b = this.buf;
+    let ascii = true;
+    for (let i = start; i < start + n; i++) {
+      if (b[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return this.text.toString("latin1", start, start + n);
     try {
-      return utf8Strict.decode(this.bytes(n, what));
-    } catch (e) {
-      if (e instanceof ReplicationError) throw e;
-      throw bad(`${what} is not valid UTF-8`);
+      return utf8Strict.decode(this.buf.subarray(start, start + n));
+    } catch {
+      throw bad(`${label(what, part)} is not valid UTF-8`);
     }
   }
   stamp(what: string): HlcStamp {
     return {
-      wallMs: this.u53(`${what} wallMs`),
-      logical: this.u32(`${what} logical`),
-      peer: this.str(`${what} peer`),
+      wallMs: this.u53(what, "wallMs"),
+      logical: this.u32(what, "logical"),
+      peer: this.str(what, "peer"),
     };
   }
 }
+
+/** "created peer length": a field's name in a message, joined only when one is thrown. */
+const label = (what: string, part?: string, suffix?: string): string =>
+  [what, part, suffix].filter((x) => x !== undefined).join(" ");

@@ -29,7 +29,7 @@
  * Records are canonical (grants sorted by id, consumers by key, no duplicates), so equal records are
  * equal field by field and encode to equal bytes.
  */
-import { checkStamp, compareStamps, maxStamp, minStamp, stampsEqual, type HlcStamp } from "./hlc.js";
+import { compareStamps, maxStamp, minStamp, stampProblem, stampsEqual, type HlcStamp } from "./hlc.js";
 import { ReplicationError } from "./replication-error.js";
 
 export type KeyState = "active" | "deactivated";
@@ -202,71 +202,90 @@ export function latestStamp(k: ReplicatedKey): HlcStamp {
 
 /** Every invariant of a record; INVALID_RECORD names the first broken one. */
 export function validateKey(k: ReplicatedKey): void {
-  const id = typeof k?.fields?.id === "string" ? k.fields.id : "?";
-  const bad = (m: string): never => {
-    throw new ReplicationError("INVALID_RECORD", `key ${id}: ${m}`);
-  };
+  const problem = keyProblem(k, typeof k?.fields?.id === "string" ? k.fields.id : "?");
+  if (problem !== undefined) throw new ReplicationError("INVALID_RECORD", problem);
+}
+
+const STRING_FIELDS = ["id", "project", "scope", "name", "algorithm", "parentId"] as const;
+
+/**
+ * The first broken invariant of `k` as a message, or undefined. Allocates nothing for a sound record:
+ * it runs on every record encoded and decoded, several times per replicated write.
+ */
+function keyProblem(k: ReplicatedKey, id: string): string | undefined {
   if (typeof k !== "object" || k === null || typeof k.fields !== "object" || k.fields === null)
-    bad("not a record");
+    return `key ${id}: not a record`;
   const f = k.fields;
-  for (const name of ["id", "project", "scope", "name", "algorithm", "parentId"] as const) {
-    if (typeof f[name] !== "string") bad(`${name} is not a string`);
-  }
-  if (f.id.length === 0) bad("id is empty");
+  for (const name of STRING_FIELDS)
+    if (typeof f[name] !== "string") return `key ${id}: ${name} is not a string`;
+  if (f.id.length === 0) return `key ${id}: id is empty`;
   // An opaque or passphrase secret may declare no bit length (0); a symmetric key always has one.
   const bitsMin = f.secretType === undefined ? 1 : 0;
   if (!Number.isSafeInteger(f.bitLength) || f.bitLength < bitsMin)
-    bad(`bitLength is not an integer of at least ${bitsMin}`);
+    return `key ${id}: bitLength is not an integer of at least ${bitsMin}`;
   if (!Number.isSafeInteger(f.createdAtMs) || f.createdAtMs < 0)
-    bad("createdAtMs is not a non-negative integer");
+    return `key ${id}: createdAtMs is not a non-negative integer`;
   // Canonical: a symmetric key carries no secretType at all, so equal records encode equally.
   if (f.secretType !== undefined && (typeof f.secretType !== "string" || !SECRET_TYPES.has(f.secretType)))
-    bad(`secretType ${String(f.secretType)} is unknown`);
+    return `key ${id}: secretType ${String(f.secretType)} is unknown`;
   if (f.expiresAtMs !== undefined && (!Number.isSafeInteger(f.expiresAtMs) || f.expiresAtMs < 0))
-    bad("expiresAtMs is not a non-negative integer");
+    return `key ${id}: expiresAtMs is not a non-negative integer`;
   if (f.request === undefined) {
-    if (k.settled !== undefined) bad("only a key made by a client request is settled or not");
+    if (k.settled !== undefined) return `key ${id}: only a key made by a client request is settled or not`;
   } else {
     if (
       typeof f.request !== "string" ||
       f.request.length === 0 ||
       f.request.length > REQUEST_FINGERPRINT_BYTES_MAX
     )
-      bad(`request is not a fingerprint of 1 to ${REQUEST_FINGERPRINT_BYTES_MAX} characters`);
-    if (typeof k.settled !== "boolean") bad("a key made by a client request is settled or not");
+      return `key ${id}: request is not a fingerprint of 1 to ${REQUEST_FINGERPRINT_BYTES_MAX} characters`;
+    if (typeof k.settled !== "boolean") return `key ${id}: a key made by a client request is settled or not`;
   }
-  checkStamp(k.created, `key ${id} created`);
-  checkStamp(k.state?.stamp, `key ${id} state`);
+  let p = stampProblem(k.created);
+  if (p !== undefined) return `key ${id} created: ${p}`;
+  p = stampProblem(k.state?.stamp);
+  if (p !== undefined) return `key ${id} state: ${p}`;
   if (k.state.value !== "active" && k.state.value !== "deactivated")
-    bad(`state ${String(k.state.value)} is unknown`);
-  if (k.tombstone !== null) checkStamp(k.tombstone, `key ${id} tombstone`);
+    return `key ${id}: state ${String(k.state.value)} is unknown`;
+  if (k.tombstone !== null) {
+    p = stampProblem(k.tombstone);
+    if (p !== undefined) return `key ${id} tombstone: ${p}`;
+  }
   if (k.tombstone === null) {
     if (!(k.wrappedMaterial instanceof Uint8Array) || k.wrappedMaterial.length === 0)
-      bad("a live key has no material");
-    if (k.wrappedMaterial!.length > WRAPPED_MATERIAL_BYTES_MAX) bad("wrapped material is too long");
+      return `key ${id}: a live key has no material`;
+    if (k.wrappedMaterial.length > WRAPPED_MATERIAL_BYTES_MAX)
+      return `key ${id}: wrapped material is too long`;
   } else if (k.wrappedMaterial !== null) {
-    bad("a destroyed key still holds material");
+    return `key ${id}: a destroyed key still holds material`;
   }
   if (!Array.isArray(k.grants) || k.grants.length > GRANTS_PER_KEY_MAX)
-    bad(`more than ${GRANTS_PER_KEY_MAX} grants`);
-  k.grants.forEach((g, i) => {
-    if (typeof g.id !== "string" || g.id.length === 0) bad(`grant ${i} has no id`);
-    if (i > 0 && !(k.grants[i - 1]!.id < g.id)) bad("grants are not sorted by unique id");
+    return `key ${id}: more than ${GRANTS_PER_KEY_MAX} grants`;
+  for (let i = 0; i < k.grants.length; i++) {
+    const g = k.grants[i]!;
+    if (typeof g.id !== "string" || g.id.length === 0) return `key ${id}: grant ${i} has no id`;
+    if (i > 0 && !(k.grants[i - 1]!.id < g.id)) return `key ${id}: grants are not sorted by unique id`;
     if (typeof g.grantee !== "string" || typeof g.grantedBy !== "string")
-      bad(`grant ${g.id} names no grantee`);
+      return `key ${id}: grant ${g.id} names no grantee`;
     if (!Number.isSafeInteger(g.createdAtMs) || !Number.isSafeInteger(g.expiresAtMs))
-      bad(`grant ${g.id} has bad times`);
-    if (g.revoked !== null) checkStamp(g.revoked, `key ${id} grant ${g.id} revoked`);
-  });
-  if (!Array.isArray(k.consumers) || k.consumers.length > CONSUMERS_PER_KEY_MAX) {
-    bad(`more than ${CONSUMERS_PER_KEY_MAX} consumers`);
+      return `key ${id}: grant ${g.id} has bad times`;
+    if (g.revoked !== null) {
+      p = stampProblem(g.revoked);
+      if (p !== undefined) return `key ${id} grant ${g.id} revoked: ${p}`;
+    }
   }
-  k.consumers.forEach((c, i) => {
-    if (typeof c.key !== "string" || c.key.length === 0) bad(`consumer ${i} has no key`);
-    if (i > 0 && !(k.consumers[i - 1]!.key < c.key)) bad("consumers are not sorted by unique key");
-    if (typeof c.present !== "boolean") bad(`consumer ${c.key} has no presence flag`);
-    checkStamp(c.stamp, `key ${id} consumer ${c.key}`);
-  });
+  if (!Array.isArray(k.consumers) || k.consumers.length > CONSUMERS_PER_KEY_MAX)
+    return `key ${id}: more than ${CONSUMERS_PER_KEY_MAX} consumers`;
+  for (let i = 0; i < k.consumers.length; i++) {
+    const c = k.consumers[i]!;
+    if (typeof c.key !== "string" || c.key.length === 0) return `key ${id}: consumer ${i} has no key`;
+    if (i > 0 && !(k.consumers[i - 1]!.key < c.key))
+      return `key ${id}: consumers are not sorted by unique key`;
+    if (typeof c.present !== "boolean") return `key ${id}: consumer ${c.key} has no presence flag`;
+    p = stampProblem(c.stamp);
+    if (p !== undefined) return `key ${id} consumer ${c.key}: ${p}`;
+  }
+  return undefined;
 }
 
 function mergeState(a: ReplicatedKey["state"], b: ReplicatedKey["state"]): ReplicatedKey["state"] {

@@ -46,6 +46,7 @@ import {
 } from "../../cluster/replication/index.js";
 import { LockboxError } from "../errors.js";
 import type { ItemSender } from "./link-batcher.js";
+import type { ReplicaItem } from "./peer-link.js";
 import type { PlacementView } from "./placement-view.js";
 import { bytesEqual } from "./replica.js";
 import type { ReplicationBugs } from "./replication-bugs.js";
@@ -165,7 +166,7 @@ export class Coordinator {
         const h = handoffs[nextHandoff++];
         if (h === undefined) return; // no handoff left: the owner catches up by anti-entropy
         this.metrics.handoffCopies += 1;
-        void sender.request(h, { kind: "put", partition, record: bytes, hintFor: owner }).then((r) => {
+        void sender.request(h, this.putItem(partition, bytes, record, h, owner)).then((r) => {
           if (!r.ok) standIn(owner);
         });
       };
@@ -187,7 +188,7 @@ export class Coordinator {
           primaryFailed(peer);
           continue;
         }
-        void sender.request(peer, { kind: "put", partition, record: bytes }).then((r) => {
+        void sender.request(peer, this.putItem(partition, bytes, record, peer)).then((r) => {
           if (!r.ok && r.code === "ALREADY_EXISTS" && record.fields.request !== undefined) {
             this.metrics.rivalRefusals += 1;
             // Also after this write is answered: the replicas converge only once the id is settled.
@@ -531,6 +532,24 @@ export class Coordinator {
     return versions.filter((v) => sameBody(v, merged)).length < writeNeeded;
   }
 
+  /**
+   * A put of `bytes`, encoded from `record` just now. To this peer itself it also carries `record`,
+   * so the local replica does not decode what was just encoded (Replica.handleLocal); `record` must
+   * not change while the write runs, which holds for every caller (records are built anew per write).
+   */
+  private putItem(
+    partition: number,
+    bytes: Uint8Array,
+    record: ReplicatedKey,
+    to: string,
+    hintFor?: string,
+  ): ReplicaItem {
+    const item: ReplicaItem = { kind: "put", partition, record: bytes };
+    if (hintFor !== undefined) item.hintFor = hintFor;
+    if (to === this.options.sender.self) item.decoded = record;
+    return item;
+  }
+
   /** An answer's record if it is a sound version of `id`; undefined if it must not count. */
   private checkAnswer(
     id: string,
@@ -572,7 +591,7 @@ export class Coordinator {
     for (const [peer, a] of answers) {
       if (a !== null && bytesEqual(a.bytes, bytes)) continue;
       this.metrics.repairs += 1;
-      void this.options.sender.request(peer, { kind: "put", partition, record: bytes });
+      void this.options.sender.request(peer, this.putItem(partition, bytes, m, peer));
     }
   }
 }

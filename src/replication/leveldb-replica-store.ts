@@ -21,6 +21,8 @@ function u64(n: number): Uint8Array {
 
 export class LevelReplicaStore implements ReplicaStore {
   private readonly width: number;
+  /** Partition -> its records' key prefix ("<partition hex>/"), made on first use. */
+  private readonly prefixes: string[] = [];
 
   constructor(
     private readonly store: PeerStore,
@@ -30,7 +32,20 @@ export class LevelReplicaStore implements ReplicaStore {
   }
 
   getRecord(partition: number, id: string): Promise<Uint8Array | undefined> {
-    return this.store.get("records", recordKey(partition, id, this.partitionPower));
+    return this.store.get("records", this.recordKey(partition, id));
+  }
+
+  /**
+   * recordKey (record-key.ts) with each partition's prefix made once: a get and a put per replicated
+   * write and replica otherwise format the partition anew every time.
+   */
+  private recordKey(partition: number, id: string): string {
+    let prefix = this.prefixes[partition];
+    if (prefix === undefined) {
+      prefix = recordKey(partition, "", this.partitionPower);
+      this.prefixes[partition] = prefix;
+    }
+    return prefix + id;
   }
 
   async scanPartition(partition: number, limit: number): Promise<StoredRecord[]> {
@@ -86,16 +101,15 @@ export class LevelReplicaStore implements ReplicaStore {
   write(ops: readonly ReplicaStoreOp[]): Promise<void> {
     // Overwritten material stays in LevelDB's log and tables until a compaction: a tombstone or a
     // delete asks the store's purger to compact the record's key soon (as the single-peer store does).
-    const purge = ops
-      .filter((op) => op.type === "del-record" || (op.type === "put-record" && op.purge === true))
-      .map((op) => ({
-        sublevel: "records" as const,
-        key: recordKey(op.partition, (op as { id: string }).id, this.partitionPower),
-      }));
-    return this.store.write(
-      ops.map((op) => this.toStoreOp(op)),
-      purge,
-    );
+    const storeOps: StoreOp[] = [];
+    let purge: { sublevel: "records"; key: string }[] | undefined;
+    for (const op of ops) {
+      const storeOp = this.toStoreOp(op);
+      storeOps.push(storeOp);
+      if (op.type === "del-record" || (op.type === "put-record" && op.purge === true))
+        (purge ??= []).push({ sublevel: "records", key: storeOp.key });
+    }
+    return purge === undefined ? this.store.write(storeOps) : this.store.write(storeOps, purge);
   }
 
   private toStoreOp(op: ReplicaStoreOp): StoreOp {
@@ -104,11 +118,11 @@ export class LevelReplicaStore implements ReplicaStore {
         return {
           type: "put",
           sublevel: "records",
-          key: recordKey(op.partition, op.id, this.partitionPower),
+          key: this.recordKey(op.partition, op.id),
           value: op.value,
         };
       case "del-record":
-        return { type: "del", sublevel: "records", key: recordKey(op.partition, op.id, this.partitionPower) };
+        return { type: "del", sublevel: "records", key: this.recordKey(op.partition, op.id) };
       case "put-hint":
         return { type: "put", sublevel: "hints", key: this.hintKey(op), value: u64(op.atMs) };
       case "del-hint":
@@ -131,7 +145,7 @@ export class LevelReplicaStore implements ReplicaStore {
 
   private hintKey(h: Hint): string {
     if (h.id.includes("/")) throw new RangeError("a key id must not contain '/'");
-    return `${recordKey(h.partition, h.id, this.partitionPower)}/${h.owner}`;
+    return `${this.recordKey(h.partition, h.id)}/${h.owner}`;
   }
 
   private parseHint(key: string): Hint | undefined {

@@ -13,10 +13,22 @@
  * Everything a peer receives is hostile until checked: the replica validates items, the coordinator
  * and anti-entropy validate results (validate-reply.ts).
  */
+import type { ReplicatedKey } from "../../cluster/replication/index.js";
 import type { LockboxErrorCode } from "../errors.js";
 
 export type ReplicaItem =
-  | { kind: "put"; partition: number; record: Uint8Array; hintFor?: string }
+  | {
+      kind: "put";
+      partition: number;
+      record: Uint8Array;
+      hintFor?: string;
+      /**
+       * The record `record` was just encoded from, when this peer's own coordinator sends it to its
+       * own replica: the replica takes it instead of decoding the bytes again, but only on its local
+       * path (Replica.handleLocal). Never sent, never read from a network frame.
+       */
+      decoded?: ReplicatedKey;
+    }
   | { kind: "get"; partition: number; id: string }
   | { kind: "digest"; partition: number }
   | { kind: "pull"; partition: number; buckets: number[] };

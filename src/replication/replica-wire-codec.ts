@@ -1,9 +1,11 @@
 /**
  * ReplicaBatch and its reply on the wire (lockbox.v1.ReplicationService, proto/lockbox/v1/peer.proto),
- * as @grpc/proto-loader presents them (keepCase, oneofs, defaults, longs as numbers). Every decoder is
- * strict: a frame from the network is hostile until each field has the type and bound it must have, and
- * a bad one throws ReplicaWireInvalid naming the field, before anything acts on it. The replica still
- * validates item contents (record bytes, partition range, key ownership) itself.
+ * as @grpc/proto-loader presents them (keepCase, oneofs, longs as numbers, empty lists for absent
+ * repeated fields, and no defaults: a field at its proto3 default arrives absent, and is read here as
+ * that default, `?? 0`, `?? ""`, `?? EMPTY`). Every decoder is strict: a frame from the network is
+ * hostile until each field has the type and bound it must have, and a bad one throws
+ * ReplicaWireInvalid naming the field, before anything acts on it. The replica still validates item
+ * contents (record bytes, partition range, key ownership) itself.
  */
 import type { LockboxErrorCode } from "../errors.js";
 import {
@@ -79,6 +81,8 @@ export interface WireReplyFrame {
 }
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null;
+/** The default of a bytes field that arrived absent. */
+const EMPTY = new Uint8Array(0);
 const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
 
 /** The frame's request id, or null when it has none a reply could name. */
@@ -134,27 +138,31 @@ export function decodeBatchFrame(raw: unknown): { from: string; items: ReplicaIt
 
 function decodeItem(raw: unknown, field: string): ReplicaItem {
   if (!isObject(raw)) throw new ReplicaWireInvalid(field, "not a message");
-  const partition = raw.partition;
+  const partition = raw.partition ?? 0;
   if (typeof partition !== "number" || !Number.isSafeInteger(partition) || partition < 0)
     throw new ReplicaWireInvalid(`${field}.partition`, "not a partition number");
   const sub = raw[String(raw.kind)];
   switch (raw.kind) {
     case "put": {
-      if (!isObject(sub) || !isBytes(sub.record) || typeof sub.hint_for !== "string")
+      const bytes = isObject(sub) ? (sub.record ?? EMPTY) : undefined;
+      const hintFor = isObject(sub) ? (sub.hint_for ?? "") : undefined;
+      if (!isBytes(bytes) || typeof hintFor !== "string")
         throw new ReplicaWireInvalid(`${field}.put`, "needs record bytes and a hint_for string");
-      if (sub.record.byteLength === 0) throw new ReplicaWireInvalid(`${field}.put.record`, "empty");
-      if (sub.hint_for.length > PEER_ID_CHARS_MAX)
+      if (bytes.byteLength === 0) throw new ReplicaWireInvalid(`${field}.put.record`, "empty");
+      if (hintFor.length > PEER_ID_CHARS_MAX)
         throw new ReplicaWireInvalid(`${field}.put.hint_for`, "too long");
-      const record = new Uint8Array(sub.record);
-      return sub.hint_for === ""
+      const record = new Uint8Array(bytes);
+      return hintFor === ""
         ? { kind: "put", partition, record }
-        : { kind: "put", partition, record, hintFor: sub.hint_for };
+        : { kind: "put", partition, record, hintFor };
     }
-    case "get":
-      if (!isObject(sub) || typeof sub.id !== "string" || sub.id.length === 0)
+    case "get": {
+      const id = isObject(sub) ? (sub.id ?? "") : undefined;
+      if (typeof id !== "string" || id.length === 0)
         throw new ReplicaWireInvalid(`${field}.get.id`, "must be a key id");
-      if (sub.id.length > KEY_ID_CHARS_MAX) throw new ReplicaWireInvalid(`${field}.get.id`, "too long");
-      return { kind: "get", partition, id: sub.id };
+      if (id.length > KEY_ID_CHARS_MAX) throw new ReplicaWireInvalid(`${field}.get.id`, "too long");
+      return { kind: "get", partition, id };
+    }
     case "digest":
       return { kind: "digest", partition };
     case "pull": {
@@ -212,15 +220,17 @@ export function decodeReplyPart(
   if (isObject(raw.error)) return { refused: decodeFailure(raw.error, "reply.error") };
   const results = raw.results;
   if (!Array.isArray(results)) throw new ReplicaWireInvalid("reply.results", "not a list");
-  if (raw.offset !== received)
-    throw new ReplicaWireInvalid("reply.offset", `${String(raw.offset)}, expected ${received}`);
-  if (typeof raw.more !== "boolean") throw new ReplicaWireInvalid("reply.more", "not a boolean");
+  const offset = raw.offset ?? 0;
+  if (offset !== received)
+    throw new ReplicaWireInvalid("reply.offset", `${String(offset)}, expected ${received}`);
+  const more = raw.more ?? false;
+  if (typeof more !== "boolean") throw new ReplicaWireInvalid("reply.more", "not a boolean");
   const end = received + results.length;
-  if (end > expected || (!raw.more && end !== expected))
+  if (end > expected || (!more && end !== expected))
     throw new ReplicaWireInvalid("reply.results", `${end} results for ${expected} items`);
   return {
     results: results.map((x, i) => decodeResult(x, `reply.results[${received + i}]`)),
-    more: raw.more,
+    more,
   };
 }
 
@@ -264,14 +274,18 @@ function decodeResult(raw: unknown, field: string): ReplicaItemResult {
     }
     case "put":
       return { ok: true, kind: "put" };
-    case "get":
-      if (!isObject(sub) || typeof sub.found !== "boolean" || !isBytes(sub.record))
+    case "get": {
+      const found = isObject(sub) ? (sub.found ?? false) : undefined;
+      const record = isObject(sub) ? (sub.record ?? EMPTY) : undefined;
+      if (typeof found !== "boolean" || !isBytes(record))
         throw new ReplicaWireInvalid(`${field}.get`, "needs found and record");
-      return { ok: true, kind: "get", record: sub.found ? new Uint8Array(sub.record) : null };
-    case "digest":
-      if (!isObject(sub) || !isBytes(sub.digest))
-        throw new ReplicaWireInvalid(`${field}.digest`, "not bytes");
-      return { ok: true, kind: "digest", digest: new Uint8Array(sub.digest) };
+      return { ok: true, kind: "get", record: found ? new Uint8Array(record) : null };
+    }
+    case "digest": {
+      const digest = isObject(sub) ? (sub.digest ?? EMPTY) : undefined;
+      if (!isBytes(digest)) throw new ReplicaWireInvalid(`${field}.digest`, "not bytes");
+      return { ok: true, kind: "digest", digest: new Uint8Array(digest) };
+    }
     case "pull":
       if (!isObject(sub) || !Array.isArray(sub.records) || !sub.records.every(isBytes))
         throw new ReplicaWireInvalid(`${field}.pull.records`, "not a list of bytes");

@@ -72,7 +72,8 @@ export class Replica {
   readonly bucketBits: number;
   private readonly store: ReplicaStore;
   private readonly partitionRecordsMax: number;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per key id held: the holders waiting after the current one, in order. */
+  private readonly locks = new Map<string, (() => void)[]>();
   private readonly digests = new Map<number, PartitionDigest>();
   /** Encoded digests, until the partition's next write (most passes find nothing changed). */
   private readonly encodedDigests = new Map<number, Uint8Array>();
@@ -110,7 +111,21 @@ export class Replica {
   }
 
   /** Answers one batch from `batch.from`; never throws (a bad item gets a failure result). */
-  async handle(batch: ReplicaBatch): Promise<ReplicaBatchReply> {
+  handle(batch: ReplicaBatch): Promise<ReplicaBatchReply> {
+    return this.answer(batch, false);
+  }
+
+  /**
+   * Answers a batch this peer's own coordinator sent itself (LinkBatcher's local path): a put there
+   * may carry the record its bytes were just encoded from (`decoded`, validated by the encoder), so
+   * the replica does not decode and check its own fresh bytes again. Everything else is as `handle`;
+   * batches from the network or records from disk never come this way.
+   */
+  handleLocal(batch: ReplicaBatch): Promise<ReplicaBatchReply> {
+    return this.answer(batch, true);
+  }
+
+  private async answer(batch: ReplicaBatch, local: boolean): Promise<ReplicaBatchReply> {
     if (typeof batch !== "object" || batch === null || !Array.isArray(batch.items)) {
       return { results: [] };
     }
@@ -119,11 +134,11 @@ export class Replica {
       const f = failure("INVALID_ARGUMENT", `a batch holds at most ${BATCH_ITEMS_MAX} items`);
       return { results: batch.items.map(() => f) };
     }
-    const results = await Promise.all(batch.items.map((item) => this.item(item)));
+    const results = await Promise.all(batch.items.map((item) => this.item(item, local)));
     return { results };
   }
 
-  private async item(item: ReplicaItem): Promise<ReplicaItemResult> {
+  private async item(item: ReplicaItem, local: boolean): Promise<ReplicaItemResult> {
     try {
       if (typeof item !== "object" || item === null)
         return failure("INVALID_ARGUMENT", "item is not an object");
@@ -131,7 +146,7 @@ export class Replica {
         return failure("INVALID_ARGUMENT", `partition ${String(item.partition)} out of range`);
       switch (item.kind) {
         case "put":
-          return await this.put(item.partition, item.record, item.hintFor);
+          return await this.put(item.partition, item.record, item.hintFor, local ? item.decoded : undefined);
         case "get":
           return await this.get(item.partition, item.id);
         case "digest":
@@ -150,8 +165,16 @@ export class Replica {
     }
   }
 
-  /** Merges `bytes` into the stored record; resolves once the result is synced. */
-  async put(partition: number, bytes: unknown, hintFor?: unknown): Promise<ReplicaItemResult> {
+  /**
+   * Merges `bytes` into the stored record; resolves once the result is synced. `decoded`: the record
+   * this process just encoded `bytes` from (handleLocal), taken instead of decoding them.
+   */
+  async put(
+    partition: number,
+    bytes: unknown,
+    hintFor?: unknown,
+    decoded?: ReplicatedKey,
+  ): Promise<ReplicaItemResult> {
     this.metrics.puts += 1;
     if (!(bytes instanceof Uint8Array)) return failure("INVALID_ARGUMENT", "record is not bytes");
     if (
@@ -161,7 +184,9 @@ export class Replica {
       return failure("INVALID_ARGUMENT", "hintFor must name a peer");
     let incoming: ReplicatedKey;
     try {
-      incoming = decodeReplicatedKey(bytes);
+      // Its material may be a view of `bytes`: the incoming version is only merged (a merge copies
+      // the material it keeps) or stored as `bytes`, never kept itself.
+      incoming = decoded ?? decodeReplicatedKey(bytes, { materialView: true });
     } catch (e) {
       if (e instanceof ReplicationError) return failure("INVALID_ARGUMENT", e.message);
       throw e;
@@ -169,7 +194,11 @@ export class Replica {
     const id = incoming.fields.id;
     if (!this.ownsKey(partition, id))
       return failure("INVALID_ARGUMENT", `key ${id} is not in partition ${partition}`);
-    return this.withLock(id, async () => {
+    // The key's lock, inline (the common case, a key nobody holds, costs no promise): each merge
+    // sees the version the one before it stored.
+    const waiting = this.acquire(id);
+    if (waiting !== undefined) await waiting;
+    try {
       const current = await this.readChecked(partition, id);
       let merged: ReplicatedKey;
       try {
@@ -197,7 +226,9 @@ export class Replica {
             current !== undefined &&
             current.record.wrappedMaterial !== null &&
             merged.wrappedMaterial === null;
-          ops.push({ type: "put-record", partition, id, value: next, ...(purge ? { purge } : {}) });
+          const op: ReplicaStoreOp = { type: "put-record", partition, id, value: next };
+          if (purge) op.purge = true;
+          ops.push(op);
         }
         if (typeof hintFor === "string" && hintFor !== this.self)
           ops.push({ type: "put-hint", partition, id, owner: hintFor, atMs: this.options.nowMs() });
@@ -212,7 +243,9 @@ export class Replica {
           },
         ]);
       return { ok: true, kind: "put" };
-    });
+    } finally {
+      this.release(id);
+    }
   }
 
   private async get(partition: number, id: unknown): Promise<ReplicaItemResult> {
@@ -495,19 +528,35 @@ export class Replica {
     }
   }
 
-  /** Runs `fn` after every earlier holder of `id`'s lock. */
-  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return run;
+  /** Runs `fn` holding `id`'s lock (after every earlier holder, in arrival order). */
+  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const waiting = this.acquire(id);
+    if (waiting !== undefined) await waiting;
+    try {
+      return await fn();
+    } finally {
+      this.release(id);
+    }
+  }
+
+  /**
+   * Takes `id`'s lock: undefined when it was free (taken now), else a promise that resolves once it
+   * is this caller's. Every acquire is paired with one release.
+   */
+  private acquire(id: string): Promise<void> | undefined {
+    const waiting = this.locks.get(id);
+    if (waiting === undefined) {
+      this.locks.set(id, []);
+      return undefined;
+    }
+    return new Promise<void>((go) => waiting.push(go));
+  }
+
+  /** Hands `id`'s lock to the next waiter, or frees it. */
+  private release(id: string): void {
+    const next = this.locks.get(id)!.shift();
+    if (next === undefined) this.locks.delete(id);
+    else next();
   }
 }
 

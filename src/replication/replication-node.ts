@@ -136,7 +136,7 @@ export class ReplicationNode {
       self,
       link: this.link,
       scheduler,
-      local: (batch) => this.replica.handle(batch),
+      local: (batch) => this.replica.handleLocal(batch),
       batchTimeoutMs: Math.max(tunables.writeDeadlineMs, tunables.readDeadlineMs),
     });
     this.coordinator = new Coordinator({
@@ -260,12 +260,17 @@ export class ReplicationNode {
       if (k !== null) this.observe(latestStamp(k));
       return k;
     },
-    write: async (record: ReplicatedKey): Promise<void> => {
-      this.requireRing();
-      // No stamp leaves this peer before the high-water mark on disk covers it (hlc-lease.ts).
-      const covered = this.lease.cover(this.hlc.last().wallMs);
-      if (covered !== undefined) await covered;
-      await this.coordinator.write(record);
+    write: (record: ReplicatedKey): Promise<void> => {
+      // Not an async function: once per create, and the mark is nearly always covered already.
+      try {
+        this.requireRing();
+        // No stamp leaves this peer before the high-water mark on disk covers it (hlc-lease.ts).
+        const covered = this.lease.cover(this.hlc.last().wallMs);
+        if (covered === undefined) return this.coordinator.write(record);
+        return covered.then(() => this.coordinator.write(record));
+      } catch (e) {
+        return Promise.reject(e);
+      }
     },
     readPartition: async (partition: number): Promise<ReplicatedKey[]> => {
       this.requireRing();

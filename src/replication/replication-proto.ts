@@ -1,7 +1,10 @@
 /**
  * Loads lockbox.v1.ReplicationService from proto/lockbox/v1/peer.proto at run time, with the options the
  * raft transport uses (src/raft/peer-proto.ts): uint64 request ids arrive as numbers (ids stay below
- * 2^53 and the codec checks Number.isSafeInteger), oneofs name their set field in `kind`.
+ * 2^53 and the codec checks Number.isSafeInteger), oneofs name their set field in `kind`. Unlike
+ * there, fields left at their proto3 default arrive absent (repeated ones as empty lists): filling in
+ * defaults made a new empty Buffer for every put's record before the real one replaced it.
+ * replica-wire-codec.ts reads an absent field as its default, which is what proto3 means by it.
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -21,7 +24,8 @@ export function loadReplicationService(): grpc.ServiceClientConstructor {
     keepCase: true,
     longs: Number,
     enums: String,
-    defaults: true,
+    defaults: false,
+    arrays: true,
     oneofs: true,
   });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {

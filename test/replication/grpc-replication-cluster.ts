@@ -119,7 +119,7 @@ export class GrpcReplicaCluster {
       self: id,
       link,
       scheduler: nodeScheduler,
-      local: (batch) => replica.handle(batch),
+      local: (batch) => replica.handleLocal(batch),
       batchTimeoutMs: this.options.batchTimeoutMs ?? 10_000,
     });
     const coordinator = new Coordinator({

@@ -168,3 +168,70 @@ test("a tombstone already past the reclaim age is not stored again (it deletes a
   t.true((await peer.replica.put(p, encodeReplicatedKey(deleted(k, c.nowMs - RECLAIM_AGE_MS - 1)))).ok);
   t.is(await peer.replicaStore.getRecord(p, k.fields.id), undefined);
 });
+
+test("a put's decoded record counts only on the local path: through handle, a batch carrying one is checked from its bytes", async (t) => {
+  const c = await TestCluster.start(t, ["a", "b", "c"]);
+  const r = c.peer("a").replica;
+  const k = c.newKey();
+  const p = c.partitionOf(k);
+  const damaged = encodeReplicatedKey(k);
+  damaged[40]! ^= 1;
+  // A frame that somehow carried a sound record beside damaged bytes: the bytes are what is judged.
+  const reply = await r.handle({
+    from: "b",
+    items: [{ kind: "put", partition: p, record: damaged, decoded: k }],
+  });
+  t.like(reply.results[0], { ok: false, code: "INVALID_ARGUMENT" });
+  t.is(await c.peer("a").replicaStore.getRecord(p, k.fields.id), undefined, "nothing was written");
+});
+
+test("local puts carrying their decoded record store exactly what puts from the network store", async (t) => {
+  const c = await TestCluster.start(t, ["a", "b", "c"]);
+  const viaLocal = c.peer("a");
+  const viaNetwork = c.peer("b");
+  const k = c.newKey("vol-local");
+  const p = c.partitionOf(k);
+  // A create, a tombstone merged over it, and a create of a key new to the replica.
+  const other = c.newKey("vol-local");
+  const versions = [k, deleted(k, c.nowMs + 5), other];
+  for (const v of versions) {
+    const bytes = encodeReplicatedKey(v);
+    const local = await viaLocal.replica.handleLocal({
+      from: "a",
+      items: [{ kind: "put", partition: c.partitionOf(v), record: bytes, decoded: v }],
+    });
+    const remote = await viaNetwork.replica.handle({
+      from: "a",
+      items: [{ kind: "put", partition: c.partitionOf(v), record: new Uint8Array(bytes) }],
+    });
+    t.deepEqual(local, remote);
+  }
+  for (const v of [k, other]) {
+    const a = await viaLocal.replicaStore.getRecord(c.partitionOf(v), v.fields.id);
+    const b = await viaNetwork.replicaStore.getRecord(c.partitionOf(v), v.fields.id);
+    t.truthy(a);
+    t.deepEqual(new Uint8Array(a!), new Uint8Array(b!));
+  }
+  t.truthy(decodeReplicatedKey((await viaLocal.replicaStore.getRecord(p, k.fields.id))!).tombstone);
+});
+
+test("puts of one key in one batch merge one after another, in arrival order (no lost update)", async (t) => {
+  const c = await TestCluster.start(t, ["a", "b", "c"]);
+  const peer = c.peer("a");
+  const k = c.newKey("vol-order");
+  const p = c.partitionOf(k);
+  // A live version, then its tombstone, then the live version again, all in one batch: each merge
+  // sees the one before, so the tombstone stays (a lost update would bring the material back).
+  const reply = await peer.replica.handle({
+    from: "b",
+    items: [k, deleted(k, c.nowMs + 5), k].map((v) => ({
+      kind: "put" as const,
+      partition: p,
+      record: encodeReplicatedKey(v),
+    })),
+  });
+  t.true(reply.results.every((x) => x.ok));
+  const stored = decodeReplicatedKey((await peer.replicaStore.getRecord(p, k.fields.id))!);
+  t.truthy(stored.tombstone);
+  t.is(stored.wrappedMaterial, null);
+});

@@ -89,7 +89,7 @@ export class TestCluster {
       self: id,
       link: this.linkFrom(id),
       scheduler: nodeScheduler,
-      local: (batch) => replica.handle(batch),
+      local: (batch) => replica.handleLocal(batch),
       batchTimeoutMs: options.batchTimeoutMs ?? 2_000,
     });
     const common = { placement: this.placement, sender: batcher, scheduler: nodeScheduler };

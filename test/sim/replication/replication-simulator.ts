@@ -228,7 +228,7 @@ export async function runReplicationSeed(options: SimOptions): Promise<SimResult
       self: p.id,
       link: net.linkFor(p.id, proc),
       scheduler,
-      local: (b) => replica.handle(b),
+      local: (b) => replica.handleLocal(b),
       batchTimeoutMs: BATCH_TIMEOUT_MS,
     });
     p.coordinator = new Coordinator({
