@@ -22,7 +22,22 @@ import { RingError } from "./ring-error.js";
 
 export const KEY_ID_RANDOM_BYTES = 16;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * Is `id` a UUID in its canonical text form (8-4-4-4-12 hex digits, either case)? A loop over the
+ * characters, not a RegExp: every replica checks the id of every record it receives.
+ */
+function isUuid(id: string): boolean {
+  if (id.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = id.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 0x2d) return false;
+    } else if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 /** A version-8 key id carrying `placementHash32`, its other bits from `random` (16 fresh random bytes). */
 export function placedKeyId(placementHash32: number, random: Uint8Array): string {
@@ -45,7 +60,7 @@ export function placedKeyId(placementHash32: number, random: Uint8Array): string
  * (a legacy id) or of another variant. Throws INVALID_ARGUMENT when `id` is not a UUID at all.
  */
 export function keyIdPlacement(id: string): number | undefined {
-  if (typeof id !== "string" || !UUID.test(id))
+  if (typeof id !== "string" || !isUuid(id))
     throw new RingError("INVALID_ARGUMENT", "a key id must be a UUID");
   const version = Number.parseInt(id[14]!, 16);
   const variant = Number.parseInt(id[19]!, 16) >> 2;

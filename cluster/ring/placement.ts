@@ -7,7 +7,7 @@
  * different (salt, project, scope) triples hash the same bytes ("ab"+"c" is not "a"+"bc"). The salt
  * keeps placement unpredictable to clients choosing scope names, and different between clusters.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { PARTITION_POWER_MAX } from "./partition.js";
 import { RingError } from "./ring-error.js";
 
@@ -21,11 +21,17 @@ export function scopeHash32(clusterSalt: Uint8Array, project: string, scope: str
   if (!(clusterSalt instanceof Uint8Array) || clusterSalt.length === 0) {
     throw new RingError("INVALID_ARGUMENT", "clusterSalt must be non-empty bytes");
   }
-  const h = createHash("sha256").update(SCOPE_DOMAIN);
-  lengthPrefixed(h, clusterSalt);
-  lengthPrefixed(h, name(project, "project"));
-  lengthPrefixed(h, name(scope, "scope"));
-  return h.digest().readUInt32BE(0);
+  const p = name(project, "project");
+  const sc = name(scope, "scope");
+  // One buffer and a one-shot hash: this runs for every key created and every scope listed.
+  const buf = Buffer.allocUnsafe(SCOPE_DOMAIN.length + 12 + clusterSalt.length + p.length + sc.length);
+  let at = SCOPE_DOMAIN.copy(buf, 0);
+  for (const part of [clusterSalt, p, sc]) {
+    at = buf.writeUInt32BE(part.length, at);
+    buf.set(part, at);
+    at += part.length;
+  }
+  return hash("sha256", buf, "buffer").readUInt32BE(0);
 }
 
 /** The partition of a scope: the top `partitionPower` bits of its hash. */
@@ -56,10 +62,4 @@ function name(value: string, what: string): Buffer {
   if (bytes.length > NAME_BYTES_MAX)
     throw new RingError("INVALID_ARGUMENT", `${what} is longer than ${NAME_BYTES_MAX} bytes`);
   return bytes;
-}
-
-function lengthPrefixed(h: ReturnType<typeof createHash>, bytes: Uint8Array): void {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(bytes.length);
-  h.update(len).update(bytes);
 }

@@ -93,3 +93,30 @@ test("malformed ids and arguments are refused with INVALID_ARGUMENT", (t) => {
     "INVALID_ARGUMENT",
   );
 });
+
+test("a key id is accepted exactly when it is an 8-4-4-4-12 hex UUID in either case (the character check agrees with the RegExp it replaced)", (t) => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const accepted = (id: string): boolean => {
+    try {
+      keyIdPlacement(id);
+      return true;
+    } catch (e) {
+      if (e instanceof RingError && e.code === "INVALID_ARGUMENT") return false;
+      throw e;
+    }
+  };
+  const nearUuid = fc
+    .array(fc.constantFrom(..."0123456789abcdefABCDEFgG-_ \u0660x".split("")), {
+      minLength: 34,
+      maxLength: 38,
+    })
+    .map((cs) => cs.join(""));
+  const mutated = fc
+    .tuple(fc.uuid(), fc.nat(35), fc.constantFrom("-", "g", "0", "F", "\u0661", ""))
+    .map(([u, i, c]) => u.slice(0, i) + c + u.slice(i + 1));
+  fc.assert(
+    fc.property(fc.oneof(nearUuid, mutated, fc.uuid(), fc.string()), (id) => accepted(id) === UUID.test(id)),
+    { numRuns: 5000 },
+  );
+  t.pass();
+});
