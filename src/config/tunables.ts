@@ -8,6 +8,7 @@ import { EDGE_LIMITS_DEFAULT, type EdgeLimits } from "../server/edge-limits.js";
 import { describeHostPort, isHostPort } from "../net/host-port.js";
 import { LOG_LEVELS, type LogLevel, isLogLevel } from "../logging/log-level.js";
 import { REST_LIMITS_DEFAULT, type RestLimits } from "./rest-limits.js";
+import { WRITE_BUFFER_BYTES_DEFAULT } from "../store/peer-store.js";
 
 export interface Tunables {
   log: {
@@ -45,6 +46,8 @@ export interface Tunables {
     purgeDelayMs: number;
     /** Most keys one purge run compacts. */
     purgeKeysPerRunMax: number;
+    /** LevelDB's memtable: bytes written before they are flushed to a table file (1 MiB..1 GiB). */
+    writeBufferBytes: number;
   };
   keys: {
     /** Most live grants one key may have. */
@@ -109,7 +112,13 @@ export const TUNABLES_DEFAULT: Tunables = {
     exportFile: "",
     exportSyslog: "",
   },
-  store: { queuedOpsMax: 100_000, batchOpsMax: 10_000, purgeDelayMs: 1_000, purgeKeysPerRunMax: 256 },
+  store: {
+    queuedOpsMax: 100_000,
+    batchOpsMax: 10_000,
+    purgeDelayMs: 1_000,
+    purgeKeysPerRunMax: 256,
+    writeBufferBytes: WRITE_BUFFER_BYTES_DEFAULT,
+  },
   keys: { grantsPerKeyMax: 1_000 },
   replication: {
     enabled: false,
@@ -176,6 +185,10 @@ const CHECKS: { [S in keyof Tunables]: { [K in keyof Tunables[S]]: Check } } = {
     batchOpsMax: positiveInt,
     purgeDelayMs: nonNegativeInt,
     purgeKeysPerRunMax: positiveInt,
+    writeBufferBytes: (v) =>
+      typeof v === "number" && Number.isSafeInteger(v) && v >= 2 ** 20 && v <= 2 ** 30
+        ? undefined
+        : "must be an integer from 1048576 (1 MiB) to 1073741824 (1 GiB)",
   },
   keys: { grantsPerKeyMax: positiveInt },
   replication: {

@@ -53,6 +53,8 @@ test("a wrong, misspelt or unknown tunable is refused, naming it", async (t) => 
     ["edge.conectionsMax", { ...good, edge: { conectionsMax: 5 } }],
     ["audit.exportSyslog", { ...good, audit: { exportSyslog: "tcp:1.2.3.4:514" } }],
     ["store.purgeDelayMs", { ...good, store: { purgeDelayMs: 1.5 } }],
+    ["store.writeBufferBytes", { ...good, store: { writeBufferBytes: 4096 } }],
+    ["store.writeBufferBytes", { ...good, store: { writeBufferBytes: 2 ** 31 } }],
     ["keys", { ...good, keys: [] }],
     ["attestation.intervalMs", { ...good, attestation: { intervalMs: 10 } }],
     ["attestation.timeoutMs", { ...good, attestation: { intervalMs: 1_000, timeoutMs: 1_000 } }],

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -114,4 +114,32 @@ test("records are keyed partition-first so one partition scans as one ordered ra
     all.map((k) => Number.parseInt(k.slice(0, 4), 16)),
     [0, 0, 0, 2, 2, 2, 3, 3, 3, 1023, 1023, 1023],
   );
+});
+
+test("writeBufferBytes sizes LevelDB's memtable: 4 MiB written through 1 MiB is flushed into tables, through the default it is not; both read back after a reopen", async (t) => {
+  const value = new Uint8Array(4096).fill(7);
+  const tablesAfterWriting = async (writeBufferBytes: number | undefined): Promise<number> => {
+    const dir = await mkdtemp(join(tmpdir(), "lockbox-store-wb-"));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const store = await openPeerStore(dir, writeBufferBytes === undefined ? {} : { writeBufferBytes });
+    for (let batch = 0; batch < 8; batch++) {
+      await store.write(
+        Array.from({ length: 128 }, (_, i): StoreOp => ({
+          type: "put",
+          sublevel: "records",
+          key: `k${batch}-${i}`,
+          value,
+        })),
+      );
+    }
+    const tables = (await readdir(dir)).filter((f) => f.endsWith(".ldb")).length;
+    await store.close();
+    const again = await openPeerStore(dir);
+    for (const key of ["k0-0", "k7-127"])
+      t.true(Buffer.from(value).equals(again.getNow("records", key)!), key);
+    await again.close();
+    return tables;
+  };
+  t.true((await tablesAfterWriting(2 ** 20)) > 0);
+  t.is(await tablesAfterWriting(undefined), 0);
 });
