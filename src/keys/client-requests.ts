@@ -52,6 +52,51 @@ const indexKey = (createdAtMs: number, identity: string, requestId: string): str
 export const clientRequestLock = (identity: string, requestId: string): string =>
   `client-request:${identity}/${requestId}`;
 
+/** The entry key an index entry names, or undefined for a damaged index name (it names none). */
+function entryKeyOfIndex(index: string): string | undefined {
+  const rest = index.slice(INDEX_PREFIX.length + 13);
+  const slash = rest.indexOf("/");
+  return slash <= 0 ? undefined : entryKey(rest.slice(0, slash), rest.slice(slash + 1));
+}
+
+/**
+ * Which entries may be stored, kept in memory so that `find` for a request id this peer never
+ * stored (nearly every create) answers without a store read. It counts index entries (written and
+ * deleted in the same batches as the entries they name, see putOps and deleteIndexed) by a 32-bit
+ * hash of the entry key they name: a count of 0 means no entry under any key of that hash. A
+ * collision or a write that failed after it was counted only costs a store read, as before. At
+ * most entriesMax (plus those being written) index entries exist, so the map stays bounded.
+ */
+class EntryFilter {
+  private readonly counts = new Map<number, number>();
+
+  add(key: string): void {
+    const h = fnv1a32(key);
+    this.counts.set(h, (this.counts.get(h) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const h = fnv1a32(key);
+    const n = this.counts.get(h) ?? 0;
+    if (n <= 1) this.counts.delete(h);
+    else this.counts.set(h, n - 1);
+  }
+
+  mayHold(key: string): boolean {
+    return this.counts.has(fnv1a32(key));
+  }
+}
+
+/** FNV-1a over UTF-16 code units: a spread hash, not a secret one (a collision costs a read). */
+function fnv1a32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
 /** What a create-like call asked for, as its fingerprint covers it. */
 export interface RequestBody {
   method: "CreateKey" | "ImportKey" | "CloneKey" | "RekeyClone";
@@ -111,6 +156,8 @@ export class ClientRequestStore {
   readonly entriesMax: number;
   /** Index entries on disk (each live entry has one; a reused id may leave a stale one until reclaimed). */
   private indexed = 0;
+  /** The entries that may be stored (EntryFilter): find reads the store only for those. */
+  private readonly present = new EntryFilter();
   /** When the oldest index entry falls due; a write after it starts a reclaim pass. */
   private nextDueMs = Number.POSITIVE_INFINITY;
   private reclaiming: Promise<void> | undefined;
@@ -139,6 +186,8 @@ export class ClientRequestStore {
       .keys({ gte: INDEX_PREFIX, lt: prefixEnd(INDEX_PREFIX) })) {
       oldest ??= k;
       n += 1;
+      const named = entryKeyOfIndex(k);
+      if (named !== undefined) this.present.add(named);
     }
     this.indexed = n;
     this.nextDueMs = oldest === undefined ? Number.POSITIVE_INFINITY : this.dueMs(oldest);
@@ -159,6 +208,7 @@ export class ClientRequestStore {
     nowMs: number,
   ): Promise<Unauthenticated<ClientRequestEntry> | undefined> {
     const key = entryKey(identity, requestId);
+    if (!this.present.mayHold(key)) return undefined;
     const bytes = await this.store.get("meta", key);
     if (bytes === undefined) return undefined;
     const parsed = parseClientRequest(bytes, key);
@@ -172,6 +222,8 @@ export class ClientRequestStore {
   /** Operations storing `entry` (in the same batch as the key it names). Call with the id's lock held. */
   putOps(entry: ClientRequestEntry, keys: ProjectKeys): StoreOp[] {
     const at = entry.createdAt.getTime();
+    // Counted from now, before the batch is written: find reads the store for it from here on.
+    this.present.add(entryKey(entry.identity, entry.requestId));
     return [
       {
         type: "put",
@@ -288,13 +340,19 @@ export class ClientRequestStore {
       byEntry.set(key, entry);
     }
     const entries = [...byEntry.entries()];
+    /** Index entries still stored when their entry's lock was taken: the ones this batch removes. */
+    const removed: string[] = [];
     const locked = async (i: number): Promise<void> => {
       if (i === entries.length) {
         await this.store.write(ops);
+        for (const key of removed) this.present.remove(key);
         return;
       }
       const [key, { identity, requestId, indexes: named }] = entries[i]!;
       await this.locks.run(clientRequestLock(identity, requestId), async () => {
+        // Checked under the lock: another pass that deleted the same index entry first must not
+        // have it uncounted twice (the filter would then hide a stored entry).
+        for (const index of named) if (this.store.getNow("meta", index) !== undefined) removed.push(key);
         const bytes = await this.store.get("meta", key);
         if (bytes !== undefined && named.some((index) => this.namedBy(bytes, key, index))) {
           ops.push({ type: "del", sublevel: "meta", key });
