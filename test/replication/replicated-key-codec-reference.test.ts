@@ -225,32 +225,42 @@ test("decoded material is a copy of its own, never a view of the bytes it came i
   );
 });
 
+/** A plain active record, for the tests below that vary one part of it. */
+const plainKey = (over: Partial<ReplicatedKey> = {}, name = "n"): ReplicatedKey => ({
+  fields: {
+    id: "00000007-0000-8000-8000-000000000001",
+    project: "p",
+    scope: "s",
+    name,
+    algorithm: "AES",
+    bitLength: 256,
+    createdAtMs: 1,
+    parentId: "",
+  },
+  created: { wallMs: 1, logical: 0, peer: "a" },
+  wrappedMaterial: new Uint8Array(65).fill(1),
+  state: { value: "active", stamp: { wallMs: 1, logical: 0, peer: "a" } },
+  tombstone: null,
+  grants: [],
+  consumers: [],
+  ...over,
+});
+
 test("a record larger than the scratch buffer encodes like the reference, and so does a small one after it", (t) => {
-  const huge: ReplicatedKey = {
-    fields: {
-      id: "00000007-0000-8000-8000-000000000001",
-      project: "p",
-      scope: "s",
-      name: "é".repeat(500),
-      algorithm: "AES",
-      bitLength: 256,
-      createdAtMs: 1,
-      parentId: "",
+  const huge = plainKey(
+    {
+      wrappedMaterial: new Uint8Array(4096).fill(3),
+      grants: Array.from({ length: 1024 }, (_, i) => ({
+        id: `g${String(i).padStart(5, "0")}`,
+        grantee: "x".repeat(1000),
+        grantedBy: "admin",
+        createdAtMs: i,
+        expiresAtMs: i + 1,
+        revoked: null,
+      })),
     },
-    created: { wallMs: 1, logical: 0, peer: "a" },
-    wrappedMaterial: new Uint8Array(4096).fill(3),
-    state: { value: "active", stamp: { wallMs: 1, logical: 0, peer: "a" } },
-    tombstone: null,
-    grants: Array.from({ length: 1024 }, (_, i) => ({
-      id: `g${String(i).padStart(5, "0")}`,
-      grantee: "x".repeat(1000),
-      grantedBy: "admin",
-      createdAtMs: i,
-      expiresAtMs: i + 1,
-      revoked: null,
-    })),
-    consumers: [],
-  };
+    "é".repeat(500),
+  );
   const bytes = encodeReplicatedKey(huge);
   t.true(bytes.length > 1_000_000);
   t.deepEqual(bytes, referenceEncode(huge));
@@ -260,24 +270,7 @@ test("a record larger than the scratch buffer encodes like the reference, and so
 });
 
 test("every byte above 0x7f in an ASCII string is judged as UTF-8, as the reference judges it", (t) => {
-  const k: ReplicatedKey = {
-    fields: {
-      id: "00000007-0000-8000-8000-000000000001",
-      project: "p",
-      scope: "s",
-      name: "n",
-      algorithm: "AES",
-      bitLength: 256,
-      createdAtMs: 1,
-      parentId: "",
-    },
-    created: { wallMs: 1, logical: 0, peer: "a" },
-    wrappedMaterial: new Uint8Array(65).fill(1),
-    state: { value: "active", stamp: { wallMs: 1, logical: 0, peer: "a" } },
-    tombstone: null,
-    grants: [],
-    consumers: [],
-  };
+  const k = plainKey();
   const body = encodeReplicatedKey(k).subarray(0, -32);
   const idAt = 5 + 2; // magic, format, then the id's length
   let refused = 0;
