@@ -52,11 +52,11 @@ const indexKey = (createdAtMs: number, identity: string, requestId: string): str
 export const clientRequestLock = (identity: string, requestId: string): string =>
   `client-request:${identity}/${requestId}`;
 
-/** The entry key an index entry names, or undefined for a damaged index name (it names none). */
-function entryKeyOfIndex(index: string): string | undefined {
+/** The (identity, request id) an index entry names, or undefined for a damaged index name (it names none). */
+function namedByIndex(index: string): { identity: string; requestId: string } | undefined {
   const rest = index.slice(INDEX_PREFIX.length + 13);
   const slash = rest.indexOf("/");
-  return slash <= 0 ? undefined : entryKey(rest.slice(0, slash), rest.slice(slash + 1));
+  return slash <= 0 ? undefined : { identity: rest.slice(0, slash), requestId: rest.slice(slash + 1) };
 }
 
 /**
@@ -186,8 +186,8 @@ export class ClientRequestStore {
       .keys({ gte: INDEX_PREFIX, lt: prefixEnd(INDEX_PREFIX) })) {
       oldest ??= k;
       n += 1;
-      const named = entryKeyOfIndex(k);
-      if (named !== undefined) this.present.add(named);
+      const named = namedByIndex(k);
+      if (named !== undefined) this.present.add(entryKey(named.identity, named.requestId));
     }
     this.indexed = n;
     this.nextDueMs = oldest === undefined ? Number.POSITIVE_INFINITY : this.dueMs(oldest);
@@ -328,12 +328,10 @@ export class ClientRequestStore {
     const byEntry = new Map<string, { identity: string; requestId: string; indexes: string[] }>();
     for (const index of indexes) {
       ops.push({ type: "del", sublevel: "meta", key: index });
-      const rest = index.slice(INDEX_PREFIX.length + 13);
-      const slash = rest.indexOf("/");
+      const named = namedByIndex(index);
       // A damaged index name names no entry: only the index entry goes.
-      if (slash <= 0) continue;
-      const identity = rest.slice(0, slash);
-      const requestId = rest.slice(slash + 1);
+      if (named === undefined) continue;
+      const { identity, requestId } = named;
       const key = entryKey(identity, requestId);
       const entry = byEntry.get(key) ?? { identity, requestId, indexes: [] };
       entry.indexes.push(index);
