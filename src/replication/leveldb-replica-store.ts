@@ -3,9 +3,15 @@
  * (keyed `<partition hex>/<key id>`, record-key.ts, so a partition is one range) and "hints" (keyed
  * `<partition hex>/<key id>/<owner>`). Every write goes through the peer store's group commit: one
  * synced LevelDB batch for all writers waiting at the time. Quarantine marks live in "meta".
+ *
+ * It is the only writer of "records", so it keeps a RecordIdFilter of the ids stored there: a read of
+ * an id never written (every create's merge read, on each replica) is answered without LevelDB. The
+ * filter counts only once `open` has added every id already on disk; until then every read goes to
+ * LevelDB.
  */
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { partitionHexWidth, partitionRange, recordKey } from "../store/record-key.js";
+import { RecordIdFilter } from "./record-id-filter.js";
 import type { Hint, ReplicaStore, ReplicaStoreOp, StoredHint, StoredRecord } from "./replica-store.js";
 
 /** Quarantine marks live in the "meta" sublevel under this prefix. */
@@ -23,15 +29,46 @@ export class LevelReplicaStore implements ReplicaStore {
   private readonly width: number;
   /** Partition -> its records' key prefix ("<partition hex>/"), made on first use. */
   private readonly prefixes: string[] = [];
+  /** Ids written to "records" by this store or found there by `open`. */
+  private readonly ids: RecordIdFilter;
+  /** Set once `open` has added every id on disk: before, the filter's "no" proves nothing. */
+  private filterReady = false;
+  readonly metrics = { readsSkipped: 0 };
 
   constructor(
     private readonly store: PeerStore,
     private readonly partitionPower: number,
+    filterBitsLog2?: number,
   ) {
     this.width = partitionHexWidth(partitionPower);
+    this.ids = new RecordIdFilter(filterBitsLog2);
+  }
+
+  /**
+   * Adds every record id on disk to the filter, then lets it answer reads. The key iterator reads a
+   * snapshot taken when it starts; a record written after that was added by `write` (which adds
+   * before it writes), so no id is missed whatever runs beside it.
+   */
+  async open(): Promise<void> {
+    if (this.filterReady) return;
+    const keys = this.store.sublevel("records").keys();
+    try {
+      for (;;) {
+        const chunk = await keys.nextv(1024);
+        if (chunk.length === 0) break;
+        for (const key of chunk) this.ids.add(key.slice(this.width + 1));
+      }
+    } finally {
+      await keys.close();
+    }
+    this.filterReady = true;
   }
 
   getRecord(partition: number, id: string): Promise<Uint8Array | undefined> {
+    if (this.filterReady && !this.ids.mayHold(id)) {
+      this.metrics.readsSkipped += 1;
+      return Promise.resolve(undefined);
+    }
     return this.store.get("records", this.recordKey(partition, id));
   }
 
@@ -115,6 +152,8 @@ export class LevelReplicaStore implements ReplicaStore {
   private toStoreOp(op: ReplicaStoreOp): StoreOp {
     switch (op.type) {
       case "put-record":
+        // Before the write is even queued: once it lands, a read must not be told "no".
+        this.ids.add(op.id);
         return {
           type: "put",
           sublevel: "records",

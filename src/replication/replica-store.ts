@@ -41,6 +41,8 @@ export interface StoredHint extends Hint {
 }
 
 export interface ReplicaStore {
+  /** Loads what the store keeps in memory about its records (LevelReplicaStore's id filter). */
+  open?(): Promise<void>;
   getRecord(partition: number, id: string): Promise<Uint8Array | undefined>;
   /** Every record of a partition, by id; at most `limit` (the caller treats more as an error). */
   scanPartition(partition: number, limit: number): Promise<StoredRecord[]>;

@@ -103,8 +103,12 @@ export class Replica {
       throw new RangeError("reclaimAgeMs must be a positive integer");
   }
 
-  /** Loads the quarantine marks a previous run left: those partitions stay refused until repaired. */
+  /**
+   * Opens the store (its in-memory id filter) and loads the quarantine marks a previous run left:
+   * those partitions stay refused until repaired.
+   */
   async open(): Promise<void> {
+    await this.store.open?.();
     for (const p of await this.store.quarantined()) {
       if (this.validPartition(p)) this.quarantine.set(p, ++this.quarantineGen);
     }

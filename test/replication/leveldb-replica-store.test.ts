@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
 import { LevelReplicaStore } from "../../src/replication/leveldb-replica-store.js";
-import { openPeerStore } from "../../src/store/peer-store.js";
+import { openPeerStore, type PeerStore } from "../../src/store/peer-store.js";
 
 const v = (s: string) => new Uint8Array(Buffer.from(s));
 
@@ -44,4 +44,56 @@ test("records scan by partition in id order, hints and quarantine marks persist 
   ]);
   t.deepEqual(await rs.hints(10), []);
   t.deepEqual(await rs.quarantined(), []);
+});
+
+/** Counts the LevelDB reads a PeerStore makes (the real store, its getNow wrapped). */
+function countReads(store: PeerStore): { n: number } {
+  const count = { n: 0 };
+  const getNow = store.getNow.bind(store);
+  store.getNow = (name, key) => {
+    count.n += 1;
+    return getNow(name, key);
+  };
+  return count;
+}
+
+test("the id filter: a record written, reopened or written during open is always read; an id never written costs no LevelDB read", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-replica-store-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  let store = await openPeerStore(dir);
+  let rs = new LevelReplicaStore(store, 10);
+  await rs.open();
+  let reads = countReads(store);
+  t.is(await rs.getRecord(3, "never"), undefined);
+  t.is(reads.n, 0, "an id never written is answered from the filter");
+  t.is(rs.metrics.readsSkipped, 1);
+  await rs.write([{ type: "put-record", partition: 3, id: "a", value: v("3a") }]);
+  t.is(Buffer.from((await rs.getRecord(3, "a"))!).toString(), "3a", "an id written is read");
+  t.is(reads.n, 1);
+  // Written 2,000 ids, then reopened: the filter is rebuilt from disk, so each of them is read.
+  const ids = Array.from({ length: 2000 }, (_, i) => `id-${i}`);
+  await rs.write(ids.map((id, i) => ({ type: "put-record", partition: i % 1024, id, value: v(id) })));
+  await store.close();
+
+  store = await openPeerStore(dir);
+  t.teardown(() => store.close());
+  rs = new LevelReplicaStore(store, 10, 12); // 4,096 bits: crowded, so "maybe" is common
+  reads = countReads(store);
+  t.is(await rs.getRecord(3, "never"), undefined, "before open every read goes to LevelDB");
+  t.is(reads.n, 1);
+  // A write racing the open's key scan: added by write, or seen by the scan, never lost.
+  const opening = rs.open();
+  await rs.write([{ type: "put-record", partition: 5, id: "during-open", value: v("d") }]);
+  await opening;
+  t.is(Buffer.from((await rs.getRecord(5, "during-open"))!).toString(), "d");
+  t.is(Buffer.from((await rs.getRecord(3, "a"))!).toString(), "3a");
+  for (const [i, id] of ids.entries()) {
+    const got = await rs.getRecord(i % 1024, id);
+    if (got === undefined || Buffer.from(got).toString() !== id) return t.fail(`${id} was not read back`);
+  }
+  // A deleted record: the filter still says "maybe" (it never forgets), LevelDB says gone.
+  await rs.write([{ type: "del-record", partition: 3, id: "a" }]);
+  const before = reads.n;
+  t.is(await rs.getRecord(3, "a"), undefined);
+  t.is(reads.n, before + 1, "a deleted id is still read (a stale maybe, never a wrong no)");
 });
