@@ -279,6 +279,8 @@ export class AuditLog {
         sublevel: "audit",
         key: HEAD_KEY,
         value: encodeHead({ sequence: content.sequence, hash }),
+        // Appends queued together share a batch: only the last head of it is written.
+        coalesce: true,
       },
     ]);
     if (this.exportRecord !== undefined) {

@@ -30,7 +30,18 @@ export type PeerDb = Level<string, Uint8Array>;
 export type Sublevel = AbstractSublevel<PeerDb, string | Buffer | Uint8Array, string, Uint8Array>;
 
 export type StoreOp =
-  | { type: "put"; sublevel: SublevelName; key: string; value: Uint8Array }
+  | {
+      type: "put";
+      sublevel: SublevelName;
+      key: string;
+      value: Uint8Array;
+      /**
+       * A key many writers overwrite (the audit log's head): when a later put in the same synced
+       * batch also has `coalesce` and the same key, this one is left out. The batch is atomic, so no
+       * reader or crash can see the skipped value; LevelDB just inserts and compacts one less entry.
+       */
+      coalesce?: true;
+    }
   | { type: "del"; sublevel: SublevelName; key: string };
 
 /** A value whose overwritten versions must leave the disk (e.g. a destroyed key's record). */
@@ -242,14 +253,34 @@ export class PeerStore {
       const value = current[i];
       if (value !== undefined) batch.put(this.sublevel(op.sublevel).prefixKey(op.key, "utf8"), value);
     });
-    for (const op of ops) {
-      if (op.type === "rewrite") continue;
+    const superseded = supersededPuts(ops);
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (op.type === "rewrite" || superseded?.has(i) === true) continue;
       const key = this.sublevel(op.sublevel).prefixKey(op.key, "utf8");
       if (op.type === "put") batch.put(key, op.value);
       else batch.del(key);
     }
     await batch.write({ sync: true });
   }
+}
+
+/**
+ * The positions of `coalesce` puts a later `coalesce` put of the same key overwrites within the
+ * batch (undefined when there are none: one pass, no allocation, for the common batch).
+ */
+export function supersededPuts(ops: readonly QueuedOp[]): Set<number> | undefined {
+  let last: Map<string, number> | undefined;
+  let superseded: Set<number> | undefined;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.type !== "put" || op.coalesce !== true) continue;
+    const name = `${op.sublevel}/${op.key}`;
+    const before = (last ??= new Map()).get(name);
+    if (before !== undefined) (superseded ??= new Set()).add(before);
+    last.set(name, i);
+  }
+  return superseded;
 }
 
 /** Opens the peer's store in `dir` (see PeerStore). */

@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { isLockboxError } from "../../src/errors.js";
-import { openPeerStore, SUBLEVEL_NAMES, type PeerStore, type StoreOp } from "../../src/store/peer-store.js";
+import {
+  openPeerStore,
+  SUBLEVEL_NAMES,
+  supersededPuts,
+  type PeerStore,
+  type StoreOp,
+} from "../../src/store/peer-store.js";
 import { partitionRange, recordKey } from "../../src/store/record-key.js";
 
 const bytes = (s: string) => new Uint8Array(Buffer.from(s));
@@ -142,4 +148,54 @@ test("writeBufferBytes sizes LevelDB's memtable: 4 MiB written through 1 MiB is 
   };
   t.true((await tablesAfterWriting(2 ** 20)) > 0);
   t.is(await tablesAfterWriting(undefined), 0);
+});
+
+test("supersededPuts: a coalesce put is left out only when a later coalesce put of the same sublevel and key follows in the batch", (t) => {
+  const put = (sublevel: "audit" | "meta", key: string, coalesce?: true): StoreOp =>
+    coalesce === undefined
+      ? { type: "put", sublevel, key, value: bytes(key) }
+      : { type: "put", sublevel, key, value: bytes(key), coalesce };
+  t.is(supersededPuts([put("audit", "a"), put("audit", "a")]), undefined, "plain puts are all written");
+  t.is(supersededPuts([put("audit", "h", true)]), undefined);
+  t.deepEqual(
+    [
+      ...supersededPuts([
+        put("audit", "h", true), // 0: superseded by 3
+        put("audit", "r1"),
+        put("meta", "h", true), // 2: another sublevel, kept
+        put("audit", "h", true), // 3: superseded by 5
+        { type: "del", sublevel: "audit", key: "h" }, // 4: not a coalesce put: kept
+        put("audit", "h", true), // 5: the last, kept
+        put("audit", "h"), // 6: plain, kept
+      ])!,
+    ].sort(),
+    [0, 3],
+  );
+});
+
+test("coalesce puts queued into one batch: reads see the last, across a reopen; a later plain write still wins", async (t) => {
+  const ctx = await tempStore(t);
+  // Queued in one turn: one group-commit batch.
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      ctx.store.write([
+        { type: "put", sublevel: "audit", key: `r${i}`, value: bytes(`r${i}`) },
+        { type: "put", sublevel: "audit", key: "head", value: bytes(`head ${i}`), coalesce: true },
+      ]),
+    ),
+  );
+  t.is(ctx.store.commitMetrics().batches, 1, "the 20 writes shared one batch");
+  t.is(text(await ctx.store.get("audit", "head")), "head 19");
+  for (let i = 0; i < 20; i++) t.is(text(await ctx.store.get("audit", `r${i}`)), `r${i}`);
+  await Promise.all([
+    ctx.store.write([
+      { type: "put", sublevel: "audit", key: "head", value: bytes("coalesced"), coalesce: true },
+    ]),
+    ctx.store.write([{ type: "put", sublevel: "audit", key: "head", value: bytes("plain") }]),
+  ]);
+  t.is(text(await ctx.store.get("audit", "head")), "plain", "a plain put after a coalesce put wins");
+  await ctx.store.close();
+  ctx.store = await openPeerStore(ctx.dir);
+  t.is(text(await ctx.store.get("audit", "head")), "plain");
+  t.is(text(await ctx.store.get("audit", "r19")), "r19");
 });
