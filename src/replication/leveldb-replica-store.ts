@@ -33,7 +33,7 @@ export class LevelReplicaStore implements ReplicaStore {
   private readonly ids: RecordIdFilter;
   /** Set once `open` has added every id on disk: before, the filter's "no" proves nothing. */
   private filterReady = false;
-  readonly metrics = { readsSkipped: 0 };
+  readonly metrics = { readsSkipped: 0, filterScanFailed: false };
 
   constructor(
     private readonly store: PeerStore,
@@ -47,21 +47,26 @@ export class LevelReplicaStore implements ReplicaStore {
   /**
    * Adds every record id on disk to the filter, then lets it answer reads. The key iterator reads a
    * snapshot taken when it starts; a record written after that was added by `write` (which adds
-   * before it writes), so no id is missed whatever runs beside it.
+   * before it writes), so no id is missed whatever runs beside it. A scan that fails (a damaged
+   * table, the store closing) leaves the filter unused rather than failing the open: every read then
+   * goes to LevelDB, which reports damage record by record (the replica quarantines the partition).
    */
   async open(): Promise<void> {
     if (this.filterReady) return;
-    const keys = this.store.sublevel("records").keys();
+    let keys: { nextv(size: number): Promise<string[]>; close(): Promise<void> } | undefined;
     try {
+      keys = this.store.sublevel("records").keys();
       for (;;) {
         const chunk = await keys.nextv(1024);
         if (chunk.length === 0) break;
         for (const key of chunk) this.ids.add(key.slice(this.width + 1));
       }
+      this.filterReady = true;
+    } catch {
+      this.metrics.filterScanFailed = true;
     } finally {
-      await keys.close();
+      await keys?.close().catch(() => undefined);
     }
-    this.filterReady = true;
   }
 
   getRecord(partition: number, id: string): Promise<Uint8Array | undefined> {

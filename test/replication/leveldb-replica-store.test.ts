@@ -97,3 +97,16 @@ test("the id filter: a record written, reopened or written during open is always
   t.is(await rs.getRecord(3, "a"), undefined);
   t.is(reads.n, before + 1, "a deleted id is still read (a stale maybe, never a wrong no)");
 });
+
+test("the id filter: a key scan that fails at open leaves the filter unused, and reads go to LevelDB", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-replica-store-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = await openPeerStore(dir);
+  const rs = new LevelReplicaStore(store, 10);
+  await store.close(); // the scan's iterator now fails
+  await t.notThrowsAsync(rs.open());
+  t.true(rs.metrics.filterScanFailed);
+  // Not told "no" by an empty filter: the read reaches the (closed) store and fails there.
+  await t.throwsAsync(rs.getRecord(3, "never"));
+  t.is(rs.metrics.readsSkipped, 0);
+});
