@@ -28,11 +28,6 @@ export class ClientCertificateVerifier {
   // Verifying an ECDSA signature and parsing SANs on every call is wasted
   // work for a long-lived connection; remember recent good certificates.
   private readonly cache = new Map<string, Verified>();
-  /**
-   * The digest of each DER buffer seen: a connection's certificate is one buffer for its whole life
-   * (edge-listener.ts builds it once per connection), so a call on it does not hash it again.
-   */
-  private readonly digests = new WeakMap<Uint8Array, string>();
   private readonly cacheEntriesMax: number;
   private readonly admit: ((identity: string, serialNumber: string) => string | null) | undefined;
 
@@ -56,11 +51,7 @@ export class ClientCertificateVerifier {
   /** The caller named by the DER certificate `der`, as of `now`; throws UNAUTHENTICATED. */
   verify(der: Uint8Array | undefined, now: Date = new Date()): Caller {
     if (der === undefined || der.length === 0) throw unauthenticated("no client certificate");
-    let digest = this.digests.get(der);
-    if (digest === undefined) {
-      digest = hash("sha256", der, "hex");
-      this.digests.set(der, digest);
-    }
+    const digest = hash("sha256", der, "hex");
     let verified = this.cache.get(digest);
     if (verified === undefined) {
       verified = this.verifyUncached(der);

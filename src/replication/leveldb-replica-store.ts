@@ -4,10 +4,11 @@
  * `<partition hex>/<key id>/<owner>`). Every write goes through the peer store's group commit: one
  * synced LevelDB batch for all writers waiting at the time. Quarantine marks live in "meta".
  *
- * It is the only writer of "records", so it keeps a RecordIdFilter of the ids stored there: a read of
- * an id never written (every create's merge read, on each replica) is answered without LevelDB. The
- * filter counts only once `open` has added every id already on disk; until then every read goes to
- * LevelDB.
+ * On a replicated peer it is the only writer of "records" (the key service writes there only with
+ * replication off, and KeyService.open refuses to turn it on over such keys; the purger only puts back
+ * a value already there), so it keeps a RecordIdFilter of the ids stored there: a read of an id never
+ * written (every create's merge read, on each replica) is answered without LevelDB. The filter counts
+ * only once `open`'s scan has added every id already on disk; until then every read goes to LevelDB.
  */
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { partitionHexWidth, partitionRange, recordKey } from "../store/record-key.js";
@@ -25,6 +26,13 @@ function u64(n: number): Uint8Array {
   return new Uint8Array(b);
 }
 
+export interface LevelReplicaStoreOptions {
+  /** The id filter's size, 2^filterBitsLog2 bits (record-id-filter.ts); tests make it small. */
+  filterBitsLog2?: number;
+  /** Where the id filter's load (its time, or its failure) is told. */
+  log?: (line: string) => void;
+}
+
 export class LevelReplicaStore implements ReplicaStore {
   private readonly width: number;
   /** Partition -> its records' key prefix ("<partition hex>/"), made on first use. */
@@ -38,10 +46,10 @@ export class LevelReplicaStore implements ReplicaStore {
   constructor(
     private readonly store: PeerStore,
     private readonly partitionPower: number,
-    filterBitsLog2?: number,
+    private readonly options: LevelReplicaStoreOptions = {},
   ) {
     this.width = partitionHexWidth(partitionPower);
-    this.ids = new RecordIdFilter(filterBitsLog2);
+    this.ids = new RecordIdFilter(options.filterBitsLog2);
   }
 
   /**
@@ -53,17 +61,26 @@ export class LevelReplicaStore implements ReplicaStore {
    */
   async open(): Promise<void> {
     if (this.filterReady) return;
+    const started = Date.now();
     let keys: { nextv(size: number): Promise<string[]>; close(): Promise<void> } | undefined;
+    let scanned = 0;
     try {
       keys = this.store.sublevel("records").keys();
       for (;;) {
         const chunk = await keys.nextv(1024);
         if (chunk.length === 0) break;
         for (const key of chunk) this.ids.add(key.slice(this.width + 1));
+        scanned += chunk.length;
       }
       this.filterReady = true;
-    } catch {
+      this.options.log?.(`replica store: id filter holds ${scanned} record ids (${Date.now() - started} ms)`);
+    } catch (e) {
       this.metrics.filterScanFailed = true;
+      // The peer stopping during the scan is no news.
+      if (this.store.sublevel("records").status === "open")
+        this.options.log?.(
+          `replica store: id filter not used, its key scan failed after ${scanned} ids (${e instanceof Error ? e.constructor.name : "error"}); every read goes to LevelDB`,
+        );
     } finally {
       await keys?.close().catch(() => undefined);
     }

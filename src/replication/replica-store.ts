@@ -41,7 +41,11 @@ export interface StoredHint extends Hint {
 }
 
 export interface ReplicaStore {
-  /** Loads what the store keeps in memory about its records (LevelReplicaStore's id filter). */
+  /**
+   * Loads what the store keeps in memory about its records (LevelReplicaStore's id filter). The store
+   * serves correctly before it resolves (only slower), so the replica does not wait for it; it never
+   * rejects.
+   */
   open?(): Promise<void>;
   getRecord(partition: number, id: string): Promise<Uint8Array | undefined>;
   /** Every record of a partition, by id; at most `limit` (the caller treats more as an error). */

@@ -104,11 +104,12 @@ export class Replica {
   }
 
   /**
-   * Opens the store (its in-memory id filter) and loads the quarantine marks a previous run left:
-   * those partitions stay refused until repaired.
+   * Starts the store's load of its in-memory id filter (a scan of every record key: at a start with
+   * millions of records it takes seconds, and reads are only slower until it ends) and loads the
+   * quarantine marks a previous run left: those partitions stay refused until repaired.
    */
   async open(): Promise<void> {
-    await this.store.open?.();
+    void this.store.open?.();
     for (const p of await this.store.quarantined()) {
       if (this.validPartition(p)) this.quarantine.set(p, ++this.quarantineGen);
     }

@@ -109,7 +109,7 @@ export class ReplicationNode {
     const { self, store, partitionPower, tunables } = options;
     const scheduler = options.scheduler ?? nodeScheduler;
     this.placement = new LivePlacement(options.clusterSalt, partitionPower, (peer) => this.isUp(peer));
-    const replicaStore = new LevelReplicaStore(store, partitionPower);
+    const replicaStore = new LevelReplicaStore(store, partitionPower, { log: options.log });
     this.replica = new Replica({
       self,
       store: replicaStore,

@@ -57,6 +57,45 @@ function countReads(store: PeerStore): { n: number } {
   return count;
 }
 
+/**
+ * The store's "records" sublevel with its key iterator held after the first chunk until `release`:
+ * a write can then land after the scan's snapshot, deterministically.
+ */
+function pauseScanAfterFirstChunk(store: PeerStore): { paused: Promise<void>; release: () => void } {
+  let release!: () => void;
+  let paused!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const pausedP = new Promise<void>((r) => (paused = r));
+  const sublevel = store.sublevel.bind(store);
+  store.sublevel = (name) => {
+    const real = sublevel(name);
+    if (name !== "records") return real;
+    return new Proxy(real, {
+      get(target, prop) {
+        if (prop !== "keys") {
+          const v: unknown = Reflect.get(target, prop, target);
+          return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        }
+        return () => {
+          const it = target.keys();
+          let chunks = 0;
+          return {
+            nextv: async (size: number) => {
+              if (chunks++ === 1) {
+                paused();
+                await gate;
+              }
+              return it.nextv(size);
+            },
+            close: () => it.close(),
+          };
+        };
+      },
+    });
+  };
+  return { paused: pausedP, release };
+}
+
 test("the id filter: a record written, reopened or written during open is always read; an id never written costs no LevelDB read", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "lockbox-replica-store-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -77,20 +116,28 @@ test("the id filter: a record written, reopened or written during open is always
 
   store = await openPeerStore(dir);
   t.teardown(() => store.close());
-  rs = new LevelReplicaStore(store, 10, 12); // 4,096 bits: crowded, so "maybe" is common
+  const scan = pauseScanAfterFirstChunk(store);
+  rs = new LevelReplicaStore(store, 10);
   reads = countReads(store);
   t.is(await rs.getRecord(3, "never"), undefined, "before open every read goes to LevelDB");
   t.is(reads.n, 1);
-  // A write racing the open's key scan: added by write, or seen by the scan, never lost.
+  // A write landing while the scan is held after its first 1,024 keys: after the scan's snapshot,
+  // so only `write` can have added it.
   const opening = rs.open();
+  await scan.paused;
   await rs.write([{ type: "put-record", partition: 5, id: "during-open", value: v("d") }]);
+  scan.release();
   await opening;
+  t.false(rs.metrics.filterScanFailed);
   t.is(Buffer.from((await rs.getRecord(5, "during-open"))!).toString(), "d");
   t.is(Buffer.from((await rs.getRecord(3, "a"))!).toString(), "3a");
   for (const [i, id] of ids.entries()) {
     const got = await rs.getRecord(i % 1024, id);
     if (got === undefined || Buffer.from(got).toString() !== id) return t.fail(`${id} was not read back`);
   }
+  const skipped = rs.metrics.readsSkipped;
+  t.is(await rs.getRecord(3, "never"), undefined);
+  t.is(rs.metrics.readsSkipped, skipped + 1, "after open, an id never written is answered from the filter");
   // A deleted record: the filter still says "maybe" (it never forgets), LevelDB says gone.
   await rs.write([{ type: "del-record", partition: 3, id: "a" }]);
   const before = reads.n;

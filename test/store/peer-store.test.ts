@@ -173,8 +173,21 @@ test("supersededPuts: a coalesce put is left out only when a later coalesce put 
   );
 });
 
-test("coalesce puts queued into one batch: reads see the last, across a reopen; a later plain write still wins", async (t) => {
+test("coalesce puts queued into one batch: LevelDB gets only the last, reads see it across a reopen; a later plain write still wins", async (t) => {
   const ctx = await tempStore(t);
+  // The puts that reach LevelDB's batches (the store's own database, its batch wrapped).
+  const db = (ctx.store as unknown as { db: { batch(): { put(k: unknown, v: unknown): unknown } } }).db;
+  const batchOf = db.batch.bind(db);
+  let putsToLevel = 0;
+  db.batch = () => {
+    const b = batchOf();
+    const put = b.put.bind(b);
+    b.put = (k, v) => {
+      putsToLevel += 1;
+      return put(k, v);
+    };
+    return b;
+  };
   // Queued in one turn: one group-commit batch.
   await Promise.all(
     Array.from({ length: 20 }, (_, i) =>
@@ -185,6 +198,7 @@ test("coalesce puts queued into one batch: reads see the last, across a reopen; 
     ),
   );
   t.is(ctx.store.commitMetrics().batches, 1, "the 20 writes shared one batch");
+  t.is(putsToLevel, 21, "20 records and one head of the 40 puts queued");
   t.is(text(await ctx.store.get("audit", "head")), "head 19");
   for (let i = 0; i < 20; i++) t.is(text(await ctx.store.get("audit", `r${i}`)), `r${i}`);
   await Promise.all([
