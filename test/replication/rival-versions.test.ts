@@ -23,6 +23,7 @@ import { isLockboxError } from "../../src/errors.js";
 import { AntiEntropy } from "../../src/replication/anti-entropy.js";
 import { HandoffRunner } from "../../src/replication/hinted-handoff.js";
 import { CREATED, FIELDS, MATERIAL, version } from "./key-versions.js";
+import { pollFor } from "../helpers/wait-for.js";
 import { TestCluster } from "./replication-cluster.js";
 
 const PEERS = ["a", "b", "c", "d", "e"];
@@ -166,9 +167,19 @@ test("three rivals, one per primary, none acknowledged: reads settle the earlies
   const reads = await Promise.all(primaries.map((p) => c.peer(p).coordinator.read(k.fields.id)));
   for (const r of reads)
     t.deepEqual(new Uint8Array(r!.wrappedMaterial!), versions[2]!.wrappedMaterial, "the earliest");
-  const held = await Promise.all(
-    primaries.map((p) => c.peer(p).replicaStore.getRecord(partition, k.fields.id)),
-  );
+  // Each read answered once its settle write had W acks: the third primary's copy may still be on its
+  // way, so every primary must hold the same bytes within a bounded wait (not at once).
+  const heldNow = () =>
+    Promise.all(primaries.map((p) => c.peer(p).replicaStore.getRecord(partition, k.fields.id)));
+  const held =
+    (await pollFor(
+      async () => {
+        const h = await heldNow();
+        return h.every((b) => b !== undefined && Buffer.from(b).equals(Buffer.from(h[0]!))) && h;
+      },
+      5_000,
+      20,
+    )) ?? (await heldNow());
   for (const bytes of held) t.deepEqual(bytes, held[0], "every primary holds the same bytes");
   t.true(decodeReplicatedKey(held[0]!).settled);
   const again = await c.peer(primaries[1]).coordinator.read(k.fields.id);
