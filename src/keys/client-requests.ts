@@ -27,6 +27,7 @@ import { KEY_ID_RANDOM_BYTES, placedKeyId } from "../../cluster/ring/key-id.js";
 import { scopeHash32 } from "../../cluster/ring/placement.js";
 import { withEncodedBinding, type BindingValue } from "../crypto/binding.js";
 import { LockboxError } from "../errors.js";
+import { fnv1a32 } from "../store/fnv1a.js";
 import type { PeerStore, StoreOp } from "../store/peer-store.js";
 import { prefixEnd } from "./key-record-store.js";
 import type { KeyedMutex } from "./keyed-mutex.js";
@@ -85,16 +86,6 @@ class EntryFilter {
   mayHold(key: string): boolean {
     return this.counts.has(fnv1a32(key));
   }
-}
-
-/** FNV-1a over UTF-16 code units: a spread hash, not a secret one (a collision costs a read). */
-function fnv1a32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
 
 /** What a create-like call asked for, as its fingerprint covers it. */

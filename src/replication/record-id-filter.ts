@@ -11,6 +11,8 @@
  * which is only the cost the filter saves, not an error.
  */
 
+import { fnv1a32 } from "../store/fnv1a.js";
+
 /** 2^25 bits = 4 MiB: two probes give about 0.3% false "maybe" at 1 million ids, 20% at 10 million. */
 export const FILTER_BITS_LOG2 = 25;
 
@@ -52,16 +54,6 @@ export class RecordIdFilter {
   private has(bit: number): boolean {
     return (this.words[bit >>> 5]! & (1 << (bit & 31))) !== 0;
   }
-}
-
-/** FNV-1a over UTF-16 code units: a spread hash, not a secret one (a collision costs a read). */
-function fnv1a32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
 
 /** murmur3's finaliser: a second probe position, spread independently of the first's low bits. */
