@@ -267,7 +267,7 @@ export class PeerStore {
 
 /**
  * The positions of `coalesce` puts a later `coalesce` put of the same key overwrites within the
- * batch (undefined when there are none: one pass, no allocation, for the common batch).
+ * batch, or undefined when there are none. One pass; a batch without coalesce puts allocates nothing.
  */
 export function supersededPuts(ops: readonly QueuedOp[]): Set<number> | undefined {
   let last: Map<string, number> | undefined;
