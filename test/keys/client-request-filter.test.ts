@@ -8,7 +8,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { ClientRequestStore, CLIENT_REQUEST_TTL_MS } from "../../src/keys/client-requests.js";
+import fc from "fast-check";
+import { ClientRequestStore, CLIENT_REQUEST_TTL_MS, EntryFilter } from "../../src/keys/client-requests.js";
 import { KeyedMutex } from "../../src/keys/keyed-mutex.js";
 import type { ProjectKeys } from "../../src/keys/project-keks.js";
 import type { ClientRequestEntry } from "../../src/keys/record-codec.js";
@@ -78,4 +79,38 @@ test("find reads the store only for an entry that may be stored: never for an id
   t.is(await requests.find("vol-host", "r1", t1 + CLIENT_REQUEST_TTL_MS), undefined);
   t.is(reads.length, before);
   await store.close();
+});
+
+test("EntryFilter: a key added more often than removed is always held, in crowded slots too; a saturated slot is never emptied", (t) => {
+  // Four slots for up to 40 keys: nearly every key shares its slot with others.
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 39 })), { maxLength: 300 }),
+      (steps) => {
+        const filter = new EntryFilter(2);
+        const held = new Map<string, number>();
+        for (const [add, n] of steps) {
+          const key = `client-request/vol-host/r${n}`;
+          const count = held.get(key) ?? 0;
+          // As the store does: an entry is removed only when it was counted.
+          if (add) {
+            filter.add(key);
+            held.set(key, count + 1);
+          } else if (count > 0) {
+            filter.remove(key);
+            held.set(key, count - 1);
+          }
+        }
+        for (const [key, count] of held) if (count > 0 && !filter.mayHold(key)) return false;
+        return true;
+      },
+    ),
+  );
+  const empty = new EntryFilter();
+  t.false(empty.mayHold("client-request/vol-host/r1"), "nothing added: nothing held");
+  const one = new EntryFilter(0);
+  for (let i = 0; i < EntryFilter.SATURATED; i++) one.add(`k${i}`);
+  for (let i = 0; i < EntryFilter.SATURATED; i++) one.remove(`k${i}`);
+  t.true(one.mayHold("k0"), "a slot that reached the largest count stays 'maybe'");
+  t.throws(() => new EntryFilter(25), { instanceOf: RangeError });
 });
