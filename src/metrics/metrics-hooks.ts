@@ -41,7 +41,7 @@ export interface PeerMetricsHooks {
 
 /**
  * The counters the src/replication classes keep, by shape (so metrics/ needs no import of them):
- * `{ coordinator, handoff, antiEntropy, receiver, handover }` of a peer (its ReplicationNode)
+ * `{ coordinator, handoff, antiEntropy, replicaStore, receiver, handover }` of a peer (its ReplicationNode)
  * satisfy it as they are.
  */
 export interface ReplicationMetricsSources {
@@ -75,6 +75,10 @@ export interface ReplicationMetricsSources {
       repairsStarted: number;
       repairsDone: number;
     }>;
+  };
+  /** The replica's record store (LevelReplicaStore): its in-memory filter of the record ids it holds. */
+  replicaStore?: {
+    readonly metrics: Readonly<{ readsSkipped: number; filterScanFailed: boolean }>;
   };
   /** Rebalance, receiving side (PartitionReceiver): the current plan's progress. */
   receiver?: {

@@ -231,6 +231,17 @@ export function createPeerMetrics(sources: PeerMetricsSources, labels: { peerId:
     "Quarantined partitions repaired from replicas",
     () => antiEntropy()?.repairsDone,
   );
+  const replicaStore = () => replication.replicaStore?.metrics;
+  follow(
+    "lockbox_replica_reads_skipped_total",
+    "Record reads the replica left out: its id filter knew the id was never stored here (a new key's merge)",
+    () => replicaStore()?.readsSkipped,
+  );
+  gauge(
+    "lockbox_replica_id_filter_failed",
+    "1 when the replica's scan of its record ids at start failed: the id filter is unused, every merge reads LevelDB",
+    () => (replicaStore()?.filterScanFailed === true ? 1 : 0),
+  );
   // Rebalance progress of the current plan (each ring change starts a new one, from zero), read from
   // the partition receiver and handover. Bytes still to move are not known ahead of the stream (a
   // partition's size is learnt by pulling it), so "remaining" is counted in partitions.

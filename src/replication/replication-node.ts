@@ -88,6 +88,8 @@ export const BUCKET_BITS = 8;
 
 export class ReplicationNode {
   readonly replica: Replica;
+  /** The replica's LevelDB records, with its id filter (its counters are read by the metrics). */
+  readonly replicaStore: LevelReplicaStore;
   readonly service: ReplicationPeerService;
   readonly link: GrpcPeerLink;
   readonly batcher: LinkBatcher;
@@ -109,10 +111,10 @@ export class ReplicationNode {
     const { self, store, partitionPower, tunables } = options;
     const scheduler = options.scheduler ?? nodeScheduler;
     this.placement = new LivePlacement(options.clusterSalt, partitionPower, (peer) => this.isUp(peer));
-    const replicaStore = new LevelReplicaStore(store, partitionPower, { log: options.log });
+    this.replicaStore = new LevelReplicaStore(store, partitionPower, { log: options.log });
     this.replica = new Replica({
       self,
-      store: replicaStore,
+      store: this.replicaStore,
       partitionOfKey: (id) => this.placement.partitionOfKey(id),
       partitions: partitionCount(partitionPower),
       nowMs: options.nowMs,
@@ -149,7 +151,7 @@ export class ReplicationNode {
     });
     this.handoff = new HandoffRunner({
       replica: this.replica,
-      store: replicaStore,
+      store: this.replicaStore,
       placement: this.placement,
       sender: this.batcher,
       scheduler,
@@ -180,7 +182,7 @@ export class ReplicationNode {
       sender: this.batcher,
       placement: this.placement,
       log: options.log,
-      heldPartitions: () => replicaStore.partitions(),
+      heldPartitions: () => this.replicaStore.partitions(),
       ...(options.handoverSettleMs !== undefined ? { settleMs: options.handoverSettleMs } : {}),
     });
     // The clock resumes above every stamp this peer sent before it stopped (hlc-lease.ts).

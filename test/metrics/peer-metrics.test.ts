@@ -143,6 +143,8 @@ test("metrics after real calls: counters and histograms by method and status, st
   t.is(value(s, "lockbox_replication_in_flight_writes"), 0);
   t.is(value(s, "lockbox_replication_writes_total"), 0);
   t.is(value(s, "lockbox_anti_entropy_passes_total"), 0);
+  t.is(value(s, "lockbox_replica_reads_skipped_total"), 0);
+  t.is(value(s, "lockbox_replica_id_filter_failed"), 0);
   t.true(value(s, "lockbox_process_resident_memory_bytes")! > 0);
 
   f.peer.seal();
@@ -180,7 +182,7 @@ test("metrics after real calls: counters and histograms by method and status, st
  * attached to a real peer's metrics the way the peer will attach its own: the scrape over HTTP
  * shows their writes, handoff copies, pending hints, deliveries and anti-entropy passes.
  */
-test("replication metrics follow the attached parts (in-process replication cluster, then real replication nodes): writes, hints pending then delivered, anti-entropy passes, rebalance partitions and bytes received and handed over", async (t) => {
+test("replication metrics follow the attached parts (in-process replication cluster, then real replication nodes): writes, hints pending then delivered, anti-entropy passes, rebalance partitions and bytes received and handed over, reads the replica id filter skipped", async (t) => {
   const f = await startSharedPeer({ metricsListen: "127.0.0.1:0" });
   t.teardown(() => f.close());
   const metricsAddress = f.peer.metricsAddress;
@@ -310,6 +312,11 @@ test("replication metrics follow the attached parts (in-process replication clus
   t.is(value(giverScrape, "lockbox_rebalance_given_bytes"), given.bytes);
   t.true(given.bytes >= given.records * 40);
   t.is(value(giverScrape, "lockbox_rebalance_handover_busy"), 0);
+  // The giver stored 60 keys it never held: each merge skipped its read, as its store counted.
+  const skipped = g.node.replicaStore.metrics.readsSkipped;
+  t.true(skipped >= 1, "new keys' merges read nothing");
+  t.is(value(giverScrape, "lockbox_replica_reads_skipped_total"), skipped);
+  t.is(value(giverScrape, "lockbox_replica_id_filter_failed"), 0);
 });
 
 /** A key of scope `vol-(n % 10)`, placed by that scope (as the key service places its keys). */
