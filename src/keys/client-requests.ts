@@ -70,10 +70,10 @@ function namedByIndex(index: string): { identity: string; requestId: string } | 
  * A fixed array, not a map of hashes: a create adds a count without allocating, and the filter is
  * the same 2 MiB from start to entriesMax. A map of hashes grew to 100,000 entries, rehashing as it
  * grew: leaving its add out raised replicated CreateKey at concurrency 64 by about 4% (one run,
- * the add skipped in every other second), an upper bound of what the array saves. At 100,000 entries about 1 in 10 ids never
- * stored falls in a counted slot and costs one read. A slot that reaches the largest count stays
- * there ("maybe" for good): request ids are chosen by clients, and no choice of them may make the
- * filter forget a stored entry.
+ * the add skipped in every other second), an upper bound of what the array saves. At 100,000
+ * entries about 1 in 10 ids never stored falls in a counted slot and costs one read. A slot that
+ * reaches the largest count stays there ("maybe" for good): request ids are chosen by clients, and
+ * no choice of them may make the filter forget a stored entry.
  */
 export class EntryFilter {
   /** The largest count: a slot that reaches it is never decremented again. */

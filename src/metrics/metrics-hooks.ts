@@ -41,8 +41,8 @@ export interface PeerMetricsHooks {
 
 /**
  * The counters the src/replication classes keep, by shape (so metrics/ needs no import of them):
- * `{ coordinator, handoff, antiEntropy, replicaStore, receiver, handover }` of a peer (its ReplicationNode)
- * satisfy it as they are.
+ * `{ coordinator, handoff, antiEntropy, replicaStore, receiver, handover }` of a peer (its
+ * ReplicationNode) satisfy it as they are.
  */
 export interface ReplicationMetricsSources {
   coordinator?: {
