@@ -97,6 +97,14 @@ export function callerMaySee(caller: Caller, project: string): boolean {
 // Request shapes of the KeyService methods.
 
 /**
+ * Told the new key's id and project just before a create's write begins (CreateKey, ImportKey,
+ * CloneKey, RekeyClone): the call pipeline starts the call's audit record then, so its sync
+ * overlaps the write's instead of following it (src/edge/call-pipeline.ts). Not called when a
+ * retried request is answered from its stored entry without a write. Must not throw.
+ */
+export type CreateListener = (key: { id: string; project: string }) => void;
+
+/**
  * A create-like call (CreateKey, ImportKey, CloneKey, RekeyClone) may carry a client request id:
  * a retry with the same id by the same identity returns the key the first attempt made, and the
  * same id with a different request is INVALID_ARGUMENT (field client_request_id). Ids are kept

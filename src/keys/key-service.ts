@@ -69,6 +69,7 @@ import {
   type ConsumersResponse,
   type CreateGrantRequest,
   type CreateKeyRequest,
+  type CreateListener,
   type DeleteKeyRequest,
   type GetKeyResponse,
   type Grant,
@@ -251,7 +252,7 @@ export class KeyService {
   }
 
   /** An AES key of fresh random material. */
-  async createKey(caller: Caller, req: CreateKeyRequest): Promise<KeyMeta> {
+  async createKey(caller: Caller, req: CreateKeyRequest, onCreate?: CreateListener): Promise<KeyMeta> {
     const r = validateRequestObject(req);
     const project = validateProjectLike("project", r.project);
     const scope = validateProjectLike("scope", r.scope);
@@ -276,7 +277,7 @@ export class KeyService {
       requestId,
       project,
       { method: "CreateKey", attributes: fieldsBody(fields) },
-      (dedup) => this.insertFresh(caller, fields, dedup),
+      (dedup) => this.insertFresh(caller, fields, dedup, onCreate),
     );
   }
 
@@ -284,7 +285,7 @@ export class KeyService {
    * Stores caller-provided material: an AES key (symmetric), or an opaque or passphrase secret.
    * The caller keeps ownership of `material` (it is not zeroed here).
    */
-  async importKey(caller: Caller, req: ImportKeyRequest): Promise<KeyMeta> {
+  async importKey(caller: Caller, req: ImportKeyRequest, onCreate?: CreateListener): Promise<KeyMeta> {
     const r = validateRequestObject(req);
     const project = validateProjectLike("project", r.project);
     const scope = validateProjectLike("scope", r.scope);
@@ -308,7 +309,7 @@ export class KeyService {
     };
     const body: RequestBody = { method: "ImportKey", attributes: fieldsBody(fields), material };
     return this.deduplicated(caller, requestId, project, body, (dedup) =>
-      this.insert(caller, fields, material, dedup),
+      this.insert(caller, fields, material, dedup, onCreate),
     );
   }
 
@@ -408,13 +409,13 @@ export class KeyService {
   }
 
   /** Same material under a new id (snapshots). */
-  cloneKey(caller: Caller, req: CloneKeyRequest): Promise<KeyMeta> {
-    return this.deriveKey(caller, req, "same-material");
+  cloneKey(caller: Caller, req: CloneKeyRequest, onCreate?: CreateListener): Promise<KeyMeta> {
+    return this.deriveKey(caller, req, "same-material", onCreate);
   }
 
   /** Fresh material under a new id (a LUKS key change on clone). */
-  rekeyClone(caller: Caller, req: CloneKeyRequest): Promise<KeyMeta> {
-    return this.deriveKey(caller, req, "fresh-material");
+  rekeyClone(caller: Caller, req: CloneKeyRequest, onCreate?: CreateListener): Promise<KeyMeta> {
+    return this.deriveKey(caller, req, "fresh-material", onCreate);
   }
 
   async createGrant(caller: Caller, req: CreateGrantRequest): Promise<Grant> {
@@ -633,6 +634,7 @@ export class KeyService {
     caller: Caller,
     req: CloneKeyRequest,
     material: "same-material" | "fresh-material",
+    onCreate: CreateListener | undefined,
   ): Promise<KeyMeta> {
     const r = validateRequestObject(req);
     const id = validateUuid("id", r.id);
@@ -657,7 +659,7 @@ export class KeyService {
             parentId: parent.id,
             expiresAt,
           };
-          return await this.insert(caller, fields, bytes, dedup);
+          return await this.insert(caller, fields, bytes, dedup, onCreate);
         } finally {
           zeroize(bytes);
         }
@@ -684,10 +686,11 @@ export class KeyService {
     caller: Caller,
     fields: NewKeyFields,
     dedup: Dedup | undefined,
+    onCreate: CreateListener | undefined,
   ): Promise<KeyMeta> {
     const material = this.random.bytes(fields.bitLength / 8);
     try {
-      return await this.insert(caller, fields, material, dedup);
+      return await this.insert(caller, fields, material, dedup, onCreate);
     } finally {
       zeroize(material);
     }
@@ -767,6 +770,7 @@ export class KeyService {
     fields: NewKeyFields,
     material: Uint8Array,
     dedup: Dedup | undefined,
+    onCreate: CreateListener | undefined,
   ): Promise<KeyMeta> {
     if (fields.secretType === "symmetric" && material.length * 8 !== fields.bitLength)
       throw new Error("material length does not match bit length");
@@ -815,7 +819,7 @@ export class KeyService {
       this.random,
     );
     if (this.replication !== undefined)
-      return this.insertReplicated(this.replication, caller, record, keys, dedup, now);
+      return this.insertReplicated(this.replication, caller, record, keys, dedup, now, onCreate);
     const ops = this.records.putOps(record, keys, true);
     let entry: ClientRequestEntry | undefined;
     if (dedup !== undefined) {
@@ -830,6 +834,7 @@ export class KeyService {
       };
       ops.push(...this.clientRequests.putOps(entry, keys));
     }
+    onCreate?.({ id: record.id, project: record.project });
     await this.store.write(ops);
     this.liveKeyCount += 1;
     if (entry !== undefined) this.clientRequests.written(entry, now.getTime());
@@ -856,6 +861,7 @@ export class KeyService {
     keys: ProjectKeys,
     dedup: Dedup | undefined,
     now: Date,
+    onCreate: CreateListener | undefined,
   ): Promise<KeyMeta> {
     const nowMs = now.getTime();
     const pendingKey = dedup === undefined ? undefined : clientRequestLock(caller.identity, dedup.requestId);
@@ -871,6 +877,8 @@ export class KeyService {
       : newReplicatedKey(record, replication.stamp(), dedup === undefined ? undefined : fingerprint);
     let stored: KeyRecord;
     try {
+      // A retry's record has this record's id too (derived from the request, client-requests.ts).
+      onCreate?.({ id: record.id, project: record.project });
       await replication.write(k);
       stored = documentOf(k).record;
     } catch (e) {
@@ -902,10 +910,9 @@ export class KeyService {
         fingerprint,
         createdAt: now,
       };
-      // Not awaited: the entry is only the fast answer to a retry through this peer. Its write is
-      // queued before the call's audit record, and the group commit syncs in queue order, so the
-      // reply (sent once the audit record is synced) never precedes it; if it is lost, a retry is
-      // still answered with this key, by the derived id and the settle above.
+      // Not awaited: the entry is only the fast answer to a retry through this peer. The reply may
+      // precede its sync (the call's audit record was queued when the write began); if a crash
+      // loses it, a retry is still answered with this key, by the derived id and the settle above.
       void this.store.write(this.clientRequests.putOps(entry, keys)).then(
         () => this.clientRequests.written(entry, nowMs),
         () => {},

@@ -16,7 +16,7 @@ import { grpcStatusOf, toGrpcStatus, toServiceError } from "./grpc-status.js";
 import { idempotencyOf } from "./proto-definitions.js";
 import { refuseUndecodable } from "./undecodable-request.js";
 
-export type { AuditFacts, Operation } from "../edge/call-pipeline.js";
+export type { AuditFacts, Committing, Operation } from "../edge/call-pipeline.js";
 
 export interface EdgeContext extends PipelineContext {
   readonly verifier: ClientCertificateVerifier;

@@ -34,8 +34,9 @@ import type { RekeyCloneResponse } from "../gen/lockbox/v1/RekeyCloneResponse.js
 import type { RevokeGrantRequest__Output } from "../gen/lockbox/v1/RevokeGrantRequest.js";
 import type { RevokeGrantResponse } from "../gen/lockbox/v1/RevokeGrantResponse.js";
 import type * as model from "../keys/key-model.js";
+import type { CreateListener } from "../keys/key-model.js";
 import type { Caller } from "../identity/caller.js";
-import { type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
+import { type Committing, type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
 import { type KeyCallBatchOptions, keyCallBatch } from "./key-call-batch.js";
 import {
   algorithmFromWire,
@@ -54,14 +55,14 @@ import {
 
 /** The key service as the edge uses it (src/keys/key-service.ts implements it). */
 export interface KeyServiceApi {
-  createKey(caller: Caller, req: model.CreateKeyRequest): Promise<model.KeyMeta>;
-  importKey(caller: Caller, req: model.ImportKeyRequest): Promise<model.KeyMeta>;
+  createKey(caller: Caller, req: model.CreateKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
+  importKey(caller: Caller, req: model.ImportKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
   getKey(caller: Caller, req: model.KeyIdRequest): Promise<model.GetKeyResponse>;
   getKeyMetadata(caller: Caller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
   listKeys(caller: Caller, req: model.ListKeysRequest): Promise<model.ListKeysResponse>;
   deleteKey(caller: Caller, req: model.DeleteKeyRequest): Promise<model.KeyMeta>;
-  cloneKey(caller: Caller, req: model.CloneKeyRequest): Promise<model.KeyMeta>;
-  rekeyClone(caller: Caller, req: model.CloneKeyRequest): Promise<model.KeyMeta>;
+  cloneKey(caller: Caller, req: model.CloneKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
+  rekeyClone(caller: Caller, req: model.CloneKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
   createGrant(caller: Caller, req: model.CreateGrantRequest): Promise<model.Grant>;
   revokeGrant(caller: Caller, req: model.RevokeGrantRequest): Promise<model.Grant>;
   addConsumer(caller: Caller, req: model.ConsumerRequest): Promise<model.ConsumersResponse>;
@@ -76,6 +77,11 @@ const optionalString = (field: string, value: unknown): string | undefined => {
 };
 
 const keyFacts = (meta: model.KeyMeta) => ({ keyId: meta.id, project: meta.project });
+/** A create's write is about to begin: the pipeline may start its audit record now, with these facts. */
+const createdFacts =
+  (committing: Committing): CreateListener =>
+  (key) =>
+    committing({ keyId: key.id, project: key.project });
 const idFacts = (req: { id?: unknown }) => ({ keyId: req.id as string });
 
 /** A KeyService unary method as the call pipeline runs it, whichever way it came (unary or batched). */
@@ -89,16 +95,20 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
     name: "CreateKey",
     adminOnly: false,
     requestFacts: (req) => ({ project: req.project }),
-    async run(caller, req) {
-      const meta = await keys.createKey(caller, {
-        project: stringFromWire("project", req.project),
-        scope: stringFromWire("scope", req.scope),
-        name: stringFromWire("name", req.name),
-        algorithm: algorithmFromWire(req.algorithm),
-        bitLength: uint32FromWire("bit_length", req.bit_length),
-        expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
-        clientRequestId: optionalString("client_request_id", req.client_request_id),
-      });
+    async run(caller, req, committing) {
+      const meta = await keys.createKey(
+        caller,
+        {
+          project: stringFromWire("project", req.project),
+          scope: stringFromWire("scope", req.scope),
+          name: stringFromWire("name", req.name),
+          algorithm: algorithmFromWire(req.algorithm),
+          bitLength: uint32FromWire("bit_length", req.bit_length),
+          expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
+          clientRequestId: optionalString("client_request_id", req.client_request_id),
+        },
+        createdFacts(committing),
+      );
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
     },
   };
@@ -107,19 +117,23 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
     name: "ImportKey",
     adminOnly: false,
     requestFacts: (req) => ({ project: req.project }),
-    async run(caller, req) {
+    async run(caller, req, committing) {
       try {
-        const meta = await keys.importKey(caller, {
-          project: stringFromWire("project", req.project),
-          scope: stringFromWire("scope", req.scope),
-          name: stringFromWire("name", req.name),
-          secretType: secretTypeFromWire(req.secret_type),
-          algorithm: optionalAlgorithmFromWire(req.algorithm),
-          bitLength: uint32FromWire("bit_length", req.bit_length),
-          material: bytesFromWire("material", req.material),
-          expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
-          clientRequestId: optionalString("client_request_id", req.client_request_id),
-        });
+        const meta = await keys.importKey(
+          caller,
+          {
+            project: stringFromWire("project", req.project),
+            scope: stringFromWire("scope", req.scope),
+            name: stringFromWire("name", req.name),
+            secretType: secretTypeFromWire(req.secret_type),
+            algorithm: optionalAlgorithmFromWire(req.algorithm),
+            bitLength: uint32FromWire("bit_length", req.bit_length),
+            material: bytesFromWire("material", req.material),
+            expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
+            clientRequestId: optionalString("client_request_id", req.client_request_id),
+          },
+          createdFacts(committing),
+        );
         return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
       } finally {
         // The decoded request holds plaintext key material (a view of the received message):
@@ -189,7 +203,7 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
 
   const cloneLike = (
     name: "CloneKey" | "RekeyClone",
-    call: (caller: Caller, req: model.CloneKeyRequest) => Promise<model.KeyMeta>,
+    call: (caller: Caller, req: model.CloneKeyRequest, onCreate: CreateListener) => Promise<model.KeyMeta>,
   ): Operation<
     CloneKeyRequest__Output | RekeyCloneRequest__Output,
     CloneKeyResponse | RekeyCloneResponse
@@ -197,12 +211,16 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
     name,
     adminOnly: false,
     requestFacts: idFacts,
-    async run(caller, req) {
-      const meta = await call(caller, {
-        id: stringFromWire("id", req.id),
-        name: stringFromWire("name", req.name),
-        clientRequestId: optionalString("client_request_id", req.client_request_id),
-      });
+    async run(caller, req, committing) {
+      const meta = await call(
+        caller,
+        {
+          id: stringFromWire("id", req.id),
+          name: stringFromWire("name", req.name),
+          clientRequestId: optionalString("client_request_id", req.client_request_id),
+        },
+        createdFacts(committing),
+      );
       // The audit line names the new key; the parent is in its metadata.
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
     },
@@ -294,8 +312,8 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
     GetKeyMetadata: getKeyMetadata,
     ListKeys: listKeys,
     DeleteKey: deleteKey,
-    CloneKey: cloneLike("CloneKey", (c, r) => keys.cloneKey(c, r)),
-    RekeyClone: cloneLike("RekeyClone", (c, r) => keys.rekeyClone(c, r)),
+    CloneKey: cloneLike("CloneKey", (c, r, l) => keys.cloneKey(c, r, l)),
+    RekeyClone: cloneLike("RekeyClone", (c, r, l) => keys.rekeyClone(c, r, l)),
     CreateGrant: createGrant,
     RevokeGrant: revokeGrant,
     AddConsumer: addConsumer,
