@@ -9,10 +9,10 @@
  * facts just before its write begins, and the "ok" record is appended then, so that its sync
  * overlaps the write's (on the ring, the quorum round; measured: ~15-20% more CreateKey calls per
  * second at 64 in flight, docs/architecture.md). The reply still waits for both. Should the write
- * then fail, a second record with the failure follows, saying it supersedes the first; a peer that
- * crashes in between leaves an "ok" record for a create whose reply was never sent, as it may
- * already for a create whose quorum synced but whose reply was lost: the record says the write
- * began, and the key store is the truth of whether it landed.
+ * then fail, a second record with the failure follows, saying it supersedes the first. A peer that
+ * crashes in between leaves an "ok" record for a create whose reply was never sent: the record says
+ * the write began, and the key store says whether it landed. (Written after the write, a crash in
+ * between could leave a key on the ring that no record names.)
  *
  * A transport supplies only what is its own: how to find the caller (a client certificate, a
  * Keystone token), what it could not decode, and how a result or failure goes on its wire. The
