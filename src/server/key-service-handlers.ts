@@ -34,7 +34,6 @@ import type { RekeyCloneResponse } from "../gen/lockbox/v1/RekeyCloneResponse.js
 import type { RevokeGrantRequest__Output } from "../gen/lockbox/v1/RevokeGrantRequest.js";
 import type { RevokeGrantResponse } from "../gen/lockbox/v1/RevokeGrantResponse.js";
 import type * as model from "../keys/key-model.js";
-import type { CreateListener } from "../keys/key-model.js";
 import type { Caller } from "../identity/caller.js";
 import { type Committing, type EdgeContext, type Operation, auditedUnary } from "./audited-unary.js";
 import { type KeyCallBatchOptions, keyCallBatch } from "./key-call-batch.js";
@@ -55,14 +54,30 @@ import {
 
 /** The key service as the edge uses it (src/keys/key-service.ts implements it). */
 export interface KeyServiceApi {
-  createKey(caller: Caller, req: model.CreateKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
-  importKey(caller: Caller, req: model.ImportKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
+  createKey(
+    caller: Caller,
+    req: model.CreateKeyRequest,
+    onCreate?: model.CreateListener,
+  ): Promise<model.KeyMeta>;
+  importKey(
+    caller: Caller,
+    req: model.ImportKeyRequest,
+    onCreate?: model.CreateListener,
+  ): Promise<model.KeyMeta>;
   getKey(caller: Caller, req: model.KeyIdRequest): Promise<model.GetKeyResponse>;
   getKeyMetadata(caller: Caller, req: model.KeyIdRequest): Promise<model.KeyMeta>;
   listKeys(caller: Caller, req: model.ListKeysRequest): Promise<model.ListKeysResponse>;
   deleteKey(caller: Caller, req: model.DeleteKeyRequest): Promise<model.KeyMeta>;
-  cloneKey(caller: Caller, req: model.CloneKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
-  rekeyClone(caller: Caller, req: model.CloneKeyRequest, onCreate?: CreateListener): Promise<model.KeyMeta>;
+  cloneKey(
+    caller: Caller,
+    req: model.CloneKeyRequest,
+    onCreate?: model.CreateListener,
+  ): Promise<model.KeyMeta>;
+  rekeyClone(
+    caller: Caller,
+    req: model.CloneKeyRequest,
+    onCreate?: model.CreateListener,
+  ): Promise<model.KeyMeta>;
   createGrant(caller: Caller, req: model.CreateGrantRequest): Promise<model.Grant>;
   revokeGrant(caller: Caller, req: model.RevokeGrantRequest): Promise<model.Grant>;
   addConsumer(caller: Caller, req: model.ConsumerRequest): Promise<model.ConsumersResponse>;
@@ -77,9 +92,9 @@ const optionalString = (field: string, value: unknown): string | undefined => {
 };
 
 const keyFacts = (meta: model.KeyMeta) => ({ keyId: meta.id, project: meta.project });
-/** A create's write is about to begin: the pipeline may start its audit record now, with these facts. */
-const createdFacts =
-  (committing: Committing): CreateListener =>
+/** The listener that passes a create's new key to the pipeline, which starts its audit record then. */
+const announceTo =
+  (committing: Committing): model.CreateListener =>
   (key) =>
     committing({ keyId: key.id, project: key.project });
 const idFacts = (req: { id?: unknown }) => ({ keyId: req.id as string });
@@ -107,7 +122,7 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
           expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
           clientRequestId: optionalString("client_request_id", req.client_request_id),
         },
-        createdFacts(committing),
+        announceTo(committing),
       );
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
     },
@@ -132,7 +147,7 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
             expiresAt: optionalTimestampFromWire("expires_at", req.expires_at),
             clientRequestId: optionalString("client_request_id", req.client_request_id),
           },
-          createdFacts(committing),
+          announceTo(committing),
         );
         return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
       } finally {
@@ -203,7 +218,11 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
 
   const cloneLike = (
     name: "CloneKey" | "RekeyClone",
-    call: (caller: Caller, req: model.CloneKeyRequest, onCreate: CreateListener) => Promise<model.KeyMeta>,
+    call: (
+      caller: Caller,
+      req: model.CloneKeyRequest,
+      onCreate: model.CreateListener,
+    ) => Promise<model.KeyMeta>,
   ): Operation<
     CloneKeyRequest__Output | RekeyCloneRequest__Output,
     CloneKeyResponse | RekeyCloneResponse
@@ -219,7 +238,7 @@ export function keyServiceOperations(keys: KeyServiceApi): Readonly<Record<strin
           name: stringFromWire("name", req.name),
           clientRequestId: optionalString("client_request_id", req.client_request_id),
         },
-        createdFacts(committing),
+        announceTo(committing),
       );
       // The audit line names the new key; the parent is in its metadata.
       return { response: { key: keyMetaToWire(meta) }, facts: keyFacts(meta) };
