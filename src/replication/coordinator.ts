@@ -252,7 +252,10 @@ export class Coordinator {
           : () => {};
       const merged = (): ReplicatedKey | null => {
         const found = [...answers.values()].filter((a) => a !== null).map((a) => a!.record);
-        return found.length === 0 ? null : mergeAll(found);
+        if (found.length === 0) return null;
+        // Answers of the same bytes share one decoded record (checkAnswer), and a merge of a record
+        // with itself is that record (the merge is idempotent): the common read merges nothing.
+        return found.every((r) => r === found[0]) ? found[0]! : mergeAll(found);
       };
       const settleOne = (): void => {
         pending -= 1;
@@ -262,7 +265,7 @@ export class Coordinator {
       const ask = (peer: string): void => {
         pending += 1;
         void sender.request(peer, { kind: "get", partition, id }).then((r) => {
-          const answer = r.ok && r.kind === "get" ? this.checkAnswer(id, r.record) : undefined;
+          const answer = r.ok && r.kind === "get" ? this.checkAnswer(id, r, answers.values()) : undefined;
           if (answer === undefined) {
             failures += 1;
             // One answer fewer than hoped: ask a primary not asked yet, before this one settles.
@@ -495,7 +498,7 @@ export class Coordinator {
         .filter((p) => placement.isUp(p))
         .map(async (peer) => {
           const r = await sender.request(peer, { kind: "get", partition, id });
-          return r.ok && r.kind === "get" ? this.checkAnswer(id, r.record) : undefined;
+          return r.ok && r.kind === "get" ? this.checkAnswer(id, r) : undefined;
         }),
     );
     const versions: { record: ReplicatedKey; holders: number }[] = [];
@@ -551,11 +554,23 @@ export class Coordinator {
   }
 
   /** An answer's record if it is a sound version of `id`; undefined if it must not count. */
+  /**
+   * Decodes only what it must: the local replica's answer carries the record it checked (`decoded`),
+   * and an answer of the same bytes as an `earlier` one (the common case: replicas agree) shares that
+   * one's record, since the same bytes decode to the same record.
+   */
   private checkAnswer(
     id: string,
-    record: Uint8Array | null,
+    answer: { record: Uint8Array | null; decoded?: ReplicatedKey },
+    earlier: Iterable<{ bytes: Uint8Array; record: ReplicatedKey } | null> = [],
   ): { bytes: Uint8Array; record: ReplicatedKey } | null | undefined {
+    const record = answer.record;
     if (record === null) return null;
+    if (answer.decoded !== undefined && answer.decoded.fields.id === id)
+      return { bytes: record, record: answer.decoded };
+    for (const e of earlier) {
+      if (e !== null && bytesEqual(e.bytes, record)) return { bytes: record, record: e.record };
+    }
     try {
       const k = decodeReplicatedKey(record);
       if (k.fields.id === id) return { bytes: record, record: k };

@@ -122,7 +122,7 @@ export class LinkBatcher implements ItemSender {
         this.metrics.batchesFailed += 1;
         for (const g of group) g.resolve(failure("UNAVAILABLE", `batch to ${to}: ${results}`));
       } else {
-        group.forEach((g, i) => g.resolve(checkResult(g.item, results[i])));
+        group.forEach((g, i) => g.resolve(checkResult(g.item, results[i], to === this.self)));
       }
     };
     await new Promise<void>((done) => {

@@ -42,7 +42,18 @@ export interface ItemFailure {
 
 export type ReplicaItemResult =
   | { ok: true; kind: "put" }
-  | { ok: true; kind: "get"; record: Uint8Array | null }
+  | {
+      ok: true;
+      kind: "get";
+      record: Uint8Array | null;
+      /**
+       * The record `record` decodes to, as the replica checked it (sound, of the id asked), when this
+       * peer's own replica answers its own coordinator: the coordinator takes it instead of decoding
+       * the bytes again. Only on the local path (Replica.handleLocal, LinkBatcher): never sent, never
+       * read from a network frame.
+       */
+      decoded?: ReplicatedKey;
+    }
   | { ok: true; kind: "digest"; digest: Uint8Array }
   | { ok: true; kind: "pull"; records: Uint8Array[] }
   | ItemFailure;
@@ -83,7 +94,7 @@ export const failure = (code: LockboxErrorCode, message: string): ItemFailure =>
  * Checks that a result from the network answers its item: the right kind, the right shapes. A
  * malformed one becomes a failure, so callers only ever see well-formed results.
  */
-export function checkResult(item: ReplicaItem, r: unknown): ReplicaItemResult {
+export function checkResult(item: ReplicaItem, r: unknown, local = false): ReplicaItemResult {
   const bad = (what: string): ItemFailure => failure("INTERNAL", `malformed ${item.kind} result: ${what}`);
   if (typeof r !== "object" || r === null) return bad("not an object");
   const res = r as Record<string, unknown>;
@@ -98,6 +109,9 @@ export function checkResult(item: ReplicaItem, r: unknown): ReplicaItemResult {
       return { ok: true, kind: "put" };
     case "get":
       if (res.record !== null && !(res.record instanceof Uint8Array)) return bad("record is not bytes");
+      // The decoded record is kept only from this peer's own replica (`local`), with its bytes.
+      if (local && res.record !== null && res.decoded !== undefined)
+        return { ok: true, kind: "get", record: res.record, decoded: res.decoded as ReplicatedKey };
       return { ok: true, kind: "get", record: res.record as Uint8Array | null };
     case "digest":
       if (!(res.digest instanceof Uint8Array)) return bad("digest is not bytes");

@@ -153,7 +153,7 @@ export class Replica {
         case "put":
           return await this.put(item.partition, item.record, item.hintFor, local ? item.decoded : undefined);
         case "get":
-          return await this.get(item.partition, item.id);
+          return await this.get(item.partition, item.id, local);
         case "digest":
           return await this.digestItem(item.partition);
         case "pull":
@@ -253,7 +253,8 @@ export class Replica {
     }
   }
 
-  private async get(partition: number, id: unknown): Promise<ReplicaItemResult> {
+  /** `local`: the answer also carries the record as checked here (handleLocal's caller is this peer). */
+  private async get(partition: number, id: unknown, local = false): Promise<ReplicaItemResult> {
     if (typeof id !== "string" || id.length === 0 || id.length > ID_BYTES_MAX)
       return failure("INVALID_ARGUMENT", "id must be a short non-empty string");
     if (!this.ownsKey(partition, id))
@@ -262,7 +263,10 @@ export class Replica {
     const current = await this.readChecked(partition, id);
     // The read may have found damage: then this replica's answer cannot be trusted either way.
     if (this.quarantine.has(partition)) return this.quarantined(partition);
-    return { ok: true, kind: "get", record: current === undefined ? null : current.bytes };
+    if (current === undefined) return { ok: true, kind: "get", record: null };
+    return local
+      ? { ok: true, kind: "get", record: current.bytes, decoded: current.record }
+      : { ok: true, kind: "get", record: current.bytes };
   }
 
   private async digestItem(partition: number): Promise<ReplicaItemResult> {

@@ -1,6 +1,10 @@
 import test from "ava";
 import { nodeScheduler } from "../../cluster/raft/driver/scheduler.js";
-import { decodeReplicatedKey, encodeReplicatedKey } from "../../cluster/replication/index.js";
+import {
+  decodeReplicatedKey,
+  encodeReplicatedKey,
+  type ReplicatedKey,
+} from "../../cluster/replication/index.js";
 import { isLockboxError } from "../../src/errors.js";
 import { Coordinator } from "../../src/replication/coordinator.js";
 import type { ItemSender } from "../../src/replication/link-batcher.js";
@@ -122,6 +126,33 @@ test("a read answer carrying another key does not count (answers forged by a tes
   t.is(r?.fields.id, k.fields.id);
   t.deepEqual(new Uint8Array(r!.wrappedMaterial!), k.wrappedMaterial);
   t.is(coordinator.metrics.badAnswers, 1);
+});
+
+test("a read whose answers hold the same bytes serves the local replica's checked record as it is: nothing decoded again, nothing merged", async (t) => {
+  const c = await TestCluster.start(t, PEERS);
+  const k = c.newKey();
+  const [p1] = c.primariesOf(k);
+  await c.peer(p1!).coordinator.write(k);
+  const real = c.peer(p1!).batcher;
+  let localRecord: ReplicatedKey | undefined;
+  const remoteBytes: Uint8Array[] = [];
+  const watching: ItemSender = {
+    self: p1!,
+    request: async (to, item) => {
+      const r = await real.request(to, item);
+      if (r.ok && r.kind === "get" && to === p1) localRecord = r.decoded;
+      else if (r.ok && r.kind === "get" && r.record !== null) remoteBytes.push(r.record);
+      return r;
+    },
+  };
+  const coordinator = new Coordinator({ sender: watching, placement: c.placement, scheduler: nodeScheduler });
+  const r = await coordinator.read(k.fields.id);
+  t.truthy(localRecord, "the local replica's answer carried its decoded record");
+  t.is(remoteBytes.length, 1, "one remote answer, of bytes");
+  t.deepEqual(new Uint8Array(remoteBytes[0]!), encodeReplicatedKey(k));
+  t.is(r, localRecord ?? null, "the served record is the local one: the equal remote bytes were not decoded");
+  t.deepEqual(r, decodeReplicatedKey(encodeReplicatedKey(k)));
+  t.is(coordinator.metrics.badAnswers, 0);
 });
 
 test("a read fails UNAVAILABLE when fewer than R primaries answer", async (t) => {

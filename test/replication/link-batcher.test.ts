@@ -66,3 +66,16 @@ test("more items than the queue bound fail at once with RESOURCE_EXHAUSTED (scri
   t.like(first, { ok: false, code: "RESOURCE_EXHAUSTED" });
   await Promise.all(all);
 });
+
+test("a get's decoded record is kept only from this peer's own replica: one in a reply from the network is dropped (scripted link)", async (t) => {
+  const record = new Uint8Array([7, 7, 7]);
+  const decoded = { forged: true } as unknown;
+  const reply = async (): Promise<ReplicaBatchReply> =>
+    ({ results: [{ ok: true, kind: "get", record, decoded }] }) as unknown as ReplicaBatchReply;
+  const b = new LinkBatcher({ self: "a", link: { send: reply }, scheduler: nodeScheduler, local: reply });
+  const remote = await b.request("b", { kind: "get", partition: 0, id: "x" });
+  t.deepEqual(remote, { ok: true, kind: "get", record });
+  t.false("decoded" in remote, "a network answer never brings a record the coordinator would skip decoding");
+  const local = await b.request("a", { kind: "get", partition: 0, id: "x" });
+  t.deepEqual(local, { ok: true, kind: "get", record, decoded });
+});

@@ -215,6 +215,44 @@ test("local puts carrying their decoded record store exactly what puts from the 
   t.truthy(decodeReplicatedKey((await viaLocal.replicaStore.getRecord(p, k.fields.id))!).tombstone);
 });
 
+test("a get through handleLocal carries the record it checked; through handle only the bytes", async (t) => {
+  const c = await TestCluster.start(t, ["a", "b", "c"]);
+  const r = c.peer("a").replica;
+  const k = c.newKey();
+  const p = c.partitionOf(k);
+  const bytes = encodeReplicatedKey(k);
+  t.true((await r.put(p, bytes)).ok);
+  const item = { kind: "get" as const, partition: p, id: k.fields.id };
+  const local = (await r.handleLocal({ from: "a", items: [item] })).results[0]!;
+  const remote = (await r.handle({ from: "b", items: [item] })).results[0]!;
+  if (!remote.ok || remote.kind !== "get" || remote.record === null) return t.fail(JSON.stringify(remote));
+  t.deepEqual(new Uint8Array(remote.record), bytes);
+  t.false("decoded" in remote, "an answer that may go to the network carries bytes only");
+  if (!local.ok || local.kind !== "get" || local.record === null) return t.fail(JSON.stringify(local));
+  t.deepEqual(new Uint8Array(local.record), bytes);
+  t.deepEqual(local.decoded, decodeReplicatedKey(bytes));
+  // A key it does not hold: nothing to carry either way.
+  const missing = { kind: "get" as const, partition: p, id: c.newKey().fields.id };
+  const none = (await r.handleLocal({ from: "a", items: [missing] })).results[0]!;
+  t.deepEqual(none, { ok: true, kind: "get", record: null });
+});
+
+test("a damaged record is not carried decoded on the local path: the partition is quarantined and the get refused", async (t) => {
+  const c = await TestCluster.start(t, ["a", "b", "c"]);
+  const peer = c.peer("a");
+  const k = c.newKey();
+  const p = c.partitionOf(k);
+  const damaged = encodeReplicatedKey(k);
+  damaged[40]! ^= 1;
+  // Written under the replica's feet, as a failing disk would.
+  await peer.replicaStore.write([{ type: "put-record", partition: p, id: k.fields.id, value: damaged }]);
+  const got = (
+    await peer.replica.handleLocal({ from: "a", items: [{ kind: "get", partition: p, id: k.fields.id }] })
+  ).results[0]!;
+  t.like(got, { ok: false, code: "UNAVAILABLE" });
+  t.false("decoded" in got);
+});
+
 test("puts of one key in one batch merge one after another, in arrival order (no lost update)", async (t) => {
   const c = await TestCluster.start(t, ["a", "b", "c"]);
   const peer = c.peer("a");
