@@ -14,12 +14,13 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import type { LockboxClient } from "../../src/client/index.js";
-import { ProcessCluster, waitFor } from "../helpers/cluster-processes.js";
+import { ProcessCluster, waitFor, type ClusterPeer } from "../helpers/cluster-processes.js";
+import { sample, scrapeMetrics } from "../helpers/peer-metrics-scrape.js";
 import { caseLine, positiveInt, run, type CaseResult } from "./single.js";
 
 const PEERS = 3;
-/** Load before each measured case. */
-const WARMUP_SECONDS = 1;
+/** Load before each measured case, seconds (--warmup). */
+const WARMUP_SECONDS = 3;
 /** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -47,11 +48,14 @@ export async function main(argv: string[]): Promise<void> {
       seconds: { type: "string" },
       "cpu-prof": { type: "string" },
       cases: { type: "string" },
+      metrics: { type: "boolean" },
+      warmup: { type: "string" },
     },
     strict: true,
   });
   const opsMax = positiveInt("--ops", values.ops ?? "3000");
   const secondsMax = positiveInt("--seconds", values.seconds ?? "10");
+  const warmupSeconds = positiveInt("--warmup", values.warmup ?? String(WARMUP_SECONDS));
   const say = (line: string): boolean => process.stdout.write(line + "\n");
   // `--cases CreateKey:64,GetKey:64` runs only those cases (for profiling one of them).
   const only = values.cases === undefined ? undefined : new Set(values.cases.split(","));
@@ -75,6 +79,9 @@ export async function main(argv: string[]): Promise<void> {
     // Default passes and deadlines (as deployed), N = 3: every key on all three peers.
     configure: (c) => {
       c.replication = { ...(c.replication as object), enabled: true, replicas: 3 };
+      // --metrics: each peer serves /metrics (a cost of its own, so off by default), and each case
+      // prints the peers' synced batches per call, as a scrape before and after it shows them.
+      if (values.metrics === true) c.metrics = { listen: "127.0.0.1:0" };
     },
     progress: (line) => say(`  [${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}`),
   });
@@ -133,13 +140,15 @@ export async function main(argv: string[]): Promise<void> {
       for (const concurrency of [1, 64]) {
         if (only !== undefined && !only.has(`${rpc}:${concurrency}`)) continue;
         say(
-          `${rpc} C=${concurrency}: ${WARMUP_SECONDS} s warming up, then up to ${opsMax} ops or ${secondsMax} s`,
+          `${rpc} C=${concurrency}: ${warmupSeconds} s warming up, then up to ${opsMax} ops or ${secondsMax} s`,
         );
         // A second of load first, as compare.sh's etcd load warms up (etcd-load.mjs --warmup 1): 50
         // calls (WARMUP_OPS) were less than one round at C=64, and V8 was still compiling the hot
         // paths well into the measured window (a third of the peers' CPU in a 5 s case).
-        await run(op, concurrency, Number.MAX_SAFE_INTEGER, WARMUP_SECONDS);
+        await run(op, concurrency, Number.MAX_SAFE_INTEGER, warmupSeconds);
+        const store0 = values.metrics === true ? await storeTotals(cluster.peers) : undefined;
         const threads0 = threadsCpuMs(pids);
+        const switches0 = contextSwitches(pids);
         const cpu0 = cpuNow(pids);
         const startUs = monotonicUs();
         const r = await run(op, concurrency, opsMax, secondsMax, (done, errors, seconds) =>
@@ -148,6 +157,7 @@ export async function main(argv: string[]): Promise<void> {
         spans.push({ case: `${rpc}:${concurrency}`, startUs, endUs: monotonicUs() });
         const cpu1 = cpuNow(pids);
         const threads1 = threadsCpuMs(pids);
+        const switches1 = contextSwitches(pids);
         const result: ClusterCase = {
           rpc,
           concurrency,
@@ -161,12 +171,20 @@ export async function main(argv: string[]): Promise<void> {
           `  CPU per call: peers ${result.peerCpuMsPerOp.toFixed(2)} ms (all three), this client ${result.clientCpuMsPerOp.toFixed(2)} ms`,
         );
         say(`  peers' CPU per call by thread: ${perThread(threads0, threads1, r.ops)}`);
+        const perCall = (n: number): string => (n / Math.max(1, r.ops)).toFixed(2);
+        say(
+          `  peers' context switches per call: ${perCall(switches1.voluntary - switches0.voluntary)} voluntary, ` +
+            `${perCall(switches1.involuntary - switches0.involuntary)} preempted`,
+        );
+        if (store0 !== undefined)
+          say(`  peers' stores: ${storeLine(store0, await storeTotals(cluster.peers), r.ops)}`);
       }
     }
   } finally {
     // A clean stop, so profiles and logs are complete.
     for (const p of cluster.running) await cluster.stop(p.id).catch(() => {});
-    await cluster.teardown();
+    // LOCKBOX_BENCH_KEEP_LOGS=DIR: each peer's log is copied there (for V8 traces given in LOCKBOX_BENCH_NODE_ARGS).
+    await cluster.teardown(process.env.LOCKBOX_BENCH_KEEP_LOGS);
     if (profileDir !== undefined) writeFileSync(`${profileDir}/cases.json`, JSON.stringify(spans));
   }
   process.stdout.write(
@@ -211,6 +229,32 @@ function threadsCpuMs(pids: readonly number[]): Map<string, number> {
   return out;
 }
 
+/**
+ * Context switches so far of every thread of the peer processes: a thread that blocks (voluntary) or
+ * is preempted. On these virtual machines each costs far more CPU than its syscalls (docs/architecture.md).
+ */
+function contextSwitches(pids: readonly number[]): { voluntary: number; involuntary: number } {
+  const out = { voluntary: 0, involuntary: 0 };
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // not Linux, or the peer is gone
+    }
+    for (const tid of tids) {
+      try {
+        const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+        out.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+        out.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  }
+  return out;
+}
+
 function perThread(before: Map<string, number>, after: Map<string, number>, ops: number): string {
   return [...after]
     .map(([name, ms]) => [name, (ms - (before.get(name) ?? 0)) / Math.max(1, ops)] as const)
@@ -235,4 +279,34 @@ function cpuNow(pids: readonly number[]): { peersMs: number; clientMs: number } 
   }
   const self = process.cpuUsage();
   return { peersMs: (ticks * 1000) / CLOCK_TICKS_PER_SECOND, clientMs: (self.user + self.system) / 1000 };
+}
+
+/** The group-commit figures of every peer's /metrics, summed over the peers. */
+interface StoreTotals {
+  batches: number;
+  writers: number;
+  ops: number;
+  syncSeconds: number;
+}
+
+async function storeTotals(peers: readonly ClusterPeer[]): Promise<StoreTotals> {
+  const out: StoreTotals = { batches: 0, writers: 0, ops: 0, syncSeconds: 0 };
+  for (const p of peers) {
+    const body = await scrapeMetrics(p);
+    out.batches += sample(body, "lockbox_store_group_commit_batch_writes_count");
+    out.writers += sample(body, "lockbox_store_group_commit_batch_writes_sum");
+    out.ops += sample(body, "lockbox_store_group_commit_batch_ops_sum");
+    out.syncSeconds += sample(body, "lockbox_store_sync_duration_seconds_sum");
+  }
+  return out;
+}
+
+function storeLine(a: StoreTotals, b: StoreTotals, calls: number): string {
+  const batches = b.batches - a.batches;
+  const per = (n: number): string => (n / Math.max(1, batches)).toFixed(1);
+  return (
+    `${(batches / Math.max(1, calls)).toFixed(2)} synced batches per call (all three), ` +
+    `${per(b.writers - a.writers)} writers and ${per(b.ops - a.ops)} operations per batch, ` +
+    `${((1000 * (b.syncSeconds - a.syncSeconds)) / Math.max(1, batches)).toFixed(2)} ms per batch write`
+  );
 }

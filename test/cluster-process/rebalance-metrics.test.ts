@@ -16,6 +16,7 @@ import {
   waitFor,
   type ClusterPeer,
 } from "../helpers/cluster-processes.js";
+import { sample, scrapeMetrics } from "../helpers/peer-metrics-scrape.js";
 
 const KEYS = 60;
 const SCOPES = 12;
@@ -119,33 +120,9 @@ test("rebalance metrics with real peers: a 4th peer joins a replicated 3-peer cl
 
 /** The two rebalance gauges from one scrape of the peer's /metrics. */
 async function scrapeProgress(p: ClusterPeer): Promise<Progress> {
-  const address = await metricsAddress(p);
-  const res = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(5_000) });
-  if (res.status !== 200) throw new Error(`${p.id} /metrics answered ${res.status}`);
-  const body = await res.text();
+  const body = await scrapeMetrics(p);
   return {
     moved: sample(body, "lockbox_rebalance_moved_partition_replicas"),
     total: sample(body, "lockbox_rebalance_total_partition_replicas"),
   };
-}
-
-function sample(body: string, name: string): number {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(body);
-  if (m === null) throw new Error(`no ${name} in the scrape`);
-  return Number(m[1]);
-}
-
-/** The metrics listener from the last "ready" line of the peer's log (`serve --json`). */
-async function metricsAddress(p: ClusterPeer): Promise<string> {
-  const lines = (await p.process.log()).split("\n").reverse();
-  for (const line of lines) {
-    if (!line.startsWith("{")) continue;
-    try {
-      const v = JSON.parse(line) as { event?: string; metricsAddress?: string };
-      if (v.event === "ready" && typeof v.metricsAddress === "string") return v.metricsAddress;
-    } catch {
-      // another kind of log line
-    }
-  }
-  throw new Error(`${p.id} logged no metrics address`);
 }
