@@ -287,16 +287,22 @@ interface StoreTotals {
   writers: number;
   ops: number;
   syncSeconds: number;
+  /** Batch writes by upper bound of their duration (seconds, the histogram's `le`), cumulative. */
+  syncBuckets: Map<string, number>;
 }
 
 async function storeTotals(peers: readonly ClusterPeer[]): Promise<StoreTotals> {
-  const out: StoreTotals = { batches: 0, writers: 0, ops: 0, syncSeconds: 0 };
+  const out: StoreTotals = { batches: 0, writers: 0, ops: 0, syncSeconds: 0, syncBuckets: new Map() };
   for (const p of peers) {
     const body = await scrapeMetrics(p);
     out.batches += sample(body, "lockbox_store_group_commit_batch_writes_count");
     out.writers += sample(body, "lockbox_store_group_commit_batch_writes_sum");
     out.ops += sample(body, "lockbox_store_group_commit_batch_ops_sum");
     out.syncSeconds += sample(body, "lockbox_store_sync_duration_seconds_sum");
+    for (const m of body.matchAll(
+      /^lockbox_store_sync_duration_seconds_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\} (\S+)$/gm,
+    ))
+      out.syncBuckets.set(m[1]!, (out.syncBuckets.get(m[1]!) ?? 0) + Number(m[2]));
   }
   return out;
 }
@@ -307,6 +313,16 @@ function storeLine(a: StoreTotals, b: StoreTotals, calls: number): string {
   return (
     `${(batches / Math.max(1, calls)).toFixed(2)} synced batches per call (all three), ` +
     `${per(b.writers - a.writers)} writers and ${per(b.ops - a.ops)} operations per batch, ` +
-    `${((1000 * (b.syncSeconds - a.syncSeconds)) / Math.max(1, batches)).toFixed(2)} ms per batch write`
+    `${((1000 * (b.syncSeconds - a.syncSeconds)) / Math.max(1, batches)).toFixed(2)} ms per batch write ` +
+    `(99% within ${syncP99(a, b, batches)})`
   );
+}
+
+/** The histogram bound under which 99% of the case's batch writes finished. */
+function syncP99(a: StoreTotals, b: StoreTotals, batches: number): string {
+  for (const [le, n] of b.syncBuckets) {
+    if (n - (a.syncBuckets.get(le) ?? 0) >= 0.99 * batches)
+      return le === "+Inf" ? "more than the largest bound" : `${Number(le) * 1000} ms`;
+  }
+  return "?";
 }
