@@ -142,9 +142,11 @@ export async function main(argv: string[]): Promise<void> {
         say(
           `${rpc} C=${concurrency}: ${warmupSeconds} s warming up, then up to ${opsMax} ops or ${secondsMax} s`,
         );
-        // A second of load first, as compare.sh's etcd load warms up (etcd-load.mjs --warmup 1): 50
-        // calls (WARMUP_OPS) were less than one round at C=64, and V8 was still compiling the hot
-        // paths well into the measured window (a third of the peers' CPU in a 5 s case).
+        // Load first, so the window measures the steady state: 50 calls (WARMUP_OPS) were less than
+        // one round at C=64, and with one second (as compare.sh warms etcd, which is compiled ahead
+        // of time) V8 still compiled the hot paths seconds into the window: GetKey at 64 did 2,907
+        // calls in its first second, then 4,000-4,400 in each; CreateKey at 64 1,544, 2,244, 3,043,
+        // then 3,200-3,340 (perf: the compiler threads took a third of the machine at first).
         await run(op, concurrency, Number.MAX_SAFE_INTEGER, warmupSeconds);
         const store0 = values.metrics === true ? await storeTotals(cluster.peers) : undefined;
         const threads0 = threadsCpuMs(pids);
