@@ -553,9 +553,9 @@ export class Coordinator {
     return item;
   }
 
-  /** An answer's record if it is a sound version of `id`; undefined if it must not count. */
   /**
-   * Decodes only what it must: the local replica's answer carries the record it checked (`decoded`),
+   * An answer's record if it is a sound version of `id`; undefined if it must not count. Decodes
+   * only what it must: the local replica's answer carries the record it checked (`decoded`),
    * and an answer of the same bytes as an `earlier` one (the common case: replicas agree) shares that
    * one's record, since the same bytes decode to the same record.
    */
