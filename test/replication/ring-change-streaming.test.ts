@@ -78,16 +78,20 @@ test("a fourth peer joins: partitions stream to it, old owners drop them only af
   t.timeout(120_000);
   const ids = ["a", "b", "c", "d"];
   const nodes: Node[] = [];
+  const dirs: string[] = [];
+  // One teardown, in this order: AVA runs teardowns last-registered first, and a directory removed
+  // while its LevelDB is still open can gain a file during the removal (ENOTEMPTY).
   t.teardown(async () => {
     for (const n of nodes) {
       await n.node.close();
       n.server.forceShutdown();
       await n.store.close();
     }
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
   for (const id of ids) {
     const dir = await mkdtemp(join(tmpdir(), `lockbox-ring-change-${id}-`));
-    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    dirs.push(dir);
     const store = await openPeerStore(dir);
     const node = await ReplicationNode.open({
       self: id,
