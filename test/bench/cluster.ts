@@ -203,9 +203,16 @@ export async function main(argv: string[]): Promise<void> {
   );
 }
 
-/** CPU (ms) used so far by each thread of the peer processes (by creation order), summed over the peers. */
-function threadsCpuMs(pids: readonly number[]): Map<string, number> {
-  const out = new Map<string, number>();
+/**
+ * Calls `fn` with the text of /proc/PID/task/TID/`file` for every thread of the peer processes, with
+ * the thread's creation order in its process (threads ordered by id). Skips a process or thread that
+ * is gone (or a system without /proc).
+ */
+function eachThread(
+  pids: readonly number[],
+  file: "stat" | "status",
+  fn: (text: string, thread: { main: boolean; ordinal: number }) => void,
+): void {
   for (const pid of pids) {
     let tids: string[];
     try {
@@ -215,19 +222,28 @@ function threadsCpuMs(pids: readonly number[]): Map<string, number> {
     }
     tids.sort((a, b) => Number(a) - Number(b));
     for (const [ordinal, tid] of tids.entries()) {
+      let text: string;
       try {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-        // Node names every thread "node": the others are told apart by creation order (V8's
-        // platform workers first, then libuv's pool and LevelDB's compaction thread as first used).
-        const key = tid === String(pid) ? "main" : `t${ordinal}`;
-        out.set(key, (out.get(key) ?? 0) + ms);
+        text = readFileSync(`/proc/${pid}/task/${tid}/${file}`, "utf8");
       } catch {
-        // The thread ended between the listing and the read.
+        continue; // the thread ended between the listing and the read
       }
+      fn(text, { main: tid === String(pid), ordinal });
     }
   }
+}
+
+/** CPU (ms) used so far by each thread of the peer processes (by creation order), summed over the peers. */
+function threadsCpuMs(pids: readonly number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  eachThread(pids, "stat", (stat, { main, ordinal }) => {
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+    // Node names every thread "node": the others are told apart by creation order (V8's
+    // platform workers first, then libuv's pool and LevelDB's compaction thread as first used).
+    const key = main ? "main" : `t${ordinal}`;
+    out.set(key, (out.get(key) ?? 0) + ms);
+  });
   return out;
 }
 
@@ -237,23 +253,10 @@ function threadsCpuMs(pids: readonly number[]): Map<string, number> {
  */
 function contextSwitches(pids: readonly number[]): { voluntary: number; involuntary: number } {
   const out = { voluntary: 0, involuntary: 0 };
-  for (const pid of pids) {
-    let tids: string[];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      continue; // not Linux, or the peer is gone
-    }
-    for (const tid of tids) {
-      try {
-        const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
-        out.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-        out.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-      } catch {
-        // The thread ended between the listing and the read.
-      }
-    }
-  }
+  eachThread(pids, "status", (status) => {
+    out.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    out.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  });
   return out;
 }
 
