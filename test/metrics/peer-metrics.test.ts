@@ -5,6 +5,9 @@
  * once the peer is sealed, /readyz fails, gRPC health says NOT_SERVING and key calls are refused.
  */
 import * as grpc from "@grpc/grpc-js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import test from "ava";
 import { service as healthService } from "grpc-health-check";
 
@@ -20,6 +23,9 @@ import {
   type TestNode,
 } from "../replication/replication-nodes.js";
 import { call, clientsFor, failure, startSharedPeer } from "../server/peer-fixture.js";
+import { createPeerMetrics } from "../../src/metrics/peer-metrics.js";
+import { LevelReplicaStore } from "../../src/replication/leveldb-replica-store.js";
+import { openPeerStore } from "../../src/store/peer-store.js";
 
 interface Sample {
   name: string;
@@ -317,6 +323,43 @@ test("replication metrics follow the attached parts (in-process replication clus
   t.true(skipped >= 1, "new keys' merges read nothing");
   t.is(value(giverScrape, "lockbox_replica_reads_skipped_total"), skipped);
   t.is(value(giverScrape, "lockbox_replica_id_filter_failed"), 0);
+});
+
+test("lockbox_replica_id_filter_failed reads 1 once the attached replica store's id scan failed at open (a real LevelDB closed under it), and the skipped-reads counter does not go back", async (t) => {
+  // The metrics alone, fed by a real LevelReplicaStore; the seal and raft sources are fixed values
+  // (no peer runs here), as the gauge reads only the replica store.
+  const metrics = createPeerMetrics(
+    {
+      sealed: () => false,
+      masterKeyEpoch: () => 1,
+      raft: () => ({ term: 1, commit: 1, applied: 1, leader: "a" }),
+    },
+    { peerId: "a" },
+  );
+  t.teardown(() => metrics.close());
+  const scrape = async (): Promise<Sample[]> => parseExposition((await metrics.scrape()).body);
+  const dir = await mkdtemp(join(tmpdir(), "lockbox-metrics-filter-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+
+  const healthyStore = await openPeerStore(join(dir, "healthy"));
+  t.teardown(() => healthyStore.close());
+  const healthy = new LevelReplicaStore(healthyStore, 10);
+  await healthy.open();
+  await healthy.write([{ type: "put-record", partition: 3, id: "a", value: new TextEncoder().encode("a") }]);
+  t.is(await healthy.getRecord(3, "never"), undefined);
+  metrics.replication.attach({ replicaStore: healthy });
+  const before = await scrape();
+  t.is(value(before, "lockbox_replica_id_filter_failed"), 0);
+  t.is(value(before, "lockbox_replica_reads_skipped_total"), 1, "the read of an id never written");
+
+  const brokenStore = await openPeerStore(join(dir, "broken"));
+  const broken = new LevelReplicaStore(brokenStore, 10);
+  await brokenStore.close(); // the id scan's iterator now fails
+  await broken.open();
+  metrics.replication.attach({ replicaStore: broken });
+  const after = await scrape();
+  t.is(value(after, "lockbox_replica_id_filter_failed"), 1);
+  t.is(value(after, "lockbox_replica_reads_skipped_total"), 1, "a counter never goes back");
 });
 
 /** A key of scope `vol-(n % 10)`, placed by that scope (as the key service places its keys). */
