@@ -19,8 +19,14 @@ import { sample, scrapeMetrics } from "../helpers/peer-metrics-scrape.js";
 import { caseLine, positiveInt, run, type CaseResult } from "./single.js";
 
 const PEERS = 3;
-/** Load before each measured case, seconds (--warmup). */
-const WARMUP_SECONDS = 3;
+/**
+ * Load before each measured case, seconds (--warmup). V8 optimizes a peer's hot functions (about 500
+ * of them) one by one on background threads as they get hot, and on 2 shared cores each TurboFan job
+ * takes 35-100 ms: with 3 s, peer-1 still finished 5-21 TurboFan compilations a second through
+ * CreateKey at 64's measured window (--trace-opt, 2026-12-02), and V8's worker threads took 0.15-0.19
+ * ms of the peers' 0.78-0.95 ms per create; after 12 s of load, 0.08 ms.
+ */
+const WARMUP_SECONDS = 10;
 /** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
@@ -146,7 +152,8 @@ export async function main(argv: string[]): Promise<void> {
         // one round at C=64, and with one second (as compare.sh warms etcd, which is compiled ahead
         // of time) V8 still compiled the hot paths seconds into the window: GetKey at 64 did 2,907
         // calls in its first second, then 4,000-4,400 in each; CreateKey at 64 1,544, 2,244, 3,043,
-        // then 3,200-3,340 (perf: the compiler threads took a third of the machine at first).
+        // then 3,200-3,340 (perf: the compiler threads took a third of the machine at first). Three
+        // seconds still left V8 compiling through the window (WARMUP_SECONDS).
         await run(op, concurrency, Number.MAX_SAFE_INTEGER, warmupSeconds);
         const store0 = values.metrics === true ? await storeTotals(cluster.peers) : undefined;
         const threads0 = threadsCpuMs(pids);

@@ -11,7 +11,7 @@ const BENCHES: Record<string, { about: string; flags: string }> = {
     about:
       "3 peer processes, keys on N = 3 with W = R = 2: CreateKey and GetKey (client cache off) at concurrency 1 and 64",
     flags:
-      "[--ops N (3000)] [--seconds N (10)]  per case, whichever ends first; [--warmup N (3)] seconds of load before each; [--cases CreateKey:64,...] (only those); [--cpu-prof DIR] (each peer's CPU profile); [--metrics] (peers serve /metrics; each case prints their synced batches per call)",
+      "[--ops N (3000)] [--seconds N (10)]  per case, whichever ends first; [--warmup N (10)] seconds of load before each; [--cases CreateKey:64,...] (only those); [--cpu-prof DIR] (each peer's CPU profile); [--metrics] (peers serve /metrics; each case prints their synced batches per call)",
   },
   tpm: {
     about: "TPM: quote, verifyQuote, seal, unseal on swtpm",
