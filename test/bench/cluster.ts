@@ -24,7 +24,9 @@ const PEERS = 3;
  * of them) one by one on background threads as they get hot, and on 2 shared cores each TurboFan job
  * takes 35-100 ms: with 3 s, peer-1 still finished 5-21 TurboFan compilations a second through
  * CreateKey at 64's measured window (--trace-opt, 2026-12-02), and V8's worker threads took 0.15-0.19
- * ms of the peers' 0.78-0.95 ms per create; after 12 s of load, 0.08 ms.
+ * ms of the peers' 0.78-0.95 ms per create; after 12 s of load, 0.08 ms. It also means a bigger store
+ * when the window opens, which costs the LevelDB writing threads more: in compare.sh's order the
+ * figures were lower with 10 s than with 3 s (docs/architecture.md §2).
  */
 const WARMUP_SECONDS = 10;
 /** Kernel clock ticks per second of /proc/PID/stat's utime and stime (CLK_TCK, 100 on Linux). */

@@ -3,6 +3,8 @@
  * gRPC over TLS, real LevelDB) after real calls: the call counters and latency histograms, the
  * group commit histograms, raft, seal state and master key epoch all hold plausible values; and
  * once the peer is sealed, /readyz fails, gRPC health says NOT_SERVING and key calls are refused.
+ * The replication gauges are read from the parts attached to the metrics, the replica id filter's
+ * also from a PeerMetrics of its own (no peer) fed by a real replica store.
  */
 import * as grpc from "@grpc/grpc-js";
 import { mkdtemp, rm } from "node:fs/promises";
