@@ -11,7 +11,9 @@
  * forward and every peer agrees on who is fenced. The leader cannot re-quote
  * itself, so each **follower** re-quotes the leader only, and may only propose
  * to fence it (the leader applies its own fence, hands over leadership, and the
- * others refuse its calls). A caller without scope re-quotes every member.
+ * others refuse its calls) or, when the leader is marked down, to record its
+ * passed quote, which makes it active again (nobody else could). A caller
+ * without scope re-quotes every member.
  *
  * - A quote that fails is untrusted: the member is **fenced** through the
  *   control state (JoinAuthority.fence). A failure every check marks
@@ -42,7 +44,7 @@ import { parseQuotePolicy } from "../../tpm/verify/quote-policy.js";
 import type { EnrolledMember, JoinAuthority } from "./join-authority.js";
 import { type JoinRefusal, describeJoinRefusal, joinRefusal, quoteRefusal } from "./join-refusal.js";
 import type { JoinAuditSink } from "./join-verifier.js";
-import { QUOTE_CHECKS } from "../../tpm/verify/quote-failure.js";
+import { QUOTE_CHECKS, type QuoteClock } from "../../tpm/verify/quote-failure.js";
 import type { RequoteAnswer, RequoteRequest } from "./requote.js";
 
 /** How a member is reached for a re-quote (gRPC over mTLS in a peer, in process in tests). Throws when it does not answer. */
@@ -204,8 +206,11 @@ export class AttestationMonitor {
     }
     for (const check of QUOTE_CHECKS) this.#count(check, true);
     this.#suspect.delete(peerId);
-    if (!records) return { peerId, outcome: "attested" };
     const { clock, resetCount, restartCount } = verdict.clock;
+    if (!records) {
+      if (member.state === "down") await this.#returnDownLeader(peerId, { clock, resetCount, restartCount });
+      return { peerId, outcome: "attested" };
+    }
     if (member.state === "fenced") {
       await this.options.authority.unfence(peerId, { clock, resetCount, restartCount });
       await this.#audit(
@@ -218,6 +223,21 @@ export class AttestationMonitor {
     }
     await this.options.authority.attested(peerId, { clock, resetCount, restartCount });
     return { peerId, outcome: "attested" };
+  }
+
+  /**
+   * A follower's passed re-quote of a leader marked down. The leader re-quotes every member but
+   * itself, so a peer marked down while another led (every peer restarts after a recovery, and a
+   * peer waiting to re-enrol answers no re-quote) would stay down for as long as it leads. Its quote
+   * passed every check a leader's would, so it is recorded alike. Two followers may both propose: the
+   * one whose quote clock is not later is refused, and that is no failure once the leader is active.
+   */
+  async #returnDownLeader(peerId: string, quoteClock: QuoteClock): Promise<void> {
+    try {
+      await this.options.authority.attested(peerId, quoteClock);
+    } catch (err) {
+      if ((await this.options.authority.member(peerId))?.state === "down") throw err;
+    }
   }
 
   async #failed(member: EnrolledMember, refusal: JoinRefusal): Promise<MemberVerdict> {

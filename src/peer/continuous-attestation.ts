@@ -5,7 +5,8 @@
  * - this peer's TPM answers other members' re-quotes (lockbox.v1.AttestationService on the peer port),
  *   only to a current, non-fenced member's certificate (ControlPlane.peerRefusal);
  * - an AttestationMonitor re-quotes on `intervalMs`: the raft leader every member (and records every
- *   outcome in the control state), a follower the leader only (and may only fence it). Who decides is
+ *   outcome in the control state), a follower the leader only (and may only fence it, or return it
+ *   from down: the leader cannot re-quote itself). Who decides is
  *   the leader because its verdicts become raft entries every member applies in the same order: all
  *   peers agree on who is fenced, and quote clocks are recorded by one verifier, so they only move on;
  * - SelfFence tells whether this peer itself is fenced (its own state, or the others' refusals), for

@@ -226,3 +226,57 @@ test("a follower's scope: it re-quotes the leader only and records nothing but a
   scope = { kind: "none" };
   t.deepEqual(await monitor.round(), []);
 });
+
+test("a follower returns a leader marked down with a passed re-quote (the leader cannot re-quote itself); a refused record is no failure once another verifier made it active", async (t) => {
+  const m = await machine(t, { identity: "shared" });
+  const c = await cluster(t);
+  await c.enroll(m, PEER);
+  await joinCluster({ tpm: m.tpm, peerId: PEER, channel: c.channel(), tlsPublicKeySpki: tlsKey().spki });
+  // Marked down by an earlier leader, then elected itself.
+  await c.authority.markDown(PEER, "no answer to a re-quote: UNAVAILABLE");
+  const clockBefore = c.authority.record(PEER)?.lastQuoteClock;
+  let attested: (id: string, clock: Parameters<typeof c.authority.attested>[1]) => Promise<void> = (
+    id,
+    clock,
+  ) => c.authority.attested(id, clock);
+  // The authority with its `attested` replaceable (a Proxy: its private fields need the real `this`).
+  const authority = new Proxy(c.authority, {
+    get(target, prop) {
+      if (prop === "attested")
+        return (id: string, clock: Parameters<typeof c.authority.attested>[1]) => attested(id, clock);
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const monitor = new AttestationMonitor({
+    selfId: "peer-1",
+    authority,
+    channel: channelTo(m, { reachable: true }),
+    audit: c.audit,
+    intervalMs: 1_000,
+    timeoutMs: 500,
+    scope: () => ({ kind: "leader", peerId: PEER }),
+  });
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+  t.is(c.authority.record(PEER)?.state, "active");
+  t.notDeepEqual(
+    c.authority.record(PEER)?.lastQuoteClock,
+    clockBefore,
+    "the passed quote's clock is recorded",
+  );
+
+  // Another follower recorded its quote first: this one's is refused, and the leader is active.
+  await c.authority.markDown(PEER, "no answer to a re-quote: UNAVAILABLE");
+  attested = async (id, clock) => {
+    await c.authority.attested(id, clock);
+    throw new Error("the quote clock does not move forward (a replay)");
+  };
+  t.deepEqual(await monitor.round(), [{ peerId: PEER, outcome: "attested" }]);
+  t.is(c.authority.record(PEER)?.state, "active");
+
+  // Refused while the leader is still down (no leader to commit it): the round fails, to be tried again.
+  await c.authority.markDown(PEER, "no answer to a re-quote: UNAVAILABLE");
+  attested = () => Promise.reject(new Error("no leader"));
+  await t.throwsAsync(monitor.round(), { message: "no leader" });
+  t.is(c.authority.record(PEER)?.state, "down");
+});

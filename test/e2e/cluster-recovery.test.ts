@@ -225,9 +225,11 @@ test("every swtpm state destroyed: k recovery shares of the rotated epoch restor
   };
   let rows: PeerRow[] = [];
   // Up to 60 s: under CI's parallel load a re-quote can miss its deadline (1 s interval here), and a
-  // member that did is marked down until a later quote answers (once, peer-1 for over 10 s; the test
-  // alone passes in 2.5 min). A member refused by its policy would be fenced, which this wait never
-  // accepts.
+  // member that did is marked down until a later quote answers. A peer marked down (it answers no
+  // re-quote while its re-enrolment waits to commit) that is then elected leader is returned by its
+  // followers' re-quotes: before they could record one, it stayed down for as long as it led (CI,
+  // 2026-12-02: peer-2 down for the whole 60 s). A member refused by its policy would be fenced,
+  // which this wait never accepts.
   for (let n = 0; n < 240; n++) {
     rows = await clients[0]!.adminCall<{ peers: PeerRow[] }>("ListPeers", {}).then(
       (r) => r.peers,
