@@ -345,15 +345,20 @@ export class ProcessCluster {
 
   /**
    * Stops everything and removes the peers' directories; with `keepLogsIn`, first copies each peer's
-   * log there (a failing test says where).
+   * log and its LevelDB's LOG there (a failing test says where).
    */
   async teardown(keepLogsIn?: string): Promise<void> {
     for (const c of this.#clients) c.close();
     this.#clients.clear();
     if (keepLogsIn !== undefined) {
       await fs.mkdir(keepLogsIn, { recursive: true });
-      for (const p of this.peers)
+      for (const p of this.peers) {
         await fs.copyFile(join(p.process.dir, "peer.log"), join(keepLogsIn, `${p.id}.log`)).catch(() => {});
+        // LevelDB's own log: when its flushes and compactions ran (benchmark bursts, store errors).
+        await fs
+          .copyFile(join(p.process.dir, "data", "LOG"), join(keepLogsIn, `${p.id}.leveldb.log`))
+          .catch(() => {});
+      }
     }
     for (const p of [...this.peers].reverse()) {
       await p.process.teardown();
